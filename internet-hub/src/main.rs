@@ -1,2 +1,317 @@
-//! placeholder
-fn main() {}
+//! `internet-hub`: thin command-line glue over the `internet_hub` library.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use internet_hub::broker::Clock;
+use internet_hub::config::HubConfig;
+use renkei_crypto::participant::ParticipantId;
+
+#[derive(Debug, Parser)]
+#[command(name = "internet-hub", version, about = "Renkei internet hub: the consent-managed blind broker")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the hub: participant API (mTLS), resident portal (HTTPS), admin endpoints.
+    Serve {
+        /// The hub configuration file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Check a configuration file, its keys, certificates and policies, then exit.
+    CheckConfig {
+        /// The hub configuration file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Create the hub's secret keys and a `hub.toml` in DIR (refuses to overwrite).
+    Init {
+        /// Target folder.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Folder made by `pki init` (relative paths are written into hub.toml).
+        #[arg(long, default_value = "pki")]
+        pki: PathBuf,
+    },
+    /// The participant PKI.
+    Pki {
+        #[command(subcommand)]
+        command: PkiCommand,
+    },
+    /// The participant registry (takes effect at once on running hubs).
+    Participants {
+        /// The hub configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        #[command(subcommand)]
+        command: ParticipantCommand,
+    },
+    /// The audit log.
+    Audit {
+        /// The hub configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Revoke a consent as the hub administrator.
+    RevokeConsent {
+        /// The hub configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Consent id.
+        #[arg(long)]
+        id: String,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PkiCommand {
+    /// Create the participant CA and the hub's server certificate.
+    Init {
+        /// PKI folder.
+        #[arg(long)]
+        dir: PathBuf,
+        /// DNS names of the hub (repeat).
+        #[arg(long = "dns", default_value = "localhost")]
+        dns: Vec<String>,
+        /// IP addresses of the hub (repeat).
+        #[arg(long = "ip", default_value = "127.0.0.1")]
+        ip: Vec<std::net::IpAddr>,
+    },
+    /// Issue a participant's key and certificate.
+    Issue {
+        /// PKI folder.
+        #[arg(long)]
+        dir: PathBuf,
+        /// `kind:id`, e.g. `phr:asmile`.
+        #[arg(long)]
+        participant: ParticipantId,
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// Validity in days.
+        #[arg(long, default_value_t = 397)]
+        days: u32,
+    },
+    /// Revoke a certificate by serial and regenerate the CRL.
+    Revoke {
+        /// PKI folder.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Serial number (hex, as printed by `issue`).
+        #[arg(long)]
+        serial: String,
+    },
+    /// Regenerate the CRL.
+    Crl {
+        /// PKI folder.
+        #[arg(long)]
+        dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ParticipantCommand {
+    /// Register a participant (or update its name and keys).
+    Add {
+        /// `kind:id`.
+        participant: ParticipantId,
+        /// Display name.
+        #[arg(long)]
+        name: Option<String>,
+        /// X25519 key-grant public key (base64).
+        #[arg(long)]
+        grant_key: Option<String>,
+        /// X25519 enrollment public key (base64; sources).
+        #[arg(long)]
+        enrollment_key: Option<String>,
+    },
+    /// Suspend: the participant gets nothing from its next request on.
+    Suspend {
+        /// `kind:id`.
+        participant: ParticipantId,
+    },
+    /// Resume a suspended participant.
+    Resume {
+        /// `kind:id`.
+        participant: ParticipantId,
+    },
+    /// List participants.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Verify the chain and checkpoint signatures; names the first bad entry.
+    Verify {
+        /// A checkpoint JSON kept by a witness (e.g. an agent), to detect truncation.
+        #[arg(long)]
+        witness: Option<PathBuf>,
+    },
+    /// Sign a checkpoint now.
+    Checkpoint,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    internet_hub::logging::init("text");
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve { config } => {
+            let cfg = HubConfig::load(&config)?;
+            internet_hub::logging::init(&cfg.file.log_format);
+            let running = internet_hub::app::start(&cfg, Clock::System).await?;
+            eprintln!(
+                "internet-hub: participant API https://{} · portal https://{} · admin http://{}",
+                running.participant_addr, running.portal_addr, running.admin_addr
+            );
+            shutdown_signal().await;
+            eprintln!("internet-hub: shutting down, finishing in-flight requests");
+            running.shutdown().await;
+        }
+        Command::CheckConfig { config } => {
+            let cfg = HubConfig::load(&config)?;
+            let hub = internet_hub::app::build_hub(&cfg, Clock::System).await?;
+            renkei_crypto::tls::server_config(&renkei_crypto::tls::ServerTlsPaths {
+                cert_chain: cfg.file.tls.cert.clone(),
+                key: cfg.file.tls.key.clone(),
+                client_ca: Some(cfg.file.tls.client_ca.clone()),
+                crls: cfg.file.tls.crls.clone(),
+            })?;
+            println!("config `{}` is valid; database reachable: {}", config.display(), hub.db.ping().await);
+        }
+        Command::Init { dir, pki } => internet_hub::init::init(&dir, &pki)?,
+        Command::Pki { command } => pki(command)?,
+        Command::Participants { config, command } => {
+            let cfg = HubConfig::load(&config)?;
+            let hub = internet_hub::app::build_hub(&cfg, Clock::System).await?;
+            let now = hub.now();
+            match command {
+                ParticipantCommand::Add { participant, name, grant_key, enrollment_key } => {
+                    let name = name.unwrap_or_else(|| participant.to_string());
+                    internet_hub::registry::add(&hub.db, &participant, &name, grant_key.as_deref(), enrollment_key.as_deref(), now).await?;
+                    println!("registered {participant}");
+                }
+                ParticipantCommand::Suspend { participant } => {
+                    internet_hub::registry::set_status(&hub.db, &participant, true, now).await?;
+                    println!("suspended {participant}");
+                }
+                ParticipantCommand::Resume { participant } => {
+                    internet_hub::registry::set_status(&hub.db, &participant, false, now).await?;
+                    println!("resumed {participant}");
+                }
+                ParticipantCommand::List => {
+                    for p in internet_hub::registry::list(&hub.db).await? {
+                        println!(
+                            "{:<32} {:<10} grant_key={} enrollment_key={}  {}",
+                            p.id,
+                            p.status,
+                            if p.grant_pk.is_some() { "yes" } else { "no" },
+                            if p.enrollment_pk.is_some() { "yes" } else { "no" },
+                            p.display_name
+                        );
+                    }
+                }
+            }
+        }
+        Command::Audit { config, command } => {
+            let cfg = HubConfig::load(&config)?;
+            let hub = internet_hub::app::build_hub(&cfg, Clock::System).await?;
+            match command {
+                AuditCommand::Verify { witness } => {
+                    let witness = match witness {
+                        Some(p) => Some(serde_json::from_str(&std::fs::read_to_string(&p).with_context(|| format!("witness `{}`", p.display()))?)
+                            .with_context(|| format!("witness `{}`", p.display()))?),
+                        None => None,
+                    };
+                    let trusted = [hub.signing_key.verifying_key()];
+                    match internet_hub::audit::verify(&hub.db, &trusted, witness.as_ref()).await? {
+                        Ok(r) => println!("audit log OK: {} entries, {} signed checkpoints verified, head {}", r.entries, r.checkpoints, r.head),
+                        Err(b) => bail!("audit log BROKEN at entry {}: {}", b.seq, b.reason),
+                    }
+                    let chain = renkei_consent::ConsentStore::verify_chain(&hub.consents, None).await?;
+                    println!("consent ledger OK: {chain:?}");
+                }
+                AuditCommand::Checkpoint => match internet_hub::audit::checkpoint(&hub.db, &hub.signing_key, hub.now()).await? {
+                    Some(cp) => println!("{}", serde_json::to_string_pretty(&cp)?),
+                    None => println!("no new entries since the last checkpoint"),
+                },
+            }
+        }
+        Command::RevokeConsent { config, id, reason } => {
+            let cfg = HubConfig::load(&config)?;
+            let hub = internet_hub::app::build_hub(&cfg, Clock::System).await?;
+            let c = internet_hub::broker::consents::revoke_as_admin(&hub, &id, &reason).await?;
+            println!("revoked consent {} (version {})", c.id, c.version);
+        }
+    }
+    Ok(())
+}
+
+fn pki(command: PkiCommand) -> anyhow::Result<()> {
+    use internet_hub::pki;
+    match command {
+        PkiCommand::Init { dir, dns, ip } => {
+            pki::init(&dir, &dns, &ip, 397)?;
+            println!("participant CA and hub server certificate written to {}", dir.display());
+        }
+        PkiCommand::Issue { dir, participant, out, days } => {
+            let serial = pki::issue(&dir, &participant, &out, days)?;
+            println!("issued {participant}: serial {serial}, files in {}", out.display());
+        }
+        PkiCommand::Revoke { dir, serial } => {
+            pki::revoke(&dir, &serial)?;
+            println!("revoked serial {serial}; CRL regenerated");
+        }
+        PkiCommand::Crl { dir } => {
+            let path = pki::crl(&dir)?;
+            println!("CRL written to {}", path.display());
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

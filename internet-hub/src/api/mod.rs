@@ -1,0 +1,249 @@
+//! The participant API (JSON over mTLS). Handlers are thin: they take the caller's
+//! identity from the connection and hand off to the broker.
+
+pub mod limits;
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use renkei_crypto::participant::{ParticipantId, ParticipantKind};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::audit;
+use crate::broker::{self, Hub, consents, enroll, events, grants, records};
+use crate::error::{Error, Result};
+use crate::registry;
+use crate::server::PeerIdentity;
+
+/// The OpenAPI document, checked in beside this module.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// The caller, from the client certificate of this connection.
+#[derive(Debug, Clone)]
+pub struct Caller(pub ParticipantId);
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self> {
+        match parts.extensions.get::<PeerIdentity>() {
+            Some(PeerIdentity::Participant(id)) => Ok(Caller(id.clone())),
+            Some(PeerIdentity::Invalid(reason)) => {
+                Err(Error::Unauthenticated(format!("client certificate: {reason}")))
+            }
+            None => Err(Error::Unauthenticated("a client certificate is required".into())),
+        }
+    }
+}
+
+/// JSON body extraction with errors in the hub's format (never axum's plain text).
+#[derive(Debug)]
+pub struct Body<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<S> for Body<T> {
+    type Rejection = Error;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(Body(v)),
+            Err(e) if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(Error::TooLarge("request body is too large".into()))
+            }
+            Err(e) => Err(Error::BadRequest(format!("request body: {}", e.body_text()))),
+        }
+    }
+}
+
+/// The participant API router.
+pub fn router(hub: Arc<Hub>, max_body: usize, rate: Arc<limits::RateLimiter>) -> Router {
+    Router::new()
+        .route("/v1/openapi.json", get(openapi))
+        .route("/v1/records", post(upload_records))
+        .route("/v1/feed", get(feed))
+        .route("/v1/records/{id}", get(read_record))
+        .route("/v1/events", get(list_events))
+        .route("/v1/events/{id}/ack", post(ack_event))
+        .route("/v1/consents", post(grant_consent))
+        .route("/v1/consents/{id}/revoke", post(revoke_consent))
+        .route("/v1/enrollments", post(submit_enrollment))
+        .route("/v1/enrollments/{id}", get(get_enrollment))
+        .route("/v1/source/key-grant-requests", get(grant_requests))
+        .route("/v1/source/key-grants", post(upload_grants))
+        .route("/v1/source/enrollments", get(source_enrollments))
+        .route("/v1/source/enrollments/{id}/result", post(enrollment_result))
+        .route("/v1/participants/{kind}/{id}/keys", get(participant_keys).put(publish_keys))
+        .route("/v1/audit/checkpoint", get(checkpoint))
+        .fallback(|| async { Error::NotFound("no such endpoint".into()) })
+        .layer(axum::middleware::from_fn_with_state(rate, limits::per_participant))
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(hub)
+}
+
+type Hs = State<Arc<Hub>>;
+
+async fn openapi() -> impl IntoResponse {
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], OPENAPI)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UploadBody {
+    records: Vec<String>,
+}
+
+async fn upload_records(State(hub): Hs, Caller(who): Caller, Body(body): Body<UploadBody>) -> Result<Json<records::IngestReport>> {
+    let mut batch = Vec::with_capacity(body.records.len());
+    for (i, r) in body.records.iter().enumerate() {
+        batch.push(
+            data_encoding::BASE64
+                .decode(r.as_bytes())
+                .map_err(|e| Error::BadRequest(format!("records[{i}]: not base64: {e}")))?,
+        );
+    }
+    Ok(Json(records::ingest(&hub, &who, &batch).await?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Page {
+    #[serde(default)]
+    cursor: Option<i64>,
+    #[serde(default)]
+    limit: Option<i64>,
+}
+
+async fn feed(State(hub): Hs, Caller(who): Caller, Query(p): Query<Page>) -> Result<Json<records::FeedPage>> {
+    Ok(Json(records::feed(&hub, &who, p.cursor.unwrap_or(0), p.limit.unwrap_or(100)).await?))
+}
+
+async fn read_record(State(hub): Hs, Caller(who): Caller, Path(id): Path<String>) -> Result<Json<records::FeedItem>> {
+    Ok(Json(records::read(&hub, &who, &id).await?))
+}
+
+async fn list_events(State(hub): Hs, Caller(who): Caller, Query(p): Query<Page>) -> Result<Json<Value>> {
+    let events = events::list(&hub, &who, p.limit.unwrap_or(100)).await?;
+    Ok(Json(json!({ "events": events })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AckBody {
+    deleted: bool,
+}
+
+async fn ack_event(State(hub): Hs, Caller(who): Caller, Path(id): Path<i64>, Body(b): Body<AckBody>) -> Result<Json<Value>> {
+    events::ack(&hub, &who, id, b.deleted).await?;
+    Ok(Json(json!({ "acknowledged": id })))
+}
+
+async fn grant_consent(State(hub): Hs, Caller(who): Caller, Body(b): Body<consents::GrantBody>) -> Result<Json<consents::Granted>> {
+    Ok(Json(consents::grant(&hub, &who, b).await?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeBody {
+    #[serde(default)]
+    reason: String,
+}
+
+async fn revoke_consent(State(hub): Hs, Caller(who): Caller, Path(id): Path<String>, Body(b): Body<RevokeBody>) -> Result<Json<renkei_consent::Consent>> {
+    Ok(Json(consents::revoke(&hub, &who, &id, &b.reason).await?))
+}
+
+async fn submit_enrollment(State(hub): Hs, Caller(who): Caller, Body(b): Body<enroll::SubmitBody>) -> Result<Json<enroll::Enrollment>> {
+    Ok(Json(enroll::submit(&hub, &who, &b).await?))
+}
+
+async fn get_enrollment(State(hub): Hs, Caller(who): Caller, Path(id): Path<String>) -> Result<Json<enroll::Enrollment>> {
+    Ok(Json(enroll::get(&hub, &who, &id).await?))
+}
+
+async fn grant_requests(State(hub): Hs, Caller(who): Caller, Query(p): Query<Page>) -> Result<Json<Value>> {
+    let requests = grants::pending(&hub, &who, p.limit.unwrap_or(100)).await?;
+    Ok(Json(json!({ "requests": requests })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GrantsBody {
+    grants: Vec<grants::GrantUpload>,
+}
+
+async fn upload_grants(State(hub): Hs, Caller(who): Caller, Body(b): Body<GrantsBody>) -> Result<Json<grants::GrantReport>> {
+    Ok(Json(grants::upload(&hub, &who, &b.grants).await?))
+}
+
+async fn source_enrollments(State(hub): Hs, Caller(who): Caller, Query(p): Query<Page>) -> Result<Json<Value>> {
+    let list = enroll::pending(&hub, &who, p.limit.unwrap_or(100)).await?;
+    Ok(Json(json!({ "enrollments": list })))
+}
+
+async fn enrollment_result(State(hub): Hs, Caller(who): Caller, Path(id): Path<String>, Body(b): Body<enroll::ResultBody>) -> Result<Json<enroll::Enrollment>> {
+    Ok(Json(enroll::answer(&hub, &who, &id, &b).await?))
+}
+
+/// A participant's published public keys.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Keys {
+    #[serde(default)]
+    grant_key: Option<String>,
+    #[serde(default)]
+    enrollment_key: Option<String>,
+}
+
+async fn participant_keys(State(hub): Hs, Caller(who): Caller, Path((kind, id)): Path<(String, String)>) -> Result<Json<Keys>> {
+    let target: ParticipantId = format!("{kind}:{id}")
+        .parse()
+        .map_err(|e| Error::BadRequest(format!("participant `{kind}:{id}`: {e}")))?;
+    let mut tx = hub.db.pool().begin().await?;
+    let all = [ParticipantKind::Source, ParticipantKind::Phr, ParticipantKind::Clinic, ParticipantKind::Municipality, ParticipantKind::Analyst];
+    broker::authorize_caller(&mut tx, &who, &all).await?;
+    let p = registry::get(&mut tx, &target).await?.filter(|p| !p.suspended());
+    tx.commit().await?;
+    let p = p.ok_or_else(|| Error::NotFound(format!("participant `{target}` not found")))?;
+    Ok(Json(Keys { grant_key: p.grant_pk, enrollment_key: p.enrollment_pk }))
+}
+
+async fn publish_keys(State(hub): Hs, Caller(who): Caller, Path((kind, id)): Path<(String, String)>, Body(k): Body<Keys>) -> Result<Json<Keys>> {
+    if format!("{kind}:{id}") != who.to_string() {
+        return Err(Error::Forbidden("a participant may publish only its own keys".into()));
+    }
+    for (name, key) in [("grant_key", &k.grant_key), ("enrollment_key", &k.enrollment_key)] {
+        if let Some(key) = key {
+            renkei_crypto::grant::RecipientPublicKey::from_base64(key)
+                .map_err(|e| Error::BadRequest(format!("{name}: {e}")))?;
+        }
+    }
+    if k.enrollment_key.is_some() && who.kind() != ParticipantKind::Source {
+        return Err(Error::Forbidden("only a source publishes an enrollment key".into()));
+    }
+    let now = hub.now();
+    let mut tx = hub.db.pool().begin().await?;
+    let all = [ParticipantKind::Source, ParticipantKind::Phr, ParticipantKind::Clinic, ParticipantKind::Municipality, ParticipantKind::Analyst];
+    broker::authorize_caller(&mut tx, &who, &all).await?;
+    registry::set_keys(&mut tx, &who, k.grant_key.as_deref(), k.enrollment_key.as_deref(), now).await?;
+    audit::append(&mut tx, now, &audit::Entry::allow(&who.to_string(), "participant.keys", &who.to_string())).await?;
+    tx.commit().await?;
+    Ok(Json(k))
+}
+
+async fn checkpoint(State(hub): Hs, Caller(who): Caller) -> Result<Json<audit::Checkpoint>> {
+    let mut tx = hub.db.pool().begin().await?;
+    let all = [ParticipantKind::Source, ParticipantKind::Phr, ParticipantKind::Clinic, ParticipantKind::Municipality, ParticipantKind::Analyst];
+    broker::authorize_caller(&mut tx, &who, &all).await?;
+    tx.commit().await?;
+    let cp = match audit::latest_checkpoint(&hub.db).await? {
+        Some(cp) => cp,
+        None => audit::checkpoint(&hub.db, &hub.signing_key, hub.now())
+            .await?
+            .ok_or_else(|| Error::NotFound("no audit checkpoint yet".into()))?,
+    };
+    Ok(Json(cp))
+}

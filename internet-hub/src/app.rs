@@ -1,0 +1,172 @@
+//! Assembles a running hub from a validated config: keys, database, policies, TLS,
+//! the three listeners and the checkpoint timer. Used by `serve`, the demo and tests.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use renkei_consent::AnyConsentStore;
+use renkei_crypto::keys::{PseudonymKey, read_secret_file};
+use renkei_crypto::sign::SigningKey;
+use renkei_crypto::tls::{ServerTlsPaths, server_config};
+use renkei_policies::Policies;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+
+use crate::api::{self, limits::RateLimiter};
+use crate::broker::{BrokerLimits, Clock, Hub};
+use crate::config::HubConfig;
+use crate::db::Db;
+use crate::error::{Error, Result};
+use crate::portal::{self, PortalLimits};
+use crate::server::{self, ConnLimits, Transport};
+
+/// Builds the broker (keys, database, policies) from the config.
+pub async fn build_hub(cfg: &HubConfig, clock: Clock) -> Result<Arc<Hub>> {
+    let f = &cfg.file;
+    let key_err = |e: renkei_crypto::Error| Error::Config(e.to_string());
+    let pseudonym_key = PseudonymKey::load(&f.keys.pseudonym).map_err(key_err)?;
+    let signing_key = SigningKey::load(&f.keys.signing).map_err(key_err)?;
+    let receipt_pepper = read_secret_file(&f.keys.receipt_pepper).map_err(key_err)?;
+    let policies = match &f.policies_dir {
+        Some(dir) => Policies::load(dir).map_err(|e| Error::Config(e.to_string()))?,
+        None => Policies::embedded().map_err(|e| Error::Config(e.to_string()))?,
+    };
+    let db = Db::connect(&f.database_url, f.limits.db_connections).await?;
+    let consents = AnyConsentStore::connect(&f.database_url)
+        .await
+        .map_err(|e| Error::Unavailable(format!("consent store: {e}")))?;
+    Ok(Arc::new(Hub {
+        db,
+        consents,
+        policies,
+        pseudonym_key,
+        signing_key,
+        receipt_pepper,
+        limits: BrokerLimits {
+            max_batch: f.limits.max_batch,
+            max_page: f.limits.max_page,
+            enrollment_ttl: Duration::from_secs(f.limits.enrollment_ttl_secs),
+        },
+        clock,
+    }))
+}
+
+/// A hub serving on its listeners.
+#[derive(Debug)]
+pub struct Running {
+    /// The broker.
+    pub hub: Arc<Hub>,
+    /// Bound participant API address.
+    pub participant_addr: SocketAddr,
+    /// Bound portal address.
+    pub portal_addr: SocketAddr,
+    /// Bound admin address.
+    pub admin_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops accepting, lets in-flight requests finish, and waits for the listeners.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Starts the three listeners and the checkpoint timer.
+pub async fn start(cfg: &HubConfig, clock: Clock) -> Result<Running> {
+    let hub = build_hub(cfg, clock).await?;
+    let f = &cfg.file;
+    let tls_err = |e: renkei_crypto::Error| Error::Config(e.to_string());
+    let participant_tls = server_config(&ServerTlsPaths {
+        cert_chain: f.tls.cert.clone(),
+        key: f.tls.key.clone(),
+        client_ca: Some(f.tls.client_ca.clone()),
+        crls: f.tls.crls.clone(),
+    })
+    .map_err(tls_err)?;
+    let portal_tls = server_config(&ServerTlsPaths {
+        cert_chain: f.tls.cert.clone(),
+        key: f.tls.key.clone(),
+        client_ca: None,
+        crls: Vec::new(),
+    })
+    .map_err(tls_err)?;
+    let limits = ConnLimits {
+        max_connections: f.limits.max_connections,
+        handshake_timeout: Duration::from_secs(f.limits.handshake_timeout_secs),
+        header_timeout: cfg.header_timeout(),
+    };
+    let request_timeout = Duration::from_secs(f.limits.request_timeout_secs);
+    let rate = Arc::new(RateLimiter::new(f.limits.rate_per_second, f.limits.rate_burst));
+    let api_router = api::router(hub.clone(), f.limits.max_body_bytes, rate)
+        .layer(axum::middleware::from_fn_with_state(request_timeout, timeout_layer));
+    let portal_router = portal::router(
+        hub.clone(),
+        PortalLimits { max_failures: f.limits.portal_max_failures, lockout_secs: f.limits.portal_lockout_secs },
+    )
+    .layer(axum::middleware::from_fn_with_state(request_timeout, timeout_layer));
+    let admin_router = crate::admin::router(hub.clone());
+
+    let participant = server::bind(&f.listen.participant).await?;
+    let portal = server::bind(&f.listen.portal).await?;
+    let admin = server::bind(&f.listen.admin).await?;
+    let addr = |l: &tokio::net::TcpListener| l.local_addr().map_err(|e| Error::Internal(e.to_string()));
+    let (participant_addr, portal_addr, admin_addr) = (addr(&participant)?, addr(&portal)?, addr(&admin)?);
+    let (tx, rx) = watch::channel(false);
+    let drain = Duration::from_secs(10);
+    let tasks = vec![
+        tokio::spawn(server::serve(
+            participant,
+            Transport::Tls { acceptor: TlsAcceptor::from(participant_tls), participant: true },
+            api_router,
+            limits,
+            rx.clone(),
+            drain,
+        )),
+        tokio::spawn(server::serve(
+            portal,
+            Transport::Tls { acceptor: TlsAcceptor::from(portal_tls), participant: false },
+            portal_router,
+            limits,
+            rx.clone(),
+            drain,
+        )),
+        tokio::spawn(server::serve(admin, Transport::Plain, admin_router, limits, rx.clone(), drain)),
+        tokio::spawn(checkpoint_timer(hub.clone(), Duration::from_secs(f.audit.checkpoint_secs.max(1)), rx)),
+    ];
+    tracing::info!(%participant_addr, %portal_addr, %admin_addr, "hub listening");
+    Ok(Running { hub, participant_addr, portal_addr, admin_addr, shutdown: tx, tasks })
+}
+
+/// Whole-request timeout: a client that trickles its body is answered 408 and dropped.
+async fn timeout_layer(
+    axum::extract::State(limit): axum::extract::State<Duration>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => (axum::http::StatusCode::REQUEST_TIMEOUT, "request timed out").into_response(),
+    }
+}
+
+async fn checkpoint_timer(hub: Arc<Hub>, every: Duration, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                if let Err(e) = crate::audit::checkpoint(&hub.db, &hub.signing_key, hub.now()).await {
+                    tracing::warn!(error = %e, "audit checkpoint failed");
+                }
+            }
+            _ = stop.changed() => break,
+        }
+    }
+}

@@ -1,0 +1,341 @@
+//! The tamper-evident audit log: every decision is appended to a hash chain in the
+//! same transaction as the decision, and checkpoints (sequence, head hash) are signed
+//! with the hub's Ed25519 key. [`verify`] names the first bad entry.
+
+use chrono::{DateTime, Utc};
+use renkei_crypto::sign::{SigningKey, VerifyingKey};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use sqlx::{AnyConnection, Row};
+
+use crate::db::{self, Db};
+use crate::error::{Error, Result};
+
+/// One decision to record. Empty strings mean "not applicable".
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Entry {
+    /// Who acted: `kind:id`, `resident`, `admin` or `hub`.
+    pub actor: String,
+    /// What was decided: `ingest`, `consent.grant`, `consent.revoke`, `read`, `key_grant`, ...
+    pub action: String,
+    /// What it was about (record id, consent id, enrollment id).
+    pub object: String,
+    /// The subject token concerned, if any (lets the portal show a resident their history).
+    pub subject: String,
+    /// The consent the decision relied on, if any.
+    pub consent: String,
+    /// The data category concerned, if any.
+    pub category: String,
+    /// `allow` or `deny`.
+    pub decision: String,
+    /// Why (for denials: the reasons).
+    pub reason: String,
+}
+
+impl Entry {
+    /// An allowed action.
+    pub fn allow(actor: &str, action: &str, object: &str) -> Self {
+        Entry {
+            actor: actor.to_owned(),
+            action: action.to_owned(),
+            object: object.to_owned(),
+            decision: "allow".to_owned(),
+            ..Entry::default()
+        }
+    }
+
+    /// A denied action with its reason.
+    pub fn deny(actor: &str, action: &str, object: &str, reason: &str) -> Self {
+        Entry {
+            decision: "deny".to_owned(),
+            reason: reason.to_owned(),
+            ..Entry::allow(actor, action, object)
+        }
+    }
+
+    /// Sets the subject, consent and category.
+    pub fn about(mut self, subject: &str, consent: &str, category: &str) -> Self {
+        subject.clone_into(&mut self.subject);
+        consent.clone_into(&mut self.consent);
+        category.clone_into(&mut self.category);
+        self
+    }
+}
+
+/// The bytes an entry's hash covers: the previous hash, the sequence, the time and
+/// every field, length-prefixed so no two entries share an encoding.
+fn entry_hash(prev_hash: &str, seq: i64, at: i64, e: &Entry) -> String {
+    let mut h = Sha256::new();
+    h.update(b"renkei-audit v1");
+    for field in [
+        prev_hash,
+        &seq.to_string(),
+        &at.to_string(),
+        &e.actor,
+        &e.action,
+        &e.object,
+        &e.subject,
+        &e.consent,
+        &e.category,
+        &e.decision,
+        &e.reason,
+    ] {
+        h.update((field.len() as u64).to_be_bytes());
+        h.update(field.as_bytes());
+    }
+    hex::encode(h.finalize())
+}
+
+/// Appends an entry inside the caller's transaction. Appenders are serialized by the
+/// lock on the `audit` sequence row, so the chain never forks.
+pub async fn append(conn: &mut AnyConnection, now: DateTime<Utc>, e: &Entry) -> Result<i64> {
+    let (seq, prev) = db::next_in_sequence(conn, "audit").await?;
+    let at = db::micros(now);
+    let hash = entry_hash(&prev, seq, at, e);
+    sqlx::query(
+        "INSERT INTO hub_audit (seq, at, actor, action, object, subject, consent, category, \
+         decision, reason, prev_hash, hash) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)",
+    )
+    .bind(seq)
+    .bind(at)
+    .bind(&e.actor)
+    .bind(&e.action)
+    .bind(&e.object)
+    .bind(&e.subject)
+    .bind(&e.consent)
+    .bind(&e.category)
+    .bind(&e.decision)
+    .bind(&e.reason)
+    .bind(&prev)
+    .bind(&hash)
+    .execute(&mut *conn)
+    .await?;
+    db::set_sequence_head(conn, "audit", &hash).await?;
+    Ok(seq)
+}
+
+/// Appends one entry in a transaction of its own.
+pub async fn append_now(db: &Db, now: DateTime<Utc>, e: &Entry) -> Result<i64> {
+    let mut tx = db.pool().begin().await?;
+    let seq = append(&mut tx, now, e).await?;
+    tx.commit().await?;
+    Ok(seq)
+}
+
+/// A signed statement that the audit chain had `head_hash` at entry `seq`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// The last entry covered.
+    pub seq: i64,
+    /// That entry's hash.
+    pub head_hash: String,
+    /// When it was signed.
+    pub at: DateTime<Utc>,
+    /// Version of the signing key.
+    pub key_version: String,
+    /// The signing key's public half (base64).
+    pub public_key: String,
+    /// Ed25519 signature over [`Checkpoint::signed_bytes`] (base64).
+    pub signature: String,
+}
+
+impl Checkpoint {
+    /// The exact bytes that are signed.
+    pub fn signed_bytes(seq: i64, head_hash: &str, at: DateTime<Utc>) -> Vec<u8> {
+        format!("renkei-audit-checkpoint v1\n{seq}\n{head_hash}\n{}", at.timestamp_micros())
+            .into_bytes()
+    }
+
+    /// Checks the signature against the given trusted key.
+    pub fn verify_signature(&self, trusted: &VerifyingKey) -> bool {
+        trusted.to_base64() == self.public_key
+            && trusted.verify_base64(
+                &Checkpoint::signed_bytes(self.seq, &self.head_hash, self.at),
+                &self.signature,
+            )
+    }
+}
+
+/// Signs a checkpoint over the current head if the chain grew since the last one.
+pub async fn checkpoint(db: &Db, key: &SigningKey, now: DateTime<Utc>) -> Result<Option<Checkpoint>> {
+    let mut tx = db.pool().begin().await?;
+    // Lock the audit row so the head cannot move while we sign it.
+    sqlx::query("UPDATE hub_sequences SET value = value WHERE name = 'audit'")
+        .execute(&mut *tx)
+        .await?;
+    let row = sqlx::query("SELECT value, head FROM hub_sequences WHERE name = 'audit'")
+        .fetch_one(&mut *tx)
+        .await?;
+    let (seq, head): (i64, String) = (row.try_get("value")?, row.try_get("head")?);
+    let last: Option<i64> = sqlx::query("SELECT MAX(seq) AS s FROM hub_checkpoints")
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("s")?;
+    if seq == 0 || last.is_some_and(|l| l >= seq) {
+        tx.commit().await?;
+        return Ok(None);
+    }
+    let signature = key.sign_base64(&Checkpoint::signed_bytes(seq, &head, now));
+    let cp = Checkpoint {
+        seq,
+        head_hash: head,
+        at: now,
+        key_version: key.version().to_string(),
+        public_key: key.verifying_key().to_base64(),
+        signature,
+    };
+    sqlx::query(
+        "INSERT INTO hub_checkpoints (seq, head_hash, at, key_version, public_key, signature) \
+         VALUES ($1,$2,$3,$4,$5,$6)",
+    )
+    .bind(cp.seq)
+    .bind(&cp.head_hash)
+    .bind(db::micros(cp.at))
+    .bind(&cp.key_version)
+    .bind(&cp.public_key)
+    .bind(&cp.signature)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Some(cp))
+}
+
+/// The latest signed checkpoint, if any.
+pub async fn latest_checkpoint(db: &Db) -> Result<Option<Checkpoint>> {
+    let row = sqlx::query(
+        "SELECT seq, head_hash, at, key_version, public_key, signature FROM hub_checkpoints \
+         ORDER BY seq DESC LIMIT 1",
+    )
+    .fetch_optional(db.pool())
+    .await?;
+    row.map(|r| checkpoint_from_row(&r)).transpose()
+}
+
+fn checkpoint_from_row(r: &sqlx::any::AnyRow) -> Result<Checkpoint> {
+    Ok(Checkpoint {
+        seq: r.try_get("seq")?,
+        head_hash: r.try_get("head_hash")?,
+        at: db::from_micros(r.try_get("at")?)?,
+        key_version: r.try_get("key_version")?,
+        public_key: r.try_get("public_key")?,
+        signature: r.try_get("signature")?,
+    })
+}
+
+/// What verification found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Report {
+    /// Entries checked.
+    pub entries: i64,
+    /// Checkpoints whose signature and head matched.
+    pub checkpoints: usize,
+    /// The head hash of the chain.
+    pub head: String,
+}
+
+/// The first problem verification found.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("audit entry {seq}: {reason}")]
+pub struct Broken {
+    /// The first bad entry (for a truncated log: the first missing one).
+    pub seq: i64,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// Verifies the whole chain, every checkpoint against `trusted` keys, and (when given)
+/// a checkpoint a witness kept. Names the first bad entry.
+pub async fn verify(
+    db: &Db,
+    trusted: &[VerifyingKey],
+    witness: Option<&Checkpoint>,
+) -> Result<std::result::Result<Report, Broken>> {
+    let mut checkpoints = Vec::new();
+    for r in sqlx::query(
+        "SELECT seq, head_hash, at, key_version, public_key, signature FROM hub_checkpoints \
+         ORDER BY seq",
+    )
+    .fetch_all(db.pool())
+    .await?
+    {
+        checkpoints.push(checkpoint_from_row(&r)?);
+    }
+    checkpoints.extend(witness.cloned());
+    for cp in &checkpoints {
+        if !trusted.iter().any(|k| cp.verify_signature(k)) {
+            return Ok(Err(Broken {
+                seq: cp.seq,
+                reason: format!("checkpoint at entry {} has no valid signature by a trusted key", cp.seq),
+            }));
+        }
+    }
+
+    let mut prev = String::new();
+    let mut expected_seq = 1_i64;
+    let mut ok_checkpoints = 0;
+    loop {
+        let rows = sqlx::query(
+            "SELECT seq, at, actor, action, object, subject, consent, category, decision, \
+             reason, prev_hash, hash FROM hub_audit WHERE seq >= $1 ORDER BY seq LIMIT 5000",
+        )
+        .bind(expected_seq)
+        .fetch_all(db.pool())
+        .await?;
+        if rows.is_empty() {
+            break;
+        }
+        for r in rows {
+            let seq: i64 = r.try_get("seq")?;
+            if seq != expected_seq {
+                return Ok(Err(Broken { seq: expected_seq, reason: "entry is missing (deleted)".into() }));
+            }
+            let e = Entry {
+                actor: r.try_get("actor")?,
+                action: r.try_get("action")?,
+                object: r.try_get("object")?,
+                subject: r.try_get("subject")?,
+                consent: r.try_get("consent")?,
+                category: r.try_get("category")?,
+                decision: r.try_get("decision")?,
+                reason: r.try_get("reason")?,
+            };
+            let stored_prev: String = r.try_get("prev_hash")?;
+            let stored_hash: String = r.try_get("hash")?;
+            if stored_prev != prev {
+                return Ok(Err(Broken { seq, reason: "previous-hash link does not match".into() }));
+            }
+            if entry_hash(&prev, seq, r.try_get("at")?, &e) != stored_hash {
+                return Ok(Err(Broken { seq, reason: "content does not match its hash (edited)".into() }));
+            }
+            for cp in checkpoints.iter().filter(|c| c.seq == seq) {
+                if cp.head_hash != stored_hash {
+                    return Ok(Err(Broken {
+                        seq,
+                        reason: "entry differs from the signed checkpoint".into(),
+                    }));
+                }
+                ok_checkpoints += 1;
+            }
+            prev = stored_hash;
+            expected_seq += 1;
+        }
+    }
+    let last = expected_seq - 1;
+    if let Some(cp) = checkpoints.iter().find(|c| c.seq > last) {
+        return Ok(Err(Broken {
+            seq: last + 1,
+            reason: format!("log is truncated: a signed checkpoint covers entry {}", cp.seq),
+        }));
+    }
+    let row = sqlx::query("SELECT value, head FROM hub_sequences WHERE name = 'audit'")
+        .fetch_one(db.pool())
+        .await?;
+    let (head_seq, head): (i64, String) = (row.try_get("value")?, row.try_get("head")?);
+    if head_seq != last || head != prev {
+        return Ok(Err(Broken {
+            seq: last + 1,
+            reason: format!("log is truncated: the chain head says {head_seq} entries, {last} remain"),
+        }));
+    }
+    Ok(Ok(Report { entries: last, checkpoints: ok_checkpoints, head: prev }))
+}

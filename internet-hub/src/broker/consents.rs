@@ -1,0 +1,267 @@
+//! Granting and revoking consents through the hub: policy check, the consent ledger,
+//! a signed receipt, and the key-grant queue and events that follow.
+
+use chrono::{DateTime, Utc};
+use renkei_consent::{
+    Consent, ConsentStore, ConsentTerms, DataPeriod, Method, Receipt, ReceiptSigner,
+    RevocationRequest, RevokedBy,
+};
+use renkei_crypto::participant::{ParticipantId, ParticipantKind};
+use renkei_crypto::sign::SigningKey;
+use renkei_crypto::token::{SubjectToken, recipient_pseudonym};
+use serde::{Deserialize, Serialize};
+use sqlx::{AnyConnection, Row};
+
+use super::{Hub, authorize_caller, events, grants};
+use crate::audit::{self, Entry};
+use crate::db;
+use crate::error::{Error, Result};
+use crate::registry;
+
+/// A consent grant as a participant submits it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct GrantBody {
+    /// The resident: the caller's own pseudonym for a linked resident (`rp1_…`, PHR
+    /// apps), or the subject token (`st1_…`, a source at the counter).
+    pub subject: String,
+    /// Recipient participant `kind:id`.
+    pub recipient: String,
+    /// Purpose code.
+    pub purpose: String,
+    /// Categories.
+    pub categories: Vec<String>,
+    /// Data period (effective dates, inclusive).
+    #[serde(default)]
+    pub data_period: DataPeriod,
+    /// Start of validity (default: now).
+    #[serde(default)]
+    pub valid_from: Option<DateTime<Utc>>,
+    /// End of validity (exclusive; none = until revoked, where policy allows).
+    #[serde(default)]
+    pub valid_until: Option<DateTime<Utc>>,
+    /// How it was taken.
+    pub method: Method,
+    /// Evidence (e.g. hash of a signed form).
+    #[serde(default)]
+    pub evidence: Option<String>,
+    /// Who granted it (resident, staff id).
+    pub granted_by: String,
+}
+
+/// The result of a grant.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Granted {
+    /// The stored consent.
+    pub consent: Consent,
+    /// The signed receipt with the one-time revocation code, for the resident.
+    pub receipt: Receipt,
+    /// Key-grant requests queued for existing records.
+    pub grant_requests: usize,
+}
+
+struct HubSigner<'a>(&'a SigningKey);
+
+impl ReceiptSigner for HubSigner<'_> {
+    fn sign(&self, bytes: &[u8]) -> String {
+        self.0.sign_base64(bytes)
+    }
+}
+
+/// Resolves the subject a caller names: a PHR app names its own pseudonym of a linked
+/// resident; a source names the token it computed from the resident's card.
+async fn resolve(conn: &mut AnyConnection, who: &ParticipantId, named: &str) -> Result<String> {
+    match who.kind() {
+        ParticipantKind::Source => {
+            SubjectToken::parse(named).map_err(|e| Error::BadRequest(format!("subject `{named}`: {e}")))?;
+            Ok(named.to_owned())
+        }
+        _ => {
+            let row = sqlx::query(
+                "SELECT subject_token FROM hub_pseudonyms WHERE recipient = $1 AND pseudonym = $2",
+            )
+            .bind(who.to_string())
+            .bind(named)
+            .fetch_optional(&mut *conn)
+            .await?;
+            match row {
+                Some(r) => Ok(r.try_get("subject_token")?),
+                None => Err(Error::NotFound(format!("subject `{named}` is not linked to `{who}`"))),
+            }
+        }
+    }
+}
+
+/// Links a subject to a recipient under that recipient's pseudonym (idempotent).
+pub async fn link(
+    conn: &mut AnyConnection,
+    hub: &Hub,
+    recipient: &str,
+    subject: &str,
+    now: DateTime<Utc>,
+) -> Result<String> {
+    let token = SubjectToken::parse(subject).map_err(|e| Error::Internal(format!("subject token: {e}")))?;
+    let pseudonym = recipient_pseudonym(&hub.pseudonym_key, recipient, &token).to_string();
+    sqlx::query(
+        "INSERT INTO hub_pseudonyms (recipient, pseudonym, subject_token, created_at) \
+         VALUES ($1,$2,$3,$4) ON CONFLICT (recipient, pseudonym) DO NOTHING",
+    )
+    .bind(recipient)
+    .bind(&pseudonym)
+    .bind(subject)
+    .bind(db::micros(now))
+    .execute(&mut *conn)
+    .await?;
+    Ok(pseudonym)
+}
+
+/// Grants a consent for `who` (a PHR app for its linked resident, or a source at the
+/// counter), if the policies allow it.
+pub async fn grant(hub: &Hub, who: &ParticipantId, body: GrantBody) -> Result<Granted> {
+    let now = hub.now();
+    let me = who.to_string();
+    let mut tx = hub.db.pool().begin().await?;
+    authorize_caller(&mut tx, who, &[ParticipantKind::Phr, ParticipantKind::Source]).await?;
+    let subject = resolve(&mut tx, who, &body.subject).await?;
+    let recipient = registry::get_by_str(&mut tx, &body.recipient)
+        .await?
+        .ok_or_else(|| Error::BadRequest(format!("recipient `{}` is not registered", body.recipient)))?;
+    let decision = hub.policies.authorize_grant(&renkei_policies::GrantRequest {
+        participant: &recipient.id,
+        kind: &recipient.kind,
+        suspended: recipient.suspended(),
+        purpose: &body.purpose,
+        categories: &body.categories,
+        valid_from: body.valid_from.unwrap_or(now),
+        valid_until: body.valid_until,
+    });
+    if !decision.allowed {
+        let reason = decision.reasons.join("; ");
+        audit::append(
+            &mut tx,
+            now,
+            &Entry::deny(&me, "consent.grant", &body.recipient, &reason).about(&subject, "", &body.categories.join(",")),
+        )
+        .await?;
+        tx.commit().await?;
+        return Err(Error::Forbidden(format!("policy denies this consent: {reason}")));
+    }
+    tx.commit().await?;
+
+    let terms = ConsentTerms {
+        subject: subject.clone(),
+        recipient: body.recipient.clone(),
+        purpose: body.purpose,
+        categories: body.categories,
+        data_period: body.data_period,
+        valid_from: body.valid_from,
+        valid_until: body.valid_until,
+        method: body.method,
+        evidence: body.evidence,
+        granted_by: body.granted_by,
+    };
+    let (consent, mut receipt) = hub
+        .consents
+        .grant(terms, &hub.receipt_pepper, now)
+        .await
+        .map_err(consent_error)?;
+    receipt.sign(&HubSigner(&hub.signing_key)).map_err(consent_error)?;
+
+    let mut tx = hub.db.pool().begin().await?;
+    link(&mut tx, hub, &consent.recipient, &subject, now).await?;
+    let queued = grants::queue_for_subject(&mut tx, hub, &subject, &consent.categories, now).await?;
+    audit::append(
+        &mut tx,
+        now,
+        &Entry::allow(&me, "consent.grant", &consent.id).about(&subject, &consent.id, &consent.categories.join(",")),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Granted { consent, receipt, grant_requests: queued })
+}
+
+/// Maps consent-store errors onto HTTP-facing errors.
+pub fn consent_error(e: renkei_consent::Error) -> Error {
+    use renkei_consent::Error as C;
+    match e {
+        C::InvalidTerms(m) => Error::BadRequest(m),
+        C::NotFound(m) => Error::NotFound(m),
+        C::NotActive { id, status } => Error::Conflict(format!("consent `{id}` is {status}")),
+        C::Database(d) => Error::from(d),
+        other => Error::Internal(other.to_string()),
+    }
+}
+
+/// May `who` revoke this consent? Its recipient, a PHR app the subject is linked to,
+/// or a source (counter staff act through their agent).
+async fn may_revoke(conn: &mut AnyConnection, who: &ParticipantId, c: &Consent) -> Result<bool> {
+    let me = who.to_string();
+    if c.recipient == me || who.kind() == ParticipantKind::Source {
+        return Ok(true);
+    }
+    let linked = sqlx::query("SELECT 1 AS one FROM hub_pseudonyms WHERE recipient = $1 AND subject_token = $2")
+        .bind(&me)
+        .bind(&c.subject)
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(linked.is_some())
+}
+
+/// Revokes a consent by id for a participant (app, counter, recipient).
+pub async fn revoke(hub: &Hub, who: &ParticipantId, id: &str, reason: &str) -> Result<Consent> {
+    let now = hub.now();
+    let mut tx = hub.db.pool().begin().await?;
+    authorize_caller(&mut tx, who, &[ParticipantKind::Phr, ParticipantKind::Source, ParticipantKind::Clinic, ParticipantKind::Municipality, ParticipantKind::Analyst]).await?;
+    let consent = hub.consents.get(id).await.map_err(consent_error)?;
+    let visible = match &consent {
+        Some(c) => may_revoke(&mut tx, who, c).await?,
+        None => false,
+    };
+    tx.commit().await?;
+    if !visible {
+        return Err(Error::NotFound(format!("consent `{id}` not found")));
+    }
+    let by = if who.kind() == ParticipantKind::Source { RevokedBy::Counter } else { RevokedBy::App };
+    let request = RevocationRequest { by, actor: who.to_string(), reason: reason.to_owned() };
+    let revoked = hub.consents.revoke(id, &request, now).await.map_err(consent_error)?;
+    after_revoke(hub, &who.to_string(), &revoked, now).await?;
+    Ok(revoked)
+}
+
+/// Revokes by the resident's receipt code (portal). One-time: the code is then spent.
+pub async fn revoke_by_code(hub: &Hub, code: &str, reason: &str) -> Result<Consent> {
+    let now = hub.now();
+    let request = RevocationRequest { by: RevokedBy::Resident, actor: "portal".into(), reason: reason.to_owned() };
+    let revoked = hub
+        .consents
+        .revoke_by_code(code, &hub.receipt_pepper, &request, now)
+        .await
+        .map_err(consent_error)?;
+    after_revoke(hub, "resident", &revoked, now).await?;
+    Ok(revoked)
+}
+
+/// Revokes by id as the hub administrator.
+pub async fn revoke_as_admin(hub: &Hub, id: &str, reason: &str) -> Result<Consent> {
+    let now = hub.now();
+    let request = RevocationRequest { by: RevokedBy::Admin, actor: "admin".into(), reason: reason.to_owned() };
+    let revoked = hub.consents.revoke(id, &request, now).await.map_err(consent_error)?;
+    after_revoke(hub, "admin", &revoked, now).await?;
+    Ok(revoked)
+}
+
+/// Drops pending and stored grants, queues the `consent.revoked` event, audits.
+async fn after_revoke(hub: &Hub, actor: &str, c: &Consent, now: DateTime<Utc>) -> Result<()> {
+    let mut tx = hub.db.pool().begin().await?;
+    grants::drop_for_consent(&mut tx, &c.id).await?;
+    events::push(&mut tx, &c.recipient, events::REVOKED, &c.id, now).await?;
+    let reason = c.revocation.as_ref().map(|r| r.reason.clone()).unwrap_or_default();
+    audit::append(
+        &mut tx,
+        now,
+        &Entry { reason, ..Entry::allow(actor, "consent.revoke", &c.id).about(&c.subject, &c.id, &c.categories.join(",")) },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}

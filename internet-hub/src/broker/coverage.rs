@@ -1,0 +1,86 @@
+//! Consent coverage inside the caller's transaction: the one indexed query over the
+//! consent crate's `consent_categories` projection (see consent/migrations), so that
+//! a read and the consent decision it depends on see the same committed state.
+
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use sqlx::{AnyConnection, Row};
+
+use crate::db;
+use crate::error::Result;
+
+/// An active consent that covers a record for one recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cover {
+    /// Consent id.
+    pub consent_id: String,
+    /// The recipient it names.
+    pub recipient: String,
+    /// Its purpose.
+    pub purpose: String,
+}
+
+const COVER_SQL: &str = "SELECT c.consent_id, c.recipient, k.purpose \
+     FROM consent_categories c JOIN consents k ON k.id = c.consent_id \
+     WHERE c.subject = $1 AND c.category = $2 AND c.status = 'active' \
+       AND c.valid_from_us <= $3 AND (c.valid_until_us IS NULL OR c.valid_until_us > $3) \
+       AND (c.data_from_day IS NULL OR c.data_from_day <= $4) \
+       AND (c.data_until_day IS NULL OR c.data_until_day >= $4)";
+
+fn day(date: NaiveDate) -> i64 {
+    i64::from(date.num_days_from_ce())
+}
+
+/// Every consent in force at `now` covering (subject, category, effective date), any recipient.
+pub async fn covering(
+    conn: &mut AnyConnection,
+    subject: &str,
+    category: &str,
+    effective: NaiveDate,
+    now: DateTime<Utc>,
+) -> Result<Vec<Cover>> {
+    let rows = sqlx::query(COVER_SQL)
+        .bind(subject)
+        .bind(category)
+        .bind(db::micros(now))
+        .bind(day(effective))
+        .fetch_all(&mut *conn)
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Cover {
+                consent_id: r.try_get("consent_id")?,
+                recipient: r.try_get("recipient")?,
+                purpose: r.try_get("purpose")?,
+            })
+        })
+        .collect()
+}
+
+/// The consents in force at `now` covering the record for this one recipient.
+pub async fn covering_for(
+    conn: &mut AnyConnection,
+    subject: &str,
+    recipient: &str,
+    category: &str,
+    effective: NaiveDate,
+    now: DateTime<Utc>,
+) -> Result<Vec<Cover>> {
+    let sql = format!("{COVER_SQL} AND c.recipient = $5 ORDER BY c.consent_id");
+    let rows = sqlx::query(&sql)
+        .bind(subject)
+        .bind(category)
+        .bind(db::micros(now))
+        .bind(day(effective))
+        .bind(recipient)
+        .fetch_all(&mut *conn)
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Cover {
+                consent_id: r.try_get("consent_id")?,
+                recipient: r.try_get("recipient")?,
+                purpose: r.try_get("purpose")?,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,216 @@
+//! Enrollment brokering (DESIGN.md step 6): a PHR app submits a resident's identifiers
+//! sealed to a source's enrollment key; the source opens, tokenizes and answers; the
+//! hub links the app's user to the subject. The hub never sees the identifiers.
+
+use chrono::{DateTime, Utc};
+use renkei_crypto::participant::{ParticipantId, ParticipantKind};
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use super::{Hub, authorize_caller, consents};
+use crate::audit::{self, Entry};
+use crate::db;
+use crate::error::{Error, Result};
+use crate::registry;
+
+/// An enrollment request as a PHR app submits it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitBody {
+    /// The source (`source:<id>`) whose enrollment key sealed the identifiers.
+    pub source: String,
+    /// The app's own reference for its user (opaque to the hub, at most 128 chars).
+    pub user_ref: String,
+    /// HPKE-sealed identifiers (base64).
+    pub sealed: String,
+}
+
+/// An enrollment and its outcome.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Enrollment {
+    /// Enrollment id.
+    pub id: String,
+    /// The app's user reference.
+    pub user_ref: String,
+    /// The source asked.
+    pub source: String,
+    /// `pending`, `linked`, `rejected` or `expired`.
+    pub status: String,
+    /// On `linked`: the resident's pseudonym for this app (`rp1_…`).
+    pub pseudonym: Option<String>,
+    /// On `rejected`: why.
+    pub reason: Option<String>,
+    /// Sealed identifiers (base64), only in the source's view.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed: Option<String>,
+    /// The requesting app, in the source's view.
+    pub requester: String,
+    /// When it expires if unanswered.
+    pub expires_at: DateTime<Utc>,
+}
+
+const MAX_SEALED: usize = 16 * 1024;
+
+/// Queues an enrollment request for its source.
+pub async fn submit(hub: &Hub, who: &ParticipantId, body: &SubmitBody) -> Result<Enrollment> {
+    let now = hub.now();
+    let me = who.to_string();
+    if body.user_ref.is_empty() || body.user_ref.len() > 128 {
+        return Err(Error::BadRequest("user_ref must be 1 to 128 characters".into()));
+    }
+    let sealed = data_encoding::BASE64
+        .decode(body.sealed.as_bytes())
+        .map_err(|e| Error::BadRequest(format!("sealed: not base64: {e}")))?;
+    if sealed.is_empty() || sealed.len() > MAX_SEALED {
+        return Err(Error::BadRequest(format!("sealed: must be 1 to {MAX_SEALED} bytes")));
+    }
+    let mut tx = hub.db.pool().begin().await?;
+    authorize_caller(&mut tx, who, &[ParticipantKind::Phr]).await?;
+    let source = registry::get_by_str(&mut tx, &body.source).await?;
+    match &source {
+        Some(s) if s.kind == "source" && !s.suspended() && s.enrollment_pk.is_some() => {}
+        _ => return Err(Error::BadRequest(format!("source `{}` does not take enrollments", body.source))),
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    let ttl = chrono::Duration::from_std(hub.limits.enrollment_ttl)
+        .map_err(|e| Error::Internal(format!("enrollment ttl: {e}")))?;
+    let expires = now + ttl;
+    sqlx::query(
+        "INSERT INTO hub_enrollments (id, requester, source, user_ref, sealed, status, created_at, expires_at) \
+         VALUES ($1,$2,$3,$4,$5,'pending',$6,$7)",
+    )
+    .bind(&id)
+    .bind(&me)
+    .bind(&body.source)
+    .bind(&body.user_ref)
+    .bind(sealed.as_slice())
+    .bind(db::micros(now))
+    .bind(db::micros(expires))
+    .execute(&mut *tx)
+    .await?;
+    audit::append(&mut tx, now, &Entry::allow(&me, "enrollment.submit", &id)).await?;
+    tx.commit().await?;
+    Ok(Enrollment {
+        id,
+        user_ref: body.user_ref.clone(),
+        source: body.source.clone(),
+        status: "pending".into(),
+        pseudonym: None,
+        reason: None,
+        sealed: None,
+        requester: me,
+        expires_at: expires,
+    })
+}
+
+fn from_row(r: &sqlx::any::AnyRow, now: DateTime<Utc>, with_sealed: bool) -> Result<Enrollment> {
+    let expires_at = db::from_micros(r.try_get("expires_at")?)?;
+    let mut status: String = r.try_get("status")?;
+    if status == "pending" && now >= expires_at {
+        status = "expired".into();
+    }
+    let sealed: Vec<u8> = r.try_get("sealed")?;
+    Ok(Enrollment {
+        id: r.try_get("id")?,
+        user_ref: r.try_get("user_ref")?,
+        source: r.try_get("source")?,
+        status,
+        pseudonym: r.try_get("pseudonym")?,
+        reason: r.try_get("reason")?,
+        sealed: with_sealed.then(|| data_encoding::BASE64.encode(&sealed)),
+        requester: r.try_get("requester")?,
+        expires_at,
+    })
+}
+
+const COLUMNS: &str = "id, requester, source, user_ref, sealed, status, pseudonym, reason, expires_at";
+
+/// The app's view of one of its enrollments (another app's id is not found).
+pub async fn get(hub: &Hub, who: &ParticipantId, id: &str) -> Result<Enrollment> {
+    let now = hub.now();
+    let mut tx = hub.db.pool().begin().await?;
+    authorize_caller(&mut tx, who, &[ParticipantKind::Phr]).await?;
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM hub_enrollments WHERE id = $1 AND requester = $2"))
+        .bind(id)
+        .bind(who.to_string())
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("enrollment `{id}` not found")))?;
+    tx.commit().await?;
+    from_row(&row, now, false)
+}
+
+/// Pending, unexpired requests for the calling source.
+pub async fn pending(hub: &Hub, who: &ParticipantId, limit: i64) -> Result<Vec<Enrollment>> {
+    let now = hub.now();
+    let mut tx = hub.db.pool().begin().await?;
+    authorize_caller(&mut tx, who, &[ParticipantKind::Source]).await?;
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM hub_enrollments WHERE source = $1 AND status = 'pending' \
+         AND expires_at > $2 ORDER BY created_at LIMIT $3"
+    ))
+    .bind(who.to_string())
+    .bind(db::micros(now))
+    .bind(limit.clamp(1, hub.limits.max_page))
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    rows.iter().map(|r| from_row(r, now, true)).collect()
+}
+
+/// A source's answer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, tag = "outcome", rename_all = "lowercase")]
+pub enum ResultBody {
+    /// The identifiers match a known subject.
+    Linked {
+        /// The subject token.
+        subject_token: String,
+    },
+    /// They do not (or are ambiguous); the reason is shown to the app.
+    Rejected {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Records the source's answer to a pending request addressed to it.
+pub async fn answer(hub: &Hub, who: &ParticipantId, id: &str, body: &ResultBody) -> Result<Enrollment> {
+    let now = hub.now();
+    let me = who.to_string();
+    let mut tx = hub.db.pool().begin().await?;
+    authorize_caller(&mut tx, who, &[ParticipantKind::Source]).await?;
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM hub_enrollments WHERE id = $1 AND source = $2"))
+        .bind(id)
+        .bind(&me)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("enrollment `{id}` not found")))?;
+    let current = from_row(&row, now, false)?;
+    if current.status != "pending" {
+        return Err(Error::Conflict(format!("enrollment `{id}` is already {}", current.status)));
+    }
+    let (status, pseudonym, reason, entry) = match body {
+        ResultBody::Linked { subject_token } => {
+            renkei_crypto::token::SubjectToken::parse(subject_token)
+                .map_err(|e| Error::BadRequest(format!("subject_token: {e}")))?;
+            let p = consents::link(&mut tx, hub, &current.requester, subject_token, now).await?;
+            ("linked", Some(p), None, Entry::allow(&me, "enrollment.link", id).about(subject_token, "", ""))
+        }
+        ResultBody::Rejected { reason } => {
+            let r: String = reason.chars().take(500).collect();
+            ("rejected", None, Some(r.clone()), Entry::deny(&me, "enrollment.link", id, &r))
+        }
+    };
+    sqlx::query("UPDATE hub_enrollments SET status = $1, pseudonym = $2, reason = $3, resolved_at = $4 WHERE id = $5")
+        .bind(status)
+        .bind(&pseudonym)
+        .bind(&reason)
+        .bind(db::micros(now))
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    audit::append(&mut tx, now, &entry).await?;
+    tx.commit().await?;
+    Ok(Enrollment { status: status.into(), pseudonym, reason, ..current })
+}

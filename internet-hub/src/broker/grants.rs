@@ -1,0 +1,259 @@
+//! The key-grant queue: which (record, recipient) pairs a source must seal a DEK for,
+//! the source's uploads of those grants, and dropping them when consent ends.
+
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use renkei_crypto::grant::KeyGrant;
+use renkei_crypto::participant::{ParticipantId, ParticipantKind};
+use serde::{Deserialize, Serialize};
+use sqlx::{AnyConnection, Row};
+
+use super::{Hub, authorize_caller, coverage};
+use crate::audit::{self, Entry};
+use crate::db;
+use crate::error::{Error, Result};
+use crate::registry;
+
+/// A stored record's routing fields.
+#[derive(Debug, Clone)]
+pub struct StoredRecord {
+    /// Record id.
+    pub record_id: String,
+    /// The uploading source.
+    pub source: String,
+    /// Subject token.
+    pub subject: String,
+    /// Category.
+    pub category: String,
+    /// Effective date.
+    pub effective_date: NaiveDate,
+}
+
+/// Queues a request for every recipient whose consent covers the record and whose
+/// policy allows the read. Returns how many were queued.
+pub async fn queue_for_record(
+    conn: &mut AnyConnection,
+    hub: &Hub,
+    rec: &StoredRecord,
+    now: DateTime<Utc>,
+) -> Result<usize> {
+    let covers = coverage::covering(conn, &rec.subject, &rec.category, rec.effective_date, now).await?;
+    let mut queued = 0;
+    for cover in covers {
+        let Some(recipient) = registry::get_by_str(conn, &cover.recipient).await? else { continue };
+        let decision = hub.policies.authorize_read(&renkei_policies::ReadRequest {
+            participant: &recipient.id,
+            kind: &recipient.kind,
+            suspended: recipient.suspended(),
+            purpose: &cover.purpose,
+            category: &rec.category,
+        });
+        if !decision.allowed {
+            continue;
+        }
+        let inserted = sqlx::query(
+            "INSERT INTO hub_grant_requests (record_id, recipient, source, consent_id, created_at) \
+             VALUES ($1,$2,$3,$4,$5) ON CONFLICT (record_id, recipient) DO NOTHING",
+        )
+        .bind(&rec.record_id)
+        .bind(&cover.recipient)
+        .bind(&rec.source)
+        .bind(&cover.consent_id)
+        .bind(db::micros(now))
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+        queued += usize::try_from(inserted).unwrap_or(0);
+    }
+    Ok(queued)
+}
+
+/// Queues requests for every stored record of `subject` in `categories` (after a grant).
+pub async fn queue_for_subject(
+    conn: &mut AnyConnection,
+    hub: &Hub,
+    subject: &str,
+    categories: &[String],
+    now: DateTime<Utc>,
+) -> Result<usize> {
+    let mut queued = 0;
+    for category in categories {
+        let rows = sqlx::query(
+            "SELECT record_id, source, effective_date FROM hub_records \
+             WHERE subject_token = $1 AND category = $2",
+        )
+        .bind(subject)
+        .bind(category)
+        .fetch_all(&mut *conn)
+        .await?;
+        for r in rows {
+            let date: String = r.try_get("effective_date")?;
+            let rec = StoredRecord {
+                record_id: r.try_get("record_id")?,
+                source: r.try_get("source")?,
+                subject: subject.to_owned(),
+                category: category.clone(),
+                effective_date: date
+                    .parse()
+                    .map_err(|e| Error::Internal(format!("stored effective_date `{date}`: {e}")))?,
+            };
+            queued += queue_for_record(conn, hub, &rec, now).await?;
+        }
+    }
+    Ok(queued)
+}
+
+/// Drops the pending requests and stored grants of a consent (revocation, expiry).
+pub async fn drop_for_consent(conn: &mut AnyConnection, consent_id: &str) -> Result<u64> {
+    let a = sqlx::query("DELETE FROM hub_grant_requests WHERE consent_id = $1")
+        .bind(consent_id)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    let b = sqlx::query("DELETE FROM hub_key_grants WHERE consent_id = $1")
+        .bind(consent_id)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    Ok(a + b)
+}
+
+/// Drops one stored grant whose consent no longer covers it.
+pub async fn drop_grant(conn: &mut AnyConnection, record_id: &str, recipient: &str) -> Result<()> {
+    sqlx::query("DELETE FROM hub_key_grants WHERE record_id = $1 AND recipient = $2")
+        .bind(record_id)
+        .bind(recipient)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// A pending request as the source sees it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct GrantRequest {
+    /// Record to grant.
+    pub record_id: String,
+    /// Recipient `kind:id` (bound into the HPKE info).
+    pub recipient: String,
+    /// The recipient's X25519 key-grant public key (base64).
+    pub recipient_key: String,
+}
+
+/// The oldest pending requests for records of `who`.
+pub async fn pending(hub: &Hub, who: &ParticipantId, limit: i64) -> Result<Vec<GrantRequest>> {
+    let mut tx = hub.db.pool().begin().await?;
+    authorize_caller(&mut tx, who, &[ParticipantKind::Source, ParticipantKind::Phr]).await?;
+    let rows = sqlx::query(
+        "SELECT q.record_id, q.recipient, p.grant_pk FROM hub_grant_requests q \
+         JOIN hub_participants p ON p.participant = q.recipient \
+         WHERE q.source = $1 AND p.status = 'active' AND p.grant_pk IS NOT NULL \
+         ORDER BY q.created_at, q.record_id LIMIT $2",
+    )
+    .bind(who.to_string())
+    .bind(limit.clamp(1, hub.limits.max_page))
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    rows.iter()
+        .map(|r| {
+            Ok(GrantRequest {
+                record_id: r.try_get("record_id")?,
+                recipient: r.try_get("recipient")?,
+                recipient_key: r.try_get("grant_pk")?,
+            })
+        })
+        .collect()
+}
+
+/// One uploaded grant.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct GrantUpload {
+    /// Record id.
+    pub record_id: String,
+    /// Recipient `kind:id`.
+    pub recipient: String,
+    /// HPKE grant bytes (base64).
+    pub grant: String,
+}
+
+/// What an upload of grants did.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct GrantReport {
+    /// Grants stored.
+    pub stored: usize,
+    /// Grants not stored, with the reason (no such request, consent ended).
+    pub dropped: Vec<String>,
+}
+
+/// Stores grants that answer pending requests of `who`; anything else is dropped.
+pub async fn upload(hub: &Hub, who: &ParticipantId, uploads: &[GrantUpload]) -> Result<GrantReport> {
+    if uploads.len() > hub.limits.max_batch {
+        return Err(Error::TooLarge(format!("{} grants exceed the batch limit of {}", uploads.len(), hub.limits.max_batch)));
+    }
+    let now = hub.now();
+    let me = who.to_string();
+    let mut tx = hub.db.pool().begin().await?;
+    authorize_caller(&mut tx, who, &[ParticipantKind::Source, ParticipantKind::Phr]).await?;
+    let mut report = GrantReport::default();
+    for (i, g) in uploads.iter().enumerate() {
+        let bytes = data_encoding::BASE64
+            .decode(g.grant.as_bytes())
+            .map_err(|e| Error::BadRequest(format!("grants[{i}].grant: not base64: {e}")))?;
+        KeyGrant::from_bytes(&bytes).map_err(|e| Error::BadRequest(format!("grants[{i}].grant: {e}")))?;
+        let req = sqlx::query(
+            "SELECT q.consent_id, r.subject_token, r.category, r.effective_date FROM hub_grant_requests q \
+             JOIN hub_records r ON r.record_id = q.record_id \
+             WHERE q.record_id = $1 AND q.recipient = $2 AND q.source = $3",
+        )
+        .bind(&g.record_id)
+        .bind(&g.recipient)
+        .bind(&me)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(req) = req else {
+            report.dropped.push(format!("{} → {}: no pending request", g.record_id, g.recipient));
+            continue;
+        };
+        let subject: String = req.try_get("subject_token")?;
+        let category: String = req.try_get("category")?;
+        let date: String = req.try_get("effective_date")?;
+        let date: NaiveDate = date.parse().map_err(|e| Error::Internal(format!("stored date: {e}")))?;
+        let covers = coverage::covering_for(&mut tx, &subject, &g.recipient, &category, date, now).await?;
+        sqlx::query("DELETE FROM hub_grant_requests WHERE record_id = $1 AND recipient = $2")
+            .bind(&g.record_id)
+            .bind(&g.recipient)
+            .execute(&mut *tx)
+            .await?;
+        let Some(cover) = covers.first() else {
+            report.dropped.push(format!("{} → {}: consent no longer in force", g.record_id, g.recipient));
+            continue;
+        };
+        let (seq, _) = db::next_in_sequence(&mut tx, "grants").await?;
+        sqlx::query(
+            "INSERT INTO hub_key_grants (seq, record_id, recipient, consent_id, grant_bytes, created_at) \
+             VALUES ($1,$2,$3,$4,$5,$6) ON CONFLICT (record_id, recipient) DO NOTHING",
+        )
+        .bind(seq)
+        .bind(&g.record_id)
+        .bind(&g.recipient)
+        .bind(&cover.consent_id)
+        .bind(bytes.as_slice())
+        .bind(db::micros(now))
+        .execute(&mut *tx)
+        .await?;
+        audit::append(
+            &mut tx,
+            now,
+            &Entry::allow(&me, "key_grant", &g.record_id).about(&subject, &cover.consent_id, &category),
+        )
+        .await?;
+        report.stored += 1;
+    }
+    tx.commit().await?;
+    Ok(report)
+}
+
+/// Days since the common era, as the consent store keeps dates.
+pub fn day_number(date: NaiveDate) -> i64 {
+    i64::from(date.num_days_from_ce())
+}

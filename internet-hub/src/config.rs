@@ -1,0 +1,274 @@
+//! `hub.toml`: serde structs with `deny_unknown_fields` → a validated runtime config.
+//! Relative paths are resolved against the config file's folder; every error names
+//! the file and the field.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// The file as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HubFile {
+    /// `sqlite://hub.db` (default) or `postgres://…`.
+    #[serde(default = "default_db")]
+    pub database_url: String,
+    /// Folder with catalog.toml, schema and *.cedar (default: the bundled policies).
+    #[serde(default)]
+    pub policies_dir: Option<PathBuf>,
+    /// Listen addresses.
+    #[serde(default)]
+    pub listen: Listen,
+    /// Server certificate and participant CA.
+    pub tls: Tls,
+    /// Hub secret keys.
+    pub keys: Keys,
+    /// Limits.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Audit checkpoints.
+    #[serde(default)]
+    pub audit: Audit,
+    /// `text` (default) or `json` logs.
+    #[serde(default = "default_log")]
+    pub log_format: String,
+}
+
+/// Listen addresses.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listen {
+    /// Participant API (mTLS).
+    pub participant: String,
+    /// Resident portal (HTTPS).
+    pub portal: String,
+    /// Admin endpoints (plain HTTP; keep it on loopback).
+    pub admin: String,
+}
+
+impl Default for Listen {
+    fn default() -> Self {
+        Listen {
+            participant: "0.0.0.0:8443".into(),
+            portal: "0.0.0.0:8444".into(),
+            admin: "127.0.0.1:9090".into(),
+        }
+    }
+}
+
+/// TLS files.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    /// Server certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Server private key (PEM, mode 0600).
+    pub key: PathBuf,
+    /// Participant CA (PEM).
+    pub client_ca: PathBuf,
+    /// CRLs of the participant CA (PEM).
+    #[serde(default)]
+    pub crls: Vec<PathBuf>,
+}
+
+/// Secret key files (mode 0600).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Keys {
+    /// K_hub_pseudonym.
+    pub pseudonym: PathBuf,
+    /// Ed25519 audit/receipt signing key.
+    pub signing: PathBuf,
+    /// Pepper for receipt-code hashes.
+    pub receipt_pepper: PathBuf,
+}
+
+/// Limits.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest request body in bytes (413 above).
+    pub max_body_bytes: usize,
+    /// Most records or grants per batch.
+    pub max_batch: usize,
+    /// Most items per feed page.
+    pub max_page: i64,
+    /// Most open connections per listener.
+    pub max_connections: usize,
+    /// TLS handshake timeout (s).
+    pub handshake_timeout_secs: u64,
+    /// Request header timeout (s); slow clients are dropped.
+    pub header_timeout_secs: u64,
+    /// Whole-request timeout including the body (s).
+    pub request_timeout_secs: u64,
+    /// Sustained requests per second per participant.
+    pub rate_per_second: u32,
+    /// Burst per participant.
+    pub rate_burst: u32,
+    /// How long an enrollment waits for its source (s).
+    pub enrollment_ttl_secs: u64,
+    /// Database connections.
+    pub db_connections: u32,
+    /// Wrong receipt codes from one client before it is locked out.
+    pub portal_max_failures: u32,
+    /// Lockout duration (s).
+    pub portal_lockout_secs: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 16 * 1024 * 1024,
+            max_batch: 1000,
+            max_page: 1000,
+            max_connections: 4096,
+            handshake_timeout_secs: 10,
+            header_timeout_secs: 10,
+            request_timeout_secs: 60,
+            rate_per_second: 2000,
+            rate_burst: 4000,
+            enrollment_ttl_secs: 86_400,
+            db_connections: 16,
+            portal_max_failures: 5,
+            portal_lockout_secs: 900,
+        }
+    }
+}
+
+/// Audit checkpoints.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Audit {
+    /// Sign a checkpoint at least every this many seconds when the log grew.
+    pub checkpoint_secs: u64,
+}
+
+impl Default for Audit {
+    fn default() -> Self {
+        Audit { checkpoint_secs: 60 }
+    }
+}
+
+fn default_db() -> String {
+    "sqlite://hub.db".into()
+}
+
+fn default_log() -> String {
+    "text".into()
+}
+
+/// The validated configuration: paths absolute, values in range.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    /// As read, with paths resolved.
+    pub file: HubFile,
+    /// The file it came from.
+    pub path: PathBuf,
+}
+
+impl HubConfig {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<HubConfig> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Config(format!("config `{}`: {e}", path.display())))?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses and validates config text that came from `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<HubConfig> {
+        let name = path.display();
+        let mut file: HubFile = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| text.get(..s.start).unwrap_or("").lines().count().max(1));
+            let at = line.map(|l| format!(" line {l}")).unwrap_or_default();
+            Error::Config(format!("config `{name}`{at}: {}", e.message()))
+        })?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let resolve = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        resolve(&mut file.tls.cert);
+        resolve(&mut file.tls.key);
+        resolve(&mut file.tls.client_ca);
+        file.tls.crls.iter_mut().for_each(resolve);
+        resolve(&mut file.keys.pseudonym);
+        resolve(&mut file.keys.signing);
+        resolve(&mut file.keys.receipt_pepper);
+        if let Some(p) = file.policies_dir.as_mut() {
+            resolve(p);
+        }
+        if let Some(rest) = file.database_url.strip_prefix("sqlite://") {
+            let db_path = Path::new(rest.split('?').next().unwrap_or(rest));
+            if db_path.is_relative() && !rest.starts_with(":memory:") {
+                file.database_url = format!("sqlite://{}", base.join(rest).display());
+            }
+        }
+        let l = &file.limits;
+        for (field, ok) in [
+            ("limits.max_body_bytes", l.max_body_bytes >= 1024),
+            ("limits.max_batch", l.max_batch >= 1),
+            ("limits.max_page", l.max_page >= 1),
+            ("limits.max_connections", l.max_connections >= 1),
+            ("limits.header_timeout_secs", l.header_timeout_secs >= 1),
+            ("limits.request_timeout_secs", l.request_timeout_secs >= 1),
+            ("limits.db_connections", l.db_connections >= 1),
+        ] {
+            if !ok {
+                return Err(Error::Config(format!("config `{name}`: `{field}` is out of range")));
+            }
+        }
+        if file.log_format != "text" && file.log_format != "json" {
+            return Err(Error::Config(format!(
+                "config `{name}`: `log_format` must be `text` or `json`, not `{}`",
+                file.log_format
+            )));
+        }
+        Ok(HubConfig { file, path: path.to_path_buf() })
+    }
+
+    /// Header timeout.
+    pub fn header_timeout(&self) -> Duration {
+        Duration::from_secs(self.file.limits.header_timeout_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: &str = r#"
+[tls]
+cert = "pki/server.pem"
+key = "pki/server.key"
+client_ca = "pki/ca.pem"
+[keys]
+pseudonym = "k/p.key"
+signing = "k/s.key"
+receipt_pepper = "k/r.key"
+"#;
+
+    #[test]
+    fn resolves_relative_paths() {
+        let c = HubConfig::parse(Path::new("/etc/renkei/hub.toml"), MIN).unwrap();
+        assert_eq!(c.file.tls.cert, Path::new("/etc/renkei/pki/server.pem"));
+        assert_eq!(c.file.database_url, "sqlite:///etc/renkei/hub.db");
+    }
+
+    #[test]
+    fn unknown_field_is_named_with_line() {
+        let text = format!("{MIN}\n[limits]\nmax_bodyy = 3\n");
+        let e = HubConfig::parse(Path::new("hub.toml"), &text).unwrap_err().to_string();
+        assert!(e.contains("hub.toml") && e.contains("max_bodyy") && e.contains("line"), "{e}");
+    }
+
+    #[test]
+    fn out_of_range_is_named() {
+        let text = format!("{MIN}\n[limits]\nmax_batch = 0\n");
+        let e = HubConfig::parse(Path::new("hub.toml"), &text).unwrap_err().to_string();
+        assert!(e.contains("limits.max_batch"), "{e}");
+    }
+}

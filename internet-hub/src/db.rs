@@ -1,0 +1,175 @@
+//! The hub's database handle: one `sqlx::AnyPool` over SQLite (embedded default) or
+//! PostgreSQL, the shared migrations, and time conversions.
+//!
+//! Every query is portable SQL with `$n` placeholders, so one code path serves both
+//! databases and both are tested. Serialized appends (audit chain, feed sequence) lock
+//! a row of `hub_sequences` first: a row lock on PostgreSQL, the write lock on SQLite.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyConnection, AnyPool, ConnectOptions, Row};
+
+use crate::error::{Error, Result};
+
+/// Migrations of the hub's own tables.
+static HUB_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// The hub's connection pool and what kind of database is behind it.
+#[derive(Debug, Clone)]
+pub struct Db {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// Which database a [`Db`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Embedded SQLite file (WAL mode).
+    Sqlite,
+    /// PostgreSQL server.
+    Postgres,
+}
+
+impl Db {
+    /// Connects to `url` (`sqlite://path?mode=rwc` or `postgres://…`) and runs migrations.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            return Err(Error::Config(format!(
+                "database_url `{}` must start with `sqlite:` or `postgres://`",
+                redact_url(url)
+            )));
+        };
+        let options = AnyConnectOptions::from_str(&with_sqlite_pragmas(url, backend))
+            .map_err(|e| Error::Config(format!("database_url `{}`: {e}", redact_url(url))))?
+            .log_statements(tracing::log::LevelFilter::Trace)
+            .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1));
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        for pragma in SQLITE_PRAGMAS {
+                            sqlx::query(pragma).execute(&mut *conn).await?;
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await
+            .map_err(|e| Error::Unavailable(format!("database: {e}")))?;
+        let db = Db { pool, backend };
+        db.migrate().await?;
+        Ok(db)
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        let mut consent = renkei_consent::migrator();
+        consent.set_ignore_missing(true);
+        consent
+            .run(&self.pool)
+            .await
+            .map_err(|e| Error::Unavailable(format!("consent migrations: {e}")))?;
+        let mut hub = HUB_MIGRATOR.clone();
+        hub.set_ignore_missing(true);
+        hub.run(&self.pool)
+            .await
+            .map_err(|e| Error::Unavailable(format!("hub migrations: {e}")))?;
+        Ok(())
+    }
+
+    /// The pool, for queries.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Which database this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Whether the database answers (for `/readyz`).
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+    }
+}
+
+/// SQLite: one file in WAL mode, foreign keys on, and a busy timeout so writers queue.
+fn with_sqlite_pragmas(url: &str, backend: Backend) -> String {
+    if backend != Backend::Sqlite {
+        return url.to_owned();
+    }
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let mut out = url.to_owned();
+    if !url.contains("mode=") {
+        out.push(sep);
+        out.push_str("mode=rwc");
+    }
+    out
+}
+
+/// Per-connection SQLite settings: WAL (one file plus its log), writers queue for up
+/// to 10 s instead of failing, and a commit is durable once it returns.
+const SQLITE_PRAGMAS: [&str; 4] = [
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA busy_timeout=10000",
+    "PRAGMA synchronous=FULL",
+    "PRAGMA foreign_keys=ON",
+];
+
+/// Removes a password from a database URL before it is shown anywhere.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let creds = url.get(scheme_end + 3..at).unwrap_or_default();
+            let user = creds.split(':').next().unwrap_or_default();
+            format!("{}{user}:***{}", url.get(..scheme_end + 3).unwrap_or_default(), url.get(at..).unwrap_or_default())
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Takes the next value of a named sequence, locking its row until the transaction ends.
+/// Returns the new value and the stored head (for hash chains).
+pub async fn next_in_sequence(conn: &mut AnyConnection, name: &str) -> Result<(i64, String)> {
+    sqlx::query("UPDATE hub_sequences SET value = value + 1 WHERE name = $1")
+        .bind(name)
+        .execute(&mut *conn)
+        .await?;
+    let row = sqlx::query("SELECT value, head FROM hub_sequences WHERE name = $1")
+        .bind(name)
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok((row.try_get("value")?, row.try_get("head")?))
+}
+
+/// Stores the head of a hash-chained sequence after an append.
+pub async fn set_sequence_head(conn: &mut AnyConnection, name: &str, head: &str) -> Result<()> {
+    sqlx::query("UPDATE hub_sequences SET head = $1 WHERE name = $2")
+        .bind(head)
+        .bind(name)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// A UTC time as stored: microseconds since the epoch.
+pub fn micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+/// A stored time back to UTC; out-of-range values are an error, not a panic.
+pub fn from_micros(v: i64) -> Result<DateTime<Utc>> {
+    Utc.timestamp_micros(v)
+        .single()
+        .ok_or_else(|| Error::Internal(format!("stored time {v} is out of range")))
+}

@@ -1,0 +1,20 @@
+//! Renkei's internet hub: the blind broker between sources and recipients.
+//!
+//! It stores ciphertext, tokens, consents, policies and a hash-chained audit
+//! log, and releases a record only under an active consent that the policies
+//! allow (DESIGN.md steps 5–11). `main.rs` is thin glue over this library.
+
+pub mod admin;
+pub mod api;
+pub mod app;
+pub mod audit;
+pub mod broker;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod init;
+pub mod logging;
+pub mod pki;
+pub mod portal;
+pub mod registry;
+pub mod server;

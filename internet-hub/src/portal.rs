@@ -1,0 +1,392 @@
+//! The resident portal (HTTPS, no client certificate; Japanese first, English with
+//! `?lang=en`): enter the receipt's revocation code → see that consent, the
+//! resident's other consents and who read what → revoke.
+//!
+//! CSRF: a double-submit token (SameSite=Strict cookie + hidden field) and an Origin
+//! check. Code attempts are counted per client address in the database, so every hub
+//! instance enforces the same lockout. Unknown and wrong codes are the same case (the
+//! lookup is by keyed hash), with one message and one code path.
+
+use std::sync::Arc;
+
+use axum::extract::{Form, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use rand::RngCore;
+use renkei_consent::{Consent, ConsentStore, RevocationCode};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+use subtle::ConstantTimeEq;
+
+use crate::broker::{Hub, consents};
+use crate::db;
+use crate::error::Result;
+use crate::server::ClientAddr;
+
+/// Portal settings.
+#[derive(Debug, Clone, Copy)]
+pub struct PortalLimits {
+    /// Wrong codes before lockout.
+    pub max_failures: u32,
+    /// Lockout length in seconds.
+    pub lockout_secs: u64,
+}
+
+#[derive(Debug)]
+struct PortalState {
+    hub: Arc<Hub>,
+    limits: PortalLimits,
+}
+
+/// The portal router.
+pub fn router(hub: Arc<Hub>, limits: PortalLimits) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/view", post(view))
+        .route("/revoke", post(revoke))
+        .layer(axum::extract::DefaultBodyLimit::max(8 * 1024))
+        .with_state(Arc::new(PortalState { hub, limits }))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lang {
+    Ja,
+    En,
+}
+
+#[derive(Debug, Deserialize)]
+struct LangQuery {
+    #[serde(default)]
+    lang: Option<String>,
+}
+
+impl LangQuery {
+    fn lang(&self) -> Lang {
+        if self.lang.as_deref() == Some("en") { Lang::En } else { Lang::Ja }
+    }
+}
+
+fn t(lang: Lang, ja: &'static str, en: &'static str) -> &'static str {
+    if lang == Lang::En { en } else { ja }
+}
+
+/// Escapes text for HTML element and attribute content.
+fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn page(lang: Lang, body: &str) -> String {
+    let (html_lang, title, other) = match lang {
+        Lang::Ja => ("ja", "Renkei 同意の確認と撤回", "<a href=\"/?lang=en\">English</a>"),
+        Lang::En => ("en", "Renkei: your consents", "<a href=\"/\">日本語</a>"),
+    };
+    format!(
+        "<!doctype html><html lang=\"{html_lang}\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>{title}</title>\
+         <style>body{{font-family:sans-serif;max-width:46rem;margin:2rem auto;padding:0 1rem;line-height:1.6}}\
+         table{{border-collapse:collapse;width:100%}}td,th{{border:1px solid #ccc;padding:.3rem .5rem;text-align:left}}\
+         .err{{color:#a00}}.ok{{color:#060}}input[type=text]{{font-size:1.1rem;width:100%;max-width:30rem}}\
+         button{{font-size:1rem;padding:.4rem 1rem}}</style></head><body><header><h1>{title}</h1>\
+         <nav>{other}</nav></header><main>{body}</main></body></html>"
+    )
+}
+
+fn new_token() -> String {
+    let mut b = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+fn respond(status: StatusCode, html: String, csrf_cookie: Option<&str>) -> Response {
+    let mut resp = (status, Html(html)).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"),
+    );
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    if let Some(tok) = csrf_cookie {
+        if let Ok(v) = HeaderValue::from_str(&format!("renkei_csrf={tok}; Path=/; Secure; HttpOnly; SameSite=Strict")) {
+            h.insert(header::SET_COOKIE, v);
+        }
+    }
+    resp
+}
+
+fn code_form(lang: Lang, csrf: &str, message: &str) -> String {
+    let q = if lang == Lang::En { "?lang=en" } else { "" };
+    format!(
+        "{message}<p>{intro}</p><form method=\"post\" action=\"/view{q}\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+         <label for=\"code\">{label}</label><br><input type=\"text\" id=\"code\" name=\"code\" \
+         autocomplete=\"off\" placeholder=\"XXXX-XXXX-XXXX-XXXX-XXXX-XXXX-XXXX-XXXX\" required>\
+         <p><button type=\"submit\" id=\"show\">{button}</button></p></form>",
+        intro = t(lang, "同意したときにお渡しした控え（レシート）の撤回コードを入力してください。", "Enter the revocation code printed on the receipt you were given when you consented."),
+        label = t(lang, "撤回コード", "Revocation code"),
+        button = t(lang, "同意内容を表示", "Show my consent"),
+    )
+}
+
+async fn index(Query(q): Query<LangQuery>) -> Response {
+    let token = new_token();
+    respond(StatusCode::OK, page(q.lang(), &code_form(q.lang(), &token, "")), Some(&token))
+}
+
+#[derive(Debug, Deserialize)]
+struct CodeForm {
+    csrf: String,
+    code: String,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+fn cookie_token(headers: &HeaderMap) -> Option<String> {
+    headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(|c| {
+        c.trim().strip_prefix("renkei_csrf=").map(str::to_owned)
+    })
+}
+
+/// Same-site check: the double-submit token matches and any Origin is this host.
+fn csrf_ok(headers: &HeaderMap, form_token: &str) -> bool {
+    if let (Some(origin), Some(host)) = (headers.get(header::ORIGIN), headers.get(header::HOST)) {
+        let origin = origin.to_str().unwrap_or_default();
+        let host = host.to_str().unwrap_or_default();
+        if origin != format!("https://{host}") {
+            return false;
+        }
+    }
+    match cookie_token(headers) {
+        Some(c) => c.len() == 64 && bool::from(c.as_bytes().ct_eq(form_token.as_bytes())),
+        None => false,
+    }
+}
+
+fn forbidden(lang: Lang) -> Response {
+    let token = new_token();
+    let msg = format!("<p class=\"err\">{}</p>", t(lang, "このページからの送信ではないため受け付けませんでした。もう一度お試しください。", "The form was not sent from this page, so it was refused. Please try again."));
+    respond(StatusCode::FORBIDDEN, page(lang, &code_form(lang, &token, &msg)), Some(&token))
+}
+
+fn client_key(addr: Option<&ClientAddr>) -> String {
+    let ip = addr.map(|a| a.0.ip().to_string()).unwrap_or_default();
+    hex::encode(Sha256::digest(format!("renkei-portal {ip}").as_bytes()))
+}
+
+/// Whether this client is locked out now.
+async fn locked(st: &PortalState, key: &str) -> Result<bool> {
+    let now = db::micros(st.hub.now());
+    let row = sqlx::query("SELECT locked_until FROM hub_portal_attempts WHERE client = $1")
+        .bind(key)
+        .fetch_optional(st.hub.db.pool())
+        .await?;
+    Ok(match row {
+        Some(r) => r.try_get::<i64, _>("locked_until")? > now,
+        None => false,
+    })
+}
+
+/// Counts a failed attempt; locks the client out after too many.
+async fn record_failure(st: &PortalState, key: &str) -> Result<()> {
+    let now = st.hub.now();
+    let t = db::micros(now);
+    let lock_us = i64::try_from(st.limits.lockout_secs.saturating_mul(1_000_000)).unwrap_or(i64::MAX);
+    let mut tx = st.hub.db.pool().begin().await?;
+    sqlx::query(
+        "INSERT INTO hub_portal_attempts (client, failures, locked_until, updated_at) VALUES ($1, 0, 0, $2) \
+         ON CONFLICT (client) DO NOTHING",
+    )
+    .bind(key)
+    .bind(t)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "UPDATE hub_portal_attempts SET failures = failures + 1, updated_at = $2, \
+         locked_until = CASE WHEN failures + 1 >= $3 THEN $4 ELSE locked_until END WHERE client = $1",
+    )
+    .bind(key)
+    .bind(t)
+    .bind(i64::from(st.limits.max_failures))
+    .bind(t.saturating_add(lock_us))
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("UPDATE hub_portal_attempts SET failures = 0 WHERE client = $1 AND locked_until > $2")
+        .bind(key)
+        .bind(t)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The consent whose unused receipt code this is, if any.
+async fn by_code(st: &PortalState, typed: &str) -> Result<Option<Consent>> {
+    // A malformed code is hashed anyway (as an impossible value) so every miss costs the same.
+    let hash = match RevocationCode::parse(typed) {
+        Ok(code) => code.hash(&st.hub.receipt_pepper).unwrap_or_default(),
+        Err(_) => hex::encode(Sha256::digest(typed.as_bytes())),
+    };
+    let row = sqlx::query("SELECT id FROM consents WHERE code_hash = $1 AND code_used_at_us IS NULL")
+        .bind(&hash)
+        .fetch_optional(st.hub.db.pool())
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let id: String = row.try_get("id")?;
+    st.hub.consents.get(&id).await.map_err(consents::consent_error)
+}
+
+fn bad_code(lang: Lang, locked_out: bool) -> Response {
+    let token = new_token();
+    let text = if locked_out {
+        t(lang, "試行回数が多すぎます。しばらくしてからもう一度お試しください。", "Too many attempts. Please try again later.")
+    } else {
+        t(lang, "コードが正しくないか、すでに使用されています。", "The code is not valid or has already been used.")
+    };
+    let status = if locked_out { StatusCode::TOO_MANY_REQUESTS } else { StatusCode::OK };
+    let msg = format!("<p class=\"err\" id=\"error\">{text}</p>");
+    respond(status, page(lang, &code_form(lang, &token, &msg)), Some(&token))
+}
+
+fn fmt_time(t: chrono::DateTime<chrono::Utc>) -> String {
+    match chrono::FixedOffset::east_opt(9 * 3600) {
+        Some(jst) => t.with_timezone(&jst).format("%Y-%m-%d %H:%M JST").to_string(),
+        None => t.format("%Y-%m-%d %H:%M UTC").to_string(),
+    }
+}
+
+fn consent_row(lang: Lang, c: &Consent, now: chrono::DateTime<chrono::Utc>) -> String {
+    let until = c.valid_until.map(fmt_time).unwrap_or_else(|| t(lang, "撤回するまで", "until revoked").to_owned());
+    format!(
+        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        esc(&c.recipient),
+        esc(&c.purpose),
+        esc(&c.categories.join(", ")),
+        esc(&until),
+        esc(c.effective_status(now).as_str()),
+    )
+}
+
+async fn view(
+    State(st): State<Arc<PortalState>>,
+    Query(q): Query<LangQuery>,
+    addr: Option<Extension<ClientAddr>>,
+    headers: HeaderMap,
+    Form(f): Form<CodeForm>,
+) -> Result<Response> {
+    let lang = q.lang();
+    if !csrf_ok(&headers, &f.csrf) {
+        return Ok(forbidden(lang));
+    }
+    let key = client_key(addr.as_deref());
+    if locked(&st, &key).await? {
+        return Ok(bad_code(lang, true));
+    }
+    let Some(consent) = by_code(&st, &f.code).await? else {
+        record_failure(&st, &key).await?;
+        return Ok(bad_code(lang, locked(&st, &key).await?));
+    };
+    let now = st.hub.now();
+    let others = st.hub.consents.list_by_subject(&consent.subject).await.map_err(consents::consent_error)?;
+    let history = sqlx::query(
+        "SELECT at, actor, category, consent FROM hub_audit WHERE subject = $1 AND action = 'read' \
+         AND decision = 'allow' ORDER BY seq DESC LIMIT 200",
+    )
+    .bind(&consent.subject)
+    .fetch_all(st.hub.db.pool())
+    .await?;
+    let head = format!(
+        "<tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
+        t(lang, "提供先", "Recipient"),
+        t(lang, "目的", "Purpose"),
+        t(lang, "データの種類", "Data"),
+        t(lang, "有効期限", "Valid until"),
+        t(lang, "状態", "Status")
+    );
+    let mut others_rows = String::new();
+    for c in others.iter().filter(|c| c.id != consent.id) {
+        others_rows.push_str(&consent_row(lang, c, now));
+    }
+    let mut hist = String::new();
+    for r in &history {
+        let at = db::from_micros(r.try_get("at")?)?;
+        hist.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&fmt_time(at)),
+            esc(&r.try_get::<String, _>("actor")?),
+            esc(&r.try_get::<String, _>("category")?),
+            esc(&r.try_get::<String, _>("consent")?)
+        ));
+    }
+    let token = new_token();
+    let qs = if lang == Lang::En { "?lang=en" } else { "" };
+    let body = format!(
+        "<h2>{h_this}</h2><table id=\"consent\">{head}{this}</table>\
+         <form method=\"post\" action=\"/revoke{qs}\"><input type=\"hidden\" name=\"csrf\" value=\"{token}\">\
+         <input type=\"hidden\" name=\"code\" value=\"{code}\"><label for=\"reason\">{l_reason}</label><br>\
+         <input type=\"text\" id=\"reason\" name=\"reason\" maxlength=\"200\"><p><button type=\"submit\" id=\"revoke\">{b_revoke}</button></p></form>\
+         <h2>{h_others}</h2><table id=\"others\">{head}{others_rows}</table>\
+         <h2>{h_hist}</h2><table id=\"history\"><tr><th>{c_at}</th><th>{c_who}</th><th>{c_what}</th><th>{c_consent}</th></tr>{hist}</table>",
+        h_this = t(lang, "この控えの同意", "The consent on this receipt"),
+        this = consent_row(lang, &consent, now),
+        code = esc(&f.code),
+        l_reason = t(lang, "撤回の理由（任意）", "Reason (optional)"),
+        b_revoke = t(lang, "この同意を撤回する", "Revoke this consent"),
+        h_others = t(lang, "あなたのほかの同意", "Your other consents"),
+        h_hist = t(lang, "閲覧の記録", "Who read your data"),
+        c_at = t(lang, "日時", "When"),
+        c_who = t(lang, "閲覧者", "Who"),
+        c_what = t(lang, "データの種類", "Data"),
+        c_consent = t(lang, "根拠となった同意", "Under consent"),
+    );
+    Ok(respond(StatusCode::OK, page(lang, &body), Some(&token)))
+}
+
+async fn revoke(
+    State(st): State<Arc<PortalState>>,
+    Query(q): Query<LangQuery>,
+    addr: Option<Extension<ClientAddr>>,
+    headers: HeaderMap,
+    Form(f): Form<CodeForm>,
+) -> Result<Response> {
+    let lang = q.lang();
+    if !csrf_ok(&headers, &f.csrf) {
+        return Ok(forbidden(lang));
+    }
+    let key = client_key(addr.as_deref());
+    if locked(&st, &key).await? {
+        return Ok(bad_code(lang, true));
+    }
+    let reason: String = f.reason.unwrap_or_default().chars().take(200).collect();
+    match consents::revoke_by_code(&st.hub, &f.code, &reason).await {
+        Ok(c) => {
+            let body = format!(
+                "<p class=\"ok\" id=\"revoked\">{}</p><table><tr><td>{}</td><td>{}</td><td>{}</td></tr></table>",
+                t(lang, "同意を撤回しました。提供先は今後このデータを受け取れません。", "Your consent is revoked. The recipient can no longer receive this data."),
+                esc(&c.recipient),
+                esc(&c.purpose),
+                esc(&c.categories.join(", "))
+            );
+            Ok(respond(StatusCode::OK, page(lang, &body), None))
+        }
+        Err(crate::error::Error::NotFound(_) | crate::error::Error::BadRequest(_) | crate::error::Error::Conflict(_)) => {
+            record_failure(&st, &key).await?;
+            Ok(bad_code(lang, locked(&st, &key).await?))
+        }
+        Err(e) => Err(e),
+    }
+}

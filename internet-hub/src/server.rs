@@ -1,0 +1,172 @@
+//! The three listeners: the participant API (mTLS required), the resident portal
+//! (HTTPS, no client certificate) and the admin endpoints (plain HTTP, loopback by
+//! default). Connection limits, handshake and header timeouts, graceful shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use renkei_crypto::participant::ParticipantId;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
+
+use crate::error::{Error, Result};
+
+/// The identity of the peer on a participant connection, from its client certificate.
+/// Handlers receive it as a request extension set per connection, never from a header.
+#[derive(Debug, Clone)]
+pub enum PeerIdentity {
+    /// The certificate carries a valid participant URI SAN.
+    Participant(ParticipantId),
+    /// The certificate verified against the CA but carries no usable identity.
+    Invalid(String),
+}
+
+/// The client address of a connection (for per-client portal lockout).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub SocketAddr);
+
+/// Limits applied to every connection of a listener.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnLimits {
+    /// Most connections open at once; further ones wait in the kernel backlog.
+    pub max_connections: usize,
+    /// Time allowed for the TLS handshake.
+    pub handshake_timeout: Duration,
+    /// Time allowed to send the request headers (slow clients are dropped).
+    pub header_timeout: Duration,
+}
+
+/// How a listener wraps its connections.
+#[derive(Clone)]
+pub enum Transport {
+    /// TLS; with `participant = true` the peer certificate names the participant.
+    Tls {
+        /// The acceptor (its config decides whether client certificates are required).
+        acceptor: TlsAcceptor,
+        /// Whether to extract a [`PeerIdentity`] from the client certificate.
+        participant: bool,
+    },
+    /// Plain TCP (the admin listener on loopback).
+    Plain,
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Transport::Tls { participant, .. } => write!(f, "Tls {{ participant: {participant} }}"),
+            Transport::Plain => write!(f, "Plain"),
+        }
+    }
+}
+
+/// Binds a listener, reporting the address in the error.
+pub async fn bind(addr: &str) -> Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|e| Error::Config(format!("cannot listen on `{addr}`: {e}")))
+}
+
+/// Serves `router` on `listener` until `shutdown` turns true, then waits (up to
+/// `drain`) for in-flight requests to finish.
+pub async fn serve(
+    listener: TcpListener,
+    transport: Transport,
+    router: Router,
+    limits: ConnLimits,
+    mut shutdown: watch::Receiver<bool>,
+    drain: Duration,
+) {
+    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let graceful = GracefulShutdown::new();
+    loop {
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            _ = shutdown.changed() => break,
+        };
+        let (tcp, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let transport = transport.clone();
+        let router = router.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let builder = {
+                let mut b = http1::Builder::new();
+                b.timer(TokioTimer::new())
+                    .header_read_timeout(limits.header_timeout)
+                    .keep_alive(true)
+                    .max_buf_size(64 * 1024);
+                b
+            };
+            match transport {
+                Transport::Plain => {
+                    let svc = with_extensions(router, None, remote);
+                    let conn = builder.serve_connection(TokioIo::new(tcp), svc);
+                    let _ = watcher.watch(conn).await;
+                }
+                Transport::Tls { acceptor, participant } => {
+                    let tls = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
+                        Ok(Ok(tls)) => tls,
+                        Ok(Err(e)) => {
+                            tracing::info!(peer = %remote, error = %e, "tls handshake refused");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::info!(peer = %remote, "tls handshake timed out");
+                            return;
+                        }
+                    };
+                    let identity = participant.then(|| peer_identity(tls.get_ref().1));
+                    let svc = with_extensions(router, identity, remote);
+                    let conn = builder.serve_connection(TokioIo::new(tls), svc);
+                    let _ = watcher.watch(conn).await;
+                }
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
+        tracing::warn!("shutdown: some connections did not finish in time");
+    }
+}
+
+fn peer_identity(conn: &rustls::ServerConnection) -> PeerIdentity {
+    let Some(cert) = conn.peer_certificates().and_then(|c| c.first()) else {
+        return PeerIdentity::Invalid("no client certificate".into());
+    };
+    match ParticipantId::from_cert_der(cert.as_ref()) {
+        Ok(id) => PeerIdentity::Participant(id),
+        Err(e) => PeerIdentity::Invalid(e.to_string()),
+    }
+}
+
+type HyperSvc = TowerToHyperService<
+    tower::util::MapRequest<Router, Box<dyn Fn(axum::http::Request<hyper::body::Incoming>) -> axum::http::Request<hyper::body::Incoming> + Send + Sync>>,
+>;
+
+fn with_extensions(router: Router, identity: Option<PeerIdentity>, remote: SocketAddr) -> HyperSvc {
+    let add: Box<dyn Fn(_) -> _ + Send + Sync> = Box::new(move |mut req: axum::http::Request<hyper::body::Incoming>| {
+        if let Some(id) = &identity {
+            req.extensions_mut().insert(id.clone());
+        }
+        req.extensions_mut().insert(ClientAddr(remote));
+        req
+    });
+    TowerToHyperService::new(router.map_request(add))
+}

@@ -1,0 +1,202 @@
+//! The append-only consent ledger: entries, the hash chain, and its verification.
+//!
+//! Entry `n` stores `hash = hex(SHA-256(prev_hash || entry_json))` where `prev_hash` is
+//! entry `n-1`'s hash (64 zeros for `seq = 1`) and `entry_json` is the canonical JSON of
+//! the [`LedgerEntry`]. Sequence numbers start at 1 and have no gaps.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::model::Consent;
+
+/// The `prev_hash` of the first entry.
+pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// What a ledger entry records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LedgerAction {
+    /// A consent's first version (possibly replacing another: see `supersedes`).
+    Grant,
+    /// A version that revokes the consent.
+    Revoke,
+    /// A version that marks the consent superseded by a newer one.
+    Supersede,
+}
+
+impl LedgerAction {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LedgerAction::Grant => "grant",
+            LedgerAction::Revoke => "revoke",
+            LedgerAction::Supersede => "supersede",
+        }
+    }
+}
+
+/// One ledger entry: one consent version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerEntry {
+    /// Position in the ledger, from 1.
+    pub seq: i64,
+    /// What happened.
+    pub action: LedgerAction,
+    /// When it was appended.
+    pub at: DateTime<Utc>,
+    /// The consent version this entry records.
+    pub consent: Consent,
+}
+
+impl LedgerEntry {
+    /// The canonical bytes that are hashed (serde_json with the struct's field order).
+    pub fn canonical_json(&self) -> serde_json::Result<String> {
+        serde_json::to_string(self)
+    }
+}
+
+/// The chain's newest entry: keep it elsewhere to detect truncation later.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainHead {
+    /// Its sequence number.
+    pub seq: i64,
+    /// Its hash.
+    pub hash: String,
+}
+
+/// The outcome of a successful verification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainReport {
+    /// Number of entries checked.
+    pub entries: u64,
+    /// The newest entry, `None` for an empty ledger.
+    pub head: Option<ChainHead>,
+}
+
+/// Why a chain fails, and the first entry that is bad.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("first bad entry is seq {first_bad_seq}: {reason}")]
+pub struct ChainError {
+    /// The first sequence number that is missing, altered or unlinked.
+    pub first_bad_seq: i64,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// One stored ledger row, as read from the database.
+#[derive(Debug, Clone)]
+pub struct LedgerRow {
+    /// `seq` column.
+    pub seq: i64,
+    /// `consent_id` column.
+    pub consent_id: String,
+    /// `version` column.
+    pub version: i64,
+    /// `entry_json` column.
+    pub entry_json: String,
+    /// `prev_hash` column.
+    pub prev_hash: String,
+    /// `hash` column.
+    pub hash: String,
+}
+
+/// The chained hash of an entry.
+pub fn chain_hash(prev_hash: &str, entry_json: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(prev_hash.as_bytes());
+    h.update(entry_json.as_bytes());
+    hex::encode(h.finalize())
+}
+
+/// Verifies rows fed in `seq` order; stops at the first bad one.
+#[derive(Debug)]
+pub struct ChainVerifier {
+    last_seq: i64,
+    last_hash: String,
+    entries: u64,
+}
+
+impl Default for ChainVerifier {
+    fn default() -> Self {
+        ChainVerifier {
+            last_seq: 0,
+            last_hash: GENESIS_HASH.to_owned(),
+            entries: 0,
+        }
+    }
+}
+
+impl ChainVerifier {
+    /// Checks the next row: no gap, linked to the previous hash, hash recomputes, and
+    /// the JSON agrees with the indexed columns.
+    pub fn push(&mut self, row: &LedgerRow) -> Result<(), ChainError> {
+        let expected_seq = self.last_seq + 1;
+        let bad = |seq: i64, reason: &str| ChainError {
+            first_bad_seq: seq,
+            reason: reason.to_owned(),
+        };
+        if row.seq != expected_seq {
+            return Err(bad(expected_seq, "entry missing (gap in sequence)"));
+        }
+        if row.prev_hash != self.last_hash {
+            return Err(bad(
+                row.seq,
+                "prev_hash does not match the previous entry's hash",
+            ));
+        }
+        if chain_hash(&row.prev_hash, &row.entry_json) != row.hash {
+            return Err(bad(row.seq, "hash does not match the entry's content"));
+        }
+        let entry: LedgerEntry = serde_json::from_str(&row.entry_json)
+            .map_err(|_| bad(row.seq, "entry_json is not a ledger entry"))?;
+        if entry.seq != row.seq
+            || entry.consent.id != row.consent_id
+            || i64::from(entry.consent.version) != row.version
+        {
+            return Err(bad(
+                row.seq,
+                "entry_json disagrees with the seq, consent_id or version columns",
+            ));
+        }
+        self.last_seq = row.seq;
+        self.last_hash.clone_from(&row.hash);
+        self.entries += 1;
+        Ok(())
+    }
+
+    /// Ends verification. With `expected`, a head recorded earlier, the ledger must reach
+    /// that seq with that hash (detects truncation and rewritten history).
+    pub fn finish(self, expected: Option<&ChainHead>) -> Result<ChainReport, ChainError> {
+        if let Some(exp) = expected {
+            if self.last_seq < exp.seq {
+                return Err(ChainError {
+                    first_bad_seq: self.last_seq + 1,
+                    reason: format!(
+                        "ledger truncated: ends at seq {} but head seq {} was recorded",
+                        self.last_seq, exp.seq
+                    ),
+                });
+            }
+        }
+        let head = (self.last_seq > 0).then_some(ChainHead {
+            seq: self.last_seq,
+            hash: self.last_hash,
+        });
+        Ok(ChainReport {
+            entries: self.entries,
+            head,
+        })
+    }
+
+    /// The hash at `seq` as seen so far, to compare with an expected head mid-stream.
+    pub fn check_head(&self, expected: &ChainHead) -> Result<(), ChainError> {
+        if self.last_seq == expected.seq && self.last_hash != expected.hash {
+            return Err(ChainError {
+                first_bad_seq: expected.seq,
+                reason: "hash differs from the recorded head (history rewritten)".to_owned(),
+            });
+        }
+        Ok(())
+    }
+}

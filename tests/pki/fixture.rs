@@ -19,18 +19,20 @@ use std::path::{Path, PathBuf};
 
 /// A temporary copy of `tests/pki`, deleted when dropped.
 #[derive(Debug)]
-pub struct TestPki {
+pub(crate) struct TestPki {
     dir: tempfile::TempDir,
 }
 
 impl TestPki {
     /// Copies every `.pem` and `.key` of `tests/pki` into a fresh temporary folder.
-    pub fn new() -> TestPki {
+    pub(crate) fn new() -> TestPki {
         let source = source_dir();
         let dir = tempfile::tempdir().unwrap();
         for entry in fs::read_dir(&source).unwrap() {
             let path = entry.unwrap().path();
-            let Some(name) = path.file_name() else { continue };
+            let Some(name) = path.file_name() else {
+                continue;
+            };
             let target = dir.path().join(name);
             match path.extension().and_then(|e| e.to_str()) {
                 Some("key") => write_private(&target, &fs::read(&path).unwrap()),
@@ -44,23 +46,23 @@ impl TestPki {
     }
 
     /// The folder holding the copy.
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         self.dir.path()
     }
 
     /// `NAME.pem` in the copy (for example `ca`, `server`, `crl`, `phr-asmile`).
-    pub fn pem(&self, name: &str) -> PathBuf {
+    pub(crate) fn pem(&self, name: &str) -> PathBuf {
         self.dir.path().join(format!("{name}.pem"))
     }
 
     /// `NAME.key` in the copy, mode 0600.
-    pub fn key(&self, name: &str) -> PathBuf {
+    pub(crate) fn key(&self, name: &str) -> PathBuf {
         self.dir.path().join(format!("{name}.key"))
     }
 }
 
 /// The checked-in `tests/pki`, found by walking up from the crate being tested.
-pub fn source_dir() -> PathBuf {
+pub(crate) fn source_dir() -> PathBuf {
     let start = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     start
         .ancestors()

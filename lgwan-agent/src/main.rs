@@ -1,2 +1,2 @@
-//! placeholder
+//! `lgwan-agent`: the command line over the `lgwan_agent` library.
 fn main() {}

@@ -1,0 +1,289 @@
+//! Streaming reader of 特定健診 zip archives: entries are read one at a time
+//! from the file (never the whole archive in memory), each capped at a
+//! configured inflated size, and any entry whose path is absolute, contains
+//! `..` or leaves the root folder is refused. Nothing is ever written to disk.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::cda::parse_checkup;
+use crate::domain::CheckupDocument;
+use crate::index::{IndexInfo, parse_index};
+use crate::quarantine::{Quarantine, Reason};
+
+/// Size limits for archives; every one of them is a quarantine, not an error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest archive file accepted, in bytes.
+    pub max_archive_bytes: u64,
+    /// Largest inflated size of one entry, in bytes.
+    pub max_entry_bytes: u64,
+    /// Most entries accepted in one archive.
+    pub max_entries: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_archive_bytes: 4 * 1024 * 1024 * 1024,
+            max_entry_bytes: 8 * 1024 * 1024,
+            max_entries: 500_000,
+        }
+    }
+}
+
+/// What scanning an archive yields, one entry at a time.
+#[derive(Debug)]
+pub enum ArchiveItem {
+    /// A checkup document that parsed.
+    Checkup {
+        /// The entry it came from.
+        entry: String,
+        /// The document.
+        document: Box<CheckupDocument>,
+    },
+    /// An entry (or the whole archive) set aside.
+    Quarantined(Quarantine),
+}
+
+/// Totals of one archive scan.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ArchiveSummary {
+    /// The index, when it was present and readable.
+    pub index: Option<IndexInfo>,
+    /// Checkup documents parsed.
+    pub documents: usize,
+    /// Entries (or the archive) quarantined.
+    pub quarantined: usize,
+    /// Entries skipped as not ours (guidance `g…xml`, `XSD/`, `CLAIMS/`).
+    pub skipped: usize,
+}
+
+/// Where an entry sits inside the root folder.
+enum Kind {
+    Index,
+    Summary,
+    Checkup,
+    Other,
+}
+
+/// Reads `path` entry by entry, handing every parsed document and every
+/// quarantine report to `sink`.
+pub fn scan_archive(
+    path: &Path,
+    limits: &Limits,
+    sink: &mut dyn FnMut(ArchiveItem),
+) -> ArchiveSummary {
+    let mut out = Out {
+        label: path.display().to_string(),
+        summary: ArchiveSummary::default(),
+        sink,
+    };
+    scan_into(path, limits, &mut out);
+    out.summary
+}
+
+/// The sink plus the running totals.
+struct Out<'s> {
+    label: String,
+    summary: ArchiveSummary,
+    sink: &'s mut dyn FnMut(ArchiveItem),
+}
+
+impl Out<'_> {
+    fn quarantine(&mut self, entry: Option<String>, reason: Reason) {
+        self.summary.quarantined += 1;
+        (self.sink)(ArchiveItem::Quarantined(Quarantine::new(
+            &self.label,
+            entry,
+            reason,
+        )));
+    }
+}
+
+fn scan_into(path: &Path, limits: &Limits, out: &mut Out<'_>) {
+    let opened = File::open(path).and_then(|f| f.metadata().map(|m| (f, m.len())));
+    let (file, size) = match opened {
+        Ok(v) => v,
+        Err(e) => return out.quarantine(None, Reason::Unreadable(e.to_string())),
+    };
+    if size > limits.max_archive_bytes {
+        let limit = limits.max_archive_bytes;
+        return out.quarantine(None, Reason::ArchiveTooLarge { size, limit });
+    }
+    let mut zip = match zip::ZipArchive::new(file) {
+        Ok(z) => z,
+        Err(e) => {
+            let reason = Reason::Unreadable(format!("not a zip archive: {e}"));
+            return out.quarantine(None, reason);
+        }
+    };
+    if zip.len() > limits.max_entries {
+        let (count, limit) = (zip.len(), limits.max_entries);
+        return out.quarantine(None, Reason::TooManyEntries { count, limit });
+    }
+    let root = root_folder(path, zip.file_names());
+    let has_index = zip
+        .file_names()
+        .any(|n| n == format!("{root}/ix08_V08.xml"));
+    for i in 0..zip.len() {
+        let name = zip.name_for_index(i).unwrap_or_default().to_owned();
+        let kind = match classify(&name, &root) {
+            Ok(kind) => kind,
+            Err(reason) => {
+                out.quarantine(Some(name), reason);
+                continue;
+            }
+        };
+        if matches!(kind, Kind::Other) {
+            if !name.ends_with('/') {
+                out.summary.skipped += 1;
+            }
+            continue;
+        }
+        let bytes = match read_entry(&mut zip, i, limits.max_entry_bytes) {
+            Ok(bytes) => bytes,
+            Err(reason) => {
+                out.quarantine(Some(name), reason);
+                continue;
+            }
+        };
+        match kind {
+            Kind::Index => match parse_index(&bytes, "index") {
+                Ok(info) => out.summary.index = Some(info),
+                Err(reason) => out.quarantine(Some(name), reason),
+            },
+            Kind::Summary => {
+                if let Err(reason) = parse_index(&bytes, "summary") {
+                    out.quarantine(Some(name), reason);
+                }
+            }
+            Kind::Checkup => match parse_checkup(&bytes, &format!("{root}/{}", tail(&name))) {
+                Ok(document) => {
+                    out.summary.documents += 1;
+                    (out.sink)(ArchiveItem::Checkup {
+                        entry: name,
+                        document: Box::new(document),
+                    });
+                }
+                Err(reason) => out.quarantine(Some(name), reason),
+            },
+            Kind::Other => {}
+        }
+    }
+    if !has_index {
+        let reason = Reason::Field("archive has no ix08_V08.xml index".into());
+        out.quarantine(Some(format!("{root}/ix08_V08.xml")), reason);
+    }
+}
+
+/// Inflates entry `i`, at most `limit` bytes; more is a quarantine.
+fn read_entry(zip: &mut zip::ZipArchive<File>, i: usize, limit: u64) -> Result<Vec<u8>, Reason> {
+    let mut entry = zip
+        .by_index(i)
+        .map_err(|e| Reason::Unreadable(e.to_string()))?;
+    if entry.size() > limit {
+        return Err(Reason::EntryTooLarge { limit });
+    }
+    // The declared size may lie: read at most one byte past the limit.
+    let mut bytes = Vec::new();
+    (&mut entry)
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| Reason::Unreadable(e.to_string()))?;
+    if bytes.len() as u64 > limit {
+        return Err(Reason::EntryTooLarge { limit });
+    }
+    Ok(bytes)
+}
+
+/// The root folder: the archive's file stem when entries live under it,
+/// else the first folder of the first entry.
+fn root_folder<'a>(path: &Path, names: impl Iterator<Item = &'a str>) -> String {
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut fallback = None;
+    for name in names {
+        let first = name.split(['/', '\\']).next().unwrap_or_default();
+        if first == stem {
+            return stem;
+        }
+        if fallback.is_none() && !first.is_empty() && first != ".." {
+            fallback = Some(first.to_owned());
+        }
+    }
+    fallback.unwrap_or(stem)
+}
+
+/// The entry name without its root folder.
+fn tail(name: &str) -> &str {
+    name.split_once('/').map_or(name, |(_, rest)| rest)
+}
+
+/// Checks an entry path and says what it is.
+fn classify(name: &str, root: &str) -> Result<Kind, Reason> {
+    if name.starts_with(['/', '\\']) || name.contains('\0') {
+        return Err(Reason::PathEscapesRoot);
+    }
+    let parts: Vec<&str> = name
+        .split(['/', '\\'])
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
+    if parts.iter().any(|p| *p == ".." || p.contains(':')) {
+        return Err(Reason::PathEscapesRoot);
+    }
+    match parts.as_slice() {
+        [first, rest @ ..] if *first == root => Ok(match rest {
+            ["ix08_V08.xml"] => Kind::Index,
+            ["su08_V08.xml"] => Kind::Summary,
+            ["DATA", file] if is_checkup_name(file) => Kind::Checkup,
+            _ => Kind::Other,
+        }),
+        _ => Err(Reason::PathEscapesRoot),
+    }
+}
+
+fn is_checkup_name(file: &str) -> bool {
+    let lower = file.to_ascii_lowercase();
+    lower.starts_with('h') && lower.ends_with(".xml")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_paths() {
+        let root = "1311234567_00138016_202407011_1";
+        let ok = |n: &str| classify(n, root).is_ok();
+        assert!(ok(&format!("{root}/ix08_V08.xml")));
+        assert!(matches!(
+            classify(&format!("{root}/DATA/h1.xml"), root),
+            Ok(Kind::Checkup)
+        ));
+        assert!(matches!(
+            classify(&format!("{root}/DATA/g1.xml"), root),
+            Ok(Kind::Other)
+        ));
+        for bad in [
+            format!("{root}/../evil.xml"),
+            "/tmp/absolute.xml".to_owned(),
+            "\\windows\\evil.xml".to_owned(),
+            format!("{root}\\..\\evil.xml"),
+            "C:/evil.xml".to_owned(),
+            "other_root/DATA/h1.xml".to_owned(),
+            format!("{root}/DATA/../../x.xml"),
+        ] {
+            assert!(
+                matches!(classify(&bad, root), Err(Reason::PathEscapesRoot)),
+                "{bad}"
+            );
+        }
+    }
+}

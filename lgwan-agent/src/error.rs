@@ -1,0 +1,61 @@
+//! The one error type of the agent library.
+//!
+//! Bad *input* (a malformed document, a zip entry leaving the root) is not an
+//! error: it becomes a [`crate::quarantine::Quarantine`] report and the import
+//! goes on. Errors are for the agent's own environment: its config, keys,
+//! outbox and output.
+
+use std::path::PathBuf;
+
+/// `Result` with this crate's [`Error`] as the default error type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that stops an agent command.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A file the agent needs could not be read or written.
+    #[error("`{path}`: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML or has an unknown or invalid field.
+    #[error("config `{path}`: {reason}")]
+    Config {
+        /// The config file.
+        path: PathBuf,
+        /// What is wrong, naming the field.
+        reason: String,
+    },
+    /// A value given on the command line or in config is invalid.
+    #[error("invalid {field} `{value}`: {reason}")]
+    Invalid {
+        /// The field, e.g. `birth date`.
+        field: &'static str,
+        /// The value given.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The data catalog could not be loaded or lacks something the agent needs.
+    #[error("catalog: {0}")]
+    Catalog(String),
+    /// A key or crypto operation failed.
+    #[error("crypto: {0}")]
+    Crypto(String),
+    /// The outbox database failed.
+    #[error("outbox `{path}`: {reason}")]
+    Outbox {
+        /// The outbox file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// Writing the output (preview lines, reports) failed.
+    #[error("writing output: {0}")]
+    Output(#[source] std::io::Error),
+}

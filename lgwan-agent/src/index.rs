@@ -1,0 +1,136 @@
+//! The archive index `ix08_V08.xml` and summary `su08_V08.xml`: accepted in the
+//! 2007 namespace and in the newer MHLW one; anything else is quarantined.
+
+use quick_xml::events::Event;
+use quick_xml::name::ResolveResult;
+use serde::Serialize;
+
+use crate::quarantine::Reason;
+use crate::xml;
+
+/// Namespace of ix08/su08 in older archives.
+pub const NS_2007: &str = "http://tokuteikenshin.jp/checkup/2007";
+/// Namespace of ix08/su08 in newer archives.
+pub const NS_MHLW: &str = "https://www.mhlw.go.jp/stf/seisakunitsuite/bunya/0000161103.html";
+
+/// Which of the two accepted namespaces a file uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum IndexNamespace {
+    /// `http://tokuteikenshin.jp/checkup/2007`.
+    Y2007,
+    /// The MHLW page URL.
+    Mhlw,
+}
+
+/// What the agent reads from an index or summary file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct IndexInfo {
+    /// The namespace the file used.
+    pub namespace: IndexNamespace,
+    /// `totalRecordCount` (index) or `totalSubjectCount` (summary), when present.
+    pub count: Option<u64>,
+}
+
+/// Parses an index (`root = "index"`) or summary (`root = "summary"`) file.
+pub fn parse_index(bytes: &[u8], root: &str) -> Result<IndexInfo, Reason> {
+    let text = xml::utf8_text(bytes)?;
+    let mut reader = xml::reader(text);
+    let mut namespace = None;
+    let mut count = None;
+    let mut depth = 0usize;
+    loop {
+        let position = reader.buffer_position();
+        let (ns, event) = reader
+            .read_resolved_event()
+            .map_err(|e| xml::malformed(e, position))?;
+        match event {
+            Event::DocType(_) => return Err(Reason::Doctype),
+            Event::Decl(decl) => xml::check_decl(&decl)?,
+            Event::Start(ref start) | Event::Empty(ref start) => {
+                let local = start.local_name();
+                if depth == 0 {
+                    if namespace.is_some() {
+                        return Err(xml::malformed("content after the root element", position));
+                    }
+                    let bound = match &ns {
+                        ResolveResult::Bound(n) => n.as_ref(),
+                        _ => b"".as_slice(),
+                    };
+                    namespace = Some(match bound {
+                        b if b == NS_2007.as_bytes() => IndexNamespace::Y2007,
+                        b if b == NS_MHLW.as_bytes() => IndexNamespace::Mhlw,
+                        other => {
+                            return Err(Reason::WrongNamespace(format!(
+                                "`{}` is in `{}`, expected `{NS_2007}` or `{NS_MHLW}`",
+                                String::from_utf8_lossy(local.as_ref()),
+                                String::from_utf8_lossy(other)
+                            )));
+                        }
+                    });
+                    if local.as_ref() != root.as_bytes() {
+                        return Err(Reason::WrongNamespace(format!(
+                            "root element is `{}`, expected `{root}`",
+                            String::from_utf8_lossy(local.as_ref())
+                        )));
+                    }
+                } else if depth == 1
+                    && matches!(local.as_ref(), b"totalRecordCount" | b"totalSubjectCount")
+                {
+                    let attrs = xml::attributes(&reader, start)?;
+                    let value = xml::get(&attrs, "value").unwrap_or_default();
+                    count =
+                        Some(value.trim().parse().map_err(|_| {
+                            Reason::Field(format!("count `{value}` is not a number"))
+                        })?);
+                }
+                if matches!(event, Event::Start(_)) {
+                    depth += 1;
+                    if depth > xml::MAX_DEPTH {
+                        return Err(Reason::MalformedXml("elements nested too deep".into()));
+                    }
+                }
+            }
+            Event::End(_) => depth = depth.saturating_sub(1),
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    let namespace = namespace.ok_or_else(|| Reason::MalformedXml("no root element".into()))?;
+    Ok(IndexInfo { namespace, count })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn index(ns: &str) -> String {
+        format!(
+            r#"<?xml version="1.0" encoding="UTF-8"?><index xmlns="{ns}"><interactionType code="1"/><totalRecordCount value="6"/></index>"#
+        )
+    }
+
+    #[test]
+    fn both_namespaces() {
+        let old = parse_index(index(NS_2007).as_bytes(), "index").unwrap();
+        assert_eq!(old.namespace, IndexNamespace::Y2007);
+        assert_eq!(old.count, Some(6));
+        let new = parse_index(index(NS_MHLW).as_bytes(), "index").unwrap();
+        assert_eq!(new.namespace, IndexNamespace::Mhlw);
+    }
+
+    #[test]
+    fn other_namespace_and_doctype_refused() {
+        let other = parse_index(index("urn:example").as_bytes(), "index");
+        assert!(matches!(other, Err(Reason::WrongNamespace(_))));
+        let doctype = format!(
+            "<!DOCTYPE index>{}",
+            index(NS_2007).replace("<?xml version=\"1.0\" encoding=\"UTF-8\"?>", "")
+        );
+        assert_eq!(
+            parse_index(doctype.as_bytes(), "index"),
+            Err(Reason::Doctype)
+        );
+        let summary = parse_index(index(NS_2007).as_bytes(), "summary");
+        assert!(matches!(summary, Err(Reason::WrongNamespace(_))));
+    }
+}

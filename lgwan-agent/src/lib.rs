@@ -1,0 +1,17 @@
+//! The Renkei LGWAN agent as a library: it parses municipal files (特定健診
+//! archives, KDB and insurer-notice CSVs), minimizes them into per-category
+//! FHIR records, tokenizes the subject, seals and spools them. The
+//! `lgwan-agent` binary is thin glue over this crate.
+//!
+//! Bad input never stops an import: it becomes a [`quarantine::Quarantine`]
+//! report and the rest of the input is still processed.
+
+pub mod archive;
+pub mod cda;
+pub mod domain;
+pub mod error;
+pub mod index;
+pub mod quarantine;
+mod xml;
+
+pub use error::{Error, Result};

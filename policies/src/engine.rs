@@ -143,7 +143,12 @@ impl Engine {
             }
             let stem = file_stem(file.name);
             let mut local: Vec<&Policy> = parsed.policies().collect();
-            local.sort_by(|a, b| a.id().to_string().cmp(&b.id().to_string()));
+            // The parser names policies `policy0`, `policy1`, ... in file order; sort
+            // them back into that order (shorter ids first) so errors are stable.
+            local.sort_by_key(|policy| {
+                let id = policy.id().to_string();
+                (id.len(), id)
+            });
             for policy in local {
                 check_literals(catalog, policy, file)?;
                 let Some(local_id) = policy.annotation("id") else {

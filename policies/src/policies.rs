@@ -294,3 +294,43 @@ fn label(category: &str, reasons: Vec<String>) -> impl Iterator<Item = String> +
         .into_iter()
         .map(move |reason| format!("category `{category}`: {reason}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_policies_are_exactly_the_directory_files() {
+        let mut on_disk: Vec<(String, String)> = std::fs::read_dir(default_dir())
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| path.extension().is_some_and(|ext| ext == "cedar"))
+            .map(|path| {
+                let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+                (name, std::fs::read_to_string(path).unwrap())
+            })
+            .collect();
+        on_disk.sort();
+        let embedded: Vec<(String, String)> = EMBEDDED_POLICIES
+            .iter()
+            .map(|(name, text)| ((*name).to_owned(), (*text).to_owned()))
+            .collect();
+        assert_eq!(
+            on_disk, embedded,
+            "add new .cedar files to EMBEDDED_POLICIES"
+        );
+    }
+
+    #[test]
+    fn errors_read_well() {
+        let schema = ("s.cedarschema", EMBEDDED_SCHEMA);
+        let catalog = (EMBEDDED_CATALOG_NAME, EMBEDDED_CATALOG);
+        let bad = "@id(\"x\")\npermit (principal, action, resource)\nwhen { principal.kind == };\n";
+        let err = Policies::from_sources(catalog, schema, &[("p/bad.cedar", bad)]).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with("invalid policy file `p/bad.cedar` at line 3: "),
+            "{text}"
+        );
+    }
+}

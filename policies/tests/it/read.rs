@@ -1,0 +1,108 @@
+//! Reading under a consent: the same kind/purpose/category rules, no validity.
+
+use renkei_policies::ReadRequest;
+
+use crate::common::{assert_denied_mentioning, policies, read};
+
+#[test]
+fn reads_follow_the_kind_purpose_category_rules() {
+    let policies = policies();
+    assert!(
+        read(
+            &policies,
+            "clinic",
+            "online-consultation",
+            "checkup.glucose"
+        )
+        .allowed
+    );
+    assert!(read(&policies, "clinic", "online-consultation", "phr.medication").allowed);
+    assert!(
+        !read(
+            &policies,
+            "clinic",
+            "online-consultation",
+            "kdb.medical-cost"
+        )
+        .allowed
+    );
+    assert!(!read(&policies, "clinic", "phr-display", "checkup.glucose").allowed);
+    assert!(
+        read(
+            &policies,
+            "analyst",
+            "care-prevention-evaluation",
+            "kdb.care"
+        )
+        .allowed
+    );
+    assert!(read(&policies, "phr", "phr-display", "insurer.cost-notice").allowed);
+    assert!(!read(&policies, "phr", "phr-display", "kdb.care").allowed);
+    assert!(read(&policies, "phr", "health-points", "checkup.attendance").allowed);
+    assert_denied_mentioning(
+        &read(&policies, "phr", "health-points", "checkup.body"),
+        "health-points-attendance-only",
+    );
+    assert!(
+        read(
+            &policies,
+            "municipality",
+            "child-health-followup",
+            "checkup.body"
+        )
+        .allowed
+    );
+    assert!(
+        !read(
+            &policies,
+            "municipality",
+            "child-health-followup",
+            "phr.vitals"
+        )
+        .allowed
+    );
+}
+
+#[test]
+fn a_denied_read_without_a_forbid_says_no_policy_permits() {
+    let decision = read(
+        &policies(),
+        "municipality",
+        "online-consultation",
+        "checkup.body",
+    );
+    assert_denied_mentioning(&decision, "no policy lets a `municipality` participant");
+}
+
+#[test]
+fn a_suspended_reader_is_denied() {
+    let decision = policies().authorize_read(&ReadRequest {
+        participant: "clinic:tokyo",
+        kind: "clinic",
+        suspended: true,
+        purpose: "online-consultation",
+        category: "checkup.glucose",
+    });
+    assert_denied_mentioning(&decision, "base/suspended-gets-nothing");
+}
+
+#[test]
+fn unknown_names_are_denied() {
+    let policies = policies();
+    assert_denied_mentioning(
+        &read(&policies, "clinic", "advertising", "checkup.body"),
+        "unknown purpose `advertising`",
+    );
+    assert_denied_mentioning(
+        &read(&policies, "clinic", "online-consultation", "genome"),
+        "unknown category `genome`",
+    );
+    let decision = policies.authorize_read(&ReadRequest {
+        participant: "clinic:",
+        kind: "clinic",
+        suspended: false,
+        purpose: "online-consultation",
+        category: "checkup.body",
+    });
+    assert_denied_mentioning(&decision, "`clinic:`");
+}

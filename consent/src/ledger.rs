@@ -200,3 +200,112 @@ impl ChainVerifier {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Consent, ConsentTerms, DataPeriod, Method};
+    use chrono::TimeZone;
+
+    fn rows(n: i64) -> Vec<LedgerRow> {
+        let at = Utc.with_ymd_and_hms(2025, 4, 1, 0, 0, 0).single().unwrap();
+        let terms = ConsentTerms {
+            subject: "st1_abcdefghijklmnopqrstuvwxyz234567".into(),
+            recipient: "phr:asmile".into(),
+            purpose: "phr-display".into(),
+            categories: vec!["checkup.body".into()],
+            data_period: DataPeriod::default(),
+            valid_from: None,
+            valid_until: None,
+            method: Method::Web,
+            evidence: None,
+            granted_by: "resident".into(),
+        };
+        let mut prev = GENESIS_HASH.to_owned();
+        (1..=n)
+            .map(|seq| {
+                let consent =
+                    Consent::first_version(format!("c{seq}"), terms.clone(), None, at).unwrap();
+                let entry = LedgerEntry {
+                    seq,
+                    action: LedgerAction::Grant,
+                    at,
+                    consent,
+                };
+                let entry_json = entry.canonical_json().unwrap();
+                let hash = chain_hash(&prev, &entry_json);
+                let row = LedgerRow {
+                    seq,
+                    consent_id: format!("c{seq}"),
+                    version: 1,
+                    entry_json,
+                    prev_hash: prev.clone(),
+                    hash: hash.clone(),
+                };
+                prev = hash;
+                row
+            })
+            .collect()
+    }
+
+    fn verify(rows: &[LedgerRow], expected: Option<&ChainHead>) -> Result<ChainReport, ChainError> {
+        let mut v = ChainVerifier::default();
+        for r in rows {
+            v.push(r)?;
+            if let Some(e) = expected {
+                v.check_head(e)?;
+            }
+        }
+        v.finish(expected)
+    }
+
+    #[test]
+    fn intact_chain_reports_its_head() {
+        let r = rows(4);
+        let report = verify(&r, None).unwrap();
+        assert_eq!(report.entries, 4);
+        assert_eq!(
+            report.head,
+            Some(ChainHead {
+                seq: 4,
+                hash: r[3].hash.clone()
+            })
+        );
+        assert_eq!(verify(&[], None).unwrap().head, None);
+    }
+
+    #[test]
+    fn rehashed_edit_is_caught_at_the_next_link() {
+        let mut r = rows(4);
+        r[1].entry_json = r[1].entry_json.replace("phr-display", "health-points");
+        r[1].hash = chain_hash(&r[1].prev_hash, &r[1].entry_json);
+        let err = verify(&r, None).unwrap_err();
+        assert_eq!(err.first_bad_seq, 3);
+        assert!(err.reason.contains("prev_hash"));
+    }
+
+    #[test]
+    fn full_rewrite_is_caught_by_the_recorded_head() {
+        let r = rows(3);
+        let head = ChainHead {
+            seq: 3,
+            hash: r[2].hash.clone(),
+        };
+        let mut forged = rows(3);
+        forged[0].entry_json = forged[0].entry_json.replace("web", "app");
+        let mut prev = GENESIS_HASH.to_owned();
+        for row in &mut forged {
+            row.prev_hash = prev.clone();
+            row.hash = chain_hash(&prev, &row.entry_json);
+            prev = row.hash.clone();
+        }
+        assert!(verify(&forged, None).is_ok());
+        assert_eq!(verify(&forged, Some(&head)).unwrap_err().first_bad_seq, 3);
+    }
+
+    #[test]
+    fn first_row_must_be_seq_one() {
+        let r = rows(3);
+        assert_eq!(verify(&r[1..], None).unwrap_err().first_bad_seq, 1);
+    }
+}

@@ -41,12 +41,12 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
-    /// The data catalog could not be loaded or lacks something the agent needs.
-    #[error("catalog: {0}")]
-    Catalog(String),
+    /// The data catalog could not be loaded.
+    #[error(transparent)]
+    Catalog(#[from] renkei_policies::Error),
     /// A key or crypto operation failed.
-    #[error("crypto: {0}")]
-    Crypto(String),
+    #[error(transparent)]
+    Crypto(#[from] renkei_crypto::Error),
     /// The outbox database failed.
     #[error("outbox `{path}`: {reason}")]
     Outbox {

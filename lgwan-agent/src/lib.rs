@@ -11,6 +11,7 @@ pub mod cda;
 pub mod domain;
 pub mod error;
 pub mod index;
+pub mod minimize;
 pub mod quarantine;
 mod xml;
 

@@ -148,11 +148,13 @@ impl Checkpoint {
 
     /// Checks the signature against the given trusted key.
     pub fn verify_signature(&self, trusted: &VerifyingKey) -> bool {
+        let Ok(sig) = renkei_crypto::sign::Signature::from_base64(&self.signature) else {
+            return false;
+        };
         trusted.to_base64() == self.public_key
-            && trusted.verify_base64(
-                &Checkpoint::signed_bytes(self.seq, &self.head_hash, self.at),
-                &self.signature,
-            )
+            && trusted
+                .verify(&Checkpoint::signed_bytes(self.seq, &self.head_hash, self.at), &sig)
+                .is_ok()
     }
 }
 
@@ -175,7 +177,7 @@ pub async fn checkpoint(db: &Db, key: &SigningKey, now: DateTime<Utc>) -> Result
         tx.commit().await?;
         return Ok(None);
     }
-    let signature = key.sign_base64(&Checkpoint::signed_bytes(seq, &head, now));
+    let signature = key.sign(&Checkpoint::signed_bytes(seq, &head, now)).to_base64();
     let cp = Checkpoint {
         seq,
         head_hash: head,

@@ -14,9 +14,6 @@ use sqlx::{AnyConnection, AnyPool, ConnectOptions, Row};
 
 use crate::error::{Error, Result};
 
-/// Migrations of the hub's own tables.
-static HUB_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
-
 /// The hub's connection pool and what kind of database is behind it.
 #[derive(Debug, Clone)]
 pub struct Db {
@@ -79,7 +76,7 @@ impl Db {
             .run(&self.pool)
             .await
             .map_err(|e| Error::Unavailable(format!("consent migrations: {e}")))?;
-        let mut hub = HUB_MIGRATOR.clone();
+        let mut hub = sqlx::migrate!("./migrations");
         hub.set_ignore_missing(true);
         hub.run(&self.pool)
             .await

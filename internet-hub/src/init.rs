@@ -16,8 +16,8 @@ pub fn init(dir: &Path, pki: &Path) -> Result<()> {
         return Err(Error::Config(format!("`{}` exists; refusing to overwrite", cfg.display())));
     }
     let err = |e: renkei_crypto::Error| Error::Config(e.to_string());
-    PseudonymKey::generate(KeyVersion::new(1)).save(&keys.join("pseudonym.key")).map_err(err)?;
-    SigningKey::generate(KeyVersion::new(1)).save(&keys.join("signing.key")).map_err(err)?;
+    PseudonymKey::generate(KeyVersion::V1).save(&keys.join("pseudonym.key")).map_err(err)?;
+    SigningKey::generate(KeyVersion::V1).save(&keys.join("signing.key")).map_err(err)?;
     let mut pepper = [0u8; 32];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut pepper);
     write_secret_file(&keys.join("receipt-pepper.key"), &pepper).map_err(err)?;

@@ -275,21 +275,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn pki(command: PkiCommand) -> anyhow::Result<()> {
     use internet_hub::pki;
+    let now = Clock::System.now();
     match command {
         PkiCommand::Init { dir, dns, ip } => {
-            pki::init(&dir, &dns, &ip, 397)?;
+            pki::init(&dir, &dns, &ip, 397, now)?;
             println!("participant CA and hub server certificate written to {}", dir.display());
         }
         PkiCommand::Issue { dir, participant, out, days } => {
-            let serial = pki::issue(&dir, &participant, &out, days)?;
+            let serial = pki::issue(&dir, &participant, &out, days, now)?;
             println!("issued {participant}: serial {serial}, files in {}", out.display());
         }
         PkiCommand::Revoke { dir, serial } => {
-            pki::revoke(&dir, &serial)?;
+            pki::revoke(&dir, &serial, now)?;
             println!("revoked serial {serial}; CRL regenerated");
         }
         PkiCommand::Crl { dir } => {
-            let path = pki::crl(&dir)?;
+            let path = pki::crl(&dir, now)?;
             println!("CRL written to {}", path.display());
         }
     }

@@ -74,7 +74,7 @@ pub async fn add(
     enrollment_pk: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<()> {
-    if enrollment_pk.is_some() && id.kind != ParticipantKind::Source && id.kind != ParticipantKind::Phr {
+    if enrollment_pk.is_some() && id.kind() != ParticipantKind::Source {
         return Err(Error::BadRequest(format!(
             "participant `{id}`: only sources have an enrollment key"
         )));
@@ -99,7 +99,7 @@ pub async fn add(
              enrollment_pk, created_at, updated_at) VALUES ($1,$2,$3,'active',$4,$5,$6,$6)",
         )
         .bind(id.to_string())
-        .bind(id.kind.as_str())
+        .bind(id.kind().as_str())
         .bind(display_name)
         .bind(grant_pk)
         .bind(enrollment_pk)

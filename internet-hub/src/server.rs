@@ -10,7 +10,6 @@ use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use renkei_crypto::participant::ParticipantId;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
@@ -156,17 +155,22 @@ fn peer_identity(conn: &rustls::ServerConnection) -> PeerIdentity {
     }
 }
 
-type HyperSvc = TowerToHyperService<
-    tower::util::MapRequest<Router, Box<dyn Fn(axum::http::Request<hyper::body::Incoming>) -> axum::http::Request<hyper::body::Incoming> + Send + Sync>>,
->;
-
-fn with_extensions(router: Router, identity: Option<PeerIdentity>, remote: SocketAddr) -> HyperSvc {
-    let add: Box<dyn Fn(_) -> _ + Send + Sync> = Box::new(move |mut req: axum::http::Request<hyper::body::Incoming>| {
+/// Wraps the router so each request carries the connection's identity and address.
+fn with_extensions(
+    router: Router,
+    identity: Option<PeerIdentity>,
+    remote: SocketAddr,
+) -> impl hyper::service::Service<
+    axum::http::Request<hyper::body::Incoming>,
+    Response = axum::response::Response,
+    Error = std::convert::Infallible,
+    Future = impl Send,
+> + Clone {
+    hyper::service::service_fn(move |mut req: axum::http::Request<hyper::body::Incoming>| {
         if let Some(id) = &identity {
             req.extensions_mut().insert(id.clone());
         }
         req.extensions_mut().insert(ClientAddr(remote));
-        req
-    });
-    TowerToHyperService::new(router.map_request(add))
+        router.clone().oneshot(req)
+    })
 }

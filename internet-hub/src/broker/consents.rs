@@ -64,7 +64,7 @@ struct HubSigner<'a>(&'a SigningKey);
 
 impl ReceiptSigner for HubSigner<'_> {
     fn sign(&self, bytes: &[u8]) -> String {
-        self.0.sign_base64(bytes)
+        self.0.sign(bytes).to_base64()
     }
 }
 
@@ -184,10 +184,13 @@ pub async fn grant(hub: &Hub, who: &ParticipantId, body: GrantBody) -> Result<Gr
 pub fn consent_error(e: renkei_consent::Error) -> Error {
     use renkei_consent::Error as C;
     match e {
-        C::InvalidTerms(m) => Error::BadRequest(m),
+        C::InvalidTerms(m) | C::InvalidSubject(m) | C::InvalidParticipant(m) => Error::BadRequest(m),
         C::NotFound(m) => Error::NotFound(m),
+        C::MalformedCode(_) | C::UnknownCode | C::CodeUsed => {
+            Error::NotFound("the code is not valid or has already been used".into())
+        }
         C::NotActive { id, status } => Error::Conflict(format!("consent `{id}` is {status}")),
-        C::Database(d) => Error::from(d),
+        C::Db(d) => Error::from(d),
         other => Error::Internal(other.to_string()),
     }
 }

@@ -104,10 +104,10 @@ pub async fn authorize_caller(
     if p.suspended() {
         return Err(Error::Forbidden(format!("participant `{who}` is suspended")));
     }
-    if !kinds.contains(&who.kind) {
+    if !kinds.contains(&who.kind()) {
         return Err(Error::Forbidden(format!(
             "a `{}` participant may not use this endpoint",
-            who.kind.as_str()
+            who.kind().as_str()
         )));
     }
     Ok(p)

@@ -42,7 +42,7 @@ pub async fn ingest(hub: &Hub, who: &ParticipantId, batch: &[Vec<u8>]) -> Result
     for (i, bytes) in batch.iter().enumerate() {
         let sealed = SealedRecord::from_bytes(bytes)
             .map_err(|e| Error::BadRequest(format!("records[{i}]: {e}")))?;
-        let h = &sealed.header;
+        let h = sealed.header();
         let record_id = h.record_id.to_string();
         if h.source != who.to_string() {
             return Err(Error::Forbidden(format!(
@@ -64,7 +64,7 @@ pub async fn ingest(hub: &Hub, who: &ParticipantId, batch: &[Vec<u8>]) -> Result
                 h.category
             )));
         }
-        let subject = resolve_subject(&mut tx, who, &h.subject_token).await.map_err(|e| match e {
+        let subject = resolve_subject(&mut tx, who, h.subject_token.as_str()).await.map_err(|e| match e {
             Error::BadRequest(m) => Error::BadRequest(format!("records[{i}] `{record_id}`: {m}")),
             other => other,
         })?;

@@ -1,0 +1,468 @@
+//! The `renkei-client` command line: argument definitions and their dispatch onto the
+//! library. Results go to standard output as JSON; progress goes to standard error.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use clap::{Parser, Subcommand};
+use renkei_crypto::identity::Identity;
+use renkei_crypto::participant::ParticipantId;
+
+use crate::api::{DataPeriod, GrantBody, Keys, Method};
+use crate::config::Settings;
+use crate::error::{Error, Result};
+use crate::pull::{Sink, open_item, pull};
+use crate::source::{AppRecord, publish, serve_grants_once};
+use crate::state::StateDir;
+use crate::transport::HubClient;
+use crate::{enroll, events, setup};
+
+/// Renkei participant client: pull and decrypt records, handle revocations, enroll
+/// residents, grant and revoke consents, and publish a PHR app's own records.
+#[derive(Debug, Parser)]
+#[command(name = "renkei-client", version)]
+pub struct Cli {
+    /// The client configuration file.
+    #[arg(long, short, global = true, default_value = "client.toml")]
+    pub config: PathBuf,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Make the X25519 key-grant key pair (0600) in DIR and print the public key.
+    InitKeys {
+        /// Folder for `grant.key` and `grant.pub`.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Also make `record.key` (a PHR app publishing its own records).
+        #[arg(long)]
+        record_key: bool,
+    },
+    /// Publish this participant's key-grant public key on the hub.
+    PublishKeys,
+    /// Follow the feed: decrypt new records into OUT/<pseudonym>/<record_id>.json.
+    Pull {
+        /// Output folder, or `-` for JSON lines on standard output.
+        #[arg(long)]
+        out: PathBuf,
+        /// Items per feed page.
+        #[arg(long, default_value_t = 100)]
+        page_size: u32,
+        /// Stop after this many pages.
+        #[arg(long)]
+        max_pages: Option<usize>,
+    },
+    /// Handle revocation and expiry events: delete local copies, acknowledge.
+    Events,
+    /// Read and decrypt one record (to standard output, or into OUT).
+    Get {
+        /// The record id.
+        record_id: String,
+        /// Output folder (indexed like `pull`).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Enroll a resident: seal the identifiers (a JSON file) to a source and submit.
+    Enroll {
+        /// The source, `source:<id>`.
+        #[arg(long)]
+        source: ParticipantId,
+        /// The app's reference for the user.
+        #[arg(long)]
+        user_ref: String,
+        /// JSON file with insurer_number, symbol, number, birth_date, sex, branch (or `-`).
+        #[arg(long)]
+        identity: PathBuf,
+        /// Wait this many seconds for the source's answer.
+        #[arg(long, default_value_t = 60)]
+        wait: u64,
+    },
+    /// Show an enrollment.
+    EnrollStatus {
+        /// The enrollment id.
+        id: String,
+    },
+    /// Grant or revoke a consent.
+    #[command(subcommand)]
+    Consent(ConsentCommand),
+    /// Seal the app's own FHIR JSON files and upload them (PHR app as a source).
+    Publish {
+        /// The resident, by the app's pseudonym `rp1_…`.
+        #[arg(long)]
+        subject: String,
+        /// `phr.vitals` or `phr.medication`.
+        #[arg(long)]
+        category: String,
+        /// Effective date, YYYY-MM-DD.
+        #[arg(long)]
+        date: NaiveDate,
+        /// Document id (one file only); default `<subject>/<category>/<file stem>`.
+        #[arg(long)]
+        document_id: Option<String>,
+        /// FHIR JSON files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Answer key-grant requests for the app's own records.
+    ServeGrants {
+        /// One round, then exit.
+        #[arg(long)]
+        once: bool,
+        /// Seconds between rounds.
+        #[arg(long, default_value_t = 5)]
+        interval: u64,
+    },
+    /// Print the hub's latest signed audit checkpoint.
+    Checkpoint,
+}
+
+/// `consent` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ConsentCommand {
+    /// Grant a consent; prints the consent and the resident's receipt.
+    Grant {
+        /// The resident (`rp1_…` for an app, `st1_…` for a source).
+        #[arg(long)]
+        subject: String,
+        /// Recipient `kind:id`.
+        #[arg(long)]
+        recipient: ParticipantId,
+        /// Purpose code.
+        #[arg(long)]
+        purpose: String,
+        /// Category (repeat for several).
+        #[arg(long = "category", required = true)]
+        categories: Vec<String>,
+        /// First effective date covered.
+        #[arg(long)]
+        from: Option<NaiveDate>,
+        /// Last effective date covered.
+        #[arg(long)]
+        until: Option<NaiveDate>,
+        /// Validity in hours from now (else until revoked, where policy allows).
+        #[arg(long)]
+        valid_hours: Option<u32>,
+        /// `counter`, `web` or `app`.
+        #[arg(long, default_value = "app", value_parser = parse_method)]
+        method: Method,
+        /// Who granted it.
+        #[arg(long)]
+        granted_by: String,
+        /// Evidence, e.g. the SHA-256 of a signed form.
+        #[arg(long)]
+        evidence: Option<String>,
+    },
+    /// Revoke a consent by id.
+    Revoke {
+        /// The consent id.
+        id: String,
+        /// Why.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+}
+
+fn parse_method(s: &str) -> std::result::Result<Method, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_owned()))
+        .map_err(|_| format!("`{s}` is not one of counter, web, app"))
+}
+
+fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
+    let text =
+        serde_json::to_string_pretty(value).map_err(|e| Error::invalid("output", e.to_string()))?;
+    println!("{text}");
+    Ok(())
+}
+
+fn read_input(path: &Path) -> Result<Vec<u8>> {
+    if path == Path::new("-") {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)
+            .map_err(Error::io("<stdin>"))?;
+        Ok(buf)
+    } else {
+        std::fs::read(path).map_err(Error::io(path))
+    }
+}
+
+/// Runs a parsed command line; `now` is the wall clock read by the binary.
+pub async fn run(cli: Cli, now: DateTime<Utc>) -> Result<ExitCode> {
+    if let Command::InitKeys { dir, record_key } = &cli.command {
+        let made = setup::init_keys(dir, *record_key)?;
+        eprintln!(
+            "wrote `{}` (mode 0600) and `grant.pub`",
+            made.grant_key.display()
+        );
+        if let Some(rk) = &made.record_key {
+            eprintln!("wrote `{}` (mode 0600)", rk.display());
+        }
+        println!("{}", made.grant_public);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let settings = Settings::load(&cli.config)?;
+    let client = HubClient::new(settings.client_config())?;
+    let me = settings.participant.clone();
+    match cli.command {
+        Command::InitKeys { .. } => Ok(ExitCode::SUCCESS),
+        Command::PublishKeys => {
+            let public = setup::load_grant_key(&settings)?.public_key();
+            let keys = Keys {
+                grant_key: Some(public.to_base64()),
+                enrollment_key: None,
+            };
+            print_json(&client.publish_keys(&me, &keys).await?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Pull {
+            out,
+            page_size,
+            max_pages,
+        } => {
+            let key = setup::load_grant_key(&settings)?;
+            let state = StateDir::open(&settings.state_dir)?;
+            let mut stdout = std::io::stdout().lock();
+            let mut sink = if out == Path::new("-") {
+                Sink::Lines(&mut stdout)
+            } else {
+                Sink::Dir(&out)
+            };
+            let report = pull(&client, &me, &key, &state, &mut sink, page_size, max_pages).await?;
+            eprintln!(
+                "pulled {} record(s) in {} page(s); cursor {}",
+                report.written, report.pages, report.cursor
+            );
+            for r in &report.rejected {
+                eprintln!("refused {} (seq {}): {}", r.record_id, r.seq, r.reason);
+            }
+            Ok(if report.rejected.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(3)
+            })
+        }
+        Command::Events => {
+            let state = StateDir::open(&settings.state_dir)?;
+            let handled = events::handle_events(&client, &state).await?;
+            for h in &handled {
+                eprintln!(
+                    "event {} {} consent {}: {} file(s) deleted, {}",
+                    h.event.id,
+                    h.event.kind,
+                    h.event.consent_id,
+                    h.deleted_files,
+                    if h.acknowledged {
+                        "acknowledged"
+                    } else {
+                        "left unacknowledged (unknown kind)"
+                    }
+                );
+            }
+            eprintln!("{} event(s) handled", handled.len());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Get { record_id, out } => {
+            let key = setup::load_grant_key(&settings)?;
+            let item = client.read_record(&record_id).await?;
+            let record = open_item(&item, &me, &key)?;
+            match out {
+                Some(dir) => {
+                    let state = StateDir::open(&settings.state_dir)?;
+                    let written = Sink::<std::io::Stdout>::Dir(&dir).write(&record)?;
+                    state.record_written(&written.into_iter().collect::<Vec<_>>())?;
+                }
+                None => {
+                    let mut stdout = std::io::stdout().lock();
+                    std::io::Write::write_all(&mut stdout, &record.payload)
+                        .and_then(|()| std::io::Write::write_all(&mut stdout, b"\n"))
+                        .map_err(Error::io("<stdout>"))?;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Enroll {
+            source,
+            user_ref,
+            identity,
+            wait,
+        } => {
+            let text = read_input(&identity)?;
+            let identity: Identity = serde_json::from_slice(&text).map_err(|e| {
+                Error::invalid(
+                    format!("identity file `{}`", identity.display()),
+                    e.to_string(),
+                )
+            })?;
+            let submitted = enroll::submit(&client, &me, &source, &user_ref, &identity).await?;
+            eprintln!(
+                "enrollment {} submitted; waiting up to {wait} s",
+                submitted.id
+            );
+            let last = enroll::wait(
+                &client,
+                &submitted.id,
+                Duration::from_secs(1),
+                Duration::from_secs(wait),
+            )
+            .await?;
+            print_json(&last)?;
+            Ok(if last.status == "linked" {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            })
+        }
+        Command::EnrollStatus { id } => {
+            print_json(&client.get_enrollment(&id).await?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Consent(ConsentCommand::Grant {
+            subject,
+            recipient,
+            purpose,
+            categories,
+            from,
+            until,
+            valid_hours,
+            method,
+            granted_by,
+            evidence,
+        }) => {
+            let body = GrantBody {
+                subject,
+                recipient: recipient.to_string(),
+                purpose,
+                categories,
+                data_period: DataPeriod { from, until },
+                valid_from: valid_hours.map(|_| now),
+                valid_until: valid_hours.map(|h| now + chrono::Duration::hours(i64::from(h))),
+                method,
+                evidence,
+                granted_by,
+            };
+            print_json(&client.grant_consent(&body).await?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Consent(ConsentCommand::Revoke { id, reason }) => {
+            print_json(&client.revoke_consent(&id, &reason).await?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Publish {
+            subject,
+            category,
+            date,
+            document_id,
+            files,
+        } => {
+            let key = setup::load_record_key(&settings)?;
+            if document_id.is_some() && files.len() != 1 {
+                return Err(Error::invalid(
+                    "--document-id",
+                    "names one document: give exactly one file",
+                ));
+            }
+            let mut records = Vec::with_capacity(files.len());
+            for file in &files {
+                let stem = file
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                records.push(AppRecord {
+                    subject: subject.clone(),
+                    category: category.clone(),
+                    effective_date: date,
+                    document_id: document_id
+                        .clone()
+                        .unwrap_or_else(|| format!("{subject}/{category}/{stem}")),
+                    payload: read_input(file)?,
+                });
+            }
+            print_json(&publish(&client, &key, &me, &records).await?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ServeGrants { once, interval } => {
+            let key = setup::load_record_key(&settings)?;
+            loop {
+                let report = serve_grants_once(&client, &key, 100).await?;
+                if report.requests > 0 {
+                    eprintln!(
+                        "{} request(s): {} grant(s) stored, {} dropped, {} refused",
+                        report.requests,
+                        report.uploaded.stored,
+                        report.uploaded.dropped.len(),
+                        report.refused.len()
+                    );
+                    for r in report.refused.iter().chain(&report.uploaded.dropped) {
+                        eprintln!("  {r}");
+                    }
+                }
+                if once {
+                    return Ok(ExitCode::SUCCESS);
+                }
+                if report.requests == 0 {
+                    tokio::time::sleep(Duration::from_secs(interval.max(1))).await;
+                }
+            }
+        }
+        Command::Checkpoint => {
+            print_json(&client.audit_checkpoint().await?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_is_consistent_and_parses() {
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from([
+            "renkei-client",
+            "-c",
+            "x.toml",
+            "consent",
+            "grant",
+            "--subject",
+            "rp1_x",
+            "--recipient",
+            "clinic:mysos",
+            "--purpose",
+            "online-consultation",
+            "--category",
+            "checkup.lipids",
+            "--category",
+            "phr.vitals",
+            "--valid-hours",
+            "24",
+            "--granted-by",
+            "resident",
+        ])
+        .unwrap();
+        assert_eq!(cli.config, Path::new("x.toml"));
+        match cli.command {
+            Command::Consent(ConsentCommand::Grant {
+                categories,
+                method,
+                valid_hours,
+                ..
+            }) => {
+                assert_eq!(categories.len(), 2);
+                assert_eq!(method, Method::App);
+                assert_eq!(valid_hours, Some(24));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(Cli::try_parse_from(["renkei-client", "enroll", "--source", "bogus"]).is_err());
+        assert!(
+            Cli::try_parse_from(["renkei-client", "consent", "grant", "--method", "fax"]).is_err()
+        );
+    }
+}

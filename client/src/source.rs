@@ -1,0 +1,230 @@
+//! A PHR app as a source of its residents' own records (`phr.vitals`, `phr.medication`):
+//! seal them with the app's record key and upload (`publish`), and answer the key-grant
+//! requests the hub queues for them (`serve-grants`), as the LGWAN agent does for its own.
+
+use chrono::NaiveDate;
+use renkei_crypto::envelope::{EnvelopeHeader, SealedRecord, derive_dek, seal};
+use renkei_crypto::grant::{RecipientPublicKey, seal_grant};
+use renkei_crypto::keys::RecordKey;
+use renkei_crypto::participant::ParticipantId;
+use renkei_crypto::token::{RecordId, record_id};
+
+use crate::api::{GrantReport, GrantUpload, IngestReport};
+use crate::error::{Error, Result};
+use crate::transport::HubClient;
+
+/// Categories a PHR app may publish.
+pub const APP_CATEGORIES: &[&str] = &["phr.vitals", "phr.medication"];
+
+/// Version of the payload schema the client seals (FHIR R4 JSON).
+pub const SCHEMA_VERSION: u16 = 1;
+
+/// One of the app's own records, before sealing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppRecord {
+    /// The resident, by the app's pseudonym (`rp1_…`).
+    pub subject: String,
+    /// `phr.vitals` or `phr.medication`.
+    pub category: String,
+    /// The date the data refers to.
+    pub effective_date: NaiveDate,
+    /// The app's own stable id of the document; the record id derives from it, so
+    /// publishing the same document again is idempotent.
+    pub document_id: String,
+    /// FHIR R4 JSON.
+    pub payload: Vec<u8>,
+}
+
+/// Seals one app record as source `me` with the app's record key.
+pub fn seal_app_record(
+    key: &RecordKey,
+    me: &ParticipantId,
+    record: &AppRecord,
+) -> Result<SealedRecord> {
+    let what = |part: &str| {
+        format!(
+            "document `{}`: {part}",
+            crate::error::shorten(&record.document_id)
+        )
+    };
+    if !APP_CATEGORIES.contains(&record.category.as_str()) {
+        return Err(Error::invalid(
+            what("category"),
+            format!(
+                "`{}` is not one of {}",
+                record.category,
+                APP_CATEGORIES.join(", ")
+            ),
+        ));
+    }
+    serde_json::from_slice::<serde::de::IgnoredAny>(&record.payload)
+        .map_err(|e| Error::invalid(what("payload"), format!("not JSON: {e}")))?;
+    let header = EnvelopeHeader {
+        record_id: record_id(key, &record.document_id, &record.category),
+        // The header's subject type decides which names it takes (see the report on `rp1_`).
+        subject_token: record
+            .subject
+            .parse()
+            .map_err(Error::crypto(what("subject")))?,
+        category: record.category.clone(),
+        source: me.to_string(),
+        effective_date: record.effective_date,
+        schema_version: SCHEMA_VERSION,
+        key_version: key.version(),
+    };
+    seal(key, header, &record.payload).map_err(Error::crypto(what("sealing")))
+}
+
+/// Seals and uploads the app's records (all or nothing at the hub).
+pub async fn publish(
+    client: &HubClient,
+    key: &RecordKey,
+    me: &ParticipantId,
+    records: &[AppRecord],
+) -> Result<IngestReport> {
+    let sealed = records
+        .iter()
+        .map(|r| seal_app_record(key, me, r).map(|s| s.to_bytes()))
+        .collect::<Result<Vec<_>>>()?;
+    client.upload_records(&sealed).await
+}
+
+/// What one round of answering key-grant requests did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServeReport {
+    /// Requests read.
+    pub requests: usize,
+    /// The hub's report on the uploaded grants.
+    pub uploaded: GrantReport,
+    /// Requests that could not be answered (bad record id or key), with the reason.
+    pub refused: Vec<String>,
+}
+
+/// Seals the DEK of `record_id` to `recipient` (a grant answer).
+pub fn grant_for(
+    key: &RecordKey,
+    record_id: &str,
+    recipient: &str,
+    recipient_key: &str,
+) -> Result<GrantUpload> {
+    let what = format!(
+        "request for `{}` → `{}`",
+        crate::error::shorten(record_id),
+        crate::error::shorten(recipient)
+    );
+    let rid = RecordId::parse(record_id).map_err(Error::crypto(what.clone()))?;
+    recipient
+        .parse::<ParticipantId>()
+        .map_err(Error::crypto(what.clone()))?;
+    let pk = RecipientPublicKey::from_base64(recipient_key).map_err(Error::crypto(what.clone()))?;
+    let grant =
+        seal_grant(&pk, &rid, recipient, &derive_dek(key, &rid)).map_err(Error::crypto(what))?;
+    Ok(GrantUpload {
+        record_id: rid.to_string(),
+        recipient: recipient.to_owned(),
+        grant: grant.to_base64(),
+    })
+}
+
+/// Answers up to `limit` pending key-grant requests once.
+pub async fn serve_grants_once(
+    client: &HubClient,
+    key: &RecordKey,
+    limit: u32,
+) -> Result<ServeReport> {
+    let requests = client.key_grant_requests(limit).await?;
+    let mut report = ServeReport {
+        requests: requests.len(),
+        ..ServeReport::default()
+    };
+    let mut uploads = Vec::with_capacity(requests.len());
+    for r in &requests {
+        match grant_for(key, &r.record_id, &r.recipient, &r.recipient_key) {
+            Ok(g) => uploads.push(g),
+            Err(e) => report.refused.push(e.to_string()),
+        }
+    }
+    if !uploads.is_empty() {
+        report.uploaded = client.upload_key_grants(&uploads).await?;
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::FeedItem;
+    use renkei_crypto::grant::RecipientSecretKey;
+    use renkei_crypto::keys::KeyVersion;
+
+    fn record(subject: &str, category: &str) -> AppRecord {
+        AppRecord {
+            subject: subject.into(),
+            category: category.into(),
+            effective_date: NaiveDate::from_ymd_opt(2025, 4, 1).unwrap(),
+            document_id: "bp-2025-04-01".into(),
+            payload: br#"{"resourceType":"Observation"}"#.to_vec(),
+        }
+    }
+
+    #[test]
+    fn app_records_are_checked_before_sealing() {
+        let key = RecordKey::from_bytes([9; 32], KeyVersion::V1);
+        let me: ParticipantId = "phr:asmile".parse().unwrap();
+        let e = seal_app_record(
+            &key,
+            &me,
+            &record("st1_abcdefghijklmnopqrstuvwxyz234567", "checkup.lipids"),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("category"), "{e}");
+        let mut bad = record("st1_abcdefghijklmnopqrstuvwxyz234567", "phr.vitals");
+        bad.payload = b"not json".to_vec();
+        assert!(
+            seal_app_record(&key, &me, &bad)
+                .unwrap_err()
+                .to_string()
+                .contains("payload")
+        );
+    }
+
+    #[test]
+    fn answered_grant_opens_the_published_record() {
+        let key = RecordKey::from_bytes([9; 32], KeyVersion::V1);
+        let me: ParticipantId = "phr:asmile".parse().unwrap();
+        // Until the envelope header takes `rp1_` names, seal under a subject token.
+        let rec = record("st1_abcdefghijklmnopqrstuvwxyz234567", "phr.vitals");
+        let sealed = seal_app_record(&key, &me, &rec).unwrap();
+        assert_eq!(sealed.header().source, "phr:asmile");
+        let again = seal_app_record(&key, &me, &rec).unwrap();
+        assert_eq!(
+            sealed.header().record_id,
+            again.header().record_id,
+            "idempotent id"
+        );
+
+        let clinic_key = RecipientSecretKey::generate(KeyVersion::V1);
+        let clinic: ParticipantId = "clinic:mysos".parse().unwrap();
+        let rid = sealed.header().record_id.to_string();
+        let g = grant_for(
+            &key,
+            &rid,
+            "clinic:mysos",
+            &clinic_key.public_key().to_base64(),
+        )
+        .unwrap();
+        let item = FeedItem {
+            seq: 1,
+            record_id: rid,
+            pseudonym: "rp1_bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb".into(),
+            category: "phr.vitals".into(),
+            effective_date: "2025-04-01".into(),
+            consent_id: "c".into(),
+            sealed: data_encoding::BASE64.encode(&sealed.to_bytes()),
+            grant: g.grant,
+        };
+        let opened = crate::pull::open_item(&item, &clinic, &clinic_key).unwrap();
+        assert_eq!(opened.payload.as_slice(), rec.payload.as_slice());
+        assert!(grant_for(&key, "rec1_bad", "clinic:mysos", "AAAA").is_err());
+    }
+}

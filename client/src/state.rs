@@ -1,0 +1,320 @@
+//! The client's local state: the feed cursor (replaced atomically), the index of the
+//! files `pull` wrote and the consent each came under (so that revocation deletes
+//! them), and the log of feed items refused as undecryptable or inconsistent.
+//!
+//! Files: `cursor.json` (`{"cursor": n}`), `written.jsonl` and `rejected.jsonl`
+//! (one JSON object a line, appended and fsynced). Folders are made 0700, files 0600.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+const CURSOR: &str = "cursor.json";
+const WRITTEN: &str = "written.jsonl";
+const REJECTED: &str = "rejected.jsonl";
+
+/// One file written by `pull`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Written {
+    /// The consent the record was released under.
+    pub consent_id: String,
+    /// The record.
+    pub record_id: String,
+    /// The file.
+    pub path: PathBuf,
+}
+
+/// A feed item that was refused, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rejected {
+    /// Feed position.
+    pub seq: i64,
+    /// The record.
+    pub record_id: String,
+    /// Why it was refused.
+    pub reason: String,
+}
+
+/// The state folder of one participant client.
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    dir: PathBuf,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CursorFile {
+    cursor: i64,
+}
+
+impl StateDir {
+    /// Opens (creating, mode 0700) the state folder.
+    pub fn open(dir: &Path) -> Result<Self> {
+        create_private_dir(dir)?;
+        Ok(StateDir {
+            dir: dir.to_owned(),
+        })
+    }
+
+    /// The folder.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The saved feed cursor; 0 when none was saved yet.
+    pub fn cursor(&self) -> Result<i64> {
+        let path = self.dir.join(CURSOR);
+        match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice::<CursorFile>(&bytes)
+                .map(|c| c.cursor)
+                .map_err(|e| {
+                    Error::invalid(format!("cursor file `{}`", path.display()), e.to_string())
+                }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(Error::io(path)(e)),
+        }
+    }
+
+    /// Saves the feed cursor atomically (temporary file, fsync, rename, fsync folder).
+    pub fn save_cursor(&self, cursor: i64) -> Result<()> {
+        let json = serde_json::to_vec(&CursorFile { cursor })
+            .map_err(|e| Error::invalid("cursor", e.to_string()))?;
+        write_atomic(&self.dir.join(CURSOR), &json)
+    }
+
+    /// Appends entries to the index of written files and syncs it to disk.
+    pub fn record_written(&self, entries: &[Written]) -> Result<()> {
+        append_lines(&self.dir.join(WRITTEN), entries)
+    }
+
+    /// Every entry of the index of written files, oldest first.
+    pub fn written(&self) -> Result<Vec<Written>> {
+        read_lines(&self.dir.join(WRITTEN))
+    }
+
+    /// Replaces the index of written files atomically.
+    pub fn replace_written(&self, entries: &[Written]) -> Result<()> {
+        let mut text = Vec::new();
+        for e in entries {
+            text.extend(
+                serde_json::to_vec(e).map_err(|e| Error::invalid("index entry", e.to_string()))?,
+            );
+            text.push(b'\n');
+        }
+        write_atomic(&self.dir.join(WRITTEN), &text)
+    }
+
+    /// Appends refused feed items to `rejected.jsonl`.
+    pub fn record_rejected(&self, entries: &[Rejected]) -> Result<()> {
+        append_lines(&self.dir.join(REJECTED), entries)
+    }
+
+    /// Every refused feed item logged so far.
+    pub fn rejected(&self) -> Result<Vec<Rejected>> {
+        read_lines(&self.dir.join(REJECTED))
+    }
+}
+
+/// Creates a folder and its parents; new folders get mode 0700.
+pub fn create_private_dir(dir: &Path) -> Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(Error::io(dir))
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same folder (mode
+/// 0600), fsync, rename over `path`, fsync of the folder.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::invalid(format!("path `{}`", path.display()), "has no file name"))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".tmp{}", std::process::id()));
+    let tmp = dir.join(tmp_name);
+    let written = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()
+    })();
+    if let Err(e) = written {
+        // Best effort: the write error is the one to report.
+        let _ = fs::remove_file(&tmp);
+        return Err(Error::io(&tmp)(e));
+    }
+    fs::rename(&tmp, path).map_err(Error::io(path))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(Error::io(dir))
+}
+
+fn append_lines<T: Serialize>(path: &Path, entries: &[T]) -> Result<()> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let mut file = OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(Error::io(path))?;
+    // A crash may have cut the last line short: drop it (its items are fetched again,
+    // since the cursor only moves after this append is synced).
+    drop_partial_line(&mut file).map_err(Error::io(path))?;
+    let mut text = Vec::new();
+    for e in entries {
+        text.extend(
+            serde_json::to_vec(e).map_err(|e| Error::invalid("state entry", e.to_string()))?,
+        );
+        text.push(b'\n');
+    }
+    file.write_all(&text)
+        .and_then(|()| file.sync_all())
+        .map_err(Error::io(path))
+}
+
+fn drop_partial_line(file: &mut File) -> std::io::Result<()> {
+    let len = file.metadata()?.len();
+    if len == 0 {
+        return Ok(());
+    }
+    file.seek(SeekFrom::Start(len - 1))?;
+    let mut last = [0u8; 1];
+    file.read_exact(&mut last)?;
+    if last == *b"\n" {
+        return Ok(());
+    }
+    file.seek(SeekFrom::Start(0))?;
+    let mut all = Vec::new();
+    file.read_to_end(&mut all)?;
+    let keep = all.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    file.set_len(u64::try_from(keep).unwrap_or(0))?;
+    file.sync_all()
+}
+
+/// Reads a JSON-lines file; a missing file is empty, and a cut-off last line (a crash
+/// during an append, before the cursor moved) is skipped. Any other bad line is an error.
+fn read_lines<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>> {
+    let text = match fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(path)(e)),
+    };
+    let lines: Vec<&str> = text.split('\n').collect();
+    let last = lines.len().saturating_sub(1);
+    let mut out = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str(line) {
+            Ok(v) => out.push(v),
+            Err(_) if i == last => {}
+            Err(e) => {
+                return Err(Error::invalid(
+                    format!("`{}` line {}", path.display(), i + 1),
+                    e.to_string(),
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn entry(consent: &str, record: &str) -> Written {
+        Written {
+            consent_id: consent.into(),
+            record_id: record.into(),
+            path: PathBuf::from(format!("/out/{record}.json")),
+        }
+    }
+
+    #[test]
+    fn cursor_starts_at_zero_and_persists() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::open(&dir.path().join("s")).unwrap();
+        assert_eq!(state.cursor().unwrap(), 0);
+        state.save_cursor(42).unwrap();
+        assert_eq!(StateDir::open(state.path()).unwrap().cursor().unwrap(), 42);
+        state.save_cursor(43).unwrap();
+        assert_eq!(state.cursor().unwrap(), 43);
+        let leftovers: Vec<_> = fs::read_dir(state.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            leftovers,
+            vec![std::ffi::OsString::from(CURSOR)],
+            "no temporary files"
+        );
+        let mode = fs::metadata(state.path().join(CURSOR))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let mode = fs::metadata(state.path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+    }
+
+    #[test]
+    fn corrupt_cursor_is_an_error_not_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::open(dir.path()).unwrap();
+        fs::write(dir.path().join(CURSOR), b"{\"cur").unwrap();
+        assert!(state.cursor().is_err());
+    }
+
+    #[test]
+    fn index_appends_survive_a_cut_last_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::open(dir.path()).unwrap();
+        state
+            .record_written(&[entry("c1", "r1"), entry("c2", "r2")])
+            .unwrap();
+        // Simulate a crash in the middle of the next append.
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(dir.path().join(WRITTEN))
+            .unwrap();
+        f.write_all(b"{\"consent_id\":\"c3\",\"rec").unwrap();
+        drop(f);
+        assert_eq!(state.written().unwrap().len(), 2);
+        state.record_written(&[entry("c3", "r3")]).unwrap();
+        let all = state.written().unwrap();
+        assert_eq!(
+            all,
+            vec![entry("c1", "r1"), entry("c2", "r2"), entry("c3", "r3")]
+        );
+        state.replace_written(&all[1..]).unwrap();
+        assert_eq!(state.written().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_bad_line_in_the_middle_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::open(dir.path()).unwrap();
+        fs::write(dir.path().join(WRITTEN), b"garbage\n{}\n").unwrap();
+        assert!(state.written().is_err());
+    }
+}

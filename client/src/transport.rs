@@ -1,0 +1,499 @@
+//! The hub transport: JSON over HTTP/1.1 over mTLS, one kept-alive connection per
+//! [`HubClient`], reconnected on error, with a request timeout and bounded retries.
+//! The LGWAN agent uses the same type for its uploads and polls.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::client::conn::http1::SendRequest;
+use hyper::{Method, Request, StatusCode, header};
+use hyper_util::rt::TokioIo;
+use renkei_crypto::tls::{ClientTlsPaths, client_config};
+use rustls_pki_types::ServerName;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::net::TcpStream;
+use tokio::sync::Mutex;
+use tokio_rustls::TlsConnector;
+
+use crate::error::{Error, Result, shorten};
+use crate::retry::{RetryPolicy, parse_retry_after};
+
+/// Largest response body accepted, in bytes (a full feed page of large records fits).
+pub const MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
+
+/// What a [`HubClient`] needs: where the hub is and the participant's TLS material.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientConfig {
+    /// `https://host:port` (an IP address is fine as host).
+    pub hub_url: String,
+    /// PEM CA the hub's server certificate chains to.
+    pub ca: PathBuf,
+    /// PEM client certificate chain of the participant.
+    pub cert: PathBuf,
+    /// PEM private key of the client certificate (mode 0600).
+    pub key: PathBuf,
+    /// Time allowed for one attempt (connect, send, full response).
+    pub timeout: Duration,
+    /// Retries of transport failures, 429 and 503.
+    pub retry: RetryPolicy,
+}
+
+impl ClientConfig {
+    /// A configuration with the default timeout (30 s) and retry policy.
+    pub fn new(hub_url: &str, ca: PathBuf, cert: PathBuf, key: PathBuf) -> Self {
+        ClientConfig {
+            hub_url: hub_url.to_owned(),
+            ca,
+            cert,
+            key,
+            timeout: Duration::from_secs(30),
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// Host and port of a hub URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubAddress {
+    /// Host name or IP address (no brackets).
+    pub host: String,
+    /// TCP port (443 when the URL names none).
+    pub port: u16,
+}
+
+impl HubAddress {
+    /// Parses `https://host[:port][/]`; IPv6 addresses are written in brackets.
+    pub fn parse(url: &str) -> Result<Self> {
+        let bad = |reason: &str| Error::invalid(format!("hub url `{}`", shorten(url)), reason);
+        let rest = url
+            .strip_prefix("https://")
+            .ok_or_else(|| bad("must start with `https://`"))?;
+        let authority = rest.strip_suffix('/').unwrap_or(rest);
+        if authority.contains(['/', '?', '#', '@']) {
+            return Err(bad(
+                "must be `https://host:port` without a path, query or user",
+            ));
+        }
+        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+            let (host, after) = v6.split_once(']').ok_or_else(|| bad("unclosed `[`"))?;
+            (host, after.strip_prefix(':'))
+        } else {
+            match authority.rsplit_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (authority, None),
+            }
+        };
+        if host.is_empty() {
+            return Err(bad("has no host"));
+        }
+        let port = match port {
+            None => 443,
+            Some(p) => p
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| bad("port must be a number from 1 to 65535"))?,
+        };
+        ServerName::try_from(host.to_owned()).map_err(|e| bad(&format!("host: {e}")))?;
+        Ok(HubAddress {
+            host: host.to_owned(),
+            port,
+        })
+    }
+
+    /// The `Host` header value.
+    fn authority(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// A participant's connection to the hub. Cheap to clone; clones share the connection.
+#[derive(Debug, Clone)]
+pub struct HubClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    url: String,
+    address: HubAddress,
+    server_name: ServerName<'static>,
+    connector: TlsConnector,
+    timeout: Duration,
+    retry: RetryPolicy,
+    connection: Mutex<Option<SendRequest<Full<Bytes>>>>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HubClient")
+            .field("url", &self.url)
+            .field("timeout", &self.timeout)
+            .field("retry", &self.retry)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HubClient {
+    /// Loads the TLS material and prepares the client; does not connect yet.
+    pub fn new(config: ClientConfig) -> Result<Self> {
+        let address = HubAddress::parse(&config.hub_url)?;
+        let tls = client_config(&ClientTlsPaths {
+            ca: config.ca.clone(),
+            cert_chain: config.cert.clone(),
+            key: config.key.clone(),
+        })
+        .map_err(Error::crypto("client tls configuration"))?;
+        let server_name = ServerName::try_from(address.host.clone())
+            .map_err(|e| Error::invalid("hub url host", e.to_string()))?;
+        Ok(HubClient {
+            inner: Arc::new(Inner {
+                url: config.hub_url.trim_end_matches('/').to_owned(),
+                address,
+                server_name,
+                connector: TlsConnector::from(tls),
+                timeout: config.timeout,
+                retry: config.retry,
+                connection: Mutex::new(None),
+            }),
+        })
+    }
+
+    /// The hub URL this client talks to.
+    pub fn hub_url(&self) -> &str {
+        &self.inner.url
+    }
+
+    /// `GET path` and decode the JSON answer.
+    pub async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        self.call(Method::GET, path, None, true).await
+    }
+
+    /// `POST path` with a JSON body, retried as an idempotent request.
+    pub async fn post_json<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T> {
+        self.call(Method::POST, path, Some(encode(body)?), true)
+            .await
+    }
+
+    /// `POST path` for an operation that must not run twice (consent grant,
+    /// enrollment): retried only when the hub surely did not act.
+    pub async fn post_json_once<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T> {
+        self.call(Method::POST, path, Some(encode(body)?), false)
+            .await
+    }
+
+    /// `PUT path` with a JSON body.
+    pub async fn put_json<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T> {
+        self.call(Method::PUT, path, Some(encode(body)?), true)
+            .await
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Bytes>,
+        idempotent: bool,
+    ) -> Result<T> {
+        let retry = self.inner.retry;
+        let mut attempt = 1;
+        loop {
+            let outcome = self.attempt(method.clone(), path, body.clone()).await;
+            let error = match outcome {
+                Ok(bytes) => {
+                    return serde_json::from_slice(&bytes).map_err(|e| {
+                        Error::invalid(format!("response to {method} `{path}`"), e.to_string())
+                    });
+                }
+                Err(e) => e,
+            };
+            if !retry.should_retry(&error, attempt, idempotent) {
+                return Err(error);
+            }
+            let after = match &error {
+                Error::Hub { retry_after, .. } => *retry_after,
+                _ => None,
+            };
+            tokio::time::sleep(retry.delay(attempt - 1, after)).await;
+            attempt += 1;
+        }
+    }
+
+    /// One attempt within the timeout; returns the body of a 2xx answer.
+    async fn attempt(&self, method: Method, path: &str, body: Option<Bytes>) -> Result<Bytes> {
+        let mut slot = self.inner.connection.lock().await;
+        let exchange = self.exchange(&mut slot, method, path, body);
+        match tokio::time::timeout(self.inner.timeout, exchange).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(e)) => {
+                *slot = None;
+                Err(e)
+            }
+            Err(_) => {
+                *slot = None;
+                Err(self.transport(
+                    format!("no answer within {} s", self.inner.timeout.as_secs_f32()),
+                    true,
+                ))
+            }
+        }
+    }
+
+    /// Sends one request on the kept connection (opening it if needed). The outer
+    /// `Err` is a transport failure; the inner result is the hub's answer.
+    async fn exchange(
+        &self,
+        slot: &mut Option<SendRequest<Full<Bytes>>>,
+        method: Method,
+        path: &str,
+        body: Option<Bytes>,
+    ) -> Result<Result<Bytes>> {
+        if let Some(sender) = slot.as_mut() {
+            if sender.ready().await.is_err() {
+                *slot = None;
+            }
+        }
+        let sender = match slot {
+            Some(sender) => sender,
+            None => slot.insert(self.connect().await?),
+        };
+        let has_body = body.is_some();
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::HOST, self.inner.address.authority())
+            .header(header::ACCEPT, "application/json")
+            .header(
+                header::USER_AGENT,
+                concat!("renkei-client/", env!("CARGO_PKG_VERSION")),
+            );
+        if has_body {
+            request = request.header(header::CONTENT_TYPE, "application/json");
+        }
+        let request = request
+            .body(Full::new(body.unwrap_or_default()))
+            .map_err(|e| {
+                Error::invalid(format!("request path `{}`", shorten(path)), e.to_string())
+            })?;
+        let response = sender.send_request(request).await.map_err(|e| {
+            // A canceled request was never written to the connection.
+            self.transport(format!("sending request: {e}"), !e.is_canceled())
+        })?;
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let keep = !response
+            .headers()
+            .get(header::CONNECTION)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
+        let bytes = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
+            .collect()
+            .await
+            .map_err(|e| self.transport(format!("reading response: {e}"), true))?
+            .to_bytes();
+        if !keep {
+            *slot = None;
+        }
+        Ok(if status.is_success() {
+            Ok(bytes)
+        } else {
+            Err(hub_error(status, &bytes, retry_after))
+        })
+    }
+
+    async fn connect(&self) -> Result<SendRequest<Full<Bytes>>> {
+        let a = &self.inner.address;
+        let tcp = TcpStream::connect((a.host.as_str(), a.port))
+            .await
+            .map_err(|e| self.transport(format!("connecting: {e}"), false))?;
+        // Best effort: Nagle only delays small JSON requests.
+        let _ = tcp.set_nodelay(true);
+        let tls = self
+            .inner
+            .connector
+            .connect(self.inner.server_name.clone(), tcp)
+            .await
+            .map_err(|e| self.transport(format!("tls handshake: {e}"), false))?;
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(|e| self.transport(format!("http handshake: {e}"), false))?;
+        tokio::spawn(async move {
+            // The connection ends when the hub closes it or the sender is dropped;
+            // the next request then reconnects, so its error is not needed here.
+            let _ = connection.await;
+        });
+        Ok(sender)
+    }
+
+    fn transport(&self, reason: String, maybe_sent: bool) -> Error {
+        Error::Transport {
+            hub: self.inner.url.clone(),
+            reason,
+            maybe_sent,
+        }
+    }
+}
+
+fn encode<B: Serialize + ?Sized>(body: &B) -> Result<Bytes> {
+    serde_json::to_vec(body)
+        .map(Bytes::from)
+        .map_err(|e| Error::invalid("request body", e.to_string()))
+}
+
+/// Maps a non-2xx answer onto [`Error::Hub`], reading the hub's error JSON when present.
+pub(crate) fn hub_error(status: StatusCode, body: &[u8], retry_after: Option<Duration>) -> Error {
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        error: Detail,
+    }
+    #[derive(serde::Deserialize)]
+    struct Detail {
+        code: String,
+        message: String,
+    }
+    let (code, message) = match serde_json::from_slice::<Envelope>(body) {
+        Ok(e) => (e.error.code, e.error.message),
+        Err(_) => (
+            format!("http_{}", status.as_u16()),
+            shorten(String::from_utf8_lossy(body).trim()),
+        ),
+    };
+    Error::Hub {
+        status: status.as_u16(),
+        code,
+        message,
+        retry_after,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hub_urls_parse_with_names_and_addresses() {
+        let a = HubAddress::parse("https://hub.example.jp:8443").unwrap();
+        assert_eq!((a.host.as_str(), a.port), ("hub.example.jp", 8443));
+        let a = HubAddress::parse("https://127.0.0.1:9000/").unwrap();
+        assert_eq!((a.host.as_str(), a.port), ("127.0.0.1", 9000));
+        let a = HubAddress::parse("https://[::1]:9000").unwrap();
+        assert_eq!((a.host.as_str(), a.port), ("::1", 9000));
+        assert_eq!(a.authority(), "[::1]:9000");
+        let a = HubAddress::parse("https://hub.example.jp").unwrap();
+        assert_eq!(a.port, 443);
+        for bad in [
+            "http://hub:1",
+            "https://",
+            "https://hub:0",
+            "https://hub:99999",
+            "https://hub:1/v1",
+            "https://u@hub:1",
+            "https://[::1:1",
+            "https://bad host:1",
+        ] {
+            assert!(HubAddress::parse(bad).is_err(), "{bad} parsed");
+        }
+    }
+
+    #[test]
+    fn hub_error_json_maps_to_typed_error() {
+        let body =
+            br#"{"error":{"code":"forbidden","message":"participant `phr:x` is suspended"}}"#;
+        match hub_error(StatusCode::FORBIDDEN, body, None) {
+            Error::Hub {
+                status,
+                code,
+                message,
+                retry_after,
+            } => {
+                assert_eq!(status, 403);
+                assert_eq!(code, "forbidden");
+                assert_eq!(message, "participant `phr:x` is suspended");
+                assert_eq!(retry_after, None);
+            }
+            other => panic!("{other:?}"),
+        }
+        let e = hub_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            br#"{"error":{"code":"rate_limited","message":"rate limit exceeded"}}"#,
+            Some(Duration::from_secs(2)),
+        );
+        assert!(e.is_retryable());
+        assert!(
+            matches!(e, Error::Hub { retry_after: Some(d), .. } if d == Duration::from_secs(2))
+        );
+    }
+
+    #[test]
+    fn non_json_errors_keep_status_and_text() {
+        let e = hub_error(StatusCode::BAD_GATEWAY, b"  upstream down \n", None);
+        assert_eq!(e.hub_code(), Some("http_502"));
+        assert!(e.to_string().contains("upstream down"), "{e}");
+        assert!(e.is_retryable());
+    }
+
+    #[tokio::test]
+    async fn unreachable_hub_is_a_transport_error_after_bounded_attempts() {
+        // A port nothing listens on: bind, note the port, drop the listener.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let pki = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/pki");
+        // Git does not keep the 0600 mode the key loader insists on: use a private copy.
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("phr.key");
+        std::fs::write(&key, std::fs::read(pki.join("phr-asmile.key")).unwrap()).unwrap();
+        let mut perms = std::fs::metadata(&key).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o600);
+        std::fs::set_permissions(&key, perms).unwrap();
+        let mut config = ClientConfig::new(
+            &format!("https://127.0.0.1:{port}"),
+            pki.join("ca.pem"),
+            pki.join("phr-asmile.pem"),
+            key,
+        );
+        config.retry = RetryPolicy {
+            max_attempts: 3,
+            base_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(5),
+        };
+        let client = HubClient::new(config).unwrap();
+        let err = client
+            .get_json::<serde_json::Value>("/v1/feed")
+            .await
+            .unwrap_err();
+        match err {
+            Error::Transport {
+                maybe_sent, reason, ..
+            } => {
+                assert!(!maybe_sent);
+                assert!(reason.contains("connecting"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

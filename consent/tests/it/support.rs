@@ -58,9 +58,9 @@ pub(crate) async fn postgres() -> Option<TestDb> {
             std::env::var_os("CI").is_none(),
             "{PG_ENV} is not set in CI: the PostgreSQL suite must run"
         );
-        eprintln!(
-            "!!! {PG_ENV} not set: SKIPPING the PostgreSQL consent store test (set it to run) !!!"
-        );
+        // Written straight to stderr, past the test harness's capture, so it is seen.
+        let note = format!("!!! {PG_ENV} not set: SKIPPING a PostgreSQL consent store test !!!\n");
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), note.as_bytes());
         return None;
     };
     let name = format!("renkei_t_{}", uuid::Uuid::new_v4().simple());

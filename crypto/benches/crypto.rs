@@ -18,7 +18,7 @@ use renkei_crypto::envelope::{EnvelopeHeader, derive_dek, open, seal};
 use renkei_crypto::grant::{RecipientSecretKey, open_grant, seal_grant};
 use renkei_crypto::identity::{Identity, Sex};
 use renkei_crypto::keys::{KeyVersion, RecordKey, TokenKey};
-use renkei_crypto::token::{record_id, subject_token};
+use renkei_crypto::token::{record_id, subject_binding, subject_token};
 
 fn identity() -> Identity {
     Identity {
@@ -61,7 +61,11 @@ fn envelopes(c: &mut Criterion) {
     let token_key = TokenKey::generate(KeyVersion::V1);
     let header = EnvelopeHeader {
         record_id: record_id(&key, "kenshin-2024-000123", "checkup.lipids"),
-        subject_token: subject_token(&token_key, &identity().canonical().unwrap()),
+        subject_binding: subject_binding(
+            &key,
+            &record_id(&key, "kenshin-2024-000123", "checkup.lipids"),
+            subject_token(&token_key, &identity().canonical().unwrap()).as_str(),
+        ),
         category: "checkup.lipids".into(),
         source: "source:hachioji".into(),
         effective_date: NaiveDate::from_ymd_opt(2024, 6, 1).unwrap(),

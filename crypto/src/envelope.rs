@@ -5,7 +5,7 @@
 //! - `DEK = HKDF-SHA256(ikm = K_rec, salt = none, info = "renkei dek v1" ‖ record_id)`.
 //! - Nonce: 96 random bits from the operating system per seal.
 //! - AAD: the canonical header encoding ([`EnvelopeHeader::encode`]): the label
-//!   `renkei envelope v1`, then record id, subject token, category, source,
+//!   `renkei envelope v1`, then record id, subject binding, category, source,
 //!   effective date (`YYYY-MM-DD`), schema version (u16 BE) and key version
 //!   (u32 BE), each preceded by its length as a u16 BE.
 
@@ -16,7 +16,7 @@ use zeroize::Zeroize;
 
 use crate::error::{Error, Result};
 use crate::keys::{KeyVersion, RecordKey, Secret32, hkdf_expand32};
-use crate::token::{RecordId, SubjectToken};
+use crate::token::{RecordId, SubjectBinding};
 
 /// Magic bytes opening a binary sealed record.
 pub const MAGIC: &[u8; 4] = b"RKSR";
@@ -68,8 +68,9 @@ pub fn derive_dek(key: &RecordKey, record_id: &RecordId) -> Dek {
 pub struct EnvelopeHeader {
     /// Deterministic id of the record.
     pub record_id: RecordId,
-    /// The subject the record is about.
-    pub subject_token: SubjectToken,
+    /// Per-record commitment to the subject ([`crate::token::subject_binding`]); the
+    /// subject token itself travels beside the envelope to the hub only.
+    pub subject_binding: SubjectBinding,
     /// Catalog data category, e.g. `checkup.lipids`.
     pub category: String,
     /// Participant id of the source that sealed the record.
@@ -111,7 +112,7 @@ impl EnvelopeHeader {
         let fields: [&[u8]; 8] = [
             AAD_LABEL,
             self.record_id.as_str().as_bytes(),
-            self.subject_token.as_str().as_bytes(),
+            self.subject_binding.as_str().as_bytes(),
             self.category.as_bytes(),
             self.source.as_bytes(),
             date.as_bytes(),
@@ -135,8 +136,8 @@ impl EnvelopeHeader {
         }
         let record_id =
             RecordId::parse(r.text("record id")?).map_err(|e| malformed(&e.to_string()))?;
-        let subject_token =
-            SubjectToken::parse(r.text("subject token")?).map_err(|e| malformed(&e.to_string()))?;
+        let subject_binding = SubjectBinding::parse(r.text("subject binding")?)
+            .map_err(|e| malformed(&e.to_string()))?;
         let category = r.text("category")?.to_owned();
         let source = r.text("source")?.to_owned();
         let effective_date = NaiveDate::parse_from_str(r.text("effective date")?, "%Y-%m-%d")
@@ -148,7 +149,7 @@ impl EnvelopeHeader {
         r.finish("header")?;
         let header = EnvelopeHeader {
             record_id,
-            subject_token,
+            subject_binding,
             category,
             source,
             effective_date,

@@ -311,12 +311,14 @@ symmetric_key!(
     RecordKey, "record", RecordKeyState, RecordKeyState::derive
 );
 
-/// What a [`RecordKey`] derives once: the HKDF state and the record-id HMAC.
+/// What a [`RecordKey`] derives once: the HKDF state, the record-id and subject-binding HMACs.
 pub(crate) struct RecordKeyState {
     /// HKDF-SHA256 with `ikm = K_rec` and no salt; DEKs are expanded from it.
     pub(crate) kdf: Hkdf<Sha256>,
     /// HMAC keyed with `HKDF-Expand(…, "renkei record-id v1", 32)`.
     pub(crate) record_id_mac: Hmac<Sha256>,
+    /// HMAC keyed with `HKDF-Expand(…, "renkei subject-binding v1", 32)`.
+    pub(crate) subject_binding_mac: Hmac<Sha256>,
 }
 
 impl RecordKeyState {
@@ -324,7 +326,9 @@ impl RecordKeyState {
         let kdf = Hkdf::<Sha256>::new(None, key);
         let record_id_key = hkdf_expand32(&kdf, &[b"renkei record-id v1"]);
         let record_id_mac = hmac_sha256(&record_id_key.0);
-        RecordKeyState { kdf, record_id_mac }
+        let binding_key = hkdf_expand32(&kdf, &[b"renkei subject-binding v1"]);
+        let subject_binding_mac = hmac_sha256(&binding_key.0);
+        RecordKeyState { kdf, record_id_mac, subject_binding_mac }
     }
 }
 

@@ -116,6 +116,23 @@ tagged_id!(
     RecordId, "rec1_", "record id"
 );
 
+tagged_id!(
+    /// A per-record commitment to the subject, `sb1_…`: what the envelope's AAD binds
+    /// instead of the subject token, so that a recipient who opens records learns no key
+    /// it could join on with another recipient (DESIGN.md step 9).
+    SubjectBinding, "sb1_", "subject binding"
+);
+
+/// The subject binding of one record: HMAC under a key derived from `K_rec` over the
+/// record id and the name the source knows the subject by (`st1_…`, or a PHR app's
+/// own `rp1_…`). Unlinkable across records without `K_rec`.
+pub fn subject_binding(key: &RecordKey, record_id: &RecordId, subject: &str) -> SubjectBinding {
+    let mut mac = key.state().subject_binding_mac.clone();
+    update_prefixed(&mut mac, record_id.as_str().as_bytes());
+    update_prefixed(&mut mac, subject.as_bytes());
+    SubjectBinding::from_mac(mac)
+}
+
 /// The subject token of a canonical identity: `st1_` + base32(HMAC-SHA256(K_tok, identity)).
 pub fn subject_token(key: &TokenKey, identity: &CanonicalIdentity) -> SubjectToken {
     let mut mac = key.mac().clone();

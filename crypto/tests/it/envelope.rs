@@ -8,7 +8,7 @@ use renkei_crypto::envelope::{
 };
 use renkei_crypto::identity::{Identity, Sex};
 use renkei_crypto::keys::{KeyVersion, RecordKey, TokenKey};
-use renkei_crypto::token::{SubjectToken, record_id, subject_token};
+use renkei_crypto::token::{SubjectToken, record_id, subject_binding, subject_token};
 
 fn header(key: &RecordKey, doc: &str) -> EnvelopeHeader {
     let token_key = TokenKey::from_bytes([9; 32], KeyVersion::V1);
@@ -22,7 +22,11 @@ fn header(key: &RecordKey, doc: &str) -> EnvelopeHeader {
     };
     EnvelopeHeader {
         record_id: record_id(key, doc, "checkup.lipids"),
-        subject_token: subject_token(&token_key, &identity.canonical().unwrap()),
+        subject_binding: subject_binding(
+            key,
+            &record_id(key, doc, "checkup.lipids"),
+            subject_token(&token_key, &identity.canonical().unwrap()).as_str(),
+        ),
         category: "checkup.lipids".into(),
         source: "source:hachioji".into(),
         effective_date: NaiveDate::from_ymd_opt(2024, 6, 1).unwrap(),
@@ -128,7 +132,11 @@ fn changing_any_header_field_fails() {
     let original = header(&key, "doc-1");
     let sealed = seal(&key, original.clone(), PAYLOAD).unwrap();
     let dek = derive_dek(&key, &original.record_id);
-    let other_token = SubjectToken::parse(&format!("st1_{}", "a".repeat(32))).unwrap();
+    let other_binding = subject_binding(
+        &key,
+        &original.record_id,
+        SubjectToken::parse(&format!("st1_{}", "a".repeat(32))).unwrap().as_str(),
+    );
     type Change<'a> = Box<dyn Fn(&mut EnvelopeHeader) + 'a>;
     let changes: Vec<(&str, Change<'_>)> = vec![
         (
@@ -136,8 +144,8 @@ fn changing_any_header_field_fails() {
             Box::new(|h| h.record_id = record_id(&key, "doc-2", "checkup.lipids")),
         ),
         (
-            "subject_token",
-            Box::new(move |h| h.subject_token = other_token.clone()),
+            "subject_binding",
+            Box::new(move |h| h.subject_binding = other_binding.clone()),
         ),
         ("category", Box::new(|h| h.category = "checkup.body".into())),
         ("source", Box::new(|h| h.source = "source:kita".into())),

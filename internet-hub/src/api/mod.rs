@@ -93,17 +93,23 @@ async fn openapi() -> impl IntoResponse {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct UploadBody {
-    records: Vec<String>,
+    records: Vec<UploadItem>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UploadItem {
+    sealed: String,
+    subject: String,
 }
 
 async fn upload_records(State(hub): Hs, Caller(who): Caller, Body(body): Body<UploadBody>) -> Result<Json<records::IngestReport>> {
     let mut batch = Vec::with_capacity(body.records.len());
     for (i, r) in body.records.iter().enumerate() {
-        batch.push(
-            data_encoding::BASE64
-                .decode(r.as_bytes())
-                .map_err(|e| Error::BadRequest(format!("records[{i}]: not base64: {e}")))?,
-        );
+        let sealed = data_encoding::BASE64
+            .decode(r.sealed.as_bytes())
+            .map_err(|e| Error::BadRequest(format!("records[{i}].sealed: not base64: {e}")))?;
+        batch.push(records::Upload { sealed, subject: r.subject.clone() });
     }
     Ok(Json(records::ingest(&hub, &who, &batch).await?))
 }

@@ -25,9 +25,19 @@ pub struct IngestReport {
     pub grant_requests: usize,
 }
 
+/// One uploaded record: the sealed bytes and the subject they are about, named as the
+/// source knows it (`st1_…` from an agent, the app's own `rp1_…` from a PHR app).
+#[derive(Debug, Clone)]
+pub struct Upload {
+    /// Sealed record bytes.
+    pub sealed: Vec<u8>,
+    /// The subject.
+    pub subject: String,
+}
+
 /// Stores a batch of sealed records from a source. All or nothing: a malformed record
 /// or a different record under an existing id rejects the whole batch.
-pub async fn ingest(hub: &Hub, who: &ParticipantId, batch: &[Vec<u8>]) -> Result<IngestReport> {
+pub async fn ingest(hub: &Hub, who: &ParticipantId, batch: &[Upload]) -> Result<IngestReport> {
     if batch.len() > hub.limits.max_batch {
         return Err(Error::TooLarge(format!(
             "batch of {} records exceeds the limit of {}",
@@ -39,7 +49,8 @@ pub async fn ingest(hub: &Hub, who: &ParticipantId, batch: &[Vec<u8>]) -> Result
     let mut tx = hub.db.pool().begin().await?;
     authorize_caller(&mut tx, who, &[ParticipantKind::Source, ParticipantKind::Phr]).await?;
     let mut report = IngestReport::default();
-    for (i, bytes) in batch.iter().enumerate() {
+    for (i, upload) in batch.iter().enumerate() {
+        let bytes = &upload.sealed;
         let sealed = SealedRecord::from_bytes(bytes)
             .map_err(|e| Error::BadRequest(format!("records[{i}]: {e}")))?;
         let h = sealed.header();
@@ -64,7 +75,7 @@ pub async fn ingest(hub: &Hub, who: &ParticipantId, batch: &[Vec<u8>]) -> Result
                 h.category
             )));
         }
-        let subject = resolve_subject(&mut tx, who, h.subject_token.as_str()).await.map_err(|e| match e {
+        let subject = resolve_subject(&mut tx, who, &upload.subject).await.map_err(|e| match e {
             Error::BadRequest(m) => Error::BadRequest(format!("records[{i}] `{record_id}`: {m}")),
             other => other,
         })?;

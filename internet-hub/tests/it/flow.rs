@@ -41,7 +41,7 @@ both!(upload_is_idempotent_and_conflicts_are_409, |h: TestHub| async move {
     assert_eq!(st, StatusCode::CONFLICT, "{v}");
     assert_eq!(v["error"]["code"], "conflict");
     // Garbage is a 400 naming the record.
-    let (st, v) = h.call(Some("source:city-a"), "POST", "/v1/records", Some(json!({ "records": ["AAAA"] }))).await;
+    let (st, v) = h.call(Some("source:city-a"), "POST", "/v1/records", Some(json!({ "records": [{"sealed": "AAAA", "subject": SUBJECT}] }))).await;
     assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
     assert!(v["error"]["message"].as_str().unwrap().contains("records[0]"), "{v}");
 });
@@ -74,7 +74,7 @@ both!(consent_enables_pull_and_revocation_stops_it, |h: TestHub| async move {
     // Nobody else sees it, by feed or by id.
     assert!(h.pull(other).await.is_empty());
     assert!(h.pull(clinic).await.is_empty());
-    let rid = lipids.header().record_id.as_str().to_owned();
+    let rid = lipids.0.header().record_id.as_str().to_owned();
     let (st, _) = h.call(Some("clinic:mysos"), "GET", &format!("/v1/records/{rid}"), None).await;
     assert_eq!(st, StatusCode::NOT_FOUND);
     let (st, _) = h.call(Some("phr:asmile"), "GET", &format!("/v1/records/{rid}"), None).await;

@@ -17,7 +17,7 @@ use renkei_crypto::grant::{KeyGrant, RecipientSecretKey, open_grant, seal_grant}
 use renkei_crypto::keys::{KeyVersion, PseudonymKey, RecordKey, write_secret_file};
 use renkei_crypto::participant::ParticipantId;
 use renkei_crypto::sign::SigningKey;
-use renkei_crypto::token::{RecordId, SubjectToken, record_id};
+use renkei_crypto::token::{RecordId, record_id, subject_binding};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -163,22 +163,27 @@ impl TestHub {
     }
 
     /// A sealed checkup record of `subject` from `source:city-a`.
-    pub fn sealed(&self, doc: &str, subject: &str, category: &str, date: NaiveDate, payload: &[u8]) -> SealedRecord {
+    pub fn sealed(&self, doc: &str, subject: &str, category: &str, date: NaiveDate, payload: &[u8]) -> (SealedRecord, String) {
+        let rid = record_id(&self.source_key, doc, category);
         let header = EnvelopeHeader {
-            record_id: record_id(&self.source_key, doc, category),
-            subject_token: SubjectToken::parse(subject).unwrap(),
+            subject_binding: subject_binding(&self.source_key, &rid, subject),
+            record_id: rid,
             category: category.into(),
             source: "source:city-a".into(),
             effective_date: date,
             schema_version: 1,
             key_version: KeyVersion::V1,
         };
-        seal(&self.source_key, header, payload).unwrap()
+        (seal(&self.source_key, header, payload).unwrap(), subject.to_owned())
     }
 
-    pub async fn upload(&self, records: &[&SealedRecord]) -> (StatusCode, Value) {
-        let b64: Vec<String> = records.iter().map(|r| data_encoding::BASE64.encode(&r.to_bytes())).collect();
-        self.call(Some("source:city-a"), "POST", "/v1/records", Some(json!({ "records": b64 }))).await
+    /// Uploads records; the subject of each is looked up from what `sealed` recorded.
+    pub async fn upload(&self, records: &[&(SealedRecord, String)]) -> (StatusCode, Value) {
+        let items: Vec<Value> = records
+            .iter()
+            .map(|(r, subject)| json!({ "sealed": data_encoding::BASE64.encode(&r.to_bytes()), "subject": subject }))
+            .collect();
+        self.call(Some("source:city-a"), "POST", "/v1/records", Some(json!({ "records": items }))).await
     }
 
     /// Acts as the source agent: answers every pending key-grant request.

@@ -81,7 +81,7 @@ async fn two_instances(backend: Backend) {
     let (st, _) = a.call(Some("phr:asmile"), "POST", &format!("/v1/consents/{id}/revoke"), Some(json!({}))).await;
     assert_eq!(st, StatusCode::OK);
     assert!(b.pull(&ps[1]).await.is_empty(), "B denies on the very next request");
-    let rid = r.header().record_id.as_str().to_owned();
+    let rid = r.0.header().record_id.as_str().to_owned();
     let (st, _) = b.call(Some("phr:asmile"), "GET", &format!("/v1/records/{rid}"), None).await;
     assert_ne!(st, StatusCode::OK);
 }

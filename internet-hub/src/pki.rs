@@ -33,8 +33,9 @@ mod store;
 #[cfg(test)]
 mod tests;
 
-use certs::{BasicConstraints, KeyUsage, MessageDigest, SubjectKeyIdentifier, name};
-use certs::{asn1_time, build_crl, cert_builder, days, new_key, ossl, pem_key, sign_leaf};
+use certs::{
+    asn1_time, build_ca, build_crl, cert_builder, days, new_key, ossl, pem_key, sign_leaf,
+};
 pub use store::{Index, IssuedCert};
 use store::{
     create_private_dir, io_error, normalize_serial, record, replace_file, serial_of, write_new,
@@ -90,20 +91,7 @@ pub fn init(
 
     let ca_key = new_key()?;
     let ca_not_after = now + days(validity_days)?;
-    let mut b = cert_builder(&ca_key, CA_NAME, now, ca_not_after, &index)?;
-    b.set_issuer_name(&*name(CA_NAME)?).map_err(ossl)?;
-    let bc = BasicConstraints::new().critical().ca().pathlen(0).build();
-    let ku = KeyUsage::new()
-        .critical()
-        .key_cert_sign()
-        .crl_sign()
-        .build();
-    let ski = SubjectKeyIdentifier::new().build(&b.x509v3_context(None, None));
-    for ext in [bc, ku, ski] {
-        b.append_extension(ext.map_err(ossl)?).map_err(ossl)?;
-    }
-    b.sign(&ca_key, MessageDigest::sha256()).map_err(ossl)?;
-    let ca = b.build();
+    let ca = build_ca(&ca_key, CA_NAME, now, ca_not_after, &index)?;
     write_new(&dir.join(CA_KEY), &pem_key(&ca_key)?, true)?;
     write_new(&dir.join(CA_CERT), &ca.to_pem().map_err(ossl)?, false)?;
     record(&mut index, &ca, CA_NAME, None, ca_not_after)?;

@@ -5,11 +5,12 @@ use openssl::asn1::{Asn1Object, Asn1OctetString, Asn1Time};
 use openssl::bn::BigNum;
 use openssl::ec::{EcGroup, EcKey};
 use openssl::error::ErrorStack;
-pub(super) use openssl::hash::MessageDigest;
+use openssl::hash::MessageDigest;
 use openssl::nid::Nid;
 use openssl::pkey::{PKey, PKeyRef, Private};
-use openssl::x509::extension::AuthorityKeyIdentifier;
-pub(super) use openssl::x509::extension::{BasicConstraints, KeyUsage, SubjectKeyIdentifier};
+use openssl::x509::extension::{
+    AuthorityKeyIdentifier, BasicConstraints, KeyUsage, SubjectKeyIdentifier,
+};
 use openssl::x509::{
     X509, X509Builder, X509CrlBuilder, X509Extension, X509NameBuilder, X509RevokedBuilder,
 };
@@ -17,6 +18,31 @@ use openssl::x509::{
 use super::CRL_VALIDITY_DAYS;
 use super::store::{Index, fresh_serial};
 use crate::error::{Error, Result};
+
+/// A self-signed CA certificate: basicConstraints CA:true (path length 0) and
+/// keyUsage keyCertSign+cRLSign, both critical, and a subject key identifier.
+pub(super) fn build_ca(
+    key: &PKeyRef<Private>,
+    cn: &str,
+    now: DateTime<Utc>,
+    not_after: DateTime<Utc>,
+    index: &Index,
+) -> Result<X509> {
+    let mut b = cert_builder(key, cn, now, not_after, index)?;
+    b.set_issuer_name(&*name(cn)?).map_err(ossl)?;
+    let bc = BasicConstraints::new().critical().ca().pathlen(0).build();
+    let ku = KeyUsage::new()
+        .critical()
+        .key_cert_sign()
+        .crl_sign()
+        .build();
+    let ski = SubjectKeyIdentifier::new().build(&b.x509v3_context(None, None));
+    for ext in [bc, ku, ski] {
+        b.append_extension(ext.map_err(ossl)?).map_err(ossl)?;
+    }
+    b.sign(key, MessageDigest::sha256()).map_err(ossl)?;
+    Ok(b.build())
+}
 
 /// A builder with version 3, a fresh serial, the subject, key and validity set.
 pub(super) fn cert_builder(

@@ -18,6 +18,9 @@ pub enum Error {
     /// Consent terms were inconsistent (a field named in the message).
     #[error("invalid consent terms: {0}")]
     InvalidTerms(String),
+    /// A database URL had an unknown scheme (the URL is not echoed: it may hold a password).
+    #[error("invalid database url: expected `sqlite:PATH`, `sqlite::memory:` or `postgres://…`")]
+    InvalidDatabaseUrl,
     /// No consent has this id.
     #[error("consent `{0}` not found")]
     NotFound(String),

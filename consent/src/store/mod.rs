@@ -149,9 +149,7 @@ impl AnyConsentStore {
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Ok(AnyConsentStore::Postgres(PgStore::connect(url).await?))
         } else {
-            Err(Error::InvalidTerms(
-                "database url must start with `sqlite:` or `postgres://`".into(),
-            ))
+            Err(Error::InvalidDatabaseUrl)
         }
     }
 }

@@ -353,3 +353,23 @@ async fn invalid_terms_write_nothing(s: &AnyConsentStore) {
     assert_eq!(s.head().await.unwrap(), None);
     assert_eq!(s.verify_chain(None).await.unwrap().entries, 0);
 }
+
+#[tokio::test]
+async fn any_store_connects_by_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.db");
+    let url = format!("sqlite:{}", path.display());
+    let s = AnyConsentStore::connect(&url).await.unwrap();
+    assert!(matches!(s, AnyConsentStore::Sqlite(_)));
+    let (c, _) = s.grant(terms(), PEPPER, t(7)).await.unwrap();
+    drop(s);
+    // Reopening the same file finds the consent (the migrations are idempotent).
+    let again = AnyConsentStore::connect(&url).await.unwrap();
+    assert_eq!(again.get(&c.id).await.unwrap().map(|c| c.id), Some(c.id));
+    assert!(AnyConsentStore::connect("sqlite::memory:").await.is_ok());
+    let err = AnyConsentStore::connect("mysql://user:secret@host/db")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidDatabaseUrl));
+    assert!(!err.to_string().contains("secret"));
+}

@@ -20,6 +20,17 @@ pub struct IngestReport {
     pub grant_requests: usize,
 }
 
+/// One sealed record to upload, with the subject it is about. The subject travels
+/// beside the envelope, to the hub only (docs/envelope.md): `st1_…` from an LGWAN agent,
+/// the app's own `rp1_…` from a PHR app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upload {
+    /// Binary sealed record (`SealedRecord::to_bytes`).
+    pub sealed: Vec<u8>,
+    /// The subject as the source knows it.
+    pub subject: String,
+}
+
 /// One record as a recipient receives it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FeedItem {
@@ -312,11 +323,17 @@ fn segment<'a>(what: &str, value: &'a str) -> Result<&'a str> {
 }
 
 impl HubClient {
-    /// `POST /v1/records`: uploads sealed records (binary envelopes), all or nothing.
-    pub async fn upload_records(&self, sealed: &[Vec<u8>]) -> Result<IngestReport> {
-        let records: Vec<String> = sealed
+    /// `POST /v1/records`: uploads sealed records with their subjects, all or nothing;
+    /// the body is `{"records": [{"sealed": base64, "subject": "…"}]}`.
+    pub async fn upload_records(&self, uploads: &[Upload]) -> Result<IngestReport> {
+        let records: Vec<serde_json::Value> = uploads
             .iter()
-            .map(|b| data_encoding::BASE64.encode(b))
+            .map(|u| {
+                serde_json::json!({
+                    "sealed": data_encoding::BASE64.encode(&u.sealed),
+                    "subject": u.subject,
+                })
+            })
             .collect();
         self.post_json("/v1/records", &serde_json::json!({ "records": records }))
             .await

@@ -209,7 +209,7 @@ pub(crate) mod tests {
     use renkei_crypto::envelope::{derive_dek, seal};
     use renkei_crypto::grant::seal_grant;
     use renkei_crypto::keys::{KeyVersion, RecordKey};
-    use renkei_crypto::token::{SubjectToken, record_id};
+    use renkei_crypto::token::{record_id, subject_binding};
 
     pub(crate) const PAYLOAD: &str = r#"{"resourceType":"Bundle","type":"collection","entry":[]}"#;
 
@@ -228,7 +228,7 @@ pub(crate) mod tests {
         let rid = record_id(key, doc, "checkup.lipids");
         let header = EnvelopeHeader {
             record_id: rid.clone(),
-            subject_token: SubjectToken::parse("st1_abcdefghijklmnopqrstuvwxyz234567").unwrap(),
+            subject_binding: subject_binding(key, &rid, "st1_abcdefghijklmnopqrstuvwxyz234567"),
             category: "checkup.lipids".into(),
             source: "source:city-a".into(),
             effective_date: NaiveDate::from_ymd_opt(2024, 6, 1).unwrap(),

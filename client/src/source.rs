@@ -7,9 +7,9 @@ use renkei_crypto::envelope::{EnvelopeHeader, SealedRecord, derive_dek, seal};
 use renkei_crypto::grant::{RecipientPublicKey, seal_grant};
 use renkei_crypto::keys::RecordKey;
 use renkei_crypto::participant::ParticipantId;
-use renkei_crypto::token::{RecordId, record_id};
+use renkei_crypto::token::{RecipientPseudonym, RecordId, record_id, subject_binding};
 
-use crate::api::{GrantReport, GrantUpload, IngestReport};
+use crate::api::{GrantReport, GrantUpload, IngestReport, Upload};
 use crate::error::{Error, Result};
 use crate::transport::HubClient;
 
@@ -59,13 +59,12 @@ pub fn seal_app_record(
     }
     serde_json::from_slice::<serde::de::IgnoredAny>(&record.payload)
         .map_err(|e| Error::invalid(what("payload"), format!("not JSON: {e}")))?;
+    let subject =
+        RecipientPseudonym::parse(&record.subject).map_err(Error::crypto(what("subject")))?;
+    let rid = record_id(key, &record.document_id, &record.category);
     let header = EnvelopeHeader {
-        record_id: record_id(key, &record.document_id, &record.category),
-        // The header's subject type decides which names it takes (see the report on `rp1_`).
-        subject_token: record
-            .subject
-            .parse()
-            .map_err(Error::crypto(what("subject")))?,
+        subject_binding: subject_binding(key, &rid, subject.as_str()),
+        record_id: rid,
         category: record.category.clone(),
         source: me.to_string(),
         effective_date: record.effective_date,
@@ -82,11 +81,16 @@ pub async fn publish(
     me: &ParticipantId,
     records: &[AppRecord],
 ) -> Result<IngestReport> {
-    let sealed = records
+    let uploads = records
         .iter()
-        .map(|r| seal_app_record(key, me, r).map(|s| s.to_bytes()))
+        .map(|r| {
+            seal_app_record(key, me, r).map(|s| Upload {
+                sealed: s.to_bytes(),
+                subject: r.subject.clone(),
+            })
+        })
         .collect::<Result<Vec<_>>>()?;
-    client.upload_records(&sealed).await
+    client.upload_records(&uploads).await
 }
 
 /// What one round of answering key-grant requests did.
@@ -174,11 +178,21 @@ mod tests {
         let e = seal_app_record(
             &key,
             &me,
-            &record("st1_abcdefghijklmnopqrstuvwxyz234567", "checkup.lipids"),
+            &record("rp1_bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", "checkup.lipids"),
         )
         .unwrap_err();
         assert!(e.to_string().contains("category"), "{e}");
-        let mut bad = record("st1_abcdefghijklmnopqrstuvwxyz234567", "phr.vitals");
+        let e = seal_app_record(
+            &key,
+            &me,
+            &record("st1_abcdefghijklmnopqrstuvwxyz234567", "phr.vitals"),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("subject"),
+            "an app names residents by `rp1_`: {e}"
+        );
+        let mut bad = record("rp1_bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", "phr.vitals");
         bad.payload = b"not json".to_vec();
         assert!(
             seal_app_record(&key, &me, &bad)
@@ -192,8 +206,7 @@ mod tests {
     fn answered_grant_opens_the_published_record() {
         let key = RecordKey::from_bytes([9; 32], KeyVersion::V1);
         let me: ParticipantId = "phr:asmile".parse().unwrap();
-        // Until the envelope header takes `rp1_` names, seal under a subject token.
-        let rec = record("st1_abcdefghijklmnopqrstuvwxyz234567", "phr.vitals");
+        let rec = record("rp1_bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", "phr.vitals");
         let sealed = seal_app_record(&key, &me, &rec).unwrap();
         assert_eq!(sealed.header().source, "phr:asmile");
         let again = seal_app_record(&key, &me, &rec).unwrap();

@@ -59,6 +59,36 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<
     }
 }
 
+/// Query-string extraction with errors in the hub's format.
+#[derive(Debug)]
+pub struct Q<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequestParts<S> for Q<T> {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(v)| Q(v))
+            .map_err(|e| Error::BadRequest(format!("query: {}", e.body_text())))
+    }
+}
+
+/// Path-parameter extraction with errors in the hub's format.
+#[derive(Debug)]
+pub struct P<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> FromRequestParts<S> for P<T> {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(v)| P(v))
+            .map_err(|e| Error::BadRequest(format!("path: {}", e.body_text())))
+    }
+}
+
 /// The participant API router.
 pub fn router(hub: Arc<Hub>, max_body: usize, rate: Arc<limits::RateLimiter>) -> Router {
     Router::new()
@@ -123,15 +153,15 @@ struct Page {
     limit: Option<i64>,
 }
 
-async fn feed(State(hub): Hs, Caller(who): Caller, Query(p): Query<Page>) -> Result<Json<records::FeedPage>> {
+async fn feed(State(hub): Hs, Caller(who): Caller, Q(p): Q<Page>) -> Result<Json<records::FeedPage>> {
     Ok(Json(records::feed(&hub, &who, p.cursor.unwrap_or(0), p.limit.unwrap_or(100)).await?))
 }
 
-async fn read_record(State(hub): Hs, Caller(who): Caller, Path(id): Path<String>) -> Result<Json<records::FeedItem>> {
+async fn read_record(State(hub): Hs, Caller(who): Caller, P(id): P<String>) -> Result<Json<records::FeedItem>> {
     Ok(Json(records::read(&hub, &who, &id).await?))
 }
 
-async fn list_events(State(hub): Hs, Caller(who): Caller, Query(p): Query<Page>) -> Result<Json<Value>> {
+async fn list_events(State(hub): Hs, Caller(who): Caller, Q(p): Q<Page>) -> Result<Json<Value>> {
     let events = events::list(&hub, &who, p.limit.unwrap_or(100)).await?;
     Ok(Json(json!({ "events": events })))
 }
@@ -142,7 +172,7 @@ struct AckBody {
     deleted: bool,
 }
 
-async fn ack_event(State(hub): Hs, Caller(who): Caller, Path(id): Path<i64>, Body(b): Body<AckBody>) -> Result<Json<Value>> {
+async fn ack_event(State(hub): Hs, Caller(who): Caller, P(id): P<i64>, Body(b): Body<AckBody>) -> Result<Json<Value>> {
     events::ack(&hub, &who, id, b.deleted).await?;
     Ok(Json(json!({ "acknowledged": id })))
 }
@@ -158,7 +188,7 @@ struct RevokeBody {
     reason: String,
 }
 
-async fn revoke_consent(State(hub): Hs, Caller(who): Caller, Path(id): Path<String>, Body(b): Body<RevokeBody>) -> Result<Json<renkei_consent::Consent>> {
+async fn revoke_consent(State(hub): Hs, Caller(who): Caller, P(id): P<String>, Body(b): Body<RevokeBody>) -> Result<Json<renkei_consent::Consent>> {
     Ok(Json(consents::revoke(&hub, &who, &id, &b.reason).await?))
 }
 
@@ -166,11 +196,11 @@ async fn submit_enrollment(State(hub): Hs, Caller(who): Caller, Body(b): Body<en
     Ok(Json(enroll::submit(&hub, &who, &b).await?))
 }
 
-async fn get_enrollment(State(hub): Hs, Caller(who): Caller, Path(id): Path<String>) -> Result<Json<enroll::Enrollment>> {
+async fn get_enrollment(State(hub): Hs, Caller(who): Caller, P(id): P<String>) -> Result<Json<enroll::Enrollment>> {
     Ok(Json(enroll::get(&hub, &who, &id).await?))
 }
 
-async fn grant_requests(State(hub): Hs, Caller(who): Caller, Query(p): Query<Page>) -> Result<Json<Value>> {
+async fn grant_requests(State(hub): Hs, Caller(who): Caller, Q(p): Q<Page>) -> Result<Json<Value>> {
     let requests = grants::pending(&hub, &who, p.limit.unwrap_or(100)).await?;
     Ok(Json(json!({ "requests": requests })))
 }
@@ -185,12 +215,12 @@ async fn upload_grants(State(hub): Hs, Caller(who): Caller, Body(b): Body<Grants
     Ok(Json(grants::upload(&hub, &who, &b.grants).await?))
 }
 
-async fn source_enrollments(State(hub): Hs, Caller(who): Caller, Query(p): Query<Page>) -> Result<Json<Value>> {
+async fn source_enrollments(State(hub): Hs, Caller(who): Caller, Q(p): Q<Page>) -> Result<Json<Value>> {
     let list = enroll::pending(&hub, &who, p.limit.unwrap_or(100)).await?;
     Ok(Json(json!({ "enrollments": list })))
 }
 
-async fn enrollment_result(State(hub): Hs, Caller(who): Caller, Path(id): Path<String>, Body(b): Body<enroll::ResultBody>) -> Result<Json<enroll::Enrollment>> {
+async fn enrollment_result(State(hub): Hs, Caller(who): Caller, P(id): P<String>, Body(b): Body<enroll::ResultBody>) -> Result<Json<enroll::Enrollment>> {
     Ok(Json(enroll::answer(&hub, &who, &id, &b).await?))
 }
 
@@ -204,7 +234,7 @@ struct Keys {
     enrollment_key: Option<String>,
 }
 
-async fn participant_keys(State(hub): Hs, Caller(who): Caller, Path((kind, id)): Path<(String, String)>) -> Result<Json<Keys>> {
+async fn participant_keys(State(hub): Hs, Caller(who): Caller, P((kind, id)): P<(String, String)>) -> Result<Json<Keys>> {
     let target: ParticipantId = format!("{kind}:{id}")
         .parse()
         .map_err(|e| Error::BadRequest(format!("participant `{kind}:{id}`: {e}")))?;
@@ -217,7 +247,7 @@ async fn participant_keys(State(hub): Hs, Caller(who): Caller, Path((kind, id)):
     Ok(Json(Keys { grant_key: p.grant_pk, enrollment_key: p.enrollment_pk }))
 }
 
-async fn publish_keys(State(hub): Hs, Caller(who): Caller, Path((kind, id)): Path<(String, String)>, Body(k): Body<Keys>) -> Result<Json<Keys>> {
+async fn publish_keys(State(hub): Hs, Caller(who): Caller, P((kind, id)): P<(String, String)>, Body(k): Body<Keys>) -> Result<Json<Keys>> {
     if format!("{kind}:{id}") != who.to_string() {
         return Err(Error::Forbidden("a participant may publish only its own keys".into()));
     }

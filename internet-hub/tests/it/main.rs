@@ -4,4 +4,5 @@
 mod flow;
 mod harness;
 mod mtls;
+mod portal;
 mod tamper;

@@ -33,21 +33,61 @@ async fn readyz(State(hub): State<Arc<Hub>>) -> impl IntoResponse {
 /// Gauges read from the database, so every instance reports the shared state.
 async fn metrics(State(hub): State<Arc<Hub>>) -> impl IntoResponse {
     let queries = [
-        ("renkei_records", "Sealed records stored", "SELECT COUNT(*) AS n FROM hub_records"),
-        ("renkei_key_grants", "Key grants stored", "SELECT COUNT(*) AS n FROM hub_key_grants"),
-        ("renkei_grant_requests_pending", "Key-grant requests waiting for a source", "SELECT COUNT(*) AS n FROM hub_grant_requests"),
-        ("renkei_enrollments_pending", "Enrollments waiting for a source", "SELECT COUNT(*) AS n FROM hub_enrollments WHERE status = 'pending'"),
-        ("renkei_events_unacked", "Events not yet acknowledged", "SELECT COUNT(*) AS n FROM hub_events WHERE acked_at IS NULL"),
-        ("renkei_audit_entries", "Audit log length", "SELECT value AS n FROM hub_sequences WHERE name = 'audit'"),
-        ("renkei_participants_suspended", "Suspended participants", "SELECT COUNT(*) AS n FROM hub_participants WHERE status <> 'active'"),
+        (
+            "renkei_records",
+            "Sealed records stored",
+            "SELECT COUNT(*) AS n FROM hub_records",
+        ),
+        (
+            "renkei_key_grants",
+            "Key grants stored",
+            "SELECT COUNT(*) AS n FROM hub_key_grants",
+        ),
+        (
+            "renkei_grant_requests_pending",
+            "Key-grant requests waiting for a source",
+            "SELECT COUNT(*) AS n FROM hub_grant_requests",
+        ),
+        (
+            "renkei_enrollments_pending",
+            "Enrollments waiting for a source",
+            "SELECT COUNT(*) AS n FROM hub_enrollments WHERE status = 'pending'",
+        ),
+        (
+            "renkei_events_unacked",
+            "Events not yet acknowledged",
+            "SELECT COUNT(*) AS n FROM hub_events WHERE acked_at IS NULL",
+        ),
+        (
+            "renkei_audit_entries",
+            "Audit log length",
+            "SELECT value AS n FROM hub_sequences WHERE name = 'audit'",
+        ),
+        (
+            "renkei_participants_suspended",
+            "Suspended participants",
+            "SELECT COUNT(*) AS n FROM hub_participants WHERE status <> 'active'",
+        ),
     ];
     let mut out = String::new();
     let up = hub.db.ping().await;
-    let _ = writeln!(out, "# HELP renkei_db_up Database reachable\n# TYPE renkei_db_up gauge\nrenkei_db_up {}", u8::from(up));
+    let _ = writeln!(
+        out,
+        "# HELP renkei_db_up Database reachable\n# TYPE renkei_db_up gauge\nrenkei_db_up {}",
+        u8::from(up)
+    );
     for (name, help, sql) in queries {
-        let Ok(row) = sqlx::query(sql).fetch_one(hub.db.pool()).await else { continue };
+        let Ok(row) = sqlx::query(sql).fetch_one(hub.db.pool()).await else {
+            continue;
+        };
         let n: i64 = row.try_get("n").unwrap_or(0);
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {n}");
     }
-    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        out,
+    )
 }

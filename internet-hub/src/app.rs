@@ -103,27 +103,42 @@ pub async fn start(cfg: &HubConfig, clock: Clock) -> Result<Running> {
         header_timeout: cfg.header_timeout(),
     };
     let request_timeout = Duration::from_secs(f.limits.request_timeout_secs);
-    let rate = Arc::new(RateLimiter::new(f.limits.rate_per_second, f.limits.rate_burst));
-    let api_router = api::router(hub.clone(), f.limits.max_body_bytes, rate)
-        .layer(axum::middleware::from_fn_with_state(request_timeout, timeout_layer));
+    let rate = Arc::new(RateLimiter::new(
+        f.limits.rate_per_second,
+        f.limits.rate_burst,
+    ));
+    let api_router = api::router(hub.clone(), f.limits.max_body_bytes, rate).layer(
+        axum::middleware::from_fn_with_state(request_timeout, timeout_layer),
+    );
     let portal_router = portal::router(
         hub.clone(),
-        PortalLimits { max_failures: f.limits.portal_max_failures, lockout_secs: f.limits.portal_lockout_secs },
+        PortalLimits {
+            max_failures: f.limits.portal_max_failures,
+            lockout_secs: f.limits.portal_lockout_secs,
+        },
     )
-    .layer(axum::middleware::from_fn_with_state(request_timeout, timeout_layer));
+    .layer(axum::middleware::from_fn_with_state(
+        request_timeout,
+        timeout_layer,
+    ));
     let admin_router = crate::admin::router(hub.clone());
 
     let participant = server::bind(&f.listen.participant).await?;
     let portal = server::bind(&f.listen.portal).await?;
     let admin = server::bind(&f.listen.admin).await?;
-    let addr = |l: &tokio::net::TcpListener| l.local_addr().map_err(|e| Error::Internal(e.to_string()));
-    let (participant_addr, portal_addr, admin_addr) = (addr(&participant)?, addr(&portal)?, addr(&admin)?);
+    let addr =
+        |l: &tokio::net::TcpListener| l.local_addr().map_err(|e| Error::Internal(e.to_string()));
+    let (participant_addr, portal_addr, admin_addr) =
+        (addr(&participant)?, addr(&portal)?, addr(&admin)?);
     let (tx, rx) = watch::channel(false);
     let drain = Duration::from_secs(10);
     let tasks = vec![
         tokio::spawn(server::serve(
             participant,
-            Transport::Tls { acceptor: TlsAcceptor::from(participant_tls), participant: true },
+            Transport::Tls {
+                acceptor: TlsAcceptor::from(participant_tls),
+                participant: true,
+            },
             api_router,
             limits,
             rx.clone(),
@@ -131,17 +146,38 @@ pub async fn start(cfg: &HubConfig, clock: Clock) -> Result<Running> {
         )),
         tokio::spawn(server::serve(
             portal,
-            Transport::Tls { acceptor: TlsAcceptor::from(portal_tls), participant: false },
+            Transport::Tls {
+                acceptor: TlsAcceptor::from(portal_tls),
+                participant: false,
+            },
             portal_router,
             limits,
             rx.clone(),
             drain,
         )),
-        tokio::spawn(server::serve(admin, Transport::Plain, admin_router, limits, rx.clone(), drain)),
-        tokio::spawn(checkpoint_timer(hub.clone(), Duration::from_secs(f.audit.checkpoint_secs.max(1)), rx)),
+        tokio::spawn(server::serve(
+            admin,
+            Transport::Plain,
+            admin_router,
+            limits,
+            rx.clone(),
+            drain,
+        )),
+        tokio::spawn(checkpoint_timer(
+            hub.clone(),
+            Duration::from_secs(f.audit.checkpoint_secs.max(1)),
+            rx,
+        )),
     ];
     tracing::info!(%participant_addr, %portal_addr, %admin_addr, "hub listening");
-    Ok(Running { hub, participant_addr, portal_addr, admin_addr, shutdown: tx, tasks })
+    Ok(Running {
+        hub,
+        participant_addr,
+        portal_addr,
+        admin_addr,
+        shutdown: tx,
+        tasks,
+    })
 }
 
 /// Whole-request timeout: a client that trickles its body is answered 408 and dropped.

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use sqlx::{AnyConnection, Row};
 
 use crate::db::{self, Db};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// One decision to record. Empty strings mean "not applicable".
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -142,8 +142,11 @@ pub struct Checkpoint {
 impl Checkpoint {
     /// The exact bytes that are signed.
     pub fn signed_bytes(seq: i64, head_hash: &str, at: DateTime<Utc>) -> Vec<u8> {
-        format!("renkei-audit-checkpoint v1\n{seq}\n{head_hash}\n{}", at.timestamp_micros())
-            .into_bytes()
+        format!(
+            "renkei-audit-checkpoint v1\n{seq}\n{head_hash}\n{}",
+            at.timestamp_micros()
+        )
+        .into_bytes()
     }
 
     /// Checks the signature against the given trusted key.
@@ -153,13 +156,20 @@ impl Checkpoint {
         };
         trusted.to_base64() == self.public_key
             && trusted
-                .verify(&Checkpoint::signed_bytes(self.seq, &self.head_hash, self.at), &sig)
+                .verify(
+                    &Checkpoint::signed_bytes(self.seq, &self.head_hash, self.at),
+                    &sig,
+                )
                 .is_ok()
     }
 }
 
 /// Signs a checkpoint over the current head if the chain grew since the last one.
-pub async fn checkpoint(db: &Db, key: &SigningKey, now: DateTime<Utc>) -> Result<Option<Checkpoint>> {
+pub async fn checkpoint(
+    db: &Db,
+    key: &SigningKey,
+    now: DateTime<Utc>,
+) -> Result<Option<Checkpoint>> {
     let mut tx = db.pool().begin().await?;
     // Lock the audit row so the head cannot move while we sign it.
     sqlx::query("UPDATE hub_sequences SET value = value WHERE name = 'audit'")
@@ -177,7 +187,9 @@ pub async fn checkpoint(db: &Db, key: &SigningKey, now: DateTime<Utc>) -> Result
         tx.commit().await?;
         return Ok(None);
     }
-    let signature = key.sign(&Checkpoint::signed_bytes(seq, &head, now)).to_base64();
+    let signature = key
+        .sign(&Checkpoint::signed_bytes(seq, &head, now))
+        .to_base64();
     let cp = Checkpoint {
         seq,
         head_hash: head,
@@ -267,7 +279,10 @@ pub async fn verify(
         if !trusted.iter().any(|k| cp.verify_signature(k)) {
             return Ok(Err(Broken {
                 seq: cp.seq,
-                reason: format!("checkpoint at entry {} has no valid signature by a trusted key", cp.seq),
+                reason: format!(
+                    "checkpoint at entry {} has no valid signature by a trusted key",
+                    cp.seq
+                ),
             }));
         }
     }
@@ -289,7 +304,10 @@ pub async fn verify(
         for r in rows {
             let seq: i64 = r.try_get("seq")?;
             if seq != expected_seq {
-                return Ok(Err(Broken { seq: expected_seq, reason: "entry is missing (deleted)".into() }));
+                return Ok(Err(Broken {
+                    seq: expected_seq,
+                    reason: "entry is missing (deleted)".into(),
+                }));
             }
             let e = Entry {
                 actor: r.try_get("actor")?,
@@ -304,10 +322,16 @@ pub async fn verify(
             let stored_prev: String = r.try_get("prev_hash")?;
             let stored_hash: String = r.try_get("hash")?;
             if stored_prev != prev {
-                return Ok(Err(Broken { seq, reason: "previous-hash link does not match".into() }));
+                return Ok(Err(Broken {
+                    seq,
+                    reason: "previous-hash link does not match".into(),
+                }));
             }
             if entry_hash(&prev, seq, r.try_get("at")?, &e) != stored_hash {
-                return Ok(Err(Broken { seq, reason: "content does not match its hash (edited)".into() }));
+                return Ok(Err(Broken {
+                    seq,
+                    reason: "content does not match its hash (edited)".into(),
+                }));
             }
             for cp in checkpoints.iter().filter(|c| c.seq == seq) {
                 if cp.head_hash != stored_hash {
@@ -326,7 +350,10 @@ pub async fn verify(
     if let Some(cp) = checkpoints.iter().find(|c| c.seq > last) {
         return Ok(Err(Broken {
             seq: last + 1,
-            reason: format!("log is truncated: a signed checkpoint covers entry {}", cp.seq),
+            reason: format!(
+                "log is truncated: a signed checkpoint covers entry {}",
+                cp.seq
+            ),
         }));
     }
     let row = sqlx::query("SELECT value, head FROM hub_sequences WHERE name = 'audit'")
@@ -336,8 +363,14 @@ pub async fn verify(
     if head_seq != last || head != prev {
         return Ok(Err(Broken {
             seq: last + 1,
-            reason: format!("log is truncated: the chain head says {head_seq} entries, {last} remain"),
+            reason: format!(
+                "log is truncated: the chain head says {head_seq} entries, {last} remain"
+            ),
         }));
     }
-    Ok(Ok(Report { entries: last, checkpoints: ok_checkpoints, head: prev }))
+    Ok(Ok(Report {
+        entries: last,
+        checkpoints: ok_checkpoints,
+        head: prev,
+    }))
 }

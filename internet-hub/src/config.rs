@@ -148,7 +148,9 @@ pub struct Audit {
 
 impl Default for Audit {
     fn default() -> Self {
-        Audit { checkpoint_secs: 60 }
+        Audit {
+            checkpoint_secs: 60,
+        }
     }
 }
 
@@ -181,7 +183,9 @@ impl HubConfig {
     pub fn parse(path: &Path, text: &str) -> Result<HubConfig> {
         let name = path.display();
         let mut file: HubFile = toml::from_str(text).map_err(|e| {
-            let line = e.span().map(|s| text.get(..s.start).unwrap_or("").lines().count().max(1));
+            let line = e
+                .span()
+                .map(|s| text.get(..s.start).unwrap_or("").lines().count().max(1));
             let at = line.map(|l| format!(" line {l}")).unwrap_or_default();
             Error::Config(format!("config `{name}`{at}: {}", e.message()))
         })?;
@@ -218,7 +222,9 @@ impl HubConfig {
             ("limits.db_connections", l.db_connections >= 1),
         ] {
             if !ok {
-                return Err(Error::Config(format!("config `{name}`: `{field}` is out of range")));
+                return Err(Error::Config(format!(
+                    "config `{name}`: `{field}` is out of range"
+                )));
             }
         }
         if file.log_format != "text" && file.log_format != "json" {
@@ -227,7 +233,10 @@ impl HubConfig {
                 file.log_format
             )));
         }
-        Ok(HubConfig { file, path: path.to_path_buf() })
+        Ok(HubConfig {
+            file,
+            path: path.to_path_buf(),
+        })
     }
 
     /// Header timeout.
@@ -261,14 +270,21 @@ receipt_pepper = "k/r.key"
     #[test]
     fn unknown_field_is_named_with_line() {
         let text = format!("{MIN}\n[limits]\nmax_bodyy = 3\n");
-        let e = HubConfig::parse(Path::new("hub.toml"), &text).unwrap_err().to_string();
-        assert!(e.contains("hub.toml") && e.contains("max_bodyy") && e.contains("line"), "{e}");
+        let e = HubConfig::parse(Path::new("hub.toml"), &text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("hub.toml") && e.contains("max_bodyy") && e.contains("line"),
+            "{e}"
+        );
     }
 
     #[test]
     fn out_of_range_is_named() {
         let text = format!("{MIN}\n[limits]\nmax_batch = 0\n");
-        let e = HubConfig::parse(Path::new("hub.toml"), &text).unwrap_err().to_string();
+        let e = HubConfig::parse(Path::new("hub.toml"), &text)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("limits.max_batch"), "{e}");
     }
 }

@@ -129,7 +129,11 @@ pub fn redact_url(url: &str) -> String {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
             let creds = url.get(scheme_end + 3..at).unwrap_or_default();
             let user = creds.split(':').next().unwrap_or_default();
-            format!("{}{user}:***{}", url.get(..scheme_end + 3).unwrap_or_default(), url.get(at..).unwrap_or_default())
+            format!(
+                "{}{user}:***{}",
+                url.get(..scheme_end + 3).unwrap_or_default(),
+                url.get(at..).unwrap_or_default()
+            )
         }
         _ => url.to_owned(),
     }

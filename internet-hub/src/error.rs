@@ -101,7 +101,10 @@ impl IntoResponse for Error {
             }
             other => other.to_string(),
         };
-        let mut response = (status, Json(json!({ "error": { "code": code, "message": message } })))
+        let mut response = (
+            status,
+            Json(json!({ "error": { "code": code, "message": message } })),
+        )
             .into_response();
         match self {
             Error::RateLimited(secs) => {
@@ -110,7 +113,9 @@ impl IntoResponse for Error {
                 }
             }
             Error::Unavailable(_) => {
-                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}
         }

@@ -10,14 +10,22 @@ use crate::error::{Error, Result};
 /// Creates `keys/` and `hub.toml` in `dir`, pointing at the PKI folder `pki`.
 pub fn init(dir: &Path, pki: &Path) -> Result<()> {
     let keys = dir.join("keys");
-    std::fs::create_dir_all(&keys).map_err(|e| Error::Config(format!("cannot create `{}`: {e}", keys.display())))?;
+    std::fs::create_dir_all(&keys)
+        .map_err(|e| Error::Config(format!("cannot create `{}`: {e}", keys.display())))?;
     let cfg = dir.join("hub.toml");
     if cfg.exists() {
-        return Err(Error::Config(format!("`{}` exists; refusing to overwrite", cfg.display())));
+        return Err(Error::Config(format!(
+            "`{}` exists; refusing to overwrite",
+            cfg.display()
+        )));
     }
     let err = |e: renkei_crypto::Error| Error::Config(e.to_string());
-    PseudonymKey::generate(KeyVersion::V1).save(&keys.join("pseudonym.key")).map_err(err)?;
-    SigningKey::generate(KeyVersion::V1).save(&keys.join("signing.key")).map_err(err)?;
+    PseudonymKey::generate(KeyVersion::V1)
+        .save(&keys.join("pseudonym.key"))
+        .map_err(err)?;
+    SigningKey::generate(KeyVersion::V1)
+        .save(&keys.join("signing.key"))
+        .map_err(err)?;
     let mut pepper = [0u8; 32];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut pepper);
     write_secret_file(&keys.join("receipt-pepper.key"), &pepper).map_err(err)?;
@@ -30,6 +38,7 @@ pub fn init(dir: &Path, pki: &Path) -> Result<()> {
          [tls]\ncert = \"{p}/server.pem\"\nkey = \"{p}/server.key\"\nclient_ca = \"{p}/ca.pem\"\ncrls = [\"{p}/crl.pem\"]\n\n\
          [keys]\npseudonym = \"keys/pseudonym.key\"\nsigning = \"keys/signing.key\"\nreceipt_pepper = \"keys/receipt-pepper.key\"\n"
     );
-    std::fs::write(&cfg, text).map_err(|e| Error::Config(format!("cannot write `{}`: {e}", cfg.display())))?;
+    std::fs::write(&cfg, text)
+        .map_err(|e| Error::Config(format!("cannot write `{}`: {e}", cfg.display())))?;
     Ok(())
 }

@@ -9,7 +9,11 @@ use internet_hub::config::HubConfig;
 use renkei_crypto::participant::ParticipantId;
 
 #[derive(Debug, Parser)]
-#[command(name = "internet-hub", version, about = "Renkei internet hub: the consent-managed blind broker")]
+#[command(
+    name = "internet-hub",
+    version,
+    about = "Renkei internet hub: the consent-managed blind broker"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -164,7 +168,10 @@ enum AuditCommand {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     internet_hub::logging::init("text");
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -203,7 +210,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 client_ca: Some(cfg.file.tls.client_ca.clone()),
                 crls: cfg.file.tls.crls.clone(),
             })?;
-            println!("config `{}` is valid; database reachable: {}", config.display(), hub.db.ping().await);
+            println!(
+                "config `{}` is valid; database reachable: {}",
+                config.display(),
+                hub.db.ping().await
+            );
         }
         Command::Init { dir, pki } => internet_hub::init::init(&dir, &pki)?,
         Command::Pki { command } => pki(command)?,
@@ -212,9 +223,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let hub = internet_hub::app::build_hub(&cfg, Clock::System).await?;
             let now = hub.now();
             match command {
-                ParticipantCommand::Add { participant, name, grant_key, enrollment_key } => {
+                ParticipantCommand::Add {
+                    participant,
+                    name,
+                    grant_key,
+                    enrollment_key,
+                } => {
                     let name = name.unwrap_or_else(|| participant.to_string());
-                    internet_hub::registry::add(&hub.db, &participant, &name, grant_key.as_deref(), enrollment_key.as_deref(), now).await?;
+                    internet_hub::registry::add(
+                        &hub.db,
+                        &participant,
+                        &name,
+                        grant_key.as_deref(),
+                        enrollment_key.as_deref(),
+                        now,
+                    )
+                    .await?;
                     println!("registered {participant}");
                 }
                 ParticipantCommand::Suspend { participant } => {
@@ -232,7 +256,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                             p.id,
                             p.status,
                             if p.grant_pk.is_some() { "yes" } else { "no" },
-                            if p.enrollment_pk.is_some() { "yes" } else { "no" },
+                            if p.enrollment_pk.is_some() {
+                                "yes"
+                            } else {
+                                "no"
+                            },
                             p.display_name
                         );
                     }
@@ -245,22 +273,35 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             match command {
                 AuditCommand::Verify { witness } => {
                     let witness = match witness {
-                        Some(p) => Some(serde_json::from_str(&std::fs::read_to_string(&p).with_context(|| format!("witness `{}`", p.display()))?)
-                            .with_context(|| format!("witness `{}`", p.display()))?),
+                        Some(p) => Some(
+                            serde_json::from_str(
+                                &std::fs::read_to_string(&p)
+                                    .with_context(|| format!("witness `{}`", p.display()))?,
+                            )
+                            .with_context(|| format!("witness `{}`", p.display()))?,
+                        ),
                         None => None,
                     };
                     let trusted = [hub.signing_key.verifying_key()];
                     match internet_hub::audit::verify(&hub.db, &trusted, witness.as_ref()).await? {
-                        Ok(r) => println!("audit log OK: {} entries, {} signed checkpoints verified, head {}", r.entries, r.checkpoints, r.head),
+                        Ok(r) => println!(
+                            "audit log OK: {} entries, {} signed checkpoints verified, head {}",
+                            r.entries, r.checkpoints, r.head
+                        ),
                         Err(b) => bail!("audit log BROKEN at entry {}: {}", b.seq, b.reason),
                     }
-                    let chain = renkei_consent::ConsentStore::verify_chain(&hub.consents, None).await?;
+                    let chain =
+                        renkei_consent::ConsentStore::verify_chain(&hub.consents, None).await?;
                     println!("consent ledger OK: {chain:?}");
                 }
-                AuditCommand::Checkpoint => match internet_hub::audit::checkpoint(&hub.db, &hub.signing_key, hub.now()).await? {
-                    Some(cp) => println!("{}", serde_json::to_string_pretty(&cp)?),
-                    None => println!("no new entries since the last checkpoint"),
-                },
+                AuditCommand::Checkpoint => {
+                    match internet_hub::audit::checkpoint(&hub.db, &hub.signing_key, hub.now())
+                        .await?
+                    {
+                        Some(cp) => println!("{}", serde_json::to_string_pretty(&cp)?),
+                        None => println!("no new entries since the last checkpoint"),
+                    }
+                }
             }
         }
         Command::RevokeConsent { config, id, reason } => {
@@ -279,11 +320,22 @@ fn pki(command: PkiCommand) -> anyhow::Result<()> {
     match command {
         PkiCommand::Init { dir, dns, ip } => {
             pki::init(&dir, &dns, &ip, 397, now)?;
-            println!("participant CA and hub server certificate written to {}", dir.display());
+            println!(
+                "participant CA and hub server certificate written to {}",
+                dir.display()
+            );
         }
-        PkiCommand::Issue { dir, participant, out, days } => {
+        PkiCommand::Issue {
+            dir,
+            participant,
+            out,
+            days,
+        } => {
             let serial = pki::issue(&dir, &participant, &out, days, now)?;
-            println!("issued {participant}: serial {serial}, files in {}", out.display());
+            println!(
+                "issued {participant}: serial {serial}, files in {}",
+                out.display()
+            );
         }
         PkiCommand::Revoke { dir, serial } => {
             pki::revoke(&dir, &serial, now)?;
@@ -301,13 +353,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

@@ -65,7 +65,11 @@ struct LangQuery {
 
 impl LangQuery {
     fn lang(&self) -> Lang {
-        if self.lang.as_deref() == Some("en") { Lang::En } else { Lang::Ja }
+        if self.lang.as_deref() == Some("en") {
+            Lang::En
+        } else {
+            Lang::Ja
+        }
     }
 }
 
@@ -91,7 +95,11 @@ fn esc(s: &str) -> String {
 
 fn page(lang: Lang, body: &str) -> String {
     let (html_lang, title, other) = match lang {
-        Lang::Ja => ("ja", "Renkei 同意の確認と撤回", "<a href=\"/?lang=en\">English</a>"),
+        Lang::Ja => (
+            "ja",
+            "Renkei 同意の確認と撤回",
+            "<a href=\"/?lang=en\">English</a>",
+        ),
         Lang::En => ("en", "Renkei: your consents", "<a href=\"/\">日本語</a>"),
     };
     format!(
@@ -120,9 +128,14 @@ fn respond(status: StatusCode, html: String, csrf_cookie: Option<&str>) -> Respo
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"),
     );
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     if let Some(tok) = csrf_cookie {
-        if let Ok(v) = HeaderValue::from_str(&format!("renkei_csrf={tok}; Path=/; Secure; HttpOnly; SameSite=Strict")) {
+        if let Ok(v) = HeaderValue::from_str(&format!(
+            "renkei_csrf={tok}; Path=/; Secure; HttpOnly; SameSite=Strict"
+        )) {
             h.insert(header::SET_COOKIE, v);
         }
     }
@@ -137,7 +150,11 @@ fn code_form(lang: Lang, csrf: &str, message: &str) -> String {
          <label for=\"code\">{label}</label><br><input type=\"text\" id=\"code\" name=\"code\" \
          autocomplete=\"off\" placeholder=\"XXXX-XXXX-XXXX-XXXX-XXXX-XXXX-XXXX-XXXX\" required>\
          <p><button type=\"submit\" id=\"show\">{button}</button></p></form>",
-        intro = t(lang, "同意したときにお渡しした控え（レシート）の撤回コードを入力してください。", "Enter the revocation code printed on the receipt you were given when you consented."),
+        intro = t(
+            lang,
+            "同意したときにお渡しした控え（レシート）の撤回コードを入力してください。",
+            "Enter the revocation code printed on the receipt you were given when you consented."
+        ),
         label = t(lang, "撤回コード", "Revocation code"),
         button = t(lang, "同意内容を表示", "Show my consent"),
     )
@@ -145,7 +162,11 @@ fn code_form(lang: Lang, csrf: &str, message: &str) -> String {
 
 async fn index(Query(q): Query<LangQuery>) -> Response {
     let token = new_token();
-    respond(StatusCode::OK, page(q.lang(), &code_form(q.lang(), &token, "")), Some(&token))
+    respond(
+        StatusCode::OK,
+        page(q.lang(), &code_form(q.lang(), &token, "")),
+        Some(&token),
+    )
 }
 
 #[derive(Debug, Deserialize)]
@@ -157,9 +178,12 @@ struct CodeForm {
 }
 
 fn cookie_token(headers: &HeaderMap) -> Option<String> {
-    headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(|c| {
-        c.trim().strip_prefix("renkei_csrf=").map(str::to_owned)
-    })
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| c.trim().strip_prefix("renkei_csrf=").map(str::to_owned))
 }
 
 /// Same-site check: the double-submit token matches and any Origin is this host.
@@ -179,8 +203,19 @@ fn csrf_ok(headers: &HeaderMap, form_token: &str) -> bool {
 
 fn forbidden(lang: Lang) -> Response {
     let token = new_token();
-    let msg = format!("<p class=\"err\">{}</p>", t(lang, "このページからの送信ではないため受け付けませんでした。もう一度お試しください。", "The form was not sent from this page, so it was refused. Please try again."));
-    respond(StatusCode::FORBIDDEN, page(lang, &code_form(lang, &token, &msg)), Some(&token))
+    let msg = format!(
+        "<p class=\"err\">{}</p>",
+        t(
+            lang,
+            "このページからの送信ではないため受け付けませんでした。もう一度お試しください。",
+            "The form was not sent from this page, so it was refused. Please try again."
+        )
+    );
+    respond(
+        StatusCode::FORBIDDEN,
+        page(lang, &code_form(lang, &token, &msg)),
+        Some(&token),
+    )
 }
 
 fn client_key(addr: Option<&ClientAddr>) -> String {
@@ -205,7 +240,8 @@ async fn locked(st: &PortalState, key: &str) -> Result<bool> {
 async fn record_failure(st: &PortalState, key: &str) -> Result<()> {
     let now = st.hub.now();
     let t = db::micros(now);
-    let lock_us = i64::try_from(st.limits.lockout_secs.saturating_mul(1_000_000)).unwrap_or(i64::MAX);
+    let lock_us =
+        i64::try_from(st.limits.lockout_secs.saturating_mul(1_000_000)).unwrap_or(i64::MAX);
     let mut tx = st.hub.db.pool().begin().await?;
     sqlx::query(
         "INSERT INTO hub_portal_attempts (client, failures, locked_until, updated_at) VALUES ($1, 0, 0, $2) \
@@ -225,11 +261,13 @@ async fn record_failure(st: &PortalState, key: &str) -> Result<()> {
     .bind(t.saturating_add(lock_us))
     .execute(&mut *tx)
     .await?;
-    sqlx::query("UPDATE hub_portal_attempts SET failures = 0 WHERE client = $1 AND locked_until > $2")
-        .bind(key)
-        .bind(t)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "UPDATE hub_portal_attempts SET failures = 0 WHERE client = $1 AND locked_until > $2",
+    )
+    .bind(key)
+    .bind(t)
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     Ok(())
 }
@@ -241,36 +279,63 @@ async fn by_code(st: &PortalState, typed: &str) -> Result<Option<Consent>> {
         Ok(code) => code.hash(&st.hub.receipt_pepper).unwrap_or_default(),
         Err(_) => hex::encode(Sha256::digest(typed.as_bytes())),
     };
-    let row = sqlx::query("SELECT id FROM consents WHERE code_hash = $1 AND code_used_at_us IS NULL")
-        .bind(&hash)
-        .fetch_optional(st.hub.db.pool())
-        .await?;
+    let row =
+        sqlx::query("SELECT id FROM consents WHERE code_hash = $1 AND code_used_at_us IS NULL")
+            .bind(&hash)
+            .fetch_optional(st.hub.db.pool())
+            .await?;
     let Some(row) = row else { return Ok(None) };
     let id: String = row.try_get("id")?;
-    st.hub.consents.get(&id).await.map_err(consents::consent_error)
+    st.hub
+        .consents
+        .get(&id)
+        .await
+        .map_err(consents::consent_error)
 }
 
 fn bad_code(lang: Lang, locked_out: bool) -> Response {
     let token = new_token();
     let text = if locked_out {
-        t(lang, "試行回数が多すぎます。しばらくしてからもう一度お試しください。", "Too many attempts. Please try again later.")
+        t(
+            lang,
+            "試行回数が多すぎます。しばらくしてからもう一度お試しください。",
+            "Too many attempts. Please try again later.",
+        )
     } else {
-        t(lang, "コードが正しくないか、すでに使用されています。", "The code is not valid or has already been used.")
+        t(
+            lang,
+            "コードが正しくないか、すでに使用されています。",
+            "The code is not valid or has already been used.",
+        )
     };
-    let status = if locked_out { StatusCode::TOO_MANY_REQUESTS } else { StatusCode::OK };
+    let status = if locked_out {
+        StatusCode::TOO_MANY_REQUESTS
+    } else {
+        StatusCode::OK
+    };
     let msg = format!("<p class=\"err\" id=\"error\">{text}</p>");
-    respond(status, page(lang, &code_form(lang, &token, &msg)), Some(&token))
+    respond(
+        status,
+        page(lang, &code_form(lang, &token, &msg)),
+        Some(&token),
+    )
 }
 
 fn fmt_time(t: chrono::DateTime<chrono::Utc>) -> String {
     match chrono::FixedOffset::east_opt(9 * 3600) {
-        Some(jst) => t.with_timezone(&jst).format("%Y-%m-%d %H:%M JST").to_string(),
+        Some(jst) => t
+            .with_timezone(&jst)
+            .format("%Y-%m-%d %H:%M JST")
+            .to_string(),
         None => t.format("%Y-%m-%d %H:%M UTC").to_string(),
     }
 }
 
 fn consent_row(lang: Lang, c: &Consent, now: chrono::DateTime<chrono::Utc>) -> String {
-    let until = c.valid_until.map(fmt_time).unwrap_or_else(|| t(lang, "撤回するまで", "until revoked").to_owned());
+    let until = c
+        .valid_until
+        .map(fmt_time)
+        .unwrap_or_else(|| t(lang, "撤回するまで", "until revoked").to_owned());
     format!(
         "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
         esc(&c.recipient),
@@ -301,7 +366,12 @@ async fn view(
         return Ok(bad_code(lang, locked(&st, &key).await?));
     };
     let now = st.hub.now();
-    let others = st.hub.consents.list_by_subject(&consent.subject).await.map_err(consents::consent_error)?;
+    let others = st
+        .hub
+        .consents
+        .list_by_subject(&consent.subject)
+        .await
+        .map_err(consents::consent_error)?;
     let history = sqlx::query(
         "SELECT at, actor, category, consent FROM hub_audit WHERE subject = $1 AND action = 'read' \
          AND decision = 'allow' ORDER BY seq DESC LIMIT 200",
@@ -376,14 +446,22 @@ async fn revoke(
         Ok(c) => {
             let body = format!(
                 "<p class=\"ok\" id=\"revoked\">{}</p><table><tr><td>{}</td><td>{}</td><td>{}</td></tr></table>",
-                t(lang, "同意を撤回しました。提供先は今後このデータを受け取れません。", "Your consent is revoked. The recipient can no longer receive this data."),
+                t(
+                    lang,
+                    "同意を撤回しました。提供先は今後このデータを受け取れません。",
+                    "Your consent is revoked. The recipient can no longer receive this data."
+                ),
                 esc(&c.recipient),
                 esc(&c.purpose),
                 esc(&c.categories.join(", "))
             );
             Ok(respond(StatusCode::OK, page(lang, &body), None))
         }
-        Err(crate::error::Error::NotFound(_) | crate::error::Error::BadRequest(_) | crate::error::Error::Conflict(_)) => {
+        Err(
+            crate::error::Error::NotFound(_)
+            | crate::error::Error::BadRequest(_)
+            | crate::error::Error::Conflict(_),
+        ) => {
             record_failure(&st, &key).await?;
             Ok(bad_code(lang, locked(&st, &key).await?))
         }

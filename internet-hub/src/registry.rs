@@ -47,21 +47,25 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<Participant> {
     })
 }
 
-const COLUMNS: &str = "participant, kind, display_name, status, grant_pk, enrollment_pk, updated_at";
+const COLUMNS: &str =
+    "participant, kind, display_name, status, grant_pk, enrollment_pk, updated_at";
 
 /// Looks a participant up inside a transaction.
 pub async fn get(conn: &mut AnyConnection, id: &ParticipantId) -> Result<Option<Participant>> {
-    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM hub_participants WHERE participant = $1"))
-        .bind(id.to_string())
-        .fetch_optional(&mut *conn)
-        .await?;
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM hub_participants WHERE participant = $1"
+    ))
+    .bind(id.to_string())
+    .fetch_optional(&mut *conn)
+    .await?;
     row.map(|r| from_row(&r)).transpose()
 }
 
 /// Looks a participant up by its `kind:id` string.
 pub async fn get_by_str(conn: &mut AnyConnection, id: &str) -> Result<Option<Participant>> {
-    let pid: ParticipantId =
-        id.parse().map_err(|e| Error::BadRequest(format!("participant `{id}`: {e}")))?;
+    let pid: ParticipantId = id
+        .parse()
+        .map_err(|e| Error::BadRequest(format!("participant `{id}`: {e}")))?;
     get(conn, &pid).await
 }
 
@@ -107,28 +111,50 @@ pub async fn add(
         .execute(&mut *tx)
         .await?;
     }
-    crate::audit::append(&mut tx, now, &crate::audit::Entry::allow("admin", "participant.add", &id.to_string()))
-        .await?;
+    crate::audit::append(
+        &mut tx,
+        now,
+        &crate::audit::Entry::allow("admin", "participant.add", &id.to_string()),
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }
 
 /// Sets `active` or `suspended`; effective for the participant's very next request.
-pub async fn set_status(db: &Db, id: &ParticipantId, suspended: bool, now: DateTime<Utc>) -> Result<()> {
+pub async fn set_status(
+    db: &Db,
+    id: &ParticipantId,
+    suspended: bool,
+    now: DateTime<Utc>,
+) -> Result<()> {
     let status = if suspended { "suspended" } else { "active" };
     let mut tx = db.pool().begin().await?;
-    let n = sqlx::query("UPDATE hub_participants SET status = $1, updated_at = $2 WHERE participant = $3")
-        .bind(status)
-        .bind(db::micros(now))
-        .bind(id.to_string())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+    let n = sqlx::query(
+        "UPDATE hub_participants SET status = $1, updated_at = $2 WHERE participant = $3",
+    )
+    .bind(status)
+    .bind(db::micros(now))
+    .bind(id.to_string())
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
     if n == 0 {
-        return Err(Error::NotFound(format!("participant `{id}` is not registered")));
+        return Err(Error::NotFound(format!(
+            "participant `{id}` is not registered"
+        )));
     }
-    let action = if suspended { "participant.suspend" } else { "participant.resume" };
-    crate::audit::append(&mut tx, now, &crate::audit::Entry::allow("admin", action, &id.to_string())).await?;
+    let action = if suspended {
+        "participant.suspend"
+    } else {
+        "participant.resume"
+    };
+    crate::audit::append(
+        &mut tx,
+        now,
+        &crate::audit::Entry::allow("admin", action, &id.to_string()),
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }
@@ -156,8 +182,10 @@ pub async fn set_keys(
 
 /// All participants, ordered by id.
 pub async fn list(db: &Db) -> Result<Vec<Participant>> {
-    let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM hub_participants ORDER BY participant"))
-        .fetch_all(db.pool())
-        .await?;
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM hub_participants ORDER BY participant"
+    ))
+    .fetch_all(db.pool())
+    .await?;
     rows.iter().map(from_row).collect()
 }

@@ -68,7 +68,9 @@ impl std::fmt::Debug for Transport {
 
 /// Binds a listener, reporting the address in the error.
 pub async fn bind(addr: &str) -> Result<TcpListener> {
-    TcpListener::bind(addr).await.map_err(|e| Error::Config(format!("cannot listen on `{addr}`: {e}")))
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| Error::Config(format!("cannot listen on `{addr}`: {e}")))
 }
 
 /// Serves `router` on `listener` until `shutdown` turns true, then waits (up to
@@ -119,18 +121,24 @@ pub async fn serve(
                     let conn = builder.serve_connection(TokioIo::new(tcp), svc);
                     let _ = watcher.watch(conn).await;
                 }
-                Transport::Tls { acceptor, participant } => {
-                    let tls = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
-                        Ok(Ok(tls)) => tls,
-                        Ok(Err(e)) => {
-                            tracing::info!(peer = %remote, error = %e, "tls handshake refused");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::info!(peer = %remote, "tls handshake timed out");
-                            return;
-                        }
-                    };
+                Transport::Tls {
+                    acceptor,
+                    participant,
+                } => {
+                    let tls =
+                        match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp))
+                            .await
+                        {
+                            Ok(Ok(tls)) => tls,
+                            Ok(Err(e)) => {
+                                tracing::info!(peer = %remote, error = %e, "tls handshake refused");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::info!(peer = %remote, "tls handshake timed out");
+                                return;
+                            }
+                        };
                     let identity = participant.then(|| peer_identity(tls.get_ref().1));
                     let svc = with_extensions(router, identity, remote);
                     let conn = builder.serve_connection(TokioIo::new(tls), svc);
@@ -140,7 +148,10 @@ pub async fn serve(
         });
     }
     drop(listener);
-    if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("shutdown: some connections did not finish in time");
     }
 }

@@ -31,7 +31,10 @@ impl RateLimiter {
 
     /// Takes one token for `key` at `now`; on refusal, the seconds to wait.
     pub fn check(&self, key: &str, now: Instant) -> Result<(), u64> {
-        let mut buckets = self.buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut buckets = self
+            .buckets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if buckets.len() > 100_000 {
             buckets.retain(|_, (_, t)| now.duration_since(*t).as_secs() < 60);
         }
@@ -49,7 +52,11 @@ impl RateLimiter {
 }
 
 /// Middleware: refuses a participant over its rate with 429.
-pub async fn per_participant(State(limiter): State<Arc<RateLimiter>>, req: Request, next: Next) -> Response {
+pub async fn per_participant(
+    State(limiter): State<Arc<RateLimiter>>,
+    req: Request,
+    next: Next,
+) -> Response {
     if let Some(PeerIdentity::Participant(id)) = req.extensions().get::<PeerIdentity>() {
         if let Err(wait) = limiter.check(&id.to_string(), Instant::now()) {
             return Error::RateLimited(wait).into_response();

@@ -33,10 +33,12 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self> {
         match parts.extensions.get::<PeerIdentity>() {
             Some(PeerIdentity::Participant(id)) => Ok(Caller(id.clone())),
-            Some(PeerIdentity::Invalid(reason)) => {
-                Err(Error::Unauthenticated(format!("client certificate: {reason}")))
-            }
-            None => Err(Error::Unauthenticated("a client certificate is required".into())),
+            Some(PeerIdentity::Invalid(reason)) => Err(Error::Unauthenticated(format!(
+                "client certificate: {reason}"
+            ))),
+            None => Err(Error::Unauthenticated(
+                "a client certificate is required".into(),
+            )),
         }
     }
 }
@@ -54,7 +56,10 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<
             Err(e) if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
                 Err(Error::TooLarge("request body is too large".into()))
             }
-            Err(e) => Err(Error::BadRequest(format!("request body: {}", e.body_text()))),
+            Err(e) => Err(Error::BadRequest(format!(
+                "request body: {}",
+                e.body_text()
+            ))),
         }
     }
 }
@@ -105,11 +110,20 @@ pub fn router(hub: Arc<Hub>, max_body: usize, rate: Arc<limits::RateLimiter>) ->
         .route("/v1/source/key-grant-requests", get(grant_requests))
         .route("/v1/source/key-grants", post(upload_grants))
         .route("/v1/source/enrollments", get(source_enrollments))
-        .route("/v1/source/enrollments/{id}/result", post(enrollment_result))
-        .route("/v1/participants/{kind}/{id}/keys", get(participant_keys).put(publish_keys))
+        .route(
+            "/v1/source/enrollments/{id}/result",
+            post(enrollment_result),
+        )
+        .route(
+            "/v1/participants/{kind}/{id}/keys",
+            get(participant_keys).put(publish_keys),
+        )
         .route("/v1/audit/checkpoint", get(checkpoint))
         .fallback(|| async { Error::NotFound("no such endpoint".into()) })
-        .layer(axum::middleware::from_fn_with_state(rate, limits::per_participant))
+        .layer(axum::middleware::from_fn_with_state(
+            rate,
+            limits::per_participant,
+        ))
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(hub)
 }
@@ -117,7 +131,10 @@ pub fn router(hub: Arc<Hub>, max_body: usize, rate: Arc<limits::RateLimiter>) ->
 type Hs = State<Arc<Hub>>;
 
 async fn openapi() -> impl IntoResponse {
-    ([(axum::http::header::CONTENT_TYPE, "application/json")], OPENAPI)
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        OPENAPI,
+    )
 }
 
 #[derive(Debug, Deserialize)]
@@ -133,13 +150,20 @@ struct UploadItem {
     subject: String,
 }
 
-async fn upload_records(State(hub): Hs, Caller(who): Caller, Body(body): Body<UploadBody>) -> Result<Json<records::IngestReport>> {
+async fn upload_records(
+    State(hub): Hs,
+    Caller(who): Caller,
+    Body(body): Body<UploadBody>,
+) -> Result<Json<records::IngestReport>> {
     let mut batch = Vec::with_capacity(body.records.len());
     for (i, r) in body.records.iter().enumerate() {
         let sealed = data_encoding::BASE64
             .decode(r.sealed.as_bytes())
             .map_err(|e| Error::BadRequest(format!("records[{i}].sealed: not base64: {e}")))?;
-        batch.push(records::Upload { sealed, subject: r.subject.clone() });
+        batch.push(records::Upload {
+            sealed,
+            subject: r.subject.clone(),
+        });
     }
     Ok(Json(records::ingest(&hub, &who, &batch).await?))
 }
@@ -153,11 +177,21 @@ struct Page {
     limit: Option<i64>,
 }
 
-async fn feed(State(hub): Hs, Caller(who): Caller, Q(p): Q<Page>) -> Result<Json<records::FeedPage>> {
-    Ok(Json(records::feed(&hub, &who, p.cursor.unwrap_or(0), p.limit.unwrap_or(100)).await?))
+async fn feed(
+    State(hub): Hs,
+    Caller(who): Caller,
+    Q(p): Q<Page>,
+) -> Result<Json<records::FeedPage>> {
+    Ok(Json(
+        records::feed(&hub, &who, p.cursor.unwrap_or(0), p.limit.unwrap_or(100)).await?,
+    ))
 }
 
-async fn read_record(State(hub): Hs, Caller(who): Caller, P(id): P<String>) -> Result<Json<records::FeedItem>> {
+async fn read_record(
+    State(hub): Hs,
+    Caller(who): Caller,
+    P(id): P<String>,
+) -> Result<Json<records::FeedItem>> {
     Ok(Json(records::read(&hub, &who, &id).await?))
 }
 
@@ -172,12 +206,21 @@ struct AckBody {
     deleted: bool,
 }
 
-async fn ack_event(State(hub): Hs, Caller(who): Caller, P(id): P<i64>, Body(b): Body<AckBody>) -> Result<Json<Value>> {
+async fn ack_event(
+    State(hub): Hs,
+    Caller(who): Caller,
+    P(id): P<i64>,
+    Body(b): Body<AckBody>,
+) -> Result<Json<Value>> {
     events::ack(&hub, &who, id, b.deleted).await?;
     Ok(Json(json!({ "acknowledged": id })))
 }
 
-async fn grant_consent(State(hub): Hs, Caller(who): Caller, Body(b): Body<consents::GrantBody>) -> Result<Json<consents::Granted>> {
+async fn grant_consent(
+    State(hub): Hs,
+    Caller(who): Caller,
+    Body(b): Body<consents::GrantBody>,
+) -> Result<Json<consents::Granted>> {
     Ok(Json(consents::grant(&hub, &who, b).await?))
 }
 
@@ -188,15 +231,28 @@ struct RevokeBody {
     reason: String,
 }
 
-async fn revoke_consent(State(hub): Hs, Caller(who): Caller, P(id): P<String>, Body(b): Body<RevokeBody>) -> Result<Json<renkei_consent::Consent>> {
+async fn revoke_consent(
+    State(hub): Hs,
+    Caller(who): Caller,
+    P(id): P<String>,
+    Body(b): Body<RevokeBody>,
+) -> Result<Json<renkei_consent::Consent>> {
     Ok(Json(consents::revoke(&hub, &who, &id, &b.reason).await?))
 }
 
-async fn submit_enrollment(State(hub): Hs, Caller(who): Caller, Body(b): Body<enroll::SubmitBody>) -> Result<Json<enroll::Enrollment>> {
+async fn submit_enrollment(
+    State(hub): Hs,
+    Caller(who): Caller,
+    Body(b): Body<enroll::SubmitBody>,
+) -> Result<Json<enroll::Enrollment>> {
     Ok(Json(enroll::submit(&hub, &who, &b).await?))
 }
 
-async fn get_enrollment(State(hub): Hs, Caller(who): Caller, P(id): P<String>) -> Result<Json<enroll::Enrollment>> {
+async fn get_enrollment(
+    State(hub): Hs,
+    Caller(who): Caller,
+    P(id): P<String>,
+) -> Result<Json<enroll::Enrollment>> {
     Ok(Json(enroll::get(&hub, &who, &id).await?))
 }
 
@@ -211,16 +267,29 @@ struct GrantsBody {
     grants: Vec<grants::GrantUpload>,
 }
 
-async fn upload_grants(State(hub): Hs, Caller(who): Caller, Body(b): Body<GrantsBody>) -> Result<Json<grants::GrantReport>> {
+async fn upload_grants(
+    State(hub): Hs,
+    Caller(who): Caller,
+    Body(b): Body<GrantsBody>,
+) -> Result<Json<grants::GrantReport>> {
     Ok(Json(grants::upload(&hub, &who, &b.grants).await?))
 }
 
-async fn source_enrollments(State(hub): Hs, Caller(who): Caller, Q(p): Q<Page>) -> Result<Json<Value>> {
+async fn source_enrollments(
+    State(hub): Hs,
+    Caller(who): Caller,
+    Q(p): Q<Page>,
+) -> Result<Json<Value>> {
     let list = enroll::pending(&hub, &who, p.limit.unwrap_or(100)).await?;
     Ok(Json(json!({ "enrollments": list })))
 }
 
-async fn enrollment_result(State(hub): Hs, Caller(who): Caller, P(id): P<String>, Body(b): Body<enroll::ResultBody>) -> Result<Json<enroll::Enrollment>> {
+async fn enrollment_result(
+    State(hub): Hs,
+    Caller(who): Caller,
+    P(id): P<String>,
+    Body(b): Body<enroll::ResultBody>,
+) -> Result<Json<enroll::Enrollment>> {
     Ok(Json(enroll::answer(&hub, &who, &id, &b).await?))
 }
 
@@ -234,45 +303,96 @@ struct Keys {
     enrollment_key: Option<String>,
 }
 
-async fn participant_keys(State(hub): Hs, Caller(who): Caller, P((kind, id)): P<(String, String)>) -> Result<Json<Keys>> {
+async fn participant_keys(
+    State(hub): Hs,
+    Caller(who): Caller,
+    P((kind, id)): P<(String, String)>,
+) -> Result<Json<Keys>> {
     let target: ParticipantId = format!("{kind}:{id}")
         .parse()
         .map_err(|e| Error::BadRequest(format!("participant `{kind}:{id}`: {e}")))?;
     let mut tx = hub.db.pool().begin().await?;
-    let all = [ParticipantKind::Source, ParticipantKind::Phr, ParticipantKind::Clinic, ParticipantKind::Municipality, ParticipantKind::Analyst];
+    let all = [
+        ParticipantKind::Source,
+        ParticipantKind::Phr,
+        ParticipantKind::Clinic,
+        ParticipantKind::Municipality,
+        ParticipantKind::Analyst,
+    ];
     broker::authorize_caller(&mut tx, &who, &all).await?;
-    let p = registry::get(&mut tx, &target).await?.filter(|p| !p.suspended());
+    let p = registry::get(&mut tx, &target)
+        .await?
+        .filter(|p| !p.suspended());
     tx.commit().await?;
     let p = p.ok_or_else(|| Error::NotFound(format!("participant `{target}` not found")))?;
-    Ok(Json(Keys { grant_key: p.grant_pk, enrollment_key: p.enrollment_pk }))
+    Ok(Json(Keys {
+        grant_key: p.grant_pk,
+        enrollment_key: p.enrollment_pk,
+    }))
 }
 
-async fn publish_keys(State(hub): Hs, Caller(who): Caller, P((kind, id)): P<(String, String)>, Body(k): Body<Keys>) -> Result<Json<Keys>> {
+async fn publish_keys(
+    State(hub): Hs,
+    Caller(who): Caller,
+    P((kind, id)): P<(String, String)>,
+    Body(k): Body<Keys>,
+) -> Result<Json<Keys>> {
     if format!("{kind}:{id}") != who.to_string() {
-        return Err(Error::Forbidden("a participant may publish only its own keys".into()));
+        return Err(Error::Forbidden(
+            "a participant may publish only its own keys".into(),
+        ));
     }
-    for (name, key) in [("grant_key", &k.grant_key), ("enrollment_key", &k.enrollment_key)] {
+    for (name, key) in [
+        ("grant_key", &k.grant_key),
+        ("enrollment_key", &k.enrollment_key),
+    ] {
         if let Some(key) = key {
             renkei_crypto::grant::RecipientPublicKey::from_base64(key)
                 .map_err(|e| Error::BadRequest(format!("{name}: {e}")))?;
         }
     }
     if k.enrollment_key.is_some() && who.kind() != ParticipantKind::Source {
-        return Err(Error::Forbidden("only a source publishes an enrollment key".into()));
+        return Err(Error::Forbidden(
+            "only a source publishes an enrollment key".into(),
+        ));
     }
     let now = hub.now();
     let mut tx = hub.db.pool().begin().await?;
-    let all = [ParticipantKind::Source, ParticipantKind::Phr, ParticipantKind::Clinic, ParticipantKind::Municipality, ParticipantKind::Analyst];
+    let all = [
+        ParticipantKind::Source,
+        ParticipantKind::Phr,
+        ParticipantKind::Clinic,
+        ParticipantKind::Municipality,
+        ParticipantKind::Analyst,
+    ];
     broker::authorize_caller(&mut tx, &who, &all).await?;
-    registry::set_keys(&mut tx, &who, k.grant_key.as_deref(), k.enrollment_key.as_deref(), now).await?;
-    audit::append(&mut tx, now, &audit::Entry::allow(&who.to_string(), "participant.keys", &who.to_string())).await?;
+    registry::set_keys(
+        &mut tx,
+        &who,
+        k.grant_key.as_deref(),
+        k.enrollment_key.as_deref(),
+        now,
+    )
+    .await?;
+    audit::append(
+        &mut tx,
+        now,
+        &audit::Entry::allow(&who.to_string(), "participant.keys", &who.to_string()),
+    )
+    .await?;
     tx.commit().await?;
     Ok(Json(k))
 }
 
 async fn checkpoint(State(hub): Hs, Caller(who): Caller) -> Result<Json<audit::Checkpoint>> {
     let mut tx = hub.db.pool().begin().await?;
-    let all = [ParticipantKind::Source, ParticipantKind::Phr, ParticipantKind::Clinic, ParticipantKind::Municipality, ParticipantKind::Analyst];
+    let all = [
+        ParticipantKind::Source,
+        ParticipantKind::Phr,
+        ParticipantKind::Clinic,
+        ParticipantKind::Municipality,
+        ParticipantKind::Analyst,
+    ];
     broker::authorize_caller(&mut tx, &who, &all).await?;
     tx.commit().await?;
     let cp = match audit::latest_checkpoint(&hub.db).await? {

@@ -73,7 +73,8 @@ impl ReceiptSigner for HubSigner<'_> {
 async fn resolve(conn: &mut AnyConnection, who: &ParticipantId, named: &str) -> Result<String> {
     match who.kind() {
         ParticipantKind::Source => {
-            SubjectToken::parse(named).map_err(|e| Error::BadRequest(format!("subject `{named}`: {e}")))?;
+            SubjectToken::parse(named)
+                .map_err(|e| Error::BadRequest(format!("subject `{named}`: {e}")))?;
             Ok(named.to_owned())
         }
         _ => {
@@ -86,7 +87,9 @@ async fn resolve(conn: &mut AnyConnection, who: &ParticipantId, named: &str) -> 
             .await?;
             match row {
                 Some(r) => Ok(r.try_get("subject_token")?),
-                None => Err(Error::NotFound(format!("subject `{named}` is not linked to `{who}`"))),
+                None => Err(Error::NotFound(format!(
+                    "subject `{named}` is not linked to `{who}`"
+                ))),
             }
         }
     }
@@ -100,7 +103,8 @@ pub async fn link(
     subject: &str,
     now: DateTime<Utc>,
 ) -> Result<String> {
-    let token = SubjectToken::parse(subject).map_err(|e| Error::Internal(format!("subject token: {e}")))?;
+    let token =
+        SubjectToken::parse(subject).map_err(|e| Error::Internal(format!("subject token: {e}")))?;
     let pseudonym = recipient_pseudonym(&hub.pseudonym_key, recipient, &token).to_string();
     sqlx::query(
         "INSERT INTO hub_pseudonyms (recipient, pseudonym, subject_token, created_at) \
@@ -121,30 +125,45 @@ pub async fn grant(hub: &Hub, who: &ParticipantId, body: GrantBody) -> Result<Gr
     let now = hub.now();
     let me = who.to_string();
     let mut tx = hub.db.pool().begin().await?;
-    authorize_caller(&mut tx, who, &[ParticipantKind::Phr, ParticipantKind::Source]).await?;
+    authorize_caller(
+        &mut tx,
+        who,
+        &[ParticipantKind::Phr, ParticipantKind::Source],
+    )
+    .await?;
     let subject = resolve(&mut tx, who, &body.subject).await?;
     let recipient = registry::get_by_str(&mut tx, &body.recipient)
         .await?
-        .ok_or_else(|| Error::BadRequest(format!("recipient `{}` is not registered", body.recipient)))?;
-    let decision = hub.policies.authorize_grant(&renkei_policies::GrantRequest {
-        participant: &recipient.id,
-        kind: &recipient.kind,
-        suspended: recipient.suspended(),
-        purpose: &body.purpose,
-        categories: &body.categories,
-        valid_from: body.valid_from.unwrap_or(now),
-        valid_until: body.valid_until,
-    });
+        .ok_or_else(|| {
+            Error::BadRequest(format!("recipient `{}` is not registered", body.recipient))
+        })?;
+    let decision = hub
+        .policies
+        .authorize_grant(&renkei_policies::GrantRequest {
+            participant: &recipient.id,
+            kind: &recipient.kind,
+            suspended: recipient.suspended(),
+            purpose: &body.purpose,
+            categories: &body.categories,
+            valid_from: body.valid_from.unwrap_or(now),
+            valid_until: body.valid_until,
+        });
     if !decision.allowed {
         let reason = decision.reasons.join("; ");
         audit::append(
             &mut tx,
             now,
-            &Entry::deny(&me, "consent.grant", &body.recipient, &reason).about(&subject, "", &body.categories.join(",")),
+            &Entry::deny(&me, "consent.grant", &body.recipient, &reason).about(
+                &subject,
+                "",
+                &body.categories.join(","),
+            ),
         )
         .await?;
         tx.commit().await?;
-        return Err(Error::Forbidden(format!("policy denies this consent: {reason}")));
+        return Err(Error::Forbidden(format!(
+            "policy denies this consent: {reason}"
+        )));
     }
     tx.commit().await?;
 
@@ -165,26 +184,39 @@ pub async fn grant(hub: &Hub, who: &ParticipantId, body: GrantBody) -> Result<Gr
         .grant(terms, &hub.receipt_pepper, now)
         .await
         .map_err(consent_error)?;
-    receipt.sign(&HubSigner(&hub.signing_key)).map_err(consent_error)?;
+    receipt
+        .sign(&HubSigner(&hub.signing_key))
+        .map_err(consent_error)?;
 
     let mut tx = hub.db.pool().begin().await?;
     link(&mut tx, hub, &consent.recipient, &subject, now).await?;
-    let queued = grants::queue_for_subject(&mut tx, hub, &subject, &consent.categories, now).await?;
+    let queued =
+        grants::queue_for_subject(&mut tx, hub, &subject, &consent.categories, now).await?;
     audit::append(
         &mut tx,
         now,
-        &Entry::allow(&me, "consent.grant", &consent.id).about(&subject, &consent.id, &consent.categories.join(",")),
+        &Entry::allow(&me, "consent.grant", &consent.id).about(
+            &subject,
+            &consent.id,
+            &consent.categories.join(","),
+        ),
     )
     .await?;
     tx.commit().await?;
-    Ok(Granted { consent, receipt, grant_requests: queued })
+    Ok(Granted {
+        consent,
+        receipt,
+        grant_requests: queued,
+    })
 }
 
 /// Maps consent-store errors onto HTTP-facing errors.
 pub fn consent_error(e: renkei_consent::Error) -> Error {
     use renkei_consent::Error as C;
     match e {
-        C::InvalidTerms(m) | C::InvalidSubject(m) | C::InvalidParticipant(m) => Error::BadRequest(m),
+        C::InvalidTerms(m) | C::InvalidSubject(m) | C::InvalidParticipant(m) => {
+            Error::BadRequest(m)
+        }
         C::NotFound(m) => Error::NotFound(m),
         C::MalformedCode(_) | C::UnknownCode | C::CodeUsed => {
             Error::NotFound("the code is not valid or has already been used".into())
@@ -202,11 +234,13 @@ async fn may_revoke(conn: &mut AnyConnection, who: &ParticipantId, c: &Consent) 
     if c.recipient == me || who.kind() == ParticipantKind::Source {
         return Ok(true);
     }
-    let linked = sqlx::query("SELECT 1 AS one FROM hub_pseudonyms WHERE recipient = $1 AND subject_token = $2")
-        .bind(&me)
-        .bind(&c.subject)
-        .fetch_optional(&mut *conn)
-        .await?;
+    let linked = sqlx::query(
+        "SELECT 1 AS one FROM hub_pseudonyms WHERE recipient = $1 AND subject_token = $2",
+    )
+    .bind(&me)
+    .bind(&c.subject)
+    .fetch_optional(&mut *conn)
+    .await?;
     Ok(linked.is_some())
 }
 
@@ -214,7 +248,18 @@ async fn may_revoke(conn: &mut AnyConnection, who: &ParticipantId, c: &Consent) 
 pub async fn revoke(hub: &Hub, who: &ParticipantId, id: &str, reason: &str) -> Result<Consent> {
     let now = hub.now();
     let mut tx = hub.db.pool().begin().await?;
-    authorize_caller(&mut tx, who, &[ParticipantKind::Phr, ParticipantKind::Source, ParticipantKind::Clinic, ParticipantKind::Municipality, ParticipantKind::Analyst]).await?;
+    authorize_caller(
+        &mut tx,
+        who,
+        &[
+            ParticipantKind::Phr,
+            ParticipantKind::Source,
+            ParticipantKind::Clinic,
+            ParticipantKind::Municipality,
+            ParticipantKind::Analyst,
+        ],
+    )
+    .await?;
     let consent = hub.consents.get(id).await.map_err(consent_error)?;
     let visible = match &consent {
         Some(c) => may_revoke(&mut tx, who, c).await?,
@@ -224,9 +269,21 @@ pub async fn revoke(hub: &Hub, who: &ParticipantId, id: &str, reason: &str) -> R
     if !visible {
         return Err(Error::NotFound(format!("consent `{id}` not found")));
     }
-    let by = if who.kind() == ParticipantKind::Source { RevokedBy::Counter } else { RevokedBy::App };
-    let request = RevocationRequest { by, actor: who.to_string(), reason: reason.to_owned() };
-    let revoked = hub.consents.revoke(id, &request, now).await.map_err(consent_error)?;
+    let by = if who.kind() == ParticipantKind::Source {
+        RevokedBy::Counter
+    } else {
+        RevokedBy::App
+    };
+    let request = RevocationRequest {
+        by,
+        actor: who.to_string(),
+        reason: reason.to_owned(),
+    };
+    let revoked = hub
+        .consents
+        .revoke(id, &request, now)
+        .await
+        .map_err(consent_error)?;
     after_revoke(hub, &who.to_string(), &revoked, now).await?;
     Ok(revoked)
 }
@@ -234,7 +291,11 @@ pub async fn revoke(hub: &Hub, who: &ParticipantId, id: &str, reason: &str) -> R
 /// Revokes by the resident's receipt code (portal). One-time: the code is then spent.
 pub async fn revoke_by_code(hub: &Hub, code: &str, reason: &str) -> Result<Consent> {
     let now = hub.now();
-    let request = RevocationRequest { by: RevokedBy::Resident, actor: "portal".into(), reason: reason.to_owned() };
+    let request = RevocationRequest {
+        by: RevokedBy::Resident,
+        actor: "portal".into(),
+        reason: reason.to_owned(),
+    };
     let revoked = hub
         .consents
         .revoke_by_code(code, &hub.receipt_pepper, &request, now)
@@ -247,8 +308,16 @@ pub async fn revoke_by_code(hub: &Hub, code: &str, reason: &str) -> Result<Conse
 /// Revokes by id as the hub administrator.
 pub async fn revoke_as_admin(hub: &Hub, id: &str, reason: &str) -> Result<Consent> {
     let now = hub.now();
-    let request = RevocationRequest { by: RevokedBy::Admin, actor: "admin".into(), reason: reason.to_owned() };
-    let revoked = hub.consents.revoke(id, &request, now).await.map_err(consent_error)?;
+    let request = RevocationRequest {
+        by: RevokedBy::Admin,
+        actor: "admin".into(),
+        reason: reason.to_owned(),
+    };
+    let revoked = hub
+        .consents
+        .revoke(id, &request, now)
+        .await
+        .map_err(consent_error)?;
     after_revoke(hub, "admin", &revoked, now).await?;
     Ok(revoked)
 }
@@ -258,11 +327,22 @@ async fn after_revoke(hub: &Hub, actor: &str, c: &Consent, now: DateTime<Utc>) -
     let mut tx = hub.db.pool().begin().await?;
     grants::drop_for_consent(&mut tx, &c.id).await?;
     events::push(&mut tx, &c.recipient, events::REVOKED, &c.id, now).await?;
-    let reason = c.revocation.as_ref().map(|r| r.reason.clone()).unwrap_or_default();
+    let reason = c
+        .revocation
+        .as_ref()
+        .map(|r| r.reason.clone())
+        .unwrap_or_default();
     audit::append(
         &mut tx,
         now,
-        &Entry { reason, ..Entry::allow(actor, "consent.revoke", &c.id).about(&c.subject, &c.id, &c.categories.join(",")) },
+        &Entry {
+            reason,
+            ..Entry::allow(actor, "consent.revoke", &c.id).about(
+                &c.subject,
+                &c.id,
+                &c.categories.join(","),
+            )
+        },
     )
     .await?;
     tx.commit().await?;

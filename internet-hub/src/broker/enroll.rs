@@ -56,20 +56,29 @@ pub async fn submit(hub: &Hub, who: &ParticipantId, body: &SubmitBody) -> Result
     let now = hub.now();
     let me = who.to_string();
     if body.user_ref.is_empty() || body.user_ref.len() > 128 {
-        return Err(Error::BadRequest("user_ref must be 1 to 128 characters".into()));
+        return Err(Error::BadRequest(
+            "user_ref must be 1 to 128 characters".into(),
+        ));
     }
     let sealed = data_encoding::BASE64
         .decode(body.sealed.as_bytes())
         .map_err(|e| Error::BadRequest(format!("sealed: not base64: {e}")))?;
     if sealed.is_empty() || sealed.len() > MAX_SEALED {
-        return Err(Error::BadRequest(format!("sealed: must be 1 to {MAX_SEALED} bytes")));
+        return Err(Error::BadRequest(format!(
+            "sealed: must be 1 to {MAX_SEALED} bytes"
+        )));
     }
     let mut tx = hub.db.pool().begin().await?;
     authorize_caller(&mut tx, who, &[ParticipantKind::Phr]).await?;
     let source = registry::get_by_str(&mut tx, &body.source).await?;
     match &source {
         Some(s) if s.kind == "source" && !s.suspended() && s.enrollment_pk.is_some() => {}
-        _ => return Err(Error::BadRequest(format!("source `{}` does not take enrollments", body.source))),
+        _ => {
+            return Err(Error::BadRequest(format!(
+                "source `{}` does not take enrollments",
+                body.source
+            )));
+        }
     }
     let id = uuid::Uuid::new_v4().to_string();
     let ttl = chrono::Duration::from_std(hub.limits.enrollment_ttl)
@@ -123,19 +132,22 @@ fn from_row(r: &sqlx::any::AnyRow, now: DateTime<Utc>, with_sealed: bool) -> Res
     })
 }
 
-const COLUMNS: &str = "id, requester, source, user_ref, sealed, status, pseudonym, reason, expires_at";
+const COLUMNS: &str =
+    "id, requester, source, user_ref, sealed, status, pseudonym, reason, expires_at";
 
 /// The app's view of one of its enrollments (another app's id is not found).
 pub async fn get(hub: &Hub, who: &ParticipantId, id: &str) -> Result<Enrollment> {
     let now = hub.now();
     let mut tx = hub.db.pool().begin().await?;
     authorize_caller(&mut tx, who, &[ParticipantKind::Phr]).await?;
-    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM hub_enrollments WHERE id = $1 AND requester = $2"))
-        .bind(id)
-        .bind(who.to_string())
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| Error::NotFound(format!("enrollment `{id}` not found")))?;
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM hub_enrollments WHERE id = $1 AND requester = $2"
+    ))
+    .bind(id)
+    .bind(who.to_string())
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(|| Error::NotFound(format!("enrollment `{id}` not found")))?;
     tx.commit().await?;
     from_row(&row, now, false)
 }
@@ -175,31 +187,51 @@ pub enum ResultBody {
 }
 
 /// Records the source's answer to a pending request addressed to it.
-pub async fn answer(hub: &Hub, who: &ParticipantId, id: &str, body: &ResultBody) -> Result<Enrollment> {
+pub async fn answer(
+    hub: &Hub,
+    who: &ParticipantId,
+    id: &str,
+    body: &ResultBody,
+) -> Result<Enrollment> {
     let now = hub.now();
     let me = who.to_string();
     let mut tx = hub.db.pool().begin().await?;
     authorize_caller(&mut tx, who, &[ParticipantKind::Source]).await?;
-    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM hub_enrollments WHERE id = $1 AND source = $2"))
-        .bind(id)
-        .bind(&me)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| Error::NotFound(format!("enrollment `{id}` not found")))?;
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM hub_enrollments WHERE id = $1 AND source = $2"
+    ))
+    .bind(id)
+    .bind(&me)
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(|| Error::NotFound(format!("enrollment `{id}` not found")))?;
     let current = from_row(&row, now, false)?;
     if current.status != "pending" {
-        return Err(Error::Conflict(format!("enrollment `{id}` is already {}", current.status)));
+        return Err(Error::Conflict(format!(
+            "enrollment `{id}` is already {}",
+            current.status
+        )));
     }
     let (status, pseudonym, reason, entry) = match body {
         ResultBody::Linked { subject_token } => {
             renkei_crypto::token::SubjectToken::parse(subject_token)
                 .map_err(|e| Error::BadRequest(format!("subject_token: {e}")))?;
             let p = consents::link(&mut tx, hub, &current.requester, subject_token, now).await?;
-            ("linked", Some(p), None, Entry::allow(&me, "enrollment.link", id).about(subject_token, "", ""))
+            (
+                "linked",
+                Some(p),
+                None,
+                Entry::allow(&me, "enrollment.link", id).about(subject_token, "", ""),
+            )
         }
         ResultBody::Rejected { reason } => {
             let r: String = reason.chars().take(500).collect();
-            ("rejected", None, Some(r.clone()), Entry::deny(&me, "enrollment.link", id, &r))
+            (
+                "rejected",
+                None,
+                Some(r.clone()),
+                Entry::deny(&me, "enrollment.link", id, &r),
+            )
         }
     };
     sqlx::query("UPDATE hub_enrollments SET status = $1, pseudonym = $2, reason = $3, resolved_at = $4 WHERE id = $5")
@@ -212,5 +244,10 @@ pub async fn answer(hub: &Hub, who: &ParticipantId, id: &str, body: &ResultBody)
         .await?;
     audit::append(&mut tx, now, &entry).await?;
     tx.commit().await?;
-    Ok(Enrollment { status: status.into(), pseudonym, reason, ..current })
+    Ok(Enrollment {
+        status: status.into(),
+        pseudonym,
+        reason,
+        ..current
+    })
 }

@@ -18,13 +18,21 @@ pub const REVOKED: &str = "consent.revoked";
 pub const EXPIRED: &str = "consent.expired";
 
 /// Queues an event for a recipient (once per consent and kind).
-pub async fn push(conn: &mut AnyConnection, recipient: &str, kind: &str, consent: &str, now: DateTime<Utc>) -> Result<()> {
-    let exists = sqlx::query("SELECT 1 AS one FROM hub_events WHERE recipient = $1 AND kind = $2 AND consent_id = $3")
-        .bind(recipient)
-        .bind(kind)
-        .bind(consent)
-        .fetch_optional(&mut *conn)
-        .await?;
+pub async fn push(
+    conn: &mut AnyConnection,
+    recipient: &str,
+    kind: &str,
+    consent: &str,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let exists = sqlx::query(
+        "SELECT 1 AS one FROM hub_events WHERE recipient = $1 AND kind = $2 AND consent_id = $3",
+    )
+    .bind(recipient)
+    .bind(kind)
+    .bind(consent)
+    .fetch_optional(&mut *conn)
+    .await?;
     if exists.is_some() {
         return Ok(());
     }
@@ -99,12 +107,14 @@ pub async fn ack(hub: &Hub, who: &ParticipantId, id: i64, deleted: bool) -> Resu
     let me = who.to_string();
     let mut tx = hub.db.pool().begin().await?;
     authorize_caller(&mut tx, who, RECIPIENTS).await?;
-    let row = sqlx::query("SELECT consent_id, acked_at FROM hub_events WHERE seq = $1 AND recipient = $2")
-        .bind(id)
-        .bind(&me)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| Error::NotFound(format!("event `{id}` not found")))?;
+    let row = sqlx::query(
+        "SELECT consent_id, acked_at FROM hub_events WHERE seq = $1 AND recipient = $2",
+    )
+    .bind(id)
+    .bind(&me)
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(|| Error::NotFound(format!("event `{id}` not found")))?;
     let consent: String = row.try_get("consent_id")?;
     let acked: Option<i64> = row.try_get("acked_at")?;
     if acked.is_none() {
@@ -114,9 +124,20 @@ pub async fn ack(hub: &Hub, who: &ParticipantId, id: i64, deleted: bool) -> Resu
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        let reason = if deleted { "recipient deleted its copies" } else { "recipient kept its copies" };
-        audit::append(&mut tx, now, &Entry { reason: reason.into(), ..Entry::allow(&me, "event.ack", &consent).about("", &consent, "") })
-            .await?;
+        let reason = if deleted {
+            "recipient deleted its copies"
+        } else {
+            "recipient kept its copies"
+        };
+        audit::append(
+            &mut tx,
+            now,
+            &Entry {
+                reason: reason.into(),
+                ..Entry::allow(&me, "event.ack", &consent).about("", &consent, "")
+            },
+        )
+        .await?;
     }
     tx.commit().await?;
     Ok(())

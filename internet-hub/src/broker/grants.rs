@@ -36,10 +36,13 @@ pub async fn queue_for_record(
     rec: &StoredRecord,
     now: DateTime<Utc>,
 ) -> Result<usize> {
-    let covers = coverage::covering(conn, &rec.subject, &rec.category, rec.effective_date, now).await?;
+    let covers =
+        coverage::covering(conn, &rec.subject, &rec.category, rec.effective_date, now).await?;
     let mut queued = 0;
     for cover in covers {
-        let Some(recipient) = registry::get_by_str(conn, &cover.recipient).await? else { continue };
+        let Some(recipient) = registry::get_by_str(conn, &cover.recipient).await? else {
+            continue;
+        };
         let decision = hub.policies.authorize_read(&renkei_policies::ReadRequest {
             participant: &recipient.id,
             kind: &recipient.kind,
@@ -141,7 +144,12 @@ pub struct GrantRequest {
 /// The oldest pending requests for records of `who`.
 pub async fn pending(hub: &Hub, who: &ParticipantId, limit: i64) -> Result<Vec<GrantRequest>> {
     let mut tx = hub.db.pool().begin().await?;
-    authorize_caller(&mut tx, who, &[ParticipantKind::Source, ParticipantKind::Phr]).await?;
+    authorize_caller(
+        &mut tx,
+        who,
+        &[ParticipantKind::Source, ParticipantKind::Phr],
+    )
+    .await?;
     let rows = sqlx::query(
         "SELECT q.record_id, q.recipient, p.grant_pk FROM hub_grant_requests q \
          JOIN hub_participants p ON p.participant = q.recipient \
@@ -186,20 +194,34 @@ pub struct GrantReport {
 }
 
 /// Stores grants that answer pending requests of `who`; anything else is dropped.
-pub async fn upload(hub: &Hub, who: &ParticipantId, uploads: &[GrantUpload]) -> Result<GrantReport> {
+pub async fn upload(
+    hub: &Hub,
+    who: &ParticipantId,
+    uploads: &[GrantUpload],
+) -> Result<GrantReport> {
     if uploads.len() > hub.limits.max_batch {
-        return Err(Error::TooLarge(format!("{} grants exceed the batch limit of {}", uploads.len(), hub.limits.max_batch)));
+        return Err(Error::TooLarge(format!(
+            "{} grants exceed the batch limit of {}",
+            uploads.len(),
+            hub.limits.max_batch
+        )));
     }
     let now = hub.now();
     let me = who.to_string();
     let mut tx = hub.db.pool().begin().await?;
-    authorize_caller(&mut tx, who, &[ParticipantKind::Source, ParticipantKind::Phr]).await?;
+    authorize_caller(
+        &mut tx,
+        who,
+        &[ParticipantKind::Source, ParticipantKind::Phr],
+    )
+    .await?;
     let mut report = GrantReport::default();
     for (i, g) in uploads.iter().enumerate() {
         let bytes = data_encoding::BASE64
             .decode(g.grant.as_bytes())
             .map_err(|e| Error::BadRequest(format!("grants[{i}].grant: not base64: {e}")))?;
-        KeyGrant::from_bytes(&bytes).map_err(|e| Error::BadRequest(format!("grants[{i}].grant: {e}")))?;
+        KeyGrant::from_bytes(&bytes)
+            .map_err(|e| Error::BadRequest(format!("grants[{i}].grant: {e}")))?;
         let req = sqlx::query(
             "SELECT q.consent_id, r.subject_token, r.category, r.effective_date FROM hub_grant_requests q \
              JOIN hub_records r ON r.record_id = q.record_id \
@@ -211,21 +233,30 @@ pub async fn upload(hub: &Hub, who: &ParticipantId, uploads: &[GrantUpload]) -> 
         .fetch_optional(&mut *tx)
         .await?;
         let Some(req) = req else {
-            report.dropped.push(format!("{} → {}: no pending request", g.record_id, g.recipient));
+            report.dropped.push(format!(
+                "{} → {}: no pending request",
+                g.record_id, g.recipient
+            ));
             continue;
         };
         let subject: String = req.try_get("subject_token")?;
         let category: String = req.try_get("category")?;
         let date: String = req.try_get("effective_date")?;
-        let date: NaiveDate = date.parse().map_err(|e| Error::Internal(format!("stored date: {e}")))?;
-        let covers = coverage::covering_for(&mut tx, &subject, &g.recipient, &category, date, now).await?;
+        let date: NaiveDate = date
+            .parse()
+            .map_err(|e| Error::Internal(format!("stored date: {e}")))?;
+        let covers =
+            coverage::covering_for(&mut tx, &subject, &g.recipient, &category, date, now).await?;
         sqlx::query("DELETE FROM hub_grant_requests WHERE record_id = $1 AND recipient = $2")
             .bind(&g.record_id)
             .bind(&g.recipient)
             .execute(&mut *tx)
             .await?;
         let Some(cover) = covers.first() else {
-            report.dropped.push(format!("{} → {}: consent no longer in force", g.record_id, g.recipient));
+            report.dropped.push(format!(
+                "{} → {}: consent no longer in force",
+                g.record_id, g.recipient
+            ));
             continue;
         };
         let (seq, _) = db::next_in_sequence(&mut tx, "grants").await?;
@@ -244,7 +275,11 @@ pub async fn upload(hub: &Hub, who: &ParticipantId, uploads: &[GrantUpload]) -> 
         audit::append(
             &mut tx,
             now,
-            &Entry::allow(&me, "key_grant", &g.record_id).about(&subject, &cover.consent_id, &category),
+            &Entry::allow(&me, "key_grant", &g.record_id).about(
+                &subject,
+                &cover.consent_id,
+                &category,
+            ),
         )
         .await?;
         report.stored += 1;

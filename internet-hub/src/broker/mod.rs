@@ -38,7 +38,10 @@ impl Clock {
     /// The current time.
     pub fn now(&self) -> DateTime<Utc> {
         match self {
-            #[expect(clippy::disallowed_methods, reason = "the hub's one reading of the wall clock")]
+            #[expect(
+                clippy::disallowed_methods,
+                reason = "the hub's one reading of the wall clock"
+            )]
             Clock::System => Utc::now(),
             Clock::Fixed(t) => *t.lock().unwrap_or_else(std::sync::PoisonError::into_inner),
         }
@@ -99,10 +102,14 @@ pub async fn authorize_caller(
     kinds: &[ParticipantKind],
 ) -> Result<Participant> {
     let Some(p) = registry::get(conn, who).await? else {
-        return Err(Error::Forbidden(format!("participant `{who}` is not registered")));
+        return Err(Error::Forbidden(format!(
+            "participant `{who}` is not registered"
+        )));
     };
     if p.suspended() {
-        return Err(Error::Forbidden(format!("participant `{who}` is suspended")));
+        return Err(Error::Forbidden(format!(
+            "participant `{who}` is suspended"
+        )));
     }
     if !kinds.contains(&who.kind()) {
         return Err(Error::Forbidden(format!(

@@ -47,7 +47,12 @@ pub async fn ingest(hub: &Hub, who: &ParticipantId, batch: &[Upload]) -> Result<
     }
     let now = hub.now();
     let mut tx = hub.db.pool().begin().await?;
-    authorize_caller(&mut tx, who, &[ParticipantKind::Source, ParticipantKind::Phr]).await?;
+    authorize_caller(
+        &mut tx,
+        who,
+        &[ParticipantKind::Source, ParticipantKind::Phr],
+    )
+    .await?;
     let mut report = IngestReport::default();
     for (i, upload) in batch.iter().enumerate() {
         let bytes = &upload.sealed;
@@ -75,10 +80,14 @@ pub async fn ingest(hub: &Hub, who: &ParticipantId, batch: &[Upload]) -> Result<
                 h.category
             )));
         }
-        let subject = resolve_subject(&mut tx, who, &upload.subject).await.map_err(|e| match e {
-            Error::BadRequest(m) => Error::BadRequest(format!("records[{i}] `{record_id}`: {m}")),
-            other => other,
-        })?;
+        let subject = resolve_subject(&mut tx, who, &upload.subject)
+            .await
+            .map_err(|e| match e {
+                Error::BadRequest(m) => {
+                    Error::BadRequest(format!("records[{i}] `{record_id}`: {m}"))
+                }
+                other => other,
+            })?;
         let digest = hex::encode(Sha256::digest(bytes));
         let existing = sqlx::query("SELECT digest FROM hub_records WHERE record_id = $1")
             .bind(&record_id)
@@ -135,19 +144,28 @@ pub async fn ingest(hub: &Hub, who: &ParticipantId, batch: &[Upload]) -> Result<
 
 /// The subject token a record names: a source names it directly (`st1_…`); a PHR app
 /// names its own pseudonym (`rp1_…`) for a resident linked to it.
-async fn resolve_subject(conn: &mut AnyConnection, who: &ParticipantId, named: &str) -> Result<String> {
+async fn resolve_subject(
+    conn: &mut AnyConnection,
+    who: &ParticipantId,
+    named: &str,
+) -> Result<String> {
     if who.kind() != ParticipantKind::Phr {
-        SubjectToken::parse(named).map_err(|e| Error::BadRequest(format!("subject `{named}`: {e}")))?;
+        SubjectToken::parse(named)
+            .map_err(|e| Error::BadRequest(format!("subject `{named}`: {e}")))?;
         return Ok(named.to_owned());
     }
-    let row = sqlx::query("SELECT subject_token FROM hub_pseudonyms WHERE recipient = $1 AND pseudonym = $2")
-        .bind(who.to_string())
-        .bind(named)
-        .fetch_optional(&mut *conn)
-        .await?;
+    let row = sqlx::query(
+        "SELECT subject_token FROM hub_pseudonyms WHERE recipient = $1 AND pseudonym = $2",
+    )
+    .bind(who.to_string())
+    .bind(named)
+    .fetch_optional(&mut *conn)
+    .await?;
     match row {
         Some(r) => Ok(r.try_get("subject_token")?),
-        None => Err(Error::BadRequest(format!("subject `{named}` is not a resident linked to `{who}`"))),
+        None => Err(Error::BadRequest(format!(
+            "subject `{named}` is not a resident linked to `{who}`"
+        ))),
     }
 }
 
@@ -210,7 +228,11 @@ pub async fn feed(hub: &Hub, who: &ParticipantId, cursor: i64, limit: i64) -> Re
                 audit::append(
                     &mut tx,
                     now,
-                    &Entry::allow(&me, "read", &row.record_id).about(&row.subject, &row.consent_id, &row.category),
+                    &Entry::allow(&me, "read", &row.record_id).about(
+                        &row.subject,
+                        &row.consent_id,
+                        &row.category,
+                    ),
                 )
                 .await?;
                 items.push(FeedItem { seq, ..item });
@@ -220,7 +242,11 @@ pub async fn feed(hub: &Hub, who: &ParticipantId, cursor: i64, limit: i64) -> Re
                 audit::append(
                     &mut tx,
                     now,
-                    &Entry::deny(&me, "read", &row.record_id, &reason).about(&row.subject, &row.consent_id, &row.category),
+                    &Entry::deny(&me, "read", &row.record_id, &reason).about(
+                        &row.subject,
+                        &row.consent_id,
+                        &row.category,
+                    ),
                 )
                 .await?;
             }
@@ -246,9 +272,16 @@ pub async fn read(hub: &Hub, who: &ParticipantId, record_id: &str) -> Result<Fee
     .fetch_optional(&mut *tx)
     .await?;
     let Some(r) = row else {
-        audit::append(&mut tx, now, &Entry::deny(&me, "read", record_id, "no key grant for this recipient")).await?;
+        audit::append(
+            &mut tx,
+            now,
+            &Entry::deny(&me, "read", record_id, "no key grant for this recipient"),
+        )
+        .await?;
         tx.commit().await?;
-        return Err(Error::NotFound(format!("record `{record_id}` is not available to `{me}`")));
+        return Err(Error::NotFound(format!(
+            "record `{record_id}` is not available to `{me}`"
+        )));
     };
     let seq: i64 = r.try_get("seq")?;
     let row = GrantRow::from_row(&r)?;
@@ -257,7 +290,12 @@ pub async fn read(hub: &Hub, who: &ParticipantId, record_id: &str) -> Result<Fee
         Ok(_) => Entry::allow(&me, "read", record_id),
         Err(reason) => Entry::deny(&me, "read", record_id, reason),
     };
-    audit::append(&mut tx, now, &entry.about(&row.subject, &row.consent_id, &row.category)).await?;
+    audit::append(
+        &mut tx,
+        now,
+        &entry.about(&row.subject, &row.consent_id, &row.category),
+    )
+    .await?;
     if outcome.is_err() {
         grants::drop_grant(&mut tx, record_id, &me).await?;
     }
@@ -305,8 +343,20 @@ async fn release(
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<Result<FeedItem, String>> {
     let me = who.to_string();
-    let covers = coverage::covering_for(conn, &row.subject, &me, &row.category, row.effective_date, now).await?;
-    let Some(cover) = covers.iter().find(|c| c.consent_id == row.consent_id).or(covers.first()) else {
+    let covers = coverage::covering_for(
+        conn,
+        &row.subject,
+        &me,
+        &row.category,
+        row.effective_date,
+        now,
+    )
+    .await?;
+    let Some(cover) = covers
+        .iter()
+        .find(|c| c.consent_id == row.consent_id)
+        .or(covers.first())
+    else {
         return Ok(Err("no consent in force covers this record".into()));
     };
     let decision = hub.policies.authorize_read(&renkei_policies::ReadRequest {
@@ -317,7 +367,10 @@ async fn release(
         category: &row.category,
     });
     if !decision.allowed {
-        return Ok(Err(format!("policy denies: {}", decision.reasons.join("; "))));
+        return Ok(Err(format!(
+            "policy denies: {}",
+            decision.reasons.join("; ")
+        )));
     }
     let subject = SubjectToken::parse(&row.subject)
         .map_err(|e| Error::Internal(format!("stored subject token: {e}")))?;

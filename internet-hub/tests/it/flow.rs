@@ -27,172 +27,413 @@ macro_rules! both {
     };
 }
 
-both!(upload_is_idempotent_and_conflicts_are_409, |h: TestHub| async move {
-    h.register_all().await;
-    let a = h.sealed("doc-1", SUBJECT, "checkup.lipids", d(2026, 5, 1), b"{\"a\":1}");
-    let (st, v) = h.upload(&[&a]).await;
-    assert_eq!(st, StatusCode::OK, "{v}");
-    assert_eq!(v["accepted"], 1);
-    let (st, v) = h.upload(&[&a]).await;
-    assert_eq!((st, v["duplicates"].as_u64()), (StatusCode::OK, Some(1)));
-    // Same id (same document and category), different content: a conflict, nothing stored.
-    let b = h.sealed("doc-1", SUBJECT, "checkup.lipids", d(2026, 5, 1), b"{\"a\":2}");
-    let (st, v) = h.upload(&[&b]).await;
-    assert_eq!(st, StatusCode::CONFLICT, "{v}");
-    assert_eq!(v["error"]["code"], "conflict");
-    // Garbage is a 400 naming the record.
-    let (st, v) = h.call(Some("source:city-a"), "POST", "/v1/records", Some(json!({ "records": [{"sealed": "AAAA", "subject": SUBJECT}] }))).await;
-    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
-    assert!(v["error"]["message"].as_str().unwrap().contains("records[0]"), "{v}");
-});
-
-both!(consent_enables_pull_and_revocation_stops_it, |h: TestHub| async move {
-    let ps = h.register_all().await;
-    let (asmile, other, clinic) = (&ps[1], &ps[2], &ps[3]);
-    let lipids = h.sealed("doc-1", SUBJECT, "checkup.lipids", d(2026, 5, 1), b"{\"ldl\":120}");
-    let body = h.sealed("doc-1", SUBJECT, "checkup.body", d(2026, 5, 1), b"{\"bmi\":22}");
-    let someone_else = h.sealed("doc-2", OTHER_SUBJECT, "checkup.lipids", d(2026, 5, 1), b"{\"ldl\":99}");
-    assert_eq!(h.upload(&[&lipids, &body, &someone_else]).await.0, StatusCode::OK);
-
-    let pseudonym = h.enroll("phr:asmile", SUBJECT).await;
-    assert!(pseudonym.starts_with("rp1_"));
-    let (st, v) = h
-        .call(Some("phr:asmile"), "POST", "/v1/consents", Some(json!({
-            "subject": pseudonym, "recipient": "phr:asmile", "purpose": "phr-display",
-            "categories": ["checkup.lipids"], "method": "app", "granted_by": "resident"
-        })))
-        .await;
-    assert_eq!(st, StatusCode::OK, "{v}");
-    let consent_id = v["consent"]["id"].as_str().unwrap().to_owned();
-    assert!(v["receipt"]["revocation_code"].as_str().unwrap().len() >= 32);
-    assert!(v["receipt"]["signature"].is_string(), "the hub signs the receipt");
-    assert_eq!(h.answer_grants().await, 1, "one record of one category is covered");
-
-    let got = h.pull(asmile).await;
-    assert_eq!(got.len(), 1);
-    assert_eq!(got[0], (pseudonym.clone(), "checkup.lipids".to_owned(), b"{\"ldl\":120}".to_vec()));
-    // Nobody else sees it, by feed or by id.
-    assert!(h.pull(other).await.is_empty());
-    assert!(h.pull(clinic).await.is_empty());
-    let rid = lipids.0.header().record_id.as_str().to_owned();
-    let (st, _) = h.call(Some("clinic:mysos"), "GET", &format!("/v1/records/{rid}"), None).await;
-    assert_eq!(st, StatusCode::NOT_FOUND);
-    let (st, _) = h.call(Some("phr:asmile"), "GET", &format!("/v1/records/{rid}"), None).await;
-    assert_eq!(st, StatusCode::OK);
-
-    // A record that arrives later for a consented subject is queued at once.
-    let later = h.sealed("doc-9", SUBJECT, "checkup.lipids", d(2026, 5, 20), b"{\"ldl\":110}");
-    let (_, v) = h.upload(&[&later]).await;
-    assert_eq!(v["grant_requests"], 1, "{v}");
-    assert_eq!(h.answer_grants().await, 1);
-
-    // Another app cannot revoke it; the app that linked the resident can.
-    let (st, _) = h.call(Some("phr:other"), "POST", &format!("/v1/consents/{consent_id}/revoke"), Some(json!({}))).await;
-    assert_eq!(st, StatusCode::NOT_FOUND);
-    let (st, v) = h.call(Some("phr:asmile"), "POST", &format!("/v1/consents/{consent_id}/revoke"), Some(json!({"reason": "changed my mind"}))).await;
-    assert_eq!(st, StatusCode::OK, "{v}");
-    assert_eq!(v["status"], "revoked");
-    let (st, v) = h.call(Some("phr:asmile"), "GET", &format!("/v1/records/{rid}"), None).await;
-    assert!(st == StatusCode::FORBIDDEN || st == StatusCode::NOT_FOUND, "{st} {v}");
-    assert!(h.pull(asmile).await.is_empty(), "nothing is served after the revoke returned");
-
-    // The revocation event is redelivered until acknowledged.
-    for _ in 0..2 {
-        let (st, v) = h.call(Some("phr:asmile"), "GET", "/v1/events", None).await;
-        assert_eq!(st, StatusCode::OK);
-        assert_eq!(v["events"][0]["kind"], "consent.revoked");
-        assert_eq!(v["events"][0]["consent_id"], consent_id.as_str());
-    }
-    let (_, v) = h.call(Some("phr:asmile"), "GET", "/v1/events", None).await;
-    let eid = v["events"][0]["id"].as_i64().unwrap();
-    let (st, _) = h.call(Some("phr:other"), "POST", &format!("/v1/events/{eid}/ack"), Some(json!({"deleted": true}))).await;
-    assert_eq!(st, StatusCode::NOT_FOUND, "another recipient cannot acknowledge it");
-    let (st, _) = h.call(Some("phr:asmile"), "POST", &format!("/v1/events/{eid}/ack"), Some(json!({"deleted": true}))).await;
-    assert_eq!(st, StatusCode::OK);
-    let (_, v) = h.call(Some("phr:asmile"), "GET", "/v1/events", None).await;
-    assert!(v["events"].as_array().unwrap().is_empty());
-});
-
-both!(clinic_consent_is_bounded_and_expires_at_its_instant, |h: TestHub| async move {
-    let ps = h.register_all().await;
-    let clinic = &ps[3];
-    let rec = h.sealed("doc-1", SUBJECT, "checkup.glucose", d(2026, 5, 1), b"{\"hba1c\":5.6}");
-    h.upload(&[&rec]).await;
-    let grant = |hours: i64| json!({
-        "subject": SUBJECT, "recipient": "clinic:mysos", "purpose": "online-consultation",
-        "categories": ["checkup.glucose"], "method": "counter", "granted_by": "staff-17",
-        "valid_until": (t0() + Duration::hours(hours)).to_rfc3339()
-    });
-    let mut too_long = grant(72);
-    too_long["valid_until"] = json!((t0() + Duration::hours(72) + Duration::seconds(1)).to_rfc3339());
-    let (st, v) = h.call(Some("source:city-a"), "POST", "/v1/consents", Some(too_long)).await;
-    assert_eq!(st, StatusCode::FORBIDDEN, "72 h + 1 s exceeds the policy: {v}");
-    let (st, v) = h.call(Some("source:city-a"), "POST", "/v1/consents", Some(grant(24))).await;
-    assert_eq!(st, StatusCode::OK, "{v}");
-    assert_eq!(h.answer_grants().await, 1);
-    h.set_now(t0() + Duration::hours(24) - Duration::microseconds(1));
-    assert_eq!(h.pull(clinic).await.len(), 1);
-    h.set_now(t0() + Duration::hours(24));
-    assert!(h.pull(clinic).await.is_empty(), "at the exact expiry instant nothing is released");
-    let (_, v) = h.call(Some("clinic:mysos"), "GET", "/v1/events", None).await;
-    assert_eq!(v["events"][0]["kind"], "consent.expired", "{v}");
-});
-
-both!(wrong_kinds_suspension_and_identity, |h: TestHub| async move {
-    h.register_all().await;
-    let cases = [
-        ("clinic:mysos", "POST", "/v1/records", Some(json!({"records": []}))),
-        ("clinic:mysos", "GET", "/v1/source/key-grant-requests", None),
-        ("phr:asmile", "GET", "/v1/source/enrollments", None),
-        ("source:city-a", "GET", "/v1/feed", None),
-        ("source:city-a", "GET", "/v1/events", None),
-        ("clinic:mysos", "POST", "/v1/enrollments", Some(json!({"source": "source:city-a", "user_ref": "u", "sealed": "AAAA"}))),
-        ("analyst:hachioji", "POST", "/v1/consents", Some(json!({"subject": SUBJECT, "recipient": "analyst:hachioji", "purpose": "care-prevention-evaluation", "categories": ["kdb.care"], "method": "web", "granted_by": "x"}))),
-        ("municipality:city-a", "POST", "/v1/source/key-grants", Some(json!({"grants": []}))),
-    ];
-    for (who, method, path, body) in cases {
-        let (st, v) = h.call(Some(who), method, path, body).await;
-        assert_eq!(st, StatusCode::FORBIDDEN, "{who} {method} {path}: {v}");
-    }
-    let (st, v) = h.call(None, "GET", "/v1/feed", None).await;
-    assert_eq!(st, StatusCode::UNAUTHORIZED, "{v}");
-    let (st, _) = h.call(Some("phr:unregistered"), "GET", "/v1/feed", None).await;
-    assert_eq!(st, StatusCode::FORBIDDEN);
-    // Suspension is effective on the very next request, and resuming restores access.
-    let asmile = "phr:asmile".parse().unwrap();
-    assert_eq!(h.call(Some("phr:asmile"), "GET", "/v1/feed", None).await.0, StatusCode::OK);
-    internet_hub::registry::set_status(&h.hub.db, &asmile, true, t0()).await.unwrap();
-    assert_eq!(h.call(Some("phr:asmile"), "GET", "/v1/feed", None).await.0, StatusCode::FORBIDDEN);
-    internet_hub::registry::set_status(&h.hub.db, &asmile, false, t0()).await.unwrap();
-    assert_eq!(h.call(Some("phr:asmile"), "GET", "/v1/feed", None).await.0, StatusCode::OK);
-    // SQL metacharacters in parameters are data, not code.
-    let (st, _) = h.call(Some("phr:asmile"), "GET", "/v1/records/x'%20OR%20'1'='1", None).await;
-    assert_eq!(st, StatusCode::NOT_FOUND);
-    // An enrollment of one app is invisible to another.
-    let sealed = data_encoding::BASE64.encode(b"sealed-bytes");
-    let (_, v) = h.call(Some("phr:asmile"), "POST", "/v1/enrollments", Some(json!({"source": "source:city-a", "user_ref": "u1", "sealed": sealed}))).await;
-    let id = v["id"].as_str().unwrap();
-    assert_eq!(h.call(Some("phr:other"), "GET", &format!("/v1/enrollments/{id}"), None).await.0, StatusCode::NOT_FOUND);
-});
-
-both!(analyst_joins_one_person_vendors_cannot, |h: TestHub| async move {
-    let ps = h.register_all().await;
-    let (asmile, other, analyst) = (&ps[1], &ps[2], &ps[4]);
-    let a = h.sealed("doc-1", SUBJECT, "checkup.lipids", d(2026, 5, 1), b"1");
-    let b = h.sealed("kdb-7", SUBJECT, "kdb.care", d(2026, 4, 1), b"2");
-    h.upload(&[&a, &b]).await;
-    for app in ["phr:asmile", "phr:other"] {
-        let p = h.enroll(app, SUBJECT).await;
-        let (st, v) = h.call(Some(app), "POST", "/v1/consents", Some(json!({"subject": p, "recipient": app, "purpose": "phr-display", "categories": ["checkup.lipids"], "method": "app", "granted_by": "resident"}))).await;
+both!(
+    upload_is_idempotent_and_conflicts_are_409,
+    |h: TestHub| async move {
+        h.register_all().await;
+        let a = h.sealed(
+            "doc-1",
+            SUBJECT,
+            "checkup.lipids",
+            d(2026, 5, 1),
+            b"{\"a\":1}",
+        );
+        let (st, v) = h.upload(&[&a]).await;
         assert_eq!(st, StatusCode::OK, "{v}");
+        assert_eq!(v["accepted"], 1);
+        let (st, v) = h.upload(&[&a]).await;
+        assert_eq!((st, v["duplicates"].as_u64()), (StatusCode::OK, Some(1)));
+        // Same id (same document and category), different content: a conflict, nothing stored.
+        let b = h.sealed(
+            "doc-1",
+            SUBJECT,
+            "checkup.lipids",
+            d(2026, 5, 1),
+            b"{\"a\":2}",
+        );
+        let (st, v) = h.upload(&[&b]).await;
+        assert_eq!(st, StatusCode::CONFLICT, "{v}");
+        assert_eq!(v["error"]["code"], "conflict");
+        // Garbage is a 400 naming the record.
+        let (st, v) = h
+            .call(
+                Some("source:city-a"),
+                "POST",
+                "/v1/records",
+                Some(json!({ "records": [{"sealed": "AAAA", "subject": SUBJECT}] })),
+            )
+            .await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("records[0]"),
+            "{v}"
+        );
     }
-    let (st, v) = h.call(Some("source:city-a"), "POST", "/v1/consents", Some(json!({"subject": SUBJECT, "recipient": "analyst:hachioji", "purpose": "care-prevention-evaluation", "categories": ["checkup.lipids", "kdb.care"], "method": "counter", "granted_by": "staff-1", "valid_until": (t0() + Duration::days(300)).to_rfc3339()}))).await;
-    assert_eq!(st, StatusCode::OK, "{v}");
-    h.answer_grants().await;
-    let an = h.pull(analyst).await;
-    assert_eq!(an.len(), 2);
-    assert_eq!(an[0].0, an[1].0, "the analyst sees both records under one pseudonym");
-    let (pa, po) = (h.pull(asmile).await, h.pull(other).await);
-    assert_ne!(pa[0].0, po[0].0, "two vendors see different pseudonyms");
-    assert_ne!(pa[0].0, an[0].0);
-});
+);
+
+both!(
+    consent_enables_pull_and_revocation_stops_it,
+    |h: TestHub| async move {
+        let ps = h.register_all().await;
+        let (asmile, other, clinic) = (&ps[1], &ps[2], &ps[3]);
+        let lipids = h.sealed(
+            "doc-1",
+            SUBJECT,
+            "checkup.lipids",
+            d(2026, 5, 1),
+            b"{\"ldl\":120}",
+        );
+        let body = h.sealed(
+            "doc-1",
+            SUBJECT,
+            "checkup.body",
+            d(2026, 5, 1),
+            b"{\"bmi\":22}",
+        );
+        let someone_else = h.sealed(
+            "doc-2",
+            OTHER_SUBJECT,
+            "checkup.lipids",
+            d(2026, 5, 1),
+            b"{\"ldl\":99}",
+        );
+        assert_eq!(
+            h.upload(&[&lipids, &body, &someone_else]).await.0,
+            StatusCode::OK
+        );
+
+        let pseudonym = h.enroll("phr:asmile", SUBJECT).await;
+        assert!(pseudonym.starts_with("rp1_"));
+        let (st, v) = h
+            .call(
+                Some("phr:asmile"),
+                "POST",
+                "/v1/consents",
+                Some(json!({
+                    "subject": pseudonym, "recipient": "phr:asmile", "purpose": "phr-display",
+                    "categories": ["checkup.lipids"], "method": "app", "granted_by": "resident"
+                })),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        let consent_id = v["consent"]["id"].as_str().unwrap().to_owned();
+        assert!(v["receipt"]["revocation_code"].as_str().unwrap().len() >= 32);
+        assert!(
+            v["receipt"]["signature"].is_string(),
+            "the hub signs the receipt"
+        );
+        assert_eq!(
+            h.answer_grants().await,
+            1,
+            "one record of one category is covered"
+        );
+
+        let got = h.pull(asmile).await;
+        assert_eq!(got.len(), 1);
+        assert_eq!(
+            got[0],
+            (
+                pseudonym.clone(),
+                "checkup.lipids".to_owned(),
+                b"{\"ldl\":120}".to_vec()
+            )
+        );
+        // Nobody else sees it, by feed or by id.
+        assert!(h.pull(other).await.is_empty());
+        assert!(h.pull(clinic).await.is_empty());
+        let rid = lipids.0.header().record_id.as_str().to_owned();
+        let (st, _) = h
+            .call(
+                Some("clinic:mysos"),
+                "GET",
+                &format!("/v1/records/{rid}"),
+                None,
+            )
+            .await;
+        assert_eq!(st, StatusCode::NOT_FOUND);
+        let (st, _) = h
+            .call(
+                Some("phr:asmile"),
+                "GET",
+                &format!("/v1/records/{rid}"),
+                None,
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK);
+
+        // A record that arrives later for a consented subject is queued at once.
+        let later = h.sealed(
+            "doc-9",
+            SUBJECT,
+            "checkup.lipids",
+            d(2026, 5, 20),
+            b"{\"ldl\":110}",
+        );
+        let (_, v) = h.upload(&[&later]).await;
+        assert_eq!(v["grant_requests"], 1, "{v}");
+        assert_eq!(h.answer_grants().await, 1);
+
+        // Another app cannot revoke it; the app that linked the resident can.
+        let (st, _) = h
+            .call(
+                Some("phr:other"),
+                "POST",
+                &format!("/v1/consents/{consent_id}/revoke"),
+                Some(json!({})),
+            )
+            .await;
+        assert_eq!(st, StatusCode::NOT_FOUND);
+        let (st, v) = h
+            .call(
+                Some("phr:asmile"),
+                "POST",
+                &format!("/v1/consents/{consent_id}/revoke"),
+                Some(json!({"reason": "changed my mind"})),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        assert_eq!(v["status"], "revoked");
+        let (st, v) = h
+            .call(
+                Some("phr:asmile"),
+                "GET",
+                &format!("/v1/records/{rid}"),
+                None,
+            )
+            .await;
+        assert!(
+            st == StatusCode::FORBIDDEN || st == StatusCode::NOT_FOUND,
+            "{st} {v}"
+        );
+        assert!(
+            h.pull(asmile).await.is_empty(),
+            "nothing is served after the revoke returned"
+        );
+
+        // The revocation event is redelivered until acknowledged.
+        for _ in 0..2 {
+            let (st, v) = h.call(Some("phr:asmile"), "GET", "/v1/events", None).await;
+            assert_eq!(st, StatusCode::OK);
+            assert_eq!(v["events"][0]["kind"], "consent.revoked");
+            assert_eq!(v["events"][0]["consent_id"], consent_id.as_str());
+        }
+        let (_, v) = h.call(Some("phr:asmile"), "GET", "/v1/events", None).await;
+        let eid = v["events"][0]["id"].as_i64().unwrap();
+        let (st, _) = h
+            .call(
+                Some("phr:other"),
+                "POST",
+                &format!("/v1/events/{eid}/ack"),
+                Some(json!({"deleted": true})),
+            )
+            .await;
+        assert_eq!(
+            st,
+            StatusCode::NOT_FOUND,
+            "another recipient cannot acknowledge it"
+        );
+        let (st, _) = h
+            .call(
+                Some("phr:asmile"),
+                "POST",
+                &format!("/v1/events/{eid}/ack"),
+                Some(json!({"deleted": true})),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK);
+        let (_, v) = h.call(Some("phr:asmile"), "GET", "/v1/events", None).await;
+        assert!(v["events"].as_array().unwrap().is_empty());
+    }
+);
+
+both!(
+    clinic_consent_is_bounded_and_expires_at_its_instant,
+    |h: TestHub| async move {
+        let ps = h.register_all().await;
+        let clinic = &ps[3];
+        let rec = h.sealed(
+            "doc-1",
+            SUBJECT,
+            "checkup.glucose",
+            d(2026, 5, 1),
+            b"{\"hba1c\":5.6}",
+        );
+        h.upload(&[&rec]).await;
+        let grant = |hours: i64| {
+            json!({
+                "subject": SUBJECT, "recipient": "clinic:mysos", "purpose": "online-consultation",
+                "categories": ["checkup.glucose"], "method": "counter", "granted_by": "staff-17",
+                "valid_until": (t0() + Duration::hours(hours)).to_rfc3339()
+            })
+        };
+        let mut too_long = grant(72);
+        too_long["valid_until"] =
+            json!((t0() + Duration::hours(72) + Duration::seconds(1)).to_rfc3339());
+        let (st, v) = h
+            .call(
+                Some("source:city-a"),
+                "POST",
+                "/v1/consents",
+                Some(too_long),
+            )
+            .await;
+        assert_eq!(
+            st,
+            StatusCode::FORBIDDEN,
+            "72 h + 1 s exceeds the policy: {v}"
+        );
+        let (st, v) = h
+            .call(
+                Some("source:city-a"),
+                "POST",
+                "/v1/consents",
+                Some(grant(24)),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        assert_eq!(h.answer_grants().await, 1);
+        h.set_now(t0() + Duration::hours(24) - Duration::microseconds(1));
+        assert_eq!(h.pull(clinic).await.len(), 1);
+        h.set_now(t0() + Duration::hours(24));
+        assert!(
+            h.pull(clinic).await.is_empty(),
+            "at the exact expiry instant nothing is released"
+        );
+        let (_, v) = h
+            .call(Some("clinic:mysos"), "GET", "/v1/events", None)
+            .await;
+        assert_eq!(v["events"][0]["kind"], "consent.expired", "{v}");
+    }
+);
+
+both!(
+    wrong_kinds_suspension_and_identity,
+    |h: TestHub| async move {
+        h.register_all().await;
+        let cases = [
+            (
+                "clinic:mysos",
+                "POST",
+                "/v1/records",
+                Some(json!({"records": []})),
+            ),
+            ("clinic:mysos", "GET", "/v1/source/key-grant-requests", None),
+            ("phr:asmile", "GET", "/v1/source/enrollments", None),
+            ("source:city-a", "GET", "/v1/feed", None),
+            ("source:city-a", "GET", "/v1/events", None),
+            (
+                "clinic:mysos",
+                "POST",
+                "/v1/enrollments",
+                Some(json!({"source": "source:city-a", "user_ref": "u", "sealed": "AAAA"})),
+            ),
+            (
+                "analyst:hachioji",
+                "POST",
+                "/v1/consents",
+                Some(
+                    json!({"subject": SUBJECT, "recipient": "analyst:hachioji", "purpose": "care-prevention-evaluation", "categories": ["kdb.care"], "method": "web", "granted_by": "x"}),
+                ),
+            ),
+            (
+                "municipality:city-a",
+                "POST",
+                "/v1/source/key-grants",
+                Some(json!({"grants": []})),
+            ),
+        ];
+        for (who, method, path, body) in cases {
+            let (st, v) = h.call(Some(who), method, path, body).await;
+            assert_eq!(st, StatusCode::FORBIDDEN, "{who} {method} {path}: {v}");
+        }
+        let (st, v) = h.call(None, "GET", "/v1/feed", None).await;
+        assert_eq!(st, StatusCode::UNAUTHORIZED, "{v}");
+        let (st, _) = h
+            .call(Some("phr:unregistered"), "GET", "/v1/feed", None)
+            .await;
+        assert_eq!(st, StatusCode::FORBIDDEN);
+        // Suspension is effective on the very next request, and resuming restores access.
+        let asmile = "phr:asmile".parse().unwrap();
+        assert_eq!(
+            h.call(Some("phr:asmile"), "GET", "/v1/feed", None).await.0,
+            StatusCode::OK
+        );
+        internet_hub::registry::set_status(&h.hub.db, &asmile, true, t0())
+            .await
+            .unwrap();
+        assert_eq!(
+            h.call(Some("phr:asmile"), "GET", "/v1/feed", None).await.0,
+            StatusCode::FORBIDDEN
+        );
+        internet_hub::registry::set_status(&h.hub.db, &asmile, false, t0())
+            .await
+            .unwrap();
+        assert_eq!(
+            h.call(Some("phr:asmile"), "GET", "/v1/feed", None).await.0,
+            StatusCode::OK
+        );
+        // SQL metacharacters in parameters are data, not code.
+        let (st, _) = h
+            .call(
+                Some("phr:asmile"),
+                "GET",
+                "/v1/records/x'%20OR%20'1'='1",
+                None,
+            )
+            .await;
+        assert_eq!(st, StatusCode::NOT_FOUND);
+        // An enrollment of one app is invisible to another.
+        let sealed = data_encoding::BASE64.encode(b"sealed-bytes");
+        let (_, v) = h
+            .call(
+                Some("phr:asmile"),
+                "POST",
+                "/v1/enrollments",
+                Some(json!({"source": "source:city-a", "user_ref": "u1", "sealed": sealed})),
+            )
+            .await;
+        let id = v["id"].as_str().unwrap();
+        assert_eq!(
+            h.call(
+                Some("phr:other"),
+                "GET",
+                &format!("/v1/enrollments/{id}"),
+                None
+            )
+            .await
+            .0,
+            StatusCode::NOT_FOUND
+        );
+    }
+);
+
+both!(
+    analyst_joins_one_person_vendors_cannot,
+    |h: TestHub| async move {
+        let ps = h.register_all().await;
+        let (asmile, other, analyst) = (&ps[1], &ps[2], &ps[4]);
+        let a = h.sealed("doc-1", SUBJECT, "checkup.lipids", d(2026, 5, 1), b"1");
+        let b = h.sealed("kdb-7", SUBJECT, "kdb.care", d(2026, 4, 1), b"2");
+        h.upload(&[&a, &b]).await;
+        for app in ["phr:asmile", "phr:other"] {
+            let p = h.enroll(app, SUBJECT).await;
+            let (st, v) = h.call(Some(app), "POST", "/v1/consents", Some(json!({"subject": p, "recipient": app, "purpose": "phr-display", "categories": ["checkup.lipids"], "method": "app", "granted_by": "resident"}))).await;
+            assert_eq!(st, StatusCode::OK, "{v}");
+        }
+        let (st, v) = h.call(Some("source:city-a"), "POST", "/v1/consents", Some(json!({"subject": SUBJECT, "recipient": "analyst:hachioji", "purpose": "care-prevention-evaluation", "categories": ["checkup.lipids", "kdb.care"], "method": "counter", "granted_by": "staff-1", "valid_until": (t0() + Duration::days(300)).to_rfc3339()}))).await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        h.answer_grants().await;
+        let an = h.pull(analyst).await;
+        assert_eq!(an.len(), 2);
+        assert_eq!(
+            an[0].0, an[1].0,
+            "the analyst sees both records under one pseudonym"
+        );
+        let (pa, po) = (h.pull(asmile).await, h.pull(other).await);
+        assert_ne!(pa[0].0, po[0].0, "two vendors see different pseudonyms");
+        assert_ne!(pa[0].0, an[0].0);
+    }
+);

@@ -37,14 +37,22 @@ pub async fn fresh_db(backend: Backend, dir: &Path) -> Option<String> {
         Backend::Sqlite => Some(format!("sqlite://{}", dir.join("hub.db").display())),
         Backend::Postgres => {
             let Ok(base) = std::env::var("RENKEI_TEST_PG_URL") else {
-                assert!(std::env::var_os("CI").is_none(), "CI must set RENKEI_TEST_PG_URL: PostgreSQL tests may not skip");
+                assert!(
+                    std::env::var_os("CI").is_none(),
+                    "CI must set RENKEI_TEST_PG_URL: PostgreSQL tests may not skip"
+                );
                 eprintln!("NOTE: RENKEI_TEST_PG_URL is not set; skipping the PostgreSQL variant");
                 return None;
             };
             use sqlx::Connection;
-            let mut conn = sqlx::PgConnection::connect(&base).await.expect("connect to RENKEI_TEST_PG_URL");
+            let mut conn = sqlx::PgConnection::connect(&base)
+                .await
+                .expect("connect to RENKEI_TEST_PG_URL");
             let name = format!("renkei_hub_{}", uuid::Uuid::new_v4().simple());
-            sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.unwrap();
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut conn)
+                .await
+                .unwrap();
             let (prefix, _) = base.rsplit_once('/').unwrap();
             Some(format!("{prefix}/{name}"))
         }
@@ -77,8 +85,12 @@ pub fn write_config(dir: &Path, db_url: &str, pki: &Path) -> HubConfig {
     let keys = dir.join("keys");
     std::fs::create_dir_all(&keys).unwrap();
     if !keys.join("pseudonym.key").exists() {
-        PseudonymKey::generate(KeyVersion::V1).save(&keys.join("pseudonym.key")).unwrap();
-        SigningKey::generate(KeyVersion::V1).save(&keys.join("signing.key")).unwrap();
+        PseudonymKey::generate(KeyVersion::V1)
+            .save(&keys.join("pseudonym.key"))
+            .unwrap();
+        SigningKey::generate(KeyVersion::V1)
+            .save(&keys.join("signing.key"))
+            .unwrap();
         write_secret_file(&keys.join("pepper.key"), &[7u8; 32]).unwrap();
     }
     let text = format!(
@@ -113,8 +125,14 @@ impl TestHub {
 
     async fn on(config: HubConfig, dir: tempfile::TempDir) -> TestHub {
         let clock = Clock::Fixed(Arc::new(Mutex::new(t0())));
-        let hub = internet_hub::app::build_hub(&config, clock.clone()).await.unwrap();
-        let router = api::router(hub.clone(), 1 << 20, Arc::new(RateLimiter::new(100_000, 100_000)));
+        let hub = internet_hub::app::build_hub(&config, clock.clone())
+            .await
+            .unwrap();
+        let router = api::router(
+            hub.clone(),
+            1 << 20,
+            Arc::new(RateLimiter::new(100_000, 100_000)),
+        );
         TestHub {
             hub,
             router,
@@ -129,14 +147,32 @@ impl TestHub {
     /// Registers the usual participants; returns their grant keys by id.
     pub async fn register_all(&self) -> Vec<Participant> {
         let mut out = Vec::new();
-        for id in ["source:city-a", "phr:asmile", "phr:other", "clinic:mysos", "analyst:hachioji", "municipality:city-a"] {
+        for id in [
+            "source:city-a",
+            "phr:asmile",
+            "phr:other",
+            "clinic:mysos",
+            "analyst:hachioji",
+            "municipality:city-a",
+        ] {
             let pid: ParticipantId = id.parse().unwrap();
             let key = RecipientSecretKey::generate(KeyVersion::V1);
-            let enroll = (id == "source:city-a").then(|| self.enrollment_key.public_key().to_base64());
-            internet_hub::registry::add(&self.hub.db, &pid, id, Some(&key.public_key().to_base64()), enroll.as_deref(), t0())
-                .await
-                .unwrap();
-            out.push(Participant { id: pid, grant_key: key });
+            let enroll =
+                (id == "source:city-a").then(|| self.enrollment_key.public_key().to_base64());
+            internet_hub::registry::add(
+                &self.hub.db,
+                &pid,
+                id,
+                Some(&key.public_key().to_base64()),
+                enroll.as_deref(),
+                t0(),
+            )
+            .await
+            .unwrap();
+            out.push(Participant {
+                id: pid,
+                grant_key: key,
+            });
         }
         out
     }
@@ -146,24 +182,44 @@ impl TestHub {
     }
 
     /// Calls the API as `who` (None: no client identity).
-    pub async fn call(&self, who: Option<&str>, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    pub async fn call(
+        &self,
+        who: Option<&str>,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let mut req = Request::builder().method(method).uri(path);
         if body.is_some() {
             req = req.header("content-type", "application/json");
         }
-        let mut req = req.body(body.map(|b| Body::from(b.to_string())).unwrap_or_else(Body::empty)).unwrap();
+        let mut req = req
+            .body(
+                body.map(|b| Body::from(b.to_string()))
+                    .unwrap_or_else(Body::empty),
+            )
+            .unwrap();
         if let Some(w) = who {
-            req.extensions_mut().insert(PeerIdentity::Participant(w.parse().unwrap()));
+            req.extensions_mut()
+                .insert(PeerIdentity::Participant(w.parse().unwrap()));
         }
         let resp = self.router.clone().oneshot(req).await.unwrap();
         let status = resp.status();
         let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-        let v = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+        let v = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
         (status, v)
     }
 
     /// A sealed checkup record of `subject` from `source:city-a`.
-    pub fn sealed(&self, doc: &str, subject: &str, category: &str, date: NaiveDate, payload: &[u8]) -> (SealedRecord, String) {
+    pub fn sealed(
+        &self,
+        doc: &str,
+        subject: &str,
+        category: &str,
+        date: NaiveDate,
+        payload: &[u8],
+    ) -> (SealedRecord, String) {
         let rid = record_id(&self.source_key, doc, category);
         let header = EnvelopeHeader {
             subject_binding: subject_binding(&self.source_key, &rid, subject),
@@ -174,7 +230,10 @@ impl TestHub {
             schema_version: 1,
             key_version: KeyVersion::V1,
         };
-        (seal(&self.source_key, header, payload).unwrap(), subject.to_owned())
+        (
+            seal(&self.source_key, header, payload).unwrap(),
+            subject.to_owned(),
+        )
     }
 
     /// Uploads records; the subject of each is looked up from what `sealed` recorded.
@@ -183,45 +242,89 @@ impl TestHub {
             .iter()
             .map(|(r, subject)| json!({ "sealed": data_encoding::BASE64.encode(&r.to_bytes()), "subject": subject }))
             .collect();
-        self.call(Some("source:city-a"), "POST", "/v1/records", Some(json!({ "records": items }))).await
+        self.call(
+            Some("source:city-a"),
+            "POST",
+            "/v1/records",
+            Some(json!({ "records": items })),
+        )
+        .await
     }
 
     /// Acts as the source agent: answers every pending key-grant request.
     pub async fn answer_grants(&self) -> usize {
-        let (st, v) = self.call(Some("source:city-a"), "GET", "/v1/source/key-grant-requests?limit=1000", None).await;
+        let (st, v) = self
+            .call(
+                Some("source:city-a"),
+                "GET",
+                "/v1/source/key-grant-requests?limit=1000",
+                None,
+            )
+            .await;
         assert_eq!(st, StatusCode::OK, "{v}");
         let mut grants = Vec::new();
         for r in v["requests"].as_array().unwrap() {
             let rid = RecordId::parse(r["record_id"].as_str().unwrap()).unwrap();
             let recipient = r["recipient"].as_str().unwrap();
-            let pk = renkei_crypto::grant::RecipientPublicKey::from_base64(r["recipient_key"].as_str().unwrap()).unwrap();
+            let pk = renkei_crypto::grant::RecipientPublicKey::from_base64(
+                r["recipient_key"].as_str().unwrap(),
+            )
+            .unwrap();
             let g = seal_grant(&pk, &rid, recipient, &derive_dek(&self.source_key, &rid)).unwrap();
             grants.push(json!({ "record_id": rid.as_str(), "recipient": recipient, "grant": g.to_base64() }));
         }
         if grants.is_empty() {
             return 0;
         }
-        let (st, v) = self.call(Some("source:city-a"), "POST", "/v1/source/key-grants", Some(json!({ "grants": grants }))).await;
+        let (st, v) = self
+            .call(
+                Some("source:city-a"),
+                "POST",
+                "/v1/source/key-grants",
+                Some(json!({ "grants": grants })),
+            )
+            .await;
         assert_eq!(st, StatusCode::OK, "{v}");
         v["stored"].as_u64().unwrap() as usize
     }
 
     /// Links `subject` to a PHR app through the enrollment path; returns the app's pseudonym.
     pub async fn enroll(&self, app: &str, subject: &str) -> String {
-        let sealed = renkei_crypto::grant::hpke_seal(&self.enrollment_key.public_key(), b"test", b"", b"{\"synthetic\":true}").unwrap();
+        let sealed = renkei_crypto::grant::hpke_seal(
+            &self.enrollment_key.public_key(),
+            b"test",
+            b"",
+            b"{\"synthetic\":true}",
+        )
+        .unwrap();
         let (st, v) = self
             .call(Some(app), "POST", "/v1/enrollments", Some(json!({ "source": "source:city-a", "user_ref": "user-1", "sealed": data_encoding::BASE64.encode(&sealed) })))
             .await;
         assert_eq!(st, StatusCode::OK, "{v}");
         let id = v["id"].as_str().unwrap().to_owned();
-        let (st, v) = self.call(Some("source:city-a"), "GET", "/v1/source/enrollments", None).await;
-        assert_eq!(st, StatusCode::OK);
-        assert!(v["enrollments"].as_array().unwrap().iter().any(|e| e["id"] == id.as_str()));
         let (st, v) = self
-            .call(Some("source:city-a"), "POST", &format!("/v1/source/enrollments/{id}/result"), Some(json!({ "outcome": "linked", "subject_token": subject })))
+            .call(Some("source:city-a"), "GET", "/v1/source/enrollments", None)
+            .await;
+        assert_eq!(st, StatusCode::OK);
+        assert!(
+            v["enrollments"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["id"] == id.as_str())
+        );
+        let (st, v) = self
+            .call(
+                Some("source:city-a"),
+                "POST",
+                &format!("/v1/source/enrollments/{id}/result"),
+                Some(json!({ "outcome": "linked", "subject_token": subject })),
+            )
             .await;
         assert_eq!(st, StatusCode::OK, "{v}");
-        let (st, v) = self.call(Some(app), "GET", &format!("/v1/enrollments/{id}"), None).await;
+        let (st, v) = self
+            .call(Some(app), "GET", &format!("/v1/enrollments/{id}"), None)
+            .await;
         assert_eq!(st, StatusCode::OK);
         assert_eq!(v["status"], "linked");
         v["pseudonym"].as_str().unwrap().to_owned()
@@ -230,19 +333,41 @@ impl TestHub {
     /// Drains the feed of `who` and decrypts every item with its key.
     pub async fn pull(&self, who: &Participant) -> Vec<(String, String, Vec<u8>)> {
         let me = who.id.to_string();
-        let (st, v) = self.call(Some(&me), "GET", "/v1/feed?cursor=0&limit=1000", None).await;
+        let (st, v) = self
+            .call(Some(&me), "GET", "/v1/feed?cursor=0&limit=1000", None)
+            .await;
         assert_eq!(st, StatusCode::OK, "{v}");
-        v["items"].as_array().unwrap().iter().map(|it| decrypt(who, it)).collect()
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|it| decrypt(who, it))
+            .collect()
     }
 }
 
 /// Opens a feed item: (pseudonym, category, plaintext).
 pub fn decrypt(who: &Participant, it: &Value) -> (String, String, Vec<u8>) {
-    let sealed = SealedRecord::from_bytes(&data_encoding::BASE64.decode(it["sealed"].as_str().unwrap().as_bytes()).unwrap()).unwrap();
+    let sealed = SealedRecord::from_bytes(
+        &data_encoding::BASE64
+            .decode(it["sealed"].as_str().unwrap().as_bytes())
+            .unwrap(),
+    )
+    .unwrap();
     let grant = KeyGrant::from_base64(it["grant"].as_str().unwrap()).unwrap();
-    let dek = open_grant(&who.grant_key, &sealed.header().record_id, &who.id.to_string(), &grant).unwrap();
+    let dek = open_grant(
+        &who.grant_key,
+        &sealed.header().record_id,
+        &who.id.to_string(),
+        &grant,
+    )
+    .unwrap();
     let plain = open(&dek, &sealed).unwrap();
-    (it["pseudonym"].as_str().unwrap().to_owned(), it["category"].as_str().unwrap().to_owned(), plain)
+    (
+        it["pseudonym"].as_str().unwrap().to_owned(),
+        it["category"].as_str().unwrap().to_owned(),
+        plain,
+    )
 }
 
 pub fn d(y: i32, m: u32, day: u32) -> NaiveDate {

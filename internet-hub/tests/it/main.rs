@@ -1,6 +1,16 @@
 //! Hub tests: handlers through the router with a mocked connection identity on both
 //! databases, the audit chain under tampering, and real mTLS on loopback.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    unreachable_pub,
+    missing_docs,
+    reason = "test helpers abort on failure like the tests that call them"
+)]
+
 mod flow;
 mod harness;
 mod mtls;

@@ -12,17 +12,41 @@ use crate::harness::{Backend, SUBJECT, TestHub, d};
 async fn send(app: &axum::Router, req: Request<Body>) -> (StatusCode, String, Option<String>) {
     let resp = app.clone().oneshot(req).await.unwrap();
     let status = resp.status();
-    let cookie = resp.headers().get("set-cookie").map(|v| v.to_str().unwrap().to_owned());
-    let body = String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    let cookie = resp
+        .headers()
+        .get("set-cookie")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let body = String::from_utf8(
+        resp.into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
     (status, body, cookie)
 }
 
 fn token_of(cookie: &str) -> String {
-    cookie.split(';').next().unwrap().trim_start_matches("renkei_csrf=").to_owned()
+    cookie
+        .split(';')
+        .next()
+        .unwrap()
+        .trim_start_matches("renkei_csrf=")
+        .to_owned()
 }
 
-fn post(path: &str, token: &str, cookie_token: Option<&str>, form: &str, origin: Option<&str>) -> Request<Body> {
-    let mut r = Request::post(path).header("content-type", "application/x-www-form-urlencoded").header("host", "hub.example");
+fn post(
+    path: &str,
+    token: &str,
+    cookie_token: Option<&str>,
+    form: &str,
+    origin: Option<&str>,
+) -> Request<Body> {
+    let mut r = Request::post(path)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("host", "hub.example");
     if let Some(c) = cookie_token {
         r = r.header("cookie", format!("renkei_csrf={c}"));
     }
@@ -44,31 +68,83 @@ async fn resident_sees_history_and_revokes_with_the_receipt_code() {
     h.answer_grants().await;
     assert_eq!(h.pull(&ps[1]).await.len(), 1);
 
-    let app = router(h.hub.clone(), PortalLimits { max_failures: 3, lockout_secs: 900 });
+    let app = router(
+        h.hub.clone(),
+        PortalLimits {
+            max_failures: 3,
+            lockout_secs: 900,
+        },
+    );
     let (st, body, cookie) = send(&app, Request::get("/").body(Body::empty()).unwrap()).await;
     assert_eq!(st, StatusCode::OK);
-    assert!(body.contains("lang=\"ja\"") && body.contains("撤回コード"), "Japanese first");
+    assert!(
+        body.contains("lang=\"ja\"") && body.contains("撤回コード"),
+        "Japanese first"
+    );
     let cookie = cookie.expect("csrf cookie");
     assert!(cookie.contains("SameSite=Strict") && cookie.contains("HttpOnly"));
     let tok = token_of(&cookie);
     let form = format!("code={}", code.to_lowercase());
 
     // Without the cookie, or from another site: refused.
-    assert_eq!(send(&app, post("/view", &tok, None, &form, None)).await.0, StatusCode::FORBIDDEN);
-    assert_eq!(send(&app, post("/view", &tok, Some(&tok), &form, Some("https://evil.example"))).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(
+        send(&app, post("/view", &tok, None, &form, None)).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        send(
+            &app,
+            post(
+                "/view",
+                &tok,
+                Some(&tok),
+                &form,
+                Some("https://evil.example")
+            )
+        )
+        .await
+        .0,
+        StatusCode::FORBIDDEN
+    );
 
     // The right code (typed in lower case) shows the consent and who read what.
-    let (st, body, _) = send(&app, post("/view", &tok, Some(&tok), &form, Some("https://hub.example"))).await;
+    let (st, body, _) = send(
+        &app,
+        post(
+            "/view",
+            &tok,
+            Some(&tok),
+            &form,
+            Some("https://hub.example"),
+        ),
+    )
+    .await;
     assert_eq!(st, StatusCode::OK, "{body}");
-    assert!(body.contains("phr:asmile") && body.contains("checkup.lipids"), "{body}");
-    assert!(body.contains("id=\"history\"") && body.matches("<td>phr:asmile</td>").count() >= 2, "the read is in the history: {body}");
+    assert!(
+        body.contains("phr:asmile") && body.contains("checkup.lipids"),
+        "{body}"
+    );
+    assert!(
+        body.contains("id=\"history\"") && body.matches("<td>phr:asmile</td>").count() >= 2,
+        "the read is in the history: {body}"
+    );
 
     // English is available.
     let (_, body, _) = send(&app, post("/view?lang=en", &tok, Some(&tok), &form, None)).await;
     assert!(body.contains("Who read your data"));
 
     // Revoke: the vendor's next read is denied, and the code is spent.
-    let (st, body, _) = send(&app, post("/revoke", &tok, Some(&tok), &format!("{form}&reason=moving"), None)).await;
+    let (st, body, _) = send(
+        &app,
+        post(
+            "/revoke",
+            &tok,
+            Some(&tok),
+            &format!("{form}&reason=moving"),
+            None,
+        ),
+    )
+    .await;
     assert_eq!(st, StatusCode::OK);
     assert!(body.contains("id=\"revoked\""), "{body}");
     assert!(h.pull(&ps[1]).await.is_empty());
@@ -82,17 +158,59 @@ async fn wrong_codes_lock_the_client_out_with_one_message() {
     h.register_all().await;
     let (_, v) = h.call(Some("source:city-a"), "POST", "/v1/consents", Some(json!({"subject": SUBJECT, "recipient": "phr:asmile", "purpose": "phr-display", "categories": ["checkup.lipids"], "method": "counter", "granted_by": "staff-1"}))).await;
     let code = v["receipt"]["revocation_code"].as_str().unwrap().to_owned();
-    let app = router(h.hub.clone(), PortalLimits { max_failures: 3, lockout_secs: 900 });
+    let app = router(
+        h.hub.clone(),
+        PortalLimits {
+            max_failures: 3,
+            lockout_secs: 900,
+        },
+    );
     let tok = "a".repeat(64);
-    let unknown = send(&app, post("/view", &tok, Some(&tok), "code=0000-0000-0000-0000-0000-0000-0000-0000", None)).await;
+    let unknown = send(
+        &app,
+        post(
+            "/view",
+            &tok,
+            Some(&tok),
+            "code=0000-0000-0000-0000-0000-0000-0000-0000",
+            None,
+        ),
+    )
+    .await;
     let malformed = send(&app, post("/view", &tok, Some(&tok), "code=hello", None)).await;
     assert_eq!(unknown.0, StatusCode::OK);
-    let msg = |b: &str| b.split("id=\"error\">").nth(1).unwrap().split('<').next().unwrap().to_owned();
-    assert_eq!(msg(&unknown.1), msg(&malformed.1), "unknown and malformed codes get the same message");
-    let third = send(&app, post("/view", &tok, Some(&tok), "code=1111-1111-1111-1111-1111-1111-1111-1111", None)).await;
+    let msg = |b: &str| {
+        b.split("id=\"error\">")
+            .nth(1)
+            .unwrap()
+            .split('<')
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(
+        msg(&unknown.1),
+        msg(&malformed.1),
+        "unknown and malformed codes get the same message"
+    );
+    let third = send(
+        &app,
+        post(
+            "/view",
+            &tok,
+            Some(&tok),
+            "code=1111-1111-1111-1111-1111-1111-1111-1111",
+            None,
+        ),
+    )
+    .await;
     assert_eq!(third.0, StatusCode::TOO_MANY_REQUESTS);
     // Locked out: even the right code is refused now.
-    let right = send(&app, post("/view", &tok, Some(&tok), &format!("code={code}"), None)).await;
+    let right = send(
+        &app,
+        post("/view", &tok, Some(&tok), &format!("code={code}"), None),
+    )
+    .await;
     assert_eq!(right.0, StatusCode::TOO_MANY_REQUESTS);
     assert!(!right.1.contains("phr:asmile"));
 }

@@ -16,45 +16,110 @@ async fn workload(h: &TestHub) {
     assert_eq!(st, StatusCode::OK);
     h.answer_grants().await;
     h.call(Some("phr:asmile"), "GET", "/v1/feed", None).await;
-    h.call(Some("clinic:mysos"), "GET", "/v1/records/rec1_nothing", None).await;
+    h.call(
+        Some("clinic:mysos"),
+        "GET",
+        "/v1/records/rec1_nothing",
+        None,
+    )
+    .await;
 }
 
 async fn run(backend: Backend) {
-    let Some(h) = TestHub::new(backend).await else { return };
+    let Some(h) = TestHub::new(backend).await else {
+        return;
+    };
     workload(&h).await;
     let trusted = [h.hub.signing_key.verifying_key()];
-    let cp = audit::checkpoint(&h.hub.db, &h.hub.signing_key, t0()).await.unwrap().unwrap();
-    let report = audit::verify(&h.hub.db, &trusted, None).await.unwrap().unwrap();
+    let cp = audit::checkpoint(&h.hub.db, &h.hub.signing_key, t0())
+        .await
+        .unwrap()
+        .unwrap();
+    let report = audit::verify(&h.hub.db, &trusted, None)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(report.entries >= 8, "{report:?}");
     assert_eq!(report.entries, cp.seq);
     let pool = h.hub.db.pool();
 
     // Edit one entry: named.
-    sqlx::query("UPDATE hub_audit SET reason = 'nothing to see' WHERE seq = 3").execute(pool).await.unwrap();
-    let broken = audit::verify(&h.hub.db, &trusted, None).await.unwrap().unwrap_err();
+    sqlx::query("UPDATE hub_audit SET reason = 'nothing to see' WHERE seq = 3")
+        .execute(pool)
+        .await
+        .unwrap();
+    let broken = audit::verify(&h.hub.db, &trusted, None)
+        .await
+        .unwrap()
+        .unwrap_err();
     assert_eq!(broken.seq, 3, "{broken}");
-    sqlx::query("UPDATE hub_audit SET reason = '' WHERE seq = 3").execute(pool).await.unwrap();
-    assert!(audit::verify(&h.hub.db, &trusted, None).await.unwrap().is_ok(), "restoring the row restores the chain");
+    sqlx::query("UPDATE hub_audit SET reason = '' WHERE seq = 3")
+        .execute(pool)
+        .await
+        .unwrap();
+    assert!(
+        audit::verify(&h.hub.db, &trusted, None)
+            .await
+            .unwrap()
+            .is_ok(),
+        "restoring the row restores the chain"
+    );
 
     // Delete one in the middle: named.
-    sqlx::query("DELETE FROM hub_audit WHERE seq = 5").execute(pool).await.unwrap();
-    let broken = audit::verify(&h.hub.db, &trusted, None).await.unwrap().unwrap_err();
+    sqlx::query("DELETE FROM hub_audit WHERE seq = 5")
+        .execute(pool)
+        .await
+        .unwrap();
+    let broken = audit::verify(&h.hub.db, &trusted, None)
+        .await
+        .unwrap()
+        .unwrap_err();
     assert_eq!(broken.seq, 5, "{broken}");
 
     // Truncate the tail and even rewind the head: the signed checkpoint names the gap.
-    sqlx::query("DELETE FROM hub_audit WHERE seq >= 4").execute(pool).await.unwrap();
-    let head: String = sqlx::query_scalar("SELECT hash FROM hub_audit WHERE seq = 3").fetch_one(pool).await.unwrap();
-    sqlx::query("UPDATE hub_sequences SET value = 3, head = $1 WHERE name = 'audit'").bind(&head).execute(pool).await.unwrap();
-    let broken = audit::verify(&h.hub.db, &trusted, None).await.unwrap().unwrap_err();
+    sqlx::query("DELETE FROM hub_audit WHERE seq >= 4")
+        .execute(pool)
+        .await
+        .unwrap();
+    let head: String = sqlx::query_scalar("SELECT hash FROM hub_audit WHERE seq = 3")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE hub_sequences SET value = 3, head = $1 WHERE name = 'audit'")
+        .bind(&head)
+        .execute(pool)
+        .await
+        .unwrap();
+    let broken = audit::verify(&h.hub.db, &trusted, None)
+        .await
+        .unwrap()
+        .unwrap_err();
     assert_eq!(broken.seq, 4, "{broken}");
     // Even with the hub's checkpoints deleted, a witness's copy still catches it.
-    sqlx::query("DELETE FROM hub_checkpoints").execute(pool).await.unwrap();
-    assert!(audit::verify(&h.hub.db, &trusted, None).await.unwrap().is_ok(), "without a witness a rewound log looks whole");
-    let broken = audit::verify(&h.hub.db, &trusted, Some(&cp)).await.unwrap().unwrap_err();
+    sqlx::query("DELETE FROM hub_checkpoints")
+        .execute(pool)
+        .await
+        .unwrap();
+    assert!(
+        audit::verify(&h.hub.db, &trusted, None)
+            .await
+            .unwrap()
+            .is_ok(),
+        "without a witness a rewound log looks whole"
+    );
+    let broken = audit::verify(&h.hub.db, &trusted, Some(&cp))
+        .await
+        .unwrap()
+        .unwrap_err();
     assert_eq!(broken.seq, 4, "{broken}");
     // A forged checkpoint (wrong key) is refused.
     let other = renkei_crypto::sign::SigningKey::generate(renkei_crypto::keys::KeyVersion::V1);
-    assert!(audit::verify(&h.hub.db, &[other.verifying_key()], Some(&cp)).await.unwrap().is_err());
+    assert!(
+        audit::verify(&h.hub.db, &[other.verifying_key()], Some(&cp))
+            .await
+            .unwrap()
+            .is_err()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -68,7 +133,9 @@ async fn audit_tamper_postgres() {
 }
 
 async fn two_instances(backend: Backend) {
-    let Some(a) = TestHub::new(backend).await else { return };
+    let Some(a) = TestHub::new(backend).await else {
+        return;
+    };
     let ps = a.register_all().await;
     let b = a.second_instance().await;
     let r = a.sealed("doc-1", SUBJECT, "checkup.lipids", d(2026, 5, 1), b"x");
@@ -77,12 +144,33 @@ async fn two_instances(backend: Backend) {
     let (_, v) = a.call(Some("phr:asmile"), "POST", "/v1/consents", Some(json!({"subject": p, "recipient": "phr:asmile", "purpose": "phr-display", "categories": ["checkup.lipids"], "method": "app", "granted_by": "resident"}))).await;
     let id = v["consent"]["id"].as_str().unwrap().to_owned();
     a.answer_grants().await;
-    assert_eq!(b.pull(&ps[1]).await.len(), 1, "instance B serves what A brokered");
-    let (st, _) = a.call(Some("phr:asmile"), "POST", &format!("/v1/consents/{id}/revoke"), Some(json!({}))).await;
+    assert_eq!(
+        b.pull(&ps[1]).await.len(),
+        1,
+        "instance B serves what A brokered"
+    );
+    let (st, _) = a
+        .call(
+            Some("phr:asmile"),
+            "POST",
+            &format!("/v1/consents/{id}/revoke"),
+            Some(json!({})),
+        )
+        .await;
     assert_eq!(st, StatusCode::OK);
-    assert!(b.pull(&ps[1]).await.is_empty(), "B denies on the very next request");
+    assert!(
+        b.pull(&ps[1]).await.is_empty(),
+        "B denies on the very next request"
+    );
     let rid = r.0.header().record_id.as_str().to_owned();
-    let (st, _) = b.call(Some("phr:asmile"), "GET", &format!("/v1/records/{rid}"), None).await;
+    let (st, _) = b
+        .call(
+            Some("phr:asmile"),
+            "GET",
+            &format!("/v1/records/{rid}"),
+            None,
+        )
+        .await;
     assert_ne!(st, StatusCode::OK);
 }
 

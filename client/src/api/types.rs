@@ -1,13 +1,9 @@
-//! The hub's participant API as typed calls on [`HubClient`], with the client's own
-//! declarations of the request and response JSON (see `internet-hub/src/api/openapi.json`).
-//! Responses are read leniently (unknown fields ignored); request bodies are exact.
+//! Request and response JSON of the hub's participant API, declared by the client
+//! (see `internet-hub/src/api/openapi.json`). Responses are read leniently (unknown
+//! fields ignored); request bodies are exact.
 
 use chrono::{DateTime, NaiveDate, Utc};
-use renkei_crypto::participant::ParticipantId;
 use serde::{Deserialize, Serialize};
-
-use crate::error::{Error, Result};
-use crate::transport::HubClient;
 
 /// What an upload of sealed records did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -288,181 +284,6 @@ pub struct Checkpoint {
     pub signature: String,
 }
 
-#[derive(Deserialize)]
-struct Events {
-    events: Vec<Event>,
-}
-#[derive(Deserialize)]
-struct Requests {
-    requests: Vec<GrantRequest>,
-}
-#[derive(Deserialize)]
-struct Enrollments {
-    enrollments: Vec<Enrollment>,
-}
-#[derive(Deserialize)]
-struct Acknowledged {
-    acknowledged: i64,
-}
-
-/// A path segment from an id: only `[A-Za-z0-9._-]`, so nothing needs escaping.
-fn segment<'a>(what: &str, value: &'a str) -> Result<&'a str> {
-    let ok = value.bytes().any(|b| b != b'.')
-        && value.len() <= 128
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if ok {
-        Ok(value)
-    } else {
-        Err(Error::invalid(
-            format!("{what} `{}`", crate::error::shorten(value)),
-            "is not a valid id",
-        ))
-    }
-}
-
-impl HubClient {
-    /// `POST /v1/records`: uploads sealed records with their subjects, all or nothing;
-    /// the body is `{"records": [{"sealed": base64, "subject": "…"}]}`.
-    pub async fn upload_records(&self, uploads: &[Upload]) -> Result<IngestReport> {
-        let records: Vec<serde_json::Value> = uploads
-            .iter()
-            .map(|u| {
-                serde_json::json!({
-                    "sealed": data_encoding::BASE64.encode(&u.sealed),
-                    "subject": u.subject,
-                })
-            })
-            .collect();
-        self.post_json("/v1/records", &serde_json::json!({ "records": records }))
-            .await
-    }
-
-    /// `GET /v1/feed`: records released to this recipient after `cursor`.
-    pub async fn feed(&self, cursor: i64, limit: u32) -> Result<FeedPage> {
-        self.get_json(&format!("/v1/feed?cursor={cursor}&limit={limit}"))
-            .await
-    }
-
-    /// `GET /v1/records/{id}`: one record, under a consent in force now.
-    pub async fn read_record(&self, record_id: &str) -> Result<FeedItem> {
-        self.get_json(&format!("/v1/records/{}", segment("record id", record_id)?))
-            .await
-    }
-
-    /// `GET /v1/events`: unacknowledged events, oldest first.
-    pub async fn events(&self, limit: u32) -> Result<Vec<Event>> {
-        let list: Events = self.get_json(&format!("/v1/events?limit={limit}")).await?;
-        Ok(list.events)
-    }
-
-    /// `POST /v1/events/{id}/ack`: acknowledges an event, saying whether local copies were deleted.
-    pub async fn ack_event(&self, id: i64, deleted: bool) -> Result<()> {
-        let ack: Acknowledged = self
-            .post_json(
-                &format!("/v1/events/{id}/ack"),
-                &serde_json::json!({ "deleted": deleted }),
-            )
-            .await?;
-        if ack.acknowledged != id {
-            return Err(Error::invalid(
-                format!("acknowledgement of event `{id}`"),
-                format!("the hub acknowledged `{}` instead", ack.acknowledged),
-            ));
-        }
-        Ok(())
-    }
-
-    /// `POST /v1/consents`: grants a consent (never repeated once it may have reached the hub).
-    pub async fn grant_consent(&self, body: &GrantBody) -> Result<Granted> {
-        self.post_json_once("/v1/consents", body).await
-    }
-
-    /// `POST /v1/consents/{id}/revoke`.
-    pub async fn revoke_consent(&self, consent_id: &str, reason: &str) -> Result<Consent> {
-        let path = format!("/v1/consents/{}/revoke", segment("consent id", consent_id)?);
-        self.post_json(&path, &serde_json::json!({ "reason": reason }))
-            .await
-    }
-
-    /// `POST /v1/enrollments`: submits sealed identifiers (never repeated once it may have reached the hub).
-    pub async fn submit_enrollment(&self, body: &SubmitBody) -> Result<Enrollment> {
-        self.post_json_once("/v1/enrollments", body).await
-    }
-
-    /// `GET /v1/enrollments/{id}`: the app's view of its enrollment.
-    pub async fn get_enrollment(&self, id: &str) -> Result<Enrollment> {
-        self.get_json(&format!(
-            "/v1/enrollments/{}",
-            segment("enrollment id", id)?
-        ))
-        .await
-    }
-
-    /// `GET /v1/source/key-grant-requests`: pending requests for the caller's records.
-    pub async fn key_grant_requests(&self, limit: u32) -> Result<Vec<GrantRequest>> {
-        let list: Requests = self
-            .get_json(&format!("/v1/source/key-grant-requests?limit={limit}"))
-            .await?;
-        Ok(list.requests)
-    }
-
-    /// `POST /v1/source/key-grants`: uploads sealed key grants.
-    pub async fn upload_key_grants(&self, grants: &[GrantUpload]) -> Result<GrantReport> {
-        self.post_json(
-            "/v1/source/key-grants",
-            &serde_json::json!({ "grants": grants }),
-        )
-        .await
-    }
-
-    /// `GET /v1/source/enrollments`: pending enrollment requests for the calling source.
-    pub async fn source_enrollments(&self, limit: u32) -> Result<Vec<Enrollment>> {
-        let list: Enrollments = self
-            .get_json(&format!("/v1/source/enrollments?limit={limit}"))
-            .await?;
-        Ok(list.enrollments)
-    }
-
-    /// `POST /v1/source/enrollments/{id}/result`: the source's answer.
-    pub async fn enrollment_result(
-        &self,
-        id: &str,
-        result: &EnrollmentResult,
-    ) -> Result<Enrollment> {
-        let path = format!(
-            "/v1/source/enrollments/{}/result",
-            segment("enrollment id", id)?
-        );
-        self.post_json(&path, result).await
-    }
-
-    /// `GET /v1/participants/{kind}/{id}/keys`: a participant's public keys.
-    pub async fn participant_keys(&self, who: &ParticipantId) -> Result<Keys> {
-        self.get_json(&format!(
-            "/v1/participants/{}/{}/keys",
-            who.kind(),
-            who.id()
-        ))
-        .await
-    }
-
-    /// `PUT /v1/participants/{kind}/{id}/keys`: publishes the caller's own public keys.
-    pub async fn publish_keys(&self, who: &ParticipantId, keys: &Keys) -> Result<Keys> {
-        self.put_json(
-            &format!("/v1/participants/{}/{}/keys", who.kind(), who.id()),
-            keys,
-        )
-        .await
-    }
-
-    /// `GET /v1/audit/checkpoint`: the hub's latest signed audit checkpoint.
-    pub async fn audit_checkpoint(&self) -> Result<Checkpoint> {
-        self.get_json("/v1/audit/checkpoint").await
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -499,15 +320,6 @@ mod tests {
             serde_json::to_value(&r).unwrap(),
             serde_json::json!({"outcome": "rejected", "reason": "no match"})
         );
-    }
-
-    #[test]
-    fn path_segments_refuse_anything_needing_escapes() {
-        assert!(segment("id", "rec1_abc").is_ok());
-        assert!(segment("id", "0b8e-uuid").is_ok());
-        for bad in ["", "..", "a/b", "..%2f", "a b", "a?b"] {
-            assert!(segment("id", bad).is_err(), "{bad}");
-        }
     }
 
     #[test]

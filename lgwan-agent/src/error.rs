@@ -59,3 +59,13 @@ pub enum Error {
     #[error("writing output: {0}")]
     Output(#[source] std::io::Error),
 }
+
+impl Error {
+    /// An [`Error::Io`] for `path`.
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

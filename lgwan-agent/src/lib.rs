@@ -6,13 +6,19 @@
 //! Bad input never stops an import: it becomes a [`quarantine::Quarantine`]
 //! report and the rest of the input is still processed.
 
+pub mod agent;
 pub mod archive;
 pub mod cda;
+pub mod config;
+pub mod decode;
 pub mod domain;
 pub mod error;
 pub mod index;
 pub mod minimize;
+pub mod pipeline;
+pub mod preview;
 pub mod quarantine;
+pub mod tabular;
 mod xml;
 
 pub use error::{Error, Result};

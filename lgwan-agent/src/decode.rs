@@ -1,0 +1,143 @@
+//! Text encoding of CSV inputs: a file that is valid UTF-8 (with or without a
+//! byte-order mark) is UTF-8, anything else is CP932 (Windows Shift_JIS). Both
+//! the check and the decoding stream in fixed-size chunks.
+
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+use std::path::Path;
+
+use encoding_rs::{Decoder, DecoderResult, Encoding, SHIFT_JIS, UTF_8};
+
+const CHUNK: usize = 64 * 1024;
+
+/// The encoding of `path`: UTF-8 when every byte sequence is valid UTF-8, else CP932.
+pub fn detect(path: &Path) -> io::Result<&'static Encoding> {
+    let mut file = BufReader::new(File::open(path)?);
+    let mut buf = vec![0u8; CHUNK];
+    let mut carry = 0usize;
+    loop {
+        let n = file.read(buf.get_mut(carry..).unwrap_or_default())?;
+        let filled = carry + n;
+        let data = buf.get(..filled).unwrap_or_default();
+        match std::str::from_utf8(data) {
+            Ok(_) => carry = 0,
+            // An incomplete sequence at the end of the chunk continues in the next.
+            Err(e) if e.error_len().is_none() && n > 0 => {
+                let start = e.valid_up_to();
+                carry = filled - start;
+                buf.copy_within(start..filled, 0);
+            }
+            Err(_) => return Ok(SHIFT_JIS),
+        }
+        if n == 0 {
+            return Ok(UTF_8);
+        }
+    }
+}
+
+/// A reader that decodes `inner` from `encoding` to UTF-8 (dropping a BOM) and
+/// fails on malformed input instead of replacing it.
+pub struct DecodingReader<R> {
+    inner: R,
+    decoder: Decoder,
+    input: Vec<u8>,
+    start: usize,
+    end: usize,
+    eof: bool,
+    /// Bytes of input consumed so far, for error positions.
+    consumed: u64,
+}
+
+impl<R: Read> DecodingReader<R> {
+    /// Decodes `inner`, which is in `encoding`.
+    pub fn new(inner: R, encoding: &'static Encoding) -> Self {
+        DecodingReader {
+            inner,
+            decoder: encoding.new_decoder_with_bom_removal(),
+            input: vec![0; CHUNK],
+            start: 0,
+            end: 0,
+            eof: false,
+            consumed: 0,
+        }
+    }
+}
+
+impl<R> std::fmt::Debug for DecodingReader<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DecodingReader")
+            .field("encoding", &self.decoder.encoding().name())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: Read> Read for DecodingReader<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if out.len() < 4 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "buffer too small",
+            ));
+        }
+        loop {
+            if self.start == self.end && !self.eof {
+                self.start = 0;
+                self.end = self.inner.read(&mut self.input)?;
+                self.eof = self.end == 0;
+            }
+            let src = self.input.get(self.start..self.end).unwrap_or_default();
+            let (result, read, written) = self
+                .decoder
+                .decode_to_utf8_without_replacement(src, out, self.eof);
+            self.start += read;
+            self.consumed += read as u64;
+            match result {
+                DecoderResult::Malformed(_, _) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!(
+                            "not valid {} near byte {}",
+                            self.decoder.encoding().name(),
+                            self.consumed
+                        ),
+                    ));
+                }
+                DecoderResult::OutputFull | DecoderResult::InputEmpty if written > 0 => {
+                    return Ok(written);
+                }
+                DecoderResult::InputEmpty if self.eof => return Ok(0),
+                DecoderResult::InputEmpty | DecoderResult::OutputFull => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode(bytes: &[u8], enc: &'static Encoding) -> io::Result<String> {
+        let mut s = String::new();
+        DecodingReader::new(bytes, enc).read_to_string(&mut s)?;
+        Ok(s)
+    }
+
+    #[test]
+    fn detects_and_decodes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (text, _, _) = SHIFT_JIS.encode("保険者番号,氏名\n1,見本\n");
+        let sjis = dir.path().join("a.csv");
+        std::fs::write(&sjis, &text).unwrap();
+        assert_eq!(detect(&sjis).unwrap(), SHIFT_JIS);
+        let utf8 = dir.path().join("b.csv");
+        let long = "あ".repeat(CHUNK); // multi-byte sequences cross chunk boundaries
+        std::fs::write(&utf8, format!("\u{feff}{long}")).unwrap();
+        assert_eq!(detect(&utf8).unwrap(), UTF_8);
+        assert_eq!(
+            decode(&text, SHIFT_JIS).unwrap(),
+            "保険者番号,氏名\n1,見本\n"
+        );
+        assert_eq!(decode("\u{feff}a,b".as_bytes(), UTF_8).unwrap(), "a,b");
+        assert!(decode(&[b'a', 0x82], SHIFT_JIS).is_err());
+    }
+}

@@ -1,0 +1,383 @@
+//! KDB CSV exports and insurer notices (医療費通知, ジェネリック差額通知): the
+//! column mapping from config, header matching, row parsing, and the FHIR
+//! bundle of one row. Files stream row by row; CP932 or UTF-8 is detected.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::Path;
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value as Json, json};
+
+use crate::decode::{DecodingReader, detect};
+use crate::domain::{PersonIdentity, Sex, fold_width, is_decimal, parse_date};
+use crate::minimize::{UCUM, bundle};
+use crate::quarantine::{Quarantine, Reason};
+
+/// How the columns of one kind of CSV map to a record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableMapping {
+    /// Name of the mapping, e.g. `kdb-medical-cost`; part of each row's document id.
+    pub name: String,
+    /// Catalog category of the records, e.g. `kdb.medical-cost`.
+    pub category: String,
+    /// Code system of the value codes; default `urn:renkei:table:<name>`.
+    #[serde(default)]
+    pub code_system: Option<String>,
+    /// The identity columns.
+    pub identity: IdentityColumns,
+    /// The column with the date the row refers to.
+    pub date_column: String,
+    /// Its chrono format, e.g. `%Y%m` (day 1 is implied) or `%Y/%m/%d`.
+    pub date_format: String,
+    /// The value columns; a row's empty cells are left out.
+    pub values: Vec<ValueColumn>,
+}
+
+/// Names of the identity columns (the values never leave the agent).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityColumns {
+    /// 保険者番号.
+    pub insurer: String,
+    /// 記号 (absent when the insurer issues none).
+    #[serde(default)]
+    pub symbol: Option<String>,
+    /// 番号.
+    pub number: String,
+    /// 枝番.
+    #[serde(default)]
+    pub branch: Option<String>,
+    /// 生年月日 (`YYYYMMDD`, `YYYY-MM-DD` or `YYYY/MM/DD`).
+    pub birth: String,
+    /// 性別 (`1`/`2`, `男`/`女`, `M`/`F`).
+    pub sex: String,
+}
+
+/// One value column.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValueColumn {
+    /// The header of the column.
+    pub column: String,
+    /// The code of the observation, e.g. `total-cost`.
+    pub code: String,
+    /// The display of the code; default the column name.
+    #[serde(default)]
+    pub display: Option<String>,
+    /// How to read the cell.
+    pub kind: ValueKind,
+    /// UCUM unit of a `quantity`.
+    #[serde(default)]
+    pub unit: Option<String>,
+}
+
+/// How a value cell is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ValueKind {
+    /// Yen, an integer (`1,234` and `¥` accepted): `valueQuantity` in JPY.
+    Money,
+    /// A decimal number with the column's UCUM unit.
+    Quantity,
+    /// Free text: `valueString`.
+    Text,
+}
+
+/// One parsed row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TableRow {
+    /// The 1-based record number in the file (the header is record 1).
+    pub line: u64,
+    /// Who the row is about (never leaves the agent).
+    pub identity: PersonIdentity,
+    /// The date the row refers to.
+    pub effective_date: NaiveDate,
+    /// (index into the mapping's `values`, normalized cell), non-empty cells only.
+    pub cells: Vec<(usize, String)>,
+}
+
+/// What reading a table yields, row by row.
+#[derive(Debug)]
+pub enum TableItem {
+    /// A row that parsed, with the index of its mapping.
+    Row(usize, TableRow),
+    /// A row, or the whole file, set aside.
+    Quarantined(Quarantine),
+}
+
+/// Reads `path`, choosing the mapping whose columns all appear in the header
+/// (the one naming most columns when several do).
+pub fn read_table(
+    path: &Path,
+    mappings: &[TableMapping],
+    max_bytes: u64,
+    sink: &mut dyn FnMut(TableItem),
+) {
+    let label = path.display().to_string();
+    let quarantine = |entry: Option<String>, reason| {
+        TableItem::Quarantined(Quarantine::new(label.clone(), entry, reason))
+    };
+    let size = std::fs::metadata(path).map(|m| m.len());
+    let encoding = match (size, detect(path)) {
+        (Ok(size), _) if size > max_bytes => {
+            let limit = max_bytes;
+            return sink(quarantine(None, Reason::ArchiveTooLarge { size, limit }));
+        }
+        (Ok(_), Ok(enc)) => enc,
+        (Err(e), _) | (_, Err(e)) => {
+            return sink(quarantine(None, Reason::Unreadable(e.to_string())));
+        }
+    };
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) => return sink(quarantine(None, Reason::Unreadable(e.to_string()))),
+    };
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_reader(DecodingReader::new(BufReader::new(file), encoding));
+    let header: Vec<String> = match reader.headers() {
+        Ok(h) => h.iter().map(|c| c.trim().to_owned()).collect(),
+        Err(e) => return sink(quarantine(None, Reason::Csv(format!("header: {e}")))),
+    };
+    let Some((index, columns)) = choose_mapping(&header, mappings) else {
+        let reason = Reason::Csv(format!(
+            "no column mapping matches the header ({} columns; mappings: {})",
+            header.len(),
+            mappings
+                .iter()
+                .map(|m| format!("`{}`", m.name))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        return sink(quarantine(None, reason));
+    };
+    let Some(mapping) = mappings.get(index) else {
+        return;
+    };
+    for record in reader.records() {
+        let record = match record {
+            Ok(r) => r,
+            Err(e) => {
+                let line = e.position().map(|p| p.record() + 1);
+                let entry = line.map(|l| format!("record {l}"));
+                // A decoding error ends the file; a malformed row does not.
+                let (reason, fatal) = match e.kind() {
+                    csv::ErrorKind::Io(io) => (Reason::Encoding(io.to_string()), true),
+                    _ => (Reason::Csv(e.to_string()), false),
+                };
+                sink(quarantine(entry, reason));
+                if fatal {
+                    return;
+                }
+                continue;
+            }
+        };
+        let line = record.position().map_or(0, |p| p.record() + 1);
+        let cells = Cells {
+            record: &record,
+            columns: &columns,
+        };
+        match parse_row(mapping, line, &cells) {
+            Ok(row) => sink(TableItem::Row(index, row)),
+            Err(reason) => sink(quarantine(Some(format!("record {line}")), reason)),
+        }
+    }
+}
+
+type ColumnIndex = std::collections::HashMap<String, usize>;
+
+fn choose_mapping(header: &[String], mappings: &[TableMapping]) -> Option<(usize, ColumnIndex)> {
+    let index: ColumnIndex = header
+        .iter()
+        .enumerate()
+        .map(|(i, name)| (name.clone(), i))
+        .collect();
+    mappings
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| m.columns().iter().all(|c| index.contains_key(*c)))
+        .max_by_key(|(_, m)| m.columns().len())
+        .map(|(i, _)| (i, index.clone()))
+}
+
+impl TableMapping {
+    /// Every column the mapping names.
+    pub fn columns(&self) -> Vec<&str> {
+        let id = &self.identity;
+        let mut out = vec![
+            id.insurer.as_str(),
+            id.number.as_str(),
+            id.birth.as_str(),
+            id.sex.as_str(),
+            self.date_column.as_str(),
+        ];
+        out.extend(id.symbol.as_deref());
+        out.extend(id.branch.as_deref());
+        out.extend(self.values.iter().map(|v| v.column.as_str()));
+        out
+    }
+
+    /// The code system of the value codes.
+    pub fn code_system(&self) -> String {
+        self.code_system
+            .clone()
+            .unwrap_or_else(|| format!("urn:renkei:table:{}", self.name))
+    }
+}
+
+/// The cells of one record, looked up by column name.
+struct Cells<'a> {
+    record: &'a csv::StringRecord,
+    columns: &'a ColumnIndex,
+}
+
+impl<'a> Cells<'a> {
+    /// The trimmed cell of column `name`, empty when absent.
+    fn get(&self, name: &str) -> &'a str {
+        self.columns
+            .get(name)
+            .and_then(|&i| self.record.get(i))
+            .map(str::trim)
+            .unwrap_or_default()
+    }
+}
+
+fn parse_row(mapping: &TableMapping, line: u64, cells: &Cells<'_>) -> Result<TableRow, Reason> {
+    let cell = |name: &str| cells.get(name);
+    let id = &mapping.identity;
+    // Identity cells are named, never quoted: they must not reach a report.
+    let named = |column: &str, what: &str| Reason::Csv(format!("column `{column}`: {what}"));
+    let insurer: String = cell(&id.insurer).chars().map(fold_width).collect();
+    if insurer.is_empty() || insurer.len() > 8 || !insurer.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(named(&id.insurer, "insurer number is not 1 to 8 digits"));
+    }
+    let number = cell(&id.number);
+    if number.is_empty() {
+        return Err(named(&id.number, "card number is empty"));
+    }
+    let birth = parse_date(cell(&id.birth)).ok_or_else(|| named(&id.birth, "not a date"))?;
+    let sex = Sex::parse(cell(&id.sex)).ok_or_else(|| named(&id.sex, "not a sex (1/2, 男/女)"))?;
+    let raw_date = cell(&mapping.date_column);
+    let effective_date = parse_with_format(raw_date, &mapping.date_format).ok_or_else(|| {
+        named(
+            &mapping.date_column,
+            &format!("`{raw_date}` does not match `{}`", mapping.date_format),
+        )
+    })?;
+    let mut cells = Vec::new();
+    for (i, v) in mapping.values.iter().enumerate() {
+        let raw = cell(&v.column);
+        if raw.is_empty() {
+            continue;
+        }
+        let folded: String = raw.chars().map(fold_width).collect();
+        let value = match v.kind {
+            ValueKind::Money => {
+                let digits: String = folded
+                    .chars()
+                    .filter(|c| !matches!(c, ',' | '¥' | '\\' | '円'))
+                    .collect();
+                if !digits.is_empty()
+                    && digits
+                        .trim_start_matches('-')
+                        .bytes()
+                        .all(|b| b.is_ascii_digit())
+                    && digits != "-"
+                {
+                    digits
+                } else {
+                    return Err(named(
+                        &v.column,
+                        &format!("`{raw}` is not an amount of yen"),
+                    ));
+                }
+            }
+            ValueKind::Quantity if is_decimal(&folded) => folded,
+            ValueKind::Quantity => {
+                return Err(named(&v.column, &format!("`{raw}` is not a number")));
+            }
+            ValueKind::Text => raw.to_owned(),
+        };
+        cells.push((i, value));
+    }
+    Ok(TableRow {
+        line,
+        identity: PersonIdentity {
+            insurer,
+            symbol: id
+                .symbol
+                .as_deref()
+                .map(|c| cell(c).to_owned())
+                .unwrap_or_default(),
+            number: number.to_owned(),
+            branch: id
+                .branch
+                .as_deref()
+                .map(|c| cell(c).to_owned())
+                .filter(|b| !b.is_empty()),
+            birth,
+            sex,
+        },
+        effective_date,
+        cells,
+    })
+}
+
+/// Parses a date with a chrono format; a format without a day means day 1.
+fn parse_with_format(raw: &str, format: &str) -> Option<NaiveDate> {
+    let folded: String = raw.chars().map(fold_width).collect();
+    if format.contains("%d") || format.contains("%e") {
+        NaiveDate::parse_from_str(&folded, format).ok()
+    } else {
+        NaiveDate::parse_from_str(&format!("{folded}|01"), &format!("{format}|%d")).ok()
+    }
+}
+
+/// The FHIR R4 Bundle of one row: one Observation per non-empty value cell.
+pub fn row_bundle(mapping: &TableMapping, row: &TableRow) -> Json {
+    let system = mapping.code_system();
+    let entries = row
+        .cells
+        .iter()
+        .filter_map(|(i, raw)| mapping.values.get(*i).map(|v| (v, raw)))
+        .map(|(v, raw)| {
+            let mut o = Map::new();
+            o.insert("resourceType".into(), json!("Observation"));
+            o.insert("status".into(), json!("final"));
+            let display = v.display.clone().unwrap_or_else(|| v.column.clone());
+            o.insert(
+                "code".into(),
+                json!({"coding": [{"system": system, "code": v.code, "display": display}]}),
+            );
+            o.insert("effectiveDateTime".into(), json!(row.effective_date.to_string()));
+            let number = |s: &str| {
+                s.parse::<i64>()
+                    .map(Json::from)
+                    .or_else(|_| s.parse::<f64>().map(Json::from))
+                    .unwrap_or_else(|_| json!(s))
+            };
+            match v.kind {
+                ValueKind::Money => o.insert(
+                    "valueQuantity".into(),
+                    json!({"value": number(raw), "unit": "JPY", "system": "urn:iso:std:iso:4217", "code": "JPY"}),
+                ),
+                ValueKind::Quantity => {
+                    let mut q = Map::new();
+                    q.insert("value".into(), number(raw));
+                    if let Some(unit) = &v.unit {
+                        q.insert("unit".into(), json!(unit));
+                        q.insert("system".into(), json!(UCUM));
+                        q.insert("code".into(), json!(unit));
+                    }
+                    o.insert("valueQuantity".into(), Json::Object(q))
+                }
+                ValueKind::Text => o.insert("valueString".into(), json!(raw)),
+            };
+            (None, Json::Object(o))
+        })
+        .collect();
+    bundle(entries)
+}

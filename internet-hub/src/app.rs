@@ -163,11 +163,7 @@ pub async fn start(cfg: &HubConfig, clock: Clock) -> Result<Running> {
             rx.clone(),
             drain,
         )),
-        tokio::spawn(checkpoint_timer(
-            hub.clone(),
-            Duration::from_secs(f.audit.checkpoint_secs.max(1)),
-            rx,
-        )),
+        tokio::spawn(checkpoint_timer(hub.clone(), f.audit, rx)),
     ];
     tracing::info!(%participant_addr, %portal_addr, %admin_addr, "hub listening");
     Ok(Running {
@@ -193,13 +189,27 @@ async fn timeout_layer(
     }
 }
 
-async fn checkpoint_timer(hub: Arc<Hub>, every: Duration, mut stop: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(every);
+/// Signs a checkpoint when `checkpoint_every` entries accumulated or `checkpoint_secs`
+/// passed with new entries, whichever comes first (checked once a second).
+async fn checkpoint_timer(hub: Arc<Hub>, audit: crate::config::Audit, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut since = tokio::time::Instant::now();
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                if let Err(e) = crate::audit::checkpoint(&hub.db, &hub.signing_key, hub.now()).await {
-                    tracing::warn!(error = %e, "audit checkpoint failed");
+                let due_by_time = since.elapsed() >= Duration::from_secs(audit.checkpoint_secs.max(1));
+                let due = match crate::audit::pending_entries(&hub.db).await {
+                    Ok(n) => n > 0 && (due_by_time || n >= audit.checkpoint_every.max(1)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "audit checkpoint check failed");
+                        false
+                    }
+                };
+                if due {
+                    match crate::audit::checkpoint(&hub.db, &hub.signing_key, hub.now()).await {
+                        Ok(_) => since = tokio::time::Instant::now(),
+                        Err(e) => tracing::warn!(error = %e, "audit checkpoint failed"),
+                    }
                 }
             }
             _ = stop.changed() => break,

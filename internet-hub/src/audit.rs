@@ -214,6 +214,19 @@ pub async fn checkpoint(
     Ok(Some(cp))
 }
 
+/// How many entries were appended since the latest checkpoint.
+pub async fn pending_entries(db: &Db) -> Result<i64> {
+    let head: i64 = sqlx::query("SELECT value FROM hub_sequences WHERE name = 'audit'")
+        .fetch_one(db.pool())
+        .await?
+        .try_get("value")?;
+    let last: Option<i64> = sqlx::query("SELECT MAX(seq) AS s FROM hub_checkpoints")
+        .fetch_one(db.pool())
+        .await?
+        .try_get("s")?;
+    Ok(head - last.unwrap_or(0))
+}
+
 /// The latest signed checkpoint, if any.
 pub async fn latest_checkpoint(db: &Db) -> Result<Option<Checkpoint>> {
     let row = sqlx::query(

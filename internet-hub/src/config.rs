@@ -144,13 +144,13 @@ impl Default for Limits {
 pub struct Audit {
     /// Sign a checkpoint at least every this many seconds when the log grew.
     pub checkpoint_secs: u64,
+    /// Sign a checkpoint as soon as this many entries were appended since the last one.
+    pub checkpoint_every: i64,
 }
 
 impl Default for Audit {
     fn default() -> Self {
-        Audit {
-            checkpoint_secs: 60,
-        }
+        Audit { checkpoint_secs: 60, checkpoint_every: 1000 }
     }
 }
 

@@ -2,6 +2,9 @@
 //! in `tests/fixtures/` (regenerate with `tests/fixtures/regen.sh`).
 
 mod archive;
+mod cli;
+mod preview;
+mod tabular;
 
 use std::path::PathBuf;
 

@@ -1,0 +1,92 @@
+//! The `lgwan-agent` binary: init, token, preview.
+
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_lgwan-agent");
+
+fn token(config: &std::path::Path, symbol: &str, number: &str, birth: &str) -> String {
+    let out = Command::new(BIN)
+        .args(["token", "--config"])
+        .arg(config)
+        .args([
+            "--insurer",
+            "138016",
+            "--symbol",
+            symbol,
+            "--number",
+            number,
+        ])
+        .args(["--birth", birth, "--sex", "female"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+#[test]
+fn init_token_preview() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent_dir = dir.path().join("agent");
+    let out = Command::new(BIN)
+        .args(["init", "--dir"])
+        .arg(&agent_dir)
+        .args(["--source", "source:city-mihon"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    use std::os::unix::fs::PermissionsExt;
+    for key in ["token.key", "record.key", "enrollment.key"] {
+        let mode = std::fs::metadata(agent_dir.join("keys").join(key))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{key}");
+    }
+    // init refuses to overwrite.
+    let again = Command::new(BIN)
+        .args(["init", "--dir"])
+        .arg(&agent_dir)
+        .args(["--source", "source:city-mihon"])
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+
+    let config = agent_dir.join("agent.toml");
+    let half = token(&config, "見本12-3", "4567", "1970-01-02");
+    let full = token(&config, "見本１２－３", "４５６７", "19700102");
+    assert!(half.starts_with("st1_") && half.len() == 36, "{half}");
+    assert_eq!(half, full);
+    assert_ne!(half, token(&config, "見本12-3", "4568", "1970-01-02"));
+
+    let preview = Command::new(BIN)
+        .args(["preview", "--config"])
+        .arg(&config)
+        .arg(crate::fixture("bad_inputs.zip"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        preview.status.code(),
+        Some(2),
+        "quarantines give exit code 2"
+    );
+    let stdout = String::from_utf8(preview.stdout).unwrap();
+    assert!(stdout.lines().count() > 2);
+    assert!(
+        stdout
+            .lines()
+            .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok())
+    );
+    let stderr = String::from_utf8(preview.stderr).unwrap();
+    assert!(
+        stderr.contains("quarantined:") && stderr.contains("evil.xml"),
+        "{stderr}"
+    );
+}

@@ -1,0 +1,115 @@
+//! KDB and insurer-notice CSVs: encoding detection, mapping by header, row errors.
+
+use std::path::PathBuf;
+
+use lgwan_agent::config::Config;
+use lgwan_agent::quarantine::Reason;
+use lgwan_agent::tabular::{TableItem, TableRow, read_table};
+
+use crate::fixture;
+use crate::preview::{agent, run_preview};
+
+fn mappings() -> Config {
+    let dir = tempfile::tempdir().unwrap();
+    let a = agent(dir.path());
+    a.config.clone()
+}
+
+fn read(
+    path: &PathBuf,
+    config: &Config,
+) -> (Vec<(usize, TableRow)>, Vec<Reason>, Vec<Option<String>>) {
+    let (mut rows, mut reasons, mut entries) = (Vec::new(), Vec::new(), Vec::new());
+    read_table(path, &config.tables, 1 << 20, &mut |item| match item {
+        TableItem::Row(m, r) => rows.push((m, r)),
+        TableItem::Quarantined(q) => {
+            reasons.push(q.reason);
+            entries.push(q.entry);
+        }
+    });
+    (rows, reasons, entries)
+}
+
+#[test]
+fn cp932_and_utf8_exports_read_the_same() {
+    let config = mappings();
+    let (sjis, bad1, _) = read(&fixture("csv/kdb_medical_cost_cp932.csv"), &config);
+    let (utf8, bad2, _) = read(&fixture("csv/kdb_medical_cost_utf8.csv"), &config);
+    assert!(bad1.is_empty() && bad2.is_empty(), "{bad1:?} {bad2:?}");
+    assert_eq!(sjis.len(), 10);
+    assert_eq!(sjis, utf8);
+    assert_eq!(config.tables[sjis[0].0].name, "kdb-medical-cost");
+    assert_eq!(sjis[0].1.effective_date.to_string(), "2024-04-01");
+    // Full-width 記号・番号 in the generic-drug notice are kept as written.
+    let (generic, _, _) = read(&fixture("csv/notice_generic_utf8.csv"), &config);
+    assert_eq!(
+        config.tables[generic[0].0].category,
+        "insurer.generic-drug-notice"
+    );
+    assert!(
+        generic
+            .iter()
+            .any(|(_, r)| r.identity.number.chars().any(|c| c > '\u{ff00}'))
+    );
+}
+
+#[test]
+fn same_rows_in_either_encoding_give_the_same_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = agent(dir.path());
+    let (a, _) = run_preview(&agent, &[fixture("csv/kdb_medical_cost_cp932.csv")]);
+    let (b, _) = run_preview(&agent, &[fixture("csv/kdb_medical_cost_utf8.csv")]);
+    assert_eq!(a, b);
+    let entry = &a[0]["payload"]["entry"][0]["resource"];
+    assert_eq!(entry["valueQuantity"]["code"], "JPY");
+    assert_eq!(a[0]["category"], "kdb.medical-cost");
+}
+
+#[test]
+fn bad_rows_are_quarantined_by_column_and_the_rest_read() {
+    let config = mappings();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kdb.csv");
+    let header = "保険者番号,被保険者証記号,被保険者証番号,枝番,氏名,生年月日,性別,診療年月,入院医療費,入院外医療費,歯科医療費,調剤医療費,医療費総額";
+    let body = [
+        "138016,見本1,12345,01,見本　太郎,1970/01/02,男,202404,0,100,0,0,100",
+        "138016,見本1,12345,01,見本　太郎,1970/13/02,男,202404,0,100,0,0,100",
+        "138016,見本1,12345,01,見本　太郎,1970/01/02,男,202404,0,abc,0,0,100",
+        "138016,見本1,12345,01,見本　太郎,1970/01/02,男,2024-04,0,100,0,0,100",
+    ];
+    std::fs::write(&path, format!("{header}\n{}\n", body.join("\n"))).unwrap();
+    let (rows, reasons, entries) = read(&path, &config);
+    assert_eq!(rows.len(), 1);
+    let messages: Vec<String> = reasons.iter().map(ToString::to_string).collect();
+    assert!(
+        messages[0].contains("`生年月日`") && !messages[0].contains("1970"),
+        "{messages:?}"
+    );
+    assert!(messages[1].contains("`入院外医療費`") && messages[1].contains("`abc`"));
+    assert!(messages[2].contains("`診療年月`"));
+    assert_eq!(entries[0].as_deref(), Some("record 3"));
+}
+
+#[test]
+fn unknown_header_and_bad_bytes() {
+    let config = mappings();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("other.csv");
+    std::fs::write(&path, "a,b\n1,2\n").unwrap();
+    let (rows, reasons, _) = read(&path, &config);
+    assert!(rows.is_empty());
+    assert!(matches!(&reasons[..], [Reason::Csv(m)] if m.contains("no column mapping")));
+    // Neither UTF-8 nor CP932: a lone lead byte at the end.
+    let header = "保険者番号,被保険者証記号,被保険者証番号,枝番,氏名,生年月日,性別,認定日,要介護度,介護給付費\n";
+    let mut bytes = encoding_rs::SHIFT_JIS.encode(header).0.into_owned();
+    bytes.extend_from_slice(b"138016,,1,,x,1970/01/02,1,20240401,1,100\n");
+    bytes.push(0x82);
+    let path = dir.path().join("care.csv");
+    std::fs::write(&path, bytes).unwrap();
+    let (rows, reasons, _) = read(&path, &config);
+    assert_eq!(rows.len(), 1);
+    assert!(
+        matches!(&reasons[..], [Reason::Encoding(m)] if m.contains("Shift_JIS")),
+        "{reasons:?}"
+    );
+}

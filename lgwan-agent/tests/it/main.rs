@@ -1,6 +1,16 @@
 //! Integration tests of the agent library and binary over the synthetic fixtures
 //! in `tests/fixtures/` (regenerate with `tests/fixtures/regen.sh`).
 
+// Helpers outside `#[test]` functions count as non-test code for clippy; they
+// are test code all the same and should fail loudly.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test helpers abort on failure like the tests that call them"
+)]
+
 mod archive;
 mod cli;
 mod preview;

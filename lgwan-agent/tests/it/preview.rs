@@ -183,7 +183,7 @@ fn leaks(records: &[Value], values: &BTreeSet<String>) -> Vec<String> {
             let hit = if v.chars().count() >= 4 {
                 text.contains(&v)
             } else {
-                leaves.iter().any(|l| *l == v)
+                leaves.contains(&v)
             };
             if hit {
                 found.push(v);

@@ -1,6 +1,6 @@
 //! KDB and insurer-notice CSVs: encoding detection, mapping by header, row errors.
 
-use std::path::PathBuf;
+use std::path::Path;
 
 use lgwan_agent::config::Config;
 use lgwan_agent::quarantine::Reason;
@@ -15,10 +15,10 @@ fn mappings() -> Config {
     a.config.clone()
 }
 
-fn read(
-    path: &PathBuf,
-    config: &Config,
-) -> (Vec<(usize, TableRow)>, Vec<Reason>, Vec<Option<String>>) {
+/// Rows (with their mapping), quarantine reasons, and the entries they name.
+type Read = (Vec<(usize, TableRow)>, Vec<Reason>, Vec<Option<String>>);
+
+fn read(path: &Path, config: &Config) -> Read {
     let (mut rows, mut reasons, mut entries) = (Vec::new(), Vec::new(), Vec::new());
     read_table(path, &config.tables, 1 << 20, &mut |item| match item {
         TableItem::Row(m, r) => rows.push((m, r)),

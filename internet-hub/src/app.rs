@@ -12,7 +12,6 @@ use renkei_crypto::tls::{ServerTlsPaths, server_config};
 use renkei_policies::Policies;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio_rustls::TlsAcceptor;
 
 use crate::api::{self, limits::RateLimiter};
 use crate::broker::{BrokerLimits, Clock, Hub};
@@ -29,10 +28,7 @@ pub async fn build_hub(cfg: &HubConfig, clock: Clock) -> Result<Arc<Hub>> {
     let pseudonym_key = PseudonymKey::load(&f.keys.pseudonym).map_err(key_err)?;
     let signing_key = SigningKey::load(&f.keys.signing).map_err(key_err)?;
     let receipt_pepper = read_secret_file(&f.keys.receipt_pepper).map_err(key_err)?;
-    let policies = match &f.policies_dir {
-        Some(dir) => Policies::load(dir).map_err(|e| Error::Config(e.to_string()))?,
-        None => Policies::embedded().map_err(|e| Error::Config(e.to_string()))?,
-    };
+    let policies = load_policies(cfg)?;
     let db = Db::connect(&f.database_url, f.limits.db_connections).await?;
     let consents = AnyConsentStore::connect(&f.database_url)
         .await
@@ -40,7 +36,7 @@ pub async fn build_hub(cfg: &HubConfig, clock: Clock) -> Result<Arc<Hub>> {
     Ok(Arc::new(Hub {
         db,
         consents,
-        policies,
+        policies: std::sync::RwLock::new(Arc::new(policies)),
         pseudonym_key,
         signing_key,
         receipt_pepper,
@@ -51,6 +47,35 @@ pub async fn build_hub(cfg: &HubConfig, clock: Clock) -> Result<Arc<Hub>> {
         },
         clock,
     }))
+}
+
+/// The configured policies, or the bundled ones.
+fn load_policies(cfg: &HubConfig) -> Result<Policies> {
+    match &cfg.file.policies_dir {
+        Some(dir) => Policies::load(dir).map_err(|e| Error::Config(e.to_string())),
+        None => Policies::embedded().map_err(|e| Error::Config(e.to_string())),
+    }
+}
+
+/// The participant (mTLS) and portal (server-only) TLS configs from the config's files.
+fn tls_configs(cfg: &HubConfig) -> Result<(Arc<rustls::ServerConfig>, Arc<rustls::ServerConfig>)> {
+    let f = &cfg.file;
+    let tls_err = |e: renkei_crypto::Error| Error::Config(e.to_string());
+    let participant = server_config(&ServerTlsPaths {
+        cert_chain: f.tls.cert.clone(),
+        key: f.tls.key.clone(),
+        client_ca: Some(f.tls.client_ca.clone()),
+        crls: f.tls.crls.clone(),
+    })
+    .map_err(tls_err)?;
+    let portal = server_config(&ServerTlsPaths {
+        cert_chain: f.tls.cert.clone(),
+        key: f.tls.key.clone(),
+        client_ca: None,
+        crls: Vec::new(),
+    })
+    .map_err(tls_err)?;
+    Ok((participant, portal))
 }
 
 /// A hub serving on its listeners.
@@ -66,9 +91,33 @@ pub struct Running {
     pub admin_addr: SocketAddr,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    participant_tls: SharedTls,
+    portal_tls: SharedTls,
 }
 
+type SharedTls = Arc<std::sync::RwLock<Arc<rustls::ServerConfig>>>;
+
 impl Running {
+    /// Reloads certificates, CRLs and policies from the config's files (SIGHUP). New
+    /// connections use them; open connections are not dropped. On any error nothing is
+    /// replaced and the error names the bad file. The participant registry needs no
+    /// reload: it is read on every request.
+    pub fn reload(&self, cfg: &HubConfig) -> Result<()> {
+        let (participant, portal) = tls_configs(cfg)?;
+        let policies = load_policies(cfg)?;
+        *self
+            .participant_tls
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = participant;
+        *self
+            .portal_tls
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = portal;
+        self.hub.set_policies(policies);
+        tracing::info!("reloaded certificates, CRLs and policies");
+        Ok(())
+    }
+
     /// Stops accepting, lets in-flight requests finish, and waits for the listeners.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
@@ -82,21 +131,9 @@ impl Running {
 pub async fn start(cfg: &HubConfig, clock: Clock) -> Result<Running> {
     let hub = build_hub(cfg, clock).await?;
     let f = &cfg.file;
-    let tls_err = |e: renkei_crypto::Error| Error::Config(e.to_string());
-    let participant_tls = server_config(&ServerTlsPaths {
-        cert_chain: f.tls.cert.clone(),
-        key: f.tls.key.clone(),
-        client_ca: Some(f.tls.client_ca.clone()),
-        crls: f.tls.crls.clone(),
-    })
-    .map_err(tls_err)?;
-    let portal_tls = server_config(&ServerTlsPaths {
-        cert_chain: f.tls.cert.clone(),
-        key: f.tls.key.clone(),
-        client_ca: None,
-        crls: Vec::new(),
-    })
-    .map_err(tls_err)?;
+    let (participant_tls, portal_tls) = tls_configs(cfg)?;
+    let participant_tls = Arc::new(std::sync::RwLock::new(participant_tls));
+    let portal_tls = Arc::new(std::sync::RwLock::new(portal_tls));
     let limits = ConnLimits {
         max_connections: f.limits.max_connections,
         handshake_timeout: Duration::from_secs(f.limits.handshake_timeout_secs),
@@ -136,7 +173,7 @@ pub async fn start(cfg: &HubConfig, clock: Clock) -> Result<Running> {
         tokio::spawn(server::serve(
             participant,
             Transport::Tls {
-                acceptor: TlsAcceptor::from(participant_tls),
+                config: participant_tls.clone(),
                 participant: true,
             },
             api_router,
@@ -147,7 +184,7 @@ pub async fn start(cfg: &HubConfig, clock: Clock) -> Result<Running> {
         tokio::spawn(server::serve(
             portal,
             Transport::Tls {
-                acceptor: TlsAcceptor::from(portal_tls),
+                config: portal_tls.clone(),
                 participant: false,
             },
             portal_router,
@@ -167,6 +204,8 @@ pub async fn start(cfg: &HubConfig, clock: Clock) -> Result<Running> {
     ];
     tracing::info!(%participant_addr, %portal_addr, %admin_addr, "hub listening");
     Ok(Running {
+        participant_tls,
+        portal_tls,
         hub,
         participant_addr,
         portal_addr,
@@ -191,7 +230,11 @@ async fn timeout_layer(
 
 /// Signs a checkpoint when `checkpoint_every` entries accumulated or `checkpoint_secs`
 /// passed with new entries, whichever comes first (checked once a second).
-async fn checkpoint_timer(hub: Arc<Hub>, audit: crate::config::Audit, mut stop: watch::Receiver<bool>) {
+async fn checkpoint_timer(
+    hub: Arc<Hub>,
+    audit: crate::config::Audit,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut since = tokio::time::Instant::now();
     loop {

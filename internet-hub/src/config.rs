@@ -150,7 +150,10 @@ pub struct Audit {
 
 impl Default for Audit {
     fn default() -> Self {
-        Audit { checkpoint_secs: 60, checkpoint_every: 1000 }
+        Audit {
+            checkpoint_secs: 60,
+            checkpoint_every: 1000,
+        }
     }
 }
 

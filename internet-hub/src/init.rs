@@ -5,10 +5,16 @@ use std::path::Path;
 use renkei_crypto::keys::{KeyVersion, PseudonymKey, write_secret_file};
 use renkei_crypto::sign::SigningKey;
 
+use crate::config::Listen;
 use crate::error::{Error, Result};
 
 /// Creates `keys/` and `hub.toml` in `dir`, pointing at the PKI folder `pki`.
 pub fn init(dir: &Path, pki: &Path) -> Result<()> {
+    init_with(dir, pki, &Listen::default())
+}
+
+/// As [`init`], with the given listen addresses.
+pub fn init_with(dir: &Path, pki: &Path, listen: &Listen) -> Result<()> {
     let keys = dir.join("keys");
     std::fs::create_dir_all(&keys)
         .map_err(|e| Error::Config(format!("cannot create `{}`: {e}", keys.display())))?;
@@ -30,11 +36,12 @@ pub fn init(dir: &Path, pki: &Path) -> Result<()> {
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut pepper);
     write_secret_file(&keys.join("receipt-pepper.key"), &pepper).map_err(err)?;
     let p = pki.display();
+    let (lp, lo, la) = (&listen.participant, &listen.portal, &listen.admin);
     let text = format!(
         "# Renkei hub configuration. Paths are relative to this file.\n\
          database_url = \"sqlite://hub.db\"\n\
          log_format = \"text\"\n\n\
-         [listen]\nparticipant = \"0.0.0.0:8443\"\nportal = \"0.0.0.0:8444\"\nadmin = \"127.0.0.1:9090\"\n\n\
+         [listen]\nparticipant = \"{lp}\"\nportal = \"{lo}\"\nadmin = \"{la}\"\n\n\
          [tls]\ncert = \"{p}/server.pem\"\nkey = \"{p}/server.key\"\nclient_ca = \"{p}/ca.pem\"\ncrls = [\"{p}/crl.pem\"]\n\n\
          [keys]\npseudonym = \"keys/pseudonym.key\"\nsigning = \"keys/signing.key\"\nreceipt_pepper = \"keys/receipt-pepper.key\"\n"
     );

@@ -11,6 +11,7 @@ pub mod audit;
 pub mod broker;
 pub mod config;
 pub mod db;
+// pub mod demo; (re-enabled once the agent library lands)
 pub mod error;
 pub mod init;
 pub mod logging;

@@ -21,6 +21,12 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the whole flow on this machine: PKI, hub, agent, PHR app, clinic, analyst, portal.
+    Demo {
+        /// Keep everything in this (new or empty) folder to explore afterwards.
+        #[arg(long)]
+        keep: Option<PathBuf>,
+    },
     /// Run the hub: participant API (mTLS), resident portal (HTTPS), admin endpoints.
     Serve {
         /// The hub configuration file.
@@ -115,6 +121,18 @@ enum PkiCommand {
         #[arg(long)]
         serial: String,
     },
+    /// Renew the hub's server certificate in place (then SIGHUP the hub).
+    RenewServer {
+        /// PKI folder.
+        #[arg(long)]
+        dir: PathBuf,
+        /// DNS names of the hub (repeat).
+        #[arg(long = "dns", default_value = "localhost")]
+        dns: Vec<String>,
+        /// IP addresses of the hub (repeat).
+        #[arg(long = "ip", default_value = "127.0.0.1")]
+        ip: Vec<std::net::IpAddr>,
+    },
     /// Regenerate the CRL.
     Crl {
         /// PKI folder.
@@ -189,6 +207,10 @@ fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Demo { keep } => {
+            let _ = keep;
+            anyhow::bail!("the demo is not built yet")
+        }
         Command::Serve { config } => {
             let cfg = HubConfig::load(&config)?;
             internet_hub::logging::init(&cfg.file.log_format);
@@ -197,7 +219,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "internet-hub: participant API https://{} · portal https://{} · admin http://{}",
                 running.participant_addr, running.portal_addr, running.admin_addr
             );
-            shutdown_signal().await;
+            wait_for_shutdown(&running, &config).await;
             eprintln!("internet-hub: shutting down, finishing in-flight requests");
             running.shutdown().await;
         }
@@ -341,6 +363,13 @@ fn pki(command: PkiCommand) -> anyhow::Result<()> {
             pki::revoke(&dir, &serial, now)?;
             println!("revoked serial {serial}; CRL regenerated");
         }
+        PkiCommand::RenewServer { dir, dns, ip } => {
+            pki::renew_server(&dir, &dns, &ip, now)?;
+            println!(
+                "renewed the hub server certificate in {}; send the hub SIGHUP to use it",
+                dir.display()
+            );
+        }
         PkiCommand::Crl { dir } => {
             let path = pki::crl(&dir, now)?;
             println!("CRL written to {}", path.display());
@@ -349,23 +378,28 @@ fn pki(command: PkiCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
+/// Waits for SIGINT or SIGTERM; on SIGHUP reloads certificates, CRLs and policies
+/// (re-reading the config file for their paths) without dropping connections.
+async fn wait_for_shutdown(running: &internet_hub::app::Running, config: &std::path::Path) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    loop {
         tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => return,
+            _ = term.recv() => return,
+            _ = hup.recv() => {
+                let outcome = HubConfig::load(config).and_then(|cfg| running.reload(&cfg));
+                match outcome {
+                    Ok(()) => eprintln!("internet-hub: reloaded certificates, CRLs and policies"),
+                    Err(e) => eprintln!("internet-hub: reload refused, keeping the running set-up: {e}"),
+                }
+            }
         }
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }

@@ -96,10 +96,33 @@ pub fn init(
     write_new(&dir.join(CA_CERT), &ca.to_pem().map_err(ossl)?, false)?;
     record(&mut index, &ca, CA_NAME, None, ca_not_after)?;
 
+    let (chain, key_pem) =
+        server_cert(&ca, &ca_key, &mut index, dns_names, ips, ca_not_after, now)?;
+    write_new(&dir.join(SERVER_KEY), &key_pem, true)?;
+    write_new(&dir.join(SERVER_CERT), &chain, false)?;
+    write_crl(dir, &mut index, &ca, &ca_key, now)?;
+    Ok(())
+}
+
+/// Issues the hub's server certificate (leaf then CA, PEM) and its key (PEM), recording it.
+fn server_cert(
+    ca: &X509,
+    ca_key: &PKey<Private>,
+    index: &mut Index,
+    dns_names: &[String],
+    ips: &[IpAddr],
+    ca_not_after: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<(Vec<u8>, zeroize::Zeroizing<Vec<u8>>)> {
+    if dns_names.is_empty() && ips.is_empty() {
+        return Err(Error::BadRequest(
+            "the server certificate needs at least one dns name or ip address".to_owned(),
+        ));
+    }
     let server_key = new_key()?;
     let server_not_after = (now + days(SERVER_VALIDITY_DAYS)?).min(ca_not_after);
     let cn = dns_names.first().map_or("renkei hub", String::as_str);
-    let b = cert_builder(&server_key, cn, now, server_not_after, &index)?;
+    let b = cert_builder(&server_key, cn, now, server_not_after, index)?;
     let mut san = SubjectAlternativeName::new();
     for dns in dns_names {
         san.dns(dns);
@@ -107,17 +130,42 @@ pub fn init(
     for ip in ips {
         san.ip(&ip.to_string());
     }
-    let san = san.build(&b.x509v3_context(Some(&ca), None));
+    let san = san.build(&b.x509v3_context(Some(ca), None));
     let eku = ExtendedKeyUsage::new().server_auth().build();
-    let server = sign_leaf(b, &ca, &ca_key, [san, eku])?;
+    let server = sign_leaf(b, ca, ca_key, [san, eku])?;
     let mut chain = server.to_pem().map_err(ossl)?;
     chain.extend(ca.to_pem().map_err(ossl)?);
-    write_new(&dir.join(SERVER_KEY), &pem_key(&server_key)?, true)?;
-    write_new(&dir.join(SERVER_CERT), &chain, false)?;
-    record(&mut index, &server, cn, None, server_not_after)?;
+    record(index, &server, cn, None, server_not_after)?;
+    Ok((chain, pem_key(&server_key)?))
+}
 
-    write_crl(dir, &mut index, &ca, &ca_key, now)?;
-    Ok(())
+/// Renews the hub's server certificate (new key, new serial) and replaces `server.pem`
+/// and `server.key` atomically; send the hub SIGHUP to use them without dropping
+/// connections.
+pub fn renew_server(
+    dir: &Path,
+    dns_names: &[String],
+    ips: &[IpAddr],
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let (ca, ca_key) = load_ca(dir)?;
+    let mut index = Index::load(dir)?;
+    let ca_not_after = index
+        .certificates
+        .iter()
+        .find(|c| c.subject == CA_NAME && c.participant.is_none())
+        .map(|c| c.not_after)
+        .ok_or_else(|| {
+            Error::Config(format!("`{}`: the CA is not in index.json", dir.display()))
+        })?;
+    let (chain, key_pem) =
+        server_cert(&ca, &ca_key, &mut index, dns_names, ips, ca_not_after, now)?;
+    let tmp_key = dir.join("server.key.new");
+    let _ = fs::remove_file(&tmp_key);
+    write_new(&tmp_key, &key_pem, true)?;
+    fs::rename(&tmp_key, dir.join(SERVER_KEY)).map_err(|e| io_error(&dir.join(SERVER_KEY), e))?;
+    replace_file(&dir.join(SERVER_CERT), &chain)?;
+    index.save(dir)
 }
 
 /// Issues a client certificate for `participant`, valid `validity_days`, into

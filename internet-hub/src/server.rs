@@ -48,8 +48,9 @@ pub struct ConnLimits {
 pub enum Transport {
     /// TLS; with `participant = true` the peer certificate names the participant.
     Tls {
-        /// The acceptor (its config decides whether client certificates are required).
-        acceptor: TlsAcceptor,
+        /// The server config in force (swapped on reload; it decides whether client
+        /// certificates are required).
+        config: Arc<std::sync::RwLock<Arc<rustls::ServerConfig>>>,
         /// Whether to extract a [`PeerIdentity`] from the client certificate.
         participant: bool,
     },
@@ -122,9 +123,14 @@ pub async fn serve(
                     let _ = watcher.watch(conn).await;
                 }
                 Transport::Tls {
-                    acceptor,
+                    config,
                     participant,
                 } => {
+                    let current = config
+                        .read()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .clone();
+                    let acceptor = TlsAcceptor::from(current);
                     let tls =
                         match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp))
                             .await

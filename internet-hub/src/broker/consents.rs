@@ -138,7 +138,7 @@ pub async fn grant(hub: &Hub, who: &ParticipantId, body: GrantBody) -> Result<Gr
             Error::BadRequest(format!("recipient `{}` is not registered", body.recipient))
         })?;
     let decision = hub
-        .policies
+        .policies()
         .authorize_grant(&renkei_policies::GrantRequest {
             participant: &recipient.id,
             kind: &recipient.kind,

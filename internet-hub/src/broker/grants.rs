@@ -43,13 +43,15 @@ pub async fn queue_for_record(
         let Some(recipient) = registry::get_by_str(conn, &cover.recipient).await? else {
             continue;
         };
-        let decision = hub.policies.authorize_read(&renkei_policies::ReadRequest {
-            participant: &recipient.id,
-            kind: &recipient.kind,
-            suspended: recipient.suspended(),
-            purpose: &cover.purpose,
-            category: &rec.category,
-        });
+        let decision = hub
+            .policies()
+            .authorize_read(&renkei_policies::ReadRequest {
+                participant: &recipient.id,
+                kind: &recipient.kind,
+                suspended: recipient.suspended(),
+                purpose: &cover.purpose,
+                category: &rec.category,
+            });
         if !decision.allowed {
             continue;
         }

@@ -73,8 +73,8 @@ pub struct Hub {
     pub db: Db,
     /// The consent store (same database).
     pub consents: AnyConsentStore,
-    /// Catalog and Cedar policies.
-    pub policies: Policies,
+    /// Catalog and Cedar policies; replaced as a whole on reload.
+    pub policies: std::sync::RwLock<Arc<Policies>>,
     /// K_hub_pseudonym for per-recipient pseudonyms.
     pub pseudonym_key: PseudonymKey,
     /// The hub's Ed25519 key for checkpoints and receipts.
@@ -88,6 +88,22 @@ pub struct Hub {
 }
 
 impl Hub {
+    /// The policies in force now (a reload swaps them between requests).
+    pub fn policies(&self) -> Arc<Policies> {
+        self.policies
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces the policies (after they loaded and validated).
+    pub fn set_policies(&self, policies: Policies) {
+        *self
+            .policies
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(policies);
+    }
+
     /// The current time.
     pub fn now(&self) -> DateTime<Utc> {
         self.clock.now()

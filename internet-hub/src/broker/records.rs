@@ -66,7 +66,7 @@ pub async fn ingest(hub: &Hub, who: &ParticipantId, batch: &[Upload]) -> Result<
                 h.source
             )));
         }
-        if !hub.policies.catalog().is_category(&h.category) {
+        if !hub.policies().catalog().is_category(&h.category) {
             return Err(Error::BadRequest(format!(
                 "records[{i}] `{record_id}`: unknown category `{}`",
                 h.category
@@ -359,13 +359,15 @@ async fn release(
     else {
         return Ok(Err("no consent in force covers this record".into()));
     };
-    let decision = hub.policies.authorize_read(&renkei_policies::ReadRequest {
-        participant: &me,
-        kind,
-        suspended: false,
-        purpose: &cover.purpose,
-        category: &row.category,
-    });
+    let decision = hub
+        .policies()
+        .authorize_read(&renkei_policies::ReadRequest {
+            participant: &me,
+            kind,
+            suspended: false,
+            purpose: &cover.purpose,
+            category: &row.category,
+        });
     if !decision.allowed {
         return Ok(Err(format!(
             "policy denies: {}",

@@ -443,38 +443,142 @@ both!(
 async fn every_endpoint_refuses_every_wrong_kind() {
     let h = TestHub::new(Backend::Sqlite).await.unwrap();
     h.register_all().await;
-    internet_hub::registry::add(&h.hub.db, &"admin:ops".parse().unwrap(), "ops", None, None, t0()).await.unwrap();
-    let all = ["source:city-a", "phr:asmile", "clinic:mysos", "analyst:hachioji", "municipality:city-a", "admin:ops"];
-    let recipients = ["phr:asmile", "clinic:mysos", "analyst:hachioji", "municipality:city-a"];
+    internet_hub::registry::add(
+        &h.hub.db,
+        &"admin:ops".parse().unwrap(),
+        "ops",
+        None,
+        None,
+        t0(),
+    )
+    .await
+    .unwrap();
+    let all = [
+        "source:city-a",
+        "phr:asmile",
+        "clinic:mysos",
+        "analyst:hachioji",
+        "municipality:city-a",
+        "admin:ops",
+    ];
+    let recipients = [
+        "phr:asmile",
+        "clinic:mysos",
+        "analyst:hachioji",
+        "municipality:city-a",
+    ];
     let endpoints: Vec<(&str, &str, Option<serde_json::Value>, Vec<&str>)> = vec![
-        ("POST", "/v1/records", Some(json!({"records": []})), vec!["source:city-a", "phr:asmile"]),
+        (
+            "POST",
+            "/v1/records",
+            Some(json!({"records": []})),
+            vec!["source:city-a", "phr:asmile"],
+        ),
         ("GET", "/v1/feed", None, recipients.to_vec()),
-        ("GET", "/v1/records/rec1_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", None, recipients.to_vec()),
+        (
+            "GET",
+            "/v1/records/rec1_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            None,
+            recipients.to_vec(),
+        ),
         ("GET", "/v1/events", None, recipients.to_vec()),
-        ("POST", "/v1/events/1/ack", Some(json!({"deleted": true})), recipients.to_vec()),
-        ("POST", "/v1/consents", Some(json!({"subject": SUBJECT, "recipient": "phr:asmile", "purpose": "phr-display", "categories": ["checkup.body"], "method": "app", "granted_by": "r"})), vec!["phr:asmile", "source:city-a"]),
-        ("POST", "/v1/consents/00000000-0000-0000-0000-000000000000/revoke", Some(json!({})), vec!["phr:asmile", "source:city-a", "clinic:mysos", "analyst:hachioji", "municipality:city-a"]),
-        ("POST", "/v1/enrollments", Some(json!({"source": "source:city-a", "user_ref": "u", "sealed": "AAAA"})), vec!["phr:asmile"]),
+        (
+            "POST",
+            "/v1/events/1/ack",
+            Some(json!({"deleted": true})),
+            recipients.to_vec(),
+        ),
+        (
+            "POST",
+            "/v1/consents",
+            Some(
+                json!({"subject": SUBJECT, "recipient": "phr:asmile", "purpose": "phr-display", "categories": ["checkup.body"], "method": "app", "granted_by": "r"}),
+            ),
+            vec!["phr:asmile", "source:city-a"],
+        ),
+        (
+            "POST",
+            "/v1/consents/00000000-0000-0000-0000-000000000000/revoke",
+            Some(json!({})),
+            vec![
+                "phr:asmile",
+                "source:city-a",
+                "clinic:mysos",
+                "analyst:hachioji",
+                "municipality:city-a",
+            ],
+        ),
+        (
+            "POST",
+            "/v1/enrollments",
+            Some(json!({"source": "source:city-a", "user_ref": "u", "sealed": "AAAA"})),
+            vec!["phr:asmile"],
+        ),
         ("GET", "/v1/enrollments/x", None, vec!["phr:asmile"]),
-        ("GET", "/v1/source/key-grant-requests", None, vec!["source:city-a", "phr:asmile"]),
-        ("POST", "/v1/source/key-grants", Some(json!({"grants": []})), vec!["source:city-a", "phr:asmile"]),
+        (
+            "GET",
+            "/v1/source/key-grant-requests",
+            None,
+            vec!["source:city-a", "phr:asmile"],
+        ),
+        (
+            "POST",
+            "/v1/source/key-grants",
+            Some(json!({"grants": []})),
+            vec!["source:city-a", "phr:asmile"],
+        ),
         ("GET", "/v1/source/enrollments", None, vec!["source:city-a"]),
-        ("POST", "/v1/source/enrollments/x/result", Some(json!({"outcome": "rejected", "reason": "r"})), vec!["source:city-a"]),
-        ("GET", "/v1/participants/source/city-a/keys", None, vec!["source:city-a", "phr:asmile", "clinic:mysos", "analyst:hachioji", "municipality:city-a"]),
-        ("GET", "/v1/audit/checkpoint", None, vec!["source:city-a", "phr:asmile", "clinic:mysos", "analyst:hachioji", "municipality:city-a"]),
+        (
+            "POST",
+            "/v1/source/enrollments/x/result",
+            Some(json!({"outcome": "rejected", "reason": "r"})),
+            vec!["source:city-a"],
+        ),
+        (
+            "GET",
+            "/v1/participants/source/city-a/keys",
+            None,
+            vec![
+                "source:city-a",
+                "phr:asmile",
+                "clinic:mysos",
+                "analyst:hachioji",
+                "municipality:city-a",
+            ],
+        ),
+        (
+            "GET",
+            "/v1/audit/checkpoint",
+            None,
+            vec![
+                "source:city-a",
+                "phr:asmile",
+                "clinic:mysos",
+                "analyst:hachioji",
+                "municipality:city-a",
+            ],
+        ),
     ];
     for (method, path, body, allowed) in &endpoints {
         for who in all {
             let (st, v) = h.call(Some(who), method, path, body.clone()).await;
             if allowed.contains(&who) {
-                assert_ne!(st, StatusCode::FORBIDDEN, "{who} {method} {path} is allowed: {v}");
+                assert_ne!(
+                    st,
+                    StatusCode::FORBIDDEN,
+                    "{who} {method} {path} is allowed: {v}"
+                );
             } else {
                 assert_eq!(st, StatusCode::FORBIDDEN, "{who} {method} {path}: {v}");
                 assert_eq!(v["error"]["code"], "forbidden");
             }
         }
         let (st, _) = h.call(None, method, path, body.clone()).await;
-        assert_eq!(st, StatusCode::UNAUTHORIZED, "{method} {path} without identity");
+        assert_eq!(
+            st,
+            StatusCode::UNAUTHORIZED,
+            "{method} {path} without identity"
+        );
     }
 }
 
@@ -483,11 +587,31 @@ async fn oversized_bodies_are_413_and_bad_json_is_400() {
     let h = TestHub::new(Backend::Sqlite).await.unwrap();
     h.register_all().await;
     let big = "A".repeat(2 << 20);
-    let (st, v) = h.call(Some("source:city-a"), "POST", "/v1/records", Some(json!({"records": [{"sealed": big, "subject": SUBJECT}]}))).await;
+    let (st, v) = h
+        .call(
+            Some("source:city-a"),
+            "POST",
+            "/v1/records",
+            Some(json!({"records": [{"sealed": big, "subject": SUBJECT}]})),
+        )
+        .await;
     assert_eq!(st, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
     assert_eq!(v["error"]["code"], "payload_too_large");
-    let (st, v) = h.call(Some("source:city-a"), "POST", "/v1/records", Some(json!({"records": "nope"}))).await;
+    let (st, v) = h
+        .call(
+            Some("source:city-a"),
+            "POST",
+            "/v1/records",
+            Some(json!({"records": "nope"})),
+        )
+        .await;
     assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
-    let (st, v) = h.call(Some("phr:asmile"), "GET", "/v1/feed?cursor=abc", None).await;
-    assert_eq!((st, v["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("bad_request")), "{v}");
+    let (st, v) = h
+        .call(Some("phr:asmile"), "GET", "/v1/feed?cursor=abc", None)
+        .await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("bad_request")),
+        "{v}"
+    );
 }

@@ -94,3 +94,99 @@ async fn participant_listener_requires_a_good_certificate() {
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
     running.shutdown().await;
 }
+
+/// Hot reload: a renewed server certificate and a new CRL take effect for new
+/// connections on `reload`, while an open connection keeps working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_rotates_server_certificate_and_crl_without_dropping_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki_dir = dir.path().join("pki");
+    let now = chrono::Utc::now();
+    let lo = [std::net::IpAddr::from([127, 0, 0, 1])];
+    internet_hub::pki::init(&pki_dir, &["localhost".into()], &lo, 397, now).unwrap();
+    let phr: renkei_crypto::participant::ParticipantId = "phr:asmile".parse().unwrap();
+    let clinic: renkei_crypto::participant::ParticipantId = "clinic:mysos".parse().unwrap();
+    let certs = dir.path().join("certs");
+    internet_hub::pki::issue(&pki_dir, &phr, &certs, 30, now).unwrap();
+    let clinic_serial = internet_hub::pki::issue(&pki_dir, &clinic, &certs, 30, now).unwrap();
+    let url = format!("sqlite://{}", dir.path().join("hub.db").display());
+    let cfg = crate::harness::write_config(dir.path(), &url, &pki_dir);
+    let running = internet_hub::app::start(&cfg, internet_hub::broker::Clock::System)
+        .await
+        .unwrap();
+    for p in [&phr, &clinic] {
+        internet_hub::registry::add(&running.hub.db, p, "x", None, None, now)
+            .await
+            .unwrap();
+    }
+    let addr = running.participant_addr;
+    let client_cfg = |name: &str| {
+        client_config(&ClientTlsPaths {
+            ca: pki_dir.join("ca.pem"),
+            cert_chain: certs.join(format!("{name}.pem")),
+            key: certs.join(format!("{name}.key")),
+        })
+        .unwrap()
+    };
+    let connect = |cfg: Arc<rustls::ClientConfig>| async move {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let tls = TlsConnector::from(cfg).connect(name, tcp).await?;
+        let (send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        Ok::<_, std::io::Error>(send)
+    };
+    let get = |mut send: hyper::client::conn::http1::SendRequest<Empty<Bytes>>| async move {
+        let req = hyper::Request::get("/v1/feed")
+            .header("host", "localhost")
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        let status = send.send_request(req).await.unwrap().status().as_u16();
+        (status, send)
+    };
+    let (status, open_conn) = get(connect(client_cfg("phr-asmile")).await.unwrap()).await;
+    assert_eq!(status, 200);
+    let old_server = std::fs::read(pki_dir.join("server.pem")).unwrap();
+
+    internet_hub::pki::revoke(&pki_dir, &clinic_serial, now).unwrap();
+    internet_hub::pki::renew_server(&pki_dir, &["localhost".into()], &lo, now).unwrap();
+    assert_ne!(
+        std::fs::read(pki_dir.join("server.pem")).unwrap(),
+        old_server
+    );
+    assert!(
+        connect(client_cfg("clinic-mysos")).await.is_ok(),
+        "before reload the old CRL is in force"
+    );
+    running.reload(&cfg).unwrap();
+
+    // The open connection still works; new ones see the new CRL and the new certificate.
+    let (status, _) = get(open_conn).await;
+    assert_eq!(status, 200, "an open connection is not dropped by a reload");
+    match connect(client_cfg("clinic-mysos")).await {
+        Err(_) => {}
+        Ok(send) => {
+            let req = hyper::Request::get("/v1/feed")
+                .header("host", "localhost")
+                .body(Empty::<Bytes>::new())
+                .unwrap();
+            let mut send = send;
+            assert!(
+                send.send_request(req).await.is_err(),
+                "the revoked clinic must be refused after reload"
+            );
+        }
+    }
+    let (status, _) = get(connect(client_cfg("phr-asmile")).await.unwrap()).await;
+    assert_eq!(status, 200);
+
+    // A broken policy folder is refused and the running set-up stays.
+    let mut bad = cfg.clone();
+    bad.file.policies_dir = Some(dir.path().join("no-such-policies"));
+    assert!(running.reload(&bad).is_err());
+    let (status, _) = get(connect(client_cfg("phr-asmile")).await.unwrap()).await;
+    assert_eq!(status, 200);
+    running.shutdown().await;
+}

@@ -101,7 +101,7 @@ async fn participant_listener_requires_a_good_certificate() {
 async fn reload_rotates_server_certificate_and_crl_without_dropping_connections() {
     let dir = tempfile::tempdir().unwrap();
     let pki_dir = dir.path().join("pki");
-    let now = chrono::Utc::now();
+    let now = internet_hub::broker::Clock::System.now();
     let lo = [std::net::IpAddr::from([127, 0, 0, 1])];
     internet_hub::pki::init(&pki_dir, &["localhost".into()], &lo, 397, now).unwrap();
     let phr: renkei_crypto::participant::ParticipantId = "phr:asmile".parse().unwrap();

@@ -18,6 +18,7 @@ pub mod minimize;
 pub mod pipeline;
 pub mod preview;
 pub mod quarantine;
+pub mod synth;
 pub mod tabular;
 mod xml;
 

@@ -14,6 +14,7 @@
 mod archive;
 mod cli;
 mod preview;
+mod synth;
 mod tabular;
 
 use std::path::PathBuf;

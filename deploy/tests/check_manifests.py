@@ -602,7 +602,7 @@ def self_test(base: Bundle) -> list[str]:
     cases = [
         (set_port, "container port `participant`"),
         (rename_secret, "which no manifest defines"),
-        (drop_key, "lacks"),
+        (drop_key, "is not a key of the volume `hub-keys`"),
         (listen_port, "listen.portal port 9444"),
         (db_host, "is not the read-write Service"),
         (selector, "PodDisruptionBudget"),

@@ -94,6 +94,8 @@ def load() -> Bundle:
     for rel in (
         "deploy/config/hub.toml.example",
         "deploy/systemd/internet-hub.service",
+        "deploy/config/agent.toml.example",
+        "deploy/systemd/lgwan-agent.service",
         "deploy/monitoring/alerts.yml",
         "internet-hub/src/admin.rs",
         "docs/operations.md",
@@ -450,7 +452,7 @@ def check(b: Bundle) -> list[str]:
         c = clusters[0]
         u = urlsplit(url)
         if u.scheme not in ("postgres", "postgresql"):
-            err(f"hub.toml database_url is not a postgres:// URL but the manifests run PostgreSQL")
+            err("hub.toml database_url is not a postgres:// URL but the manifests run PostgreSQL")
         host_ok = {f"{cluster_name}-rw", f"{cluster_name}-rw.{NAMESPACE}", f"{cluster_name}-rw.{NAMESPACE}.svc", f"{cluster_name}-rw.{NAMESPACE}.svc.cluster.local"}
         if u.hostname not in host_ok:
             err(f"hub.toml database_url host `{u.hostname}` is not the read-write Service of Cluster `{cluster_name}` (`{cluster_name}-rw.{NAMESPACE}.svc`)")
@@ -519,6 +521,17 @@ def check_other_files(b: Bundle, err) -> None:
         writable = [w for line in unit.splitlines() if line.startswith("ReadWritePaths=") for w in line.split("=", 1)[1].split()]
         if db_dir not in writable:
             err(f"internet-hub.service: ReadWritePaths does not include `{db_dir}`, where hub.toml.example keeps the database")
+
+    # The agent unit may write the outbox and the import folder of agent.toml.example.
+    agent = tomllib.loads(b.extra.get("deploy/config/agent.toml.example", "") or "")
+    agent_unit = b.extra.get("deploy/systemd/lgwan-agent.service", "")
+    agent_writable = [w for line in agent_unit.splitlines() if line.startswith("ReadWritePaths=") for w in line.split("=", 1)[1].split()]
+    for key in ("outbox", "import_dir"):
+        value = agent.get(key)
+        if value and not any(under(value, w) for w in agent_writable):
+            err(f"lgwan-agent.service: ReadWritePaths does not cover agent.toml.example {key} `{value}`")
+    if agent_unit and "IPAddressDeny=any" not in agent_unit.splitlines():
+        err("lgwan-agent.service: IPAddressDeny=any is missing")
 
     # Alert rules use exported metrics only; every exported metric is documented.
     exported = set(re.findall(r'"(renkei_[a-z_]+)"', b.extra.get("internet-hub/src/admin.rs", "")))
@@ -599,7 +612,13 @@ def self_test(base: Bundle) -> list[str]:
             if "secret" in v:
                 v["secret"]["defaultMode"] = 0o644
 
+    def agent_outbox(b):
+        b.extra["deploy/config/agent.toml.example"] = b.extra["deploy/config/agent.toml.example"].replace(
+            'outbox = "/var/lib/lgwan-agent/', 'outbox = "/srv/elsewhere/'
+        )
+
     cases = [
+        (agent_outbox, "agent.toml.example outbox"),
         (set_port, "container port `participant`"),
         (rename_secret, "which no manifest defines"),
         (drop_key, "is not a key of the volume `hub-keys`"),

@@ -4,6 +4,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use renkei_crypto::grant::RecipientSecretKey;
 use renkei_crypto::identity::Identity;
@@ -52,14 +53,15 @@ pub fn init(dir: &Path, source: &ParticipantId) -> Result<Initialized> {
     })
 }
 
-/// A loaded agent: config, keys and catalog.
-#[derive(Debug)]
+/// A loaded agent: config, keys and catalog. Cheap to clone: clones share the keys.
+#[derive(Debug, Clone)]
 pub struct Agent {
     /// The validated configuration.
     pub config: Config,
-    token_key: TokenKey,
-    record_key: RecordKey,
-    catalog: Catalog,
+    token_key: Arc<TokenKey>,
+    record_key: Arc<RecordKey>,
+    enrollment_key: Arc<RecipientSecretKey>,
+    catalog: Arc<Catalog>,
 }
 
 impl Agent {
@@ -69,6 +71,7 @@ impl Agent {
         let config = Config::load(path)?;
         let token_key = TokenKey::load(&config.keys.token)?;
         let record_key = RecordKey::load(&config.keys.record)?;
+        let enrollment_key = RecipientSecretKey::load(&config.keys.enrollment)?;
         let catalog = match &config.catalog {
             Some(file) => Catalog::load(file)?,
             None => Catalog::embedded()?,
@@ -86,9 +89,10 @@ impl Agent {
         }
         Ok(Agent {
             config,
-            token_key,
-            record_key,
-            catalog,
+            token_key: Arc::new(token_key),
+            record_key: Arc::new(record_key),
+            enrollment_key: Arc::new(enrollment_key),
+            catalog: Arc::new(catalog),
         })
     }
 
@@ -102,9 +106,14 @@ impl Agent {
         &self.record_key
     }
 
+    /// The enrollment secret key (opens identifiers sealed by PHR apps).
+    pub fn enrollment_key(&self) -> &RecipientSecretKey {
+        &self.enrollment_key
+    }
+
     /// The subject token and normalized 枝番 of a person.
     pub fn tokenize(&self, person: &PersonIdentity) -> Result<(SubjectToken, Option<String>)> {
-        let identity = Identity {
+        self.tokenize_identity(&Identity {
             insurer_number: person.insurer.clone(),
             symbol: person.symbol.clone(),
             number: person.number.clone(),
@@ -114,7 +123,12 @@ impl Agent {
                 Sex::Female => renkei_crypto::identity::Sex::Female,
             },
             branch: person.branch.clone(),
-        };
+        })
+    }
+
+    /// The subject token and normalized 枝番 of identifiers typed by staff or
+    /// opened from an enrollment request.
+    pub fn tokenize_identity(&self, identity: &Identity) -> Result<(SubjectToken, Option<String>)> {
         let canonical = identity.canonical()?;
         let branch = identity.branch()?;
         Ok((subject_token(&self.token_key, &canonical), branch))

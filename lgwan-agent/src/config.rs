@@ -3,7 +3,10 @@
 //! and limits the agent runs with. Errors name the file and the field.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
+use renkei_client::ClientConfig;
+use renkei_client::transport::HubAddress;
 use renkei_crypto::participant::ParticipantId;
 use serde::{Deserialize, Serialize};
 
@@ -25,15 +28,71 @@ pub struct ConfigFile {
     /// The outbox database, relative to the config file.
     #[serde(default = "default_outbox")]
     pub outbox: PathBuf,
+    /// The folder the daemon imports from, relative to the config file.
+    #[serde(default)]
+    pub import_dir: Option<PathBuf>,
+    /// Seconds between two rounds of the daemon (import, upload, poll).
+    #[serde(default = "default_poll_secs")]
+    pub poll_secs: u64,
+    /// Records per upload request.
+    #[serde(default = "default_upload_batch")]
+    pub upload_batch: usize,
     /// Archive limits.
     #[serde(default)]
     pub limits: Limits,
     /// Largest CSV file accepted, in bytes.
     #[serde(default = "default_max_table_bytes")]
     pub max_table_bytes: u64,
+    /// The hub and this agent's client certificate.
+    #[serde(default)]
+    pub hub: Option<HubFile>,
     /// Column mappings of KDB exports and insurer notices.
     #[serde(default)]
     pub tables: Vec<TableMapping>,
+}
+
+/// `[hub]` as written: the participant client settings, paths relative to the config file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HubFile {
+    /// `https://host:port`.
+    pub url: String,
+    /// PEM CA the hub's server certificate chains to.
+    pub ca: PathBuf,
+    /// PEM client certificate chain of this agent.
+    pub cert: PathBuf,
+    /// PEM private key of the client certificate (mode 0600).
+    pub key: PathBuf,
+    /// The hub's Ed25519 audit-checkpoint key (base64), pinned; unchecked when absent.
+    #[serde(default, alias = "hub_signing_key")]
+    pub signing_key: Option<String>,
+}
+
+/// The validated `[hub]` section, paths made absolute.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HubSettings {
+    /// `https://host:port`.
+    pub url: String,
+    /// CA file.
+    pub ca: PathBuf,
+    /// Client certificate chain.
+    pub cert: PathBuf,
+    /// Client private key.
+    pub key: PathBuf,
+    /// The pinned checkpoint key (base64, checked to be a valid Ed25519 key).
+    pub signing_key: Option<String>,
+}
+
+impl HubSettings {
+    /// The participant client configuration (default timeout and retries).
+    pub fn client_config(&self) -> ClientConfig {
+        ClientConfig::new(
+            &self.url,
+            self.ca.clone(),
+            self.cert.clone(),
+            self.key.clone(),
+        )
+    }
 }
 
 /// Where the keys are.
@@ -50,6 +109,14 @@ pub struct KeyPaths {
 
 fn default_outbox() -> PathBuf {
     PathBuf::from("outbox.sqlite")
+}
+
+fn default_poll_secs() -> u64 {
+    10
+}
+
+fn default_upload_batch() -> usize {
+    500
 }
 
 fn default_max_table_bytes() -> u64 {
@@ -69,6 +136,14 @@ pub struct Config {
     pub catalog: Option<PathBuf>,
     /// The outbox database.
     pub outbox: PathBuf,
+    /// The daemon's import folder (files move to `done/` or `quarantine/` in it).
+    pub import_dir: Option<PathBuf>,
+    /// Time between two daemon rounds.
+    pub poll: Duration,
+    /// Records per upload request.
+    pub upload_batch: usize,
+    /// The hub, when configured.
+    pub hub: Option<HubSettings>,
     /// Archive limits.
     pub limits: Limits,
     /// Largest CSV file accepted.
@@ -119,8 +194,37 @@ impl Config {
                 )));
             }
         }
+        if file.poll_secs == 0 || file.poll_secs > 86_400 {
+            return Err(bad(format!(
+                "field `poll_secs`: `{}` is not between 1 and 86400",
+                file.poll_secs
+            )));
+        }
+        if file.upload_batch == 0 || file.upload_batch > 10_000 {
+            return Err(bad(format!(
+                "field `upload_batch`: `{}` is not between 1 and 10000",
+                file.upload_batch
+            )));
+        }
         let base = path.parent().unwrap_or(Path::new("."));
         let at = |p: &Path| base.join(p);
+        let hub = match &file.hub {
+            None => None,
+            Some(h) => {
+                HubAddress::parse(&h.url).map_err(|e| bad(format!("field `hub.url`: {e}")))?;
+                if let Some(key) = &h.signing_key {
+                    renkei_crypto::sign::VerifyingKey::from_base64(key)
+                        .map_err(|e| bad(format!("field `hub.signing_key`: {e}")))?;
+                }
+                Some(HubSettings {
+                    url: h.url.clone(),
+                    ca: at(&h.ca),
+                    cert: at(&h.cert),
+                    key: at(&h.key),
+                    signing_key: h.signing_key.clone(),
+                })
+            }
+        };
         Ok(Config {
             path: path.to_path_buf(),
             source,
@@ -131,9 +235,22 @@ impl Config {
             },
             catalog: file.catalog.as_deref().map(at),
             outbox: at(&file.outbox),
+            import_dir: file.import_dir.as_deref().map(at),
+            poll: Duration::from_secs(file.poll_secs),
+            upload_batch: file.upload_batch,
+            hub,
             limits: file.limits,
             max_table_bytes: file.max_table_bytes,
             tables: file.tables,
+        })
+    }
+
+    /// The `[hub]` section, or an error naming the missing field.
+    pub fn hub(&self) -> Result<&HubSettings> {
+        self.hub.as_ref().ok_or_else(|| Error::Config {
+            path: self.path.clone(),
+            reason: "field `hub` is missing: add a `[hub]` section with url, ca, cert and key"
+                .into(),
         })
     }
 }
@@ -145,6 +262,11 @@ pub fn initial_config(source: &ParticipantId) -> String {
         r#"# lgwan-agent configuration. Paths are relative to this file.
 source = "{source}"
 outbox = "outbox.sqlite"
+# The daemon (`lgwan-agent run`) imports what is dropped here; processed files move to
+# `done/`, files with quarantined parts to `quarantine/` beside a report.
+import_dir = "inbox"
+poll_secs = 10
+upload_batch = 500
 # catalog = "catalog.toml"   # default: the catalog built into the agent
 
 [keys]
@@ -156,6 +278,14 @@ enrollment = "keys/enrollment.key"
 max_archive_bytes = 4294967296
 max_entry_bytes = 8388608
 max_entries = 500000
+
+# The hub (mTLS, outbound only). Uncomment and fill in:
+# [hub]
+# url = "https://hub.example.jp:8443"
+# ca = "tls/hub-ca.pem"
+# cert = "tls/agent.pem"
+# key = "tls/agent.key"
+# signing_key = "<hub audit-checkpoint public key, base64>"
 
 {TABLES}"#
     )

@@ -55,12 +55,34 @@ pub enum Error {
         /// What went wrong.
         reason: String,
     },
+    /// A call to the hub failed (transport, refusal, or an unexpected answer).
+    #[error(transparent)]
+    Hub(#[from] renkei_client::Error),
+    /// The hub's audit checkpoint is not acceptable (bad signature, rollback, fork).
+    #[error("hub audit checkpoint: {0}")]
+    Checkpoint(String),
+    /// A worker thread of the agent failed.
+    #[error("worker: {0}")]
+    Worker(String),
     /// Writing the output (preview lines, reports) failed.
     #[error("writing output: {0}")]
     Output(#[source] std::io::Error),
 }
 
 impl Error {
+    /// An [`Error::Outbox`] for the outbox at `path`.
+    pub(crate) fn outbox(path: &std::path::Path, e: impl std::fmt::Display) -> Self {
+        Error::Outbox {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        }
+    }
+
+    /// Whether trying again later may succeed: the hub is down, busy or unreachable.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Error::Hub(e) if e.is_retryable())
+    }
+
     /// An [`Error::Io`] for `path`.
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {

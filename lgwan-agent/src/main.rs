@@ -7,17 +7,23 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use lgwan_agent::agent::{Agent, init};
+use lgwan_agent::counter::{CounterTerms, receipt_text};
+use lgwan_agent::daemon::{quarantined_files, status_text};
 use lgwan_agent::domain::{PersonIdentity, Sex, parse_date};
+use lgwan_agent::import::{ProgressPrinter, import};
+use lgwan_agent::outbox::Outbox;
 use lgwan_agent::preview::preview;
+use lgwan_agent::sync::connect;
+use renkei_crypto::identity::Identity;
 use renkei_crypto::participant::ParticipantId;
 
 #[derive(Debug, Parser)]
 #[command(
     name = "lgwan-agent",
     version,
-    about = "Renkei LGWAN agent: parse, minimize, tokenize, seal, spool"
+    about = "Renkei LGWAN agent: parse, minimize, tokenize, seal, spool, upload (outbound only)"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -65,10 +71,95 @@ enum Command {
         #[arg(required = true)]
         inputs: Vec<PathBuf>,
     },
+    /// Parse, minimize, tokenize, seal and spool into the outbox.
+    Import {
+        /// The agent's config file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Archives (.zip), CSV files, or folders of them.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+    },
+    /// The daemon: import folder, uploads, key grants, enrollments, checkpoints.
+    Run {
+        /// The agent's config file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Outbox depth, last upload, last error, quarantined files.
+    Status {
+        /// The agent's config file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Consents taken at the counter (対面).
+    Consent {
+        #[command(subcommand)]
+        command: ConsentCommand,
+    },
 }
 
-fn main() -> ExitCode {
-    match run(Cli::parse()) {
+#[derive(Debug, Subcommand)]
+enum ConsentCommand {
+    /// Grant a consent for the resident whose card staff checked; prints the receipt.
+    Grant(GrantArgs),
+    /// Revoke a consent the resident asks to end.
+    Revoke {
+        /// The agent's config file.
+        #[arg(long)]
+        config: PathBuf,
+        /// The consent id (on the receipt).
+        #[arg(long)]
+        id: String,
+        /// Why, for the audit log.
+        #[arg(long, default_value = "revoked at the counter")]
+        reason: String,
+    },
+}
+
+#[derive(Debug, Args)]
+struct GrantArgs {
+    /// The agent's config file.
+    #[arg(long)]
+    config: PathBuf,
+    /// 保険者番号 (6 or 8 digits).
+    #[arg(long)]
+    insurer: String,
+    /// 記号 (may be empty).
+    #[arg(long, default_value = "")]
+    symbol: String,
+    /// 番号.
+    #[arg(long)]
+    number: String,
+    /// 枝番, when the card has one.
+    #[arg(long)]
+    branch: Option<String>,
+    /// Birth date, YYYY-MM-DD.
+    #[arg(long)]
+    birth: String,
+    /// male or female.
+    #[arg(long)]
+    sex: String,
+    /// Recipient participant, `kind:id`.
+    #[arg(long)]
+    recipient: String,
+    /// Purpose code, e.g. `online-consultation`.
+    #[arg(long)]
+    purpose: String,
+    /// Categories, comma separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    categories: Vec<String>,
+    /// Validity in hours from now (none: until revoked, where policy allows).
+    #[arg(long)]
+    hours: Option<u32>,
+    /// The staff member's id.
+    #[arg(long)]
+    staff: String,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run(Cli::parse()).await {
         Ok(code) => code,
         Err(e) => {
             eprintln!("lgwan-agent: {e:#}");
@@ -77,7 +168,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Init { dir, source } => {
             let done = init(&dir, &source)?;
@@ -129,6 +220,112 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::from(2));
             }
         }
+        Command::Import { config, inputs } => {
+            let agent = Agent::load(&config)?;
+            let outbox = Outbox::open(&agent.config.outbox).await?;
+            let mut printer = ProgressPrinter::stderr();
+            let summary = import(&agent, &outbox, &inputs, &mut |p| printer.report(&p)).await;
+            printer.finish();
+            let summary = summary?;
+            for q in &summary.quarantined {
+                eprintln!("quarantined: {q}");
+            }
+            let depth = outbox.depth().await?;
+            outbox.close().await;
+            eprintln!(
+                "{} records ({} new) from {} documents and {} rows; {} quarantined; \
+                 {} subjects refused as shared identities; outbox depth {depth}",
+                summary.records,
+                summary.new_records,
+                summary.documents,
+                summary.rows,
+                summary.quarantined.len(),
+                summary.conflicts
+            );
+            if !summary.quarantined.is_empty() {
+                return Ok(ExitCode::from(2));
+            }
+        }
+        Command::Run { config } => {
+            let agent = Agent::load(&config)?;
+            eprintln!(
+                "lgwan-agent: running as `{}` (outbound only; stop with Ctrl-C or SIGTERM)",
+                agent.config.source
+            );
+            let mut log = |line: String| eprintln!("lgwan-agent: {line}");
+            lgwan_agent::sync::run(&agent, shutdown_signal(), &mut log).await?;
+            eprintln!("lgwan-agent: stopped");
+        }
+        Command::Status { config } => {
+            let agent = Agent::load(&config)?;
+            let outbox = Outbox::open(&agent.config.outbox).await?;
+            let status = outbox.status().await?;
+            outbox.close().await;
+            let files = agent
+                .config
+                .import_dir
+                .as_deref()
+                .map(quarantined_files)
+                .unwrap_or_default();
+            print!("{}", status_text(&agent.config.outbox, &status, &files));
+        }
+        Command::Consent { command } => consent(command).await?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn consent(command: ConsentCommand) -> anyhow::Result<()> {
+    match command {
+        ConsentCommand::Grant(a) => {
+            let agent = Agent::load(&a.config)?;
+            let client = connect(&agent.config)?;
+            let identity = Identity {
+                insurer_number: a.insurer,
+                symbol: a.symbol,
+                number: a.number,
+                birth_date: a.birth,
+                sex: a.sex.parse().map_err(|e| anyhow::anyhow!("{e}"))?,
+                branch: a.branch,
+            };
+            #[expect(
+                clippy::disallowed_methods,
+                reason = "the binary's edge reads the wall clock once"
+            )]
+            let now = chrono::Utc::now();
+            let valid_until = a.hours.map(|h| now + chrono::Duration::hours(i64::from(h)));
+            let terms = CounterTerms {
+                recipient: &a.recipient,
+                purpose: &a.purpose,
+                categories: &a.categories,
+                valid_until,
+                staff: &a.staff,
+            };
+            let receipt = lgwan_agent::counter::grant(&agent, &client, &identity, &terms).await?;
+            print!("{}", receipt_text(&receipt));
+        }
+        ConsentCommand::Revoke { config, id, reason } => {
+            let agent = Agent::load(&config)?;
+            let client = connect(&agent.config)?;
+            let consent = lgwan_agent::counter::revoke(&client, &id, &reason).await?;
+            println!("consent `{}` is {}", consent.id, consent.status);
+        }
+    }
+    Ok(())
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let terminate = async {
+        match term.as_mut() {
+            Some(t) => {
+                t.recv().await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
 }

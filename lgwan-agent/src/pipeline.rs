@@ -65,6 +65,8 @@ pub struct RunSummary {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BranchBook {
     seen: HashMap<SubjectToken, BTreeSet<String>>,
+    refused: BTreeSet<SubjectToken>,
+    inputs: usize,
 }
 
 impl BranchBook {
@@ -76,9 +78,34 @@ impl BranchBook {
         }
     }
 
-    /// True when two different 枝番 came with `token`.
+    /// The one 枝番 seen with `token`, if exactly one was.
+    pub fn branch(&self, token: &SubjectToken) -> Option<&str> {
+        let set = self.seen.get(token)?;
+        match set.len() {
+            1 => set.iter().next().map(String::as_str),
+            _ => None,
+        }
+    }
+
+    /// Every subject seen.
+    pub fn tokens(&self) -> impl Iterator<Item = &SubjectToken> {
+        self.seen.keys()
+    }
+
+    /// Inputs (documents, rows, quarantined files and entries) the survey saw:
+    /// the total for progress reports.
+    pub fn inputs(&self) -> usize {
+        self.inputs
+    }
+
+    /// Marks `token` as a conflict found earlier (by another import).
+    pub fn refuse(&mut self, token: &SubjectToken) {
+        self.refused.insert(token.clone());
+    }
+
+    /// True when two different 枝番 came with `token`, or it was refused before.
     pub fn is_conflict(&self, token: &SubjectToken) -> bool {
-        self.seen.get(token).is_some_and(|b| b.len() > 1)
+        self.refused.contains(token) || self.seen.get(token).is_some_and(|b| b.len() > 1)
     }
 
     /// Every conflicting token.
@@ -86,7 +113,7 @@ impl BranchBook {
         let mut out: Vec<_> = self
             .seen
             .iter()
-            .filter(|(_, b)| b.len() > 1)
+            .filter(|(t, b)| b.len() > 1 || self.refused.contains(*t))
             .map(|(t, _)| t)
             .collect();
         out.sort();
@@ -192,6 +219,7 @@ impl Agent {
     pub fn survey(&self, files: &[PathBuf]) -> BranchBook {
         let mut book = BranchBook::default();
         self.parse_inputs(files, &mut |parsed| {
+            book.inputs += 1;
             let person = match &parsed {
                 Parsed::Checkup(_, _, doc) => &doc.identity,
                 Parsed::Row(_, _, row) => &row.identity,

@@ -90,3 +90,63 @@ fn init_token_preview() {
         "{stderr}"
     );
 }
+
+#[test]
+fn import_then_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent_dir = dir.path().join("agent");
+    let out = Command::new(BIN)
+        .args(["init", "--dir"])
+        .arg(&agent_dir)
+        .args(["--source", "source:city-mihon"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let config = agent_dir.join("agent.toml");
+    let import = || {
+        Command::new(BIN)
+            .args(["import", "--config"])
+            .arg(&config)
+            .arg(crate::fixture(crate::MAIN))
+            .output()
+            .unwrap()
+    };
+    let first = import();
+    let stderr = String::from_utf8(first.stderr).unwrap();
+    assert!(first.status.success(), "{stderr}");
+    let records: u64 = stderr
+        .lines()
+        .last()
+        .and_then(|l| l.split_once(" records ("))
+        .map(|(n, _)| n.trim().parse().unwrap())
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(records > 5, "{stderr}");
+    assert!(stderr.contains(&format!("({records} new)")), "{stderr}");
+    assert!(
+        stderr.contains("import: ") || stderr.contains("records/s"),
+        "progress is logged when stderr is not a terminal: {stderr}"
+    );
+    let second = String::from_utf8(import().stderr).unwrap();
+    assert!(second.contains("(0 new)"), "{second}");
+
+    // A report left by the daemon in the import folder's quarantine.
+    let quarantine = agent_dir.join("inbox/quarantine");
+    std::fs::create_dir_all(&quarantine).unwrap();
+    std::fs::write(quarantine.join("bad.zip.report.json"), "{}").unwrap();
+
+    let status = Command::new(BIN)
+        .args(["status", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(status.status.success());
+    let text = String::from_utf8(status.stdout).unwrap();
+    assert!(
+        text.contains(&format!("depth:             {records} records waiting")),
+        "{text}"
+    );
+    assert!(text.contains("last upload:       never"), "{text}");
+    assert!(text.contains("last error:        none"), "{text}");
+    assert!(text.contains("quarantined files: 1"), "{text}");
+    assert!(text.contains("bad.zip.report.json"), "{text}");
+}

@@ -13,6 +13,8 @@
 
 mod archive;
 mod cli;
+mod enroll;
+mod outbox;
 mod preview;
 mod synth;
 mod tabular;

@@ -1,0 +1,337 @@
+//! `lgwan-agent run`: the daemon loop. Each round imports the files dropped in the
+//! import folder, uploads the outbox, answers key-grant and enrollment requests, and
+//! keeps the hub's latest audit checkpoint. While the hub is unreachable the rounds
+//! back off exponentially with jitter; imports go on. Outbound only: never listens.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use renkei_client::{HubClient, RetryPolicy};
+use serde_json::json;
+
+use crate::agent::Agent;
+use crate::error::{Error, Result};
+use crate::import::{ImportSummary, import};
+use crate::outbox::{Note, Outbox, OutboxStatus};
+use crate::sync::{
+    answer_enrollments_once, answer_grants_once, connect, keep_checkpoint, publish_keys,
+    upload_once,
+};
+
+/// Longest wait between two rounds while the hub is down.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// Sub-folder of the import folder for files imported cleanly.
+pub const DONE: &str = "done";
+/// Sub-folder for files with quarantined parts, each beside its `.report.json`.
+pub const QUARANTINE: &str = "quarantine";
+
+/// The wait before the next round after `failures` failed rounds in a row:
+/// `poll · 2^(failures-1)`, capped at [`MAX_BACKOFF`], with equal jitter (`unit`
+/// drawn from `[0, 1)`); the plain poll interval after a good round.
+pub fn backoff(poll: Duration, failures: u32, unit: f64) -> Duration {
+    if failures == 0 {
+        return poll;
+    }
+    let policy = RetryPolicy {
+        max_attempts: u32::MAX,
+        base_delay: poll,
+        max_delay: MAX_BACKOFF.max(poll),
+    };
+    policy.delay_with(failures - 1, None, unit)
+}
+
+/// Files in the import folder that stayed the same size and age for one poll
+/// interval (so a file still being copied in is left alone).
+#[derive(Debug, Default)]
+pub struct FolderWatch {
+    seen: HashMap<PathBuf, (u64, Option<SystemTime>)>,
+}
+
+impl FolderWatch {
+    /// The `.zip` and `.csv` files of `dir` that are ready, sorted.
+    pub fn ready(&mut self, dir: &Path) -> Result<Vec<PathBuf>> {
+        let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+        let mut now = HashMap::new();
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(meta) = entry.metadata() else { continue };
+            let wanted = path
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("zip") || e.eq_ignore_ascii_case("csv"));
+            let hidden = entry.file_name().to_string_lossy().starts_with('.');
+            if meta.is_file() && wanted && !hidden {
+                now.insert(path, (meta.len(), meta.modified().ok()));
+            }
+        }
+        let mut ready: Vec<PathBuf> = now
+            .iter()
+            .filter(|(p, stamp)| self.seen.get(*p) == Some(stamp))
+            .map(|(p, _)| p.clone())
+            .collect();
+        ready.sort();
+        self.seen = now;
+        Ok(ready)
+    }
+}
+
+/// A free name for `file` in `folder` (`name`, then `name.1`, `name.2`, …).
+fn free_name(folder: &Path, file: &Path) -> PathBuf {
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut target = folder.join(&name);
+    let mut n = 1;
+    while target.exists() {
+        target = folder.join(format!("{name}.{n}"));
+        n += 1;
+    }
+    target
+}
+
+/// Moves an imported `file` to `done/`, or to `quarantine/` with a report when any
+/// part of it was set aside; returns where it went.
+pub fn file_away(dir: &Path, file: &Path, summary: &ImportSummary) -> Result<PathBuf> {
+    let clean = summary.quarantined.is_empty();
+    let folder = dir.join(if clean { DONE } else { QUARANTINE });
+    std::fs::create_dir_all(&folder).map_err(|e| Error::io(&folder, e))?;
+    let target = free_name(&folder, file);
+    if !clean {
+        let report = json!({
+            "file": file.file_name().map(|n| n.to_string_lossy().into_owned()),
+            "records": summary.records,
+            "new_records": summary.new_records,
+            "quarantined": summary.quarantined,
+        });
+        let mut path = target.clone().into_os_string();
+        path.push(".report.json");
+        let text = serde_json::to_string_pretty(&report).map_err(|e| Error::Output(e.into()))?;
+        std::fs::write(&path, text).map_err(|e| Error::io(PathBuf::from(&path), e))?;
+    }
+    std::fs::rename(file, &target).map_err(|e| Error::io(file, e))?;
+    Ok(target)
+}
+
+/// The quarantine reports in the import folder, sorted.
+pub fn quarantined_files(import_dir: &Path) -> Vec<PathBuf> {
+    let folder = import_dir.join(QUARANTINE);
+    let mut out: Vec<PathBuf> = std::fs::read_dir(&folder)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.to_string_lossy().ends_with(".report.json"))
+        .collect();
+    out.sort();
+    out
+}
+
+/// The text `lgwan-agent status` prints.
+pub fn status_text(outbox: &Path, status: &OutboxStatus, quarantined: &[PathBuf]) -> String {
+    let note = |n: &Option<Note>, none: &str| match n {
+        Some(n) => format!("{} ({})", n.at, n.value),
+        None => none.to_owned(),
+    };
+    let mut out = format!(
+        "outbox:            {}\n\
+         depth:             {} records waiting for upload\n\
+         sent:              {}\n\
+         refused by hub:    {}\n\
+         subjects:          {} exported, {} refused as shared identities\n\
+         last upload:       {}\n\
+         last error:        {}\n\
+         hub checkpoint:    {}\n\
+         quarantined files: {}\n",
+        outbox.display(),
+        status.pending,
+        status.sent,
+        status.refused,
+        status.subjects,
+        status.conflicting_subjects,
+        note(&status.last_upload, "never"),
+        note(&status.last_error, "none"),
+        status
+            .checkpoint_seq
+            .map_or_else(|| "none".to_owned(), |s| format!("entry {s}")),
+        quarantined.len(),
+    );
+    for q in quarantined {
+        out.push_str(&format!("  {}\n", q.display()));
+    }
+    out
+}
+
+/// Imports the ready files of the import folder, one at a time.
+async fn import_folder(
+    agent: &Agent,
+    outbox: &Outbox,
+    dir: &Path,
+    watch: &mut FolderWatch,
+    log: &mut (dyn FnMut(String) + Send),
+) -> Result<()> {
+    for file in watch.ready(dir)? {
+        let summary = import(agent, outbox, std::slice::from_ref(&file), &mut |_| {}).await?;
+        let target = file_away(dir, &file, &summary)?;
+        log(format!(
+            "imported `{}`: {} records ({} new), {} quarantined → `{}`",
+            file.display(),
+            summary.records,
+            summary.new_records,
+            summary.quarantined.len(),
+            target.display()
+        ));
+    }
+    Ok(())
+}
+
+/// One round with the hub.
+async fn hub_round(
+    agent: &Agent,
+    outbox: &Outbox,
+    client: &HubClient,
+    keys_published: &mut bool,
+    log: &mut (dyn FnMut(String) + Send),
+) -> Result<()> {
+    if !*keys_published {
+        publish_keys(agent, client).await?;
+        *keys_published = true;
+        log("published the enrollment key".into());
+    }
+    let sent = upload_once(outbox, client, agent.config.upload_batch).await?;
+    let grants = answer_grants_once(agent, client).await?;
+    let enrolled = answer_enrollments_once(agent, outbox, client).await?;
+    let pinned = agent
+        .config
+        .hub
+        .as_ref()
+        .and_then(|h| h.signing_key.as_deref());
+    keep_checkpoint(outbox, client, pinned).await?;
+    if sent + grants + enrolled > 0 {
+        log(format!(
+            "uploaded {sent} records, answered {grants} key grants and {enrolled} enrollments"
+        ));
+    }
+    Ok(())
+}
+
+/// Runs the daemon until `shutdown` completes. Needs `[hub]` in the config; the
+/// import folder is optional. `log` receives one line per event.
+pub async fn run(
+    agent: &Agent,
+    shutdown: impl Future<Output = ()> + Send,
+    log: &mut (dyn FnMut(String) + Send),
+) -> Result<()> {
+    let outbox = Outbox::open(&agent.config.outbox).await?;
+    let client = connect(&agent.config)?;
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut watch = FolderWatch::default();
+    let mut failures = 0u32;
+    let mut keys_published = false;
+    loop {
+        let round = async {
+            if let Some(dir) = &agent.config.import_dir {
+                std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+                if let Err(e) = import_folder(agent, &outbox, dir, &mut watch, log).await {
+                    log(format!("import: {e}"));
+                    outbox.set_last_error(&format!("import: {e}")).await?;
+                }
+            }
+            hub_round(agent, &outbox, &client, &mut keys_published, log).await
+        };
+        let outcome = tokio::select! {
+            () = &mut shutdown => break,
+            outcome = round => outcome,
+        };
+        match outcome {
+            Ok(()) => failures = 0,
+            Err(e) => {
+                failures = failures.saturating_add(1);
+                log(format!("round failed ({failures} in a row): {e}"));
+                outbox.set_last_error(&e.to_string()).await?;
+            }
+        }
+        let wait = backoff(agent.config.poll, failures, rand_unit());
+        tokio::select! {
+            () = &mut shutdown => break,
+            () = tokio::time::sleep(wait) => {}
+        }
+    }
+    outbox.close().await;
+    Ok(())
+}
+
+/// A uniform draw from `[0, 1)` for jitter.
+fn rand_unit() -> f64 {
+    rand::random::<f64>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_caps_and_resets() {
+        let poll = Duration::from_secs(10);
+        assert_eq!(backoff(poll, 0, 0.5), poll);
+        assert_eq!(backoff(poll, 1, 0.0), Duration::from_secs(5));
+        assert_eq!(backoff(poll, 1, 0.999_999).as_secs(), 9);
+        assert_eq!(backoff(poll, 3, 0.0), Duration::from_secs(20));
+        assert_eq!(backoff(poll, 30, 0.0), MAX_BACKOFF / 2);
+        assert!(backoff(poll, 30, 0.999) <= MAX_BACKOFF);
+        let u = rand_unit();
+        assert!((0.0..1.0).contains(&u));
+    }
+
+    #[test]
+    fn a_file_is_ready_once_it_stopped_changing() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a.csv");
+        std::fs::write(&file, "x").unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "x").unwrap();
+        std::fs::write(dir.path().join(".hidden.csv"), "x").unwrap();
+        let mut watch = FolderWatch::default();
+        assert!(watch.ready(dir.path()).unwrap().is_empty(), "first sight");
+        std::fs::write(&file, "xy").unwrap();
+        assert!(watch.ready(dir.path()).unwrap().is_empty(), "still growing");
+        assert_eq!(watch.ready(dir.path()).unwrap(), vec![file]);
+    }
+
+    #[test]
+    fn files_go_to_done_or_quarantine_with_a_report() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.csv");
+        std::fs::write(&a, "x").unwrap();
+        let clean = ImportSummary::default();
+        let moved = file_away(dir.path(), &a, &clean).unwrap();
+        assert_eq!(moved, dir.path().join(DONE).join("a.csv"));
+        std::fs::write(&a, "y").unwrap();
+        let again = file_away(dir.path(), &a, &clean).unwrap();
+        assert_eq!(
+            again,
+            dir.path().join(DONE).join("a.csv.1"),
+            "never overwrites"
+        );
+
+        let b = dir.path().join("b.zip");
+        std::fs::write(&b, "z").unwrap();
+        let bad = ImportSummary {
+            quarantined: vec![crate::quarantine::Quarantine::new(
+                "b.zip",
+                Some("DATA/x.xml".into()),
+                crate::quarantine::Reason::Doctype,
+            )],
+            ..ImportSummary::default()
+        };
+        let moved = file_away(dir.path(), &b, &bad).unwrap();
+        assert!(moved.starts_with(dir.path().join(QUARANTINE)));
+        let reports = quarantined_files(dir.path());
+        assert_eq!(reports.len(), 1);
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&reports[0]).unwrap()).unwrap();
+        assert_eq!(report["quarantined"][0]["reason"]["kind"], "doctype");
+        assert_eq!(report["file"], "b.zip");
+    }
+}

@@ -1,0 +1,648 @@
+//! The durable outbox: sealed records waiting for upload, the subjects the agent
+//! exported (for enrollment checks), and a little state (last upload, last error,
+//! the hub's latest audit checkpoint), in one SQLite file.
+//!
+//! SQLite runs in WAL mode with `synchronous = FULL`, so a committed transaction
+//! survives a crash or power loss: a record is in the outbox or it is not. A record
+//! id is written once; a re-import keeps the bytes first sealed (those the hub may
+//! already hold), so uploads stay idempotent at the hub. The bookkeeping timestamps
+//! (`created_at`, `sent_at`, meta `at`) come from SQLite's clock: they decide nothing.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use renkei_client::api::Checkpoint;
+use renkei_crypto::token::{RecordId, SubjectToken};
+use sqlx::Row;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use crate::error::{Error, Result};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS outbox (
+    record_id TEXT PRIMARY KEY,
+    subject TEXT NOT NULL,
+    category TEXT NOT NULL,
+    sealed BLOB NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending'
+        CHECK (state IN ('pending', 'sent', 'conflict', 'rejected')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    created_at TEXT NOT NULL,
+    sent_at TEXT
+);
+CREATE INDEX IF NOT EXISTS outbox_state ON outbox (state);
+CREATE TABLE IF NOT EXISTS subjects (
+    subject_token TEXT PRIMARY KEY,
+    branch TEXT,
+    conflict INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    at TEXT NOT NULL
+);
+";
+
+/// SQLite's clock, as an RFC 3339 UTC timestamp.
+const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%SZ', 'now')";
+
+/// A sealed record to spool.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewRecord {
+    /// Its id (from the envelope header).
+    pub record_id: RecordId,
+    /// The subject token, sent beside the envelope.
+    pub subject: SubjectToken,
+    /// The subject's normalized 枝番, kept for enrollment checks (never uploaded).
+    pub branch: Option<String>,
+    /// Catalog category.
+    pub category: String,
+    /// `SealedRecord::to_bytes`.
+    pub sealed: Vec<u8>,
+}
+
+/// What [`Outbox::put`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PutReport {
+    /// Records new to the outbox.
+    pub inserted: usize,
+    /// Records already there (kept as first sealed).
+    pub existing: usize,
+}
+
+/// A record waiting for upload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutboxItem {
+    /// Record id.
+    pub record_id: String,
+    /// Subject token, the upload's `subject` field.
+    pub subject: String,
+    /// Sealed record bytes.
+    pub sealed: Vec<u8>,
+}
+
+/// What the agent knows of an exported subject.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KnownSubject {
+    /// The 枝番 its records came with, if any.
+    pub branch: Option<String>,
+    /// Two people share this canonical identity: never link it.
+    pub conflict: bool,
+}
+
+/// Why the hub refused one record for good.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// 409: a different record is stored under the same id.
+    Conflict,
+    /// 400: the hub cannot accept this record.
+    Rejected,
+}
+
+impl Refusal {
+    fn state(self) -> &'static str {
+        match self {
+            Refusal::Conflict => "conflict",
+            Refusal::Rejected => "rejected",
+        }
+    }
+}
+
+/// A timestamped note (last upload, last error).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Note {
+    /// What happened.
+    pub value: String,
+    /// When (RFC 3339, UTC).
+    pub at: String,
+}
+
+/// The outbox in numbers, for `lgwan-agent status`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OutboxStatus {
+    /// Records waiting for upload (the depth).
+    pub pending: u64,
+    /// Records the hub accepted.
+    pub sent: u64,
+    /// Records refused for good (conflict or rejected).
+    pub refused: u64,
+    /// Subjects exported.
+    pub subjects: u64,
+    /// Subjects refused as shared by two people.
+    pub conflicting_subjects: u64,
+    /// The last successful upload.
+    pub last_upload: Option<Note>,
+    /// The last error.
+    pub last_error: Option<Note>,
+    /// Sequence number of the latest hub checkpoint kept.
+    pub checkpoint_seq: Option<i64>,
+}
+
+/// The outbox database.
+#[derive(Debug, Clone)]
+pub struct Outbox {
+    path: PathBuf,
+    pool: SqlitePool,
+}
+
+impl Outbox {
+    /// Opens (creating if needed) the outbox at `path`.
+    pub async fn open(path: &Path) -> Result<Outbox> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(30));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(|e| Error::outbox(path, e))?;
+        let outbox = Outbox {
+            path: path.to_path_buf(),
+            pool,
+        };
+        sqlx::raw_sql(SCHEMA)
+            .execute(&outbox.pool)
+            .await
+            .map_err(|e| outbox.err(e))?;
+        Ok(outbox)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn err(&self, e: impl std::fmt::Display) -> Error {
+        Error::outbox(&self.path, e)
+    }
+
+    /// Spools `records` in one transaction; ids already present keep their bytes.
+    /// Their subjects are remembered (with the 枝番) for enrollment checks.
+    pub async fn put(&self, records: &[NewRecord]) -> Result<PutReport> {
+        let mut tx = self.pool.begin().await.map_err(|e| self.err(e))?;
+        let mut report = PutReport::default();
+        for r in records {
+            let done = sqlx::query(&format!(
+                "INSERT INTO outbox (record_id, subject, category, sealed, created_at) \
+                 VALUES (?, ?, ?, ?, {NOW}) ON CONFLICT (record_id) DO NOTHING"
+            ))
+            .bind(r.record_id.as_str())
+            .bind(r.subject.as_str())
+            .bind(&r.category)
+            .bind(r.sealed.as_slice())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err(e))?;
+            if done.rows_affected() == 1 {
+                report.inserted += 1;
+            } else {
+                report.existing += 1;
+            }
+            sqlx::query(
+                "INSERT INTO subjects (subject_token, branch) VALUES (?, ?) \
+                 ON CONFLICT (subject_token) DO UPDATE \
+                 SET branch = COALESCE(subjects.branch, excluded.branch)",
+            )
+            .bind(r.subject.as_str())
+            .bind(r.branch.as_deref())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err(e))?;
+        }
+        tx.commit().await.map_err(|e| self.err(e))?;
+        Ok(report)
+    }
+
+    /// Marks `tokens` as shared by two people: their enrollment is always refused.
+    pub async fn mark_conflicts(&self, tokens: &[SubjectToken]) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(|e| self.err(e))?;
+        for t in tokens {
+            sqlx::query(
+                "INSERT INTO subjects (subject_token, conflict) VALUES (?, 1) \
+                 ON CONFLICT (subject_token) DO UPDATE SET conflict = 1",
+            )
+            .bind(t.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err(e))?;
+        }
+        tx.commit().await.map_err(|e| self.err(e))
+    }
+
+    /// What the outbox knows of `token`, if it ever exported or refused it.
+    pub async fn knows_subject(&self, token: &SubjectToken) -> Result<Option<KnownSubject>> {
+        let row = sqlx::query("SELECT branch, conflict FROM subjects WHERE subject_token = ?")
+            .bind(token.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        row.map(|r| {
+            Ok(KnownSubject {
+                branch: r.try_get("branch").map_err(|e| self.err(e))?,
+                conflict: r.try_get::<i64, _>("conflict").map_err(|e| self.err(e))? != 0,
+            })
+        })
+        .transpose()
+    }
+
+    /// What the outbox knows of each of `tokens` that it knows at all.
+    pub async fn known_subjects(
+        &self,
+        tokens: &[SubjectToken],
+    ) -> Result<Vec<(SubjectToken, KnownSubject)>> {
+        let mut out = Vec::new();
+        for chunk in tokens.chunks(500) {
+            let marks = vec!["?"; chunk.len()].join(",");
+            let sql = format!(
+                "SELECT subject_token, branch, conflict FROM subjects \
+                 WHERE subject_token IN ({marks})"
+            );
+            let mut query = sqlx::query(&sql);
+            for t in chunk {
+                query = query.bind(t.as_str());
+            }
+            for r in query.fetch_all(&self.pool).await.map_err(|e| self.err(e))? {
+                let token: String = r.try_get("subject_token").map_err(|e| self.err(e))?;
+                let token = SubjectToken::parse(&token).map_err(|e| self.err(e))?;
+                let known = KnownSubject {
+                    branch: r.try_get("branch").map_err(|e| self.err(e))?,
+                    conflict: r.try_get::<i64, _>("conflict").map_err(|e| self.err(e))? != 0,
+                };
+                out.push((token, known));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Up to `limit` records waiting for upload, oldest first.
+    pub async fn pending(&self, limit: usize) -> Result<Vec<OutboxItem>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = sqlx::query(
+            "SELECT record_id, subject, sealed FROM outbox WHERE state = 'pending' \
+             ORDER BY rowid LIMIT ?",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        rows.iter()
+            .map(|r| {
+                Ok(OutboxItem {
+                    record_id: r.try_get("record_id").map_err(|e| self.err(e))?,
+                    subject: r.try_get("subject").map_err(|e| self.err(e))?,
+                    sealed: r.try_get("sealed").map_err(|e| self.err(e))?,
+                })
+            })
+            .collect()
+    }
+
+    /// The state and sealed bytes of one record.
+    pub async fn record(&self, record_id: &str) -> Result<Option<(String, Vec<u8>)>> {
+        let row = sqlx::query("SELECT state, sealed FROM outbox WHERE record_id = ?")
+            .bind(record_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        row.map(|r| {
+            Ok((
+                r.try_get("state").map_err(|e| self.err(e))?,
+                r.try_get("sealed").map_err(|e| self.err(e))?,
+            ))
+        })
+        .transpose()
+    }
+
+    /// Marks the pending records `ids` as accepted by the hub; returns how many changed.
+    pub async fn mark_sent(&self, ids: &[String]) -> Result<usize> {
+        let mut tx = self.pool.begin().await.map_err(|e| self.err(e))?;
+        let mut changed = 0;
+        for id in ids {
+            let done = sqlx::query(&format!(
+                "UPDATE outbox SET state = 'sent', sent_at = {NOW}, attempts = attempts + 1, \
+                 last_error = NULL WHERE record_id = ? AND state = 'pending'"
+            ))
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err(e))?;
+            changed += usize::try_from(done.rows_affected()).unwrap_or(0);
+        }
+        sqlx::query(&format!(
+            "INSERT INTO meta (key, value, at) VALUES ('last_upload', ?, {NOW}) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value, at = excluded.at"
+        ))
+        .bind(format!("{changed} records accepted"))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| self.err(e))?;
+        tx.commit().await.map_err(|e| self.err(e))?;
+        Ok(changed)
+    }
+
+    /// Records a failed upload attempt of `ids` (they stay pending).
+    pub async fn mark_failed(&self, ids: &[String], error: &str) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(|e| self.err(e))?;
+        for id in ids {
+            sqlx::query(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ? \
+                 WHERE record_id = ? AND state = 'pending'",
+            )
+            .bind(error)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err(e))?;
+        }
+        tx.commit().await.map_err(|e| self.err(e))
+    }
+
+    /// Takes one record out of the upload queue for good, keeping the hub's reason.
+    pub async fn mark_refused(&self, id: &str, refusal: Refusal, error: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE outbox SET state = ?, attempts = attempts + 1, last_error = ? \
+             WHERE record_id = ? AND state = 'pending'",
+        )
+        .bind(refusal.state())
+        .bind(error)
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Records waiting for upload.
+    pub async fn depth(&self) -> Result<u64> {
+        self.count("SELECT COUNT(*) FROM outbox WHERE state = 'pending'")
+            .await
+    }
+
+    async fn count(&self, sql: &str) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar(sql)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// Remembers `error` as the last error (shown by `status`).
+    pub async fn set_last_error(&self, error: &str) -> Result<()> {
+        self.set_meta("last_error", error).await
+    }
+
+    async fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        sqlx::query(&format!(
+            "INSERT INTO meta (key, value, at) VALUES (?, ?, {NOW}) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value, at = excluded.at"
+        ))
+        .bind(key)
+        .bind(value)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    async fn meta(&self, key: &str) -> Result<Option<Note>> {
+        let row = sqlx::query("SELECT value, at FROM meta WHERE key = ?")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        row.map(|r| {
+            Ok(Note {
+                value: r.try_get("value").map_err(|e| self.err(e))?,
+                at: r.try_get("at").map_err(|e| self.err(e))?,
+            })
+        })
+        .transpose()
+    }
+
+    /// The last successful upload.
+    pub async fn last_upload(&self) -> Result<Option<Note>> {
+        self.meta("last_upload").await
+    }
+
+    /// The last error.
+    pub async fn last_error(&self) -> Result<Option<Note>> {
+        self.meta("last_error").await
+    }
+
+    /// The latest hub audit checkpoint kept.
+    pub async fn checkpoint(&self) -> Result<Option<Checkpoint>> {
+        match self.meta("checkpoint").await? {
+            None => Ok(None),
+            Some(note) => serde_json::from_str(&note.value)
+                .map(Some)
+                .map_err(|e| self.err(format!("stored checkpoint: {e}"))),
+        }
+    }
+
+    /// Keeps `new` as the latest checkpoint, refusing a rollback or a fork of the
+    /// one kept (checked and written in one transaction).
+    pub async fn store_checkpoint(&self, new: &Checkpoint) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(|e| self.err(e))?;
+        // Take the write lock first so two agents cannot interleave check and write.
+        sqlx::query("UPDATE meta SET value = value WHERE key = 'checkpoint'")
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err(e))?;
+        let stored: Option<String> =
+            sqlx::query_scalar("SELECT value FROM meta WHERE key = 'checkpoint'")
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(|e| self.err(e))?;
+        if let Some(text) = stored {
+            let old: Checkpoint = serde_json::from_str(&text)
+                .map_err(|e| self.err(format!("stored checkpoint: {e}")))?;
+            check_successor(&old, new)?;
+        }
+        let json = serde_json::to_string(new).map_err(|e| self.err(e))?;
+        sqlx::query(&format!(
+            "INSERT INTO meta (key, value, at) VALUES ('checkpoint', ?, {NOW}) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value, at = excluded.at"
+        ))
+        .bind(json)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| self.err(e))?;
+        tx.commit().await.map_err(|e| self.err(e))
+    }
+
+    /// Counts and notes for `lgwan-agent status`.
+    pub async fn status(&self) -> Result<OutboxStatus> {
+        Ok(OutboxStatus {
+            pending: self.depth().await?,
+            sent: self
+                .count("SELECT COUNT(*) FROM outbox WHERE state = 'sent'")
+                .await?,
+            refused: self
+                .count("SELECT COUNT(*) FROM outbox WHERE state IN ('conflict', 'rejected')")
+                .await?,
+            subjects: self
+                .count("SELECT COUNT(*) FROM subjects WHERE conflict = 0")
+                .await?,
+            conflicting_subjects: self
+                .count("SELECT COUNT(*) FROM subjects WHERE conflict = 1")
+                .await?,
+            last_upload: self.last_upload().await?,
+            last_error: self.last_error().await?,
+            checkpoint_seq: self.checkpoint().await?.map(|c| c.seq),
+        })
+    }
+
+    /// Closes the pool, checkpointing the WAL.
+    pub async fn close(self) {
+        self.pool.close().await;
+    }
+}
+
+/// Whether `new` may follow `old`: never a lower sequence number (a rollback), and
+/// never another head at the same sequence number (a fork).
+pub fn check_successor(old: &Checkpoint, new: &Checkpoint) -> Result<()> {
+    if new.seq < old.seq {
+        return Err(Error::Checkpoint(format!(
+            "the hub offers entry {} but entry {} was already signed: its log was rolled back",
+            new.seq, old.seq
+        )));
+    }
+    if new.seq == old.seq && new.head_hash != old.head_hash {
+        return Err(Error::Checkpoint(format!(
+            "entry {} has head `{}` but `{}` was signed before: the log was rewritten",
+            new.seq, new.head_hash, old.head_hash
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn cp(seq: i64, head: &str) -> Checkpoint {
+        Checkpoint {
+            seq,
+            head_hash: head.into(),
+            at: chrono::Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap(),
+            key_version: "v1".into(),
+            public_key: "k".into(),
+            signature: "s".into(),
+        }
+    }
+
+    fn token(c: char) -> SubjectToken {
+        SubjectToken::parse(&format!("st1_{}", c.to_string().repeat(32))).unwrap()
+    }
+
+    fn rid(c: char) -> RecordId {
+        RecordId::parse(&format!("rec1_{}", c.to_string().repeat(32))).unwrap()
+    }
+
+    fn rec(id: char, subject: char, sealed: &[u8]) -> NewRecord {
+        NewRecord {
+            record_id: rid(id),
+            subject: token(subject),
+            branch: Some("01".into()),
+            category: "checkup.body".into(),
+            sealed: sealed.to_vec(),
+        }
+    }
+
+    #[test]
+    fn successor_refuses_rollback_and_fork() {
+        assert!(check_successor(&cp(5, "a"), &cp(6, "b")).is_ok());
+        assert!(check_successor(&cp(5, "a"), &cp(5, "a")).is_ok());
+        let e = check_successor(&cp(5, "a"), &cp(4, "z")).unwrap_err();
+        assert!(e.to_string().contains("rolled back"), "{e}");
+        let e = check_successor(&cp(5, "a"), &cp(5, "b")).unwrap_err();
+        assert!(e.to_string().contains("rewritten"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn put_is_idempotent_and_keeps_first_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open(&dir.path().join("o.sqlite")).await.unwrap();
+        let first = outbox
+            .put(&[rec('a', 'x', b"one"), rec('b', 'x', b"two")])
+            .await
+            .unwrap();
+        assert_eq!(first.inserted, 2);
+        let again = outbox.put(&[rec('a', 'x', b"other")]).await.unwrap();
+        assert_eq!((again.inserted, again.existing), (0, 1));
+        let (state, bytes) = outbox.record(rid('a').as_str()).await.unwrap().unwrap();
+        assert_eq!((state.as_str(), bytes.as_slice()), ("pending", &b"one"[..]));
+        assert_eq!(outbox.depth().await.unwrap(), 2);
+        let known = outbox.knows_subject(&token('x')).await.unwrap().unwrap();
+        assert_eq!(known.branch.as_deref(), Some("01"));
+        assert!(!known.conflict);
+        assert!(outbox.knows_subject(&token('y')).await.unwrap().is_none());
+        outbox.mark_conflicts(&[token('x')]).await.unwrap();
+        assert!(
+            outbox
+                .knows_subject(&token('x'))
+                .await
+                .unwrap()
+                .unwrap()
+                .conflict
+        );
+    }
+
+    #[tokio::test]
+    async fn sent_and_refused_leave_the_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("o.sqlite");
+        let outbox = Outbox::open(&path).await.unwrap();
+        outbox
+            .put(&[
+                rec('a', 'x', b"1"),
+                rec('b', 'x', b"2"),
+                rec('c', 'x', b"3"),
+            ])
+            .await
+            .unwrap();
+        let pending = outbox.pending(10).await.unwrap();
+        assert_eq!(pending.len(), 3);
+        assert_eq!(pending[0].record_id, rid('a').as_str(), "oldest first");
+        assert_eq!(
+            outbox
+                .mark_sent(&[rid('a').to_string(), rid('a').to_string()])
+                .await
+                .unwrap(),
+            1
+        );
+        outbox
+            .mark_refused(rid('b').as_str(), Refusal::Conflict, "409")
+            .await
+            .unwrap();
+        outbox.set_last_error("hub down").await.unwrap();
+        outbox.close().await;
+        let outbox = Outbox::open(&path).await.unwrap();
+        let status = outbox.status().await.unwrap();
+        assert_eq!((status.pending, status.sent, status.refused), (1, 1, 1));
+        assert_eq!(status.subjects, 1);
+        assert_eq!(status.last_upload.unwrap().value, "1 records accepted");
+        assert_eq!(status.last_error.unwrap().value, "hub down");
+        let pending = outbox.pending(10).await.unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].sealed, b"3");
+    }
+
+    #[tokio::test]
+    async fn checkpoints_only_move_forward() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open(&dir.path().join("o.sqlite")).await.unwrap();
+        assert!(outbox.checkpoint().await.unwrap().is_none());
+        outbox.store_checkpoint(&cp(7, "h7")).await.unwrap();
+        assert!(outbox.store_checkpoint(&cp(3, "h3")).await.is_err());
+        assert!(outbox.store_checkpoint(&cp(7, "other")).await.is_err());
+        outbox.store_checkpoint(&cp(9, "h9")).await.unwrap();
+        assert_eq!(outbox.checkpoint().await.unwrap().unwrap().seq, 9);
+    }
+}

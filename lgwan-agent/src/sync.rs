@@ -1,0 +1,227 @@
+//! The agent's side of the hub, one round at a time: upload the outbox, answer
+//! key-grant requests, publish the agent's public key, and keep the hub's latest
+//! audit checkpoint. Every call is outbound (mTLS through [`HubClient`]).
+//!
+//! Enrollment answers are in [`crate::enroll`], the daemon loop in [`crate::daemon`];
+//! both are re-exported here.
+
+use renkei_client::HubClient;
+use renkei_client::api::{Checkpoint, Keys, Upload};
+use renkei_client::source::serve_grants_once;
+use renkei_crypto::sign::{Signature, VerifyingKey};
+
+use crate::agent::Agent;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::outbox::{Outbox, OutboxItem, Refusal};
+
+pub use crate::daemon::run;
+pub use crate::enroll::answer_enrollments_once;
+
+/// Key-grant requests read per call to the hub.
+const GRANT_PAGE: u32 = 500;
+
+/// A client for the hub named in the config's `[hub]` section (does not connect yet).
+pub fn connect(config: &Config) -> Result<HubClient> {
+    Ok(HubClient::new(config.hub()?.client_config())?)
+}
+
+/// How the hub refused a batch, when the refusal is about a record rather than
+/// about the agent or the hub's state: such a batch is split to find the record.
+fn refusal(e: &renkei_client::Error) -> Option<Refusal> {
+    match e {
+        renkei_client::Error::Hub { status: 409, .. } => Some(Refusal::Conflict),
+        renkei_client::Error::Hub {
+            status: 400 | 413, ..
+        } => Some(Refusal::Rejected),
+        _ => None,
+    }
+}
+
+/// Uploads every pending record in batches of `batch` and marks them sent; returns
+/// how many were accepted. A batch the hub refuses because of one record (409
+/// conflict, 400, 413) is split until that record is found; it is marked refused
+/// and recorded as the last error, and the rest goes on. Any other failure (hub
+/// down, agent suspended) stops the round with the error; nothing is lost.
+pub async fn upload_once(outbox: &Outbox, client: &HubClient, batch: usize) -> Result<usize> {
+    let mut sent = 0;
+    loop {
+        let items = outbox.pending(batch.max(1)).await?;
+        if items.is_empty() {
+            return Ok(sent);
+        }
+        sent += deliver(outbox, client, &items).await?;
+    }
+}
+
+/// Uploads `items`, splitting on per-record refusals; every item leaves `pending`
+/// (sent or refused) unless an error is returned.
+async fn deliver(outbox: &Outbox, client: &HubClient, items: &[OutboxItem]) -> Result<usize> {
+    let mut sent = 0;
+    let mut stack = vec![items];
+    while let Some(part) = stack.pop() {
+        let uploads: Vec<Upload> = part
+            .iter()
+            .map(|i| Upload {
+                sealed: i.sealed.clone(),
+                subject: i.subject.clone(),
+            })
+            .collect();
+        let ids: Vec<String> = part.iter().map(|i| i.record_id.clone()).collect();
+        let error = match client.upload_records(&uploads).await {
+            Ok(_) => {
+                sent += outbox.mark_sent(&ids).await?;
+                continue;
+            }
+            Err(e) => e,
+        };
+        match (refusal(&error), part) {
+            (Some(how), [one]) => {
+                let why = format!("record `{}` refused: {error}", one.record_id);
+                outbox.mark_refused(&one.record_id, how, &why).await?;
+                outbox.set_last_error(&why).await?;
+            }
+            (Some(_), _) => {
+                let (head, tail) = part.split_at(part.len() / 2);
+                stack.push(tail);
+                stack.push(head);
+            }
+            (None, _) => {
+                let why = format!("upload: {error}");
+                outbox.mark_failed(&ids, &why).await?;
+                outbox.set_last_error(&why).await?;
+                return Err(error.into());
+            }
+        }
+    }
+    Ok(sent)
+}
+
+/// Answers the pending key-grant requests for the agent's records (sealing each
+/// DEK to its recipient); returns how many grants the hub stored.
+pub async fn answer_grants_once(agent: &Agent, client: &HubClient) -> Result<usize> {
+    let mut stored = 0;
+    loop {
+        let report = serve_grants_once(client, agent.record_key(), GRANT_PAGE).await?;
+        stored += report.uploaded.stored;
+        // A page with refused requests would come back unchanged: stop at a short page
+        // or when nothing was stored.
+        let full = u32::try_from(report.requests).is_ok_and(|n| n >= GRANT_PAGE);
+        if !full || report.uploaded.stored == 0 {
+            return Ok(stored);
+        }
+    }
+}
+
+/// Publishes the agent's enrollment public key (a source holds no grant key: it
+/// never receives key grants).
+pub async fn publish_keys(agent: &Agent, client: &HubClient) -> Result<Keys> {
+    let keys = Keys {
+        grant_key: None,
+        enrollment_key: Some(agent.enrollment_key().public_key().to_base64()),
+    };
+    Ok(client.publish_keys(&agent.config.source, &keys).await?)
+}
+
+/// The bytes the hub signs for a checkpoint (docs/hub.md, `internet-hub audit`).
+pub fn checkpoint_signed_bytes(cp: &Checkpoint) -> Vec<u8> {
+    format!(
+        "renkei-audit-checkpoint v1\n{}\n{}\n{}",
+        cp.seq,
+        cp.head_hash,
+        cp.at.timestamp_micros()
+    )
+    .into_bytes()
+}
+
+/// Checks a checkpoint's signature by its own key, and that this key is `pinned`
+/// when the agent pins one (base64 Ed25519).
+pub fn verify_checkpoint(cp: &Checkpoint, pinned: Option<&str>) -> Result<()> {
+    let bad = |why: String| Error::Checkpoint(format!("entry {}: {why}", cp.seq));
+    if let Some(pinned) = pinned {
+        if pinned.trim() != cp.public_key {
+            return Err(bad(format!(
+                "signed by `{}`, not by the pinned hub key",
+                cp.public_key
+            )));
+        }
+    }
+    let key = VerifyingKey::from_base64(&cp.public_key).map_err(|e| bad(e.to_string()))?;
+    let signature = Signature::from_base64(&cp.signature).map_err(|e| bad(e.to_string()))?;
+    key.verify(&checkpoint_signed_bytes(cp), &signature)
+        .map_err(|_| bad("the signature does not verify".into()))
+}
+
+/// Fetches the hub's latest audit checkpoint, verifies it (against `pinned`, the
+/// hub key from `[hub] signing_key`, when set) and keeps it unless it rolls back
+/// or forks the one kept. `None` when the hub has no checkpoint yet.
+pub async fn keep_checkpoint(
+    outbox: &Outbox,
+    client: &HubClient,
+    pinned: Option<&str>,
+) -> Result<Option<Checkpoint>> {
+    let cp = match client.audit_checkpoint().await {
+        Ok(cp) => cp,
+        Err(renkei_client::Error::Hub { status: 404, .. }) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    verify_checkpoint(&cp, pinned)?;
+    outbox.store_checkpoint(&cp).await?;
+    Ok(Some(cp))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use renkei_crypto::keys::KeyVersion;
+    use renkei_crypto::sign::SigningKey;
+
+    fn signed(key: &SigningKey, seq: i64) -> Checkpoint {
+        let mut cp = Checkpoint {
+            seq,
+            head_hash: "ab".repeat(32),
+            at: chrono::Utc.with_ymd_and_hms(2025, 4, 1, 9, 0, 0).unwrap(),
+            key_version: "v1".into(),
+            public_key: key.verifying_key().to_base64(),
+            signature: String::new(),
+        };
+        cp.signature = key.sign(&checkpoint_signed_bytes(&cp)).to_base64();
+        cp
+    }
+
+    #[test]
+    fn checkpoints_verify_against_the_pinned_key() {
+        let hub = SigningKey::generate(KeyVersion::V1);
+        let other = SigningKey::generate(KeyVersion::V1);
+        let cp = signed(&hub, 12);
+        let pinned = hub.verifying_key().to_base64();
+        assert!(verify_checkpoint(&cp, None).is_ok());
+        assert!(verify_checkpoint(&cp, Some(&pinned)).is_ok());
+        let forged = signed(&other, 12);
+        let e = verify_checkpoint(&forged, Some(&pinned)).unwrap_err();
+        assert!(e.to_string().contains("pinned"), "{e}");
+        let mut edited = cp.clone();
+        edited.seq = 13;
+        assert!(verify_checkpoint(&edited, Some(&pinned)).is_err());
+        let mut moved = cp;
+        moved.head_hash = "cd".repeat(32);
+        assert!(verify_checkpoint(&moved, None).is_err());
+    }
+
+    #[test]
+    fn only_record_specific_refusals_split_a_batch() {
+        let hub = |status| renkei_client::Error::Hub {
+            status,
+            code: "c".into(),
+            message: "m".into(),
+            retry_after: None,
+        };
+        assert_eq!(refusal(&hub(409)), Some(Refusal::Conflict));
+        assert_eq!(refusal(&hub(400)), Some(Refusal::Rejected));
+        assert_eq!(refusal(&hub(413)), Some(Refusal::Rejected));
+        for status in [401, 403, 429, 500, 503] {
+            assert_eq!(refusal(&hub(status)), None, "{status}");
+        }
+    }
+}

@@ -16,8 +16,7 @@ use crate::error::{Error, Result};
 use crate::import::{ImportSummary, import};
 use crate::outbox::{Note, Outbox, OutboxStatus};
 use crate::sync::{
-    answer_enrollments_once, answer_grants_once, connect, keep_checkpoint, publish_keys,
-    upload_once,
+    answer_enrollments_once, answer_grants_once, keep_checkpoint, publish_keys, upload_once,
 };
 
 /// Longest wait between two rounds while the hub is down.
@@ -225,7 +224,14 @@ pub async fn run(
     log: &mut (dyn FnMut(String) + Send),
 ) -> Result<()> {
     let outbox = Outbox::open(&agent.config.outbox).await?;
-    let client = connect(&agent.config)?;
+    // The loop backs off on its own; each call retries only briefly.
+    let mut settings = agent.config.hub()?.client_config();
+    settings.retry = RetryPolicy {
+        max_attempts: 2,
+        base_delay: Duration::from_millis(500),
+        max_delay: Duration::from_secs(5),
+    };
+    let client = HubClient::new(settings)?;
     let mut shutdown = std::pin::pin!(shutdown);
     let mut watch = FolderWatch::default();
     let mut failures = 0u32;

@@ -38,12 +38,28 @@ fn refusal(e: &renkei_client::Error) -> Option<Refusal> {
     }
 }
 
+/// Where batches go: the hub, or a fake in tests.
+pub(crate) trait Uploader {
+    /// Uploads one batch, all or nothing.
+    async fn upload(&self, batch: &[Upload]) -> renkei_client::Result<()>;
+}
+
+impl Uploader for HubClient {
+    async fn upload(&self, batch: &[Upload]) -> renkei_client::Result<()> {
+        self.upload_records(batch).await.map(|_| ())
+    }
+}
+
 /// Uploads every pending record in batches of `batch` and marks them sent; returns
 /// how many were accepted. A batch the hub refuses because of one record (409
 /// conflict, 400, 413) is split until that record is found; it is marked refused
 /// and recorded as the last error, and the rest goes on. Any other failure (hub
 /// down, agent suspended) stops the round with the error; nothing is lost.
 pub async fn upload_once(outbox: &Outbox, client: &HubClient, batch: usize) -> Result<usize> {
+    upload_with(outbox, client, batch).await
+}
+
+async fn upload_with(outbox: &Outbox, client: &impl Uploader, batch: usize) -> Result<usize> {
     let mut sent = 0;
     loop {
         let items = outbox.pending(batch.max(1)).await?;
@@ -56,7 +72,7 @@ pub async fn upload_once(outbox: &Outbox, client: &HubClient, batch: usize) -> R
 
 /// Uploads `items`, splitting on per-record refusals; every item leaves `pending`
 /// (sent or refused) unless an error is returned.
-async fn deliver(outbox: &Outbox, client: &HubClient, items: &[OutboxItem]) -> Result<usize> {
+async fn deliver(outbox: &Outbox, client: &impl Uploader, items: &[OutboxItem]) -> Result<usize> {
     let mut sent = 0;
     let mut stack = vec![items];
     while let Some(part) = stack.pop() {
@@ -68,7 +84,7 @@ async fn deliver(outbox: &Outbox, client: &HubClient, items: &[OutboxItem]) -> R
             })
             .collect();
         let ids: Vec<String> = part.iter().map(|i| i.record_id.clone()).collect();
-        let error = match client.upload_records(&uploads).await {
+        let error = match client.upload(&uploads).await {
             Ok(_) => {
                 sent += outbox.mark_sent(&ids).await?;
                 continue;
@@ -209,14 +225,118 @@ mod tests {
         assert!(verify_checkpoint(&moved, None).is_err());
     }
 
-    #[test]
-    fn only_record_specific_refusals_split_a_batch() {
-        let hub = |status| renkei_client::Error::Hub {
+    fn hub(status: u16) -> renkei_client::Error {
+        renkei_client::Error::Hub {
             status,
             code: "c".into(),
             message: "m".into(),
             retry_after: None,
+        }
+    }
+
+    /// A hub that refuses (409) any batch holding a record whose bytes start with
+    /// `bad`, is down once `down` batches were taken, and counts the calls.
+    struct FakeHub {
+        calls: std::sync::Mutex<Vec<usize>>,
+        down_after: usize,
+    }
+
+    impl Uploader for FakeHub {
+        async fn upload(&self, batch: &[Upload]) -> renkei_client::Result<()> {
+            let mut calls = self.calls.lock().unwrap();
+            calls.push(batch.len());
+            if calls.len() > self.down_after {
+                return Err(renkei_client::Error::Transport {
+                    hub: "fake".into(),
+                    reason: "connection refused".into(),
+                    maybe_sent: false,
+                });
+            }
+            if batch.iter().any(|u| u.sealed.starts_with(b"bad")) {
+                return Err(hub(409));
+            }
+            Ok(())
+        }
+    }
+
+    async fn outbox_with(dir: &std::path::Path, n: usize, bad: &[usize]) -> Outbox {
+        let outbox = Outbox::open(&dir.join("o.sqlite")).await.unwrap();
+        let records: Vec<_> = (0..n)
+            .map(|i| crate::outbox::NewRecord {
+                record_id: renkei_crypto::token::RecordId::parse(&format!(
+                    "rec1_{}{}",
+                    "a".repeat(30),
+                    ["aa", "ab", "ac", "ad", "ae", "af", "ag", "ah", "ba", "bb"][i]
+                ))
+                .unwrap(),
+                subject: renkei_crypto::token::SubjectToken::parse(&format!(
+                    "st1_{}",
+                    "b".repeat(32)
+                ))
+                .unwrap(),
+                branch: None,
+                category: "checkup.body".into(),
+                sealed: if bad.contains(&i) {
+                    b"bad".to_vec()
+                } else {
+                    b"ok".to_vec()
+                },
+            })
+            .collect();
+        outbox.put(&records).await.unwrap();
+        outbox
+    }
+
+    #[tokio::test]
+    async fn a_conflicting_record_is_isolated_and_the_rest_is_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = outbox_with(dir.path(), 10, &[6]).await;
+        let fake = FakeHub {
+            calls: Default::default(),
+            down_after: usize::MAX,
         };
+        assert_eq!(upload_with(&outbox, &fake, 8).await.unwrap(), 9);
+        let status = outbox.status().await.unwrap();
+        assert_eq!((status.pending, status.sent, status.refused), (0, 9, 1));
+        let why = status.last_error.unwrap().value;
+        assert!(why.contains("409") && why.contains("rec1_"), "{why}");
+        let calls = fake.calls.lock().unwrap().clone();
+        assert_eq!(calls.first(), Some(&8));
+        assert!(
+            calls.len() <= 10,
+            "binary search, not one by one: {calls:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_hub_going_down_keeps_the_rest_pending() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = outbox_with(dir.path(), 10, &[]).await;
+        let fake = FakeHub {
+            calls: Default::default(),
+            down_after: 1,
+        };
+        let e = upload_with(&outbox, &fake, 4).await.unwrap_err();
+        assert!(e.is_retryable(), "{e}");
+        let status = outbox.status().await.unwrap();
+        assert_eq!((status.pending, status.sent, status.refused), (6, 4, 0));
+        assert!(
+            status
+                .last_error
+                .unwrap()
+                .value
+                .contains("connection refused")
+        );
+        let fake = FakeHub {
+            calls: Default::default(),
+            down_after: usize::MAX,
+        };
+        assert_eq!(upload_with(&outbox, &fake, 4).await.unwrap(), 6);
+        assert_eq!(outbox.depth().await.unwrap(), 0);
+    }
+
+    #[test]
+    fn only_record_specific_refusals_split_a_batch() {
         assert_eq!(refusal(&hub(409)), Some(Refusal::Conflict));
         assert_eq!(refusal(&hub(400)), Some(Refusal::Rejected));
         assert_eq!(refusal(&hub(413)), Some(Refusal::Rejected));

@@ -189,7 +189,7 @@ fn outbox_survives_the_import_being_killed_at_any_point() {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        rt.block_on(tokio::time::sleep(Duration::from_millis(ms)));
+        rt.block_on(async { tokio::time::sleep(Duration::from_millis(ms)).await });
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         let got = rt.block_on(async {

@@ -383,4 +383,46 @@ mod tests {
             .to_string();
         assert!(err.contains("field `source`"), "{err}");
     }
+
+    #[test]
+    fn hub_section_resolves_and_errors_name_the_field() {
+        let hub = "\n[hub]\nurl = \"https://hub.example:8443\"\nca = \"tls/ca.pem\"\n\
+                   cert = \"tls/agent.pem\"\nkey = \"tls/agent.key\"\n";
+        let base = initial_config(&source());
+        let c =
+            Config::from_toml(Path::new("/etc/agent/agent.toml"), &(base.clone() + hub)).unwrap();
+        let h = c.hub().unwrap();
+        assert_eq!(h.cert, Path::new("/etc/agent/tls/agent.pem"));
+        assert_eq!(h.client_config().hub_url, "https://hub.example:8443");
+        assert_eq!(c.import_dir.as_deref(), Some(Path::new("/etc/agent/inbox")));
+        assert_eq!(c.poll, Duration::from_secs(10));
+
+        let none = Config::from_toml(Path::new("a.toml"), &base).unwrap();
+        let e = none.hub().unwrap_err().to_string();
+        assert!(e.contains("`a.toml`") && e.contains("field `hub`"), "{e}");
+
+        for (bad, field) in [
+            (
+                hub.replace("https://hub.example:8443", "http://hub"),
+                "hub.url",
+            ),
+            (
+                hub.to_owned() + "signing_key = \"nope\"\n",
+                "hub.signing_key",
+            ),
+            (hub.to_owned() + "port = 1\n", "port"),
+        ] {
+            let e = Config::from_toml(Path::new("a.toml"), &(base.clone() + &bad))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(field), "{field}: {e}");
+        }
+        let e = Config::from_toml(
+            Path::new("a.toml"),
+            &base.replace("poll_secs = 10", "poll_secs = 0"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("field `poll_secs`"), "{e}");
+    }
 }

@@ -13,6 +13,7 @@
 
 mod archive;
 mod cli;
+mod counter;
 mod daemon;
 mod enroll;
 mod outbox;

@@ -89,3 +89,13 @@ async fn imports_go_on_while_the_hub_is_down() {
         "{lines:?}"
     );
 }
+
+#[test]
+fn the_deployed_example_config_is_valid() {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/config/agent.toml.example");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let config = lgwan_agent::config::Config::from_toml(&path, &text).unwrap();
+    assert!(config.hub().is_ok());
+    assert!(config.import_dir.is_some());
+}

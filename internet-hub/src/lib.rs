@@ -11,7 +11,7 @@ pub mod audit;
 pub mod broker;
 pub mod config;
 pub mod db;
-// pub mod demo; (re-enabled once the agent library lands)
+pub mod demo;
 pub mod error;
 pub mod init;
 pub mod logging;

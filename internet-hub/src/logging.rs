@@ -2,8 +2,13 @@
 
 /// Installs the global subscriber once; later calls are no-ops.
 pub fn init(format: &str) {
+    init_with(format, "info,sqlx=warn");
+}
+
+/// As [`init`], with the filter used when `RUST_LOG` is unset.
+pub fn init_with(format: &str, default_filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

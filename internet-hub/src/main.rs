@@ -185,7 +185,11 @@ enum AuditCommand {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    internet_hub::logging::init("text");
+    match cli.command {
+        // The demo narrates on stdout; only warnings go to the log.
+        Command::Demo { .. } => internet_hub::logging::init_with("text", "warn"),
+        _ => internet_hub::logging::init("text"),
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -207,10 +211,7 @@ fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Demo { keep } => {
-            let _ = keep;
-            anyhow::bail!("the demo is not built yet")
-        }
+        Command::Demo { keep } => internet_hub::demo::run(keep).await?,
         Command::Serve { config } => {
             let cfg = HubConfig::load(&config)?;
             internet_hub::logging::init(&cfg.file.log_format);

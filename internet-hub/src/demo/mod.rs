@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
-use chrono::{Duration as Days, Utc};
+use chrono::Duration as Days;
 use lgwan_agent::agent::Agent;
 use lgwan_agent::outbox::Outbox;
 use renkei_client::api::{GrantBody, Method};
@@ -133,9 +133,9 @@ async fn flow(
     // 3. Participants
     n.step("Registering the participants and their public keys at the hub.");
     let init = lgwan_agent::agent::init(&source.dir, &source.id)?;
-    lgwan_agent::config::attach_hub(&init.config, hub_url, &source.ca(), &source.cert(), &source.key())?;
+    setup::attach_hub(&init.config, hub_url, source)?;
     let agent = Agent::load(&init.config)?;
-    crate::registry::add(&hub.db, &source.id, "City A (LGWAN agent)", None, Some(&agent.enrollment_public_key().to_base64()), now).await?;
+    crate::registry::add(&hub.db, &source.id, "City A (LGWAN agent)", None, Some(&init.enrollment_public_key), now).await?;
     let mut grant_keys = Vec::new();
     for (m, name, record_key) in [(app, "Asmile PHR app", true), (clinic, "MySOS clinic", false), (analyst, "Hachioji EBPM analyst", false)] {
         let keys = renkei_client::setup::init_keys(&m.dir.join("keys"), record_key)?;
@@ -150,11 +150,9 @@ async fn flow(
     n.step(&format!("Generating a synthetic 特定健診 archive of {PERSONS} persons and a KDB care CSV (no real data)."));
     let input = dir.join("input");
     std::fs::create_dir_all(&input)?;
-    let archive = input.join("1311234567_00138016_202607011_1.zip");
-    let summary = lgwan_agent::synth::write_archive(
-        &archive,
-        &lgwan_agent::synth::SynthOptions { persons: PERSONS, seed: 2026, ..Default::default() },
-    )?;
+    let synth = lgwan_agent::synth::SynthOptions { persons: PERSONS, seed: 2026, exam_year: 2026, creation_date: "20260701".into(), ..Default::default() };
+    let archive = input.join(synth.archive_name());
+    let summary = lgwan_agent::synth::write_archive(&archive, &synth)?;
     let resident = summary.identities.first().context("the archive has no persons")?.clone();
     let kdb = input.join("kdb_care.csv");
     write_kdb_care(&kdb, &resident)?;
@@ -162,7 +160,7 @@ async fn flow(
 
     // 5. Import
     n.step("The agent parses, minimizes, tokenizes and seals inside the LGWAN segment.");
-    let outbox = Outbox::open(&agent.outbox_path()).await?;
+    let outbox = Outbox::open(&agent.config.outbox).await?;
     let imported = lgwan_agent::import::import(&agent, &outbox, &[archive.clone(), kdb.clone()], &mut |_| {}).await?;
     ensure!(imported.records > 0 && imported.quarantined.is_empty(), "import: {imported:?}");
     let mut preview = Vec::new();
@@ -189,7 +187,7 @@ async fn flow(
         symbol: resident.symbol.clone(),
         number: resident.number.clone(),
         birth_date: resident.birth_date.clone(),
-        sex: if resident.sex == "female" { Sex::Female } else { Sex::Male },
+        sex: if resident.sex == lgwan_agent::domain::Sex::Female { Sex::Female } else { Sex::Male },
         branch: resident.branch.clone(),
     };
     let e = renkei_client::enroll::submit(&app_client, &app.id, &source.id, "asmile-user-0001", &identity).await?;
@@ -253,7 +251,7 @@ async fn flow(
             categories: clinic_categories,
             data_period: Default::default(),
             valid_from: None,
-            valid_until: Some(Utc::now() + Days::hours(24)),
+            valid_until: Some(now + Days::hours(24)),
             method: Method::App,
             evidence: None,
             granted_by: "resident".into(),
@@ -268,15 +266,18 @@ async fn flow(
 
     // 12. Analyst
     n.step("At the city counter, the resident consents to the EBPM evaluation; the analyst joins KDB and PHR data.");
+    let analyst_id = analyst.id.to_string();
     let receipt = lgwan_agent::counter::grant(
         &agent,
         &source_client,
         &identity,
-        &analyst.id.to_string(),
-        "care-prevention-evaluation",
-        &["kdb.care".to_owned(), "phr.vitals".to_owned(), "checkup.glucose".to_owned()],
-        Some(Utc::now() + Days::days(180)),
-        "staff-0042",
+        &lgwan_agent::counter::CounterTerms {
+            recipient: &analyst_id,
+            purpose: "care-prevention-evaluation",
+            categories: &["kdb.care".to_owned(), "phr.vitals".to_owned(), "checkup.glucose".to_owned()],
+            valid_until: Some(now + Days::days(180)),
+            staff: "staff-0042",
+        },
     )
     .await?;
     ensure!(receipt["revocation_code"].is_string(), "counter receipt without a code");
@@ -323,7 +324,7 @@ async fn flow(
     let report = crate::audit::verify(&hub.db, &[hub.signing_key.verifying_key()], None)
         .await?
         .map_err(|b| anyhow::anyhow!("audit chain broken: {b}"))?;
-    lgwan_agent::sync::keep_checkpoint(&outbox, &source_client).await?;
+    lgwan_agent::sync::keep_checkpoint(&outbox, &source_client, None).await?;
     let ledger = renkei_consent::ConsentStore::verify_chain(&hub.consents, None).await?;
     n.say(&format!("audit log: {} entries, {} signed checkpoint(s), head {}", report.entries, report.checkpoints, &report.head[..16.min(report.head.len())]));
     n.say(&format!("consent ledger: {} entries verified; the agent keeps the latest checkpoint as a witness", ledger.entries));
@@ -347,7 +348,7 @@ async fn pull_categories(client: &HubClient, m: &Member, key: &RecipientSecretKe
 /// A KDB care export row for the resident (UTF-8, the bundled mapping's columns).
 fn write_kdb_care(path: &Path, p: &lgwan_agent::synth::SynthPerson) -> anyhow::Result<()> {
     let birth = p.birth_date.replace('-', "/");
-    let sex = if p.sex == "female" { "女" } else { "男" };
+    let sex = if p.sex == lgwan_agent::domain::Sex::Female { "女" } else { "男" };
     let text = format!(
         "保険者番号,被保険者証記号,被保険者証番号,枝番,氏名,生年月日,性別,認定日,要介護度,介護給付費\n\
          {},{},{},{},{},{birth},{sex},20260401,要支援1,120000\n",

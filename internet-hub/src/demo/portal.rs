@@ -12,7 +12,7 @@ use tokio_rustls::TlsConnector;
 
 /// A portal session: the address, the trusted CA and the cookie it was given.
 #[derive(Debug)]
-pub struct Browser {
+pub(super) struct Browser {
     addr: std::net::SocketAddr,
     tls: Arc<rustls::ClientConfig>,
     cookie: Option<String>,
@@ -20,7 +20,7 @@ pub struct Browser {
 
 impl Browser {
     /// A browser trusting the hub's CA.
-    pub fn new(addr: std::net::SocketAddr, ca: &std::path::Path) -> anyhow::Result<Self> {
+    pub(super) fn new(addr: std::net::SocketAddr, ca: &std::path::Path) -> anyhow::Result<Self> {
         let mut roots = rustls::RootCertStore::empty();
         for c in load_certs(ca)? {
             roots.add(c).context("portal CA")?;
@@ -64,7 +64,7 @@ impl Browser {
     }
 
     /// Opens the start page and keeps its CSRF token.
-    pub async fn open(&mut self) -> anyhow::Result<String> {
+    pub(super) async fn open(&mut self) -> anyhow::Result<String> {
         let (status, page) = self.send("GET", "/", None).await?;
         if status != 200 {
             bail!("portal start page answered {status}");
@@ -73,7 +73,7 @@ impl Browser {
     }
 
     /// Posts a form from the last page (with its CSRF token).
-    pub async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> anyhow::Result<(u16, String)> {
+    pub(super) async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> anyhow::Result<(u16, String)> {
         let token = self
             .cookie
             .as_deref()

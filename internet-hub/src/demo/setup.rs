@@ -13,32 +13,32 @@ use crate::pki;
 
 /// One participant's demo folder.
 #[derive(Debug, Clone)]
-pub struct Member {
+pub(super) struct Member {
     /// Who it is.
-    pub id: ParticipantId,
+    pub(super) id: ParticipantId,
     /// Its folder (`DIR/<kind>-<id>`).
-    pub dir: PathBuf,
+    pub(super) dir: PathBuf,
 }
 
 impl Member {
     /// The PEM certificate issued to it.
-    pub fn cert(&self) -> PathBuf {
+    pub(super) fn cert(&self) -> PathBuf {
         self.dir.join("tls").join(format!("{}-{}.pem", self.id.kind(), self.id.id()))
     }
 
     /// Its TLS private key.
-    pub fn key(&self) -> PathBuf {
+    pub(super) fn key(&self) -> PathBuf {
         self.dir.join("tls").join(format!("{}-{}.key", self.id.kind(), self.id.id()))
     }
 
     /// The participant CA (copied next to its certificate).
-    pub fn ca(&self) -> PathBuf {
+    pub(super) fn ca(&self) -> PathBuf {
         self.dir.join("tls").join("ca.pem")
     }
 }
 
 /// Makes the participant CA, the hub certificate, and one certificate per member.
-pub fn pki(dir: &Path, members: &[Member], now: DateTime<Utc>) -> anyhow::Result<()> {
+pub(super) fn pki(dir: &Path, members: &[Member], now: DateTime<Utc>) -> anyhow::Result<()> {
     let pki_dir = dir.join("pki");
     pki::init(&pki_dir, &["localhost".to_owned()], &[IpAddr::V4(Ipv4Addr::LOCALHOST)], 397, now)?;
     for m in members {
@@ -48,7 +48,7 @@ pub fn pki(dir: &Path, members: &[Member], now: DateTime<Utc>) -> anyhow::Result
 }
 
 /// Three free loopback ports for the hub's listeners.
-pub fn free_listen() -> anyhow::Result<Listen> {
+pub(super) fn free_listen() -> anyhow::Result<Listen> {
     let mut addrs = Vec::new();
     let mut held = Vec::new();
     for _ in 0..3 {
@@ -65,7 +65,7 @@ pub fn free_listen() -> anyhow::Result<Listen> {
 }
 
 /// Writes `client.toml` for a participant.
-pub fn client_toml(m: &Member, hub_url: &str, with_record_key: bool) -> anyhow::Result<PathBuf> {
+pub(super) fn client_toml(m: &Member, hub_url: &str, with_record_key: bool) -> anyhow::Result<PathBuf> {
     let record = if with_record_key { "record_key = \"keys/record.key\"\n" } else { "" };
     let text = format!(
         "# renkei-client configuration for {id}. Paths are relative to this file.\n\
@@ -82,7 +82,7 @@ pub fn client_toml(m: &Member, hub_url: &str, with_record_key: bool) -> anyhow::
 }
 
 /// `DIR/README.txt` for `--keep`.
-pub fn readme(dir: &Path, hub_url: &str, portal_url: &str) -> anyhow::Result<()> {
+pub(super) fn readme(dir: &Path, hub_url: &str, portal_url: &str) -> anyhow::Result<()> {
     let text = format!(
         "Renkei demo: everything here is synthetic and throw-away.\n\n\
          hub.toml                 the hub's config: internet-hub serve --config hub.toml\n\
@@ -100,4 +100,17 @@ pub fn readme(dir: &Path, hub_url: &str, portal_url: &str) -> anyhow::Result<()>
          Audit: internet-hub audit --config hub.toml verify\n"
     );
     std::fs::write(dir.join("README.txt"), text).context("writing README.txt")
+}
+
+/// Points the agent at the hub: appends its `[hub]` section (participant TLS files).
+pub(super) fn attach_hub(agent_toml: &Path, hub_url: &str, m: &Member) -> anyhow::Result<()> {
+    let rel = |p: PathBuf| p.strip_prefix(&m.dir).map(Path::to_path_buf).unwrap_or(p);
+    let text = format!(
+        "\n[hub]\nurl = \"{hub_url}\"\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+        rel(m.ca()).display(),
+        rel(m.cert()).display(),
+        rel(m.key()).display()
+    );
+    let mut f = std::fs::OpenOptions::new().append(true).open(agent_toml).with_context(|| format!("opening `{}`", agent_toml.display()))?;
+    std::io::Write::write_all(&mut f, text.as_bytes()).with_context(|| format!("writing `{}`", agent_toml.display()))
 }

@@ -7,7 +7,7 @@ use renkei_crypto::grant::{
     seal_grant,
 };
 use renkei_crypto::keys::{KeyVersion, RecordKey};
-use renkei_crypto::token::{SubjectToken, record_id};
+use renkei_crypto::token::record_id;
 
 const RECIPIENT: &str = "phr:asmile";
 

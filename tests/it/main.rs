@@ -1,0 +1,23 @@
+//! End-to-end tests: the real binaries over real mTLS on loopback, on both databases.
+//! The harness (processes, ports, PKI, databases, portal, browser, namespaces) is the
+//! `renkei_e2e` library in `tests/src`.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    unreachable_pub,
+    missing_docs,
+    reason = "tests abort on failure"
+)]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "real processes run on the wall clock: expiry and revocation instants are real times"
+)]
+
+mod browser;
+mod clinic;
+mod full_flow;
+mod load;
+mod separation;

@@ -141,7 +141,10 @@ pub async fn enroll(
         .await?
         .ok()?;
     let v = out.json()?;
-    ensure!(field(&v, "status") == "linked", "enrollment not linked: {v}");
+    ensure!(
+        field(&v, "status") == "linked",
+        "enrollment not linked: {v}"
+    );
     field(&v, "pseudonym")
         .as_str()
         .map(str::to_owned)
@@ -337,7 +340,12 @@ impl Basic {
                     .as_str()
                     .is_some_and(|c| categories.iter().any(|x| x == c))
             })
-            .filter_map(|l| Some((field(l, "record_id").as_str()?.to_owned(), field(l, "payload").clone())))
+            .filter_map(|l| {
+                Some((
+                    field(l, "record_id").as_str()?.to_owned(),
+                    field(l, "payload").clone(),
+                ))
+            })
             .collect();
         let out = scene.member(APP)?.dir.join("data");
         let want: BTreeSet<String> = expected.keys().cloned().collect();

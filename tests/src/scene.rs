@@ -408,11 +408,13 @@ impl Scene {
         run(&mut c, CLI_TIMEOUT).await
     }
 
-    /// The library client of a member, talking to `hub_url` (an instance's participant URL).
+    /// The library client of a member, talking to `hub_url` (an instance's participant URL),
+    /// making at most `attempts` attempts per request (retries only on 429, 503, transport).
     pub fn hub_client(
         &self,
         member: &str,
         hub_url: &str,
+        attempts: u32,
     ) -> anyhow::Result<renkei_client::transport::HubClient> {
         let m = if member == SOURCE {
             &self.source
@@ -422,7 +424,7 @@ impl Scene {
         let mut cfg =
             renkei_client::transport::ClientConfig::new(hub_url, m.ca(), m.cert(), m.key());
         cfg.timeout = Duration::from_secs(10);
-        cfg.retry.max_attempts = 1;
+        cfg.retry.max_attempts = attempts.max(1);
         Ok(renkei_client::transport::HubClient::new(cfg)?)
     }
 
@@ -446,6 +448,27 @@ impl Scene {
         let path = self.root().join(format!("hub-{n}.toml"));
         self.write_hub_config(&path, &addrs)?;
         HubProcess::start(&path, addrs, &self.root().join(format!("hub-{n}.log"))).await
+    }
+}
+
+impl Drop for Scene {
+    /// When the test failed, keeps the folder and prints the end of every log in it.
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        self.dir.disable_cleanup(true);
+        eprintln!("test folder kept: {}", self.root().display());
+        let Ok(entries) = std::fs::read_dir(self.root()) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            if path.extension().is_some_and(|x| x == "log") {
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                eprintln!("--- {}\n{}", path.display(), crate::proc::tail(&text, 3000));
+            }
+        }
     }
 }
 

@@ -1,0 +1,118 @@
+//! Agent import benchmark: `synth` writes a synthetic 特定健診 archive; `import` runs
+//! the agent's import (zip → parse → minimize → tokenize → seal → durable outbox) in
+//! this process and reports persons/s and this process's peak RSS.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result, ensure};
+use clap::{Parser, Subcommand};
+use lgwan_agent::agent::Agent;
+use lgwan_agent::outbox::Outbox;
+use lgwan_agent::synth::{SynthOptions, write_archive};
+use renkei_bench::parts::Part;
+use renkei_bench::proc::{Pid, peak_rss_mib};
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Writes an archive of `persons` invented persons (one checkup each).
+    Synth {
+        #[arg(long)]
+        persons: usize,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Imports `archive` with a fresh agent in `dir`; writes the figures to `part`.
+    Import {
+        #[arg(long)]
+        archive: PathBuf,
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        part: PathBuf,
+        /// Prefix of the figure names (`agent` or `agent_10x`).
+        #[arg(long, default_value = "agent")]
+        name: String,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Synth { persons, out } => {
+            let opts = SynthOptions {
+                persons,
+                seed: 2026,
+                exam_year: 2026,
+                creation_date: "20260701".into(),
+                repeat_visit: false,
+                twins: false,
+                ..SynthOptions::default()
+            };
+            let t0 = Instant::now();
+            let summary = write_archive(&out, &opts)?;
+            let bytes = std::fs::metadata(&out)?.len();
+            eprintln!(
+                "synth: {} persons, {} documents, {:.1} MB zip, {:.1} s",
+                summary.persons,
+                summary.documents,
+                bytes as f64 / 1e6,
+                t0.elapsed().as_secs_f64()
+            );
+        }
+        Command::Import {
+            archive,
+            dir,
+            part,
+            name,
+        } => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(import(archive, dir, part, name))?;
+        }
+    }
+    Ok(())
+}
+
+async fn import(archive: PathBuf, dir: PathBuf, part: PathBuf, name: String) -> Result<()> {
+    std::fs::create_dir_all(&dir)?;
+    let init = lgwan_agent::agent::init(&dir, &"source:bench-city".parse()?)?;
+    let agent = Agent::load(&init.config)?;
+    let outbox = Outbox::open(&agent.config.outbox).await?;
+    let rss_before = peak_rss_mib(Pid::Me)?;
+    let t0 = Instant::now();
+    let summary = lgwan_agent::import::import(&agent, &outbox, &[archive.clone()], &mut |_| {})
+        .await
+        .with_context(|| format!("importing `{}`", archive.display()))?;
+    let secs = t0.elapsed().as_secs_f64();
+    ensure!(
+        summary.quarantined.is_empty() && summary.records > 0,
+        "import quarantined inputs: {summary:?}"
+    );
+    ensure!(
+        outbox.depth().await? == summary.records as u64,
+        "the outbox does not hold every record"
+    );
+    outbox.close().await;
+    let peak = peak_rss_mib(Pid::Me)?;
+    let persons = summary.documents;
+    let mut p = Part::default();
+    p.set(&format!("{name}_persons"), persons)
+        .set(&format!("{name}_records"), summary.records)
+        .set(&format!("{name}_seconds"), secs)
+        .set(&format!("{name}_persons_per_s"), persons as f64 / secs)
+        .set(
+            &format!("{name}_records_per_s"),
+            summary.records as f64 / secs,
+        )
+        .set(&format!("{name}_peak_rss_mib"), peak)
+        .set(&format!("{name}_rss_before_import_mib"), rss_before);
+    p.write(&part)
+}

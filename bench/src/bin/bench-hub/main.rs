@@ -1,0 +1,329 @@
+//! Hub benchmarks, each next to its reference in the same run: ingest on SQLite and
+//! PostgreSQL, the feed drain, consented single-record reads and full handshakes
+//! against nginx, RSS with idle mTLS connections, and stale reads after revocation on
+//! two instances sharing PostgreSQL. Hubs run as `internet-hub serve` child processes.
+
+mod phases;
+mod revoke;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use clap::Parser;
+use renkei_bench::hub::{self, HubProcess, Member};
+use renkei_bench::load::{self, Target};
+use renkei_bench::nginx::{self, Nginx};
+use renkei_bench::parts::Part;
+use renkei_bench::proc::{Pid, peak_rss_mib, rss_mib};
+use renkei_bench::records::{Subject, checkup_categories, synthesize};
+use renkei_crypto::envelope::SealedRecord;
+use renkei_crypto::grant::RecipientSecretKey;
+use renkei_crypto::keys::{KeyVersion, RecordKey, TokenKey};
+
+#[derive(Parser, Debug)]
+struct Cli {
+    /// The `internet-hub` binary (release build).
+    #[arg(long)]
+    hub_bin: PathBuf,
+    /// The nginx binary.
+    #[arg(long, default_value = "/usr/sbin/nginx")]
+    nginx_bin: PathBuf,
+    /// PostgreSQL server URL (a bench database is created there and dropped).
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+    pg: String,
+    /// Records to ingest and drain (ten per subject).
+    #[arg(long, default_value_t = 20_000)]
+    records: usize,
+    /// Seconds per load phase.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Idle connections for the memory figure.
+    #[arg(long, default_value_t = 1000)]
+    idle: usize,
+    /// Subjects whose consents the revocation run may revoke.
+    #[arg(long, default_value_t = 300)]
+    revoke_subjects: usize,
+    /// Where the figures go.
+    #[arg(long)]
+    part: PathBuf,
+    /// Keep the working folder (hub logs, databases) and print where it is.
+    #[arg(long)]
+    keep: bool,
+}
+
+struct Setup {
+    cli: Cli,
+    root: PathBuf,
+    pki: PathBuf,
+    source: Member,
+    app: Member,
+    record_key: RecordKey,
+    app_key: Arc<RecipientSecretKey>,
+    categories: Vec<String>,
+    subjects: Arc<Vec<Subject>>,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let mut tmp = tempfile::Builder::new().prefix("renkei-bench-").tempdir()?;
+    if cli.keep {
+        tmp.disable_cleanup(true);
+        eprintln!("working folder: {}", tmp.path().display());
+    }
+    let root = tmp.path().to_path_buf();
+    let now = renkei_bench::wall_clock();
+    let (pki, members) = hub::pki(&root, &["source:bench-city", "phr:bench-app"], now)?;
+    let [source, app] =
+        <[Member; 2]>::try_from(members).map_err(|_| anyhow::anyhow!("two members"))?;
+    let record_key = RecordKey::generate(KeyVersion::V1);
+    let token_key = TokenKey::generate(KeyVersion::V1);
+    let categories = checkup_categories()?;
+    let n = cli.records.div_ceil(categories.len().max(1));
+    let t0 = std::time::Instant::now();
+    let subjects = Arc::new(synthesize(
+        &source.id,
+        &record_key,
+        &token_key,
+        n,
+        &categories,
+    )?);
+    eprintln!(
+        "sealed {} records for {n} subjects in {:.1} s",
+        n * categories.len(),
+        t0.elapsed().as_secs_f64()
+    );
+    let s = Setup {
+        cli,
+        root,
+        pki,
+        source,
+        app,
+        record_key,
+        app_key: Arc::new(RecipientSecretKey::generate(KeyVersion::V1)),
+        categories,
+        subjects,
+    };
+    let mut part = Part::default();
+    part.set("hub_records", n * s.categories.len());
+    sqlite_phases(&s, &mut part).await?;
+    part.write(&s.cli.part)?;
+    let db = format!("renkei_bench_{}", std::process::id());
+    let url = hub::create_pg_database(&s.cli.pg, &db).await?;
+    let outcome = pg_phases(&s, &url, &mut part).await;
+    hub::drop_pg_database(&s.cli.pg, &db).await?;
+    outcome?;
+    part.write(&s.cli.part)
+}
+
+async fn registered_hub(s: &Setup, dir: &str, url: &str) -> Result<(PathBuf, HubProcess)> {
+    let cfg = hub::hub_dir(&s.root.join(dir), &s.pki, url)?;
+    let members = [
+        (&s.source.id, None),
+        (&s.app.id, Some(s.app_key.public_key().to_base64())),
+    ];
+    hub::register(url, &members, renkei_bench::wall_clock()).await?;
+    let process = HubProcess::start(&s.cli.hub_bin, &cfg).await?;
+    Ok((cfg, process))
+}
+
+async fn sqlite_phases(s: &Setup, part: &mut Part) -> Result<()> {
+    let url = format!(
+        "sqlite://{}",
+        s.root.join("hub-sqlite").join("hub.db").display()
+    );
+    let (cfg, hub) = registered_hub(s, "hub-sqlite", &url).await?;
+    let (records, secs) = phases::ingest(&s.source, hub.addr, s.subjects.clone(), 4).await?;
+    eprintln!("sqlite ingest: {records} records in {secs:.1} s");
+    part.set("hub_ingest_sqlite_per_s", records as f64 / secs);
+
+    let (consents, secs) = phases::grant_consents(
+        &s.source,
+        hub.addr,
+        &s.subjects,
+        &s.app.id.to_string(),
+        &s.categories,
+        4,
+    )
+    .await?;
+    part.set("consent_grants_per_s", consents.len() as f64 / secs);
+    let (grants, secs) = phases::answer_grants(&s.source, hub.addr, &s.record_key).await?;
+    ensure!(
+        grants == records,
+        "{grants} key grants stored for {records} records"
+    );
+    part.set("key_grants_per_s", grants as f64 / secs);
+    let (ids, secs) = phases::drain(&s.app, hub.addr, s.app_key.clone()).await?;
+    ensure!(
+        ids.len() == records,
+        "the drain opened {} of {records} records",
+        ids.len()
+    );
+    eprintln!("feed drain: {} records in {secs:.1} s", ids.len());
+    part.set("feed_drain_per_s", ids.len() as f64 / secs);
+
+    let paths: Arc<Vec<String>> =
+        Arc::new(ids.iter().map(|id| format!("/v1/records/{id}")).collect());
+    let target = Target::new(hub.addr, &s.app.ca(), &s.app.cert(), &s.app.key())?;
+    reads_vs_nginx(s, &target, paths.clone(), part).await?;
+    hub.stop().await?;
+
+    // Memory with idle connections, on a fresh process so earlier load does not count.
+    let hub = HubProcess::start(&s.cli.hub_bin, &cfg).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = rss_mib(Pid::Of(hub.pid))?;
+    let conns = load::hold_idle(&target.at(hub.addr), s.cli.idle, "/bench/idle").await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let idle = rss_mib(Pid::Of(hub.pid))?;
+    let peak = peak_rss_mib(Pid::Of(hub.pid))?;
+    drop(conns);
+    hub.stop().await?;
+    part.set("hub_rss_no_connections_mib", before)
+        .set("hub_idle_connections", s.cli.idle)
+        .set("hub_idle_rss_mib", idle)
+        .set("hub_idle_peak_rss_mib", peak);
+    Ok(())
+}
+
+async fn reads_vs_nginx(
+    s: &Setup,
+    target: &Target,
+    paths: Arc<Vec<String>>,
+    part: &mut Part,
+) -> Result<()> {
+    let first = paths.first().context("no record to read")?;
+    let mut c = load::connect(target).await?;
+    let (status, body) = load::get(&mut c, first, false).await?;
+    ensure!(status.is_success(), "reading `{first}`: {status}");
+    drop(c);
+    let nginx = Nginx::start(&s.cli.nginx_bin, &s.pki, &body, &s.root.join("nginx"), 2).await?;
+    let outcome = async {
+        let reference = target.at(nginx.addr);
+        let mut c = load::connect(&reference).await?;
+        let (status, same) = load::get(&mut c, nginx::BODY_PATH, false).await?;
+        ensure!(
+            status.is_success() && same.len() == body.len(),
+            "nginx answered {status} with {} bytes",
+            same.len()
+        );
+        drop(c);
+        part.set("read_body_bytes", body.len());
+        let d = Duration::from_secs(s.cli.seconds);
+        let static_path = Arc::new(vec![nginx::BODY_PATH.to_owned()]);
+        for conns in [64usize, 256] {
+            let h = load::keepalive(target, conns, d, paths.clone()).await?;
+            let n = load::keepalive(&reference, conns, d, static_path.clone()).await?;
+            eprintln!("reads {conns}: hub {h:?}\n          nginx {n:?}");
+            part.set(&format!("read_rps_{conns}"), h.rps)
+                .set(&format!("read_p50_ms_{conns}"), h.latency.p50_ms)
+                .set(&format!("read_p99_ms_{conns}"), h.latency.p99_ms)
+                .set(&format!("read_errors_{conns}"), h.errors)
+                .set(
+                    &format!("read_failures_{conns}"),
+                    serde_json::to_value(&h.failures)?,
+                )
+                .set(&format!("nginx_rps_{conns}"), n.rps)
+                .set(&format!("nginx_p50_ms_{conns}"), n.latency.p50_ms)
+                .set(&format!("nginx_p99_ms_{conns}"), n.latency.p99_ms)
+                .set(&format!("read_rps_vs_nginx_ratio_{conns}"), h.rps / n.rps);
+        }
+        let h = load::handshakes(target, 16, d, "/bench/handshake").await?;
+        let n = load::handshakes(&reference, 16, d, "/bench/handshake").await?;
+        eprintln!("handshakes: hub {h:?}\n            nginx {n:?}");
+        part.set("handshakes_per_s", h.rps)
+            .set("handshake_errors", h.errors)
+            .set("nginx_handshakes_per_s", n.rps)
+            .set("handshake_vs_nginx_ratio", h.rps / n.rps);
+        Ok(())
+    }
+    .await;
+    nginx.stop().await?;
+    outcome
+}
+
+async fn pg_phases(s: &Setup, url: &str, part: &mut Part) -> Result<()> {
+    let (cfg, hub) = registered_hub(s, "hub-pg", url).await?;
+    let (records, secs) = phases::ingest(&s.source, hub.addr, s.subjects.clone(), 4).await?;
+    eprintln!("postgres ingest: {records} records in {secs:.1} s");
+    part.set("hub_ingest_pg_per_s", records as f64 / secs);
+
+    let k = s.cli.revoke_subjects.min(s.subjects.len());
+    let subset = s.subjects.get(..k).unwrap_or_default();
+    let (consents, _) = phases::grant_consents(
+        &s.source,
+        hub.addr,
+        subset,
+        &s.app.id.to_string(),
+        &s.categories,
+        4,
+    )
+    .await?;
+    phases::answer_grants(&s.source, hub.addr, &s.record_key).await?;
+    let mut ids = Vec::new();
+    let mut owner = Vec::new();
+    for (i, subject) in subset.iter().enumerate() {
+        for u in &subject.uploads {
+            ids.push(
+                SealedRecord::from_bytes(&u.sealed)?
+                    .header()
+                    .record_id
+                    .to_string(),
+            );
+            owner.push(i);
+        }
+    }
+    let target = Target::new(hub.addr, &s.app.ca(), &s.app.cert(), &s.app.key())?;
+    let paths: Arc<Vec<String>> =
+        Arc::new(ids.iter().map(|id| format!("/v1/records/{id}")).collect());
+    for conns in [64usize, 256] {
+        let h = load::keepalive(
+            &target,
+            conns,
+            Duration::from_secs(s.cli.seconds),
+            paths.clone(),
+        )
+        .await?;
+        eprintln!("postgres reads {conns}: {h:?}");
+        part.set(&format!("read_rps_pg_{conns}"), h.rps)
+            .set(&format!("read_p99_ms_pg_{conns}"), h.latency.p99_ms)
+            .set(
+                &format!("read_failures_pg_{conns}"),
+                serde_json::to_value(&h.failures)?,
+            );
+    }
+    let second =
+        HubProcess::start(&s.cli.hub_bin, &hub::second_instance(&cfg, "hub-b.toml")?).await?;
+    let targets = [target.clone(), target.at(second.addr)];
+    let report = revoke::run(
+        &targets,
+        &s.source,
+        revoke::Workload {
+            readers: 32,
+            duration: Duration::from_secs(s.cli.seconds.max(5) * 2),
+            records: Arc::new(ids),
+            owner: Arc::new(owner),
+            consents,
+            revokes: k / 2,
+        },
+    )
+    .await?;
+    eprintln!("revocation: {report:?}");
+    part.set("stale_reads_after_revoke", report.stale)
+        .set("revokes_during_reads", report.revoked)
+        .set("revoke_errors", report.revoke_errors)
+        .set("revoke_error_sample", report.revoke_error_sample.clone())
+        .set("reads_ok_during_revokes", report.reads_ok)
+        .set("reads_refused_after_revoke", report.refused_after_revoke)
+        .set("read_rps_pg_two_instances", report.rps);
+    second.stop().await?;
+    hub.stop().await?;
+    Ok(())
+}

@@ -1,0 +1,68 @@
+//! Memory of a process from `/proc/<pid>/status`: resident set (VmRSS) and its peak (VmHWM).
+
+use anyhow::{Context, Result, bail};
+
+/// Which process: this one or a child by pid.
+#[derive(Debug, Clone, Copy)]
+pub enum Pid {
+    /// The calling process.
+    Me,
+    /// Another process.
+    Of(u32),
+}
+
+/// A `kB` field of `/proc/<pid>/status`, in MiB.
+pub fn status_mib(pid: Pid, field: &str) -> Result<f64> {
+    let path = match pid {
+        Pid::Me => "/proc/self/status".to_owned(),
+        Pid::Of(p) => format!("/proc/{p}/status"),
+    };
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading `{path}`"))?;
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix(field).and_then(|r| r.strip_prefix(':')) {
+            let kib: f64 = rest
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse()
+                .with_context(|| format!("`{path}` field `{field}`: `{rest}`"))?;
+            return Ok(kib / 1024.0);
+        }
+    }
+    bail!("`{path}` has no field `{field}`")
+}
+
+/// Current resident set size in MiB.
+pub fn rss_mib(pid: Pid) -> Result<f64> {
+    status_mib(pid, "VmRSS")
+}
+
+/// Peak resident set size (high-water mark) in MiB.
+pub fn peak_rss_mib(pid: Pid) -> Result<f64> {
+    status_mib(pid, "VmHWM")
+}
+
+/// Whether the effective user is root (nginx then needs `user root;` to read a 0700 folder).
+pub fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|r| r.split_whitespace().nth(1).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_memory_is_read() {
+        let rss = rss_mib(Pid::Me).unwrap();
+        let peak = peak_rss_mib(Pid::Me).unwrap();
+        assert!(rss > 0.5 && peak >= rss, "rss {rss} peak {peak}");
+        assert!(status_mib(Pid::Me, "NoSuchField").is_err());
+    }
+}

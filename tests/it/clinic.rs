@@ -283,9 +283,24 @@ async fn clinic_expiry_and_pseudonyms() {
         .count();
     let after: Vec<_> = reads.iter().filter(|(t, _)| *t >= valid_until).collect();
     let late: Vec<_> = after.iter().filter(|(_, o)| o.is_ok()).collect();
+    eprintln!(
+        "clinic: {} reads, {served_before} served before valid_until, {} after it, {} late; \
+         pseudonyms {by_who:?}",
+        reads.len(),
+        after.len(),
+        late.len()
+    );
     assert!(
         served_before > 0,
         "the clinic read nothing before the consent ended: {reads:?}"
+    );
+    // Not early either: a read shortly before the instant was still served.
+    let near = valid_until - chrono::Duration::milliseconds(1500);
+    assert!(
+        reads
+            .iter()
+            .any(|(t, o)| *t >= near && *t < valid_until && o.is_ok()),
+        "the consent ended before its instant {valid_until}: {reads:?}"
     );
     assert!(
         after.len() >= 5,

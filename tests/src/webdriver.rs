@@ -13,7 +13,7 @@ use crate::http::{Request, plain};
 use crate::proc::Background;
 
 /// The W3C element reference key.
-const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecc";
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 /// Where Debian's `chromium` and `chromium-driver` put their programs.
 fn find(names: &[&str]) -> Option<PathBuf> {

@@ -42,7 +42,7 @@ fn ip_ok(args: &[&str]) -> anyhow::Result<()> {
 }
 
 impl Netns {
-    /// Makes the namespace and its link, or `Ok(None)` (with the reason) when this
+    /// Makes the namespace and its link, or `Ok(Err(reason))` when this
     /// machine does not let the test make namespaces (no `ip`, not root, no capability).
     pub fn create() -> anyhow::Result<Result<Netns, String>> {
         let pid = std::process::id();

@@ -11,9 +11,10 @@ use lgwan_agent::synth::{SynthOptions, SynthPerson, write_archive};
 use serde_json::{Value, json};
 
 use crate::db::Backend;
+use crate::hub::HubProcess;
 use crate::netns::Netns;
 use crate::proc::{Background, wait_until};
-use crate::scene::{HubProcess, SOURCE, Scene, SceneOptions};
+use crate::scene::{SOURCE, Scene, SceneOptions};
 
 /// The PHR app of every scene.
 pub const APP: &str = "phr:asmile";

@@ -8,6 +8,7 @@
 pub mod db;
 pub mod flow;
 pub mod http;
+pub mod hub;
 pub mod netns;
 pub mod portal;
 pub mod proc;
@@ -16,4 +17,5 @@ pub mod webdriver;
 
 pub use db::{Backend, under_ci};
 pub use flow::{APP, Basic};
+pub use hub::{HubAddrs, HubProcess};
 pub use scene::{Scene, SceneOptions};

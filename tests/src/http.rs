@@ -221,3 +221,62 @@ pub fn form_encode(s: &str) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_length_chunked_and_close_delimited_bodies() {
+        let r =
+            read_response(&b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: b\r\n\r\nhelloEXTRA"[..])
+                .unwrap();
+        assert_eq!(
+            (r.status, r.body.as_slice(), r.header("x-a")),
+            (200, &b"hello"[..], Some("b"))
+        );
+        let r = read_response(&b"HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n"[..]).unwrap();
+        assert_eq!((r.status, r.text()), (404, "abcde".to_owned()));
+        let r = read_response(&b"HTTP/1.0 200 OK\r\n\r\nto the end"[..]).unwrap();
+        assert_eq!(r.text(), "to the end");
+        assert!(read_response(&b"garbage\r\n\r\n"[..]).is_err());
+        assert!(read_response(&b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nshort"[..]).is_err());
+    }
+
+    #[test]
+    fn writes_the_request_and_encodes_forms() {
+        struct Loop(Vec<u8>, &'static [u8]);
+        impl Read for Loop {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                self.1.read(buf)
+            }
+        }
+        impl Write for Loop {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut l = Loop(
+            Vec::new(),
+            b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n",
+        );
+        let req = Request::new("POST", "h:1", "/p")
+            .header("x", "y")
+            .json(&serde_json::json!({"a": 1}));
+        assert_eq!(exchange(&mut l, &req).unwrap().status, 204);
+        let sent = String::from_utf8(l.0).unwrap();
+        assert!(
+            sent.starts_with("POST /p HTTP/1.1\r\nhost: h:1\r\nconnection: close\r\nx: y\r\n"),
+            "{sent}"
+        );
+        assert!(
+            sent.ends_with("content-length: 7\r\n\r\n{\"a\":1}"),
+            "{sent}"
+        );
+        assert_eq!(form_encode("AB-12 撤&="), "AB-12%20%E6%92%A4%26%3D");
+    }
+}

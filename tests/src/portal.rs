@@ -122,3 +122,19 @@ pub fn table_rows(page: &str, id: &str) -> Vec<String> {
         .map(|r| r.replace("</tr>", ""))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_rows_skip_the_header_and_stop_at_the_table_end() {
+        let page = "<table id=\"other\"><tr><th>x</th></tr><tr><td>no</td></tr></table>\
+                    <table id=\"history\"><tr><th>when</th></tr><tr><td>a</td></tr><tr><td>b</td></tr></table><tr>";
+        assert_eq!(
+            table_rows(page, "history"),
+            vec!["<td>a</td>", "<td>b</td>"]
+        );
+        assert!(table_rows(page, "missing").is_empty());
+    }
+}

@@ -123,6 +123,11 @@ impl TestHub {
         th
     }
 
+    /// A hub on an explicit config.
+    pub async fn on_config(config: HubConfig, dir: tempfile::TempDir) -> TestHub {
+        Self::on(config, dir).await
+    }
+
     async fn on(config: HubConfig, dir: tempfile::TempDir) -> TestHub {
         let clock = Clock::Fixed(Arc::new(Mutex::new(t0())));
         let hub = internet_hub::app::build_hub(&config, clock.clone())

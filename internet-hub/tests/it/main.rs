@@ -15,5 +15,6 @@ mod demo;
 mod flow;
 mod harness;
 mod mtls;
+mod pg_outage;
 mod portal;
 mod tamper;

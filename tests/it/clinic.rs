@@ -17,7 +17,7 @@ const KENKO: &str = "phr:kenko";
 const CLINIC: &str = "clinic:mysos";
 const ANALYST: &str = "analyst:hachioji";
 /// How long the clinic's consent lasts from its grant.
-const CLINIC_VALIDITY: chrono::Duration = chrono::Duration::seconds(12);
+const CLINIC_VALIDITY: chrono::Duration = chrono::Duration::seconds(20);
 
 /// `pull --out -` until the lines seen so far hold every category in `want` (prefixes).
 async fn pull_lines(scene: &Scene, who: &str, want: &[&str]) -> Vec<Value> {

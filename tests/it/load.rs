@@ -74,9 +74,12 @@ async fn revocation_under_load(backend: Backend, instances: usize, tolerate_busy
     let revoked_at = Instant::now();
     match revoked {
         Ok(c) => assert_eq!(c.id, b.consent.consent_id),
-        // A 409 `is revoked` after retried 503s means an earlier attempt revoked the consent
-        // but failed afterwards (grants, event, audit), i.e. the revocation is not atomic.
-        Err(e) => panic!("the revocation under load did not answer success: {e}"),
+        // A 409 `is revoked` after a retried 503 means an earlier attempt revoked the consent
+        // and then failed (its grant, event and audit clean-up run in a second transaction).
+        Err(e) => panic!(
+            "the revocation under load did not answer success: {e}\n(a 409 `is revoked` here \
+             follows a 503 whose attempt did revoke: see `deadlock detected` in hub.log)"
+        ),
     }
     tokio::time::sleep(PHASE).await;
     stop.store(true, Ordering::SeqCst);

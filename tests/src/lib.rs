@@ -2,6 +2,11 @@
 //! `renkei-client` binaries set up and run the way an operator, a municipality and a
 //! vendor would, over real mTLS on loopback, on SQLite and PostgreSQL.
 //!
+//! The binaries are taken from the target folder as they are: `cargo test --workspace`
+//! builds them first; after `cargo test -p renkei-e2e` alone, run
+//! `cargo build --workspace --bins` so that they are not stale. A failed test keeps its
+//! folder (`/tmp/renkei-e2e-*`) and prints the end of every log in it.
+//!
 //! Errors are `anyhow` reports: a test harness has no caller that matches on them, only a
 //! person reading why a test failed, so every error carries the command and its output.
 

@@ -10,6 +10,7 @@
 )]
 
 mod envelope;
+mod fuzz;
 mod grant;
 mod identity_props;
 mod kat;

@@ -116,7 +116,7 @@ pub async fn append(conn: &mut AnyConnection, now: DateTime<Utc>, e: &Entry) -> 
 
 /// Appends one entry in a transaction of its own.
 pub async fn append_now(db: &Db, now: DateTime<Utc>, e: &Entry) -> Result<i64> {
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     let seq = append(&mut tx, now, e).await?;
     tx.commit().await?;
     Ok(seq)
@@ -170,7 +170,7 @@ pub async fn checkpoint(
     key: &SigningKey,
     now: DateTime<Utc>,
 ) -> Result<Option<Checkpoint>> {
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     // Lock the audit row so the head cannot move while we sign it.
     sqlx::query("UPDATE hub_sequences SET value = value WHERE name = 'audit'")
         .execute(&mut *tx)

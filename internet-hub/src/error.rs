@@ -36,6 +36,10 @@ pub enum Error {
     /// A dependency (the database) is unavailable; retry later.
     #[error("{0}")]
     Unavailable(String),
+    /// The database aborted the transaction to resolve a conflict (deadlock,
+    /// serialization, busy); the operation can be retried as a whole.
+    #[error("{0}")]
+    Transient(String),
     /// Configuration is invalid (names the file and field).
     #[error("{0}")]
     Config(String),
@@ -55,7 +59,9 @@ impl Error {
             Error::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Error::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Error::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
-            Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Error::Unavailable(_) | Error::Transient(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+            }
             Error::Config(_) | Error::Internal(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
             }
@@ -71,6 +77,9 @@ impl From<sqlx::Error> for Error {
             | sqlx::Error::Io(_)
             | sqlx::Error::Tls(_)
             | sqlx::Error::WorkerCrashed => Error::Unavailable(format!("database: {e}")),
+            sqlx::Error::Database(ref d) if is_conflict(d.code().as_deref()) => {
+                Error::Transient(format!("database: {e}"))
+            }
             sqlx::Error::Database(ref d) if is_transient(d.code().as_deref()) => {
                 Error::Unavailable(format!("database: {e}"))
             }
@@ -79,12 +88,42 @@ impl From<sqlx::Error> for Error {
     }
 }
 
-/// SQLite busy/locked and PostgreSQL serialization, deadlock and shutdown codes.
+/// SQLite busy/locked and PostgreSQL serialization failure and deadlock: the
+/// transaction lost a race and can simply run again.
+fn is_conflict(code: Option<&str>) -> bool {
+    matches!(code, Some("5" | "6" | "517" | "261" | "40001" | "40P01"))
+}
+
+/// PostgreSQL shutting down or the connection failing.
 fn is_transient(code: Option<&str>) -> bool {
     matches!(
         code,
-        Some("5" | "6" | "517" | "261" | "40001" | "40P01" | "57P01" | "57P02" | "57P03" | "08006")
+        Some("57P01" | "57P02" | "57P03" | "08006" | "08003" | "08001")
     )
+}
+
+/// Runs `op` again (up to 4 times, with a short growing pause) while it fails with
+/// [`Error::Transient`]. `op` must be a whole transaction, safe to repeat.
+pub async fn retry<T, F, Fut>(mut op: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut attempt = 0u32;
+    loop {
+        match op().await {
+            Err(Error::Transient(reason)) if attempt < 4 => {
+                attempt += 1;
+                tracing::debug!(%reason, attempt, "retrying a transaction that lost a race");
+                let jitter = u64::from(rand::random::<u8>() % 20);
+                tokio::time::sleep(std::time::Duration::from_millis(
+                    10 * u64::from(attempt) + jitter,
+                ))
+                .await;
+            }
+            other => return other,
+        }
+    }
 }
 
 impl IntoResponse for Error {
@@ -95,7 +134,7 @@ impl IntoResponse for Error {
                 tracing::error!(error = %detail, "internal error");
                 "internal error".to_owned()
             }
-            Error::Unavailable(detail) => {
+            Error::Unavailable(detail) | Error::Transient(detail) => {
                 tracing::warn!(error = %detail, "service unavailable");
                 "service temporarily unavailable".to_owned()
             }

@@ -130,7 +130,7 @@ fn respond(status: StatusCode, html: String, csrf_cookie: Option<&str>) -> Respo
     );
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     if let Some(tok) = csrf_cookie {
         if let Ok(v) = HeaderValue::from_str(&format!(
@@ -186,12 +186,20 @@ fn cookie_token(headers: &HeaderMap) -> Option<String> {
         .find_map(|c| c.trim().strip_prefix("renkei_csrf=").map(str::to_owned))
 }
 
-/// Same-site check: the double-submit token matches and any Origin is this host.
+/// Same-site check: the double-submit token matches the SameSite=Strict cookie, and
+/// the request does not come from another site: an `Origin` must be this host (a
+/// browser that hides it sends `null`, accepted only with `Sec-Fetch-Site:
+/// same-origin`), and `Sec-Fetch-Site`, when sent, must not be `cross-site`.
 fn csrf_ok(headers: &HeaderMap, form_token: &str) -> bool {
-    if let (Some(origin), Some(host)) = (headers.get(header::ORIGIN), headers.get(header::HOST)) {
-        let origin = origin.to_str().unwrap_or_default();
-        let host = host.to_str().unwrap_or_default();
-        if origin != format!("https://{host}") {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let fetch_site = header("sec-fetch-site");
+    if matches!(fetch_site, Some("cross-site" | "same-site")) {
+        return false;
+    }
+    if let Some(origin) = header("origin") {
+        let same_host = header("host").is_some_and(|host| origin == format!("https://{host}"));
+        let hidden_but_same = origin == "null" && fetch_site == Some("same-origin");
+        if !same_host && !hidden_but_same {
             return false;
         }
     }
@@ -242,7 +250,7 @@ async fn record_failure(st: &PortalState, key: &str) -> Result<()> {
     let t = db::micros(now);
     let lock_us =
         i64::try_from(st.limits.lockout_secs.saturating_mul(1_000_000)).unwrap_or(i64::MAX);
-    let mut tx = st.hub.db.pool().begin().await?;
+    let mut tx = st.hub.db.begin().await?;
     sqlx::query(
         "INSERT INTO hub_portal_attempts (client, failures, locked_until, updated_at) VALUES ($1, 0, 0, $2) \
          ON CONFLICT (client) DO NOTHING",

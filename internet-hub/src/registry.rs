@@ -84,7 +84,7 @@ pub async fn add(
         )));
     }
     let t = db::micros(now);
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     let updated = sqlx::query(
         "UPDATE hub_participants SET display_name = $1, grant_pk = COALESCE($2, grant_pk), \
          enrollment_pk = COALESCE($3, enrollment_pk), updated_at = $4 WHERE participant = $5",
@@ -129,7 +129,7 @@ pub async fn set_status(
     now: DateTime<Utc>,
 ) -> Result<()> {
     let status = if suspended { "suspended" } else { "active" };
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     let n = sqlx::query(
         "UPDATE hub_participants SET status = $1, updated_at = $2 WHERE participant = $3",
     )

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use crate::audit;
 use crate::broker::{self, Hub, consents, enroll, events, grants, records};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, retry};
 use crate::registry;
 use crate::server::PeerIdentity;
 
@@ -165,7 +165,7 @@ async fn upload_records(
             subject: r.subject.clone(),
         });
     }
-    Ok(Json(records::ingest(&hub, &who, &batch).await?))
+    Ok(Json(retry(|| records::ingest(&hub, &who, &batch)).await?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -183,7 +183,7 @@ async fn feed(
     Q(p): Q<Page>,
 ) -> Result<Json<records::FeedPage>> {
     Ok(Json(
-        records::feed(&hub, &who, p.cursor.unwrap_or(0), p.limit.unwrap_or(100)).await?,
+        retry(|| records::feed(&hub, &who, p.cursor.unwrap_or(0), p.limit.unwrap_or(100))).await?,
     ))
 }
 
@@ -192,11 +192,11 @@ async fn read_record(
     Caller(who): Caller,
     P(id): P<String>,
 ) -> Result<Json<records::FeedItem>> {
-    Ok(Json(records::read(&hub, &who, &id).await?))
+    Ok(Json(retry(|| records::read(&hub, &who, &id)).await?))
 }
 
 async fn list_events(State(hub): Hs, Caller(who): Caller, Q(p): Q<Page>) -> Result<Json<Value>> {
-    let events = events::list(&hub, &who, p.limit.unwrap_or(100)).await?;
+    let events = retry(|| events::list(&hub, &who, p.limit.unwrap_or(100))).await?;
     Ok(Json(json!({ "events": events })))
 }
 
@@ -212,7 +212,7 @@ async fn ack_event(
     P(id): P<i64>,
     Body(b): Body<AckBody>,
 ) -> Result<Json<Value>> {
-    events::ack(&hub, &who, id, b.deleted).await?;
+    retry(|| events::ack(&hub, &who, id, b.deleted)).await?;
     Ok(Json(json!({ "acknowledged": id })))
 }
 
@@ -245,7 +245,7 @@ async fn submit_enrollment(
     Caller(who): Caller,
     Body(b): Body<enroll::SubmitBody>,
 ) -> Result<Json<enroll::Enrollment>> {
-    Ok(Json(enroll::submit(&hub, &who, &b).await?))
+    Ok(Json(retry(|| enroll::submit(&hub, &who, &b)).await?))
 }
 
 async fn get_enrollment(
@@ -253,11 +253,11 @@ async fn get_enrollment(
     Caller(who): Caller,
     P(id): P<String>,
 ) -> Result<Json<enroll::Enrollment>> {
-    Ok(Json(enroll::get(&hub, &who, &id).await?))
+    Ok(Json(retry(|| enroll::get(&hub, &who, &id)).await?))
 }
 
 async fn grant_requests(State(hub): Hs, Caller(who): Caller, Q(p): Q<Page>) -> Result<Json<Value>> {
-    let requests = grants::pending(&hub, &who, p.limit.unwrap_or(100)).await?;
+    let requests = retry(|| grants::pending(&hub, &who, p.limit.unwrap_or(100))).await?;
     Ok(Json(json!({ "requests": requests })))
 }
 
@@ -272,7 +272,7 @@ async fn upload_grants(
     Caller(who): Caller,
     Body(b): Body<GrantsBody>,
 ) -> Result<Json<grants::GrantReport>> {
-    Ok(Json(grants::upload(&hub, &who, &b.grants).await?))
+    Ok(Json(retry(|| grants::upload(&hub, &who, &b.grants)).await?))
 }
 
 async fn source_enrollments(
@@ -280,7 +280,7 @@ async fn source_enrollments(
     Caller(who): Caller,
     Q(p): Q<Page>,
 ) -> Result<Json<Value>> {
-    let list = enroll::pending(&hub, &who, p.limit.unwrap_or(100)).await?;
+    let list = retry(|| enroll::pending(&hub, &who, p.limit.unwrap_or(100))).await?;
     Ok(Json(json!({ "enrollments": list })))
 }
 
@@ -290,7 +290,7 @@ async fn enrollment_result(
     P(id): P<String>,
     Body(b): Body<enroll::ResultBody>,
 ) -> Result<Json<enroll::Enrollment>> {
-    Ok(Json(enroll::answer(&hub, &who, &id, &b).await?))
+    Ok(Json(retry(|| enroll::answer(&hub, &who, &id, &b)).await?))
 }
 
 /// A participant's published public keys.
@@ -311,7 +311,7 @@ async fn participant_keys(
     let target: ParticipantId = format!("{kind}:{id}")
         .parse()
         .map_err(|e| Error::BadRequest(format!("participant `{kind}:{id}`: {e}")))?;
-    let mut tx = hub.db.pool().begin().await?;
+    let mut tx = hub.db.begin().await?;
     let all = [
         ParticipantKind::Source,
         ParticipantKind::Phr,
@@ -357,7 +357,7 @@ async fn publish_keys(
         ));
     }
     let now = hub.now();
-    let mut tx = hub.db.pool().begin().await?;
+    let mut tx = hub.db.begin().await?;
     let all = [
         ParticipantKind::Source,
         ParticipantKind::Phr,
@@ -385,7 +385,7 @@ async fn publish_keys(
 }
 
 async fn checkpoint(State(hub): Hs, Caller(who): Caller) -> Result<Json<audit::Checkpoint>> {
-    let mut tx = hub.db.pool().begin().await?;
+    let mut tx = hub.db.begin().await?;
     let all = [
         ParticipantKind::Source,
         ParticipantKind::Phr,

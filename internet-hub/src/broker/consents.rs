@@ -124,7 +124,7 @@ pub async fn link(
 pub async fn grant(hub: &Hub, who: &ParticipantId, body: GrantBody) -> Result<Granted> {
     let now = hub.now();
     let me = who.to_string();
-    let mut tx = hub.db.pool().begin().await?;
+    let mut tx = hub.db.begin().await?;
     authorize_caller(
         &mut tx,
         who,
@@ -188,21 +188,22 @@ pub async fn grant(hub: &Hub, who: &ParticipantId, body: GrantBody) -> Result<Gr
         .sign(&HubSigner(&hub.signing_key))
         .map_err(consent_error)?;
 
-    let mut tx = hub.db.pool().begin().await?;
-    link(&mut tx, hub, &consent.recipient, &subject, now).await?;
-    let queued =
-        grants::queue_for_subject(&mut tx, hub, &subject, &consent.categories, now).await?;
-    audit::append(
-        &mut tx,
-        now,
-        &Entry::allow(&me, "consent.grant", &consent.id).about(
-            &subject,
-            &consent.id,
-            &consent.categories.join(","),
-        ),
-    )
+    let queued = crate::error::retry(|| async {
+        let mut tx = hub.db.begin().await?;
+        link(&mut tx, hub, &consent.recipient, &subject, now).await?;
+        let queued =
+            grants::queue_for_subject(&mut tx, hub, &subject, &consent.categories, now).await?;
+        let entry = Entry::allow(&me, "consent.grant", &consent.id);
+        audit::append(
+            &mut tx,
+            now,
+            &entry.about(&subject, &consent.id, &consent.categories.join(",")),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(queued)
+    })
     .await?;
-    tx.commit().await?;
     Ok(Granted {
         consent,
         receipt,
@@ -247,7 +248,7 @@ async fn may_revoke(conn: &mut AnyConnection, who: &ParticipantId, c: &Consent) 
 /// Revokes a consent by id for a participant (app, counter, recipient).
 pub async fn revoke(hub: &Hub, who: &ParticipantId, id: &str, reason: &str) -> Result<Consent> {
     let now = hub.now();
-    let mut tx = hub.db.pool().begin().await?;
+    let mut tx = hub.db.begin().await?;
     authorize_caller(
         &mut tx,
         who,
@@ -324,27 +325,30 @@ pub async fn revoke_as_admin(hub: &Hub, id: &str, reason: &str) -> Result<Consen
 
 /// Drops pending and stored grants, queues the `consent.revoked` event, audits.
 async fn after_revoke(hub: &Hub, actor: &str, c: &Consent, now: DateTime<Utc>) -> Result<()> {
-    let mut tx = hub.db.pool().begin().await?;
-    grants::drop_for_consent(&mut tx, &c.id).await?;
-    events::push(&mut tx, &c.recipient, events::REVOKED, &c.id, now).await?;
-    let reason = c
-        .revocation
-        .as_ref()
-        .map(|r| r.reason.clone())
-        .unwrap_or_default();
-    audit::append(
-        &mut tx,
-        now,
-        &Entry {
+    // The consent is already revoked (reads check it in their own transaction); this
+    // tidies up and must not be lost to a lost race, so it is retried. The audit row is
+    // locked first, as every reader does, so the two cannot deadlock.
+    crate::error::retry(|| async {
+        let mut tx = hub.db.begin().await?;
+        let reason = c
+            .revocation
+            .as_ref()
+            .map(|r| r.reason.clone())
+            .unwrap_or_default();
+        let entry = Entry {
             reason,
-            ..Entry::allow(actor, "consent.revoke", &c.id).about(
-                &c.subject,
-                &c.id,
-                &c.categories.join(","),
-            )
-        },
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(())
+            ..Entry::allow(actor, "consent.revoke", &c.id)
+        };
+        audit::append(
+            &mut tx,
+            now,
+            &entry.about(&c.subject, &c.id, &c.categories.join(",")),
+        )
+        .await?;
+        grants::drop_for_consent(&mut tx, &c.id).await?;
+        events::push(&mut tx, &c.recipient, events::REVOKED, &c.id, now).await?;
+        tx.commit().await?;
+        Ok(())
+    })
+    .await
 }

@@ -68,7 +68,7 @@ pub async fn submit(hub: &Hub, who: &ParticipantId, body: &SubmitBody) -> Result
             "sealed: must be 1 to {MAX_SEALED} bytes"
         )));
     }
-    let mut tx = hub.db.pool().begin().await?;
+    let mut tx = hub.db.begin().await?;
     authorize_caller(&mut tx, who, &[ParticipantKind::Phr]).await?;
     let source = registry::get_by_str(&mut tx, &body.source).await?;
     match &source {
@@ -138,7 +138,7 @@ const COLUMNS: &str =
 /// The app's view of one of its enrollments (another app's id is not found).
 pub async fn get(hub: &Hub, who: &ParticipantId, id: &str) -> Result<Enrollment> {
     let now = hub.now();
-    let mut tx = hub.db.pool().begin().await?;
+    let mut tx = hub.db.begin().await?;
     authorize_caller(&mut tx, who, &[ParticipantKind::Phr]).await?;
     let row = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM hub_enrollments WHERE id = $1 AND requester = $2"
@@ -155,7 +155,7 @@ pub async fn get(hub: &Hub, who: &ParticipantId, id: &str) -> Result<Enrollment>
 /// Pending, unexpired requests for the calling source.
 pub async fn pending(hub: &Hub, who: &ParticipantId, limit: i64) -> Result<Vec<Enrollment>> {
     let now = hub.now();
-    let mut tx = hub.db.pool().begin().await?;
+    let mut tx = hub.db.begin().await?;
     authorize_caller(&mut tx, who, &[ParticipantKind::Source]).await?;
     let rows = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM hub_enrollments WHERE source = $1 AND status = 'pending' \
@@ -195,7 +195,7 @@ pub async fn answer(
 ) -> Result<Enrollment> {
     let now = hub.now();
     let me = who.to_string();
-    let mut tx = hub.db.pool().begin().await?;
+    let mut tx = hub.db.begin().await?;
     authorize_caller(&mut tx, who, &[ParticipantKind::Source]).await?;
     let row = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM hub_enrollments WHERE id = $1 AND source = $2"

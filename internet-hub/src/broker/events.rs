@@ -65,7 +65,7 @@ pub struct Event {
 pub async fn list(hub: &Hub, who: &ParticipantId, limit: i64) -> Result<Vec<Event>> {
     let now = hub.now();
     let me = who.to_string();
-    let mut tx = hub.db.pool().begin().await?;
+    let mut tx = hub.db.begin().await?;
     authorize_caller(&mut tx, who, RECIPIENTS).await?;
     let expired = sqlx::query(
         "SELECT id FROM consents WHERE recipient = $1 AND status = 'active' \
@@ -105,7 +105,7 @@ pub async fn list(hub: &Hub, who: &ParticipantId, limit: i64) -> Result<Vec<Even
 pub async fn ack(hub: &Hub, who: &ParticipantId, id: i64, deleted: bool) -> Result<()> {
     let now = hub.now();
     let me = who.to_string();
-    let mut tx = hub.db.pool().begin().await?;
+    let mut tx = hub.db.begin().await?;
     authorize_caller(&mut tx, who, RECIPIENTS).await?;
     let row = sqlx::query(
         "SELECT consent_id, acked_at FROM hub_events WHERE seq = $1 AND recipient = $2",

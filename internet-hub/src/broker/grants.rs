@@ -145,7 +145,7 @@ pub struct GrantRequest {
 
 /// The oldest pending requests for records of `who`.
 pub async fn pending(hub: &Hub, who: &ParticipantId, limit: i64) -> Result<Vec<GrantRequest>> {
-    let mut tx = hub.db.pool().begin().await?;
+    let mut tx = hub.db.begin().await?;
     authorize_caller(
         &mut tx,
         who,
@@ -210,7 +210,7 @@ pub async fn upload(
     }
     let now = hub.now();
     let me = who.to_string();
-    let mut tx = hub.db.pool().begin().await?;
+    let mut tx = hub.db.begin().await?;
     authorize_caller(
         &mut tx,
         who,

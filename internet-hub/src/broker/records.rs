@@ -46,7 +46,7 @@ pub async fn ingest(hub: &Hub, who: &ParticipantId, batch: &[Upload]) -> Result<
         )));
     }
     let now = hub.now();
-    let mut tx = hub.db.pool().begin().await?;
+    let mut tx = hub.db.begin().await?;
     authorize_caller(
         &mut tx,
         who,
@@ -205,7 +205,7 @@ pub async fn feed(hub: &Hub, who: &ParticipantId, cursor: i64, limit: i64) -> Re
     let limit = limit.clamp(1, hub.limits.max_page);
     let now = hub.now();
     let me = who.to_string();
-    let mut tx = hub.db.pool().begin().await?;
+    let mut tx = hub.db.begin().await?;
     let caller = authorize_caller(&mut tx, who, RECIPIENTS).await?;
     let rows = sqlx::query(
         "SELECT g.seq, g.record_id, g.consent_id, g.grant_bytes, r.sealed, r.subject_token, \
@@ -260,7 +260,7 @@ pub async fn feed(hub: &Hub, who: &ParticipantId, cursor: i64, limit: i64) -> Re
 pub async fn read(hub: &Hub, who: &ParticipantId, record_id: &str) -> Result<FeedItem> {
     let now = hub.now();
     let me = who.to_string();
-    let mut tx = hub.db.pool().begin().await?;
+    let mut tx = hub.db.begin().await?;
     let caller = authorize_caller(&mut tx, who, RECIPIENTS).await?;
     let row = sqlx::query(
         "SELECT g.seq, g.record_id, g.consent_id, g.grant_bytes, r.sealed, r.subject_token, \

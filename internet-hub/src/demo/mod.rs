@@ -46,17 +46,28 @@ impl Narrator {
     }
 
     fn done(&self) {
-        println!("\nAll steps did what they said, in {:.1} s.", self.started.elapsed().as_secs_f64());
+        println!(
+            "\nAll steps did what they said, in {:.1} s.",
+            self.started.elapsed().as_secs_f64()
+        );
     }
 }
 
 fn member(dir: &Path, id: &str) -> anyhow::Result<Member> {
     let id: ParticipantId = id.parse()?;
-    Ok(Member { dir: dir.join(format!("{}-{}", id.kind(), id.id())), id })
+    Ok(Member {
+        dir: dir.join(format!("{}-{}", id.kind(), id.id())),
+        id,
+    })
 }
 
 fn client_for(m: &Member, hub_url: &str) -> anyhow::Result<HubClient> {
-    Ok(HubClient::new(ClientConfig::new(hub_url, m.ca(), m.cert(), m.key()))?)
+    Ok(HubClient::new(ClientConfig::new(
+        hub_url,
+        m.ca(),
+        m.cert(),
+        m.key(),
+    ))?)
 }
 
 /// Runs the demo in `keep` (kept afterwards) or in a temporary folder.
@@ -77,20 +88,34 @@ pub async fn run(keep: Option<PathBuf>) -> anyhow::Result<()> {
             tmp.path().to_path_buf()
         }
     };
-    let mut n = Narrator { step: 0, started: Instant::now() };
+    let mut n = Narrator {
+        step: 0,
+        started: Instant::now(),
+    };
     println!("Renkei demo: a municipality, a PHR app, a clinic and an analyst, on this machine.");
     println!("Everything is synthetic; files are in {}", dir.display());
     let now = Clock::System.now();
 
     // 1. PKI
     n.step("Making a throw-away participant CA and certificates (mTLS identities).");
-    let source = Member { id: "source:city-a".parse()?, dir: dir.join("agent") };
+    let source = Member {
+        id: "source:city-a".parse()?,
+        dir: dir.join("agent"),
+    };
     let app = member(&dir, "phr:asmile")?;
     let clinic = member(&dir, "clinic:mysos")?;
     let analyst = member(&dir, "analyst:hachioji")?;
-    setup::pki(&dir, &[source.clone(), app.clone(), clinic.clone(), analyst.clone()], now)?;
+    setup::pki(
+        &dir,
+        &[source.clone(), app.clone(), clinic.clone(), analyst.clone()],
+        now,
+    )?;
     for m in [&source, &app, &clinic, &analyst] {
-        n.say(&format!("certificate for {} (URI SAN {})", m.id, m.id.uri()));
+        n.say(&format!(
+            "certificate for {} (URI SAN {})",
+            m.id,
+            m.id.uri()
+        ));
     }
 
     // 2. Hub
@@ -102,7 +127,15 @@ pub async fn run(keep: Option<PathBuf>) -> anyhow::Result<()> {
     let hub_url = format!("https://localhost:{}", running.participant_addr.port());
     let portal_url = format!("https://localhost:{}/", running.portal_addr.port());
     n.say(&format!("participant API {hub_url}, portal {portal_url}"));
-    let result = flow(&mut n, &dir, &cfg, &running, &hub_url, [&source, &app, &clinic, &analyst]).await;
+    let result = flow(
+        &mut n,
+        &dir,
+        &cfg,
+        &running,
+        &hub_url,
+        [&source, &app, &clinic, &analyst],
+    )
+    .await;
     if result.is_ok() {
         setup::readme(&dir, &hub_url, &portal_url)?;
     }
@@ -135,12 +168,32 @@ async fn flow(
     let init = lgwan_agent::agent::init(&source.dir, &source.id)?;
     setup::attach_hub(&init.config, hub_url, source)?;
     let agent = Agent::load(&init.config)?;
-    crate::registry::add(&hub.db, &source.id, "City A (LGWAN agent)", None, Some(&init.enrollment_public_key), now).await?;
+    crate::registry::add(
+        &hub.db,
+        &source.id,
+        "City A (LGWAN agent)",
+        None,
+        Some(&init.enrollment_public_key),
+        now,
+    )
+    .await?;
     let mut grant_keys = Vec::new();
-    for (m, name, record_key) in [(app, "Asmile PHR app", true), (clinic, "MySOS clinic", false), (analyst, "Hachioji EBPM analyst", false)] {
+    for (m, name, record_key) in [
+        (app, "Asmile PHR app", true),
+        (clinic, "MySOS clinic", false),
+        (analyst, "Hachioji EBPM analyst", false),
+    ] {
         let keys = renkei_client::setup::init_keys(&m.dir.join("keys"), record_key)?;
         setup::client_toml(m, hub_url, record_key)?;
-        crate::registry::add(&hub.db, &m.id, name, Some(&keys.grant_public.to_base64()), None, now).await?;
+        crate::registry::add(
+            &hub.db,
+            &m.id,
+            name,
+            Some(&keys.grant_public.to_base64()),
+            None,
+            now,
+        )
+        .await?;
         grant_keys.push(RecipientSecretKey::load(&keys.grant_key)?);
         n.say(&format!("{} registered", m.id));
     }
@@ -150,34 +203,75 @@ async fn flow(
     n.step(&format!("Generating a synthetic 特定健診 archive of {PERSONS} persons and a KDB care CSV (no real data)."));
     let input = dir.join("input");
     std::fs::create_dir_all(&input)?;
-    let synth = lgwan_agent::synth::SynthOptions { persons: PERSONS, seed: 2026, exam_year: 2026, creation_date: "20260701".into(), ..Default::default() };
+    let synth = lgwan_agent::synth::SynthOptions {
+        persons: PERSONS,
+        seed: 2026,
+        exam_year: 2026,
+        creation_date: "20260701".into(),
+        ..Default::default()
+    };
     let archive = input.join(synth.archive_name());
     let summary = lgwan_agent::synth::write_archive(&archive, &synth)?;
-    let resident = summary.identities.first().context("the archive has no persons")?.clone();
+    let resident = summary
+        .identities
+        .first()
+        .context("the archive has no persons")?
+        .clone();
     let kdb = input.join("kdb_care.csv");
     write_kdb_care(&kdb, &resident)?;
-    n.say(&format!("{} with {} documents; resident #1 is {} (synthetic)", archive.display(), summary.documents, resident.name));
+    n.say(&format!(
+        "{} with {} documents; resident #1 is {} (synthetic)",
+        archive.display(),
+        summary.documents,
+        resident.name
+    ));
 
     // 5. Import
     n.step("The agent parses, minimizes, tokenizes and seals inside the LGWAN segment.");
     let outbox = Outbox::open(&agent.config.outbox).await?;
-    let imported = lgwan_agent::import::import(&agent, &outbox, &[archive.clone(), kdb.clone()], &mut |_| {}).await?;
-    ensure!(imported.records > 0 && imported.quarantined.is_empty(), "import: {imported:?}");
+    let imported = lgwan_agent::import::import(
+        &agent,
+        &outbox,
+        &[archive.clone(), kdb.clone()],
+        &mut |_| {},
+    )
+    .await?;
+    ensure!(
+        imported.records > 0 && imported.quarantined.is_empty(),
+        "import: {imported:?}"
+    );
     let mut preview = Vec::new();
     lgwan_agent::preview::preview(&agent, &[archive.clone()], &mut preview, &mut |_| {})?;
     let preview = String::from_utf8_lossy(&preview);
-    for secret in [&resident.name, &resident.number, &resident.birth_date, &resident.insurer_number] {
-        ensure!(!secret.is_empty() && !preview.contains(secret.as_str()), "preview shows an identifier");
+    for secret in [
+        &resident.name,
+        &resident.number,
+        &resident.birth_date,
+        &resident.insurer_number,
+    ] {
+        ensure!(
+            !secret.is_empty() && !preview.contains(secret.as_str()),
+            "preview shows an identifier"
+        );
     }
-    n.say(&format!("{} records sealed into the durable outbox; preview shows no name, number or birth date", imported.records));
+    n.say(&format!(
+        "{} records sealed into the durable outbox; preview shows no name, number or birth date",
+        imported.records
+    ));
 
     // 6. Upload
     n.step("The agent uploads over mTLS (outbound only).");
     let source_client = client_for(source, hub_url)?;
     lgwan_agent::sync::publish_keys(&agent, &source_client).await?;
     let uploaded = lgwan_agent::sync::upload_once(&outbox, &source_client, 500).await?;
-    ensure!(uploaded == imported.records, "uploaded {uploaded} of {} records", imported.records);
-    n.say(&format!("the hub accepted {uploaded} sealed records; it cannot read any of them"));
+    ensure!(
+        uploaded == imported.records,
+        "uploaded {uploaded} of {} records",
+        imported.records
+    );
+    n.say(&format!(
+        "the hub accepted {uploaded} sealed records; it cannot read any of them"
+    ));
 
     // 7. Enrollment
     n.step("The resident links the Asmile app: identifiers sealed to the city's enrollment key.");
@@ -187,19 +281,49 @@ async fn flow(
         symbol: resident.symbol.clone(),
         number: resident.number.clone(),
         birth_date: resident.birth_date.clone(),
-        sex: if resident.sex == lgwan_agent::domain::Sex::Female { Sex::Female } else { Sex::Male },
+        sex: if resident.sex == lgwan_agent::domain::Sex::Female {
+            Sex::Female
+        } else {
+            Sex::Male
+        },
         branch: resident.branch.clone(),
     };
-    let e = renkei_client::enroll::submit(&app_client, &app.id, &source.id, "asmile-user-0001", &identity).await?;
-    let answered = lgwan_agent::sync::answer_enrollments_once(&agent, &outbox, &source_client).await?;
+    let e = renkei_client::enroll::submit(
+        &app_client,
+        &app.id,
+        &source.id,
+        "asmile-user-0001",
+        &identity,
+    )
+    .await?;
+    let answered =
+        lgwan_agent::sync::answer_enrollments_once(&agent, &outbox, &source_client).await?;
     ensure!(answered == 1, "the agent answered {answered} enrollments");
-    let e = renkei_client::enroll::wait(&app_client, &e.id, Duration::from_millis(100), Duration::from_secs(10)).await?;
-    let pseudonym = e.pseudonym.clone().filter(|_| e.status == "linked").context("enrollment was not linked")?;
-    n.say(&format!("linked: the app knows the resident as {pseudonym}; the hub never saw the identifiers"));
+    let e = renkei_client::enroll::wait(
+        &app_client,
+        &e.id,
+        Duration::from_millis(100),
+        Duration::from_secs(10),
+    )
+    .await?;
+    let pseudonym = e
+        .pseudonym
+        .clone()
+        .filter(|_| e.status == "linked")
+        .context("enrollment was not linked")?;
+    n.say(&format!(
+        "linked: the app knows the resident as {pseudonym}; the hub never saw the identifiers"
+    ));
 
     // 8. Consent
     n.step("The resident grants Asmile a `phr-display` consent for the checkup results.");
-    let checkup: Vec<String> = hub.policies().catalog().categories().map(|c| c.name.clone()).filter(|c| c.starts_with("checkup.")).collect();
+    let checkup: Vec<String> = hub
+        .policies()
+        .catalog()
+        .categories()
+        .map(|c| c.name.clone())
+        .filter(|c| c.starts_with("checkup."))
+        .collect();
     let granted = app_client
         .grant_consent(&GrantBody {
             subject: pseudonym.clone(),
@@ -214,18 +338,43 @@ async fn flow(
             granted_by: "resident".into(),
         })
         .await?;
-    let code = granted.receipt["revocation_code"].as_str().context("receipt has no revocation code")?.to_owned();
-    ensure!(granted.receipt["signature"].is_string(), "the receipt is not signed");
-    n.say(&format!("consent {} granted; the receipt (signed by the hub) says: revocation code {code}", granted.consent.id));
+    let code = granted.receipt["revocation_code"]
+        .as_str()
+        .context("receipt has no revocation code")?
+        .to_owned();
+    ensure!(
+        granted.receipt["signature"].is_string(),
+        "the receipt is not signed"
+    );
+    n.say(&format!(
+        "consent {} granted; the receipt (signed by the hub) says: revocation code {code}",
+        granted.consent.id
+    ));
 
     // 9. Key grants and pull
     n.step("The agent seals each record's key to the app (HPKE); the app pulls and decrypts.");
     let served = lgwan_agent::sync::answer_grants_once(&agent, &source_client).await?;
     let app_state = StateDir::open(&app.dir.join("state"))?;
     let app_data = app.dir.join("data");
-    let got = renkei_client::pull::pull(&app_client, &app.id, &grant_keys[0], &app_state, &mut Sink::<std::io::Sink>::Dir(&app_data), 100, None).await?;
-    ensure!(served > 0 && got.written > 0 && got.rejected.is_empty(), "app pull: {got:?}");
-    n.say(&format!("{served} key grants sealed; the app decrypted {} FHIR records into {}", got.written, app_data.display()));
+    let got = renkei_client::pull::pull(
+        &app_client,
+        &app.id,
+        &grant_keys[0],
+        &app_state,
+        &mut Sink::<std::io::Sink>::Dir(&app_data),
+        100,
+        None,
+    )
+    .await?;
+    ensure!(
+        served > 0 && got.written > 0 && got.rejected.is_empty(),
+        "app pull: {got:?}"
+    );
+    n.say(&format!(
+        "{served} key grants sealed; the app decrypted {} FHIR records into {}",
+        got.written,
+        app_data.display()
+    ));
 
     // 10. App as a source
     n.step("The app publishes the resident's own vitals and medication, sealed with its own key.");
@@ -235,7 +384,8 @@ async fn flow(
         AppRecord { subject: pseudonym.clone(), category: "phr.vitals".into(), effective_date: today, document_id: "vitals-0001".into(), payload: br#"{"resourceType":"Bundle","type":"collection","entry":[{"resource":{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"8867-4","display":"Heart rate"}]},"valueQuantity":{"value":64,"unit":"/min","system":"http://unitsofmeasure.org","code":"/min"}}}]}"#.to_vec() },
         AppRecord { subject: pseudonym.clone(), category: "phr.medication".into(), effective_date: today, document_id: "meds-0001".into(), payload: br#"{"resourceType":"Bundle","type":"collection","entry":[{"resource":{"resourceType":"MedicationStatement","status":"active","medicationCodeableConcept":{"text":"amlodipine 5 mg"}}}]}"#.to_vec() },
     ];
-    let published = renkei_client::source::publish(&app_client, &app_key, &app.id, &records).await?;
+    let published =
+        renkei_client::source::publish(&app_client, &app_key, &app.id, &records).await?;
     ensure!(published.accepted == 2, "publish: {published:?}");
     n.say("2 app records accepted");
 
@@ -261,8 +411,15 @@ async fn flow(
     renkei_client::source::serve_grants_once(&app_client, &app_key, 100).await?;
     let clinic_client = client_for(clinic, hub_url)?;
     let clinic_seen = pull_categories(&clinic_client, clinic, &grant_keys[1]).await?;
-    ensure!(clinic_seen.iter().any(|(_, c)| c.starts_with("checkup.")) && clinic_seen.iter().any(|(_, c)| c.starts_with("phr.")), "clinic saw {clinic_seen:?}");
-    n.say(&format!("the clinic received {} records: checkup results and the app's records together", clinic_seen.len()));
+    ensure!(
+        clinic_seen.iter().any(|(_, c)| c.starts_with("checkup."))
+            && clinic_seen.iter().any(|(_, c)| c.starts_with("phr.")),
+        "clinic saw {clinic_seen:?}"
+    );
+    n.say(&format!(
+        "the clinic received {} records: checkup results and the app's records together",
+        clinic_seen.len()
+    ));
 
     // 12. Analyst
     n.step("At the city counter, the resident consents to the EBPM evaluation; the analyst joins KDB and PHR data.");
@@ -274,49 +431,97 @@ async fn flow(
         &lgwan_agent::counter::CounterTerms {
             recipient: &analyst_id,
             purpose: "care-prevention-evaluation",
-            categories: &["kdb.care".to_owned(), "phr.vitals".to_owned(), "checkup.glucose".to_owned()],
+            categories: &[
+                "kdb.care".to_owned(),
+                "phr.vitals".to_owned(),
+                "checkup.glucose".to_owned(),
+            ],
             valid_until: Some(now + Days::days(180)),
             staff: "staff-0042",
         },
     )
     .await?;
-    ensure!(receipt["revocation_code"].is_string(), "counter receipt without a code");
+    ensure!(
+        receipt["revocation_code"].is_string(),
+        "counter receipt without a code"
+    );
     lgwan_agent::sync::answer_grants_once(&agent, &source_client).await?;
     renkei_client::source::serve_grants_once(&app_client, &app_key, 100).await?;
     let analyst_client = client_for(analyst, hub_url)?;
     let analyst_seen = pull_categories(&analyst_client, analyst, &grant_keys[2]).await?;
     let names: BTreeSet<&String> = analyst_seen.iter().map(|(p, _)| p).collect();
     let cats: BTreeSet<&str> = analyst_seen.iter().map(|(_, c)| c.as_str()).collect();
-    ensure!(names.len() == 1 && cats.contains("kdb.care") && cats.contains("phr.vitals"), "analyst saw {analyst_seen:?}");
+    ensure!(
+        names.len() == 1 && cats.contains("kdb.care") && cats.contains("phr.vitals"),
+        "analyst saw {analyst_seen:?}"
+    );
     let clinic_names: BTreeSet<&String> = clinic_seen.iter().map(|(p, _)| p).collect();
-    ensure!(names.iter().all(|p| **p != pseudonym && !clinic_names.contains(*p)), "pseudonyms are shared between recipients");
-    n.say(&format!("KDB care and app vitals of one person under one pseudonym {}: the 名寄せ is done", names.iter().next().map_or("", |s| s.as_str())));
+    ensure!(
+        names
+            .iter()
+            .all(|p| **p != pseudonym && !clinic_names.contains(*p)),
+        "pseudonyms are shared between recipients"
+    );
+    n.say(&format!(
+        "KDB care and app vitals of one person under one pseudonym {}: the 名寄せ is done",
+        names.iter().next().map_or("", |s| s.as_str())
+    ));
     n.say("the app, the clinic and the analyst each know the resident under a different pseudonym");
 
     // 13. Revocation on the portal
     n.step("The resident revokes the Asmile consent on the portal with the receipt code.");
     let mut browser = portal::Browser::new(running.portal_addr, &source.ca())?;
     let page = browser.open().await?;
-    ensure!(page.contains("撤回コード"), "the portal start page is not in Japanese");
+    ensure!(
+        page.contains("撤回コード"),
+        "the portal start page is not in Japanese"
+    );
     let (status, page) = browser.post("/view", &[("code", &code)]).await?;
-    ensure!(status == 200 && page.contains("id=\"history\"") && page.contains(&app.id.to_string()), "the portal did not show the consent and history");
-    let (status, page) = browser.post("/revoke", &[("code", &code), ("reason", "demo")]).await?;
-    ensure!(status == 200 && page.contains("id=\"revoked\""), "the portal did not revoke");
+    ensure!(
+        status == 200 && page.contains("id=\"history\"") && page.contains(&app.id.to_string()),
+        "the portal did not show the consent and history"
+    );
+    let (status, page) = browser
+        .post("/revoke", &[("code", &code), ("reason", "demo")])
+        .await?;
+    ensure!(
+        status == 200 && page.contains("id=\"revoked\""),
+        "the portal did not revoke"
+    );
     n.say("the portal showed the consent, the other consents and who read what; the consent is revoked");
 
     // 14. Denied and acknowledged
     n.step("Asmile's next read is denied; it receives the revocation event, deletes its copies and acknowledges.");
-    let some = std::fs::read_dir(&app_data)?.next().context("no pulled data")??.path();
-    let record_id = std::fs::read_dir(&some)?.next().context("no pulled file")??.path();
-    let record_id = record_id.file_stem().and_then(|s| s.to_str()).context("file name")?.to_owned();
+    let some = std::fs::read_dir(&app_data)?
+        .next()
+        .context("no pulled data")??
+        .path();
+    let record_id = std::fs::read_dir(&some)?
+        .next()
+        .context("no pulled file")??
+        .path();
+    let record_id = record_id
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .context("file name")?
+        .to_owned();
     match app_client.read_record(&record_id).await {
         Ok(_) => bail!("the app could still read {record_id} after the revocation"),
         Err(e) => n.say(&format!("read of {record_id}: {e}")),
     }
     let handled = renkei_client::events::handle_events(&app_client, &app_state).await?;
-    let revoked = handled.iter().find(|h| h.event.kind == "consent.revoked").context("no consent.revoked event")?;
-    ensure!(revoked.acknowledged && revoked.deleted_files > 0, "event handling: {handled:?}");
-    n.say(&format!("consent.revoked acknowledged; {} local files deleted", revoked.deleted_files));
+    let revoked = handled
+        .iter()
+        .find(|h| h.event.kind == "consent.revoked")
+        .context("no consent.revoked event")?;
+    ensure!(
+        revoked.acknowledged && revoked.deleted_files > 0,
+        "event handling: {handled:?}"
+    );
+    n.say(&format!(
+        "consent.revoked acknowledged; {} local files deleted",
+        revoked.deleted_files
+    ));
 
     // 15. Audit
     n.step("Verifying the audit chain and the consent ledger.");
@@ -326,21 +531,45 @@ async fn flow(
         .map_err(|b| anyhow::anyhow!("audit chain broken: {b}"))?;
     lgwan_agent::sync::keep_checkpoint(&outbox, &source_client, None).await?;
     let ledger = renkei_consent::ConsentStore::verify_chain(&hub.consents, None).await?;
-    n.say(&format!("audit log: {} entries, {} signed checkpoint(s), head {}", report.entries, report.checkpoints, &report.head[..16.min(report.head.len())]));
-    n.say(&format!("consent ledger: {} entries verified; the agent keeps the latest checkpoint as a witness", ledger.entries));
+    n.say(&format!(
+        "audit log: {} entries, {} signed checkpoint(s), head {}",
+        report.entries,
+        report.checkpoints,
+        &report.head[..16.min(report.head.len())]
+    ));
+    n.say(&format!(
+        "consent ledger: {} entries verified; the agent keeps the latest checkpoint as a witness",
+        ledger.entries
+    ));
     let _ = cfg;
     Ok(())
 }
 
 /// Pulls everything for a recipient into its data folder; returns (pseudonym, category) pairs.
-async fn pull_categories(client: &HubClient, m: &Member, key: &RecipientSecretKey) -> anyhow::Result<Vec<(String, String)>> {
+async fn pull_categories(
+    client: &HubClient,
+    m: &Member,
+    key: &RecipientSecretKey,
+) -> anyhow::Result<Vec<(String, String)>> {
     let state = StateDir::open(&m.dir.join("state"))?;
     let mut out = Vec::new();
     let mut lines = Vec::new();
-    renkei_client::pull::pull(client, &m.id, key, &state, &mut Sink::Lines(&mut lines), 100, None).await?;
+    renkei_client::pull::pull(
+        client,
+        &m.id,
+        key,
+        &state,
+        &mut Sink::Lines(&mut lines),
+        100,
+        None,
+    )
+    .await?;
     for line in String::from_utf8_lossy(&lines).lines() {
         let v: serde_json::Value = serde_json::from_str(line)?;
-        out.push((v["pseudonym"].as_str().unwrap_or_default().to_owned(), v["category"].as_str().unwrap_or_default().to_owned()));
+        out.push((
+            v["pseudonym"].as_str().unwrap_or_default().to_owned(),
+            v["category"].as_str().unwrap_or_default().to_owned(),
+        ));
     }
     Ok(out)
 }
@@ -348,7 +577,11 @@ async fn pull_categories(client: &HubClient, m: &Member, key: &RecipientSecretKe
 /// A KDB care export row for the resident (UTF-8, the bundled mapping's columns).
 fn write_kdb_care(path: &Path, p: &lgwan_agent::synth::SynthPerson) -> anyhow::Result<()> {
     let birth = p.birth_date.replace('-', "/");
-    let sex = if p.sex == lgwan_agent::domain::Sex::Female { "女" } else { "男" };
+    let sex = if p.sex == lgwan_agent::domain::Sex::Female {
+        "女"
+    } else {
+        "男"
+    };
     let text = format!(
         "保険者番号,被保険者証記号,被保険者証番号,枝番,氏名,生年月日,性別,認定日,要介護度,介護給付費\n\
          {},{},{},{},{},{birth},{sex},20260401,要支援1,120000\n",

@@ -30,14 +30,29 @@ impl Browser {
             .context("tls versions")?
             .with_root_certificates(roots)
             .with_no_client_auth();
-        Ok(Browser { addr, tls: Arc::new(tls), cookie: None })
+        Ok(Browser {
+            addr,
+            tls: Arc::new(tls),
+            cookie: None,
+        })
     }
 
-    async fn send(&mut self, method: &str, path: &str, form: Option<String>) -> anyhow::Result<(u16, String)> {
-        let tcp = TcpStream::connect(self.addr).await.context("connect to the portal")?;
+    async fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        form: Option<String>,
+    ) -> anyhow::Result<(u16, String)> {
+        let tcp = TcpStream::connect(self.addr)
+            .await
+            .context("connect to the portal")?;
         let name = rustls::pki_types::ServerName::try_from("localhost").context("server name")?;
-        let tls = TlsConnector::from(self.tls.clone()).connect(name, tcp).await.context("portal TLS")?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls)).await?;
+        let tls = TlsConnector::from(self.tls.clone())
+            .connect(name, tcp)
+            .await
+            .context("portal TLS")?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls)).await?;
         tokio::spawn(conn);
         let mut req = hyper::Request::builder()
             .method(method)
@@ -55,11 +70,16 @@ impl Browser {
             None => Full::new(Bytes::new()),
         };
         let resp = sender.send_request(req.body(body)?).await?;
-        if let Some(set) = resp.headers().get("set-cookie").and_then(|v| v.to_str().ok()) {
+        if let Some(set) = resp
+            .headers()
+            .get("set-cookie")
+            .and_then(|v| v.to_str().ok())
+        {
             self.cookie = set.split(';').next().map(str::to_owned);
         }
         let status = resp.status().as_u16();
-        let text = String::from_utf8_lossy(&resp.into_body().collect().await?.to_bytes()).into_owned();
+        let text =
+            String::from_utf8_lossy(&resp.into_body().collect().await?.to_bytes()).into_owned();
         Ok((status, text))
     }
 
@@ -73,7 +93,11 @@ impl Browser {
     }
 
     /// Posts a form from the last page (with its CSRF token).
-    pub(super) async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> anyhow::Result<(u16, String)> {
+    pub(super) async fn post(
+        &mut self,
+        path: &str,
+        fields: &[(&str, &str)],
+    ) -> anyhow::Result<(u16, String)> {
         let token = self
             .cookie
             .as_deref()

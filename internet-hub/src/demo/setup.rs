@@ -23,12 +23,16 @@ pub(super) struct Member {
 impl Member {
     /// The PEM certificate issued to it.
     pub(super) fn cert(&self) -> PathBuf {
-        self.dir.join("tls").join(format!("{}-{}.pem", self.id.kind(), self.id.id()))
+        self.dir
+            .join("tls")
+            .join(format!("{}-{}.pem", self.id.kind(), self.id.id()))
     }
 
     /// Its TLS private key.
     pub(super) fn key(&self) -> PathBuf {
-        self.dir.join("tls").join(format!("{}-{}.key", self.id.kind(), self.id.id()))
+        self.dir
+            .join("tls")
+            .join(format!("{}-{}.key", self.id.kind(), self.id.id()))
     }
 
     /// The participant CA (copied next to its certificate).
@@ -40,7 +44,13 @@ impl Member {
 /// Makes the participant CA, the hub certificate, and one certificate per member.
 pub(super) fn pki(dir: &Path, members: &[Member], now: DateTime<Utc>) -> anyhow::Result<()> {
     let pki_dir = dir.join("pki");
-    pki::init(&pki_dir, &["localhost".to_owned()], &[IpAddr::V4(Ipv4Addr::LOCALHOST)], 397, now)?;
+    pki::init(
+        &pki_dir,
+        &["localhost".to_owned()],
+        &[IpAddr::V4(Ipv4Addr::LOCALHOST)],
+        397,
+        now,
+    )?;
     for m in members {
         pki::issue(&pki_dir, &m.id, &m.dir.join("tls"), 30, now)?;
     }
@@ -59,14 +69,26 @@ pub(super) fn free_listen() -> anyhow::Result<Listen> {
     drop(held);
     let s = |a: &SocketAddr| a.to_string();
     match addrs.as_slice() {
-        [a, b, c] => Ok(Listen { participant: s(a), portal: s(b), admin: s(c) }),
+        [a, b, c] => Ok(Listen {
+            participant: s(a),
+            portal: s(b),
+            admin: s(c),
+        }),
         _ => anyhow::bail!("could not find three free ports"),
     }
 }
 
 /// Writes `client.toml` for a participant.
-pub(super) fn client_toml(m: &Member, hub_url: &str, with_record_key: bool) -> anyhow::Result<PathBuf> {
-    let record = if with_record_key { "record_key = \"keys/record.key\"\n" } else { "" };
+pub(super) fn client_toml(
+    m: &Member,
+    hub_url: &str,
+    with_record_key: bool,
+) -> anyhow::Result<PathBuf> {
+    let record = if with_record_key {
+        "record_key = \"keys/record.key\"\n"
+    } else {
+        ""
+    };
     let text = format!(
         "# renkei-client configuration for {id}. Paths are relative to this file.\n\
          hub_url = \"{hub_url}\"\nparticipant = \"{id}\"\nca = \"tls/ca.pem\"\n\
@@ -111,6 +133,10 @@ pub(super) fn attach_hub(agent_toml: &Path, hub_url: &str, m: &Member) -> anyhow
         rel(m.cert()).display(),
         rel(m.key()).display()
     );
-    let mut f = std::fs::OpenOptions::new().append(true).open(agent_toml).with_context(|| format!("opening `{}`", agent_toml.display()))?;
-    std::io::Write::write_all(&mut f, text.as_bytes()).with_context(|| format!("writing `{}`", agent_toml.display()))
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(agent_toml)
+        .with_context(|| format!("opening `{}`", agent_toml.display()))?;
+    std::io::Write::write_all(&mut f, text.as_bytes())
+        .with_context(|| format!("writing `{}`", agent_toml.display()))
 }

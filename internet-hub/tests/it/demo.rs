@@ -6,13 +6,26 @@ async fn demo_runs_end_to_end_and_keep_leaves_a_working_setup() {
     let dir = tempfile::tempdir().unwrap();
     let keep = dir.path().join("demo");
     internet_hub::demo::run(Some(keep.clone())).await.unwrap();
-    for f in ["hub.toml", "README.txt", "pki/ca.pem", "agent/agent.toml", "phr-asmile/client.toml", "clinic-mysos/client.toml", "analyst-hachioji/client.toml"] {
+    for f in [
+        "hub.toml",
+        "README.txt",
+        "pki/ca.pem",
+        "agent/agent.toml",
+        "phr-asmile/client.toml",
+        "clinic-mysos/client.toml",
+        "analyst-hachioji/client.toml",
+    ] {
         assert!(keep.join(f).is_file(), "{f} is missing");
     }
     // `internet-hub serve --config DIR/hub.toml` starts the same hub again.
     let cfg = internet_hub::config::HubConfig::load(&keep.join("hub.toml")).unwrap();
-    let hub = internet_hub::app::build_hub(&cfg, internet_hub::broker::Clock::System).await.unwrap();
-    let report = internet_hub::audit::verify(&hub.db, &[hub.signing_key.verifying_key()], None).await.unwrap().unwrap();
+    let hub = internet_hub::app::build_hub(&cfg, internet_hub::broker::Clock::System)
+        .await
+        .unwrap();
+    let report = internet_hub::audit::verify(&hub.db, &[hub.signing_key.verifying_key()], None)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(report.entries > 100, "{report:?}");
     // The kept participant configs load with the client.
     renkei_client::config::Settings::load(&keep.join("clinic-mysos/client.toml")).unwrap();

@@ -621,28 +621,76 @@ async fn oversized_bodies_are_413_and_bad_json_is_400() {
 async fn injection_strings_in_every_parameter_are_inert() {
     let h = TestHub::new(Backend::Sqlite).await.unwrap();
     h.register_all().await;
-    let evil = ["' OR '1'='1", "'; DROP TABLE hub_records; --", "\" OR 1=1 --", "%27%20OR%201%3D1", "rec1_' UNION SELECT sealed FROM hub_records --"];
+    let evil = [
+        "' OR '1'='1",
+        "'; DROP TABLE hub_records; --",
+        "\" OR 1=1 --",
+        "%27%20OR%201%3D1",
+        "rec1_' UNION SELECT sealed FROM hub_records --",
+    ];
     for e in evil {
         let enc: String = e.bytes().map(|b| format!("%{b:02X}")).collect();
         let calls: Vec<(&str, &str, String, Option<serde_json::Value>)> = vec![
             ("phr:asmile", "GET", format!("/v1/records/{enc}"), None),
             ("phr:asmile", "GET", format!("/v1/enrollments/{enc}"), None),
             ("phr:asmile", "GET", format!("/v1/feed?cursor={enc}"), None),
-            ("phr:asmile", "POST", format!("/v1/consents/{enc}/revoke"), Some(json!({"reason": e}))),
-            ("phr:asmile", "POST", "/v1/consents".into(), Some(json!({"subject": e, "recipient": e, "purpose": e, "categories": [e], "method": "app", "granted_by": e}))),
-            ("phr:asmile", "POST", "/v1/enrollments".into(), Some(json!({"source": e, "user_ref": e, "sealed": "AAAA"}))),
-            ("source:city-a", "POST", format!("/v1/source/enrollments/{enc}/result"), Some(json!({"outcome": "rejected", "reason": e}))),
-            ("source:city-a", "POST", "/v1/source/key-grants".into(), Some(json!({"grants": [{"record_id": e, "recipient": e, "grant": "AAAA"}]}))),
-            ("source:city-a", "POST", "/v1/records".into(), Some(json!({"records": [{"sealed": "AAAA", "subject": e}]}))),
-            ("phr:asmile", "GET", format!("/v1/participants/source/{enc}/keys"), None),
+            (
+                "phr:asmile",
+                "POST",
+                format!("/v1/consents/{enc}/revoke"),
+                Some(json!({"reason": e})),
+            ),
+            (
+                "phr:asmile",
+                "POST",
+                "/v1/consents".into(),
+                Some(
+                    json!({"subject": e, "recipient": e, "purpose": e, "categories": [e], "method": "app", "granted_by": e}),
+                ),
+            ),
+            (
+                "phr:asmile",
+                "POST",
+                "/v1/enrollments".into(),
+                Some(json!({"source": e, "user_ref": e, "sealed": "AAAA"})),
+            ),
+            (
+                "source:city-a",
+                "POST",
+                format!("/v1/source/enrollments/{enc}/result"),
+                Some(json!({"outcome": "rejected", "reason": e})),
+            ),
+            (
+                "source:city-a",
+                "POST",
+                "/v1/source/key-grants".into(),
+                Some(json!({"grants": [{"record_id": e, "recipient": e, "grant": "AAAA"}]})),
+            ),
+            (
+                "source:city-a",
+                "POST",
+                "/v1/records".into(),
+                Some(json!({"records": [{"sealed": "AAAA", "subject": e}]})),
+            ),
+            (
+                "phr:asmile",
+                "GET",
+                format!("/v1/participants/source/{enc}/keys"),
+                None,
+            ),
         ];
         for (who, method, path, body) in calls {
             let (st, v) = h.call(Some(who), method, &path, body).await;
             assert!(st.is_client_error(), "{who} {method} {path}: {st} {v}");
         }
     }
-    let tables: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM hub_participants").fetch_one(h.hub.db.pool()).await.unwrap();
+    let tables: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM hub_participants")
+        .fetch_one(h.hub.db.pool())
+        .await
+        .unwrap();
     assert_eq!(tables, 6, "the registry is intact");
-    let broken = internet_hub::audit::verify(&h.hub.db, &[h.hub.signing_key.verifying_key()], None).await.unwrap();
+    let broken = internet_hub::audit::verify(&h.hub.db, &[h.hub.signing_key.verifying_key()], None)
+        .await
+        .unwrap();
     assert!(broken.is_ok(), "{broken:?}");
 }

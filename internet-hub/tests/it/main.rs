@@ -13,6 +13,7 @@
 
 mod demo;
 mod flow;
+mod fuzz_bodies;
 mod harness;
 mod mtls;
 mod pg_outage;

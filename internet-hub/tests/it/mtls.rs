@@ -198,14 +198,27 @@ async fn slow_loris_is_dropped_within_the_header_timeout() {
     let h = TestHub::new(Backend::Sqlite).await.unwrap();
     h.register_all().await;
     let pki = TestPki::new();
-    let mut cfg = crate::harness::write_config(h.dir.path(), &h.config.file.database_url, pki.dir());
+    let mut cfg =
+        crate::harness::write_config(h.dir.path(), &h.config.file.database_url, pki.dir());
     cfg.file.limits.header_timeout_secs = 1;
-    let running = internet_hub::app::start(&cfg, h.clock.clone()).await.unwrap();
-    let tls_cfg = client_config(&ClientTlsPaths { ca: pki.pem("ca"), cert_chain: pki.pem("phr-asmile"), key: pki.key("phr-asmile") }).unwrap();
+    let running = internet_hub::app::start(&cfg, h.clock.clone())
+        .await
+        .unwrap();
+    let tls_cfg = client_config(&ClientTlsPaths {
+        ca: pki.pem("ca"),
+        cert_chain: pki.pem("phr-asmile"),
+        key: pki.key("phr-asmile"),
+    })
+    .unwrap();
     let tcp = TcpStream::connect(running.participant_addr).await.unwrap();
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let mut tls = TlsConnector::from(tls_cfg).connect(name, tcp).await.unwrap();
-    tls.write_all(b"GET /v1/feed HTTP/1.1\r\nhost: localhost\r\n").await.unwrap();
+    let mut tls = TlsConnector::from(tls_cfg)
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    tls.write_all(b"GET /v1/feed HTTP/1.1\r\nhost: localhost\r\n")
+        .await
+        .unwrap();
     let started = std::time::Instant::now();
     let mut buf = Vec::new();
     // Keep trickling one header byte every 300 ms; the server must close anyway.
@@ -214,14 +227,26 @@ async fn slow_loris_is_dropped_within_the_header_timeout() {
             if tls.write_all(b"x").await.is_err() {
                 return;
             }
-            match tokio::time::timeout(std::time::Duration::from_millis(300), tls.read_buf(&mut buf)).await {
+            match tokio::time::timeout(
+                std::time::Duration::from_millis(300),
+                tls.read_buf(&mut buf),
+            )
+            .await
+            {
                 Ok(Ok(0)) | Ok(Err(_)) => return,
                 _ => {}
             }
         }
     })
     .await;
-    assert!(outcome.is_ok(), "the slow client was not dropped within 10 s");
-    assert!(started.elapsed() < std::time::Duration::from_secs(5), "dropped after {:?}", started.elapsed());
+    assert!(
+        outcome.is_ok(),
+        "the slow client was not dropped within 10 s"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "dropped after {:?}",
+        started.elapsed()
+    );
     running.shutdown().await;
 }

@@ -35,26 +35,58 @@ fn as_postgres(cmd: &Path, args: &[&str]) -> bool {
 
 impl Cluster {
     fn start() -> Option<Cluster> {
-        let bin = std::fs::read_dir("/usr/lib/postgresql").ok()?.filter_map(|e| e.ok()).map(|e| e.path().join("bin")).find(|p| p.join("initdb").is_file())?;
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .filter_map(|e| e.ok())
+            .map(|e| e.path().join("bin"))
+            .find(|p| p.join("initdb").is_file())?;
         let dir = tempfile::tempdir().ok()?;
         let data = dir.path().join("data");
-        Command::new("chown").args(["-R", "postgres:postgres"]).arg(dir.path()).status().ok()?;
-        if !as_postgres(&bin.join("initdb"), &["-A", "trust", "-U", "postgres", "-D", data.to_str()?]) {
+        Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(dir.path())
+            .status()
+            .ok()?;
+        if !as_postgres(
+            &bin.join("initdb"),
+            &["-A", "trust", "-U", "postgres", "-D", data.to_str()?],
+        ) {
             return None;
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
-        let c = Cluster { bin, data, port, _dir: dir };
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
+        let c = Cluster {
+            bin,
+            data,
+            port,
+            _dir: dir,
+        };
         c.pg_ctl("start").then_some(c)
     }
 
     fn pg_ctl(&self, action: &str) -> bool {
-        let opts = format!("-p {} -k {} -c listen_addresses=127.0.0.1", self.port, self.data.display());
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1",
+            self.port,
+            self.data.display()
+        );
         let data = self.data.to_str().unwrap_or_default();
         let log = self.data.with_extension("log");
         let log = log.to_str().unwrap_or_default();
         match action {
-            "start" => as_postgres(&self.bin.join("pg_ctl"), &["-D", data, "-l", log, "-o", &opts, "-w", "-t", "30", "start"]),
-            _ => as_postgres(&self.bin.join("pg_ctl"), &["-D", data, "-m", "immediate", "-w", "stop"]),
+            "start" => as_postgres(
+                &self.bin.join("pg_ctl"),
+                &[
+                    "-D", data, "-l", log, "-o", &opts, "-w", "-t", "30", "start",
+                ],
+            ),
+            _ => as_postgres(
+                &self.bin.join("pg_ctl"),
+                &["-D", data, "-m", "immediate", "-w", "stop"],
+            ),
         }
     }
 }
@@ -68,8 +100,13 @@ impl Drop for Cluster {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_outage_gives_503_and_the_hub_recovers() {
     let Some(pg) = Cluster::start() else {
-        assert!(std::env::var_os("CI").is_none() || unsafe_skip_allowed(), "CI: a private PostgreSQL cluster could not be started");
-        eprintln!("NOTE: could not start a private PostgreSQL cluster (needs root and the server binaries); skipping");
+        assert!(
+            std::env::var_os("CI").is_none() || unsafe_skip_allowed(),
+            "CI: a private PostgreSQL cluster could not be started"
+        );
+        eprintln!(
+            "NOTE: could not start a private PostgreSQL cluster (needs root and the server binaries); skipping"
+        );
         return;
     };
     let url = format!("postgres://postgres@127.0.0.1:{}/postgres", pg.port);
@@ -85,9 +122,17 @@ async fn postgres_outage_gives_503_and_the_hub_recovers() {
     let (st, v) = h.call(Some("phr:asmile"), "GET", "/v1/feed", None).await;
     assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "{v}");
     assert_eq!(v["error"]["code"], "unavailable");
-    assert!(started.elapsed() < Duration::from_secs(15), "answered after {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "answered after {:?}",
+        started.elapsed()
+    );
     let later = h.sealed("doc-2", SUBJECT, "checkup.lipids", d(2026, 5, 2), b"y");
-    assert_eq!(h.upload(&[&later]).await.0, StatusCode::SERVICE_UNAVAILABLE, "an upload during the outage is refused, not half-stored");
+    assert_eq!(
+        h.upload(&[&later]).await.0,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "an upload during the outage is refused, not half-stored"
+    );
 
     assert!(pg.pg_ctl("start"), "restarting PostgreSQL");
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -104,11 +149,18 @@ async fn postgres_outage_gives_503_and_the_hub_recovers() {
     let (_, v) = h.upload(&[&r]).await;
     assert_eq!(v["duplicates"], 1, "{v}");
     let (st, v) = h.upload(&[&later]).await;
-    assert_eq!((st, v["accepted"].as_u64()), (StatusCode::OK, Some(1)), "{v}");
+    assert_eq!(
+        (st, v["accepted"].as_u64()),
+        (StatusCode::OK, Some(1)),
+        "{v}"
+    );
     let _ = json!({});
 }
 
 /// Outside root (CI runs as root) a private cluster cannot be made; allow the skip then.
 fn unsafe_skip_allowed() -> bool {
-    !Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0"))
+    !Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0"))
 }

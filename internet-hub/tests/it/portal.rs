@@ -214,3 +214,58 @@ async fn wrong_codes_lock_the_client_out_with_one_message() {
     assert_eq!(right.0, StatusCode::TOO_MANY_REQUESTS);
     assert!(!right.1.contains("phr:asmile"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_origin_rules() {
+    let h = TestHub::new(Backend::Sqlite).await.unwrap();
+    h.register_all().await;
+    let app = router(
+        h.hub.clone(),
+        PortalLimits {
+            max_failures: 100,
+            lockout_secs: 900,
+        },
+    );
+    let tok = "b".repeat(64);
+    let form = "code=0000-0000-0000-0000-0000-0000-0000-0000";
+    let with = |origin: Option<&str>, site: Option<&str>| {
+        let mut r = post("/view", &tok, Some(&tok), form, origin);
+        if let Some(s) = site {
+            r.headers_mut().insert("sec-fetch-site", s.parse().unwrap());
+        }
+        r
+    };
+    // A real browser on this page: same-origin, or Origin hidden as `null` but same-origin.
+    assert_eq!(
+        send(&app, with(Some("https://hub.example"), Some("same-origin")))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(&app, with(Some("null"), Some("same-origin"))).await.0,
+        StatusCode::OK
+    );
+    // Another site: refused whatever else it sends.
+    assert_eq!(
+        send(&app, with(Some("null"), Some("cross-site"))).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        send(&app, with(Some("null"), None)).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        send(&app, with(None, Some("cross-site"))).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        send(
+            &app,
+            with(Some("https://evil.example"), Some("same-origin"))
+        )
+        .await
+        .0,
+        StatusCode::FORBIDDEN
+    );
+}

@@ -177,7 +177,7 @@ async fn flow(
         now,
     )
     .await?;
-    let mut grant_keys = Vec::new();
+    let mut grant_keys = Vec::with_capacity(3);
     for (m, name, record_key) in [
         (app, "Asmile PHR app", true),
         (clinic, "MySOS clinic", false),
@@ -197,6 +197,9 @@ async fn flow(
         grant_keys.push(RecipientSecretKey::load(&keys.grant_key)?);
         n.say(&format!("{} registered", m.id));
     }
+    let [app_key_grant, clinic_key_grant, analyst_key_grant]: [RecipientSecretKey; 3] = grant_keys
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("expected three key-grant keys"))?;
     n.say(&format!("{} registered with its enrollment key", source.id));
 
     // 4. Synthetic data
@@ -241,7 +244,12 @@ async fn flow(
         "import: {imported:?}"
     );
     let mut preview = Vec::new();
-    lgwan_agent::preview::preview(&agent, &[archive.clone()], &mut preview, &mut |_| {})?;
+    lgwan_agent::preview::preview(
+        &agent,
+        std::slice::from_ref(&archive),
+        &mut preview,
+        &mut |_| {},
+    )?;
     let preview = String::from_utf8_lossy(&preview);
     for secret in [
         &resident.name,
@@ -338,12 +346,18 @@ async fn flow(
             granted_by: "resident".into(),
         })
         .await?;
-    let code = granted.receipt["revocation_code"]
+    let code = granted
+        .receipt
+        .get("revocation_code")
+        .unwrap_or(&serde_json::Value::Null)
         .as_str()
         .context("receipt has no revocation code")?
         .to_owned();
     ensure!(
-        granted.receipt["signature"].is_string(),
+        granted
+            .receipt
+            .get("signature")
+            .is_some_and(serde_json::Value::is_string),
         "the receipt is not signed"
     );
     n.say(&format!(
@@ -359,7 +373,7 @@ async fn flow(
     let got = renkei_client::pull::pull(
         &app_client,
         &app.id,
-        &grant_keys[0],
+        &app_key_grant,
         &app_state,
         &mut Sink::<std::io::Sink>::Dir(&app_data),
         100,
@@ -410,7 +424,7 @@ async fn flow(
     lgwan_agent::sync::answer_grants_once(&agent, &source_client).await?;
     renkei_client::source::serve_grants_once(&app_client, &app_key, 100).await?;
     let clinic_client = client_for(clinic, hub_url)?;
-    let clinic_seen = pull_categories(&clinic_client, clinic, &grant_keys[1]).await?;
+    let clinic_seen = pull_categories(&clinic_client, clinic, &clinic_key_grant).await?;
     ensure!(
         clinic_seen.iter().any(|(_, c)| c.starts_with("checkup."))
             && clinic_seen.iter().any(|(_, c)| c.starts_with("phr.")),
@@ -442,13 +456,15 @@ async fn flow(
     )
     .await?;
     ensure!(
-        receipt["revocation_code"].is_string(),
+        receipt
+            .get("revocation_code")
+            .is_some_and(serde_json::Value::is_string),
         "counter receipt without a code"
     );
     lgwan_agent::sync::answer_grants_once(&agent, &source_client).await?;
     renkei_client::source::serve_grants_once(&app_client, &app_key, 100).await?;
     let analyst_client = client_for(analyst, hub_url)?;
-    let analyst_seen = pull_categories(&analyst_client, analyst, &grant_keys[2]).await?;
+    let analyst_seen = pull_categories(&analyst_client, analyst, &analyst_key_grant).await?;
     let names: BTreeSet<&String> = analyst_seen.iter().map(|(p, _)| p).collect();
     let cats: BTreeSet<&str> = analyst_seen.iter().map(|(_, c)| c.as_str()).collect();
     ensure!(
@@ -567,8 +583,14 @@ async fn pull_categories(
     for line in String::from_utf8_lossy(&lines).lines() {
         let v: serde_json::Value = serde_json::from_str(line)?;
         out.push((
-            v["pseudonym"].as_str().unwrap_or_default().to_owned(),
-            v["category"].as_str().unwrap_or_default().to_owned(),
+            v.get("pseudonym")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            v.get("category")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
         ));
     }
     Ok(out)

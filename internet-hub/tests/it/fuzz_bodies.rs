@@ -230,7 +230,7 @@ fn mutate_text(rng: &mut Rng, bytes: &mut Vec<u8>) {
                 b"null",
                 b"\"deleted\":true,",
             ];
-            let token: &[u8] = rng.pick(&TOKENS);
+            let token = rng.pick(&TOKENS);
             let at = rng.below(len + 1).min(bytes.len());
             bytes.splice(at..at, token.iter().copied());
         }

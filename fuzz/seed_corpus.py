@@ -24,6 +24,17 @@ def entry(zip_name: str, name: str) -> bytes:
         return z.read(name)
 
 
+def zipped(entries: list, method: int) -> bytes:
+    """A zip of (name, bytes) with fixed timestamps, so the seeds are reproducible."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, data in entries:
+            info = zipfile.ZipInfo(name, date_time=(2024, 7, 1, 9, 0, 0))
+            info.compress_type = method
+            z.writestr(info, data)
+    return buf.getvalue()
+
+
 def write(target: str, name: str, data: bytes) -> None:
     folder = CORPUS / target
     folder.mkdir(parents=True, exist_ok=True)
@@ -97,33 +108,37 @@ def csv() -> None:
         write("csv", f.name, f.read_bytes())
     care = (FIXTURES / "csv" / "kdb_care_utf8.csv").read_text(encoding="utf-8")
     header, *rows = care.splitlines()
-    write("csv", "missing_column.csv", "\n".join([header.rsplit(",", 1)[0]] + rows).encode())
-    write("csv", "extra_cells.csv", "\n".join([header] + [r + ",x,y" for r in rows]).encode())
-    write("csv", "short_row.csv", "\n".join([header, rows[0].split(",", 3)[0]]).encode())
-    write("csv", "quoted_newline.csv", "\n".join([header, rows[0].replace("要支援1", '"要支\n援1"')]).encode())
-    write("csv", "unterminated_quote.csv", "\n".join([header, rows[0].replace("要支援1", '"要支援1')]).encode())
-    write("csv", "huge_field.csv", "\n".join([header, rows[0].replace("要支援1", "x" * 65536)]).encode())
-    write("csv", "bad_values.csv", "\n".join([header, rows[0].replace("127670", "１２,７¥").replace("1963/01/03", "1963/02/30")]).encode())
-    write("csv", "invalid_utf8.csv", header.encode() + b"\n" + rows[0].encode()[:20] + b"\xff\xfe\x80" + rows[0].encode()[20:])
-    write("csv", "header_only.csv", header.encode())
+    # Every record ends with a line break: a last record that ends at the end of the
+    # file panics the reader (finding 2, fuzz/artifacts/csv/); that case is the
+    # ignored regression test, not a seed, until it is fixed.
+    def lines(*rows: str) -> bytes:
+        return ("\n".join(rows) + "\n").encode()
+
+    write("csv", "missing_column.csv", lines(header.rsplit(",", 1)[0], *rows))
+    write("csv", "extra_cells.csv", lines(header, *[r + ",x,y" for r in rows]))
+    write("csv", "short_row.csv", lines(header, rows[0].split(",", 3)[0]))
+    write("csv", "quoted_newline.csv", lines(header, rows[0].replace("要支援1", '"要支\n援1"')))
+    write("csv", "stray_quote.csv", lines(header, rows[0].replace("要支援1", '要"支援1'), rows[1].replace("要支援1", '"要支""援1"')))
+    write("csv", "huge_field.csv", lines(header, rows[0].replace("要支援1", "x" * 65536)))
+    write("csv", "bad_values.csv", lines(header, rows[0].replace("127670", "１２,７¥").replace("1963/01/03", "1963/02/30")))
+    write("csv", "invalid_utf8.csv", header.encode() + b"\n" + rows[0].encode()[:20] + b"\xff\xfe\x80" + rows[0].encode()[20:] + b"\n")
+    write("csv", "header_only.csv", lines(header))
     write("csv", "empty.csv", b"")
 
 
 def archive(good: bytes) -> None:
     for name in [f"{MAIN}.zip", "bad_inputs.zip"]:
         write("archive", name, (FIXTURES / name).read_bytes())
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-        z.writestr("fuzz/DATA/h0000000001.xml", good)
-        z.writestr("fuzz/../../escape.xml", good)
-        z.writestr("C:/windows.xml", good)
-        z.writestr("fuzz\\DATA\\h0000000002.xml", good)
-    write("archive", "no_index_and_escapes.zip", buf.getvalue())
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
-        z.writestr("fuzz/ix08_V08.xml", entry(f"{MAIN}.zip", f"{MAIN}/ix08_V08.xml"))
-        z.writestr("fuzz/DATA/h0000000001.xml", good)
-    stored = buf.getvalue()
+    write("archive", "no_index_and_escapes.zip", zipped([
+        ("fuzz/DATA/h0000000001.xml", good),
+        ("fuzz/../../escape.xml", good),
+        ("C:/windows.xml", good),
+        ("fuzz\\DATA\\h0000000002.xml", good),
+    ], zipfile.ZIP_DEFLATED))
+    stored = zipped([
+        ("fuzz/ix08_V08.xml", entry(f"{MAIN}.zip", f"{MAIN}/ix08_V08.xml")),
+        ("fuzz/DATA/h0000000001.xml", good),
+    ], zipfile.ZIP_STORED)
     write("archive", "stored.zip", stored)
     write("archive", "truncated.zip", stored[: len(stored) // 2])
     write("archive", "not_a_zip.zip", b"PK\x03\x04 not really")

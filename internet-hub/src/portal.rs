@@ -339,18 +339,44 @@ fn fmt_time(t: chrono::DateTime<chrono::Utc>) -> String {
     }
 }
 
-fn consent_row(lang: Lang, c: &Consent, now: chrono::DateTime<chrono::Utc>) -> String {
+/// How a resident reads catalog codes: the category's or purpose's name in their language.
+fn label(policies: &renkei_policies::Policies, lang: Lang, code: &str) -> String {
+    let catalog = policies.catalog();
+    let named = catalog
+        .category(code)
+        .map(|c| if lang == Lang::En { &c.en } else { &c.ja })
+        .or_else(|| catalog.purpose(code).map(|p| if lang == Lang::En { &p.en } else { &p.ja }));
+    named.map_or_else(|| code.to_owned(), |n| n.clone())
+}
+
+fn status_label(lang: Lang, status: renkei_consent::Status) -> &'static str {
+    use renkei_consent::Status as S;
+    match status {
+        S::Active => t(lang, "有効", "active"),
+        S::Revoked => t(lang, "撤回済み", "revoked"),
+        S::Expired => t(lang, "期限切れ", "expired"),
+        S::Superseded => t(lang, "更新済み", "superseded"),
+    }
+}
+
+fn consent_row(
+    policies: &renkei_policies::Policies,
+    lang: Lang,
+    c: &Consent,
+    now: chrono::DateTime<chrono::Utc>,
+) -> String {
     let until = c
         .valid_until
         .map(fmt_time)
         .unwrap_or_else(|| t(lang, "撤回するまで", "until revoked").to_owned());
+    let categories: Vec<String> = c.categories.iter().map(|k| label(policies, lang, k)).collect();
     format!(
         "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
         esc(&c.recipient),
-        esc(&c.purpose),
-        esc(&c.categories.join(", ")),
+        esc(&label(policies, lang, &c.purpose)),
+        esc(&categories.join("、")),
         esc(&until),
-        esc(c.effective_status(now).as_str()),
+        esc(status_label(lang, c.effective_status(now))),
     )
 }
 
@@ -374,6 +400,7 @@ async fn view(
         return Ok(bad_code(lang, locked(&st, &key).await?));
     };
     let now = st.hub.now();
+    let policies = st.hub.policies();
     let others = st
         .hub
         .consents
@@ -397,7 +424,7 @@ async fn view(
     );
     let mut others_rows = String::new();
     for c in others.iter().filter(|c| c.id != consent.id) {
-        others_rows.push_str(&consent_row(lang, c, now));
+        others_rows.push_str(&consent_row(&policies, lang, c, now));
     }
     let mut hist = String::new();
     for r in &history {
@@ -406,7 +433,7 @@ async fn view(
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&fmt_time(at)),
             esc(&r.try_get::<String, _>("actor")?),
-            esc(&r.try_get::<String, _>("category")?),
+            esc(&label(&policies, lang, &r.try_get::<String, _>("category")?)),
             esc(&r.try_get::<String, _>("consent")?)
         ));
     }
@@ -420,7 +447,7 @@ async fn view(
          <h2>{h_others}</h2><table id=\"others\">{head}{others_rows}</table>\
          <h2>{h_hist}</h2><table id=\"history\"><tr><th>{c_at}</th><th>{c_who}</th><th>{c_what}</th><th>{c_consent}</th></tr>{hist}</table>",
         h_this = t(lang, "この控えの同意", "The consent on this receipt"),
-        this = consent_row(lang, &consent, now),
+        this = consent_row(&policies, lang, &consent, now),
         code = esc(&f.code),
         l_reason = t(lang, "撤回の理由（任意）", "Reason (optional)"),
         b_revoke = t(lang, "この同意を撤回する", "Revoke this consent"),

@@ -121,7 +121,7 @@ async fn resident_sees_history_and_revokes_with_the_receipt_code() {
     .await;
     assert_eq!(st, StatusCode::OK, "{body}");
     assert!(
-        body.contains("phr:asmile") && body.contains("checkup.lipids"),
+        body.contains("phr:asmile") && body.contains("脂質") && body.contains("有効"),
         "{body}"
     );
     assert!(

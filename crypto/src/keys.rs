@@ -328,7 +328,11 @@ impl RecordKeyState {
         let record_id_mac = hmac_sha256(&record_id_key.0);
         let binding_key = hkdf_expand32(&kdf, &[b"renkei subject-binding v1"]);
         let subject_binding_mac = hmac_sha256(&binding_key.0);
-        RecordKeyState { kdf, record_id_mac, subject_binding_mac }
+        RecordKeyState {
+            kdf,
+            record_id_mac,
+            subject_binding_mac,
+        }
     }
 }
 

@@ -345,7 +345,11 @@ fn label(policies: &renkei_policies::Policies, lang: Lang, code: &str) -> String
     let named = catalog
         .category(code)
         .map(|c| if lang == Lang::En { &c.en } else { &c.ja })
-        .or_else(|| catalog.purpose(code).map(|p| if lang == Lang::En { &p.en } else { &p.ja }));
+        .or_else(|| {
+            catalog
+                .purpose(code)
+                .map(|p| if lang == Lang::En { &p.en } else { &p.ja })
+        });
     named.map_or_else(|| code.to_owned(), |n| n.clone())
 }
 
@@ -369,7 +373,11 @@ fn consent_row(
         .valid_until
         .map(fmt_time)
         .unwrap_or_else(|| t(lang, "撤回するまで", "until revoked").to_owned());
-    let categories: Vec<String> = c.categories.iter().map(|k| label(policies, lang, k)).collect();
+    let categories: Vec<String> = c
+        .categories
+        .iter()
+        .map(|k| label(policies, lang, k))
+        .collect();
     format!(
         "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
         esc(&c.recipient),
@@ -433,7 +441,11 @@ async fn view(
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&fmt_time(at)),
             esc(&r.try_get::<String, _>("actor")?),
-            esc(&label(&policies, lang, &r.try_get::<String, _>("category")?)),
+            esc(&label(
+                &policies,
+                lang,
+                &r.try_get::<String, _>("category")?
+            )),
             esc(&r.try_get::<String, _>("consent")?)
         ));
     }

@@ -135,7 +135,9 @@ fn changing_any_header_field_fails() {
     let other_binding = subject_binding(
         &key,
         &original.record_id,
-        SubjectToken::parse(&format!("st1_{}", "a".repeat(32))).unwrap().as_str(),
+        SubjectToken::parse(&format!("st1_{}", "a".repeat(32)))
+            .unwrap()
+            .as_str(),
     );
     type Change<'a> = Box<dyn Fn(&mut EnvelopeHeader) + 'a>;
     let changes: Vec<(&str, Change<'_>)> = vec![

@@ -17,7 +17,11 @@ fn a_grant_carries_the_dek_to_its_recipient() {
     let id = record_id(&record_key, "doc-1", "checkup.body");
     let header = EnvelopeHeader {
         record_id: id.clone(),
-        subject_binding: renkei_crypto::token::subject_binding(&record_key, &id, &format!("st1_{}", "b".repeat(32))),
+        subject_binding: renkei_crypto::token::subject_binding(
+            &record_key,
+            &id,
+            &format!("st1_{}", "b".repeat(32)),
+        ),
         category: "checkup.body".into(),
         source: "source:hachioji".into(),
         effective_date: chrono::NaiveDate::from_ymd_opt(2024, 4, 1).unwrap(),

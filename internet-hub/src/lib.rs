@@ -8,6 +8,7 @@ pub mod admin;
 pub mod api;
 pub mod app;
 pub mod audit;
+pub mod backup;
 pub mod broker;
 pub mod config;
 pub mod db;

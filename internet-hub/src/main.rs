@@ -69,6 +69,16 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Back up the hub database: SQLite online into a new FILE; PostgreSQL prints the
+    /// pg_dump command to use instead and exits 2.
+    Backup {
+        /// The hub configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// The backup file to create (refuses an existing one).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Revoke a consent as the hub administrator.
     RevokeConsent {
         /// The hub configuration file.
@@ -201,7 +211,7 @@ fn main() -> std::process::ExitCode {
         }
     };
     match rt.block_on(run(cli)) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
@@ -209,7 +219,7 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     match cli.command {
         Command::Demo { keep } => internet_hub::demo::run(keep).await?,
         Command::Serve { config } => {
@@ -327,6 +337,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
+        Command::Backup { config, out } => return backup(&config, &out).await,
         Command::RevokeConsent { config, id, reason } => {
             let cfg = HubConfig::load(&config)?;
             let hub = internet_hub::app::build_hub(&cfg, Clock::System).await?;
@@ -334,7 +345,35 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("revoked consent {} (version {})", c.id, c.version);
         }
     }
-    Ok(())
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// `backup`: SQLite through the hub's pool; PostgreSQL is pg_dump's job (exit 2).
+async fn backup(
+    config: &std::path::Path,
+    out: &std::path::Path,
+) -> anyhow::Result<std::process::ExitCode> {
+    let cfg = HubConfig::load(config)?;
+    let url = &cfg.file.database_url;
+    if !url.starts_with("sqlite:") {
+        let cmd = internet_hub::backup::pg_dump_command(url, out)?;
+        eprintln!(
+            "the database is PostgreSQL: back it up with pg_dump (password from PGPASSWORD or \
+             ~/.pgpass), restore with pg_restore --clean --if-exists --no-owner"
+        );
+        println!("{cmd}");
+        return Ok(std::process::ExitCode::from(2));
+    }
+    let hub = internet_hub::app::build_hub(&cfg, Clock::System).await?;
+    let written = internet_hub::backup::sqlite_backup(&hub.db, out).await?;
+    println!(
+        "backed up `{}` to `{}` ({} bytes); restore: stop the hub, copy it back, delete \
+         the -wal and -shm files, run `audit verify`",
+        internet_hub::db::redact_url(url),
+        out.display(),
+        written.bytes
+    );
+    Ok(std::process::ExitCode::SUCCESS)
 }
 
 fn pki(command: PkiCommand) -> anyhow::Result<()> {

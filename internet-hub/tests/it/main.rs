@@ -16,6 +16,7 @@ mod flow;
 mod fuzz_bodies;
 mod harness;
 mod mtls;
+mod ops;
 mod pg_outage;
 mod portal;
 mod tamper;

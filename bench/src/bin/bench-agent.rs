@@ -40,6 +40,16 @@ enum Command {
         #[arg(long, default_value = "agent")]
         name: String,
     },
+    /// Times the import's stages one by one: the survey pass, parse + minimize +
+    /// tokenize + seal with the records discarded, and spooling the sealed records.
+    Stages {
+        #[arg(long)]
+        archive: PathBuf,
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        part: PathBuf,
+    },
 }
 
 fn main() -> Result<()> {
@@ -77,8 +87,56 @@ fn main() -> Result<()> {
                 .build()?;
             runtime.block_on(import(archive, dir, part, name))?;
         }
+        Command::Stages { archive, dir, part } => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(stages(archive, dir, part))?;
+        }
     }
     Ok(())
+}
+
+async fn stages(archive: PathBuf, dir: PathBuf, part: PathBuf) -> Result<()> {
+    std::fs::create_dir_all(&dir)?;
+    let init = lgwan_agent::agent::init(&dir, &"source:bench-city".parse()?)?;
+    let agent = Agent::load(&init.config)?;
+    let files = [archive];
+    let t0 = Instant::now();
+    let book = agent.survey(&files);
+    let survey = t0.elapsed().as_secs_f64();
+    let t0 = Instant::now();
+    let mut sealed = Vec::new();
+    let mut failure = None;
+    let run = agent.prepare(&files, &book, &mut |prepared| {
+        if let lgwan_agent::pipeline::Prepared::Record(r) = prepared {
+            match lgwan_agent::import::seal_record(&agent, &r, book.branch(&r.subject_token)) {
+                Ok(s) => sealed.push(s),
+                Err(e) => failure = Some(e),
+            }
+        }
+    });
+    let prepare = t0.elapsed().as_secs_f64();
+    if let Some(e) = failure {
+        return Err(e.into());
+    }
+    let outbox = Outbox::open(&agent.config.outbox).await?;
+    let t0 = Instant::now();
+    for chunk in sealed.chunks(1000) {
+        outbox.put(chunk).await?;
+    }
+    let spool = t0.elapsed().as_secs_f64();
+    outbox.close().await;
+    let persons = run.documents as f64;
+    let mut p = Part::default();
+    p.set("stage_persons", run.documents)
+        .set("stage_survey_persons_per_s", persons / survey)
+        .set("stage_prepare_seal_persons_per_s", persons / prepare)
+        .set("stage_spool_records_per_s", sealed.len() as f64 / spool)
+        .set("stage_survey_s", survey)
+        .set("stage_prepare_seal_s", prepare)
+        .set("stage_spool_s", spool);
+    p.write(&part)
 }
 
 async fn import(archive: PathBuf, dir: PathBuf, part: PathBuf, name: String) -> Result<()> {

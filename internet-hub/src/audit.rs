@@ -1,6 +1,12 @@
 //! The tamper-evident audit log: every decision is appended to a hash chain in the
 //! same transaction as the decision, and checkpoints (sequence, head hash) are signed
 //! with the hub's Ed25519 key. [`verify`] names the first bad entry.
+//!
+//! When the signing key changes, the first checkpoint under the new key covers an
+//! `audit.key_change` entry naming the previous key's fingerprint, so the chain across
+//! keys is explicit; [`rotation`] writes new key versions and keeps the trusted old keys.
+
+pub mod rotation;
 
 use chrono::{DateTime, Utc};
 use renkei_crypto::sign::{SigningKey, VerifyingKey};
@@ -175,14 +181,28 @@ pub async fn checkpoint(
     sqlx::query("UPDATE hub_sequences SET value = value WHERE name = 'audit'")
         .execute(&mut *tx)
         .await?;
+    let latest =
+        sqlx::query("SELECT seq, public_key FROM hub_checkpoints ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut *tx)
+            .await?;
+    let (last, previous_key): (Option<i64>, Option<String>) = match latest {
+        Some(r) => (Some(r.try_get("seq")?), Some(r.try_get("public_key")?)),
+        None => (None, None),
+    };
+    let public_key = key.verifying_key().to_base64();
+    if let Some(previous) = previous_key.filter(|p| *p != public_key) {
+        // The first checkpoint under a new key signs a head that names the old key.
+        append(
+            &mut tx,
+            now,
+            &rotation::key_change_entry(&public_key, &previous),
+        )
+        .await?;
+    }
     let row = sqlx::query("SELECT value, head FROM hub_sequences WHERE name = 'audit'")
         .fetch_one(&mut *tx)
         .await?;
     let (seq, head): (i64, String) = (row.try_get("value")?, row.try_get("head")?);
-    let last: Option<i64> = sqlx::query("SELECT MAX(seq) AS s FROM hub_checkpoints")
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get("s")?;
     if seq == 0 || last.is_some_and(|l| l >= seq) {
         tx.commit().await?;
         return Ok(None);
@@ -195,7 +215,7 @@ pub async fn checkpoint(
         head_hash: head,
         at: now,
         key_version: key.version().to_string(),
-        public_key: key.verifying_key().to_base64(),
+        public_key,
         signature,
     };
     sqlx::query(
@@ -287,6 +307,7 @@ pub async fn verify(
     {
         checkpoints.push(checkpoint_from_row(&r)?);
     }
+    let key_changes = rotation::key_changes(&checkpoints);
     checkpoints.extend(witness.cloned());
     for cp in &checkpoints {
         if !trusted.iter().any(|k| cp.verify_signature(k)) {
@@ -345,6 +366,11 @@ pub async fn verify(
                     seq,
                     reason: "content does not match its hash (edited)".into(),
                 }));
+            }
+            if let Some(change) = key_changes.iter().find(|c| c.seq == seq) {
+                if let Err(reason) = change.check(&e) {
+                    return Ok(Err(Broken { seq, reason }));
+                }
             }
             for cp in checkpoints.iter().filter(|c| c.seq == seq) {
                 if cp.head_hash != stored_hash {

@@ -69,6 +69,11 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// The hub's own keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Back up the hub database: SQLite online into a new FILE; PostgreSQL prints the
     /// pg_dump command to use instead and exits 2.
     Backup {
@@ -179,6 +184,17 @@ enum ParticipantCommand {
     },
     /// List participants.
     List,
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// New audit signing key version (keys/signing-vN.key); the old public key stays
+    /// trusted (keys/signing-trusted.txt) and endorses the new one in the audit log.
+    RotateSigning {
+        /// The hub configuration file.
+        #[arg(long)]
+        config: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -315,7 +331,10 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                         ),
                         None => None,
                     };
-                    let trusted = [hub.signing_key.verifying_key()];
+                    let trusted = internet_hub::audit::rotation::trusted_keys(
+                        &cfg.file.keys.signing,
+                        &hub.signing_key.verifying_key(),
+                    )?;
                     match internet_hub::audit::verify(&hub.db, &trusted, witness.as_ref()).await? {
                         Ok(r) => println!(
                             "audit log OK: {} entries, {} signed checkpoints verified, head {}",
@@ -336,6 +355,33 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                     }
                 }
             }
+        }
+        Command::Keys {
+            command: KeysCommand::RotateSigning { config },
+        } => {
+            let cfg = HubConfig::load(&config)?;
+            let hub = internet_hub::app::build_hub(&cfg, Clock::System).await?;
+            let r = internet_hub::audit::rotation::rotate(
+                &hub.db,
+                &hub.signing_key,
+                &cfg.file.keys.signing,
+                hub.now(),
+            )
+            .await?;
+            println!(
+                "new signing key {} in `{}`\npublic key {} ({})\n\
+                 the current key {} signed checkpoint {} endorsing it and stays trusted in `{}`\n\
+                 next: set `keys.signing` in `{}` to the new file, restart or roll every hub, \
+                 update `[hub] signing_key` on agents that pin it, then delete the old key file",
+                r.version,
+                r.path.display(),
+                r.public_key.to_base64(),
+                internet_hub::audit::rotation::fingerprint(&r.public_key),
+                hub.signing_key.version(),
+                r.endorsement.seq,
+                internet_hub::audit::rotation::trusted_path(&cfg.file.keys.signing).display(),
+                config.display()
+            );
         }
         Command::Backup { config, out } => return backup(&config, &out).await,
         Command::RevokeConsent { config, id, reason } => {

@@ -212,3 +212,160 @@ async fn postgres_dump_restores_with_a_verified_audit_chain() {
     let (grown, _) = verified(&copy, &trusted).await;
     assert_eq!(grown.entries, before.entries + 1);
 }
+
+/// A config like `h`'s whose `keys.signing` names `file`, in the same folder.
+fn config_with_signing(h: &TestHub, file: &str) -> internet_hub::config::HubConfig {
+    let text = std::fs::read_to_string(&h.config.path)
+        .unwrap()
+        .replace("keys/signing.key", &format!("keys/{file}"));
+    let path = h.dir.path().join(format!("hub-{file}.toml"));
+    std::fs::write(&path, text).unwrap();
+    internet_hub::config::HubConfig::load(&path).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_key_rotation_chains_checkpoints_across_keys() {
+    use audit::rotation;
+    use renkei_crypto::sign::SigningKey;
+
+    let h = TestHub::new(Backend::Sqlite).await.unwrap();
+    workload(&h).await;
+    let old = h.hub.signing_key.verifying_key();
+    audit::checkpoint(&h.hub.db, &h.hub.signing_key, h.hub.now())
+        .await
+        .unwrap()
+        .unwrap();
+    let signing = h.config.file.keys.signing.clone();
+
+    let r = rotation::rotate(&h.hub.db, &h.hub.signing_key, &signing, h.hub.now())
+        .await
+        .unwrap();
+    assert_eq!(r.version.to_string(), "v2");
+    assert!(r.path.ends_with("keys/signing-v2.key"), "{:?}", r.path);
+    assert_eq!(
+        r.endorsement.public_key,
+        old.to_base64(),
+        "the old key endorses"
+    );
+    let listed = rotation::read_trusted(&rotation::trusted_path(&signing)).unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].1, old);
+
+    // A hub on the new key: more work, then checkpoints under the new key.
+    let cfg = config_with_signing(&h, "signing-v2.key");
+    let dir = tempfile::tempdir().unwrap();
+    let h2 = TestHub::on_config(cfg.clone(), dir).await;
+    assert_eq!(h2.hub.signing_key.verifying_key(), r.public_key);
+    workload_more(&h2).await;
+    let first_new = audit::checkpoint(&h2.hub.db, &h2.hub.signing_key, h2.hub.now())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first_new.public_key, r.public_key.to_base64());
+    let (st, _) = h2.call(Some("phr:asmile"), "GET", "/v1/feed", None).await;
+    assert_eq!(st, StatusCode::OK);
+    let second_new = audit::checkpoint(&h2.hub.db, &h2.hub.signing_key, h2.hub.now())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(second_new.seq > first_new.seq);
+
+    // The first checkpoint under the new key covers the entry naming the old key.
+    let row = sqlx::query("SELECT action, object, reason FROM hub_audit WHERE seq = $1")
+        .bind(first_new.seq)
+        .fetch_one(h2.hub.db.pool())
+        .await
+        .unwrap();
+    use sqlx::Row;
+    assert_eq!(row.get::<String, _>("action"), "audit.key_change");
+    assert_eq!(
+        row.get::<String, _>("object"),
+        rotation::fingerprint(&r.public_key)
+    );
+    assert_eq!(
+        row.get::<String, _>("reason"),
+        format!("previous key {}", rotation::fingerprint(&old))
+    );
+
+    // `audit verify` trusts the current key and the listed old one ...
+    let trusted = rotation::trusted_keys(&cfg.file.keys.signing, &r.public_key).unwrap();
+    assert_eq!(trusted.len(), 2);
+    let report = audit::verify(&h2.hub.db, &trusted, None)
+        .await
+        .unwrap()
+        .expect("chain verifies across keys");
+    assert_eq!(report.checkpoints, 4, "{report:?}");
+    // ... and nothing less: without the old key its checkpoints are untrusted.
+    let broken = audit::verify(&h2.hub.db, &[r.public_key], None)
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(broken.reason.contains("trusted key"), "{broken:?}");
+
+    // A checkpoint by a key nobody listed is rejected even though it is well signed.
+    let stranger = SigningKey::generate(renkei_crypto::keys::KeyVersion::new(9));
+    workload_more_at(&h2, "doc-3").await;
+    let forged = audit::checkpoint(&h2.hub.db, &stranger, h2.hub.now())
+        .await
+        .unwrap()
+        .unwrap();
+    let broken = audit::verify(&h2.hub.db, &trusted, None)
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(broken.seq, forged.seq);
+    assert!(broken.reason.contains("trusted key"), "{broken:?}");
+    sqlx::query("DELETE FROM hub_checkpoints WHERE seq = $1")
+        .bind(forged.seq)
+        .execute(h2.hub.db.pool())
+        .await
+        .unwrap();
+    assert!(
+        audit::verify(&h2.hub.db, &trusted, None)
+            .await
+            .unwrap()
+            .is_ok()
+    );
+
+    // A key change that does not name the previous key is rejected: the old key signs
+    // a checkpoint directly, without the `audit.key_change` entry.
+    workload_more_at(&h2, "doc-4").await;
+    let old_key = SigningKey::load(&signing).unwrap();
+    let head = sqlx::query("SELECT value, head FROM hub_sequences WHERE name = 'audit'")
+        .fetch_one(h2.hub.db.pool())
+        .await
+        .unwrap();
+    let (seq, head_hash): (i64, String) = (head.get("value"), head.get("head"));
+    let at = h2.hub.now();
+    let sig = old_key.sign(&audit::Checkpoint::signed_bytes(seq, &head_hash, at));
+    sqlx::query(
+        "INSERT INTO hub_checkpoints (seq, head_hash, at, key_version, public_key, signature) \
+         VALUES ($1,$2,$3,$4,$5,$6)",
+    )
+    .bind(seq)
+    .bind(&head_hash)
+    .bind(at.timestamp_micros())
+    .bind("v1")
+    .bind(old.to_base64())
+    .bind(sig.to_base64())
+    .execute(h2.hub.db.pool())
+    .await
+    .unwrap();
+    let broken = audit::verify(&h2.hub.db, &trusted, None)
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(broken.seq, seq);
+    assert!(broken.reason.contains("previous key"), "{broken:?}");
+}
+
+async fn workload_more_at(h: &TestHub, doc: &str) {
+    let r = h.sealed(
+        doc,
+        SUBJECT,
+        "checkup.lipids",
+        d(2026, 5, 3),
+        b"{\"ldl\":3}",
+    );
+    assert_eq!(h.upload(&[&r]).await.0, StatusCode::OK);
+}

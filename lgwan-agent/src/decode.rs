@@ -44,6 +44,9 @@ pub struct DecodingReader<R> {
     start: usize,
     end: usize,
     eof: bool,
+    /// The decoder was told the input ended and drained everything: it must not be
+    /// called again (encoding_rs panics), so every later read is end of file.
+    finished: bool,
     /// Bytes of input consumed so far, for error positions.
     consumed: u64,
 }
@@ -58,6 +61,7 @@ impl<R: Read> DecodingReader<R> {
             start: 0,
             end: 0,
             eof: false,
+            finished: false,
             consumed: 0,
         }
     }
@@ -80,6 +84,9 @@ impl<R: Read> Read for DecodingReader<R> {
             ));
         }
         loop {
+            if self.finished {
+                return Ok(0);
+            }
             if self.start == self.end && !self.eof {
                 self.start = 0;
                 self.end = self.inner.read(&mut self.input)?;
@@ -91,6 +98,9 @@ impl<R: Read> Read for DecodingReader<R> {
                 .decode_to_utf8_without_replacement(src, out, self.eof);
             self.start += read;
             self.consumed += read as u64;
+            if self.eof && result == DecoderResult::InputEmpty {
+                self.finished = true;
+            }
             match result {
                 DecoderResult::Malformed(_, _) => {
                     return Err(io::Error::new(
@@ -120,6 +130,16 @@ mod tests {
         let mut s = String::new();
         DecodingReader::new(bytes, enc).read_to_string(&mut s)?;
         Ok(s)
+    }
+
+    #[test]
+    fn reading_again_after_the_end_is_still_the_end() {
+        let mut r = DecodingReader::new(&b"a,b"[..], UTF_8);
+        let mut buf = [0u8; 16];
+        assert_eq!(r.read(&mut buf).unwrap(), 3);
+        for _ in 0..3 {
+            assert_eq!(r.read(&mut buf).unwrap(), 0, "no panic, just end of file");
+        }
     }
 
     #[test]

@@ -328,7 +328,6 @@ fn reasons_do_not_echo_huge_values() {
 /// `DecodingReader::read` ("Must not use a decoder that has finished"): after
 /// returning end of file once, the reader decodes again with a finished decoder.
 #[test]
-#[ignore = "finding 2 open: the CSV decoding reader panics when read again after end of file"]
 fn csv_without_final_line_break() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/artifacts/csv");
     let reproducer = std::fs::read(dir.join("crash-no-final-line-break.csv")).unwrap();

@@ -154,6 +154,15 @@ enum PkiCommand {
         #[arg(long)]
         dir: PathBuf,
     },
+    /// List certificates (CA, server, participants) not revoked that expire within DAYS.
+    Expiring {
+        /// PKI folder.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Warning window in days.
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -182,8 +191,16 @@ enum ParticipantCommand {
         /// `kind:id`.
         participant: ParticipantId,
     },
-    /// List participants.
-    List,
+    /// List participants; with `--pki`, also their certificates, flagging those that
+    /// expire soon.
+    List {
+        /// PKI folder (its index.json) to show certificate serials and expiry.
+        #[arg(long)]
+        pki: Option<PathBuf>,
+        /// Flag certificates that expire within this many days.
+        #[arg(long, default_value_t = 30)]
+        expiring_within: u32,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -298,7 +315,18 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                     internet_hub::registry::set_status(&hub.db, &participant, false, now).await?;
                     println!("resumed {participant}");
                 }
-                ParticipantCommand::List => {
+                ParticipantCommand::List {
+                    pki,
+                    expiring_within,
+                } => {
+                    let certs = match &pki {
+                        Some(dir) => Some(internet_hub::registry::certificate_status(
+                            &internet_hub::pki::Index::load(dir)?,
+                            now,
+                            chrono::Duration::days(i64::from(expiring_within)),
+                        )),
+                        None => None,
+                    };
                     for p in internet_hub::registry::list(&hub.db).await? {
                         println!(
                             "{:<32} {:<10} grant_key={} enrollment_key={}  {}",
@@ -311,6 +339,28 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                                 "no"
                             },
                             p.display_name
+                        );
+                        if let Some(certs) = &certs {
+                            let mine: Vec<_> = certs
+                                .iter()
+                                .filter(|c| {
+                                    c.participant.as_ref().map(ToString::to_string)
+                                        == Some(p.id.clone())
+                                })
+                                .collect();
+                            if mine.is_empty() {
+                                println!("    no live certificate in the PKI index");
+                            }
+                            for c in mine {
+                                println!("    {}", internet_hub::registry::cert_line(c));
+                            }
+                        }
+                    }
+                    if let Some(certs) = &certs {
+                        let n = certs.iter().filter(|c| c.state.needs_renewal()).count();
+                        println!(
+                            "{n} certificate(s) expire within {expiring_within} days without a renewal \
+                             (`internet-hub pki expiring` lists the CA and server too)"
                         );
                     }
                 }
@@ -459,6 +509,23 @@ fn pki(command: PkiCommand) -> anyhow::Result<()> {
         PkiCommand::Crl { dir } => {
             let path = pki::crl(&dir, now)?;
             println!("CRL written to {}", path.display());
+        }
+        PkiCommand::Expiring { dir, days } => {
+            let all = internet_hub::registry::certificate_status(
+                &pki::Index::load(&dir)?,
+                now,
+                chrono::Duration::days(i64::from(days)),
+            );
+            let soon: Vec<_> = all
+                .iter()
+                .filter(|c| c.state != internet_hub::registry::CertState::Valid)
+                .collect();
+            if soon.is_empty() {
+                println!("no certificate expires within {days} days");
+            }
+            for c in soon {
+                println!("{}", internet_hub::registry::cert_line(c));
+            }
         }
     }
     Ok(())

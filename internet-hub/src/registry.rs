@@ -1,5 +1,7 @@
 //! The participant registry: who may talk to the hub, their kind, status and
 //! published public keys. Read on every request, so suspension is immediate.
+//! Also the certificate expiry view of the PKI index (`participants list --pki`,
+//! `pki expiring`): what must be renewed soon.
 
 use chrono::{DateTime, Utc};
 use renkei_crypto::participant::{ParticipantId, ParticipantKind};
@@ -188,4 +190,113 @@ pub async fn list(db: &Db) -> Result<Vec<Participant>> {
     .fetch_all(db.pool())
     .await?;
     rows.iter().map(from_row).collect()
+}
+
+/// Where a live (not revoked) certificate stands on its expiry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CertState {
+    /// Valid beyond the warning window.
+    Valid,
+    /// Expires within the warning window: renew it.
+    Expiring,
+    /// Already expired and not renewed.
+    Expired,
+    /// Expiring or expired, but its holder has a newer certificate valid beyond the
+    /// window: revoke this one once the new one is in use.
+    Renewed,
+}
+
+impl CertState {
+    /// The state as printed.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CertState::Valid => "valid",
+            CertState::Expiring => "EXPIRING",
+            CertState::Expired => "EXPIRED",
+            CertState::Renewed => "renewed",
+        }
+    }
+
+    /// Whether someone has to act (renew).
+    pub fn needs_renewal(self) -> bool {
+        matches!(self, CertState::Expiring | CertState::Expired)
+    }
+}
+
+/// A live certificate from the PKI index with its expiry state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CertStatus {
+    /// Serial (hex).
+    pub serial: String,
+    /// Subject common name (`kind:id` for participants).
+    pub subject: String,
+    /// The participant, `None` for the CA and the hub's server certificate.
+    pub participant: Option<ParticipantId>,
+    /// End of validity.
+    pub not_after: DateTime<Utc>,
+    /// Whole days left (negative once expired).
+    pub days_left: i64,
+    /// Where it stands.
+    pub state: CertState,
+}
+
+/// Every certificate of `index` that is not revoked, soonest expiry first, flagged
+/// against a warning window of `within` from `now`. Certificates are grouped by holder
+/// (participant, else subject: the CA, the server), so a renewed one is not flagged.
+pub fn certificate_status(
+    index: &crate::pki::Index,
+    now: DateTime<Utc>,
+    within: chrono::Duration,
+) -> Vec<CertStatus> {
+    let live: Vec<&crate::pki::IssuedCert> = index
+        .certificates
+        .iter()
+        .filter(|c| c.revoked_at.is_none())
+        .collect();
+    let holder = |c: &crate::pki::IssuedCert| {
+        c.participant
+            .as_ref()
+            .map_or_else(|| c.subject.clone(), ToString::to_string)
+    };
+    let horizon = now + within;
+    let mut out: Vec<CertStatus> = live
+        .iter()
+        .map(|c| {
+            let renewed = live
+                .iter()
+                .any(|o| holder(o) == holder(c) && o.not_after > horizon);
+            let state = if c.not_after > horizon {
+                CertState::Valid
+            } else if renewed {
+                CertState::Renewed
+            } else if c.not_after <= now {
+                CertState::Expired
+            } else {
+                CertState::Expiring
+            };
+            CertStatus {
+                serial: c.serial.clone(),
+                subject: c.subject.clone(),
+                participant: c.participant.clone(),
+                not_after: c.not_after,
+                days_left: (c.not_after - now).num_days(),
+                state,
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| a.not_after.cmp(&b.not_after).then(a.serial.cmp(&b.serial)));
+    out
+}
+
+/// One line per certificate: state, expiry, days left, serial, subject.
+pub fn cert_line(c: &CertStatus) -> String {
+    format!(
+        "{:<9} {} {:>5}d  serial {}  {}",
+        c.state.as_str(),
+        c.not_after.format("%Y-%m-%d %H:%M UTC"),
+        c.days_left,
+        c.serial,
+        c.subject
+    )
 }

@@ -369,3 +369,157 @@ async fn workload_more_at(h: &TestHub, doc: &str) {
     );
     assert_eq!(h.upload(&[&r]).await.0, StatusCode::OK);
 }
+
+#[test]
+fn certificates_expiring_soon_are_flagged() {
+    use internet_hub::pki;
+    use internet_hub::registry::{CertState, certificate_status};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (pki_dir, out) = (dir.path().join("pki"), dir.path().join("certs"));
+    let t = crate::harness::t0();
+    pki::init(&pki_dir, &["localhost".into()], &[], 397, t).unwrap();
+    let issue = |who: &str, days: u32, sub: &str| {
+        pki::issue(&pki_dir, &who.parse().unwrap(), &out.join(sub), days, t).unwrap()
+    };
+    let short = issue("phr:short", 10, "a");
+    let long = issue("phr:long", 200, "a");
+    let old = issue("clinic:renewed", 5, "a");
+    let new = issue("clinic:renewed", 300, "b");
+    let revoked = issue("analyst:gone", 3, "a");
+    pki::revoke(&pki_dir, &revoked, t).unwrap();
+
+    let index = pki::Index::load(&pki_dir).unwrap();
+    let state = |all: &[internet_hub::registry::CertStatus], serial: &str| {
+        all.iter().find(|c| c.serial == serial).map(|c| c.state)
+    };
+    let all = certificate_status(&index, t, chrono::Duration::days(30));
+    assert_eq!(state(&all, &short), Some(CertState::Expiring));
+    assert_eq!(state(&all, &long), Some(CertState::Valid));
+    assert_eq!(
+        state(&all, &old),
+        Some(CertState::Renewed),
+        "a newer one exists"
+    );
+    assert_eq!(state(&all, &new), Some(CertState::Valid));
+    assert_eq!(
+        state(&all, &revoked),
+        None,
+        "revoked certificates are not listed"
+    );
+    assert_eq!(all.first().unwrap().serial, old, "soonest first");
+    assert_eq!(
+        all.iter().filter(|c| c.state.needs_renewal()).count(),
+        1,
+        "{all:#?}"
+    );
+    // Later: the short one has expired, and the CA and server enter a 400-day window.
+    let later = certificate_status(
+        &index,
+        t + chrono::Duration::days(11),
+        chrono::Duration::days(400),
+    );
+    assert_eq!(state(&later, &short), Some(CertState::Expired));
+    assert!(
+        later
+            .iter()
+            .any(|c| c.participant.is_none() && c.state == CertState::Expiring)
+    );
+    assert_eq!(
+        later.iter().find(|c| c.serial == short).unwrap().days_left,
+        -1
+    );
+}
+
+#[test]
+fn expiry_commands_name_what_to_renew() {
+    use internet_hub::pki;
+
+    let bin = env!("CARGO_BIN_EXE_internet-hub");
+    let dir = tempfile::tempdir().unwrap();
+    let pki_dir = dir.path().join("pki");
+    let now = Clock::System.now();
+    pki::init(&pki_dir, &["localhost".into()], &[], 397, now).unwrap();
+    let short = pki::issue(
+        &pki_dir,
+        &"phr:short".parse().unwrap(),
+        &dir.path().join("c"),
+        7,
+        now,
+    )
+    .unwrap();
+    let long = pki::issue(
+        &pki_dir,
+        &"clinic:long".parse().unwrap(),
+        &dir.path().join("c"),
+        300,
+        now,
+    )
+    .unwrap();
+
+    let run = |args: &[&str]| {
+        let out = Command::new(bin).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let p = pki_dir.to_str().unwrap();
+    let text = run(&["pki", "expiring", "--dir", p, "--days", "30"]);
+    assert!(
+        text.contains(&short) && text.contains("EXPIRING") && text.contains("phr:short"),
+        "{text}"
+    );
+    assert!(!text.contains(&long), "{text}");
+    let text = run(&["pki", "expiring", "--dir", p, "--days", "3"]);
+    assert!(
+        text.contains("no certificate expires within 3 days"),
+        "{text}"
+    );
+
+    let cfg = write_config(
+        dir.path(),
+        &format!("sqlite://{}", dir.path().join("hub.db").display()),
+        &fixture::source_dir(),
+    );
+    let c = cfg.path.to_str().unwrap();
+    for who in ["phr:short", "clinic:long", "analyst:none"] {
+        run(&["participants", "--config", c, "add", who]);
+    }
+    let text = run(&["participants", "--config", c, "list", "--pki", p]);
+    let block = |who: &str| {
+        text.split_once(who)
+            .map(|(_, rest)| rest.lines().take(2).collect::<Vec<_>>().join("\n"))
+            .unwrap_or_default()
+    };
+    assert!(
+        block("phr:short").contains(&format!("serial {short}"))
+            && block("phr:short").contains("EXPIRING"),
+        "{text}"
+    );
+    assert!(block("clinic:long").contains("valid"), "{text}");
+    assert!(
+        block("analyst:none").contains("no live certificate"),
+        "{text}"
+    );
+    assert!(
+        text.contains("1 certificate(s) expire within 30 days"),
+        "{text}"
+    );
+    let text = run(&[
+        "participants",
+        "--config",
+        c,
+        "list",
+        "--pki",
+        p,
+        "--expiring-within",
+        "5",
+    ]);
+    assert!(
+        text.contains("0 certificate(s) expire within 5 days"),
+        "{text}"
+    );
+}

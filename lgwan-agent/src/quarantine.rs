@@ -57,8 +57,37 @@ pub enum Reason {
     IdentityConflict(String),
 }
 
+/// Longest reason text shown: a quoted value from hostile input (a 64 KiB attribute
+/// or cell) must not turn a report line into a copy of the input.
+const MAX_REASON_CHARS: usize = 300;
+
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let full = self.full_text();
+        match full.char_indices().nth(MAX_REASON_CHARS) {
+            Some((cut, _)) => write!(
+                f,
+                "{}… ({} more bytes)",
+                full.get(..cut).unwrap_or_default(),
+                full.len() - cut
+            ),
+            None => f.write_str(&full),
+        }
+    }
+}
+
+impl Reason {
+    fn full_text(&self) -> String {
+        struct Full<'a>(&'a Reason);
+        impl fmt::Display for Full<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.write_full(f)
+            }
+        }
+        Full(self).to_string()
+    }
+
+    fn write_full(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Reason::Unreadable(why) => write!(f, "unreadable: {why}"),
             Reason::ArchiveTooLarge { size, limit } => {

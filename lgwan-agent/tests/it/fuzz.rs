@@ -218,11 +218,8 @@ fn csv_corpus_and_mutations_are_clean() {
         eprintln!("replaying csv/{name}");
         files.csv(bytes);
     }
-    // Finding 2 (a last record that ends at the end of the file panics) is open: the
-    // mutated cases get their last record closed; `csv_without_final_line_break`
-    // below is the regression test.
     for bytes in mutated(&seeds, 0xC5F, CASES) {
-        files.csv(&checks::terminated(&bytes));
+        files.csv(&bytes);
     }
 }
 
@@ -291,35 +288,55 @@ fn zips_of_mutated_entries_are_clean() {
 /// 64 KiB report line. The fuzz check enforces the bound only with
 /// `RENKEI_FUZZ_STRICT_REASONS=1` until this is fixed.
 #[test]
-#[ignore = "finding 1 open: reasons echo input unbounded; un-ignore once the agent shortens quoted values"]
 fn reasons_do_not_echo_huge_values() {
+    let mut reasons = Vec::new();
     let cda = corpus("cda");
-    for name in ["huge_attribute.xml", "huge_date.xml"] {
-        let (_, bytes) = cda.iter().find(|(n, _)| n == name).unwrap();
-        let reason = parse_checkup(bytes, checks::FALLBACK_ID).unwrap_err();
-        checks::bounded_reason(name, &reason);
+    let artifact = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz/artifacts/cda/long-reason-malformed-xml.xml");
+    let malformed = (
+        "long-reason-malformed-xml.xml".to_owned(),
+        std::fs::read(artifact).unwrap(),
+    );
+    for (name, bytes) in cda
+        .iter()
+        .filter(|(n, _)| n == "huge_attribute.xml" || n == "huge_date.xml")
+        .chain([&malformed])
+    {
+        reasons.push((
+            name.clone(),
+            parse_checkup(bytes, checks::FALLBACK_ID).unwrap_err(),
+        ));
     }
-    let csv = corpus("csv");
-    let (_, huge) = csv.iter().find(|(n, _)| n == "huge_field.csv").unwrap();
-    // The 64 KiB cell sits in a text column; make it a money cell as well.
-    let text = String::from_utf8(huge.clone()).unwrap();
-    let (header, row) = text.split_once('\n').unwrap();
-    let mut money: Vec<&str> = row.split(',').collect();
-    let big = "9".repeat(65_536) + "x";
-    *money.last_mut().unwrap() = &big;
-    let bytes = format!("{header}\n{}\n", money.join(","));
+    // A 64 KiB money cell.
+    let (_, care) = corpus("csv")
+        .into_iter()
+        .find(|(n, _)| n == "kdb_care_utf8.csv")
+        .unwrap();
+    let text = String::from_utf8(care).unwrap();
+    let (header, rest) = text.split_once('\n').unwrap();
+    let row = rest.lines().next().unwrap();
+    let (cells, _) = row.rsplit_once(',').unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("huge.csv");
-    std::fs::write(&path, bytes).unwrap();
-    let mut reasons = Vec::new();
+    std::fs::write(
+        &path,
+        format!("{header}\n{cells},{}x\n", "9".repeat(65_536)),
+    )
+    .unwrap();
     lgwan_agent::tabular::read_table(&path, &checks::initial_mappings(), 1 << 20, &mut |item| {
         if let lgwan_agent::tabular::TableItem::Quarantined(q) = item {
-            reasons.push(q.reason);
+            reasons.push(("huge money cell".to_owned(), q.reason));
         }
     });
-    assert!(!reasons.is_empty(), "the huge money cell was accepted");
-    for reason in &reasons {
-        checks::bounded_reason("huge_field.csv", reason);
+    assert_eq!(reasons.len(), 4, "every case is refused");
+    let long: Vec<String> = reasons
+        .iter()
+        .filter(|(_, r)| r.to_string().len() > checks::MAX_MESSAGE_BYTES)
+        .map(|(name, r)| format!("{name}: `{}` of {} bytes", r.kind(), r.to_string().len()))
+        .collect();
+    assert!(long.is_empty(), "reasons echo their input: {long:?}");
+    for (name, reason) in &reasons {
+        checks::bounded_reason(name, reason);
     }
 }
 

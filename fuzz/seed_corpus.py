@@ -108,9 +108,6 @@ def csv() -> None:
         write("csv", f.name, f.read_bytes())
     care = (FIXTURES / "csv" / "kdb_care_utf8.csv").read_text(encoding="utf-8")
     header, *rows = care.splitlines()
-    # Every record ends with a line break: a last record that ends at the end of the
-    # file panics the reader (finding 2, fuzz/artifacts/csv/); that case is the
-    # ignored regression test, not a seed, until it is fixed.
     def lines(*rows: str) -> bytes:
         return ("\n".join(rows) + "\n").encode()
 
@@ -123,6 +120,9 @@ def csv() -> None:
     write("csv", "bad_values.csv", lines(header, rows[0].replace("127670", "１２,７¥").replace("1963/01/03", "1963/02/30")))
     write("csv", "invalid_utf8.csv", header.encode() + b"\n" + rows[0].encode()[:20] + b"\xff\xfe\x80" + rows[0].encode()[20:] + b"\n")
     write("csv", "header_only.csv", lines(header))
+    # The last record ending at the end of the file (fuzz finding 2).
+    write("csv", "no_final_line_break.csv", "\n".join([header, *rows]).encode())
+    write("csv", "unterminated_quote.csv", "\n".join([header, rows[0].replace("要支援1", '"要支援1')]).encode())
     write("csv", "empty.csv", b"")
 
 

@@ -24,24 +24,11 @@ pub const FALLBACK_ID: &str = "fuzz/DATA/h0000000000.xml";
 /// A DOCTYPE with an internal subset declaring entities (a small billion laughs).
 const DOCTYPE: &str = "<!DOCTYPE ClinicalDocument [<!ENTITY a \"aaaaaaaa\"><!ENTITY b \"&a;&a;&a;&a;&a;\"><!ENTITY x SYSTEM \"file:///etc/passwd\">]>";
 
-/// Whether [`clean_reason`] enforces [`MAX_MESSAGE_BYTES`]. Off by default while the
-/// first fuzzing finding is open: reasons quote cell values, attribute values, dates and
-/// element names without shortening them (`bad-value`, `field`, `csv`, `malformed-xml`),
-/// so a 64 KiB attribute gives a 64 KiB report. `RENKEI_FUZZ_STRICT_REASONS=1` turns it
-/// on; the `#[ignore]`d regression test in `lgwan-agent/tests/it/fuzz.rs` asserts it.
-pub fn strict_reasons() -> bool {
-    static STRICT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *STRICT.get_or_init(|| std::env::var_os("RENKEI_FUZZ_STRICT_REASONS").is_some())
-}
-
-/// A refusal is a clean value: a kind and a non-empty message (bounded when strict).
+/// A refusal is a clean value: a kind and a non-empty message of bounded size.
 pub fn clean_reason(what: &str, reason: &Reason) {
-    let message = reason.to_string();
     assert!(!reason.kind().is_empty(), "{what}: reason without a kind");
-    assert!(!message.is_empty(), "{what}: empty reason");
-    if strict_reasons() {
-        bounded_reason(what, reason);
-    }
+    assert!(!reason.to_string().is_empty(), "{what}: empty reason");
+    bounded_reason(what, reason);
 }
 
 /// The reason's message is at most [`MAX_MESSAGE_BYTES`]: it names a value, not echoes it.
@@ -139,48 +126,6 @@ pub fn initial_mappings() -> Vec<TableMapping> {
     }
 }
 
-/// Whether [`Files::csv`] ends its input with [`terminated`] (`RENKEI_FUZZ_CSV_TERMINATE`).
-fn terminate_csv() -> bool {
-    static TERMINATE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *TERMINATE.get_or_init(|| std::env::var_os("RENKEI_FUZZ_CSV_TERMINATE").is_some())
-}
-
-/// `data` with its last record closed: an open quote closed and a final line break
-/// added. Fuzzing finding 2: a mapped CSV whose last record ends at the end of the
-/// file (no final line break, or inside quotes) panics in `DecodingReader::read`
-/// (`encoding_rs`: "Must not use a decoder that has finished"), because the reader
-/// decodes again after it has returned end of file. Reproducer:
-/// `fuzz/artifacts/csv/crash-no-final-line-break.csv`.
-pub fn terminated(data: &[u8]) -> Vec<u8> {
-    // The CSV quote state at the end: a quote opens a field only at its start, and
-    // inside quotes `""` is an escaped quote.
-    let (mut quoted, mut field_start, mut after_quote) = (false, true, false);
-    for &b in data {
-        if quoted {
-            if after_quote {
-                after_quote = false;
-                if b != b'"' {
-                    quoted = false;
-                    field_start = matches!(b, b',' | b'\n' | b'\r');
-                }
-            } else if b == b'"' {
-                after_quote = true;
-            }
-        } else {
-            quoted = field_start && b == b'"';
-            field_start = matches!(b, b',' | b'\n' | b'\r');
-        }
-    }
-    let mut out = data.to_vec();
-    if quoted && !after_quote {
-        out.push(b'"');
-    }
-    if !out.is_empty() && !out.ends_with(b"\n") {
-        out.push(b'\n');
-    }
-    out
-}
-
 /// A scratch folder and the mappings, made once per fuzzing process.
 #[derive(Debug)]
 pub struct Files {
@@ -206,17 +151,7 @@ impl Files {
 
     /// `read_table` on the bytes as a CSV file: rows name a real mapping and value
     /// column, come in file order with non-empty cells, and refusals are clean.
-    ///
-    /// With `RENKEI_FUZZ_CSV_TERMINATE=1` the bytes are first passed through
-    /// [`terminated`], to fuzz past finding 2 while it is open.
     pub fn csv(&self, data: &[u8]) {
-        if terminate_csv() {
-            return self.csv_as_given(&terminated(data));
-        }
-        self.csv_as_given(data);
-    }
-
-    fn csv_as_given(&self, data: &[u8]) {
         let path = self.write("fuzz.csv", data);
         let mut last_line = 1;
         read_table(&path, &self.mappings, 1 << 20, &mut |item| match item {

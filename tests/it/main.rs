@@ -18,6 +18,7 @@
 
 mod browser;
 mod clinic;
+mod faults;
 mod full_flow;
 mod load;
 mod separation;

@@ -11,6 +11,7 @@
 //! person reading why a test failed, so every error carries the command and its output.
 
 pub mod db;
+pub mod faults;
 pub mod flow;
 pub mod http;
 pub mod hub;

@@ -1,17 +1,31 @@
 //! The agent's keys and catalog: `init` creates them, [`Agent::load`] reads
 //! them back, and [`Agent::tokenize`] turns a person's identifiers into the
 //! subject token (the only name of a resident that leaves the agent).
+//!
+//! Keys come in versions ([`keyring`]). New records are sealed with the newest
+//! record key and carry its version in their header; record ids keep using the
+//! first version so that a re-import after a rotation is still idempotent; a key
+//! grant derives the DEK with the version its record was sealed with.
+
+pub mod keyring;
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use renkei_client::HubClient;
+use renkei_client::api::{GrantRequest, GrantUpload};
+use renkei_client::source::{ServeReport, grant_for};
+use renkei_crypto::envelope::SealedRecord;
 use renkei_crypto::grant::RecipientSecretKey;
 use renkei_crypto::identity::Identity;
 use renkei_crypto::keys::{KeyVersion, RecordKey, TokenKey};
 use renkei_crypto::participant::ParticipantId;
 use renkei_crypto::token::{SubjectToken, subject_token};
 use renkei_policies::Catalog;
+
+use self::keyring::KeyRing;
+use crate::outbox::Outbox;
 
 use crate::config::{Config, initial_config};
 use crate::domain::{PersonIdentity, Sex};
@@ -58,8 +72,9 @@ pub fn init(dir: &Path, source: &ParticipantId) -> Result<Initialized> {
 pub struct Agent {
     /// The validated configuration.
     pub config: Config,
-    token_key: Arc<TokenKey>,
-    record_key: Arc<RecordKey>,
+    token_keys: Arc<KeyRing<TokenKey>>,
+    active_token: KeyVersion,
+    record_keys: Arc<KeyRing<RecordKey>>,
     enrollment_key: Arc<RecipientSecretKey>,
     catalog: Arc<Catalog>,
 }
@@ -69,8 +84,20 @@ impl Agent {
     /// every table mapping names a catalog category.
     pub fn load(path: &Path) -> Result<Agent> {
         let config = Config::load(path)?;
-        let token_key = TokenKey::load(&config.keys.token)?;
-        let record_key = RecordKey::load(&config.keys.record)?;
+        let token_keys = KeyRing::<TokenKey>::load(&config.keys.token)?;
+        let active_token = keyring::read_active_token(&config.keys.token)?
+            .unwrap_or_else(|| token_keys.configured().version());
+        if token_keys.get(active_token).is_none() {
+            return Err(Error::Invalid {
+                field: "active token version",
+                value: active_token.to_string(),
+                reason: format!(
+                    "`{}` names a version with no key file",
+                    keyring::token_active_path(&config.keys.token).display()
+                ),
+            });
+        }
+        let record_keys = KeyRing::<RecordKey>::load(&config.keys.record)?;
         let enrollment_key = RecipientSecretKey::load(&config.keys.enrollment)?;
         let catalog = match &config.catalog {
             Some(file) => Catalog::load(file)?,
@@ -89,8 +116,9 @@ impl Agent {
         }
         Ok(Agent {
             config,
-            token_key: Arc::new(token_key),
-            record_key: Arc::new(record_key),
+            token_keys: Arc::new(token_keys),
+            active_token,
+            record_keys: Arc::new(record_keys),
             enrollment_key: Arc::new(enrollment_key),
             catalog: Arc::new(catalog),
         })
@@ -101,9 +129,35 @@ impl Agent {
         &self.catalog
     }
 
-    /// The record master key.
+    /// The record master key new records are sealed with: the newest version.
     pub fn record_key(&self) -> &RecordKey {
-        &self.record_key
+        self.record_keys.newest()
+    }
+
+    /// The record key that makes record ids: the first (configured) version, so a
+    /// document imported again after a rotation gets the same id.
+    pub fn record_id_key(&self) -> &RecordKey {
+        self.record_keys.configured()
+    }
+
+    /// The record key of `version`, if the agent holds it.
+    pub fn record_key_version(&self, version: KeyVersion) -> Option<&RecordKey> {
+        self.record_keys.get(version)
+    }
+
+    /// The record key versions held, lowest first.
+    pub fn record_key_versions(&self) -> Vec<KeyVersion> {
+        self.record_keys.versions()
+    }
+
+    /// The token key versions held, lowest first.
+    pub fn token_key_versions(&self) -> Vec<KeyVersion> {
+        self.token_keys.versions()
+    }
+
+    /// The token key version that tokenizes.
+    pub fn active_token_version(&self) -> KeyVersion {
+        self.active_token
     }
 
     /// The enrollment secret key (opens identifiers sealed by PHR apps).
@@ -131,6 +185,236 @@ impl Agent {
     pub fn tokenize_identity(&self, identity: &Identity) -> Result<(SubjectToken, Option<String>)> {
         let canonical = identity.canonical()?;
         let branch = identity.branch()?;
-        Ok((subject_token(&self.token_key, &canonical), branch))
+        let key = self
+            .token_keys
+            .get(self.active_token)
+            .unwrap_or_else(|| self.token_keys.configured());
+        Ok((subject_token(key, &canonical), branch))
+    }
+
+    /// The subject token of `identity` under every token key version, lowest first
+    /// (for linking old and new tokens during a token key transition).
+    pub fn tokenize_all(&self, identity: &Identity) -> Result<Vec<(KeyVersion, SubjectToken)>> {
+        let canonical = identity.canonical()?;
+        Ok(self
+            .token_keys
+            .iter()
+            .map(|k| (k.version(), subject_token(k, &canonical)))
+            .collect())
+    }
+
+    /// The record key `record_id` was sealed with. With one version that is the key;
+    /// otherwise the version is read from the record's header in the outbox.
+    pub async fn record_key_for(
+        &self,
+        outbox: Option<&Outbox>,
+        record_id: &str,
+    ) -> Result<&RecordKey> {
+        if self.record_keys.versions().len() == 1 {
+            return Ok(self.record_keys.configured());
+        }
+        let unknown = |reason: String| Error::Invalid {
+            field: "key-grant request",
+            value: record_id.to_owned(),
+            reason,
+        };
+        let outbox =
+            outbox.ok_or_else(|| unknown("no outbox to look its key version up in".into()))?;
+        let (_, sealed) = outbox.record(record_id).await?.ok_or_else(|| {
+            unknown("the record is not in the outbox: key version unknown".into())
+        })?;
+        let version = SealedRecord::from_bytes(&sealed)?.header().key_version;
+        self.record_keys.get(version).ok_or_else(|| {
+            unknown(format!(
+                "sealed with record key {version}, which is missing"
+            ))
+        })
+    }
+
+    /// Key grants for `requests`, each DEK derived with the key version its record was
+    /// sealed with; requests that cannot be answered come back with the reason.
+    pub async fn grant_answers(
+        &self,
+        outbox: Option<&Outbox>,
+        requests: &[GrantRequest],
+    ) -> (Vec<GrantUpload>, Vec<String>) {
+        let (mut uploads, mut refused) = (Vec::new(), Vec::new());
+        for r in requests {
+            let answer = match self.record_key_for(outbox, &r.record_id).await {
+                Ok(key) => grant_for(key, &r.record_id, &r.recipient, &r.recipient_key)
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match answer {
+                Ok(g) => uploads.push(g),
+                Err(e) => refused.push(e),
+            }
+        }
+        (uploads, refused)
+    }
+
+    /// Answers up to `limit` pending key-grant requests once. After a record key
+    /// rotation it opens the outbox to read each record's key version.
+    pub async fn serve_grants_once(&self, client: &HubClient, limit: u32) -> Result<ServeReport> {
+        let requests = client.key_grant_requests(limit).await?;
+        let outbox = if self.record_keys.versions().len() > 1 && !requests.is_empty() {
+            Some(Outbox::open(&self.config.outbox).await?)
+        } else {
+            None
+        };
+        let (uploads, refused) = self.grant_answers(outbox.as_ref(), &requests).await;
+        if let Some(o) = outbox {
+            o.close().await;
+        }
+        let mut report = ServeReport {
+            requests: requests.len(),
+            refused,
+            ..ServeReport::default()
+        };
+        if !uploads.is_empty() {
+            report.uploaded = client.upload_key_grants(&uploads).await?;
+        }
+        Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::import::seal_record;
+    use crate::pipeline::PreparedRecord;
+    use renkei_crypto::envelope::open;
+    use renkei_crypto::grant::{KeyGrant, open_grant};
+    use renkei_crypto::token::{RecordId, record_id};
+
+    fn prepared(agent: &Agent, doc: &str, payload: &str) -> PreparedRecord {
+        PreparedRecord {
+            record_id: record_id(agent.record_id_key(), doc, "checkup.lipids"),
+            subject_token: SubjectToken::parse("st1_abcdefghijklmnopqrstuvwxyz234567").unwrap(),
+            category: "checkup.lipids".into(),
+            effective_date: chrono::NaiveDate::from_ymd_opt(2026, 5, 1).unwrap(),
+            source_document: doc.into(),
+            payload: serde_json::json!({ "v": payload }),
+        }
+    }
+
+    #[tokio::test]
+    async fn grants_derive_the_dek_of_the_version_each_record_was_sealed_with() {
+        let dir = tempfile::tempdir().unwrap();
+        let source: ParticipantId = "source:city-a".parse().unwrap();
+        let cfg = init(dir.path(), &source).unwrap().config;
+        let outbox = Outbox::open(&dir.path().join("outbox.sqlite"))
+            .await
+            .unwrap();
+
+        let v1 = Agent::load(&cfg).unwrap();
+        let first = seal_record(&v1, &prepared(&v1, "doc-1", "old"), None).unwrap();
+        outbox.put(std::slice::from_ref(&first)).await.unwrap();
+
+        let (version, _) = keyring::rotate::<RecordKey>(&v1.config.keys.record).unwrap();
+        assert_eq!(version, KeyVersion::new(2));
+        let v2 = Agent::load(&cfg).unwrap();
+        assert_eq!(v2.record_key_versions(), vec![KeyVersion::V1, version]);
+        assert_eq!(
+            prepared(&v2, "doc-1", "old").record_id,
+            first.record_id,
+            "record ids survive the rotation"
+        );
+        let second = seal_record(&v2, &prepared(&v2, "doc-2", "new"), None).unwrap();
+        outbox.put(std::slice::from_ref(&second)).await.unwrap();
+        let header = |r: &crate::outbox::NewRecord| {
+            SealedRecord::from_bytes(&r.sealed)
+                .unwrap()
+                .header()
+                .key_version
+        };
+        assert_eq!((header(&first), header(&second)), (KeyVersion::V1, version));
+
+        let clinic = RecipientSecretKey::generate(KeyVersion::V1);
+        let request = |rid: &str| GrantRequest {
+            record_id: rid.to_owned(),
+            recipient: "clinic:mysos".into(),
+            recipient_key: clinic.public_key().to_base64(),
+        };
+        let requests = [
+            request(first.record_id.as_str()),
+            request(second.record_id.as_str()),
+        ];
+        let (uploads, refused) = v2.grant_answers(Some(&outbox), &requests).await;
+        assert!(refused.is_empty(), "{refused:?}");
+        for (upload, (record, want)) in uploads.iter().zip([(&first, "old"), (&second, "new")]) {
+            let rid = RecordId::parse(&upload.record_id).unwrap();
+            let grant = KeyGrant::from_base64(&upload.grant).unwrap();
+            let dek = open_grant(&clinic, &rid, "clinic:mysos", &grant).unwrap();
+            let sealed = SealedRecord::from_bytes(&record.sealed).unwrap();
+            let plain: serde_json::Value =
+                serde_json::from_slice(&open(&dek, &sealed).unwrap()).unwrap();
+            assert_eq!(plain["v"], want);
+        }
+        // The DEK of the old record did not change: a grant made before the rotation
+        // (one key version) and one made after both open it.
+        let (before, _) = v1.grant_answers(None, &requests[..1]).await;
+        let dek = |u: &GrantUpload| {
+            open_grant(
+                &clinic,
+                &RecordId::parse(&u.record_id).unwrap(),
+                "clinic:mysos",
+                &KeyGrant::from_base64(&u.grant).unwrap(),
+            )
+            .unwrap()
+        };
+        let old_record = SealedRecord::from_bytes(&first.sealed).unwrap();
+        assert_eq!(
+            open(&dek(&before[0]), &old_record).unwrap(),
+            open(&dek(&uploads[0]), &old_record).unwrap()
+        );
+
+        // Unknown records and a missing outbox are refused, not answered with a guess.
+        let stray = request("rec1_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+        let (uploads, refused) = v2.grant_answers(Some(&outbox), std::slice::from_ref(&stray)).await;
+        assert!(uploads.is_empty());
+        assert!(refused[0].contains("not in the outbox"), "{refused:?}");
+        let (_, refused) = v2.grant_answers(None, &requests).await;
+        assert_eq!(refused.len(), 2);
+        outbox.close().await;
+    }
+
+    #[test]
+    fn token_versions_tokenize_until_activated() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = init(dir.path(), &"source:city-a".parse().unwrap())
+            .unwrap()
+            .config;
+        let person = Identity {
+            insurer_number: "138016".into(),
+            symbol: "1".into(),
+            number: "2".into(),
+            birth_date: "1970-01-01".into(),
+            sex: renkei_crypto::identity::Sex::Female,
+            branch: None,
+        };
+        let before = Agent::load(&cfg)
+            .unwrap()
+            .tokenize_identity(&person)
+            .unwrap()
+            .0;
+        let (v2, _) = keyring::rotate::<TokenKey>(&dir.path().join("keys/token.key")).unwrap();
+        let agent = Agent::load(&cfg).unwrap();
+        assert_eq!(agent.active_token_version(), KeyVersion::V1);
+        assert_eq!(
+            agent.tokenize_identity(&person).unwrap().0,
+            before,
+            "not active yet"
+        );
+        let all = agent.tokenize_all(&person).unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0], (KeyVersion::V1, before.clone()));
+        assert_ne!(all[1].1, before);
+
+        let ring = KeyRing::<TokenKey>::load(&agent.config.keys.token).unwrap();
+        keyring::activate_token(&agent.config.keys.token, &ring, v2).unwrap();
+        let agent = Agent::load(&cfg).unwrap();
+        assert_eq!(agent.active_token_version(), v2);
+        assert_eq!(agent.tokenize_identity(&person).unwrap().0, all[1].1);
     }
 }

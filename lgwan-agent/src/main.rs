@@ -61,6 +61,14 @@ enum Command {
         /// male or female.
         #[arg(long)]
         sex: String,
+        /// Print the token under every token key version (`vN TOKEN`, the active one marked).
+        #[arg(long)]
+        all: bool,
+    },
+    /// Key versions: rotate the record or token key, list what the agent holds.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
     },
     /// Print, as JSON Lines, exactly what would leave the building.
     Preview {
@@ -96,6 +104,33 @@ enum Command {
     Consent {
         #[command(subcommand)]
         command: ConsentCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// New record master key version (keys/record-vN.key): new records are sealed with
+    /// it; older versions stay to answer key grants for the records they sealed.
+    RotateRecord {
+        /// The agent's config file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// New token key version (keys/token-vN.key), not used until `--activate`.
+    /// With `--activate`: switch tokenizing to the newest version (no new key).
+    RotateToken {
+        /// The agent's config file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Tokenize with the newest version from now on.
+        #[arg(long)]
+        activate: bool,
+    },
+    /// The key versions the agent holds and which are in use.
+    List {
+        /// The agent's config file.
+        #[arg(long)]
+        config: PathBuf,
     },
 }
 
@@ -182,6 +217,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             number,
             birth,
             sex,
+            all,
         } => {
             let agent = Agent::load(&config)?;
             let person = PersonIdentity {
@@ -195,9 +231,22 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 sex: Sex::parse(&sex)
                     .with_context(|| format!("invalid sex `{sex}`: expected male or female"))?,
             };
-            let (token, _) = agent.tokenize(&person)?;
-            println!("{}", token.as_str());
+            if all {
+                let identity = person_identity(&person);
+                for (version, token) in agent.tokenize_all(&identity)? {
+                    let active = if version == agent.active_token_version() {
+                        "  (active)"
+                    } else {
+                        ""
+                    };
+                    println!("{version} {}{active}", token.as_str());
+                }
+            } else {
+                let (token, _) = agent.tokenize(&person)?;
+                println!("{}", token.as_str());
+            }
         }
+        Command::Keys { command } => keys(command)?,
         Command::Preview { config, inputs } => {
             let agent = Agent::load(&config)?;
             let stdout = std::io::stdout();
@@ -272,6 +321,98 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Consent { command } => consent(command).await?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The identifiers of a person as the crypto crate takes them.
+fn person_identity(p: &PersonIdentity) -> Identity {
+    Identity {
+        insurer_number: p.insurer.clone(),
+        symbol: p.symbol.clone(),
+        number: p.number.clone(),
+        birth_date: p.birth.format("%Y-%m-%d").to_string(),
+        sex: match p.sex {
+            Sex::Male => renkei_crypto::identity::Sex::Male,
+            Sex::Female => renkei_crypto::identity::Sex::Female,
+        },
+        branch: p.branch.clone(),
+    }
+}
+
+fn keys(command: KeysCommand) -> anyhow::Result<()> {
+    use lgwan_agent::agent::keyring::{self, KeyRing};
+    use renkei_crypto::keys::{RecordKey, TokenKey};
+    match command {
+        KeysCommand::RotateRecord { config } => {
+            let agent = Agent::load(&config)?;
+            let (version, path) = keyring::rotate::<RecordKey>(&agent.config.keys.record)?;
+            println!(
+                "new record key {version} in `{}` (mode 0600); new records are sealed with it from \
+                 the next import; keep every older record-*.key: key grants for older records \
+                 need them",
+                path.display()
+            );
+        }
+        KeysCommand::RotateToken {
+            config,
+            activate: false,
+        } => {
+            let agent = Agent::load(&config)?;
+            let (version, path) = keyring::rotate::<TokenKey>(&agent.config.keys.token)?;
+            println!(
+                "new token key {version} in `{}` (mode 0600), NOT active: tokens are still made \
+                 with {}. `lgwan-agent token --all` shows both tokens of a person. Activate \
+                 only after the hub can link old and new tokens (docs/operations.md)",
+                path.display(),
+                agent.active_token_version()
+            );
+        }
+        KeysCommand::RotateToken {
+            config,
+            activate: true,
+        } => {
+            let agent = Agent::load(&config)?;
+            let token = &agent.config.keys.token;
+            let ring = KeyRing::<TokenKey>::load(token)?;
+            let newest = ring.newest().version();
+            if newest == agent.active_token_version() {
+                anyhow::bail!(
+                    "token key {newest} is already active; run `keys rotate-token` first to make a new one"
+                );
+            }
+            keyring::activate_token(token, &ring, newest)?;
+            println!(
+                "token key {newest} is active (`{}`); records imported from now on carry the new \
+                 tokens",
+                keyring::token_active_path(token).display()
+            );
+        }
+        KeysCommand::List { config } => {
+            let agent = Agent::load(&config)?;
+            let records = agent.record_key_versions();
+            for v in &records {
+                let mut uses = Vec::new();
+                if *v == agent.record_id_key().version() {
+                    uses.push("record ids");
+                }
+                if *v == agent.record_key().version() {
+                    uses.push("sealing");
+                }
+                if uses.is_empty() {
+                    uses.push("key grants of older records");
+                }
+                println!("record {v}  {}", uses.join(", "));
+            }
+            for v in agent.token_key_versions() {
+                let state = if v == agent.active_token_version() {
+                    "active"
+                } else {
+                    "inactive"
+                };
+                println!("token  {v}  {state}");
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn consent(command: ConsentCommand) -> anyhow::Result<()> {

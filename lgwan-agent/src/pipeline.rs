@@ -277,7 +277,7 @@ impl Agent {
             for r in records {
                 summary.records += 1;
                 sink(Prepared::Record(PreparedRecord {
-                    record_id: record_id(self.record_key(), &r.source_document, &r.category),
+                    record_id: record_id(self.record_id_key(), &r.source_document, &r.category),
                     subject_token: token.clone(),
                     category: r.category,
                     effective_date: r.effective_date,
@@ -308,7 +308,7 @@ impl Agent {
         for (i, cell) in &row.cells {
             canonical.push_str(&format!("\u{1f}{i}={cell}"));
         }
-        let digest = record_id(self.record_key(), &canonical, "table-row");
+        let digest = record_id(self.record_id_key(), &canonical, "table-row");
         Some(MinimizedRecord {
             source_document: format!(
                 "{}/{}/{}",

@@ -7,7 +7,6 @@
 
 use renkei_client::HubClient;
 use renkei_client::api::{Checkpoint, Keys, Upload};
-use renkei_client::source::serve_grants_once;
 use renkei_crypto::sign::{Signature, VerifyingKey};
 
 use crate::agent::Agent;
@@ -118,7 +117,7 @@ async fn deliver(outbox: &Outbox, client: &impl Uploader, items: &[OutboxItem]) 
 pub async fn answer_grants_once(agent: &Agent, client: &HubClient) -> Result<usize> {
     let mut stored = 0;
     loop {
-        let report = serve_grants_once(client, agent.record_key(), GRANT_PAGE).await?;
+        let report = agent.serve_grants_once(client, GRANT_PAGE).await?;
         stored += report.uploaded.stored;
         // A page with refused requests would come back unchanged: stop at a short page
         // or when nothing was stored.

@@ -5,3 +5,4 @@
 //! variables that `tests/faults/long.sh` sets for the long mode.
 
 mod agent_kill;
+mod hub_kill;

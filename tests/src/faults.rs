@@ -192,6 +192,23 @@ pub async fn outbox_count(outbox: &Path) -> anyhow::Result<usize> {
     }
 }
 
+/// Up to `limit` records of the outbox as the agent uploads them: (subject, sealed bytes).
+pub async fn outbox_uploads(outbox: &Path, limit: i64) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+    let opts = SqliteConnectOptions::new().filename(outbox).read_only(true);
+    let mut c = SqliteConnection::connect_with(&opts)
+        .await
+        .with_context(|| format!("opening the outbox `{}`", outbox.display()))?;
+    let rows = sqlx::query_as::<_, (String, Vec<u8>)>(
+        "SELECT subject, sealed FROM outbox ORDER BY rowid LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(&mut c)
+    .await
+    .context("reading the outbox");
+    let _ = c.close().await;
+    rows
+}
+
 /// The outbox's records as record id → hex SHA-256 of the sealed bytes.
 pub async fn outbox_digests(outbox: &Path) -> anyhow::Result<BTreeMap<String, String>> {
     Ok(outbox_records(outbox)

@@ -85,7 +85,7 @@ where
 async fn hub_killed_during_ingest_and_key_grant_upload(backend: Backend) {
     let seed = env_number("RENKEI_FAULT_SEED", 20_260_701).unwrap();
     let times = env_number("RENKEI_FAULT_HUB_KILLS", 3).unwrap() as usize;
-    let mut rng = Seeded::new(seed ^ 0x4855_42);
+    let mut rng = Seeded::new(seed ^ 0x0048_5542);
     let Some(scene) = Scene::new(&SceneOptions::new(backend, &[ANALYST]), None)
         .await
         .unwrap()

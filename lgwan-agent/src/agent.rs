@@ -371,7 +371,9 @@ mod tests {
 
         // Unknown records and a missing outbox are refused, not answered with a guess.
         let stray = request("rec1_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
-        let (uploads, refused) = v2.grant_answers(Some(&outbox), std::slice::from_ref(&stray)).await;
+        let (uploads, refused) = v2
+            .grant_answers(Some(&outbox), std::slice::from_ref(&stray))
+            .await;
         assert!(uploads.is_empty());
         assert!(refused[0].contains("not in the outbox"), "{refused:?}");
         let (_, refused) = v2.grant_answers(None, &requests).await;

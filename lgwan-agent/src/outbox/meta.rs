@@ -52,7 +52,7 @@ impl Outbox {
         .bind(value)
         .execute(&self.pool)
         .await
-        .map_err(|e| self.err(e))?;
+        .map_err(|e| self.db(e))?;
         Ok(())
     }
 
@@ -61,11 +61,11 @@ impl Outbox {
             .bind(key)
             .fetch_optional(&self.pool)
             .await
-            .map_err(|e| self.err(e))?;
+            .map_err(|e| self.db(e))?;
         row.map(|r| {
             Ok(Note {
-                value: r.try_get("value").map_err(|e| self.err(e))?,
-                at: r.try_get("at").map_err(|e| self.err(e))?,
+                value: r.try_get("value").map_err(|e| self.db(e))?,
+                at: r.try_get("at").map_err(|e| self.db(e))?,
             })
         })
         .transpose()
@@ -94,17 +94,17 @@ impl Outbox {
     /// Keeps `new` as the latest checkpoint, refusing a rollback or a fork of the
     /// one kept (checked and written in one transaction).
     pub async fn store_checkpoint(&self, new: &Checkpoint) -> Result<()> {
-        let mut tx = self.pool.begin().await.map_err(|e| self.err(e))?;
+        let mut tx = self.pool.begin().await.map_err(|e| self.db(e))?;
         // Take the write lock first so two agents cannot interleave check and write.
         sqlx::query("UPDATE meta SET value = value WHERE key = 'checkpoint'")
             .execute(&mut *tx)
             .await
-            .map_err(|e| self.err(e))?;
+            .map_err(|e| self.db(e))?;
         let stored: Option<String> =
             sqlx::query_scalar("SELECT value FROM meta WHERE key = 'checkpoint'")
                 .fetch_optional(&mut *tx)
                 .await
-                .map_err(|e| self.err(e))?;
+                .map_err(|e| self.db(e))?;
         if let Some(text) = stored {
             let old: Checkpoint = serde_json::from_str(&text)
                 .map_err(|e| self.err(format!("stored checkpoint: {e}")))?;
@@ -118,8 +118,8 @@ impl Outbox {
         .bind(json)
         .execute(&mut *tx)
         .await
-        .map_err(|e| self.err(e))?;
-        tx.commit().await.map_err(|e| self.err(e))
+        .map_err(|e| self.db(e))?;
+        tx.commit().await.map_err(|e| self.db(e))
     }
 
     /// Counts and notes for `lgwan-agent status`.

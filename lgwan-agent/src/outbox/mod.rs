@@ -20,6 +20,7 @@ use sqlx::sqlite::{
 use crate::error::{Error, Result};
 
 mod meta;
+mod space;
 
 pub use meta::{Note, OutboxStatus, check_successor};
 
@@ -51,6 +52,16 @@ CREATE TABLE IF NOT EXISTS meta (
 
 /// SQLite's clock, as an RFC 3339 UTC timestamp.
 pub(crate) const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%SZ', 'now')";
+
+/// An [`Error::Outbox`] for a database failure of the outbox at `path`; a full disk
+/// gets its own clear reason.
+fn db_error(path: &Path, e: sqlx::Error) -> Error {
+    if space::is_disk_full(&e) {
+        Error::outbox(path, space::NO_SPACE)
+    } else {
+        Error::outbox(path, e)
+    }
+}
 
 /// A sealed record to spool.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -134,7 +145,7 @@ impl Outbox {
             .max_connections(4)
             .connect_with(options)
             .await
-            .map_err(|e| Error::outbox(path, e))?;
+            .map_err(|e| db_error(path, e))?;
         let outbox = Outbox {
             path: path.to_path_buf(),
             pool,
@@ -155,10 +166,15 @@ impl Outbox {
         Error::outbox(&self.path, e)
     }
 
+    /// A database failure, with a full disk told apart (see [`space`]).
+    fn db(&self, e: sqlx::Error) -> Error {
+        db_error(&self.path, e)
+    }
+
     /// Spools `records` in one transaction; ids already present keep their bytes.
     /// Their subjects are remembered (with the 枝番) for enrollment checks.
     pub async fn put(&self, records: &[NewRecord]) -> Result<PutReport> {
-        let mut tx = self.pool.begin().await.map_err(|e| self.err(e))?;
+        let mut tx = self.pool.begin().await.map_err(|e| self.db(e))?;
         let mut report = PutReport::default();
         for r in records {
             let done = sqlx::query(&format!(
@@ -171,7 +187,7 @@ impl Outbox {
             .bind(r.sealed.as_slice())
             .execute(&mut *tx)
             .await
-            .map_err(|e| self.err(e))?;
+            .map_err(|e| self.db(e))?;
             if done.rows_affected() == 1 {
                 report.inserted += 1;
             } else {
@@ -186,15 +202,15 @@ impl Outbox {
             .bind(r.branch.as_deref())
             .execute(&mut *tx)
             .await
-            .map_err(|e| self.err(e))?;
+            .map_err(|e| self.db(e))?;
         }
-        tx.commit().await.map_err(|e| self.err(e))?;
+        tx.commit().await.map_err(|e| self.db(e))?;
         Ok(report)
     }
 
     /// Marks `tokens` as shared by two people: their enrollment is always refused.
     pub async fn mark_conflicts(&self, tokens: &[SubjectToken]) -> Result<()> {
-        let mut tx = self.pool.begin().await.map_err(|e| self.err(e))?;
+        let mut tx = self.pool.begin().await.map_err(|e| self.db(e))?;
         for t in tokens {
             sqlx::query(
                 "INSERT INTO subjects (subject_token, conflict) VALUES (?, 1) \
@@ -203,9 +219,9 @@ impl Outbox {
             .bind(t.as_str())
             .execute(&mut *tx)
             .await
-            .map_err(|e| self.err(e))?;
+            .map_err(|e| self.db(e))?;
         }
-        tx.commit().await.map_err(|e| self.err(e))
+        tx.commit().await.map_err(|e| self.db(e))
     }
 
     /// What the outbox knows of `token`, if it ever exported or refused it.
@@ -214,11 +230,11 @@ impl Outbox {
             .bind(token.as_str())
             .fetch_optional(&self.pool)
             .await
-            .map_err(|e| self.err(e))?;
+            .map_err(|e| self.db(e))?;
         row.map(|r| {
             Ok(KnownSubject {
-                branch: r.try_get("branch").map_err(|e| self.err(e))?,
-                conflict: r.try_get::<i64, _>("conflict").map_err(|e| self.err(e))? != 0,
+                branch: r.try_get("branch").map_err(|e| self.db(e))?,
+                conflict: r.try_get::<i64, _>("conflict").map_err(|e| self.db(e))? != 0,
             })
         })
         .transpose()
@@ -240,12 +256,12 @@ impl Outbox {
             for t in chunk {
                 query = query.bind(t.as_str());
             }
-            for r in query.fetch_all(&self.pool).await.map_err(|e| self.err(e))? {
-                let token: String = r.try_get("subject_token").map_err(|e| self.err(e))?;
+            for r in query.fetch_all(&self.pool).await.map_err(|e| self.db(e))? {
+                let token: String = r.try_get("subject_token").map_err(|e| self.db(e))?;
                 let token = SubjectToken::parse(&token).map_err(|e| self.err(e))?;
                 let known = KnownSubject {
-                    branch: r.try_get("branch").map_err(|e| self.err(e))?,
-                    conflict: r.try_get::<i64, _>("conflict").map_err(|e| self.err(e))? != 0,
+                    branch: r.try_get("branch").map_err(|e| self.db(e))?,
+                    conflict: r.try_get::<i64, _>("conflict").map_err(|e| self.db(e))? != 0,
                 };
                 out.push((token, known));
             }
@@ -263,13 +279,13 @@ impl Outbox {
         .bind(limit)
         .fetch_all(&self.pool)
         .await
-        .map_err(|e| self.err(e))?;
+        .map_err(|e| self.db(e))?;
         rows.iter()
             .map(|r| {
                 Ok(OutboxItem {
-                    record_id: r.try_get("record_id").map_err(|e| self.err(e))?,
-                    subject: r.try_get("subject").map_err(|e| self.err(e))?,
-                    sealed: r.try_get("sealed").map_err(|e| self.err(e))?,
+                    record_id: r.try_get("record_id").map_err(|e| self.db(e))?,
+                    subject: r.try_get("subject").map_err(|e| self.db(e))?,
+                    sealed: r.try_get("sealed").map_err(|e| self.db(e))?,
                 })
             })
             .collect()
@@ -281,11 +297,11 @@ impl Outbox {
             .bind(record_id)
             .fetch_optional(&self.pool)
             .await
-            .map_err(|e| self.err(e))?;
+            .map_err(|e| self.db(e))?;
         row.map(|r| {
             Ok((
-                r.try_get("state").map_err(|e| self.err(e))?,
-                r.try_get("sealed").map_err(|e| self.err(e))?,
+                r.try_get("state").map_err(|e| self.db(e))?,
+                r.try_get("sealed").map_err(|e| self.db(e))?,
             ))
         })
         .transpose()
@@ -293,7 +309,7 @@ impl Outbox {
 
     /// Marks the pending records `ids` as accepted by the hub; returns how many changed.
     pub async fn mark_sent(&self, ids: &[String]) -> Result<usize> {
-        let mut tx = self.pool.begin().await.map_err(|e| self.err(e))?;
+        let mut tx = self.pool.begin().await.map_err(|e| self.db(e))?;
         let mut changed = 0;
         for id in ids {
             let done = sqlx::query(&format!(
@@ -303,7 +319,7 @@ impl Outbox {
             .bind(id)
             .execute(&mut *tx)
             .await
-            .map_err(|e| self.err(e))?;
+            .map_err(|e| self.db(e))?;
             changed += usize::try_from(done.rows_affected()).unwrap_or(0);
         }
         sqlx::query(&format!(
@@ -313,14 +329,14 @@ impl Outbox {
         .bind(format!("{changed} records accepted"))
         .execute(&mut *tx)
         .await
-        .map_err(|e| self.err(e))?;
-        tx.commit().await.map_err(|e| self.err(e))?;
+        .map_err(|e| self.db(e))?;
+        tx.commit().await.map_err(|e| self.db(e))?;
         Ok(changed)
     }
 
     /// Records a failed upload attempt of `ids` (they stay pending).
     pub async fn mark_failed(&self, ids: &[String], error: &str) -> Result<()> {
-        let mut tx = self.pool.begin().await.map_err(|e| self.err(e))?;
+        let mut tx = self.pool.begin().await.map_err(|e| self.db(e))?;
         for id in ids {
             sqlx::query(
                 "UPDATE outbox SET attempts = attempts + 1, last_error = ? \
@@ -330,9 +346,9 @@ impl Outbox {
             .bind(id)
             .execute(&mut *tx)
             .await
-            .map_err(|e| self.err(e))?;
+            .map_err(|e| self.db(e))?;
         }
-        tx.commit().await.map_err(|e| self.err(e))
+        tx.commit().await.map_err(|e| self.db(e))
     }
 
     /// Takes one record out of the upload queue for good, keeping the hub's reason.
@@ -346,7 +362,7 @@ impl Outbox {
         .bind(id)
         .execute(&self.pool)
         .await
-        .map_err(|e| self.err(e))?;
+        .map_err(|e| self.db(e))?;
         Ok(())
     }
 
@@ -360,7 +376,7 @@ impl Outbox {
         let n: i64 = sqlx::query_scalar(sql)
             .fetch_one(&self.pool)
             .await
-            .map_err(|e| self.err(e))?;
+            .map_err(|e| self.db(e))?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
 

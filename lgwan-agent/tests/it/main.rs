@@ -15,6 +15,7 @@ mod archive;
 mod cli;
 mod counter;
 mod daemon;
+mod disk_full;
 mod enroll;
 mod outbox;
 mod preview;

@@ -5,4 +5,5 @@
 //! variables that `tests/faults/long.sh` sets for the long mode.
 
 mod agent_kill;
+mod bad_input;
 mod hub_kill;

@@ -220,7 +220,7 @@ async fn reads_vs_nginx(
         part.set("read_body_bytes", body.len());
         let d = Duration::from_secs(s.cli.seconds);
         let static_path = Arc::new(vec![nginx::BODY_PATH.to_owned()]);
-        for conns in [64usize, 256] {
+        for conns in [1usize, 64, 256] {
             let h = load::keepalive(target, conns, d, paths.clone()).await?;
             let n = load::keepalive(&reference, conns, d, static_path.clone()).await?;
             eprintln!("reads {conns}: hub {h:?}\n          nginx {n:?}");
@@ -285,7 +285,7 @@ async fn pg_phases(s: &Setup, url: &str, part: &mut Part) -> Result<()> {
     let target = Target::new(hub.addr, &s.app.ca(), &s.app.cert(), &s.app.key())?;
     let paths: Arc<Vec<String>> =
         Arc::new(ids.iter().map(|id| format!("/v1/records/{id}")).collect());
-    for conns in [64usize, 256] {
+    for conns in [1usize, 64, 256] {
         let h = load::keepalive(
             &target,
             conns,

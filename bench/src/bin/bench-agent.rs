@@ -105,6 +105,7 @@ async fn stages(archive: PathBuf, dir: PathBuf, part: PathBuf) -> Result<()> {
     let t0 = Instant::now();
     let book = agent.survey(&files);
     let survey = t0.elapsed().as_secs_f64();
+    let rss_after_survey = renkei_bench::proc::rss_mib(Pid::Me)?;
     let t0 = Instant::now();
     let mut sealed = Vec::new();
     let mut failure = None;
@@ -134,6 +135,8 @@ async fn stages(archive: PathBuf, dir: PathBuf, part: PathBuf) -> Result<()> {
         .set("stage_prepare_seal_persons_per_s", persons / prepare)
         .set("stage_spool_records_per_s", sealed.len() as f64 / spool)
         .set("stage_survey_s", survey)
+        .set("stage_rss_after_survey_mib", rss_after_survey)
+        .set("stage_peak_rss_mib", peak_rss_mib(Pid::Me)?)
         .set("stage_prepare_seal_s", prepare)
         .set("stage_spool_s", spool);
     p.write(&part)

@@ -35,13 +35,13 @@ struct Row {
 const ROWS: &[Row] = &[
     Row {
         name: "agent_persons_per_s",
-        reference: "agent_records_per_s",
+        reference: "python_persons_per_s",
         goal: Goal::AtLeast(10_000.0),
         unit: "persons/s",
     },
     Row {
         name: "agent_peak_rss_mib",
-        reference: "agent_10x_peak_rss_mib",
+        reference: "python_peak_rss_mib",
         goal: Goal::AtMost(256.0),
         unit: "MiB",
     },
@@ -71,19 +71,19 @@ const ROWS: &[Row] = &[
     },
     Row {
         name: "hub_ingest_sqlite_per_s",
-        reference: "hub_records",
+        reference: "sqlite_raw_insert_per_s",
         goal: Goal::AtLeast(20_000.0),
         unit: "records/s",
     },
     Row {
         name: "hub_ingest_pg_per_s",
-        reference: "hub_records",
+        reference: "pg_raw_insert_per_s",
         goal: Goal::AtLeast(20_000.0),
         unit: "records/s",
     },
     Row {
         name: "feed_drain_per_s",
-        reference: "hub_records",
+        reference: "key_grants_per_s",
         goal: Goal::AtLeast(20_000.0),
         unit: "records/s",
     },

@@ -146,6 +146,9 @@ async fn sqlite_phases(s: &Setup, part: &mut Part) -> Result<()> {
     let (records, secs) = phases::ingest(&s.source, hub.addr, s.subjects.clone(), 1).await?;
     eprintln!("sqlite ingest: {records} records in {secs:.1} s");
     part.set("hub_ingest_sqlite_per_s", records as f64 / secs);
+    let raw_url = format!("sqlite://{}?mode=rwc", s.root.join("raw.db").display());
+    let (raw, raw_secs) = phases::raw_insert(&raw_url, &s.subjects).await?;
+    part.set("sqlite_raw_insert_per_s", raw as f64 / raw_secs);
 
     let (consents, secs) = phases::grant_consents(
         &s.source,
@@ -256,6 +259,8 @@ async fn pg_phases(s: &Setup, url: &str, part: &mut Part) -> Result<()> {
     let (records, secs) = phases::ingest(&s.source, hub.addr, s.subjects.clone(), 4).await?;
     eprintln!("postgres ingest: {records} records in {secs:.1} s");
     part.set("hub_ingest_pg_per_s", records as f64 / secs);
+    let (raw, raw_secs) = phases::raw_insert(url, &s.subjects).await?;
+    part.set("pg_raw_insert_per_s", raw as f64 / raw_secs);
 
     let k = s.cli.revoke_subjects.min(s.subjects.len());
     let subset = s.subjects.get(..k).unwrap_or_default();

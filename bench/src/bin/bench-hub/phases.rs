@@ -192,3 +192,43 @@ pub(crate) async fn drain(
     fetch.await??;
     Ok((ids, t0.elapsed().as_secs_f64()))
 }
+
+/// The reference for ingest: the same sealed bytes written straight into a table of
+/// `database_url` (one plain `INSERT` per record, batches of the hub's size, one
+/// durable commit per batch; SQLite in WAL with `synchronous=FULL` as the hub runs it),
+/// over one connection. Returns (records, seconds).
+pub(crate) async fn raw_insert(database_url: &str, subjects: &[Subject]) -> Result<(usize, f64)> {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(database_url).await?;
+    if database_url.starts_with("sqlite:") {
+        for pragma in ["PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL"] {
+            sqlx::query(pragma).execute(&mut conn).await?;
+        }
+    }
+    sqlx::query(
+        "CREATE TABLE bench_raw (record_id TEXT PRIMARY KEY, subject TEXT NOT NULL, sealed BYTEA NOT NULL)",
+    )
+    .execute(&mut conn)
+    .await?;
+    let per_subject = subjects.first().map_or(1, |s| s.uploads.len().max(1));
+    let per_batch = (MAX_BATCH / per_subject).max(1);
+    let t0 = Instant::now();
+    let mut n = 0usize;
+    for batch in subjects.chunks(per_batch) {
+        let mut tx = conn.begin().await?;
+        for u in batch.iter().flat_map(|s| s.uploads.iter()) {
+            sqlx::query("INSERT INTO bench_raw (record_id, subject, sealed) VALUES ($1, $2, $3)")
+                .bind(format!("raw-{n}"))
+                .bind(&u.subject)
+                .bind(u.sealed.as_slice())
+                .execute(&mut *tx)
+                .await?;
+            n += 1;
+        }
+        tx.commit().await?;
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    conn.close().await?;
+    Ok((n, secs))
+}

@@ -108,16 +108,16 @@ pub fn parse_checkup(bytes: &[u8], fallback_id: &str) -> Result<CheckupDocument,
             }
             Event::End(_) => close(&mut state)?,
             Event::Text(t) => {
-                if let Some(text) = state.open.last_mut().and_then(|p| p.text.as_mut()) {
+                if let Some(p) = state.open.last_mut().filter(|p| p.text.is_some()) {
                     let unescaped = t.unescape().map_err(|e| xml::malformed(e, position))?;
-                    text.push_str(&unescaped);
+                    append_text(p, &unescaped)?;
                 }
             }
             Event::CData(c) => {
-                if let Some(text) = state.open.last_mut().and_then(|p| p.text.as_mut()) {
+                if let Some(p) = state.open.last_mut().filter(|p| p.text.is_some()) {
                     let raw = std::str::from_utf8(&c)
                         .map_err(|e| Reason::Encoding(format!("CDATA is not UTF-8: {e}")))?;
-                    text.push_str(raw);
+                    append_text(p, raw)?;
                 }
             }
             Event::Comment(_) | Event::PI(_) => {}
@@ -220,6 +220,26 @@ fn on_start(state: &mut State, attrs: &Attrs) -> Result<(), Reason> {
     Ok(())
 }
 
+/// Longest text (ST) value accepted: the MHLW table's longest free-text item is far
+/// shorter; anything longer is not a checkup result and is refused, not exported.
+const MAX_TEXT_BYTES: usize = 16 * 1024;
+/// Longest numeric (PQ/INT) value, in characters: more digits than any measurement.
+const MAX_NUMBER_CHARS: usize = 20;
+
+fn append_text(p: &mut Pending, more: &str) -> Result<(), Reason> {
+    let item = p.code.clone().unwrap_or_else(|| "(no code)".into());
+    let Some(text) = p.text.as_mut() else {
+        return Ok(());
+    };
+    if text.len() + more.len() > MAX_TEXT_BYTES {
+        return Err(Reason::BadValue(format!(
+            "`{item}` text value is longer than {MAX_TEXT_BYTES} bytes"
+        )));
+    }
+    text.push_str(more);
+    Ok(())
+}
+
 fn start_value(p: &mut Pending, attrs: &Attrs) -> Result<(), Reason> {
     let item = p.code.clone().unwrap_or_else(|| "(no code)".into());
     if p.value.is_some() || p.text.is_some() {
@@ -234,6 +254,11 @@ fn start_value(p: &mut Pending, attrs: &Attrs) -> Result<(), Reason> {
     };
     match kind.as_str() {
         "PQ" | "INT" => match get("value") {
+            Some(v) if v.trim().len() > MAX_NUMBER_CHARS => {
+                return Err(Reason::BadValue(format!(
+                    "`{item}` {kind} value has more than {MAX_NUMBER_CHARS} characters"
+                )));
+            }
             Some(v) if is_decimal(v.trim()) && (kind == "PQ" || !v.contains('.')) => {
                 p.value = Some(Value::Quantity {
                     value: v.trim().to_owned(),

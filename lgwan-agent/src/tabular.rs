@@ -176,6 +176,15 @@ pub fn read_table(
             }
         };
         let line = record.position().map_or(0, |p| p.record() + 1);
+        if record.len() != header.len() {
+            let reason = Reason::Csv(format!(
+                "row has {} cells, the header has {}",
+                record.len(),
+                header.len()
+            ));
+            sink(quarantine(Some(format!("record {line}")), reason));
+            continue;
+        }
         let cells = Cells {
             record: &record,
             columns: &columns,

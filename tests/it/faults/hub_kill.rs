@@ -174,7 +174,9 @@ async fn hub_killed_during_ingest_and_key_grant_upload(backend: Backend) {
         );
     }
 
-    // Key grants: counter consents for the first persons queue a request per record.
+    // Key grants: counter consents for the first persons queue a request per record. The
+    // agent is stopped meanwhile, so that the grants are all answered under the kills.
+    agent.stop();
     let mut tokens = BTreeSet::new();
     for n in 0..CONSENTED {
         let p = kdb_person(n);
@@ -245,6 +247,11 @@ async fn hub_killed_during_ingest_and_key_grant_upload(backend: Backend) {
         .collect();
     assert_eq!(want.len(), CONSENTED * CONSENTED_MONTHS);
     let grants = want.len();
+    assert!(
+        hub_key_grants(&db).await.unwrap().is_empty(),
+        "grants answered while the agent was stopped"
+    );
+    let agent = scene.start_agent().unwrap();
     let count = || async { hub_key_grants(&db).await.map(|g| g.len()).unwrap_or(0) };
     let granting = kill_hub_repeatedly(&scene, &mut hub, &mut rng, times, grants, count).await;
     wait_until(

@@ -96,7 +96,7 @@ async fn portal_in_a_real_browser() {
     let consent = browser.wait_for("table#consent", WAIT).await.unwrap();
     let consent_text = browser.text(&consent).unwrap();
     assert!(
-        consent_text.contains(APP) && consent_text.contains("phr-display"),
+        consent_text.contains(APP) && consent_text.contains("PHRアプリでの本人への表示"),
         "{consent_text}"
     );
 

@@ -192,7 +192,17 @@ async fn every_bad_input_at_once_is_reported_and_the_rest_spooled() {
         ("kdb_euc_jp.csv".into(), "not valid Shift_JIS near byte"),
         ("kdb_utf16.csv".into(), "not valid Shift_JIS near byte"),
         ("kdb_bad_cp932.csv".into(), "not valid Shift_JIS near byte"),
-        ("record 4".into(), "column `生年月日`: not a date"),
+        ("record 3".into(), "row has 13 cells, the header has 15"),
+        ("record 4".into(), "row has 16 cells, the header has 15"),
+        ("record 5".into(), "row has 16 cells, the header has 15"),
+        (
+            entry("h0000000013_huge_number"),
+            "PQ value has more than 20 characters",
+        ),
+        (
+            entry("h0000000016_five_mb_text"),
+            "text value is longer than 16384 bytes",
+        ),
     ];
     for (name, reason) in &expect {
         let line = report_of(&stderr, name);

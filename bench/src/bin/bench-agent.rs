@@ -149,9 +149,10 @@ async fn import(archive: PathBuf, dir: PathBuf, part: PathBuf, name: String) -> 
     let outbox = Outbox::open(&agent.config.outbox).await?;
     let rss_before = peak_rss_mib(Pid::Me)?;
     let t0 = Instant::now();
-    let summary = lgwan_agent::import::import(&agent, &outbox, &[archive.clone()], &mut |_| {})
-        .await
-        .with_context(|| format!("importing `{}`", archive.display()))?;
+    let summary =
+        lgwan_agent::import::import(&agent, &outbox, std::slice::from_ref(&archive), &mut |_| {})
+            .await
+            .with_context(|| format!("importing `{}`", archive.display()))?;
     let secs = t0.elapsed().as_secs_f64();
     ensure!(
         summary.quarantined.is_empty() && summary.records > 0,

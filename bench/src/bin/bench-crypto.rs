@@ -89,12 +89,9 @@ fn main() -> Result<()> {
         .map(Identity::canonical)
         .collect::<Result<Vec<_>, _>>()?;
     let id = record_id(&key, "kenshin-2026-000123", "checkup.lipids");
+    let first = canonical.first().context("no identity")?;
     let header = EnvelopeHeader {
-        subject_binding: subject_binding(
-            &key,
-            &id,
-            subject_token(&token_key, &canonical[0]).as_str(),
-        ),
+        subject_binding: subject_binding(&key, &id, subject_token(&token_key, first).as_str()),
         record_id: id,
         category: "checkup.lipids".into(),
         source: "source:bench-city".into(),

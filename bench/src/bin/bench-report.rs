@@ -150,8 +150,8 @@ fn main() -> Result<()> {
     }
     let mut targets = Map::new();
     println!(
-        "{:<28} {:>14} {:<10} {:>16}  {:<30} {}",
-        "figure", "value", "unit", "reference", "(reference name)", "target"
+        "{:<28} {:>14} {:<10} {:>16}  {:<30} target",
+        "figure", "value", "unit", "reference", "(reference name)"
     );
     for row in ROWS {
         let value = num(&all, row.name);

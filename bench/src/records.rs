@@ -31,8 +31,8 @@ pub fn checkup_categories() -> Result<Vec<String>> {
     Ok(out)
 }
 
-/// A FHIR Bundle of four observations (about 900 bytes, the size of a typical
-/// minimized checkup record).
+/// A FHIR Bundle of four observations, about 1.5 KB: the agent's sealed checkup records
+/// average 1.4 KB (from 0.5 KB for attendance to 2.7 KB for urine and kidney).
 fn payload(n: usize, category: &str) -> Vec<u8> {
     let obs = |code: &str, value: usize, unit: &str| {
         format!(
@@ -121,6 +121,6 @@ mod tests {
         let plain = open(&derive_dek(&key, &sealed.header().record_id), &sealed).unwrap();
         let json: serde_json::Value = serde_json::from_slice(&plain).unwrap();
         assert_eq!(json["resourceType"], "Bundle");
-        assert!((700..1400).contains(&plain.len()), "{}", plain.len());
+        assert!((1000..2000).contains(&plain.len()), "{}", plain.len());
     }
 }

@@ -50,6 +50,25 @@ impl Db {
             .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1));
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections.max(1))
+            // A request cancelled mid-transaction (a client that disconnects) can leave a
+            // pooled connection inside its transaction (sqlx#3932); on SQLite that would
+            // hold the write lock forever. Such a connection is closed, never handed out.
+            .before_acquire(|conn, _meta| {
+                Box::pin(async move {
+                    use sqlx::TransactionManager;
+                    let depth =
+                        <sqlx::Any as sqlx::Database>::TransactionManager::get_transaction_depth(
+                            conn,
+                        );
+                    if depth > 0 {
+                        tracing::warn!(
+                            depth,
+                            "closing a pooled connection left inside a transaction"
+                        );
+                    }
+                    Ok(depth == 0)
+                })
+            })
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {

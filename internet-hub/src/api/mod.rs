@@ -312,14 +312,7 @@ async fn participant_keys(
         .parse()
         .map_err(|e| Error::BadRequest(format!("participant `{kind}:{id}`: {e}")))?;
     let mut tx = hub.db.begin().await?;
-    let all = [
-        ParticipantKind::Source,
-        ParticipantKind::Phr,
-        ParticipantKind::Clinic,
-        ParticipantKind::Municipality,
-        ParticipantKind::Analyst,
-    ];
-    broker::authorize_caller(&mut tx, &who, &all).await?;
+    broker::authorize_caller(&mut tx, &who, broker::ANY_PARTICIPANT).await?;
     let p = registry::get(&mut tx, &target)
         .await?
         .filter(|p| !p.suspended());
@@ -358,14 +351,7 @@ async fn publish_keys(
     }
     let now = hub.now();
     let mut tx = hub.db.begin().await?;
-    let all = [
-        ParticipantKind::Source,
-        ParticipantKind::Phr,
-        ParticipantKind::Clinic,
-        ParticipantKind::Municipality,
-        ParticipantKind::Analyst,
-    ];
-    broker::authorize_caller(&mut tx, &who, &all).await?;
+    broker::authorize_caller(&mut tx, &who, broker::ANY_PARTICIPANT).await?;
     registry::set_keys(
         &mut tx,
         &who,
@@ -386,14 +372,7 @@ async fn publish_keys(
 
 async fn checkpoint(State(hub): Hs, Caller(who): Caller) -> Result<Json<audit::Checkpoint>> {
     let mut tx = hub.db.begin().await?;
-    let all = [
-        ParticipantKind::Source,
-        ParticipantKind::Phr,
-        ParticipantKind::Clinic,
-        ParticipantKind::Municipality,
-        ParticipantKind::Analyst,
-    ];
-    broker::authorize_caller(&mut tx, &who, &all).await?;
+    broker::authorize_caller(&mut tx, &who, broker::ANY_PARTICIPANT).await?;
     tx.commit().await?;
     let cp = match audit::latest_checkpoint(&hub.db).await? {
         Some(cp) => cp,

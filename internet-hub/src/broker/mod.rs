@@ -143,3 +143,12 @@ pub const RECIPIENTS: &[ParticipantKind] = &[
     ParticipantKind::Municipality,
     ParticipantKind::Analyst,
 ];
+
+/// Every kind that uses the participant API (the admin works through the CLI).
+pub const ANY_PARTICIPANT: &[ParticipantKind] = &[
+    ParticipantKind::Source,
+    ParticipantKind::Phr,
+    ParticipantKind::Clinic,
+    ParticipantKind::Municipality,
+    ParticipantKind::Analyst,
+];

@@ -388,6 +388,25 @@ fn consent_row(
     )
 }
 
+/// The checks every form post passes first: same-site (CSRF), then the client's
+/// lockout. Gives the client's lockout key, or the page that refuses it.
+async fn admit(
+    st: &PortalState,
+    lang: Lang,
+    addr: Option<&ClientAddr>,
+    headers: &HeaderMap,
+    csrf: &str,
+) -> Result<std::result::Result<String, Response>> {
+    if !csrf_ok(headers, csrf) {
+        return Ok(Err(forbidden(lang)));
+    }
+    let key = client_key(addr);
+    if locked(st, &key).await? {
+        return Ok(Err(bad_code(lang, true)));
+    }
+    Ok(Ok(key))
+}
+
 async fn view(
     State(st): State<Arc<PortalState>>,
     Query(q): Query<LangQuery>,
@@ -396,13 +415,10 @@ async fn view(
     Form(f): Form<CodeForm>,
 ) -> Result<Response> {
     let lang = q.lang();
-    if !csrf_ok(&headers, &f.csrf) {
-        return Ok(forbidden(lang));
-    }
-    let key = client_key(addr.as_deref());
-    if locked(&st, &key).await? {
-        return Ok(bad_code(lang, true));
-    }
+    let key = match admit(&st, lang, addr.as_deref(), &headers, &f.csrf).await? {
+        Ok(key) => key,
+        Err(refused) => return Ok(refused),
+    };
     let Some(consent) = by_code(&st, &f.code).await? else {
         record_failure(&st, &key).await?;
         return Ok(bad_code(lang, locked(&st, &key).await?));
@@ -481,13 +497,10 @@ async fn revoke(
     Form(f): Form<CodeForm>,
 ) -> Result<Response> {
     let lang = q.lang();
-    if !csrf_ok(&headers, &f.csrf) {
-        return Ok(forbidden(lang));
-    }
-    let key = client_key(addr.as_deref());
-    if locked(&st, &key).await? {
-        return Ok(bad_code(lang, true));
-    }
+    let key = match admit(&st, lang, addr.as_deref(), &headers, &f.csrf).await? {
+        Ok(key) => key,
+        Err(refused) => return Ok(refused),
+    };
     let reason: String = f.reason.unwrap_or_default().chars().take(200).collect();
     match consents::revoke_by_code(&st.hub, &f.code, &reason).await {
         Ok(c) => {

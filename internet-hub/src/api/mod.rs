@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::audit;
-use crate::broker::{self, Hub, consents, enroll, events, grants, records};
+use crate::broker::{self, Hub, consents, enroll, events, grants, ingest, records};
 use crate::error::{Error, Result, retry};
 use crate::registry;
 use crate::server::PeerIdentity;
@@ -154,18 +154,18 @@ async fn upload_records(
     State(hub): Hs,
     Caller(who): Caller,
     Body(body): Body<UploadBody>,
-) -> Result<Json<records::IngestReport>> {
+) -> Result<Json<ingest::IngestReport>> {
     let mut batch = Vec::with_capacity(body.records.len());
     for (i, r) in body.records.iter().enumerate() {
         let sealed = data_encoding::BASE64
             .decode(r.sealed.as_bytes())
             .map_err(|e| Error::BadRequest(format!("records[{i}].sealed: not base64: {e}")))?;
-        batch.push(records::Upload {
+        batch.push(ingest::Upload {
             sealed,
             subject: r.subject.clone(),
         });
     }
-    Ok(Json(retry(|| records::ingest(&hub, &who, &batch)).await?))
+    Ok(Json(retry(|| ingest::ingest(&hub, &who, &batch)).await?))
 }
 
 #[derive(Debug, Deserialize)]

@@ -7,6 +7,7 @@ pub mod coverage;
 pub mod enroll;
 pub mod events;
 pub mod grants;
+pub mod ingest;
 pub mod records;
 
 use std::sync::{Arc, Mutex};

@@ -34,6 +34,7 @@ pub async fn build_hub(cfg: &HubConfig, clock: Clock) -> Result<Arc<Hub>> {
         .await
         .map_err(|e| Error::Unavailable(format!("consent store: {e}")))?;
     Ok(Arc::new(Hub {
+        audit: crate::audit::Writer::spawn(db.clone()),
         db,
         consents,
         policies: std::sync::RwLock::new(Arc::new(policies)),

@@ -13,9 +13,10 @@ use renkei_crypto::sign::{SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sqlx::{AnyConnection, Row};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::db::{self, Db};
-use crate::error::Result;
+use crate::error::{Error, Result, retry};
 
 /// One decision to record. Empty strings mean "not applicable".
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -95,29 +96,65 @@ fn entry_hash(prev_hash: &str, seq: i64, at: i64, e: &Entry) -> String {
 /// Appends an entry inside the caller's transaction. Appenders are serialized by the
 /// lock on the `audit` sequence row, so the chain never forks.
 pub async fn append(conn: &mut AnyConnection, now: DateTime<Utc>, e: &Entry) -> Result<i64> {
-    let (seq, prev) = db::next_in_sequence(conn, "audit").await?;
-    let at = db::micros(now);
-    let hash = entry_hash(&prev, seq, at, e);
-    sqlx::query(
-        "INSERT INTO hub_audit (seq, at, actor, action, object, subject, consent, category, \
-         decision, reason, prev_hash, hash) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)",
-    )
-    .bind(seq)
-    .bind(at)
-    .bind(&e.actor)
-    .bind(&e.action)
-    .bind(&e.object)
-    .bind(&e.subject)
-    .bind(&e.consent)
-    .bind(&e.category)
-    .bind(&e.decision)
-    .bind(&e.reason)
-    .bind(&prev)
-    .bind(&hash)
-    .execute(&mut *conn)
-    .await?;
-    db::set_sequence_head(conn, "audit", &hash).await?;
-    Ok(seq)
+    append_batch(conn, &[(now, e.clone())]).await
+}
+
+/// Rows per multi-row `INSERT` (12 parameters each, well under both databases' limits).
+const ROWS_PER_INSERT: usize = 256;
+
+/// Appends entries, in order, inside the caller's transaction, taking the chain's lock
+/// once for all of them. Returns the sequence number of the last one.
+pub async fn append_batch(
+    conn: &mut AnyConnection,
+    items: &[(DateTime<Utc>, Entry)],
+) -> Result<i64> {
+    let (first, mut prev) = db::reserve_in_sequence(conn, "audit", items.len()).await?;
+    let mut seq = first;
+    for chunk in items.chunks(ROWS_PER_INSERT) {
+        let mut sql = String::from(
+            "INSERT INTO hub_audit (seq, at, actor, action, object, subject, consent, category, \
+             decision, reason, prev_hash, hash) VALUES ",
+        );
+        let mut rows = Vec::with_capacity(chunk.len());
+        for (i, (at, e)) in chunk.iter().enumerate() {
+            let at = db::micros(*at);
+            let hash = entry_hash(&prev, seq, at, e);
+            if i > 0 {
+                sql.push(',');
+            }
+            let b = i * 12;
+            sql.push('(');
+            for k in 1..=12 {
+                if k > 1 {
+                    sql.push(',');
+                }
+                sql.push('$');
+                sql.push_str(&(b + k).to_string());
+            }
+            sql.push(')');
+            rows.push((seq, at, e, std::mem::replace(&mut prev, hash.clone()), hash));
+            seq += 1;
+        }
+        let mut q = sqlx::query(&sql);
+        for (seq, at, e, prev_hash, hash) in rows {
+            q = q
+                .bind(seq)
+                .bind(at)
+                .bind(e.actor.as_str())
+                .bind(e.action.as_str())
+                .bind(e.object.as_str())
+                .bind(e.subject.as_str())
+                .bind(e.consent.as_str())
+                .bind(e.category.as_str())
+                .bind(e.decision.as_str())
+                .bind(e.reason.as_str())
+                .bind(prev_hash)
+                .bind(hash);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    db::set_sequence_head(conn, "audit", &prev).await?;
+    Ok(seq - 1)
 }
 
 /// Appends one entry in a transaction of its own.
@@ -126,6 +163,84 @@ pub async fn append_now(db: &Db, now: DateTime<Utc>, e: &Entry) -> Result<i64> {
     let seq = append(&mut tx, now, e).await?;
     tx.commit().await?;
     Ok(seq)
+}
+
+/// Most entries one group commit writes.
+const GROUP_MAX: usize = 4096;
+
+/// Appends for decisions that change nothing else (reads, feed pages): callers hand
+/// their entries over and wait until they are committed, and one task writes whatever
+/// has queued meanwhile in one transaction. The chain's lock is then taken once per
+/// group instead of once per request, so reads do not queue behind each other's
+/// commits; a caller releases nothing until its entries are durable.
+#[derive(Debug, Clone)]
+pub struct Writer {
+    queue: mpsc::Sender<Job>,
+}
+
+#[derive(Debug)]
+struct Job {
+    entries: Vec<(DateTime<Utc>, Entry)>,
+    done: oneshot::Sender<std::result::Result<(), String>>,
+}
+
+impl Writer {
+    /// Starts the writing task on the current runtime; it ends when the last handle is
+    /// dropped.
+    pub fn spawn(db: Db) -> Writer {
+        let (queue, jobs) = mpsc::channel(GROUP_MAX);
+        tokio::spawn(write_groups(db, jobs));
+        Writer { queue }
+    }
+
+    /// Appends `entries` (all decided at `now`), returning once they are committed.
+    pub async fn record(&self, now: DateTime<Utc>, entries: Vec<Entry>) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let (done, committed) = oneshot::channel();
+        let job = Job {
+            entries: entries.into_iter().map(|e| (now, e)).collect(),
+            done,
+        };
+        let stopped = || Error::Unavailable("audit log writer has stopped".into());
+        self.queue.send(job).await.map_err(|_| stopped())?;
+        committed
+            .await
+            .map_err(|_| stopped())?
+            .map_err(|reason| Error::Unavailable(format!("audit log: {reason}")))
+    }
+}
+
+async fn write_groups(db: Db, mut jobs: mpsc::Receiver<Job>) {
+    while let Some(first) = jobs.recv().await {
+        let mut group = vec![first];
+        let mut n = group[0].entries.len();
+        while n < GROUP_MAX {
+            match jobs.try_recv() {
+                Ok(job) => {
+                    n += job.entries.len();
+                    group.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        let items: Vec<_> = group.iter_mut().flat_map(|j| j.entries.drain(..)).collect();
+        let outcome = retry(|| async {
+            let mut tx = db.begin().await?;
+            append_batch(&mut tx, &items).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, entries = items.len(), "audit group commit failed");
+            e.to_string()
+        });
+        for job in group {
+            let _ = job.done.send(outcome.clone());
+        }
+    }
 }
 
 /// A signed statement that the audit chain had `head_hash` at entry `seq`.

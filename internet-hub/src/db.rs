@@ -123,6 +123,15 @@ impl Db {
         })
     }
 
+    /// Begins a transaction that only reads. On SQLite it takes no lock (in WAL mode its
+    /// first read fixes a snapshot), so reads run beside the writer and each other.
+    pub async fn begin_read(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN DEFERRED").await?,
+            Backend::Postgres => self.pool.begin_with("BEGIN READ ONLY").await?,
+        })
+    }
+
     /// Whether the database answers (for `/readyz`).
     pub async fn ping(&self) -> bool {
         sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
@@ -171,7 +180,20 @@ pub fn redact_url(url: &str) -> String {
 /// Takes the next value of a named sequence, locking its row until the transaction ends.
 /// Returns the new value and the stored head (for hash chains).
 pub async fn next_in_sequence(conn: &mut AnyConnection, name: &str) -> Result<(i64, String)> {
-    sqlx::query("UPDATE hub_sequences SET value = value + 1 WHERE name = $1")
+    reserve_in_sequence(conn, name, 1).await
+}
+
+/// Takes the next `n` values of a named sequence, locking its row until the transaction
+/// ends. Returns the first of them and the stored head (for hash chains).
+pub async fn reserve_in_sequence(
+    conn: &mut AnyConnection,
+    name: &str,
+    n: usize,
+) -> Result<(i64, String)> {
+    let n =
+        i64::try_from(n).map_err(|_| Error::Internal(format!("sequence `{name}`: {n} values")))?;
+    sqlx::query("UPDATE hub_sequences SET value = value + $1 WHERE name = $2")
+        .bind(n)
         .bind(name)
         .execute(&mut *conn)
         .await?;
@@ -179,7 +201,8 @@ pub async fn next_in_sequence(conn: &mut AnyConnection, name: &str) -> Result<(i
         .bind(name)
         .fetch_one(&mut *conn)
         .await?;
-    Ok((row.try_get("value")?, row.try_get("head")?))
+    let last: i64 = row.try_get("value")?;
+    Ok((last - n + 1, row.try_get("head")?))
 }
 
 /// Stores the head of a hash-chained sequence after an append.

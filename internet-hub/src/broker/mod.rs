@@ -8,6 +8,7 @@ pub mod enroll;
 pub mod events;
 pub mod grants;
 pub mod ingest;
+pub mod links;
 pub mod records;
 
 use std::sync::{Arc, Mutex};
@@ -72,6 +73,8 @@ pub struct BrokerLimits {
 pub struct Hub {
     /// The hub database.
     pub db: Db,
+    /// Group-committed audit appends for reads.
+    pub audit: crate::audit::Writer,
     /// The consent store (same database).
     pub consents: AnyConsentStore,
     /// Catalog and Cedar policies; replaced as a whole on reload.

@@ -1,5 +1,6 @@
-//! The recipient feed and single reads.
-//! Every read re-checks consent and policy in the transaction that serves it.
+//! The recipient feed and single reads. Every read re-checks consent and policy in a
+//! read-only transaction of its own, and answers only once its audit entry is committed
+//! (group-committed by [`crate::audit::Writer`], so reads do not serialize).
 
 use chrono::NaiveDate;
 use renkei_crypto::participant::ParticipantId;
@@ -41,60 +42,51 @@ pub struct FeedPage {
     pub next_cursor: i64,
 }
 
-/// The records `who` may read now, after `cursor`. Items whose consent lapsed since the
-/// grant are skipped (and their grant dropped) in the same transaction.
+/// The records `who` may read now, after `cursor`. Consent and policy are checked in
+/// one read-only transaction; items whose consent lapsed since the grant are skipped
+/// and their grant dropped. Nothing is answered before the page's audit entries are
+/// committed.
 pub async fn feed(hub: &Hub, who: &ParticipantId, cursor: i64, limit: i64) -> Result<FeedPage> {
     let limit = limit.clamp(1, hub.limits.max_page);
     let now = hub.now();
     let me = who.to_string();
-    let mut tx = hub.db.begin().await?;
+    let mut tx = hub.db.begin_read().await?;
     let caller = authorize_caller(&mut tx, who, RECIPIENTS).await?;
-    let rows = sqlx::query(
-        "SELECT g.seq, g.record_id, g.consent_id, g.grant_bytes, r.sealed, r.subject_token, \
-         r.category, r.effective_date FROM hub_key_grants g JOIN hub_records r ON r.record_id = g.record_id \
-         WHERE g.recipient = $1 AND g.seq > $2 ORDER BY g.seq LIMIT $3",
-    )
+    let rows = sqlx::query(&format!(
+        "{GRANT_SQL} WHERE g.recipient = $1 AND g.seq > $2 ORDER BY g.seq LIMIT $3"
+    ))
     .bind(&me)
     .bind(cursor)
     .bind(limit)
     .fetch_all(&mut *tx)
     .await?;
     let mut items = Vec::with_capacity(rows.len());
+    let mut entries = Vec::with_capacity(rows.len());
+    let mut denied = Vec::new();
     let mut next_cursor = cursor;
     for r in rows {
         let seq: i64 = r.try_get("seq")?;
         next_cursor = seq;
         let row = GrantRow::from_row(&r)?;
-        match release(&mut tx, hub, &caller.kind, who, &row, now).await? {
-            Ok(item) => {
-                audit::append(
-                    &mut tx,
-                    now,
-                    &Entry::allow(&me, "read", &row.record_id).about(
-                        &row.subject,
-                        &row.consent_id,
-                        &row.category,
-                    ),
-                )
-                .await?;
-                items.push(FeedItem { seq, ..item });
-            }
-            Err(reason) => {
-                grants::drop_grant(&mut tx, &row.record_id, &me).await?;
-                audit::append(
-                    &mut tx,
-                    now,
-                    &Entry::deny(&me, "read", &row.record_id, &reason).about(
-                        &row.subject,
-                        &row.consent_id,
-                        &row.category,
-                    ),
-                )
-                .await?;
-            }
+        let outcome = release(&mut tx, hub, &caller.kind, who, &row, now).await?;
+        entries.push(row.entry(&me, &outcome));
+        match outcome {
+            Ok(item) => items.push(FeedItem { seq, ..item }),
+            Err(_) => denied.push(row.record_id),
         }
     }
     tx.commit().await?;
+    if denied.is_empty() {
+        hub.audit.record(now, entries).await?;
+    } else {
+        let mut tx = hub.db.begin().await?;
+        let entries: Vec<_> = entries.into_iter().map(|e| (now, e)).collect();
+        audit::append_batch(&mut tx, &entries).await?;
+        for record_id in &denied {
+            grants::drop_grant(&mut tx, record_id, &me).await?;
+        }
+        tx.commit().await?;
+    }
     Ok(FeedPage { items, next_cursor })
 }
 
@@ -102,25 +94,19 @@ pub async fn feed(hub: &Hub, who: &ParticipantId, cursor: i64, limit: i64) -> Re
 pub async fn read(hub: &Hub, who: &ParticipantId, record_id: &str) -> Result<FeedItem> {
     let now = hub.now();
     let me = who.to_string();
-    let mut tx = hub.db.begin().await?;
+    let mut tx = hub.db.begin_read().await?;
     let caller = authorize_caller(&mut tx, who, RECIPIENTS).await?;
-    let row = sqlx::query(
-        "SELECT g.seq, g.record_id, g.consent_id, g.grant_bytes, r.sealed, r.subject_token, \
-         r.category, r.effective_date FROM hub_key_grants g JOIN hub_records r ON r.record_id = g.record_id \
-         WHERE g.recipient = $1 AND g.record_id = $2",
-    )
+    let row = sqlx::query(&format!(
+        "{GRANT_SQL} WHERE g.recipient = $1 AND g.record_id = $2"
+    ))
     .bind(&me)
     .bind(record_id)
     .fetch_optional(&mut *tx)
     .await?;
     let Some(r) = row else {
-        audit::append(
-            &mut tx,
-            now,
-            &Entry::deny(&me, "read", record_id, "no key grant for this recipient"),
-        )
-        .await?;
         tx.commit().await?;
+        let entry = Entry::deny(&me, "read", record_id, "no key grant for this recipient");
+        hub.audit.record(now, vec![entry]).await?;
         return Err(Error::NotFound(format!(
             "record `{record_id}` is not available to `{me}`"
         )));
@@ -128,25 +114,28 @@ pub async fn read(hub: &Hub, who: &ParticipantId, record_id: &str) -> Result<Fee
     let seq: i64 = r.try_get("seq")?;
     let row = GrantRow::from_row(&r)?;
     let outcome = release(&mut tx, hub, &caller.kind, who, &row, now).await?;
-    let entry = match &outcome {
-        Ok(_) => Entry::allow(&me, "read", record_id),
-        Err(reason) => Entry::deny(&me, "read", record_id, reason),
-    };
-    audit::append(
-        &mut tx,
-        now,
-        &entry.about(&row.subject, &row.consent_id, &row.category),
-    )
-    .await?;
-    if outcome.is_err() {
-        grants::drop_grant(&mut tx, record_id, &me).await?;
-    }
     tx.commit().await?;
+    let entry = row.entry(&me, &outcome);
     match outcome {
-        Ok(item) => Ok(FeedItem { seq, ..item }),
-        Err(reason) => Err(Error::Forbidden(format!("record `{record_id}`: {reason}"))),
+        Ok(item) => {
+            hub.audit.record(now, vec![entry]).await?;
+            Ok(FeedItem { seq, ..item })
+        }
+        Err(reason) => {
+            // The audit row is locked first, as in `consents::after_revoke`.
+            let mut tx = hub.db.begin().await?;
+            audit::append(&mut tx, now, &entry).await?;
+            grants::drop_grant(&mut tx, record_id, &me).await?;
+            tx.commit().await?;
+            Err(Error::Forbidden(format!("record `{record_id}`: {reason}")))
+        }
     }
 }
+
+/// A recipient's key grants joined with their records.
+const GRANT_SQL: &str = "SELECT g.seq, g.record_id, g.consent_id, g.grant_bytes, r.sealed, \
+     r.subject_token, r.category, r.effective_date FROM hub_key_grants g \
+     JOIN hub_records r ON r.record_id = g.record_id";
 
 struct GrantRow {
     record_id: String,
@@ -159,6 +148,15 @@ struct GrantRow {
 }
 
 impl GrantRow {
+    /// The audit entry for releasing (or refusing) this record to `me`.
+    fn entry(&self, me: &str, outcome: &std::result::Result<FeedItem, String>) -> Entry {
+        let entry = match outcome {
+            Ok(_) => Entry::allow(me, "read", &self.record_id),
+            Err(reason) => Entry::deny(me, "read", &self.record_id, reason),
+        };
+        entry.about(&self.subject, &self.consent_id, &self.category)
+    }
+
     fn from_row(r: &sqlx::any::AnyRow) -> Result<Self> {
         let date: String = r.try_get("effective_date")?;
         Ok(GrantRow {

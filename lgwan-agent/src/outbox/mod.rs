@@ -8,6 +8,7 @@
 //! already hold), so uploads stay idempotent at the hub. The bookkeeping timestamps
 //! (`created_at`, `sent_at`, meta `at`) come from SQLite's clock: they decide nothing.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -52,6 +53,61 @@ CREATE TABLE IF NOT EXISTS meta (
 
 /// SQLite's clock, as an RFC 3339 UTC timestamp.
 pub(crate) const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%SZ', 'now')";
+
+/// Rows per multi-row `INSERT` in [`Outbox::put`] (4 parameters a row, far below
+/// SQLite's limit of 32,766).
+const ROWS_PER_INSERT: usize = 250;
+
+/// `INSERT … VALUES (…), (…) … ON CONFLICT DO NOTHING` for `rows` outbox rows.
+fn insert_records_sql(rows: usize) -> String {
+    let mut sql = String::with_capacity(120 + rows * 60);
+    sql.push_str("INSERT INTO outbox (record_id, subject, category, sealed, created_at) VALUES ");
+    for i in 0..rows {
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push_str("(?, ?, ?, ?, ");
+        sql.push_str(NOW);
+        sql.push(')');
+    }
+    sql.push_str(" ON CONFLICT (record_id) DO NOTHING");
+    sql
+}
+
+/// The subjects upsert for `rows` distinct subjects: a known subject keeps its 枝番
+/// and takes the new one only when it had none.
+fn upsert_subjects_sql(rows: usize) -> String {
+    let mut sql = String::from("INSERT INTO subjects (subject_token, branch) VALUES ");
+    for i in 0..rows {
+        sql.push_str(if i > 0 { ",(?, ?)" } else { "(?, ?)" });
+    }
+    sql.push_str(
+        " ON CONFLICT (subject_token) DO UPDATE \
+         SET branch = COALESCE(subjects.branch, excluded.branch)",
+    );
+    sql
+}
+
+/// Each distinct subject of `records` once, in first-seen order, with the first
+/// 枝番 the batch gives it (what upserting record by record would leave).
+fn batch_subjects(records: &[NewRecord]) -> Vec<(&SubjectToken, Option<&str>)> {
+    let mut index: HashMap<&str, usize> = HashMap::with_capacity(records.len());
+    let mut out: Vec<(&SubjectToken, Option<&str>)> = Vec::new();
+    for r in records {
+        match index.get(r.subject.as_str()).and_then(|&i| out.get_mut(i)) {
+            Some((_, branch)) => {
+                if branch.is_none() {
+                    *branch = r.branch.as_deref();
+                }
+            }
+            None => {
+                index.insert(r.subject.as_str(), out.len());
+                out.push((&r.subject, r.branch.as_deref()));
+            }
+        }
+    }
+    out
+}
 
 /// An [`Error::Outbox`] for a database failure of the outbox at `path`; a full disk
 /// gets its own clear reason.
@@ -140,6 +196,10 @@ impl Outbox {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
+            // Takes effect only when the file is created (an existing WAL database keeps
+            // its page size): sealed records are ~1.5 KB, and 16 KiB pages waste less
+            // space and take fewer writes per record than the default 4 KiB.
+            .page_size(16 * 1024)
             .busy_timeout(Duration::from_secs(30));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
@@ -173,39 +233,41 @@ impl Outbox {
 
     /// Spools `records` in one transaction; ids already present keep their bytes.
     /// Their subjects are remembered (with the 枝番) for enrollment checks.
+    ///
+    /// Rows go in multi-row statements ([`ROWS_PER_INSERT`] a statement) and each
+    /// distinct subject of the batch is upserted once, with the first 枝番 the batch
+    /// gives it: the same end state as one statement per record, in far fewer round
+    /// trips to SQLite.
     pub async fn put(&self, records: &[NewRecord]) -> Result<PutReport> {
         let mut tx = self.pool.begin().await.map_err(|e| self.db(e))?;
-        let mut report = PutReport::default();
-        for r in records {
-            let done = sqlx::query(&format!(
-                "INSERT INTO outbox (record_id, subject, category, sealed, created_at) \
-                 VALUES (?, ?, ?, ?, {NOW}) ON CONFLICT (record_id) DO NOTHING"
-            ))
-            .bind(r.record_id.as_str())
-            .bind(r.subject.as_str())
-            .bind(&r.category)
-            .bind(r.sealed.as_slice())
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.db(e))?;
-            if done.rows_affected() == 1 {
-                report.inserted += 1;
-            } else {
-                report.existing += 1;
+        let mut inserted = 0usize;
+        for chunk in records.chunks(ROWS_PER_INSERT) {
+            let sql = insert_records_sql(chunk.len());
+            let mut query = sqlx::query(&sql);
+            for r in chunk {
+                query = query
+                    .bind(r.record_id.as_str())
+                    .bind(r.subject.as_str())
+                    .bind(r.category.as_str())
+                    .bind(r.sealed.as_slice());
             }
-            sqlx::query(
-                "INSERT INTO subjects (subject_token, branch) VALUES (?, ?) \
-                 ON CONFLICT (subject_token) DO UPDATE \
-                 SET branch = COALESCE(subjects.branch, excluded.branch)",
-            )
-            .bind(r.subject.as_str())
-            .bind(r.branch.as_deref())
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.db(e))?;
+            let done = query.execute(&mut *tx).await.map_err(|e| self.db(e))?;
+            inserted += usize::try_from(done.rows_affected()).unwrap_or(0);
+        }
+        let subjects = batch_subjects(records);
+        for chunk in subjects.chunks(ROWS_PER_INSERT) {
+            let sql = upsert_subjects_sql(chunk.len());
+            let mut query = sqlx::query(&sql);
+            for (subject, branch) in chunk {
+                query = query.bind(subject.as_str()).bind(*branch);
+            }
+            query.execute(&mut *tx).await.map_err(|e| self.db(e))?;
         }
         tx.commit().await.map_err(|e| self.db(e))?;
-        Ok(report)
+        Ok(PutReport {
+            inserted,
+            existing: records.len().saturating_sub(inserted),
+        })
     }
 
     /// Marks `tokens` as shared by two people: their enrollment is always refused.
@@ -398,6 +460,19 @@ mod tests {
         RecordId::parse(&format!("rec1_{}", c.to_string().repeat(32))).unwrap()
     }
 
+    /// A distinct record id per `n` (base 32, like real ids).
+    fn numbered(n: usize) -> RecordId {
+        let digits: String = (0..32)
+            .rev()
+            .map(|place| {
+                let d = (n >> (5 * place.min(6))) & 31;
+                let d = if place > 6 { 0 } else { d };
+                char::from(b"abcdefghijklmnopqrstuvwxyz234567"[d])
+            })
+            .collect();
+        RecordId::parse(&format!("rec1_{digits}")).unwrap()
+    }
+
     fn rec(id: char, subject: char, sealed: &[u8]) -> NewRecord {
         NewRecord {
             record_id: rid(id),
@@ -435,6 +510,68 @@ mod tests {
                 .unwrap()
                 .conflict
         );
+    }
+
+    #[tokio::test]
+    async fn batched_put_matches_record_by_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open(&dir.path().join("o.sqlite")).await.unwrap();
+        // More rows than one statement takes, a duplicate id inside the batch, and
+        // subjects whose 枝番 comes late, early, or never.
+        let mut batch: Vec<NewRecord> = (0..ROWS_PER_INSERT + 7)
+            .map(|i| NewRecord {
+                record_id: numbered(i),
+                subject: token('p'),
+                branch: None,
+                category: "checkup.body".into(),
+                sealed: i.to_string().into_bytes(),
+            })
+            .collect();
+        batch[3].branch = Some("02".into());
+        batch[5].branch = Some("03".into());
+        batch.push(rec('q', 'q', b"no branch"));
+        let mut q = rec('r', 'q', b"later");
+        q.branch = None;
+        batch.push(q);
+        batch.push(rec('s', 's', b"first"));
+        let mut dup = rec('s', 's', b"second");
+        dup.branch = Some("09".into());
+        batch.push(dup);
+        let report = outbox.put(&batch).await.unwrap();
+        assert_eq!(
+            (report.inserted, report.existing),
+            (ROWS_PER_INSERT + 10, 1)
+        );
+        let branch = |c| {
+            let outbox = outbox.clone();
+            async move {
+                outbox
+                    .knows_subject(&token(c))
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .branch
+            }
+        };
+        assert_eq!(branch('p').await.as_deref(), Some("02"), "first 枝番 given");
+        assert_eq!(branch('q').await.as_deref(), Some("01"));
+        assert_eq!(branch('s').await.as_deref(), Some("01"));
+        let (_, bytes) = outbox.record(rid('s').as_str()).await.unwrap().unwrap();
+        assert_eq!(
+            bytes, b"first",
+            "the first row of an id wins inside a batch too"
+        );
+        // A later batch never replaces a known 枝番, only fills a missing one.
+        let mut none = rec('t', 'u', b"x");
+        none.branch = None;
+        outbox.put(&[none]).await.unwrap();
+        assert_eq!(branch('u').await, None);
+        let mut late = rec('v', 'u', b"y");
+        late.branch = Some("04".into());
+        outbox.put(&[late, rec('w', 'p', b"z")]).await.unwrap();
+        assert_eq!(branch('u').await.as_deref(), Some("04"));
+        assert_eq!(branch('p').await.as_deref(), Some("02"));
+        assert_eq!(outbox.depth().await.unwrap(), (ROWS_PER_INSERT + 13) as u64);
     }
 
     #[tokio::test]

@@ -26,7 +26,8 @@ const COVER_SQL: &str = "SELECT c.consent_id, c.recipient, k.purpose \
        AND (c.data_from_day IS NULL OR c.data_from_day <= $4) \
        AND (c.data_until_day IS NULL OR c.data_until_day >= $4)";
 
-fn day(date: NaiveDate) -> i64 {
+/// A date as the consent projection stores it: days from the common era.
+pub(crate) fn day(date: NaiveDate) -> i64 {
     i64::from(date.num_days_from_ce())
 }
 

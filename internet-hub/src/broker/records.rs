@@ -1,15 +1,17 @@
-//! The recipient feed and single reads. Every read re-checks consent and policy in a
-//! read-only transaction of its own, and answers only once its audit entry is committed
+//! The recipient feed and single reads. Every read re-checks the caller, consent and
+//! policy in one statement, and answers only once its audit entry is committed
 //! (group-committed by [`crate::audit::Writer`], so reads do not serialize).
 
 use chrono::NaiveDate;
 use renkei_crypto::participant::ParticipantId;
 use renkei_crypto::token::{SubjectToken, recipient_pseudonym};
 use serde::{Deserialize, Serialize};
-use sqlx::{AnyConnection, Row};
+use sqlx::Row;
 
-use super::{Hub, RECIPIENTS, authorize_caller, coverage, grants};
+use super::coverage::{self, Cover};
+use super::{Hub, RECIPIENTS, grants};
 use crate::audit::{self, Entry};
+use crate::db;
 use crate::error::{Error, Result};
 
 /// One record as a recipient receives it.
@@ -43,39 +45,35 @@ pub struct FeedPage {
 }
 
 /// The records `who` may read now, after `cursor`. Consent and policy are checked in
-/// one read-only transaction; items whose consent lapsed since the grant are skipped
-/// and their grant dropped. Nothing is answered before the page's audit entries are
-/// committed.
+/// one statement; items whose consent lapsed since the grant are skipped and their
+/// grant dropped. Nothing is answered before the page's audit entries are committed.
 pub async fn feed(hub: &Hub, who: &ParticipantId, cursor: i64, limit: i64) -> Result<FeedPage> {
     let limit = limit.clamp(1, hub.limits.max_page);
     let now = hub.now();
     let me = who.to_string();
-    let mut tx = hub.db.begin_read().await?;
-    let caller = authorize_caller(&mut tx, who, RECIPIENTS).await?;
-    let rows = sqlx::query(&format!(
-        "{GRANT_SQL} WHERE g.recipient = $1 AND g.seq > $2 ORDER BY g.seq LIMIT $3"
+    let rows = sqlx::query(&grants_with_covers(
+        "recipient = $1 AND seq > $3 ORDER BY seq LIMIT $4",
     ))
     .bind(&me)
+    .bind(db::micros(now))
     .bind(cursor)
     .bind(limit)
-    .fetch_all(&mut *tx)
+    .fetch_all(hub.db.pool())
     .await?;
-    let mut items = Vec::with_capacity(rows.len());
-    let mut entries = Vec::with_capacity(rows.len());
+    let grants = caller_grants(who, &rows)?;
+    let mut items = Vec::with_capacity(grants.len());
+    let mut entries = Vec::with_capacity(grants.len());
     let mut denied = Vec::new();
     let mut next_cursor = cursor;
-    for r in rows {
-        let seq: i64 = r.try_get("seq")?;
-        next_cursor = seq;
-        let row = GrantRow::from_row(&r)?;
-        let outcome = release(&mut tx, hub, &caller.kind, who, &row, now).await?;
+    for (row, covers) in grants {
+        next_cursor = row.seq;
+        let outcome = release(hub, who, &row, &covers)?;
         entries.push(row.entry(&me, &outcome));
         match outcome {
-            Ok(item) => items.push(FeedItem { seq, ..item }),
+            Ok(item) => items.push(item),
             Err(_) => denied.push(row.record_id),
         }
     }
-    tx.commit().await?;
     if denied.is_empty() {
         hub.audit.record(now, entries).await?;
     } else {
@@ -94,32 +92,25 @@ pub async fn feed(hub: &Hub, who: &ParticipantId, cursor: i64, limit: i64) -> Re
 pub async fn read(hub: &Hub, who: &ParticipantId, record_id: &str) -> Result<FeedItem> {
     let now = hub.now();
     let me = who.to_string();
-    let mut tx = hub.db.begin_read().await?;
-    let caller = authorize_caller(&mut tx, who, RECIPIENTS).await?;
-    let row = sqlx::query(&format!(
-        "{GRANT_SQL} WHERE g.recipient = $1 AND g.record_id = $2"
-    ))
-    .bind(&me)
-    .bind(record_id)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some(r) = row else {
-        tx.commit().await?;
+    let rows = sqlx::query(&grants_with_covers("recipient = $1 AND record_id = $3"))
+        .bind(&me)
+        .bind(db::micros(now))
+        .bind(record_id)
+        .fetch_all(hub.db.pool())
+        .await?;
+    let Some((row, covers)) = caller_grants(who, &rows)?.pop() else {
         let entry = Entry::deny(&me, "read", record_id, "no key grant for this recipient");
         hub.audit.record(now, vec![entry]).await?;
         return Err(Error::NotFound(format!(
             "record `{record_id}` is not available to `{me}`"
         )));
     };
-    let seq: i64 = r.try_get("seq")?;
-    let row = GrantRow::from_row(&r)?;
-    let outcome = release(&mut tx, hub, &caller.kind, who, &row, now).await?;
-    tx.commit().await?;
+    let outcome = release(hub, who, &row, &covers)?;
     let entry = row.entry(&me, &outcome);
     match outcome {
         Ok(item) => {
             hub.audit.record(now, vec![entry]).await?;
-            Ok(FeedItem { seq, ..item })
+            Ok(item)
         }
         Err(reason) => {
             // The audit row is locked first, as in `consents::after_revoke`.
@@ -132,12 +123,84 @@ pub async fn read(hub: &Hub, who: &ParticipantId, record_id: &str) -> Result<Fee
     }
 }
 
-/// A recipient's key grants joined with their records.
-const GRANT_SQL: &str = "SELECT g.seq, g.record_id, g.consent_id, g.grant_bytes, r.sealed, \
-     r.subject_token, r.category, r.effective_date FROM hub_key_grants g \
-     JOIN hub_records r ON r.record_id = g.record_id";
+/// One statement (one snapshot) with everything a release decision needs: the caller's
+/// registry status, the caller's key grants matching `grant_filter` (over `$1` the
+/// caller, `$3`… its own parameters) with their records, and the consents in force at
+/// `$2` that cover each record for the caller; one row per (grant, cover), cover columns
+/// NULL where none covers, grant columns NULL where the caller has no matching grant.
+fn grants_with_covers(grant_filter: &str) -> String {
+    format!(
+        "SELECT p.status AS caller_status, g.seq, g.record_id, g.consent_id, g.grant_bytes, \
+         r.sealed, r.subject_token, r.category, r.effective_date, c.consent_id AS cover_id, \
+         k.purpose AS cover_purpose, c.data_from_day, c.data_until_day \
+         FROM hub_participants p \
+         LEFT JOIN (SELECT seq, record_id, consent_id, grant_bytes, recipient FROM hub_key_grants \
+           WHERE {grant_filter}) g ON g.recipient = p.participant \
+         LEFT JOIN hub_records r ON r.record_id = g.record_id \
+         LEFT JOIN consent_categories c ON c.subject = r.subject_token \
+           AND c.category = r.category AND c.recipient = p.participant AND c.status = 'active' \
+           AND c.valid_from_us <= $2 AND (c.valid_until_us IS NULL OR c.valid_until_us > $2) \
+         LEFT JOIN consents k ON k.id = c.consent_id \
+         WHERE p.participant = $1 ORDER BY g.seq, c.consent_id"
+    )
+}
+
+/// Checks the caller as [`super::authorize_caller`] does (registered, active, a recipient kind)
+/// from the rows of [`grants_with_covers`], and groups them into grants with the
+/// consents that cover each grant's record (data period included).
+fn caller_grants(
+    who: &ParticipantId,
+    rows: &[sqlx::any::AnyRow],
+) -> Result<Vec<(GrantRow, Vec<Cover>)>> {
+    let Some(first) = rows.first() else {
+        return Err(Error::Forbidden(format!(
+            "participant `{who}` is not registered"
+        )));
+    };
+    let status: String = first.try_get("caller_status")?;
+    if status != "active" {
+        return Err(Error::Forbidden(format!(
+            "participant `{who}` is suspended"
+        )));
+    }
+    if !RECIPIENTS.contains(&who.kind()) {
+        return Err(Error::Forbidden(format!(
+            "a `{}` participant may not use this endpoint",
+            who.kind().as_str()
+        )));
+    }
+    let mut grants: Vec<(GrantRow, Vec<Cover>)> = Vec::new();
+    for r in rows {
+        let Some(seq) = r.try_get::<Option<i64>, _>("seq")? else {
+            continue;
+        };
+        if grants.last().is_none_or(|(g, _)| g.seq != seq) {
+            grants.push((GrantRow::from_row(seq, r)?, Vec::new()));
+        }
+        let Some(cover_id) = r.try_get::<Option<String>, _>("cover_id")? else {
+            continue;
+        };
+        let Some((grant, covers)) = grants.last_mut() else {
+            continue;
+        };
+        let day = coverage::day(grant.effective_date);
+        let from: Option<i64> = r.try_get("data_from_day")?;
+        let until: Option<i64> = r.try_get("data_until_day")?;
+        if from.is_none_or(|f| f <= day) && until.is_none_or(|u| u >= day) {
+            covers.push(Cover {
+                recipient: who.to_string(),
+                purpose: r
+                    .try_get::<Option<String>, _>("cover_purpose")?
+                    .unwrap_or_default(),
+                consent_id: cover_id,
+            });
+        }
+    }
+    Ok(grants)
+}
 
 struct GrantRow {
+    seq: i64,
     record_id: String,
     consent_id: String,
     grant: Vec<u8>,
@@ -157,9 +220,10 @@ impl GrantRow {
         entry.about(&self.subject, &self.consent_id, &self.category)
     }
 
-    fn from_row(r: &sqlx::any::AnyRow) -> Result<Self> {
+    fn from_row(seq: i64, r: &sqlx::any::AnyRow) -> Result<Self> {
         let date: String = r.try_get("effective_date")?;
         Ok(GrantRow {
+            seq,
             record_id: r.try_get("record_id")?,
             consent_id: r.try_get("consent_id")?,
             grant: r.try_get("grant_bytes")?,
@@ -173,25 +237,15 @@ impl GrantRow {
     }
 }
 
-/// Decides, now and in this transaction, whether the grant may be released.
-async fn release(
-    conn: &mut AnyConnection,
+/// Decides whether the grant may be released, given the consents covering its record
+/// now (as read in the same statement as the grant).
+fn release(
     hub: &Hub,
-    kind: &str,
     who: &ParticipantId,
     row: &GrantRow,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Result<Result<FeedItem, String>> {
+    covers: &[Cover],
+) -> Result<std::result::Result<FeedItem, String>> {
     let me = who.to_string();
-    let covers = coverage::covering_for(
-        conn,
-        &row.subject,
-        &me,
-        &row.category,
-        row.effective_date,
-        now,
-    )
-    .await?;
     let Some(cover) = covers
         .iter()
         .find(|c| c.consent_id == row.consent_id)
@@ -203,7 +257,7 @@ async fn release(
         .policies()
         .authorize_read(&renkei_policies::ReadRequest {
             participant: &me,
-            kind,
+            kind: who.kind().as_str(),
             suspended: false,
             purpose: &cover.purpose,
             category: &row.category,
@@ -218,7 +272,7 @@ async fn release(
         .map_err(|e| Error::Internal(format!("stored subject token: {e}")))?;
     let b64 = data_encoding::BASE64;
     Ok(Ok(FeedItem {
-        seq: 0,
+        seq: row.seq,
         record_id: row.record_id.clone(),
         pseudonym: recipient_pseudonym(&hub.pseudonym_key, &me, &subject).to_string(),
         category: row.category.clone(),

@@ -19,4 +19,5 @@ mod mtls;
 mod ops;
 mod pg_outage;
 mod portal;
+mod reads;
 mod tamper;

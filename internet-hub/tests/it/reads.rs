@@ -1,0 +1,171 @@
+//! What a single read and a feed page decide from (caller status, every covering
+//! consent and its data period), and that the audit entry exists once the answer does.
+
+use axum::http::StatusCode;
+use chrono::Duration;
+use serde_json::{Value, json};
+use sqlx::Row;
+
+use crate::harness::{Backend, SUBJECT, TestHub, d, t0};
+
+async fn on_both(body: impl AsyncFn(TestHub)) {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        if let Some(h) = TestHub::new(backend).await {
+            body(h).await;
+        }
+    }
+}
+
+/// Grants a consent for `asmile` over `checkup.lipids` with an optional data period
+/// and end of validity.
+async fn grant(h: &TestHub, pseudonym: &str, period: Value, until: Value) -> String {
+    let (st, v) = h
+        .call(
+            Some("phr:asmile"),
+            "POST",
+            "/v1/consents",
+            Some(json!({
+                "subject": pseudonym, "recipient": "phr:asmile", "purpose": "phr-display",
+                "categories": ["checkup.lipids"], "method": "app", "granted_by": "resident",
+                "data_period": period, "valid_until": until
+            })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    v["consent"]["id"].as_str().unwrap().to_owned()
+}
+
+async fn read(h: &TestHub, who: &str, rid: &str) -> (StatusCode, Value) {
+    h.call(Some(who), "GET", &format!("/v1/records/{rid}"), None)
+        .await
+}
+
+async fn audited_reads(h: &TestHub, rid: &str) -> Vec<(String, String)> {
+    sqlx::query(
+        "SELECT decision, reason FROM hub_audit WHERE action = 'read' AND object = $1 ORDER BY seq",
+    )
+    .bind(rid)
+    .fetch_all(h.hub.db.pool())
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| (r.get("decision"), r.get("reason")))
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_needs_a_consent_whose_data_period_covers_the_record() {
+    on_both(async |h: TestHub| {
+        h.register_all().await;
+        let rec = h.sealed(
+            "doc-1",
+            SUBJECT,
+            "checkup.lipids",
+            d(2026, 5, 1),
+            b"{\"ldl\":120}",
+        );
+        assert_eq!(h.upload(&[&rec]).await.0, StatusCode::OK);
+        let rid = rec.0.header().record_id.as_str().to_owned();
+        let pseudonym = h.enroll("phr:asmile", SUBJECT).await;
+        let all_time = grant(
+            &h,
+            &pseudonym,
+            json!({}),
+            json!((t0() + Duration::days(30)).to_rfc3339()),
+        )
+        .await;
+        // A second consent that covers only later exams.
+        grant(&h, &pseudonym, json!({"from": "2026-06-01"}), Value::Null).await;
+        assert_eq!(h.answer_grants().await, 1);
+
+        let (st, v) = read(&h, "phr:asmile", &rid).await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        assert_eq!(v["consent_id"], all_time.as_str());
+        assert_eq!(
+            audited_reads(&h, &rid).await,
+            [("allow".to_owned(), String::new())],
+            "the read is in the audit log by the time it is answered"
+        );
+
+        // The first consent runs out; its key grant stays, the later consent is active
+        // but does not cover a May exam.
+        h.set_now(t0() + Duration::days(31));
+        let (st, v) = h.call(Some("phr:asmile"), "GET", "/v1/feed", None).await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        assert_eq!(v["items"], json!([]), "{v}");
+        assert_eq!(
+            audited_reads(&h, &rid).await.last().unwrap(),
+            &(
+                "deny".to_owned(),
+                "no consent in force covers this record".to_owned()
+            )
+        );
+        // The refusal dropped the grant.
+        let (st, v) = read(&h, "phr:asmile", &rid).await;
+        assert_eq!(st, StatusCode::NOT_FOUND, "{v}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspended_recipient_reads_nothing_and_a_resumed_one_reads_again() {
+    on_both(async |h: TestHub| {
+        h.register_all().await;
+        let rec = h.sealed(
+            "doc-1",
+            SUBJECT,
+            "checkup.lipids",
+            d(2026, 5, 1),
+            b"{\"ldl\":120}",
+        );
+        assert_eq!(h.upload(&[&rec]).await.0, StatusCode::OK);
+        let rid = rec.0.header().record_id.as_str().to_owned();
+        let pseudonym = h.enroll("phr:asmile", SUBJECT).await;
+        grant(&h, &pseudonym, json!({}), Value::Null).await;
+        assert_eq!(h.answer_grants().await, 1);
+        let asmile = "phr:asmile".parse().unwrap();
+
+        internet_hub::registry::set_status(&h.hub.db, &asmile, true, t0())
+            .await
+            .unwrap();
+        for path in [format!("/v1/records/{rid}"), "/v1/feed".to_owned()] {
+            let (st, v) = h.call(Some("phr:asmile"), "GET", &path, None).await;
+            assert_eq!(st, StatusCode::FORBIDDEN, "{path}: {v}");
+            assert!(
+                v["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("suspended"),
+                "{v}"
+            );
+        }
+        // An unregistered caller of a recipient kind is refused the same way.
+        let (st, v) = read(&h, "phr:unknown", &rid).await;
+        assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("not registered"),
+            "{v}"
+        );
+
+        internet_hub::registry::set_status(&h.hub.db, &asmile, false, t0())
+            .await
+            .unwrap();
+        let (st, v) = read(&h, "phr:asmile", &rid).await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        let (st, v) = h.call(Some("phr:asmile"), "GET", "/v1/feed", None).await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        assert_eq!(v["items"].as_array().unwrap().len(), 1, "{v}");
+        assert_eq!(
+            audited_reads(&h, &rid)
+                .await
+                .iter()
+                .filter(|(d, _)| d == "allow")
+                .count(),
+            2
+        );
+    })
+    .await;
+}

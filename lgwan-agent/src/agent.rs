@@ -6,19 +6,26 @@
 //! record key and carry its version in their header; record ids keep using the
 //! first version so that a re-import after a rotation is still idempotent; a key
 //! grant derives the DEK with the version its record was sealed with.
+//!
+//! While it holds more than one token key version (a rotation under way, or done but
+//! the old key kept), every identity [`Agent::tokenize_identity`] sees also yields the
+//! pairs (token under one version, token under the next): they are collected until
+//! [`Agent::take_links`] and spooled for the hub, which links the new tokens to the
+//! resident's history (docs/operations.md). Only tokens are kept, never an identity.
 
 pub mod keyring;
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use renkei_client::HubClient;
 use renkei_client::api::{GrantRequest, GrantUpload};
 use renkei_client::source::{ServeReport, grant_for};
 use renkei_crypto::envelope::SealedRecord;
 use renkei_crypto::grant::RecipientSecretKey;
-use renkei_crypto::identity::Identity;
+use renkei_crypto::identity::{CanonicalIdentity, Identity};
 use renkei_crypto::keys::{KeyVersion, RecordKey, TokenKey};
 use renkei_crypto::participant::ParticipantId;
 use renkei_crypto::token::{SubjectToken, subject_token};
@@ -77,7 +84,11 @@ pub struct Agent {
     record_keys: Arc<KeyRing<RecordKey>>,
     enrollment_key: Arc<RecipientSecretKey>,
     catalog: Arc<Catalog>,
+    links: Arc<Mutex<BTreeSet<TokenPair>>>,
 }
+
+/// A resident's token under one token key version and under the next.
+pub type TokenPair = (SubjectToken, SubjectToken);
 
 impl Agent {
     /// Loads the config at `path`, its keys and its catalog, and checks that
@@ -121,6 +132,7 @@ impl Agent {
             record_keys: Arc::new(record_keys),
             enrollment_key: Arc::new(enrollment_key),
             catalog: Arc::new(catalog),
+            links: Arc::default(),
         })
     }
 
@@ -189,7 +201,48 @@ impl Agent {
             .token_keys
             .get(self.active_token)
             .unwrap_or_else(|| self.token_keys.configured());
+        if self.is_linking() {
+            let pairs = self.pairs_of(&canonical);
+            self.links
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .extend(pairs);
+        }
         Ok((subject_token(key, &canonical), branch))
+    }
+
+    /// True while the agent holds more than one token key version: identities it
+    /// reads then yield token pairs for the hub.
+    pub fn is_linking(&self) -> bool {
+        self.token_keys.versions().len() > 1
+    }
+
+    /// The pairs (token under one version, token under the next) of a canonical
+    /// identity, lowest versions first; none with a single version.
+    fn pairs_of(&self, canonical: &CanonicalIdentity) -> Vec<TokenPair> {
+        let tokens: Vec<SubjectToken> = self
+            .token_keys
+            .iter()
+            .map(|k| subject_token(k, canonical))
+            .collect();
+        tokens
+            .windows(2)
+            .filter_map(|w| match w {
+                [old, new] => Some((old.clone(), new.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The token pairs of `identity` (see [`Agent::is_linking`]).
+    pub fn link_pairs(&self, identity: &Identity) -> Result<Vec<TokenPair>> {
+        Ok(self.pairs_of(&identity.canonical()?))
+    }
+
+    /// The token pairs collected from the identities tokenized since the last call.
+    pub fn take_links(&self) -> Vec<TokenPair> {
+        let mut links = self.links.lock().unwrap_or_else(PoisonError::into_inner);
+        std::mem::take(&mut *links).into_iter().collect()
     }
 
     /// The subject token of `identity` under every token key version, lowest first

@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, Utc};
 use renkei_client::HubClient;
-use renkei_client::api::{Consent, DataPeriod, GrantBody, Method};
+use renkei_client::api::{Consent, DataPeriod, GrantBody, Method, SubjectLink};
 use renkei_crypto::identity::Identity;
 use renkei_crypto::participant::ParticipantId;
 use serde_json::Value;
@@ -81,7 +81,9 @@ pub fn grant_body(
 }
 
 /// Grants a consent taken at the counter; returns the signed receipt (JSON) with
-/// the revocation code, for [`receipt_text`].
+/// the revocation code, for [`receipt_text`]. While the agent holds more than one
+/// token key version, the resident's token pairs are uploaded first; a refused link
+/// stops the grant with the hub's reason.
 pub async fn grant(
     agent: &Agent,
     client: &HubClient,
@@ -89,6 +91,19 @@ pub async fn grant(
     terms: &CounterTerms<'_>,
 ) -> Result<Value> {
     let body = grant_body(agent, identity, terms)?;
+    if agent.is_linking() {
+        // Token key rotation: the hub learns the resident's new token before a consent
+        // names it, so the consent joins their history (docs/operations.md).
+        let links: Vec<SubjectLink> = agent
+            .link_pairs(identity)?
+            .into_iter()
+            .map(|(old, new)| SubjectLink {
+                old: old.as_str().to_owned(),
+                new: new.as_str().to_owned(),
+            })
+            .collect();
+        client.upload_subject_links(&links).await?;
+    }
     let granted = client.grant_consent(&body).await?;
     Ok(granted.receipt)
 }

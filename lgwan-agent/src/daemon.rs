@@ -16,7 +16,8 @@ use crate::error::{Error, Result};
 use crate::import::{ImportSummary, import};
 use crate::outbox::{Note, Outbox, OutboxStatus};
 use crate::sync::{
-    answer_enrollments_once, answer_grants_once, keep_checkpoint, publish_keys, upload_once,
+    answer_enrollments_once, answer_grants_once, keep_checkpoint, publish_keys, upload_links_once,
+    upload_once,
 };
 
 /// Longest wait between two rounds while the hub is down.
@@ -198,6 +199,13 @@ async fn hub_round(
         publish_keys(agent, client).await?;
         *keys_published = true;
         log("published the enrollment key".into());
+    }
+    // Links first: records under a new token must find it linked at the hub.
+    let linked = upload_links_once(outbox, client, agent.config.upload_batch).await?;
+    if linked > 0 {
+        log(format!(
+            "uploaded {linked} subject links (token key rotation)"
+        ));
     }
     let sent = upload_once(outbox, client, agent.config.upload_batch).await?;
     let grants = answer_grants_once(agent, client).await?;

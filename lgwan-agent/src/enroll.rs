@@ -2,6 +2,9 @@
 //! sealed to the agent's enrollment key, tokenize them, and link only when the
 //! outbox knows that subject (and the 枝番 matches when both sides have one).
 //!
+//! During a token key rotation the request's token pairs are spooled for the hub, and
+//! a resident exported under an older token key version is still found.
+//!
 //! A refusal never says anything about a person: the same reason is given for "no
 //! such subject" and "wrong 枝番", and identities shared by two people (twins on a
 //! family card) are never linked online.
@@ -82,8 +85,22 @@ pub async fn answer(
     let Ok((token, branch)) = agent.tokenize_identity(&identity) else {
         return Ok(unreadable());
     };
-    let known = outbox.knows_subject(&token).await?;
-    Ok(decide(&token, branch.as_deref(), known.as_ref()))
+    if !agent.is_linking() {
+        let known = outbox.knows_subject(&token).await?;
+        return Ok(decide(&token, branch.as_deref(), known.as_ref()));
+    }
+    // Token key rotation: spool this resident's token pairs, and answer with the
+    // oldest token the outbox knows them by (the hub resolves a newer one to it).
+    outbox.put_links(&agent.take_links()).await?;
+    let Ok(versions) = agent.tokenize_all(&identity) else {
+        return Ok(unreadable());
+    };
+    for (_, t) in versions {
+        if let Some(known) = outbox.knows_subject(&t).await? {
+            return Ok(decide(&t, branch.as_deref(), Some(&known)));
+        }
+    }
+    Ok(decide(&token, branch.as_deref(), None))
 }
 
 /// Answers the pending enrollment requests for this source; returns how many were

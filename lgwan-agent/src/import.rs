@@ -199,6 +199,9 @@ pub async fn import(
     let mut book = tokio::task::spawn_blocking(move || worker.survey(&list))
         .await
         .map_err(join_error)?;
+    // Token key rotation: the (old, new) token pairs of everyone surveyed, spooled
+    // first so new tokens inherit what is known of old ones (outbox/links.rs).
+    outbox.put_links(&agent.take_links()).await?;
     // A subject spooled by an earlier import with another 枝番, or refused before,
     // is a conflict now too: never two people's data under one token.
     let tokens: Vec<SubjectToken> = book.tokens().cloned().collect();
@@ -244,6 +247,7 @@ pub async fn import(
         }
     }
     let (run, failure) = producer.await.map_err(join_error)?;
+    drop(agent.take_links()); // pass two saw the same people as the survey
     if let Some(e) = failure {
         return Err(e);
     }

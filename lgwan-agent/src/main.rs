@@ -116,8 +116,10 @@ enum KeysCommand {
         #[arg(long)]
         config: PathBuf,
     },
-    /// New token key version (keys/token-vN.key), not used until `--activate`.
-    /// With `--activate`: switch tokenizing to the newest version (no new key).
+    /// New token key version (keys/token-vN.key), not used until `--activate`. From
+    /// then on every resident the agent reads is tokenized under both versions and the
+    /// pairs go to the hub (`run`), which links them. With `--activate`: switch
+    /// tokenizing to the newest version (no new key).
     RotateToken {
         /// The agent's config file.
         #[arg(long)]
@@ -126,11 +128,26 @@ enum KeysCommand {
         #[arg(long)]
         activate: bool,
     },
-    /// The key versions the agent holds and which are in use.
+    /// The key versions the agent holds and which are in use, and the subject links
+    /// of a token key rotation (pending, sent, refused).
     List {
         /// The agent's config file.
         #[arg(long)]
         config: PathBuf,
+    },
+    /// Token key rotation: spool the token pairs of everyone in FILES (read as `import`
+    /// reads them; nothing is imported) so the hub can link residents who have no new
+    /// records yet. `run` uploads them, or `--upload` now.
+    Link {
+        /// The agent's config file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Upload the pending links to the hub now.
+        #[arg(long)]
+        upload: bool,
+        /// Archives (.zip), CSV files, or folders of them.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
     },
 }
 
@@ -246,7 +263,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("{}", token.as_str());
             }
         }
-        Command::Keys { command } => keys(command)?,
+        Command::Keys { command } => keys(command).await?,
         Command::Preview { config, inputs } => {
             let agent = Agent::load(&config)?;
             let stdout = std::io::stdout();
@@ -338,7 +355,25 @@ fn person_identity(p: &PersonIdentity) -> Identity {
     }
 }
 
-fn keys(command: KeysCommand) -> anyhow::Result<()> {
+/// The outbox's subject-link counts and the first refusals (the hub's reasons), when
+/// the outbox exists (never creates it).
+async fn link_counts(
+    agent: &Agent,
+) -> anyhow::Result<Option<(lgwan_agent::outbox::LinkCounts, Vec<String>)>> {
+    if !agent.config.outbox.exists() {
+        return Ok(None);
+    }
+    let outbox = Outbox::open(&agent.config.outbox).await?;
+    let counts = outbox.link_counts().await?;
+    let refused = outbox.refused_links(20).await?;
+    outbox.close().await;
+    Ok(Some((
+        counts,
+        refused.into_iter().map(|(_, why)| why).collect(),
+    )))
+}
+
+async fn keys(command: KeysCommand) -> anyhow::Result<()> {
     use lgwan_agent::agent::keyring::{self, KeyRing};
     use renkei_crypto::keys::{RecordKey, TokenKey};
     match command {
@@ -360,8 +395,11 @@ fn keys(command: KeysCommand) -> anyhow::Result<()> {
             let (version, path) = keyring::rotate::<TokenKey>(&agent.config.keys.token)?;
             println!(
                 "new token key {version} in `{}` (mode 0600), NOT active: tokens are still made \
-                 with {}. `lgwan-agent token --all` shows both tokens of a person. Activate \
-                 only after the hub can link old and new tokens (docs/operations.md)",
+                 with {}. Restart the agent: from now on every resident it reads is also \
+                 tokenized under {version} and `run` uploads the pairs for the hub to link \
+                 (`keys link` for residents with no new files). Activate with `keys \
+                 rotate-token --activate` once `keys list` shows no pending links \
+                 (docs/operations.md)",
                 path.display(),
                 agent.active_token_version()
             );
@@ -379,10 +417,21 @@ fn keys(command: KeysCommand) -> anyhow::Result<()> {
                     "token key {newest} is already active; run `keys rotate-token` first to make a new one"
                 );
             }
+            if let Some((c, _)) = link_counts(&agent).await? {
+                if c.pending > 0 {
+                    eprintln!(
+                        "warning: {} subject links are not uploaded yet; run the agent so the hub \
+                         has them before records under the new tokens arrive",
+                        c.pending
+                    );
+                }
+            }
             keyring::activate_token(token, &ring, newest)?;
             println!(
-                "token key {newest} is active (`{}`); records imported from now on carry the new \
-                 tokens",
+                "token key {newest} is active (`{}`); restart the agent: records imported from \
+                 now on carry the new tokens, and the hub files them under each resident's \
+                 linked history. Keep the older token-*.key: residents are linked as they are \
+                 read",
                 keyring::token_active_path(token).display()
             );
         }
@@ -409,6 +458,63 @@ fn keys(command: KeysCommand) -> anyhow::Result<()> {
                     "inactive"
                 };
                 println!("token  {v}  {state}");
+            }
+            if let Some((c, refused)) = link_counts(&agent).await? {
+                if agent.is_linking() || c.pending + c.sent + c.refused > 0 {
+                    println!(
+                        "links  {} pending, {} sent, {} refused",
+                        c.pending, c.sent, c.refused
+                    );
+                }
+                for why in refused {
+                    println!("  {why}");
+                }
+            }
+        }
+        KeysCommand::Link {
+            config,
+            upload,
+            inputs,
+        } => {
+            let agent = Agent::load(&config)?;
+            if !agent.is_linking() {
+                anyhow::bail!(
+                    "the agent holds one token key version: there is nothing to link; \
+                     `keys rotate-token` makes the next one"
+                );
+            }
+            let files = lgwan_agent::pipeline::expand_inputs(&inputs);
+            let worker = agent.clone();
+            let book = tokio::task::spawn_blocking(move || worker.survey(&files)).await?;
+            let pairs = agent.take_links();
+            let outbox = Outbox::open(&agent.config.outbox).await?;
+            let new = outbox.put_links(&pairs).await?;
+            println!(
+                "{} inputs read: {} token pairs ({new} new) spooled for the hub",
+                book.inputs(),
+                pairs.len()
+            );
+            if upload {
+                let client = connect(&agent.config)?;
+                let sent = lgwan_agent::sync::upload_links_once(
+                    &outbox,
+                    &client,
+                    agent.config.upload_batch,
+                )
+                .await;
+                let counts = outbox.link_counts().await?;
+                let refused = outbox.refused_links(20).await?;
+                outbox.close().await;
+                let sent = sent?;
+                println!(
+                    "uploaded {sent} links; {} pending, {} sent, {} refused",
+                    counts.pending, counts.sent, counts.refused
+                );
+                for (_, why) in refused {
+                    println!("  {why}");
+                }
+            } else {
+                outbox.close().await;
             }
         }
     }

@@ -1,12 +1,12 @@
-//! The agent's side of the hub, one round at a time: upload the outbox, answer
-//! key-grant requests, publish the agent's public key, and keep the hub's latest
-//! audit checkpoint. Every call is outbound (mTLS through [`HubClient`]).
+//! The agent's side of the hub, one round at a time: upload the subject links of a
+//! token key rotation and the outbox, answer key-grant requests, publish the agent's
+//! public key, and keep the hub's latest audit checkpoint. Every call is outbound (mTLS through [`HubClient`]).
 //!
 //! Enrollment answers are in [`crate::enroll`], the daemon loop in [`crate::daemon`];
 //! both are re-exported here.
 
 use renkei_client::HubClient;
-use renkei_client::api::{Checkpoint, Keys, Upload};
+use renkei_client::api::{Checkpoint, Keys, LinkReport, SubjectLink, Upload};
 use renkei_crypto::sign::{Signature, VerifyingKey};
 
 use crate::agent::Agent;
@@ -110,6 +110,71 @@ async fn deliver(outbox: &Outbox, client: &impl Uploader, items: &[OutboxItem]) 
         }
     }
     Ok(sent)
+}
+
+/// Where subject-link batches go: the hub, or a fake in tests.
+pub(crate) trait LinkUploader {
+    /// Uploads one batch of links, all or nothing.
+    async fn upload_links(&self, batch: &[SubjectLink]) -> renkei_client::Result<LinkReport>;
+}
+
+impl LinkUploader for HubClient {
+    async fn upload_links(&self, batch: &[SubjectLink]) -> renkei_client::Result<LinkReport> {
+        self.upload_subject_links(batch).await
+    }
+}
+
+/// Uploads every pending subject link (token key rotation) in batches of `batch` and
+/// marks them sent; returns how many the hub took (linked now or before). Run before
+/// [`upload_once`], so that records under a new token find its link at the hub. A
+/// batch the hub refuses because of one pair (409: it would touch another source's or
+/// another resident's history; 400, 413) is split until that pair is found; it is
+/// marked refused, recorded as the last error, and the rest goes on. Any other failure
+/// stops the round with the error; nothing is lost.
+pub async fn upload_links_once(outbox: &Outbox, client: &HubClient, batch: usize) -> Result<usize> {
+    upload_links_with(outbox, client, batch).await
+}
+
+async fn upload_links_with(
+    outbox: &Outbox,
+    client: &impl LinkUploader,
+    batch: usize,
+) -> Result<usize> {
+    let mut sent = 0;
+    loop {
+        let links = outbox.pending_links(batch.max(1)).await?;
+        if links.is_empty() {
+            return Ok(sent);
+        }
+        let mut stack = vec![links.as_slice()];
+        while let Some(part) = stack.pop() {
+            let error = match client.upload_links(part).await {
+                Ok(_) => {
+                    sent += outbox.mark_links_sent(part).await?;
+                    continue;
+                }
+                Err(e) => e,
+            };
+            match (refusal(&error), part) {
+                (Some(_), [one]) => {
+                    let why = format!("link `{}` → `{}` refused: {error}", one.old, one.new);
+                    outbox.mark_link_refused(one, &why).await?;
+                    outbox.set_last_error(&why).await?;
+                }
+                (Some(_), _) => {
+                    let (head, tail) = part.split_at(part.len() / 2);
+                    stack.push(tail);
+                    stack.push(head);
+                }
+                (None, _) => {
+                    outbox
+                        .set_last_error(&format!("link upload: {error}"))
+                        .await?;
+                    return Err(error.into());
+                }
+            }
+        }
+    }
 }
 
 /// Answers the pending key-grant requests for the agent's records (sealing each
@@ -332,6 +397,75 @@ mod tests {
         };
         assert_eq!(upload_with(&outbox, &fake, 4).await.unwrap(), 6);
         assert_eq!(outbox.depth().await.unwrap(), 0);
+    }
+
+    /// A hub that refuses (409) any link batch holding a pair whose new token is in
+    /// `bad`, and is down after `down_after` batches.
+    struct FakeLinkHub {
+        bad: Vec<String>,
+        calls: std::sync::Mutex<usize>,
+        down_after: usize,
+    }
+
+    impl LinkUploader for FakeLinkHub {
+        async fn upload_links(&self, batch: &[SubjectLink]) -> renkei_client::Result<LinkReport> {
+            let mut calls = self.calls.lock().unwrap();
+            *calls += 1;
+            if *calls > self.down_after {
+                return Err(hub(503));
+            }
+            if batch.iter().any(|l| self.bad.contains(&l.new)) {
+                return Err(hub(409));
+            }
+            Ok(LinkReport {
+                linked: batch.len(),
+                duplicates: 0,
+            })
+        }
+    }
+
+    fn tok(i: usize) -> renkei_crypto::token::SubjectToken {
+        let alphabet = b"abcdefghijklmnopqrstuvwxyz234567";
+        let tail: String = [i / 32, i % 32]
+            .iter()
+            .map(|&j| alphabet[j] as char)
+            .collect();
+        renkei_crypto::token::SubjectToken::parse(&format!("st1_{}{tail}", "a".repeat(30))).unwrap()
+    }
+
+    #[tokio::test]
+    async fn links_go_up_in_batches_and_a_refused_pair_is_set_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open(&dir.path().join("o.sqlite")).await.unwrap();
+        let pairs: Vec<_> = (0..10).map(|i| (tok(i), tok(100 + i))).collect();
+        outbox.put_links(&pairs).await.unwrap();
+        let fake = FakeLinkHub {
+            bad: vec![tok(104).as_str().to_owned()],
+            calls: Default::default(),
+            down_after: usize::MAX,
+        };
+        assert_eq!(upload_links_with(&outbox, &fake, 8).await.unwrap(), 9);
+        let counts = outbox.link_counts().await.unwrap();
+        assert_eq!((counts.pending, counts.sent, counts.refused), (0, 9, 1));
+        let why = outbox.last_error().await.unwrap().unwrap().value;
+        assert!(
+            why.contains("409") && why.contains(tok(104).as_str()),
+            "{why}"
+        );
+
+        // A hub that is down keeps the links pending and stops the round.
+        outbox
+            .put_links(&[(tok(20), tok(120)), (tok(21), tok(121))])
+            .await
+            .unwrap();
+        let down = FakeLinkHub {
+            bad: vec![],
+            calls: Default::default(),
+            down_after: 0,
+        };
+        assert!(upload_links_with(&outbox, &down, 8).await.is_err());
+        assert_eq!(outbox.link_counts().await.unwrap().pending, 2);
+        outbox.close().await;
     }
 
     #[test]

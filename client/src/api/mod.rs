@@ -161,6 +161,14 @@ impl HubClient {
         self.post_json(&path, result).await
     }
 
+    /// `POST /v1/subjects/links`: links residents' tokens across a token key rotation,
+    /// all or nothing; the body is `{"links": [{"old": "st1_…", "new": "st1_…"}]}`.
+    /// Idempotent: a pair linked before is counted as a duplicate.
+    pub async fn upload_subject_links(&self, links: &[SubjectLink]) -> Result<LinkReport> {
+        self.post_json("/v1/subjects/links", &serde_json::json!({ "links": links }))
+            .await
+    }
+
     /// `GET /v1/participants/{kind}/{id}/keys`: a participant's public keys.
     pub async fn participant_keys(&self, who: &ParticipantId) -> Result<Keys> {
         self.get_json(&format!(

@@ -16,6 +16,25 @@ pub struct IngestReport {
     pub grant_requests: usize,
 }
 
+/// The same resident under an older token key and under the next one, as a source
+/// uploads it after a token key rotation (`POST /v1/subjects/links`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct SubjectLink {
+    /// The token under the older key (`st1_…`).
+    pub old: String,
+    /// The token under the next key (`st1_…`).
+    pub new: String,
+}
+
+/// What an upload of subject links did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkReport {
+    /// Pairs linked now.
+    pub linked: usize,
+    /// Pairs already linked the same way.
+    pub duplicates: usize,
+}
+
 /// One sealed record to upload, with the subject it is about. The subject travels
 /// beside the envelope, to the hub only (docs/envelope.md): `st1_…` from an LGWAN agent,
 /// the app's own `rp1_…` from a PHR app.

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::audit;
-use crate::broker::{self, Hub, consents, enroll, events, grants, ingest, records};
+use crate::broker::{self, Hub, consents, enroll, events, grants, ingest, links, records};
 use crate::error::{Error, Result, retry};
 use crate::registry;
 use crate::server::PeerIdentity;
@@ -110,6 +110,7 @@ pub fn router(hub: Arc<Hub>, max_body: usize, rate: Arc<limits::RateLimiter>) ->
         .route("/v1/source/key-grant-requests", get(grant_requests))
         .route("/v1/source/key-grants", post(upload_grants))
         .route("/v1/source/enrollments", get(source_enrollments))
+        .route("/v1/subjects/links", post(link_subjects))
         .route(
             "/v1/source/enrollments/{id}/result",
             post(enrollment_result),
@@ -291,6 +292,20 @@ async fn enrollment_result(
     Body(b): Body<enroll::ResultBody>,
 ) -> Result<Json<enroll::Enrollment>> {
     Ok(Json(retry(|| enroll::answer(&hub, &who, &id, &b)).await?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LinksBody {
+    links: Vec<links::LinkPair>,
+}
+
+async fn link_subjects(
+    State(hub): Hs,
+    Caller(who): Caller,
+    Body(b): Body<LinksBody>,
+) -> Result<Json<links::LinkReport>> {
+    Ok(Json(retry(|| links::link(&hub, &who, &b.links)).await?))
 }
 
 /// A participant's published public keys.

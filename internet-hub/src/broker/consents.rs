@@ -69,13 +69,14 @@ impl ReceiptSigner for HubSigner<'_> {
 }
 
 /// Resolves the subject a caller names: a PHR app names its own pseudonym of a linked
-/// resident; a source names the token it computed from the resident's card.
+/// resident; a source names the token it computed from the resident's card (resolved
+/// to the canonical token when the source linked it after a token key rotation).
 async fn resolve(conn: &mut AnyConnection, who: &ParticipantId, named: &str) -> Result<String> {
     match who.kind() {
         ParticipantKind::Source => {
             SubjectToken::parse(named)
                 .map_err(|e| Error::BadRequest(format!("subject `{named}`: {e}")))?;
-            Ok(named.to_owned())
+            super::links::resolve(conn, &who.to_string(), named).await
         }
         _ => {
             let row = sqlx::query(

@@ -216,6 +216,7 @@ pub async fn answer(
         ResultBody::Linked { subject_token } => {
             renkei_crypto::token::SubjectToken::parse(subject_token)
                 .map_err(|e| Error::BadRequest(format!("subject_token: {e}")))?;
+            let subject_token = &super::links::resolve(&mut tx, &me, subject_token).await?;
             let p = consents::link(&mut tx, hub, &current.requester, subject_token, now).await?;
             (
                 "linked",

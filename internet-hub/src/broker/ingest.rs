@@ -141,8 +141,9 @@ pub async fn ingest(hub: &Hub, who: &ParticipantId, batch: &[Upload]) -> Result<
     Ok(report)
 }
 
-/// The subject token a record names: a source names it directly (`st1_…`); a PHR app
-/// names its own pseudonym (`rp1_…`) for a resident linked to it.
+/// The subject token a record names: a source names it directly (`st1_…`, resolved to
+/// the canonical token when the source linked it after a token key rotation); a PHR
+/// app names its own pseudonym (`rp1_…`) for a resident linked to it.
 async fn resolve_subject(
     conn: &mut AnyConnection,
     who: &ParticipantId,
@@ -151,7 +152,7 @@ async fn resolve_subject(
     if who.kind() != ParticipantKind::Phr {
         SubjectToken::parse(named)
             .map_err(|e| Error::BadRequest(format!("subject `{named}`: {e}")))?;
-        return Ok(named.to_owned());
+        return super::links::resolve(conn, &who.to_string(), named).await;
     }
     let row = sqlx::query(
         "SELECT subject_token FROM hub_pseudonyms WHERE recipient = $1 AND pseudonym = $2",

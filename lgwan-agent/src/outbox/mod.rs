@@ -20,9 +20,11 @@ use sqlx::sqlite::{
 
 use crate::error::{Error, Result};
 
+mod links;
 mod meta;
 mod space;
 
+pub use links::LinkCounts;
 pub use meta::{Note, OutboxStatus, check_successor};
 
 const SCHEMA: &str = "
@@ -211,6 +213,10 @@ impl Outbox {
             pool,
         };
         sqlx::raw_sql(SCHEMA)
+            .execute(&outbox.pool)
+            .await
+            .map_err(|e| outbox.err(e))?;
+        sqlx::raw_sql(links::SCHEMA)
             .execute(&outbox.pool)
             .await
             .map_err(|e| outbox.err(e))?;

@@ -78,6 +78,62 @@ pub fn scan_archive(
     limits: &Limits,
     sink: &mut dyn FnMut(ArchiveItem),
 ) -> ArchiveSummary {
+    let mut documents = 0;
+    let mut failed = 0;
+    let mut summary = scan_entries(path, limits, &mut |entry| match entry {
+        RawEntry::Checkup {
+            entry,
+            fallback_id,
+            bytes,
+        } => match parse_checkup(&bytes, &fallback_id) {
+            Ok(document) => {
+                documents += 1;
+                sink(ArchiveItem::Checkup {
+                    entry,
+                    document: Box::new(document),
+                });
+            }
+            Err(reason) => {
+                failed += 1;
+                sink(ArchiveItem::Quarantined(Quarantine::new(
+                    path.display().to_string(),
+                    Some(entry),
+                    reason,
+                )));
+            }
+        },
+        RawEntry::Quarantined(q) => sink(ArchiveItem::Quarantined(q)),
+    });
+    summary.documents = documents;
+    summary.quarantined += failed;
+    summary
+}
+
+/// One entry of an archive before its document is parsed: what
+/// [`scan_entries`] yields, so that the parsing can run on other threads.
+#[derive(Debug)]
+pub enum RawEntry {
+    /// A checkup document's bytes, to parse with [`parse_checkup`].
+    Checkup {
+        /// The entry name.
+        entry: String,
+        /// The document id to use when the document has none (`<root>/<entry>`).
+        fallback_id: String,
+        /// The inflated bytes.
+        bytes: Vec<u8>,
+    },
+    /// An entry (or the whole archive) set aside.
+    Quarantined(Quarantine),
+}
+
+/// Reads `path` entry by entry like [`scan_archive`], handing checkup documents
+/// over unparsed. The index and summary are checked here; `documents` in the
+/// returned totals stays 0 (nothing was parsed).
+pub fn scan_entries(
+    path: &Path,
+    limits: &Limits,
+    sink: &mut dyn FnMut(RawEntry),
+) -> ArchiveSummary {
     let mut out = Out {
         label: path.display().to_string(),
         summary: ArchiveSummary::default(),
@@ -91,13 +147,13 @@ pub fn scan_archive(
 struct Out<'s> {
     label: String,
     summary: ArchiveSummary,
-    sink: &'s mut dyn FnMut(ArchiveItem),
+    sink: &'s mut dyn FnMut(RawEntry),
 }
 
 impl Out<'_> {
     fn quarantine(&mut self, entry: Option<String>, reason: Reason) {
         self.summary.quarantined += 1;
-        (self.sink)(ArchiveItem::Quarantined(Quarantine::new(
+        (self.sink)(RawEntry::Quarantined(Quarantine::new(
             &self.label,
             entry,
             reason,
@@ -162,16 +218,14 @@ fn scan_into(path: &Path, limits: &Limits, out: &mut Out<'_>) {
                     out.quarantine(Some(name), reason);
                 }
             }
-            Kind::Checkup => match parse_checkup(&bytes, &format!("{root}/{}", tail(&name))) {
-                Ok(document) => {
-                    out.summary.documents += 1;
-                    (out.sink)(ArchiveItem::Checkup {
-                        entry: name,
-                        document: Box::new(document),
-                    });
-                }
-                Err(reason) => out.quarantine(Some(name), reason),
-            },
+            Kind::Checkup => {
+                let fallback_id = format!("{root}/{}", tail(&name));
+                (out.sink)(RawEntry::Checkup {
+                    entry: name,
+                    fallback_id,
+                    bytes,
+                });
+            }
             Kind::Other => {}
         }
     }

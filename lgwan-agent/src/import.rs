@@ -10,25 +10,27 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use chrono::NaiveDate;
 use renkei_crypto::envelope::{EnvelopeHeader, seal};
-use renkei_crypto::token::{SubjectToken, subject_binding};
+use renkei_crypto::token::{RecordId, SubjectToken, subject_binding};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::agent::Agent;
 use crate::error::{Error, Result};
-use crate::outbox::{NewRecord, Outbox};
-use crate::pipeline::{BranchBook, Prepared, PreparedRecord, RunSummary, expand_inputs};
+use crate::outbox::{KnownSubject, NewRecord, Outbox};
+use crate::pipeline::{BranchBook, Outcome, PreparedRecord, RawRecord, RunSummary, expand_inputs};
 use crate::quarantine::Quarantine;
 
 /// Version of the payload schema the agent seals (FHIR R4 JSON).
 pub const SCHEMA_VERSION: u16 = 1;
 
-/// Records per outbox transaction.
-pub const BATCH: usize = 1000;
+/// Records per outbox transaction: large enough that a commit (and its fsync)
+/// and the index pages it rewrites are shared by many records (~360 checkups).
+pub const BATCH: usize = 4000;
 
 /// Batches in flight between the parser and the outbox.
-const IN_FLIGHT: usize = 4;
+const IN_FLIGHT: usize = 2;
 
 /// What one import did.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -152,27 +154,60 @@ pub fn seal_record(
     record: &PreparedRecord,
     branch: Option<&str>,
 ) -> Result<NewRecord> {
-    let key = agent.record_key();
-    let header = EnvelopeHeader {
-        subject_binding: subject_binding(key, &record.record_id, record.subject_token.as_str()),
-        record_id: record.record_id.clone(),
-        category: record.category.clone(),
-        source: agent.config.source.to_string(),
-        effective_date: record.effective_date,
-        schema_version: SCHEMA_VERSION,
-        key_version: key.version(),
-    };
     let payload = serde_json::to_vec(&record.payload).map_err(|e| Error::Invalid {
         field: "payload",
         value: record.record_id.to_string(),
         reason: e.to_string(),
     })?;
-    let sealed = seal(key, header, &payload)?;
+    seal_parts(
+        agent,
+        &record.record_id,
+        &record.subject_token,
+        &record.category,
+        record.effective_date,
+        &payload,
+        branch,
+    )
+}
+
+/// Seals one record whose payload is already JSON text (what the import seals).
+pub fn seal_raw(agent: &Agent, record: &RawRecord, branch: Option<&str>) -> Result<NewRecord> {
+    seal_parts(
+        agent,
+        &record.record_id,
+        &record.subject_token,
+        &record.category,
+        record.effective_date,
+        &record.payload,
+        branch,
+    )
+}
+
+fn seal_parts(
+    agent: &Agent,
+    record_id: &RecordId,
+    subject: &SubjectToken,
+    category: &str,
+    effective_date: NaiveDate,
+    payload: &[u8],
+    branch: Option<&str>,
+) -> Result<NewRecord> {
+    let key = agent.record_key();
+    let header = EnvelopeHeader {
+        subject_binding: subject_binding(key, record_id, subject.as_str()),
+        record_id: record_id.clone(),
+        category: category.to_owned(),
+        source: agent.config.source.to_string(),
+        effective_date,
+        schema_version: SCHEMA_VERSION,
+        key_version: key.version(),
+    };
+    let sealed = seal(key, header, payload)?;
     Ok(NewRecord {
-        record_id: record.record_id.clone(),
-        subject: record.subject_token.clone(),
+        record_id: record_id.clone(),
+        subject: subject.clone(),
         branch: branch.map(str::to_owned),
-        category: record.category.clone(),
+        category: category.to_owned(),
         sealed: sealed.to_bytes(),
     })
 }
@@ -185,6 +220,9 @@ enum Msg {
 fn join_error(e: tokio::task::JoinError) -> Error {
     Error::Worker(format!("import: {e}"))
 }
+
+/// Subjects looked up in the outbox per query.
+const KNOWN_CHUNK: usize = 500;
 
 /// Imports `inputs` (files or folders) into `outbox`, reporting progress.
 pub async fn import(
@@ -203,17 +241,24 @@ pub async fn import(
     // first so new tokens inherit what is known of old ones (outbox/links.rs).
     outbox.put_links(&agent.take_links()).await?;
     // A subject spooled by an earlier import with another 枝番, or refused before,
-    // is a conflict now too: never two people's data under one token.
-    let tokens: Vec<SubjectToken> = book.tokens().cloned().collect();
-    for (token, known) in outbox.known_subjects(&tokens).await? {
-        if known.conflict {
-            book.refuse(&token);
-        } else if let Some(branch) = known.branch {
-            book.observe(&token, Some(&branch));
+    // is a conflict now too: never two people's data under one token. The tokens
+    // are looked up a chunk at a time, never all copied at once, and only what
+    // changes the book is kept until it is applied.
+    let mut changes = Vec::new();
+    for chunk in book.token_chunks(KNOWN_CHUNK) {
+        for (token, known) in outbox.known_subjects(&chunk).await? {
+            let same = !known.conflict
+                && known
+                    .branch
+                    .as_deref()
+                    .is_none_or(|b| book.branch(&token) == Some(b));
+            if !same {
+                changes.push((token, known));
+            }
         }
     }
-    drop(tokens);
-    let conflicts: Vec<SubjectToken> = book.conflicts().into_iter().cloned().collect();
+    apply_known(&mut book, changes);
+    let conflicts = book.conflicts();
     outbox.mark_conflicts(&conflicts).await?;
 
     let total = book.inputs();
@@ -263,8 +308,19 @@ pub async fn import(
     Ok(summary)
 }
 
-/// The blocking half: prepare, seal, and send batches until done or the
-/// receiver is gone.
+/// Applies what the outbox knows of some subjects to `book`.
+fn apply_known(book: &mut BranchBook, known: Vec<(SubjectToken, KnownSubject)>) {
+    for (token, known) in known {
+        if known.conflict {
+            book.refuse(&token);
+        } else if let Some(branch) = known.branch {
+            book.observe(&token, Some(&branch));
+        }
+    }
+}
+
+/// The blocking half: prepare and seal (on every core), and send batches in
+/// input order until done or the receiver is gone.
 fn produce(
     agent: &Agent,
     files: &[PathBuf],
@@ -275,30 +331,24 @@ fn produce(
     let mut failure = None;
     let mut closed = false;
     let mut done = 0usize;
-    let mut last_document: Option<String> = None;
-    let run = agent.prepare(files, book, &mut |prepared| {
+    let seal = |record: RawRecord| seal_raw(agent, &record, book.branch(&record.subject_token));
+    let run = agent.prepare_with(files, book, &seal, &mut |outcome| {
+        done += 1;
         if failure.is_some() || closed {
             return;
         }
-        match prepared {
-            Prepared::Record(record) => {
-                if last_document.as_deref() != Some(record.source_document.as_str()) {
-                    done += 1;
-                    last_document = Some(record.source_document.clone());
-                }
-                match seal_record(agent, &record, book.branch(&record.subject_token)) {
-                    Ok(sealed) => batch.push(sealed),
-                    Err(e) => failure = Some(e),
-                }
+        match outcome {
+            Outcome::Records(records) => {
+                batch.extend(records);
                 if batch.len() >= BATCH {
                     let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
                     closed = tx.blocking_send(Msg::Batch(full, done)).is_err();
                 }
             }
-            Prepared::Quarantined(q) => {
-                done += 1;
+            Outcome::Quarantined(q) => {
                 closed = tx.blocking_send(Msg::Quarantined(q)).is_err();
             }
+            Outcome::Failed(e) => failure = Some(e),
         }
     });
     if failure.is_none() && !closed && !batch.is_empty() {

@@ -23,6 +23,7 @@ pub mod import;
 pub mod index;
 pub mod minimize;
 pub mod outbox;
+mod parallel;
 pub mod pipeline;
 pub mod preview;
 pub mod quarantine;

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use chrono::{Datelike, NaiveDate};
 use renkei_policies::Catalog;
-use serde_json::{Map, Value as Json, json};
+use serde_json::{Value as Json, json};
 use sha2::{Digest, Sha256};
 
 use crate::domain::{CheckupDocument, Observation, Value};
@@ -28,8 +28,8 @@ pub struct MinimizedRecord {
     pub category: String,
     /// The date the data refers to (exam date; April 1 of the fiscal year for attendance).
     pub effective_date: NaiveDate,
-    /// The FHIR R4 Bundle.
-    pub payload: Json,
+    /// The FHIR R4 Bundle as compact JSON text: exactly the bytes that are sealed.
+    pub payload: Vec<u8>,
 }
 
 /// What minimizing one checkup gives.
@@ -53,24 +53,25 @@ pub fn fiscal_year(date: NaiveDate) -> i32 {
 /// Splits a checkup into per-category records, plus its attendance record
 /// when the catalog names an attendance category.
 pub fn minimize_checkup(doc: &CheckupDocument, catalog: &Catalog) -> Minimized {
-    let mut by_category: BTreeMap<&str, Vec<&Observation>> = BTreeMap::new();
+    let mut by_category: BTreeMap<&str, Vec<(&Observation, Option<&str>)>> = BTreeMap::new();
     let mut dropped = Vec::new();
     for obs in &doc.observations {
         match catalog.item(&obs.item_code) {
             Some(item) if item.export => by_category
                 .entry(item.category.as_str())
                 .or_default()
-                .push(obs),
+                .push((obs, Some(item.name.as_str()))),
             _ => dropped.push(obs.item_code.clone()),
         }
     }
+    let date = doc.exam_date.to_string();
     let mut records: Vec<MinimizedRecord> = by_category
         .into_iter()
         .map(|(category, observations)| MinimizedRecord {
             source_document: doc.document_id.clone(),
             category: category.to_owned(),
             effective_date: doc.exam_date,
-            payload: checkup_bundle(doc, category, &observations, catalog),
+            payload: checkup_bundle(&doc.document_id, &date, category, &observations),
         })
         .collect();
     if let Some(category) = catalog.attendance_category() {
@@ -83,106 +84,177 @@ pub fn minimize_checkup(doc: &CheckupDocument, catalog: &Catalog) -> Minimized {
 fn attendance_record(doc: &CheckupDocument, category: &str) -> MinimizedRecord {
     let year = fiscal_year(doc.exam_date);
     let start = NaiveDate::from_ymd_opt(year, 4, 1).unwrap_or(doc.exam_date);
-    let observation = json!({
-        "resourceType": "Observation",
-        "status": "final",
-        "code": {"coding": [{
-            "system": CATALOG_SYSTEM,
-            "code": category,
-            "display": "特定健診受診年度 (fiscal year of a specific health checkup)",
-        }]},
-        "valueInteger": year,
-    });
+    let mut out = Vec::with_capacity(400);
+    out.extend_from_slice(BUNDLE_HEAD);
+    out.extend_from_slice(br#"{"resource":{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"#);
+    json_str(&mut out, CATALOG_SYSTEM);
+    out.extend_from_slice(br#","code":"#);
+    json_str(&mut out, category);
+    out.extend_from_slice(br#","display":"#);
+    json_str(
+        &mut out,
+        "特定健診受診年度 (fiscal year of a specific health checkup)",
+    );
+    out.extend_from_slice(br#"}]},"valueInteger":"#);
+    out.extend_from_slice(year.to_string().as_bytes());
+    out.extend_from_slice(b"}}]}");
     MinimizedRecord {
         source_document: doc.document_id.clone(),
         category: category.to_owned(),
         effective_date: start,
-        payload: bundle(vec![(None, observation)]),
+        payload: out,
     }
 }
 
+/// The opening of every payload, up to the first entry.
+const BUNDLE_HEAD: &[u8] = br#"{"resourceType":"Bundle","type":"collection","entry":["#;
+
+/// The Bundle of one category of a checkup, written straight as JSON text (the
+/// same text, key for key, as serializing the FHIR objects would give): each
+/// Observation has a stable `fullUrl`, and a series-group header lists the
+/// members that travel in the same record (`hasMember`). The display is the
+/// catalog's item name, else the document's.
 fn checkup_bundle(
-    doc: &CheckupDocument,
+    document_id: &str,
+    date: &str,
     category: &str,
-    observations: &[&Observation],
-    catalog: &Catalog,
-) -> Json {
+    observations: &[(&Observation, Option<&str>)],
+) -> Vec<u8> {
     let urls: Vec<String> = (0..observations.len())
-        .map(|i| entry_url(&doc.document_id, category, i))
+        .map(|i| entry_url(document_id, category, i))
         .collect();
-    let entries = observations
-        .iter()
-        .enumerate()
-        .map(|(i, obs)| {
-            let display = catalog
-                .item(&obs.item_code)
-                .map(|item| item.name.clone())
-                .or_else(|| obs.display.clone());
-            let mut resource = observation(obs, display, doc.exam_date);
-            // A series-group header lists the members that travel in the same record.
-            let members: Vec<Json> = observations
-                .iter()
-                .zip(&urls)
-                .filter(|(m, _)| {
-                    obs.group.as_deref() == Some(obs.item_code.as_str())
-                        && m.group == obs.group
-                        && m.item_code != obs.item_code
-                })
-                .map(|(_, url)| json!({"reference": url}))
-                .collect();
-            if !members.is_empty() {
-                resource.insert("hasMember".into(), Json::Array(members));
+    let mut out = Vec::with_capacity(256 + 320 * observations.len());
+    out.extend_from_slice(BUNDLE_HEAD);
+    for (i, ((obs, name), url)) in observations.iter().zip(&urls).enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(br#"{"fullUrl":"#);
+        json_str(&mut out, url);
+        out.extend_from_slice(br#","resource":{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"#);
+        json_str(&mut out, ITEM_CODE_SYSTEM);
+        out.extend_from_slice(br#","code":"#);
+        json_str(&mut out, &obs.item_code);
+        if let Some(display) = name.or(obs.display.as_deref()) {
+            out.extend_from_slice(br#","display":"#);
+            json_str(&mut out, display);
+        }
+        out.extend_from_slice(br#"}]},"effectiveDateTime":"#);
+        json_str(&mut out, date);
+        write_value(&mut out, &obs.value);
+        // A series-group header lists the members that travel in the same record.
+        let is_header = obs.group.as_deref() == Some(obs.item_code.as_str());
+        let mut members = observations
+            .iter()
+            .zip(&urls)
+            .filter(|((m, _), _)| is_header && m.group == obs.group && m.item_code != obs.item_code)
+            .peekable();
+        if members.peek().is_some() {
+            out.extend_from_slice(br#","hasMember":["#);
+            for (k, (_, url)) in members.enumerate() {
+                if k > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(br#"{"reference":"#);
+                json_str(&mut out, url);
+                out.push(b'}');
             }
-            (urls.get(i).cloned(), Json::Object(resource))
-        })
-        .collect();
-    bundle(entries)
-}
-
-fn observation(obs: &Observation, display: Option<String>, date: NaiveDate) -> Map<String, Json> {
-    let mut coding = Map::new();
-    coding.insert("system".into(), json!(ITEM_CODE_SYSTEM));
-    coding.insert("code".into(), json!(obs.item_code));
-    if let Some(display) = display {
-        coding.insert("display".into(), json!(display));
+            out.push(b']');
+        }
+        out.extend_from_slice(b"}}");
     }
-    let mut resource = Map::new();
-    resource.insert("resourceType".into(), json!("Observation"));
-    resource.insert("status".into(), json!("final"));
-    resource.insert("code".into(), json!({"coding": [coding]}));
-    resource.insert("effectiveDateTime".into(), json!(date.to_string()));
-    let (key, value) = fhir_value(&obs.value);
-    resource.insert(key.into(), value);
-    resource
+    out.extend_from_slice(b"]}");
+    out
 }
 
-/// The FHIR `value[x]` of a value: its key and JSON.
-pub(crate) fn fhir_value(value: &Value) -> (&'static str, Json) {
+/// Writes `,"value[x]":…` for a value: `valueQuantity` (UCUM unit), `valueCodeableConcept`
+/// or `valueString`.
+fn write_value(out: &mut Vec<u8>, value: &Value) {
     match value {
         Value::Quantity { value, unit } => {
-            let mut q = Map::new();
-            q.insert("value".into(), decimal(value));
+            out.extend_from_slice(br#","valueQuantity":{"value":"#);
+            write_decimal(out, value);
             if let Some(unit) = unit {
-                q.insert("unit".into(), json!(unit));
-                q.insert("system".into(), json!(UCUM));
-                q.insert("code".into(), json!(unit));
+                out.extend_from_slice(br#","unit":"#);
+                json_str(out, unit);
+                out.extend_from_slice(br#","system":"#);
+                json_str(out, UCUM);
+                out.extend_from_slice(br#","code":"#);
+                json_str(out, unit);
             }
-            ("valueQuantity", Json::Object(q))
+            out.push(b'}');
         }
         Value::Coded {
             code,
             system,
             display,
         } => {
-            let mut c = Map::new();
-            c.insert("system".into(), json!(system_uri(system)));
-            c.insert("code".into(), json!(code));
+            out.extend_from_slice(br#","valueCodeableConcept":{"coding":[{"system":"#);
+            json_str(out, &system_uri(system));
+            out.extend_from_slice(br#","code":"#);
+            json_str(out, code);
             if let Some(display) = display {
-                c.insert("display".into(), json!(display));
+                out.extend_from_slice(br#","display":"#);
+                json_str(out, display);
             }
-            ("valueCodeableConcept", json!({"coding": [c]}))
+            out.extend_from_slice(b"}]}");
         }
-        Value::Text(text) => ("valueString", json!(text)),
+        Value::Text(text) => {
+            out.extend_from_slice(br#","valueString":"#);
+            json_str(out, text);
+        }
+    }
+}
+
+/// Writes `s` as a JSON string, escaped exactly as `serde_json` escapes it
+/// (`"`, `\`, and control characters; nothing else).
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0C => b"\\f",
+            0x00..=0x1F => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(bytes.get(start..i).unwrap_or_default());
+        if escape.is_empty() {
+            out.extend_from_slice(b"\\u00");
+            for nibble in [b >> 4, b & 0xF] {
+                out.push(HEX.get(usize::from(nibble)).copied().unwrap_or(b'0'));
+            }
+        } else {
+            out.extend_from_slice(escape);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(bytes.get(start..).unwrap_or_default());
+    out.push(b'"');
+}
+
+/// Writes a checked decimal string as a JSON number (an integer when it has no point).
+fn write_decimal(out: &mut Vec<u8>, raw: &str) {
+    if !raw.contains('.') {
+        if let Ok(i) = raw.parse::<i64>() {
+            out.extend_from_slice(i.to_string().as_bytes());
+            return;
+        }
+    }
+    match raw
+        .parse::<f64>()
+        .ok()
+        .and_then(serde_json::Number::from_f64)
+    {
+        Some(n) => out.extend_from_slice(n.to_string().as_bytes()),
+        None => json_str(out, raw),
     }
 }
 
@@ -193,19 +265,6 @@ pub(crate) fn system_uri(system: &str) -> String {
     } else {
         format!("urn:oid:{system}")
     }
-}
-
-/// A checked decimal string as a JSON number (integer when it has no point).
-fn decimal(raw: &str) -> Json {
-    if !raw.contains('.') {
-        if let Ok(i) = raw.parse::<i64>() {
-            return json!(i);
-        }
-    }
-    raw.parse::<f64>()
-        .ok()
-        .and_then(serde_json::Number::from_f64)
-        .map_or_else(|| json!(raw), Json::Number)
 }
 
 /// A stable `urn:uuid:` for entry `index` of the `category` record of a document
@@ -303,6 +362,39 @@ mod tests {
     }
 
     #[test]
+    fn strings_and_numbers_are_written_as_serde_json_writes_them() {
+        let mut every: String = (0u8..0x80).map(char::from).collect();
+        every.push_str("é健診\u{2028}\u{7f}\"\\/");
+        for s in [every.as_str(), "", "plain", "\u{1f}end"] {
+            let mut out = Vec::new();
+            json_str(&mut out, s);
+            assert_eq!(out, serde_json::to_vec(s).unwrap(), "{s:?}");
+        }
+        for raw in [
+            "0",
+            "007",
+            "-0",
+            "160.5",
+            "71.40",
+            "-3.25",
+            "123456789012345678901",
+            "1.0",
+        ] {
+            let mut out = Vec::new();
+            write_decimal(&mut out, raw);
+            let want = if !raw.contains('.') && raw.parse::<i64>().is_ok() {
+                json!(raw.parse::<i64>().unwrap())
+            } else {
+                raw.parse::<f64>()
+                    .ok()
+                    .and_then(serde_json::Number::from_f64)
+                    .map_or_else(|| json!(raw), Json::Number)
+            };
+            assert_eq!(out, serde_json::to_vec(&want).unwrap(), "{raw}");
+        }
+    }
+
+    #[test]
     fn fiscal_years_start_in_april() {
         let d = |y, m, day| NaiveDate::from_ymd_opt(y, m, day).unwrap();
         assert_eq!(fiscal_year(d(2025, 3, 31)), 2024);
@@ -313,6 +405,7 @@ mod tests {
     fn one_record_per_category_and_attendance() {
         let catalog = Catalog::embedded().unwrap();
         let m = minimize_checkup(&doc(), &catalog);
+        let json = |i: usize| serde_json::from_slice::<Json>(&m.records[i].payload).unwrap();
         let cats: Vec<&str> = m.records.iter().map(|r| r.category.as_str()).collect();
         assert_eq!(
             cats,
@@ -324,7 +417,7 @@ mod tests {
             ]
         );
         assert_eq!(m.dropped, ["9N516000000000049", "0000000000000000X"]);
-        let body = &m.records[1].payload;
+        let body = &json(1);
         assert_eq!(body["resourceType"], "Bundle");
         assert_eq!(body["type"], "collection");
         let o = &body["entry"][0]["resource"];
@@ -336,16 +429,13 @@ mod tests {
         assert_eq!(o["valueQuantity"]["code"], "cm");
         assert_eq!(o["effectiveDateTime"], "2025-03-31");
         assert!(o.get("subject").is_none() && o.get("identifier").is_none());
-        let kidney = &m.records[2].payload;
+        let kidney = &json(2);
         let members = &kidney["entry"][0]["resource"]["hasMember"];
         assert_eq!(members[0]["reference"], kidney["entry"][1]["fullUrl"]);
         let attendance = &m.records[3];
         assert_eq!(attendance.effective_date.to_string(), "2024-04-01");
-        assert_eq!(
-            attendance.payload["entry"][0]["resource"]["valueInteger"],
-            2024
-        );
-        assert!(!attendance.payload.to_string().contains("2025-03-31"));
+        assert_eq!(json(3)["entry"][0]["resource"]["valueInteger"], 2024);
+        assert!(!json(3).to_string().contains("2025-03-31"));
     }
 
     #[test]
@@ -354,13 +444,26 @@ mod tests {
         let a = minimize_checkup(&doc(), &catalog);
         let b = minimize_checkup(&doc(), &catalog);
         assert_eq!(a, b);
-        let (key, v) = fhir_value(&Value::Coded {
-            code: "2".into(),
-            system: "1.2.392.200119.6.2003".into(),
-            display: Some("いいえ".into()),
-        });
-        assert_eq!(key, "valueCodeableConcept");
+        // The text is exactly what serializing the parsed payload gives (the bytes
+        // sealed before payloads were written directly).
+        for r in &a.records {
+            let parsed: Json = serde_json::from_slice(&r.payload).unwrap();
+            assert_eq!(serde_json::to_vec(&parsed).unwrap(), r.payload);
+        }
+        let mut out = b"{\"x\":0".to_vec();
+        write_value(
+            &mut out,
+            &Value::Coded {
+                code: "2".into(),
+                system: "1.2.392.200119.6.2003".into(),
+                display: Some("いいえ".into()),
+            },
+        );
+        out.push(b'}');
+        let v: Json = serde_json::from_slice(&out).unwrap();
+        let v = &v["valueCodeableConcept"];
         assert_eq!(v["coding"][0]["system"], "urn:oid:1.2.392.200119.6.2003");
+        assert_eq!(v["coding"][0]["display"], "いいえ");
         let url = entry_url("d", "c", 0);
         assert_eq!(url.len(), "urn:uuid:".len() + 36);
         assert_eq!(&url[9 + 14..9 + 15], "8");

@@ -3,10 +3,14 @@
 //! people with different 枝番, minimize, and compute record ids.
 //!
 //! Runs in two passes over the inputs so memory stays bounded: the first only
-//! collects the 枝番 seen per subject token, the second emits records.
+//! collects the 枝番 seen per subject token (a few bytes a subject, see
+//! [`BranchBook`]), the second emits records. In both, one thread reads the
+//! inputs in order and the documents are parsed (and in the second pass
+//! minimized and sealed) on every core; results keep the input order.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::NaiveDate;
 use renkei_crypto::token::{RecordId, SubjectToken, record_id};
@@ -14,11 +18,18 @@ use serde::Serialize;
 use serde_json::Value as Json;
 
 use crate::agent::Agent;
-use crate::archive::{ArchiveItem, scan_archive};
+use crate::archive::{RawEntry, scan_entries};
+use crate::cda::parse_checkup;
 use crate::domain::{CheckupDocument, PersonIdentity};
+use crate::error::{Error, Result};
 use crate::minimize::{MinimizedRecord, minimize_checkup};
+use crate::parallel::{ordered_map, workers};
 use crate::quarantine::{Quarantine, Reason};
 use crate::tabular::{TableItem, TableRow, read_table, row_bundle};
+
+/// Inputs between the reader and the consumer, per worker: enough to keep every
+/// core busy, few enough that memory does not depend on the input size.
+const WINDOW_PER_WORKER: usize = 32;
 
 /// A record ready to seal: exactly what would leave the building.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -35,6 +46,55 @@ pub struct PreparedRecord {
     pub source_document: String,
     /// The FHIR R4 Bundle.
     pub payload: Json,
+}
+
+/// A record ready to seal, with its payload as the exact JSON bytes to seal
+/// (what [`PreparedRecord`] holds parsed).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawRecord {
+    /// Deterministic id: HMAC(K_rec, source document, category).
+    pub record_id: RecordId,
+    /// The subject.
+    pub subject_token: SubjectToken,
+    /// Catalog category.
+    pub category: String,
+    /// The date the data refers to.
+    pub effective_date: NaiveDate,
+    /// The source document id.
+    pub source_document: String,
+    /// The FHIR R4 Bundle, compact JSON.
+    pub payload: Vec<u8>,
+}
+
+impl RawRecord {
+    /// The record with its payload parsed (for `preview`).
+    pub fn parsed(self) -> Result<PreparedRecord> {
+        let payload = serde_json::from_slice(&self.payload).map_err(|e| Error::Invalid {
+            field: "payload",
+            value: self.record_id.to_string(),
+            reason: e.to_string(),
+        })?;
+        Ok(PreparedRecord {
+            record_id: self.record_id,
+            subject_token: self.subject_token,
+            category: self.category,
+            effective_date: self.effective_date,
+            source_document: self.source_document,
+            payload,
+        })
+    }
+}
+
+/// What the second pass makes of one input, in input order; `R` is what each
+/// record became (see [`Agent::prepare_with`]).
+#[derive(Debug)]
+pub enum Outcome<R> {
+    /// The records of a checkup document or a CSV row.
+    Records(Vec<R>),
+    /// An input set aside.
+    Quarantined(Quarantine),
+    /// Making a record failed (sealing): the import stops.
+    Failed(Error),
 }
 
 /// What the second pass yields.
@@ -62,34 +122,127 @@ pub struct RunSummary {
 }
 
 /// The 枝番 seen per subject token; a token with two is a conflict.
+///
+/// Kept compact so that memory grows by ~30 bytes a subject: the key is the
+/// token's 20 bytes, the value one word naming the 枝番 (from a small table of
+/// the distinct 枝番 seen), none, or a conflict.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BranchBook {
-    seen: HashMap<SubjectToken, BTreeSet<String>>,
-    refused: BTreeSet<SubjectToken>,
+    seen: HashMap<TokenKey, BranchState>,
+    /// The distinct 枝番 seen, indexed by [`BranchState`].
+    branches: Vec<String>,
+    refused: BTreeSet<TokenKey>,
     inputs: usize,
 }
 
+/// A subject token's 20 bytes (the base32 of `st1_…`).
+type TokenKey = [u8; 20];
+
+/// No 枝番 seen (0), two or more (1), or exactly one: `branches[n - 2]`.
+type BranchState = u32;
+const NO_BRANCH: BranchState = 0;
+const CONFLICT: BranchState = 1;
+
+const BASE32: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+
+/// The 20 bytes of a token (`st1_` + 32 base32 characters).
+fn token_key(token: &SubjectToken) -> TokenKey {
+    let text = token.as_str().as_bytes();
+    let mut key = [0u8; 20];
+    let mut acc: u64 = 0;
+    let mut bits = 0;
+    let mut at = 0;
+    for &c in text.get(4..).unwrap_or_default() {
+        let v = BASE32.iter().position(|&b| b == c).unwrap_or(0) as u64;
+        acc = (acc << 5) | v;
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            if let Some(slot) = key.get_mut(at) {
+                *slot = (acc >> bits) as u8;
+            }
+            at += 1;
+        }
+    }
+    key
+}
+
+/// The token of 20 bytes made by [`token_key`].
+fn key_token(key: &TokenKey) -> SubjectToken {
+    let mut text = String::with_capacity(36);
+    text.push_str("st1_");
+    let mut acc: u64 = 0;
+    let mut bits = 0;
+    for &b in key {
+        acc = (acc << 8) | u64::from(b);
+        bits += 8;
+        while bits >= 5 {
+            bits -= 5;
+            let i = ((acc >> bits) & 31) as usize;
+            text.push(char::from(BASE32.get(i).copied().unwrap_or(b'a')));
+        }
+    }
+    // The text is made from a token's own bytes: it parses.
+    SubjectToken::parse(&text).unwrap_or_else(|_| unreachable_token())
+}
+
+#[expect(
+    clippy::panic,
+    reason = "a key is only ever made from a valid token, so it encodes back to one"
+)]
+fn unreachable_token() -> SubjectToken {
+    panic!("a branch book key does not encode to a token")
+}
+
 impl BranchBook {
+    fn branch_id(&mut self, branch: &str) -> BranchState {
+        let index = match self.branches.iter().position(|b| b == branch) {
+            Some(i) => i,
+            None => {
+                self.branches.push(branch.to_owned());
+                self.branches.len() - 1
+            }
+        };
+        u32::try_from(index).map_or(CONFLICT, |i| i.saturating_add(2))
+    }
+
     /// Records that `token` came with `branch`.
     pub fn observe(&mut self, token: &SubjectToken, branch: Option<&str>) {
-        let set = self.seen.entry(token.clone()).or_default();
-        if let Some(b) = branch {
-            set.insert(b.to_owned());
+        let new = branch.map(|b| self.branch_id(b));
+        let state = self.seen.entry(token_key(token)).or_insert(NO_BRANCH);
+        match new {
+            None => {}
+            Some(b) if *state == NO_BRANCH => *state = b,
+            Some(b) if *state == b => {}
+            Some(_) => *state = CONFLICT,
         }
     }
 
     /// The one 枝番 seen with `token`, if exactly one was.
     pub fn branch(&self, token: &SubjectToken) -> Option<&str> {
-        let set = self.seen.get(token)?;
-        match set.len() {
-            1 => set.iter().next().map(String::as_str),
-            _ => None,
-        }
+        let state = *self.seen.get(&token_key(token))?;
+        let index = usize::try_from(state.checked_sub(2)?).ok()?;
+        self.branches.get(index).map(String::as_str)
     }
 
-    /// Every subject seen.
-    pub fn tokens(&self) -> impl Iterator<Item = &SubjectToken> {
-        self.seen.keys()
+    /// Subjects seen.
+    pub fn len(&self) -> usize {
+        self.seen.len()
+    }
+
+    /// True when no subject was seen.
+    pub fn is_empty(&self) -> bool {
+        self.seen.is_empty()
+    }
+
+    /// Every subject seen, `chunk` at a time (each chunk a new `Vec`, so memory
+    /// for the tokens themselves stays at one chunk).
+    pub fn token_chunks(&self, chunk: usize) -> impl Iterator<Item = Vec<SubjectToken>> + '_ {
+        let mut keys = self.seen.keys().peekable();
+        std::iter::from_fn(move || {
+            keys.peek()?;
+            Some(keys.by_ref().take(chunk.max(1)).map(key_token).collect())
+        })
     }
 
     /// Inputs (documents, rows, quarantined files and entries) the survey saw:
@@ -100,25 +253,46 @@ impl BranchBook {
 
     /// Marks `token` as a conflict found earlier (by another import).
     pub fn refuse(&mut self, token: &SubjectToken) {
-        self.refused.insert(token.clone());
+        self.refused.insert(token_key(token));
     }
 
     /// True when two different 枝番 came with `token`, or it was refused before.
     pub fn is_conflict(&self, token: &SubjectToken) -> bool {
-        self.refused.contains(token) || self.seen.get(token).is_some_and(|b| b.len() > 1)
+        let key = token_key(token);
+        self.refused.contains(&key) || self.seen.get(&key) == Some(&CONFLICT)
     }
 
-    /// Every conflicting token.
-    pub fn conflicts(&self) -> Vec<&SubjectToken> {
-        let mut out: Vec<_> = self
+    /// Every conflicting token seen, sorted.
+    pub fn conflicts(&self) -> Vec<SubjectToken> {
+        let mut out: Vec<SubjectToken> = self
             .seen
             .iter()
-            .filter(|(t, b)| b.len() > 1 || self.refused.contains(*t))
-            .map(|(t, _)| t)
+            .filter(|(k, state)| **state == CONFLICT || self.refused.contains(*k))
+            .map(|(k, _)| key_token(k))
             .collect();
         out.sort();
         out
     }
+}
+
+/// What an input adds to the [`RunSummary`] counts besides records and quarantines.
+#[derive(Clone, Copy, Debug)]
+enum Counted {
+    Document { dropped: usize },
+    Row,
+    Nothing,
+}
+
+/// One input, read but not yet parsed: what the reading thread hands to the workers.
+enum Input {
+    Checkup {
+        label: String,
+        entry: String,
+        fallback_id: String,
+        bytes: Vec<u8>,
+    },
+    Row(String, usize, TableRow),
+    Quarantined(Quarantine),
 }
 
 /// One parsed input, before tokenization.
@@ -126,6 +300,25 @@ enum Parsed {
     Checkup(String, String, Box<CheckupDocument>),
     Row(String, usize, TableRow),
     Quarantined(Quarantine),
+}
+
+impl Input {
+    /// Parses a checkup document; rows and quarantines pass through.
+    fn parse(self) -> Parsed {
+        match self {
+            Input::Checkup {
+                label,
+                entry,
+                fallback_id,
+                bytes,
+            } => match parse_checkup(&bytes, &fallback_id) {
+                Ok(doc) => Parsed::Checkup(label, entry, Box::new(doc)),
+                Err(reason) => Parsed::Quarantined(Quarantine::new(label, Some(entry), reason)),
+            },
+            Input::Row(label, mapping, row) => Parsed::Row(label, mapping, row),
+            Input::Quarantined(q) => Parsed::Quarantined(q),
+        }
+    }
 }
 
 /// Files named on the command line; folders are expanded (sorted, recursive)
@@ -163,7 +356,9 @@ fn has_input_extension(path: &Path) -> bool {
 }
 
 impl Agent {
-    fn parse_inputs(&self, files: &[PathBuf], sink: &mut dyn FnMut(Parsed)) {
+    /// Reads `files` in order on this thread: archive entries unparsed, CSV rows
+    /// parsed (they are small), quarantines as they come.
+    fn read_inputs(&self, files: &[PathBuf], sink: &mut dyn FnMut(Input)) {
         for file in files {
             let label = file.display().to_string();
             let ext = file
@@ -172,11 +367,18 @@ impl Agent {
                 .unwrap_or_default();
             match ext.as_str() {
                 "zip" => {
-                    scan_archive(file, &self.config.limits, &mut |item| match item {
-                        ArchiveItem::Checkup { entry, document } => {
-                            sink(Parsed::Checkup(label.clone(), entry, document))
-                        }
-                        ArchiveItem::Quarantined(q) => sink(Parsed::Quarantined(q)),
+                    scan_entries(file, &self.config.limits, &mut |item| match item {
+                        RawEntry::Checkup {
+                            entry,
+                            fallback_id,
+                            bytes,
+                        } => sink(Input::Checkup {
+                            label: label.clone(),
+                            entry,
+                            fallback_id,
+                            bytes,
+                        }),
+                        RawEntry::Quarantined(q) => sink(Input::Quarantined(q)),
                     });
                 }
                 "csv" | "txt" => {
@@ -187,13 +389,13 @@ impl Agent {
                         self.config.max_table_bytes,
                         &mut |item| match item {
                             TableItem::Row(mapping, row) => {
-                                sink(Parsed::Row(label.clone(), mapping, row))
+                                sink(Input::Row(label.clone(), mapping, row))
                             }
-                            TableItem::Quarantined(q) => sink(Parsed::Quarantined(q)),
+                            TableItem::Quarantined(q) => sink(Input::Quarantined(q)),
                         },
                     );
                 }
-                _ => sink(Parsed::Quarantined(Quarantine::new(
+                _ => sink(Input::Quarantined(Quarantine::new(
                     label,
                     None,
                     Reason::Unreadable("not a .zip archive or a .csv file".into()),
@@ -215,20 +417,30 @@ impl Agent {
         })
     }
 
-    /// Pass one: the 枝番 of every subject in `files`.
+    /// Pass one: the 枝番 of every subject in `files`. Every document is parsed in
+    /// full (on every core), so that only documents the second pass exports count.
     pub fn survey(&self, files: &[PathBuf]) -> BranchBook {
         let mut book = BranchBook::default();
-        self.parse_inputs(files, &mut |parsed| {
-            book.inputs += 1;
-            let person = match &parsed {
-                Parsed::Checkup(_, _, doc) => &doc.identity,
-                Parsed::Row(_, _, row) => &row.identity,
-                Parsed::Quarantined(_) => return,
-            };
-            if let Ok((token, branch)) = self.token_or_reason(person) {
-                book.observe(&token, branch.as_deref());
-            }
-        });
+        let workers = workers();
+        ordered_map(
+            workers,
+            workers * WINDOW_PER_WORKER,
+            |sink| self.read_inputs(files, sink),
+            |input| {
+                let person = match input.parse() {
+                    Parsed::Checkup(_, _, doc) => doc.identity,
+                    Parsed::Row(_, _, row) => row.identity,
+                    Parsed::Quarantined(_) => return None,
+                };
+                self.token_or_reason(&person).ok()
+            },
+            &mut |seen: Option<(SubjectToken, Option<String>)>| {
+                book.inputs += 1;
+                if let Some((token, branch)) = seen {
+                    book.observe(&token, branch.as_deref());
+                }
+            },
+        );
         book
     }
 
@@ -239,54 +451,128 @@ impl Agent {
         book: &BranchBook,
         sink: &mut dyn FnMut(Prepared),
     ) -> RunSummary {
+        self.prepare_with(
+            files,
+            book,
+            &RawRecord::parsed,
+            &mut |outcome| match outcome {
+                Outcome::Records(records) => {
+                    for r in records {
+                        sink(Prepared::Record(r));
+                    }
+                }
+                Outcome::Quarantined(q) => sink(Prepared::Quarantined(q)),
+                // Parsing a payload this agent wrote cannot fail; were it to, the
+                // record is not shown rather than shown wrong.
+                Outcome::Failed(_) => {}
+            },
+        )
+    }
+
+    /// Pass two with every record turned into an `R` by `make` (sealing, for an
+    /// import) on the worker threads; `sink` gets one [`Outcome`] per input, in
+    /// input order. After an [`Outcome::Failed`] the remaining inputs are read but
+    /// no longer worked on.
+    pub fn prepare_with<R: Send>(
+        &self,
+        files: &[PathBuf],
+        book: &BranchBook,
+        make: &(dyn Fn(RawRecord) -> Result<R> + Sync),
+        sink: &mut dyn FnMut(Outcome<R>),
+    ) -> RunSummary {
         let mut summary = RunSummary::default();
-        self.parse_inputs(files, &mut |parsed| {
-            let mut quarantine = |q: Quarantine, summary: &mut RunSummary| {
-                summary.quarantined += 1;
-                sink(Prepared::Quarantined(q));
-            };
-            let (label, entry, person) = match &parsed {
-                Parsed::Quarantined(q) => return quarantine(q.clone(), &mut summary),
-                Parsed::Checkup(label, entry, doc) => (label, entry.clone(), &doc.identity),
-                Parsed::Row(label, _, row) => (label, format!("record {}", row.line), &row.identity),
-            };
-            let token = match self.token_or_reason(person) {
-                Ok((token, _)) if book.is_conflict(&token) => {
-                    let reason = Reason::IdentityConflict(format!(
-                        "subject `{}` is shared by people with different 枝番; their records are refused",
-                        token.as_str()
-                    ));
-                    return quarantine(Quarantine::new(label, Some(entry), reason), &mut summary);
+        let failed = AtomicBool::new(false);
+        let workers = workers();
+        ordered_map(
+            workers,
+            workers * WINDOW_PER_WORKER,
+            |sink| self.read_inputs(files, sink),
+            |input| {
+                if failed.load(Ordering::Relaxed) {
+                    return (Outcome::Records(Vec::new()), Counted::Nothing);
                 }
-                Ok((token, _)) => token,
-                Err(reason) => return quarantine(Quarantine::new(label, Some(entry), reason), &mut summary),
-            };
-            let records = match &parsed {
-                Parsed::Checkup(_, _, doc) => {
-                    summary.documents += 1;
-                    let minimized = minimize_checkup(doc, self.catalog());
-                    summary.dropped_items += minimized.dropped.len();
-                    minimized.records
+                let out = self.prepare_one(input, book, make);
+                if matches!(out.0, Outcome::Failed(_)) {
+                    failed.store(true, Ordering::Relaxed);
                 }
-                Parsed::Row(_, mapping, row) => {
-                    summary.rows += 1;
-                    self.row_record(*mapping, row, &token).into_iter().collect()
+                out
+            },
+            &mut |(outcome, counted)| {
+                match counted {
+                    Counted::Document { dropped } => {
+                        summary.documents += 1;
+                        summary.dropped_items += dropped;
+                    }
+                    Counted::Row => summary.rows += 1,
+                    Counted::Nothing => {}
                 }
-                Parsed::Quarantined(_) => Vec::new(),
-            };
-            for r in records {
-                summary.records += 1;
-                sink(Prepared::Record(PreparedRecord {
-                    record_id: record_id(self.record_id_key(), &r.source_document, &r.category),
-                    subject_token: token.clone(),
-                    category: r.category,
-                    effective_date: r.effective_date,
-                    source_document: r.source_document,
-                    payload: r.payload,
-                }));
-            }
-        });
+                match &outcome {
+                    Outcome::Records(records) => summary.records += records.len(),
+                    Outcome::Quarantined(_) => summary.quarantined += 1,
+                    Outcome::Failed(_) => {}
+                }
+                sink(outcome);
+            },
+        );
         summary
+    }
+
+    /// Parses, tokenizes, checks, minimizes and makes the records of one input.
+    fn prepare_one<R>(
+        &self,
+        input: Input,
+        book: &BranchBook,
+        make: &(dyn Fn(RawRecord) -> Result<R> + Sync),
+    ) -> (Outcome<R>, Counted) {
+        let parsed = input.parse();
+        let (label, entry, person) = match &parsed {
+            Parsed::Quarantined(q) => return (Outcome::Quarantined(q.clone()), Counted::Nothing),
+            Parsed::Checkup(label, entry, doc) => (label, entry.clone(), &doc.identity),
+            Parsed::Row(label, _, row) => (label, format!("record {}", row.line), &row.identity),
+        };
+        let token = match self.token_or_reason(person) {
+            Ok((token, _)) if book.is_conflict(&token) => {
+                let reason = Reason::IdentityConflict(format!(
+                    "subject `{}` is shared by people with different 枝番; their records are refused",
+                    token.as_str()
+                ));
+                let q = Quarantine::new(label, Some(entry), reason);
+                return (Outcome::Quarantined(q), Counted::Nothing);
+            }
+            Ok((token, _)) => token,
+            Err(reason) => {
+                let q = Quarantine::new(label, Some(entry), reason);
+                return (Outcome::Quarantined(q), Counted::Nothing);
+            }
+        };
+        let (records, counted) = match &parsed {
+            Parsed::Checkup(_, _, doc) => {
+                let minimized = minimize_checkup(doc, self.catalog());
+                let dropped = minimized.dropped.len();
+                (minimized.records, Counted::Document { dropped })
+            }
+            Parsed::Row(_, mapping, row) => (
+                self.row_record(*mapping, row, &token).into_iter().collect(),
+                Counted::Row,
+            ),
+            Parsed::Quarantined(_) => (Vec::new(), Counted::Nothing),
+        };
+        let mut out = Vec::with_capacity(records.len());
+        for r in records {
+            let raw = RawRecord {
+                record_id: record_id(self.record_id_key(), &r.source_document, &r.category),
+                subject_token: token.clone(),
+                category: r.category,
+                effective_date: r.effective_date,
+                source_document: r.source_document,
+                payload: r.payload,
+            };
+            match make(raw) {
+                Ok(made) => out.push(made),
+                Err(e) => return (Outcome::Failed(e), counted),
+            }
+        }
+        (Outcome::Records(out), counted)
     }
 
     /// The record of one CSV row. Its document id is the mapping, the date and
@@ -318,7 +604,7 @@ impl Agent {
             ),
             category: mapping.category.clone(),
             effective_date: row.effective_date,
-            payload: row_bundle(mapping, row),
+            payload: row_bundle(mapping, row).to_string().into_bytes(),
         })
     }
 }

@@ -198,10 +198,6 @@ impl Outbox {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
-            // Takes effect only when the file is created (an existing WAL database keeps
-            // its page size): sealed records are ~1.5 KB, and 16 KiB pages waste less
-            // space and take fewer writes per record than the default 4 KiB.
-            .page_size(16 * 1024)
             .busy_timeout(Duration::from_secs(30));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)

@@ -122,15 +122,8 @@ pub async fn append_batch(
             if i > 0 {
                 sql.push(',');
             }
-            let b = i * 12;
             sql.push('(');
-            for k in 1..=12 {
-                if k > 1 {
-                    sql.push(',');
-                }
-                sql.push('$');
-                sql.push_str(&(b + k).to_string());
-            }
+            sql.push_str(&db::placeholders(i * 12 + 1, 12));
             sql.push(')');
             rows.push((seq, at, e, std::mem::replace(&mut prev, hash.clone()), hash));
             seq += 1;

@@ -205,6 +205,19 @@ pub async fn reserve_in_sequence(
     Ok((last - n + 1, row.try_get("head")?))
 }
 
+/// `$first, $first+1, …` for `n` parameters, comma-separated.
+pub fn placeholders(first: usize, n: usize) -> String {
+    let mut out = String::with_capacity(n * 5);
+    for k in first..first + n {
+        if k > first {
+            out.push(',');
+        }
+        out.push('$');
+        out.push_str(&k.to_string());
+    }
+    out
+}
+
 /// Stores the head of a hash-chained sequence after an append.
 pub async fn set_sequence_head(conn: &mut AnyConnection, name: &str, head: &str) -> Result<()> {
     sqlx::query("UPDATE hub_sequences SET head = $1 WHERE name = $2")

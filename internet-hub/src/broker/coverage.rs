@@ -85,3 +85,63 @@ pub async fn covering_for(
         })
         .collect()
 }
+
+/// A consent in force covering one (subject, category), with its data period.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubjectCover {
+    /// The subject token.
+    pub subject: String,
+    /// The category.
+    pub category: String,
+    /// The consent.
+    pub cover: Cover,
+    data_from_day: Option<i64>,
+    data_until_day: Option<i64>,
+}
+
+impl SubjectCover {
+    /// Whether the consent's data period includes a record of this effective date.
+    pub fn covers(&self, effective: NaiveDate) -> bool {
+        let d = day(effective);
+        self.data_from_day.is_none_or(|f| f <= d) && self.data_until_day.is_none_or(|u| u >= d)
+    }
+}
+
+/// Every consent in force at `now` for any of `subjects`, any category and recipient:
+/// one indexed query per 256 subjects (for a whole upload batch).
+pub async fn covering_subjects(
+    conn: &mut AnyConnection,
+    subjects: &[&str],
+    now: DateTime<Utc>,
+) -> Result<Vec<SubjectCover>> {
+    let mut out = Vec::new();
+    for chunk in subjects.chunks(256) {
+        let sql = format!(
+            "SELECT c.subject, c.category, c.consent_id, c.recipient, k.purpose, \
+             c.data_from_day, c.data_until_day \
+             FROM consent_categories c JOIN consents k ON k.id = c.consent_id \
+             WHERE c.status = 'active' AND c.valid_from_us <= $1 \
+               AND (c.valid_until_us IS NULL OR c.valid_until_us > $1) AND c.subject IN ({}) \
+             ORDER BY c.consent_id",
+            db::placeholders(2, chunk.len())
+        );
+        let mut q = sqlx::query(&sql).bind(db::micros(now));
+        for s in chunk {
+            q = q.bind(*s);
+        }
+        for r in q.fetch_all(&mut *conn).await? {
+            out.push(SubjectCover {
+                subject: r.try_get("subject")?,
+                category: r.try_get("category")?,
+                cover: Cover {
+                    consent_id: r.try_get("consent_id")?,
+                    recipient: r.try_get("recipient")?,
+                    purpose: r.try_get("purpose")?,
+                },
+                data_from_day: r.try_get("data_from_day")?,
+                data_until_day: r.try_get("data_until_day")?,
+            });
+        }
+    }
+    Ok(out)
+}

@@ -1,6 +1,8 @@
 //! The key-grant queue: which (record, recipient) pairs a source must seal a DEK for,
 //! the source's uploads of those grants, and dropping them when consent ends.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use renkei_crypto::grant::KeyGrant;
 use renkei_crypto::participant::{ParticipantId, ParticipantKind};
@@ -43,33 +45,86 @@ pub async fn queue_for_record(
         let Some(recipient) = registry::get_by_str(conn, &cover.recipient).await? else {
             continue;
         };
-        let decision = hub
-            .policies()
-            .authorize_read(&renkei_policies::ReadRequest {
-                participant: &recipient.id,
-                kind: &recipient.kind,
-                suspended: recipient.suspended(),
-                purpose: &cover.purpose,
-                category: &rec.category,
-            });
-        if !decision.allowed {
-            continue;
-        }
-        let inserted = sqlx::query(
-            "INSERT INTO hub_grant_requests (record_id, recipient, source, consent_id, created_at) \
-             VALUES ($1,$2,$3,$4,$5) ON CONFLICT (record_id, recipient) DO NOTHING",
-        )
-        .bind(&rec.record_id)
-        .bind(&cover.recipient)
-        .bind(&rec.source)
-        .bind(&cover.consent_id)
-        .bind(db::micros(now))
-        .execute(&mut *conn)
-        .await?
-        .rows_affected();
-        queued += usize::try_from(inserted).unwrap_or(0);
+        queued += queue_one(conn, hub, rec, &cover, &recipient, now).await?;
     }
     Ok(queued)
+}
+
+/// [`queue_for_record`] for a batch of newly stored records, with one coverage query
+/// for all their subjects and one registry lookup per recipient.
+pub async fn queue_for_records(
+    conn: &mut AnyConnection,
+    hub: &Hub,
+    recs: &[StoredRecord],
+    now: DateTime<Utc>,
+) -> Result<usize> {
+    let mut subjects: Vec<&str> = recs.iter().map(|r| r.subject.as_str()).collect();
+    subjects.sort_unstable();
+    subjects.dedup();
+    let covers = coverage::covering_subjects(conn, &subjects, now).await?;
+    if covers.is_empty() {
+        return Ok(0);
+    }
+    let mut by_key: HashMap<(&str, &str), Vec<&coverage::SubjectCover>> = HashMap::new();
+    for c in &covers {
+        by_key
+            .entry((c.subject.as_str(), c.category.as_str()))
+            .or_default()
+            .push(c);
+    }
+    let mut recipients: HashMap<&str, Option<registry::Participant>> = HashMap::new();
+    let mut queued = 0;
+    for rec in recs {
+        let Some(found) = by_key.get(&(rec.subject.as_str(), rec.category.as_str())) else {
+            continue;
+        };
+        for sc in found.iter().filter(|sc| sc.covers(rec.effective_date)) {
+            let id = sc.cover.recipient.as_str();
+            if !recipients.contains_key(id) {
+                recipients.insert(id, registry::get_by_str(conn, id).await?);
+            }
+            if let Some(Some(recipient)) = recipients.get(id) {
+                queued += queue_one(conn, hub, rec, &sc.cover, recipient, now).await?;
+            }
+        }
+    }
+    Ok(queued)
+}
+
+/// Queues one (record, recipient) request if the recipient's policy allows the read.
+async fn queue_one(
+    conn: &mut AnyConnection,
+    hub: &Hub,
+    rec: &StoredRecord,
+    cover: &coverage::Cover,
+    recipient: &registry::Participant,
+    now: DateTime<Utc>,
+) -> Result<usize> {
+    let decision = hub
+        .policies()
+        .authorize_read(&renkei_policies::ReadRequest {
+            participant: &recipient.id,
+            kind: &recipient.kind,
+            suspended: recipient.suspended(),
+            purpose: &cover.purpose,
+            category: &rec.category,
+        });
+    if !decision.allowed {
+        return Ok(0);
+    }
+    let inserted = sqlx::query(
+        "INSERT INTO hub_grant_requests (record_id, recipient, source, consent_id, created_at) \
+         VALUES ($1,$2,$3,$4,$5) ON CONFLICT (record_id, recipient) DO NOTHING",
+    )
+    .bind(&rec.record_id)
+    .bind(&cover.recipient)
+    .bind(&rec.source)
+    .bind(&cover.consent_id)
+    .bind(db::micros(now))
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    Ok(usize::try_from(inserted).unwrap_or(0))
 }
 
 /// Queues requests for every stored record of `subject` in `categories` (after a grant).

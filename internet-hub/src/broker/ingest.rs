@@ -1,6 +1,8 @@
 //! Source uploads: idempotent by record id, all or nothing per batch, durable before
 //! the answer.
 
+use std::collections::HashMap;
+
 use renkei_crypto::envelope::SealedRecord;
 use renkei_crypto::participant::{ParticipantId, ParticipantKind};
 use renkei_crypto::token::SubjectToken;
@@ -35,7 +37,9 @@ pub struct Upload {
 }
 
 /// Stores a batch of sealed records from a source. All or nothing: a malformed record
-/// or a different record under an existing id rejects the whole batch.
+/// or a different record under an existing id rejects the whole batch. The batch is
+/// checked in memory first, then stored with a handful of statements whatever its size
+/// (one lookup of existing ids, multi-row inserts, one coverage query, one audit append).
 pub async fn ingest(hub: &Hub, who: &ParticipantId, batch: &[Upload]) -> Result<IngestReport> {
     if batch.len() > hub.limits.max_batch {
         return Err(Error::TooLarge(format!(
@@ -44,6 +48,47 @@ pub async fn ingest(hub: &Hub, who: &ParticipantId, batch: &[Upload]) -> Result<
             hub.limits.max_batch
         )));
     }
+    let me = who.to_string();
+    let policies = hub.policies();
+    let mut checked = Vec::with_capacity(batch.len());
+    for (i, upload) in batch.iter().enumerate() {
+        let sealed = SealedRecord::from_bytes(&upload.sealed)
+            .map_err(|e| Error::BadRequest(format!("records[{i}]: {e}")))?;
+        let h = sealed.header();
+        let record_id = h.record_id.to_string();
+        if h.source != me {
+            return Err(Error::Forbidden(format!(
+                "records[{i}] `{record_id}`: source `{}` is not the uploader `{who}`",
+                h.source
+            )));
+        }
+        if !policies.catalog().is_category(&h.category) {
+            return Err(Error::BadRequest(format!(
+                "records[{i}] `{record_id}`: unknown category `{}`",
+                h.category
+            )));
+        }
+        if h.category.starts_with("phr.") != (who.kind() == ParticipantKind::Phr) {
+            return Err(Error::Forbidden(format!(
+                "records[{i}] `{record_id}`: a `{}` source may not publish `{}`",
+                who.kind().as_str(),
+                h.category
+            )));
+        }
+        checked.push(Checked {
+            index: i,
+            digest: hex::encode(Sha256::digest(&upload.sealed)),
+            record: grants::StoredRecord {
+                record_id,
+                source: me.clone(),
+                subject: String::new(),
+                category: h.category.clone(),
+                effective_date: h.effective_date,
+            },
+            sealed: &upload.sealed,
+        });
+    }
+
     let now = hub.now();
     let mut tx = hub.db.begin().await?;
     authorize_caller(
@@ -52,93 +97,131 @@ pub async fn ingest(hub: &Hub, who: &ParticipantId, batch: &[Upload]) -> Result<
         &[ParticipantKind::Source, ParticipantKind::Phr],
     )
     .await?;
+    let mut subjects: HashMap<&str, String> = HashMap::new();
+    for (c, upload) in checked.iter_mut().zip(batch) {
+        let named = upload.subject.as_str();
+        if !subjects.contains_key(named) {
+            let subject = resolve_subject(&mut tx, who, named)
+                .await
+                .map_err(|e| match e {
+                    Error::BadRequest(m) => Error::BadRequest(format!(
+                        "records[{}] `{}`: {m}",
+                        c.index, c.record.record_id
+                    )),
+                    other => other,
+                })?;
+            subjects.insert(named, subject);
+        }
+        c.record.subject.clone_from(&subjects[named]);
+    }
+
+    let stored = stored_digests(&mut tx, &checked).await?;
     let mut report = IngestReport::default();
-    for (i, upload) in batch.iter().enumerate() {
-        let bytes = &upload.sealed;
-        let sealed = SealedRecord::from_bytes(bytes)
-            .map_err(|e| Error::BadRequest(format!("records[{i}]: {e}")))?;
-        let h = sealed.header();
-        let record_id = h.record_id.to_string();
-        if h.source != who.to_string() {
-            return Err(Error::Forbidden(format!(
-                "records[{i}] `{record_id}`: source `{}` is not the uploader `{who}`",
-                h.source
-            )));
-        }
-        if !hub.policies().catalog().is_category(&h.category) {
-            return Err(Error::BadRequest(format!(
-                "records[{i}] `{record_id}`: unknown category `{}`",
-                h.category
-            )));
-        }
-        let app_category = h.category.starts_with("phr.");
-        if app_category != (who.kind() == ParticipantKind::Phr) {
-            return Err(Error::Forbidden(format!(
-                "records[{i}] `{record_id}`: a `{}` source may not publish `{}`",
-                who.kind().as_str(),
-                h.category
-            )));
-        }
-        let subject = resolve_subject(&mut tx, who, &upload.subject)
-            .await
-            .map_err(|e| match e {
-                Error::BadRequest(m) => {
-                    Error::BadRequest(format!("records[{i}] `{record_id}`: {m}"))
-                }
-                other => other,
-            })?;
-        let digest = hex::encode(Sha256::digest(bytes));
-        let existing = sqlx::query("SELECT digest FROM hub_records WHERE record_id = $1")
-            .bind(&record_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if let Some(row) = existing {
-            let stored: String = row.try_get("digest")?;
-            if stored == digest {
-                report.duplicates += 1;
-                continue;
+    let mut fresh: Vec<&Checked<'_>> = Vec::with_capacity(checked.len());
+    let mut in_batch: HashMap<&str, &str> = HashMap::new();
+    for c in &checked {
+        let id = c.record.record_id.as_str();
+        match stored
+            .get(id)
+            .map(String::as_str)
+            .or(in_batch.get(id).copied())
+        {
+            Some(d) if d == c.digest => report.duplicates += 1,
+            Some(_) => {
+                return Err(Error::Conflict(format!(
+                    "records[{}]: a different record is already stored under `{id}`",
+                    c.index
+                )));
             }
-            return Err(Error::Conflict(format!(
-                "records[{i}]: a different record is already stored under `{record_id}`"
-            )));
+            None => {
+                in_batch.insert(id, &c.digest);
+                fresh.push(c);
+            }
         }
-        sqlx::query(
-            "INSERT INTO hub_records (record_id, source, subject_token, category, effective_date, \
-             digest, sealed, received_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)",
-        )
-        .bind(&record_id)
-        .bind(who.to_string())
-        .bind(&subject)
-        .bind(&h.category)
-        .bind(h.effective_date.to_string())
-        .bind(&digest)
-        .bind(bytes.as_slice())
-        .bind(db::micros(now))
-        .execute(&mut *tx)
-        .await?;
-        report.accepted += 1;
-        report.grant_requests += grants::queue_for_record(
-            &mut tx,
-            hub,
-            &grants::StoredRecord {
-                record_id: record_id.clone(),
-                source: who.to_string(),
-                subject: subject.clone(),
-                category: h.category.clone(),
-                effective_date: h.effective_date,
-            },
-            now,
-        )
-        .await?;
-        audit::append(
-            &mut tx,
-            now,
-            &Entry::allow(&who.to_string(), "ingest", &record_id).about(&subject, "", &h.category),
-        )
-        .await?;
+    }
+    insert_records(&mut tx, &fresh, now).await?;
+    let records: Vec<_> = fresh.iter().map(|c| c.record.clone()).collect();
+    report.accepted = records.len();
+    report.grant_requests = grants::queue_for_records(&mut tx, hub, &records, now).await?;
+    let entries: Vec<_> = records
+        .iter()
+        .map(|r| {
+            let e = Entry::allow(&me, "ingest", &r.record_id).about(&r.subject, "", &r.category);
+            (now, e)
+        })
+        .collect();
+    if !entries.is_empty() {
+        audit::append_batch(&mut tx, &entries).await?;
     }
     tx.commit().await?;
     Ok(report)
+}
+
+/// An upload that passed the checks that need no database.
+struct Checked<'a> {
+    /// Its position in the batch, for errors.
+    index: usize,
+    /// SHA-256 of the sealed bytes (hex).
+    digest: String,
+    record: grants::StoredRecord,
+    sealed: &'a [u8],
+}
+
+/// Ids per `IN (…)` lookup and rows per multi-row `INSERT` (8 parameters each).
+const CHUNK: usize = 256;
+
+/// The digests already stored under the batch's record ids.
+async fn stored_digests(
+    conn: &mut AnyConnection,
+    checked: &[Checked<'_>],
+) -> Result<HashMap<String, String>> {
+    let mut out = HashMap::new();
+    for chunk in checked.chunks(CHUNK) {
+        let sql = format!(
+            "SELECT record_id, digest FROM hub_records WHERE record_id IN ({})",
+            db::placeholders(1, chunk.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for c in chunk {
+            q = q.bind(c.record.record_id.as_str());
+        }
+        for r in q.fetch_all(&mut *conn).await? {
+            out.insert(r.try_get("record_id")?, r.try_get("digest")?);
+        }
+    }
+    Ok(out)
+}
+
+async fn insert_records(
+    conn: &mut AnyConnection,
+    fresh: &[&Checked<'_>],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<()> {
+    for chunk in fresh.chunks(CHUNK) {
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|i| format!("({})", db::placeholders(i * 8 + 1, 8)))
+            .collect();
+        let sql = format!(
+            "INSERT INTO hub_records (record_id, source, subject_token, category, effective_date, \
+             digest, sealed, received_at) VALUES {}",
+            rows.join(",")
+        );
+        let mut q = sqlx::query(&sql);
+        for c in chunk {
+            let r = &c.record;
+            q = q
+                .bind(r.record_id.as_str())
+                .bind(r.source.as_str())
+                .bind(r.subject.as_str())
+                .bind(r.category.as_str())
+                .bind(r.effective_date.to_string())
+                .bind(c.digest.as_str())
+                .bind(c.sealed)
+                .bind(db::micros(now));
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
 }
 
 /// The subject token a record names: a source names it directly (`st1_…`, resolved to

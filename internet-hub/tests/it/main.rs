@@ -15,6 +15,7 @@ mod demo;
 mod flow;
 mod fuzz_bodies;
 mod harness;
+mod ingest;
 mod links;
 mod mtls;
 mod ops;

@@ -21,4 +21,5 @@ mod clinic;
 mod faults;
 mod full_flow;
 mod load;
+mod rotation;
 mod separation;

@@ -214,16 +214,25 @@ async fn link_one(
     if let Some(why) = refusal(conn, who, &pair.old, &canon, &pair.new).await? {
         return Ok(Outcome::Refused(why));
     }
-    sqlx::query(
+    let inserted = sqlx::query(
         "INSERT INTO hub_subject_links (new_token, canonical_token, source, linked_at) \
-         VALUES ($1,$2,$3,$4)",
+         VALUES ($1,$2,$3,$4) ON CONFLICT (new_token) DO NOTHING",
     )
     .bind(&pair.new)
     .bind(&canon)
     .bind(who)
     .bind(db::micros(now))
     .execute(&mut *conn)
-    .await?;
+    .await?
+    .rows_affected();
+    if inserted == 0 {
+        // A concurrent request linked it first (PostgreSQL): a transient race; the
+        // retry sees that link and answers duplicate or refused.
+        return Err(Error::Transient(format!(
+            "new token `{}` was linked concurrently",
+            pair.new
+        )));
+    }
     // Links this source made to the new token (a later pair uploaded first) now
     // point at the canonical token too, so every name resolves in one step.
     sqlx::query(

@@ -64,7 +64,13 @@ impl<K: VersionedKey> KeyRing<K> {
     pub fn load(configured: &Path) -> Result<Self> {
         let first = Arc::new(K::load_file(configured)?);
         let mut keys = BTreeMap::from([(first.key_version(), first.clone())]);
+        // The configured file may itself be a rotated version (`token-v2.key` once the
+        // first key is retired): it is not its own sibling.
+        let own = configured.file_name();
         for (version, path) in siblings::<K>(configured)? {
+            if path.file_name() == own {
+                continue;
+            }
             let key = K::load_file(&path)?;
             let invalid = |reason: String| Error::Invalid {
                 field: "key file",
@@ -260,6 +266,17 @@ mod tests {
         assert!(e.contains("v3"), "{e}");
         activate_token(&token, &ring, KeyVersion::new(2)).unwrap();
         assert_eq!(read_active_token(&token).unwrap(), Some(KeyVersion::new(2)));
+        // Retiring the first key: the configuration names `token-v2.key`, the only one.
+        std::fs::rename(&token, dir.path().join("retired.old")).unwrap();
+        let v2 = dir.path().join("token-v2.key");
+        let ring = KeyRing::<TokenKey>::load(&v2).unwrap();
+        assert_eq!(ring.versions(), vec![KeyVersion::new(2)]);
+        assert_eq!(read_active_token(&v2).unwrap(), Some(KeyVersion::new(2)));
+        let (v3, p3) = rotate::<TokenKey>(&v2).unwrap();
+        assert_eq!(
+            (v3, p3),
+            (KeyVersion::new(3), dir.path().join("token-v3.key"))
+        );
         std::fs::write(token_active_path(&token), "2\n").unwrap();
         assert!(read_active_token(&token).is_err());
     }

@@ -1,7 +1,8 @@
 //! Token key rotation with the real binaries: records imported during the transition
 //! and after activation reach the app under the consent it held before the rotation,
 //! under the same `rp1_` pseudonym; a new enrollment after activation finds the
-//! resident exported before it and links the same history.
+//! resident exported before it and links the same history; `keys link` links the
+//! residents of files already imported.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -104,6 +105,17 @@ async fn rotation(backend: Backend) {
     assert_ne!(new_token, b.token);
     let stale = std::mem::replace(&mut b.agent, b.scene.start_agent().unwrap());
     stale.stop();
+
+    // Residents read before the rotation are linked from the files at hand.
+    let out = b
+        .scene
+        .agent(&["keys", "link"], &["--upload", &input.display().to_string()])
+        .await
+        .unwrap()
+        .ok()
+        .unwrap();
+    assert!(out.stdout.contains(": 4 token pairs (4 new)"), "{}", out.stdout);
+    assert!(out.stdout.contains("; 0 pending, 4 sent, 0 refused"), "{}", out.stdout);
 
     // Transition: an import under v1 spools the pairs; the daemon uploads both.
     let second = archive_from(&input, "1311234568").unwrap();

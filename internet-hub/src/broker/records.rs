@@ -2,6 +2,8 @@
 //! policy in one statement, and answers only once its audit entry is committed
 //! (group-committed by [`crate::audit::Writer`], so reads do not serialize).
 
+use std::collections::HashMap;
+
 use chrono::NaiveDate;
 use renkei_crypto::participant::ParticipantId;
 use renkei_crypto::token::{SubjectToken, recipient_pseudonym};
@@ -61,13 +63,14 @@ pub async fn feed(hub: &Hub, who: &ParticipantId, cursor: i64, limit: i64) -> Re
     .fetch_all(hub.db.pool())
     .await?;
     let grants = caller_grants(who, &rows)?;
+    let mut policy = PolicyMemo::new(hub);
     let mut items = Vec::with_capacity(grants.len());
     let mut entries = Vec::with_capacity(grants.len());
     let mut denied = Vec::new();
     let mut next_cursor = cursor;
     for (row, covers) in grants {
         next_cursor = row.seq;
-        let outcome = release(hub, who, &row, &covers)?;
+        let outcome = release(hub, &mut policy, who, &row, &covers)?;
         entries.push(row.entry(&me, &outcome));
         match outcome {
             Ok(item) => items.push(item),
@@ -105,7 +108,7 @@ pub async fn read(hub: &Hub, who: &ParticipantId, record_id: &str) -> Result<Fee
             "record `{record_id}` is not available to `{me}`"
         )));
     };
-    let outcome = release(hub, who, &row, &covers)?;
+    let outcome = release(hub, &mut PolicyMemo::new(hub), who, &row, &covers)?;
     let entry = row.entry(&me, &outcome);
     match outcome {
         Ok(item) => {
@@ -241,6 +244,7 @@ impl GrantRow {
 /// now (as read in the same statement as the grant).
 fn release(
     hub: &Hub,
+    policy: &mut PolicyMemo,
     who: &ParticipantId,
     row: &GrantRow,
     covers: &[Cover],
@@ -253,20 +257,8 @@ fn release(
     else {
         return Ok(Err("no consent in force covers this record".into()));
     };
-    let decision = hub
-        .policies()
-        .authorize_read(&renkei_policies::ReadRequest {
-            participant: &me,
-            kind: who.kind().as_str(),
-            suspended: false,
-            purpose: &cover.purpose,
-            category: &row.category,
-        });
-    if !decision.allowed {
-        return Ok(Err(format!(
-            "policy denies: {}",
-            decision.reasons.join("; ")
-        )));
+    if let Err(reason) = policy.decide(&me, who, &cover.purpose, &row.category) {
+        return Ok(Err(reason));
     }
     let subject = SubjectToken::parse(&row.subject)
         .map_err(|e| Error::Internal(format!("stored subject token: {e}")))?;
@@ -281,4 +273,47 @@ fn release(
         sealed: b64.encode(&row.sealed),
         grant: b64.encode(&row.grant),
     }))
+}
+
+/// The policy's read decisions for one caller, each (purpose, category) evaluated once
+/// per request: a feed page asks the same question for most of its items.
+struct PolicyMemo {
+    policies: std::sync::Arc<renkei_policies::Policies>,
+    decided: HashMap<(String, String), std::result::Result<(), String>>,
+}
+
+impl PolicyMemo {
+    fn new(hub: &Hub) -> Self {
+        PolicyMemo {
+            policies: hub.policies(),
+            decided: HashMap::new(),
+        }
+    }
+
+    fn decide(
+        &mut self,
+        me: &str,
+        who: &ParticipantId,
+        purpose: &str,
+        category: &str,
+    ) -> std::result::Result<(), String> {
+        let key = (purpose.to_owned(), category.to_owned());
+        if let Some(known) = self.decided.get(&key) {
+            return known.clone();
+        }
+        let decision = self.policies.authorize_read(&renkei_policies::ReadRequest {
+            participant: me,
+            kind: who.kind().as_str(),
+            suspended: false,
+            purpose,
+            category,
+        });
+        let outcome = if decision.allowed {
+            Ok(())
+        } else {
+            Err(format!("policy denies: {}", decision.reasons.join("; ")))
+        };
+        self.decided.insert(key, outcome.clone());
+        outcome
+    }
 }

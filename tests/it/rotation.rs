@@ -109,13 +109,24 @@ async fn rotation(backend: Backend) {
     // Residents read before the rotation are linked from the files at hand.
     let out = b
         .scene
-        .agent(&["keys", "link"], &["--upload", &input.display().to_string()])
+        .agent(
+            &["keys", "link"],
+            &["--upload", &input.display().to_string()],
+        )
         .await
         .unwrap()
         .ok()
         .unwrap();
-    assert!(out.stdout.contains(": 4 token pairs (4 new)"), "{}", out.stdout);
-    assert!(out.stdout.contains("; 0 pending, 4 sent, 0 refused"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains(": 4 token pairs (4 new)"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("; 0 pending, 4 sent, 0 refused"),
+        "{}",
+        out.stdout
+    );
 
     // Transition: an import under v1 spools the pairs; the daemon uploads both.
     let second = archive_from(&input, "1311234568").unwrap();

@@ -207,8 +207,8 @@ impl Writer {
 
 async fn write_groups(db: Db, mut jobs: mpsc::Receiver<Job>) {
     while let Some(first) = jobs.recv().await {
+        let mut n = first.entries.len();
         let mut group = vec![first];
-        let mut n = group[0].entries.len();
         while n < GROUP_MAX {
             match jobs.try_recv() {
                 Ok(job) => {

@@ -100,19 +100,23 @@ pub async fn ingest(hub: &Hub, who: &ParticipantId, batch: &[Upload]) -> Result<
     let mut subjects: HashMap<&str, String> = HashMap::new();
     for (c, upload) in checked.iter_mut().zip(batch) {
         let named = upload.subject.as_str();
-        if !subjects.contains_key(named) {
-            let subject = resolve_subject(&mut tx, who, named)
-                .await
-                .map_err(|e| match e {
-                    Error::BadRequest(m) => Error::BadRequest(format!(
-                        "records[{}] `{}`: {m}",
-                        c.index, c.record.record_id
-                    )),
-                    other => other,
-                })?;
-            subjects.insert(named, subject);
-        }
-        c.record.subject.clone_from(&subjects[named]);
+        let subject = match subjects.get(named) {
+            Some(known) => known.clone(),
+            None => {
+                let subject = resolve_subject(&mut tx, who, named)
+                    .await
+                    .map_err(|e| match e {
+                        Error::BadRequest(m) => Error::BadRequest(format!(
+                            "records[{}] `{}`: {m}",
+                            c.index, c.record.record_id
+                        )),
+                        other => other,
+                    })?;
+                subjects.insert(named, subject.clone());
+                subject
+            }
+        };
+        c.record.subject = subject;
     }
 
     let stored = stored_digests(&mut tx, &checked).await?;

@@ -30,28 +30,10 @@ pub struct StoredRecord {
     pub effective_date: NaiveDate,
 }
 
-/// Queues a request for every recipient whose consent covers the record and whose
-/// policy allows the read. Returns how many were queued.
-pub async fn queue_for_record(
-    conn: &mut AnyConnection,
-    hub: &Hub,
-    rec: &StoredRecord,
-    now: DateTime<Utc>,
-) -> Result<usize> {
-    let covers =
-        coverage::covering(conn, &rec.subject, &rec.category, rec.effective_date, now).await?;
-    let mut queued = 0;
-    for cover in covers {
-        let Some(recipient) = registry::get_by_str(conn, &cover.recipient).await? else {
-            continue;
-        };
-        queued += queue_one(conn, hub, rec, &cover, &recipient, now).await?;
-    }
-    Ok(queued)
-}
-
-/// [`queue_for_record`] for a batch of newly stored records, with one coverage query
-/// for all their subjects and one registry lookup per recipient.
+/// Queues a request for every (record, recipient) where a consent in force covers the
+/// record, the recipient's policy allows the read and the recipient holds no grant for
+/// it yet. One coverage query for all the records' subjects and one registry lookup per
+/// recipient. Returns how many were queued.
 pub async fn queue_for_records(
     conn: &mut AnyConnection,
     hub: &Hub,
@@ -112,9 +94,12 @@ async fn queue_one(
     if !decision.allowed {
         return Ok(0);
     }
+    // A recipient that already holds a grant for the record needs no second one.
     let inserted = sqlx::query(
         "INSERT INTO hub_grant_requests (record_id, recipient, source, consent_id, created_at) \
-         VALUES ($1,$2,$3,$4,$5) ON CONFLICT (record_id, recipient) DO NOTHING",
+         SELECT $1,$2,$3,$4,$5 WHERE NOT EXISTS \
+           (SELECT 1 FROM hub_key_grants WHERE record_id = $1 AND recipient = $2) \
+         ON CONFLICT (record_id, recipient) DO NOTHING",
     )
     .bind(&rec.record_id)
     .bind(&cover.recipient)
@@ -135,7 +120,7 @@ pub async fn queue_for_subject(
     categories: &[String],
     now: DateTime<Utc>,
 ) -> Result<usize> {
-    let mut queued = 0;
+    let mut records = Vec::new();
     for category in categories {
         let rows = sqlx::query(
             "SELECT record_id, source, effective_date FROM hub_records \
@@ -147,7 +132,7 @@ pub async fn queue_for_subject(
         .await?;
         for r in rows {
             let date: String = r.try_get("effective_date")?;
-            let rec = StoredRecord {
+            records.push(StoredRecord {
                 record_id: r.try_get("record_id")?,
                 source: r.try_get("source")?,
                 subject: subject.to_owned(),
@@ -155,11 +140,10 @@ pub async fn queue_for_subject(
                 effective_date: date
                     .parse()
                     .map_err(|e| Error::Internal(format!("stored effective_date `{date}`: {e}")))?,
-            };
-            queued += queue_for_record(conn, hub, &rec, now).await?;
+            });
         }
     }
-    Ok(queued)
+    queue_for_records(conn, hub, &records, now).await
 }
 
 /// Drops the pending requests and stored grants of a consent (revocation, expiry).

@@ -28,20 +28,31 @@ async fn stored(h: &TestHub) -> i64 {
         .get("n")
 }
 
-async fn counter_consent(h: &TestHub, subject: &str, period: serde_json::Value) {
+async fn counter_consent(h: &TestHub, subject: &str, period: serde_json::Value) -> usize {
+    counter_consent_for(h, "phr:asmile", subject, period).await
+}
+
+/// A consent taken at the counter; returns the key-grant requests it queued.
+async fn counter_consent_for(
+    h: &TestHub,
+    recipient: &str,
+    subject: &str,
+    period: serde_json::Value,
+) -> usize {
     let (st, v) = h
         .call(
             Some("source:city-a"),
             "POST",
             "/v1/consents",
             Some(json!({
-                "subject": subject, "recipient": "phr:asmile", "purpose": "phr-display",
+                "subject": subject, "recipient": recipient, "purpose": "phr-display",
                 "categories": ["checkup.lipids"], "method": "counter", "granted_by": "staff-7",
                 "data_period": period
             })),
         )
         .await;
     assert_eq!(st, StatusCode::OK, "{v}");
+    usize::try_from(v["grant_requests"].as_u64().unwrap()).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -134,5 +145,31 @@ async fn a_conflict_anywhere_in_a_batch_stores_none_of_it() {
 
         let (st, v) = h.upload(&[&new]).await;
         assert_eq!((st, &v["accepted"]), (StatusCode::OK, &json!(1)), "{v}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_consent_queues_grants_only_for_recipients_without_one() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let Some(h) = TestHub::new(backend).await else {
+            continue;
+        };
+        h.register_all().await;
+        let s = subject(7);
+        let a = h.sealed("doc-1", &s, "checkup.lipids", d(2026, 5, 1), b"1");
+        let b = h.sealed("doc-2", &s, "checkup.lipids", d(2026, 6, 1), b"2");
+        assert_eq!(h.upload(&[&a, &b]).await.0, StatusCode::OK);
+        assert_eq!(counter_consent(&h, &s, json!({})).await, 2);
+        assert_eq!(h.answer_grants().await, 2);
+        // Another recipient's consent asks the source for that recipient's grants only,
+        // not again for the grants the first one already holds.
+        assert_eq!(counter_consent_for(&h, "phr:other", &s, json!({})).await, 2);
+        assert_eq!(h.answer_grants().await, 2);
+        // A second consent for the same recipient needs no new grants at all.
+        assert_eq!(
+            counter_consent(&h, &s, json!({"from": "2026-01-01"})).await,
+            0
+        );
+        assert_eq!(h.answer_grants().await, 0);
     }
 }

@@ -16,10 +16,12 @@ use renkei_e2e::proc::{Background, wait_until};
 use renkei_e2e::scene::edit_toml;
 use renkei_e2e::{Backend, Scene, SceneOptions};
 
-/// Persons per run's KDB export, and monthly rows each: one record per row, 1250 in all,
-/// more than one import batch (1000), so a kill can fall between two commits.
-const PERSONS: usize = 50;
-const MONTHS: usize = 25;
+/// Persons per run's KDB export, and monthly rows each: one record per row, 4,500 in all,
+/// more than one import batch (`lgwan_agent::import::BATCH`), so a kill can fall between
+/// two commits.
+const PERSONS: usize = 90;
+const MONTHS: usize = 50;
+const _: () = assert!(PERSONS * MONTHS > lgwan_agent::import::BATCH);
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -104,7 +106,7 @@ async fn agent_killed_during_import_and_upload() {
         expected.extend(new.iter().cloned());
 
         // 1. `import` killed at a random instant: on even runs anywhere in the import's
-        // time; on odd runs a few milliseconds after its first batch (1000 records) was
+        // time; on odd runs a few milliseconds after its first batch (4,000 records) was
         // committed, so that the kill falls between two commits.
         let before = outbox_digests(&outbox).await.unwrap().len();
         let mut import = spawn_agent(&scene, "import", Some(&file));

@@ -111,6 +111,19 @@ enum PkiCommand {
         /// IP addresses of the hub (repeat).
         #[arg(long = "ip", default_value = "127.0.0.1")]
         ip: Vec<std::net::IpAddr>,
+        /// Validity of the CA in days.
+        #[arg(long, default_value_t = internet_hub::pki::CA_VALIDITY_DAYS)]
+        days: u32,
+    },
+    /// Renew the participant CA certificate: same key and subject, new validity
+    /// (issued certificates stay valid; then copy ca.pem and SIGHUP the hub).
+    RenewCa {
+        /// PKI folder.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Validity of the renewed CA in days, from now.
+        #[arg(long, default_value_t = internet_hub::pki::CA_VALIDITY_DAYS)]
+        days: u32,
     },
     /// Issue a participant's key and certificate.
     Issue {
@@ -476,11 +489,24 @@ fn pki(command: PkiCommand) -> anyhow::Result<()> {
     use internet_hub::pki;
     let now = Clock::System.now();
     match command {
-        PkiCommand::Init { dir, dns, ip } => {
-            pki::init(&dir, &dns, &ip, 397, now)?;
+        PkiCommand::Init { dir, dns, ip, days } => {
+            pki::init(&dir, &dns, &ip, days, now)?;
             println!(
                 "participant CA and hub server certificate written to {}",
                 dir.display()
+            );
+        }
+        PkiCommand::RenewCa { dir, days } => {
+            let r = pki::renew_ca(&dir, days, now)?;
+            println!(
+                "renewed the participant CA in {}: serial {} valid until {} (same key and subject; \
+                 the previous certificate, serial {}, is kept as {}); copy ca.pem to the hub and to \
+                 every participant and send the hub SIGHUP; nothing needs re-issuing",
+                dir.display(),
+                r.new_serial,
+                r.not_after,
+                r.old_serial,
+                r.archived.display()
             );
         }
         PkiCommand::Issue {

@@ -1,17 +1,22 @@
 //! The participant PKI on disk: the participant CA, the hub's server
 //! certificate, participant client certificates, the index of issued
-//! certificates and the CRL (`internet-hub pki init|issue|revoke|crl`).
+//! certificates and the CRL (`internet-hub pki init|issue|revoke|crl|renew-server|renew-ca`).
 //!
 //! A PKI folder holds `ca.pem`, `ca.key`, `server.pem` (the server leaf, then
-//! the CA), `server.key`, `index.json` and `crl.pem`. `issue` writes, into its
-//! output folder, `<kind>-<id>.pem` (the leaf only), `<kind>-<id>.key` and a
+//! the CA), `server.key`, `index.json` and `crl.pem`, plus `ca-<serial>.pem` for
+//! each CA certificate that `renew-ca` replaced by one with the same key and
+//! subject ([`renew_ca`]). `issue` writes, into its output folder,
+//! `<kind>-<id>.pem` (the leaf only), `<kind>-<id>.key` and a
 //! copy of `ca.pem`, which the participant needs to trust the hub and which is
-//! the CA its certificate chains to.
+//! the CA its certificate chains to; a copy of an earlier version of the same
+//! CA there is brought up to date.
 //!
 //! Every key is ECDSA P-256. Key files are created mode 0600 (never chmod-ed
-//! afterwards) and no existing file is ever overwritten, except `index.json`
-//! and `crl.pem`, which are replaced atomically. Certificates start one hour
-//! before `now` to tolerate clock skew between the hub and participants. The
+//! afterwards) and no existing file is ever overwritten, except `index.json`,
+//! `crl.pem`, `ca.pem` (by `renew-ca`, and an out-of-date copy by `issue`) and
+//! the server pair (by `renew-server`), which are replaced atomically.
+//! Certificates start one hour before `now` to tolerate clock skew between the
+//! hub and participants. The
 //! CRL (v2, with a CRL number and the CA's key identifier) is built with
 //! openssl's `X509CrlBuilder` and is valid for [`CRL_VALIDITY_DAYS`]; the hub's
 //! TLS verifier keeps using an older one (see `renkei_crypto::tls`).
@@ -29,13 +34,17 @@ use renkei_crypto::participant::ParticipantId;
 use crate::error::{Error, Result};
 
 mod certs;
+mod renew;
 mod store;
 #[cfg(test)]
 mod tests;
 
 use certs::{
-    asn1_time, build_ca, build_crl, cert_builder, days, new_key, ossl, pem_key, sign_leaf,
+    asn1_time, build_ca, build_crl, cert_builder, days, name, new_key, ossl, pem_key, sign_leaf,
+    utc_of,
 };
+pub use renew::{CaRenewal, archived_ca_name, renew_ca};
+use renew::{ca_validity, same_ca};
 pub use store::{Index, IssuedCert};
 use store::{
     create_private_dir, io_error, normalize_serial, record, replace_file, serial_of, write_new,
@@ -53,6 +62,12 @@ pub const SERVER_KEY: &str = "server.key";
 pub const INDEX: &str = "index.json";
 /// The current CRL.
 pub const CRL: &str = "crl.pem";
+/// Default validity of the participant CA (`pki init`, `pki renew-ca`): 10 years.
+/// The CA key is not rotated by a renewal, so this bounds only how often the
+/// certificate has to be re-signed and copied around.
+pub const CA_VALIDITY_DAYS: u32 = 3650;
+/// The longest validity accepted for the participant CA: 20 years.
+pub const MAX_CA_VALIDITY_DAYS: u32 = 7305;
 /// Validity of the hub's server certificate (the CA/Browser Forum maximum).
 pub const SERVER_VALIDITY_DAYS: u32 = 397;
 /// Default validity of a participant certificate.
@@ -63,8 +78,9 @@ pub const CRL_VALIDITY_DAYS: i64 = 30;
 /// The CA's common name.
 const CA_NAME: &str = "Renkei participant CA";
 
-/// Creates the PKI in `dir`: a self-signed CA valid `validity_days`, the hub's
-/// server certificate for `dns_names` and `ips`, an empty index and an empty CRL.
+/// Creates the PKI in `dir`: a self-signed CA valid `validity_days` (at most
+/// [`MAX_CA_VALIDITY_DAYS`]), the hub's server certificate for `dns_names` and
+/// `ips`, an empty index and an empty CRL.
 /// Refuses to touch a folder that already holds a CA.
 pub fn init(
     dir: &Path,
@@ -90,8 +106,8 @@ pub fn init(
     let mut index = Index::default();
 
     let ca_key = new_key()?;
-    let ca_not_after = now + days(validity_days)?;
-    let ca = build_ca(&ca_key, CA_NAME, now, ca_not_after, &index)?;
+    let ca_not_after = now + ca_validity(validity_days)?;
+    let ca = build_ca(&ca_key, &*name(CA_NAME)?, None, now, ca_not_after, &index)?;
     write_new(&dir.join(CA_KEY), &pem_key(&ca_key)?, true)?;
     write_new(&dir.join(CA_CERT), &ca.to_pem().map_err(ossl)?, false)?;
     record(&mut index, &ca, CA_NAME, None, ca_not_after)?;
@@ -150,14 +166,7 @@ pub fn renew_server(
 ) -> Result<()> {
     let (ca, ca_key) = load_ca(dir)?;
     let mut index = Index::load(dir)?;
-    let ca_not_after = index
-        .certificates
-        .iter()
-        .find(|c| c.subject == CA_NAME && c.participant.is_none())
-        .map(|c| c.not_after)
-        .ok_or_else(|| {
-            Error::Config(format!("`{}`: the CA is not in index.json", dir.display()))
-        })?;
+    let ca_not_after = utc_of(ca.not_after())?;
     let (chain, key_pem) =
         server_cert(&ca, &ca_key, &mut index, dns_names, ips, ca_not_after, now)?;
     let tmp_key = dir.join("server.key.new");
@@ -200,12 +209,24 @@ pub fn issue(
     }
     let ca_pem = fs::read(dir.join(CA_CERT)).map_err(|e| io_error(&dir.join(CA_CERT), e))?;
     let ca_copy = out_dir.join(CA_CERT);
-    if fs::read(&ca_copy).is_ok_and(|existing| existing != ca_pem) {
-        return Err(Error::Conflict(format!(
-            "`{}` holds another CA; use another output folder",
-            ca_copy.display()
-        )));
-    }
+    let stale_copy = match fs::read(&ca_copy) {
+        Ok(existing) if existing == ca_pem => false,
+        Ok(existing) => {
+            let earlier = X509::from_pem(&existing)
+                .ok()
+                .map(|old| same_ca(&old, &ca))
+                .transpose()?
+                .unwrap_or(false);
+            if !earlier {
+                return Err(Error::Conflict(format!(
+                    "`{}` holds another CA; use another output folder",
+                    ca_copy.display()
+                )));
+            }
+            true
+        }
+        Err(_) => false,
+    };
 
     let key = new_key()?;
     let subject = participant.to_string();
@@ -219,7 +240,9 @@ pub fn issue(
     create_private_dir(out_dir)?;
     write_new(&key_path, &pem_key(&key)?, true)?;
     write_new(&cert_path, &cert.to_pem().map_err(ossl)?, false)?;
-    if !ca_copy.exists() {
+    if stale_copy {
+        replace_file(&ca_copy, &ca_pem)?;
+    } else if !ca_copy.exists() {
         write_new(&ca_copy, &ca_pem, false)?;
     }
     let serial = record(
@@ -240,7 +263,7 @@ pub fn revoke(dir: &Path, serial: &str, now: DateTime<Utc>) -> Result<PathBuf> {
     let (ca, ca_key) = load_ca(dir)?;
     let mut index = Index::load(dir)?;
     let wanted = normalize_serial(serial)?;
-    if wanted == serial_of(&ca)? {
+    if wanted == serial_of(&ca)? || dir.join(archived_ca_name(&wanted)).exists() {
         return Err(Error::BadRequest(format!(
             "serial `{serial}` is the CA itself; make a new PKI instead of revoking the CA"
         )));

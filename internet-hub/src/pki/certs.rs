@@ -1,7 +1,7 @@
 //! Building X.509 certificates and CRLs with openssl for the participant PKI.
 
 use chrono::{DateTime, Duration, Utc};
-use openssl::asn1::{Asn1Object, Asn1OctetString, Asn1Time};
+use openssl::asn1::{Asn1Object, Asn1OctetString, Asn1Time, Asn1TimeRef};
 use openssl::bn::BigNum;
 use openssl::ec::{EcGroup, EcKey};
 use openssl::error::ErrorStack;
@@ -12,7 +12,8 @@ use openssl::x509::extension::{
     AuthorityKeyIdentifier, BasicConstraints, KeyUsage, SubjectKeyIdentifier,
 };
 use openssl::x509::{
-    X509, X509Builder, X509CrlBuilder, X509Extension, X509NameBuilder, X509RevokedBuilder,
+    X509, X509Builder, X509CrlBuilder, X509Extension, X509NameBuilder, X509NameRef,
+    X509RevokedBuilder,
 };
 
 use super::CRL_VALIDITY_DAYS;
@@ -20,34 +21,53 @@ use super::store::{Index, fresh_serial};
 use crate::error::{Error, Result};
 
 /// A self-signed CA certificate: basicConstraints CA:true (path length 0) and
-/// keyUsage keyCertSign+cRLSign, both critical, and a subject key identifier.
+/// keyUsage keyCertSign+cRLSign, both critical, and a subject key identifier:
+/// `key_id` when renewing a CA (so the issuer's identifier that leaf certificates
+/// and CRLs carry stays the same), else the one openssl derives from the key.
 pub(super) fn build_ca(
     key: &PKeyRef<Private>,
-    cn: &str,
+    subject: &X509NameRef,
+    key_id: Option<&[u8]>,
     now: DateTime<Utc>,
     not_after: DateTime<Utc>,
     index: &Index,
 ) -> Result<X509> {
-    let mut b = cert_builder(key, cn, now, not_after, index)?;
-    b.set_issuer_name(&*name(cn)?).map_err(ossl)?;
+    let mut b = named_builder(key, subject, now, not_after, index)?;
+    b.set_issuer_name(subject).map_err(ossl)?;
     let bc = BasicConstraints::new().critical().ca().pathlen(0).build();
     let ku = KeyUsage::new()
         .critical()
         .key_cert_sign()
         .crl_sign()
         .build();
-    let ski = SubjectKeyIdentifier::new().build(&b.x509v3_context(None, None));
-    for ext in [bc, ku, ski] {
-        b.append_extension(ext.map_err(ossl)?).map_err(ossl)?;
+    let ski = match key_id {
+        Some(id) => der_extension("2.5.29.14", &octet_string_der(id)?),
+        None => SubjectKeyIdentifier::new()
+            .build(&b.x509v3_context(None, None))
+            .map_err(ossl),
+    };
+    for ext in [bc.map_err(ossl)?, ku.map_err(ossl)?, ski?] {
+        b.append_extension(ext).map_err(ossl)?;
     }
     b.sign(key, MessageDigest::sha256()).map_err(ossl)?;
     Ok(b.build())
 }
 
-/// A builder with version 3, a fresh serial, the subject, key and validity set.
+/// A builder with version 3, a fresh serial, the subject `cn`, key and validity set.
 pub(super) fn cert_builder(
     key: &PKeyRef<Private>,
     cn: &str,
+    now: DateTime<Utc>,
+    not_after: DateTime<Utc>,
+    index: &Index,
+) -> Result<X509Builder> {
+    named_builder(key, &*name(cn)?, now, not_after, index)
+}
+
+/// A builder with version 3, a fresh serial, the subject, key and validity set.
+fn named_builder(
+    key: &PKeyRef<Private>,
+    subject: &X509NameRef,
     now: DateTime<Utc>,
     not_after: DateTime<Utc>,
     index: &Index,
@@ -57,7 +77,7 @@ pub(super) fn cert_builder(
     let serial = fresh_serial(index)?;
     b.set_serial_number(&*serial.to_asn1_integer().map_err(ossl)?)
         .map_err(ossl)?;
-    b.set_subject_name(&*name(cn)?).map_err(ossl)?;
+    b.set_subject_name(subject).map_err(ossl)?;
     b.set_pubkey(key).map_err(ossl)?;
     b.set_not_before(&*asn1_time(now - Duration::hours(1))?)
         .map_err(ossl)?;
@@ -145,6 +165,17 @@ pub(super) fn authority_key_id_der(key_id: &[u8]) -> Result<Vec<u8>> {
     Ok(der)
 }
 
+/// `KeyIdentifier ::= OCTET STRING`, the value of a subject key identifier extension.
+pub(super) fn octet_string_der(bytes: &[u8]) -> Result<Vec<u8>> {
+    let len = u8::try_from(bytes.len())
+        .ok()
+        .filter(|l| *l < 128)
+        .ok_or_else(|| Error::Config("the CA key identifier is too long".to_owned()))?;
+    let mut der = vec![0x04, len];
+    der.extend_from_slice(bytes);
+    Ok(der)
+}
+
 /// The DER INTEGER encoding of a non-negative number.
 pub(super) fn der_unsigned(n: u64) -> Vec<u8> {
     let bytes = n.to_be_bytes();
@@ -184,6 +215,17 @@ pub(super) fn name(cn: &str) -> Result<openssl::x509::X509Name> {
 /// An ASN.1 time from a UTC instant (whole seconds).
 pub(super) fn asn1_time(t: DateTime<Utc>) -> Result<Asn1Time> {
     Asn1Time::from_unix(t.timestamp()).map_err(ossl)
+}
+
+/// The UTC instant of an ASN.1 time.
+pub(super) fn utc_of(t: &Asn1TimeRef) -> Result<DateTime<Utc>> {
+    let diff = Asn1Time::from_unix(0)
+        .map_err(ossl)?
+        .diff(t)
+        .map_err(ossl)?;
+    let secs = i64::from(diff.days) * 86_400 + i64::from(diff.secs);
+    DateTime::from_timestamp(secs, 0)
+        .ok_or_else(|| Error::Internal(format!("certificate time `{t}` is out of range")))
 }
 
 /// A validity of `n` days; zero is refused.

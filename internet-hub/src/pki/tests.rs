@@ -8,6 +8,8 @@ use openssl::x509::X509Crl;
 use renkei_crypto::participant::ParticipantKind;
 use renkei_crypto::tls::{ClientTlsPaths, ServerTlsPaths, client_config, server_config};
 
+mod renewal;
+
 fn now() -> DateTime<Utc> {
     DateTime::from_timestamp(1_767_225_600, 0).unwrap() // 2026-01-01
 }

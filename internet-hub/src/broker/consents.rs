@@ -347,6 +347,8 @@ async fn after_revoke(hub: &Hub, actor: &str, c: &Consent, now: DateTime<Utc>) -
         )
         .await?;
         grants::drop_for_consent(&mut tx, &c.id).await?;
+        // Records another consent in force still covers get their grants asked for again.
+        grants::queue_for_subject(&mut tx, hub, &c.subject, &c.categories, now).await?;
         events::push(&mut tx, &c.recipient, events::REVOKED, &c.id, now).await?;
         tx.commit().await?;
         Ok(())

@@ -173,3 +173,48 @@ async fn a_new_consent_queues_grants_only_for_recipients_without_one() {
         assert_eq!(h.answer_grants().await, 0);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_one_of_two_covering_consents_keeps_the_record_readable() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let Some(h) = TestHub::new(backend).await else {
+            continue;
+        };
+        h.register_all().await;
+        let s = subject(9);
+        let rec = h.sealed("doc-1", &s, "checkup.lipids", d(2026, 5, 1), b"1");
+        assert_eq!(h.upload(&[&rec]).await.0, StatusCode::OK);
+        let rid = rec.0.header().record_id.as_str().to_owned();
+        counter_consent(&h, &s, json!({})).await;
+        counter_consent(&h, &s, json!({"from": "2026-01-01"})).await;
+        assert_eq!(h.answer_grants().await, 1);
+        let under: String =
+            sqlx::query("SELECT consent_id FROM hub_key_grants WHERE record_id = $1")
+                .bind(&rid)
+                .fetch_one(h.hub.db.pool())
+                .await
+                .unwrap()
+                .get("consent_id");
+        let (st, v) = h
+            .call(
+                Some("source:city-a"),
+                "POST",
+                &format!("/v1/consents/{under}/revoke"),
+                Some(json!({"reason": "counter"})),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        // The grant went with its consent; the source is asked again under the other one.
+        assert_eq!(h.answer_grants().await, 1);
+        let (st, v) = h
+            .call(
+                Some("phr:asmile"),
+                "GET",
+                &format!("/v1/records/{rid}"),
+                None,
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        assert_ne!(v["consent_id"], under.as_str());
+    }
+}

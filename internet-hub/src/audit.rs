@@ -111,20 +111,15 @@ pub async fn append_batch(
     let (first, mut prev) = db::reserve_in_sequence(conn, "audit", items.len()).await?;
     let mut seq = first;
     for chunk in items.chunks(ROWS_PER_INSERT) {
-        let mut sql = String::from(
+        let sql = format!(
             "INSERT INTO hub_audit (seq, at, actor, action, object, subject, consent, category, \
-             decision, reason, prev_hash, hash) VALUES ",
+             decision, reason, prev_hash, hash) VALUES {}",
+            db::values_rows(conn, chunk.len(), 12)
         );
         let mut rows = Vec::with_capacity(chunk.len());
-        for (i, (at, e)) in chunk.iter().enumerate() {
+        for (at, e) in chunk {
             let at = db::micros(*at);
             let hash = entry_hash(&prev, seq, at, e);
-            if i > 0 {
-                sql.push(',');
-            }
-            sql.push('(');
-            sql.push_str(&db::placeholders(i * 12 + 1, 12));
-            sql.push(')');
             rows.push((seq, at, e, std::mem::replace(&mut prev, hash.clone()), hash));
             seq += 1;
         }

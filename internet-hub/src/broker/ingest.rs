@@ -202,13 +202,10 @@ async fn insert_records(
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<()> {
     for chunk in fresh.chunks(CHUNK) {
-        let rows: Vec<String> = (0..chunk.len())
-            .map(|i| format!("({})", db::placeholders(i * 8 + 1, 8)))
-            .collect();
         let sql = format!(
             "INSERT INTO hub_records (record_id, source, subject_token, category, effective_date, \
              digest, sealed, received_at) VALUES {}",
-            rows.join(",")
+            db::values_rows(conn, chunk.len(), 8)
         );
         let mut q = sqlx::query(&sql);
         for c in chunk {

@@ -1,7 +1,11 @@
 //! Streaming reader of 特定健診 zip archives: entries are read one at a time
-//! from the file (never the whole archive in memory), each capped at a
-//! configured inflated size, and any entry whose path is absolute, contains
-//! `..` or leaves the root folder is refused. Nothing is ever written to disk.
+//! from the file (never the whole archive, nor its central directory, in
+//! memory: see `zipdir`), each capped at a configured inflated size, and any
+//! entry whose path is absolute, contains `..` or leaves the root folder is
+//! refused. Nothing is ever written to disk.
+//!
+//! The central directory is walked twice: once to check all of it and find the
+//! root folder and its index, then to read the entries.
 
 use std::fs::File;
 use std::io::Read;
@@ -13,6 +17,10 @@ use crate::cda::parse_checkup;
 use crate::domain::CheckupDocument;
 use crate::index::{IndexInfo, parse_index};
 use crate::quarantine::{Quarantine, Reason};
+
+mod zipdir;
+
+use zipdir::{Directory, Entry, Walk};
 
 /// Size limits for archives; every one of them is a quarantine, not an error.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -163,7 +171,7 @@ impl Out<'_> {
 
 fn scan_into(path: &Path, limits: &Limits, out: &mut Out<'_>) {
     let opened = File::open(path).and_then(|f| f.metadata().map(|m| (f, m.len())));
-    let (file, size) = match opened {
+    let (mut file, size) = match opened {
         Ok(v) => v,
         Err(e) => return out.quarantine(None, Reason::Unreadable(e.to_string())),
     };
@@ -171,63 +179,30 @@ fn scan_into(path: &Path, limits: &Limits, out: &mut Out<'_>) {
         let limit = limits.max_archive_bytes;
         return out.quarantine(None, Reason::ArchiveTooLarge { size, limit });
     }
-    let mut zip = match zip::ZipArchive::new(file) {
-        Ok(z) => z,
-        Err(e) => {
-            let reason = Reason::Unreadable(format!("not a zip archive: {e}"));
-            return out.quarantine(None, reason);
-        }
+    let not_a_zip = |e: String| Reason::Unreadable(format!("not a zip archive: {e}"));
+    let dir = match zipdir::locate(&mut file) {
+        Ok(dir) => dir,
+        Err(e) => return out.quarantine(None, not_a_zip(e)),
     };
-    if zip.len() > limits.max_entries {
-        let (count, limit) = (zip.len(), limits.max_entries);
+    if dir.entries > limits.max_entries as u64 {
+        let count = usize::try_from(dir.entries).unwrap_or(usize::MAX);
+        let limit = limits.max_entries;
         return out.quarantine(None, Reason::TooManyEntries { count, limit });
     }
-    let root = root_folder(path, zip.file_names());
-    let has_index = zip
-        .file_names()
-        .any(|n| n == format!("{root}/ix08_V08.xml"));
-    for i in 0..zip.len() {
-        let name = zip.name_for_index(i).unwrap_or_default().to_owned();
-        let kind = match classify(&name, &root) {
-            Ok(kind) => kind,
-            Err(reason) => {
-                out.quarantine(Some(name), reason);
-                continue;
-            }
-        };
-        if matches!(kind, Kind::Other) {
-            if !name.ends_with('/') {
-                out.summary.skipped += 1;
-            }
-            continue;
-        }
-        let bytes = match read_entry(&mut zip, i, limits.max_entry_bytes) {
-            Ok(bytes) => bytes,
-            Err(reason) => {
-                out.quarantine(Some(name), reason);
-                continue;
-            }
-        };
-        match kind {
-            Kind::Index => match parse_index(&bytes, "index") {
-                Ok(info) => out.summary.index = Some(info),
-                Err(reason) => out.quarantine(Some(name), reason),
-            },
-            Kind::Summary => {
-                if let Err(reason) = parse_index(&bytes, "summary") {
-                    out.quarantine(Some(name), reason);
-                }
-            }
-            Kind::Checkup => {
-                let fallback_id = format!("{root}/{}", tail(&name));
-                (out.sink)(RawEntry::Checkup {
-                    entry: name,
-                    fallback_id,
-                    bytes,
-                });
-            }
-            Kind::Other => {}
-        }
+    // First walk: the whole directory is readable, and where the root folder is.
+    let mut roots = Roots::new(path);
+    let walked = walk(path, &dir, &mut |entry| roots.see(&entry.name));
+    if let Err(e) = walked {
+        return out.quarantine(None, not_a_zip(e));
+    }
+    let (root, has_index) = roots.root();
+    // Second walk: the entries, one at a time.
+    let walked = walk(path, &dir, &mut |entry| {
+        scan_entry(&mut file, entry, &root, limits, out);
+    });
+    if let Err(e) = walked {
+        // Only when the file changed between the walks.
+        return out.quarantine(None, not_a_zip(e));
     }
     if !has_index {
         let reason = Reason::Field("archive has no ix08_V08.xml index".into());
@@ -235,17 +210,64 @@ fn scan_into(path: &Path, limits: &Limits, out: &mut Out<'_>) {
     }
 }
 
-/// Inflates entry `i`, at most `limit` bytes; more is a quarantine.
-fn read_entry(zip: &mut zip::ZipArchive<File>, i: usize, limit: u64) -> Result<Vec<u8>, Reason> {
-    let mut entry = zip
-        .by_index(i)
-        .map_err(|e| Reason::Unreadable(e.to_string()))?;
-    if entry.size() > limit {
+/// Calls `each` with every entry of the central directory, read from a handle
+/// of its own.
+fn walk(path: &Path, dir: &Directory, each: &mut dyn FnMut(Entry)) -> Result<(), String> {
+    let file = File::open(path).map_err(|e| e.to_string())?;
+    for entry in Walk::new(file, dir)? {
+        each(entry?);
+    }
+    Ok(())
+}
+
+/// Checks, reads and hands on one entry.
+fn scan_entry(file: &mut File, entry: Entry, root: &str, limits: &Limits, out: &mut Out<'_>) {
+    let kind = match classify(&entry.name, root) {
+        Ok(kind) => kind,
+        Err(reason) => return out.quarantine(Some(entry.name), reason),
+    };
+    if matches!(kind, Kind::Other) {
+        if !entry.name.ends_with('/') {
+            out.summary.skipped += 1;
+        }
+        return;
+    }
+    let bytes = match read_entry(file, &entry, limits.max_entry_bytes) {
+        Ok(bytes) => bytes,
+        Err(reason) => return out.quarantine(Some(entry.name), reason),
+    };
+    let name = entry.name;
+    match kind {
+        Kind::Index => match parse_index(&bytes, "index") {
+            Ok(info) => out.summary.index = Some(info),
+            Err(reason) => out.quarantine(Some(name), reason),
+        },
+        Kind::Summary => {
+            if let Err(reason) = parse_index(&bytes, "summary") {
+                out.quarantine(Some(name), reason);
+            }
+        }
+        Kind::Checkup => {
+            let fallback_id = format!("{root}/{}", tail(&name));
+            (out.sink)(RawEntry::Checkup {
+                entry: name,
+                fallback_id,
+                bytes,
+            });
+        }
+        Kind::Other => {}
+    }
+}
+
+/// Inflates `entry`, at most `limit` bytes; more is a quarantine.
+fn read_entry(file: &mut File, entry: &Entry, limit: u64) -> Result<Vec<u8>, Reason> {
+    if entry.size > limit {
         return Err(Reason::EntryTooLarge { limit });
     }
+    let reader = zipdir::open_entry(file, entry).map_err(Reason::Unreadable)?;
     // The declared size may lie: read at most one byte past the limit.
     let mut bytes = Vec::new();
-    (&mut entry)
+    reader
         .take(limit.saturating_add(1))
         .read_to_end(&mut bytes)
         .map_err(|e| Reason::Unreadable(e.to_string()))?;
@@ -255,24 +277,57 @@ fn read_entry(zip: &mut zip::ZipArchive<File>, i: usize, limit: u64) -> Result<V
     Ok(bytes)
 }
 
-/// The root folder: the archive's file stem when entries live under it,
-/// else the first folder of the first entry.
-fn root_folder<'a>(path: &Path, names: impl Iterator<Item = &'a str>) -> String {
-    let stem = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let mut fallback = None;
-    for name in names {
-        let first = name.split(['/', '\\']).next().unwrap_or_default();
-        if first == stem {
-            return stem;
-        }
-        if fallback.is_none() && !first.is_empty() && first != ".." {
-            fallback = Some(first.to_owned());
+/// Finds the root folder, one entry name at a time: the archive's file stem
+/// when entries live under it, else the first folder of the first entry; and
+/// whether that root holds the index.
+struct Roots {
+    stem: String,
+    stem_seen: bool,
+    stem_index: bool,
+    fallback: Option<String>,
+    fallback_index: bool,
+}
+
+impl Roots {
+    fn new(path: &Path) -> Roots {
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Roots {
+            stem,
+            stem_seen: false,
+            stem_index: false,
+            fallback: None,
+            fallback_index: false,
         }
     }
-    fallback.unwrap_or(stem)
+
+    fn see(&mut self, name: &str) {
+        let first = name.split(['/', '\\']).next().unwrap_or_default();
+        if first == self.stem {
+            self.stem_seen = true;
+        } else if self.fallback.is_none() && !first.is_empty() && first != ".." {
+            self.fallback = Some(first.to_owned());
+        }
+        let is_index_of = |root: &str| {
+            name.strip_prefix(root)
+                .and_then(|rest| rest.strip_prefix('/'))
+                == Some("ix08_V08.xml")
+        };
+        self.stem_index |= is_index_of(&self.stem);
+        if let Some(fallback) = &self.fallback {
+            self.fallback_index |= is_index_of(fallback);
+        }
+    }
+
+    /// The root folder, and whether its index is in the archive.
+    fn root(self) -> (String, bool) {
+        match self.fallback {
+            Some(fallback) if !self.stem_seen => (fallback, self.fallback_index),
+            _ => (self.stem, self.stem_index),
+        }
+    }
 }
 
 /// The entry name without its root folder.

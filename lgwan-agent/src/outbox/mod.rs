@@ -236,7 +236,7 @@ impl Outbox {
     /// Spools `records` in one transaction; ids already present keep their bytes.
     /// Their subjects are remembered (with the 枝番) for enrollment checks.
     ///
-    /// Rows go in multi-row statements ([`ROWS_PER_INSERT`] a statement) and each
+    /// Rows go in multi-row statements (`ROWS_PER_INSERT` a statement) and each
     /// distinct subject of the batch is upserted once, with the first 枝番 the batch
     /// gives it: the same end state as one statement per record, in far fewer round
     /// trips to SQLite.

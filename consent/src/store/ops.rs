@@ -315,3 +315,105 @@ macro_rules! consent_ops {
 }
 
 pub(crate) use consent_ops;
+
+/// Implements [`ConsentStore`](crate::store::ConsentStore) for a backend's store over
+/// the `ops` module [`consent_ops`] made for its connection type. The store provides
+/// `begin_write` (a transaction holding the ledger's write lock), `begin_snapshot` (one
+/// consistent read-only view) and a `pool` field.
+macro_rules! consent_store {
+    ($store:ty) => {
+        impl ConsentStore for $store {
+            async fn grant(
+                &self,
+                terms: ConsentTerms,
+                pepper: &[u8],
+                now: DateTime<Utc>,
+            ) -> Result<(Consent, Receipt)> {
+                let mut tx = self.begin_write().await?;
+                let out = ops::grant_locked(&mut tx, terms, None, pepper, now).await?;
+                tx.commit().await?;
+                Ok(out)
+            }
+
+            async fn get(&self, id: &str) -> Result<Option<Consent>> {
+                ops::get(&mut *self.pool.acquire().await?, id).await
+            }
+
+            async fn history(&self, id: &str) -> Result<Vec<Consent>> {
+                ops::history(&mut *self.pool.acquire().await?, id).await
+            }
+
+            async fn list_by_subject(&self, subject: &str) -> Result<Vec<Consent>> {
+                ops::list_by_subject(&mut *self.pool.acquire().await?, subject).await
+            }
+
+            async fn active_covering(
+                &self,
+                query: &CoverQuery<'_>,
+                now: DateTime<Utc>,
+            ) -> Result<Vec<Consent>> {
+                ops::active_covering(&mut *self.pool.acquire().await?, query, now).await
+            }
+
+            async fn revoke(
+                &self,
+                id: &str,
+                request: &RevocationRequest,
+                now: DateTime<Utc>,
+            ) -> Result<Consent> {
+                let mut tx = self.begin_write().await?;
+                let out = ops::revoke_locked(&mut tx, id, request, now).await?;
+                tx.commit().await?;
+                Ok(out)
+            }
+
+            async fn revoke_by_code(
+                &self,
+                code: &str,
+                pepper: &[u8],
+                request: &RevocationRequest,
+                now: DateTime<Utc>,
+            ) -> Result<Consent> {
+                let mut tx = self.begin_write().await?;
+                let out = ops::revoke_by_code_locked(&mut tx, code, pepper, request, now).await?;
+                tx.commit().await?;
+                Ok(out)
+            }
+
+            async fn supersede(
+                &self,
+                old_id: &str,
+                terms: ConsentTerms,
+                pepper: &[u8],
+                now: DateTime<Utc>,
+            ) -> Result<(Consent, Receipt)> {
+                let mut tx = self.begin_write().await?;
+                let out = ops::supersede_locked(&mut tx, old_id, terms, pepper, now).await?;
+                tx.commit().await?;
+                Ok(out)
+            }
+
+            async fn changed_since(
+                &self,
+                recipient: &str,
+                cursor: i64,
+                limit: u32,
+            ) -> Result<(Vec<ConsentChange>, i64)> {
+                ops::changed_since(&mut *self.pool.acquire().await?, recipient, cursor, limit).await
+            }
+
+            async fn head(&self) -> Result<Option<ChainHead>> {
+                ops::head(&mut *self.pool.acquire().await?).await
+            }
+
+            async fn verify_chain(&self, expected: Option<&ChainHead>) -> Result<ChainReport> {
+                let mut tx = self.begin_snapshot().await?;
+                let report = ops::verify_chain(&mut tx, expected).await;
+                tx.rollback().await?;
+                report
+            }
+        }
+    };
+}
+
+pub(crate) use consent_store;

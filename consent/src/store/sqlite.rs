@@ -75,99 +75,16 @@ impl SqliteStore {
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
-}
 
-/// Runs `$body` (an `ops::…_locked` call on `$conn`) in a write transaction.
-macro_rules! write_tx {
-    ($self:ident, |$conn:ident| $body:expr) => {{
-        let mut tx = $self.pool.begin_with(BEGIN_WRITE).await?;
-        let $conn: &mut SqliteConnection = &mut tx;
-        let out = $body.await?;
-        tx.commit().await?;
-        Ok(out)
-    }};
-}
-
-impl ConsentStore for SqliteStore {
-    async fn grant(
-        &self,
-        terms: ConsentTerms,
-        pepper: &[u8],
-        now: DateTime<Utc>,
-    ) -> Result<(Consent, Receipt)> {
-        write_tx!(self, |c| ops::grant_locked(c, terms, None, pepper, now))
+    /// A transaction holding SQLite's write lock from its first statement.
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        Ok(self.pool.begin_with(BEGIN_WRITE).await?)
     }
 
-    async fn get(&self, id: &str) -> Result<Option<Consent>> {
-        ops::get(&mut *self.pool.acquire().await?, id).await
-    }
-
-    async fn history(&self, id: &str) -> Result<Vec<Consent>> {
-        ops::history(&mut *self.pool.acquire().await?, id).await
-    }
-
-    async fn list_by_subject(&self, subject: &str) -> Result<Vec<Consent>> {
-        ops::list_by_subject(&mut *self.pool.acquire().await?, subject).await
-    }
-
-    async fn active_covering(
-        &self,
-        query: &CoverQuery<'_>,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<Consent>> {
-        ops::active_covering(&mut *self.pool.acquire().await?, query, now).await
-    }
-
-    async fn revoke(
-        &self,
-        id: &str,
-        request: &RevocationRequest,
-        now: DateTime<Utc>,
-    ) -> Result<Consent> {
-        write_tx!(self, |c| ops::revoke_locked(c, id, request, now))
-    }
-
-    async fn revoke_by_code(
-        &self,
-        code: &str,
-        pepper: &[u8],
-        request: &RevocationRequest,
-        now: DateTime<Utc>,
-    ) -> Result<Consent> {
-        write_tx!(self, |c| ops::revoke_by_code_locked(
-            c, code, pepper, request, now
-        ))
-    }
-
-    async fn supersede(
-        &self,
-        old_id: &str,
-        terms: ConsentTerms,
-        pepper: &[u8],
-        now: DateTime<Utc>,
-    ) -> Result<(Consent, Receipt)> {
-        write_tx!(self, |c| ops::supersede_locked(
-            c, old_id, terms, pepper, now
-        ))
-    }
-
-    async fn changed_since(
-        &self,
-        recipient: &str,
-        cursor: i64,
-        limit: u32,
-    ) -> Result<(Vec<ConsentChange>, i64)> {
-        ops::changed_since(&mut *self.pool.acquire().await?, recipient, cursor, limit).await
-    }
-
-    async fn head(&self) -> Result<Option<ChainHead>> {
-        ops::head(&mut *self.pool.acquire().await?).await
-    }
-
-    async fn verify_chain(&self, expected: Option<&ChainHead>) -> Result<ChainReport> {
-        let mut tx = self.pool.begin().await?;
-        let report = ops::verify_chain(&mut tx, expected).await;
-        tx.rollback().await?;
-        report
+    /// A read transaction: its first read fixes one snapshot (WAL).
+    async fn begin_snapshot(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        Ok(self.pool.begin().await?)
     }
 }
+
+crate::store::ops::consent_store!(SqliteStore);

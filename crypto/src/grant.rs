@@ -191,23 +191,6 @@ impl fmt::Debug for KeyGrant {
     }
 }
 
-macro_rules! serde_as_base64 {
-    ($name:ident) => {
-        impl serde::Serialize for $name {
-            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                serializer.serialize_str(&self.to_base64())
-            }
-        }
-
-        impl<'de> serde::Deserialize<'de> for $name {
-            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                let text = String::deserialize(deserializer)?;
-                Self::from_base64(&text).map_err(serde::de::Error::custom)
-            }
-        }
-    };
-}
-
 serde_as_base64!(RecipientPublicKey);
 serde_as_base64!(KeyGrant);
 

@@ -4,28 +4,7 @@ use axum::http::StatusCode;
 use chrono::Duration;
 use serde_json::json;
 
-use crate::harness::{Backend, OTHER_SUBJECT, SUBJECT, TestHub, d, t0};
-
-/// Runs an async test body against both databases.
-macro_rules! both {
-    ($name:ident, $body:expr) => {
-        mod $name {
-            use super::*;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                if let Some(h) = TestHub::new(Backend::Sqlite).await {
-                    ($body)(h).await;
-                }
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                if let Some(h) = TestHub::new(Backend::Postgres).await {
-                    ($body)(h).await;
-                }
-            }
-        }
-    };
-}
+use crate::harness::{Backend, OTHER_SUBJECT, SUBJECT, TestHub, both, d, t0};
 
 both!(
     upload_is_idempotent_and_conflicts_are_409,

@@ -378,3 +378,30 @@ pub fn decrypt(who: &Participant, it: &Value) -> (String, String, Vec<u8>) {
 pub fn d(y: i32, m: u32, day: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(y, m, day).unwrap()
 }
+
+/// Runs an async test body against both databases.
+macro_rules! both {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                if let Some(h) =
+                    $crate::harness::TestHub::new($crate::harness::Backend::Sqlite).await
+                {
+                    ($body)(h).await;
+                }
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(h) =
+                    $crate::harness::TestHub::new($crate::harness::Backend::Postgres).await
+                {
+                    ($body)(h).await;
+                }
+            }
+        }
+    };
+}
+
+pub(crate) use both;

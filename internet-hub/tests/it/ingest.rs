@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use serde_json::json;
 use sqlx::Row;
 
-use crate::harness::{Backend, TestHub, d};
+use crate::harness::{TestHub, both, d};
 
 /// A well-formed subject token for resident `n`.
 fn subject(n: usize) -> String {
@@ -55,12 +55,9 @@ async fn counter_consent_for(
     usize::try_from(v["grant_requests"].as_u64().unwrap()).unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_large_batch_is_stored_whole_and_queues_only_covered_records() {
-    for backend in [Backend::Sqlite, Backend::Postgres] {
-        let Some(h) = TestHub::new(backend).await else {
-            continue;
-        };
+both!(
+    a_large_batch_is_stored_whole_and_queues_only_covered_records,
+    |h: TestHub| async move {
         h.register_all().await;
         counter_consent(&h, &subject(5), json!({})).await;
         counter_consent(&h, &subject(290), json!({"from": "2026-06-01"})).await;
@@ -104,14 +101,11 @@ async fn a_large_batch_is_stored_whole_and_queues_only_covered_records() {
         assert_eq!(st, StatusCode::OK, "{v}");
         assert_eq!((&v["accepted"], &v["duplicates"]), (&json!(0), &json!(601)));
     }
-}
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_conflict_anywhere_in_a_batch_stores_none_of_it() {
-    for backend in [Backend::Sqlite, Backend::Postgres] {
-        let Some(h) = TestHub::new(backend).await else {
-            continue;
-        };
+both!(
+    a_conflict_anywhere_in_a_batch_stores_none_of_it,
+    |h: TestHub| async move {
         h.register_all().await;
         let first = h.sealed("doc-1", &subject(1), "checkup.lipids", d(2026, 5, 1), b"1");
         assert_eq!(h.upload(&[&first]).await.0, StatusCode::OK);
@@ -146,14 +140,11 @@ async fn a_conflict_anywhere_in_a_batch_stores_none_of_it() {
         let (st, v) = h.upload(&[&new]).await;
         assert_eq!((st, &v["accepted"]), (StatusCode::OK, &json!(1)), "{v}");
     }
-}
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_new_consent_queues_grants_only_for_recipients_without_one() {
-    for backend in [Backend::Sqlite, Backend::Postgres] {
-        let Some(h) = TestHub::new(backend).await else {
-            continue;
-        };
+both!(
+    a_new_consent_queues_grants_only_for_recipients_without_one,
+    |h: TestHub| async move {
         h.register_all().await;
         let s = subject(7);
         let a = h.sealed("doc-1", &s, "checkup.lipids", d(2026, 5, 1), b"1");
@@ -172,14 +163,11 @@ async fn a_new_consent_queues_grants_only_for_recipients_without_one() {
         );
         assert_eq!(h.answer_grants().await, 0);
     }
-}
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn revoking_one_of_two_covering_consents_keeps_the_record_readable() {
-    for backend in [Backend::Sqlite, Backend::Postgres] {
-        let Some(h) = TestHub::new(backend).await else {
-            continue;
-        };
+both!(
+    revoking_one_of_two_covering_consents_keeps_the_record_readable,
+    |h: TestHub| async move {
         h.register_all().await;
         let s = subject(9);
         let rec = h.sealed("doc-1", &s, "checkup.lipids", d(2026, 5, 1), b"1");
@@ -217,4 +205,4 @@ async fn revoking_one_of_two_covering_consents_keeps_the_record_readable() {
         assert_eq!(st, StatusCode::OK, "{v}");
         assert_ne!(v["consent_id"], under.as_str());
     }
-}
+);

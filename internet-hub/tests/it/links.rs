@@ -11,7 +11,7 @@ use renkei_crypto::keys::{KeyVersion, RecordKey};
 use renkei_crypto::token::{SubjectToken, recipient_pseudonym, record_id, subject_binding};
 use serde_json::{Value, json};
 
-use crate::harness::{Backend, OTHER_SUBJECT, SUBJECT, TestHub, d, t0};
+use crate::harness::{OTHER_SUBJECT, SUBJECT, TestHub, both, d, t0};
 
 /// The resident's token under the agent's token key v1 (the canonical one).
 const T1: &str = SUBJECT;
@@ -19,26 +19,6 @@ const T1: &str = SUBJECT;
 const T2: &str = "st1_bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
 /// The same resident under v3.
 const T3: &str = "st1_cccccccccccccccccccccccccccccccc";
-
-macro_rules! both {
-    ($name:ident, $body:expr) => {
-        mod $name {
-            use super::*;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                if let Some(h) = TestHub::new(Backend::Sqlite).await {
-                    ($body)(h).await;
-                }
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                if let Some(h) = TestHub::new(Backend::Postgres).await {
-                    ($body)(h).await;
-                }
-            }
-        }
-    };
-}
 
 fn tok(c: char) -> String {
     format!("st1_{}", c.to_string().repeat(32))

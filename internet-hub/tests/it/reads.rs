@@ -6,15 +6,7 @@ use chrono::Duration;
 use serde_json::{Value, json};
 use sqlx::Row;
 
-use crate::harness::{Backend, SUBJECT, TestHub, d, t0};
-
-async fn on_both(body: impl AsyncFn(TestHub)) {
-    for backend in [Backend::Sqlite, Backend::Postgres] {
-        if let Some(h) = TestHub::new(backend).await {
-            body(h).await;
-        }
-    }
-}
+use crate::harness::{SUBJECT, TestHub, both, d, t0};
 
 /// Grants a consent for `asmile` over `checkup.lipids` with an optional data period
 /// and end of validity.
@@ -53,9 +45,9 @@ async fn audited_reads(h: &TestHub, rid: &str) -> Vec<(String, String)> {
     .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_read_needs_a_consent_whose_data_period_covers_the_record() {
-    on_both(async |h: TestHub| {
+both!(
+    a_read_needs_a_consent_whose_data_period_covers_the_record,
+    |h: TestHub| async move {
         h.register_all().await;
         let rec = h.sealed(
             "doc-1",
@@ -103,13 +95,12 @@ async fn a_read_needs_a_consent_whose_data_period_covers_the_record() {
         // The refusal dropped the grant.
         let (st, v) = read(&h, "phr:asmile", &rid).await;
         assert_eq!(st, StatusCode::NOT_FOUND, "{v}");
-    })
-    .await;
-}
+    }
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_suspended_recipient_reads_nothing_and_a_resumed_one_reads_again() {
-    on_both(async |h: TestHub| {
+both!(
+    a_suspended_recipient_reads_nothing_and_a_resumed_one_reads_again,
+    |h: TestHub| async move {
         h.register_all().await;
         let rec = h.sealed(
             "doc-1",
@@ -166,6 +157,5 @@ async fn a_suspended_recipient_reads_nothing_and_a_resumed_one_reads_again() {
                 .count(),
             2
         );
-    })
-    .await;
-}
+    }
+);

@@ -27,34 +27,18 @@ const COVER_SQL: &str = "SELECT c.consent_id, c.recipient, k.purpose \
        AND (c.data_until_day IS NULL OR c.data_until_day >= $4)";
 
 /// A date as the consent projection stores it: days from the common era.
-pub(crate) fn day(date: NaiveDate) -> i64 {
+fn day(date: NaiveDate) -> i64 {
     i64::from(date.num_days_from_ce())
 }
 
-/// Every consent in force at `now` covering (subject, category, effective date), any recipient.
-pub async fn covering(
-    conn: &mut AnyConnection,
-    subject: &str,
-    category: &str,
+/// Whether a consent's data period (stored days, open ends `None`) includes `effective`.
+pub(crate) fn in_period(
+    from_day: Option<i64>,
+    until_day: Option<i64>,
     effective: NaiveDate,
-    now: DateTime<Utc>,
-) -> Result<Vec<Cover>> {
-    let rows = sqlx::query(COVER_SQL)
-        .bind(subject)
-        .bind(category)
-        .bind(db::micros(now))
-        .bind(day(effective))
-        .fetch_all(&mut *conn)
-        .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(Cover {
-                consent_id: r.try_get("consent_id")?,
-                recipient: r.try_get("recipient")?,
-                purpose: r.try_get("purpose")?,
-            })
-        })
-        .collect()
+) -> bool {
+    let d = day(effective);
+    from_day.is_none_or(|f| f <= d) && until_day.is_none_or(|u| u >= d)
 }
 
 /// The consents in force at `now` covering the record for this one recipient.
@@ -102,8 +86,7 @@ pub struct SubjectCover {
 impl SubjectCover {
     /// Whether the consent's data period includes a record of this effective date.
     pub fn covers(&self, effective: NaiveDate) -> bool {
-        let d = day(effective);
-        self.data_from_day.is_none_or(|f| f <= d) && self.data_until_day.is_none_or(|u| u >= d)
+        in_period(self.data_from_day, self.data_until_day, effective)
     }
 }
 

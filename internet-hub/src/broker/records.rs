@@ -186,10 +186,9 @@ fn caller_grants(
         let Some((grant, covers)) = grants.last_mut() else {
             continue;
         };
-        let day = coverage::day(grant.effective_date);
         let from: Option<i64> = r.try_get("data_from_day")?;
         let until: Option<i64> = r.try_get("data_until_day")?;
-        if from.is_none_or(|f| f <= day) && until.is_none_or(|u| u >= day) {
+        if coverage::in_period(from, until, grant.effective_date) {
             covers.push(Cover {
                 recipient: who.to_string(),
                 purpose: r

@@ -11,7 +11,7 @@ use lgwan_agent::index::{IndexNamespace, NS_2007, NS_MHLW};
 use lgwan_agent::synth::{SynthOptions, SynthSummary, write_archive};
 
 fn spec_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/spec/tokutei-kenshin")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../spec/tokutei-kenshin")
 }
 
 fn generate(dir: &Path, opts: &SynthOptions) -> SynthSummary {

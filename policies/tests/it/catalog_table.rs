@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use renkei_policies::Catalog;
 
 fn spec_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/spec/tokutei-kenshin")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../spec/tokutei-kenshin")
 }
 
 /// Item codes (column 4) of the original CP932 table. The codes are ASCII, and CP932

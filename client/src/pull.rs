@@ -184,11 +184,21 @@ pub async fn pull<W: Write>(
                     written.extend(sink.write(&record)?);
                     report.written += 1;
                 }
-                Err(e) => rejected.push(Rejected {
-                    seq: item.seq,
-                    record_id: item.record_id.clone(),
-                    reason: e.to_string(),
-                }),
+                Err(e) => {
+                    // The source is told once (the hub ignores repeats); a failed report
+                    // is logged, the item stays refused locally either way.
+                    if let Err(report_err) = client
+                        .report_unreadable(&item.record_id, &e.to_string())
+                        .await
+                    {
+                        tracing::warn!(record = %item.record_id, error = %report_err, "could not report an unreadable record");
+                    }
+                    rejected.push(Rejected {
+                        seq: item.seq,
+                        record_id: item.record_id.clone(),
+                        reason: e.to_string(),
+                    });
+                }
             }
         }
         state.record_written(&written)?;

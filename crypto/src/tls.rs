@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use rustls::crypto::{CryptoProvider, ring};
 use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::ClientCertVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig, SupportedCipherSuite};
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 use x509_parser::certificate::X509Certificate;
@@ -34,6 +35,9 @@ use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
 use crate::participant::ParticipantId;
+
+/// A client-certificate verifier as a server config holds it.
+pub type SharedClientVerifier = Arc<dyn ClientCertVerifier>;
 
 /// The only ALPN protocol the hub speaks.
 pub const ALPN_HTTP11: &[u8] = b"http/1.1";
@@ -89,6 +93,15 @@ pub fn crypto_provider() -> Arc<CryptoProvider> {
 /// Builds the hub's server configuration: mTLS with required client
 /// certificates when `client_ca` is set, plain server TLS otherwise.
 pub fn server_config(paths: &ServerTlsPaths) -> Result<Arc<ServerConfig>> {
+    Ok(server_config_and_verifier(paths)?.0)
+}
+
+/// [`server_config`], and the client-certificate verifier inside it (when `client_ca`
+/// is set), so a server can check an open connection's certificate again after the
+/// CRLs were reloaded.
+pub fn server_config_and_verifier(
+    paths: &ServerTlsPaths,
+) -> Result<(Arc<ServerConfig>, Option<SharedClientVerifier>)> {
     let chain = load_certs(&paths.cert_chain)?;
     check_leaf_key(&chain, &paths.cert_chain)?;
     let key = load_private_key(&paths.key)?;
@@ -96,6 +109,7 @@ pub fn server_config(paths: &ServerTlsPaths) -> Result<Arc<ServerConfig>> {
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| Error::Tls(format!("tls protocol versions rejected: {e}")))?;
+    let mut client_verifier: Option<SharedClientVerifier> = None;
     let builder = match &paths.client_ca {
         Some(ca_path) => {
             let roots = root_store(ca_path)?;
@@ -111,6 +125,7 @@ pub fn server_config(paths: &ServerTlsPaths) -> Result<Arc<ServerConfig>> {
                         ca_path.display()
                     ))
                 })?;
+            client_verifier = Some(verifier.clone());
             builder.with_client_cert_verifier(verifier)
         }
         None if !paths.crls.is_empty() => {
@@ -128,7 +143,7 @@ pub fn server_config(paths: &ServerTlsPaths) -> Result<Arc<ServerConfig>> {
         ))
     })?;
     config.alpn_protocols = vec![ALPN_HTTP11.to_vec()];
-    Ok(Arc::new(config))
+    Ok((Arc::new(config), client_verifier))
 }
 
 /// Builds a participant's client configuration: trusts only `ca` and presents

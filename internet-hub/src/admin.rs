@@ -83,6 +83,23 @@ async fn metrics(State(hub): State<Arc<Hub>>) -> impl IntoResponse {
         let n: i64 = row.try_get("n").unwrap_or(0);
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {n}");
     }
+    if let Ok(rows) = sqlx::query(
+        "SELECT source, COUNT(*) AS n FROM hub_unreadable GROUP BY source ORDER BY source",
+    )
+    .fetch_all(hub.db.pool())
+    .await
+    {
+        let _ = writeln!(
+            out,
+            "# HELP renkei_unreadable_reports Records recipients reported they could not open, by source\n\
+             # TYPE renkei_unreadable_reports gauge"
+        );
+        for r in rows {
+            let source: String = r.try_get("source").unwrap_or_default();
+            let n: i64 = r.try_get("n").unwrap_or(0);
+            let _ = writeln!(out, "renkei_unreadable_reports{{source=\"{source}\"}} {n}");
+        }
+    }
     (
         [(
             axum::http::header::CONTENT_TYPE,

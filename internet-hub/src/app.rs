@@ -8,7 +8,7 @@ use std::time::Duration;
 use renkei_consent::AnyConsentStore;
 use renkei_crypto::keys::{PseudonymKey, read_secret_file};
 use renkei_crypto::sign::SigningKey;
-use renkei_crypto::tls::{ServerTlsPaths, server_config};
+use renkei_crypto::tls::{ServerTlsPaths, server_config, server_config_and_verifier};
 use renkei_policies::Policies;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -58,11 +58,18 @@ fn load_policies(cfg: &HubConfig) -> Result<Policies> {
     }
 }
 
-/// The participant (mTLS) and portal (server-only) TLS configs from the config's files.
-fn tls_configs(cfg: &HubConfig) -> Result<(Arc<rustls::ServerConfig>, Arc<rustls::ServerConfig>)> {
+/// The participant (mTLS) TLS config with its client verifier, and the portal
+/// (server-only) TLS config, from the config's files.
+fn tls_configs(
+    cfg: &HubConfig,
+) -> Result<(
+    Arc<rustls::ServerConfig>,
+    Verifier,
+    Arc<rustls::ServerConfig>,
+)> {
     let f = &cfg.file;
     let tls_err = |e: renkei_crypto::Error| Error::Config(e.to_string());
-    let participant = server_config(&ServerTlsPaths {
+    let (participant, verifier) = server_config_and_verifier(&ServerTlsPaths {
         cert_chain: f.tls.cert.clone(),
         key: f.tls.key.clone(),
         client_ca: Some(f.tls.client_ca.clone()),
@@ -76,7 +83,9 @@ fn tls_configs(cfg: &HubConfig) -> Result<(Arc<rustls::ServerConfig>, Arc<rustls
         crls: Vec::new(),
     })
     .map_err(tls_err)?;
-    Ok((participant, portal))
+    let verifier = verifier
+        .ok_or_else(|| Error::Internal("the participant listener has no client verifier".into()))?;
+    Ok((participant, verifier, portal))
 }
 
 /// A hub serving on its listeners.
@@ -93,10 +102,12 @@ pub struct Running {
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     participant_tls: SharedTls,
+    participant_verifier: server::SharedVerifier,
     portal_tls: SharedTls,
 }
 
 type SharedTls = Arc<std::sync::RwLock<Arc<rustls::ServerConfig>>>;
+type Verifier = Arc<dyn rustls::server::danger::ClientCertVerifier>;
 
 impl Running {
     /// Reloads certificates, CRLs and policies from the config's files (SIGHUP). New
@@ -104,12 +115,17 @@ impl Running {
     /// replaced and the error names the bad file. The participant registry needs no
     /// reload: it is read on every request.
     pub fn reload(&self, cfg: &HubConfig) -> Result<()> {
-        let (participant, portal) = tls_configs(cfg)?;
+        let (participant, verifier, portal) = tls_configs(cfg)?;
         let policies = load_policies(cfg)?;
         *self
             .participant_tls
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = participant;
+        // Open connections check their certificate again on their next request.
+        *self
+            .participant_verifier
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = verifier;
         *self
             .portal_tls
             .write()
@@ -132,8 +148,9 @@ impl Running {
 pub async fn start(cfg: &HubConfig, clock: Clock) -> Result<Running> {
     let hub = build_hub(cfg, clock).await?;
     let f = &cfg.file;
-    let (participant_tls, portal_tls) = tls_configs(cfg)?;
+    let (participant_tls, participant_verifier, portal_tls) = tls_configs(cfg)?;
     let participant_tls = Arc::new(std::sync::RwLock::new(participant_tls));
+    let participant_verifier = Arc::new(std::sync::RwLock::new(participant_verifier));
     let portal_tls = Arc::new(std::sync::RwLock::new(portal_tls));
     let limits = ConnLimits {
         max_connections: f.limits.max_connections,
@@ -175,7 +192,7 @@ pub async fn start(cfg: &HubConfig, clock: Clock) -> Result<Running> {
             participant,
             Transport::Tls {
                 config: participant_tls.clone(),
-                participant: true,
+                participant: Some(participant_verifier.clone()),
             },
             api_router,
             limits,
@@ -186,7 +203,7 @@ pub async fn start(cfg: &HubConfig, clock: Clock) -> Result<Running> {
             portal,
             Transport::Tls {
                 config: portal_tls.clone(),
-                participant: false,
+                participant: None,
             },
             portal_router,
             limits,
@@ -206,6 +223,7 @@ pub async fn start(cfg: &HubConfig, clock: Clock) -> Result<Running> {
     tracing::info!(%participant_addr, %portal_addr, %admin_addr, "hub listening");
     Ok(Running {
         participant_tls,
+        participant_verifier,
         portal_tls,
         hub,
         participant_addr,

@@ -43,9 +43,9 @@ impl Entry {
     /// An allowed action.
     pub fn allow(actor: &str, action: &str, object: &str) -> Self {
         Entry {
-            actor: actor.to_owned(),
-            action: action.to_owned(),
-            object: object.to_owned(),
+            actor: bounded(actor),
+            action: bounded(action),
+            object: bounded(object),
             decision: "allow".to_owned(),
             ..Entry::default()
         }
@@ -55,18 +55,28 @@ impl Entry {
     pub fn deny(actor: &str, action: &str, object: &str, reason: &str) -> Self {
         Entry {
             decision: "deny".to_owned(),
-            reason: reason.to_owned(),
+            reason: crate::broker::bounded::text(reason, MAX_REASON),
             ..Entry::allow(actor, action, object)
         }
     }
 
     /// Sets the subject, consent and category.
     pub fn about(mut self, subject: &str, consent: &str, category: &str) -> Self {
-        subject.clone_into(&mut self.subject);
-        consent.clone_into(&mut self.consent);
-        category.clone_into(&mut self.category);
+        self.subject = bounded(subject);
+        self.consent = bounded(consent);
+        self.category = bounded(category);
         self
     }
+}
+
+/// Longest audited field (ids, categories), in characters. Caller input is stored only
+/// in this bounded, escaped form.
+const MAX_FIELD: usize = 512;
+/// Longest audited reason, in characters.
+const MAX_REASON: usize = 500;
+
+fn bounded(s: &str) -> String {
+    crate::broker::bounded::text(s, MAX_FIELD)
 }
 
 /// The bytes an entry's hash covers: the previous hash, the sequence, the time and

@@ -21,6 +21,10 @@ pub enum Error {
     /// The participant may not do this (policy, consent, kind or suspension).
     #[error("{0}")]
     Forbidden(String),
+    /// The participant may not act for this resident; the first field is the stable
+    /// machine-readable code (`subject_not_owned`, `not_acting_for_resident`, …).
+    #[error("{1}")]
+    Refused(&'static str, String),
     /// Not found, or not visible to this participant (the two are not distinguished).
     #[error("{0}")]
     NotFound(String),
@@ -55,6 +59,7 @@ impl Error {
             Error::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             Error::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "unauthenticated"),
             Error::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            Error::Refused(code, _) => (StatusCode::FORBIDDEN, code),
             Error::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Error::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Error::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),

@@ -1,6 +1,8 @@
 //! The resident portal (HTTPS, no client certificate; Japanese first, English with
-//! `?lang=en`): enter the receipt's revocation code → see that consent, the
-//! resident's other consents and who read what → revoke.
+//! `?lang=en`): enter the receipt's revocation code → see that consent and the reads
+//! under it (a summary per recipient and category, then every read, paged) → revoke.
+//! A code opens its own consent and nothing else about the resident: the app that
+//! took the consent also holds the code.
 //!
 //! CSRF: a double-submit token (SameSite=Strict cookie + hidden field) and an Origin
 //! check. Code attempts are counted per client address in the database, so every hub
@@ -175,7 +177,13 @@ struct CodeForm {
     code: String,
     #[serde(default)]
     reason: Option<String>,
+    /// Page of the access history (0 = newest).
+    #[serde(default)]
+    page: Option<u32>,
 }
+
+/// Reads listed per history page.
+const HISTORY_PAGE: i64 = 50;
 
 fn cookie_token(headers: &HeaderMap) -> Option<String> {
     headers
@@ -425,17 +433,25 @@ async fn view(
     };
     let now = st.hub.now();
     let policies = st.hub.policies();
-    let others = st
-        .hub
-        .consents
-        .list_by_subject(&consent.subject)
-        .await
-        .map_err(consents::consent_error)?;
-    let history = sqlx::query(
-        "SELECT at, actor, category, consent FROM hub_audit WHERE subject = $1 AND action = 'read' \
-         AND decision = 'allow' ORDER BY seq DESC LIMIT 200",
+    let page_no = i64::from(f.page.unwrap_or(0).min(100_000));
+    // Only reads under this consent, by its subject (the audit index) and its id.
+    let summary = sqlx::query(
+        "SELECT actor, category, COUNT(*) AS n, MIN(at) AS first_at, MAX(at) AS last_at \
+         FROM hub_audit WHERE subject = $1 AND consent = $2 AND action = 'read' \
+         AND decision = 'allow' GROUP BY actor, category ORDER BY actor, category",
     )
     .bind(&consent.subject)
+    .bind(&consent.id)
+    .fetch_all(st.hub.db.pool())
+    .await?;
+    let history = sqlx::query(
+        "SELECT at, actor, category FROM hub_audit WHERE subject = $1 AND consent = $2 \
+         AND action = 'read' AND decision = 'allow' ORDER BY seq DESC LIMIT $3 OFFSET $4",
+    )
+    .bind(&consent.subject)
+    .bind(&consent.id)
+    .bind(HISTORY_PAGE + 1)
+    .bind(page_no * HISTORY_PAGE)
     .fetch_all(st.hub.db.pool())
     .await?;
     let head = format!(
@@ -446,15 +462,32 @@ async fn view(
         t(lang, "有効期限", "Valid until"),
         t(lang, "状態", "Status")
     );
-    let mut others_rows = String::new();
-    for c in others.iter().filter(|c| c.id != consent.id) {
-        others_rows.push_str(&consent_row(&policies, lang, c, now));
+    let mut sums = String::new();
+    for r in &summary {
+        let first = db::from_micros(r.try_get("first_at")?)?;
+        let last = db::from_micros(r.try_get("last_at")?)?;
+        sums.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&r.try_get::<String, _>("actor")?),
+            esc(&label(
+                &policies,
+                lang,
+                &r.try_get::<String, _>("category")?
+            )),
+            r.try_get::<i64, _>("n")?,
+            esc(&fmt_time(first)),
+            esc(&fmt_time(last)),
+        ));
     }
+    let more = history.len() > usize::try_from(HISTORY_PAGE).unwrap_or(usize::MAX);
     let mut hist = String::new();
-    for r in &history {
+    for r in history
+        .iter()
+        .take(usize::try_from(HISTORY_PAGE).unwrap_or(0))
+    {
         let at = db::from_micros(r.try_get("at")?)?;
         hist.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&fmt_time(at)),
             esc(&r.try_get::<String, _>("actor")?),
             esc(&label(
@@ -462,29 +495,49 @@ async fn view(
                 lang,
                 &r.try_get::<String, _>("category")?
             )),
-            esc(&r.try_get::<String, _>("consent")?)
         ));
     }
     let token = new_token();
     let qs = if lang == Lang::En { "?lang=en" } else { "" };
+    let pager = |to: i64, id: &str, text: &str| {
+        format!(
+            "<form method=\"post\" action=\"/view{qs}\"><input type=\"hidden\" name=\"csrf\" value=\"{token}\">\
+             <input type=\"hidden\" name=\"code\" value=\"{code}\"><input type=\"hidden\" name=\"page\" value=\"{to}\">\
+             <button type=\"submit\" id=\"{id}\">{text}</button></form>",
+            code = esc(&f.code),
+        )
+    };
+    let mut paging = String::new();
+    if page_no > 0 {
+        paging.push_str(&pager(page_no - 1, "newer", t(lang, "新しい記録", "Newer")));
+    }
+    if more {
+        paging.push_str(&pager(page_no + 1, "older", t(lang, "古い記録", "Older")));
+    }
     let body = format!(
         "<h2>{h_this}</h2><table id=\"consent\">{head}{this}</table>\
          <form method=\"post\" action=\"/revoke{qs}\"><input type=\"hidden\" name=\"csrf\" value=\"{token}\">\
          <input type=\"hidden\" name=\"code\" value=\"{code}\"><label for=\"reason\">{l_reason}</label><br>\
          <input type=\"text\" id=\"reason\" name=\"reason\" maxlength=\"200\"><p><button type=\"submit\" id=\"revoke\">{b_revoke}</button></p></form>\
-         <h2>{h_others}</h2><table id=\"others\">{head}{others_rows}</table>\
-         <h2>{h_hist}</h2><table id=\"history\"><tr><th>{c_at}</th><th>{c_who}</th><th>{c_what}</th><th>{c_consent}</th></tr>{hist}</table>",
+         <h2>{h_sum}</h2><table id=\"summary\"><tr><th>{c_who}</th><th>{c_what}</th><th>{c_n}</th><th>{c_first}</th><th>{c_last}</th></tr>{sums}</table>\
+         <h2>{h_hist}</h2><table id=\"history\"><tr><th>{c_at}</th><th>{c_who}</th><th>{c_what}</th></tr>{hist}</table>{paging}",
         h_this = t(lang, "この控えの同意", "The consent on this receipt"),
         this = consent_row(&policies, lang, &consent, now),
         code = esc(&f.code),
         l_reason = t(lang, "撤回の理由（任意）", "Reason (optional)"),
         b_revoke = t(lang, "この同意を撤回する", "Revoke this consent"),
-        h_others = t(lang, "あなたのほかの同意", "Your other consents"),
+        h_sum = t(
+            lang,
+            "この同意による閲覧のまとめ",
+            "Reads under this consent, in summary"
+        ),
         h_hist = t(lang, "閲覧の記録", "Who read your data"),
         c_at = t(lang, "日時", "When"),
         c_who = t(lang, "閲覧者", "Who"),
         c_what = t(lang, "データの種類", "Data"),
-        c_consent = t(lang, "根拠となった同意", "Under consent"),
+        c_n = t(lang, "件数", "Records read"),
+        c_first = t(lang, "最初", "First"),
+        c_last = t(lang, "最後", "Last"),
     );
     Ok(respond(StatusCode::OK, page(lang, &body), Some(&token)))
 }

@@ -43,16 +43,22 @@ pub struct ConnLimits {
     pub header_timeout: Duration,
 }
 
+/// The client-certificate verifier in force (swapped on reload with the CRLs).
+pub type SharedVerifier =
+    Arc<std::sync::RwLock<Arc<dyn rustls::server::danger::ClientCertVerifier>>>;
+
 /// How a listener wraps its connections.
 #[derive(Clone)]
 pub enum Transport {
-    /// TLS; with `participant = true` the peer certificate names the participant.
+    /// TLS; with a verifier, the peer certificate names the participant and is checked
+    /// again on each request after a reload (a revoked certificate stops working on
+    /// connections that are already open).
     Tls {
         /// The server config in force (swapped on reload; it decides whether client
         /// certificates are required).
         config: Arc<std::sync::RwLock<Arc<rustls::ServerConfig>>>,
-        /// Whether to extract a [`PeerIdentity`] from the client certificate.
-        participant: bool,
+        /// The participant listener's client verifier; `None` on the portal.
+        participant: Option<SharedVerifier>,
     },
     /// Plain TCP (the admin listener on loopback).
     Plain,
@@ -61,7 +67,9 @@ pub enum Transport {
 impl std::fmt::Debug for Transport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Transport::Tls { participant, .. } => write!(f, "Tls {{ participant: {participant} }}"),
+            Transport::Tls { participant, .. } => {
+                write!(f, "Tls {{ participant: {} }}", participant.is_some())
+            }
             Transport::Plain => write!(f, "Plain"),
         }
     }
@@ -145,8 +153,11 @@ pub async fn serve(
                                 return;
                             }
                         };
-                    let identity = participant.then(|| peer_identity(tls.get_ref().1));
-                    let svc = with_extensions(router, identity, remote);
+                    let peer = participant.map(|verifier| Peer {
+                        identity: peer_identity(tls.get_ref().1),
+                        check: CertCheck::new(verifier, tls.get_ref().1),
+                    });
+                    let svc = with_extensions(router, peer, remote);
                     let conn = builder.serve_connection(TokioIo::new(tls), svc);
                     let _ = watcher.watch(conn).await;
                 }
@@ -172,10 +183,72 @@ fn peer_identity(conn: &rustls::ServerConnection) -> PeerIdentity {
     }
 }
 
+/// A participant connection's identity and the check that its certificate still passes.
+struct Peer {
+    identity: PeerIdentity,
+    check: CertCheck,
+}
+
+/// Checks a connection's client certificate again when the verifier changed (a reload
+/// with new CRLs or a new CA) since the last check; the answer is kept until the next
+/// reload, so a request pays one lock and one pointer comparison.
+struct CertCheck {
+    verifiers: SharedVerifier,
+    chain: Vec<rustls_pki_types::CertificateDer<'static>>,
+    last: std::sync::Mutex<(Arc<dyn rustls::server::danger::ClientCertVerifier>, bool)>,
+}
+
+impl CertCheck {
+    fn new(verifiers: SharedVerifier, conn: &rustls::ServerConnection) -> CertCheck {
+        let current = verifiers
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let chain: Vec<_> = conn
+            .peer_certificates()
+            .map(|c| c.iter().map(|d| d.clone().into_owned()).collect())
+            .unwrap_or_default();
+        // The handshake just verified the chain with the verifier of its config.
+        let ok = !chain.is_empty();
+        CertCheck {
+            verifiers,
+            chain,
+            last: std::sync::Mutex::new((current, ok)),
+        }
+    }
+
+    fn still_valid(&self) -> bool {
+        let current = self
+            .verifiers
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let mut last = self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if Arc::ptr_eq(&last.0, &current) {
+            return last.1;
+        }
+        // Certificate validity is checked against the wall clock, as in the handshake.
+        let now = rustls_pki_types::UnixTime::now();
+        let ok = match self.chain.split_first() {
+            Some((leaf, intermediates)) => {
+                current.verify_client_cert(leaf, intermediates, now).is_ok()
+            }
+            None => false,
+        };
+        *last = (current, ok);
+        ok
+    }
+}
+
 /// Wraps the router so each request carries the connection's identity and address.
+/// A participant connection whose certificate no longer passes (revoked and the CRLs
+/// reloaded) carries an invalid identity, which every participant endpoint refuses.
 fn with_extensions(
     router: Router,
-    identity: Option<PeerIdentity>,
+    peer: Option<Peer>,
     remote: SocketAddr,
 ) -> impl hyper::service::Service<
     axum::http::Request<hyper::body::Incoming>,
@@ -183,9 +256,15 @@ fn with_extensions(
     Error = std::convert::Infallible,
     Future = impl Send,
 > + Clone {
+    let peer = peer.map(Arc::new);
     hyper::service::service_fn(move |mut req: axum::http::Request<hyper::body::Incoming>| {
-        if let Some(id) = &identity {
-            req.extensions_mut().insert(id.clone());
+        if let Some(p) = &peer {
+            let identity = if p.check.still_valid() {
+                p.identity.clone()
+            } else {
+                PeerIdentity::Invalid("the client certificate is no longer valid (revoked)".into())
+            };
+            req.extensions_mut().insert(identity);
         }
         req.extensions_mut().insert(ClientAddr(remote));
         router.clone().oneshot(req)

@@ -22,4 +22,5 @@ mod faults;
 mod full_flow;
 mod load;
 mod rotation;
+mod self_contained;
 mod separation;

@@ -74,6 +74,34 @@ impl HubClient {
             .await
     }
 
+    /// `POST /v1/records/{id}/unreadable`: tells the hub (and through it the source)
+    /// that a record this recipient holds a key grant for does not open. Repeats are
+    /// no-ops at the hub.
+    pub async fn report_unreadable(&self, record_id: &str, reason: &str) -> Result<()> {
+        let path = format!(
+            "/v1/records/{}/unreadable",
+            segment("record id", record_id)?
+        );
+        let reason: String = reason.chars().take(200).collect();
+        let _: serde_json::Value = self
+            .post_json(&path, &serde_json::json!({ "reason": reason }))
+            .await?;
+        Ok(())
+    }
+
+    /// `GET /v1/source/unreadable`: reports about this source's records that a recipient
+    /// could not open, newest first.
+    pub async fn unreadable_reports(&self, limit: u32) -> Result<Vec<UnreadableReport>> {
+        #[derive(Deserialize)]
+        struct Reports {
+            reports: Vec<UnreadableReport>,
+        }
+        let list: Reports = self
+            .get_json(&format!("/v1/source/unreadable?limit={limit}"))
+            .await?;
+        Ok(list.reports)
+    }
+
     /// `GET /v1/events`: unacknowledged events, oldest first.
     pub async fn events(&self, limit: u32) -> Result<Vec<Event>> {
         let list: Events = self.get_json(&format!("/v1/events?limit={limit}")).await?;

@@ -303,6 +303,19 @@ pub struct Checkpoint {
     pub signature: String,
 }
 
+/// A recipient's report that it could not open one of the source's records.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UnreadableReport {
+    /// The record.
+    pub record_id: String,
+    /// The recipient that could not open it.
+    pub recipient: String,
+    /// What failed, as the recipient said it.
+    pub reason: String,
+    /// When it was reported.
+    pub reported_at: DateTime<Utc>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

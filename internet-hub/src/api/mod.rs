@@ -15,7 +15,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::audit;
-use crate::broker::{self, Hub, consents, enroll, events, grants, ingest, links, records};
+use crate::broker::{
+    self, Hub, bounded, consents, enroll, events, grants, ingest, links, records, unreadable,
+};
 use crate::error::{Error, Result, retry};
 use crate::registry;
 use crate::server::PeerIdentity;
@@ -58,7 +60,7 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<
             }
             Err(e) => Err(Error::BadRequest(format!(
                 "request body: {}",
-                e.body_text()
+                bounded::text(&e.body_text(), 300)
             ))),
         }
     }
@@ -75,7 +77,9 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequestParts<S> for Q<T
         Query::<T>::from_request_parts(parts, state)
             .await
             .map(|Query(v)| Q(v))
-            .map_err(|e| Error::BadRequest(format!("query: {}", e.body_text())))
+            .map_err(|e| {
+                Error::BadRequest(format!("query: {}", bounded::text(&e.body_text(), 300)))
+            })
     }
 }
 
@@ -90,7 +94,7 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> FromRequestParts<S> 
         Path::<T>::from_request_parts(parts, state)
             .await
             .map(|Path(v)| P(v))
-            .map_err(|e| Error::BadRequest(format!("path: {}", e.body_text())))
+            .map_err(|e| Error::BadRequest(format!("path: {}", bounded::text(&e.body_text(), 300))))
     }
 }
 
@@ -101,6 +105,8 @@ pub fn router(hub: Arc<Hub>, max_body: usize, rate: Arc<limits::RateLimiter>) ->
         .route("/v1/records", post(upload_records))
         .route("/v1/feed", get(feed))
         .route("/v1/records/{id}", get(read_record))
+        .route("/v1/records/{id}/unreadable", post(report_unreadable))
+        .route("/v1/source/unreadable", get(unreadable_reports))
         .route("/v1/events", get(list_events))
         .route("/v1/events/{id}/ack", post(ack_event))
         .route("/v1/consents", post(grant_consent))
@@ -193,7 +199,35 @@ async fn read_record(
     Caller(who): Caller,
     P(id): P<String>,
 ) -> Result<Json<records::FeedItem>> {
+    bounded::record_id(&id)?;
     Ok(Json(retry(|| records::read(&hub, &who, &id)).await?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UnreadableBody {
+    #[serde(default)]
+    reason: String,
+}
+
+async fn report_unreadable(
+    State(hub): Hs,
+    Caller(who): Caller,
+    P(id): P<String>,
+    Body(b): Body<UnreadableBody>,
+) -> Result<Json<Value>> {
+    bounded::record_id(&id)?;
+    let new = retry(|| unreadable::report(&hub, &who, &id, &b.reason)).await?;
+    Ok(Json(json!({ "reported": id, "new": new })))
+}
+
+async fn unreadable_reports(
+    State(hub): Hs,
+    Caller(who): Caller,
+    Q(p): Q<Page>,
+) -> Result<Json<Value>> {
+    let reports = retry(|| unreadable::for_source(&hub, &who, p.limit.unwrap_or(100))).await?;
+    Ok(Json(json!({ "reports": reports })))
 }
 
 async fn list_events(State(hub): Hs, Caller(who): Caller, Q(p): Q<Page>) -> Result<Json<Value>> {
@@ -254,6 +288,7 @@ async fn get_enrollment(
     Caller(who): Caller,
     P(id): P<String>,
 ) -> Result<Json<enroll::Enrollment>> {
+    bounded::uuid("enrollment id", &id)?;
     Ok(Json(retry(|| enroll::get(&hub, &who, &id)).await?))
 }
 
@@ -291,6 +326,7 @@ async fn enrollment_result(
     P(id): P<String>,
     Body(b): Body<enroll::ResultBody>,
 ) -> Result<Json<enroll::Enrollment>> {
+    bounded::uuid("enrollment id", &id)?;
     Ok(Json(retry(|| enroll::answer(&hub, &who, &id, &b)).await?))
 }
 
@@ -323,9 +359,7 @@ async fn participant_keys(
     Caller(who): Caller,
     P((kind, id)): P<(String, String)>,
 ) -> Result<Json<Keys>> {
-    let target: ParticipantId = format!("{kind}:{id}")
-        .parse()
-        .map_err(|e| Error::BadRequest(format!("participant `{kind}:{id}`: {e}")))?;
+    let target = bounded::participant("path", &format!("{kind}:{id}"))?;
     let mut tx = hub.db.begin().await?;
     broker::authorize_caller(&mut tx, &who, broker::ANY_PARTICIPANT).await?;
     let p = registry::get(&mut tx, &target)
@@ -345,7 +379,7 @@ async fn publish_keys(
     P((kind, id)): P<(String, String)>,
     Body(k): Body<Keys>,
 ) -> Result<Json<Keys>> {
-    if format!("{kind}:{id}") != who.to_string() {
+    if bounded::participant("path", &format!("{kind}:{id}"))? != who {
         return Err(Error::Forbidden(
             "a participant may publish only its own keys".into(),
         ));

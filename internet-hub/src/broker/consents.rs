@@ -4,15 +4,16 @@
 use chrono::{DateTime, Utc};
 use renkei_consent::{
     Consent, ConsentStore, ConsentTerms, DataPeriod, Method, Receipt, ReceiptSigner,
-    RevocationRequest, RevokedBy,
+    RevocationCode, RevocationRequest, RevokedBy,
 };
 use renkei_crypto::participant::{ParticipantId, ParticipantKind};
 use renkei_crypto::sign::SigningKey;
 use renkei_crypto::token::{SubjectToken, recipient_pseudonym};
+
 use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, Row};
 
-use super::{Hub, authorize_caller, events, grants};
+use super::{Hub, authorize_caller, bounded, events, grants, subjects};
 use crate::audit::{self, Entry};
 use crate::db;
 use crate::error::{Error, Result};
@@ -68,34 +69,6 @@ impl ReceiptSigner for HubSigner<'_> {
     }
 }
 
-/// Resolves the subject a caller names: a PHR app names its own pseudonym of a linked
-/// resident; a source names the token it computed from the resident's card (resolved
-/// to the canonical token when the source linked it after a token key rotation).
-async fn resolve(conn: &mut AnyConnection, who: &ParticipantId, named: &str) -> Result<String> {
-    match who.kind() {
-        ParticipantKind::Source => {
-            SubjectToken::parse(named)
-                .map_err(|e| Error::BadRequest(format!("subject `{named}`: {e}")))?;
-            super::links::resolve(conn, &who.to_string(), named).await
-        }
-        _ => {
-            let row = sqlx::query(
-                "SELECT subject_token FROM hub_pseudonyms WHERE recipient = $1 AND pseudonym = $2",
-            )
-            .bind(who.to_string())
-            .bind(named)
-            .fetch_optional(&mut *conn)
-            .await?;
-            match row {
-                Some(r) => Ok(r.try_get("subject_token")?),
-                None => Err(Error::NotFound(format!(
-                    "subject `{named}` is not linked to `{who}`"
-                ))),
-            }
-        }
-    }
-}
-
 /// Links a subject to a recipient under that recipient's pseudonym (idempotent).
 pub async fn link(
     conn: &mut AnyConnection,
@@ -120,11 +93,22 @@ pub async fn link(
     Ok(pseudonym)
 }
 
-/// Grants a consent for `who` (a PHR app for its linked resident, or a source at the
-/// counter), if the policies allow it.
+/// Most consents in force for one (resident, recipient, purpose): a participant that
+/// grants the same thing over and over cannot make feed and portal cost grow.
+pub const MAX_ACTIVE_PER_PURPOSE: usize = 4;
+
+/// Grants a consent for `who` (a PHR app for a resident who linked it by enrollment,
+/// or the owning source at the counter), if the policies allow it. Granting terms
+/// equal to a consent in force returns that consent (its receipt without a new code).
 pub async fn grant(hub: &Hub, who: &ParticipantId, body: GrantBody) -> Result<Granted> {
+    let r = grant_checked(hub, who, body).await;
+    subjects::audited(hub, who, "consent.grant", r).await
+}
+
+async fn grant_checked(hub: &Hub, who: &ParticipantId, body: GrantBody) -> Result<Granted> {
     let now = hub.now();
     let me = who.to_string();
+    bounded::participant("recipient", &body.recipient)?;
     let mut tx = hub.db.begin().await?;
     authorize_caller(
         &mut tx,
@@ -132,7 +116,7 @@ pub async fn grant(hub: &Hub, who: &ParticipantId, body: GrantBody) -> Result<Gr
         &[ParticipantKind::Phr, ParticipantKind::Source],
     )
     .await?;
-    let subject = resolve(&mut tx, who, &body.subject).await?;
+    let subject = subjects::acting_for(&mut tx, who, &body.subject, now).await?;
     let recipient = registry::get_by_str(&mut tx, &body.recipient)
         .await?
         .ok_or_else(|| {
@@ -166,6 +150,30 @@ pub async fn grant(hub: &Hub, who: &ParticipantId, body: GrantBody) -> Result<Gr
             "policy denies this consent: {reason}"
         )));
     }
+    let in_force = in_force_for(&mut tx, &subject, &body.recipient, &body.purpose, now).await?;
+    if let Some(same) = in_force.iter().find(|c| same_terms(c, &body)) {
+        let consent = subjects::consent_view(&mut tx, hub, who, same.clone()).await?;
+        tx.commit().await?;
+        let mut receipt = Receipt::new(&consent, RevocationCode::generate(), now);
+        receipt.revocation_code = None;
+        receipt
+            .sign(&HubSigner(&hub.signing_key))
+            .map_err(consent_error)?;
+        return Ok(Granted {
+            consent,
+            receipt,
+            grant_requests: 0,
+        });
+    }
+    if in_force.len() >= MAX_ACTIVE_PER_PURPOSE {
+        return Err(Error::Conflict(format!(
+            "the resident already has {} consents in force for `{}` and purpose `{}`; \
+             revoke one first",
+            in_force.len(),
+            body.recipient,
+            body.purpose
+        )));
+    }
     tx.commit().await?;
 
     let terms = ConsentTerms {
@@ -185,11 +193,8 @@ pub async fn grant(hub: &Hub, who: &ParticipantId, body: GrantBody) -> Result<Gr
         .grant(terms, &hub.receipt_pepper, now)
         .await
         .map_err(consent_error)?;
-    receipt
-        .sign(&HubSigner(&hub.signing_key))
-        .map_err(consent_error)?;
 
-    let queued = crate::error::retry(|| async {
+    let (queued, consent) = crate::error::retry(|| async {
         let mut tx = hub.db.begin().await?;
         link(&mut tx, hub, &consent.recipient, &subject, now).await?;
         let queued =
@@ -201,15 +206,62 @@ pub async fn grant(hub: &Hub, who: &ParticipantId, body: GrantBody) -> Result<Gr
             &entry.about(&subject, &consent.id, &consent.categories.join(",")),
         )
         .await?;
+        let view = subjects::consent_view(&mut tx, hub, who, consent.clone()).await?;
         tx.commit().await?;
-        Ok(queued)
+        Ok((queued, view))
     })
     .await?;
+    // The caller's copy names the resident as the caller knows them, and is signed so.
+    receipt.terms.subject.clone_from(&consent.subject);
+    receipt
+        .sign(&HubSigner(&hub.signing_key))
+        .map_err(consent_error)?;
     Ok(Granted {
         consent,
         receipt,
         grant_requests: queued,
     })
+}
+
+/// The consents in force now for (subject, recipient, purpose).
+async fn in_force_for(
+    conn: &mut AnyConnection,
+    subject: &str,
+    recipient: &str,
+    purpose: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<Consent>> {
+    let rows = sqlx::query(
+        "SELECT consent_json FROM consents WHERE subject = $1 AND recipient = $2 \
+         AND purpose = $3 AND status = 'active' AND (valid_until_us IS NULL OR valid_until_us > $4)",
+    )
+    .bind(subject)
+    .bind(recipient)
+    .bind(purpose)
+    .bind(db::micros(now))
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let json: String = r.try_get("consent_json")?;
+            serde_json::from_str(&json)
+                .map_err(|e| Error::Internal(format!("stored consent_json: {e}")))
+        })
+        .collect()
+}
+
+/// Whether a consent in force already grants what `body` asks (same categories in any
+/// order, same data period, same end of validity; a start in the past is the same).
+fn same_terms(c: &Consent, body: &GrantBody) -> bool {
+    let mut a = c.categories.clone();
+    let mut b = body.categories.clone();
+    a.sort_unstable();
+    b.sort_unstable();
+    a == b
+        && c.data_period == body.data_period
+        && c.valid_until == body.valid_until
+        && c.method == body.method
+        && body.valid_from.is_none_or(|f| f <= c.valid_from)
 }
 
 /// Maps consent-store errors onto HTTP-facing errors.
@@ -229,26 +281,25 @@ pub fn consent_error(e: renkei_consent::Error) -> Error {
     }
 }
 
-/// May `who` revoke this consent? Its recipient, a PHR app the subject is linked to,
-/// or a source (counter staff act through their agent).
+/// May `who` revoke this consent? Its recipient (only consents that name it), an app
+/// the resident linked by enrollment, or the source that owns the resident (counter
+/// staff act through their agent). Being a recipient of another consent never counts.
 async fn may_revoke(conn: &mut AnyConnection, who: &ParticipantId, c: &Consent) -> Result<bool> {
     let me = who.to_string();
-    if c.recipient == me || who.kind() == ParticipantKind::Source {
-        return Ok(true);
-    }
-    let linked = sqlx::query(
-        "SELECT 1 AS one FROM hub_pseudonyms WHERE recipient = $1 AND subject_token = $2",
-    )
-    .bind(&me)
-    .bind(&c.subject)
-    .fetch_optional(&mut *conn)
-    .await?;
-    Ok(linked.is_some())
+    Ok(match who.kind() {
+        _ if c.recipient == me => true,
+        ParticipantKind::Source => subjects::owner(conn, &c.subject).await?.as_deref() == Some(&me),
+        ParticipantKind::Phr => subjects::is_linked(conn, &me, &c.subject).await?,
+        _ => false,
+    })
 }
 
-/// Revokes a consent by id for a participant (app, counter, recipient).
+/// Revokes a consent by id for a participant (app, counter, recipient). A consent the
+/// caller may not revoke is not found, whether or not it exists.
 pub async fn revoke(hub: &Hub, who: &ParticipantId, id: &str, reason: &str) -> Result<Consent> {
     let now = hub.now();
+    bounded::consent_id(id)?;
+    let reason = bounded::text(reason, 200);
     let mut tx = hub.db.begin().await?;
     authorize_caller(
         &mut tx,
@@ -267,10 +318,22 @@ pub async fn revoke(hub: &Hub, who: &ParticipantId, id: &str, reason: &str) -> R
         Some(c) => may_revoke(&mut tx, who, c).await?,
         None => false,
     };
-    tx.commit().await?;
     if !visible {
+        audit::append(
+            &mut tx,
+            now,
+            &Entry::deny(
+                &who.to_string(),
+                "consent.revoke",
+                id,
+                "not the recipient, a linked app or the owning source",
+            ),
+        )
+        .await?;
+        tx.commit().await?;
         return Err(Error::NotFound(format!("consent `{id}` not found")));
     }
+    tx.commit().await?;
     let by = if who.kind() == ParticipantKind::Source {
         RevokedBy::Counter
     } else {
@@ -279,7 +342,7 @@ pub async fn revoke(hub: &Hub, who: &ParticipantId, id: &str, reason: &str) -> R
     let request = RevocationRequest {
         by,
         actor: who.to_string(),
-        reason: reason.to_owned(),
+        reason,
     };
     let revoked = hub
         .consents
@@ -287,7 +350,8 @@ pub async fn revoke(hub: &Hub, who: &ParticipantId, id: &str, reason: &str) -> R
         .await
         .map_err(consent_error)?;
     after_revoke(hub, &who.to_string(), &revoked, now).await?;
-    Ok(revoked)
+    let mut conn = hub.db.pool().acquire().await?;
+    subjects::consent_view(&mut conn, hub, who, revoked).await
 }
 
 /// Revokes by the resident's receipt code (portal). One-time: the code is then spent.

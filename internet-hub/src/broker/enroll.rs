@@ -193,6 +193,16 @@ pub async fn answer(
     id: &str,
     body: &ResultBody,
 ) -> Result<Enrollment> {
+    let r = answer_checked(hub, who, id, body).await;
+    super::subjects::audited(hub, who, "enrollment.link", r).await
+}
+
+async fn answer_checked(
+    hub: &Hub,
+    who: &ParticipantId,
+    id: &str,
+    body: &ResultBody,
+) -> Result<Enrollment> {
     let now = hub.now();
     let me = who.to_string();
     let mut tx = hub.db.begin().await?;
@@ -217,6 +227,8 @@ pub async fn answer(
             renkei_crypto::token::SubjectToken::parse(subject_token)
                 .map_err(|e| Error::BadRequest(format!("subject_token: {e}")))?;
             let subject_token = &super::links::resolve(&mut tx, &me, subject_token).await?;
+            super::subjects::claim(&mut tx, &me, &[subject_token.as_str()], now).await?;
+            super::subjects::link_app(&mut tx, &current.requester, subject_token, &me, now).await?;
             let p = consents::link(&mut tx, hub, &current.requester, subject_token, now).await?;
             (
                 "linked",

@@ -41,6 +41,11 @@ pub struct Upload {
 /// checked in memory first, then stored with a handful of statements whatever its size
 /// (one lookup of existing ids, multi-row inserts, one coverage query, one audit append).
 pub async fn ingest(hub: &Hub, who: &ParticipantId, batch: &[Upload]) -> Result<IngestReport> {
+    let r = ingest_checked(hub, who, batch).await;
+    super::subjects::audited(hub, who, "ingest", r).await
+}
+
+async fn ingest_checked(hub: &Hub, who: &ParticipantId, batch: &[Upload]) -> Result<IngestReport> {
     if batch.len() > hub.limits.max_batch {
         return Err(Error::TooLarge(format!(
             "batch of {} records exceeds the limit of {}",
@@ -117,6 +122,12 @@ pub async fn ingest(hub: &Hub, who: &ParticipantId, batch: &[Upload]) -> Result<
             }
         };
         c.record.subject = subject;
+    }
+    if who.kind() == ParticipantKind::Source {
+        let mut tokens: Vec<&str> = subjects.values().map(String::as_str).collect();
+        tokens.sort_unstable();
+        tokens.dedup();
+        super::subjects::claim(&mut tx, &me, &tokens, now).await?;
     }
 
     let stored = stored_digests(&mut tx, &checked).await?;
@@ -234,21 +245,11 @@ async fn resolve_subject(
     named: &str,
 ) -> Result<String> {
     if who.kind() != ParticipantKind::Phr {
-        SubjectToken::parse(named)
-            .map_err(|e| Error::BadRequest(format!("subject `{named}`: {e}")))?;
+        SubjectToken::parse(named).map_err(|e| {
+            Error::BadRequest(format!("subject `{}`: {e}", super::bounded::echo(named)))
+        })?;
         return super::links::resolve(conn, &who.to_string(), named).await;
     }
-    let row = sqlx::query(
-        "SELECT subject_token FROM hub_pseudonyms WHERE recipient = $1 AND pseudonym = $2",
-    )
-    .bind(who.to_string())
-    .bind(named)
-    .fetch_optional(&mut *conn)
-    .await?;
-    match row {
-        Some(r) => Ok(r.try_get("subject_token")?),
-        None => Err(Error::BadRequest(format!(
-            "subject `{named}` is not a resident linked to `{who}`"
-        ))),
-    }
+    // An app publishes only for residents who linked it by enrollment.
+    super::subjects::linked_subject(conn, who, named).await
 }

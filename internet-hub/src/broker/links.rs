@@ -142,7 +142,17 @@ async fn refusal(
             "`{new}` is already the canonical token of `{old}`"
         )));
     }
-    let checks: [(&str, Vec<&str>, String); 6] = [
+    let checks: [(&str, Vec<&str>, String); 8] = [
+        (
+            "SELECT 1 AS one FROM hub_subjects WHERE subject_token = $1 AND owner <> $2",
+            vec![canon, who],
+            format!("old token `{old}` belongs to another source"),
+        ),
+        (
+            "SELECT 1 AS one FROM hub_subjects WHERE subject_token = $1 AND owner <> $2",
+            vec![new, who],
+            format!("new token `{new}` belongs to another source"),
+        ),
         (
             "SELECT 1 AS one FROM hub_records WHERE subject_token = $1 AND source <> $2 LIMIT 1",
             vec![canon, who],
@@ -233,6 +243,7 @@ async fn link_one(
             pair.new
         )));
     }
+    super::subjects::claim(conn, who, &[canon.as_str(), pair.new.as_str()], now).await?;
     // Links this source made to the new token (a later pair uploaded first) now
     // point at the canonical token too, so every name resolves in one step.
     sqlx::query(

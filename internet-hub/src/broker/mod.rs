@@ -2,6 +2,7 @@
 //! enrollment, consents, the recipient feed and events. Each operation runs in one
 //! database transaction that re-checks consent and policy and appends to the audit log.
 
+pub mod bounded;
 pub mod consents;
 pub mod coverage;
 pub mod enroll;
@@ -10,6 +11,8 @@ pub mod grants;
 pub mod ingest;
 pub mod links;
 pub mod records;
+pub mod subjects;
+pub mod unreadable;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

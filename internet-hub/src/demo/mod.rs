@@ -504,7 +504,7 @@ async fn flow(
         status == 200 && page.contains("id=\"revoked\""),
         "the portal did not revoke"
     );
-    n.say("the portal showed the consent, the other consents and who read what; the consent is revoked");
+    n.say("the portal showed this consent and who read what under it (nothing else about the resident); the consent is revoked");
 
     // 14. Denied and acknowledged
     n.step("Asmile's next read is denied; it receives the revocation event, deletes its copies and acknowledges.");

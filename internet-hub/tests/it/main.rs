@@ -11,6 +11,7 @@
     reason = "test helpers abort on failure like the tests that call them"
 )]
 
+mod authz;
 mod ca_renewal;
 mod demo;
 mod flow;

@@ -96,7 +96,8 @@ async fn participant_listener_requires_a_good_certificate() {
 }
 
 /// Hot reload: a renewed server certificate and a new CRL take effect for new
-/// connections on `reload`, while an open connection keeps working.
+/// connections on `reload`, an open connection keeps working, and an open connection
+/// of the revoked participant is refused on its next request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_rotates_server_certificate_and_crl_without_dropping_connections() {
     let dir = tempfile::tempdir().unwrap();
@@ -148,6 +149,8 @@ async fn reload_rotates_server_certificate_and_crl_without_dropping_connections(
     };
     let (status, open_conn) = get(connect(client_cfg("phr-asmile")).await.unwrap()).await;
     assert_eq!(status, 200);
+    let (status, clinic_conn) = get(connect(client_cfg("clinic-mysos")).await.unwrap()).await;
+    assert_eq!(status, 200);
     let old_server = std::fs::read(pki_dir.join("server.pem")).unwrap();
 
     internet_hub::pki::revoke(&pki_dir, &clinic_serial, now).unwrap();
@@ -165,6 +168,15 @@ async fn reload_rotates_server_certificate_and_crl_without_dropping_connections(
     // The open connection still works; new ones see the new CRL and the new certificate.
     let (status, _) = get(open_conn).await;
     assert_eq!(status, 200, "an open connection is not dropped by a reload");
+    // The revoked clinic's keep-alive connection, open since before the revocation, is
+    // refused on its next request.
+    let (status, clinic_conn) = get(clinic_conn).await;
+    assert_eq!(
+        status, 401,
+        "a revoked certificate kept working on an open connection"
+    );
+    let (status, _) = get(clinic_conn).await;
+    assert_eq!(status, 401);
     match connect(client_cfg("clinic-mysos")).await {
         Err(_) => {}
         Ok(send) => {

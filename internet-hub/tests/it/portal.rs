@@ -269,3 +269,95 @@ async fn browser_origin_rules() {
         StatusCode::FORBIDDEN
     );
 }
+
+/// A receipt code opens its own consent and the reads under it, nothing else about the
+/// resident: the app that took the consent holds the code too. The reads are summarized
+/// per recipient and category and paged, so volume cannot hide a read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receipt_code_opens_only_its_own_consent() {
+    let h = TestHub::new(Backend::Sqlite).await.unwrap();
+    let ps = h.register_all().await;
+    let r = h.sealed("doc-1", SUBJECT, "checkup.lipids", d(2026, 5, 1), b"x");
+    h.upload(&[&r]).await;
+    let p = h.enroll("phr:asmile", SUBJECT).await;
+    let (_, v) = h.call(Some("phr:asmile"), "POST", "/v1/consents", Some(json!({"subject": p, "recipient": "phr:asmile", "purpose": "phr-display", "categories": ["checkup.lipids"], "method": "app", "granted_by": "resident"}))).await;
+    let code = v["receipt"]["revocation_code"].as_str().unwrap().to_owned();
+    h.call(Some("source:city-a"), "POST", "/v1/consents", Some(json!({"subject": SUBJECT, "recipient": "clinic:mysos", "purpose": "online-consultation", "categories": ["checkup.lipids"], "method": "counter", "granted_by": "staff-1", "valid_until": (crate::harness::t0() + chrono::Duration::hours(48)).to_rfc3339()}))).await;
+    h.answer_grants().await;
+    assert_eq!(h.pull(&ps[3]).await.len(), 1, "the clinic read once");
+    let rid = v["consent"]["id"].as_str().unwrap().to_owned();
+    let record = {
+        let (_, f) = h.call(Some("phr:asmile"), "GET", "/v1/feed", None).await;
+        f["items"][0]["record_id"].as_str().unwrap().to_owned()
+    };
+    // The app read it once from the feed, then reads it 60 times more: two pages.
+    for _ in 0..60 {
+        let (st, _) = h
+            .call(
+                Some("phr:asmile"),
+                "GET",
+                &format!("/v1/records/{record}"),
+                None,
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK);
+    }
+    let app = router(
+        h.hub.clone(),
+        PortalLimits {
+            max_failures: 3,
+            lockout_secs: 900,
+        },
+    );
+    let tok = "c".repeat(64);
+    let form = format!("code={code}");
+    let (st, body, _) = send(&app, post("/view", &tok, Some(&tok), &form, None)).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert!(
+        !body.contains("clinic:mysos"),
+        "the code showed another recipient's consent or reads: {body}"
+    );
+    assert!(
+        !body.contains("オンライン診療") && !body.contains("online-consultation"),
+        "{body}"
+    );
+    let summary = body
+        .split("id=\"summary\"")
+        .nth(1)
+        .unwrap()
+        .split("</table>")
+        .next()
+        .unwrap();
+    assert!(
+        summary.contains("<td>phr:asmile</td>") && summary.contains("<td>61</td>"),
+        "{summary}"
+    );
+    let history = body
+        .split("id=\"history\"")
+        .nth(1)
+        .unwrap()
+        .split("</table>")
+        .next()
+        .unwrap();
+    assert_eq!(
+        history.matches("<td>phr:asmile</td>").count(),
+        50,
+        "one page of 50"
+    );
+    assert!(body.contains("id=\"older\""), "a next page is offered");
+    let (_, page2, _) = send(
+        &app,
+        post("/view", &tok, Some(&tok), &format!("{form}&page=1"), None),
+    )
+    .await;
+    let history = page2
+        .split("id=\"history\"")
+        .nth(1)
+        .unwrap()
+        .split("</table>")
+        .next()
+        .unwrap();
+    assert_eq!(history.matches("<td>phr:asmile</td>").count(), 11);
+    assert!(page2.contains("id=\"newer\"") && !page2.contains("id=\"older\""));
+    assert!(!rid.is_empty());
+}

@@ -1,0 +1,666 @@
+//! `docs/authorization.md`, row by row, on both databases: each participant acts only
+//! within its own relationship to the resident. Each test names the attack it stops.
+
+use axum::http::StatusCode;
+use renkei_consent::ConsentStore;
+use renkei_crypto::envelope::{EnvelopeHeader, SealedRecord, seal};
+use renkei_crypto::grant::RecipientSecretKey;
+use renkei_crypto::keys::{KeyVersion, RecordKey};
+use renkei_crypto::participant::ParticipantId;
+use renkei_crypto::token::{record_id, subject_binding};
+use serde_json::{Value, json};
+use sqlx::Row;
+
+use crate::harness::{SUBJECT, TestHub, both, d};
+
+/// Registers `source:city-b`, a second municipality with its own record key.
+async fn city_b(h: &TestHub) -> RecordKey {
+    let pid: ParticipantId = "source:city-b".parse().unwrap();
+    let key = RecipientSecretKey::generate(KeyVersion::V1);
+    internet_hub::registry::add(
+        &h.hub.db,
+        &pid,
+        "City B",
+        Some(&key.public_key().to_base64()),
+        Some(&key.public_key().to_base64()),
+        crate::harness::t0(),
+    )
+    .await
+    .unwrap();
+    RecordKey::from_bytes([2u8; 32], KeyVersion::V1)
+}
+
+/// A record sealed by `source` under its own key.
+fn sealed_by(
+    source: &str,
+    key: &RecordKey,
+    doc: &str,
+    subject: &str,
+    payload: &[u8],
+) -> SealedRecord {
+    let rid = record_id(key, doc, "checkup.body");
+    let header = EnvelopeHeader {
+        subject_binding: subject_binding(key, &rid, subject),
+        record_id: rid,
+        category: "checkup.body".into(),
+        source: source.into(),
+        effective_date: d(2026, 5, 1),
+        schema_version: 1,
+        key_version: KeyVersion::V1,
+    };
+    seal(key, header, payload).unwrap()
+}
+
+fn upload_body(r: &SealedRecord, subject: &str) -> Value {
+    json!({ "records": [{ "sealed": data_encoding::BASE64.encode(&r.to_bytes()), "subject": subject }] })
+}
+
+fn grant_body(subject: &str, recipient: &str, purpose: &str, method: &str) -> Value {
+    let mut b = json!({
+        "subject": subject, "recipient": recipient, "purpose": purpose,
+        "categories": ["checkup.body"], "method": method, "granted_by": "resident"
+    });
+    if purpose == "online-consultation" {
+        // The policy allows at most 72 hours.
+        b["valid_until"] = json!((crate::harness::t0() + chrono::Duration::hours(48)).to_rfc3339());
+    }
+    b
+}
+
+/// Audit denials by `actor` with `action`.
+async fn denials(h: &TestHub, actor: &str, action: &str) -> i64 {
+    sqlx::query(
+        "SELECT COUNT(*) AS n FROM hub_audit WHERE actor = $1 AND action = $2 AND decision = 'deny'",
+    )
+    .bind(actor)
+    .bind(action)
+    .fetch_one(h.hub.db.pool())
+    .await
+    .unwrap()
+    .try_get("n")
+    .unwrap()
+}
+
+/// City A's resident with one checkup record, linked to Asmile; Asmile's pseudonym.
+async fn city_a_resident(h: &TestHub) -> String {
+    let r = h.sealed(
+        "doc-1",
+        SUBJECT,
+        "checkup.body",
+        d(2026, 5, 1),
+        b"{\"bmi\":22}",
+    );
+    let (st, v) = h.upload(&[&r]).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    h.enroll("phr:asmile", SUBJECT).await
+}
+
+both!(
+    no_participant_but_the_owner_receives_the_subject_token,
+    |h: TestHub| async move {
+        h.register_all().await;
+        let p = city_a_resident(&h).await;
+        let (st, v) = h
+            .call(
+                Some("phr:asmile"),
+                "POST",
+                "/v1/consents",
+                Some(grant_body(&p, "clinic:mysos", "online-consultation", "app")),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        let text = v.to_string();
+        assert!(
+            !text.contains("st1_"),
+            "the app received a subject token: {text}"
+        );
+        assert_eq!(
+            v["consent"]["subject"],
+            p.as_str(),
+            "the app's own pseudonym"
+        );
+        assert_eq!(v["receipt"]["terms"]["subject"], p.as_str());
+        let id = v["consent"]["id"].as_str().unwrap().to_owned();
+        // The clinic revokes its own consent: the answer names the resident by the
+        // clinic's pseudonym, not the app's and not the token.
+        let (st, v) = h
+            .call(
+                Some("clinic:mysos"),
+                "POST",
+                &format!("/v1/consents/{id}/revoke"),
+                Some(json!({})),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        let subject = v["subject"].as_str().unwrap();
+        assert!(subject.starts_with("rp1_") && subject != p, "{v}");
+        // The owning source at the counter sees its own token.
+        let (st, v) = h
+            .call(
+                Some("source:city-a"),
+                "POST",
+                "/v1/consents",
+                Some(grant_body(SUBJECT, "phr:asmile", "phr-display", "counter")),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        assert_eq!(v["consent"]["subject"], SUBJECT);
+    }
+);
+
+both!(
+    a_recipient_revokes_only_consents_naming_it,
+    |h: TestHub| async move {
+        h.register_all().await;
+        let p = city_a_resident(&h).await;
+        let (_, app) = h
+            .call(
+                Some("phr:asmile"),
+                "POST",
+                "/v1/consents",
+                Some(grant_body(&p, "phr:asmile", "phr-display", "app")),
+            )
+            .await;
+        let app_consent = app["consent"]["id"].as_str().unwrap().to_owned();
+        let (_, clinic) = h
+            .call(
+                Some("phr:asmile"),
+                "POST",
+                "/v1/consents",
+                Some(grant_body(&p, "clinic:mysos", "online-consultation", "app")),
+            )
+            .await;
+        let clinic_consent = clinic["consent"]["id"].as_str().unwrap().to_owned();
+        let before = denials(&h, "clinic:mysos", "consent.revoke").await;
+        let (st, v) = h
+            .call(
+                Some("clinic:mysos"),
+                "POST",
+                &format!("/v1/consents/{app_consent}/revoke"),
+                Some(json!({})),
+            )
+            .await;
+        assert_eq!(
+            st,
+            StatusCode::NOT_FOUND,
+            "a clinic revoked the app's consent: {v}"
+        );
+        assert!(!v.to_string().contains("phr-display"), "no terms leak: {v}");
+        assert_eq!(
+            denials(&h, "clinic:mysos", "consent.revoke").await,
+            before + 1
+        );
+        // The app's consent is still in force; the clinic's own one it may revoke.
+        let c = h.hub.consents.get(&app_consent).await.unwrap().unwrap();
+        assert_eq!(c.status.as_str(), "active");
+        let (st, _) = h
+            .call(
+                Some("clinic:mysos"),
+                "POST",
+                &format!("/v1/consents/{clinic_consent}/revoke"),
+                Some(json!({})),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK);
+    }
+);
+
+both!(
+    a_linked_app_revokes_the_residents_consents,
+    |h: TestHub| async move {
+        h.register_all().await;
+        let p = city_a_resident(&h).await;
+        let (_, v) = h
+            .call(
+                Some("source:city-a"),
+                "POST",
+                "/v1/consents",
+                Some(grant_body(
+                    SUBJECT,
+                    "clinic:mysos",
+                    "online-consultation",
+                    "counter",
+                )),
+            )
+            .await;
+        let id = v["consent"]["id"].as_str().unwrap().to_owned();
+        // An app the resident did not link may not; the linked one may.
+        let (st, _) = h
+            .call(
+                Some("phr:other"),
+                "POST",
+                &format!("/v1/consents/{id}/revoke"),
+                Some(json!({})),
+            )
+            .await;
+        assert_eq!(st, StatusCode::NOT_FOUND);
+        let (st, v) = h
+            .call(
+                Some("phr:asmile"),
+                "POST",
+                &format!("/v1/consents/{id}/revoke"),
+                Some(json!({"reason": "resident asked in the app"})),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        assert_eq!(v["subject"], p.as_str());
+    }
+);
+
+both!(
+    a_recipient_app_cannot_grant_for_a_resident_it_did_not_enroll,
+    |h: TestHub| async move {
+        h.register_all().await;
+        city_a_resident(&h).await;
+        // phr:other receives under a counter consent, so it knows a pseudonym...
+        let (st, v) = h
+            .call(
+                Some("source:city-a"),
+                "POST",
+                "/v1/consents",
+                Some(grant_body(SUBJECT, "phr:other", "phr-display", "counter")),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        h.answer_grants().await;
+        let (_, feed) = h.call(Some("phr:other"), "GET", "/v1/feed", None).await;
+        let p_other = feed["items"][0]["pseudonym"].as_str().unwrap().to_owned();
+        // ...but acts for no one: no consent for others, no records in their name.
+        let (st, v) = h
+            .call(
+                Some("phr:other"),
+                "POST",
+                "/v1/consents",
+                Some(grant_body(
+                    &p_other,
+                    "analyst:hachioji",
+                    "care-prevention-evaluation",
+                    "app",
+                )),
+            )
+            .await;
+        assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
+        assert_eq!(v["error"]["code"], "not_acting_for_resident");
+        assert!(denials(&h, "phr:other", "consent.grant").await >= 1);
+    }
+);
+
+both!(
+    an_app_publishes_only_for_residents_it_enrolled,
+    |h: TestHub| async move {
+        h.register_all().await;
+        city_a_resident(&h).await;
+        let (_, _) = h
+            .call(
+                Some("source:city-a"),
+                "POST",
+                "/v1/consents",
+                Some(grant_body(SUBJECT, "phr:other", "phr-display", "counter")),
+            )
+            .await;
+        h.answer_grants().await;
+        let (_, feed) = h.call(Some("phr:other"), "GET", "/v1/feed", None).await;
+        let p_other = feed["items"][0]["pseudonym"].as_str().unwrap().to_owned();
+        let key = RecordKey::from_bytes([3u8; 32], KeyVersion::V1);
+        let rid = record_id(&key, "vitals-1", "phr.vitals");
+        let header = EnvelopeHeader {
+            subject_binding: subject_binding(&key, &rid, &p_other),
+            record_id: rid,
+            category: "phr.vitals".into(),
+            source: "phr:other".into(),
+            effective_date: d(2026, 5, 2),
+            schema_version: 1,
+            key_version: KeyVersion::V1,
+        };
+        let r = seal(&key, header, b"{\"weight\":199.9}").unwrap();
+        let (st, v) = h
+            .call(
+                Some("phr:other"),
+                "POST",
+                "/v1/records",
+                Some(upload_body(&r, &p_other)),
+            )
+            .await;
+        assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
+        assert_eq!(v["error"]["code"], "not_acting_for_resident");
+        assert!(denials(&h, "phr:other", "ingest").await >= 1);
+    }
+);
+
+both!(
+    a_second_source_cannot_act_on_another_sources_resident,
+    |h: TestHub| async move {
+        h.register_all().await;
+        city_a_resident(&h).await;
+        let (_, v) = h
+            .call(
+                Some("source:city-a"),
+                "POST",
+                "/v1/consents",
+                Some(grant_body(
+                    SUBJECT,
+                    "clinic:mysos",
+                    "online-consultation",
+                    "counter",
+                )),
+            )
+            .await;
+        let consent = v["consent"]["id"].as_str().unwrap().to_owned();
+        let b_key = city_b(&h).await;
+
+        // Upload under city A's resident: refused, audited, nothing stored.
+        let planted = sealed_by(
+            "source:city-b",
+            &b_key,
+            "planted",
+            SUBJECT,
+            b"{\"weight\":199.9}",
+        );
+        let (st, v) = h
+            .call(
+                Some("source:city-b"),
+                "POST",
+                "/v1/records",
+                Some(upload_body(&planted, SUBJECT)),
+            )
+            .await;
+        assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
+        assert_eq!(v["error"]["code"], "subject_not_owned");
+        assert_eq!(denials(&h, "source:city-b", "ingest").await, 1);
+        let n: i64 =
+            sqlx::query("SELECT COUNT(*) AS n FROM hub_records WHERE source = 'source:city-b'")
+                .fetch_one(h.hub.db.pool())
+                .await
+                .unwrap()
+                .try_get("n")
+                .unwrap();
+        assert_eq!(n, 0);
+
+        // A counter consent for city A's resident: refused.
+        let (st, v) = h
+            .call(
+                Some("source:city-b"),
+                "POST",
+                "/v1/consents",
+                Some(grant_body(
+                    SUBJECT,
+                    "clinic:mysos",
+                    "online-consultation",
+                    "counter",
+                )),
+            )
+            .await;
+        assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
+        assert_eq!(v["error"]["code"], "subject_not_owned");
+        assert_eq!(denials(&h, "source:city-b", "consent.grant").await, 1);
+
+        // Revoking city A's resident's consent: not found, still in force.
+        let (st, _) = h
+            .call(
+                Some("source:city-b"),
+                "POST",
+                &format!("/v1/consents/{consent}/revoke"),
+                Some(json!({})),
+            )
+            .await;
+        assert_eq!(st, StatusCode::NOT_FOUND);
+        assert_eq!(
+            h.hub
+                .consents
+                .get(&consent)
+                .await
+                .unwrap()
+                .unwrap()
+                .status
+                .as_str(),
+            "active"
+        );
+
+        // Linking city A's token as its own old or new token: refused.
+        let fresh = "st1_bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+        for pair in [
+            json!({"old": SUBJECT, "new": fresh}),
+            json!({"old": fresh, "new": SUBJECT}),
+        ] {
+            let (st, v) = h
+                .call(
+                    Some("source:city-b"),
+                    "POST",
+                    "/v1/subjects/links",
+                    Some(json!({"links": [pair]})),
+                )
+                .await;
+            assert_eq!(st, StatusCode::CONFLICT, "{v}");
+        }
+
+        // City B's own residents work as before.
+        let own = "st1_cccccccccccccccccccccccccccccccc";
+        let mine = sealed_by("source:city-b", &b_key, "own", own, b"{\"bmi\":20}");
+        let (st, v) = h
+            .call(
+                Some("source:city-b"),
+                "POST",
+                "/v1/records",
+                Some(upload_body(&mine, own)),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        // And city A can no longer upload under city B's resident.
+        let r = h.sealed("doc-9", own, "checkup.body", d(2026, 5, 1), b"{}");
+        let (st, v) = h.upload(&[&r]).await;
+        assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
+    }
+);
+
+both!(
+    a_second_source_cannot_answer_an_enrollment_for_another_sources_resident,
+    |h: TestHub| async move {
+        h.register_all().await;
+        city_a_resident(&h).await;
+        city_b(&h).await;
+        let (st, v) = h
+            .call(
+                Some("phr:other"),
+                "POST",
+                "/v1/enrollments",
+                Some(json!({"source": "source:city-b", "user_ref": "u-2", "sealed": "AAAA"})),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        let id = v["id"].as_str().unwrap().to_owned();
+        let (st, v) = h
+            .call(
+                Some("source:city-b"),
+                "POST",
+                &format!("/v1/source/enrollments/{id}/result"),
+                Some(json!({"outcome": "linked", "subject_token": SUBJECT})),
+            )
+            .await;
+        assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
+        assert_eq!(v["error"]["code"], "subject_not_owned");
+        let (_, v) = h
+            .call(
+                Some("phr:other"),
+                "GET",
+                &format!("/v1/enrollments/{id}"),
+                None,
+            )
+            .await;
+        assert_eq!(v["status"], "pending", "nothing was linked: {v}");
+    }
+);
+
+both!(
+    identical_consents_are_one_and_consents_are_capped,
+    |h: TestHub| async move {
+        h.register_all().await;
+        let p = city_a_resident(&h).await;
+        let body = grant_body(&p, "phr:asmile", "phr-display", "app");
+        let (st, first) = h
+            .call(
+                Some("phr:asmile"),
+                "POST",
+                "/v1/consents",
+                Some(body.clone()),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{first}");
+        assert!(first["receipt"]["revocation_code"].is_string());
+        for _ in 0..5 {
+            let (st, again) = h
+                .call(
+                    Some("phr:asmile"),
+                    "POST",
+                    "/v1/consents",
+                    Some(body.clone()),
+                )
+                .await;
+            assert_eq!(st, StatusCode::OK, "{again}");
+            assert_eq!(again["consent"]["id"], first["consent"]["id"]);
+            assert!(
+                again["receipt"].get("revocation_code").is_none(),
+                "no second code"
+            );
+        }
+        // Different terms are new consents, up to the cap.
+        let mut ids = vec![first["consent"]["id"].clone()];
+        for days in 1..4 {
+            let mut b = body.clone();
+            b["valid_until"] =
+                json!((crate::harness::t0() + chrono::Duration::days(days)).to_rfc3339());
+            let (st, v) = h
+                .call(Some("phr:asmile"), "POST", "/v1/consents", Some(b))
+                .await;
+            assert_eq!(st, StatusCode::OK, "{v}");
+            ids.push(v["consent"]["id"].clone());
+        }
+        let mut b = body.clone();
+        b["valid_until"] = json!((crate::harness::t0() + chrono::Duration::days(9)).to_rfc3339());
+        let (st, v) = h
+            .call(Some("phr:asmile"), "POST", "/v1/consents", Some(b))
+            .await;
+        assert_eq!(st, StatusCode::CONFLICT, "{v}");
+        let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM consents")
+            .fetch_one(h.hub.db.pool())
+            .await
+            .unwrap()
+            .try_get("n")
+            .unwrap();
+        assert_eq!(n, 4, "{ids:?}");
+    }
+);
+
+both!(
+    a_long_path_is_refused_without_echo_or_audit_growth,
+    |h: TestHub| async move {
+        h.register_all().await;
+        let audit_len = || async {
+            let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM hub_audit")
+                .fetch_one(h.hub.db.pool())
+                .await
+                .unwrap()
+                .try_get("n")
+                .unwrap();
+            n
+        };
+        let before = audit_len().await;
+        let long = format!("/v1/records/rec1_{}", "a".repeat(60_000));
+        let (st, v) = h.call(Some("clinic:mysos"), "GET", &long, None).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST);
+        assert!(
+            v.to_string().len() < 600,
+            "the path was echoed: {} bytes",
+            v.to_string().len()
+        );
+        let (st, v) = h
+            .call(
+                Some("clinic:mysos"),
+                "GET",
+                "/v1/records/rec1_%0a%1b%5b31m",
+                None,
+            )
+            .await;
+        assert_eq!(st, StatusCode::BAD_REQUEST);
+        assert!(!v.to_string().contains('\u{1b}'), "{v}");
+        let (st, _) = h
+            .call(
+                Some("clinic:mysos"),
+                "POST",
+                &format!("/v1/consents/{}/revoke", "x".repeat(5000)),
+                Some(json!({})),
+            )
+            .await;
+        assert_eq!(st, StatusCode::BAD_REQUEST);
+        assert_eq!(audit_len().await, before, "refused shapes are not audited");
+        // A well-formed id that is not there is audited, in bounded form.
+        let (st, _) = h
+            .call(
+                Some("clinic:mysos"),
+                "GET",
+                &format!("/v1/records/rec1_{}", "b".repeat(32)),
+                None,
+            )
+            .await;
+        assert_eq!(st, StatusCode::NOT_FOUND);
+        assert_eq!(audit_len().await, before + 1);
+    }
+);
+
+both!(
+    unreadable_records_are_reported_to_their_source,
+    |h: TestHub| async move {
+        h.register_all().await;
+        city_a_resident(&h).await;
+        h.call(
+            Some("source:city-a"),
+            "POST",
+            "/v1/consents",
+            Some(grant_body(
+                SUBJECT,
+                "clinic:mysos",
+                "online-consultation",
+                "counter",
+            )),
+        )
+        .await;
+        h.answer_grants().await;
+        let (_, feed) = h.call(Some("clinic:mysos"), "GET", "/v1/feed", None).await;
+        let rid = feed["items"][0]["record_id"].as_str().unwrap().to_owned();
+        // Only a holder of the record's grant may report it.
+        let (st, _) = h
+            .call(
+                Some("analyst:hachioji"),
+                "POST",
+                &format!("/v1/records/{rid}/unreadable"),
+                Some(json!({"reason": "x"})),
+            )
+            .await;
+        assert_eq!(st, StatusCode::NOT_FOUND);
+        for _ in 0..2 {
+            let (st, v) = h
+                .call(
+                    Some("clinic:mysos"),
+                    "POST",
+                    &format!("/v1/records/{rid}/unreadable"),
+                    Some(json!({"reason": "aead tag mismatch\n"})),
+                )
+                .await;
+            assert_eq!(st, StatusCode::OK, "{v}");
+        }
+        let (st, v) = h
+            .call(Some("source:city-a"), "GET", "/v1/source/unreadable", None)
+            .await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        let reports = v["reports"].as_array().unwrap();
+        assert_eq!(reports.len(), 1, "reported once: {v}");
+        assert_eq!(reports[0]["record_id"], rid.as_str());
+        assert_eq!(reports[0]["recipient"], "clinic:mysos");
+        assert!(!reports[0]["reason"].as_str().unwrap().contains('\n'));
+        // Another source sees nothing of it.
+        city_b(&h).await;
+        let (_, v) = h
+            .call(Some("source:city-b"), "GET", "/v1/source/unreadable", None)
+            .await;
+        assert!(v["reports"].as_array().unwrap().is_empty());
+    }
+);

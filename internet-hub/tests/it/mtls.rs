@@ -144,7 +144,11 @@ async fn reload_rotates_server_certificate_and_crl_without_dropping_connections(
             .header("host", "localhost")
             .body(Empty::<Bytes>::new())
             .unwrap();
-        let status = send.send_request(req).await.unwrap().status().as_u16();
+        send.ready().await.unwrap();
+        let resp = send.send_request(req).await.unwrap();
+        let status = resp.status().as_u16();
+        // Read the body so the connection is ready for its next request.
+        let _ = resp.into_body().collect().await;
         (status, send)
     };
     let (status, open_conn) = get(connect(client_cfg("phr-asmile")).await.unwrap()).await;

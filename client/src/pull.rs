@@ -57,7 +57,14 @@ pub fn open_item(
     let grant = KeyGrant::from_base64(&item.grant).map_err(Error::crypto(what("key grant")))?;
     let dek = open_grant(key, &record_id, &me.to_string(), &grant)
         .map_err(Error::crypto(what("key grant")))?;
-    let payload = Zeroizing::new(open(&dek, &sealed).map_err(Error::crypto(what("envelope")))?);
+    let mut payload = Zeroizing::new(open(&dek, &sealed).map_err(Error::crypto(what("envelope")))?);
+    // A source pads each recipient's copy with trailing spaces to a size bucket
+    // (`crate::copy`); the JSON ends before them.
+    let end = payload
+        .iter()
+        .rposition(|b| *b != b' ')
+        .map_or(0, |i| i + 1);
+    payload.truncate(end);
     let header = sealed.header();
     let date: NaiveDate = item.effective_date.parse().map_err(|e| {
         Error::invalid(

@@ -5,11 +5,11 @@
 use chrono::NaiveDate;
 use renkei_crypto::envelope::{EnvelopeHeader, SealedRecord, derive_dek, seal};
 use renkei_crypto::grant::{RecipientPublicKey, seal_grant};
-use renkei_crypto::keys::RecordKey;
+use renkei_crypto::keys::{KeyVersion, RecordKey};
 use renkei_crypto::participant::ParticipantId;
 use renkei_crypto::token::{RecipientPseudonym, RecordId, record_id, subject_binding};
 
-use crate::api::{GrantReport, GrantUpload, IngestReport, Upload};
+use crate::api::{GrantReport, GrantRequest, GrantUpload, IngestReport, Upload};
 use crate::error::{Error, Result};
 use crate::transport::HubClient;
 
@@ -104,29 +104,56 @@ pub struct ServeReport {
     pub refused: Vec<String>,
 }
 
-/// Seals the DEK of `record_id` to `recipient` (a grant answer).
-pub fn grant_for(
-    key: &RecordKey,
-    record_id: &str,
-    recipient: &str,
-    recipient_key: &str,
+/// Answers one key-grant request: checks that the record the hub sent is this source's
+/// own (`me`, the requested id, and it opens with our key of its version, which `key_of`
+/// gives), seals the recipient's own copy ([`crate::copy::copy_for`]) and seals that
+/// copy's DEK to the recipient's key.
+pub fn grant_for<'k>(
+    key_of: impl Fn(KeyVersion) -> Option<&'k RecordKey>,
+    me: &str,
+    request: &GrantRequest,
 ) -> Result<GrantUpload> {
     let what = format!(
         "request for `{}` → `{}`",
-        crate::error::shorten(record_id),
-        crate::error::shorten(recipient)
+        crate::error::shorten(&request.record_id),
+        crate::error::shorten(&request.recipient)
     );
-    let rid = RecordId::parse(record_id).map_err(Error::crypto(what.clone()))?;
-    recipient
+    let rid = RecordId::parse(&request.record_id).map_err(Error::crypto(what.clone()))?;
+    request
+        .recipient
         .parse::<ParticipantId>()
         .map_err(Error::crypto(what.clone()))?;
-    let pk = RecipientPublicKey::from_base64(recipient_key).map_err(Error::crypto(what.clone()))?;
-    let grant =
-        seal_grant(&pk, &rid, recipient, &derive_dek(key, &rid)).map_err(Error::crypto(what))?;
+    let pk = RecipientPublicKey::from_base64(&request.recipient_key)
+        .map_err(Error::crypto(what.clone()))?;
+    let bytes = data_encoding::BASE64
+        .decode(request.sealed.as_bytes())
+        .map_err(|e| Error::invalid(what.clone(), format!("sealed: not base64: {e}")))?;
+    let sealed = SealedRecord::from_bytes(&bytes).map_err(Error::crypto(what.clone()))?;
+    let header = sealed.header();
+    if header.record_id != rid || header.source != me {
+        return Err(Error::invalid(
+            what,
+            "the hub sent a record that is not this source's requested record",
+        ));
+    }
+    let key = key_of(header.key_version).ok_or_else(|| {
+        Error::invalid(
+            what.clone(),
+            format!(
+                "sealed with record key {}, which is missing",
+                header.key_version
+            ),
+        )
+    })?;
+    let copy = crate::copy::copy_for(key, &sealed, &request.recipient)?;
+    let alias = &copy.header().record_id;
+    let grant = seal_grant(&pk, alias, &request.recipient, &derive_dek(key, alias))
+        .map_err(Error::crypto(what))?;
     Ok(GrantUpload {
         record_id: rid.to_string(),
-        recipient: recipient.to_owned(),
+        recipient: request.recipient.clone(),
         grant: grant.to_base64(),
+        sealed: data_encoding::BASE64.encode(&copy.to_bytes()),
     })
 }
 
@@ -142,8 +169,9 @@ pub async fn serve_grants_once(
         ..ServeReport::default()
     };
     let mut uploads = Vec::with_capacity(requests.len());
+    let me = client.participant()?.to_string();
     for r in &requests {
-        match grant_for(key, &r.record_id, &r.recipient, &r.recipient_key) {
+        match grant_for(|v| (v == key.version()).then_some(key), &me, r) {
             Ok(g) => uploads.push(g),
             Err(e) => report.refused.push(e.to_string()),
         }
@@ -219,25 +247,46 @@ mod tests {
         let clinic_key = RecipientSecretKey::generate(KeyVersion::V1);
         let clinic: ParticipantId = "clinic:mysos".parse().unwrap();
         let rid = sealed.header().record_id.to_string();
-        let g = grant_for(
-            &key,
-            &rid,
-            "clinic:mysos",
-            &clinic_key.public_key().to_base64(),
-        )
-        .unwrap();
+        let request = GrantRequest {
+            record_id: rid.clone(),
+            recipient: "clinic:mysos".into(),
+            recipient_key: clinic_key.public_key().to_base64(),
+            sealed: data_encoding::BASE64.encode(&sealed.to_bytes()),
+        };
+        let g = grant_for(|_| Some(&key), "phr:asmile", &request).unwrap();
+        assert_eq!(g.record_id, rid, "the answer names the requested record");
+        let copy =
+            SealedRecord::from_bytes(&data_encoding::BASE64.decode(g.sealed.as_bytes()).unwrap())
+                .unwrap();
+        assert_ne!(
+            copy.header().record_id.to_string(),
+            rid,
+            "the clinic's copy has its own id"
+        );
         let item = FeedItem {
             seq: 1,
-            record_id: rid,
+            record_id: copy.header().record_id.to_string(),
             pseudonym: "rp1_bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb".into(),
             category: "phr.vitals".into(),
             effective_date: "2025-04-01".into(),
             consent_id: "c".into(),
-            sealed: data_encoding::BASE64.encode(&sealed.to_bytes()),
+            sealed: g.sealed.clone(),
             grant: g.grant,
         };
         let opened = crate::pull::open_item(&item, &clinic, &clinic_key).unwrap();
-        assert_eq!(opened.payload.as_slice(), rec.payload.as_slice());
-        assert!(grant_for(&key, "rec1_bad", "clinic:mysos", "AAAA").is_err());
+        let value: serde_json::Value = serde_json::from_slice(&opened.payload).unwrap();
+        assert_eq!(
+            value,
+            serde_json::from_slice::<serde_json::Value>(&rec.payload).unwrap()
+        );
+        // The hub cannot have a source seal a record that is not its own.
+        assert!(grant_for(|_| Some(&key), "phr:other", &request).is_err());
+        let other = RecordKey::from_bytes([8; 32], KeyVersion::V1);
+        assert!(grant_for(|_| Some(&other), "phr:asmile", &request).is_err());
+        let bad = GrantRequest {
+            record_id: "rec1_bad".into(),
+            ..request
+        };
+        assert!(grant_for(|_| Some(&key), "phr:asmile", &bad).is_err());
     }
 }

@@ -160,6 +160,15 @@ pub fn record_id(key: &RecordKey, source_document_id: &str, category: &str) -> R
     RecordId::from_mac(mac)
 }
 
+/// The id under which `recipient` receives its own copy of a record
+/// (docs/authorization.md): the record-id MAC over the original id and a "category"
+/// `for <recipient>`, which no catalog category can equal (categories have no space).
+/// Deterministic, so answering the same grant again names the same copy; unlinkable to
+/// the original id and to other recipients' copies without `K_rec`.
+pub fn recipient_record_id(key: &RecordKey, record: &RecordId, recipient: &str) -> RecordId {
+    record_id(key, record.as_str(), &format!("for {recipient}"))
+}
+
 /// Feeds an 8-byte big-endian length, then the bytes.
 fn update_prefixed(mac: &mut Hmac<Sha256>, bytes: &[u8]) {
     mac.update(&(bytes.len() as u64).to_be_bytes());

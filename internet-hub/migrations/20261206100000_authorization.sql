@@ -39,3 +39,11 @@ CREATE TABLE hub_unreadable (
     PRIMARY KEY (record_id, recipient)
 );
 CREATE INDEX hub_unreadable_source ON hub_unreadable (source, reported_at);
+
+-- Each recipient receives its own copy of a record, sealed by the source when it
+-- answers the key grant, under its own record id (`alias`): recipients of the same
+-- record share no identifier. Grants stored before this change keep the shared copy.
+ALTER TABLE hub_key_grants ADD COLUMN alias TEXT;
+ALTER TABLE hub_key_grants ADD COLUMN sealed BYTEA;
+UPDATE hub_key_grants SET alias = record_id;
+CREATE UNIQUE INDEX hub_key_grants_alias ON hub_key_grants (recipient, alias);

@@ -23,7 +23,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use renkei_client::HubClient;
 use renkei_client::api::{GrantRequest, GrantUpload};
 use renkei_client::source::{ServeReport, grant_for};
-use renkei_crypto::envelope::SealedRecord;
 use renkei_crypto::grant::RecipientSecretKey;
 use renkei_crypto::identity::{CanonicalIdentity, Identity};
 use renkei_crypto::keys::{KeyVersion, RecordKey, TokenKey};
@@ -32,7 +31,6 @@ use renkei_crypto::token::{SubjectToken, subject_token};
 use renkei_policies::Catalog;
 
 use self::keyring::KeyRing;
-use crate::outbox::Outbox;
 
 use crate::config::{Config, initial_config};
 use crate::domain::{PersonIdentity, Sex};
@@ -256,69 +254,26 @@ impl Agent {
             .collect())
     }
 
-    /// The record key `record_id` was sealed with. With one version that is the key;
-    /// otherwise the version is read from the record's header in the outbox.
-    pub async fn record_key_for(
-        &self,
-        outbox: Option<&Outbox>,
-        record_id: &str,
-    ) -> Result<&RecordKey> {
-        if self.record_keys.versions().len() == 1 {
-            return Ok(self.record_keys.configured());
-        }
-        let unknown = |reason: String| Error::Invalid {
-            field: "key-grant request",
-            value: record_id.to_owned(),
-            reason,
-        };
-        let outbox =
-            outbox.ok_or_else(|| unknown("no outbox to look its key version up in".into()))?;
-        let (_, sealed) = outbox.record(record_id).await?.ok_or_else(|| {
-            unknown("the record is not in the outbox: key version unknown".into())
-        })?;
-        let version = SealedRecord::from_bytes(&sealed)?.header().key_version;
-        self.record_keys.get(version).ok_or_else(|| {
-            unknown(format!(
-                "sealed with record key {version}, which is missing"
-            ))
-        })
-    }
-
-    /// Key grants for `requests`, each DEK derived with the key version its record was
-    /// sealed with; requests that cannot be answered come back with the reason.
-    pub async fn grant_answers(
-        &self,
-        outbox: Option<&Outbox>,
-        requests: &[GrantRequest],
-    ) -> (Vec<GrantUpload>, Vec<String>) {
+    /// Answers key-grant requests: for each, the record the hub sent must be this
+    /// source's own and open with the record key of its version; the recipient gets its
+    /// own copy ([`renkei_client::copy::copy_for`]) and the copy's DEK sealed to its key.
+    /// Refusals come back as reasons, never as a guess.
+    pub fn grant_answers(&self, requests: &[GrantRequest]) -> (Vec<GrantUpload>, Vec<String>) {
+        let me = self.config.source.to_string();
         let (mut uploads, mut refused) = (Vec::new(), Vec::new());
         for r in requests {
-            let answer = match self.record_key_for(outbox, &r.record_id).await {
-                Ok(key) => grant_for(key, &r.record_id, &r.recipient, &r.recipient_key)
-                    .map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            };
-            match answer {
+            match grant_for(|v| self.record_keys.get(v), &me, r) {
                 Ok(g) => uploads.push(g),
-                Err(e) => refused.push(e),
+                Err(e) => refused.push(e.to_string()),
             }
         }
         (uploads, refused)
     }
 
-    /// Answers up to `limit` pending key-grant requests once. After a record key
-    /// rotation it opens the outbox to read each record's key version.
+    /// Answers up to `limit` pending key-grant requests once.
     pub async fn serve_grants_once(&self, client: &HubClient, limit: u32) -> Result<ServeReport> {
         let requests = client.key_grant_requests(limit).await?;
-        let outbox = if self.record_keys.versions().len() > 1 && !requests.is_empty() {
-            Some(Outbox::open(&self.config.outbox).await?)
-        } else {
-            None
-        };
-        let (uploads, refused) = self.grant_answers(outbox.as_ref(), &requests).await;
-        if let Some(o) = outbox {
-            o.close().await;
-        }
+        let (uploads, refused) = self.grant_answers(&requests);
         let mut report = ServeReport {
             requests: requests.len(),
             refused,
@@ -335,10 +290,11 @@ impl Agent {
 mod tests {
     use super::*;
     use crate::import::seal_record;
+    use crate::outbox::Outbox;
     use crate::pipeline::PreparedRecord;
-    use renkei_crypto::envelope::open;
+    use renkei_crypto::envelope::{SealedRecord, open};
     use renkei_crypto::grant::{KeyGrant, open_grant};
-    use renkei_crypto::token::{RecordId, record_id};
+    use renkei_crypto::token::record_id;
 
     fn prepared(agent: &Agent, doc: &str, payload: &str) -> PreparedRecord {
         PreparedRecord {
@@ -384,53 +340,41 @@ mod tests {
         assert_eq!((header(&first), header(&second)), (KeyVersion::V1, version));
 
         let clinic = RecipientSecretKey::generate(KeyVersion::V1);
-        let request = |rid: &str| GrantRequest {
-            record_id: rid.to_owned(),
+        let request = |r: &crate::outbox::NewRecord| GrantRequest {
+            record_id: r.record_id.to_string(),
             recipient: "clinic:mysos".into(),
             recipient_key: clinic.public_key().to_base64(),
+            sealed: data_encoding::BASE64.encode(&r.sealed),
         };
-        let requests = [
-            request(first.record_id.as_str()),
-            request(second.record_id.as_str()),
-        ];
-        let (uploads, refused) = v2.grant_answers(Some(&outbox), &requests).await;
-        assert!(refused.is_empty(), "{refused:?}");
-        for (upload, (record, want)) in uploads.iter().zip([(&first, "old"), (&second, "new")]) {
-            let rid = RecordId::parse(&upload.record_id).unwrap();
-            let grant = KeyGrant::from_base64(&upload.grant).unwrap();
-            let dek = open_grant(&clinic, &rid, "clinic:mysos", &grant).unwrap();
-            let sealed = SealedRecord::from_bytes(&record.sealed).unwrap();
-            let plain: serde_json::Value =
-                serde_json::from_slice(&open(&dek, &sealed).unwrap()).unwrap();
-            assert_eq!(plain["v"], want);
-        }
-        // The DEK of the old record did not change: a grant made before the rotation
-        // (one key version) and one made after both open it.
-        let (before, _) = v1.grant_answers(None, &requests[..1]).await;
-        let dek = |u: &GrantUpload| {
-            open_grant(
-                &clinic,
-                &RecordId::parse(&u.record_id).unwrap(),
-                "clinic:mysos",
-                &KeyGrant::from_base64(&u.grant).unwrap(),
+        let requests = [request(&first), request(&second)];
+        let opened = |u: &GrantUpload| -> serde_json::Value {
+            let copy = SealedRecord::from_bytes(
+                &data_encoding::BASE64.decode(u.sealed.as_bytes()).unwrap(),
             )
-            .unwrap()
+            .unwrap();
+            let grant = KeyGrant::from_base64(&u.grant).unwrap();
+            let dek =
+                open_grant(&clinic, &copy.header().record_id, "clinic:mysos", &grant).unwrap();
+            serde_json::from_slice(&open(&dek, &copy).unwrap()).unwrap()
         };
-        let old_record = SealedRecord::from_bytes(&first.sealed).unwrap();
-        assert_eq!(
-            open(&dek(&before[0]), &old_record).unwrap(),
-            open(&dek(&uploads[0]), &old_record).unwrap()
-        );
+        let (uploads, refused) = v2.grant_answers(&requests);
+        assert!(refused.is_empty(), "{refused:?}");
+        for (upload, want) in uploads.iter().zip(["old", "new"]) {
+            assert_eq!(opened(upload)["v"], want);
+        }
+        // Before the rotation (one key version) the old record is answered the same way.
+        let (before, _) = v1.grant_answers(&requests[..1]);
+        assert_eq!(opened(&before[0]), opened(&uploads[0]));
+        // Without the key of the new record's version, that request is refused.
+        let (_, refused) = v1.grant_answers(&requests[1..]);
+        assert!(refused[0].contains("missing"), "{refused:?}");
 
-        // Unknown records and a missing outbox are refused, not answered with a guess.
-        let stray = request("rec1_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
-        let (uploads, refused) = v2
-            .grant_answers(Some(&outbox), std::slice::from_ref(&stray))
-            .await;
+        // A record that is not ours (another source's bytes under our id) is refused.
+        let mut stray = request(&first);
+        stray.record_id = "rec1_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".into();
+        let (uploads, refused) = v2.grant_answers(std::slice::from_ref(&stray));
         assert!(uploads.is_empty());
-        assert!(refused[0].contains("not in the outbox"), "{refused:?}");
-        let (_, refused) = v2.grant_answers(None, &requests).await;
-        assert_eq!(refused.len(), 2);
+        assert!(refused[0].contains("not this source's"), "{refused:?}");
         outbox.close().await;
     }
 

@@ -251,6 +251,9 @@ pub struct GrantRequest {
     pub recipient: String,
     /// The recipient's X25519 public key, base64.
     pub recipient_key: String,
+    /// The record as the hub holds it (base64): the source opens it with its own key
+    /// and seals the recipient's own copy.
+    pub sealed: String,
 }
 
 /// One key grant a source uploads.
@@ -261,8 +264,10 @@ pub struct GrantUpload {
     pub record_id: String,
     /// Recipient `kind:id`.
     pub recipient: String,
-    /// HPKE grant bytes, base64.
+    /// HPKE grant bytes, base64 (sealed to the copy's record id).
     pub grant: String,
+    /// The recipient's own copy of the record (base64; `copy::copy_for`).
+    pub sealed: String,
 }
 
 /// What an upload of key grants did.

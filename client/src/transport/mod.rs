@@ -11,6 +11,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::client::conn::http1::SendRequest;
 use hyper::{Method, Request, StatusCode, header};
 use hyper_util::rt::TokioIo;
+use renkei_crypto::participant::ParticipantId;
 use renkei_crypto::tls::{ClientTlsPaths, client_config};
 use rustls_pki_types::ServerName;
 use serde::Serialize;
@@ -68,6 +69,8 @@ pub struct HubClient {
 
 struct Inner {
     url: String,
+    /// The participant named by the client certificate, if it names one.
+    participant: Option<ParticipantId>,
     address: HubAddress,
     server_name: ServerName<'static>,
     connector: TlsConnector,
@@ -98,9 +101,14 @@ impl HubClient {
         .map_err(Error::crypto("client tls configuration"))?;
         let server_name = ServerName::try_from(address.host.clone())
             .map_err(|e| Error::invalid("hub url host", e.to_string()))?;
+        let participant = renkei_crypto::tls::load_certs(&config.cert)
+            .ok()
+            .and_then(|chain| chain.first().cloned())
+            .and_then(|leaf| ParticipantId::from_cert_der(leaf.as_ref()).ok());
         Ok(HubClient {
             inner: Arc::new(Inner {
                 url: config.hub_url.trim_end_matches('/').to_owned(),
+                participant,
                 address,
                 server_name,
                 connector: TlsConnector::from(tls),
@@ -108,6 +116,16 @@ impl HubClient {
                 retry: config.retry,
                 connection: Mutex::new(None),
             }),
+        })
+    }
+
+    /// The participant this client's certificate names.
+    pub fn participant(&self) -> Result<&ParticipantId> {
+        self.inner.participant.as_ref().ok_or_else(|| {
+            Error::invalid(
+                "client certificate",
+                "names no participant (`urn:renkei:participant:…` URI SAN)",
+            )
         })
     }
 

@@ -4,12 +4,13 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use renkei_crypto::envelope::SealedRecord;
 use renkei_crypto::grant::KeyGrant;
 use renkei_crypto::participant::{ParticipantId, ParticipantKind};
 use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, Row};
 
-use super::{Hub, authorize_caller, coverage};
+use super::{Hub, authorize_caller, bounded, coverage};
 use crate::audit::{self, Entry};
 use crate::db;
 use crate::error::{Error, Result};
@@ -180,6 +181,9 @@ pub struct GrantRequest {
     pub recipient: String,
     /// The recipient's X25519 key-grant public key (base64).
     pub recipient_key: String,
+    /// The record as stored (base64): the source checks it is its own and seals the
+    /// recipient's copy from it.
+    pub sealed: String,
 }
 
 /// The oldest pending requests for records of `who`.
@@ -192,8 +196,9 @@ pub async fn pending(hub: &Hub, who: &ParticipantId, limit: i64) -> Result<Vec<G
     )
     .await?;
     let rows = sqlx::query(
-        "SELECT q.record_id, q.recipient, p.grant_pk FROM hub_grant_requests q \
+        "SELECT q.record_id, q.recipient, p.grant_pk, r.sealed FROM hub_grant_requests q \
          JOIN hub_participants p ON p.participant = q.recipient \
+         JOIN hub_records r ON r.record_id = q.record_id \
          WHERE q.source = $1 AND p.status = 'active' AND p.grant_pk IS NOT NULL \
          ORDER BY q.created_at, q.record_id LIMIT $2",
     )
@@ -208,6 +213,7 @@ pub async fn pending(hub: &Hub, who: &ParticipantId, limit: i64) -> Result<Vec<G
                 record_id: r.try_get("record_id")?,
                 recipient: r.try_get("recipient")?,
                 recipient_key: r.try_get("grant_pk")?,
+                sealed: data_encoding::BASE64.encode(&r.try_get::<Vec<u8>, _>("sealed")?),
             })
         })
         .collect()
@@ -221,8 +227,11 @@ pub struct GrantUpload {
     pub record_id: String,
     /// Recipient `kind:id`.
     pub recipient: String,
-    /// HPKE grant bytes (base64).
+    /// HPKE grant bytes (base64), sealed to the copy's record id.
     pub grant: String,
+    /// The recipient's own copy of the record (base64), sealed by the source under a
+    /// record id of its own (DESIGN.md "Who may act for whom").
+    pub sealed: String,
 }
 
 /// What an upload of grants did.
@@ -263,6 +272,11 @@ pub async fn upload(
             .map_err(|e| Error::BadRequest(format!("grants[{i}].grant: not base64: {e}")))?;
         KeyGrant::from_bytes(&bytes)
             .map_err(|e| Error::BadRequest(format!("grants[{i}].grant: {e}")))?;
+        let copy_bytes = data_encoding::BASE64
+            .decode(g.sealed.as_bytes())
+            .map_err(|e| Error::BadRequest(format!("grants[{i}].sealed: not base64: {e}")))?;
+        let copy = SealedRecord::from_bytes(&copy_bytes)
+            .map_err(|e| Error::BadRequest(format!("grants[{i}].sealed: {e}")))?;
         let req = sqlx::query(
             "SELECT q.consent_id, r.subject_token, r.category, r.effective_date FROM hub_grant_requests q \
              JOIN hub_records r ON r.record_id = q.record_id \
@@ -286,6 +300,18 @@ pub async fn upload(
         let date: NaiveDate = date
             .parse()
             .map_err(|e| Error::Internal(format!("stored date: {e}")))?;
+        let h = copy.header();
+        if h.source != me
+            || h.category != category
+            || h.effective_date != date
+            || h.record_id.as_str() == g.record_id
+        {
+            return Err(Error::BadRequest(format!(
+                "grants[{i}].sealed: not a recipient's copy of `{}` (its own record id, \
+                 the record's source, category and effective date)",
+                bounded::echo(&g.record_id)
+            )));
+        }
         let covers =
             coverage::covering_for(&mut tx, &subject, &g.recipient, &category, date, now).await?;
         sqlx::query("DELETE FROM hub_grant_requests WHERE record_id = $1 AND recipient = $2")
@@ -302,8 +328,8 @@ pub async fn upload(
         };
         let (seq, _) = db::next_in_sequence(&mut tx, "grants").await?;
         sqlx::query(
-            "INSERT INTO hub_key_grants (seq, record_id, recipient, consent_id, grant_bytes, created_at) \
-             VALUES ($1,$2,$3,$4,$5,$6) ON CONFLICT (record_id, recipient) DO NOTHING",
+            "INSERT INTO hub_key_grants (seq, record_id, recipient, consent_id, grant_bytes, created_at, alias, sealed) \
+             VALUES ($1,$2,$3,$4,$5,$6,$7,$8) ON CONFLICT DO NOTHING",
         )
         .bind(seq)
         .bind(&g.record_id)
@@ -311,6 +337,8 @@ pub async fn upload(
         .bind(&cover.consent_id)
         .bind(bytes.as_slice())
         .bind(db::micros(now))
+        .bind(h.record_id.as_str())
+        .bind(copy_bytes.as_slice())
         .execute(&mut *tx)
         .await?;
         audit::append(

@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 pub struct FeedItem {
     /// Feed position (pass the last one back as `cursor`).
     pub seq: i64,
-    /// Record id.
+    /// The id of this recipient's copy of the record (no other recipient sees it).
     pub record_id: String,
     /// The subject as this recipient knows it (`rp1_…`).
     pub pseudonym: String,
@@ -91,11 +91,12 @@ pub async fn feed(hub: &Hub, who: &ParticipantId, cursor: i64, limit: i64) -> Re
     Ok(FeedPage { items, next_cursor })
 }
 
-/// A single record by id, for its recipient, under a consent in force now.
+/// A single record by the id its recipient knows it by (its copy's id), under a consent
+/// in force now.
 pub async fn read(hub: &Hub, who: &ParticipantId, record_id: &str) -> Result<FeedItem> {
     let now = hub.now();
     let me = who.to_string();
-    let rows = sqlx::query(&grants_with_covers("recipient = $1 AND record_id = $3"))
+    let rows = sqlx::query(&grants_with_covers("recipient = $1 AND alias = $3"))
         .bind(&me)
         .bind(db::micros(now))
         .bind(record_id)
@@ -119,7 +120,7 @@ pub async fn read(hub: &Hub, who: &ParticipantId, record_id: &str) -> Result<Fee
             // The audit row is locked first, as in `consents::after_revoke`.
             let mut tx = hub.db.begin().await?;
             audit::append(&mut tx, now, &entry).await?;
-            grants::drop_grant(&mut tx, record_id, &me).await?;
+            grants::drop_grant(&mut tx, &row.record_id, &me).await?;
             tx.commit().await?;
             Err(Error::Forbidden(format!("record `{record_id}`: {reason}")))
         }
@@ -133,12 +134,12 @@ pub async fn read(hub: &Hub, who: &ParticipantId, record_id: &str) -> Result<Fee
 /// NULL where none covers, grant columns NULL where the caller has no matching grant.
 fn grants_with_covers(grant_filter: &str) -> String {
     format!(
-        "SELECT p.status AS caller_status, g.seq, g.record_id, g.consent_id, g.grant_bytes, \
-         r.sealed, r.subject_token, r.category, r.effective_date, c.consent_id AS cover_id, \
-         k.purpose AS cover_purpose, c.data_from_day, c.data_until_day \
+        "SELECT p.status AS caller_status, g.seq, g.record_id, g.alias, g.consent_id, g.grant_bytes, \
+         COALESCE(g.sealed, r.sealed) AS sealed, r.subject_token, r.category, r.effective_date, \
+         c.consent_id AS cover_id, k.purpose AS cover_purpose, c.data_from_day, c.data_until_day \
          FROM hub_participants p \
-         LEFT JOIN (SELECT seq, record_id, consent_id, grant_bytes, recipient FROM hub_key_grants \
-           WHERE {grant_filter}) g ON g.recipient = p.participant \
+         LEFT JOIN (SELECT seq, record_id, alias, consent_id, grant_bytes, sealed, recipient \
+           FROM hub_key_grants WHERE {grant_filter}) g ON g.recipient = p.participant \
          LEFT JOIN hub_records r ON r.record_id = g.record_id \
          LEFT JOIN consent_categories c ON c.subject = r.subject_token \
            AND c.category = r.category AND c.recipient = p.participant AND c.status = 'active' \
@@ -203,7 +204,10 @@ fn caller_grants(
 
 struct GrantRow {
     seq: i64,
+    /// The record's own id (the hub's and the source's name for it).
     record_id: String,
+    /// The id of this recipient's copy, the only one the recipient sees.
+    alias: String,
     consent_id: String,
     grant: Vec<u8>,
     sealed: Vec<u8>,
@@ -227,6 +231,7 @@ impl GrantRow {
         Ok(GrantRow {
             seq,
             record_id: r.try_get("record_id")?,
+            alias: r.try_get("alias")?,
             consent_id: r.try_get("consent_id")?,
             grant: r.try_get("grant_bytes")?,
             sealed: r.try_get("sealed")?,
@@ -264,7 +269,7 @@ fn release(
     let b64 = data_encoding::BASE64;
     Ok(Ok(FeedItem {
         seq: row.seq,
-        record_id: row.record_id.clone(),
+        record_id: row.alias.clone(),
         pseudonym: recipient_pseudonym(&hub.pseudonym_key, &me, &subject).to_string(),
         category: row.category.clone(),
         effective_date: row.effective_date.to_string(),

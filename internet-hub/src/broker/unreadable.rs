@@ -29,7 +29,8 @@ pub struct Report {
     pub reported_at: DateTime<Utc>,
 }
 
-/// Records that `who` could not open `record_id`, a record it holds a key grant for.
+/// Records that `who` could not open `record_id` (the id of its copy), a record it holds
+/// a key grant for.
 /// Reporting the same record again is a no-op. Answers whether it was new.
 pub async fn report(hub: &Hub, who: &ParticipantId, record_id: &str, reason: &str) -> Result<bool> {
     bounded::record_id(record_id)?;
@@ -38,10 +39,11 @@ pub async fn report(hub: &Hub, who: &ParticipantId, record_id: &str, reason: &st
     let me = who.to_string();
     let mut tx = hub.db.begin().await?;
     authorize_caller(&mut tx, who, RECIPIENTS).await?;
+    // The recipient names its copy; the source hears of its own record id.
     let row = sqlx::query(
-        "SELECT r.source, r.subject_token, r.category, g.consent_id FROM hub_key_grants g \
-         JOIN hub_records r ON r.record_id = g.record_id \
-         WHERE g.record_id = $1 AND g.recipient = $2",
+        "SELECT r.record_id, r.source, r.subject_token, r.category, g.consent_id \
+         FROM hub_key_grants g JOIN hub_records r ON r.record_id = g.record_id \
+         WHERE g.alias = $1 AND g.recipient = $2",
     )
     .bind(record_id)
     .bind(&me)
@@ -49,11 +51,12 @@ pub async fn report(hub: &Hub, who: &ParticipantId, record_id: &str, reason: &st
     .await?
     .ok_or_else(|| Error::NotFound(format!("record `{record_id}` is not available to `{me}`")))?;
     let source: String = row.try_get("source")?;
+    let record: String = row.try_get("record_id")?;
     let inserted = sqlx::query(
         "INSERT INTO hub_unreadable (record_id, recipient, source, reason, reported_at) \
          VALUES ($1,$2,$3,$4,$5) ON CONFLICT (record_id, recipient) DO NOTHING",
     )
-    .bind(record_id)
+    .bind(&record)
     .bind(&me)
     .bind(&source)
     .bind(&reason)
@@ -64,7 +67,7 @@ pub async fn report(hub: &Hub, who: &ParticipantId, record_id: &str, reason: &st
     if inserted > 0 {
         let entry = Entry {
             reason: format!("reported by the recipient: {reason}"),
-            ..Entry::allow(&me, "record.unreadable", record_id)
+            ..Entry::allow(&me, "record.unreadable", &record)
         };
         audit::append(
             &mut tx,
@@ -76,7 +79,7 @@ pub async fn report(hub: &Hub, who: &ParticipantId, record_id: &str, reason: &st
             ),
         )
         .await?;
-        tracing::warn!(recipient = %me, %source, record_id, "a recipient cannot open a record");
+        tracing::warn!(recipient = %me, %source, record = %record, "a recipient cannot open a record");
     }
     tx.commit().await?;
     Ok(inserted > 0)

@@ -653,7 +653,15 @@ both!(
         assert_eq!(st, StatusCode::OK, "{v}");
         let reports = v["reports"].as_array().unwrap();
         assert_eq!(reports.len(), 1, "reported once: {v}");
-        assert_eq!(reports[0]["record_id"], rid.as_str());
+        // The source hears of its own record id, not the clinic's copy.
+        let own: String = sqlx::query("SELECT record_id FROM hub_records")
+            .fetch_one(h.hub.db.pool())
+            .await
+            .unwrap()
+            .try_get("record_id")
+            .unwrap();
+        assert_ne!(own, rid);
+        assert_eq!(reports[0]["record_id"], own.as_str());
         assert_eq!(reports[0]["recipient"], "clinic:mysos");
         assert!(!reports[0]["reason"].as_str().unwrap().contains('\n'));
         // Another source sees nothing of it.
@@ -662,5 +670,108 @@ both!(
             .call(Some("source:city-b"), "GET", "/v1/source/unreadable", None)
             .await;
         assert!(v["reports"].as_array().unwrap().is_empty());
+    }
+);
+
+/// Every string value in a JSON document, recursively.
+fn strings(v: &Value, out: &mut std::collections::BTreeSet<String>) {
+    match v {
+        Value::String(s) => {
+            out.insert(s.clone());
+        }
+        Value::Array(a) => a.iter().for_each(|x| strings(x, out)),
+        Value::Object(m) => m.values().for_each(|x| strings(x, out)),
+        _ => {}
+    }
+}
+
+/// Everything one recipient receives about a record: the feed item's values, the
+/// envelope header's fields, every string inside the opened payload, and the raw bytes.
+fn received(
+    h: &TestHub,
+    who: &crate::harness::Participant,
+    item: &Value,
+) -> (std::collections::BTreeSet<String>, Vec<u8>) {
+    let mut out = std::collections::BTreeSet::new();
+    strings(item, &mut out);
+    let raw = data_encoding::BASE64
+        .decode(item["sealed"].as_str().unwrap().as_bytes())
+        .unwrap();
+    let sealed = SealedRecord::from_bytes(&raw).unwrap();
+    let hd = sealed.header();
+    out.insert(hd.record_id.to_string());
+    out.insert(hd.subject_binding.to_string());
+    let (_, _, plain) = crate::harness::decrypt(who, item);
+    strings(&serde_json::from_slice(&plain).unwrap(), &mut out);
+    let _ = h;
+    (out, raw)
+}
+
+both!(
+    two_recipients_of_one_record_share_no_identifier,
+    |h: TestHub| async move {
+        let ps = h.register_all().await;
+        let payload = br#"{"resourceType":"Bundle","type":"collection","entry":[{"fullUrl":"urn:uuid:6f1c2f3e-0000-4000-8000-00000000000a","resource":{"resourceType":"Observation","status":"final","code":{"text":"BMI"},"valueQuantity":{"value":22.1}}}]}"#;
+        let r = h.sealed("doc-1", SUBJECT, "checkup.body", d(2026, 5, 1), payload);
+        h.upload(&[&r]).await;
+        let p = h.enroll("phr:asmile", SUBJECT).await;
+        h.call(
+            Some("phr:asmile"),
+            "POST",
+            "/v1/consents",
+            Some(grant_body(&p, "phr:asmile", "phr-display", "app")),
+        )
+        .await;
+        h.call(
+            Some("phr:asmile"),
+            "POST",
+            "/v1/consents",
+            Some(grant_body(&p, "clinic:mysos", "online-consultation", "app")),
+        )
+        .await;
+        assert_eq!(h.answer_grants().await, 2);
+        let (_, app_feed) = h.call(Some("phr:asmile"), "GET", "/v1/feed", None).await;
+        let (_, clinic_feed) = h.call(Some("clinic:mysos"), "GET", "/v1/feed", None).await;
+        let (app_item, clinic_item) = (
+            app_feed["items"][0].clone(),
+            clinic_feed["items"][0].clone(),
+        );
+        let (app, app_raw) = received(&h, &ps[1], &app_item);
+        let (clinic, clinic_raw) = received(&h, &ps[3], &clinic_item);
+        // Only what describes the data itself may coincide: its category, date, source
+        // and clinical content (anyone holding the same record can match it by content).
+        let allowed: std::collections::BTreeSet<String> = [
+            "checkup.body",
+            "2026-05-01",
+            "source:city-a",
+            "Bundle",
+            "collection",
+            "Observation",
+            "final",
+            "BMI",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect();
+        let common: Vec<&String> = app
+            .intersection(&clinic)
+            .filter(|s| !allowed.contains(*s))
+            .collect();
+        assert!(common.is_empty(), "shared identifiers: {common:?}");
+        assert!(
+            !app.contains("urn:uuid:6f1c2f3e-0000-4000-8000-00000000000a"),
+            "the source's own ids stay home"
+        );
+        assert!(!app.iter().chain(&clinic).any(|s| s.starts_with("st1_")));
+        // Raw bytes: the ciphertexts share no 16-byte window (the headers share only the
+        // category, date and source fields).
+        let ct = |raw: &[u8]| SealedRecord::from_bytes(raw).unwrap().ciphertext().to_vec();
+        let (a, b) = (ct(&app_raw), ct(&clinic_raw));
+        let windows: std::collections::HashSet<&[u8]> = a.windows(16).collect();
+        assert!(
+            !b.windows(16).any(|w| windows.contains(w)),
+            "ciphertexts share bytes"
+        );
+        assert_eq!(a.len(), b.len(), "padded to the same bucket");
     }
 );

@@ -128,7 +128,7 @@ both!(
             .call(
                 Some("clinic:mysos"),
                 "GET",
-                &format!("/v1/records/{rid}"),
+                &format!("/v1/records/{}", h.alias("clinic:mysos", &rid)),
                 None,
             )
             .await;
@@ -137,7 +137,7 @@ both!(
             .call(
                 Some("phr:asmile"),
                 "GET",
-                &format!("/v1/records/{rid}"),
+                &format!("/v1/records/{}", h.alias("phr:asmile", &rid)),
                 None,
             )
             .await;
@@ -179,7 +179,7 @@ both!(
             .call(
                 Some("phr:asmile"),
                 "GET",
-                &format!("/v1/records/{rid}"),
+                &format!("/v1/records/{}", h.alias("phr:asmile", &rid)),
                 None,
             )
             .await;
@@ -649,7 +649,9 @@ async fn injection_strings_in_every_parameter_are_inert() {
                 "source:city-a",
                 "POST",
                 "/v1/source/key-grants".into(),
-                Some(json!({"grants": [{"record_id": e, "recipient": e, "grant": "AAAA"}]})),
+                Some(
+                    json!({"grants": [{"record_id": e, "recipient": e, "grant": "AAAA", "sealed": "AAAA"}]}),
+                ),
             ),
             (
                 "source:city-a",

@@ -379,7 +379,7 @@ async fn endpoints(h: &TestHub) -> Vec<Endpoint> {
         Endpoint {
             method: "POST",
             path: "/v1/source/key-grants".into(),
-            valid: json!({"grants": [{"record_id": record.0.header().record_id.as_str(), "recipient": "phr:asmile", "grant": data_encoding::BASE64.encode(&[7u8; 80])}]}),
+            valid: json!({"grants": [{"record_id": record.0.header().record_id.as_str(), "recipient": "phr:asmile", "grant": data_encoding::BASE64.encode(&[7u8; 80]), "sealed": data_encoding::BASE64.encode(&record.0.to_bytes())}]}),
         },
         Endpoint {
             method: "POST",

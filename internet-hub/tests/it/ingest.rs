@@ -111,7 +111,13 @@ both!(
         assert_eq!(h.upload(&[&first]).await.0, StatusCode::OK);
 
         let new = h.sealed("doc-2", &subject(2), "checkup.lipids", d(2026, 5, 1), b"2");
-        let changed = h.sealed("doc-1", &subject(1), "checkup.lipids", d(2026, 5, 1), b"x");
+        let changed = h.sealed(
+            "doc-1",
+            &subject(1),
+            "checkup.lipids",
+            d(2026, 5, 1),
+            b"{\"x\":1}",
+        );
         let (st, v) = h.upload(&[&new, &changed]).await;
         assert_eq!(st, StatusCode::CONFLICT, "{v}");
         assert!(
@@ -198,7 +204,7 @@ both!(
             .call(
                 Some("phr:asmile"),
                 "GET",
-                &format!("/v1/records/{rid}"),
+                &format!("/v1/records/{}", h.alias("phr:asmile", &rid)),
                 None,
             )
             .await;

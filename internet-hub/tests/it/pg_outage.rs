@@ -114,7 +114,13 @@ async fn postgres_outage_gives_503_and_the_hub_recovers() {
     let config = write_config(dir.path(), &url, &fixture::source_dir());
     let h = TestHub::on_config(config, dir).await;
     h.register_all().await;
-    let r = h.sealed("doc-1", SUBJECT, "checkup.lipids", d(2026, 5, 1), b"x");
+    let r = h.sealed(
+        "doc-1",
+        SUBJECT,
+        "checkup.lipids",
+        d(2026, 5, 1),
+        b"{\"x\":1}",
+    );
     assert_eq!(h.upload(&[&r]).await.0, StatusCode::OK);
 
     assert!(pg.pg_ctl("stop"), "stopping PostgreSQL");

@@ -60,7 +60,13 @@ fn post(
 async fn resident_sees_history_and_revokes_with_the_receipt_code() {
     let h = TestHub::new(Backend::Sqlite).await.unwrap();
     let ps = h.register_all().await;
-    let r = h.sealed("doc-1", SUBJECT, "checkup.lipids", d(2026, 5, 1), b"x");
+    let r = h.sealed(
+        "doc-1",
+        SUBJECT,
+        "checkup.lipids",
+        d(2026, 5, 1),
+        b"{\"x\":1}",
+    );
     h.upload(&[&r]).await;
     let p = h.enroll("phr:asmile", SUBJECT).await;
     let (_, v) = h.call(Some("phr:asmile"), "POST", "/v1/consents", Some(json!({"subject": p, "recipient": "phr:asmile", "purpose": "phr-display", "categories": ["checkup.lipids"], "method": "app", "granted_by": "resident"}))).await;
@@ -277,7 +283,13 @@ async fn browser_origin_rules() {
 async fn a_receipt_code_opens_only_its_own_consent() {
     let h = TestHub::new(Backend::Sqlite).await.unwrap();
     let ps = h.register_all().await;
-    let r = h.sealed("doc-1", SUBJECT, "checkup.lipids", d(2026, 5, 1), b"x");
+    let r = h.sealed(
+        "doc-1",
+        SUBJECT,
+        "checkup.lipids",
+        d(2026, 5, 1),
+        b"{\"x\":1}",
+    );
     h.upload(&[&r]).await;
     let p = h.enroll("phr:asmile", SUBJECT).await;
     let (_, v) = h.call(Some("phr:asmile"), "POST", "/v1/consents", Some(json!({"subject": p, "recipient": "phr:asmile", "purpose": "phr-display", "categories": ["checkup.lipids"], "method": "app", "granted_by": "resident"}))).await;

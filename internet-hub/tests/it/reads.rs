@@ -28,8 +28,13 @@ async fn grant(h: &TestHub, pseudonym: &str, period: Value, until: Value) -> Str
 }
 
 async fn read(h: &TestHub, who: &str, rid: &str) -> (StatusCode, Value) {
-    h.call(Some(who), "GET", &format!("/v1/records/{rid}"), None)
-        .await
+    h.call(
+        Some(who),
+        "GET",
+        &format!("/v1/records/{}", h.alias(who, rid)),
+        None,
+    )
+    .await
 }
 
 async fn audited_reads(h: &TestHub, rid: &str) -> Vec<(String, String)> {
@@ -119,7 +124,10 @@ both!(
         internet_hub::registry::set_status(&h.hub.db, &asmile, true, t0())
             .await
             .unwrap();
-        for path in [format!("/v1/records/{rid}"), "/v1/feed".to_owned()] {
+        for path in [
+            format!("/v1/records/{}", h.alias("phr:asmile", &rid)),
+            "/v1/feed".to_owned(),
+        ] {
             let (st, v) = h.call(Some("phr:asmile"), "GET", &path, None).await;
             assert_eq!(st, StatusCode::FORBIDDEN, "{path}: {v}");
             assert!(

@@ -9,7 +9,13 @@ use internet_hub::audit;
 
 async fn workload(h: &TestHub) {
     h.register_all().await;
-    let r = h.sealed("doc-1", SUBJECT, "checkup.lipids", d(2026, 5, 1), b"x");
+    let r = h.sealed(
+        "doc-1",
+        SUBJECT,
+        "checkup.lipids",
+        d(2026, 5, 1),
+        b"{\"x\":1}",
+    );
     h.upload(&[&r]).await;
     let p = h.enroll("phr:asmile", SUBJECT).await;
     let (st, _) = h.call(Some("phr:asmile"), "POST", "/v1/consents", Some(json!({"subject": p, "recipient": "phr:asmile", "purpose": "phr-display", "categories": ["checkup.lipids"], "method": "app", "granted_by": "resident"}))).await;
@@ -138,7 +144,13 @@ async fn two_instances(backend: Backend) {
     };
     let ps = a.register_all().await;
     let b = a.second_instance().await;
-    let r = a.sealed("doc-1", SUBJECT, "checkup.lipids", d(2026, 5, 1), b"x");
+    let r = a.sealed(
+        "doc-1",
+        SUBJECT,
+        "checkup.lipids",
+        d(2026, 5, 1),
+        b"{\"x\":1}",
+    );
     a.upload(&[&r]).await;
     let p = a.enroll("phr:asmile", SUBJECT).await;
     let (_, v) = a.call(Some("phr:asmile"), "POST", "/v1/consents", Some(json!({"subject": p, "recipient": "phr:asmile", "purpose": "phr-display", "categories": ["checkup.lipids"], "method": "app", "granted_by": "resident"}))).await;
@@ -167,7 +179,7 @@ async fn two_instances(backend: Backend) {
         .call(
             Some("phr:asmile"),
             "GET",
-            &format!("/v1/records/{rid}"),
+            &format!("/v1/records/{}", b.alias("phr:asmile", &rid)),
             None,
         )
         .await;

@@ -33,8 +33,8 @@ pub struct IndexInfo {
 
 /// Parses an index (`root = "index"`) or summary (`root = "summary"`) file.
 pub fn parse_index(bytes: &[u8], root: &str) -> Result<IndexInfo, Reason> {
-    let text = xml::utf8_text(bytes)?;
-    let mut reader = xml::reader(text);
+    let text = xml::document_text(bytes)?;
+    let mut reader = xml::reader(&text);
     let mut namespace = None;
     let mut count = None;
     let mut depth = 0usize;

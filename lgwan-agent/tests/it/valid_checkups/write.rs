@@ -1,286 +1,12 @@
-//! Random checkup documents that `hc08_V08.xsd` accepts: what one holds ([`Doc`],
-//! made by the [`doc`] strategy from the item table's items and series groups)
-//! and how it is written ([`Doc::xml`]), in every serialization the schema and
-//! XML allow for a result: series groups with the group id as the container's
-//! code and with a null code, `codeSystem` written or left to its default,
-//! padded tokens, numbers in every `real` form, `referenceRange`, `methodCode`,
-//! `interpretationCode`, `author`, comments, CDATA, character references, a BOM,
-//! CRLF line ends and namespace prefixes.
+//! Writing the entries of a random checkup document: each observation with its
+//! optional parts in schema order, its values in the form the item's data type
+//! and the drawn variant give, its members, and the namespace prefix in force.
 
 use std::fmt::Write as _;
 
-use proptest::collection::vec;
-use proptest::prelude::*;
-
 use super::TABLE;
+use super::doc::{CODES, DISPLAYS, Entry, Layout, NULLS, Ns, Obs, Rel, Style, TEXTS, Val};
 use super::simple::{ITEM_OID, Row};
-
-/// Texts of ST values, written escaped, as CDATA or as character references.
-const TEXTS: &[&str] = &[
-    "腎機能確認のため",
-    "a & b < c > d",
-    "所見なし\n経過観察",
-    "  前後に空白  ",
-    "\"引用\"と'アポストロフィ'",
-    "]]",
-    "タブ\tあり",
-    "CR\rのみ",
-    " ",
-];
-/// `displayName`s; a literal tab or line end in an attribute reads as a space.
-const DISPLAYS: &[&str] = &["身長", "A&B <検査>", "改行\nあり", "タブ\tあり"];
-const NULLS: &[&str] = &["NI", "NA", "UNK", "OTH", "ASKU", "NAV", "MSK"];
-const CODES: &[&str] = &["1", "2", "3", " 1 "];
-
-/// Namespace style of a document.
-#[derive(Clone, Copy, Debug)]
-pub(super) enum Ns {
-    /// `xmlns="urn:hl7-org:v3"`, no prefixes.
-    Default,
-    /// Every element `v3:`.
-    Prefixed,
-    /// `v3:` at the root; entries re-declare the default namespace or a new prefix.
-    Mixed,
-}
-
-/// How a document is serialized.
-#[derive(Clone, Debug)]
-pub(super) struct Style {
-    bom: bool,
-    crlf: bool,
-    decl: u8,
-    ns: Ns,
-    xsi: &'static str,
-    comments: bool,
-    indent: bool,
-}
-
-/// Optional parts of an observation.
-#[derive(Clone, Debug)]
-pub(super) struct Deco {
-    system: bool,
-    pad: bool,
-    display: Option<usize>,
-    id: bool,
-    text: bool,
-    status: bool,
-    time: bool,
-    interpretation: bool,
-    method: Option<bool>,
-    author: bool,
-    range: Option<bool>,
-    negation: bool,
-}
-
-/// One `value`: how it is written is read per the item's data type.
-#[derive(Clone, Debug)]
-pub(super) struct Val {
-    null: Option<usize>,
-    number: u32,
-    scale: u32,
-    form: u8,
-    code: usize,
-    system: bool,
-    display: bool,
-    other_type: bool,
-    text: Vec<(usize, u8)>,
-    comment: bool,
-}
-
-/// An observation of an item; `item` picks a row (or a member of a group).
-#[derive(Clone, Debug)]
-pub(super) struct Obs {
-    item: usize,
-    values: Vec<Val>,
-    deco: Deco,
-}
-
-/// How a member hangs under its container.
-#[derive(Clone, Debug)]
-pub(super) struct Rel {
-    sequence: bool,
-    separatable: bool,
-    context: bool,
-    inversion: bool,
-    negation: bool,
-}
-
-/// The container of a series group.
-#[derive(Clone, Copy, Debug)]
-pub(super) enum Layout {
-    /// The group id is the container's code (and its value).
-    Coded,
-    /// `<code nullFlavor="…"/>`, with or without `codeSystem`.
-    Null(usize, bool),
-    /// `<code/>`: no code at all.
-    NoCode,
-}
-
-/// One `entry`.
-#[derive(Clone, Debug)]
-pub(super) enum Entry {
-    Single(Obs),
-    Group {
-        group: usize,
-        layout: Layout,
-        head: Obs,
-        members: Vec<(Rel, Obs)>,
-    },
-}
-
-/// A document: its style, exam date form, and sections of entries.
-#[derive(Clone, Debug)]
-pub(super) struct Doc {
-    style: Style,
-    exam_low: bool,
-    narrative: bool,
-    sections: Vec<Vec<(u8, u8, Entry)>>,
-}
-
-fn style() -> impl Strategy<Value = Style> {
-    let ns = prop_oneof![Just(Ns::Default), Just(Ns::Prefixed), Just(Ns::Mixed)];
-    (
-        any::<[bool; 4]>(),
-        0u8..3,
-        ns,
-        prop::sample::select(&["xsi", "i"][..]),
-    )
-        .prop_map(|([bom, crlf, comments, indent], decl, ns, xsi)| Style {
-            bom,
-            crlf,
-            decl,
-            ns,
-            xsi,
-            comments,
-            indent,
-        })
-}
-
-fn deco() -> impl Strategy<Value = Deco> {
-    (
-        any::<[bool; 9]>(),
-        prop::option::of(0..DISPLAYS.len()),
-        prop::option::of(any::<bool>()),
-        prop::option::of(any::<bool>()),
-    )
-        .prop_map(
-            |(
-                [
-                    system,
-                    pad,
-                    id,
-                    text,
-                    status,
-                    time,
-                    interpretation,
-                    author,
-                    negation,
-                ],
-                display,
-                method,
-                range,
-            )| Deco {
-                system,
-                pad,
-                display,
-                id,
-                text,
-                status,
-                time,
-                interpretation,
-                method,
-                author,
-                range,
-                negation,
-            },
-        )
-}
-
-fn val() -> impl Strategy<Value = Val> {
-    (
-        prop::option::weighted(0.15, 0..NULLS.len()),
-        (0u32..200_000, 0u32..4, 0u8..6),
-        (0..CODES.len(), any::<[bool; 4]>()),
-        vec((0..TEXTS.len(), 0u8..3), 1..4),
-    )
-        .prop_map(
-            |(
-                null,
-                (number, scale, form),
-                (code, [system, display, other_type, comment]),
-                text,
-            )| Val {
-                null,
-                number,
-                scale,
-                form,
-                code,
-                system,
-                display,
-                other_type,
-                text,
-                comment,
-            },
-        )
-}
-
-fn obs() -> impl Strategy<Value = Obs> {
-    (0usize..1000, vec(val(), 0..3), deco()).prop_map(|(item, values, deco)| Obs {
-        item,
-        values,
-        deco,
-    })
-}
-
-fn rel() -> impl Strategy<Value = Rel> {
-    any::<[bool; 5]>().prop_map(
-        |[sequence, separatable, context, inversion, negation]| Rel {
-            sequence,
-            separatable,
-            context,
-            inversion,
-            negation,
-        },
-    )
-}
-
-fn entry() -> impl Strategy<Value = Entry> {
-    let layout = prop_oneof![
-        Just(Layout::Coded),
-        (0..NULLS.len(), any::<bool>()).prop_map(|(n, s)| Layout::Null(n, s)),
-        Just(Layout::NoCode),
-    ];
-    prop_oneof![
-        obs().prop_map(Entry::Single),
-        (
-            0..TABLE.groups.len(),
-            layout,
-            obs(),
-            vec((rel(), obs()), 0..5)
-        )
-            .prop_map(|(group, layout, head, members)| Entry::Group {
-                group,
-                layout,
-                head,
-                members,
-            }),
-    ]
-}
-
-/// A random document.
-pub(super) fn doc() -> impl Strategy<Value = Doc> {
-    (
-        style(),
-        any::<[bool; 2]>(),
-        vec(vec((0u8..3, 0u8..3, entry()), 0..6), 1..3),
-    )
-        .prop_map(|(style, [exam_low, narrative], sections)| Doc {
-            style,
-            exam_low,
-            narrative,
-            sections,
-        })
-}
 
 /// Escapes text for content and double-quoted attributes.
 fn esc(s: &str) -> String {
@@ -292,14 +18,14 @@ fn esc(s: &str) -> String {
 
 /// A writer of one document: the text, the prefix of `xsi:type` values, and
 /// how many results it wrote.
-struct W<'a> {
-    out: String,
-    style: &'a Style,
+pub(super) struct W<'a> {
+    pub(super) out: String,
+    pub(super) style: &'a Style,
     /// Prefix of the HL7 namespace bound at the root (`v3:`), if any.
-    root: &'static str,
+    pub(super) root: &'static str,
     /// Prefix of the elements being written.
-    prefix: &'static str,
-    results: usize,
+    pub(super) prefix: &'static str,
+    pub(super) results: usize,
 }
 
 impl W<'_> {
@@ -307,13 +33,13 @@ impl W<'_> {
         self.prefix
     }
 
-    fn nl(&mut self) {
+    pub(super) fn nl(&mut self) {
         if self.style.indent {
             self.out.push_str("\n  ");
         }
     }
 
-    fn comment(&mut self, on: bool) {
+    pub(super) fn comment(&mut self, on: bool) {
         if on && self.style.comments {
             self.out.push_str("<!-- 備考: <value> ではない -->");
         }
@@ -578,7 +304,7 @@ impl W<'_> {
         self.prefix = outer;
     }
 
-    fn entry(&mut self, kind: u8, ns: u8, e: &Entry) {
+    pub(super) fn entry(&mut self, kind: u8, ns: u8, e: &Entry) {
         let outer = self.prefix;
         let mut declare = None;
         let p = self.p();
@@ -627,95 +353,5 @@ impl W<'_> {
         }
         let _ = write!(self.out, "</{p}entry>");
         self.prefix = outer;
-    }
-}
-
-impl Doc {
-    /// The document's bytes and how many results it holds.
-    pub(super) fn xml(&self) -> (Vec<u8>, usize) {
-        let s = &self.style;
-        let root = match s.ns {
-            Ns::Default => "",
-            Ns::Prefixed | Ns::Mixed => "v3:",
-        };
-        let mut w = W {
-            out: String::new(),
-            style: s,
-            root,
-            prefix: root,
-            results: 0,
-        };
-        let p = root;
-        match s.decl {
-            1 => w.out.push_str("<?xml version=\"1.0\"?>\n"),
-            2 => w
-                .out
-                .push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"),
-            _ => {}
-        }
-        let ns = match root {
-            "" => "xmlns".to_owned(),
-            r => format!("xmlns:{}", r.trim_end_matches(':')),
-        };
-        let date = if self.exam_low {
-            format!(
-                r#"<{p}effectiveTime><{p}low value="20240601"/><{p}high value="20240602"/></{p}effectiveTime>"#
-            )
-        } else {
-            format!(r#"<{p}effectiveTime value="20240601"/>"#)
-        };
-        let _ = write!(
-            w.out,
-            r#"<{p}ClinicalDocument {ns}="urn:hl7-org:v3" xmlns:{xsi}="http://www.w3.org/2001/XMLSchema-instance">
-<{p}typeId root="2.16.840.1.113883.1.3" extension="POCD_HD000040"/>
-<{p}id root="1.2.392.200119.6.102" extension="1311234567-20240601-00001"/>
-<{p}code code="10" codeSystem="1.2.392.200119.6.1001"/>
-<{p}effectiveTime value="20240601"/>
-<{p}confidentialityCode code="N" codeSystem="2.16.840.1.113883.5.25"/>
-<{p}recordTarget><{p}patientRole>
-<{p}id root="1.2.392.200119.6.101" extension="06139623"/>
-<{p}id root="1.2.392.200119.6.204" extension="見本199-66"/>
-<{p}id root="1.2.392.200119.6.205" extension="7991982"/>
-<{p}patient><{p}name>例示　秋絵</{p}name><{p}administrativeGenderCode code="2" codeSystem="1.2.392.200119.6.1104"/><{p}birthTime value="19560810"/></{p}patient>
-</{p}patientRole></{p}recordTarget>
-<{p}author><{p}time value="20240601"/><{p}assignedAuthor><{p}id root="1.2.392.200119.6.102" extension="1311234567"/></{p}assignedAuthor></{p}author>
-<{p}custodian><{p}assignedCustodian><{p}representedCustodianOrganization><{p}id root="1.2.392.200119.6.102" extension="1311234567"/></{p}representedCustodianOrganization></{p}assignedCustodian></{p}custodian>
-<{p}documentationOf><{p}serviceEvent><{p}code code="010" codeSystem="1.2.392.200119.6.1002"/>{date}</{p}serviceEvent></{p}documentationOf>
-<{p}component><{p}structuredBody>"#,
-            xsi = s.xsi,
-        );
-        for section in &self.sections {
-            let _ = write!(
-                w.out,
-                r#"<{p}component><{p}section><{p}code code="01010" codeSystem="1.2.392.200119.6.1010"/><{p}title>特定健診情報</{p}title>"#
-            );
-            if self.narrative {
-                let _ = write!(
-                    w.out,
-                    "<{p}text><{p}paragraph>身長 160.5 cm</{p}paragraph></{p}text>"
-                );
-            }
-            for (kind, ns, e) in section {
-                w.nl();
-                w.comment(true);
-                w.entry(*kind, *ns, e);
-            }
-            let _ = write!(w.out, "</{p}section></{p}component>");
-        }
-        let _ = write!(
-            w.out,
-            "</{p}structuredBody></{p}component>\n</{p}ClinicalDocument>\n"
-        );
-        let mut text = w.out;
-        if s.crlf {
-            text = text.replace('\n', "\r\n");
-        }
-        let mut bytes = if s.bom {
-            vec![0xEF, 0xBB, 0xBF]
-        } else {
-            Vec::new()
-        };
-        bytes.extend_from_slice(text.as_bytes());
-        (bytes, w.results)
     }
 }

@@ -115,11 +115,11 @@ pub fn parse_checkup(bytes: &[u8], fallback_id: &str) -> Result<CheckupDocument,
                 close(&mut state)?;
             }
             Event::End(_) => close(&mut state)?,
-            Event::Text(t) if state.in_body() => {
+            Event::Text(t) if state.body.wants_text(state.stack.len()) => {
                 let unescaped = t.unescape().map_err(|e| xml::malformed(e, position))?;
                 state.body.text(state.stack.len(), &unescaped)?;
             }
-            Event::CData(c) if state.in_body() => {
+            Event::CData(c) if state.body.wants_text(state.stack.len()) => {
                 let raw = std::str::from_utf8(&c)
                     .map_err(|e| Reason::Encoding(format!("CDATA is not UTF-8: {e}")))?;
                 state.body.text(state.stack.len(), raw)?;

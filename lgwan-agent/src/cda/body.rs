@@ -137,13 +137,23 @@ impl Body {
         Ok(())
     }
 
+    /// Whether character data inside the element at `depth` is part of a value:
+    /// the text of an ST/ED `value` itself, not that of its children.
+    pub(super) fn wants_text(&self, depth: usize) -> bool {
+        self.skip.is_none()
+            && self
+                .open
+                .last()
+                .and_then(|p| p.text.as_ref())
+                .is_some_and(|(d, _)| *d == depth)
+    }
+
     /// Character data (unescaped text or CDATA) inside the element at `depth`.
     pub(super) fn text(&mut self, depth: usize, more: &str) -> Result<(), Reason> {
         let Some(p) = self.open.last_mut() else {
             return Ok(());
         };
         let item = p.code.as_deref().unwrap_or("(no code)");
-        // Only the value's own character data: not that of its children.
         let Some((_, text)) = p.text.as_mut().filter(|(d, _)| *d == depth) else {
             return Ok(());
         };

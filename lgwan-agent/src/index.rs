@@ -119,6 +119,19 @@ mod tests {
     }
 
     #[test]
+    fn any_prefix_bom_and_crlf() {
+        let text = format!(
+            "\u{feff}<?xml version=\"1.0\"?>\r\n<ix:index xmlns:ix=\"{NS_MHLW}\">\r\n\
+             <ix:interactionType code=\"1\"/><ix:totalRecordCount value=\" +6\r\n\"/></ix:index>"
+        );
+        let info = parse_index(text.as_bytes(), "index").unwrap();
+        assert_eq!(
+            (info.namespace, info.count),
+            (IndexNamespace::Mhlw, Some(6))
+        );
+    }
+
+    #[test]
     fn other_namespace_and_doctype_refused() {
         let other = parse_index(index("urn:example").as_bytes(), "index");
         assert!(matches!(other, Err(Reason::WrongNamespace(_))));

@@ -1,16 +1,21 @@
 //! Streaming parser of 特定健診 checkup documents (HL7 CDA R2, `urn:hl7-org:v3`)
-//! into [`CheckupDocument`]s. Names and addresses are read past, never stored.
+//! into [`CheckupDocument`]s: the header (who, when) here, the results in
+//! [`body`], their values in [`value`]. What is accepted is what
+//! `spec/tokutei-kenshin/xsd/hc08_V08.xsd` allows, in any namespace prefix, with
+//! the attribute defaults the XSDs give. Names and addresses (of the person, and
+//! of the doctor an `author` names) are read past, never stored.
+
+mod body;
+mod value;
 
 use chrono::NaiveDate;
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::name::ResolveResult;
 
-use crate::domain::{
-    CheckupDocument, ITEM_CODE_OID, Observation, PersonIdentity, Sex, Value, fold_width,
-    is_decimal, parse_date,
-};
+use crate::domain::{CheckupDocument, PersonIdentity, Sex, fold_width, parse_date};
 use crate::quarantine::Reason;
 use crate::xml::{self, Attrs, MAX_DEPTH};
+use body::{Body, Element};
 
 /// The HL7 v3 namespace every CDA element must be in.
 pub const CDA_NS: &str = "urn:hl7-org:v3";
@@ -26,19 +31,6 @@ const OID_SYMBOL: &str = "1.2.392.200119.6.204";
 const OID_NUMBER: &str = "1.2.392.200119.6.205";
 const OID_BRANCH: &str = "1.2.392.200119.6.211";
 
-/// An observation being read.
-#[derive(Default)]
-struct Pending {
-    code: Option<String>,
-    system: Option<String>,
-    display: Option<String>,
-    value: Option<Value>,
-    /// Text of an ST value being read.
-    text: Option<String>,
-    relation: Option<String>,
-    children: Vec<Observation>,
-}
-
 #[derive(Default)]
 struct State {
     /// Local names of open elements; foreign-namespace elements are `#`.
@@ -51,11 +43,10 @@ struct State {
     branch: Option<String>,
     birth: Option<String>,
     sex: Option<String>,
-    exam_date: Option<String>,
-    /// `typeCode` of each open `entryRelationship`.
-    relations: Vec<Option<String>>,
-    open: Vec<Pending>,
-    observations: Vec<Observation>,
+    /// The exam date's candidates: `effectiveTime@value`, then its `low`,
+    /// `center` and `high` (`IVL_TS` allows any of them alone).
+    exam_date: [Option<String>; 4],
+    body: Body,
 }
 
 impl State {
@@ -76,13 +67,30 @@ impl State {
     fn is(&self, path: &[&str]) -> bool {
         self.stack.len() == path.len() && self.ends_with(path)
     }
+
+    /// What the innermost open element is to the body reader.
+    fn element(&self) -> Element {
+        if self.ends_with(&["entryRelationship"]) {
+            Element::Relationship
+        } else if self.ends_with(&["observation"]) {
+            Element::Observation {
+                in_relationship: self.ends_with(&["entryRelationship", "observation"]),
+            }
+        } else if self.ends_with(&["observation", "code"]) {
+            Element::Code
+        } else if self.ends_with(&["observation", "value"]) {
+            Element::Value
+        } else {
+            Element::Other
+        }
+    }
 }
 
 /// Parses one checkup document. `fallback_id` names the document when it has
 /// no `ClinicalDocument/id` (usually `<archive root>/<entry>`).
 pub fn parse_checkup(bytes: &[u8], fallback_id: &str) -> Result<CheckupDocument, Reason> {
-    let text = xml::utf8_text(bytes)?;
-    let mut reader = xml::reader(text);
+    let text = xml::document_text(bytes)?;
+    let mut reader = xml::reader(&text);
     let mut state = State::default();
     let mut seen_root = false;
     loop {
@@ -107,19 +115,16 @@ pub fn parse_checkup(bytes: &[u8], fallback_id: &str) -> Result<CheckupDocument,
                 close(&mut state)?;
             }
             Event::End(_) => close(&mut state)?,
-            Event::Text(t) => {
-                if let Some(p) = state.open.last_mut().filter(|p| p.text.is_some()) {
-                    let unescaped = t.unescape().map_err(|e| xml::malformed(e, position))?;
-                    append_text(p, &unescaped)?;
-                }
+            Event::Text(t) if state.body.wants_text(state.stack.len()) => {
+                let unescaped = t.unescape().map_err(|e| xml::malformed(e, position))?;
+                state.body.text(state.stack.len(), &unescaped)?;
             }
-            Event::CData(c) => {
-                if let Some(p) = state.open.last_mut().filter(|p| p.text.is_some()) {
-                    let raw = std::str::from_utf8(&c)
-                        .map_err(|e| Reason::Encoding(format!("CDATA is not UTF-8: {e}")))?;
-                    append_text(p, raw)?;
-                }
+            Event::CData(c) if state.body.wants_text(state.stack.len()) => {
+                let raw = std::str::from_utf8(&c)
+                    .map_err(|e| Reason::Encoding(format!("CDATA is not UTF-8: {e}")))?;
+                state.body.text(state.stack.len(), raw)?;
             }
+            Event::Text(_) | Event::CData(_) => {}
             Event::Comment(_) | Event::PI(_) => {}
             Event::Eof => break,
         }
@@ -162,6 +167,10 @@ fn open(
 }
 
 fn on_start(state: &mut State, attrs: &Attrs) -> Result<(), Reason> {
+    if state.in_body() {
+        let element = state.element();
+        return state.body.start(element, state.stack.len(), attrs);
+    }
     let get = |name| xml::get(attrs, name).map(str::to_owned);
     if state.is(&["ClinicalDocument", "id"]) {
         state.document_id = match (get("root"), get("extension")) {
@@ -189,177 +198,37 @@ fn on_start(state: &mut State, attrs: &Attrs) -> Result<(), Reason> {
         state.sex = get("code");
     } else if state.ends_with(&["recordTarget", "patientRole", "patient", "birthTime"]) {
         state.birth = get("value");
-    } else if state.exam_date.is_none()
-        && (state.is(&EXAM_DATE) || state.is(&[&EXAM_DATE[..], &["low"]].concat()))
-    {
-        // `effectiveTime@value`, or `effectiveTime/low@value` for an interval.
-        state.exam_date = get("value");
-    } else if state.ends_with(&["entryRelationship"]) {
-        state.relations.push(get("typeCode"));
-    } else if state.ends_with(&["observation"]) && state.in_body() {
-        let relation = if state.ends_with(&["entryRelationship", "observation"]) {
-            state.relations.last().cloned().flatten()
-        } else {
-            None
-        };
-        state.open.push(Pending {
-            relation,
-            ..Pending::default()
-        });
-    } else if state.ends_with(&["observation", "code"]) {
-        if let Some(p) = state.open.last_mut() {
-            p.code = get("code");
-            p.system = get("codeSystem");
-            p.display = get("displayName");
-        }
-    } else if state.ends_with(&["observation", "value"]) {
-        if let Some(p) = state.open.last_mut() {
-            start_value(p, attrs)?;
+    } else if let Some(slot) = exam_date_slot(&state.stack) {
+        // Each candidate is taken from the first `documentationOf` that gives it.
+        if let Some(candidate) = state.exam_date.get_mut(slot).filter(|c| c.is_none()) {
+            *candidate = get("value");
         }
     }
     Ok(())
 }
 
-/// Longest text (ST) value accepted: the MHLW table's longest free-text item is far
-/// shorter; anything longer is not a checkup result and is refused, not exported.
-const MAX_TEXT_BYTES: usize = 16 * 1024;
-/// Longest numeric (PQ/INT) value, in characters: more digits than any measurement.
-const MAX_NUMBER_CHARS: usize = 20;
-
-fn append_text(p: &mut Pending, more: &str) -> Result<(), Reason> {
-    let item = p.code.clone().unwrap_or_else(|| "(no code)".into());
-    let Some(text) = p.text.as_mut() else {
-        return Ok(());
+/// Which exam-date candidate the element at the top of `stack` gives, if any:
+/// `serviceEvent/effectiveTime` itself (0), or its `low`, `center` or `high`.
+fn exam_date_slot(stack: &[String]) -> Option<usize> {
+    if stack.len() == EXAM_DATE.len() {
+        return stack.iter().eq(EXAM_DATE.iter()).then_some(0);
+    }
+    let (last, parent) = stack.split_last()?;
+    let slot = match last.as_str() {
+        "low" => 1,
+        "center" => 2,
+        "high" => 3,
+        _ => return None,
     };
-    if text.len() + more.len() > MAX_TEXT_BYTES {
-        return Err(Reason::BadValue(format!(
-            "`{item}` text value is longer than {MAX_TEXT_BYTES} bytes"
-        )));
-    }
-    text.push_str(more);
-    Ok(())
-}
-
-fn start_value(p: &mut Pending, attrs: &Attrs) -> Result<(), Reason> {
-    let item = p.code.clone().unwrap_or_else(|| "(no code)".into());
-    if p.value.is_some() || p.text.is_some() {
-        return Err(Reason::BadValue(format!(
-            "`{item}` has more than one value"
-        )));
-    }
-    let get = |name| xml::get(attrs, name).map(str::to_owned);
-    let null = get("nullFlavor").is_some();
-    let Some(kind) = xml::xsi_type(attrs).map(str::to_owned) else {
-        return Err(Reason::BadValue(format!("`{item}` value has no xsi:type")));
-    };
-    match kind.as_str() {
-        "PQ" | "INT" => match get("value") {
-            Some(v) if v.trim().len() > MAX_NUMBER_CHARS => {
-                return Err(Reason::BadValue(format!(
-                    "`{item}` {kind} value has more than {MAX_NUMBER_CHARS} characters"
-                )));
-            }
-            Some(v) if is_decimal(v.trim()) && (kind == "PQ" || !v.contains('.')) => {
-                p.value = Some(Value::Quantity {
-                    value: v.trim().to_owned(),
-                    unit: get("unit").filter(|u| !u.is_empty() && u != "1"),
-                });
-            }
-            None if null => {}
-            _ => {
-                return Err(Reason::BadValue(format!(
-                    "`{item}` {kind} value is not a number"
-                )));
-            }
-        },
-        "CD" | "CO" | "CE" | "CV" | "CS" => match (get("code"), get("codeSystem")) {
-            (Some(code), Some(system)) if !code.trim().is_empty() => {
-                p.value = Some(Value::Coded {
-                    code: code.trim().to_owned(),
-                    system,
-                    display: get("displayName"),
-                });
-            }
-            (None, _) if null => {}
-            (_, None) if kind != "CS" => {
-                return Err(Reason::BadValue(format!(
-                    "`{item}` {kind} value has no codeSystem"
-                )));
-            }
-            _ => {
-                return Err(Reason::BadValue(format!(
-                    "`{item}` {kind} value has no code"
-                )));
-            }
-        },
-        "ST" | "ED" => p.text = Some(String::new()),
-        other => {
-            return Err(Reason::BadValue(format!(
-                "`{item}` has unsupported value type `{other}`"
-            )));
-        }
-    }
-    Ok(())
+    parent.iter().eq(EXAM_DATE.iter()).then_some(slot)
 }
 
 fn close(state: &mut State) -> Result<(), Reason> {
-    let closing_value = state.ends_with(&["observation", "value"]);
-    let closing_obs = state.ends_with(&["observation"]) && state.in_body();
-    let closing_rel = state.ends_with(&["entryRelationship"]);
-    if closing_value {
-        if let Some(p) = state.open.last_mut() {
-            if let Some(text) = p.text.take().filter(|t| !t.trim().is_empty()) {
-                p.value = Some(Value::Text(text));
-            }
-        }
-    } else if closing_obs {
-        if let Some(p) = state.open.pop() {
-            finish_observation(state, p)?;
-        }
-    } else if closing_rel {
-        state.relations.pop();
+    if state.in_body() {
+        let element = state.element();
+        state.body.end(element, state.stack.len())?;
     }
     state.stack.pop();
-    Ok(())
-}
-
-fn finish_observation(state: &mut State, p: Pending) -> Result<(), Reason> {
-    let is_item = p.system.as_deref().is_none_or(|s| s == ITEM_CODE_OID);
-    let had_children = !p.children.is_empty();
-    let mut header = None;
-    let mut all = Vec::new();
-    if is_item {
-        let Some(code) = p.code.filter(|c| !c.is_empty()) else {
-            return Err(Reason::BadValue("observation has no item code".into()));
-        };
-        if code.len() != 17 || !code.bytes().all(|b| b.is_ascii_alphanumeric()) {
-            return Err(Reason::BadValue(format!(
-                "item code `{code}` is not 17 characters"
-            )));
-        }
-        if let Some(value) = p.value {
-            all.push(Observation {
-                item_code: code.clone(),
-                display: p.display,
-                value,
-                group: None,
-                relation: p.relation,
-            });
-        }
-        header = Some(code);
-    }
-    all.extend(p.children);
-    if let Some(parent) = state.open.last_mut() {
-        // Nested: hand everything to the enclosing observation.
-        parent.children.extend(all);
-        return Ok(());
-    }
-    // Top level: an observation with members names the series group.
-    let group = header.filter(|_| had_children);
-    for mut o in all {
-        o.group.clone_from(&group);
-        state.observations.push(o);
-    }
     Ok(())
 }
 
@@ -391,7 +260,11 @@ fn finish(state: State, fallback_id: &str) -> Result<CheckupDocument, Reason> {
     let sex_raw = required(state.sex, "administrativeGenderCode")?;
     let sex = Sex::parse(&sex_raw)
         .ok_or_else(|| Reason::Field("administrativeGenderCode is not 1 or 2".into()))?;
-    let exam_raw = required(state.exam_date, "exam date (serviceEvent/effectiveTime)")?;
+    let [value, low, center, high] = state.exam_date;
+    let exam_raw = required(
+        value.or(low).or(center).or(high),
+        "exam date (serviceEvent/effectiveTime)",
+    )?;
     let exam_date: NaiveDate = parse_date(&exam_raw)
         .ok_or_else(|| Reason::Field(format!("exam date `{exam_raw}` is not a date")))?;
     Ok(CheckupDocument {
@@ -408,7 +281,7 @@ fn finish(state: State, fallback_id: &str) -> Result<CheckupDocument, Reason> {
             sex,
         },
         exam_date,
-        observations: state.observations,
+        observations: state.body.into_observations(),
     })
 }
 
@@ -421,8 +294,14 @@ fn required(value: Option<String>, what: &str) -> Result<String, Reason> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::Value;
 
-    fn doc(target: &str, body: &str) -> String {
+    /// A document of the usual person with `body` as the section's content.
+    pub(super) fn doc(body: &str) -> String {
+        doc_with(TARGET, body)
+    }
+
+    fn doc_with(target: &str, body: &str) -> String {
         format!(
             r#"<?xml version="1.0" encoding="UTF-8"?>
 <ClinicalDocument xmlns="urn:hl7-org:v3" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
@@ -457,7 +336,7 @@ mod tests {
             "9N051000000000049",
             r#"<value xsi:type="ST">a &amp; b&#x3042;</value>"#,
         );
-        let d = parse_checkup(doc(TARGET, &body).as_bytes(), "root/DATA/h1.xml").unwrap();
+        let d = parse_checkup(doc_with(TARGET, &body).as_bytes(), "root/DATA/h1.xml").unwrap();
         assert_eq!(d.document_id, "root/DATA/h1.xml");
         assert_eq!(d.exam_date.to_string(), "2024-06-01");
         assert_eq!(d.identity.symbol, "");
@@ -468,7 +347,7 @@ mod tests {
     #[test]
     fn undeclared_entity_is_malformed_not_expanded() {
         let body = obs("9N051000000000049", r#"<value xsi:type="ST">&xxe;</value>"#);
-        let r = parse_checkup(doc(TARGET, &body).as_bytes(), "x");
+        let r = parse_checkup(doc_with(TARGET, &body).as_bytes(), "x");
         assert!(matches!(r, Err(Reason::MalformedXml(_))), "{r:?}");
     }
 
@@ -484,14 +363,14 @@ mod tests {
             (r#"<value value="1"/>"#, "no xsi:type"),
         ] {
             let body = obs("9N001000000000001", value);
-            match parse_checkup(doc(TARGET, &body).as_bytes(), "x") {
+            match parse_checkup(doc_with(TARGET, &body).as_bytes(), "x") {
                 Err(Reason::BadValue(m)) => assert!(m.contains(needle), "{m}"),
                 other => panic!("{value}: {other:?}"),
             }
         }
         let short = obs("9N001", r#"<value xsi:type="ST">x</value>"#);
         assert!(matches!(
-            parse_checkup(doc(TARGET, &short).as_bytes(), "x"),
+            parse_checkup(doc_with(TARGET, &short).as_bytes(), "x"),
             Err(Reason::BadValue(_))
         ));
     }
@@ -500,17 +379,17 @@ mod tests {
     fn record_target_and_fields() {
         let two = format!("{TARGET}{TARGET}");
         assert!(matches!(
-            parse_checkup(doc(&two, "").as_bytes(), "x"),
+            parse_checkup(doc_with(&two, "").as_bytes(), "x"),
             Err(Reason::RecordTarget(_))
         ));
         let no_birth = TARGET.replace(r#"<birthTime value="19700101"/>"#, "");
-        match parse_checkup(doc(&no_birth, "").as_bytes(), "x") {
+        match parse_checkup(doc_with(&no_birth, "").as_bytes(), "x") {
             Err(Reason::Field(m)) => assert!(m.contains("birthTime")),
             other => panic!("{other:?}"),
         }
         let bad_insurer = TARGET.replace("１３８０１６", "13801A");
         assert!(matches!(
-            parse_checkup(doc(&bad_insurer, "").as_bytes(), "x"),
+            parse_checkup(doc_with(&bad_insurer, "").as_bytes(), "x"),
             Err(Reason::Field(_))
         ));
     }
@@ -519,7 +398,40 @@ mod tests {
     fn deep_nesting_refused() {
         let deep = "<a>".repeat(100) + &"</a>".repeat(100);
         let body = format!(r#"<text xmlns="urn:x">{deep}</text>"#);
-        let r = parse_checkup(doc(TARGET, &body).as_bytes(), "x");
+        let r = parse_checkup(doc_with(TARGET, &body).as_bytes(), "x");
         assert!(matches!(r, Err(Reason::MalformedXml(m)) if m.contains("deeper")));
+    }
+
+    #[test]
+    fn any_prefix_line_ends_and_exam_date_forms() {
+        let plain = doc(&obs(
+            "9N001000000000001",
+            "<value xsi:type=\"PQ\" value=\"160\" unit=\"cm\"/>",
+        ));
+        let want = parse_checkup(plain.as_bytes(), "x").unwrap();
+        // Every element prefixed, the default namespace re-declared on an entry,
+        // a BOM and CRLF line ends: the same document.
+        let prefixed = plain
+            .replace("<", "<v3:")
+            .replace("<v3:/", "</v3:")
+            .replace("<v3:?xml", "<?xml")
+            .replace("xmlns=", "xmlns:v3=")
+            .replace("xsi:type=\"PQ\"", "xsi:type=\"v3:PQ\"")
+            .replace("<v3:entry>", "<entry xmlns=\"urn:hl7-org:v3\">")
+            .replace("</v3:entry>", "</entry>")
+            .replace('\n', "\r\n");
+        let prefixed = format!("\u{feff}{prefixed}");
+        assert_eq!(parse_checkup(prefixed.as_bytes(), "x"), Ok(want.clone()));
+        for date in [
+            r#"<effectiveTime value="20240601"/>"#,
+            r#"<effectiveTime><center value="20240601"/></effectiveTime>"#,
+            r#"<effectiveTime><high value="20240601"/></effectiveTime>"#,
+        ] {
+            let other = plain.replace(
+                r#"<effectiveTime><low value="20240601"/></effectiveTime>"#,
+                date,
+            );
+            assert_eq!(parse_checkup(other.as_bytes(), "x"), Ok(want.clone()));
+        }
     }
 }

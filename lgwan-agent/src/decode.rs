@@ -1,7 +1,10 @@
 //! Text encoding of CSV inputs: a file that is valid UTF-8 (with or without a
 //! byte-order mark) is UTF-8, anything else is CP932 (Windows Shift_JIS). Both
-//! the check and the decoding stream in fixed-size chunks.
+//! the check and the decoding stream in fixed-size chunks. A byte sequence that is
+//! not valid in the encoding is left out of the text and its line is noted, so the
+//! CSV reader can set aside the row that holds it and read the others.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::Path;
@@ -35,8 +38,20 @@ pub fn detect(path: &Path) -> io::Result<&'static Encoding> {
     }
 }
 
-/// A reader that decodes `inner` from `encoding` to UTF-8 (dropping a BOM) and
-/// fails on malformed input instead of replacing it.
+/// Where the input was not valid in its encoding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Malformed {
+    /// The 1-based line (counted by line feeds) the bad bytes are on.
+    pub line: u64,
+    /// The offset of the first bad byte in the file.
+    pub byte: u64,
+}
+
+/// A reader that decodes `inner` from `encoding` to UTF-8 (dropping a BOM). A
+/// malformed sequence is left out (never replaced by a look-alike character) and
+/// noted by line, for [`DecodingReader::take_malformed`]. Undecodable bytes never
+/// swallow an ASCII byte after them (WHATWG decoding), so line feeds, commas and
+/// quotes stay where they were.
 pub struct DecodingReader<R> {
     inner: R,
     decoder: Decoder,
@@ -49,6 +64,10 @@ pub struct DecodingReader<R> {
     finished: bool,
     /// Bytes of input consumed so far, for error positions.
     consumed: u64,
+    /// The line the next input byte is on.
+    line: u64,
+    /// The first malformed sequence of each line decoded and not yet taken.
+    malformed: VecDeque<Malformed>,
 }
 
 impl<R: Read> DecodingReader<R> {
@@ -63,6 +82,26 @@ impl<R: Read> DecodingReader<R> {
             eof: false,
             finished: false,
             consumed: 0,
+            line: 1,
+            malformed: VecDeque::new(),
+        }
+    }
+
+    /// The name of the encoding, e.g. `Shift_JIS`.
+    pub fn encoding_name(&self) -> &'static str {
+        self.decoder.encoding().name()
+    }
+
+    /// Takes the malformed places noted on lines up to `line` (every one decoded so
+    /// far with `u64::MAX`), oldest first, one per line.
+    pub fn take_malformed(&mut self, line: u64) -> Vec<Malformed> {
+        let upto = self.malformed.partition_point(|m| m.line <= line);
+        self.malformed.drain(..upto).collect()
+    }
+
+    fn note_malformed(&mut self, at: Malformed) {
+        if self.malformed.back().is_none_or(|m| m.line != at.line) {
+            self.malformed.push_back(at);
         }
     }
 }
@@ -96,27 +135,43 @@ impl<R: Read> Read for DecodingReader<R> {
             let (result, read, written) = self
                 .decoder
                 .decode_to_utf8_without_replacement(src, out, self.eof);
+            let newlines = |bytes: &[u8]| bytes.iter().filter(|&&b| b == b'\n').count() as u64;
+            let malformed = match result {
+                DecoderResult::Malformed(bad, extra) => {
+                    // The bad sequence ends `extra` bytes before the end of what was
+                    // read; it may have begun in an earlier call (a lead byte at the
+                    // end of the input), with no line feed after it.
+                    let byte = (self.consumed + read as u64)
+                        .saturating_sub(u64::from(bad) + u64::from(extra));
+                    let at = usize::try_from(byte.saturating_sub(self.consumed)).unwrap_or(0);
+                    Some(Malformed {
+                        line: self.line + newlines(src.get(..at).unwrap_or_default()),
+                        byte,
+                    })
+                }
+                _ => None,
+            };
+            self.line += newlines(src.get(..read).unwrap_or_default());
+            if let Some(at) = malformed {
+                self.note_malformed(at);
+            }
             self.start += read;
             self.consumed += read as u64;
             if self.eof && result == DecoderResult::InputEmpty {
                 self.finished = true;
             }
             match result {
-                DecoderResult::Malformed(_, _) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!(
-                            "not valid {} near byte {}",
-                            self.decoder.encoding().name(),
-                            self.consumed
-                        ),
-                    ));
-                }
-                DecoderResult::OutputFull | DecoderResult::InputEmpty if written > 0 => {
+                DecoderResult::OutputFull
+                | DecoderResult::InputEmpty
+                | DecoderResult::Malformed(..)
+                    if written > 0 =>
+                {
                     return Ok(written);
                 }
                 DecoderResult::InputEmpty if self.eof => return Ok(0),
-                DecoderResult::InputEmpty | DecoderResult::OutputFull => {}
+                DecoderResult::InputEmpty
+                | DecoderResult::OutputFull
+                | DecoderResult::Malformed(..) => {}
             }
         }
     }
@@ -158,6 +213,24 @@ mod tests {
             "保険者番号,氏名\n1,見本\n"
         );
         assert_eq!(decode("\u{feff}a,b".as_bytes(), UTF_8).unwrap(), "a,b");
-        assert!(decode(&[b'a', 0x82], SHIFT_JIS).is_err());
+    }
+
+    #[test]
+    fn bad_bytes_are_left_out_and_noted_by_line() {
+        // 0x81 0x20: a lead byte whose trail is a space; 0x82 alone at the end.
+        let bytes = b"a,b\nc\x81 ,d\ne,f\r\n\x82";
+        let mut r = DecodingReader::new(&bytes[..], SHIFT_JIS);
+        let (mut out, mut buf) = (Vec::new(), [0u8; 64]);
+        while let n @ 1.. = r.read(&mut buf).unwrap() {
+            out.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(out, b"a,b\nc ,d\ne,f\r\n", "the space and commas are kept");
+        assert_eq!(r.take_malformed(1), []);
+        assert_eq!(r.take_malformed(2), [Malformed { line: 2, byte: 5 }]);
+        assert_eq!(
+            r.take_malformed(u64::MAX),
+            [Malformed { line: 4, byte: 15 }]
+        );
+        assert_eq!(r.take_malformed(u64::MAX), []);
     }
 }

@@ -33,8 +33,8 @@ pub struct IndexInfo {
 
 /// Parses an index (`root = "index"`) or summary (`root = "summary"`) file.
 pub fn parse_index(bytes: &[u8], root: &str) -> Result<IndexInfo, Reason> {
-    let text = xml::utf8_text(bytes)?;
-    let mut reader = xml::reader(text);
+    let text = xml::document_text(bytes)?;
+    let mut reader = xml::reader(&text);
     let mut namespace = None;
     let mut count = None;
     let mut depth = 0usize;
@@ -116,6 +116,19 @@ mod tests {
         assert_eq!(old.count, Some(6));
         let new = parse_index(index(NS_MHLW).as_bytes(), "index").unwrap();
         assert_eq!(new.namespace, IndexNamespace::Mhlw);
+    }
+
+    #[test]
+    fn any_prefix_bom_and_crlf() {
+        let text = format!(
+            "\u{feff}<?xml version=\"1.0\"?>\r\n<ix:index xmlns:ix=\"{NS_MHLW}\">\r\n\
+             <ix:interactionType code=\"1\"/><ix:totalRecordCount value=\" +6\r\n\"/></ix:index>"
+        );
+        let info = parse_index(text.as_bytes(), "index").unwrap();
+        assert_eq!(
+            (info.namespace, info.count),
+            (IndexNamespace::Mhlw, Some(6))
+        );
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub mod enroll;
 pub mod error;
 pub mod import;
 pub mod index;
+mod item_table;
 pub mod minimize;
 pub mod outbox;
 mod parallel;

@@ -1,6 +1,8 @@
 //! KDB CSV exports and insurer notices (医療費通知, ジェネリック差額通知): the
 //! column mapping from config, header matching, row parsing, and the FHIR
-//! bundle of one row. Files stream row by row; CP932 or UTF-8 is detected.
+//! bundle of one row. Files stream row by row; CP932 or UTF-8 is detected. A row
+//! holding bytes that are not valid in the file's encoding is set aside on its
+//! own, named by line; only a bad header sets the whole file aside.
 
 use std::fs::File;
 use std::io::BufReader;
@@ -10,7 +12,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json, json};
 
-use crate::decode::{DecodingReader, detect};
+use crate::decode::{DecodingReader, Malformed, detect};
 use crate::domain::{PersonIdentity, Sex, fold_width, is_decimal, parse_date};
 use crate::minimize::{UCUM, bundle};
 use crate::quarantine::{Quarantine, Reason};
@@ -142,6 +144,20 @@ pub fn read_table(
         Ok(h) => h.iter().map(|c| c.trim().to_owned()).collect(),
         Err(e) => return sink(quarantine(None, Reason::Csv(format!("header: {e}")))),
     };
+    let header_end = reader
+        .headers()
+        .ok()
+        .map_or(1, |h| last_line(h.position(), h.iter()));
+    let encoding = reader.get_ref().encoding_name();
+    let not_valid =
+        |m: Malformed| Reason::Encoding(format!("not valid {encoding} near byte {}", m.byte));
+    if let Some(bad) = reader.get_mut().take_malformed(header_end).first() {
+        let reason = Reason::Encoding(format!(
+            "header: not valid {encoding} near byte {} (line {})",
+            bad.byte, bad.line
+        ));
+        return sink(quarantine(None, reason));
+    }
     let Some((index, columns)) = choose_mapping(&header, mappings) else {
         let reason = Reason::Csv(format!(
             "no column mapping matches the header ({} columns; mappings: {})",
@@ -157,15 +173,38 @@ pub fn read_table(
     let Some(mapping) = mappings.get(index) else {
         return;
     };
-    for record in reader.records() {
-        let record = match record {
-            Ok(r) => r,
+    let mut record = csv::StringRecord::new();
+    loop {
+        let more = reader.read_record(&mut record);
+        // Bad bytes on lines before this record (lines the CSV reader skipped as
+        // empty) are reported by line; bad bytes in the record set it aside.
+        let (start, end) = match &more {
+            Ok(true) => (
+                record.position().map_or(0, csv::Position::line),
+                last_line(record.position(), record.iter()),
+            ),
+            _ => (u64::MAX, u64::MAX),
+        };
+        let mut spoiled = None;
+        for bad in reader.get_mut().take_malformed(end) {
+            if bad.line < start {
+                sink(quarantine(
+                    Some(format!("line {}", bad.line)),
+                    not_valid(bad),
+                ));
+            } else {
+                spoiled = spoiled.or(Some(bad));
+            }
+        }
+        match more {
+            Ok(true) => {}
+            Ok(false) => return,
             Err(e) => {
                 let line = e.position().map(|p| p.record() + 1);
                 let entry = line.map(|l| format!("record {l}"));
-                // A decoding error ends the file; a malformed row does not.
+                // An I/O error ends the file; a malformed row does not.
                 let (reason, fatal) = match e.kind() {
-                    csv::ErrorKind::Io(io) => (Reason::Encoding(io.to_string()), true),
+                    csv::ErrorKind::Io(io) => (Reason::Unreadable(io.to_string()), true),
                     _ => (Reason::Csv(e.to_string()), false),
                 };
                 sink(quarantine(entry, reason));
@@ -174,7 +213,14 @@ pub fn read_table(
                 }
                 continue;
             }
-        };
+        }
+        if let Some(bad) = spoiled {
+            sink(quarantine(
+                Some(format!("line {}", bad.line)),
+                not_valid(bad),
+            ));
+            continue;
+        }
         let line = record.position().map_or(0, |p| p.record() + 1);
         if record.len() != header.len() {
             let reason = Reason::Csv(format!(
@@ -194,6 +240,13 @@ pub fn read_table(
             Err(reason) => sink(quarantine(Some(format!("record {line}")), reason)),
         }
     }
+}
+
+/// The last line a record is on: its first line, plus the line feeds inside its
+/// (quoted) cells.
+fn last_line<'a>(position: Option<&csv::Position>, cells: impl Iterator<Item = &'a str>) -> u64 {
+    let first = position.map_or(1, csv::Position::line);
+    first + cells.map(|c| c.matches('\n').count() as u64).sum::<u64>()
 }
 
 type ColumnIndex = std::collections::HashMap<String, usize>;

@@ -1,7 +1,10 @@
 //! Safe XML reading shared by the CDA and index parsers: UTF-8 only, a DOCTYPE
 //! (and with it any entity declaration) is refused outright, entities are never
 //! expanded (only the five predefined ones and character references are
-//! unescaped), and nesting depth is bounded.
+//! unescaped), and nesting depth is bounded. Line ends and attribute values are
+//! normalized as XML 1.0 requires (§2.11, §3.3.3), which quick-xml leaves to us.
+
+use std::borrow::Cow;
 
 use quick_xml::NsReader;
 use quick_xml::events::attributes::Attribute;
@@ -19,8 +22,20 @@ pub(crate) const XSI_NS: &[u8] = b"http://www.w3.org/2001/XMLSchema-instance";
 /// Attributes as (namespace, local name, unescaped value).
 pub(crate) type Attrs = Vec<(Vec<u8>, Vec<u8>, String)>;
 
+/// The document text: UTF-8 checked, a byte-order mark stripped, and every CRLF
+/// or lone CR turned into LF before parsing (XML 1.0 §2.11), so a value reads the
+/// same whatever line ends the file was written with. A `&#13;` reference is not a
+/// line end and is kept.
+pub(crate) fn document_text(bytes: &[u8]) -> Result<Cow<'_, str>, Reason> {
+    let text = utf8_text(bytes)?;
+    if !text.contains('\r') {
+        return Ok(Cow::Borrowed(text));
+    }
+    Ok(Cow::Owned(text.replace("\r\n", "\n").replace('\r', "\n")))
+}
+
 /// Checks the bytes are UTF-8 and strips a UTF-8 byte-order mark.
-pub(crate) fn utf8_text(bytes: &[u8]) -> Result<&str, Reason> {
+fn utf8_text(bytes: &[u8]) -> Result<&str, Reason> {
     if bytes.starts_with(&[0xFE, 0xFF]) || bytes.starts_with(&[0xFF, 0xFE]) {
         return Err(Reason::Encoding(
             "UTF-16 is not accepted, only UTF-8".into(),
@@ -66,11 +81,21 @@ pub(crate) fn malformed(err: impl std::fmt::Display, position: u64) -> Reason {
     Reason::MalformedXml(format!("{err} (near byte {position})"))
 }
 
-/// The unescaped value of `attr` (predefined entities and character references only).
-pub(crate) fn attr_value(attr: &Attribute<'_>, position: u64) -> Result<String, Reason> {
-    attr.unescape_value()
-        .map(|v| v.into_owned())
+/// The value of `attr` as XML 1.0 §3.3.3 gives it: each literal tab or line end
+/// becomes a space, then predefined entities and character references are
+/// unescaped (so `&#10;` stays a line end).
+fn attr_value(attr: &Attribute<'_>, position: u64) -> Result<String, Reason> {
+    let raw = std::str::from_utf8(&attr.value).map_err(|e| malformed(e, position))?;
+    let spaced = raw.replace(['\t', '\n', '\r'], " ");
+    quick_xml::escape::unescape(&spaced)
+        .map(Cow::into_owned)
         .map_err(|e| malformed(e, position))
+}
+
+/// Whitespace as XML Schema collapses it (`xs:token` and the types built on it:
+/// HL7 `cs` codes, numbers, booleans): tab, line feed, carriage return and space.
+pub(crate) fn collapse(value: &str) -> &str {
+    value.trim_matches(['\t', '\n', '\r', ' '])
 }
 
 /// The attributes of `start` as (namespace, local name, value); the namespace
@@ -100,6 +125,12 @@ pub(crate) fn attributes(
     Ok(out)
 }
 
+/// The value of the unprefixed attribute `name` of an XML Schema token type
+/// (`cs`, a number, a boolean), leading and trailing whitespace collapsed.
+pub(crate) fn token<'a>(attrs: &'a [(Vec<u8>, Vec<u8>, String)], name: &str) -> Option<&'a str> {
+    get(attrs, name).map(collapse)
+}
+
 /// The value of the unprefixed attribute `name`.
 pub(crate) fn get<'a>(attrs: &'a [(Vec<u8>, Vec<u8>, String)], name: &str) -> Option<&'a str> {
     attrs
@@ -113,12 +144,28 @@ pub(crate) fn xsi_type(attrs: &[(Vec<u8>, Vec<u8>, String)]) -> Option<&str> {
     attrs
         .iter()
         .find(|(ns, local, _)| ns == XSI_NS && local == b"type")
-        .map(|(_, _, v)| v.rsplit(':').next().unwrap_or(v.as_str()))
+        .map(|(_, _, v)| {
+            let v = collapse(v);
+            v.rsplit(':').next().unwrap_or(v)
+        })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn line_ends_and_attribute_values_are_normalized() {
+        let text = document_text(b"<a b=\"x\r\ny\tz&#10;\">1\r\n2\r3&#13;</a>").unwrap();
+        assert_eq!(text, "<a b=\"x\ny\tz&#10;\">1\n2\n3&#13;</a>");
+        let mut r = reader(&text);
+        let Ok(quick_xml::events::Event::Start(start)) = r.read_event() else {
+            panic!("no start tag");
+        };
+        let attrs = attributes(&r, &start).unwrap();
+        assert_eq!(get(&attrs, "b"), Some("x y z\n"));
+        assert_eq!(collapse(" \t 9N001 \n"), "9N001");
+    }
 
     #[test]
     fn utf8_rules() {

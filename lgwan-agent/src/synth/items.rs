@@ -1,10 +1,10 @@
 //! The MHLW item codes a synthetic checkup carries and how each value is invented,
-//! resolved against the embedded item table (`XMLhc18tab.utf8.csv`).
+//! resolved against the embedded item table ([`crate::item_table`]).
 
 use std::io;
 
-/// The MHLW checkup item table (UTF-8 copy), in the repository's `spec/tokutei-kenshin/`.
-const ITEM_TABLE: &str = include_str!("../../../spec/tokutei-kenshin/XMLhc18tab.utf8.csv");
+use crate::item_table;
+
 pub(super) const ITEM_OID: &str = "1.2.392.200119.6.1005";
 
 /// How an item's value is invented.
@@ -128,20 +128,15 @@ impl Catalog {
 /// Looks `code` up in the item table and checks its type fits `gen`.
 fn item(code: &str, gen_: Gen) -> io::Result<Item> {
     let invalid = |msg: String| io::Error::new(io::ErrorKind::InvalidData, msg);
-    let row = ITEM_TABLE
-        .lines()
-        .skip(1)
-        .map(|line| line.trim_end_matches('\r').split(',').collect::<Vec<_>>())
-        .find(|cols| cols.get(3).map(|c| c.trim()) == Some(code))
+    let row = item_table::row(code)
         .ok_or_else(|| invalid(format!("item code `{code}` is not in the item table")))?;
-    let col = |i: usize| row.get(i).map_or("", |c| c.trim());
     let found = Item {
-        code: col(3),
-        name: col(4),
-        kind: col(6),
-        ucum: col(10),
-        relation: col(13),
-        oid: col(18),
+        code: row.code,
+        name: row.name,
+        kind: row.kind,
+        ucum: row.ucum.unwrap_or_default(),
+        relation: row.relation.unwrap_or_default(),
+        oid: row.result_oid.unwrap_or_default(),
     };
     let fits = match gen_ {
         Gen::Pq(..) => found.kind == "PQ",

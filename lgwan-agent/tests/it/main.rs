@@ -21,6 +21,7 @@ mod outbox;
 mod preview;
 mod synth;
 mod tabular;
+mod valid_checkups;
 
 use std::path::PathBuf;
 

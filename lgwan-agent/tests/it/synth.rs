@@ -10,7 +10,7 @@ use lgwan_agent::domain::CheckupDocument;
 use lgwan_agent::index::{IndexNamespace, NS_2007, NS_MHLW};
 use lgwan_agent::synth::{SynthOptions, SynthSummary, write_archive};
 
-fn spec_dir() -> PathBuf {
+pub(crate) fn spec_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../spec/tokutei-kenshin")
 }
 
@@ -34,7 +34,7 @@ fn entries(path: &Path) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-fn xmllint_available() -> bool {
+pub(crate) fn xmllint_available() -> bool {
     let found = Command::new("xmllint").arg("--version").output().is_ok();
     if !found {
         assert!(

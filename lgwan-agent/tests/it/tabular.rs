@@ -113,3 +113,55 @@ fn unknown_header_and_bad_bytes() {
         "{reasons:?}"
     );
 }
+
+/// One bad CP932 byte sets aside its row, named by file and line, not the file.
+#[test]
+fn a_bad_byte_sets_aside_only_its_row() {
+    let config = mappings();
+    let dir = tempfile::tempdir().unwrap();
+    let header = "保険者番号,被保険者証記号,被保険者証番号,枝番,氏名,生年月日,性別,診療年月,入院医療費,入院外医療費,歯科医療費,調剤医療費,医療費総額";
+    let row =
+        |n: u32| format!("138016,見本{n},{n},01,見本　太郎,1970/01/02,男,202404,0,100,0,0,100");
+    let text = format!(
+        "{header}\n{}\n{}\n\"{}\n\",x\n{}\n",
+        row(1),
+        row(2),
+        "見本",
+        row(4)
+    );
+    let mut bytes = encoding_rs::SHIFT_JIS.encode(&text).0.into_owned();
+    // A lead byte followed by a space on line 3 (the second row), as in a broken export.
+    let second = bytes
+        .windows(2)
+        .enumerate()
+        .filter(|(_, w)| w == &encoding_rs::SHIFT_JIS.encode("見").0.as_ref())
+        .map(|(i, _)| i)
+        .nth(2)
+        .unwrap();
+    bytes[second] = 0x81;
+    bytes[second + 1] = b' ';
+    let path = dir.path().join("kdb_bad_byte.csv");
+    std::fs::write(&path, &bytes).unwrap();
+    let (rows, reasons, entries) = read(&path, &config);
+    let numbers: Vec<&str> = rows
+        .iter()
+        .map(|(_, r)| r.identity.number.as_str())
+        .collect();
+    assert_eq!(numbers, ["1", "4"], "{reasons:?}");
+    // The bad row, then the ragged record spanning lines 4 and 5.
+    assert_eq!(entries[0].as_deref(), Some("line 3"));
+    assert!(
+        matches!(&reasons[0], Reason::Encoding(m) if m.contains("not valid Shift_JIS near byte")),
+        "{reasons:?}"
+    );
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    let q = lgwan_agent::quarantine::Quarantine::new(
+        path.display().to_string(),
+        entries[0].clone(),
+        reasons[0].clone(),
+    );
+    assert!(
+        q.to_string().contains("kdb_bad_byte.csv` entry `line 3`"),
+        "{q}"
+    );
+}

@@ -1,0 +1,101 @@
+//! The MHLW checkup item table (`XMLhc18tab`, the UTF-8 copy in the repository's
+//! `spec/tokutei-kenshin/`), embedded at build time: for each 17-digit item code its
+//! XML data type, UCUM unit, series group (一連検査グループ) and relation in it,
+//! and the OID of its result codes. The CDA reader takes group ids and default
+//! result-code systems from here; the synthetic archives take names and units.
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+/// The table as shipped (UTF-8, one header line, 21 columns, no quoted cells).
+const ITEM_TABLE: &str = include_str!("../../spec/tokutei-kenshin/XMLhc18tab.utf8.csv");
+
+/// One row of the item table; absent cells are `None`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ItemRow {
+    /// The 17-digit item code (column 4).
+    pub(crate) code: &'static str,
+    /// The XML display name (column 5).
+    pub(crate) name: &'static str,
+    /// The XML data type: `PQ`, `CD`, `CO` or `ST` (column 7).
+    pub(crate) kind: &'static str,
+    /// The UCUM unit of a `PQ` item (column 11).
+    pub(crate) ucum: Option<&'static str>,
+    /// The item code of the series group the item belongs to (column 13). The
+    /// group id is itself an item of the group (its 実施理由, 撮影年月日, …).
+    pub(crate) group: Option<&'static str>,
+    /// How the item hangs in its group: `COMP` or `RSON` (column 14).
+    pub(crate) relation: Option<&'static str>,
+    /// The OID of the item's result codes, for `CD`/`CO` items (column 19).
+    pub(crate) result_oid: Option<&'static str>,
+}
+
+static ROWS: LazyLock<HashMap<&'static str, ItemRow>> = LazyLock::new(|| {
+    ITEM_TABLE
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let cols: Vec<&'static str> = line.trim_end_matches('\r').split(',').collect();
+            let cell = |i: usize| cols.get(i).map(|c| c.trim()).filter(|c| !c.is_empty());
+            let row = ItemRow {
+                code: cell(3)?,
+                name: cell(4).unwrap_or_default(),
+                kind: cell(6).unwrap_or_default(),
+                ucum: cell(10),
+                group: cell(12),
+                relation: cell(13),
+                result_oid: cell(18),
+            };
+            Some((row.code, row))
+        })
+        .collect()
+});
+
+/// The row of `code`, if the table has it.
+pub(crate) fn row(code: &str) -> Option<&'static ItemRow> {
+    ROWS.get(code)
+}
+
+/// The series group of `code`, if the table puts it in one.
+pub(crate) fn group_of(code: &str) -> Option<&'static str> {
+    row(code).and_then(|r| r.group)
+}
+
+/// The OID of the result codes of `code`, if the table gives one.
+pub(crate) fn result_oid(code: &str) -> Option<&'static str> {
+    row(code).and_then(|r| r.result_oid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_groups_and_result_systems() {
+        assert_eq!(ROWS.len(), 299);
+        let egfr = row("8A065000002391901").unwrap();
+        assert_eq!(egfr.kind, "PQ");
+        assert_eq!(egfr.ucum, Some("ml/min/1.73m2"));
+        assert_eq!(egfr.group, Some("3C015161002399949"));
+        assert_eq!(egfr.relation, Some("COMP"));
+        // The group id is an item of its own group, hanging by RSON.
+        let reason = row("3C015161002399949").unwrap();
+        assert_eq!(
+            (reason.group, reason.relation),
+            (Some(reason.code), Some("RSON"))
+        );
+        assert_eq!(group_of("9N001000000000001"), None);
+        assert_eq!(
+            result_oid("3C015161602399911"),
+            Some("1.2.392.200119.6.18110")
+        );
+        assert_eq!(result_oid("9N001000000000001"), None);
+        assert!(row("0000000000000000X").is_none());
+        // Every coded item names the system of its result codes.
+        assert!(
+            ROWS.values()
+                .filter(|r| matches!(r.kind, "CD" | "CO"))
+                .all(|r| r.result_oid.is_some())
+        );
+    }
+}

@@ -81,7 +81,9 @@ pub async fn submit(
             "is not a `source` participant",
         ));
     }
+    // Only an enrollment key the source itself signed (checked against our pinned CA).
     let keys = client.participant_keys(source).await?;
+    let keys = client.verify_statement(source, keys.statement.as_ref())?;
     let text = keys.enrollment_key.ok_or_else(|| {
         Error::invalid(
             format!("source `{source}`"),

@@ -108,7 +108,7 @@ impl Error {
 }
 
 /// Shortens text from outside (a response body) for an error message.
-pub(crate) fn shorten(text: &str) -> String {
+pub fn shorten(text: &str) -> String {
     const MAX: usize = 200;
     match text.char_indices().nth(MAX) {
         Some((cut, _)) => format!("{}…", text.get(..cut).unwrap_or(text)),

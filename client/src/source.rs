@@ -107,11 +107,13 @@ pub struct ServeReport {
 /// Answers one key-grant request: checks that the record the hub sent is this source's
 /// own (`me`, the requested id, and it opens with our key of its version, which `key_of`
 /// gives), seals the recipient's own copy ([`crate::copy::copy_for`]) and seals that
-/// copy's DEK to the recipient's key.
+/// copy's DEK to `recipient_key` (base64), which the caller took from the recipient's
+/// verified key statement ([`HubClient::verify_statement`]), never from the hub's word.
 pub fn grant_for<'k>(
     key_of: impl Fn(KeyVersion) -> Option<&'k RecordKey>,
     me: &str,
     request: &GrantRequest,
+    recipient_key: &str,
 ) -> Result<GrantUpload> {
     let what = format!(
         "request for `{}` → `{}`",
@@ -123,8 +125,7 @@ pub fn grant_for<'k>(
         .recipient
         .parse::<ParticipantId>()
         .map_err(Error::crypto(what.clone()))?;
-    let pk = RecipientPublicKey::from_base64(&request.recipient_key)
-        .map_err(Error::crypto(what.clone()))?;
+    let pk = RecipientPublicKey::from_base64(recipient_key).map_err(Error::crypto(what.clone()))?;
     let bytes = data_encoding::BASE64
         .decode(request.sealed.as_bytes())
         .map_err(|e| Error::invalid(what.clone(), format!("sealed: not base64: {e}")))?;
@@ -157,6 +158,24 @@ pub fn grant_for<'k>(
     })
 }
 
+/// The recipient's grant key from its key statement, checked against the pinned CA
+/// (the key the hub lists beside it is not used).
+pub fn verified_recipient_key(client: &HubClient, request: &GrantRequest) -> Result<String> {
+    let recipient: ParticipantId = request.recipient.parse().map_err(Error::crypto(format!(
+        "recipient `{}`",
+        crate::error::shorten(&request.recipient)
+    )))?;
+    client
+        .verify_statement(&recipient, request.recipient_statement.as_ref())?
+        .grant_key
+        .ok_or_else(|| {
+            Error::invalid(
+                format!("keys of `{recipient}`"),
+                "no grant key in the statement",
+            )
+        })
+}
+
 /// Answers up to `limit` pending key-grant requests once.
 pub async fn serve_grants_once(
     client: &HubClient,
@@ -171,7 +190,15 @@ pub async fn serve_grants_once(
     let mut uploads = Vec::with_capacity(requests.len());
     let me = client.participant()?.to_string();
     for r in &requests {
-        match grant_for(|v| (v == key.version()).then_some(key), &me, r) {
+        let answer = verified_recipient_key(client, r).and_then(|recipient_key| {
+            grant_for(
+                |v| (v == key.version()).then_some(key),
+                &me,
+                r,
+                &recipient_key,
+            )
+        });
+        match answer {
             Ok(g) => uploads.push(g),
             Err(e) => report.refused.push(e.to_string()),
         }
@@ -252,8 +279,11 @@ mod tests {
             recipient: "clinic:mysos".into(),
             recipient_key: clinic_key.public_key().to_base64(),
             sealed: data_encoding::BASE64.encode(&sealed.to_bytes()),
+            purpose: "online-consultation".into(),
+            recipient_statement: None,
         };
-        let g = grant_for(|_| Some(&key), "phr:asmile", &request).unwrap();
+        let ck = clinic_key.public_key().to_base64();
+        let g = grant_for(|_| Some(&key), "phr:asmile", &request, &ck).unwrap();
         assert_eq!(g.record_id, rid, "the answer names the requested record");
         let copy =
             SealedRecord::from_bytes(&data_encoding::BASE64.decode(g.sealed.as_bytes()).unwrap())
@@ -280,13 +310,13 @@ mod tests {
             serde_json::from_slice::<serde_json::Value>(&rec.payload).unwrap()
         );
         // The hub cannot have a source seal a record that is not its own.
-        assert!(grant_for(|_| Some(&key), "phr:other", &request).is_err());
+        assert!(grant_for(|_| Some(&key), "phr:other", &request, &ck).is_err());
         let other = RecordKey::from_bytes([8; 32], KeyVersion::V1);
-        assert!(grant_for(|_| Some(&other), "phr:asmile", &request).is_err());
+        assert!(grant_for(|_| Some(&other), "phr:asmile", &request, &ck).is_err());
         let bad = GrantRequest {
             record_id: "rec1_bad".into(),
             ..request
         };
-        assert!(grant_for(|_| Some(&key), "phr:asmile", &bad).is_err());
+        assert!(grant_for(|_| Some(&key), "phr:asmile", &bad, &ck).is_err());
     }
 }

@@ -121,6 +121,11 @@ pub enum Error {
     /// TLS configuration or handshake set-up failed.
     #[error("tls: {0}")]
     Tls(String),
+
+    /// A key statement is malformed, not signed by its participant's certificate, or that
+    /// certificate is not one of the pinned participant CA.
+    #[error("{0}")]
+    Statement(String),
     /// A certificate is missing, malformed, or does not carry a valid identity.
     #[error("certificate: {0}")]
     Certificate(String),

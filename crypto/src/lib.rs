@@ -28,6 +28,7 @@ pub mod identity;
 pub mod keys;
 pub mod participant;
 pub mod sign;
+pub mod statement;
 pub mod tls;
 pub mod token;
 

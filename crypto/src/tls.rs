@@ -309,7 +309,7 @@ fn check_leaf_key(chain: &[CertificateDer<'static>], path: &Path) -> Result<()> 
 }
 
 /// A root store holding every certificate of the PEM file at `path`.
-fn root_store(path: &Path) -> Result<RootCertStore> {
+pub fn root_store(path: &Path) -> Result<RootCertStore> {
     let mut roots = RootCertStore::empty();
     for cert in load_certs(path)? {
         roots.add(cert).map_err(|e| {

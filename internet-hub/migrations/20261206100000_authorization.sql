@@ -47,3 +47,7 @@ ALTER TABLE hub_key_grants ADD COLUMN alias TEXT;
 ALTER TABLE hub_key_grants ADD COLUMN sealed BYTEA;
 UPDATE hub_key_grants SET alias = record_id;
 CREATE UNIQUE INDEX hub_key_grants_alias ON hub_key_grants (recipient, alias);
+
+-- The participant's own signed key statement (JSON, crypto/src/statement.rs): sources and
+-- apps seal only to keys a statement signed with the participant's certificate key binds.
+ALTER TABLE hub_participants ADD COLUMN key_statement TEXT;

@@ -26,6 +26,8 @@ pub struct Participant {
     pub grant_pk: Option<String>,
     /// X25519 enrollment public key (base64, sources only).
     pub enrollment_pk: Option<String>,
+    /// The participant's signed key statement (JSON), if it published one.
+    pub key_statement: Option<String>,
     /// Last change.
     pub updated_at: DateTime<Utc>,
 }
@@ -45,12 +47,13 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<Participant> {
         status: r.try_get("status")?,
         grant_pk: r.try_get("grant_pk")?,
         enrollment_pk: r.try_get("enrollment_pk")?,
+        key_statement: r.try_get("key_statement")?,
         updated_at: db::from_micros(r.try_get("updated_at")?)?,
     })
 }
 
 const COLUMNS: &str =
-    "participant, kind, display_name, status, grant_pk, enrollment_pk, updated_at";
+    "participant, kind, display_name, status, grant_pk, enrollment_pk, key_statement, updated_at";
 
 /// Looks a participant up inside a transaction.
 pub async fn get(conn: &mut AnyConnection, id: &ParticipantId) -> Result<Option<Participant>> {
@@ -167,16 +170,19 @@ pub async fn set_keys(
     id: &ParticipantId,
     grant_pk: Option<&str>,
     enrollment_pk: Option<&str>,
+    statement: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<()> {
     sqlx::query(
         "UPDATE hub_participants SET grant_pk = COALESCE($1, grant_pk), \
-         enrollment_pk = COALESCE($2, enrollment_pk), updated_at = $3 WHERE participant = $4",
+         enrollment_pk = COALESCE($2, enrollment_pk), key_statement = $5, updated_at = $3 \
+         WHERE participant = $4",
     )
     .bind(grant_pk)
     .bind(enrollment_pk)
     .bind(db::micros(now))
     .bind(id.to_string())
+    .bind(statement)
     .execute(&mut *conn)
     .await?;
     Ok(())

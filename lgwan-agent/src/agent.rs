@@ -22,13 +22,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use renkei_client::HubClient;
 use renkei_client::api::{GrantRequest, GrantUpload};
-use renkei_client::source::{ServeReport, grant_for};
+use renkei_client::source::{ServeReport, grant_for, verified_recipient_key};
 use renkei_crypto::grant::RecipientSecretKey;
 use renkei_crypto::identity::{CanonicalIdentity, Identity};
 use renkei_crypto::keys::{KeyVersion, RecordKey, TokenKey};
 use renkei_crypto::participant::ParticipantId;
 use renkei_crypto::token::{SubjectToken, subject_token};
-use renkei_policies::Catalog;
+use renkei_policies::{Catalog, Policies, ReadRequest};
 
 use self::keyring::KeyRing;
 
@@ -82,6 +82,8 @@ pub struct Agent {
     record_keys: Arc<KeyRing<RecordKey>>,
     enrollment_key: Arc<RecipientSecretKey>,
     catalog: Arc<Catalog>,
+    /// The same Cedar policies the hub evaluates (the agent's own copy, bundled).
+    policies: Arc<Policies>,
     links: Arc<Mutex<BTreeSet<TokenPair>>>,
 }
 
@@ -130,6 +132,7 @@ impl Agent {
             record_keys: Arc::new(record_keys),
             enrollment_key: Arc::new(enrollment_key),
             catalog: Arc::new(catalog),
+            policies: Arc::new(Policies::embedded()?),
             links: Arc::default(),
         })
     }
@@ -254,26 +257,79 @@ impl Agent {
             .collect())
     }
 
-    /// Answers key-grant requests: for each, the record the hub sent must be this
-    /// source's own and open with the record key of its version; the recipient gets its
-    /// own copy ([`renkei_client::copy::copy_for`]) and the copy's DEK sealed to its key.
-    /// Refusals come back as reasons, never as a guess.
-    pub fn grant_answers(&self, requests: &[GrantRequest]) -> (Vec<GrantUpload>, Vec<String>) {
-        let me = self.config.source.to_string();
+    /// Answers key-grant requests. The agent decides for itself (DESIGN.md step 8): the
+    /// recipient and purpose are on the municipality's release list, the agent's own copy
+    /// of the policies allows the read, the recipient's key is bound to its certificate by
+    /// a statement that checks against the CA this agent pinned, and the record the hub
+    /// sent is this source's own and opens with its key. Only then is the recipient's copy
+    /// sealed and its DEK sealed to that key. Refusals come back as reasons.
+    pub fn grant_answers(
+        &self,
+        client: &HubClient,
+        requests: &[GrantRequest],
+    ) -> (Vec<GrantUpload>, Vec<String>) {
         let (mut uploads, mut refused) = (Vec::new(), Vec::new());
         for r in requests {
-            match grant_for(|v| self.record_keys.get(v), &me, r) {
+            match self.answer(client, r) {
                 Ok(g) => uploads.push(g),
-                Err(e) => refused.push(e.to_string()),
+                Err(e) => refused.push(format!(
+                    "`{}` → `{}`: {e}",
+                    renkei_client::error::shorten(&r.record_id),
+                    renkei_client::error::shorten(&r.recipient)
+                )),
             }
         }
         (uploads, refused)
     }
 
+    fn answer(&self, client: &HubClient, r: &GrantRequest) -> Result<GrantUpload> {
+        let recipient: ParticipantId = r.recipient.parse()?;
+        if !self.config.releases(&recipient, &r.purpose) {
+            return Err(Error::Refused(format!(
+                "`{recipient}` for `{}` is not on the release list of {}",
+                renkei_client::error::shorten(&r.purpose),
+                self.config.path.display()
+            )));
+        }
+        let sealed = data_encoding::BASE64
+            .decode(r.sealed.as_bytes())
+            .map_err(|e| Error::Refused(format!("the record is not base64: {e}")))?;
+        let category = renkei_crypto::envelope::SealedRecord::from_bytes(&sealed)?
+            .header()
+            .category
+            .clone();
+        let decision = self.policies.authorize_read(&ReadRequest {
+            participant: &r.recipient,
+            kind: recipient.kind().as_str(),
+            suspended: false,
+            purpose: &r.purpose,
+            category: &category,
+        });
+        if !decision.allowed {
+            return Err(Error::Refused(format!(
+                "the policies deny it: {}",
+                decision.reasons.join("; ")
+            )));
+        }
+        let key = verified_recipient_key(client, r)?;
+        let me = self.config.source.to_string();
+        Ok(grant_for(|v| self.record_keys.get(v), &me, r, &key)?)
+    }
+
     /// Answers up to `limit` pending key-grant requests once.
     pub async fn serve_grants_once(&self, client: &HubClient, limit: u32) -> Result<ServeReport> {
         let requests = client.key_grant_requests(limit).await?;
-        let (uploads, refused) = self.grant_answers(&requests);
+        let (uploads, refused) = self.grant_answers(client, &requests);
+        if !refused.is_empty() {
+            // An alarm for the municipality: counted and kept for `lgwan-agent status`.
+            let outbox = crate::outbox::Outbox::open(&self.config.outbox).await?;
+            let noted = outbox.note_refusals(&refused).await;
+            outbox.close().await;
+            noted?;
+            for why in &refused {
+                eprintln!("lgwan-agent: key grant refused: {why}");
+            }
+        }
         let mut report = ServeReport {
             requests: requests.len(),
             refused,
@@ -345,8 +401,23 @@ mod tests {
             recipient: "clinic:mysos".into(),
             recipient_key: clinic.public_key().to_base64(),
             sealed: data_encoding::BASE64.encode(&r.sealed),
+            purpose: "online-consultation".into(),
+            recipient_statement: None,
         };
         let requests = [request(&first), request(&second)];
+        // The record-key part of answering (release list, policies and key statements
+        // are checked before it, in `answer`, and tested end to end).
+        let ck = clinic.public_key().to_base64();
+        let answers = |agent: &Agent, reqs: &[GrantRequest]| {
+            let (mut ok, mut refused) = (Vec::new(), Vec::new());
+            for r in reqs {
+                match grant_for(|v| agent.record_keys.get(v), "source:city-a", r, &ck) {
+                    Ok(g) => ok.push(g),
+                    Err(e) => refused.push(e.to_string()),
+                }
+            }
+            (ok, refused)
+        };
         let opened = |u: &GrantUpload| -> serde_json::Value {
             let copy = SealedRecord::from_bytes(
                 &data_encoding::BASE64.decode(u.sealed.as_bytes()).unwrap(),
@@ -357,22 +428,22 @@ mod tests {
                 open_grant(&clinic, &copy.header().record_id, "clinic:mysos", &grant).unwrap();
             serde_json::from_slice(&open(&dek, &copy).unwrap()).unwrap()
         };
-        let (uploads, refused) = v2.grant_answers(&requests);
+        let (uploads, refused) = answers(&v2, &requests);
         assert!(refused.is_empty(), "{refused:?}");
         for (upload, want) in uploads.iter().zip(["old", "new"]) {
             assert_eq!(opened(upload)["v"], want);
         }
         // Before the rotation (one key version) the old record is answered the same way.
-        let (before, _) = v1.grant_answers(&requests[..1]);
+        let (before, _) = answers(&v1, &requests[..1]);
         assert_eq!(opened(&before[0]), opened(&uploads[0]));
         // Without the key of the new record's version, that request is refused.
-        let (_, refused) = v1.grant_answers(&requests[1..]);
+        let (_, refused) = answers(&v1, &requests[1..]);
         assert!(refused[0].contains("missing"), "{refused:?}");
 
         // A record that is not ours (another source's bytes under our id) is refused.
         let mut stray = request(&first);
         stray.record_id = "rec1_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".into();
-        let (uploads, refused) = v2.grant_answers(std::slice::from_ref(&stray));
+        let (uploads, refused) = answers(&v2, std::slice::from_ref(&stray));
         assert!(uploads.is_empty());
         assert!(refused[0].contains("not this source's"), "{refused:?}");
         outbox.close().await;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use renkei_client::ClientConfig;
 use renkei_client::transport::HubAddress;
-use renkei_crypto::participant::ParticipantId;
+use renkei_crypto::participant::{ParticipantId, ParticipantKind};
 use serde::{Deserialize, Serialize};
 
 use crate::archive::Limits;
@@ -49,6 +49,38 @@ pub struct ConfigFile {
     /// Column mappings of KDB exports and insurer notices.
     #[serde(default)]
     pub tables: Vec<TableMapping>,
+    /// The municipality's local release list: the only recipients (and purposes) the
+    /// agent ever seals a record key for, whatever the hub asks.
+    #[serde(default)]
+    pub release: Vec<ReleaseRule>,
+}
+
+/// One `[[release]]` rule: a participant (`participant = "phr:asmile"`) or every
+/// participant of a kind (`kind = "clinic"`), for the listed purposes (`"*"`: any
+/// purpose the policies allow).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseRule {
+    /// One participant, `kind:id`.
+    #[serde(default)]
+    pub participant: Option<String>,
+    /// Every participant of this kind.
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// Purposes released for.
+    pub purposes: Vec<String>,
+}
+
+impl ReleaseRule {
+    /// Whether the rule releases to `recipient` for `purpose`.
+    pub fn allows(&self, recipient: &ParticipantId, purpose: &str) -> bool {
+        let who = match (&self.participant, &self.kind) {
+            (Some(p), _) => *p == recipient.to_string(),
+            (None, Some(k)) => k == recipient.kind().as_str(),
+            (None, None) => false,
+        };
+        who && self.purposes.iter().any(|p| p == "*" || p == purpose)
+    }
 }
 
 /// `[hub]` as written: the participant client settings, paths relative to the config file.
@@ -150,6 +182,8 @@ pub struct Config {
     pub max_table_bytes: u64,
     /// Column mappings.
     pub tables: Vec<TableMapping>,
+    /// The local release list (validated).
+    pub release: Vec<ReleaseRule>,
 }
 
 impl Config {
@@ -206,6 +240,31 @@ impl Config {
                 file.upload_batch
             )));
         }
+        for (i, rule) in file.release.iter().enumerate() {
+            match (&rule.participant, &rule.kind) {
+                (Some(p), None) => {
+                    p.parse::<ParticipantId>()
+                        .map_err(|e| bad(format!("release[{i}].participant: {e}")))?;
+                }
+                (None, Some(k)) => {
+                    if !ParticipantKind::ALL.iter().any(|pk| pk.as_str() == k) {
+                        return Err(bad(format!(
+                            "release[{i}].kind: `{k}` is not a participant kind"
+                        )));
+                    }
+                }
+                _ => {
+                    return Err(bad(format!(
+                        "release[{i}]: name exactly one of `participant` and `kind`"
+                    )));
+                }
+            }
+            if rule.purposes.is_empty() {
+                return Err(bad(format!(
+                    "release[{i}].purposes: list at least one purpose (or \"*\")"
+                )));
+            }
+        }
         let base = path.parent().unwrap_or(Path::new("."));
         let at = |p: &Path| base.join(p);
         let hub = match &file.hub {
@@ -242,7 +301,13 @@ impl Config {
             limits: file.limits,
             max_table_bytes: file.max_table_bytes,
             tables: file.tables,
+            release: file.release,
         })
+    }
+
+    /// Whether the local release list lets a record go to `recipient` for `purpose`.
+    pub fn releases(&self, recipient: &ParticipantId, purpose: &str) -> bool {
+        self.release.iter().any(|r| r.allows(recipient, purpose))
     }
 
     /// The `[hub]` section, or an error naming the missing field.
@@ -286,6 +351,13 @@ max_entries = 500000
 # cert = "tls/agent.pem"
 # key = "tls/agent.key"
 # signing_key = "<hub audit-checkpoint public key, base64>"
+
+# The release list (DESIGN.md step 8): the agent seals a record key only for a recipient
+# and purpose listed here, whatever the hub asks. Nothing is listed yet, so nothing is
+# released. Add one block per recipient (or kind), for example:
+# [[release]]
+# participant = "phr:asmile"         # or: kind = "clinic"
+# purposes = ["phr-display"]         # or ["*"]: any purpose the policies allow
 
 {TABLES}"#
     )

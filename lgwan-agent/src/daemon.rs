@@ -144,6 +144,7 @@ pub fn status_text(outbox: &Path, status: &OutboxStatus, quarantined: &[PathBuf]
          last upload:       {}\n\
          last error:        {}\n\
          hub checkpoint:    {}\n\
+         grant refusals:    {} (last: {})\n\
          quarantined files: {}\n",
         outbox.display(),
         status.pending,
@@ -156,6 +157,8 @@ pub fn status_text(outbox: &Path, status: &OutboxStatus, quarantined: &[PathBuf]
         status
             .checkpoint_seq
             .map_or_else(|| "none".to_owned(), |s| format!("entry {s}")),
+        status.grant_refusals,
+        note(&status.last_refusal, "none"),
         quarantined.len(),
     );
     for q in quarantined {

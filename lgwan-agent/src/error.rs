@@ -61,6 +61,11 @@ pub enum Error {
     /// The hub's audit checkpoint is not acceptable (bad signature, rollback, fork).
     #[error("hub audit checkpoint: {0}")]
     Checkpoint(String),
+
+    /// The agent refused to release a record key (release list, policies, an unbound key
+    /// or a record that is not its own); the hub's request is not answered.
+    #[error("refused: {0}")]
+    Refused(String),
     /// A worker thread of the agent failed.
     #[error("worker: {0}")]
     Worker(String),

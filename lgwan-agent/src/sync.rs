@@ -196,11 +196,10 @@ pub async fn answer_grants_once(agent: &Agent, client: &HubClient) -> Result<usi
 /// Publishes the agent's enrollment public key (a source holds no grant key: it
 /// never receives key grants).
 pub async fn publish_keys(agent: &Agent, client: &HubClient) -> Result<Keys> {
-    let keys = Keys {
-        grant_key: None,
-        enrollment_key: Some(agent.enrollment_key().public_key().to_base64()),
-    };
-    Ok(client.publish_keys(&agent.config.source, &keys).await?)
+    let enrollment = agent.enrollment_key().public_key().to_base64();
+    // Signed with the agent's certificate key: apps seal identifiers only to an
+    // enrollment key this statement binds (the hub cannot swap it).
+    Ok(client.publish_signed_keys(None, Some(&enrollment)).await?)
 }
 
 /// The bytes the hub signs for a checkpoint (docs/hub.md, `internet-hub audit`).

@@ -21,6 +21,7 @@ mod clinic;
 mod faults;
 mod full_flow;
 mod load;
+mod malicious_hub;
 mod rotation;
 mod self_contained;
 mod separation;

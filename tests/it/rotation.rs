@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use lgwan_agent::synth::{SynthOptions, write_archive};
-use renkei_e2e::flow::{checkup_categories, enroll, field, preview, pull_until};
+use renkei_e2e::flow::{checkup_categories, copy_id, enroll, field, preview, pull_until};
 use renkei_e2e::{APP, Backend, Basic};
 use serde_json::Value;
 
@@ -30,8 +30,9 @@ fn archive_from(dir: &Path, sender: &str) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-/// The record ids of `token`'s records in `categories`, from a preview.
-fn records_of(lines: &[Value], token: &str, categories: &[String]) -> BTreeSet<String> {
+/// The ids under which the app receives `token`'s records in `categories` (its copies'
+/// ids), from a preview.
+fn records_of(b: &Basic, lines: &[Value], token: &str, categories: &[String]) -> BTreeSet<String> {
     lines
         .iter()
         .filter(|l| field(l, "subject_token") == token)
@@ -40,7 +41,8 @@ fn records_of(lines: &[Value], token: &str, categories: &[String]) -> BTreeSet<S
                 .as_str()
                 .is_some_and(|c| categories.iter().any(|x| x == c))
         })
-        .filter_map(|l| field(l, "record_id").as_str().map(str::to_owned))
+        .filter_map(|l| field(l, "record_id").as_str())
+        .map(|id| copy_id(&b.scene, APP, id).unwrap())
         .collect()
 }
 
@@ -131,7 +133,7 @@ async fn rotation(backend: Backend) {
     // Transition: an import under v1 spools the pairs; the daemon uploads both.
     let second = archive_from(&input, "1311234568").unwrap();
     let lines = preview(&b.scene, &[&second]).await.unwrap();
-    let during = records_of(&lines, &b.token, &categories);
+    let during = records_of(&b, &lines, &b.token, &categories);
     assert!(
         !during.is_empty(),
         "resident #1 has records in the second archive"
@@ -165,12 +167,12 @@ async fn rotation(backend: Backend) {
         .unwrap();
     let third = archive_from(&input, "1311234569").unwrap();
     let lines = preview(&b.scene, &[&third]).await.unwrap();
-    let after = records_of(&lines, &new_token, &categories);
+    let after = records_of(&b, &lines, &new_token, &categories);
     assert!(
         !after.is_empty(),
         "the third archive's records carry the v2 token"
     );
-    assert!(records_of(&lines, &b.token, &categories).is_empty());
+    assert!(records_of(&b, &lines, &b.token, &categories).is_empty());
     b.scene
         .agent(&["import"], &[&third.display().to_string()])
         .await

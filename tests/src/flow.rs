@@ -120,6 +120,7 @@ pub async fn enroll(
     p: &SynthPerson,
     user_ref: &str,
 ) -> anyhow::Result<String> {
+    scene.wait_source_keys().await?;
     let m = scene.member(app)?;
     let file = m.dir.join(format!("identity-{user_ref}.json"));
     std::fs::write(&file, identity_json(p).to_string())?;
@@ -211,7 +212,43 @@ pub struct Pulled {
     pub path: PathBuf,
 }
 
-/// The records under a `pull --out` folder, by record id.
+/// `v` with every `urn:uuid:` value replaced by its order of first appearance
+/// (`urn:uuid:#1`, …): each recipient's copy carries fresh ids (client/src/copy.rs), so
+/// copies compare equal to the source's record exactly when the rest is equal.
+pub fn without_uuids(v: &Value) -> Value {
+    fn walk(v: &Value, seen: &mut Vec<String>) -> Value {
+        match v {
+            Value::String(s) if s.starts_with("urn:uuid:") => {
+                let n = match seen.iter().position(|x| x == s) {
+                    Some(n) => n,
+                    None => {
+                        seen.push(s.clone());
+                        seen.len() - 1
+                    }
+                };
+                Value::String(format!("urn:uuid:#{}", n + 1))
+            }
+            Value::Array(a) => Value::Array(a.iter().map(|x| walk(x, seen)).collect()),
+            Value::Object(m) => {
+                Value::Object(m.iter().map(|(k, x)| (k.clone(), walk(x, seen))).collect())
+            }
+            other => other.clone(),
+        }
+    }
+    walk(v, &mut Vec::new())
+}
+
+/// The id under which `recipient` receives the scene's record `record_id` (its own
+/// copy's id), computed with the agent's record key as the agent does.
+pub fn copy_id(scene: &Scene, recipient: &str, record_id: &str) -> anyhow::Result<String> {
+    use renkei_crypto::keys::RecordKey;
+    use renkei_crypto::token::{RecordId, recipient_record_id};
+    let key = RecordKey::load(&scene.source.dir.join("keys").join("record.key"))?;
+    Ok(recipient_record_id(&key, &RecordId::parse(record_id)?, recipient).to_string())
+}
+
+/// The records under a `pull --out` folder, by record id (the recipient's copy id), with
+/// their `urn:uuid:` values normalized by [`without_uuids`].
 pub fn pulled(out: &Path) -> anyhow::Result<BTreeMap<String, Pulled>> {
     let mut found = BTreeMap::new();
     let Ok(dirs) = std::fs::read_dir(out) else {
@@ -229,8 +266,9 @@ pub fn pulled(out: &Path) -> anyhow::Result<BTreeMap<String, Pulled>> {
             let Some(id) = path.file_stem().and_then(|s| s.to_str()).map(str::to_owned) else {
                 continue;
             };
-            let payload = serde_json::from_slice(&std::fs::read(&path)?)
+            let payload: Value = serde_json::from_slice(&std::fs::read(&path)?)
                 .with_context(|| format!("`{}`", path.display()))?;
+            let payload = without_uuids(&payload);
             found.insert(
                 id,
                 Pulled {
@@ -298,7 +336,8 @@ pub struct Basic {
     pub consent: Granted,
     /// Where the app pulled to.
     pub out: PathBuf,
-    /// The preview's payloads of resident #1's consented records, by record id.
+    /// The preview's payloads of resident #1's consented records, by the app's copy id
+    /// (`urn:uuid:` values normalized).
     pub expected: BTreeMap<String, Value>,
     /// What the app pulled.
     pub pulled: BTreeMap<String, Pulled>,
@@ -344,10 +383,11 @@ impl Basic {
             .filter_map(|l| {
                 Some((
                     field(l, "record_id").as_str()?.to_owned(),
-                    field(l, "payload").clone(),
+                    without_uuids(field(l, "payload")),
                 ))
             })
-            .collect();
+            .map(|(id, payload)| Ok((copy_id(&scene, APP, &id)?, payload)))
+            .collect::<anyhow::Result<_>>()?;
         let out = scene.member(APP)?.dir.join("data");
         let want: BTreeSet<String> = expected.keys().cloned().collect();
         let pulled = pull_until(&scene, APP, &out, &want).await?;

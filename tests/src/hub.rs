@@ -86,9 +86,16 @@ impl Scene {
         run(&mut c, CLI_TIMEOUT).await
     }
 
-    /// Starts `internet-hub serve` on `hub.toml` and waits for `/readyz`.
+    /// Starts `internet-hub serve` on `hub.toml`, waits for `/readyz`, and has every
+    /// member publish its signed key statement (`renkei-client publish-keys`), as a
+    /// participant does once it is registered: sources seal only to keys bound that way.
     pub async fn start_hub(&self) -> anyhow::Result<HubProcess> {
-        HubProcess::start(&self.hub_config, self.addrs, &self.root().join("hub.log")).await
+        let hub =
+            HubProcess::start(&self.hub_config, self.addrs, &self.root().join("hub.log")).await?;
+        for m in &self.members {
+            self.client(&m.id, &["publish-keys"]).await?.ok()?;
+        }
+        Ok(hub)
     }
 
     /// Starts instance number `n` (2, 3, …) on the same database and keys, on other ports.

@@ -260,7 +260,21 @@ impl Scene {
                 t,
                 &["hub", "key"],
                 s(format!("tls/{}.key", SOURCE.replace(':', "-"))),
-            )
+            )?;
+            // The city's release list: every member of the scene, any purpose the
+            // policies allow (tests of the list itself narrow it).
+            let rules: Vec<toml::Value> = self
+                .members
+                .iter()
+                .map(|m| {
+                    let mut rule = toml::Table::new();
+                    rule.insert("participant".into(), s(m.id.clone()));
+                    rule.insert("purposes".into(), toml::Value::Array(vec![s("*")]));
+                    toml::Value::Table(rule)
+                })
+                .collect();
+            t.insert("release".into(), toml::Value::Array(rules));
+            Ok(())
         })?;
         let public = std::fs::read_to_string(self.source.dir.join("keys").join("enrollment.pub"))
             .context("reading the agent's enrollment.pub")?;
@@ -333,6 +347,33 @@ impl Scene {
     pub fn start_agent(&self) -> anyhow::Result<Background> {
         let mut c = self.agent_cmd(&["run"])?;
         Background::spawn("lgwan-agent run", &mut c, &self.root().join("agent.log"))
+    }
+
+    /// Waits (bounded) until the agent published its signed key statement (on the first
+    /// round of `lgwan-agent run`): apps enroll only against a signed enrollment key.
+    pub async fn wait_source_keys(&self) -> anyhow::Result<()> {
+        use sqlx::Connection;
+        sqlx::any::install_default_drivers();
+        let url = self.db_url.clone();
+        crate::proc::wait_until(
+            "the agent's signed key statement",
+            Duration::from_secs(30),
+            || {
+                let url = url.clone();
+                async move {
+                    let mut conn = sqlx::AnyConnection::connect(&url).await?;
+                    let row = sqlx::query(
+                        "SELECT 1 AS one FROM hub_participants WHERE participant = $1 \
+                         AND key_statement IS NOT NULL",
+                    )
+                    .bind(SOURCE)
+                    .fetch_optional(&mut conn)
+                    .await?;
+                    Ok(row.map(|_| ()))
+                }
+            },
+        )
+        .await
     }
 
     /// Runs `renkei-client --config <member>/client.toml <args>`.

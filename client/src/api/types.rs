@@ -254,6 +254,11 @@ pub struct GrantRequest {
     /// The record as the hub holds it (base64): the source opens it with its own key
     /// and seals the recipient's own copy.
     pub sealed: String,
+    /// The purpose of the consent the hub says the request rests on.
+    pub purpose: String,
+    /// The recipient's signed key statement, if it published one.
+    #[serde(default)]
+    pub recipient_statement: Option<renkei_crypto::statement::KeyStatement>,
 }
 
 /// One key grant a source uploads.
@@ -289,6 +294,10 @@ pub struct Keys {
     /// Enrollment public key (sources only).
     #[serde(default)]
     pub enrollment_key: Option<String>,
+    /// The participant's statement of these keys, signed with its certificate key: the
+    /// only thing a source or app trusts before sealing to them.
+    #[serde(default)]
+    pub statement: Option<renkei_crypto::statement::KeyStatement>,
 }
 
 /// A signed audit checkpoint.

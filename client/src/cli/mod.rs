@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use renkei_crypto::identity::Identity;
 
-use crate::api::{DataPeriod, GrantBody, Keys};
+use crate::api::{DataPeriod, GrantBody};
 use crate::config::Settings;
 use crate::error::{Error, Result};
 use crate::pull::{Sink, open_item, pull};
@@ -59,12 +59,8 @@ pub async fn run(cli: Cli, now: DateTime<Utc>) -> Result<ExitCode> {
     match cli.command {
         Command::InitKeys { .. } => Ok(ExitCode::SUCCESS),
         Command::PublishKeys => {
-            let public = setup::load_grant_key(&settings)?.public_key();
-            let keys = Keys {
-                grant_key: Some(public.to_base64()),
-                enrollment_key: None,
-            };
-            print_json(&client.publish_keys(&me, &keys).await?)?;
+            let public = setup::load_grant_key(&settings)?.public_key().to_base64();
+            print_json(&client.publish_signed_keys(Some(&public), None).await?)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Pull {

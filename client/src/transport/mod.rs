@@ -71,6 +71,11 @@ struct Inner {
     url: String,
     /// The participant named by the client certificate, if it names one.
     participant: Option<ParticipantId>,
+    /// This participant's own TLS files: the pinned participant CA (what key statements
+    /// are checked against) and its certificate and key (what signs its statements).
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
     address: HubAddress,
     server_name: ServerName<'static>,
     connector: TlsConnector,
@@ -109,6 +114,9 @@ impl HubClient {
             inner: Arc::new(Inner {
                 url: config.hub_url.trim_end_matches('/').to_owned(),
                 participant,
+                ca: config.ca.clone(),
+                cert: config.cert.clone(),
+                key: config.key.clone(),
                 address,
                 server_name,
                 connector: TlsConnector::from(tls),
@@ -127,6 +135,69 @@ impl HubClient {
                 "names no participant (`urn:renkei:participant:…` URI SAN)",
             )
         })
+    }
+
+    /// The participant CA this client pinned in its own configuration.
+    pub fn pinned_ca(&self) -> &std::path::Path {
+        &self.inner.ca
+    }
+
+    /// The current time, for the validity of certificates in key statements (as the
+    /// TLS handshake reads it).
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "certificate validity is checked against the wall clock, as in the TLS handshake"
+        )]
+        chrono::Utc::now()
+    }
+
+    /// Checks a participant's key statement against the pinned CA and that it is
+    /// `who`'s; the keys it returns are the only ones this client seals to.
+    pub fn verify_statement(
+        &self,
+        who: &ParticipantId,
+        statement: Option<&renkei_crypto::statement::KeyStatement>,
+    ) -> Result<renkei_crypto::statement::VerifiedKeys> {
+        let st = statement.ok_or_else(|| {
+            Error::invalid(
+                format!("keys of `{who}`"),
+                "no signed key statement: refusing keys the hub alone vouches for",
+            )
+        })?;
+        let keys = st
+            .verify(&self.inner.ca, self.now())
+            .map_err(Error::crypto(format!("keys of `{who}`")))?;
+        if &keys.participant != who {
+            return Err(Error::invalid(
+                format!("keys of `{who}`"),
+                format!("the statement is `{}`'s", keys.participant),
+            ));
+        }
+        Ok(keys)
+    }
+
+    /// Publishes this participant's keys with a statement signed by its certificate key.
+    pub async fn publish_signed_keys(
+        &self,
+        grant_key: Option<&str>,
+        enrollment_key: Option<&str>,
+    ) -> Result<crate::api::Keys> {
+        let me = self.participant()?.clone();
+        let statement = renkei_crypto::statement::KeyStatement::sign(
+            &self.inner.cert,
+            &self.inner.key,
+            grant_key,
+            enrollment_key,
+            self.now(),
+        )
+        .map_err(Error::crypto("signing the key statement"))?;
+        let keys = crate::api::Keys {
+            grant_key: grant_key.map(str::to_owned),
+            enrollment_key: enrollment_key.map(str::to_owned),
+            statement: Some(statement),
+        };
+        self.publish_keys(&me, &keys).await
     }
 
     /// The hub URL this client talks to.

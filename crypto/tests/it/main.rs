@@ -15,4 +15,5 @@ mod grant;
 mod identity_props;
 mod kat;
 mod key_files;
+mod statement;
 mod tls;

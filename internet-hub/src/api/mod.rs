@@ -11,6 +11,7 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use renkei_crypto::participant::{ParticipantId, ParticipantKind};
+use renkei_crypto::statement::KeyStatement;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -352,6 +353,10 @@ struct Keys {
     grant_key: Option<String>,
     #[serde(default)]
     enrollment_key: Option<String>,
+    /// The participant's statement of these keys, signed with its certificate key; what
+    /// sources and apps check before they seal anything to the keys.
+    #[serde(default)]
+    statement: Option<KeyStatement>,
 }
 
 async fn participant_keys(
@@ -367,9 +372,16 @@ async fn participant_keys(
         .filter(|p| !p.suspended());
     tx.commit().await?;
     let p = p.ok_or_else(|| Error::NotFound(format!("participant `{target}` not found")))?;
+    let statement = p
+        .key_statement
+        .as_deref()
+        .map(serde_json::from_str)
+        .transpose()
+        .map_err(|e| Error::Internal(format!("stored key statement: {e}")))?;
     Ok(Json(Keys {
         grant_key: p.grant_pk,
         enrollment_key: p.enrollment_pk,
+        statement,
     }))
 }
 
@@ -393,11 +405,29 @@ async fn publish_keys(
                 .map_err(|e| Error::BadRequest(format!("{name}: {e}")))?;
         }
     }
+    if let Some(st) = &k.statement {
+        // The hub cannot check the signature against anyone's pinned CA for them; it
+        // keeps only statements that say what the request says, for the caller.
+        if st.participant != who.to_string()
+            || st.grant_key != k.grant_key
+            || st.enrollment_key != k.enrollment_key
+        {
+            return Err(Error::BadRequest(
+                "statement: must name the caller and the same keys as the request".into(),
+            ));
+        }
+    }
     if k.enrollment_key.is_some() && who.kind() != ParticipantKind::Source {
         return Err(Error::Forbidden(
             "only a source publishes an enrollment key".into(),
         ));
     }
+    let statement = k
+        .statement
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|e| Error::Internal(format!("key statement: {e}")))?;
     let now = hub.now();
     let mut tx = hub.db.begin().await?;
     broker::authorize_caller(&mut tx, &who, broker::ANY_PARTICIPANT).await?;
@@ -406,6 +436,7 @@ async fn publish_keys(
         &who,
         k.grant_key.as_deref(),
         k.enrollment_key.as_deref(),
+        statement.as_deref(),
         now,
     )
     .await?;

@@ -184,6 +184,11 @@ pub struct GrantRequest {
     /// The record as stored (base64): the source checks it is its own and seals the
     /// recipient's copy from it.
     pub sealed: String,
+    /// The purpose of the consent the request rests on (the source checks it against its
+    /// own release list and policies).
+    pub purpose: String,
+    /// The recipient's signed key statement; a source seals only to a key it binds.
+    pub recipient_statement: Option<renkei_crypto::statement::KeyStatement>,
 }
 
 /// The oldest pending requests for records of `who`.
@@ -196,9 +201,11 @@ pub async fn pending(hub: &Hub, who: &ParticipantId, limit: i64) -> Result<Vec<G
     )
     .await?;
     let rows = sqlx::query(
-        "SELECT q.record_id, q.recipient, p.grant_pk, r.sealed FROM hub_grant_requests q \
+        "SELECT q.record_id, q.recipient, p.grant_pk, p.key_statement, r.sealed, k.purpose \
+         FROM hub_grant_requests q \
          JOIN hub_participants p ON p.participant = q.recipient \
          JOIN hub_records r ON r.record_id = q.record_id \
+         JOIN consents k ON k.id = q.consent_id \
          WHERE q.source = $1 AND p.status = 'active' AND p.grant_pk IS NOT NULL \
          ORDER BY q.created_at, q.record_id LIMIT $2",
     )
@@ -214,6 +221,13 @@ pub async fn pending(hub: &Hub, who: &ParticipantId, limit: i64) -> Result<Vec<G
                 recipient: r.try_get("recipient")?,
                 recipient_key: r.try_get("grant_pk")?,
                 sealed: data_encoding::BASE64.encode(&r.try_get::<Vec<u8>, _>("sealed")?),
+                purpose: r.try_get("purpose")?,
+                recipient_statement: r
+                    .try_get::<Option<String>, _>("key_statement")?
+                    .as_deref()
+                    .map(serde_json::from_str)
+                    .transpose()
+                    .map_err(|e| Error::Internal(format!("stored key statement: {e}")))?,
             })
         })
         .collect()

@@ -167,6 +167,15 @@ async fn flow(
     n.step("Registering the participants and their public keys at the hub.");
     let init = lgwan_agent::agent::init(&source.dir, &source.id)?;
     setup::attach_hub(&init.config, hub_url, source)?;
+    // The city's own release list: the agent seals keys for nobody else.
+    setup::release_to(
+        &init.config,
+        &[
+            (&app.id.to_string(), "phr-display"),
+            (&clinic.id.to_string(), "online-consultation"),
+            (&analyst.id.to_string(), "care-prevention-evaluation"),
+        ],
+    )?;
     let agent = Agent::load(&init.config)?;
     crate::registry::add(
         &hub.db,
@@ -194,8 +203,16 @@ async fn flow(
             now,
         )
         .await?;
+        // The participant's own statement of its key, signed with its certificate key:
+        // sources seal only to keys bound this way.
+        client_for(m, hub_url)?
+            .publish_signed_keys(Some(&keys.grant_public.to_base64()), None)
+            .await?;
         grant_keys.push(RecipientSecretKey::load(&keys.grant_key)?);
-        n.say(&format!("{} registered", m.id));
+        n.say(&format!(
+            "{} registered; its key statement is signed with its certificate key",
+            m.id
+        ));
     }
     let [app_key_grant, clinic_key_grant, analyst_key_grant]: [RecipientSecretKey; 3] = grant_keys
         .try_into()

@@ -140,3 +140,20 @@ pub(super) fn attach_hub(agent_toml: &Path, hub_url: &str, m: &Member) -> anyhow
     std::io::Write::write_all(&mut f, text.as_bytes())
         .with_context(|| format!("writing `{}`", agent_toml.display()))
 }
+
+/// Appends the city's release list to `agent.toml`: one `[[release]]` block per
+/// (recipient, purpose).
+pub(super) fn release_to(agent_toml: &Path, rules: &[(&str, &str)]) -> anyhow::Result<()> {
+    let mut text = String::new();
+    for (who, purpose) in rules {
+        text.push_str(&format!(
+            "\n[[release]]\nparticipant = \"{who}\"\npurposes = [\"{purpose}\"]\n"
+        ));
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(agent_toml)
+        .with_context(|| format!("opening `{}`", agent_toml.display()))?;
+    std::io::Write::write_all(&mut f, text.as_bytes())
+        .with_context(|| format!("writing `{}`", agent_toml.display()))
+}

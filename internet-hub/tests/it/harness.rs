@@ -277,10 +277,13 @@ impl TestHub {
             // As the agent does: check the record is ours, seal the recipient's copy.
             let request: renkei_client::api::GrantRequest =
                 serde_json::from_value(r.clone()).unwrap();
+            // This stands for a source that trusts the hub's key listing (the hub's own
+            // checks are under test here; the agent's checks are tested end to end).
             let g = renkei_client::source::grant_for(
                 |_| Some(&self.source_key),
                 "source:city-a",
                 &request,
+                &request.recipient_key,
             )
             .unwrap();
             grants.push(serde_json::to_value(&g).unwrap());

@@ -35,6 +35,11 @@ pub struct OutboxStatus {
     pub last_error: Option<Note>,
     /// Sequence number of the latest hub checkpoint kept.
     pub checkpoint_seq: Option<i64>,
+    /// Key-grant requests the agent refused to answer (release list, policies, a key
+    /// not bound to its participant's certificate, a record not its own): alarms.
+    pub grant_refusals: u64,
+    /// The last such refusal.
+    pub last_refusal: Option<Note>,
 }
 
 impl Outbox {
@@ -79,6 +84,25 @@ impl Outbox {
     /// The last error.
     pub async fn last_error(&self) -> Result<Option<Note>> {
         self.meta("last_error").await
+    }
+
+    /// Counts key-grant requests the agent refused and keeps the last reason (no
+    /// secrets: participant and record ids and the check that failed).
+    pub async fn note_refusals(&self, reasons: &[String]) -> Result<()> {
+        let Some(last) = reasons.last() else {
+            return Ok(());
+        };
+        let n = self.grant_refusals().await? + u64::try_from(reasons.len()).unwrap_or(u64::MAX);
+        self.set_meta("grant_refusals", &n.to_string()).await?;
+        self.set_meta("last_refusal", last).await
+    }
+
+    async fn grant_refusals(&self) -> Result<u64> {
+        Ok(self
+            .meta("grant_refusals")
+            .await?
+            .and_then(|n| n.value.parse().ok())
+            .unwrap_or(0))
     }
 
     /// The latest hub audit checkpoint kept.
@@ -141,6 +165,8 @@ impl Outbox {
             last_upload: self.last_upload().await?,
             last_error: self.last_error().await?,
             checkpoint_seq: self.checkpoint().await?.map(|c| c.seq),
+            grant_refusals: self.grant_refusals().await?,
+            last_refusal: self.meta("last_refusal").await?,
         })
     }
 }

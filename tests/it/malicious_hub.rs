@@ -1,0 +1,263 @@
+//! Issue 14, against the real binaries: whoever can write the hub's database tries to
+//! make the city's agent or the PHR app release a record key or a resident's identifiers.
+//! The agent and the app check for themselves (key statements against the CA they pinned,
+//! the city's release list, the agent's own copy of the policies, the record is its own)
+//! and refuse; the refusal is counted in `lgwan-agent status`; honest traffic carries on.
+
+use std::time::Duration;
+
+use renkei_crypto::grant::RecipientSecretKey;
+use renkei_crypto::keys::KeyVersion;
+use renkei_e2e::flow::{self, field};
+use renkei_e2e::{APP, Backend, Basic};
+use serde_json::Value;
+use sqlx::{Connection, Row};
+
+const CLINIC: &str = "clinic:mysos";
+
+async fn db(b: &Basic) -> sqlx::AnyConnection {
+    sqlx::any::install_default_drivers();
+    sqlx::AnyConnection::connect(&b.scene.db_url).await.unwrap()
+}
+
+async fn count(conn: &mut sqlx::AnyConnection, sql: &str, bind: &str) -> i64 {
+    sqlx::query(sql)
+        .bind(bind)
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap()
+        .try_get::<i64, _>(0)
+        .unwrap()
+}
+
+/// `lgwan-agent status`'s count of refused key-grant requests.
+async fn refusals(b: &Basic) -> u64 {
+    let out = b.scene.agent(&["status"], &[]).await.unwrap();
+    let text = format!("{}{}", out.stdout, out.stderr);
+    text.lines()
+        .find_map(|l| l.strip_prefix("grant refusals:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no refusal count in status: {text}"))
+}
+
+/// Waits (bounded) until the agent daemon refused more requests than `before`.
+async fn wait_refused(b: &Basic, before: u64) -> u64 {
+    for _ in 0..40 {
+        let now = refusals(b).await;
+        if now > before {
+            return now;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    panic!("the agent refused nothing new (still {before})");
+}
+
+/// A statement as stored, with its key swapped for the attacker's (the signature is
+/// the participant's and no longer matches).
+fn swapped(statement: &str, field_name: &str, key: &str) -> String {
+    let mut v: Value = serde_json::from_str(statement).unwrap();
+    v[field_name] = Value::String(key.to_owned());
+    v.to_string()
+}
+
+async fn malicious_hub(backend: Backend) {
+    let Some(b) = Basic::run(backend, &[APP, CLINIC], None).await.unwrap() else {
+        return;
+    };
+    let mut conn = db(&b).await;
+    let attacker = RecipientSecretKey::generate(KeyVersion::V1);
+    let attacker_pk = attacker.public_key().to_base64();
+
+    // (a) The operator swaps the clinic's grant key, in the key column and in its statement.
+    let statement: String =
+        sqlx::query("SELECT key_statement FROM hub_participants WHERE participant = $1")
+            .bind(CLINIC)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap()
+            .try_get::<Option<String>, _>(0)
+            .unwrap()
+            .expect("the clinic published a signed statement");
+    sqlx::query(
+        "UPDATE hub_participants SET grant_pk = $1, key_statement = $2 WHERE participant = $3",
+    )
+    .bind(&attacker_pk)
+    .bind(swapped(&statement, "grant_key", &attacker_pk))
+    .bind(CLINIC)
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let before = refusals(&b).await;
+    let categories = flow::checkup_categories(&b.preview, &b.token);
+    let mut args = vec![
+        "consent",
+        "grant",
+        "--subject",
+        &b.pseudonym,
+        "--recipient",
+        CLINIC,
+        "--purpose",
+        "online-consultation",
+        "--granted-by",
+        "resident",
+        "--valid-hours",
+        "24",
+    ];
+    for c in &categories {
+        args.extend(["--category", c.as_str()]);
+    }
+    b.scene.client(APP, &args).await.unwrap().ok().unwrap();
+    let after_a = wait_refused(&b, before).await;
+    let sql = "SELECT COUNT(*) FROM hub_key_grants WHERE recipient = $1";
+    assert_eq!(
+        count(&mut conn, sql, CLINIC).await,
+        0,
+        "a key was sealed to the swapped key"
+    );
+
+    // The clinic publishes its statement again (honest state): its grants now flow.
+    b.scene
+        .client(CLINIC, &["publish-keys"])
+        .await
+        .unwrap()
+        .ok()
+        .unwrap();
+    for _ in 0..40 {
+        if count(&mut conn, sql, CLINIC).await > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(
+        count(&mut conn, sql, CLINIC).await > 0,
+        "honest grants did not resume"
+    );
+
+    // (b) The operator registers a participant of its own (a certificate from the CA
+    // it runs, a statement signed with it) and queues requests for the resident's records
+    // under the app's consent: the city's release list does not name it.
+    let evil = "clinic:evil";
+    let pki = b.scene.root().join("pki");
+    let evil_dir = b.scene.root().join("evil");
+    let mut issue = renkei_e2e::proc::command("internet-hub").unwrap();
+    issue
+        .args(["pki", "issue", "--participant", evil, "--days", "30"])
+        .arg("--dir")
+        .arg(&pki)
+        .arg("--out")
+        .arg(&evil_dir);
+    renkei_e2e::proc::run(&mut issue, Duration::from_secs(60))
+        .await
+        .unwrap()
+        .ok()
+        .unwrap();
+    let mut add = b.scene.hub_admin(&["participants"]).unwrap();
+    add.args(["add", evil, "--name", "evil", "--grant-key", &attacker_pk]);
+    renkei_e2e::proc::run(&mut add, Duration::from_secs(60))
+        .await
+        .unwrap()
+        .ok()
+        .unwrap();
+    let evil_client = renkei_client::HubClient::new(renkei_client::ClientConfig::new(
+        &b.hub.url(),
+        pki.join("ca.pem"),
+        evil_dir.join("clinic-evil.pem"),
+        evil_dir.join("clinic-evil.key"),
+    ))
+    .unwrap();
+    evil_client
+        .publish_signed_keys(Some(&attacker_pk), None)
+        .await
+        .unwrap();
+    let queued = sqlx::query(
+        "INSERT INTO hub_grant_requests (record_id, recipient, source, consent_id, created_at) \
+         SELECT r.record_id, $1, r.source, $2, 0 FROM hub_records r WHERE r.subject_token = $3",
+    )
+    .bind(evil)
+    .bind(&b.consent.consent_id)
+    .bind(&b.token)
+    .execute(&mut conn)
+    .await
+    .unwrap()
+    .rows_affected();
+    assert!(queued > 0);
+    let after_b = wait_refused(&b, after_a).await;
+    assert!(after_b > after_a);
+    assert_eq!(
+        count(&mut conn, sql, evil).await,
+        0,
+        "a key was sealed to the operator's participant"
+    );
+
+    // (e) The operator swaps the city's enrollment key: the app refuses to seal a
+    // resident's identifiers to it, and nothing is submitted.
+    let source_statement: String =
+        sqlx::query("SELECT key_statement FROM hub_participants WHERE participant = $1")
+            .bind("source:city-a")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap()
+            .try_get::<Option<String>, _>(0)
+            .unwrap()
+            .expect("the agent published a signed statement");
+    sqlx::query(
+        "UPDATE hub_participants SET enrollment_pk = $1, key_statement = $2 WHERE participant = $3",
+    )
+    .bind(&attacker_pk)
+    .bind(swapped(&source_statement, "enrollment_key", &attacker_pk))
+    .bind("source:city-a")
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let enrollments = "SELECT COUNT(*) FROM hub_enrollments WHERE requester = $1";
+    let before_e = count(&mut conn, enrollments, APP).await;
+    let refused = flow::enroll(&b.scene, APP, &b.person, "user-0002").await;
+    assert!(
+        refused.is_err(),
+        "the app sealed identifiers to a swapped enrollment key"
+    );
+    assert_eq!(
+        count(&mut conn, enrollments, APP).await,
+        before_e,
+        "an enrollment reached the hub"
+    );
+    // Without any statement at all, the same.
+    sqlx::query("UPDATE hub_participants SET key_statement = NULL WHERE participant = $1")
+        .bind("source:city-a")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let identity = b.scene.member(APP).unwrap().dir.join("identity-user-0002.json");
+    let identity = identity.display().to_string();
+    let out = b
+        .scene
+        .client(
+            APP,
+            &["enroll", "--source", "source:city-a", "--user-ref", "user-0003", "--identity", &identity],
+        )
+        .await
+        .unwrap();
+    assert!(!out.status.success(), "enrolled without a signed enrollment key: {out}");
+    assert!(out.stderr.contains("no signed key statement"), "{out}");
+    assert_eq!(count(&mut conn, enrollments, APP).await, before_e);
+
+    // The app's honest records were unaffected throughout.
+    assert!(!b.pulled.is_empty());
+    let status = b.scene.agent(&["status"], &[]).await.unwrap();
+    assert!(
+        format!("{}{}", status.stdout, status.stderr).contains("grant refusals"),
+        "{status}"
+    );
+    let _ = field;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malicious_hub_sqlite() {
+    malicious_hub(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malicious_hub_postgres() {
+    malicious_hub(Backend::Postgres).await;
+}

@@ -4,8 +4,7 @@
 use std::io;
 
 /// The MHLW checkup item table (UTF-8 copy), in the repository's `spec/tokutei-kenshin/`.
-const ITEM_TABLE: &str =
-    include_str!("../../../spec/tokutei-kenshin/XMLhc18tab.utf8.csv");
+const ITEM_TABLE: &str = include_str!("../../../spec/tokutei-kenshin/XMLhc18tab.utf8.csv");
 pub(super) const ITEM_OID: &str = "1.2.392.200119.6.1005";
 
 /// How an item's value is invented.

@@ -61,6 +61,9 @@ pub enum Error {
     /// The hub's audit checkpoint is not acceptable (bad signature, rollback, fork).
     #[error("hub audit checkpoint: {0}")]
     Checkpoint(String),
+    /// An enrollment code cannot be issued for these identifiers (said to staff only).
+    #[error("no enrollment code issued: {0}")]
+    EnrollmentCode(String),
     /// A worker thread of the agent failed.
     #[error("worker: {0}")]
     Worker(String),

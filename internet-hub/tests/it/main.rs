@@ -13,6 +13,7 @@
 
 mod ca_renewal;
 mod demo;
+mod enroll;
 mod flow;
 mod fuzz_bodies;
 mod harness;

@@ -1,13 +1,20 @@
-//! Web enrollment (DESIGN.md step 6), app side: seal the resident's identifiers to the
-//! source's enrollment key with HPKE, submit, and wait for the source's answer. The
-//! HPKE `info` is defined here once; the LGWAN agent opens with [`open_identifiers`].
+//! Web enrollment (DESIGN.md step 6), app side: seal the resident's identifiers and the
+//! one-time enrollment code from their municipal notice to the source's enrollment key
+//! with HPKE, submit, and wait for the source's answer. The HPKE `info` and the sealed
+//! JSON are defined here once; the LGWAN agent opens with [`open_claim`].
+//!
+//! The sealed plaintext is the [`Identity`] JSON object when there is no code (as before
+//! enrollment codes, so an older agent still reads it), and
+//! `{"identity": {…}, "enrollment_code": "…"}` with one. The hub never sees either.
 
+use std::fmt;
 use std::time::Duration;
 
 use renkei_crypto::grant::{RecipientPublicKey, RecipientSecretKey, hpke_open, hpke_seal};
 use renkei_crypto::identity::Identity;
 use renkei_crypto::participant::{ParticipantId, ParticipantKind};
-use zeroize::Zeroizing;
+use serde::{Deserialize, Serialize};
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::api::{Enrollment, SubmitBody};
 use crate::error::{Error, Result};
@@ -31,16 +38,77 @@ pub fn enrollment_info(source: &ParticipantId, requester: &ParticipantId) -> Vec
     info
 }
 
-/// Seals `identity` (as its JSON) to a source's enrollment key for `requester`.
-pub fn seal_identifiers(
+/// Longest enrollment code an app passes on, in bytes (the agent decides what is valid).
+pub const MAX_CODE_BYTES: usize = 64;
+
+/// What an app seals for the source: the resident's claimed identifiers and the
+/// one-time enrollment code the municipality issued them, if any.
+///
+/// `Debug` elides both; the code is zeroized on drop.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Claim {
+    /// The identifiers on the resident's insurance card, birth date and sex.
+    pub identity: Identity,
+    /// The code from the resident's result notice or from the counter, as typed.
+    pub enrollment_code: Option<String>,
+}
+
+impl fmt::Debug for Claim {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Claim([identifiers and code elided])")
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if let Some(code) = &mut self.enrollment_code {
+            code.zeroize();
+        }
+    }
+}
+
+impl Claim {
+    /// A claim of `identity` with the typed `code`, if any. A code longer than
+    /// [`MAX_CODE_BYTES`] or with control characters is refused here.
+    pub fn new(identity: Identity, code: Option<&str>) -> Result<Claim> {
+        if let Some(code) = code {
+            if code.len() > MAX_CODE_BYTES || code.chars().any(char::is_control) {
+                return Err(Error::invalid(
+                    "enrollment code",
+                    format!("must be at most {MAX_CODE_BYTES} bytes without control characters"),
+                ));
+            }
+        }
+        Ok(Claim {
+            identity,
+            enrollment_code: code.map(str::to_owned),
+        })
+    }
+}
+
+/// The sealed plaintext as the agent reads it: a claim, or bare identifiers from an
+/// app that sends no code.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum SealedJson {
+    Claim(Claim),
+    Identity(Identity),
+}
+
+/// Seals `claim` to a source's enrollment key for `requester` (the bare identity JSON
+/// when it has no code).
+pub fn seal_claim(
     enrollment_key: &RecipientPublicKey,
     source: &ParticipantId,
     requester: &ParticipantId,
-    identity: &Identity,
+    claim: &Claim,
 ) -> Result<Vec<u8>> {
-    let json = Zeroizing::new(
-        serde_json::to_vec(identity).map_err(|e| Error::invalid("identifiers", e.to_string()))?,
-    );
+    let json = match claim.enrollment_code {
+        None => serde_json::to_vec(&claim.identity),
+        Some(_) => serde_json::to_vec(claim),
+    };
+    let json = Zeroizing::new(json.map_err(|e| Error::invalid("identifiers", e.to_string()))?);
     hpke_seal(
         enrollment_key,
         &enrollment_info(source, requester),
@@ -50,13 +118,25 @@ pub fn seal_identifiers(
     .map_err(Error::crypto("sealing the identifiers"))
 }
 
-/// Opens identifiers sealed by [`seal_identifiers`] (the source's side).
-pub fn open_identifiers(
+/// Seals `identity` without an enrollment code (see [`seal_claim`]).
+pub fn seal_identifiers(
+    enrollment_key: &RecipientPublicKey,
+    source: &ParticipantId,
+    requester: &ParticipantId,
+    identity: &Identity,
+) -> Result<Vec<u8>> {
+    let claim = Claim::new(identity.clone(), None)?;
+    seal_claim(enrollment_key, source, requester, &claim)
+}
+
+/// Opens a claim sealed by [`seal_claim`] (the source's side); bare identifiers come
+/// back as a claim without a code.
+pub fn open_claim(
     enrollment_secret: &RecipientSecretKey,
     source: &ParticipantId,
     requester: &ParticipantId,
     sealed: &[u8],
-) -> Result<Identity> {
+) -> Result<Claim> {
     let json = hpke_open(
         enrollment_secret,
         &enrollment_info(source, requester),
@@ -64,16 +144,24 @@ pub fn open_identifiers(
         sealed,
     )
     .map_err(Error::crypto("opening the identifiers"))?;
-    serde_json::from_slice(&json).map_err(|e| Error::invalid("sealed identifiers", e.to_string()))
+    let json = Zeroizing::new(json);
+    match serde_json::from_slice(&json) {
+        Ok(SealedJson::Claim(claim)) => Ok(claim),
+        Ok(SealedJson::Identity(identity)) => Ok(Claim {
+            identity,
+            enrollment_code: None,
+        }),
+        Err(e) => Err(Error::invalid("sealed identifiers", e.to_string())),
+    }
 }
 
-/// Fetches the source's enrollment key, seals `identity` to it and submits the request.
+/// Fetches the source's enrollment key, seals `claim` to it and submits the request.
 pub async fn submit(
     client: &HubClient,
     me: &ParticipantId,
     source: &ParticipantId,
     user_ref: &str,
-    identity: &Identity,
+    claim: &Claim,
 ) -> Result<Enrollment> {
     if source.kind() != ParticipantKind::Source {
         return Err(Error::invalid(
@@ -92,7 +180,7 @@ pub async fn submit(
     })?;
     let key = RecipientPublicKey::from_base64(&text)
         .map_err(Error::crypto(format!("enrollment key of `{source}`")))?;
-    let sealed = seal_identifiers(&key, source, me, identity)?;
+    let sealed = seal_claim(&key, source, me, claim)?;
     client
         .submit_enrollment(&SubmitBody {
             source: source.to_string(),
@@ -142,13 +230,55 @@ mod tests {
         let sk = RecipientSecretKey::generate(KeyVersion::V1);
         let source: ParticipantId = "source:city-a".parse().unwrap();
         let app: ParticipantId = "phr:asmile".parse().unwrap();
-        let sealed = seal_identifiers(&sk.public_key(), &source, &app, &identity()).unwrap();
-        let opened = open_identifiers(&sk, &source, &app, &sealed).unwrap();
-        assert!(opened == identity());
+        let claim = Claim::new(identity(), Some("k7qm-3xwa-9pzd")).unwrap();
+        let sealed = seal_claim(&sk.public_key(), &source, &app, &claim).unwrap();
+        let opened = open_claim(&sk, &source, &app, &sealed).unwrap();
+        assert!(opened == claim);
         let other_app: ParticipantId = "phr:other".parse().unwrap();
-        assert!(open_identifiers(&sk, &source, &other_app, &sealed).is_err());
+        assert!(open_claim(&sk, &source, &other_app, &sealed).is_err());
         let other_source: ParticipantId = "source:city-b".parse().unwrap();
-        assert!(open_identifiers(&sk, &other_source, &app, &sealed).is_err());
+        assert!(open_claim(&sk, &other_source, &app, &sealed).is_err());
+    }
+
+    #[test]
+    fn a_claim_without_a_code_is_sealed_as_bare_identifiers() {
+        let sk = RecipientSecretKey::generate(KeyVersion::V1);
+        let source: ParticipantId = "source:city-a".parse().unwrap();
+        let app: ParticipantId = "phr:asmile".parse().unwrap();
+        let sealed = seal_identifiers(&sk.public_key(), &source, &app, &identity()).unwrap();
+        let plain = hpke_open(&sk, &enrollment_info(&source, &app), &[], &sealed).unwrap();
+        let bare: Identity = serde_json::from_slice(&plain).unwrap();
+        assert!(
+            bare == identity(),
+            "what agents before enrollment codes read"
+        );
+        let opened = open_claim(&sk, &source, &app, &sealed).unwrap();
+        assert!(opened.identity == identity() && opened.enrollment_code.is_none());
+
+        let coded = Claim::new(identity(), Some("K7QM-3XWA-9PZD")).unwrap();
+        let sealed = seal_claim(&sk.public_key(), &source, &app, &coded).unwrap();
+        let plain = hpke_open(&sk, &enrollment_info(&source, &app), &[], &sealed).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&plain).unwrap();
+        assert_eq!(v["enrollment_code"], "K7QM-3XWA-9PZD");
+        assert_eq!(v["identity"]["birth_date"], "1980-04-01");
+        assert!(!format!("{coded:?}").contains("K7QM"));
+
+        // Anything else is refused, not read as a partial claim.
+        for bad in [
+            serde_json::json!({"identity": {"insurer_number": "1"}, "enrollment_code": "x"}),
+            serde_json::json!({"identity": serde_json::to_value(identity()).unwrap(), "extra": 1}),
+        ] {
+            let sealed = hpke_seal(
+                &sk.public_key(),
+                &enrollment_info(&source, &app),
+                &[],
+                bad.to_string().as_bytes(),
+            )
+            .unwrap();
+            assert!(open_claim(&sk, &source, &app, &sealed).is_err(), "{bad}");
+        }
+        assert!(Claim::new(identity(), Some(&"A".repeat(65))).is_err());
+        assert!(Claim::new(identity(), Some("AB\u{7}C")).is_err());
     }
 
     #[test]

@@ -1,7 +1,8 @@
-//! Subject tokens, per-recipient pseudonyms and record ids: keyed HMAC-SHA256
-//! values written as a tag plus 32 lowercase base32 characters.
+//! Subject tokens, per-recipient pseudonyms, record ids and the keyed hashes kept
+//! instead of secrets: keyed HMAC-SHA256 values written as a tag plus 32 lowercase
+//! base32 characters.
 //!
-//! All three are `<tag>` followed by the first 32 characters of the RFC 4648
+//! All are `<tag>` followed by the first 32 characters of the RFC 4648
 //! base32 encoding (alphabet `a–z2–7`, lower case, no padding) of an
 //! HMAC-SHA256 output, that is its first 160 bits:
 //!
@@ -10,6 +11,8 @@
 //! | [`SubjectToken`] | `st1_` | `K_tok` | [`CanonicalIdentity::canonical_bytes`] |
 //! | [`RecipientPseudonym`] | `rp1_` | `K_hub_pseudonym` | `len(recipient) ‖ recipient ‖ subject token (36 ASCII bytes)` |
 //! | [`RecordId`] | `rec1_` | `HKDF-SHA256(K_rec, info = "renkei record-id v1")` | `len(doc id) ‖ doc id ‖ len(category) ‖ category` |
+//! | [`EnrollmentCodeHash`] | `ec1_` | `HKDF-SHA256(K_rec, info = "renkei enrollment-code v1")` | `len(code) ‖ normalized code` |
+//! | [`UserRefHash`] | `ur1_` | `HMAC-SHA256(pepper, "renkei user-ref v1")` | `len(app) ‖ app ‖ len(user_ref) ‖ user_ref` |
 //!
 //! Lengths are 8-byte big-endian byte counts; strings are UTF-8. The keys keep
 //! a pre-keyed HMAC state that is cloned per value, so a token costs two
@@ -24,7 +27,7 @@ use sha2::Sha256;
 
 use crate::error::{Error, Result};
 use crate::identity::CanonicalIdentity;
-use crate::keys::{PseudonymKey, RecordKey, TokenKey};
+use crate::keys::{PseudonymKey, RecordKey, TokenKey, hkdf_expand32, hmac_sha256};
 
 /// Number of base32 characters after the tag (160 bits).
 const BODY_CHARS: usize = 32;
@@ -123,6 +126,40 @@ tagged_id!(
     SubjectBinding, "sb1_", "subject binding"
 );
 
+tagged_id!(
+    /// What an LGWAN agent keeps of a one-time enrollment code, `ec1_…`: the code itself
+    /// is printed once for the resident and never stored.
+    EnrollmentCodeHash, "ec1_", "enrollment code hash"
+);
+
+tagged_id!(
+    /// What the hub keeps of a PHR app's reference for its user, `ur1_…`.
+    UserRefHash, "ur1_", "user reference hash"
+);
+
+/// The keyed hash of a normalized enrollment code under a key derived from the
+/// source's first record key (which the agent keeps for as long as it runs: record
+/// ids depend on it). Without `K_rec` a stolen outbox says nothing about the codes.
+pub fn enrollment_code_hash(key: &RecordKey, normalized_code: &str) -> EnrollmentCodeHash {
+    let code_key = hkdf_expand32(&key.state().kdf, &[b"renkei enrollment-code v1"]);
+    let mut mac = hmac_sha256(&code_key.0);
+    update_prefixed(&mut mac, normalized_code.as_bytes());
+    EnrollmentCodeHash::from_mac(mac)
+}
+
+/// The keyed hash of a PHR app's user reference, under a key derived from the hub's
+/// secret `pepper` (the receipt pepper: the derivation keeps the two uses apart).
+/// Bound to the app, so two apps' equal references do not match.
+pub fn user_ref_hash(pepper: &[u8], app: &str, user_ref: &str) -> UserRefHash {
+    let mut derive = hmac_sha256(pepper);
+    derive.update(b"renkei user-ref v1");
+    let key = zeroize::Zeroizing::new(<[u8; 32]>::from(derive.finalize().into_bytes()));
+    let mut mac = hmac_sha256(key.as_slice());
+    update_prefixed(&mut mac, app.as_bytes());
+    update_prefixed(&mut mac, user_ref.as_bytes());
+    UserRefHash::from_mac(mac)
+}
+
 /// The subject binding of one record: HMAC under a key derived from `K_rec` over the
 /// record id and the name the source knows the subject by (`st1_…`, or a PHR app's
 /// own `rp1_…`). Unlinkable across records without `K_rec`.
@@ -208,6 +245,9 @@ fn tag_reason(tag: &str) -> &'static str {
     match tag {
         "st1_" => "expected the prefix `st1_`",
         "rp1_" => "expected the prefix `rp1_`",
+        "sb1_" => "expected the prefix `sb1_`",
+        "ec1_" => "expected the prefix `ec1_`",
+        "ur1_" => "expected the prefix `ur1_`",
         _ => "expected the prefix `rec1_`",
     }
 }
@@ -245,6 +285,46 @@ mod tests {
         assert_ne!(subject_token(&key, &canonical("346")), token);
         let other_key = TokenKey::from_bytes([8; 32], KeyVersion::V1);
         assert_ne!(subject_token(&other_key, &id), token);
+    }
+
+    #[test]
+    fn enrollment_code_and_user_ref_hashes_are_the_documented_hmacs() {
+        let key = RecordKey::from_bytes([9; 32], KeyVersion::V1);
+        let code = "K7QM3XWA9PZD";
+        let hash = enrollment_code_hash(&key, code);
+        let mut code_key = [0u8; 32];
+        hkdf::Hkdf::<Sha256>::new(None, &[9; 32])
+            .expand(b"renkei enrollment-code v1", &mut code_key)
+            .unwrap();
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&code_key).unwrap();
+        mac.update(&12u64.to_be_bytes());
+        mac.update(code.as_bytes());
+        let expected = BASE32_NOPAD
+            .encode(&mac.finalize().into_bytes())
+            .to_lowercase();
+        assert_eq!(hash.as_str(), format!("ec1_{}", &expected[..32]));
+        assert_eq!(EnrollmentCodeHash::parse(hash.as_str()).unwrap(), hash);
+        assert_ne!(enrollment_code_hash(&key, "K7QM3XWA9PZE"), hash);
+        let other = RecordKey::from_bytes([8; 32], KeyVersion::V1);
+        assert_ne!(enrollment_code_hash(&other, code), hash);
+
+        let pepper = [3u8; 32];
+        let r = user_ref_hash(&pepper, "phr:asmile", "user-1");
+        let mut derive = <Hmac<Sha256> as Mac>::new_from_slice(&pepper).unwrap();
+        derive.update(b"renkei user-ref v1");
+        let k = derive.finalize().into_bytes();
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&k).unwrap();
+        mac.update(&10u64.to_be_bytes());
+        mac.update(b"phr:asmile");
+        mac.update(&6u64.to_be_bytes());
+        mac.update(b"user-1");
+        let expected = BASE32_NOPAD
+            .encode(&mac.finalize().into_bytes())
+            .to_lowercase();
+        assert_eq!(r.as_str(), format!("ur1_{}", &expected[..32]));
+        assert_ne!(user_ref_hash(&pepper, "phr:other", "user-1"), r);
+        assert_ne!(user_ref_hash(&[4u8; 32], "phr:asmile", "user-1"), r);
+        assert!(UserRefHash::parse(SubjectToken::TAG).is_err());
     }
 
     #[test]

@@ -30,6 +30,13 @@ pub async fn build_hub(cfg: &HubConfig, clock: Clock) -> Result<Arc<Hub>> {
     let receipt_pepper = read_secret_file(&f.keys.receipt_pepper).map_err(key_err)?;
     let policies = load_policies(cfg)?;
     let db = Db::connect(&f.database_url, f.limits.db_connections).await?;
+    let hashed = crate::broker::enroll::hash_stored_user_refs(&db, &receipt_pepper).await?;
+    if hashed > 0 {
+        tracing::info!(
+            hashed,
+            "enrollment user references stored in plain text are now hashed"
+        );
+    }
     let consents = AnyConsentStore::connect(&f.database_url)
         .await
         .map_err(|e| Error::Unavailable(format!("consent store: {e}")))?;

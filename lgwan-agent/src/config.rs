@@ -46,6 +46,9 @@ pub struct ConfigFile {
     /// The hub and this agent's client certificate.
     #[serde(default)]
     pub hub: Option<HubFile>,
+    /// Web enrollment through PHR apps.
+    #[serde(default)]
+    pub enrollment: EnrollmentSettings,
     /// Column mappings of KDB exports and insurer notices.
     #[serde(default)]
     pub tables: Vec<TableMapping>,
@@ -80,6 +83,59 @@ impl ReleaseRule {
             (None, None) => false,
         };
         who && self.purposes.iter().any(|p| p == "*" || p == purpose)
+    }
+}
+
+/// `[enrollment]`: how the agent answers web enrollments (DESIGN.md step 6). The
+/// defaults are the safe ones; each field is optional.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EnrollmentSettings {
+    /// Refuse a web enrollment without a valid one-time enrollment code
+    /// (`lgwan-agent enrollment-code issue`). Default true.
+    pub require_code: bool,
+    /// Days an issued code stays valid, 1 to 3650. Default 90.
+    pub code_valid_days: u32,
+    /// Failed web enrollments of one resident before their web enrollment is locked
+    /// (until staff issue a new code), 1 to 100. Default 5.
+    pub max_failures: u32,
+    /// Failed web enrollments of one app within an hour after which the agent refuses
+    /// that app's requests unread until the hour has passed, 1 to 100000. Default 20.
+    pub app_failures_per_hour: u32,
+}
+
+impl Default for EnrollmentSettings {
+    fn default() -> Self {
+        EnrollmentSettings {
+            require_code: true,
+            code_valid_days: 90,
+            max_failures: 5,
+            app_failures_per_hour: 20,
+        }
+    }
+}
+
+impl EnrollmentSettings {
+    /// The field and its range when a value is out of range.
+    fn check(&self) -> std::result::Result<(), String> {
+        let checks: [(&str, u32, u32, u32); 3] = [
+            ("enrollment.code_valid_days", self.code_valid_days, 1, 3650),
+            ("enrollment.max_failures", self.max_failures, 1, 100),
+            (
+                "enrollment.app_failures_per_hour",
+                self.app_failures_per_hour,
+                1,
+                100_000,
+            ),
+        ];
+        for (field, value, low, high) in checks {
+            if !(low..=high).contains(&value) {
+                return Err(format!(
+                    "field `{field}`: `{value}` is not between {low} and {high}"
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -180,6 +236,8 @@ pub struct Config {
     pub limits: Limits,
     /// Largest CSV file accepted.
     pub max_table_bytes: u64,
+    /// Web enrollment settings.
+    pub enrollment: EnrollmentSettings,
     /// Column mappings.
     pub tables: Vec<TableMapping>,
     /// The local release list (validated).
@@ -265,6 +323,7 @@ impl Config {
                 )));
             }
         }
+        file.enrollment.check().map_err(bad)?;
         let base = path.parent().unwrap_or(Path::new("."));
         let at = |p: &Path| base.join(p);
         let hub = match &file.hub {
@@ -300,6 +359,7 @@ impl Config {
             hub,
             limits: file.limits,
             max_table_bytes: file.max_table_bytes,
+            enrollment: file.enrollment,
             tables: file.tables,
             release: file.release,
         })
@@ -343,6 +403,14 @@ enrollment = "keys/enrollment.key"
 max_archive_bytes = 4294967296
 max_entry_bytes = 8388608
 max_entries = 500000
+
+# Web enrollment through PHR apps: a resident links an app with the one-time code from
+# `lgwan-agent enrollment-code issue` (printed on the result notice or at the counter).
+[enrollment]
+require_code = true
+code_valid_days = 90
+max_failures = 5
+app_failures_per_hour = 20
 
 # The hub (mTLS, outbound only). Uncomment and fill in:
 # [hub]
@@ -496,5 +564,43 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("field `poll_secs`"), "{e}");
+    }
+
+    #[test]
+    fn enrollment_defaults_are_the_safe_ones_and_ranges_are_checked() {
+        let base = initial_config(&source());
+        let c = Config::from_toml(Path::new("a.toml"), &base).unwrap();
+        assert_eq!(c.enrollment, EnrollmentSettings::default());
+        let without = base.replace("[enrollment]\nrequire_code = true\n", "[enrollment]\n");
+        assert_ne!(without, base);
+        let c = Config::from_toml(Path::new("a.toml"), &without).unwrap();
+        assert!(c.enrollment.require_code, "a code is required by default");
+        assert_eq!(c.enrollment.code_valid_days, 90);
+        let off = base.replace("require_code = true", "require_code = false");
+        let c = Config::from_toml(Path::new("a.toml"), &off).unwrap();
+        assert!(!c.enrollment.require_code);
+        for (from, to, field) in [
+            (
+                "code_valid_days = 90",
+                "code_valid_days = 0",
+                "enrollment.code_valid_days",
+            ),
+            (
+                "max_failures = 5",
+                "max_failures = 0",
+                "enrollment.max_failures",
+            ),
+            (
+                "app_failures_per_hour = 20",
+                "app_failures_per_hour = 0",
+                "enrollment.app_failures_per_hour",
+            ),
+            ("max_failures = 5", "max_tries = 5", "max_tries"),
+        ] {
+            let e = Config::from_toml(Path::new("a.toml"), &base.replace(from, to))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(field) && e.contains("`a.toml`"), "{field}: {e}");
+        }
     }
 }

@@ -14,7 +14,7 @@ use serde_json::json;
 use crate::agent::Agent;
 use crate::error::{Error, Result};
 use crate::import::{ImportSummary, import};
-use crate::outbox::{Note, Outbox, OutboxStatus};
+use crate::outbox::{EnrollmentStatus, Note, Outbox, OutboxStatus};
 use crate::sync::{
     answer_enrollments_once, answer_grants_once, keep_checkpoint, publish_keys, upload_links_once,
     upload_once,
@@ -167,6 +167,51 @@ pub fn status_text(outbox: &Path, status: &OutboxStatus, quarantined: &[PathBuf]
     out
 }
 
+/// The web-enrollment lines of `lgwan-agent status`: codes, answers of the last 30
+/// days by reason, locked residents and throttled apps (tokens and app ids only).
+pub fn enrollment_text(status: &EnrollmentStatus, require_code: bool) -> String {
+    let refused: u64 = status.refused.iter().map(|(_, n)| n).sum();
+    let mut out = format!(
+        "web enrollment:    {}; {} codes active, {} used; last 30 days: {} linked, {} refused\n",
+        if require_code {
+            "code required"
+        } else {
+            "code NOT required"
+        },
+        status.codes_active,
+        status.codes_used,
+        status.linked,
+        refused
+    );
+    if !status.refused.is_empty() {
+        let reasons: Vec<String> = status
+            .refused
+            .iter()
+            .map(|(why, n)| format!("{why} {n}"))
+            .collect();
+        out.push_str(&format!("  refused:         {}\n", reasons.join(", ")));
+    }
+    out.push_str(&format!(
+        "  locked:          {} residents\n",
+        status.locked.len()
+    ));
+    for l in &status.locked {
+        let since = chrono::DateTime::from_timestamp(l.since, 0)
+            .map_or_else(String::new, |t| t.format("%Y-%m-%d %H:%M UTC").to_string());
+        out.push_str(&format!(
+            "    {} ({} failures, since {since}, last from `{}`)\n",
+            l.subject, l.failures, l.last_app
+        ));
+    }
+    if !status.throttled_apps.is_empty() {
+        out.push_str(&format!(
+            "  throttled apps:  {}\n",
+            status.throttled_apps.join(", ")
+        ));
+    }
+    out
+}
+
 /// Imports the ready files of the import folder, one at a time.
 async fn import_folder(
     agent: &Agent,
@@ -212,7 +257,25 @@ async fn hub_round(
     }
     let sent = upload_once(outbox, client, agent.config.upload_batch).await?;
     let grants = answer_grants_once(agent, client).await?;
-    let enrolled = answer_enrollments_once(agent, outbox, client).await?;
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the daemon reads the wall clock once per round and passes it down"
+    )]
+    let now = chrono::Utc::now();
+    let round = answer_enrollments_once(agent, outbox, client, now).await?;
+    for token in &round.locked {
+        log(format!(
+            "enrollment: web enrollment of resident `{token}` is locked after {} failed              attempts; staff: check with the resident, then `lgwan-agent enrollment-code              issue` gives them a new code and unlocks it",
+            agent.config.enrollment.max_failures
+        ));
+    }
+    for app in &round.throttled {
+        log(format!(
+            "enrollment: `{app}` reached {} failed enrollments within the hour; its requests              are refused unread until the hour has passed",
+            agent.config.enrollment.app_failures_per_hour
+        ));
+    }
+    let enrolled = round.answered;
     let pinned = agent
         .config
         .hub

@@ -66,6 +66,10 @@ pub enum Error {
     /// or a record that is not its own); the hub's request is not answered.
     #[error("refused: {0}")]
     Refused(String),
+
+    /// An enrollment code cannot be issued for these identifiers (said to staff only).
+    #[error("no enrollment code issued: {0}")]
+    EnrollmentCode(String),
     /// A worker thread of the agent failed.
     #[error("worker: {0}")]
     Worker(String),

@@ -10,7 +10,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use lgwan_agent::agent::{Agent, init};
 use lgwan_agent::counter::{CounterTerms, receipt_text};
-use lgwan_agent::daemon::{quarantined_files, status_text};
+use lgwan_agent::daemon::{enrollment_text, quarantined_files, status_text};
 use lgwan_agent::domain::{PersonIdentity, Sex, parse_date};
 use lgwan_agent::import::{ProgressPrinter, import};
 use lgwan_agent::outbox::Outbox;
@@ -105,6 +105,62 @@ enum Command {
         #[command(subcommand)]
         command: ConsentCommand,
     },
+    /// One-time codes a resident needs to link a PHR app (web enrollment).
+    EnrollmentCode {
+        #[command(subcommand)]
+        command: EnrollmentCodeCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum EnrollmentCodeCommand {
+    /// Issue a code for the resident whose card staff checked, and print it once for the
+    /// result notice or the counter. Only its keyed hash is kept; it links one app once,
+    /// within `[enrollment] code_valid_days`. It replaces the resident's earlier unused
+    /// codes and unlocks their web enrollment.
+    Issue {
+        /// The agent's config file.
+        #[arg(long)]
+        config: PathBuf,
+        #[command(flatten)]
+        person: IdentityArgs,
+    },
+}
+
+/// A resident's identifiers as staff type them from the card.
+#[derive(Debug, Args)]
+struct IdentityArgs {
+    /// 保険者番号 (6 or 8 digits).
+    #[arg(long)]
+    insurer: String,
+    /// 記号 (may be empty).
+    #[arg(long, default_value = "")]
+    symbol: String,
+    /// 番号.
+    #[arg(long)]
+    number: String,
+    /// 枝番, when the card has one.
+    #[arg(long)]
+    branch: Option<String>,
+    /// Birth date, YYYY-MM-DD.
+    #[arg(long)]
+    birth: String,
+    /// male or female.
+    #[arg(long)]
+    sex: String,
+}
+
+impl IdentityArgs {
+    fn identity(self) -> anyhow::Result<Identity> {
+        Ok(Identity {
+            insurer_number: self.insurer,
+            symbol: self.symbol,
+            number: self.number,
+            birth_date: self.birth,
+            sex: self.sex.parse().map_err(|e| anyhow::anyhow!("{e}"))?,
+            branch: self.branch,
+        })
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -174,24 +230,8 @@ struct GrantArgs {
     /// The agent's config file.
     #[arg(long)]
     config: PathBuf,
-    /// 保険者番号 (6 or 8 digits).
-    #[arg(long)]
-    insurer: String,
-    /// 記号 (may be empty).
-    #[arg(long, default_value = "")]
-    symbol: String,
-    /// 番号.
-    #[arg(long)]
-    number: String,
-    /// 枝番, when the card has one.
-    #[arg(long)]
-    branch: Option<String>,
-    /// Birth date, YYYY-MM-DD.
-    #[arg(long)]
-    birth: String,
-    /// male or female.
-    #[arg(long)]
-    sex: String,
+    #[command(flatten)]
+    person: IdentityArgs,
     /// Recipient participant, `kind:id`.
     #[arg(long)]
     recipient: String,
@@ -326,6 +366,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let agent = Agent::load(&config)?;
             let outbox = Outbox::open(&agent.config.outbox).await?;
             let status = outbox.status().await?;
+            #[expect(
+                clippy::disallowed_methods,
+                reason = "the binary's edge reads the wall clock once"
+            )]
+            let now = chrono::Utc::now();
+            let settings = agent.config.enrollment;
+            let enrollment = outbox
+                .enrollment_status(now.timestamp(), settings.app_failures_per_hour)
+                .await?;
             outbox.close().await;
             let files = agent
                 .config
@@ -334,8 +383,24 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .map(quarantined_files)
                 .unwrap_or_default();
             print!("{}", status_text(&agent.config.outbox, &status, &files));
+            print!("{}", enrollment_text(&enrollment, settings.require_code));
         }
         Command::Consent { command } => consent(command).await?,
+        Command::EnrollmentCode {
+            command: EnrollmentCodeCommand::Issue { config, person },
+        } => {
+            let agent = Agent::load(&config)?;
+            let identity = person.identity()?;
+            let outbox = Outbox::open(&agent.config.outbox).await?;
+            #[expect(
+                clippy::disallowed_methods,
+                reason = "the binary's edge reads the wall clock once"
+            )]
+            let now = chrono::Utc::now();
+            let issued = lgwan_agent::enroll::code::issue(&agent, &outbox, &identity, now).await;
+            outbox.close().await;
+            print!("{}", lgwan_agent::enroll::code::issued_text(&issued?));
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -526,14 +591,7 @@ async fn consent(command: ConsentCommand) -> anyhow::Result<()> {
         ConsentCommand::Grant(a) => {
             let agent = Agent::load(&a.config)?;
             let client = connect(&agent.config)?;
-            let identity = Identity {
-                insurer_number: a.insurer,
-                symbol: a.symbol,
-                number: a.number,
-                birth_date: a.birth,
-                sex: a.sex.parse().map_err(|e| anyhow::anyhow!("{e}"))?,
-                branch: a.branch,
-            };
+            let identity = a.person.identity()?;
             #[expect(
                 clippy::disallowed_methods,
                 reason = "the binary's edge reads the wall clock once"

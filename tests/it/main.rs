@@ -18,6 +18,7 @@
 
 mod browser;
 mod clinic;
+mod enrollment;
 mod faults;
 mod full_flow;
 mod load;

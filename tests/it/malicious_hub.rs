@@ -228,17 +228,33 @@ async fn malicious_hub(backend: Backend) {
         .execute(&mut conn)
         .await
         .unwrap();
-    let identity = b.scene.member(APP).unwrap().dir.join("identity-user-0002.json");
+    let identity = b
+        .scene
+        .member(APP)
+        .unwrap()
+        .dir
+        .join("identity-user-0002.json");
     let identity = identity.display().to_string();
     let out = b
         .scene
         .client(
             APP,
-            &["enroll", "--source", "source:city-a", "--user-ref", "user-0003", "--identity", &identity],
+            &[
+                "enroll",
+                "--source",
+                "source:city-a",
+                "--user-ref",
+                "user-0003",
+                "--identity",
+                &identity,
+            ],
         )
         .await
         .unwrap();
-    assert!(!out.status.success(), "enrolled without a signed enrollment key: {out}");
+    assert!(
+        !out.status.success(),
+        "enrolled without a signed enrollment key: {out}"
+    );
     assert!(out.stderr.contains("no signed key statement"), "{out}");
     assert_eq!(count(&mut conn, enrollments, APP).await, before_e);
 

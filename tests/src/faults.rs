@@ -96,6 +96,11 @@ async fn pairs(
     }
 }
 
+/// Every enrollment the hub holds as (id, stored `user_ref`).
+pub async fn hub_enrollment_user_refs(db_url: &str) -> anyhow::Result<Vec<(String, String)>> {
+    pairs(db_url, "SELECT id, user_ref FROM hub_enrollments", None).await
+}
+
 /// Every record the hub holds: record id → digest (hex SHA-256 of the sealed bytes).
 pub async fn hub_records(db_url: &str) -> anyhow::Result<BTreeMap<String, String>> {
     Ok(

@@ -113,7 +113,41 @@ pub async fn preview(scene: &Scene, inputs: &[&Path]) -> anyhow::Result<Vec<Valu
         .collect()
 }
 
-/// `renkei-client enroll` of `p` by `app`; returns the app's pseudonym for the resident.
+/// `lgwan-agent enrollment-code issue` for `p`: the code it printed for the notice.
+pub async fn issue_code(scene: &Scene, p: &SynthPerson) -> anyhow::Result<String> {
+    let sex = if p.sex == lgwan_agent::domain::Sex::Female {
+        "female"
+    } else {
+        "male"
+    };
+    let mut args = vec![
+        "--insurer",
+        &p.insurer_number,
+        "--symbol",
+        &p.symbol,
+        "--number",
+        &p.number,
+        "--birth",
+        &p.birth_date,
+        "--sex",
+        sex,
+    ];
+    if let Some(b) = &p.branch {
+        args.extend(["--branch", b.as_str()]);
+    }
+    let out = scene
+        .agent(&["enrollment-code", "issue"], &args)
+        .await?
+        .ok()?;
+    out.stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("enrollment code:"))
+        .map(|c| c.trim().to_owned())
+        .with_context(|| format!("no code in `{}`", out.stdout))
+}
+
+/// `renkei-client enroll` of `p` by `app` with a code staff issued for `p`; returns the
+/// app's pseudonym for the resident.
 pub async fn enroll(
     scene: &Scene,
     app: &str,
@@ -121,6 +155,7 @@ pub async fn enroll(
     user_ref: &str,
 ) -> anyhow::Result<String> {
     scene.wait_source_keys().await?;
+    let code = issue_code(scene, p).await?;
     let m = scene.member(app)?;
     let file = m.dir.join(format!("identity-{user_ref}.json"));
     std::fs::write(&file, identity_json(p).to_string())?;
@@ -136,6 +171,8 @@ pub async fn enroll(
                 user_ref,
                 "--identity",
                 &file,
+                "--code",
+                &code,
                 "--wait",
                 "30",
             ],

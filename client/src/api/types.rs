@@ -194,7 +194,8 @@ pub struct Granted {
 pub struct SubmitBody {
     /// The source `source:<id>` whose enrollment key sealed the identifiers.
     pub source: String,
-    /// The app's own reference for its user (1 to 128 bytes).
+    /// The app's own reference for its user (1 to 128 bytes); the hub keeps only a
+    /// keyed hash of it.
     pub user_ref: String,
     /// HPKE-sealed identifiers, base64.
     pub sealed: String,
@@ -205,7 +206,8 @@ pub struct SubmitBody {
 pub struct Enrollment {
     /// Enrollment id.
     pub id: String,
-    /// The app's user reference.
+    /// The app's user reference as submitted in the answer to the submission; in later
+    /// views the keyed hash (`ur1_…`) the hub keeps instead.
     pub user_ref: String,
     /// The source asked.
     pub source: String,

@@ -68,6 +68,10 @@ pub enum Command {
         /// JSON file with insurer_number, symbol, number, birth_date, sex, branch (or `-`).
         #[arg(long)]
         identity: PathBuf,
+        /// The one-time enrollment code from the resident's municipal notice or counter
+        /// (sealed with the identifiers; most sources require one).
+        #[arg(long)]
+        code: Option<String>,
         /// Wait this many seconds for the source's answer.
         #[arg(long, default_value_t = 60)]
         wait: u64,

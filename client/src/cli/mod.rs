@@ -133,6 +133,7 @@ pub async fn run(cli: Cli, now: DateTime<Utc>) -> Result<ExitCode> {
             source,
             user_ref,
             identity,
+            code,
             wait,
         } => {
             let text = read_input(&identity)?;
@@ -142,7 +143,8 @@ pub async fn run(cli: Cli, now: DateTime<Utc>) -> Result<ExitCode> {
                     e.to_string(),
                 )
             })?;
-            let submitted = enroll::submit(&client, &me, &source, &user_ref, &identity).await?;
+            let claim = enroll::Claim::new(identity, code.as_deref())?;
+            let submitted = enroll::submit(&client, &me, &source, &user_ref, &claim).await?;
             eprintln!(
                 "enrollment {} submitted; waiting up to {wait} s",
                 submitted.id

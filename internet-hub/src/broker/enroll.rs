@@ -1,9 +1,16 @@
 //! Enrollment brokering (DESIGN.md step 6): a PHR app submits a resident's identifiers
-//! sealed to a source's enrollment key; the source opens, tokenizes and answers; the
-//! hub links the app's user to the subject. The hub never sees the identifiers.
+//! (and the one-time enrollment code the municipality issued them) sealed to a source's
+//! enrollment key; the source opens, tokenizes, checks and answers; the hub links the
+//! app's user to the subject. The hub never sees the identifiers or the code.
+//!
+//! The app's `user_ref` is kept only as a keyed hash (`ur1_…`, under a key derived
+//! from the receipt pepper, bound to the app): the submission's answer echoes what the
+//! app sent, later views show the hash. Rows stored in plain text by an older hub are
+//! hashed when the hub starts ([`hash_stored_user_refs`]).
 
 use chrono::{DateTime, Utc};
 use renkei_crypto::participant::{ParticipantId, ParticipantKind};
+use renkei_crypto::token::{UserRefHash, user_ref_hash};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
@@ -30,7 +37,8 @@ pub struct SubmitBody {
 pub struct Enrollment {
     /// Enrollment id.
     pub id: String,
-    /// The app's user reference.
+    /// The app's user reference: as sent in the answer to the submission, its keyed
+    /// hash (`ur1_…`) in later views.
     pub user_ref: String,
     /// The source asked.
     pub source: String,
@@ -80,6 +88,7 @@ pub async fn submit(hub: &Hub, who: &ParticipantId, body: &SubmitBody) -> Result
             )));
         }
     }
+    let user_ref = user_ref_hash(&hub.receipt_pepper, &me, &body.user_ref);
     let id = uuid::Uuid::new_v4().to_string();
     let ttl = chrono::Duration::from_std(hub.limits.enrollment_ttl)
         .map_err(|e| Error::Internal(format!("enrollment ttl: {e}")))?;
@@ -91,7 +100,7 @@ pub async fn submit(hub: &Hub, who: &ParticipantId, body: &SubmitBody) -> Result
     .bind(&id)
     .bind(&me)
     .bind(&body.source)
-    .bind(&body.user_ref)
+    .bind(user_ref.as_str())
     .bind(sealed.as_slice())
     .bind(db::micros(now))
     .bind(db::micros(expires))
@@ -110,6 +119,35 @@ pub async fn submit(hub: &Hub, who: &ParticipantId, body: &SubmitBody) -> Result
         requester: me,
         expires_at: expires,
     })
+}
+
+/// Hashes the `user_ref`s an older hub stored in plain text (each a keyed hash bound
+/// to its app, as new ones are); returns how many. Run at start-up, before serving.
+pub async fn hash_stored_user_refs(db: &crate::db::Db, pepper: &[u8]) -> Result<u64> {
+    let mut tx = db.begin().await?;
+    let rows = sqlx::query(
+        "SELECT id, requester, user_ref FROM hub_enrollments \
+         WHERE substr(user_ref, 1, 4) <> 'ur1_' OR length(user_ref) <> 36",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut hashed = 0;
+    for r in &rows {
+        let id: String = r.try_get("id")?;
+        let requester: String = r.try_get("requester")?;
+        let plain: String = r.try_get("user_ref")?;
+        if UserRefHash::parse(&plain).is_ok() {
+            continue;
+        }
+        sqlx::query("UPDATE hub_enrollments SET user_ref = $1 WHERE id = $2")
+            .bind(user_ref_hash(pepper, &requester, &plain).as_str())
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+        hashed += 1;
+    }
+    tx.commit().await?;
+    Ok(hashed)
 }
 
 fn from_row(r: &sqlx::any::AnyRow, now: DateTime<Utc>, with_sealed: bool) -> Result<Enrollment> {

@@ -299,7 +299,7 @@ async fn flow(
     ));
 
     // 7. Enrollment
-    n.step("The resident links the Asmile app: identifiers sealed to the city's enrollment key.");
+    n.step("The resident links the Asmile app with the one-time code from the city's notice: identifiers and code sealed to the city's enrollment key.");
     let app_client = client_for(app, hub_url)?;
     let identity = Identity {
         insurer_number: resident.insurer_number.clone(),
@@ -313,17 +313,26 @@ async fn flow(
         },
         branch: resident.branch.clone(),
     };
-    let e = renkei_client::enroll::submit(
-        &app_client,
-        &app.id,
-        &source.id,
-        "asmile-user-0001",
-        &identity,
-    )
-    .await?;
-    let answered =
-        lgwan_agent::sync::answer_enrollments_once(&agent, &outbox, &source_client).await?;
-    ensure!(answered == 1, "the agent answered {answered} enrollments");
+    // Inside LGWAN: what `lgwan-agent enrollment-code issue` does for the result notice.
+    let issued = lgwan_agent::enroll::code::issue(&agent, &outbox, &identity, hub.now()).await?;
+    n.say(&format!(
+        "the city printed a one-time enrollment code on the resident's notice (valid until {}); it keeps only its keyed hash",
+        issued.expires_at.format("%Y-%m-%d")
+    ));
+    let claim =
+        renkei_client::enroll::Claim::new(identity.clone(), Some(issued.code.grouped().as_str()))?;
+    let e =
+        renkei_client::enroll::submit(&app_client, &app.id, &source.id, "asmile-user-0001", &claim)
+            .await?;
+    let round =
+        lgwan_agent::sync::answer_enrollments_once(&agent, &outbox, &source_client, hub.now())
+            .await?;
+    ensure!(
+        round.answered == 1 && round.linked == 1,
+        "the agent answered {} enrollments, linked {}",
+        round.answered,
+        round.linked
+    );
     let e = renkei_client::enroll::wait(
         &app_client,
         &e.id,
@@ -337,7 +346,7 @@ async fn flow(
         .filter(|_| e.status == "linked")
         .context("enrollment was not linked")?;
     n.say(&format!(
-        "linked: the app knows the resident as {pseudonym}; the hub never saw the identifiers"
+        "linked: the app knows the resident as {pseudonym}; the hub never saw the identifiers or the code"
     ));
 
     // 8. Consent

@@ -14,6 +14,7 @@
 mod authz;
 mod ca_renewal;
 mod demo;
+mod enroll;
 mod flow;
 mod fuzz_bodies;
 mod harness;

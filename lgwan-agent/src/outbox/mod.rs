@@ -1,6 +1,7 @@
 //! The durable outbox: sealed records waiting for upload, the subjects the agent
-//! exported (for enrollment checks), and a little state (last upload, last error,
-//! the hub's latest audit checkpoint), in one SQLite file.
+//! exported (for enrollment checks), what web enrollment needs (issued codes as keyed
+//! hashes, failed attempts, answered requests: [`enrollment`]), and a little state (last
+//! upload, last error, the hub's latest audit checkpoint), in one SQLite file.
 //!
 //! SQLite runs in WAL mode with `synchronous = FULL`, so a committed transaction
 //! survives a crash or power loss: a record is in the outbox or it is not. A record
@@ -20,10 +21,12 @@ use sqlx::sqlite::{
 
 use crate::error::{Error, Result};
 
+pub mod enrollment;
 mod links;
 mod meta;
 mod space;
 
+pub use enrollment::EnrollmentStatus;
 pub use links::LinkCounts;
 pub use meta::{Note, OutboxStatus, check_successor};
 
@@ -212,10 +215,12 @@ impl Outbox {
             .execute(&outbox.pool)
             .await
             .map_err(|e| outbox.err(e))?;
-        sqlx::raw_sql(links::SCHEMA)
-            .execute(&outbox.pool)
-            .await
-            .map_err(|e| outbox.err(e))?;
+        for schema in [links::SCHEMA, enrollment::SCHEMA] {
+            sqlx::raw_sql(schema)
+                .execute(&outbox.pool)
+                .await
+                .map_err(|e| outbox.err(e))?;
+        }
         Ok(outbox)
     }
 

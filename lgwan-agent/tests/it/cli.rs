@@ -150,3 +150,123 @@ fn import_then_status() {
     assert!(text.contains("quarantined files: 1"), "{text}");
     assert!(text.contains("bad.zip.report.json"), "{text}");
 }
+
+#[test]
+fn enrollment_code_issue_prints_a_code_once_and_keeps_only_its_hash() {
+    use lgwan_agent::archive::{ArchiveItem, Limits, scan_archive};
+    let dir = tempfile::tempdir().unwrap();
+    let agent_dir = dir.path().join("agent");
+    let run = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .arg("--config")
+            .arg(agent_dir.join("agent.toml"))
+            .output()
+            .unwrap()
+    };
+    let out = Command::new(BIN)
+        .args(["init", "--dir"])
+        .arg(&agent_dir)
+        .args(["--source", "source:city-mihon"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let out = Command::new(BIN)
+        .args(["import", "--config"])
+        .arg(agent_dir.join("agent.toml"))
+        .arg(crate::fixture(crate::MAIN))
+        .arg(crate::fixture(crate::TWINS))
+        .output()
+        .unwrap();
+    assert!(out.status.code() != Some(1), "{out:?}");
+    let mut people = Vec::new();
+    for archive in [crate::MAIN, crate::TWINS] {
+        scan_archive(&crate::fixture(archive), &Limits::default(), &mut |item| {
+            if let ArchiveItem::Checkup { document, .. } = item {
+                people.push(document.identity.clone());
+            }
+        });
+    }
+    let args = |p: &lgwan_agent::domain::PersonIdentity| {
+        let mut a = vec![
+            "--insurer".to_owned(),
+            p.insurer.clone(),
+            "--symbol".into(),
+            p.symbol.clone(),
+            "--number".into(),
+            p.number.clone(),
+            "--birth".into(),
+            p.birth.format("%Y-%m-%d").to_string(),
+            "--sex".into(),
+            match p.sex {
+                lgwan_agent::domain::Sex::Male => "male".into(),
+                lgwan_agent::domain::Sex::Female => "female".into(),
+            },
+        ];
+        if let Some(b) = &p.branch {
+            a.extend(["--branch".into(), b.clone()]);
+        }
+        a
+    };
+    let issue = |p: &lgwan_agent::domain::PersonIdentity| {
+        let mut all = vec!["enrollment-code".to_owned(), "issue".into()];
+        all.extend(args(p));
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        run(&all)
+    };
+    let code_of = |out: &std::process::Output| {
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let code = text
+            .lines()
+            .find_map(|l| l.strip_prefix("enrollment code: "))
+            .unwrap_or_else(|| panic!("{text}"))
+            .to_owned();
+        (code, text)
+    };
+    let person = &people[0];
+    let (first, text) = code_of(&issue(person));
+    assert_eq!(first.len(), 14, "{text}");
+    assert!(text.contains("valid until:"), "{text}");
+    let (second, text) = code_of(&issue(person));
+    assert_ne!(first, second);
+    assert!(text.contains("1 earlier unused code"), "{text}");
+
+    // Twins (one canonical identity, two 枝番): no code, a message for staff.
+    let agent = lgwan_agent::agent::Agent::load(&agent_dir.join("agent.toml")).unwrap();
+    let token = |p: &lgwan_agent::domain::PersonIdentity| agent.tokenize(p).unwrap().0;
+    let twin = people
+        .iter()
+        .find(|p| {
+            people
+                .iter()
+                .any(|q| token(q) == token(p) && q.branch != p.branch)
+        })
+        .unwrap();
+    let out = issue(twin);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("counter"), "{stderr}");
+
+    // Only the keyed hash is stored; status counts the active code.
+    let status = run(&["status"]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        text.contains("code required; 1 codes active, 0 used"),
+        "{text}"
+    );
+    let mut stored = std::fs::read(agent_dir.join("outbox.sqlite")).unwrap();
+    if let Ok(wal) = std::fs::read(agent_dir.join("outbox.sqlite-wal")) {
+        stored.extend(wal);
+    }
+    let stored = String::from_utf8_lossy(&stored);
+    for code in [&first, &second] {
+        assert!(!stored.contains(code.as_str()));
+        assert!(!stored.contains(&code.replace('-', "")));
+    }
+    assert!(stored.contains("ec1_"));
+}

@@ -94,10 +94,25 @@ impl Response {
 /// Sends `req` over `stream` (asking the server to close) and reads the response.
 pub fn exchange<S: Read + Write>(stream: S, req: &Request) -> anyhow::Result<Response> {
     let mut stream = stream;
+    write_request(&mut stream, req, true)?;
+    read_response(BufReader::new(stream))
+}
+
+/// Sends `req` over `stream` without asking the server to close, and reads the response;
+/// the next request can follow on the same connection (HTTP/1.1 keep-alive).
+pub fn exchange_kept<S: Read + Write>(stream: &mut S, req: &Request) -> anyhow::Result<Response> {
+    write_request(stream, req, false)?;
+    read_response(BufReader::new(stream))
+}
+
+fn write_request<S: Write>(stream: &mut S, req: &Request, close: bool) -> anyhow::Result<()> {
     let mut head = format!(
-        "{} {} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\n",
+        "{} {} HTTP/1.1\r\nhost: {}\r\n",
         req.method, req.path, req.host
     );
+    if close {
+        head.push_str("connection: close\r\n");
+    }
     for (n, v) in &req.headers {
         head.push_str(&format!("{n}: {v}\r\n"));
     }
@@ -111,8 +126,7 @@ pub fn exchange<S: Read + Write>(stream: S, req: &Request) -> anyhow::Result<Res
     stream
         .write_all(&req.body)
         .context("sending the request body")?;
-    stream.flush().context("sending the request")?;
-    read_response(BufReader::new(stream))
+    stream.flush().context("sending the request")
 }
 
 fn read_line<R: BufRead>(r: &mut R) -> anyhow::Result<String> {

@@ -135,6 +135,8 @@ async fn guessing(backend: Backend) {
     assert_eq!(import.status.code(), Some(2), "{import}");
     assert!(import.stderr.contains("identity conflict"), "{import}");
     let _agent = scene.start_agent().unwrap();
+    // Apps enroll only against the agent's signed enrollment key, published on its first round.
+    scene.wait_source_keys().await.unwrap();
     // Person 0 has a twin (same card, birth date and sex; another 枝番); person 1 is the target.
     let twin = identity(&persons[0]);
     let target = &persons[1];

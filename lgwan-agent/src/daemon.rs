@@ -145,6 +145,7 @@ pub fn status_text(outbox: &Path, status: &OutboxStatus, quarantined: &[PathBuf]
          last error:        {}\n\
          hub checkpoint:    {}\n\
          grant refusals:    {} (last: {})\n\
+         unreadable:        {} reported by recipients (newest: {})\n\
          quarantined files: {}\n",
         outbox.display(),
         status.pending,
@@ -159,6 +160,8 @@ pub fn status_text(outbox: &Path, status: &OutboxStatus, quarantined: &[PathBuf]
             .map_or_else(|| "none".to_owned(), |s| format!("entry {s}")),
         status.grant_refusals,
         note(&status.last_refusal, "none"),
+        status.unreadable,
+        note(&status.last_unreadable, "none"),
         quarantined.len(),
     );
     for q in quarantined {
@@ -265,13 +268,13 @@ async fn hub_round(
     let round = answer_enrollments_once(agent, outbox, client, now).await?;
     for token in &round.locked {
         log(format!(
-            "enrollment: web enrollment of resident `{token}` is locked after {} failed              attempts; staff: check with the resident, then `lgwan-agent enrollment-code              issue` gives them a new code and unlocks it",
+            "enrollment: web enrollment of resident `{token}` is locked after {} failed attempts; staff: check with the resident, then `lgwan-agent enrollment-code issue` gives them a new code and unlocks it",
             agent.config.enrollment.max_failures
         ));
     }
     for app in &round.throttled {
         log(format!(
-            "enrollment: `{app}` reached {} failed enrollments within the hour; its requests              are refused unread until the hour has passed",
+            "enrollment: `{app}` reached {} failed enrollments within the hour; its requests are refused unread until the hour has passed",
             agent.config.enrollment.app_failures_per_hour
         ));
     }
@@ -282,6 +285,20 @@ async fn hub_round(
         .as_ref()
         .and_then(|h| h.signing_key.as_deref());
     keep_checkpoint(outbox, client, pinned).await?;
+    // Records a recipient reported it cannot open: the municipality is told.
+    let reports = client.unreadable_reports(100).await?;
+    if let Some(newest) = reports.first() {
+        let note = format!(
+            "`{}` → `{}`: {}",
+            newest.record_id, newest.recipient, newest.reason
+        );
+        if outbox.note_unreadable(reports.len(), &note).await? {
+            log(format!(
+                "{} record(s) reported unreadable by recipients; newest {note}",
+                reports.len()
+            ));
+        }
+    }
     if sent + grants + enrolled > 0 {
         log(format!(
             "uploaded {sent} records, answered {grants} key grants and {enrolled} enrollments"

@@ -1,20 +1,17 @@
 //! Key statements: signed with the participant's certificate key, checked against the
 //! pinned CA; the hub (or anyone without that key) cannot make or alter one.
 
-#[path = "../../../tests/pki/fixture.rs"]
-#[allow(dead_code, unreachable_pub)]
-mod fixture;
-
-use chrono::Utc;
-use fixture::TestPki;
+use chrono::{TimeZone, Utc};
 use renkei_crypto::statement::KeyStatement;
+
+use crate::tls::TestPki;
 
 const KEY_A: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 const KEY_B: &str = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
 
 fn now() -> chrono::DateTime<Utc> {
-    // Inside the fixture certificates' validity.
-    Utc::now()
+    // Inside the fixture certificates' validity (2024-2044), after the expired one's.
+    Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap()
 }
 
 #[test]

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use fixture::TestPki;
+pub(crate) use fixture::TestPki;
 use renkei_crypto::participant::{ParticipantId, ParticipantKind};
 use renkei_crypto::tls::{
     ClientTlsPaths, ServerTlsPaths, client_config, load_crls, load_private_key, peer_participant,

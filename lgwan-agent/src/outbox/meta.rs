@@ -40,6 +40,10 @@ pub struct OutboxStatus {
     pub grant_refusals: u64,
     /// The last such refusal.
     pub last_refusal: Option<Note>,
+    /// Records recipients reported they cannot open (of the newest 100 reports).
+    pub unreadable: u64,
+    /// The newest such report.
+    pub last_unreadable: Option<Note>,
 }
 
 impl Outbox {
@@ -97,12 +101,29 @@ impl Outbox {
         self.set_meta("last_refusal", last).await
     }
 
-    async fn grant_refusals(&self) -> Result<u64> {
+    /// Keeps the number of unreadable-record reports the hub lists and the newest one;
+    /// answers whether the number changed since the last call.
+    pub async fn note_unreadable(&self, count: usize, newest: &str) -> Result<bool> {
+        let before = self.count_meta("unreadable").await?;
+        let count = u64::try_from(count).unwrap_or(u64::MAX);
+        if before == count {
+            return Ok(false);
+        }
+        self.set_meta("unreadable", &count.to_string()).await?;
+        self.set_meta("last_unreadable", newest).await?;
+        Ok(true)
+    }
+
+    async fn count_meta(&self, key: &str) -> Result<u64> {
         Ok(self
-            .meta("grant_refusals")
+            .meta(key)
             .await?
             .and_then(|n| n.value.parse().ok())
             .unwrap_or(0))
+    }
+
+    async fn grant_refusals(&self) -> Result<u64> {
+        self.count_meta("grant_refusals").await
     }
 
     /// The latest hub audit checkpoint kept.
@@ -167,6 +188,8 @@ impl Outbox {
             checkpoint_seq: self.checkpoint().await?.map(|c| c.seq),
             grant_refusals: self.grant_refusals().await?,
             last_refusal: self.meta("last_refusal").await?,
+            unreadable: self.count_meta("unreadable").await?,
+            last_unreadable: self.meta("last_unreadable").await?,
         })
     }
 }

@@ -267,6 +267,19 @@ pub async fn unreadable_records_reach_their_source(w: &World, clinic_record: &st
         metrics.text()
     );
 
+    // The city's agent sees them too (`lgwan-agent status`, on its next round).
+    let expect = format!("unreadable:        {} reported", want.len());
+    renkei_e2e::proc::wait_until(
+        "the agent to see the reports",
+        Duration::from_secs(30),
+        || async {
+            let out = w.scene.agent(&["status"], &[]).await?;
+            Ok(out.stdout.contains(&expect).then_some(()))
+        },
+    )
+    .await
+    .unwrap();
+
     // The app holds no grant for the clinic's copy.
     let e = w
         .client(APP)

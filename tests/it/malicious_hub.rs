@@ -170,12 +170,24 @@ async fn malicious_hub(backend: Backend) {
         .publish_signed_keys(Some(&attacker_pk), None)
         .await
         .unwrap();
+    // Under the clinic's online-consultation consent, so that the policies (a clinic may
+    // read for that purpose) allow it: only the release list stands in the way.
+    let clinic_consent: String = sqlx::query(
+        "SELECT id FROM consents WHERE recipient = $1 AND purpose = 'online-consultation'",
+    )
+    .bind(CLINIC)
+    .fetch_one(&mut conn)
+    .await
+    .unwrap()
+    .try_get(0)
+    .unwrap();
     let queued = sqlx::query(
         "INSERT INTO hub_grant_requests (record_id, recipient, source, consent_id, created_at) \
-         SELECT r.record_id, $1, r.source, $2, 0 FROM hub_records r WHERE r.subject_token = $3",
+         SELECT r.record_id, $1, r.source, $2, 0 FROM hub_records r WHERE r.subject_token = $3 \
+         AND r.category LIKE 'checkup.%'",
     )
     .bind(evil)
-    .bind(&b.consent.consent_id)
+    .bind(&clinic_consent)
     .bind(&b.token)
     .execute(&mut conn)
     .await

@@ -167,6 +167,21 @@ fn checkup_bundle(
     out
 }
 
+/// The valid UCUM code of a unit the MHLW item table (`XMLhc18tab`, "XML用単位") writes in
+/// a form UCUM does not accept; every other unit of the table is valid UCUM as written.
+/// The document's own text stays in `unit`.
+pub fn ucum_code(unit: &str) -> &str {
+    match unit {
+        // eGFR: "1.73m2" is no UCUM unit; the body-surface normalisation is an annotation.
+        "ml/min/1.73m2" => "mL/min/{1.73_m2}",
+        // Urine albumin or protein per creatinine: "CR" is no UCUM unit.
+        "mg/g*CR" => "mg/g{creat}",
+        // UCUM's day is `d`.
+        "mg/day" => "mg/d",
+        other => other,
+    }
+}
+
 /// Writes `,"value[x]":…` for a value: `valueQuantity` (UCUM unit), `valueCodeableConcept`
 /// or `valueString`.
 fn write_value(out: &mut Vec<u8>, value: &Value) {
@@ -180,7 +195,7 @@ fn write_value(out: &mut Vec<u8>, value: &Value) {
                 out.extend_from_slice(br#","system":"#);
                 json_str(out, UCUM);
                 out.extend_from_slice(br#","code":"#);
-                json_str(out, unit);
+                json_str(out, ucum_code(unit));
             }
             out.push(b'}');
         }
@@ -467,5 +482,27 @@ mod tests {
         let url = entry_url("d", "c", 0);
         assert_eq!(url.len(), "urn:uuid:".len() + 36);
         assert_eq!(&url[9 + 14..9 + 15], "8");
+    }
+
+    #[test]
+    fn table_units_that_are_not_ucum_get_valid_codes() {
+        assert_eq!(ucum_code("ml/min/1.73m2"), "mL/min/{1.73_m2}");
+        assert_eq!(ucum_code("mg/g*CR"), "mg/g{creat}");
+        assert_eq!(ucum_code("mg/day"), "mg/d");
+        assert_eq!(ucum_code("mg/dL"), "mg/dL");
+        let mut out = Vec::new();
+        write_value(
+            &mut out,
+            &Value::Quantity {
+                value: "61.2".into(),
+                unit: Some("ml/min/1.73m2".into()),
+            },
+        );
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains(r#""unit":"ml/min/1.73m2""#)
+                && text.contains(r#""code":"mL/min/{1.73_m2}""#),
+            "{text}"
+        );
     }
 }

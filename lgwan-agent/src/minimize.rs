@@ -131,15 +131,25 @@ fn checkup_bundle(
         }
         out.extend_from_slice(br#"{"fullUrl":"#);
         json_str(&mut out, url);
-        out.extend_from_slice(br#","resource":{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"#);
+        out.extend_from_slice(br#","resource":{"resourceType":"Observation","status":"final","category":[{"coding":[{"system":"#);
+        json_str(&mut out, OBSERVATION_CATEGORY);
+        out.extend_from_slice(br#","code":"#);
+        json_str(&mut out, observation_category(category));
+        out.extend_from_slice(br#"}]}],"code":{"coding":[{"system":"#);
         json_str(&mut out, ITEM_CODE_SYSTEM);
         out.extend_from_slice(br#","code":"#);
         json_str(&mut out, &obs.item_code);
-        if let Some(display) = name.or(obs.display.as_deref()) {
+        let display = name.or(obs.display.as_deref());
+        if let Some(display) = display {
             out.extend_from_slice(br#","display":"#);
             json_str(&mut out, display);
         }
-        out.extend_from_slice(br#"}]},"effectiveDateTime":"#);
+        out.extend_from_slice(b"}]");
+        if let Some(display) = display {
+            out.extend_from_slice(br#","text":"#);
+            json_str(&mut out, display);
+        }
+        out.extend_from_slice(br#"},"effectiveDateTime":"#);
         json_str(&mut out, date);
         write_value(&mut out, &obs.value);
         // A series-group header lists the members that travel in the same record.
@@ -165,6 +175,25 @@ fn checkup_bundle(
     }
     out.extend_from_slice(b"]}");
     out
+}
+
+/// FHIR's observation category code system.
+pub const OBSERVATION_CATEGORY: &str = "http://terminology.hl7.org/CodeSystem/observation-category";
+
+/// The FHIR observation category of a checkup catalog category: measurements taken at
+/// the checkup are `exam`, specimen tests `laboratory`, the questionnaire and history
+/// `survey`.
+pub fn observation_category(category: &str) -> &'static str {
+    match category {
+        "checkup.lipids"
+        | "checkup.liver"
+        | "checkup.glucose"
+        | "checkup.urine-kidney"
+        | "checkup.blood-count"
+        | "checkup.infection" => "laboratory",
+        "checkup.questionnaire" | "checkup.history" | "checkup.life-function" => "survey",
+        _ => "exam",
+    }
 }
 
 /// The valid UCUM code of a unit the MHLW item table (`XMLhc18tab`, "XML用単位") writes in
@@ -439,6 +468,14 @@ mod tests {
         assert_eq!(o["code"]["coding"][0]["system"], ITEM_CODE_SYSTEM);
         assert_eq!(o["code"]["coding"][0]["code"], "9N001000000000001");
         assert_eq!(o["code"]["coding"][0]["display"], "身長");
+        assert_eq!(o["code"]["text"], "身長");
+        assert_eq!(
+            o["category"][0]["coding"][0]["system"],
+            OBSERVATION_CATEGORY
+        );
+        assert_eq!(o["category"][0]["coding"][0]["code"], "exam");
+        let kidney_obs = &json(2)["entry"][0]["resource"];
+        assert_eq!(kidney_obs["category"][0]["coding"][0]["code"], "laboratory");
         assert_eq!(o["valueQuantity"]["value"], 160.5);
         assert_eq!(o["valueQuantity"]["system"], UCUM);
         assert_eq!(o["valueQuantity"]["code"], "cm");

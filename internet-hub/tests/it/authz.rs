@@ -3,15 +3,14 @@
 
 use axum::http::StatusCode;
 use renkei_consent::ConsentStore;
-use renkei_crypto::envelope::{EnvelopeHeader, SealedRecord, seal};
+use renkei_crypto::envelope::SealedRecord;
 use renkei_crypto::grant::RecipientSecretKey;
 use renkei_crypto::keys::{KeyVersion, RecordKey};
 use renkei_crypto::participant::ParticipantId;
-use renkei_crypto::token::{record_id, subject_binding};
 use serde_json::{Value, json};
 use sqlx::Row;
 
-use crate::harness::{SUBJECT, TestHub, both, d};
+use crate::harness::{Doc, SUBJECT, TestHub, both, d, seal_as};
 
 /// Registers `source:city-b`, a second municipality with its own record key.
 async fn city_b(h: &TestHub) -> RecordKey {
@@ -30,29 +29,13 @@ async fn city_b(h: &TestHub) -> RecordKey {
     RecordKey::from_bytes([2u8; 32], KeyVersion::V1)
 }
 
-/// A record sealed by `source` under its own key.
-fn sealed_by(
-    source: &str,
-    key: &RecordKey,
-    doc: &str,
-    subject: &str,
-    payload: &[u8],
-) -> SealedRecord {
-    let rid = record_id(key, doc, "checkup.body");
-    let header = EnvelopeHeader {
-        subject_binding: subject_binding(key, &rid, subject),
-        record_id: rid,
-        category: "checkup.body".into(),
-        source: source.into(),
-        effective_date: d(2026, 5, 1),
-        schema_version: 1,
-        key_version: KeyVersion::V1,
-    };
-    seal(key, header, payload).unwrap()
-}
-
-fn upload_body(r: &SealedRecord, subject: &str) -> Value {
-    json!({ "records": [{ "sealed": data_encoding::BASE64.encode(&r.to_bytes()), "subject": subject }] })
+/// A `checkup.body` document of 2026-05-01.
+fn body_doc(id: &str) -> Doc<'_> {
+    Doc {
+        id,
+        category: "checkup.body",
+        date: d(2026, 5, 1),
+    }
 }
 
 fn grant_body(subject: &str, recipient: &str, purpose: &str, method: &str) -> Value {
@@ -302,25 +285,13 @@ both!(
         let (_, feed) = h.call(Some("phr:other"), "GET", "/v1/feed", None).await;
         let p_other = feed["items"][0]["pseudonym"].as_str().unwrap().to_owned();
         let key = RecordKey::from_bytes([3u8; 32], KeyVersion::V1);
-        let rid = record_id(&key, "vitals-1", "phr.vitals");
-        let header = EnvelopeHeader {
-            subject_binding: subject_binding(&key, &rid, &p_other),
-            record_id: rid,
-            category: "phr.vitals".into(),
-            source: "phr:other".into(),
-            effective_date: d(2026, 5, 2),
-            schema_version: 1,
-            key_version: KeyVersion::V1,
+        let vitals = Doc {
+            id: "vitals-1",
+            category: "phr.vitals",
+            date: d(2026, 5, 2),
         };
-        let r = seal(&key, header, b"{\"weight\":199.9}").unwrap();
-        let (st, v) = h
-            .call(
-                Some("phr:other"),
-                "POST",
-                "/v1/records",
-                Some(upload_body(&r, &p_other)),
-            )
-            .await;
+        let r = seal_as("phr:other", &key, &vitals, &p_other, b"{\"weight\":199.9}");
+        let (st, v) = h.upload_as("phr:other", &r, &p_other).await;
         assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
         assert_eq!(v["error"]["code"], "not_acting_for_resident");
         assert!(denials(&h, "phr:other", "ingest").await >= 1);
@@ -349,21 +320,14 @@ both!(
         let b_key = city_b(&h).await;
 
         // Upload under city A's resident: refused, audited, nothing stored.
-        let planted = sealed_by(
+        let planted = seal_as(
             "source:city-b",
             &b_key,
-            "planted",
+            &body_doc("planted"),
             SUBJECT,
             b"{\"weight\":199.9}",
         );
-        let (st, v) = h
-            .call(
-                Some("source:city-b"),
-                "POST",
-                "/v1/records",
-                Some(upload_body(&planted, SUBJECT)),
-            )
-            .await;
+        let (st, v) = h.upload_as("source:city-b", &planted, SUBJECT).await;
         assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
         assert_eq!(v["error"]["code"], "subject_not_owned");
         assert_eq!(denials(&h, "source:city-b", "ingest").await, 1);
@@ -435,15 +399,14 @@ both!(
 
         // City B's own residents work as before.
         let own = "st1_cccccccccccccccccccccccccccccccc";
-        let mine = sealed_by("source:city-b", &b_key, "own", own, b"{\"bmi\":20}");
-        let (st, v) = h
-            .call(
-                Some("source:city-b"),
-                "POST",
-                "/v1/records",
-                Some(upload_body(&mine, own)),
-            )
-            .await;
+        let mine = seal_as(
+            "source:city-b",
+            &b_key,
+            &body_doc("own"),
+            own,
+            b"{\"bmi\":20}",
+        );
+        let (st, v) = h.upload_as("source:city-b", &mine, own).await;
         assert_eq!(st, StatusCode::OK, "{v}");
         // And city A can no longer upload under city B's resident.
         let r = h.sealed("doc-9", own, "checkup.body", d(2026, 5, 1), b"{}");

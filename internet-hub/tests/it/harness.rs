@@ -225,20 +225,30 @@ impl TestHub {
         date: NaiveDate,
         payload: &[u8],
     ) -> (SealedRecord, String) {
-        let rid = record_id(&self.source_key, doc, category);
-        let header = EnvelopeHeader {
-            subject_binding: subject_binding(&self.source_key, &rid, subject),
-            record_id: rid,
-            category: category.into(),
-            source: "source:city-a".into(),
-            effective_date: date,
-            schema_version: 1,
-            key_version: KeyVersion::V1,
-        };
-        (
-            seal(&self.source_key, header, payload).unwrap(),
-            subject.to_owned(),
-        )
+        let sealed = seal_as(
+            "source:city-a",
+            &self.source_key,
+            &Doc {
+                id: doc,
+                category,
+                date,
+            },
+            subject,
+            payload,
+        );
+        (sealed, subject.to_owned())
+    }
+
+    /// Uploads one record as `who`, naming its subject `subject`.
+    pub async fn upload_as(
+        &self,
+        who: &str,
+        r: &SealedRecord,
+        subject: &str,
+    ) -> (StatusCode, Value) {
+        let body = json!({ "records": [{ "sealed": data_encoding::BASE64.encode(&r.to_bytes()), "subject": subject }] });
+        self.call(Some(who), "POST", "/v1/records", Some(body))
+            .await
     }
 
     /// The id under which `who` knows record `rid`: its own copy's id.
@@ -359,6 +369,34 @@ impl TestHub {
             .map(|it| decrypt(who, it))
             .collect()
     }
+}
+
+/// Which document, category and date a test record stands for.
+pub struct Doc<'a> {
+    pub id: &'a str,
+    pub category: &'a str,
+    pub date: NaiveDate,
+}
+
+/// A record of `doc` about `subject`, sealed by `source` under its own record `key`.
+pub fn seal_as(
+    source: &str,
+    key: &RecordKey,
+    doc: &Doc<'_>,
+    subject: &str,
+    payload: &[u8],
+) -> SealedRecord {
+    let rid = record_id(key, doc.id, doc.category);
+    let header = EnvelopeHeader {
+        subject_binding: subject_binding(key, &rid, subject),
+        record_id: rid,
+        category: doc.category.into(),
+        source: source.into(),
+        effective_date: doc.date,
+        schema_version: 1,
+        key_version: KeyVersion::V1,
+    };
+    seal(key, header, payload).unwrap()
 }
 
 /// Opens a feed item: (pseudonym, category, plaintext).

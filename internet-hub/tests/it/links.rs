@@ -6,12 +6,11 @@
 
 use axum::http::StatusCode;
 use chrono::NaiveDate;
-use renkei_crypto::envelope::{EnvelopeHeader, SealedRecord, seal};
 use renkei_crypto::keys::{KeyVersion, RecordKey};
-use renkei_crypto::token::{SubjectToken, recipient_pseudonym, record_id, subject_binding};
+use renkei_crypto::token::{SubjectToken, recipient_pseudonym};
 use serde_json::{Value, json};
 
-use crate::harness::{OTHER_SUBJECT, SUBJECT, TestHub, both, d, t0};
+use crate::harness::{Doc, OTHER_SUBJECT, SUBJECT, TestHub, both, d, seal_as, t0};
 
 /// The resident's token under the agent's token key v1 (the canonical one).
 const T1: &str = SUBJECT;
@@ -45,35 +44,13 @@ fn message(v: &Value) -> String {
         .to_owned()
 }
 
-/// A sealed record from another source (its own record key).
-fn sealed_by(
-    source: &str,
-    key: &RecordKey,
-    doc: &str,
-    subject: &str,
-    date: NaiveDate,
-) -> SealedRecord {
-    let rid = record_id(key, doc, "checkup.lipids");
-    let header = EnvelopeHeader {
-        subject_binding: subject_binding(key, &rid, subject),
-        record_id: rid,
-        category: "checkup.lipids".into(),
-        source: source.into(),
-        effective_date: date,
-        schema_version: 1,
-        key_version: KeyVersion::V1,
-    };
-    seal(key, header, b"{\"ldl\":1}").unwrap()
-}
-
-async fn upload_as(h: &TestHub, who: &str, r: &SealedRecord, subject: &str) -> (StatusCode, Value) {
-    h.call(
-        Some(who),
-        "POST",
-        "/v1/records",
-        Some(json!({ "records": [{ "sealed": data_encoding::BASE64.encode(&r.to_bytes()), "subject": subject }] })),
-    )
-    .await
+/// A `checkup.lipids` document.
+fn lipids(id: &str, date: NaiveDate) -> Doc<'_> {
+    Doc {
+        id,
+        category: "checkup.lipids",
+        date,
+    }
 }
 
 async fn links_of(h: &TestHub) -> Vec<(String, String, String)> {
@@ -269,9 +246,15 @@ both!(
             )
             .await;
         assert_eq!(st, StatusCode::OK);
-        let b = sealed_by("source:city-b", &b_key, "b-1", OTHER_SUBJECT, d(2026, 4, 1));
+        let b = seal_as(
+            "source:city-b",
+            &b_key,
+            &lipids("b-1", d(2026, 4, 1)),
+            OTHER_SUBJECT,
+            b"{\"ldl\":1}",
+        );
         assert_eq!(
-            upload_as(&h, "source:city-b", &b, OTHER_SUBJECT).await.0,
+            h.upload_as("source:city-b", &b, OTHER_SUBJECT).await.0,
             StatusCode::OK
         );
 
@@ -318,8 +301,14 @@ both!(
         );
         // T2 is city-a's token now: city-b naming it is refused outright
         // (docs/authorization.md), not stored beside city-a's resident.
-        let b2 = sealed_by("source:city-b", &b_key, "b-2", T2, d(2026, 5, 1));
-        let (st, v) = upload_as(&h, "source:city-b", &b2, T2).await;
+        let b2 = seal_as(
+            "source:city-b",
+            &b_key,
+            &lipids("b-2", d(2026, 5, 1)),
+            T2,
+            b"{\"ldl\":1}",
+        );
+        let (st, v) = h.upload_as("source:city-b", &b2, T2).await;
         assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
         assert_eq!(v["error"]["code"], "subject_not_owned");
         // city-b's own old token cannot be linked by city-a.

@@ -66,8 +66,8 @@ fn rewrite(v: &mut Value, fresh: &mut HashMap<String, String>) {
 }
 
 /// JSON padded with trailing spaces (still the same JSON) to a size bucket, so that the
-/// ciphertext length tells only the bucket.
-fn padded(json: &[u8]) -> Vec<u8> {
+/// ciphertext length tells only the bucket. Sources pad what they upload too.
+pub fn padded(json: &[u8]) -> Vec<u8> {
     let bucket = json.len().max(MIN_BUCKET).next_power_of_two();
     let mut out = Vec::with_capacity(bucket);
     out.extend_from_slice(json);

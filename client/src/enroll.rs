@@ -52,6 +52,11 @@ pub struct Claim {
     pub identity: Identity,
     /// The code from the resident's result notice or from the counter, as typed.
     pub enrollment_code: Option<String>,
+    /// The app's own reference for the user ([`submit`] fills it in): the source keeps
+    /// its digest with the resident it links, and checks the app's consent statements,
+    /// which name the user by that digest, against it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_ref: Option<String>,
 }
 
 impl fmt::Debug for Claim {
@@ -83,6 +88,7 @@ impl Claim {
         Ok(Claim {
             identity,
             enrollment_code: code.map(str::to_owned),
+            user_ref: None,
         })
     }
 }
@@ -104,9 +110,9 @@ pub fn seal_claim(
     requester: &ParticipantId,
     claim: &Claim,
 ) -> Result<Vec<u8>> {
-    let json = match claim.enrollment_code {
-        None => serde_json::to_vec(&claim.identity),
-        Some(_) => serde_json::to_vec(claim),
+    let json = match (&claim.enrollment_code, &claim.user_ref) {
+        (None, None) => serde_json::to_vec(&claim.identity),
+        _ => serde_json::to_vec(claim),
     };
     let json = Zeroizing::new(json.map_err(|e| Error::invalid("identifiers", e.to_string()))?);
     hpke_seal(
@@ -150,12 +156,14 @@ pub fn open_claim(
         Ok(SealedJson::Identity(identity)) => Ok(Claim {
             identity,
             enrollment_code: None,
+            user_ref: None,
         }),
         Err(e) => Err(Error::invalid("sealed identifiers", e.to_string())),
     }
 }
 
-/// Fetches the source's enrollment key, seals `claim` to it and submits the request.
+/// Fetches the source's enrollment key, seals `claim` with `user_ref` to it and submits
+/// the request.
 pub async fn submit(
     client: &HubClient,
     me: &ParticipantId,
@@ -180,7 +188,9 @@ pub async fn submit(
     })?;
     let key = RecipientPublicKey::from_base64(&text)
         .map_err(Error::crypto(format!("enrollment key of `{source}`")))?;
-    let sealed = seal_claim(&key, source, me, claim)?;
+    let mut claim = claim.clone();
+    claim.user_ref = Some(user_ref.to_owned());
+    let sealed = seal_claim(&key, source, me, &claim)?;
     client
         .submit_enrollment(&SubmitBody {
             source: source.to_string(),

@@ -71,7 +71,7 @@ pub fn seal_app_record(
         schema_version: SCHEMA_VERSION,
         key_version: key.version(),
     };
-    seal(key, header, &record.payload).map_err(Error::crypto(what("sealing")))
+    seal(key, header, &crate::copy::padded(&record.payload)).map_err(Error::crypto(what("sealing")))
 }
 
 /// Seals and uploads the app's records (all or nothing at the hub).
@@ -176,6 +176,39 @@ pub fn verified_recipient_key(client: &HubClient, request: &GrantRequest) -> Res
         })
 }
 
+/// The header of the record the hub sent with `request` (not yet checked to be ours:
+/// [`grant_for`] does that).
+pub fn requested_header(request: &GrantRequest) -> Result<EnvelopeHeader> {
+    let what = format!("request for `{}`", crate::error::shorten(&request.record_id));
+    let bytes = data_encoding::BASE64
+        .decode(request.sealed.as_bytes())
+        .map_err(|e| Error::invalid(what.clone(), format!("sealed: not base64: {e}")))?;
+    Ok(SealedRecord::from_bytes(&bytes)
+        .map_err(Error::crypto(what))?
+        .header()
+        .clone())
+}
+
+/// An app releases its own records only under consents it signed itself (the resident
+/// gave them in the app), checked by [`crate::consent::check_request`].
+fn app_consent(client: &HubClient, me: &ParticipantId, request: &GrantRequest) -> Result<()> {
+    let header = requested_header(request)?;
+    let checked = crate::consent::check_request(
+        client.pinned_ca(),
+        request,
+        &header.category,
+        header.effective_date,
+        client.now(),
+    )?;
+    if &checked.signer != me {
+        return Err(Error::invalid(
+            "consent",
+            format!("signed by `{}`, not by this app", checked.signer),
+        ));
+    }
+    Ok(())
+}
+
 /// Answers up to `limit` pending key-grant requests once.
 pub async fn serve_grants_once(
     client: &HubClient,
@@ -188,9 +221,12 @@ pub async fn serve_grants_once(
         ..ServeReport::default()
     };
     let mut uploads = Vec::with_capacity(requests.len());
-    let me = client.participant()?.to_string();
+    let me_id = client.participant()?.clone();
+    let me = me_id.to_string();
     for r in &requests {
-        let answer = verified_recipient_key(client, r).and_then(|recipient_key| {
+        let answer = app_consent(client, &me_id, r)
+            .and_then(|()| verified_recipient_key(client, r))
+            .and_then(|recipient_key| {
             grant_for(
                 |v| (v == key.version()).then_some(key),
                 &me,
@@ -281,6 +317,7 @@ mod tests {
             sealed: data_encoding::BASE64.encode(&sealed.to_bytes()),
             purpose: "online-consultation".into(),
             recipient_statement: None,
+            consent_statement: None,
         };
         let ck = clinic_key.public_key().to_base64();
         let g = grant_for(|_| Some(&key), "phr:asmile", &request, &ck).unwrap();

@@ -17,6 +17,18 @@ use crate::error::{Error, Result};
 const CURSOR: &str = "cursor.json";
 const WRITTEN: &str = "written.jsonl";
 const REJECTED: &str = "rejected.jsonl";
+const USERS: &str = "users.jsonl";
+
+/// An app's enrolled user: its pseudonym for the resident and how its consent
+/// statements name them ([`renkei_crypto::consent_statement::user_resident`]; the user
+/// reference itself is not kept).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrolledUser {
+    /// The app's pseudonym (`rp1_…`).
+    pub pseudonym: String,
+    /// The user digest (`user:…`).
+    pub resident: String,
+}
 
 /// One file written by `pull`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,6 +128,22 @@ impl StateDir {
     /// Every refused feed item logged so far.
     pub fn rejected(&self) -> Result<Vec<Rejected>> {
         read_lines(&self.dir.join(REJECTED))
+    }
+
+    /// Remembers an enrolled user (`users.jsonl`).
+    pub fn record_user(&self, user: &EnrolledUser) -> Result<()> {
+        append_lines(&self.dir.join(USERS), std::slice::from_ref(user))
+    }
+
+    /// How consent statements name the resident the app knows as `pseudonym`, from its
+    /// latest enrollment.
+    pub fn user_of(&self, pseudonym: &str) -> Result<Option<String>> {
+        let users: Vec<EnrolledUser> = read_lines(&self.dir.join(USERS))?;
+        Ok(users
+            .into_iter()
+            .rev()
+            .find(|u| u.pseudonym == pseudonym)
+            .map(|u| u.resident))
     }
 }
 

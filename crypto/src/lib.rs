@@ -21,6 +21,7 @@ macro_rules! serde_as_base64 {
     };
 }
 
+pub mod consent_statement;
 pub mod envelope;
 pub mod error;
 pub mod grant;

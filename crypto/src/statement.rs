@@ -83,7 +83,7 @@ fn signed_bytes(
     .into_bytes()
 }
 
-fn bad(why: impl Into<String>) -> Error {
+pub(crate) fn bad(why: impl Into<String>) -> Error {
     Error::Statement(why.into())
 }
 
@@ -97,32 +97,17 @@ impl KeyStatement {
         enrollment_key: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<KeyStatement> {
-        let chain = load_certs(cert_chain)?;
-        let leaf = chain
-            .first()
-            .ok_or_else(|| bad(format!("`{}` holds no certificate", cert_chain.display())))?;
-        let participant = ParticipantId::from_cert_der(leaf.as_ref())?.to_string();
-        let private = load_private_key(key)?;
-        let signing = any_supported_type(&private)
-            .map_err(|e| bad(format!("`{}`: unusable key: {e}", key.display())))?;
-        let signer = signing.choose_scheme(&SCHEMES).ok_or_else(|| {
-            bad(format!(
-                "`{}`: no supported signature scheme",
-                key.display()
-            ))
+        let signed = Signed::make(cert_chain, key, |participant| {
+            signed_bytes(participant, grant_key, enrollment_key, now)
         })?;
-        let bytes = signed_bytes(&participant, grant_key, enrollment_key, now);
-        let signature = signer
-            .sign(&bytes)
-            .map_err(|e| bad(format!("signing failed: {e}")))?;
         Ok(KeyStatement {
-            participant,
+            participant: signed.signer,
             grant_key: grant_key.map(str::to_owned),
             enrollment_key: enrollment_key.map(str::to_owned),
             issued_at: now,
-            certificate: data_encoding::BASE64.encode(leaf.as_ref()),
-            scheme: u16::from(signer.scheme()),
-            signature: data_encoding::BASE64.encode(&signature),
+            certificate: signed.certificate,
+            scheme: signed.scheme,
+            signature: signed.signature,
         })
     }
 
@@ -131,66 +116,137 @@ impl KeyStatement {
     /// authentication and names the statement's participant, and its key signed exactly
     /// these keys. Every failure is an error naming the participant and the reason.
     pub fn verify(&self, ca: &Path, now: DateTime<Utc>) -> Result<VerifiedKeys> {
-        let who = crate::error::shorten(&self.participant);
-        let fail = |why: String| bad(format!("key statement of `{who}`: {why}"));
-        let der = data_encoding::BASE64
-            .decode(self.certificate.as_bytes())
-            .map_err(|e| fail(format!("certificate is not base64: {e}")))?;
-        let cert = CertificateDer::from(der);
-        let provider = crypto_provider();
-        let verifier = WebPkiClientVerifier::builder_with_provider(
-            Arc::new(root_store(ca)?),
-            provider.clone(),
-        )
-        .build()
-        .map_err(|e| fail(format!("verifier for `{}`: {e}", ca.display())))?;
-        let secs = u64::try_from(now.timestamp()).map_err(|_| fail("time before 1970".into()))?;
-        verifier
-            .verify_client_cert(
-                &cert,
-                &[],
-                UnixTime::since_unix_epoch(std::time::Duration::from_secs(secs)),
-            )
-            .map_err(|e| {
-                fail(format!(
-                    "certificate not issued by the pinned CA or not valid: {e}"
-                ))
-            })?;
-        let participant = ParticipantId::from_cert_der(cert.as_ref())?;
-        if participant.to_string() != self.participant {
-            return Err(fail(format!("the certificate names `{participant}`")));
-        }
-        let signature = data_encoding::BASE64
-            .decode(self.signature.as_bytes())
-            .map_err(|e| fail(format!("signature is not base64: {e}")))?;
-        let scheme = SignatureScheme::from(self.scheme);
-        let algorithms = provider
-            .signature_verification_algorithms
-            .mapping
-            .iter()
-            .find(|(s, _)| *s == scheme && SCHEMES.contains(s))
-            .map(|(_, algs)| *algs)
-            .ok_or_else(|| fail(format!("unsupported signature scheme {:#06x}", self.scheme)))?;
-        let end_entity = webpki::EndEntityCert::try_from(&cert)
-            .map_err(|e| fail(format!("certificate: {e}")))?;
         let bytes = signed_bytes(
             &self.participant,
             self.grant_key.as_deref(),
             self.enrollment_key.as_deref(),
             self.issued_at,
         );
-        let valid = algorithms.iter().any(|alg| {
-            end_entity
-                .verify_signature(*alg, &bytes, &signature)
-                .is_ok()
-        });
-        if !valid {
-            return Err(fail("the signature does not verify".into()));
-        }
+        let participant = check_signature(
+            "key statement",
+            &self.participant,
+            &self.certificate,
+            self.scheme,
+            &self.signature,
+            &bytes,
+            ca,
+            now,
+        )?;
         Ok(VerifiedKeys {
             participant,
             grant_key: self.grant_key.clone(),
             enrollment_key: self.enrollment_key.clone(),
         })
     }
+}
+
+/// A signature made with a participant's certificate key, before it is put in a statement.
+pub(crate) struct Signed {
+    /// The participant (`kind:id`) the certificate names.
+    pub signer: String,
+    /// The certificate (base64 DER).
+    pub certificate: String,
+    /// The TLS signature scheme code.
+    pub scheme: u16,
+    /// The signature (base64).
+    pub signature: String,
+}
+
+impl Signed {
+    /// Signs the bytes `bytes_for(signer)` with the key of the mTLS identity in
+    /// `cert_chain` and `key` (PEM files); `signer` is the participant its certificate names.
+    pub(crate) fn make(
+        cert_chain: &Path,
+        key: &Path,
+        bytes_for: impl FnOnce(&str) -> Vec<u8>,
+    ) -> Result<Signed> {
+        let chain = load_certs(cert_chain)?;
+        let leaf = chain
+            .first()
+            .ok_or_else(|| bad(format!("`{}` holds no certificate", cert_chain.display())))?;
+        let signer = ParticipantId::from_cert_der(leaf.as_ref())?.to_string();
+        let private = load_private_key(key)?;
+        let signing = any_supported_type(&private)
+            .map_err(|e| bad(format!("`{}`: unusable key: {e}", key.display())))?;
+        let scheme_signer = signing.choose_scheme(&SCHEMES).ok_or_else(|| {
+            bad(format!(
+                "`{}`: no supported signature scheme",
+                key.display()
+            ))
+        })?;
+        let signature = scheme_signer
+            .sign(&bytes_for(&signer))
+            .map_err(|e| bad(format!("signing failed: {e}")))?;
+        Ok(Signed {
+            signer,
+            certificate: data_encoding::BASE64.encode(leaf.as_ref()),
+            scheme: u16::from(scheme_signer.scheme()),
+            signature: data_encoding::BASE64.encode(&signature),
+        })
+    }
+}
+
+/// Checks that `signature` (scheme `scheme`) over `bytes` was made with the key of
+/// `certificate`, which chains to the CA in `ca`, is valid at `now` for client
+/// authentication and names `claimed`. Returns the participant. Errors name `what`
+/// and the claimed signer.
+#[expect(clippy::too_many_arguments, reason = "the parts of one signed statement")]
+pub(crate) fn check_signature(
+    what: &str,
+    claimed: &str,
+    certificate: &str,
+    scheme: u16,
+    signature: &str,
+    bytes: &[u8],
+    ca: &Path,
+    now: DateTime<Utc>,
+) -> Result<ParticipantId> {
+    let who = crate::error::shorten(claimed);
+    let fail = |why: String| bad(format!("{what} of `{who}`: {why}"));
+    let der = data_encoding::BASE64
+        .decode(certificate.as_bytes())
+        .map_err(|e| fail(format!("certificate is not base64: {e}")))?;
+    let cert = CertificateDer::from(der);
+    let provider = crypto_provider();
+    let verifier =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(root_store(ca)?), provider.clone())
+            .build()
+            .map_err(|e| fail(format!("verifier for `{}`: {e}", ca.display())))?;
+    let secs = u64::try_from(now.timestamp()).map_err(|_| fail("time before 1970".into()))?;
+    verifier
+        .verify_client_cert(
+            &cert,
+            &[],
+            UnixTime::since_unix_epoch(std::time::Duration::from_secs(secs)),
+        )
+        .map_err(|e| {
+            fail(format!(
+                "certificate not issued by the pinned CA or not valid: {e}"
+            ))
+        })?;
+    let participant = ParticipantId::from_cert_der(cert.as_ref())?;
+    if participant.to_string() != claimed {
+        return Err(fail(format!("the certificate names `{participant}`")));
+    }
+    let signature = data_encoding::BASE64
+        .decode(signature.as_bytes())
+        .map_err(|e| fail(format!("signature is not base64: {e}")))?;
+    let scheme_code = scheme;
+    let scheme = SignatureScheme::from(scheme);
+    let algorithms = provider
+        .signature_verification_algorithms
+        .mapping
+        .iter()
+        .find(|(s, _)| *s == scheme && SCHEMES.contains(s))
+        .map(|(_, algs)| *algs)
+        .ok_or_else(|| fail(format!("unsupported signature scheme {scheme_code:#06x}")))?;
+    let end_entity =
+        webpki::EndEntityCert::try_from(&cert).map_err(|e| fail(format!("certificate: {e}")))?;
+    let valid = algorithms
+        .iter()
+        .any(|alg| end_entity.verify_signature(*alg, bytes, &signature).is_ok());
+    if !valid {
+        return Err(fail("the signature does not verify".into()));
+    }
+    Ok(participant)
 }

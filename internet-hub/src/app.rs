@@ -54,6 +54,7 @@ pub async fn build_hub(cfg: &HubConfig, clock: Clock) -> Result<Arc<Hub>> {
             enrollment_ttl: Duration::from_secs(f.limits.enrollment_ttl_secs),
         },
         clock,
+        participant_ca: f.tls.client_ca.clone(),
     }))
 }
 

@@ -22,11 +22,14 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use renkei_client::HubClient;
 use renkei_client::api::{GrantRequest, GrantUpload};
-use renkei_client::source::{ServeReport, grant_for, verified_recipient_key};
+use chrono::{DateTime, Utc};
+use renkei_client::consent::check_request;
+use renkei_client::source::{ServeReport, grant_for, requested_header, verified_recipient_key};
+use renkei_crypto::envelope::EnvelopeHeader;
 use renkei_crypto::grant::RecipientSecretKey;
 use renkei_crypto::identity::{CanonicalIdentity, Identity};
 use renkei_crypto::keys::{KeyVersion, RecordKey, TokenKey};
-use renkei_crypto::participant::ParticipantId;
+use renkei_crypto::participant::{ParticipantId, ParticipantKind};
 use renkei_crypto::token::{SubjectToken, subject_token};
 use renkei_policies::{Catalog, Policies, ReadRequest};
 
@@ -35,6 +38,7 @@ use self::keyring::KeyRing;
 use crate::config::{Config, initial_config};
 use crate::domain::{PersonIdentity, Sex};
 use crate::error::{Error, Result};
+use crate::outbox::Outbox;
 
 /// What `init` created.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -257,21 +261,27 @@ impl Agent {
             .collect())
     }
 
-    /// Answers key-grant requests. The agent decides for itself (DESIGN.md step 8): the
-    /// recipient and purpose are on the municipality's release list, the agent's own copy
-    /// of the policies allows the read, the recipient's key is bound to its certificate by
-    /// a statement that checks against the CA this agent pinned, and the record the hub
-    /// sent is this source's own and opens with its key. Only then is the recipient's copy
-    /// sealed and its DEK sealed to that key. Refusals come back as reasons.
-    pub fn grant_answers(
+    /// Answers key-grant requests. The agent decides for itself (DESIGN.md step 8,
+    /// `docs/threat-model.md`): the recipient and purpose are on the municipality's
+    /// release list, the agent's own copy of the policies allows the read, a consent it
+    /// can verify without the hub covers the record ([`Agent::consent_covers`]), the
+    /// recipient's key is bound to its certificate by a statement that checks against the
+    /// CA this agent pinned, and the record the hub sent is this source's own and opens
+    /// with its key. Only then is the recipient's copy sealed and its DEK sealed to that
+    /// key. Refusals come back as reasons.
+    pub async fn grant_answers(
         &self,
         client: &HubClient,
+        outbox: &Outbox,
         requests: &[GrantRequest],
-    ) -> (Vec<GrantUpload>, Vec<String>) {
+        now: DateTime<Utc>,
+    ) -> Result<(Vec<GrantUpload>, Vec<String>)> {
         let (mut uploads, mut refused) = (Vec::new(), Vec::new());
         for r in requests {
-            match self.answer(client, r) {
+            match self.answer(client, outbox, r, now).await {
                 Ok(g) => uploads.push(g),
+                // The outbox failing is the agent's problem, not a refusal to report.
+                Err(e @ Error::Outbox { .. }) => return Err(e),
                 Err(e) => refused.push(format!(
                     "`{}` → `{}`: {e}",
                     renkei_client::error::shorten(&r.record_id),
@@ -279,10 +289,16 @@ impl Agent {
                 )),
             }
         }
-        (uploads, refused)
+        Ok((uploads, refused))
     }
 
-    fn answer(&self, client: &HubClient, r: &GrantRequest) -> Result<GrantUpload> {
+    async fn answer(
+        &self,
+        client: &HubClient,
+        outbox: &Outbox,
+        r: &GrantRequest,
+        now: DateTime<Utc>,
+    ) -> Result<GrantUpload> {
         let recipient: ParticipantId = r.recipient.parse()?;
         if !self.config.releases(&recipient, &r.purpose) {
             return Err(Error::Refused(format!(
@@ -291,19 +307,13 @@ impl Agent {
                 self.config.path.display()
             )));
         }
-        let sealed = data_encoding::BASE64
-            .decode(r.sealed.as_bytes())
-            .map_err(|e| Error::Refused(format!("the record is not base64: {e}")))?;
-        let category = renkei_crypto::envelope::SealedRecord::from_bytes(&sealed)?
-            .header()
-            .category
-            .clone();
+        let header = requested_header(r)?;
         let decision = self.policies.authorize_read(&ReadRequest {
             participant: &r.recipient,
             kind: recipient.kind().as_str(),
             suspended: false,
             purpose: &r.purpose,
-            category: &category,
+            category: &header.category,
         });
         if !decision.allowed {
             return Err(Error::Refused(format!(
@@ -311,24 +321,87 @@ impl Agent {
                 decision.reasons.join("; ")
             )));
         }
+        self.consent_covers(client, outbox, r, &header, now).await?;
         let key = verified_recipient_key(client, r)?;
         let me = self.config.source.to_string();
         Ok(grant_for(|v| self.record_keys.get(v), &me, r, &key)?)
     }
 
+    /// Whether the consent statement sent with `r` lets this agent release the record
+    /// whose header is `header`: it verifies against the pinned CA and covers the
+    /// recipient, purpose, category, date and time ([`check_request`]); it names the
+    /// record's resident, either as this agent's own counter consent (by subject token)
+    /// or as an app's consent for a user this agent itself linked to that resident by
+    /// enrollment; and this agent has not revoked it.
+    async fn consent_covers(
+        &self,
+        client: &HubClient,
+        outbox: &Outbox,
+        r: &GrantRequest,
+        header: &EnvelopeHeader,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let checked = check_request(
+            client.pinned_ca(),
+            r,
+            &header.category,
+            header.effective_date,
+            now,
+        )?;
+        let Some(subject) = outbox.record_subject(&r.record_id).await? else {
+            return Err(Error::Refused(
+                "the record is not in this agent's outbox".into(),
+            ));
+        };
+        let resident = &checked.terms.resident;
+        let names_the_resident = if checked.signer == self.config.source {
+            outbox.same_person(resident, &subject).await?
+        } else if checked.signer.kind() == ParticipantKind::Phr {
+            let mut found = false;
+            for linked in outbox
+                .app_user_subjects(&checked.signer.to_string(), resident)
+                .await?
+            {
+                found = found || outbox.same_person(&linked, &subject).await?;
+            }
+            found
+        } else {
+            return Err(Error::Refused(format!(
+                "the consent is signed by `{}`, which takes no consents for this source",
+                checked.signer
+            )));
+        };
+        if !names_the_resident {
+            return Err(Error::Refused(format!(
+                "the consent signed by `{}` is for another resident",
+                checked.signer
+            )));
+        }
+        if outbox.statement_revoked(&checked.id).await? {
+            return Err(Error::Refused(
+                "the consent was revoked at this agent's counter".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// Answers up to `limit` pending key-grant requests once.
     pub async fn serve_grants_once(&self, client: &HubClient, limit: u32) -> Result<ServeReport> {
         let requests = client.key_grant_requests(limit).await?;
-        let (uploads, refused) = self.grant_answers(client, &requests);
-        if !refused.is_empty() {
+        let outbox = crate::outbox::Outbox::open(&self.config.outbox).await?;
+        let answered = self
+            .grant_answers(client, &outbox, &requests, client.now())
+            .await;
+        let noted = match &answered {
             // An alarm for the municipality: counted and kept for `lgwan-agent status`.
-            let outbox = crate::outbox::Outbox::open(&self.config.outbox).await?;
-            let noted = outbox.note_refusals(&refused).await;
-            outbox.close().await;
-            noted?;
-            for why in &refused {
-                eprintln!("lgwan-agent: key grant refused: {why}");
-            }
+            Ok((_, refused)) if !refused.is_empty() => outbox.note_refusals(refused).await,
+            _ => Ok(()),
+        };
+        outbox.close().await;
+        let (uploads, refused) = answered?;
+        noted?;
+        for why in &refused {
+            eprintln!("lgwan-agent: key grant refused: {why}");
         }
         let mut report = ServeReport {
             requests: requests.len(),
@@ -403,6 +476,7 @@ mod tests {
             sealed: data_encoding::BASE64.encode(&r.sealed),
             purpose: "online-consultation".into(),
             recipient_statement: None,
+            consent_statement: None,
         };
         let requests = [request(&first), request(&second)];
         // The record-key part of answering (release list, policies and key statements

@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use crate::agent::Agent;
 use crate::error::{Error, Result};
+use crate::outbox::Outbox;
 
 /// The consent terms staff enter at the counter.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -77,6 +78,7 @@ pub fn grant_body(
         method: Method::Counter,
         evidence: None,
         granted_by: terms.staff.to_owned(),
+        statement: None,
     })
 }
 
@@ -104,12 +106,34 @@ pub async fn grant(
             .collect();
         client.upload_subject_links(&links).await?;
     }
-    let granted = client.grant_consent(&body).await?;
+    // Signed with this agent's certificate key, naming the resident by token: the
+    // agent releases records under it only while it verifies (docs/threat-model.md).
+    let resident = body.subject.clone();
+    let granted = renkei_client::consent::grant_signed(client, body, resident).await?;
+    if let Some(statement) = &granted.statement_id {
+        let outbox = Outbox::open(&agent.config.outbox).await?;
+        let kept = outbox
+            .put_counter_consent(&granted.consent.id, statement)
+            .await;
+        outbox.close().await;
+        kept?;
+    }
     Ok(granted.receipt)
 }
 
-/// Revokes a consent at the counter (the resident asked in person).
-pub async fn revoke(client: &HubClient, consent_id: &str, reason: &str) -> Result<Consent> {
+/// Revokes a consent at the counter (the resident asked in person). The agent notes
+/// the revocation in its own outbox first, so that it stops releasing under the
+/// consent even if the hub never records the revocation.
+pub async fn revoke(
+    agent: &Agent,
+    client: &HubClient,
+    consent_id: &str,
+    reason: &str,
+) -> Result<Consent> {
+    let outbox = Outbox::open(&agent.config.outbox).await?;
+    let noted = outbox.revoke_counter_consent(consent_id).await;
+    outbox.close().await;
+    noted?;
     Ok(client.revoke_consent(consent_id, reason).await?)
 }
 

@@ -611,7 +611,7 @@ async fn consent(command: ConsentCommand) -> anyhow::Result<()> {
         ConsentCommand::Revoke { config, id, reason } => {
             let agent = Agent::load(&config)?;
             let client = connect(&agent.config)?;
-            let consent = lgwan_agent::counter::revoke(&client, &id, &reason).await?;
+            let consent = lgwan_agent::counter::revoke(&agent, &client, &id, &reason).await?;
             println!("consent `{}` is {}", consent.id, consent.status);
         }
     }

@@ -177,8 +177,12 @@ async fn clinic_expiry_and_pseudonyms() {
         method: Method::App,
         evidence: None,
         granted_by: "resident".into(),
+        statement: None,
     };
-    app_client.grant_consent(&body).await.unwrap();
+    let resident = renkei_crypto::consent_statement::user_resident(APP, "asmile-0001");
+    renkei_client::consent::grant_signed(&app_client, body, resident)
+        .await
+        .unwrap();
     let clinic_lines = pull_lines(&scene, CLINIC, &["checkup.", "phr.vitals"]).await;
     let record = clinic_lines
         .iter()

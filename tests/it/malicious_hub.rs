@@ -1,8 +1,10 @@
 //! Issue 14, against the real binaries: whoever can write the hub's database tries to
 //! make the city's agent or the PHR app release a record key or a resident's identifiers.
 //! The agent and the app check for themselves (key statements against the CA they pinned,
-//! the city's release list, the agent's own copy of the policies, the record is its own)
-//! and refuse; the refusal is counted in `lgwan-agent status`; honest traffic carries on.
+//! the city's release list, the agent's own copy of the policies, a consent statement
+//! signed by the app the agent linked or by the agent itself, its own revocations, the
+//! record is its own) and refuse; the refusal is counted in `lgwan-agent status`; honest
+//! traffic carries on.
 
 use std::time::Duration;
 
@@ -270,6 +272,15 @@ async fn malicious_hub(backend: Backend) {
     assert!(out.stderr.contains("no signed key statement"), "{out}");
     assert_eq!(count(&mut conn, enrollments, APP).await, before_e);
 
+    // The operator's participant is gone from the queue; what follows is refused or not
+    // on its own account (the `last:` reason of `lgwan-agent status` says which check).
+    sqlx::query("DELETE FROM hub_grant_requests WHERE recipient = $1")
+        .bind(evil)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    consents_the_agent_checks(&b, &mut conn, &clinic_consent).await;
+
     // The app's honest records were unaffected throughout.
     assert!(!b.pulled.is_empty());
     let status = b.scene.agent(&["status"], &[]).await.unwrap();
@@ -278,6 +289,226 @@ async fn malicious_hub(backend: Backend) {
         "{status}"
     );
     let _ = field;
+}
+
+/// Waits (bounded) until `lgwan-agent status` names a refusal containing `why`.
+async fn wait_refusal(b: &Basic, why: &str) {
+    let mut text = String::new();
+    for _ in 0..60 {
+        let out = b.scene.agent(&["status"], &[]).await.unwrap();
+        text = format!("{}{}", out.stdout, out.stderr);
+        let last = text
+            .lines()
+            .find(|l| l.starts_with("grant refusals:"))
+            .unwrap_or("");
+        if last.contains(why) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    panic!("the agent refused nothing for `{why}`: {text}");
+}
+
+/// Queues key-grant requests to `recipient` under `consent` for the city's records that
+/// `filter` (SQL on `r`, one bind: `$3`) selects; returns how many.
+async fn queue(
+    conn: &mut sqlx::AnyConnection,
+    recipient: &str,
+    consent: &str,
+    filter: &str,
+    bind: &str,
+) -> u64 {
+    sqlx::query(&format!(
+        "INSERT INTO hub_grant_requests (record_id, recipient, source, consent_id, created_at) \
+         SELECT r.record_id, $1, r.source, $2, 0 FROM hub_records r \
+         WHERE r.source = 'source:city-a' AND {filter}"
+    ))
+    .bind(recipient)
+    .bind(consent)
+    .bind(bind)
+    .execute(&mut *conn)
+    .await
+    .unwrap()
+    .rows_affected()
+}
+
+/// Key grants to `recipient` for records of resident `token` (`=`) or of everyone else (`<>`).
+async fn grants_for(conn: &mut sqlx::AnyConnection, recipient: &str, op: &str, token: &str) -> i64 {
+    sqlx::query(&format!(
+        "SELECT COUNT(*) FROM hub_key_grants g JOIN hub_records r ON r.record_id = g.record_id \
+         WHERE g.recipient = $1 AND r.subject_token {op} $2"
+    ))
+    .bind(recipient)
+    .bind(token)
+    .fetch_one(&mut *conn)
+    .await
+    .unwrap()
+    .try_get::<i64, _>(0)
+    .unwrap()
+}
+
+/// (c), (d) and (f): the agent releases only under a consent statement it verifies
+/// itself, for the resident it names, and never under one it revoked at its counter.
+async fn consents_the_agent_checks(b: &Basic, conn: &mut sqlx::AnyConnection, consent: &str) {
+    let statement: String =
+        sqlx::query("SELECT statement FROM hub_consent_statements WHERE consent_id = $1")
+            .bind(consent)
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap()
+            .try_get(0)
+            .unwrap();
+    let wipe = "DELETE FROM hub_key_grants WHERE recipient = $1";
+    sqlx::query(wipe).bind(CLINIC).execute(&mut *conn).await.unwrap();
+    let mine = "r.subject_token = $3";
+
+    // (c) A consent no one signed: the statement is gone (the hub alone vouches for
+    // the consent), then it is forged (the app's statement, one more category).
+    sqlx::query("DELETE FROM hub_consent_statements WHERE consent_id = $1")
+        .bind(consent)
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    assert!(queue(conn, CLINIC, consent, mine, &b.token).await > 0);
+    wait_refusal(b, "no signed consent statement").await;
+    let mut forged: Value = serde_json::from_str(&statement).unwrap();
+    forged["terms"]["categories"]
+        .as_array_mut()
+        .unwrap()
+        .push("kdb.medical".into());
+    sqlx::query(
+        "INSERT INTO hub_consent_statements (consent_id, statement_id, statement) \
+         VALUES ($1, 'forged', $2)",
+    )
+    .bind(consent)
+    .bind(forged.to_string())
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+    wait_refusal(b, "does not verify").await;
+    assert_eq!(grants_for(conn, CLINIC, "=", &b.token).await, 0, "(c) released");
+
+    // The real statement back: the resident's own records flow to the clinic again.
+    sqlx::query("UPDATE hub_consent_statements SET statement = $1 WHERE consent_id = $2")
+        .bind(&statement)
+        .bind(consent)
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    for _ in 0..40 {
+        if grants_for(conn, CLINIC, "=", &b.token).await > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(
+        grants_for(conn, CLINIC, "=", &b.token).await > 0,
+        "honest grants under the signed consent did not resume"
+    );
+
+    // (d) Records no consent covers: every other resident's records, under the
+    // resident's real, signed consent.
+    assert!(queue(conn, CLINIC, consent, "r.subject_token <> $3", &b.token).await > 0);
+    wait_refusal(b, "for another resident").await;
+    assert_eq!(
+        grants_for(conn, CLINIC, "<>", &b.token).await,
+        0,
+        "(d) another resident's record was released"
+    );
+    sqlx::query("DELETE FROM hub_grant_requests WHERE recipient = $1")
+        .bind(CLINIC)
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+
+    // (f) A hidden revocation: the app's clinic consent ends; at the counter the resident
+    // consents to the clinic for one category, then revokes. The operator re-queues the
+    // grants under the revoked consent: the agent knows its own revocation.
+    b.scene
+        .client(APP, &["consent", "revoke", consent, "--reason", "test"])
+        .await
+        .unwrap()
+        .ok()
+        .unwrap();
+    let category = flow::checkup_categories(&b.preview, &b.token)
+        .into_iter()
+        .next()
+        .unwrap();
+    let p = &b.person;
+    let sex = if p.sex == lgwan_agent::domain::Sex::Female {
+        "female"
+    } else {
+        "male"
+    };
+    let mut args = vec![
+        "--insurer",
+        &p.insurer_number,
+        "--symbol",
+        &p.symbol,
+        "--number",
+        &p.number,
+        "--birth",
+        &p.birth_date,
+        "--sex",
+        sex,
+        "--recipient",
+        CLINIC,
+        "--purpose",
+        "online-consultation",
+        "--categories",
+        &category,
+        "--hours",
+        "24",
+        "--staff",
+        "staff-0042",
+    ];
+    if let Some(branch) = &p.branch {
+        args.extend(["--branch", branch.as_str()]);
+    }
+    let receipt = b
+        .scene
+        .agent(&["consent", "grant"], &args)
+        .await
+        .unwrap()
+        .ok()
+        .unwrap();
+    let counter = receipt
+        .stdout
+        .lines()
+        .find_map(|l| l.split_once("同意番号:"))
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no consent id in {receipt}"))
+        .to_owned();
+    sqlx::query(wipe).bind(CLINIC).execute(&mut *conn).await.unwrap();
+    for _ in 0..40 {
+        if grants_for(conn, CLINIC, "=", &b.token).await > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(
+        grants_for(conn, CLINIC, "=", &b.token).await > 0,
+        "the counter consent released nothing"
+    );
+    b.scene
+        .agent(&["consent", "revoke"], &["--id", counter.as_str(), "--reason", "asked"])
+        .await
+        .unwrap()
+        .ok()
+        .unwrap();
+    sqlx::query(wipe).bind(CLINIC).execute(&mut *conn).await.unwrap();
+    sqlx::query("UPDATE consents SET status = 'active' WHERE id = $1")
+        .bind(&counter)
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    assert!(queue(conn, CLINIC, &counter, mine, &b.token).await > 0);
+    wait_refusal(b, "revoked at this agent's counter").await;
+    assert_eq!(
+        grants_for(conn, CLINIC, "=", &b.token).await,
+        0,
+        "(f) released under a revoked consent"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -145,6 +145,9 @@ pub struct GrantBody {
     pub evidence: Option<String>,
     /// Who granted it.
     pub granted_by: String,
+    /// The terms signed by the caller ([`crate::consent::grant_signed`] makes it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statement: Option<renkei_crypto::consent_statement::ConsentStatement>,
 }
 
 /// A stored consent (one version), as the hub returns it.
@@ -186,6 +189,9 @@ pub struct Granted {
     pub receipt: serde_json::Value,
     /// Key-grant requests queued for existing records.
     pub grant_requests: usize,
+    /// The id of the signed consent statement the hub keeps with the consent, if any.
+    #[serde(default)]
+    pub statement_id: Option<String>,
 }
 
 /// An enrollment request as a PHR app submits it.
@@ -261,6 +267,9 @@ pub struct GrantRequest {
     /// The recipient's signed key statement, if it published one.
     #[serde(default)]
     pub recipient_statement: Option<renkei_crypto::statement::KeyStatement>,
+    /// The signed terms of the consent the hub says the request rests on, if any.
+    #[serde(default)]
+    pub consent_statement: Option<renkei_crypto::consent_statement::ConsentStatement>,
 }
 
 /// One key grant a source uploads.
@@ -349,6 +358,7 @@ mod tests {
             method: Method::App,
             evidence: None,
             granted_by: "resident".into(),
+            statement: None,
         };
         let v = serde_json::to_value(&body).unwrap();
         assert_eq!(v["method"], "app");

@@ -150,6 +150,10 @@ pub enum ConsentCommand {
         /// Evidence, e.g. the SHA-256 of a signed form.
         #[arg(long)]
         evidence: Option<String>,
+        /// An app's reference for the user, as given to `enroll` (default: the one
+        /// `enroll` remembered for `--subject` in the state folder).
+        #[arg(long)]
+        user_ref: Option<String>,
     },
     /// Revoke a consent by id.
     Revoke {

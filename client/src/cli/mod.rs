@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use renkei_crypto::consent_statement::user_resident;
 use renkei_crypto::identity::Identity;
 
 use crate::api::{DataPeriod, GrantBody};
@@ -13,7 +14,7 @@ use crate::config::Settings;
 use crate::error::{Error, Result};
 use crate::pull::{Sink, open_item, pull};
 use crate::source::{AppRecord, publish, serve_grants_once};
-use crate::state::StateDir;
+use crate::state::{EnrolledUser, StateDir};
 use crate::transport::HubClient;
 use crate::{enroll, events, setup};
 
@@ -156,6 +157,12 @@ pub async fn run(cli: Cli, now: DateTime<Utc>) -> Result<ExitCode> {
                 Duration::from_secs(wait),
             )
             .await?;
+            if let (true, Some(pseudonym)) = (last.status == "linked", &last.pseudonym) {
+                StateDir::open(&settings.state_dir)?.record_user(&EnrolledUser {
+                    pseudonym: pseudonym.clone(),
+                    resident: user_resident(&me.to_string(), &user_ref),
+                })?;
+            }
             print_json(&last)?;
             Ok(if last.status == "linked" {
                 ExitCode::SUCCESS
@@ -178,7 +185,26 @@ pub async fn run(cli: Cli, now: DateTime<Utc>) -> Result<ExitCode> {
             method,
             granted_by,
             evidence,
+            user_ref,
         }) => {
+            let resident = if subject.starts_with("st1_") {
+                subject.clone()
+            } else if let Some(user_ref) = &user_ref {
+                user_resident(&me.to_string(), user_ref)
+            } else {
+                StateDir::open(&settings.state_dir)?
+                    .user_of(&subject)?
+                    .ok_or_else(|| {
+                        Error::invalid(
+                            "--subject",
+                            format!(
+                                "`{}` was not enrolled from this state folder: pass \
+                                 --user-ref with the reference it was enrolled under",
+                                crate::error::shorten(&subject)
+                            ),
+                        )
+                    })?
+            };
             let body = GrantBody {
                 subject,
                 recipient: recipient.to_string(),
@@ -190,8 +216,9 @@ pub async fn run(cli: Cli, now: DateTime<Utc>) -> Result<ExitCode> {
                 method,
                 evidence,
                 granted_by,
+                statement: None,
             };
-            print_json(&client.grant_consent(&body).await?)?;
+            print_json(&crate::consent::grant_signed(&client, body, resident).await?)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Consent(ConsentCommand::Revoke { id, reason }) => {

@@ -200,6 +200,20 @@ impl HubClient {
         self.publish_keys(&me, &keys).await
     }
 
+    /// Signs consent terms with this participant's certificate key.
+    pub fn sign_consent(
+        &self,
+        terms: renkei_crypto::consent_statement::ConsentTerms,
+    ) -> Result<renkei_crypto::consent_statement::ConsentStatement> {
+        renkei_crypto::consent_statement::ConsentStatement::sign(
+            &self.inner.cert,
+            &self.inner.key,
+            terms,
+            self.now(),
+        )
+        .map_err(Error::crypto("signing the consent"))
+    }
+
     /// The hub URL this client talks to.
     pub fn hub_url(&self) -> &str {
         &self.inner.url

@@ -2,6 +2,9 @@
 //! pinned CA; the hub (or anyone without that key) cannot make or alter one.
 
 use chrono::{TimeZone, Utc};
+use renkei_crypto::consent_statement::{
+    ConsentStatement, ConsentTerms, RevocationStatement, user_resident,
+};
 use renkei_crypto::statement::KeyStatement;
 
 use crate::tls::TestPki;
@@ -90,4 +93,133 @@ fn a_statement_verifies_against_the_pinned_ca_and_nothing_else() {
     ) {
         assert!(expired.verify(&pki.pem("ca"), now()).is_err());
     }
+}
+
+fn terms() -> ConsentTerms {
+    ConsentTerms {
+        resident: user_resident("phr:asmile", "u-1234"),
+        recipient: "clinic:mysos".into(),
+        purpose: "online-consultation".into(),
+        categories: vec!["checkup.body".into(), "checkup.lipids".into()],
+        data_from: None,
+        data_until: Some(chrono::NaiveDate::from_ymd_opt(2026, 3, 31).unwrap()),
+        valid_from: Utc.with_ymd_and_hms(2026, 5, 1, 0, 0, 0).unwrap(),
+        valid_until: Some(Utc.with_ymd_and_hms(2026, 7, 1, 0, 0, 0).unwrap()),
+    }
+}
+
+#[test]
+fn a_consent_statement_binds_its_terms_and_signer() {
+    let pki = TestPki::new();
+    let ca = pki.pem("ca");
+    let st = ConsentStatement::sign(&pki.pem("phr-asmile"), &pki.key("phr-asmile"), terms(), now())
+        .unwrap();
+    assert_eq!(st.signer, "phr:asmile");
+    assert_eq!(st.verify(&ca, now()).unwrap().to_string(), "phr:asmile");
+    assert_eq!(st.id().len(), 64);
+
+    // The hub changes any one term: the signature no longer verifies.
+    let changes: Vec<Box<dyn Fn(&mut ConsentTerms)>> = vec![
+        Box::new(|t| t.resident = user_resident("phr:asmile", "u-9999")),
+        Box::new(|t| t.recipient = "clinic:evil".into()),
+        Box::new(|t| t.purpose = "research".into()),
+        Box::new(|t| t.categories.push("checkup.urine".into())),
+        Box::new(|t| t.data_until = None),
+        Box::new(|t| t.valid_until = None),
+        Box::new(|t| t.valid_from = Utc.with_ymd_and_hms(2026, 4, 1, 0, 0, 0).unwrap()),
+    ];
+    for change in &changes {
+        let mut forged = st.clone();
+        change(&mut forged.terms);
+        assert!(forged.verify(&ca, now()).is_err(), "{forged:?}");
+        assert_ne!(forged.id(), st.id());
+    }
+    // It claims another signer, or puts another participant's certificate on it.
+    let renamed = ConsentStatement {
+        signer: "source:city-a".into(),
+        ..st.clone()
+    };
+    assert!(renamed.verify(&ca, now()).is_err());
+    let clinic = ConsentStatement::sign(
+        &pki.pem("clinic-mysos"),
+        &pki.key("clinic-mysos"),
+        terms(),
+        now(),
+    )
+    .unwrap();
+    let recert = ConsentStatement {
+        certificate: clinic.certificate.clone(),
+        ..st.clone()
+    };
+    assert!(recert.verify(&ca, now()).is_err());
+    // A participant of a CA the verifier did not pin signs one.
+    let rogue =
+        ConsentStatement::sign(&pki.pem("wrong-ca"), &pki.key("wrong-ca"), terms(), now())
+            .unwrap();
+    assert!(rogue.verify(&ca, now()).is_err());
+    // Dated in the future.
+    let later = ConsentStatement::sign(
+        &pki.pem("phr-asmile"),
+        &pki.key("phr-asmile"),
+        terms(),
+        now() + chrono::Duration::hours(1),
+    )
+    .unwrap();
+    assert!(later.verify(&ca, now()).is_err());
+    assert!(later.verify(&ca, now() + chrono::Duration::hours(2)).is_ok());
+}
+
+#[test]
+fn consent_terms_say_what_they_cover() {
+    let t = terms();
+    let day = |m, d| chrono::NaiveDate::from_ymd_opt(2026, m, d).unwrap();
+    let at = |m, d| Utc.with_ymd_and_hms(2026, m, d, 0, 0, 0).unwrap();
+    assert!(t.covers("checkup.lipids", day(3, 1), at(6, 1)).is_ok());
+    assert!(t.covers("checkup.urine", day(3, 1), at(6, 1)).is_err());
+    assert!(t.covers("checkup.lipids", day(4, 1), at(6, 1)).is_err(), "after the data period");
+    assert!(t.covers("checkup.lipids", day(3, 1), at(4, 30)).is_err(), "not valid yet");
+    assert!(t.covers("checkup.lipids", day(3, 1), at(7, 1)).is_err(), "expired");
+
+    let bad: Vec<Box<dyn Fn(&mut ConsentTerms)>> = vec![
+        Box::new(|t| t.resident = "someone".into()),
+        Box::new(|t| t.resident = "user:".into()),
+        Box::new(|t| t.resident = "user:u-1234".into()),
+        Box::new(|t| t.recipient = "nobody".into()),
+        Box::new(|t| t.categories.clear()),
+        Box::new(|t| t.categories.reverse()),
+        Box::new(|t| t.categories.push("checkup.z,checkup.y".into())),
+        Box::new(|t| t.purpose = "a\nb".into()),
+        Box::new(|t| t.data_from = Some(chrono::NaiveDate::from_ymd_opt(2027, 1, 1).unwrap())),
+        Box::new(|t| t.valid_until = Some(t.valid_from)),
+        Box::new(|t| t.valid_from += chrono::Duration::milliseconds(5)),
+    ];
+    for change in &bad {
+        let mut t = terms();
+        change(&mut t);
+        assert!(t.check().is_err(), "{t:?}");
+    }
+    let mut counter = terms();
+    counter.resident = "st1_abcdefghijklmnopqrstuvwxyz234567".into();
+    assert!(counter.check().is_ok());
+}
+
+#[test]
+fn a_revocation_is_bound_to_its_consent_and_signer() {
+    let pki = TestPki::new();
+    let ca = pki.pem("ca");
+    let st = ConsentStatement::sign(&pki.pem("phr-asmile"), &pki.key("phr-asmile"), terms(), now())
+        .unwrap();
+    let r = RevocationStatement::sign(&pki.pem("phr-asmile"), &pki.key("phr-asmile"), &st.id(), now())
+        .unwrap();
+    assert_eq!(r.verify(&ca, now()).unwrap().to_string(), "phr:asmile");
+    let moved = RevocationStatement {
+        consent: "0".repeat(64),
+        ..r.clone()
+    };
+    assert!(moved.verify(&ca, now()).is_err());
+    let junk = RevocationStatement {
+        consent: "not-an-id".into(),
+        ..r
+    };
+    assert!(junk.verify(&ca, now()).is_err());
 }

@@ -6,6 +6,7 @@ use renkei_consent::{
     Consent, ConsentStore, ConsentTerms, DataPeriod, Method, Receipt, ReceiptSigner,
     RevocationCode, RevocationRequest, RevokedBy,
 };
+use renkei_crypto::consent_statement::ConsentStatement;
 use renkei_crypto::participant::{ParticipantId, ParticipantKind};
 use renkei_crypto::sign::SigningKey;
 use renkei_crypto::token::{SubjectToken, recipient_pseudonym};
@@ -13,7 +14,7 @@ use renkei_crypto::token::{SubjectToken, recipient_pseudonym};
 use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, Row};
 
-use super::{Hub, authorize_caller, bounded, events, grants, subjects};
+use super::{Hub, authorize_caller, bounded, events, grants, statements, subjects};
 use crate::audit::{self, Entry};
 use crate::db;
 use crate::error::{Error, Result};
@@ -48,6 +49,10 @@ pub struct GrantBody {
     pub evidence: Option<String>,
     /// Who granted it (resident, staff id).
     pub granted_by: String,
+    /// The terms signed by the caller (`renkei_crypto::consent_statement`); a source
+    /// releases nothing under a consent without one it can verify.
+    #[serde(default)]
+    pub statement: Option<ConsentStatement>,
 }
 
 /// The result of a grant.
@@ -59,6 +64,8 @@ pub struct Granted {
     pub receipt: Receipt,
     /// Key-grant requests queued for existing records.
     pub grant_requests: usize,
+    /// The id of the consent statement kept with the consent, if one was signed.
+    pub statement_id: Option<String>,
 }
 
 struct HubSigner<'a>(&'a SigningKey);
@@ -117,6 +124,7 @@ async fn grant_checked(hub: &Hub, who: &ParticipantId, body: GrantBody) -> Resul
     )
     .await?;
     let subject = subjects::acting_for(&mut tx, who, &body.subject, now).await?;
+    let statement = statements::check(hub, who, &body, now)?;
     let recipient = registry::get_by_str(&mut tx, &body.recipient)
         .await?
         .ok_or_else(|| {
@@ -152,6 +160,11 @@ async fn grant_checked(hub: &Hub, who: &ParticipantId, body: GrantBody) -> Resul
     }
     let in_force = in_force_for(&mut tx, &subject, &body.recipient, &body.purpose, now).await?;
     if let Some(same) = in_force.iter().find(|c| same_terms(c, &body)) {
+        if let Some(st) = &statement {
+            // The first consent with these terms gets the statement it lacked.
+            statements::store(&mut tx, &same.id, st).await?;
+        }
+        let statement_id = statements::id_of(&mut tx, &same.id).await?;
         let consent = subjects::consent_view(&mut tx, hub, who, same.clone()).await?;
         tx.commit().await?;
         let mut receipt = Receipt::new(&consent, RevocationCode::generate(), now);
@@ -163,6 +176,7 @@ async fn grant_checked(hub: &Hub, who: &ParticipantId, body: GrantBody) -> Resul
             consent,
             receipt,
             grant_requests: 0,
+            statement_id,
         });
     }
     if in_force.len() >= MAX_ACTIVE_PER_PURPOSE {
@@ -206,6 +220,9 @@ async fn grant_checked(hub: &Hub, who: &ParticipantId, body: GrantBody) -> Resul
             &entry.about(&subject, &consent.id, &consent.categories.join(",")),
         )
         .await?;
+        if let Some(st) = &statement {
+            statements::store(&mut tx, &consent.id, st).await?;
+        }
         let view = subjects::consent_view(&mut tx, hub, who, consent.clone()).await?;
         tx.commit().await?;
         Ok((queued, view))
@@ -220,6 +237,7 @@ async fn grant_checked(hub: &Hub, who: &ParticipantId, body: GrantBody) -> Resul
         consent,
         receipt,
         grant_requests: queued,
+        statement_id: statement.as_ref().map(ConsentStatement::id),
     })
 }
 

@@ -189,6 +189,9 @@ pub struct GrantRequest {
     pub purpose: String,
     /// The recipient's signed key statement; a source seals only to a key it binds.
     pub recipient_statement: Option<renkei_crypto::statement::KeyStatement>,
+    /// The signed terms of the consent the request rests on, if the participant that
+    /// took it signed them; a source releases nothing without one it verifies.
+    pub consent_statement: Option<renkei_crypto::consent_statement::ConsentStatement>,
 }
 
 /// The oldest pending requests for records of `who`.
@@ -201,11 +204,13 @@ pub async fn pending(hub: &Hub, who: &ParticipantId, limit: i64) -> Result<Vec<G
     )
     .await?;
     let rows = sqlx::query(
-        "SELECT q.record_id, q.recipient, p.grant_pk, p.key_statement, r.sealed, k.purpose \
+        "SELECT q.record_id, q.recipient, p.grant_pk, p.key_statement, r.sealed, k.purpose, \
+         s.statement AS consent_statement \
          FROM hub_grant_requests q \
          JOIN hub_participants p ON p.participant = q.recipient \
          JOIN hub_records r ON r.record_id = q.record_id \
          JOIN consents k ON k.id = q.consent_id \
+         LEFT JOIN hub_consent_statements s ON s.consent_id = q.consent_id \
          WHERE q.source = $1 AND p.status = 'active' AND p.grant_pk IS NOT NULL \
          ORDER BY q.created_at, q.record_id LIMIT $2",
     )
@@ -228,6 +233,7 @@ pub async fn pending(hub: &Hub, who: &ParticipantId, limit: i64) -> Result<Vec<G
                     .map(serde_json::from_str)
                     .transpose()
                     .map_err(|e| Error::Internal(format!("stored key statement: {e}")))?,
+                consent_statement: super::statements::parse(r, "consent_statement")?,
             })
         })
         .collect()

@@ -11,6 +11,7 @@ pub mod grants;
 pub mod ingest;
 pub mod links;
 pub mod records;
+pub mod statements;
 pub mod subjects;
 pub mod unreadable;
 
@@ -92,6 +93,8 @@ pub struct Hub {
     pub limits: BrokerLimits,
     /// The clock.
     pub clock: Clock,
+    /// The participant CA (PEM) that consent statements are checked against.
+    pub participant_ca: std::path::PathBuf,
 }
 
 impl Hub {

@@ -14,10 +14,12 @@ use chrono::Duration as Days;
 use lgwan_agent::agent::Agent;
 use lgwan_agent::outbox::Outbox;
 use renkei_client::api::{GrantBody, Method};
+use renkei_client::consent::grant_signed;
 use renkei_client::pull::Sink;
 use renkei_client::source::AppRecord;
 use renkei_client::state::StateDir;
 use renkei_client::transport::{ClientConfig, HubClient};
+use renkei_crypto::consent_statement::user_resident;
 use renkei_crypto::grant::RecipientSecretKey;
 use renkei_crypto::identity::{Identity, Sex};
 use renkei_crypto::keys::RecordKey;
@@ -29,6 +31,9 @@ use setup::Member;
 
 /// Persons in the synthetic archive.
 const PERSONS: usize = 12;
+
+/// The app's own reference for the demo resident.
+const USER_REF: &str = "asmile-user-0001";
 
 struct Narrator {
     step: usize,
@@ -322,7 +327,7 @@ async fn flow(
     let claim =
         renkei_client::enroll::Claim::new(identity.clone(), Some(issued.code.grouped().as_str()))?;
     let e =
-        renkei_client::enroll::submit(&app_client, &app.id, &source.id, "asmile-user-0001", &claim)
+        renkei_client::enroll::submit(&app_client, &app.id, &source.id, USER_REF, &claim)
             .await?;
     let round =
         lgwan_agent::sync::answer_enrollments_once(&agent, &outbox, &source_client, hub.now())
@@ -358,8 +363,10 @@ async fn flow(
         .map(|c| c.name.clone())
         .filter(|c| c.starts_with("checkup."))
         .collect();
-    let granted = app_client
-        .grant_consent(&GrantBody {
+    let resident = user_resident(&app.id.to_string(), USER_REF);
+    let granted = grant_signed(
+        &app_client,
+        GrantBody {
             subject: pseudonym.clone(),
             recipient: app.id.to_string(),
             purpose: "phr-display".into(),
@@ -370,8 +377,11 @@ async fn flow(
             method: Method::App,
             evidence: None,
             granted_by: "resident".into(),
-        })
-        .await?;
+            statement: None,
+        },
+        resident.clone(),
+    )
+    .await?;
     let code = granted
         .receipt
         .get("revocation_code")
@@ -433,8 +443,9 @@ async fn flow(
     n.step("The resident grants the MySOS clinic a 24-hour `online-consultation` consent.");
     let mut clinic_categories = checkup.clone();
     clinic_categories.extend(["phr.vitals".to_owned(), "phr.medication".to_owned()]);
-    app_client
-        .grant_consent(&GrantBody {
+    grant_signed(
+        &app_client,
+        GrantBody {
             subject: pseudonym.clone(),
             recipient: clinic.id.to_string(),
             purpose: "online-consultation".into(),
@@ -445,8 +456,11 @@ async fn flow(
             method: Method::App,
             evidence: None,
             granted_by: "resident".into(),
-        })
-        .await?;
+            statement: None,
+        },
+        resident,
+    )
+    .await?;
     lgwan_agent::sync::answer_grants_once(&agent, &source_client).await?;
     renkei_client::source::serve_grants_once(&app_client, &app_key, 100).await?;
     let clinic_client = client_for(clinic, hub_url)?;

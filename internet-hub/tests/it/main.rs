@@ -25,4 +25,5 @@ mod ops;
 mod pg_outage;
 mod portal;
 mod reads;
+mod statements;
 mod tamper;

@@ -25,6 +25,7 @@ use chrono::{DateTime, Utc};
 use renkei_client::HubClient;
 use renkei_client::api::{Enrollment, EnrollmentResult};
 use renkei_client::enroll::open_claim;
+use renkei_crypto::consent_statement::user_resident;
 use renkei_crypto::identity::Identity;
 use renkei_crypto::participant::ParticipantId;
 use renkei_crypto::token::{EnrollmentCodeHash, SubjectToken};
@@ -169,6 +170,8 @@ enum Verdict {
     Link {
         token: SubjectToken,
         code: Option<EnrollmentCodeHash>,
+        /// The app's user digest, kept with the link for its consent statements.
+        user: Option<String>,
     },
     Refuse {
         why: Refusal,
@@ -232,6 +235,7 @@ async fn check_known(
     Ok(Verdict::Link {
         token: r.token,
         code: hash,
+        user: None,
     })
 }
 
@@ -281,7 +285,14 @@ async fn evaluate(
     let r = resident(agent, outbox, &claim.identity).await?;
     // A code that does not parse is a wrong code, not an unreadable request.
     let code = claim.enrollment_code.as_deref().map(EnrollmentCode::parse);
-    check_known(agent, outbox, r, code, now).await
+    let user = claim
+        .user_ref
+        .as_deref()
+        .map(|u| user_resident(&request.requester, u));
+    Ok(match check_known(agent, outbox, r, code, now).await? {
+        Verdict::Link { token, code, .. } => Verdict::Link { token, code, user },
+        refused => refused,
+    })
 }
 
 /// A digest of the request as asked: the same id asked again must be the same request.
@@ -322,9 +333,9 @@ pub async fn answer(
             _ => Answered::refused("asked-again"),
         });
     }
-    let (subject, refusal, code) = match evaluate(agent, outbox, request, now).await? {
-        Verdict::Link { token, code } => (Some(token), None, code),
-        Verdict::Refuse { why, subject } => (subject, Some(why.as_str()), None),
+    let (subject, refusal, code, user) = match evaluate(agent, outbox, request, now).await? {
+        Verdict::Link { token, code, user } => (Some(token), None, code, user),
+        Verdict::Refuse { why, subject } => (subject, Some(why.as_str()), None, None),
     };
     let attempt = Attempt {
         request_id: request.id.clone(),
@@ -333,6 +344,7 @@ pub async fn answer(
         subject,
         refusal,
         code,
+        user,
     };
     let recorded = outbox
         .record_attempt(

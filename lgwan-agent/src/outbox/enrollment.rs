@@ -85,6 +85,9 @@ pub struct Attempt {
     pub refusal: Option<&'static str>,
     /// The code the link used up.
     pub code: Option<EnrollmentCodeHash>,
+    /// How the app's consent statements name this user
+    /// (`renkei_crypto::consent_statement::user_resident`), when the app sent its reference.
+    pub user: Option<String>,
 }
 
 /// The stored answer to a request.
@@ -325,6 +328,11 @@ impl Outbox {
                     .execute(&mut *tx)
                     .await
                     .map_err(|e| self.db(e))?;
+                if let Some(user) = &attempt.user {
+                    super::consents::link_app_user(&mut tx, &attempt.requester, user, s, now)
+                        .await
+                        .map_err(|e| self.db(e))?;
+                }
             }
             (Some(s), Some(_)) => {
                 let row = sqlx::query(
@@ -465,6 +473,7 @@ mod tests {
             subject: subject.map(token),
             refusal,
             code: None,
+            user: None,
         }
     }
 

@@ -21,6 +21,7 @@ use sqlx::sqlite::{
 
 use crate::error::{Error, Result};
 
+mod consents;
 pub mod enrollment;
 mod links;
 mod meta;
@@ -215,7 +216,7 @@ impl Outbox {
             .execute(&outbox.pool)
             .await
             .map_err(|e| outbox.err(e))?;
-        for schema in [links::SCHEMA, enrollment::SCHEMA] {
+        for schema in [links::SCHEMA, enrollment::SCHEMA, consents::SCHEMA] {
             sqlx::raw_sql(schema)
                 .execute(&outbox.pool)
                 .await

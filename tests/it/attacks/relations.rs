@@ -305,6 +305,7 @@ pub async fn a_second_source_acts_on_no_one_elses_resident(
         method: Method::Counter,
         evidence: None,
         granted_by: "staff-b-0001".into(),
+        statement: None,
     };
     let e = city_b.grant_consent(&counter).await.unwrap_err();
     assert_eq!(

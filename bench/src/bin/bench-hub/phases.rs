@@ -91,8 +91,9 @@ pub(crate) async fn grant_consents(
             loop {
                 let i = next.fetch_add(1, Ordering::SeqCst);
                 let Some(token) = tokens.get(i) else { break };
-                let granted = client
-                    .grant_consent(&GrantBody {
+                let granted = renkei_client::consent::grant_signed(
+                    &client,
+                    GrantBody {
                         subject: token.clone(),
                         recipient: recipient.clone(),
                         purpose: "phr-display".into(),
@@ -103,8 +104,11 @@ pub(crate) async fn grant_consents(
                         method: Method::Counter,
                         evidence: None,
                         granted_by: "staff-bench".into(),
-                    })
-                    .await?;
+                        statement: None,
+                    },
+                    token.clone(),
+                )
+                .await?;
                 ids.push((i, granted.consent.id));
             }
             Ok::<_, anyhow::Error>(ids)

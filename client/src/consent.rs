@@ -1,0 +1,97 @@
+//! Signed consents (issue 14): whoever takes a consent signs its terms
+//! ([`grant_signed`]); whoever releases a record under it checks that signature and
+//! those terms itself ([`check_request`]), so that a consent the hub invents, alters or
+//! moves to another record releases nothing.
+
+use chrono::{DateTime, NaiveDate, Timelike, Utc};
+use renkei_crypto::consent_statement::{ConsentStatement, ConsentTerms};
+use renkei_crypto::participant::ParticipantId;
+
+use crate::api::{GrantBody, GrantRequest, Granted};
+use crate::error::{Error, Result};
+use crate::transport::HubClient;
+
+/// Grants `body` with its terms signed by this client's certificate key. `resident`
+/// names the resident in the statement: the subject token for a source at its counter,
+/// [`renkei_crypto::consent_statement::user_resident`] for an app's user. The categories
+/// are sorted and the start of validity (default now) is cut to whole seconds, as signed.
+pub async fn grant_signed(
+    client: &HubClient,
+    mut body: GrantBody,
+    resident: String,
+) -> Result<Granted> {
+    body.categories.sort_unstable();
+    body.categories.dedup();
+    let valid_from = body.valid_from.unwrap_or_else(|| client.now());
+    let whole = |t: DateTime<Utc>| t.with_nanosecond(0).unwrap_or(t);
+    body.valid_from = Some(whole(valid_from));
+    body.valid_until = body.valid_until.map(whole);
+    let terms = ConsentTerms {
+        resident,
+        recipient: body.recipient.clone(),
+        purpose: body.purpose.clone(),
+        categories: body.categories.clone(),
+        data_from: body.data_period.from,
+        data_until: body.data_period.until,
+        valid_from: whole(valid_from),
+        valid_until: body.valid_until,
+    };
+    body.statement = Some(client.sign_consent(terms)?);
+    client.grant_consent(&body).await
+}
+
+/// A consent statement a source has checked for one key-grant request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedConsent {
+    /// Who signed it (the source itself at its counter, or an app).
+    pub signer: ParticipantId,
+    /// The statement's id ([`ConsentStatement::id`]).
+    pub id: String,
+    /// Its terms; the caller still checks that `resident` is the record's.
+    pub terms: ConsentTerms,
+}
+
+/// Checks the consent statement the hub sent with `request`, for a record of `category`
+/// and `effective_date`, at `now`: signed by a certificate of the pinned CA `ca`, for the
+/// request's recipient and purpose, covering the category, the date and the time. The
+/// resident is the caller's to check (only the source knows whom `resident` names).
+pub fn check_request(
+    ca: &std::path::Path,
+    request: &GrantRequest,
+    category: &str,
+    effective_date: NaiveDate,
+    now: DateTime<Utc>,
+) -> Result<CheckedConsent> {
+    let what = "consent";
+    let st: &ConsentStatement = request.consent_statement.as_ref().ok_or_else(|| {
+        Error::invalid(
+            what,
+            "no signed consent statement: refusing a consent the hub alone vouches for",
+        )
+    })?;
+    let signer = st.verify(ca, now).map_err(Error::crypto(what))?;
+    let t = &st.terms;
+    if t.recipient != request.recipient {
+        return Err(Error::invalid(
+            what,
+            format!(
+                "signed for `{}`, not for `{}`",
+                t.recipient,
+                crate::error::shorten(&request.recipient)
+            ),
+        ));
+    }
+    if t.purpose != request.purpose {
+        return Err(Error::invalid(
+            what,
+            format!("signed for purpose `{}`", t.purpose),
+        ));
+    }
+    t.covers(category, effective_date, now)
+        .map_err(|why| Error::invalid(what, why))?;
+    Ok(CheckedConsent {
+        signer,
+        id: st.id(),
+        terms: t.clone(),
+    })
+}

@@ -1,0 +1,339 @@
+//! Consent and revocation statements (issue 14, `docs/threat-model.md`): the terms of a
+//! consent, signed with the certificate key of the participant that took it (the source
+//! at its counter, or the PHR app the resident used), and a revocation signed the same
+//! way. The hub stores and relays them but cannot make or alter one, so a source checks
+//! a consent for itself before it seals a record key under it.
+//!
+//! The resident is named so that only the source can resolve it: by the source's own
+//! subject token (`st1_…`, counter consents), or by a digest of the app's own reference
+//! for its user ([`user_resident`]), which the app also sealed into its enrollment claim;
+//! the source alone knows which resident that enrollment linked.
+//!
+//! Signed bytes (UTF-8, one field per `\n`-terminated line; no field holds a control
+//! character, no category a comma):
+//!
+//! ```text
+//! renkei consent statement v1
+//! <signer kind:id>
+//! <resident>
+//! <recipient kind:id>
+//! <purpose>
+//! <categories, sorted, comma-separated>
+//! <data period from, YYYY-MM-DD or empty>
+//! <data period until, YYYY-MM-DD or empty>
+//! <valid from, RFC 3339 UTC, seconds>
+//! <valid until, RFC 3339 UTC, seconds, or empty>
+//! <issued at, RFC 3339 UTC, microseconds>
+//! ```
+//!
+//! A revocation signs `renkei consent revocation v1`, the signer, the consent
+//! statement's id ([`ConsentStatement::id`]) and its own time, in the same way.
+
+use std::path::Path;
+
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::Result;
+use crate::participant::ParticipantId;
+use crate::statement::{Signed, bad, check_signature};
+
+/// Prefix of a resident named by an app's own user reference.
+pub const USER_PREFIX: &str = "user:";
+
+/// How an app's user is named in a statement: `user:` and the lowercase hex SHA-256 of
+/// `renkei user v1`, the app's `kind:id` and its user reference, each on its own line.
+/// The app and the source compute it; neither the hub nor a statement carries the
+/// reference itself.
+pub fn user_resident(app: &str, user_ref: &str) -> String {
+    let digest = Sha256::digest(format!("renkei user v1\n{app}\n{user_ref}\n"));
+    format!("{USER_PREFIX}{}", data_encoding::HEXLOWER.encode(&digest))
+}
+
+/// Whether `resident` is a [`user_resident`] (64 lowercase hex digits after `user:`).
+fn is_user_resident(resident: &str) -> bool {
+    resident
+        .strip_prefix(USER_PREFIX)
+        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+}
+
+/// Longest purpose or category code, in bytes.
+const MAX_CODE: usize = 64;
+
+/// At most this many categories in one consent.
+const MAX_CATEGORIES: usize = 64;
+
+/// How far in the future a statement's issue time may be (clock skew), in seconds.
+const MAX_SKEW_SECS: i64 = 300;
+
+/// The terms a resident agreed to, as signed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsentTerms {
+    /// The resident: `st1_…` (the signing source's own token) or [`user_resident`].
+    pub resident: String,
+    /// Recipient `kind:id`.
+    pub recipient: String,
+    /// Purpose code.
+    pub purpose: String,
+    /// Catalog categories, sorted and without repeats.
+    pub categories: Vec<String>,
+    /// First effective date covered, if bounded.
+    pub data_from: Option<NaiveDate>,
+    /// Last effective date covered, if bounded.
+    pub data_until: Option<NaiveDate>,
+    /// Start of validity (whole seconds).
+    pub valid_from: DateTime<Utc>,
+    /// End of validity (exclusive, whole seconds); none until revoked.
+    pub valid_until: Option<DateTime<Utc>>,
+}
+
+/// A consent's terms signed by the participant that took it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsentStatement {
+    /// The participant (`kind:id`) that took the consent and signed it.
+    pub signer: String,
+    /// What the resident agreed to.
+    pub terms: ConsentTerms,
+    /// When it was signed.
+    pub issued_at: DateTime<Utc>,
+    /// The signer's certificate (base64 DER).
+    pub certificate: String,
+    /// The TLS signature scheme code (RFC 8446 §4.2.3).
+    pub scheme: u16,
+    /// The signature (base64).
+    pub signature: String,
+}
+
+/// A revocation of a consent statement, signed by whoever revoked it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevocationStatement {
+    /// The participant (`kind:id`) that revoked and signed.
+    pub signer: String,
+    /// The revoked consent statement's id ([`ConsentStatement::id`]).
+    pub consent: String,
+    /// When it was signed.
+    pub issued_at: DateTime<Utc>,
+    /// The signer's certificate (base64 DER).
+    pub certificate: String,
+    /// The TLS signature scheme code.
+    pub scheme: u16,
+    /// The signature (base64).
+    pub signature: String,
+}
+
+fn seconds(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+fn plain(field: &str, value: &str, max: usize) -> std::result::Result<(), String> {
+    if value.is_empty() || value.len() > max {
+        return Err(format!("{field} must be 1 to {max} bytes"));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(format!("{field} holds a control character"));
+    }
+    Ok(())
+}
+
+impl ConsentTerms {
+    /// Checks the terms are well formed: ids parse, codes are short and plain, the
+    /// categories are sorted without repeats, periods and validity are in order, and
+    /// times are whole seconds (they are signed as such).
+    pub fn check(&self) -> std::result::Result<(), String> {
+        if !is_user_resident(&self.resident)
+            && crate::token::SubjectToken::parse(&self.resident).is_err()
+        {
+            return Err("the resident is neither `st1_…` nor a `user:` digest".into());
+        }
+        self.recipient
+            .parse::<ParticipantId>()
+            .map_err(|e| format!("recipient: {e}"))?;
+        plain("the purpose", &self.purpose, MAX_CODE)?;
+        if self.categories.is_empty() || self.categories.len() > MAX_CATEGORIES {
+            return Err(format!("name 1 to {MAX_CATEGORIES} categories"));
+        }
+        for c in &self.categories {
+            plain("a category", c, MAX_CODE)?;
+            if c.contains(',') {
+                return Err("a category holds a comma".into());
+            }
+        }
+        if self.categories.windows(2).any(|w| w.first() >= w.get(1)) {
+            return Err("categories must be sorted, without repeats".into());
+        }
+        if let (Some(from), Some(until)) = (self.data_from, self.data_until) {
+            if from > until {
+                return Err("the data period ends before it starts".into());
+            }
+        }
+        let whole = |t: DateTime<Utc>| t.timestamp_subsec_nanos() == 0;
+        if !whole(self.valid_from) || !self.valid_until.is_none_or(whole) {
+            return Err("validity times must be whole seconds".into());
+        }
+        if self.valid_until.is_some_and(|u| u <= self.valid_from) {
+            return Err("validity ends before it starts".into());
+        }
+        Ok(())
+    }
+
+    /// Whether a record of `category` with `effective_date` may be released under these
+    /// terms at `now`; `Err` says why not.
+    pub fn covers(
+        &self,
+        category: &str,
+        effective_date: NaiveDate,
+        now: DateTime<Utc>,
+    ) -> std::result::Result<(), String> {
+        if !self.categories.iter().any(|c| c == category) {
+            return Err(format!("the consent does not cover `{category}`"));
+        }
+        if self.data_from.is_some_and(|f| effective_date < f)
+            || self.data_until.is_some_and(|u| effective_date > u)
+        {
+            return Err(format!(
+                "the record's date {effective_date} is outside the consent's data period"
+            ));
+        }
+        if now < self.valid_from {
+            return Err("the consent is not valid yet".into());
+        }
+        if self.valid_until.is_some_and(|u| now >= u) {
+            return Err("the consent has expired".into());
+        }
+        Ok(())
+    }
+}
+
+fn statement_bytes(signer: &str, t: &ConsentTerms, issued_at: DateTime<Utc>) -> Vec<u8> {
+    let date = |d: Option<NaiveDate>| d.map(|d| d.to_string()).unwrap_or_default();
+    format!(
+        "renkei consent statement v1\n{signer}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n",
+        t.resident,
+        t.recipient,
+        t.purpose,
+        t.categories.join(","),
+        date(t.data_from),
+        date(t.data_until),
+        seconds(t.valid_from),
+        t.valid_until.map(seconds).unwrap_or_default(),
+        issued_at.to_rfc3339_opts(SecondsFormat::Micros, true)
+    )
+    .into_bytes()
+}
+
+fn revocation_bytes(signer: &str, consent: &str, issued_at: DateTime<Utc>) -> Vec<u8> {
+    format!(
+        "renkei consent revocation v1\n{signer}\n{consent}\n{}\n",
+        issued_at.to_rfc3339_opts(SecondsFormat::Micros, true)
+    )
+    .into_bytes()
+}
+
+/// A statement may not claim to be made later than `now` (plus clock skew).
+fn not_from_the_future(what: &str, issued_at: DateTime<Utc>, now: DateTime<Utc>) -> Result<()> {
+    if (issued_at - now).num_seconds() > MAX_SKEW_SECS {
+        return Err(bad(format!("{what}: issued in the future ({issued_at})")));
+    }
+    Ok(())
+}
+
+impl ConsentStatement {
+    /// Signs `terms` with the key of the mTLS identity in `cert_chain` and `key`.
+    pub fn sign(
+        cert_chain: &Path,
+        key: &Path,
+        terms: ConsentTerms,
+        now: DateTime<Utc>,
+    ) -> Result<ConsentStatement> {
+        terms
+            .check()
+            .map_err(|why| bad(format!("consent terms: {why}")))?;
+        let signed = Signed::make(cert_chain, key, |signer| {
+            statement_bytes(signer, &terms, now)
+        })?;
+        Ok(ConsentStatement {
+            signer: signed.signer,
+            terms,
+            issued_at: now,
+            certificate: signed.certificate,
+            scheme: signed.scheme,
+            signature: signed.signature,
+        })
+    }
+
+    /// The statement's id: lowercase hex SHA-256 of the signed bytes.
+    pub fn id(&self) -> String {
+        let digest = Sha256::digest(statement_bytes(&self.signer, &self.terms, self.issued_at));
+        data_encoding::HEXLOWER.encode(&digest)
+    }
+
+    /// Checks the terms and that the signer's certificate, valid when the statement was
+    /// issued and chaining to the CA in `ca`, signed exactly them (a consent outlives the
+    /// certificate it was signed with). Returns the signer.
+    pub fn verify(&self, ca: &Path, now: DateTime<Utc>) -> Result<ParticipantId> {
+        let who = crate::error::shorten(&self.signer);
+        self.terms
+            .check()
+            .map_err(|why| bad(format!("consent statement of `{who}`: {why}")))?;
+        not_from_the_future("consent statement", self.issued_at, now)?;
+        check_signature(
+            "consent statement",
+            &self.signer,
+            &self.certificate,
+            self.scheme,
+            &self.signature,
+            &statement_bytes(&self.signer, &self.terms, self.issued_at),
+            ca,
+            self.issued_at,
+        )
+    }
+}
+
+impl RevocationStatement {
+    /// Signs the revocation of the consent statement `consent` (its id).
+    pub fn sign(
+        cert_chain: &Path,
+        key: &Path,
+        consent: &str,
+        now: DateTime<Utc>,
+    ) -> Result<RevocationStatement> {
+        let signed = Signed::make(cert_chain, key, |signer| {
+            revocation_bytes(signer, consent, now)
+        })?;
+        Ok(RevocationStatement {
+            signer: signed.signer,
+            consent: consent.to_owned(),
+            issued_at: now,
+            certificate: signed.certificate,
+            scheme: signed.scheme,
+            signature: signed.signature,
+        })
+    }
+
+    /// Checks the signature as [`ConsentStatement::verify`] does; returns the signer.
+    pub fn verify(&self, ca: &Path, now: DateTime<Utc>) -> Result<ParticipantId> {
+        let hex = self.consent.len() == 64
+            && self
+                .consent
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if !hex {
+            return Err(bad("revocation: the consent id is not a statement id"));
+        }
+        not_from_the_future("revocation", self.issued_at, now)?;
+        check_signature(
+            "revocation",
+            &self.signer,
+            &self.certificate,
+            self.scheme,
+            &self.signature,
+            &revocation_bytes(&self.signer, &self.consent, self.issued_at),
+            ca,
+            self.issued_at,
+        )
+    }
+}

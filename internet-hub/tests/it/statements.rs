@@ -1,0 +1,93 @@
+//! Consent statements at the hub (`docs/authorization.md`, "Signed consents"): a grant
+//! carries only the caller's own signed terms, equal to the body's; the hub keeps the
+//! statement and sends it with every key-grant request for the consent.
+
+use axum::http::StatusCode;
+use chrono::{Duration, Timelike};
+use renkei_crypto::consent_statement::{ConsentStatement, ConsentTerms, user_resident};
+use serde_json::{Value, json};
+
+use crate::harness::fixture::TestPki;
+use crate::harness::{SUBJECT, TestHub, both, d, t0};
+
+fn terms(resident: &str, recipient: &str) -> ConsentTerms {
+    ConsentTerms {
+        resident: resident.into(),
+        recipient: recipient.into(),
+        purpose: "online-consultation".into(),
+        categories: vec!["checkup.body".into()],
+        data_from: None,
+        data_until: None,
+        valid_from: t0().with_nanosecond(0).unwrap(),
+        valid_until: Some(t0() + Duration::hours(48)),
+    }
+}
+
+/// The grant body for `t` naming the resident `subject`, with `statement`.
+fn body(subject: &str, t: &ConsentTerms, statement: &ConsentStatement) -> Value {
+    json!({
+        "subject": subject, "recipient": t.recipient, "purpose": t.purpose,
+        "categories": t.categories, "valid_from": t.valid_from.to_rfc3339(),
+        "valid_until": t.valid_until.map(|u| u.to_rfc3339()),
+        "method": "app", "granted_by": "resident",
+        "statement": serde_json::to_value(statement).unwrap(),
+    })
+}
+
+fn sign(pki: &TestPki, who: &str, t: ConsentTerms) -> ConsentStatement {
+    ConsentStatement::sign(&pki.pem(who), &pki.key(who), t, t0()).unwrap()
+}
+
+both!(
+    a_grant_carries_only_the_callers_own_signed_terms,
+    |h: TestHub| async move {
+        h.register_all().await;
+        let pki = TestPki::new();
+        let r = h.sealed("doc-1", SUBJECT, "checkup.body", d(2026, 5, 1), b"{}");
+        assert_eq!(h.upload(&[&r]).await.0, StatusCode::OK);
+        let p = h.enroll("phr:asmile", SUBJECT).await;
+        let user = user_resident("phr:asmile", "u-1");
+        let good = terms(&user, "clinic:mysos");
+        let grant = |v: Value| h.call(Some("phr:asmile"), "POST", "/v1/consents", Some(v));
+
+        // Signed by another participant than the caller.
+        let (st, v) = grant(body(&p, &good, &sign(&pki, "clinic-mysos", good.clone()))).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+        // Signed terms that differ from the body's (a wider category list).
+        let mut wider = good.clone();
+        wider.categories.push("checkup.lipids".into());
+        let (st, v) = grant(body(&p, &good, &sign(&pki, "phr-asmile", wider))).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+        // An app naming the resident by subject token.
+        let by_token = terms(SUBJECT, "clinic:mysos");
+        let (st, v) = grant(body(&p, &by_token, &sign(&pki, "phr-asmile", by_token.clone()))).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+        // A statement whose signature no longer matches.
+        let mut forged = sign(&pki, "phr-asmile", good.clone());
+        forged.terms.purpose = "research".into();
+        let mut b = body(&p, &good, &forged);
+        b["purpose"] = json!("research");
+        let (st, v) = grant(b).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+
+        // The app's own terms: kept, and sent with the key-grant request.
+        let statement = sign(&pki, "phr-asmile", good.clone());
+        let (st, v) = grant(body(&p, &good, &statement)).await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        assert_eq!(v["statement_id"], json!(statement.id()));
+        let (st, v) = h
+            .call(
+                Some("source:city-a"),
+                "GET",
+                "/v1/source/key-grant-requests?limit=10",
+                None,
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        let requests = v["requests"].as_array().unwrap();
+        assert_eq!(requests.len(), 1, "{v}");
+        let relayed: ConsentStatement =
+            serde_json::from_value(requests[0]["consent_statement"].clone()).unwrap();
+        assert_eq!(relayed, statement);
+    }
+);

@@ -6,6 +6,7 @@
 //! - [`events`]: delete local copies on revocation or expiry and acknowledge.
 //! - [`enroll`]: seal a resident's identifiers to a source and submit.
 //! - [`source`]: a PHR app publishing its own records and answering key grants.
+//! - [`phr`]: the FHIR payloads of a PHR app's own records (vitals, medication).
 
 pub mod api;
 pub mod cli;
@@ -15,6 +16,7 @@ pub mod copy;
 pub mod enroll;
 pub mod error;
 pub mod events;
+pub mod phr;
 pub mod pull;
 pub mod retry;
 pub mod setup;

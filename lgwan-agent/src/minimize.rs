@@ -80,22 +80,30 @@ pub fn minimize_checkup(doc: &CheckupDocument, catalog: &Catalog) -> Minimized {
     Minimized { records, dropped }
 }
 
-/// The "attended in fiscal year N" record: no result, no exam date, no facility.
+/// The "attended in fiscal year N" record: no result, no facility, and no exam date.
+/// Its effective time is the fiscal year the exam fell in (`effectivePeriod`, April 1
+/// to March 31): the date the source has, at the precision the record may carry
+/// (DESIGN.md: "attended in fiscal year N" only).
 fn attendance_record(doc: &CheckupDocument, category: &str) -> MinimizedRecord {
     let year = fiscal_year(doc.exam_date);
     let start = NaiveDate::from_ymd_opt(year, 4, 1).unwrap_or(doc.exam_date);
-    let mut out = Vec::with_capacity(400);
+    let end = NaiveDate::from_ymd_opt(year + 1, 3, 31).unwrap_or(doc.exam_date);
+    let display = "特定健診受診年度 (fiscal year of a specific health checkup)";
+    let mut out = Vec::with_capacity(480);
     out.extend_from_slice(BUNDLE_HEAD);
     out.extend_from_slice(br#"{"resource":{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"#);
     json_str(&mut out, CATALOG_SYSTEM);
     out.extend_from_slice(br#","code":"#);
     json_str(&mut out, category);
     out.extend_from_slice(br#","display":"#);
-    json_str(
-        &mut out,
-        "特定健診受診年度 (fiscal year of a specific health checkup)",
-    );
-    out.extend_from_slice(br#"}]},"valueInteger":"#);
+    json_str(&mut out, display);
+    out.extend_from_slice(br#"}],"text":"#);
+    json_str(&mut out, display);
+    out.extend_from_slice(br#"},"effectivePeriod":{"start":"#);
+    json_str(&mut out, &start.to_string());
+    out.extend_from_slice(br#","end":"#);
+    json_str(&mut out, &end.to_string());
+    out.extend_from_slice(br#"},"valueInteger":"#);
     out.extend_from_slice(year.to_string().as_bytes());
     out.extend_from_slice(b"}}]}");
     MinimizedRecord {
@@ -486,8 +494,24 @@ mod tests {
         assert_eq!(members[0]["reference"], kidney["entry"][1]["fullUrl"]);
         let attendance = &m.records[3];
         assert_eq!(attendance.effective_date.to_string(), "2024-04-01");
-        assert_eq!(json(3)["entry"][0]["resource"]["valueInteger"], 2024);
-        assert!(!json(3).to_string().contains("2025-03-31"));
+        let attended = &json(3)["entry"][0]["resource"];
+        assert_eq!(attended["valueInteger"], 2024);
+        assert_eq!(attended["effectivePeriod"]["start"], "2024-04-01");
+        assert_eq!(attended["effectivePeriod"]["end"], "2025-03-31");
+        assert_eq!(
+            attended["code"]["text"],
+            attended["code"]["coding"][0]["display"]
+        );
+        // The exam date itself never appears (here it is not the fiscal year's end).
+        let mut later = doc();
+        later.exam_date = NaiveDate::from_ymd_opt(2024, 11, 5).unwrap();
+        let m = minimize_checkup(&later, &catalog);
+        let attended = &m.records.last().unwrap().payload;
+        let text = String::from_utf8(attended.clone()).unwrap();
+        assert!(
+            text.contains("2024-04-01") && !text.contains("2024-11-05"),
+            "{text}"
+        );
     }
 
     #[test]

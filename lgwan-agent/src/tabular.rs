@@ -388,10 +388,17 @@ fn parse_row(mapping: &TableMapping, line: u64, cells: &Cells<'_>) -> Result<Tab
     })
 }
 
+/// Whether a chrono date format names the day.
+fn has_day(format: &str) -> bool {
+    ["%d", "%e", "%F", "%D", "%x", "%j"]
+        .iter()
+        .any(|f| format.contains(f))
+}
+
 /// Parses a date with a chrono format; a format without a day means day 1.
 fn parse_with_format(raw: &str, format: &str) -> Option<NaiveDate> {
     let folded: String = raw.chars().map(fold_width).collect();
-    if format.contains("%d") || format.contains("%e") {
+    if has_day(format) {
         NaiveDate::parse_from_str(&folded, format).ok()
     } else {
         NaiveDate::parse_from_str(&format!("{folded}|01"), &format!("{format}|%d")).ok()
@@ -401,6 +408,12 @@ fn parse_with_format(raw: &str, format: &str) -> Option<NaiveDate> {
 /// The FHIR R4 Bundle of one row: one Observation per non-empty value cell.
 pub fn row_bundle(mapping: &TableMapping, row: &TableRow) -> Json {
     let system = mapping.code_system();
+    // The date at the precision the source gives: a month (`%Y%m`) stays a month.
+    let effective = if has_day(&mapping.date_format) {
+        row.effective_date.format("%Y-%m-%d").to_string()
+    } else {
+        row.effective_date.format("%Y-%m").to_string()
+    };
     let entries = row
         .cells
         .iter()
@@ -414,7 +427,7 @@ pub fn row_bundle(mapping: &TableMapping, row: &TableRow) -> Json {
                 "code".into(),
                 json!({"coding": [{"system": system, "code": v.code, "display": display}]}),
             );
-            o.insert("effectiveDateTime".into(), json!(row.effective_date.to_string()));
+            o.insert("effectiveDateTime".into(), json!(effective));
             let number = |s: &str| {
                 s.parse::<i64>()
                     .map(Json::from)

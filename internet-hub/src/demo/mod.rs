@@ -15,6 +15,7 @@ use lgwan_agent::agent::Agent;
 use lgwan_agent::outbox::Outbox;
 use renkei_client::api::{GrantBody, Method};
 use renkei_client::consent::grant_signed;
+use renkei_client::phr::{self, Medication, VitalSign};
 use renkei_client::pull::Sink;
 use renkei_client::source::AppRecord;
 use renkei_client::state::StateDir;
@@ -431,8 +432,26 @@ async fn flow(
     let app_key = RecordKey::load(&app.dir.join("keys").join("record.key"))?;
     let today = now.date_naive();
     let records = [
-        AppRecord { subject: pseudonym.clone(), category: "phr.vitals".into(), effective_date: today, document_id: "vitals-0001".into(), payload: br#"{"resourceType":"Bundle","type":"collection","entry":[{"resource":{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"8867-4","display":"Heart rate"}]},"valueQuantity":{"value":64,"unit":"/min","system":"http://unitsofmeasure.org","code":"/min"}}}]}"#.to_vec() },
-        AppRecord { subject: pseudonym.clone(), category: "phr.medication".into(), effective_date: today, document_id: "meds-0001".into(), payload: br#"{"resourceType":"Bundle","type":"collection","entry":[{"resource":{"resourceType":"MedicationStatement","status":"active","medicationCodeableConcept":{"text":"amlodipine 5 mg"}}}]}"#.to_vec() },
+        AppRecord {
+            subject: pseudonym.clone(),
+            category: "phr.vitals".into(),
+            effective_date: today,
+            document_id: "vitals-0001".into(),
+            payload: phr::vitals_bundle(today, &[VitalSign::HeartRate(64.0)]),
+        },
+        AppRecord {
+            subject: pseudonym.clone(),
+            category: "phr.medication".into(),
+            effective_date: today,
+            document_id: "meds-0001".into(),
+            payload: phr::medication_bundle(
+                today,
+                &[Medication {
+                    name: "amlodipine 5 mg".into(),
+                    dosage: None,
+                }],
+            ),
+        },
     ];
     let published =
         renkei_client::source::publish(&app_client, &app_key, &app.id, &records).await?;

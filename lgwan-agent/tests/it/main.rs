@@ -17,6 +17,7 @@ mod counter;
 mod daemon;
 mod disk_full;
 mod enroll;
+mod fhir_samples;
 mod outbox;
 mod preview;
 mod synth;

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use lgwan_agent::config::Config;
 use lgwan_agent::quarantine::Reason;
-use lgwan_agent::tabular::{TableItem, TableRow, read_table};
+use lgwan_agent::tabular::{TableItem, TableRow, read_table, row_bundle};
 
 use crate::fixture;
 use crate::preview::{agent, run_preview};
@@ -40,6 +40,20 @@ fn cp932_and_utf8_exports_read_the_same() {
     assert_eq!(sjis, utf8);
     assert_eq!(config.tables[sjis[0].0].name, "kdb-medical-cost");
     assert_eq!(sjis[0].1.effective_date.to_string(), "2024-04-01");
+    // The record keeps the precision of the source: a month (`%Y%m`), not a day.
+    let (m, row) = &sjis[0];
+    let bundle = row_bundle(&config.tables[*m], row);
+    assert_eq!(
+        bundle["entry"][0]["resource"]["effectiveDateTime"],
+        "2024-04"
+    );
+    let (care, _, _) = read(&fixture("csv/kdb_care_utf8.csv"), &config);
+    let (m, row) = &care[0];
+    let bundle = row_bundle(&config.tables[*m], row);
+    let day = bundle["entry"][0]["resource"]["effectiveDateTime"]
+        .as_str()
+        .unwrap();
+    assert_eq!(day, row.effective_date.to_string());
     // Full-width 記号・番号 in the generic-drug notice are kept as written.
     let (generic, _, _) = read(&fixture("csv/notice_generic_utf8.csv"), &config);
     assert_eq!(

@@ -1,0 +1,203 @@
+//! Samples of every kind of record the system emits, made by the code that emits them,
+//! for the independent FHIR R4 and UCUM validators of `tests/fhir/` (issue 15).
+//!
+//! - `preview` (the agent's pipeline) over a freshly synthesized archive, the checkup
+//!   fixtures and the KDB / insurer-notice CSV fixtures;
+//! - [`minimize_checkup`] of one document holding every item of the MHLW item table, so
+//!   that every checkup category is emitted, each item with the unit the table gives;
+//! - the PHR app's payload builders ([`renkei_client::phr`]).
+//!
+//! The test checks that every catalog category has a sample. With `RENKEI_FHIR_SAMPLES`
+//! set to a folder it also writes them there, one file a record
+//! (`<category>/<n>.json`), plus `item-units.json`: for every row of the item table with
+//! a unit, the code [`ucum_code`] gives it. `tests/fhir/check.mjs` validates the folder.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use chrono::NaiveDate;
+use lgwan_agent::domain::{CheckupDocument, Observation, PersonIdentity, Sex, Value};
+use lgwan_agent::minimize::{minimize_checkup, ucum_code};
+use lgwan_agent::synth::{SynthOptions, write_archive};
+use renkei_client::phr::{Medication, VitalSign, medication_bundle, vitals_bundle};
+use renkei_policies::Catalog;
+use serde_json::json;
+
+use crate::preview::{agent, run_preview};
+use crate::synth::spec_dir;
+use crate::{MAIN, MHLW, fixture};
+
+/// One row of the MHLW item table (`XMLhc18tab.utf8.csv`), read here by the test.
+struct Row {
+    code: String,
+    name: String,
+    kind: String,
+    unit: Option<String>,
+    group: Option<String>,
+    relation: Option<String>,
+    oid: Option<String>,
+}
+
+fn item_table() -> Vec<Row> {
+    let text = std::fs::read_to_string(spec_dir().join("XMLhc18tab.utf8.csv")).unwrap();
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let cols: Vec<&str> = line.trim_end_matches('\r').split(',').collect();
+            let cell = |i: usize| {
+                cols.get(i)
+                    .map(|c| c.trim())
+                    .filter(|c| !c.is_empty())
+                    .map(str::to_owned)
+            };
+            Some(Row {
+                code: cell(3)?,
+                name: cell(4).unwrap_or_default(),
+                kind: cell(6).unwrap_or_default(),
+                unit: cell(10),
+                group: cell(12),
+                relation: cell(13),
+                oid: cell(18),
+            })
+        })
+        .collect()
+}
+
+/// One checkup holding a value for every item of the table, typed as the table says.
+fn every_item_checkup(rows: &[Row]) -> CheckupDocument {
+    let observations = rows
+        .iter()
+        .map(|r| Observation {
+            item_code: r.code.clone(),
+            display: Some(r.name.clone()),
+            value: match r.kind.as_str() {
+                "PQ" => Value::Quantity {
+                    value: "12.5".into(),
+                    unit: r.unit.clone(),
+                },
+                "CD" | "CO" => Value::Coded {
+                    code: "1".into(),
+                    system: r.oid.clone().unwrap(),
+                    display: None,
+                },
+                _ => Value::Text("所見なし".into()),
+            },
+            group: r.group.clone(),
+            relation: r.relation.clone(),
+        })
+        .collect();
+    CheckupDocument {
+        document_id: "1.2.392.200119.6.102.11234567^every-item".into(),
+        identity: PersonIdentity {
+            insurer: "00138016".into(),
+            symbol: "1".into(),
+            number: "1".into(),
+            branch: None,
+            birth: NaiveDate::from_ymd_opt(1970, 1, 1).unwrap(),
+            sex: Sex::Female,
+        },
+        exam_date: NaiveDate::from_ymd_opt(2024, 10, 15).unwrap(),
+        observations,
+    }
+}
+
+/// Every sample, as (category, payload), in a stable order.
+fn samples(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    // The pipeline: synthetic archive, checkup fixtures, KDB and notice CSVs.
+    let archive = dir.join(SynthOptions::default().archive_name());
+    write_archive(&archive, &SynthOptions::default()).unwrap();
+    let agent = agent(&dir.join("agent"));
+    let inputs: Vec<PathBuf> = vec![archive, fixture(MAIN), fixture(MHLW), fixture("csv")];
+    let (records, quarantined) = run_preview(&agent, &inputs);
+    assert!(quarantined.is_empty(), "{quarantined:?}");
+    for r in records {
+        let category = r["category"].as_str().unwrap().to_owned();
+        out.push((category, serde_json::to_vec(&r["payload"]).unwrap()));
+    }
+    // Every checkup category: one document with every item of the table.
+    let catalog = Catalog::embedded().unwrap();
+    for r in minimize_checkup(&every_item_checkup(&item_table()), &catalog).records {
+        out.push((r.category, r.payload));
+    }
+    // The PHR app's own records.
+    let day = NaiveDate::from_ymd_opt(2025, 6, 1).unwrap();
+    out.push((
+        "phr.vitals".into(),
+        vitals_bundle(
+            day,
+            &[
+                VitalSign::HeartRate(64.0),
+                VitalSign::BodyWeight(58.2),
+                VitalSign::BodyTemperature(36.4),
+                VitalSign::BloodPressure {
+                    systolic: 128.0,
+                    diastolic: 82.0,
+                },
+            ],
+        ),
+    ));
+    out.push((
+        "phr.medication".into(),
+        medication_bundle(
+            day,
+            &[
+                Medication {
+                    name: "アムロジピン錠5mg".into(),
+                    dosage: Some("1日1回 朝食後".into()),
+                },
+                Medication {
+                    name: "amlodipine 5 mg".into(),
+                    dosage: None,
+                },
+            ],
+        ),
+    ));
+    out
+}
+
+#[test]
+fn every_record_kind_has_samples_for_the_validators() {
+    let dir = tempfile::tempdir().unwrap();
+    let samples = samples(dir.path());
+    let mut by_category: BTreeMap<&str, usize> = BTreeMap::new();
+    for (category, payload) in &samples {
+        let doc: serde_json::Value = serde_json::from_slice(payload).unwrap();
+        assert_eq!(doc["resourceType"], "Bundle", "{category}");
+        *by_category.entry(category).or_default() += 1;
+    }
+    let catalog = Catalog::embedded().unwrap();
+    let missing: Vec<&str> = catalog
+        .categories()
+        .map(|c| c.name.as_str())
+        .filter(|c| !by_category.contains_key(c))
+        .collect();
+    assert!(missing.is_empty(), "no sample of {missing:?}");
+
+    let units: Vec<serde_json::Value> = item_table()
+        .iter()
+        .filter_map(|r| {
+            let unit = r.unit.as_deref()?;
+            Some(json!({"item": r.code, "unit": unit, "code": ucum_code(unit)}))
+        })
+        .collect();
+    assert!(units.len() > 50, "{} units", units.len());
+
+    let Some(out) = std::env::var_os("RENKEI_FHIR_SAMPLES") else {
+        return;
+    };
+    let out = PathBuf::from(out);
+    let mut n: BTreeMap<&str, usize> = BTreeMap::new();
+    for (category, payload) in &samples {
+        let i = n.entry(category).or_default();
+        *i += 1;
+        let folder = out.join(category);
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(folder.join(format!("{i:04}.json")), payload).unwrap();
+    }
+    std::fs::write(
+        out.join("item-units.json"),
+        serde_json::to_vec_pretty(&units).unwrap(),
+    )
+    .unwrap();
+}

@@ -13,13 +13,17 @@ use crate::transport::HubClient;
 
 /// Grants `body` with its terms signed by this client's certificate key. `resident`
 /// names the resident in the statement: the subject token for a source at its counter,
-/// [`renkei_crypto::consent_statement::user_resident`] for an app's user. The categories
+/// [`renkei_crypto::consent_statement::user_resident`] for an app's user; a source adds
+/// the resident's user digests at the apps it linked them to as `aliases`. The categories
 /// are sorted and the start of validity (default now) is cut to whole seconds, as signed.
 pub async fn grant_signed(
     client: &HubClient,
     mut body: GrantBody,
     resident: String,
+    mut aliases: Vec<String>,
 ) -> Result<Granted> {
+    aliases.sort_unstable();
+    aliases.dedup();
     body.categories.sort_unstable();
     body.categories.dedup();
     let valid_from = body.valid_from.unwrap_or_else(|| client.now());
@@ -35,6 +39,7 @@ pub async fn grant_signed(
         data_until: body.data_period.until,
         valid_from: whole(valid_from),
         valid_until: body.valid_until,
+        aliases,
     };
     body.statement = Some(client.sign_consent(terms)?);
     client.grant_consent(&body).await

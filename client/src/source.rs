@@ -6,11 +6,12 @@ use chrono::NaiveDate;
 use renkei_crypto::envelope::{EnvelopeHeader, SealedRecord, derive_dek, seal};
 use renkei_crypto::grant::{RecipientPublicKey, seal_grant};
 use renkei_crypto::keys::{KeyVersion, RecordKey};
-use renkei_crypto::participant::ParticipantId;
+use renkei_crypto::participant::{ParticipantId, ParticipantKind};
 use renkei_crypto::token::{RecipientPseudonym, RecordId, record_id, subject_binding};
 
 use crate::api::{GrantReport, GrantRequest, GrantUpload, IngestReport, Upload};
 use crate::error::{Error, Result};
+use crate::state::StateDir;
 use crate::transport::HubClient;
 
 /// Categories a PHR app may publish.
@@ -179,7 +180,10 @@ pub fn verified_recipient_key(client: &HubClient, request: &GrantRequest) -> Res
 /// The header of the record the hub sent with `request` (not yet checked to be ours:
 /// [`grant_for`] does that).
 pub fn requested_header(request: &GrantRequest) -> Result<EnvelopeHeader> {
-    let what = format!("request for `{}`", crate::error::shorten(&request.record_id));
+    let what = format!(
+        "request for `{}`",
+        crate::error::shorten(&request.record_id)
+    );
     let bytes = data_encoding::BASE64
         .decode(request.sealed.as_bytes())
         .map_err(|e| Error::invalid(what.clone(), format!("sealed: not base64: {e}")))?;
@@ -189,22 +193,51 @@ pub fn requested_header(request: &GrantRequest) -> Result<EnvelopeHeader> {
         .clone())
 }
 
-/// An app releases its own records only under consents it signed itself (the resident
-/// gave them in the app), checked by [`crate::consent::check_request`].
-fn app_consent(client: &HubClient, me: &ParticipantId, request: &GrantRequest) -> Result<()> {
+/// Whether the consent statement sent with `request` lets this source (`me`, holding
+/// `key`) release the record: it verifies and covers the request
+/// ([`crate::consent::check_request`]), and it names the record's resident. The hub says
+/// who that is (`request.subject`); the record's subject binding, which only `key` makes,
+/// confirms it. A source's consents name the resident by token; an app's by its user
+/// digest (`users`, kept by `enroll`), either in a statement the app signed itself or
+/// among the aliases of a counter consent signed by the source that linked the user.
+pub fn consent_covers<'k>(
+    key_of: impl Fn(KeyVersion) -> Option<&'k RecordKey>,
+    me: &ParticipantId,
+    users: &StateDir,
+    request: &GrantRequest,
+    ca: &std::path::Path,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<()> {
     let header = requested_header(request)?;
-    let checked = crate::consent::check_request(
-        client.pinned_ca(),
-        request,
-        &header.category,
-        header.effective_date,
-        client.now(),
-    )?;
-    if &checked.signer != me {
-        return Err(Error::invalid(
-            "consent",
-            format!("signed by `{}`, not by this app", checked.signer),
+    let checked =
+        crate::consent::check_request(ca, request, &header.category, header.effective_date, now)?;
+    let refuse = |why: String| Error::invalid("consent", why);
+    let key = key_of(header.key_version)
+        .ok_or_else(|| refuse(format!("record key {} is missing", header.key_version)))?;
+    if subject_binding(key, &header.record_id, &request.subject) != header.subject_binding {
+        return Err(refuse(
+            "the hub named another resident than the record's".into(),
         ));
+    }
+    let t = &checked.terms;
+    let covered = if me.kind() == ParticipantKind::Phr {
+        let user = users.user_of(&request.subject)?.ok_or_else(|| {
+            refuse(format!(
+                "`{}` was not enrolled from the state folder `{}`",
+                crate::error::shorten(&request.subject),
+                users.path().display()
+            ))
+        })?;
+        (&checked.signer == me && t.resident == user.resident)
+            || (checked.signer.to_string() == user.source && t.aliases.contains(&user.resident))
+    } else {
+        &checked.signer == me && t.resident == request.subject
+    };
+    if !covered {
+        return Err(refuse(format!(
+            "the consent signed by `{}` does not name this record's resident",
+            checked.signer
+        )));
     }
     Ok(())
 }
@@ -213,6 +246,7 @@ fn app_consent(client: &HubClient, me: &ParticipantId, request: &GrantRequest) -
 pub async fn serve_grants_once(
     client: &HubClient,
     key: &RecordKey,
+    users: &StateDir,
     limit: u32,
 ) -> Result<ServeReport> {
     let requests = client.key_grant_requests(limit).await?;
@@ -224,16 +258,17 @@ pub async fn serve_grants_once(
     let me_id = client.participant()?.clone();
     let me = me_id.to_string();
     for r in &requests {
-        let answer = app_consent(client, &me_id, r)
+        let key_of = |v: KeyVersion| (v == key.version()).then_some(key);
+        let answer = consent_covers(key_of, &me_id, users, r, client.pinned_ca(), client.now())
             .and_then(|()| verified_recipient_key(client, r))
             .and_then(|recipient_key| {
-            grant_for(
-                |v| (v == key.version()).then_some(key),
-                &me,
-                r,
-                &recipient_key,
-            )
-        });
+                grant_for(
+                    |v| (v == key.version()).then_some(key),
+                    &me,
+                    r,
+                    &recipient_key,
+                )
+            });
         match answer {
             Ok(g) => uploads.push(g),
             Err(e) => report.refused.push(e.to_string()),
@@ -318,6 +353,7 @@ mod tests {
             purpose: "online-consultation".into(),
             recipient_statement: None,
             consent_statement: None,
+            subject: "rp1_bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb".into(),
         };
         let ck = clinic_key.public_key().to_base64();
         let g = grant_for(|_| Some(&key), "phr:asmile", &request, &ck).unwrap();

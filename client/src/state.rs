@@ -28,6 +28,8 @@ pub struct EnrolledUser {
     pub pseudonym: String,
     /// The user digest (`user:…`).
     pub resident: String,
+    /// The source that linked the user (its counter consents may name them as an alias).
+    pub source: String,
 }
 
 /// One file written by `pull`.
@@ -135,15 +137,10 @@ impl StateDir {
         append_lines(&self.dir.join(USERS), std::slice::from_ref(user))
     }
 
-    /// How consent statements name the resident the app knows as `pseudonym`, from its
-    /// latest enrollment.
-    pub fn user_of(&self, pseudonym: &str) -> Result<Option<String>> {
+    /// The app's latest enrollment of the resident it knows as `pseudonym`.
+    pub fn user_of(&self, pseudonym: &str) -> Result<Option<EnrolledUser>> {
         let users: Vec<EnrolledUser> = read_lines(&self.dir.join(USERS))?;
-        Ok(users
-            .into_iter()
-            .rev()
-            .find(|u| u.pseudonym == pseudonym)
-            .map(|u| u.resident))
+        Ok(users.into_iter().rev().find(|u| u.pseudonym == pseudonym))
     }
 }
 

@@ -23,6 +23,7 @@
 //! <data period until, YYYY-MM-DD or empty>
 //! <valid from, RFC 3339 UTC, seconds>
 //! <valid until, RFC 3339 UTC, seconds, or empty>
+//! <aliases, sorted, comma-separated (user digests), or empty>
 //! <issued at, RFC 3339 UTC, microseconds>
 //! ```
 //!
@@ -53,9 +54,11 @@ pub fn user_resident(app: &str, user_ref: &str) -> String {
 
 /// Whether `resident` is a [`user_resident`] (64 lowercase hex digits after `user:`).
 fn is_user_resident(resident: &str) -> bool {
-    resident
-        .strip_prefix(USER_PREFIX)
-        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+    resident.strip_prefix(USER_PREFIX).is_some_and(|h| {
+        h.len() == 64
+            && h.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
 }
 
 /// Longest purpose or category code, in bytes.
@@ -63,6 +66,9 @@ const MAX_CODE: usize = 64;
 
 /// At most this many categories in one consent.
 const MAX_CATEGORIES: usize = 64;
+
+/// At most this many aliases in one consent.
+const MAX_ALIASES: usize = 16;
 
 /// How far in the future a statement's issue time may be (clock skew), in seconds.
 const MAX_SKEW_SECS: i64 = 300;
@@ -87,6 +93,11 @@ pub struct ConsentTerms {
     pub valid_from: DateTime<Utc>,
     /// End of validity (exclusive, whole seconds); none until revoked.
     pub valid_until: Option<DateTime<Utc>>,
+    /// For a source's counter consent: the resident's user digests at the apps the source
+    /// linked them to ([`user_resident`], sorted), so that an app holding the resident's
+    /// own records recognises them. Empty otherwise.
+    #[serde(default)]
+    pub aliases: Vec<String>,
 }
 
 /// A consent's terms signed by the participant that took it.
@@ -165,6 +176,14 @@ impl ConsentTerms {
         if self.categories.windows(2).any(|w| w.first() >= w.get(1)) {
             return Err("categories must be sorted, without repeats".into());
         }
+        if self.aliases.len() > MAX_ALIASES
+            || !self.aliases.iter().all(|a| is_user_resident(a))
+            || self.aliases.windows(2).any(|w| w.first() >= w.get(1))
+        {
+            return Err(format!(
+                "aliases must be at most {MAX_ALIASES} sorted `user:` digests without repeats"
+            ));
+        }
         if let (Some(from), Some(until)) = (self.data_from, self.data_until) {
             if from > until {
                 return Err("the data period ends before it starts".into());
@@ -211,7 +230,7 @@ impl ConsentTerms {
 fn statement_bytes(signer: &str, t: &ConsentTerms, issued_at: DateTime<Utc>) -> Vec<u8> {
     let date = |d: Option<NaiveDate>| d.map(|d| d.to_string()).unwrap_or_default();
     format!(
-        "renkei consent statement v1\n{signer}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n",
+        "renkei consent statement v1\n{signer}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n",
         t.resident,
         t.recipient,
         t.purpose,
@@ -220,6 +239,7 @@ fn statement_bytes(signer: &str, t: &ConsentTerms, issued_at: DateTime<Utc>) -> 
         date(t.data_until),
         seconds(t.valid_from),
         t.valid_until.map(seconds).unwrap_or_default(),
+        t.aliases.join(","),
         issued_at.to_rfc3339_opts(SecondsFormat::Micros, true)
     )
     .into_bytes()

@@ -190,7 +190,10 @@ impl Signed {
 /// `certificate`, which chains to the CA in `ca`, is valid at `now` for client
 /// authentication and names `claimed`. Returns the participant. Errors name `what`
 /// and the claimed signer.
-#[expect(clippy::too_many_arguments, reason = "the parts of one signed statement")]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the parts of one signed statement"
+)]
 pub(crate) fn check_signature(
     what: &str,
     claimed: &str,

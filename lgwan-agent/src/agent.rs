@@ -20,9 +20,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use chrono::{DateTime, Utc};
 use renkei_client::HubClient;
 use renkei_client::api::{GrantRequest, GrantUpload};
-use chrono::{DateTime, Utc};
 use renkei_client::consent::check_request;
 use renkei_client::source::{ServeReport, grant_for, requested_header, verified_recipient_key};
 use renkei_crypto::envelope::EnvelopeHeader;
@@ -477,6 +477,7 @@ mod tests {
             purpose: "online-consultation".into(),
             recipient_statement: None,
             consent_statement: None,
+            subject: String::new(),
         };
         let requests = [request(&first), request(&second)];
         // The record-key part of answering (release list, policies and key statements

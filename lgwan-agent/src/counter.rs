@@ -108,8 +108,13 @@ pub async fn grant(
     }
     // Signed with this agent's certificate key, naming the resident by token: the
     // agent releases records under it only while it verifies (docs/threat-model.md).
+    // The resident's user digests at the apps this agent linked them to go with it, so
+    // that an app releases their own records under it too.
     let resident = body.subject.clone();
-    let granted = renkei_client::consent::grant_signed(client, body, resident).await?;
+    let outbox = Outbox::open(&agent.config.outbox).await?;
+    let aliases = outbox.app_users_of(&resident).await;
+    outbox.close().await;
+    let granted = renkei_client::consent::grant_signed(client, body, resident, aliases?).await?;
     if let Some(statement) = &granted.statement_id {
         let outbox = Outbox::open(&agent.config.outbox).await?;
         let kept = outbox

@@ -359,7 +359,11 @@ async fn consents_the_agent_checks(b: &Basic, conn: &mut sqlx::AnyConnection, co
             .try_get(0)
             .unwrap();
     let wipe = "DELETE FROM hub_key_grants WHERE recipient = $1";
-    sqlx::query(wipe).bind(CLINIC).execute(&mut *conn).await.unwrap();
+    sqlx::query(wipe)
+        .bind(CLINIC)
+        .execute(&mut *conn)
+        .await
+        .unwrap();
     let mine = "r.subject_token = $3";
 
     // (c) A consent no one signed: the statement is gone (the hub alone vouches for
@@ -386,7 +390,11 @@ async fn consents_the_agent_checks(b: &Basic, conn: &mut sqlx::AnyConnection, co
     .await
     .unwrap();
     wait_refusal(b, "does not verify").await;
-    assert_eq!(grants_for(conn, CLINIC, "=", &b.token).await, 0, "(c) released");
+    assert_eq!(
+        grants_for(conn, CLINIC, "=", &b.token).await,
+        0,
+        "(c) released"
+    );
 
     // The real statement back: the resident's own records flow to the clinic again.
     sqlx::query("UPDATE hub_consent_statements SET statement = $1 WHERE consent_id = $2")
@@ -479,7 +487,11 @@ async fn consents_the_agent_checks(b: &Basic, conn: &mut sqlx::AnyConnection, co
         .and_then(|(_, rest)| rest.split_whitespace().next())
         .unwrap_or_else(|| panic!("no consent id in {receipt}"))
         .to_owned();
-    sqlx::query(wipe).bind(CLINIC).execute(&mut *conn).await.unwrap();
+    sqlx::query(wipe)
+        .bind(CLINIC)
+        .execute(&mut *conn)
+        .await
+        .unwrap();
     for _ in 0..40 {
         if grants_for(conn, CLINIC, "=", &b.token).await > 0 {
             break;
@@ -491,18 +503,26 @@ async fn consents_the_agent_checks(b: &Basic, conn: &mut sqlx::AnyConnection, co
         "the counter consent released nothing"
     );
     b.scene
-        .agent(&["consent", "revoke"], &["--id", counter.as_str(), "--reason", "asked"])
+        .agent(
+            &["consent", "revoke"],
+            &["--id", counter.as_str(), "--reason", "asked"],
+        )
         .await
         .unwrap()
         .ok()
         .unwrap();
-    sqlx::query(wipe).bind(CLINIC).execute(&mut *conn).await.unwrap();
+    sqlx::query(wipe)
+        .bind(CLINIC)
+        .execute(&mut *conn)
+        .await
+        .unwrap();
     sqlx::query("UPDATE consents SET status = 'active' WHERE id = $1")
         .bind(&counter)
         .execute(&mut *conn)
         .await
         .unwrap();
-    assert!(queue(conn, CLINIC, &counter, mine, &b.token).await > 0);
+    let its_category = format!("{mine} AND r.category = '{category}'");
+    assert!(queue(conn, CLINIC, &counter, &its_category, &b.token).await > 0);
     wait_refusal(b, "revoked at this agent's counter").await;
     assert_eq!(
         grants_for(conn, CLINIC, "=", &b.token).await,

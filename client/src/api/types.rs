@@ -270,6 +270,10 @@ pub struct GrantRequest {
     /// The signed terms of the consent the hub says the request rests on, if any.
     #[serde(default)]
     pub consent_statement: Option<renkei_crypto::consent_statement::ConsentStatement>,
+    /// The record's resident as the hub says this source names them (subject token, or
+    /// an app's pseudonym); an app checks it against the record's subject binding.
+    #[serde(default)]
+    pub subject: String,
 }
 
 /// One key grant a source uploads.

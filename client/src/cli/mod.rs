@@ -161,6 +161,7 @@ pub async fn run(cli: Cli, now: DateTime<Utc>) -> Result<ExitCode> {
                 StateDir::open(&settings.state_dir)?.record_user(&EnrolledUser {
                     pseudonym: pseudonym.clone(),
                     resident: user_resident(&me.to_string(), &user_ref),
+                    source: source.to_string(),
                 })?;
             }
             print_json(&last)?;
@@ -194,6 +195,7 @@ pub async fn run(cli: Cli, now: DateTime<Utc>) -> Result<ExitCode> {
             } else {
                 StateDir::open(&settings.state_dir)?
                     .user_of(&subject)?
+                    .map(|u| u.resident)
                     .ok_or_else(|| {
                         Error::invalid(
                             "--subject",
@@ -218,7 +220,7 @@ pub async fn run(cli: Cli, now: DateTime<Utc>) -> Result<ExitCode> {
                 granted_by,
                 statement: None,
             };
-            print_json(&crate::consent::grant_signed(&client, body, resident).await?)?;
+            print_json(&crate::consent::grant_signed(&client, body, resident, Vec::new()).await?)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Consent(ConsentCommand::Revoke { id, reason }) => {
@@ -260,8 +262,9 @@ pub async fn run(cli: Cli, now: DateTime<Utc>) -> Result<ExitCode> {
         }
         Command::ServeGrants { once, interval } => {
             let key = setup::load_record_key(&settings)?;
+            let users = StateDir::open(&settings.state_dir)?;
             loop {
-                let report = serve_grants_once(&client, &key, 100).await?;
+                let report = serve_grants_once(&client, &key, &users, 100).await?;
                 if report.requests > 0 {
                     eprintln!(
                         "{} request(s): {} grant(s) stored, {} dropped, {} refused",

@@ -12,4 +12,5 @@
 #[allow(dead_code, unreachable_pub)]
 mod fixture;
 
+mod consent;
 mod transport;

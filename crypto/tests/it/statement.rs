@@ -105,6 +105,7 @@ fn terms() -> ConsentTerms {
         data_until: Some(chrono::NaiveDate::from_ymd_opt(2026, 3, 31).unwrap()),
         valid_from: Utc.with_ymd_and_hms(2026, 5, 1, 0, 0, 0).unwrap(),
         valid_until: Some(Utc.with_ymd_and_hms(2026, 7, 1, 0, 0, 0).unwrap()),
+        aliases: Vec::new(),
     }
 }
 
@@ -112,8 +113,13 @@ fn terms() -> ConsentTerms {
 fn a_consent_statement_binds_its_terms_and_signer() {
     let pki = TestPki::new();
     let ca = pki.pem("ca");
-    let st = ConsentStatement::sign(&pki.pem("phr-asmile"), &pki.key("phr-asmile"), terms(), now())
-        .unwrap();
+    let st = ConsentStatement::sign(
+        &pki.pem("phr-asmile"),
+        &pki.key("phr-asmile"),
+        terms(),
+        now(),
+    )
+    .unwrap();
     assert_eq!(st.signer, "phr:asmile");
     assert_eq!(st.verify(&ca, now()).unwrap().to_string(), "phr:asmile");
     assert_eq!(st.id().len(), 64);
@@ -127,6 +133,7 @@ fn a_consent_statement_binds_its_terms_and_signer() {
         Box::new(|t| t.data_until = None),
         Box::new(|t| t.valid_until = None),
         Box::new(|t| t.valid_from = Utc.with_ymd_and_hms(2026, 4, 1, 0, 0, 0).unwrap()),
+        Box::new(|t| t.aliases = vec![user_resident("phr:kenko", "u-1")]),
     ];
     for change in &changes {
         let mut forged = st.clone();
@@ -154,8 +161,7 @@ fn a_consent_statement_binds_its_terms_and_signer() {
     assert!(recert.verify(&ca, now()).is_err());
     // A participant of a CA the verifier did not pin signs one.
     let rogue =
-        ConsentStatement::sign(&pki.pem("wrong-ca"), &pki.key("wrong-ca"), terms(), now())
-            .unwrap();
+        ConsentStatement::sign(&pki.pem("wrong-ca"), &pki.key("wrong-ca"), terms(), now()).unwrap();
     assert!(rogue.verify(&ca, now()).is_err());
     // Dated in the future.
     let later = ConsentStatement::sign(
@@ -166,7 +172,11 @@ fn a_consent_statement_binds_its_terms_and_signer() {
     )
     .unwrap();
     assert!(later.verify(&ca, now()).is_err());
-    assert!(later.verify(&ca, now() + chrono::Duration::hours(2)).is_ok());
+    assert!(
+        later
+            .verify(&ca, now() + chrono::Duration::hours(2))
+            .is_ok()
+    );
 }
 
 #[test]
@@ -176,9 +186,18 @@ fn consent_terms_say_what_they_cover() {
     let at = |m, d| Utc.with_ymd_and_hms(2026, m, d, 0, 0, 0).unwrap();
     assert!(t.covers("checkup.lipids", day(3, 1), at(6, 1)).is_ok());
     assert!(t.covers("checkup.urine", day(3, 1), at(6, 1)).is_err());
-    assert!(t.covers("checkup.lipids", day(4, 1), at(6, 1)).is_err(), "after the data period");
-    assert!(t.covers("checkup.lipids", day(3, 1), at(4, 30)).is_err(), "not valid yet");
-    assert!(t.covers("checkup.lipids", day(3, 1), at(7, 1)).is_err(), "expired");
+    assert!(
+        t.covers("checkup.lipids", day(4, 1), at(6, 1)).is_err(),
+        "after the data period"
+    );
+    assert!(
+        t.covers("checkup.lipids", day(3, 1), at(4, 30)).is_err(),
+        "not valid yet"
+    );
+    assert!(
+        t.covers("checkup.lipids", day(3, 1), at(7, 1)).is_err(),
+        "expired"
+    );
 
     let bad: Vec<Box<dyn Fn(&mut ConsentTerms)>> = vec![
         Box::new(|t| t.resident = "someone".into()),
@@ -192,6 +211,12 @@ fn consent_terms_say_what_they_cover() {
         Box::new(|t| t.data_from = Some(chrono::NaiveDate::from_ymd_opt(2027, 1, 1).unwrap())),
         Box::new(|t| t.valid_until = Some(t.valid_from)),
         Box::new(|t| t.valid_from += chrono::Duration::milliseconds(5)),
+        Box::new(|t| t.aliases = vec!["user:u-1".into()]),
+        Box::new(|t| {
+            t.aliases = vec![user_resident("phr:b", "1"), user_resident("phr:a", "1")];
+            t.aliases.sort();
+            t.aliases.reverse();
+        }),
     ];
     for change in &bad {
         let mut t = terms();
@@ -207,10 +232,20 @@ fn consent_terms_say_what_they_cover() {
 fn a_revocation_is_bound_to_its_consent_and_signer() {
     let pki = TestPki::new();
     let ca = pki.pem("ca");
-    let st = ConsentStatement::sign(&pki.pem("phr-asmile"), &pki.key("phr-asmile"), terms(), now())
-        .unwrap();
-    let r = RevocationStatement::sign(&pki.pem("phr-asmile"), &pki.key("phr-asmile"), &st.id(), now())
-        .unwrap();
+    let st = ConsentStatement::sign(
+        &pki.pem("phr-asmile"),
+        &pki.key("phr-asmile"),
+        terms(),
+        now(),
+    )
+    .unwrap();
+    let r = RevocationStatement::sign(
+        &pki.pem("phr-asmile"),
+        &pki.key("phr-asmile"),
+        &st.id(),
+        now(),
+    )
+    .unwrap();
     assert_eq!(r.verify(&ca, now()).unwrap().to_string(), "phr:asmile");
     let moved = RevocationStatement {
         consent: "0".repeat(64),

@@ -7,6 +7,7 @@ use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use renkei_crypto::envelope::SealedRecord;
 use renkei_crypto::grant::KeyGrant;
 use renkei_crypto::participant::{ParticipantId, ParticipantKind};
+use renkei_crypto::token::{SubjectToken, recipient_pseudonym};
 use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, Row};
 
@@ -192,6 +193,9 @@ pub struct GrantRequest {
     /// The signed terms of the consent the request rests on, if the participant that
     /// took it signed them; a source releases nothing without one it verifies.
     pub consent_statement: Option<renkei_crypto::consent_statement::ConsentStatement>,
+    /// The record's resident as the source names them: the subject token for a source,
+    /// the app's own pseudonym for a PHR app (it checks the record's subject binding).
+    pub subject: String,
 }
 
 /// The oldest pending requests for records of `who`.
@@ -205,6 +209,7 @@ pub async fn pending(hub: &Hub, who: &ParticipantId, limit: i64) -> Result<Vec<G
     .await?;
     let rows = sqlx::query(
         "SELECT q.record_id, q.recipient, p.grant_pk, p.key_statement, r.sealed, k.purpose, \
+         r.subject_token, \
          s.statement AS consent_statement \
          FROM hub_grant_requests q \
          JOIN hub_participants p ON p.participant = q.recipient \
@@ -219,8 +224,16 @@ pub async fn pending(hub: &Hub, who: &ParticipantId, limit: i64) -> Result<Vec<G
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
+    let me = who.to_string();
     rows.iter()
         .map(|r| {
+            let token: String = r.try_get("subject_token")?;
+            let subject = match who.kind() {
+                ParticipantKind::Phr => SubjectToken::parse(&token)
+                    .map(|t| recipient_pseudonym(&hub.pseudonym_key, &me, &t).to_string())
+                    .map_err(|e| Error::Internal(format!("stored subject token: {e}")))?,
+                _ => token,
+            };
             Ok(GrantRequest {
                 record_id: r.try_get("record_id")?,
                 recipient: r.try_get("recipient")?,
@@ -234,6 +247,7 @@ pub async fn pending(hub: &Hub, who: &ParticipantId, limit: i64) -> Result<Vec<G
                     .transpose()
                     .map_err(|e| Error::Internal(format!("stored key statement: {e}")))?,
                 consent_statement: super::statements::parse(r, "consent_statement")?,
+                subject,
             })
         })
         .collect()

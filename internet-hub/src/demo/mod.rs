@@ -328,8 +328,7 @@ async fn flow(
     let claim =
         renkei_client::enroll::Claim::new(identity.clone(), Some(issued.code.grouped().as_str()))?;
     let e =
-        renkei_client::enroll::submit(&app_client, &app.id, &source.id, USER_REF, &claim)
-            .await?;
+        renkei_client::enroll::submit(&app_client, &app.id, &source.id, USER_REF, &claim).await?;
     let round =
         lgwan_agent::sync::answer_enrollments_once(&agent, &outbox, &source_client, hub.now())
             .await?;
@@ -351,6 +350,13 @@ async fn flow(
         .clone()
         .filter(|_| e.status == "linked")
         .context("enrollment was not linked")?;
+    // The app remembers how its consents name this user (`renkei-client enroll` does).
+    let app_state = StateDir::open(&app.dir.join("state"))?;
+    app_state.record_user(&renkei_client::state::EnrolledUser {
+        pseudonym: pseudonym.clone(),
+        resident: user_resident(&app.id.to_string(), USER_REF),
+        source: source.id.to_string(),
+    })?;
     n.say(&format!(
         "linked: the app knows the resident as {pseudonym}; the hub never saw the identifiers or the code"
     ));
@@ -381,6 +387,7 @@ async fn flow(
             statement: None,
         },
         resident.clone(),
+        Vec::new(),
     )
     .await?;
     let code = granted
@@ -405,7 +412,6 @@ async fn flow(
     // 9. Key grants and pull
     n.step("The agent seals each record's key to the app (HPKE); the app pulls and decrypts.");
     let served = lgwan_agent::sync::answer_grants_once(&agent, &source_client).await?;
-    let app_state = StateDir::open(&app.dir.join("state"))?;
     let app_data = app.dir.join("data");
     let got = renkei_client::pull::pull(
         &app_client,
@@ -478,10 +484,11 @@ async fn flow(
             statement: None,
         },
         resident,
+        Vec::new(),
     )
     .await?;
     lgwan_agent::sync::answer_grants_once(&agent, &source_client).await?;
-    renkei_client::source::serve_grants_once(&app_client, &app_key, 100).await?;
+    renkei_client::source::serve_grants_once(&app_client, &app_key, &app_state, 100).await?;
     let clinic_client = client_for(clinic, hub_url)?;
     let clinic_seen = pull_categories(&clinic_client, clinic, &clinic_key_grant).await?;
     ensure!(
@@ -521,7 +528,7 @@ async fn flow(
         "counter receipt without a code"
     );
     lgwan_agent::sync::answer_grants_once(&agent, &source_client).await?;
-    renkei_client::source::serve_grants_once(&app_client, &app_key, 100).await?;
+    renkei_client::source::serve_grants_once(&app_client, &app_key, &app_state, 100).await?;
     let analyst_client = client_for(analyst, hub_url)?;
     let analyst_seen = pull_categories(&analyst_client, analyst, &analyst_key_grant).await?;
     let names: BTreeSet<&String> = analyst_seen.iter().map(|(p, _)| p).collect();

@@ -20,6 +20,7 @@ fn terms(resident: &str, recipient: &str) -> ConsentTerms {
         data_until: None,
         valid_from: t0().with_nanosecond(0).unwrap(),
         valid_until: Some(t0() + Duration::hours(48)),
+        aliases: Vec::new(),
     }
 }
 
@@ -60,7 +61,12 @@ both!(
         assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
         // An app naming the resident by subject token.
         let by_token = terms(SUBJECT, "clinic:mysos");
-        let (st, v) = grant(body(&p, &by_token, &sign(&pki, "phr-asmile", by_token.clone()))).await;
+        let (st, v) = grant(body(
+            &p,
+            &by_token,
+            &sign(&pki, "phr-asmile", by_token.clone()),
+        ))
+        .await;
         assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
         // A statement whose signature no longer matches.
         let mut forged = sign(&pki, "phr-asmile", good.clone());

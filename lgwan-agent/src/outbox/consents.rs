@@ -104,6 +104,24 @@ impl Outbox {
             .collect()
     }
 
+    /// The user digests of `subject` (or a token of the same person) at every app this
+    /// agent linked them to, sorted.
+    pub async fn app_users_of(&self, subject: &str) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT resident FROM app_users WHERE subject_token = ?1 \
+             OR subject_token IN (SELECT new_token FROM subject_links WHERE old_token = ?1) \
+             OR subject_token IN (SELECT old_token FROM subject_links WHERE new_token = ?1) \
+             ORDER BY resident",
+        )
+        .bind(subject)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.db(e))?;
+        rows.iter()
+            .map(|r| r.try_get(0).map_err(|e| self.db(e)))
+            .collect()
+    }
+
     /// Keeps a consent taken at this agent's counter with its statement id.
     pub async fn put_counter_consent(&self, consent_id: &str, statement_id: &str) -> Result<()> {
         sqlx::query(&format!(

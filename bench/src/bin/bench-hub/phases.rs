@@ -107,6 +107,7 @@ pub(crate) async fn grant_consents(
                         statement: None,
                     },
                     token.clone(),
+                    Vec::new(),
                 )
                 .await?;
                 ids.push((i, granted.consent.id));
@@ -132,10 +133,11 @@ pub(crate) async fn answer_grants(
     key: &RecordKey,
 ) -> Result<(usize, f64)> {
     let client = source.client(addr)?;
+    let users = renkei_client::state::StateDir::open(&source.dir.join("state"))?;
     let t0 = Instant::now();
     let mut stored = 0;
     loop {
-        let r = renkei_client::source::serve_grants_once(&client, key, PAGE).await?;
+        let r = renkei_client::source::serve_grants_once(&client, key, &users, PAGE).await?;
         ensure!(
             r.refused.is_empty(),
             "grant requests refused: {:?}",

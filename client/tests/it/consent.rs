@@ -1,0 +1,133 @@
+//! A source (here a PHR app holding its residents' own records) checks the consent the hub
+//! says a key-grant request rests on, without the hub's word: signed terms that cover the
+//! request, for the record's own resident (its subject binding), by a signer that may
+//! speak for that resident.
+
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use renkei_client::api::GrantRequest;
+use renkei_client::source::{AppRecord, consent_covers, seal_app_record};
+use renkei_client::state::{EnrolledUser, StateDir};
+use renkei_crypto::consent_statement::{ConsentStatement, ConsentTerms, user_resident};
+use renkei_crypto::keys::{KeyVersion, RecordKey};
+use renkei_crypto::participant::ParticipantId;
+
+use crate::fixture::TestPki;
+
+const ME: &str = "phr:asmile";
+const MINE: &str = "rp1_bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+const OTHER: &str = "rp1_cccccccccccccccccccccccccccccccc";
+
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap()
+}
+
+fn terms(resident: &str) -> ConsentTerms {
+    ConsentTerms {
+        resident: resident.into(),
+        recipient: "clinic:mysos".into(),
+        purpose: "online-consultation".into(),
+        categories: vec!["phr.vitals".into()],
+        data_from: None,
+        data_until: None,
+        valid_from: Utc.with_ymd_and_hms(2026, 5, 31, 0, 0, 0).unwrap(),
+        valid_until: Some(Utc.with_ymd_and_hms(2026, 6, 2, 0, 0, 0).unwrap()),
+        aliases: Vec::new(),
+    }
+}
+
+#[test]
+fn an_app_releases_only_under_a_consent_for_the_records_own_resident() {
+    let pki = TestPki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let users = StateDir::open(dir.path()).unwrap();
+    let user = user_resident(ME, "u-1");
+    users
+        .record_user(&EnrolledUser {
+            pseudonym: MINE.into(),
+            resident: user.clone(),
+            source: "source:city-a".into(),
+        })
+        .unwrap();
+    let key = RecordKey::from_bytes([9; 32], KeyVersion::V1);
+    let me: ParticipantId = ME.parse().unwrap();
+    let record = AppRecord {
+        subject: MINE.into(),
+        category: "phr.vitals".into(),
+        effective_date: NaiveDate::from_ymd_opt(2026, 5, 1).unwrap(),
+        document_id: "bp-1".into(),
+        payload: br#"{"resourceType":"Bundle"}"#.to_vec(),
+    };
+    let sealed = seal_app_record(&key, &me, &record).unwrap();
+    let sign = |who: &str, t: ConsentTerms| {
+        ConsentStatement::sign(&pki.pem(who), &pki.key(who), t, now()).unwrap()
+    };
+    let request = |statement: Option<ConsentStatement>, subject: &str| GrantRequest {
+        record_id: sealed.header().record_id.to_string(),
+        recipient: "clinic:mysos".into(),
+        recipient_key: String::new(),
+        sealed: data_encoding::BASE64.encode(&sealed.to_bytes()),
+        purpose: "online-consultation".into(),
+        recipient_statement: None,
+        consent_statement: statement,
+        subject: subject.into(),
+    };
+    let check = |r: &GrantRequest| {
+        consent_covers(|_| Some(&key), &me, &users, r, &pki.pem("ca"), now())
+            .map_err(|e| e.to_string())
+    };
+
+    // The app's own consent for this user, and the city's counter consent naming the
+    // user among its aliases: released.
+    let own = sign("phr-asmile", terms(&user));
+    assert_eq!(check(&request(Some(own.clone()), MINE)), Ok(()));
+    let mut counter = terms("st1_abcdefghijklmnopqrstuvwxyz234567");
+    counter.aliases = vec![user.clone()];
+    let counter = sign("source-city-a", counter);
+    assert_eq!(check(&request(Some(counter.clone()), MINE)), Ok(()));
+
+    let refused = |r: GrantRequest, why: &str| {
+        let e = check(&r).unwrap_err();
+        assert!(e.contains(why), "{e} (wanted {why})");
+    };
+    // No statement: the hub alone vouches.
+    refused(request(None, MINE), "no signed consent statement");
+    // The hub moves a real consent onto another resident's record (it names another
+    // pseudonym, which the record's binding contradicts).
+    refused(request(Some(own.clone()), OTHER), "another resident");
+    // A consent for another user of the app.
+    let other_user = sign("phr-asmile", terms(&user_resident(ME, "u-2")));
+    refused(request(Some(other_user), MINE), "does not name");
+    // A counter consent of the resident's city without the alias, or signed by a
+    // participant that did not link the user.
+    let bare = sign(
+        "source-city-a",
+        terms("st1_abcdefghijklmnopqrstuvwxyz234567"),
+    );
+    refused(request(Some(bare), MINE), "does not name");
+    let mut by_clinic = terms("st1_abcdefghijklmnopqrstuvwxyz234567");
+    by_clinic.aliases = vec![user.clone()];
+    refused(
+        request(Some(sign("clinic-mysos", by_clinic)), MINE),
+        "does not name",
+    );
+    // Terms that do not cover the request.
+    let mut r = request(Some(own.clone()), MINE);
+    r.recipient = "analyst:hachioji".into();
+    refused(r, "not for `analyst:hachioji`");
+    let mut r = request(Some(own.clone()), MINE);
+    r.purpose = "research".into();
+    refused(r, "purpose");
+    let mut narrow = terms(&user);
+    narrow.categories = vec!["phr.medication".into()];
+    refused(
+        request(Some(sign("phr-asmile", narrow)), MINE),
+        "does not cover",
+    );
+    let mut expired = terms(&user);
+    expired.valid_until = Some(Utc.with_ymd_and_hms(2026, 5, 31, 12, 0, 0).unwrap());
+    refused(request(Some(sign("phr-asmile", expired)), MINE), "expired");
+    // Altered after signing.
+    let mut altered = own;
+    altered.terms.categories = vec!["phr.medication".into(), "phr.vitals".into()];
+    refused(request(Some(altered), MINE), "does not verify");
+}

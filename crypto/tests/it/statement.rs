@@ -95,6 +95,9 @@ fn a_statement_verifies_against_the_pinned_ca_and_nothing_else() {
     }
 }
 
+/// One change to consent terms.
+type Change = Box<dyn Fn(&mut ConsentTerms)>;
+
 fn terms() -> ConsentTerms {
     ConsentTerms {
         resident: user_resident("phr:asmile", "u-1234"),
@@ -125,7 +128,7 @@ fn a_consent_statement_binds_its_terms_and_signer() {
     assert_eq!(st.id().len(), 64);
 
     // The hub changes any one term: the signature no longer verifies.
-    let changes: Vec<Box<dyn Fn(&mut ConsentTerms)>> = vec![
+    let changes: Vec<Change> = vec![
         Box::new(|t| t.resident = user_resident("phr:asmile", "u-9999")),
         Box::new(|t| t.recipient = "clinic:evil".into()),
         Box::new(|t| t.purpose = "research".into()),
@@ -199,7 +202,7 @@ fn consent_terms_say_what_they_cover() {
         "expired"
     );
 
-    let bad: Vec<Box<dyn Fn(&mut ConsentTerms)>> = vec![
+    let bad: Vec<Change> = vec![
         Box::new(|t| t.resident = "someone".into()),
         Box::new(|t| t.resident = "user:".into()),
         Box::new(|t| t.resident = "user:u-1234".into()),

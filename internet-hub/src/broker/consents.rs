@@ -159,7 +159,7 @@ async fn grant_checked(hub: &Hub, who: &ParticipantId, body: GrantBody) -> Resul
         )));
     }
     let in_force = in_force_for(&mut tx, &subject, &body.recipient, &body.purpose, now).await?;
-    if let Some(same) = in_force.iter().find(|c| same_terms(c, &body)) {
+    if let Some(same) = in_force.iter().find(|c| same_terms(c, &body, now)) {
         if let Some(st) = &statement {
             // The first consent with these terms gets the statement it lacked.
             statements::store(&mut tx, &same.id, st).await?;
@@ -269,8 +269,9 @@ async fn in_force_for(
 }
 
 /// Whether a consent in force already grants what `body` asks (same categories in any
-/// order, same data period, same end of validity; a start in the past is the same).
-fn same_terms(c: &Consent, body: &GrantBody) -> bool {
+/// order, same data period, same end of validity, and both in force from `now` on or
+/// from the same later start).
+fn same_terms(c: &Consent, body: &GrantBody, now: DateTime<Utc>) -> bool {
     let mut a = c.categories.clone();
     let mut b = body.categories.clone();
     a.sort_unstable();
@@ -279,7 +280,7 @@ fn same_terms(c: &Consent, body: &GrantBody) -> bool {
         && c.data_period == body.data_period
         && c.valid_until == body.valid_until
         && c.method == body.method
-        && body.valid_from.is_none_or(|f| f <= c.valid_from)
+        && body.valid_from.unwrap_or(now).max(now) == c.valid_from.max(now)
 }
 
 /// Maps consent-store errors onto HTTP-facing errors.

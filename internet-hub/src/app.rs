@@ -55,6 +55,7 @@ pub async fn build_hub(cfg: &HubConfig, clock: Clock) -> Result<Arc<Hub>> {
         },
         clock,
         participant_ca: f.tls.client_ca.clone(),
+        fail_at: std::sync::Mutex::new(None),
     }))
 }
 

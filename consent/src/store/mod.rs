@@ -18,6 +18,7 @@ use crate::{Error, Result};
 
 mod ops;
 pub mod postgres;
+pub mod shared;
 pub mod sqlite;
 
 pub use postgres::PgStore;

@@ -2,8 +2,9 @@
 //! a signed receipt, and the key-grant queue and events that follow.
 
 use chrono::{DateTime, Utc};
+use renkei_consent::store::shared::{self, Dialect};
 use renkei_consent::{
-    Consent, ConsentStore, ConsentTerms, DataPeriod, Method, Receipt, ReceiptSigner,
+    Consent, ConsentTerms, DataPeriod, Method, Receipt, ReceiptSigner,
     RevocationCode, RevocationRequest, RevokedBy,
 };
 use renkei_crypto::consent_statement::ConsentStatement;
@@ -108,10 +109,13 @@ pub const MAX_ACTIVE_PER_PURPOSE: usize = 4;
 /// or the owning source at the counter), if the policies allow it. Granting terms
 /// equal to a consent in force returns that consent (its receipt without a new code).
 pub async fn grant(hub: &Hub, who: &ParticipantId, body: GrantBody) -> Result<Granted> {
-    let r = grant_checked(hub, who, body).await;
+    let r = crate::error::retry(|| grant_checked(hub, who, body.clone())).await;
     subjects::audited(hub, who, "consent.grant", r).await
 }
 
+/// One transaction (issue 16): the policy decision, the consent and its ledger entry and
+/// receipt code, the pseudonym link, the key-grant queue, the statement and the audit
+/// entry are committed together or not at all.
 async fn grant_checked(hub: &Hub, who: &ParticipantId, body: GrantBody) -> Result<Granted> {
     let now = hub.now();
     let me = who.to_string();
@@ -188,8 +192,6 @@ async fn grant_checked(hub: &Hub, who: &ParticipantId, body: GrantBody) -> Resul
             body.purpose
         )));
     }
-    tx.commit().await?;
-
     let terms = ConsentTerms {
         subject: subject.clone(),
         recipient: body.recipient.clone(),
@@ -202,32 +204,27 @@ async fn grant_checked(hub: &Hub, who: &ParticipantId, body: GrantBody) -> Resul
         evidence: body.evidence,
         granted_by: body.granted_by,
     };
-    let (consent, mut receipt) = hub
-        .consents
-        .grant(terms, &hub.receipt_pepper, now)
-        .await
-        .map_err(consent_error)?;
-
-    let (queued, consent) = crate::error::retry(|| async {
-        let mut tx = hub.db.begin().await?;
-        link(&mut tx, hub, &consent.recipient, &subject, now).await?;
-        let queued =
-            grants::queue_for_subject(&mut tx, hub, &subject, &consent.categories, now).await?;
-        let entry = Entry::allow(&me, "consent.grant", &consent.id);
-        audit::append(
-            &mut tx,
-            now,
-            &entry.about(&subject, &consent.id, &consent.categories.join(",")),
-        )
-        .await?;
-        if let Some(st) = &statement {
-            statements::store(&mut tx, &consent.id, st).await?;
-        }
-        let view = subjects::consent_view(&mut tx, hub, who, consent.clone()).await?;
-        tx.commit().await?;
-        Ok((queued, view))
-    })
+    let (consent, mut receipt) =
+        renkei_consent::store::shared::grant(&mut tx, dialect(hub), terms, &hub.receipt_pepper, now)
+            .await
+            .map_err(consent_error)?;
+    hub.fail_point("consent.grant.stored")?;
+    link(&mut tx, hub, &consent.recipient, &subject, now).await?;
+    let queued = grants::queue_for_subject(&mut tx, hub, &subject, &consent.categories, now).await?;
+    hub.fail_point("consent.grant.queued")?;
+    if let Some(st) = &statement {
+        statements::store(&mut tx, &consent.id, st).await?;
+    }
+    let entry = Entry::allow(&me, "consent.grant", &consent.id);
+    audit::append(
+        &mut tx,
+        now,
+        &entry.about(&subject, &consent.id, &consent.categories.join(",")),
+    )
     .await?;
+    hub.fail_point("consent.grant.audited")?;
+    let consent = subjects::consent_view(&mut tx, hub, who, consent).await?;
+    tx.commit().await?;
     // The caller's copy names the resident as the caller knows them, and is signed so.
     receipt.terms.subject.clone_from(&consent.subject);
     receipt
@@ -316,9 +313,13 @@ async fn may_revoke(conn: &mut AnyConnection, who: &ParticipantId, c: &Consent) 
 /// Revokes a consent by id for a participant (app, counter, recipient). A consent the
 /// caller may not revoke is not found, whether or not it exists.
 pub async fn revoke(hub: &Hub, who: &ParticipantId, id: &str, reason: &str) -> Result<Consent> {
-    let now = hub.now();
     bounded::consent_id(id)?;
     let reason = bounded::text(reason, 200);
+    crate::error::retry(|| revoke_once(hub, who, id, &reason)).await
+}
+
+async fn revoke_once(hub: &Hub, who: &ParticipantId, id: &str, reason: &str) -> Result<Consent> {
+    let now = hub.now();
     let mut tx = hub.db.begin().await?;
     authorize_caller(
         &mut tx,
@@ -332,7 +333,7 @@ pub async fn revoke(hub: &Hub, who: &ParticipantId, id: &str, reason: &str) -> R
         ],
     )
     .await?;
-    let consent = hub.consents.get(id).await.map_err(consent_error)?;
+    let consent = shared::get(&mut tx, id).await.map_err(consent_error)?;
     let visible = match &consent {
         Some(c) => may_revoke(&mut tx, who, c).await?,
         None => false,
@@ -352,7 +353,6 @@ pub async fn revoke(hub: &Hub, who: &ParticipantId, id: &str, reason: &str) -> R
         tx.commit().await?;
         return Err(Error::NotFound(format!("consent `{id}` not found")));
     }
-    tx.commit().await?;
     let by = if who.kind() == ParticipantKind::Source {
         RevokedBy::Counter
     } else {
@@ -361,80 +361,102 @@ pub async fn revoke(hub: &Hub, who: &ParticipantId, id: &str, reason: &str) -> R
     let request = RevocationRequest {
         by,
         actor: who.to_string(),
-        reason,
+        reason: reason.to_owned(),
     };
-    let revoked = hub
-        .consents
-        .revoke(id, &request, now)
+    let revoked = shared::revoke(&mut tx, dialect(hub), id, &request, now)
         .await
         .map_err(consent_error)?;
-    after_revoke(hub, &who.to_string(), &revoked, now).await?;
-    let mut conn = hub.db.pool().acquire().await?;
-    subjects::consent_view(&mut conn, hub, who, revoked).await
+    after_revoke(&mut tx, hub, &who.to_string(), &revoked, now).await?;
+    let view = subjects::consent_view(&mut tx, hub, who, revoked).await?;
+    tx.commit().await?;
+    Ok(view)
 }
 
 /// Revokes by the resident's receipt code (portal). One-time: the code is then spent.
 pub async fn revoke_by_code(hub: &Hub, code: &str, reason: &str) -> Result<Consent> {
-    let now = hub.now();
     let request = RevocationRequest {
         by: RevokedBy::Resident,
         actor: "portal".into(),
         reason: reason.to_owned(),
     };
-    let revoked = hub
-        .consents
-        .revoke_by_code(code, &hub.receipt_pepper, &request, now)
+    crate::error::retry(|| async {
+        let now = hub.now();
+        let mut tx = hub.db.begin().await?;
+        let revoked = shared::revoke_by_code(
+            &mut tx,
+            dialect(hub),
+            code,
+            &hub.receipt_pepper,
+            &request,
+            now,
+        )
         .await
         .map_err(consent_error)?;
-    after_revoke(hub, "resident", &revoked, now).await?;
-    Ok(revoked)
+        after_revoke(&mut tx, hub, "resident", &revoked, now).await?;
+        tx.commit().await?;
+        Ok(revoked)
+    })
+    .await
 }
 
 /// Revokes by id as the hub administrator.
 pub async fn revoke_as_admin(hub: &Hub, id: &str, reason: &str) -> Result<Consent> {
-    let now = hub.now();
     let request = RevocationRequest {
         by: RevokedBy::Admin,
         actor: "admin".into(),
         reason: reason.to_owned(),
     };
-    let revoked = hub
-        .consents
-        .revoke(id, &request, now)
-        .await
-        .map_err(consent_error)?;
-    after_revoke(hub, "admin", &revoked, now).await?;
-    Ok(revoked)
-}
-
-/// Drops pending and stored grants, queues the `consent.revoked` event, audits.
-async fn after_revoke(hub: &Hub, actor: &str, c: &Consent, now: DateTime<Utc>) -> Result<()> {
-    // The consent is already revoked (reads check it in their own transaction); this
-    // tidies up and must not be lost to a lost race, so it is retried. The audit row is
-    // locked first, as every reader does, so the two cannot deadlock.
     crate::error::retry(|| async {
+        let now = hub.now();
         let mut tx = hub.db.begin().await?;
-        let reason = c
-            .revocation
-            .as_ref()
-            .map(|r| r.reason.clone())
-            .unwrap_or_default();
-        let entry = Entry {
-            reason,
-            ..Entry::allow(actor, "consent.revoke", &c.id)
-        };
-        audit::append(
-            &mut tx,
-            now,
-            &entry.about(&c.subject, &c.id, &c.categories.join(",")),
-        )
-        .await?;
-        grants::drop_for_consent(&mut tx, &c.id).await?;
-        // Records another consent in force still covers get their grants asked for again.
-        grants::queue_for_subject(&mut tx, hub, &c.subject, &c.categories, now).await?;
-        events::push(&mut tx, &c.recipient, events::REVOKED, &c.id, now).await?;
+        let revoked = shared::revoke(&mut tx, dialect(hub), id, &request, now)
+            .await
+            .map_err(consent_error)?;
+        after_revoke(&mut tx, hub, "admin", &revoked, now).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(revoked)
     })
     .await
+}
+
+/// The consent SQL dialect of the hub's database.
+fn dialect(hub: &Hub) -> Dialect {
+    match hub.db.backend() {
+        db::Backend::Sqlite => Dialect::Sqlite,
+        db::Backend::Postgres => Dialect::Postgres,
+    }
+}
+
+/// In the revoking transaction: audits, drops pending and stored grants, re-queues what
+/// another consent in force still covers and queues the `consent.revoked` event.
+async fn after_revoke(
+    tx: &mut AnyConnection,
+    hub: &Hub,
+    actor: &str,
+    c: &Consent,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    hub.fail_point("consent.revoke.stored")?;
+    let reason = c
+        .revocation
+        .as_ref()
+        .map(|r| r.reason.clone())
+        .unwrap_or_default();
+    let entry = Entry {
+        reason,
+        ..Entry::allow(actor, "consent.revoke", &c.id)
+    };
+    audit::append(
+        tx,
+        now,
+        &entry.about(&c.subject, &c.id, &c.categories.join(",")),
+    )
+    .await?;
+    hub.fail_point("consent.revoke.audited")?;
+    grants::drop_for_consent(tx, &c.id).await?;
+    // Records another consent in force still covers get their grants asked for again.
+    grants::queue_for_subject(tx, hub, &c.subject, &c.categories, now).await?;
+    hub.fail_point("consent.revoke.dropped")?;
+    events::push(tx, &c.recipient, events::REVOKED, &c.id, now).await?;
+    Ok(())
 }

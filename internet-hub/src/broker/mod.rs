@@ -95,9 +95,25 @@ pub struct Hub {
     pub clock: Clock,
     /// The participant CA (PEM) that consent statements are checked against.
     pub participant_ca: std::path::PathBuf,
+    /// Crash tests only: the named point where the next transaction fails
+    /// ([`Hub::fail_point`]); none in service.
+    pub fail_at: std::sync::Mutex<Option<&'static str>>,
 }
 
 impl Hub {
+    /// Fails with an internal error at `point` when a crash test armed it
+    /// ([`Hub::fail_at`]); the caller's transaction then rolls back, as after a crash.
+    pub fn fail_point(&self, point: &'static str) -> crate::error::Result<()> {
+        let armed = *self
+            .fail_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if armed == Some(point) {
+            return Err(crate::error::Error::Internal(format!("fail point `{point}`")));
+        }
+        Ok(())
+    }
+
     /// The policies in force now (a reload swaps them between requests).
     pub fn policies(&self) -> Arc<Policies> {
         self.policies

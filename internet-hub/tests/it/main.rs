@@ -13,6 +13,7 @@
 
 mod authz;
 mod ca_renewal;
+mod crash;
 mod demo;
 mod enroll;
 mod flow;

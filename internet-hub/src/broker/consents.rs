@@ -4,8 +4,8 @@
 use chrono::{DateTime, Utc};
 use renkei_consent::store::shared::{self, Dialect};
 use renkei_consent::{
-    Consent, ConsentTerms, DataPeriod, Method, Receipt, ReceiptSigner,
-    RevocationCode, RevocationRequest, RevokedBy,
+    Consent, ConsentTerms, DataPeriod, Method, Receipt, ReceiptSigner, RevocationCode,
+    RevocationRequest, RevokedBy,
 };
 use renkei_crypto::consent_statement::ConsentStatement;
 use renkei_crypto::participant::{ParticipantId, ParticipantKind};
@@ -204,13 +204,19 @@ async fn grant_checked(hub: &Hub, who: &ParticipantId, body: GrantBody) -> Resul
         evidence: body.evidence,
         granted_by: body.granted_by,
     };
-    let (consent, mut receipt) =
-        renkei_consent::store::shared::grant(&mut tx, dialect(hub), terms, &hub.receipt_pepper, now)
-            .await
-            .map_err(consent_error)?;
+    let (consent, mut receipt) = renkei_consent::store::shared::grant(
+        &mut tx,
+        dialect(hub),
+        terms,
+        &hub.receipt_pepper,
+        now,
+    )
+    .await
+    .map_err(consent_error)?;
     hub.fail_point("consent.grant.stored")?;
     link(&mut tx, hub, &consent.recipient, &subject, now).await?;
-    let queued = grants::queue_for_subject(&mut tx, hub, &subject, &consent.categories, now).await?;
+    let queued =
+        grants::queue_for_subject(&mut tx, hub, &subject, &consent.categories, now).await?;
     hub.fail_point("consent.grant.queued")?;
     if let Some(st) = &statement {
         statements::store(&mut tx, &consent.id, st).await?;

@@ -109,7 +109,9 @@ impl Hub {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if armed == Some(point) {
-            return Err(crate::error::Error::Internal(format!("fail point `{point}`")));
+            return Err(crate::error::Error::Internal(format!(
+                "fail point `{point}`"
+            )));
         }
         Ok(())
     }

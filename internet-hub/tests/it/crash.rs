@@ -47,61 +47,86 @@ async fn resident(h: &TestHub) -> Value {
     })
 }
 
-both!(a_grant_is_committed_whole_or_not_at_all, |h: TestHub| async move {
-    let body = resident(&h).await;
-    for point in [
-        "consent.grant.stored",
-        "consent.grant.queued",
-        "consent.grant.audited",
-    ] {
-        arm(&h, Some(point));
+both!(
+    a_grant_is_committed_whole_or_not_at_all,
+    |h: TestHub| async move {
+        let body = resident(&h).await;
+        for point in [
+            "consent.grant.stored",
+            "consent.grant.queued",
+            "consent.grant.audited",
+        ] {
+            arm(&h, Some(point));
+            let (st, v) = h
+                .call(
+                    Some("phr:asmile"),
+                    "POST",
+                    "/v1/consents",
+                    Some(body.clone()),
+                )
+                .await;
+            assert_eq!(st, StatusCode::INTERNAL_SERVER_ERROR, "{point}: {v}");
+            assert_eq!(grant_traces(&h).await, [0; 4], "left behind at {point}");
+        }
+        arm(&h, None);
         let (st, v) = h
-            .call(Some("phr:asmile"), "POST", "/v1/consents", Some(body.clone()))
+            .call(Some("phr:asmile"), "POST", "/v1/consents", Some(body))
             .await;
-        assert_eq!(st, StatusCode::INTERNAL_SERVER_ERROR, "{point}: {v}");
-        assert_eq!(grant_traces(&h).await, [0; 4], "left behind at {point}");
+        assert_eq!(st, StatusCode::OK, "{v}");
+        assert!(v["receipt"]["revocation_code"].is_string(), "{v}");
+        assert_eq!(grant_traces(&h).await, [1, 1, 1, 1]);
     }
-    arm(&h, None);
-    let (st, v) = h
-        .call(Some("phr:asmile"), "POST", "/v1/consents", Some(body))
-        .await;
-    assert_eq!(st, StatusCode::OK, "{v}");
-    assert!(v["receipt"]["revocation_code"].is_string(), "{v}");
-    assert_eq!(grant_traces(&h).await, [1, 1, 1, 1]);
-});
+);
 
-both!(a_revocation_is_committed_whole_or_not_at_all, |h: TestHub| async move {
-    let body = resident(&h).await;
-    let (st, v) = h
-        .call(Some("phr:asmile"), "POST", "/v1/consents", Some(body))
-        .await;
-    assert_eq!(st, StatusCode::OK, "{v}");
-    let id = v["consent"]["id"].as_str().unwrap().to_owned();
-    let path = format!("/v1/consents/{id}/revoke");
-    let status = format!("SELECT COUNT(*) FROM consents WHERE status = 'active' AND id = '{id}'");
-    let events = "SELECT COUNT(*) FROM hub_events WHERE kind = 'consent.revoked'";
-    for point in [
-        "consent.revoke.stored",
-        "consent.revoke.audited",
-        "consent.revoke.dropped",
-    ] {
-        arm(&h, Some(point));
+both!(
+    a_revocation_is_committed_whole_or_not_at_all,
+    |h: TestHub| async move {
+        let body = resident(&h).await;
         let (st, v) = h
-            .call(Some("phr:asmile"), "POST", &path, Some(json!({"reason": "r"})))
+            .call(Some("phr:asmile"), "POST", "/v1/consents", Some(body))
             .await;
-        assert_eq!(st, StatusCode::INTERNAL_SERVER_ERROR, "{point}: {v}");
-        assert_eq!(count(&h, &status).await, 1, "revoked without the rest at {point}");
-        assert_eq!(count(&h, events).await, 0, "{point}");
-        assert_eq!(count(&h, "SELECT COUNT(*) FROM consent_ledger").await, 1);
-    }
-    arm(&h, None);
-    let (st, v) = h
-        .call(Some("phr:asmile"), "POST", &path, Some(json!({"reason": "r"})))
-        .await;
-    assert_eq!(st, StatusCode::OK, "{v}");
-    assert_eq!(count(&h, &status).await, 0);
-    assert_eq!(count(&h, events).await, 1);
-    assert_eq!(
+        assert_eq!(st, StatusCode::OK, "{v}");
+        let id = v["consent"]["id"].as_str().unwrap().to_owned();
+        let path = format!("/v1/consents/{id}/revoke");
+        let status =
+            format!("SELECT COUNT(*) FROM consents WHERE status = 'active' AND id = '{id}'");
+        let events = "SELECT COUNT(*) FROM hub_events WHERE kind = 'consent.revoked'";
+        for point in [
+            "consent.revoke.stored",
+            "consent.revoke.audited",
+            "consent.revoke.dropped",
+        ] {
+            arm(&h, Some(point));
+            let (st, v) = h
+                .call(
+                    Some("phr:asmile"),
+                    "POST",
+                    &path,
+                    Some(json!({"reason": "r"})),
+                )
+                .await;
+            assert_eq!(st, StatusCode::INTERNAL_SERVER_ERROR, "{point}: {v}");
+            assert_eq!(
+                count(&h, &status).await,
+                1,
+                "revoked without the rest at {point}"
+            );
+            assert_eq!(count(&h, events).await, 0, "{point}");
+            assert_eq!(count(&h, "SELECT COUNT(*) FROM consent_ledger").await, 1);
+        }
+        arm(&h, None);
+        let (st, v) = h
+            .call(
+                Some("phr:asmile"),
+                "POST",
+                &path,
+                Some(json!({"reason": "r"})),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        assert_eq!(count(&h, &status).await, 0);
+        assert_eq!(count(&h, events).await, 1);
+        assert_eq!(
         count(
             &h,
             "SELECT COUNT(*) FROM hub_audit WHERE action = 'consent.revoke' AND decision = 'allow'"
@@ -109,4 +134,5 @@ both!(a_revocation_is_committed_whole_or_not_at_all, |h: TestHub| async move {
         .await,
         1
     );
-});
+    }
+);

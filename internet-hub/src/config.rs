@@ -230,6 +230,18 @@ impl HubConfig {
                 )));
             }
         }
+        for (field, addr) in [
+            ("listen.participant", &file.listen.participant),
+            ("listen.portal", &file.listen.portal),
+            ("listen.admin", &file.listen.admin),
+        ] {
+            if !is_listen_address(addr) {
+                return Err(Error::Config(format!(
+                    "config `{name}`: `{field}` = `{addr}` is not `host:port` \
+                     (an IP address or host name, and a port from 0 to 65535)"
+                )));
+            }
+        }
         if file.log_format != "text" && file.log_format != "json" {
             return Err(Error::Config(format!(
                 "config `{name}`: `log_format` must be `text` or `json`, not `{}`",
@@ -246,6 +258,23 @@ impl HubConfig {
     pub fn header_timeout(&self) -> Duration {
         Duration::from_secs(self.file.limits.header_timeout_secs)
     }
+}
+
+/// Whether `addr` is what `serve` can listen on: `IP:port`, `[IPv6]:port` or
+/// `host-name:port`, the port a `u16`.
+fn is_listen_address(addr: &str) -> bool {
+    if addr.parse::<std::net::SocketAddr>().is_ok() {
+        return true;
+    }
+    let Some((host, port)) = addr.rsplit_once(':') else {
+        return false;
+    };
+    let name_ok = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .split('.')
+            .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+    name_ok && port.parse::<u16>().is_ok()
 }
 
 #[cfg(test)]
@@ -280,6 +309,29 @@ receipt_pepper = "k/r.key"
             e.contains("hub.toml") && e.contains("max_bodyy") && e.contains("line"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn listen_addresses_are_checked_as_serve_would_use_them() {
+        for (bad, field) in [
+            ("0.0.0.0:99999", "participant"),
+            ("not-an-address", "admin"),
+            (":443", "portal"),
+            ("127.0.0.1", "admin"),
+        ] {
+            let mut listen = toml::map::Map::new();
+            for f in ["participant", "portal", "admin"] {
+                let v = if f == field { bad } else { "127.0.0.1:0" };
+                listen.insert(f.into(), v.into());
+            }
+            let text = format!("{MIN}\n[listen]\n{}", toml::to_string(&listen).unwrap());
+            let e = HubConfig::parse(Path::new("hub.toml"), &text)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(&format!("listen.{field}")), "{bad}: {e}");
+        }
+        let good = "[listen]\nparticipant = \"[::]:8443\"\nportal = \"hub.example.jp:443\"\nadmin = \"127.0.0.1:0\"\n";
+        assert!(HubConfig::parse(Path::new("hub.toml"), &format!("{MIN}\n{good}")).is_ok());
     }
 
     #[test]

@@ -249,12 +249,26 @@ struct GrantArgs {
     staff: String,
 }
 
+/// An error and its causes, each cause only once (an I/O error's text is often already
+/// in the message that wraps it).
+fn report(e: &anyhow::Error) -> String {
+    let mut out = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+    }
+    out
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     match run(Cli::parse()).await {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("lgwan-agent: {e:#}");
+            eprintln!("lgwan-agent: {}", report(&e));
             ExitCode::FAILURE
         }
     }
@@ -306,6 +320,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Keys { command } => keys(command).await?,
         Command::Preview { config, inputs } => {
             let agent = Agent::load(&config)?;
+            lgwan_agent::pipeline::check_inputs(&inputs)?;
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
             let mut quarantined = 0usize;
@@ -328,6 +343,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Import { config, inputs } => {
             let agent = Agent::load(&config)?;
+            lgwan_agent::pipeline::check_inputs(&inputs)?;
             let outbox = Outbox::open(&agent.config.outbox).await?;
             let mut printer = ProgressPrinter::stderr();
             let summary = import(&agent, &outbox, &inputs, &mut |p| printer.report(&p)).await;

@@ -321,6 +321,21 @@ impl Input {
     }
 }
 
+/// Checks that every input named on the command line exists: a missing file is an error
+/// of the command, not data to quarantine.
+pub fn check_inputs(inputs: &[PathBuf]) -> Result<()> {
+    for input in inputs {
+        if let Err(e) = std::fs::metadata(input) {
+            return Err(Error::Invalid {
+                field: "input",
+                value: input.display().to_string(),
+                reason: e.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Files named on the command line; folders are expanded (sorted, recursive)
 /// to the `.zip` and `.csv` files in them.
 pub fn expand_inputs(inputs: &[PathBuf]) -> Vec<PathBuf> {

@@ -270,3 +270,41 @@ fn enrollment_code_issue_prints_a_code_once_and_keeps_only_its_hash() {
     }
     assert!(stored.contains("ec1_"));
 }
+
+#[test]
+fn a_missing_input_is_an_error_of_the_command_and_os_errors_show_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent_dir = dir.path().join("agent");
+    let out = Command::new(BIN)
+        .args(["init", "--dir"])
+        .arg(&agent_dir)
+        .args(["--source", "source:city-mihon"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let missing = dir.path().join("nowhere.zip");
+    for cmd in ["preview", "import"] {
+        let out = Command::new(BIN)
+            .args([cmd, "--config"])
+            .arg(agent_dir.join("agent.toml"))
+            .arg(&missing)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(!out.status.success(), "{cmd}: {stdout}{stderr}");
+        assert!(stderr.contains("nowhere.zip"), "{cmd}: {stderr}");
+        assert!(
+            !format!("{stdout}{stderr}").contains("quarantined"),
+            "{cmd}: {stdout}{stderr}"
+        );
+    }
+    let out = Command::new(BIN)
+        .args(["preview", "--config"])
+        .arg(dir.path().join("none.toml"))
+        .arg(&missing)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.matches("os error 2").count(), 1, "{stderr}");
+}

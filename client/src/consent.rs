@@ -18,10 +18,22 @@ use crate::transport::HubClient;
 /// are sorted and the start of validity (default now) is cut to whole seconds, as signed.
 pub async fn grant_signed(
     client: &HubClient,
+    body: GrantBody,
+    resident: String,
+    aliases: Vec<String>,
+) -> Result<Granted> {
+    let body = sign_grant(client, body, resident, aliases)?;
+    client.grant_consent(&body).await
+}
+
+/// `body` with its terms signed ([`grant_signed`] without the request), so that the
+/// caller can keep the statement's id before the hub sees it.
+pub fn sign_grant(
+    client: &HubClient,
     mut body: GrantBody,
     resident: String,
     mut aliases: Vec<String>,
-) -> Result<Granted> {
+) -> Result<GrantBody> {
     aliases.sort_unstable();
     aliases.dedup();
     body.categories.sort_unstable();
@@ -42,7 +54,7 @@ pub async fn grant_signed(
         aliases,
     };
     body.statement = Some(client.sign_consent(terms)?);
-    client.grant_consent(&body).await
+    Ok(body)
 }
 
 /// A consent statement a source has checked for one key-grant request.

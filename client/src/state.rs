@@ -132,15 +132,31 @@ impl StateDir {
         read_lines(&self.dir.join(REJECTED))
     }
 
-    /// Remembers an enrolled user (`users.jsonl`).
+    /// Remembers an enrolled user (`users.jsonl`). A pseudonym already kept for another
+    /// user is refused: the hub named a resident this app enrolled for someone else.
     pub fn record_user(&self, user: &EnrolledUser) -> Result<()> {
-        append_lines(&self.dir.join(USERS), std::slice::from_ref(user))
+        match self.user_of(&user.pseudonym)? {
+            Some(known) if known == *user => Ok(()),
+            Some(_) => Err(Error::invalid(
+                format!("enrollment of `{}`", crate::error::shorten(&user.pseudonym)),
+                "the hub linked this app's pseudonym to another of its users; refusing it",
+            )),
+            None => append_lines(&self.dir.join(USERS), std::slice::from_ref(user)),
+        }
     }
 
-    /// The app's latest enrollment of the resident it knows as `pseudonym`.
+    /// The app's user it knows as `pseudonym`; an error if more than one was kept for it.
     pub fn user_of(&self, pseudonym: &str) -> Result<Option<EnrolledUser>> {
         let users: Vec<EnrolledUser> = read_lines(&self.dir.join(USERS))?;
-        Ok(users.into_iter().rev().find(|u| u.pseudonym == pseudonym))
+        let mut found = users.into_iter().filter(|u| u.pseudonym == pseudonym);
+        let first = found.next();
+        if found.any(|u| Some(&u) != first.as_ref()) {
+            return Err(Error::invalid(
+                format!("users of `{}`", crate::error::shorten(pseudonym)),
+                "more than one user is kept for this pseudonym",
+            ));
+        }
+        Ok(first)
     }
 }
 

@@ -111,18 +111,32 @@ pub async fn grant(
     // The resident's user digests at the apps this agent linked them to go with it, so
     // that an app releases their own records under it too.
     let resident = body.subject.clone();
+    // The agent keeps the id of the statement it signed (not the one the hub reports)
+    // before the hub sees it, and the consent id the hub gives it afterwards.
     let outbox = Outbox::open(&agent.config.outbox).await?;
-    let aliases = outbox.app_users_of(&resident).await;
+    let kept = keep_and_grant(&outbox, client, body, resident).await;
     outbox.close().await;
-    let granted = renkei_client::consent::grant_signed(client, body, resident, aliases?).await?;
-    if let Some(statement) = &granted.statement_id {
-        let outbox = Outbox::open(&agent.config.outbox).await?;
-        let kept = outbox
-            .put_counter_consent(&granted.consent.id, statement)
-            .await;
-        outbox.close().await;
-        kept?;
-    }
+    kept
+}
+
+async fn keep_and_grant(
+    outbox: &Outbox,
+    client: &HubClient,
+    body: GrantBody,
+    resident: String,
+) -> Result<Value> {
+    let aliases = outbox.app_users_of(&resident).await?;
+    let body = renkei_client::consent::sign_grant(client, body, resident, aliases)?;
+    let statement = body
+        .statement
+        .as_ref()
+        .map(renkei_crypto::consent_statement::ConsentStatement::id)
+        .unwrap_or_default();
+    outbox.put_counter_statement(&statement).await?;
+    let granted = client.grant_consent(&body).await?;
+    outbox
+        .set_counter_consent(&statement, &granted.consent.id)
+        .await?;
     Ok(granted.receipt)
 }
 
@@ -138,7 +152,13 @@ pub async fn revoke(
     let outbox = Outbox::open(&agent.config.outbox).await?;
     let noted = outbox.revoke_counter_consent(consent_id).await;
     outbox.close().await;
-    noted?;
+    if noted? == 0 {
+        eprintln!(
+            "lgwan-agent: consent `{}` was not taken at this agent's counter (or before this \
+             release): the agent cannot note its revocation itself",
+            renkei_client::error::shorten(consent_id)
+        );
+    }
     Ok(client.revoke_consent(consent_id, reason).await?)
 }
 

@@ -48,6 +48,15 @@ fn an_app_releases_only_under_a_consent_for_the_records_own_resident() {
             source: "source:city-a".into(),
         })
         .unwrap();
+    // The hub answers another enrollment of the app with this resident's pseudonym: the
+    // app refuses to take it as another user's.
+    let hijack = EnrolledUser {
+        pseudonym: MINE.into(),
+        resident: user_resident(ME, "u-attacker"),
+        source: "source:city-a".into(),
+    };
+    assert!(users.record_user(&hijack).is_err());
+    assert_eq!(users.user_of(MINE).unwrap().unwrap().resident, user);
     let key = RecordKey::from_bytes([9; 32], KeyVersion::V1);
     let me: ParticipantId = ME.parse().unwrap();
     let record = AppRecord {

@@ -4,9 +4,9 @@
 //! - `app_users`: which resident each app's user is, from the enrollments this agent
 //!   answered itself (the app's user digest was sealed into its claim): an app's consent
 //!   statement names its user by that digest;
-//! - `counter_consents`: the consents staff took at this agent's counter, with their
-//!   statement ids and, once revoked here, when: a revocation the hub hides still stops
-//!   the release.
+//! - `counter_statements`: the consent statements this agent signed at its counter (their
+//!   ids as it computed them, kept before the hub saw them), the consent id the hub gave
+//!   each and, once revoked here, when: a revocation the hub hides still stops the release.
 
 use renkei_crypto::token::SubjectToken;
 use sqlx::{Row, SqliteConnection};
@@ -23,13 +23,13 @@ CREATE TABLE IF NOT EXISTS app_users (
     linked_at INTEGER NOT NULL,
     PRIMARY KEY (app, resident, subject_token)
 );
-CREATE TABLE IF NOT EXISTS counter_consents (
-    consent_id TEXT PRIMARY KEY,
-    statement_id TEXT NOT NULL,
-    granted_at TEXT NOT NULL,
+CREATE TABLE IF NOT EXISTS counter_statements (
+    statement_id TEXT PRIMARY KEY,
+    consent_id TEXT,
+    signed_at TEXT NOT NULL,
     revoked_at TEXT
 );
-CREATE INDEX IF NOT EXISTS counter_consents_statement ON counter_consents (statement_id);
+CREATE INDEX IF NOT EXISTS counter_statements_consent ON counter_statements (consent_id);
 ";
 
 /// Keeps that `app`'s user `resident` (its digest) is the resident `subject`.
@@ -122,13 +122,12 @@ impl Outbox {
             .collect()
     }
 
-    /// Keeps a consent taken at this agent's counter with its statement id.
-    pub async fn put_counter_consent(&self, consent_id: &str, statement_id: &str) -> Result<()> {
+    /// Keeps a statement this agent signed at its counter (before the hub sees it).
+    pub async fn put_counter_statement(&self, statement_id: &str) -> Result<()> {
         sqlx::query(&format!(
-            "INSERT INTO counter_consents (consent_id, statement_id, granted_at) \
-             VALUES (?, ?, {NOW}) ON CONFLICT (consent_id) DO NOTHING"
+            "INSERT INTO counter_statements (statement_id, signed_at) VALUES (?, {NOW}) \
+             ON CONFLICT (statement_id) DO NOTHING"
         ))
-        .bind(consent_id)
         .bind(statement_id)
         .execute(&self.pool)
         .await
@@ -136,26 +135,35 @@ impl Outbox {
         Ok(())
     }
 
-    /// Marks a counter consent revoked here (before the hub is told); returns its
-    /// statement id, or `None` for a consent this agent did not take.
-    pub async fn revoke_counter_consent(&self, consent_id: &str) -> Result<Option<String>> {
-        let row = sqlx::query(&format!(
-            "UPDATE counter_consents SET revoked_at = COALESCE(revoked_at, {NOW}) \
-             WHERE consent_id = ? RETURNING statement_id"
+    /// Notes the consent id the hub gave a counter statement.
+    pub async fn set_counter_consent(&self, statement_id: &str, consent_id: &str) -> Result<()> {
+        sqlx::query("UPDATE counter_statements SET consent_id = ? WHERE statement_id = ?")
+            .bind(consent_id)
+            .bind(statement_id)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.db(e))?;
+        Ok(())
+    }
+
+    /// Marks every statement of counter consent `consent_id` revoked here (before the hub
+    /// is told); returns how many this agent knew.
+    pub async fn revoke_counter_consent(&self, consent_id: &str) -> Result<u64> {
+        let done = sqlx::query(&format!(
+            "UPDATE counter_statements SET revoked_at = COALESCE(revoked_at, {NOW}) \
+             WHERE consent_id = ?"
         ))
         .bind(consent_id)
-        .fetch_optional(&self.pool)
+        .execute(&self.pool)
         .await
         .map_err(|e| self.db(e))?;
-        row.map(|r| r.try_get(0).map_err(|e| self.db(e)))
-            .transpose()
+        Ok(done.rows_affected())
     }
 
     /// Whether this agent revoked the consent with statement id `statement_id`.
     pub async fn statement_revoked(&self, statement_id: &str) -> Result<bool> {
         let row = sqlx::query(
-            "SELECT 1 FROM counter_consents WHERE statement_id = ? AND revoked_at IS NOT NULL \
-             LIMIT 1",
+            "SELECT 1 FROM counter_statements WHERE statement_id = ? AND revoked_at IS NOT NULL",
         )
         .bind(statement_id)
         .fetch_optional(&self.pool)

@@ -20,6 +20,7 @@ pub mod setup;
 pub mod source;
 pub mod state;
 pub mod transport;
+pub mod witness;
 
 pub use config::Settings;
 pub use error::{Error, Result};

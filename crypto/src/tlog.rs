@@ -50,6 +50,74 @@ pub fn stored_count(n: u64) -> u64 {
     tlog_tiles::stored_hash_count(n)
 }
 
+/// The right edge of a tree: the roots of its maximal complete subtrees, left to right.
+/// Enough to append leaves (producing the hashes to store, in storage order) and to
+/// compute the root, without the rest of the tree.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Frontier {
+    size: u64,
+    roots: Vec<Hash>,
+}
+
+impl Frontier {
+    /// The empty tree.
+    pub fn new() -> Self {
+        Frontier::default()
+    }
+
+    /// The storage indexes of the frontier of a tree of `size` leaves, left to right.
+    pub fn indexes(size: u64) -> Vec<u64> {
+        (0..64u8)
+            .rev()
+            .filter(|l| size >> l & 1 == 1)
+            .map(|l| stored_index(l, (size >> l) - 1))
+            .collect()
+    }
+
+    /// The frontier of a tree of `size` leaves from the hashes at [`Frontier::indexes`].
+    pub fn from_hashes(size: u64, roots: Vec<Hash>) -> Result<Self> {
+        if roots.len() != size.count_ones() as usize {
+            return Err(Error::Log(format!(
+                "a tree of {size} has {} frontier hashes, not {}",
+                size.count_ones(),
+                roots.len()
+            )));
+        }
+        Ok(Frontier { size, roots })
+    }
+
+    /// Number of leaves.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Appends a leaf; returns the hashes to store from [`stored_index`]`(0, old size)`:
+    /// the leaf hash, then every interior node it completes.
+    pub fn push(&mut self, leaf: Hash) -> Vec<Hash> {
+        let mut out = vec![leaf];
+        let mut h = leaf;
+        let mut n = self.size;
+        while n & 1 == 1 {
+            let Some(left) = self.roots.pop() else { break };
+            h = node_hash(left, h);
+            out.push(h);
+            n >>= 1;
+        }
+        self.roots.push(h);
+        self.size += 1;
+        out
+    }
+
+    /// The root hash (RFC 6962's MTH; SHA-256 of nothing for the empty tree).
+    pub fn root(&self) -> Hash {
+        let mut it = self.roots.iter().rev();
+        let Some(last) = it.next() else {
+            return tlog_tiles::EMPTY_HASH;
+        };
+        it.fold(*last, |right, left| node_hash(*left, right))
+    }
+}
+
 /// The result of one run of a computation over [`Hashes`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum Step<T> {

@@ -5,8 +5,14 @@
 //! When the signing key changes, the first checkpoint under the new key covers an
 //! `audit.key_change` entry naming the previous key's fingerprint, so the chain across
 //! keys is explicit; [`rotation`] writes new key versions and keeps the trusted old keys.
+//!
+//! The entries are also the leaves of a Merkle tree ([`tree`], RFC 6962 hashing), and
+//! each checkpoint is also a C2SP signed note over that tree, which witnesses check and
+//! cosign ([`log`], docs/transparency-log.md).
 
+pub mod log;
 pub mod rotation;
+pub mod tree;
 
 use chrono::{DateTime, Utc};
 use renkei_crypto::sign::{SigningKey, VerifyingKey};
@@ -120,6 +126,7 @@ pub async fn append_batch(
 ) -> Result<i64> {
     let (first, mut prev) = db::reserve_in_sequence(conn, "audit", items.len()).await?;
     let mut seq = first;
+    let mut leaves = Vec::with_capacity(items.len());
     for chunk in items.chunks(ROWS_PER_INSERT) {
         let sql = format!(
             "INSERT INTO hub_audit (seq, at, actor, action, object, subject, consent, category, \
@@ -130,6 +137,7 @@ pub async fn append_batch(
         for (at, e) in chunk {
             let at = db::micros(*at);
             let hash = entry_hash(&prev, seq, at, e);
+            leaves.push(tree::leaf_hash(&hash)?);
             rows.push((seq, at, e, std::mem::replace(&mut prev, hash.clone()), hash));
             seq += 1;
         }
@@ -152,6 +160,7 @@ pub async fn append_batch(
         q.execute(&mut *conn).await?;
     }
     db::set_sequence_head(conn, "audit", &prev).await?;
+    tree::append(conn, (first - 1).unsigned_abs(), &leaves).await?;
     Ok(seq - 1)
 }
 
@@ -256,6 +265,10 @@ pub struct Checkpoint {
     pub public_key: String,
     /// Ed25519 signature over [`Checkpoint::signed_bytes`] (base64).
     pub signature: String,
+    /// The same checkpoint as a C2SP signed note over the Merkle tree of the first
+    /// `seq` entries ('' for checkpoints from before the tree).
+    #[serde(default)]
+    pub note: String,
 }
 
 impl Checkpoint {
@@ -283,10 +296,22 @@ impl Checkpoint {
     }
 }
 
-/// Signs a checkpoint over the current head if the chain grew since the last one.
+/// Signs a checkpoint over the current head if the chain grew since the last one, as
+/// the log [`log::DEFAULT_ORIGIN`].
 pub async fn checkpoint(
     db: &Db,
     key: &SigningKey,
+    now: DateTime<Utc>,
+) -> Result<Option<Checkpoint>> {
+    checkpoint_as(db, key, log::DEFAULT_ORIGIN, now).await
+}
+
+/// Signs a checkpoint over the current head if the chain grew since the last one: the
+/// chain head, and a signed note (log `origin`) over the tree's root.
+pub async fn checkpoint_as(
+    db: &Db,
+    key: &SigningKey,
+    origin: &str,
     now: DateTime<Utc>,
 ) -> Result<Option<Checkpoint>> {
     let mut tx = db.begin().await?;
@@ -323,6 +348,8 @@ pub async fn checkpoint(
     let signature = key
         .sign(&Checkpoint::signed_bytes(seq, &head, now))
         .to_base64();
+    let size = seq.unsigned_abs();
+    let note = log::sign(origin, key, size, tree::root(&mut tx, size).await?)?;
     let cp = Checkpoint {
         seq,
         head_hash: head,
@@ -330,10 +357,11 @@ pub async fn checkpoint(
         key_version: key.version().to_string(),
         public_key,
         signature,
+        note,
     };
     sqlx::query(
-        "INSERT INTO hub_checkpoints (seq, head_hash, at, key_version, public_key, signature) \
-         VALUES ($1,$2,$3,$4,$5,$6)",
+        "INSERT INTO hub_checkpoints (seq, head_hash, at, key_version, public_key, signature, \
+         note) VALUES ($1,$2,$3,$4,$5,$6,$7)",
     )
     .bind(cp.seq)
     .bind(&cp.head_hash)
@@ -341,6 +369,7 @@ pub async fn checkpoint(
     .bind(&cp.key_version)
     .bind(&cp.public_key)
     .bind(&cp.signature)
+    .bind(&cp.note)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -363,8 +392,8 @@ pub async fn pending_entries(db: &Db) -> Result<i64> {
 /// The latest signed checkpoint, if any.
 pub async fn latest_checkpoint(db: &Db) -> Result<Option<Checkpoint>> {
     let row = sqlx::query(
-        "SELECT seq, head_hash, at, key_version, public_key, signature FROM hub_checkpoints \
-         ORDER BY seq DESC LIMIT 1",
+        "SELECT seq, head_hash, at, key_version, public_key, signature, note FROM \
+         hub_checkpoints ORDER BY seq DESC LIMIT 1",
     )
     .fetch_optional(db.pool())
     .await?;
@@ -379,6 +408,7 @@ fn checkpoint_from_row(r: &sqlx::any::AnyRow) -> Result<Checkpoint> {
         key_version: r.try_get("key_version")?,
         public_key: r.try_get("public_key")?,
         signature: r.try_get("signature")?,
+        note: r.try_get("note")?,
     })
 }
 
@@ -412,8 +442,8 @@ pub async fn verify(
 ) -> Result<std::result::Result<Report, Broken>> {
     let mut checkpoints = Vec::new();
     for r in sqlx::query(
-        "SELECT seq, head_hash, at, key_version, public_key, signature FROM hub_checkpoints \
-         ORDER BY seq",
+        "SELECT seq, head_hash, at, key_version, public_key, signature, note FROM \
+         hub_checkpoints ORDER BY seq",
     )
     .fetch_all(db.pool())
     .await?

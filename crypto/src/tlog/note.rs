@@ -195,6 +195,11 @@ impl NoteVerifier {
         })
     }
 
+    /// The verifier of a log `name` (its origin) with the Ed25519 public key `key`.
+    pub fn log(name: &str, key: &VerifyingKey) -> Result<Self> {
+        Self::parse(&vkey_text(name, ALG_ED25519, key))
+    }
+
     /// The key name (a log's origin, a witness's name).
     pub fn name(&self) -> &str {
         &self.name

@@ -312,3 +312,42 @@ fn cosignatures_cover_the_checkpoint_and_the_time() {
     .unwrap();
     assert!(note::check_cosignature(&signed, &line, &as_log).is_err());
 }
+
+#[test]
+fn the_frontier_stores_and_roots_like_the_full_tree() {
+    let data: Vec<Vec<u8>> = (0..600u32).map(|i| i.to_be_bytes().to_vec()).collect();
+    let full = build(&data);
+    let mut f = Frontier::new();
+    assert_eq!(f.root(), tlog_tiles::EMPTY_HASH);
+    for (n, d) in data.iter().enumerate() {
+        let n = n as u64;
+        let stored = f.push(leaf_hash(d));
+        let Step::Done(want) = full.append(n, leaf_hash(d)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(stored, want, "leaf {n}");
+        assert_eq!(f.root(), done(full.root(n + 1)), "size {}", n + 1);
+        // Reloaded from its stored hashes, it goes on the same way.
+        let size = n + 1;
+        let roots = Frontier::indexes(size)
+            .iter()
+            .map(|i| {
+                done(full.compute(|h| tlog_tiles::HashReader::read_hashes(h, &[*i]))).remove(0)
+            })
+            .collect();
+        assert_eq!(Frontier::from_hashes(size, roots).unwrap(), f);
+    }
+    assert_eq!(
+        hex::encode(
+            build(&leaves())
+                .root(8)
+                .map(|s| match s {
+                    Step::Done(h) => h.0,
+                    _ => panic!(),
+                })
+                .unwrap()
+        ),
+        ROOTS[7]
+    );
+    assert!(Frontier::from_hashes(3, vec![]).is_err());
+}

@@ -26,3 +26,4 @@ mod pg_outage;
 mod portal;
 mod reads;
 mod tamper;
+mod tlog;

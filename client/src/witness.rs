@@ -216,3 +216,76 @@ async fn check_extends(
         "a consistency proof needed too many tiles".to_owned(),
     ))
 }
+
+/// The witness history file in a client's state folder (one accepted checkpoint a line).
+pub const HISTORY: &str = "witness.jsonl";
+/// The alarm file in a client's state folder: while it exists the client refuses to pull.
+pub const ALARM: &str = "witness-alarm.txt";
+
+/// One witness contact by a participant client, its history and alarm kept in `state`:
+/// `Ok(None)` when no log key is pinned. A raised alarm (now or before) is an
+/// [`Outcome::Alarm`]; the operator deletes the alarm file after checking the hub.
+pub async fn contact_from_state(
+    client: &impl LogSource,
+    settings: &crate::config::Settings,
+    state: &crate::state::StateDir,
+    now: DateTime<Utc>,
+) -> Result<Option<Outcome>> {
+    let Some(vkey) = settings.log_key.as_deref() else {
+        return Ok(None);
+    };
+    let alarm_path = state.path().join(ALARM);
+    if let Ok(text) = std::fs::read_to_string(&alarm_path) {
+        return Ok(Some(Outcome::Alarm(text.trim().to_owned())));
+    }
+    let log = NoteVerifier::parse(vkey).map_err(|e| Error::invalid("log_key", e.to_string()))?;
+    if !settings.witness_key.exists() {
+        SigningKey::generate(renkei_crypto::keys::KeyVersion::V1)
+            .save(&settings.witness_key)
+            .map_err(|e| Error::invalid("witness key", e.to_string()))?;
+    }
+    let key = SigningKey::load(&settings.witness_key)
+        .map_err(|e| Error::invalid("witness key", e.to_string()))?;
+    let history_path = state.path().join(HISTORY);
+    let last: Option<Seen> = std::fs::read_to_string(&history_path)
+        .ok()
+        .and_then(|t| t.lines().last().map(str::to_owned))
+        .map(|l| serde_json::from_str(&l))
+        .transpose()
+        .map_err(|e| Error::invalid("witness history", e.to_string()))?;
+    let name = format!("renkei-witness/{}", settings.participant);
+    let witness = Witness {
+        log: &log,
+        name: &name,
+        key: &key,
+    };
+    let outcome = witness.contact(client, last.as_ref(), now).await?;
+    match &outcome {
+        Outcome::Accepted { seen, .. } => {
+            let mut line = serde_json::to_string(seen)
+                .map_err(|e| Error::invalid("witness history", e.to_string()))?;
+            line.push('\n');
+            append(&history_path, line.as_bytes())?;
+        }
+        Outcome::Alarm(reason) => {
+            crate::state::write_atomic(
+                &alarm_path,
+                format!("{}: {reason}\n", now.to_rfc3339()).as_bytes(),
+            )?;
+        }
+    }
+    Ok(Some(outcome))
+}
+
+fn append(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(Error::io(path))?;
+    f.write_all(bytes).map_err(Error::io(path))?;
+    f.sync_all().map_err(Error::io(path))
+}

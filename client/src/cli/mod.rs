@@ -70,6 +70,28 @@ pub async fn run(cli: Cli, now: DateTime<Utc>) -> Result<ExitCode> {
         } => {
             let key = setup::load_grant_key(&settings)?;
             let state = StateDir::open(&settings.state_dir)?;
+            // Each contact witnesses the hub's log first (when a log key is pinned).
+            #[expect(
+                clippy::disallowed_methods,
+                reason = "the CLI's edge reads the wall clock once for the cosignature time"
+            )]
+            let now = chrono::Utc::now();
+            match crate::witness::contact_from_state(&client, &settings, &state, now).await? {
+                Some(crate::witness::Outcome::Alarm(reason)) => {
+                    eprintln!(
+                        "ALARM: the hub's transparency log is inconsistent: {reason}\nnothing is pulled; after checking the hub, delete `{}`",
+                        state.path().join(crate::witness::ALARM).display()
+                    );
+                    return Ok(ExitCode::from(4));
+                }
+                Some(crate::witness::Outcome::Accepted { seen, cosigned }) => {
+                    eprintln!("witnessed the hub's log at {} entries", seen.size);
+                    if let Err(e) = cosigned {
+                        eprintln!("cosignature not delivered: {e}");
+                    }
+                }
+                None => {}
+            }
             let mut stdout = std::io::stdout().lock();
             let mut sink = if out == Path::new("-") {
                 Sink::Lines(&mut stdout)

@@ -414,3 +414,110 @@ async fn verify_checks_stored_cosignatures_sqlite() {
 async fn verify_checks_stored_cosignatures_postgres() {
     verify_checks_stored_cosignatures(Backend::Postgres).await;
 }
+
+/// Runs the interoperability check (pymerkle and pyca/cryptography) on `input`; `None`
+/// when they are not installed here (CI installs them: `.ci/run`).
+fn python_check(input: &std::path::Path) -> Option<std::process::Output> {
+    let have = std::process::Command::new("python3")
+        .args(["-c", "import pymerkle, cryptography"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !have {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install pymerkle and cryptography (see .ci/run)"
+        );
+        eprintln!(
+            "NOTE: python3 with pymerkle and cryptography is missing; skipping the interoperability test"
+        );
+        return None;
+    }
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/pymerkle_check.py");
+    Some(
+        std::process::Command::new("python3")
+            .arg(script)
+            .arg(input)
+            .output()
+            .unwrap(),
+    )
+}
+
+/// An implementation not written for Renkei verifies the hub's checkpoints, inclusion
+/// proofs and a consistency proof; an altered proof fails there too.
+#[tokio::test]
+async fn proofs_verify_with_pymerkle() {
+    let Some(s) = Setup::new(Backend::Sqlite).await else {
+        return;
+    };
+    let h = &s.h;
+    append(h, 511, "a", t0()).await;
+    sign(h).await;
+    let (_, old_note) = h
+        .call_raw(Some("phr:asmile"), "GET", "/v1/log/checkpoint", None)
+        .await;
+    append(h, 300, "b", t0()).await;
+    sign(h).await;
+    let (_, new_note) = h
+        .call_raw(Some("phr:asmile"), "GET", "/v1/log/checkpoint", None)
+        .await;
+    let (old_note, new_note) = (
+        String::from_utf8(old_note).unwrap(),
+        String::from_utf8(new_note).unwrap(),
+    );
+    let old = tlog::note::open_checkpoint(&old_note, &s.log).unwrap().size;
+    let new = tlog::note::open_checkpoint(&new_note, &s.log).unwrap().size;
+    let leaves: Vec<String> =
+        sqlx::query_scalar("SELECT hash FROM hub_audit WHERE seq <= $1 ORDER BY seq")
+            .bind(i64::try_from(new).unwrap())
+            .fetch_all(h.hub.db.pool())
+            .await
+            .unwrap();
+    let mut conn = h.hub.db.pool().acquire().await.unwrap();
+    let b64 = |p: Vec<tlog::Hash>| p.iter().map(tlog::hash_to_base64).collect::<Vec<_>>();
+    let mut inclusion = Vec::new();
+    for (index, size) in [(0, new), (5, new), (old - 1, new), (new - 1, new), (3, old)] {
+        let proof = audit::tree::inclusion(&mut conn, size, index)
+            .await
+            .unwrap();
+        inclusion.push(json!({"index": index, "size": size, "proof": b64(proof)}));
+    }
+    let consistency = b64(audit::tree::consistency(&mut conn, new, old).await.unwrap());
+    let input = json!({
+        "vkey": s.log.vkey(),
+        "old_note": old_note,
+        "new_note": new_note,
+        "leaves": leaves,
+        "inclusion": inclusion,
+        "consistency": {"proof": consistency},
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("interop.json");
+    std::fs::write(&file, input.to_string()).unwrap();
+    let Some(out) = python_check(&file) else {
+        return;
+    };
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("interop OK"));
+
+    // One hash of the consistency proof altered: refused there as well.
+    let mut bad = input.clone();
+    bad["consistency"]["proof"][0] = json!(tlog::hash_to_base64(&tlog::leaf_hash(b"x")));
+    std::fs::write(&file, bad.to_string()).unwrap();
+    let out = python_check(&file).unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("consistency proof"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // An inclusion proof for another index: refused.
+    let mut bad = input;
+    bad["inclusion"][1]["index"] = json!(6);
+    std::fs::write(&file, bad.to_string()).unwrap();
+    assert!(!python_check(&file).unwrap().status.success());
+}

@@ -14,6 +14,7 @@ pub mod copy;
 pub mod enroll;
 pub mod error;
 pub mod events;
+pub mod proof;
 pub mod pull;
 pub mod retry;
 pub mod setup;

@@ -433,6 +433,23 @@ impl TileReader for Tiles {
     fn save_tiles(&self, _tiles: &[Tile], _data: &[Vec<u8>]) {}
 }
 
+/// The chain hash of an audit entry (hex): SHA-256 over `renkei-audit v1`, then the
+/// previous entry's hash, the sequence number, the time (microseconds) and the eight
+/// fields (actor, action, object, subject, consent, category, decision, reason), each
+/// prefixed with its length as a big-endian `u64`. Its 32 bytes are the entry's leaf
+/// data in the transparency log.
+pub fn audit_entry_hash(prev_hash: &str, seq: i64, at: i64, fields: [&str; 8]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"renkei-audit v1");
+    let (seq, at) = (seq.to_string(), at.to_string());
+    for field in [prev_hash, &seq, &at].into_iter().chain(fields) {
+        h.update((field.len() as u64).to_be_bytes());
+        h.update(field.as_bytes());
+    }
+    data_encoding::HEXLOWER.encode(&h.finalize())
+}
+
 /// Base64 of a hash, as in checkpoints and proof files.
 pub fn hash_to_base64(h: &Hash) -> String {
     data_encoding::BASE64.encode(&h.0)

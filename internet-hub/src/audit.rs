@@ -17,7 +17,6 @@ pub mod tree;
 use chrono::{DateTime, Utc};
 use renkei_crypto::sign::{SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use sqlx::{AnyConnection, Row};
 use tokio::sync::{mpsc, oneshot};
 
@@ -86,27 +85,24 @@ fn bounded(s: &str) -> String {
 }
 
 /// The bytes an entry's hash covers: the previous hash, the sequence, the time and
-/// every field, length-prefixed so no two entries share an encoding.
+/// every field, length-prefixed so no two entries share an encoding
+/// ([`renkei_crypto::tlog::audit_entry_hash`], which residents' proof files use too).
 fn entry_hash(prev_hash: &str, seq: i64, at: i64, e: &Entry) -> String {
-    let mut h = Sha256::new();
-    h.update(b"renkei-audit v1");
-    for field in [
+    renkei_crypto::tlog::audit_entry_hash(
         prev_hash,
-        &seq.to_string(),
-        &at.to_string(),
-        &e.actor,
-        &e.action,
-        &e.object,
-        &e.subject,
-        &e.consent,
-        &e.category,
-        &e.decision,
-        &e.reason,
-    ] {
-        h.update((field.len() as u64).to_be_bytes());
-        h.update(field.as_bytes());
-    }
-    hex::encode(h.finalize())
+        seq,
+        at,
+        [
+            &e.actor,
+            &e.action,
+            &e.object,
+            &e.subject,
+            &e.consent,
+            &e.category,
+            &e.decision,
+            &e.reason,
+        ],
+    )
 }
 
 /// Appends an entry inside the caller's transaction. Appenders are serialized by the

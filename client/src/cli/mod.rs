@@ -53,11 +53,16 @@ pub async fn run(cli: Cli, now: DateTime<Utc>) -> Result<ExitCode> {
         println!("{}", made.grant_public);
         return Ok(ExitCode::SUCCESS);
     }
+    if let Command::VerifyProof { file, log_key } = &cli.command {
+        let verified = crate::proof::verify(&read_input(file)?, log_key)?;
+        print_json(&verified)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let settings = Settings::load(&cli.config)?;
     let client = HubClient::new(settings.client_config())?;
     let me = settings.participant.clone();
     match cli.command {
-        Command::InitKeys { .. } => Ok(ExitCode::SUCCESS),
+        Command::InitKeys { .. } | Command::VerifyProof { .. } => Ok(ExitCode::SUCCESS),
         Command::PublishKeys => {
             let public = setup::load_grant_key(&settings)?.public_key().to_base64();
             print_json(&client.publish_signed_keys(Some(&public), None).await?)?;

@@ -341,3 +341,66 @@ impl StoredHashes {
         Ok(self.page.get(&idx).copied())
     }
 }
+
+/// A resident's proof file for entry `seq`: the entry, its inclusion proof, and the
+/// latest checkpoint covering it that witnesses cosigned (with their cosignatures).
+pub async fn entry_proof(db: &Db, seq: i64) -> Result<renkei_client::proof::EntryProof> {
+    let mut conn = db.pool().acquire().await?;
+    let cp = sqlx::query(
+        "SELECT c.seq, c.note FROM hub_checkpoints c WHERE c.seq >= $1 AND c.note <> '' \
+         AND EXISTS (SELECT 1 FROM hub_log_cosignatures s WHERE s.seq = c.seq) \
+         ORDER BY c.seq DESC LIMIT 1",
+    )
+    .bind(seq)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or_else(|| {
+        Error::NotFound(format!(
+            "no checkpoint that witnesses cosigned covers entry {seq} yet"
+        ))
+    })?;
+    let size: i64 = cp.try_get("seq")?;
+    let mut checkpoint: String = cp.try_get("note")?;
+    for r in sqlx::query("SELECT line FROM hub_log_cosignatures WHERE seq = $1 ORDER BY witness")
+        .bind(size)
+        .fetch_all(&mut *conn)
+        .await?
+    {
+        checkpoint.push_str(&r.try_get::<String, _>("line")?);
+        checkpoint.push('\n');
+    }
+    let e = sqlx::query(
+        "SELECT seq, at, actor, action, object, subject, consent, category, decision, reason, \
+         prev_hash FROM hub_audit WHERE seq = $1",
+    )
+    .bind(seq)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or_else(|| Error::NotFound(format!("no audit entry {seq}")))?;
+    let entry = renkei_client::proof::ProvedEntry {
+        seq: e.try_get("seq")?,
+        at: e.try_get("at")?,
+        actor: e.try_get("actor")?,
+        action: e.try_get("action")?,
+        object: e.try_get("object")?,
+        subject: e.try_get("subject")?,
+        consent: e.try_get("consent")?,
+        category: e.try_get("category")?,
+        decision: e.try_get("decision")?,
+        reason: e.try_get("reason")?,
+        prev_hash: e.try_get("prev_hash")?,
+    };
+    let index =
+        u64::try_from(seq - 1).map_err(|_| Error::BadRequest("`seq` must be 1 or more".into()))?;
+    let proof = tree::inclusion(&mut conn, size.unsigned_abs(), index)
+        .await?
+        .iter()
+        .map(tlog::hash_to_base64)
+        .collect();
+    Ok(renkei_client::proof::EntryProof {
+        format: renkei_client::proof::FORMAT.to_owned(),
+        entry,
+        proof,
+        checkpoint,
+    })
+}

@@ -521,3 +521,43 @@ async fn proofs_verify_with_pymerkle() {
     std::fs::write(&file, bad.to_string()).unwrap();
     assert!(!python_check(&file).unwrap().status.success());
 }
+
+/// A resident's proof file for one entry verifies offline against the log key, and
+/// not once the entry, the proof or the key is different.
+#[tokio::test]
+async fn entry_proofs_verify_offline() {
+    let Some(s) = Setup::new(Backend::Sqlite).await else {
+        return;
+    };
+    let h = &s.h;
+    append(h, 300, "a", t0()).await;
+    sign(h).await;
+    assert!(
+        audit::log::entry_proof(&h.hub.db, 5).await.is_err(),
+        "not witnessed yet"
+    );
+    accepted(s.contact("source:city-a", &s.key_a, None).await);
+    accepted(s.contact("phr:asmile", &s.key_b, None).await);
+    let p = audit::log::entry_proof(&h.hub.db, 123).await.unwrap();
+    let file = serde_json::to_vec(&p).unwrap();
+    let vkey = s.log.vkey();
+    let ok = renkei_client::proof::verify(&file, &vkey).unwrap();
+    assert_eq!(ok.seq, 123);
+    assert_eq!(
+        ok.cosigners,
+        vec!["renkei-witness/phr:asmile", "renkei-witness/source:city-a"]
+    );
+
+    let mut edited = p.clone();
+    edited.entry.actor = "clinic:other".into();
+    assert!(renkei_client::proof::verify(&serde_json::to_vec(&edited).unwrap(), &vkey).is_err());
+    let mut moved = p.clone();
+    moved.entry.seq = 124;
+    assert!(renkei_client::proof::verify(&serde_json::to_vec(&moved).unwrap(), &vkey).is_err());
+    let mut wrong = p.clone();
+    wrong.proof.swap(0, 1);
+    assert!(renkei_client::proof::verify(&serde_json::to_vec(&wrong).unwrap(), &vkey).is_err());
+    let other = SigningKey::generate(KeyVersion::V1);
+    let other_key = audit::log::vkey(&h.hub.log_origin, &other).unwrap();
+    assert!(renkei_client::proof::verify(&file, &other_key).is_err());
+}

@@ -314,6 +314,10 @@ pub fn tile_from_path(path: &str) -> Result<Tile> {
             .and_then(|n| n.checked_add(g))
             .ok_or_else(bad)?;
     }
+    // Logs of up to 2^40 entries: keeps every storage index far from overflowing.
+    if n >= (1u64 << 32) >> (u32::from(TILE_HEIGHT) * u32::from(level)) {
+        return Err(bad());
+    }
     let tile = Tile::new(TILE_HEIGHT, level, n, width, is_data);
     if tile_path(&tile) != path {
         return Err(bad());

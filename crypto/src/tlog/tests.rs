@@ -157,6 +157,8 @@ fn tile_paths_are_c2sp_paths() {
         "tile/1/000.p/1",
         "tile/entries/x001/000",
         "tile/entries/007.p/255",
+        "tile/0/x004/x294/x967/295",
+        "tile/3/255",
     ] {
         assert_eq!(tile_path(&tile_from_path(p).unwrap()), p);
     }
@@ -171,6 +173,10 @@ fn tile_paths_are_c2sp_paths() {
         "tile/data/000",
         "tile/0/../000",
         "tiles/0/000",
+        "tile/0/x004/x294/x967/296",
+        "tile/3/x001/000",
+        "tile/7/001",
+        "tile/entries/x018/x446/x744/x073/x709/x551/615",
     ] {
         assert!(tile_from_path(bad).is_err(), "{bad}");
     }

@@ -41,6 +41,10 @@ struct RawConfig {
     timeout_secs: Option<u64>,
     #[serde(default)]
     max_attempts: Option<u32>,
+    #[serde(default)]
+    log_key: Option<String>,
+    #[serde(default)]
+    witness_key: Option<PathBuf>,
 }
 
 /// A validated client configuration.
@@ -68,6 +72,12 @@ pub struct Settings {
     pub timeout: Duration,
     /// Attempts per request.
     pub max_attempts: u32,
+    /// The hub's transparency-log verifier key (C2SP vkey from `internet-hub audit key`),
+    /// pinned: every contact witnesses the log with it.
+    pub log_key: Option<String>,
+    /// This client's Ed25519 witness key (default `witness.key` in the state folder,
+    /// made on first use).
+    pub witness_key: PathBuf,
 }
 
 impl Settings {
@@ -114,7 +124,18 @@ impl Settings {
                 format!("`{max_attempts}` is not 1 to 20"),
             ));
         }
+        if let Some(k) = &raw.log_key {
+            renkei_crypto::tlog::note::NoteVerifier::parse(k)
+                .map_err(|e| bad("log_key", e.to_string()))?;
+        }
+        let state_dir = path("state_dir", &raw.state_dir)?;
+        let witness_key = match &raw.witness_key {
+            Some(p) => path("witness_key", p)?,
+            None => state_dir.join("witness.key"),
+        };
         Ok(Settings {
+            log_key: raw.log_key.clone(),
+            witness_key,
             file: file.to_owned(),
             hub_url: raw.hub_url,
             participant,
@@ -127,7 +148,7 @@ impl Settings {
                 .as_deref()
                 .map(|p| path("record_key", p))
                 .transpose()?,
-            state_dir: path("state_dir", &raw.state_dir)?,
+            state_dir,
             timeout: Duration::from_secs(timeout),
             max_attempts,
         })

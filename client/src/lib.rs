@@ -17,12 +17,14 @@ pub mod enroll;
 pub mod error;
 pub mod events;
 pub mod phr;
+pub mod proof;
 pub mod pull;
 pub mod retry;
 pub mod setup;
 pub mod source;
 pub mod state;
 pub mod transport;
+pub mod witness;
 
 pub use config::Settings;
 pub use error::{Error, Result};

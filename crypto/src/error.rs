@@ -105,6 +105,12 @@ pub enum Error {
     #[error("signature verification failed")]
     Signature,
 
+    // --- the transparency log (tlog.rs) ---
+    /// A checkpoint, cosignature, proof or tile of the audit transparency log is malformed
+    /// or does not verify.
+    #[error("transparency log: {0}")]
+    Log(String),
+
     // --- encodings shared by several modules ---
     /// A base64 or other text encoding is invalid.
     #[error("invalid {what} encoding `{value}`: {reason}")]

@@ -30,6 +30,7 @@ pub mod keys;
 pub mod participant;
 pub mod sign;
 pub mod statement;
+pub mod tlog;
 pub mod tls;
 pub mod token;
 

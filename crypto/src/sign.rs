@@ -50,6 +50,15 @@ impl SigningKey {
         Signature(self.inner.sign(message).to_bytes())
     }
 
+    /// A key from a known seed (known-answer tests).
+    #[cfg(test)]
+    pub(crate) fn from_seed(seed: [u8; 32], version: KeyVersion) -> Self {
+        SigningKey {
+            inner: ed25519_dalek::SigningKey::from_bytes(&seed),
+            version,
+        }
+    }
+
     /// Saves the seed to a new file with mode 0600; fails if the file exists.
     pub fn save(&self, path: &Path) -> Result<()> {
         let seed = Secret32(self.inner.to_bytes());

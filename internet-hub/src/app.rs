@@ -31,6 +31,13 @@ pub async fn build_hub(cfg: &HubConfig, clock: Clock) -> Result<Arc<Hub>> {
     let policies = load_policies(cfg)?;
     let db = Db::connect(&f.database_url, f.limits.db_connections).await?;
     let hashed = crate::broker::enroll::hash_stored_user_refs(&db, &receipt_pepper).await?;
+    let added = crate::audit::tree::backfill(&db).await?;
+    if added > 0 {
+        tracing::info!(
+            added,
+            "audit entries from before the transparency log are now leaves of its tree"
+        );
+    }
     if hashed > 0 {
         tracing::info!(
             hashed,
@@ -47,6 +54,7 @@ pub async fn build_hub(cfg: &HubConfig, clock: Clock) -> Result<Arc<Hub>> {
         policies: std::sync::RwLock::new(Arc::new(policies)),
         pseudonym_key,
         signing_key,
+        log_origin: f.audit.origin.clone(),
         receipt_pepper,
         limits: BrokerLimits {
             max_batch: f.limits.max_batch,
@@ -227,7 +235,7 @@ pub async fn start(cfg: &HubConfig, clock: Clock) -> Result<Running> {
             rx.clone(),
             drain,
         )),
-        tokio::spawn(checkpoint_timer(hub.clone(), f.audit, rx)),
+        tokio::spawn(checkpoint_timer(hub.clone(), f.audit.clone(), rx)),
     ];
     tracing::info!(%participant_addr, %portal_addr, %admin_addr, "hub listening");
     Ok(Running {
@@ -277,7 +285,7 @@ async fn checkpoint_timer(
                     }
                 };
                 if due {
-                    match crate::audit::checkpoint(&hub.db, &hub.signing_key, hub.now()).await {
+                    match crate::audit::checkpoint_as(&hub.db, &hub.signing_key, &hub.log_origin, hub.now()).await {
                         Ok(_) => since = tokio::time::Instant::now(),
                         Err(e) => tracing::warn!(error = %e, "audit checkpoint failed"),
                     }

@@ -5,13 +5,18 @@
 //! When the signing key changes, the first checkpoint under the new key covers an
 //! `audit.key_change` entry naming the previous key's fingerprint, so the chain across
 //! keys is explicit; [`rotation`] writes new key versions and keeps the trusted old keys.
+//!
+//! The entries are also the leaves of a Merkle tree ([`tree`], RFC 6962 hashing), and
+//! each checkpoint is also a C2SP signed note over that tree, which witnesses check and
+//! cosign ([`log`], docs/transparency-log.md).
 
+pub mod log;
 pub mod rotation;
+pub mod tree;
 
 use chrono::{DateTime, Utc};
 use renkei_crypto::sign::{SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use sqlx::{AnyConnection, Row};
 use tokio::sync::{mpsc, oneshot};
 
@@ -80,27 +85,24 @@ fn bounded(s: &str) -> String {
 }
 
 /// The bytes an entry's hash covers: the previous hash, the sequence, the time and
-/// every field, length-prefixed so no two entries share an encoding.
+/// every field, length-prefixed so no two entries share an encoding
+/// ([`renkei_crypto::tlog::audit_entry_hash`], which residents' proof files use too).
 fn entry_hash(prev_hash: &str, seq: i64, at: i64, e: &Entry) -> String {
-    let mut h = Sha256::new();
-    h.update(b"renkei-audit v1");
-    for field in [
+    renkei_crypto::tlog::audit_entry_hash(
         prev_hash,
-        &seq.to_string(),
-        &at.to_string(),
-        &e.actor,
-        &e.action,
-        &e.object,
-        &e.subject,
-        &e.consent,
-        &e.category,
-        &e.decision,
-        &e.reason,
-    ] {
-        h.update((field.len() as u64).to_be_bytes());
-        h.update(field.as_bytes());
-    }
-    hex::encode(h.finalize())
+        seq,
+        at,
+        [
+            &e.actor,
+            &e.action,
+            &e.object,
+            &e.subject,
+            &e.consent,
+            &e.category,
+            &e.decision,
+            &e.reason,
+        ],
+    )
 }
 
 /// Appends an entry inside the caller's transaction. Appenders are serialized by the
@@ -120,6 +122,7 @@ pub async fn append_batch(
 ) -> Result<i64> {
     let (first, mut prev) = db::reserve_in_sequence(conn, "audit", items.len()).await?;
     let mut seq = first;
+    let mut leaves = Vec::with_capacity(items.len());
     for chunk in items.chunks(ROWS_PER_INSERT) {
         let sql = format!(
             "INSERT INTO hub_audit (seq, at, actor, action, object, subject, consent, category, \
@@ -130,6 +133,7 @@ pub async fn append_batch(
         for (at, e) in chunk {
             let at = db::micros(*at);
             let hash = entry_hash(&prev, seq, at, e);
+            leaves.push(tree::leaf_hash(&hash)?);
             rows.push((seq, at, e, std::mem::replace(&mut prev, hash.clone()), hash));
             seq += 1;
         }
@@ -152,6 +156,7 @@ pub async fn append_batch(
         q.execute(&mut *conn).await?;
     }
     db::set_sequence_head(conn, "audit", &prev).await?;
+    tree::append(conn, (first - 1).unsigned_abs(), &leaves).await?;
     Ok(seq - 1)
 }
 
@@ -256,6 +261,10 @@ pub struct Checkpoint {
     pub public_key: String,
     /// Ed25519 signature over [`Checkpoint::signed_bytes`] (base64).
     pub signature: String,
+    /// The same checkpoint as a C2SP signed note over the Merkle tree of the first
+    /// `seq` entries ('' for checkpoints from before the tree).
+    #[serde(default)]
+    pub note: String,
 }
 
 impl Checkpoint {
@@ -283,10 +292,22 @@ impl Checkpoint {
     }
 }
 
-/// Signs a checkpoint over the current head if the chain grew since the last one.
+/// Signs a checkpoint over the current head if the chain grew since the last one, as
+/// the log [`log::DEFAULT_ORIGIN`].
 pub async fn checkpoint(
     db: &Db,
     key: &SigningKey,
+    now: DateTime<Utc>,
+) -> Result<Option<Checkpoint>> {
+    checkpoint_as(db, key, log::DEFAULT_ORIGIN, now).await
+}
+
+/// Signs a checkpoint over the current head if the chain grew since the last one: the
+/// chain head, and a signed note (log `origin`) over the tree's root.
+pub async fn checkpoint_as(
+    db: &Db,
+    key: &SigningKey,
+    origin: &str,
     now: DateTime<Utc>,
 ) -> Result<Option<Checkpoint>> {
     let mut tx = db.begin().await?;
@@ -323,6 +344,8 @@ pub async fn checkpoint(
     let signature = key
         .sign(&Checkpoint::signed_bytes(seq, &head, now))
         .to_base64();
+    let size = seq.unsigned_abs();
+    let note = log::sign(origin, key, size, tree::root(&mut tx, size).await?)?;
     let cp = Checkpoint {
         seq,
         head_hash: head,
@@ -330,10 +353,11 @@ pub async fn checkpoint(
         key_version: key.version().to_string(),
         public_key,
         signature,
+        note,
     };
     sqlx::query(
-        "INSERT INTO hub_checkpoints (seq, head_hash, at, key_version, public_key, signature) \
-         VALUES ($1,$2,$3,$4,$5,$6)",
+        "INSERT INTO hub_checkpoints (seq, head_hash, at, key_version, public_key, signature, \
+         note) VALUES ($1,$2,$3,$4,$5,$6,$7)",
     )
     .bind(cp.seq)
     .bind(&cp.head_hash)
@@ -341,6 +365,7 @@ pub async fn checkpoint(
     .bind(&cp.key_version)
     .bind(&cp.public_key)
     .bind(&cp.signature)
+    .bind(&cp.note)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -363,8 +388,8 @@ pub async fn pending_entries(db: &Db) -> Result<i64> {
 /// The latest signed checkpoint, if any.
 pub async fn latest_checkpoint(db: &Db) -> Result<Option<Checkpoint>> {
     let row = sqlx::query(
-        "SELECT seq, head_hash, at, key_version, public_key, signature FROM hub_checkpoints \
-         ORDER BY seq DESC LIMIT 1",
+        "SELECT seq, head_hash, at, key_version, public_key, signature, note FROM \
+         hub_checkpoints ORDER BY seq DESC LIMIT 1",
     )
     .fetch_optional(db.pool())
     .await?;
@@ -379,6 +404,7 @@ fn checkpoint_from_row(r: &sqlx::any::AnyRow) -> Result<Checkpoint> {
         key_version: r.try_get("key_version")?,
         public_key: r.try_get("public_key")?,
         signature: r.try_get("signature")?,
+        note: r.try_get("note")?,
     })
 }
 
@@ -412,8 +438,8 @@ pub async fn verify(
 ) -> Result<std::result::Result<Report, Broken>> {
     let mut checkpoints = Vec::new();
     for r in sqlx::query(
-        "SELECT seq, head_hash, at, key_version, public_key, signature FROM hub_checkpoints \
-         ORDER BY seq",
+        "SELECT seq, head_hash, at, key_version, public_key, signature, note FROM \
+         hub_checkpoints ORDER BY seq",
     )
     .fetch_all(db.pool())
     .await?

@@ -139,9 +139,13 @@ impl Default for Limits {
 }
 
 /// Audit checkpoints.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Audit {
+    /// The transparency log's origin: the first line of its checkpoints and the name of
+    /// its key (C2SP tlog-checkpoint), e.g. `hub.example.jp/renkei/audit`. Witnesses pin
+    /// it with the key (`internet-hub audit key`).
+    pub origin: String,
     /// Sign a checkpoint at least every this many seconds when the log grew.
     pub checkpoint_secs: u64,
     /// Sign a checkpoint as soon as this many entries were appended since the last one.
@@ -151,6 +155,7 @@ pub struct Audit {
 impl Default for Audit {
     fn default() -> Self {
         Audit {
+            origin: crate::audit::log::DEFAULT_ORIGIN.to_owned(),
             checkpoint_secs: 60,
             checkpoint_every: 1000,
         }
@@ -241,6 +246,17 @@ impl HubConfig {
                      (an IP address or host name, and a port from 0 to 65535)"
                 )));
             }
+        }
+        let origin = &file.audit.origin;
+        if origin.is_empty()
+            || origin.len() > 200
+            || origin
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || c == '+')
+        {
+            return Err(Error::Config(format!(
+                "config `{name}`: `audit.origin` must be non-empty, without spaces or `+`"
+            )));
         }
         if file.log_format != "text" && file.log_format != "json" {
             return Err(Error::Config(format!(

@@ -234,9 +234,22 @@ enum AuditCommand {
         /// A checkpoint JSON kept by a witness (e.g. an agent), to detect truncation.
         #[arg(long)]
         witness: Option<PathBuf>,
+        /// Witness cosignature keys to count (C2SP vkeys, repeatable); without any, the
+        /// keys witnesses first cosigned with, as stored by the hub, count.
+        #[arg(long = "witness-key")]
+        witness_keys: Vec<String>,
+        /// Checkpoints need cosignatures (on them or a later checkpoint) of this many
+        /// witnesses; those without are listed.
+        #[arg(long, default_value_t = 1)]
+        min_witnesses: usize,
+        /// Fail when a checkpoint lacks enough cosignatures.
+        #[arg(long)]
+        strict: bool,
     },
     /// Sign a checkpoint now.
     Checkpoint,
+    /// Print the log's verifier key (C2SP signed-note vkey) for witnesses to pin.
+    Key,
 }
 
 fn main() -> std::process::ExitCode {
@@ -383,7 +396,18 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             let cfg = HubConfig::load(&config)?;
             let hub = internet_hub::app::build_hub(&cfg, Clock::System).await?;
             match command {
-                AuditCommand::Verify { witness } => {
+                AuditCommand::Key => {
+                    println!(
+                        "{}",
+                        internet_hub::audit::log::vkey(&hub.log_origin, &hub.signing_key)?
+                    );
+                }
+                AuditCommand::Verify {
+                    witness,
+                    witness_keys,
+                    min_witnesses,
+                    strict,
+                } => {
                     let witness = match witness {
                         Some(p) => Some(
                             serde_json::from_str(
@@ -405,13 +429,51 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                         ),
                         Err(b) => bail!("audit log BROKEN at entry {}: {}", b.seq, b.reason),
                     }
+                    let pinned = witness_keys
+                        .iter()
+                        .map(|k| renkei_crypto::tlog::note::NoteVerifier::parse(k))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let r = match internet_hub::audit::log::verify(
+                        &hub.db,
+                        &hub.log_origin,
+                        &trusted,
+                        &pinned,
+                        min_witnesses,
+                    )
+                    .await?
+                    {
+                        Ok(r) => r,
+                        Err(b) => bail!("audit log BROKEN at entry {}: {}", b.seq, b.reason),
+                    };
+                    println!(
+                        "transparency log OK: {} leaves, {} signed checkpoint notes, {} cosignatures by {} witness(es)",
+                        r.leaves, r.notes, r.cosignatures, r.witnesses
+                    );
+                    if let Some(t) = r.newest_cosignature.and_then(|t| i64::try_from(t).ok()) {
+                        let at = chrono::DateTime::from_timestamp(t, 0).unwrap_or_default();
+                        println!("newest cosignature: {}", at.to_rfc3339());
+                    }
+                    if !r.unwitnessed.is_empty() {
+                        println!(
+                            "checkpoints without cosignatures of {min_witnesses} witness(es): {}",
+                            summarize(&r.unwitnessed)
+                        );
+                        if strict {
+                            bail!("{} checkpoint(s) lack cosignatures", r.unwitnessed.len());
+                        }
+                    }
                     let chain =
                         renkei_consent::ConsentStore::verify_chain(&hub.consents, None).await?;
                     println!("consent ledger OK: {chain:?}");
                 }
                 AuditCommand::Checkpoint => {
-                    match internet_hub::audit::checkpoint(&hub.db, &hub.signing_key, hub.now())
-                        .await?
+                    match internet_hub::audit::checkpoint_as(
+                        &hub.db,
+                        &hub.signing_key,
+                        &hub.log_origin,
+                        hub.now(),
+                    )
+                    .await?
                     {
                         Some(cp) => println!("{}", serde_json::to_string_pretty(&cp)?),
                         None => println!("no new entries since the last checkpoint"),
@@ -580,5 +642,14 @@ async fn wait_for_shutdown(running: &internet_hub::app::Running, config: &std::p
                 }
             }
         }
+    }
+}
+
+/// Sizes as a short list: the first few, then how many more.
+fn summarize(sizes: &[u64]) -> String {
+    let shown: Vec<String> = sizes.iter().take(10).map(u64::to_string).collect();
+    match sizes.len().checked_sub(10) {
+        Some(more) if more > 0 => format!("{} and {more} more", shown.join(", ")),
+        _ => shown.join(", "),
     }
 }

@@ -49,6 +49,7 @@ pub fn router(hub: Arc<Hub>, limits: PortalLimits) -> Router {
         .route("/", get(index))
         .route("/view", post(view))
         .route("/revoke", post(revoke))
+        .route("/proof", post(proof))
         .layer(axum::extract::DefaultBodyLimit::max(8 * 1024))
         .with_state(Arc::new(PortalState { hub, limits }))
 }
@@ -180,6 +181,9 @@ struct CodeForm {
     /// Page of the access history (0 = newest).
     #[serde(default)]
     page: Option<u32>,
+    /// The audit entry whose inclusion proof is asked for.
+    #[serde(default)]
+    seq: Option<i64>,
 }
 
 /// Reads listed per history page.
@@ -445,7 +449,7 @@ async fn view(
     .fetch_all(st.hub.db.pool())
     .await?;
     let history = sqlx::query(
-        "SELECT at, actor, category FROM hub_audit WHERE subject = $1 AND consent = $2 \
+        "SELECT seq, at, actor, category FROM hub_audit WHERE subject = $1 AND consent = $2 \
          AND action = 'read' AND decision = 'allow' ORDER BY seq DESC LIMIT $3 OFFSET $4",
     )
     .bind(&consent.subject)
@@ -480,14 +484,19 @@ async fn view(
         ));
     }
     let more = history.len() > usize::try_from(HISTORY_PAGE).unwrap_or(usize::MAX);
+    let token = new_token();
+    let qs = if lang == Lang::En { "?lang=en" } else { "" };
     let mut hist = String::new();
     for r in history
         .iter()
         .take(usize::try_from(HISTORY_PAGE).unwrap_or(0))
     {
         let at = db::from_micros(r.try_get("at")?)?;
+        let seq: i64 = r.try_get("seq")?;
         hist.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td><form method=\"post\" action=\"/proof{qs}\">\
+             <input type=\"hidden\" name=\"csrf\" value=\"{token}\"><input type=\"hidden\" name=\"code\" value=\"{code}\">\
+             <input type=\"hidden\" name=\"seq\" value=\"{seq}\"><button type=\"submit\">{proof}</button></form></td></tr>",
             esc(&fmt_time(at)),
             esc(&r.try_get::<String, _>("actor")?),
             esc(&label(
@@ -495,10 +504,10 @@ async fn view(
                 lang,
                 &r.try_get::<String, _>("category")?
             )),
+            code = esc(&f.code),
+            proof = t(lang, "証明をダウンロード", "Download proof"),
         ));
     }
-    let token = new_token();
-    let qs = if lang == Lang::En { "?lang=en" } else { "" };
     let pager = |to: i64, id: &str, text: &str| {
         format!(
             "<form method=\"post\" action=\"/view{qs}\"><input type=\"hidden\" name=\"csrf\" value=\"{token}\">\
@@ -520,7 +529,8 @@ async fn view(
          <input type=\"hidden\" name=\"code\" value=\"{code}\"><label for=\"reason\">{l_reason}</label><br>\
          <input type=\"text\" id=\"reason\" name=\"reason\" maxlength=\"200\"><p><button type=\"submit\" id=\"revoke\">{b_revoke}</button></p></form>\
          <h2>{h_sum}</h2><table id=\"summary\"><tr><th>{c_who}</th><th>{c_what}</th><th>{c_n}</th><th>{c_first}</th><th>{c_last}</th></tr>{sums}</table>\
-         <h2>{h_hist}</h2><table id=\"history\"><tr><th>{c_at}</th><th>{c_who}</th><th>{c_what}</th></tr>{hist}</table>{paging}",
+         <h2>{h_hist}</h2><table id=\"history\"><tr><th>{c_at}</th><th>{c_who}</th><th>{c_what}</th><th>{c_proof}</th></tr>{hist}</table>{paging}",
+        c_proof = t(lang, "記録の証明", "Proof of the record"),
         h_this = t(lang, "この控えの同意", "The consent on this receipt"),
         this = consent_row(&policies, lang, &consent, now),
         code = esc(&f.code),
@@ -540,6 +550,76 @@ async fn view(
         c_last = t(lang, "最後", "Last"),
     );
     Ok(respond(StatusCode::OK, page(lang, &body), Some(&token)))
+}
+
+/// One read of the history as a proof file (`renkei-client verify-proof` checks it
+/// offline against the hub's log key): only a read under the consent of this code.
+async fn proof(
+    State(st): State<Arc<PortalState>>,
+    Query(q): Query<LangQuery>,
+    addr: Option<Extension<ClientAddr>>,
+    headers: HeaderMap,
+    Form(f): Form<CodeForm>,
+) -> Result<Response> {
+    let lang = q.lang();
+    let key = match admit(&st, lang, addr.as_deref(), &headers, &f.csrf).await? {
+        Ok(key) => key,
+        Err(refused) => return Ok(refused),
+    };
+    let Some(consent) = by_code(&st, &f.code).await? else {
+        record_failure(&st, &key).await?;
+        return Ok(bad_code(lang, locked(&st, &key).await?));
+    };
+    let seq = f.seq.unwrap_or(0);
+    let theirs = sqlx::query(
+        "SELECT seq FROM hub_audit WHERE seq = $1 AND subject = $2 AND consent = $3 \
+         AND action = 'read' AND decision = 'allow'",
+    )
+    .bind(seq)
+    .bind(&consent.subject)
+    .bind(&consent.id)
+    .fetch_optional(st.hub.db.pool())
+    .await?;
+    let not_yet = |msg: &str| {
+        respond(
+            StatusCode::NOT_FOUND,
+            page(lang, &format!("<p class=\"err\">{}</p>", esc(msg))),
+            None,
+        )
+    };
+    if theirs.is_none() {
+        return Ok(not_yet(t(
+            lang,
+            "その記録はありません。",
+            "No such record.",
+        )));
+    }
+    let file = match crate::audit::log::entry_proof(&st.hub.db, seq).await {
+        Ok(p) => p,
+        Err(crate::error::Error::NotFound(_)) => {
+            return Ok(not_yet(t(
+                lang,
+                "この記録はまだ第三者（証人）に確認されていません。しばらくしてからお試しください。",
+                "This record is not yet confirmed by witnesses. Please try again later.",
+            )));
+        }
+        Err(e) => return Err(e),
+    };
+    let body = serde_json::to_vec_pretty(&file)
+        .map_err(|e| crate::error::Error::Internal(e.to_string()))?;
+    let mut resp = (StatusCode::OK, body).into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Ok(v) =
+        HeaderValue::from_str(&format!("attachment; filename=\"renkei-proof-{seq}.json\""))
+    {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(resp)
 }
 
 async fn revoke(

@@ -386,7 +386,19 @@ impl Agent {
     }
 
     /// Answers up to `limit` pending key-grant requests once.
+    /// Refused outright while the transparency-log alarm is raised (a fork, rewrite or
+    /// shrink of the hub's log seen by this agent as a witness).
     pub async fn serve_grants_once(&self, client: &HubClient, limit: u32) -> Result<ServeReport> {
+        let outbox = crate::outbox::Outbox::open(&self.config.outbox).await?;
+        let alarm = outbox.log_alarm().await;
+        outbox.close().await;
+        if let Some(alarm) = alarm? {
+            return Err(Error::Checkpoint(format!(
+                "no key is released while the transparency-log alarm is raised ({}: {}); \
+                 check the hub, then `lgwan-agent witness clear-alarm`",
+                alarm.at, alarm.value
+            )));
+        }
         let requests = client.key_grant_requests(limit).await?;
         let outbox = crate::outbox::Outbox::open(&self.config.outbox).await?;
         let answered = self

@@ -154,6 +154,10 @@ pub struct HubFile {
     /// The hub's Ed25519 audit-checkpoint key (base64), pinned; unchecked when absent.
     #[serde(default, alias = "hub_signing_key")]
     pub signing_key: Option<String>,
+    /// The hub's transparency-log verifier key (C2SP vkey, from `internet-hub audit
+    /// key`), pinned: the agent witnesses the log with it on every round.
+    #[serde(default)]
+    pub log_key: Option<String>,
 }
 
 /// The validated `[hub]` section, paths made absolute.
@@ -169,6 +173,8 @@ pub struct HubSettings {
     pub key: PathBuf,
     /// The pinned checkpoint key (base64, checked to be a valid Ed25519 key).
     pub signing_key: Option<String>,
+    /// The pinned transparency-log verifier key (checked to parse).
+    pub log_key: Option<String>,
 }
 
 impl HubSettings {
@@ -193,6 +199,10 @@ pub struct KeyPaths {
     pub record: PathBuf,
     /// The enrollment X25519 secret key.
     pub enrollment: PathBuf,
+    /// The Ed25519 key this agent cosigns the hub's log with as a witness (default:
+    /// `witness.key` beside the enrollment key; made on first use).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub witness: Option<PathBuf>,
 }
 
 fn default_outbox() -> PathBuf {
@@ -334,12 +344,17 @@ impl Config {
                     renkei_crypto::sign::VerifyingKey::from_base64(key)
                         .map_err(|e| bad(format!("field `hub.signing_key`: {e}")))?;
                 }
+                if let Some(key) = &h.log_key {
+                    renkei_crypto::tlog::note::NoteVerifier::parse(key)
+                        .map_err(|e| bad(format!("field `hub.log_key`: {e}")))?;
+                }
                 Some(HubSettings {
                     url: h.url.clone(),
                     ca: at(&h.ca),
                     cert: at(&h.cert),
                     key: at(&h.key),
                     signing_key: h.signing_key.clone(),
+                    log_key: h.log_key.clone(),
                 })
             }
         };
@@ -350,6 +365,10 @@ impl Config {
                 token: at(&file.keys.token),
                 record: at(&file.keys.record),
                 enrollment: at(&file.keys.enrollment),
+                witness: Some(match &file.keys.witness {
+                    Some(w) => at(w),
+                    None => at(&file.keys.enrollment).with_file_name("witness.key"),
+                }),
             },
             catalog: file.catalog.as_deref().map(at),
             outbox: at(&file.outbox),
@@ -419,6 +438,10 @@ app_failures_per_hour = 20
 # cert = "tls/agent.pem"
 # key = "tls/agent.key"
 # signing_key = "<hub audit-checkpoint public key, base64>"
+# The hub's log key, as printed by `internet-hub audit --config hub.toml key`: with it the
+# agent witnesses the hub's audit log on every round, and a log that forks, shrinks or is
+# rewritten stops all key releases until `lgwan-agent witness clear-alarm`.
+# log_key = "<origin>+<key id>+<key>"
 
 # The release list (DESIGN.md step 8): the agent seals a record key only for a recipient
 # and purpose listed here, whatever the hub asks. Nothing is listed yet, so nothing is

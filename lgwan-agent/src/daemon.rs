@@ -19,6 +19,7 @@ use crate::sync::{
     answer_enrollments_once, answer_grants_once, keep_checkpoint, publish_keys, upload_links_once,
     upload_once,
 };
+use crate::witness::Witnessed;
 
 /// Longest wait between two rounds while the hub is down.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
@@ -170,6 +171,34 @@ pub fn status_text(outbox: &Path, status: &OutboxStatus, quarantined: &[PathBuf]
     out
 }
 
+/// The witness lines of `lgwan-agent status`: an alarm first, else the last checkpoint
+/// of the hub's transparency log this agent accepted.
+pub fn witness_text(
+    pinned: bool,
+    alarm: Option<&Note>,
+    latest: Option<&renkei_client::witness::Seen>,
+    count: u64,
+) -> String {
+    if let Some(a) = alarm {
+        return format!(
+            "transparency log:  ALARM since {}: {}\n                   no key is released; check the hub, then `lgwan-agent witness clear-alarm`\n",
+            a.at, a.value
+        );
+    }
+    if !pinned {
+        return "transparency log:  not witnessed (set `[hub] log_key` from `internet-hub audit key`)\n"
+            .to_owned();
+    }
+    match latest {
+        Some(s) => format!(
+            "transparency log:  consistent; latest checkpoint {} entries at {} ({count} seen)\n",
+            s.size,
+            s.at.to_rfc3339()
+        ),
+        None => "transparency log:  no checkpoint witnessed yet\n".to_owned(),
+    }
+}
+
 /// The web-enrollment lines of `lgwan-agent status`: codes, answers of the last 30
 /// days by reason, locked residents and throttled apps (tokens and app ids only).
 pub fn enrollment_text(status: &EnrollmentStatus, require_code: bool) -> String {
@@ -259,12 +288,33 @@ async fn hub_round(
         ));
     }
     let sent = upload_once(outbox, client, agent.config.upload_batch).await?;
-    let grants = answer_grants_once(agent, client).await?;
     #[expect(
         clippy::disallowed_methods,
         reason = "the daemon reads the wall clock once per round and passes it down"
     )]
     let now = chrono::Utc::now();
+    // The hub's log is witnessed before any key is released.
+    let released = match crate::witness::witness_hub(&agent.config, outbox, client, now).await? {
+        Witnessed::Alarm(reason) => {
+            log(format!(
+                "ALARM: the hub's transparency log is inconsistent ({reason}); no key is released until `lgwan-agent witness clear-alarm`"
+            ));
+            false
+        }
+        Witnessed::Accepted {
+            cosign_error: Some(e),
+            ..
+        } => {
+            log(format!("transparency log: cosignature not delivered: {e}"));
+            true
+        }
+        Witnessed::Accepted { .. } | Witnessed::NotPinned => true,
+    };
+    let grants = if released {
+        answer_grants_once(agent, client).await?
+    } else {
+        0
+    };
     let round = answer_enrollments_once(agent, outbox, client, now).await?;
     for token in &round.locked {
         log(format!(

@@ -31,6 +31,7 @@ pub mod quarantine;
 pub mod sync;
 pub mod synth;
 pub mod tabular;
+pub mod witness;
 mod xml;
 
 pub use error::{Error, Result};

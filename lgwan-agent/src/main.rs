@@ -94,11 +94,16 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
-    /// Outbox depth, last upload, last error, quarantined files.
+    /// Outbox depth, last upload, last error, quarantined files, the log witness.
     Status {
         /// The agent's config file.
         #[arg(long)]
         config: PathBuf,
+    },
+    /// The agent as a witness of the hub's transparency log.
+    Witness {
+        #[command(subcommand)]
+        command: WitnessCommand,
     },
     /// Consents taken at the counter (対面).
     Consent {
@@ -109,6 +114,18 @@ enum Command {
     EnrollmentCode {
         #[command(subcommand)]
         command: EnrollmentCodeCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum WitnessCommand {
+    /// Clear the transparency-log alarm after checking the hub (a fork, rewrite or
+    /// shrink of its log stopped key releases). The next round accepts the hub's
+    /// checkpoint as a new start; the history of checkpoints seen is kept.
+    ClearAlarm {
+        /// The agent's config file.
+        #[arg(long)]
+        config: PathBuf,
     },
 }
 
@@ -391,7 +408,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let enrollment = outbox
                 .enrollment_status(now.timestamp(), settings.app_failures_per_hour)
                 .await?;
+            let alarm = outbox.log_alarm().await?;
+            let latest = outbox.latest_witnessed().await?;
+            let witnessed = outbox.witnessed_count().await?;
             outbox.close().await;
+            let pinned = agent
+                .config
+                .hub
+                .as_ref()
+                .is_some_and(|h| h.log_key.is_some());
             let files = agent
                 .config
                 .import_dir
@@ -399,7 +424,31 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .map(quarantined_files)
                 .unwrap_or_default();
             print!("{}", status_text(&agent.config.outbox, &status, &files));
+            print!(
+                "{}",
+                lgwan_agent::daemon::witness_text(
+                    pinned,
+                    alarm.as_ref(),
+                    latest.as_ref(),
+                    witnessed
+                )
+            );
             print!("{}", enrollment_text(&enrollment, settings.require_code));
+        }
+        Command::Witness {
+            command: WitnessCommand::ClearAlarm { config },
+        } => {
+            let agent = Agent::load(&config)?;
+            let outbox = Outbox::open(&agent.config.outbox).await?;
+            let cleared = outbox.clear_log_alarm().await;
+            outbox.close().await;
+            match cleared? {
+                Some(a) => println!(
+                    "cleared the transparency-log alarm raised {}: {}\nthe next round accepts the hub's checkpoint as a new start",
+                    a.at, a.value
+                ),
+                None => println!("no transparency-log alarm is raised"),
+            }
         }
         Command::Consent { command } => consent(command).await?,
         Command::EnrollmentCode {

@@ -24,6 +24,15 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Check a resident's audit-entry proof file offline against the hub's log key
+    /// (needs no configuration and no network).
+    VerifyProof {
+        /// The proof file (`-` for standard input).
+        file: PathBuf,
+        /// The hub's log key, as `internet-hub audit key` prints it.
+        #[arg(long)]
+        log_key: String,
+    },
     /// Make the X25519 key-grant key pair (0600) in DIR and print the public key.
     InitKeys {
         /// Folder for `grant.key` and `grant.pub`.

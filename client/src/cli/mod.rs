@@ -54,11 +54,16 @@ pub async fn run(cli: Cli, now: DateTime<Utc>) -> Result<ExitCode> {
         println!("{}", made.grant_public);
         return Ok(ExitCode::SUCCESS);
     }
+    if let Command::VerifyProof { file, log_key } = &cli.command {
+        let verified = crate::proof::verify(&read_input(file)?, log_key)?;
+        print_json(&verified)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let settings = Settings::load(&cli.config)?;
     let client = HubClient::new(settings.client_config())?;
     let me = settings.participant.clone();
     match cli.command {
-        Command::InitKeys { .. } => Ok(ExitCode::SUCCESS),
+        Command::InitKeys { .. } | Command::VerifyProof { .. } => Ok(ExitCode::SUCCESS),
         Command::PublishKeys => {
             let public = setup::load_grant_key(&settings)?.public_key().to_base64();
             print_json(&client.publish_signed_keys(Some(&public), None).await?)?;
@@ -71,6 +76,28 @@ pub async fn run(cli: Cli, now: DateTime<Utc>) -> Result<ExitCode> {
         } => {
             let key = setup::load_grant_key(&settings)?;
             let state = StateDir::open(&settings.state_dir)?;
+            // Each contact witnesses the hub's log first (when a log key is pinned).
+            #[expect(
+                clippy::disallowed_methods,
+                reason = "the CLI's edge reads the wall clock once for the cosignature time"
+            )]
+            let now = chrono::Utc::now();
+            match crate::witness::contact_from_state(&client, &settings, &state, now).await? {
+                Some(crate::witness::Outcome::Alarm(reason)) => {
+                    eprintln!(
+                        "ALARM: the hub's transparency log is inconsistent: {reason}\nnothing is pulled; after checking the hub, delete `{}`",
+                        state.path().join(crate::witness::ALARM).display()
+                    );
+                    return Ok(ExitCode::from(4));
+                }
+                Some(crate::witness::Outcome::Accepted { seen, cosigned }) => {
+                    eprintln!("witnessed the hub's log at {} entries", seen.size);
+                    if let Err(e) = cosigned {
+                        eprintln!("cosignature not delivered: {e}");
+                    }
+                }
+                None => {}
+            }
             let mut stdout = std::io::stdout().lock();
             let mut sink = if out == Path::new("-") {
                 Sink::Lines(&mut stdout)

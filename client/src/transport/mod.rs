@@ -262,16 +262,31 @@ impl HubClient {
         body: Option<Bytes>,
         idempotent: bool,
     ) -> Result<T> {
+        let bytes = self
+            .call_bytes(method.clone(), path, body, idempotent)
+            .await?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| Error::invalid(format!("response to {method} `{path}`"), e.to_string()))
+    }
+
+    /// `GET path` and return the body as it came (tiles, signed notes).
+    pub async fn get_bytes(&self, path: &str) -> Result<Bytes> {
+        self.call_bytes(Method::GET, path, None, true).await
+    }
+
+    async fn call_bytes(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Bytes>,
+        idempotent: bool,
+    ) -> Result<Bytes> {
         let retry = self.inner.retry;
         let mut attempt = 1;
         loop {
             let outcome = self.attempt(method.clone(), path, body.clone()).await;
             let error = match outcome {
-                Ok(bytes) => {
-                    return serde_json::from_slice(&bytes).map_err(|e| {
-                        Error::invalid(format!("response to {method} `{path}`"), e.to_string())
-                    });
-                }
+                Ok(bytes) => return Ok(bytes),
                 Err(e) => e,
             };
             if !retry.should_retry(&error, attempt, idempotent) {

@@ -127,6 +127,9 @@ pub fn router(hub: Arc<Hub>, max_body: usize, rate: Arc<limits::RateLimiter>) ->
             get(participant_keys).put(publish_keys),
         )
         .route("/v1/audit/checkpoint", get(checkpoint))
+        .route("/v1/log/checkpoint", get(log_checkpoint))
+        .route("/v1/log/tile/{*path}", get(log_tile))
+        .route("/v1/log/cosignature", post(log_cosignature))
         .fallback(|| async { Error::NotFound("no such endpoint".into()) })
         .layer(axum::middleware::from_fn_with_state(
             rate,
@@ -448,6 +451,83 @@ async fn publish_keys(
     .await?;
     tx.commit().await?;
     Ok(Json(k))
+}
+
+/// The latest checkpoint, signing one first if there is none yet.
+async fn latest_or_new(hub: &Hub) -> Result<audit::Checkpoint> {
+    match audit::latest_checkpoint(&hub.db).await? {
+        Some(cp) if !cp.note.is_empty() => Ok(cp),
+        _ => {
+            audit::checkpoint_as(&hub.db, &hub.signing_key, &hub.log_origin, hub.now()).await?;
+            audit::latest_checkpoint(&hub.db)
+                .await?
+                .ok_or_else(|| Error::NotFound("no audit checkpoint yet".into()))
+        }
+    }
+}
+
+/// `GET /v1/log/checkpoint`: the latest checkpoint as a C2SP signed note (text).
+async fn log_checkpoint(State(hub): Hs, Caller(who): Caller) -> Result<impl IntoResponse> {
+    let mut tx = hub.db.begin_read().await?;
+    broker::authorize_caller(&mut tx, &who, broker::ANY_PARTICIPANT).await?;
+    tx.commit().await?;
+    let cp = latest_or_new(&hub).await?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; charset=utf-8",
+        )],
+        cp.note,
+    ))
+}
+
+/// `GET /v1/log/tile/<L>/<N>[.p/<W>]` and `/v1/log/tile/entries/<N>[.p/<W>]` (C2SP
+/// tlog-tiles). An entries tile holds each entry's 32-byte chain hash, not its content.
+async fn log_tile(
+    State(hub): Hs,
+    Caller(who): Caller,
+    P(path): P<String>,
+) -> Result<impl IntoResponse> {
+    let tile = renkei_crypto::tlog::tile_from_path(&format!("tile/{path}"))
+        .map_err(|e| Error::NotFound(e.to_string()))?;
+    let mut tx = hub.db.begin_read().await?;
+    broker::authorize_caller(&mut tx, &who, broker::ANY_PARTICIPANT).await?;
+    let data = audit::tree::tile(&mut tx, &tile).await?;
+    tx.commit().await?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
+        data,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CosignatureBody {
+    size: u64,
+    vkey: String,
+    cosignature: String,
+}
+
+/// `POST /v1/log/cosignature`: a witness returns its cosignature (C2SP
+/// tlog-cosignature/v1 signature line) of the checkpoint of `size` entries.
+async fn log_cosignature(
+    State(hub): Hs,
+    Caller(who): Caller,
+    Body(body): Body<CosignatureBody>,
+) -> Result<Json<serde_json::Value>> {
+    let mut tx = hub.db.begin().await?;
+    broker::authorize_caller(&mut tx, &who, broker::ANY_PARTICIPANT).await?;
+    tx.commit().await?;
+    let time = audit::log::add_cosignature(
+        &hub.db,
+        &who.to_string(),
+        &body.vkey,
+        body.size,
+        &body.cosignature,
+        hub.now(),
+    )
+    .await?;
+    Ok(Json(serde_json::json!({"size": body.size, "time": time})))
 }
 
 async fn checkpoint(State(hub): Hs, Caller(who): Caller) -> Result<Json<audit::Checkpoint>> {

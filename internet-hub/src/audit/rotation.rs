@@ -255,6 +255,7 @@ mod tests {
             key_version: key.version().to_string(),
             public_key: key.verifying_key().to_base64(),
             signature: String::new(),
+            note: String::new(),
         }
     }
 

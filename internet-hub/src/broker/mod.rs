@@ -87,6 +87,8 @@ pub struct Hub {
     pub pseudonym_key: PseudonymKey,
     /// The hub's Ed25519 key for checkpoints and receipts.
     pub signing_key: SigningKey,
+    /// The transparency log's origin (`[audit] origin`).
+    pub log_origin: String,
     /// Secret pepper for receipt-code hashes.
     pub receipt_pepper: Zeroizing<Vec<u8>>,
     /// Limits.

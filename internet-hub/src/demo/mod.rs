@@ -172,7 +172,8 @@ async fn flow(
     // 3. Participants
     n.step("Registering the participants and their public keys at the hub.");
     let init = lgwan_agent::agent::init(&source.dir, &source.id)?;
-    setup::attach_hub(&init.config, hub_url, source)?;
+    let log_key = crate::audit::log::vkey(&hub.log_origin, &hub.signing_key)?;
+    setup::attach_hub(&init.config, hub_url, source, &log_key)?;
     // The city's own release list: the agent seals keys for nobody else.
     setup::release_to(
         &init.config,
@@ -607,11 +608,58 @@ async fn flow(
 
     // 15. Audit
     n.step("Verifying the audit chain and the consent ledger.");
-    crate::audit::checkpoint(&hub.db, &hub.signing_key, hub.now()).await?;
+    crate::audit::checkpoint_as(&hub.db, &hub.signing_key, &hub.log_origin, hub.now()).await?;
     let report = crate::audit::verify(&hub.db, &[hub.signing_key.verifying_key()], None)
         .await?
         .map_err(|b| anyhow::anyhow!("audit chain broken: {b}"))?;
     lgwan_agent::sync::keep_checkpoint(&outbox, &source_client, None).await?;
+    // Two witnesses: the agent (its pinned log key, its own cosigning key) and the app.
+    crate::audit::checkpoint_as(&hub.db, &hub.signing_key, &hub.log_origin, hub.now()).await?;
+    let witnessed =
+        lgwan_agent::witness::witness_hub(&agent.config, &outbox, &source_client, hub.now())
+            .await?;
+    anyhow::ensure!(
+        matches!(
+            witnessed,
+            lgwan_agent::witness::Witnessed::Accepted {
+                cosign_error: None,
+                ..
+            }
+        ),
+        "the agent did not witness the log: {witnessed:?}"
+    );
+    let pinned = renkei_crypto::tlog::note::NoteVerifier::parse(&log_key)?;
+    let app_witness_key =
+        renkei_crypto::sign::SigningKey::generate(renkei_crypto::keys::KeyVersion::V1);
+    let app_name = format!("renkei-witness/{}", app.id);
+    let app_witness = renkei_client::witness::Witness {
+        log: &pinned,
+        name: &app_name,
+        key: &app_witness_key,
+    };
+    match app_witness.contact(&app_client, None, hub.now()).await? {
+        renkei_client::witness::Outcome::Accepted {
+            cosigned: Ok(_), ..
+        } => {}
+        other => anyhow::bail!("the app did not witness the log: {other:?}"),
+    }
+    let log_report = crate::audit::log::verify(
+        &hub.db,
+        &hub.log_origin,
+        &[hub.signing_key.verifying_key()],
+        &[],
+        2,
+    )
+    .await?
+    .map_err(|b| anyhow::anyhow!("transparency log broken: {b}"))?;
+    n.say(&format!(
+        "transparency log: {} leaves, {} signed checkpoint note(s), {} cosignature(s) by {} witnesses (the agent and the app); {} checkpoint(s) not yet cosigned by both",
+        log_report.leaves,
+        log_report.notes,
+        log_report.cosignatures,
+        log_report.witnesses,
+        log_report.unwitnessed.len()
+    ));
     let ledger = renkei_consent::ConsentStore::verify_chain(&hub.consents, None).await?;
     n.say(&format!(
         "audit log: {} entries, {} signed checkpoint(s), head {}",

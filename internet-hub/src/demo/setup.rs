@@ -124,11 +124,17 @@ pub(super) fn readme(dir: &Path, hub_url: &str, portal_url: &str) -> anyhow::Res
     std::fs::write(dir.join("README.txt"), text).context("writing README.txt")
 }
 
-/// Points the agent at the hub: appends its `[hub]` section (participant TLS files).
-pub(super) fn attach_hub(agent_toml: &Path, hub_url: &str, m: &Member) -> anyhow::Result<()> {
+/// Points the agent at the hub: appends its `[hub]` section (participant TLS files, and
+/// the hub's log key pinned, as `internet-hub audit key` prints it).
+pub(super) fn attach_hub(
+    agent_toml: &Path,
+    hub_url: &str,
+    m: &Member,
+    log_key: &str,
+) -> anyhow::Result<()> {
     let rel = |p: PathBuf| p.strip_prefix(&m.dir).map(Path::to_path_buf).unwrap_or(p);
     let text = format!(
-        "\n[hub]\nurl = \"{hub_url}\"\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+        "\n[hub]\nurl = \"{hub_url}\"\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\nlog_key = \"{log_key}\"\n",
         rel(m.ca()).display(),
         rel(m.cert()).display(),
         rel(m.key()).display()

@@ -216,6 +216,34 @@ impl TestHub {
         (status, v)
     }
 
+    /// Calls the API as `who`, returning the body's bytes as they came.
+    pub async fn call_raw(
+        &self,
+        who: Option<&str>,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Vec<u8>) {
+        let mut req = Request::builder().method(method).uri(path);
+        if body.is_some() {
+            req = req.header("content-type", "application/json");
+        }
+        let mut req = req
+            .body(
+                body.map(|b| Body::from(b.to_string()))
+                    .unwrap_or_else(Body::empty),
+            )
+            .unwrap();
+        if let Some(w) = who {
+            req.extensions_mut()
+                .insert(PeerIdentity::Participant(w.parse().unwrap()));
+        }
+        let resp = self.router.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, bytes.to_vec())
+    }
+
     /// A sealed checkup record of `subject` from `source:city-a`.
     pub fn sealed(
         &self,

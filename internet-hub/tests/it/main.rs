@@ -28,3 +28,4 @@ mod portal;
 mod reads;
 mod statements;
 mod tamper;
+mod tlog;

@@ -373,3 +373,126 @@ async fn a_receipt_code_opens_only_its_own_consent() {
     assert!(page2.contains("id=\"newer\"") && !page2.contains("id=\"older\""));
     assert!(!rid.is_empty());
 }
+
+/// Each read in the history comes with a proof file once witnesses cosigned a
+/// checkpoint covering it; `renkei-client verify-proof` checks it offline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_entries_download_as_proofs_that_verify_offline() {
+    let h = TestHub::new(Backend::Sqlite).await.unwrap();
+    let ps = h.register_all().await;
+    let r = h.sealed(
+        "doc-1",
+        SUBJECT,
+        "checkup.lipids",
+        d(2026, 5, 1),
+        b"{\"x\":1}",
+    );
+    h.upload(&[&r]).await;
+    let p = h.enroll("phr:asmile", SUBJECT).await;
+    let (_, v) = h.call(Some("phr:asmile"), "POST", "/v1/consents", Some(json!({"subject": p, "recipient": "phr:asmile", "purpose": "phr-display", "categories": ["checkup.lipids"], "method": "app", "granted_by": "resident"}))).await;
+    let code = v["receipt"]["revocation_code"].as_str().unwrap().to_owned();
+    h.answer_grants().await;
+    assert_eq!(h.pull(&ps[1]).await.len(), 1);
+    let app = router(
+        h.hub.clone(),
+        PortalLimits {
+            max_failures: 3,
+            lockout_secs: 900,
+        },
+    );
+    let (_, _, cookie) = send(&app, Request::get("/").body(Body::empty()).unwrap()).await;
+    let tok = token_of(&cookie.unwrap());
+    let (st, body, _) = send(
+        &app,
+        post("/view", &tok, Some(&tok), &format!("code={code}"), None),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    let seq: i64 = body
+        .split("name=\"seq\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    let ask = |seq: i64| {
+        post(
+            "/proof",
+            &tok,
+            Some(&tok),
+            &format!("code={code}&seq={seq}"),
+            None,
+        )
+    };
+
+    // Not yet witnessed: not yet.
+    let (st, body, _) = send(&app, ask(seq)).await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "{body}");
+    assert!(body.contains("証人"), "{body}");
+
+    // A witness cosigns a checkpoint: the proof file verifies against the log key.
+    internet_hub::audit::checkpoint_as(
+        &h.hub.db,
+        &h.hub.signing_key,
+        &h.hub.log_origin,
+        h.hub.now(),
+    )
+    .await
+    .unwrap();
+    let vkey = internet_hub::audit::log::vkey(&h.hub.log_origin, &h.hub.signing_key).unwrap();
+    let (_, note) = h
+        .call_raw(Some("source:city-a"), "GET", "/v1/log/checkpoint", None)
+        .await;
+    let note = String::from_utf8(note).unwrap();
+    let wkey = renkei_crypto::sign::SigningKey::generate(renkei_crypto::keys::KeyVersion::V1);
+    let w = renkei_crypto::tlog::note::NoteSigner::witness(
+        "renkei-witness/source:city-a",
+        &wkey,
+        1_780_000_000,
+    )
+    .unwrap();
+    let line = renkei_crypto::tlog::note::cosign(&note, &w).unwrap();
+    let size = renkei_crypto::tlog::note::open_checkpoint(
+        &note,
+        &renkei_crypto::tlog::note::NoteVerifier::parse(&vkey).unwrap(),
+    )
+    .unwrap()
+    .size;
+    let (st, _) = h
+        .call(
+            Some("source:city-a"),
+            "POST",
+            "/v1/log/cosignature",
+            Some(json!({"size": size, "vkey": w.vkey(), "cosignature": line})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, file, _) = send(&app, ask(seq)).await;
+    assert_eq!(st, StatusCode::OK, "{file}");
+    let ok = renkei_client::proof::verify(file.as_bytes(), &vkey).unwrap();
+    assert_eq!(
+        (ok.seq, ok.cosigners.clone()),
+        (seq, vec!["renkei-witness/source:city-a".to_owned()])
+    );
+    assert!(file.contains("\"actor\": \"phr:asmile\""), "{file}");
+
+    // Only the reads under this code's consent.
+    let (st, _, _) = send(&app, ask(1)).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (st, body, _) = send(
+        &app,
+        post(
+            "/proof",
+            &tok,
+            Some(&tok),
+            &format!("code=AAAA-BBBB&seq={seq}"),
+            None,
+        ),
+    )
+    .await;
+    assert!(
+        st == StatusCode::OK || st == StatusCode::UNAUTHORIZED || st == StatusCode::FORBIDDEN,
+        "{st}"
+    );
+    assert!(!body.contains("renkei-audit-proof"), "{body}");
+}

@@ -52,6 +52,14 @@ impl Outbox {
         self.set_meta("last_error", error).await
     }
 
+    pub(super) async fn set_meta_value(&self, key: &str, value: &str) -> Result<()> {
+        self.set_meta(key, value).await
+    }
+
+    pub(super) async fn meta_value(&self, key: &str) -> Result<Option<Note>> {
+        self.meta(key).await
+    }
+
     async fn set_meta(&self, key: &str, value: &str) -> Result<()> {
         sqlx::query(&format!(
             "INSERT INTO meta (key, value, at) VALUES (?, ?, {NOW}) \

@@ -26,6 +26,7 @@ pub mod enrollment;
 mod links;
 mod meta;
 mod space;
+mod witness;
 
 pub use enrollment::EnrollmentStatus;
 pub use links::LinkCounts;
@@ -54,6 +55,14 @@ CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL,
     at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS witnessed (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    size INTEGER NOT NULL,
+    root TEXT NOT NULL,
+    note TEXT NOT NULL,
+    at TEXT NOT NULL,
+    cosigned INTEGER NOT NULL
 );
 ";
 

@@ -1,0 +1,406 @@
+//! The audit log as witnesses see it: checkpoints as C2SP signed notes, the hub's
+//! verifier key, the cosignatures witnesses return, and the check `audit verify` runs
+//! over tree, notes and cosignatures.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+use renkei_crypto::sign::{SigningKey, VerifyingKey};
+use renkei_crypto::tlog::note::{self, Checkpoint as Body, NoteSigner, NoteVerifier};
+use renkei_crypto::tlog::{self, Frontier, Hash};
+use serde::Serialize;
+use sqlx::Row;
+
+use super::{Broken, tree};
+use crate::db::{self, Db};
+use crate::error::{Error, Result};
+
+/// The log's origin (and key name) unless `[audit] origin` says otherwise.
+pub const DEFAULT_ORIGIN: &str = "renkei.hub/audit";
+
+fn log_err(e: renkei_crypto::Error) -> Error {
+    Error::Internal(e.to_string())
+}
+
+/// The verifier key of the log `origin` signed with `key` (C2SP signed-note format).
+pub fn vkey(origin: &str, key: &SigningKey) -> Result<String> {
+    Ok(NoteSigner::log(origin, key).map_err(log_err)?.vkey())
+}
+
+/// The verifier of a trusted public key as the log `origin`.
+pub fn verifier(origin: &str, key: &VerifyingKey) -> Result<NoteVerifier> {
+    NoteVerifier::log(origin, key).map_err(log_err)
+}
+
+/// Signs the checkpoint of the tree of `size` entries with root `root`.
+pub fn sign(origin: &str, key: &SigningKey, size: u64, root: Hash) -> Result<String> {
+    let body = Body {
+        origin: origin.to_owned(),
+        size,
+        root,
+    };
+    note::sign_checkpoint(&body, &NoteSigner::log(origin, key).map_err(log_err)?).map_err(log_err)
+}
+
+/// The latest checkpoint that has a signed note: `(size, note)`.
+pub async fn latest_note(db: &Db) -> Result<Option<(u64, String)>> {
+    let row = sqlx::query(
+        "SELECT seq, note FROM hub_checkpoints WHERE note <> '' ORDER BY seq DESC LIMIT 1",
+    )
+    .fetch_optional(db.pool())
+    .await?;
+    row.map(|r| {
+        Ok((
+            r.try_get::<i64, _>("seq")?.unsigned_abs(),
+            r.try_get("note")?,
+        ))
+    })
+    .transpose()
+}
+
+/// Stores a witness's cosignature of the checkpoint of `size` entries, after checking
+/// it against the stored note and the key the witness first cosigned with. A second
+/// cosignature of the same checkpoint by the same witness replaces nothing.
+pub async fn add_cosignature(
+    db: &Db,
+    witness: &str,
+    vkey: &str,
+    size: u64,
+    line: &str,
+    now: DateTime<Utc>,
+) -> Result<u64> {
+    let verifier = NoteVerifier::parse(vkey).map_err(|e| Error::BadRequest(e.to_string()))?;
+    if !verifier.is_cosignature() {
+        return Err(Error::BadRequest(
+            "`vkey` is not a cosignature/v1 key (type 0x04)".into(),
+        ));
+    }
+    let seq = i64::try_from(size).map_err(|_| Error::BadRequest("`size` is too large".into()))?;
+    let mut tx = db.begin().await?;
+    let note: Option<String> =
+        sqlx::query("SELECT note FROM hub_checkpoints WHERE seq = $1 AND note <> ''")
+            .bind(seq)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| r.try_get("note"))
+            .transpose()?;
+    let note = note.ok_or_else(|| Error::NotFound(format!("no checkpoint of size {size}")))?;
+    let time = note::check_cosignature(&note, line, &verifier)
+        .map_err(|e| Error::BadRequest(e.to_string()))?;
+    let known: Option<String> =
+        sqlx::query("SELECT vkey FROM hub_log_witnesses WHERE witness = $1")
+            .bind(witness)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| r.try_get("vkey"))
+            .transpose()?;
+    match known {
+        Some(k) if k != verifier.vkey() => {
+            return Err(Error::Conflict(format!(
+                "witness `{witness}` cosigns with another key than before"
+            )));
+        }
+        Some(_) => {}
+        None => {
+            sqlx::query(
+                "INSERT INTO hub_log_witnesses (witness, vkey, first_seen) VALUES ($1, $2, $3)",
+            )
+            .bind(witness)
+            .bind(verifier.vkey())
+            .bind(db::micros(now))
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+    let time_i64 = i64::try_from(time).map_err(|_| Error::BadRequest("bad time".into()))?;
+    sqlx::query(
+        "INSERT INTO hub_log_cosignatures (seq, witness, line, cosigned_at, received_at) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (seq, witness) DO NOTHING",
+    )
+    .bind(seq)
+    .bind(witness)
+    .bind(line.trim_end_matches('\n'))
+    .bind(time_i64)
+    .bind(db::micros(now))
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(time)
+}
+
+/// What the check of the tree, the notes and the cosignatures found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LogReport {
+    /// Leaves checked.
+    pub leaves: u64,
+    /// Signed notes whose signature and root matched.
+    pub notes: usize,
+    /// Cosignatures that verified.
+    pub cosignatures: usize,
+    /// Distinct witnesses among them.
+    pub witnesses: usize,
+    /// Checkpoints (sizes) that fewer than the required number of witnesses cosigned,
+    /// on them or on a later checkpoint (which, consistency checked, vouches for them).
+    pub unwitnessed: Vec<u64>,
+    /// The time of the newest cosignature (seconds since the epoch).
+    pub newest_cosignature: Option<u64>,
+}
+
+/// Checks the Merkle tree against the entries' chain hashes (every stored hash, every
+/// note's root), every note's signature against `trusted` keys as the log `origin`, and
+/// every stored cosignature against its witness's key (only witnesses in `pinned`, when
+/// given, count). Run after [`super::verify`], which checks the entries themselves.
+pub async fn verify(
+    db: &Db,
+    origin: &str,
+    trusted: &[VerifyingKey],
+    pinned: &[NoteVerifier],
+    min_witnesses: usize,
+) -> Result<std::result::Result<LogReport, Broken>> {
+    let verifiers = trusted
+        .iter()
+        .map(|k| verifier(origin, k))
+        .collect::<Result<Vec<_>>>()?;
+    let mut notes = BTreeMap::new();
+    for r in sqlx::query("SELECT seq, note FROM hub_checkpoints WHERE note <> '' ORDER BY seq")
+        .fetch_all(db.pool())
+        .await?
+    {
+        let seq: i64 = r.try_get("seq")?;
+        let text: String = r.try_get("note")?;
+        let Some(body) = verifiers
+            .iter()
+            .find_map(|v| note::open_checkpoint(&text, v).ok())
+        else {
+            return Ok(Err(Broken {
+                seq,
+                reason: format!(
+                    "checkpoint note at entry {seq} has no valid signature by a trusted log key"
+                ),
+            }));
+        };
+        if body.size != seq.unsigned_abs() {
+            return Ok(Err(Broken {
+                seq,
+                reason: format!("checkpoint note at entry {seq} is for size {}", body.size),
+            }));
+        }
+        notes.insert(body.size, (text, body.root));
+    }
+
+    // Rebuild the tree from the chain hashes; compare each stored hash and each root.
+    let mut tree = Frontier::new();
+    let mut stored = StoredHashes::default();
+    loop {
+        let rows =
+            sqlx::query("SELECT seq, hash FROM hub_audit WHERE seq > $1 ORDER BY seq LIMIT 5000")
+                .bind(i64::try_from(tree.size()).map_err(|_| Error::Internal("size".into()))?)
+                .fetch_all(db.pool())
+                .await?;
+        if rows.is_empty() {
+            break;
+        }
+        for r in rows {
+            let seq: i64 = r.try_get("seq")?;
+            let start = tlog::stored_index(0, tree.size());
+            for (k, h) in tree
+                .push(tree::leaf_hash(&r.try_get::<String, _>("hash")?)?)
+                .into_iter()
+                .enumerate()
+            {
+                let idx = start + k as u64;
+                if stored.get(db, idx).await? != Some(h) {
+                    return Ok(Err(Broken {
+                        seq,
+                        reason: format!(
+                            "stored log hash {idx} does not match the entries (tiles and proofs served from it are wrong)"
+                        ),
+                    }));
+                }
+            }
+            if let Some((_, root)) = notes.get(&tree.size()) {
+                if *root != tree.root() {
+                    return Ok(Err(Broken {
+                        seq,
+                        reason: "entries differ from the tree root of the signed checkpoint note"
+                            .into(),
+                    }));
+                }
+            }
+        }
+    }
+    if let Some((&size, _)) = notes.range(tree.size() + 1..).next() {
+        return Ok(Err(Broken {
+            seq: i64::try_from(tree.size() + 1).unwrap_or(i64::MAX),
+            reason: format!("log is truncated: a signed checkpoint note covers {size} entries"),
+        }));
+    }
+
+    // Cosignatures: each verifies over the note as stored now, by its witness's key.
+    let mut keys = BTreeMap::new();
+    for r in sqlx::query("SELECT witness, vkey FROM hub_log_witnesses")
+        .fetch_all(db.pool())
+        .await?
+    {
+        let witness: String = r.try_get("witness")?;
+        let vkey: String = r.try_get("vkey")?;
+        let v = NoteVerifier::parse(&vkey).map_err(log_err)?;
+        if pinned.is_empty() || pinned.contains(&v) {
+            keys.insert(witness, v);
+        }
+    }
+    let mut by_size: BTreeMap<u64, BTreeSet<String>> = BTreeMap::new();
+    let mut count = 0;
+    let mut newest = None;
+    for r in sqlx::query("SELECT seq, witness, line FROM hub_log_cosignatures ORDER BY seq")
+        .fetch_all(db.pool())
+        .await?
+    {
+        let seq: i64 = r.try_get("seq")?;
+        let witness: String = r.try_get("witness")?;
+        let line: String = r.try_get("line")?;
+        let Some(key) = keys.get(&witness) else {
+            continue;
+        };
+        let Some((text, _)) = notes.get(&seq.unsigned_abs()) else {
+            return Ok(Err(Broken {
+                seq,
+                reason: format!(
+                    "`{witness}` cosigned a checkpoint of size {seq} that is no longer stored"
+                ),
+            }));
+        };
+        match note::check_cosignature(text, &line, key) {
+            Ok(t) => {
+                count += 1;
+                newest = newest.max(Some(t));
+                by_size
+                    .entry(seq.unsigned_abs())
+                    .or_default()
+                    .insert(witness);
+            }
+            Err(_) => {
+                return Ok(Err(Broken {
+                    seq,
+                    reason: format!(
+                        "`{witness}`'s cosignature does not verify over the checkpoint stored for size {seq}: it was changed after the witness saw it"
+                    ),
+                }));
+            }
+        }
+    }
+    let mut seen = BTreeSet::new();
+    let mut unwitnessed = Vec::new();
+    for &size in notes.keys().rev() {
+        if let Some(w) = by_size.get(&size) {
+            seen.extend(w.iter().cloned());
+        }
+        if seen.len() < min_witnesses {
+            unwitnessed.push(size);
+        }
+    }
+    unwitnessed.reverse();
+    let witnesses = by_size.values().flatten().collect::<BTreeSet<_>>().len();
+    Ok(Ok(LogReport {
+        leaves: tree.size(),
+        notes: notes.len(),
+        cosignatures: count,
+        witnesses,
+        unwitnessed,
+        newest_cosignature: newest,
+    }))
+}
+
+/// Stored hashes read in index order, a page at a time.
+#[derive(Debug, Default)]
+struct StoredHashes {
+    page: BTreeMap<u64, Hash>,
+    next: u64,
+}
+
+impl StoredHashes {
+    async fn get(&mut self, db: &Db, idx: u64) -> Result<Option<Hash>> {
+        if idx >= self.next {
+            self.page.clear();
+            let from = i64::try_from(idx).map_err(|_| Error::Internal("index".into()))?;
+            for r in sqlx::query(
+                "SELECT idx, hash FROM hub_log_hashes WHERE idx >= $1 ORDER BY idx LIMIT 10000",
+            )
+            .bind(from)
+            .fetch_all(db.pool())
+            .await?
+            {
+                let i: i64 = r.try_get("idx")?;
+                let b: Vec<u8> = r.try_get("hash")?;
+                if let Ok(b) = <[u8; 32]>::try_from(b) {
+                    self.page.insert(i.unsigned_abs(), Hash(b));
+                }
+            }
+            self.next = idx + 10_000;
+        }
+        Ok(self.page.get(&idx).copied())
+    }
+}
+
+/// A resident's proof file for entry `seq`: the entry, its inclusion proof, and the
+/// latest checkpoint covering it that witnesses cosigned (with their cosignatures).
+pub async fn entry_proof(db: &Db, seq: i64) -> Result<renkei_client::proof::EntryProof> {
+    let mut conn = db.pool().acquire().await?;
+    let cp = sqlx::query(
+        "SELECT c.seq, c.note FROM hub_checkpoints c WHERE c.seq >= $1 AND c.note <> '' \
+         AND EXISTS (SELECT 1 FROM hub_log_cosignatures s WHERE s.seq = c.seq) \
+         ORDER BY c.seq DESC LIMIT 1",
+    )
+    .bind(seq)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or_else(|| {
+        Error::NotFound(format!(
+            "no checkpoint that witnesses cosigned covers entry {seq} yet"
+        ))
+    })?;
+    let size: i64 = cp.try_get("seq")?;
+    let mut checkpoint: String = cp.try_get("note")?;
+    for r in sqlx::query("SELECT line FROM hub_log_cosignatures WHERE seq = $1 ORDER BY witness")
+        .bind(size)
+        .fetch_all(&mut *conn)
+        .await?
+    {
+        checkpoint.push_str(&r.try_get::<String, _>("line")?);
+        checkpoint.push('\n');
+    }
+    let e = sqlx::query(
+        "SELECT seq, at, actor, action, object, subject, consent, category, decision, reason, \
+         prev_hash FROM hub_audit WHERE seq = $1",
+    )
+    .bind(seq)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or_else(|| Error::NotFound(format!("no audit entry {seq}")))?;
+    let entry = renkei_client::proof::ProvedEntry {
+        seq: e.try_get("seq")?,
+        at: e.try_get("at")?,
+        actor: e.try_get("actor")?,
+        action: e.try_get("action")?,
+        object: e.try_get("object")?,
+        subject: e.try_get("subject")?,
+        consent: e.try_get("consent")?,
+        category: e.try_get("category")?,
+        decision: e.try_get("decision")?,
+        reason: e.try_get("reason")?,
+        prev_hash: e.try_get("prev_hash")?,
+    };
+    let index =
+        u64::try_from(seq - 1).map_err(|_| Error::BadRequest("`seq` must be 1 or more".into()))?;
+    let proof = tree::inclusion(&mut conn, size.unsigned_abs(), index)
+        .await?
+        .iter()
+        .map(tlog::hash_to_base64)
+        .collect();
+    Ok(renkei_client::proof::EntryProof {
+        format: renkei_client::proof::FORMAT.to_owned(),
+        entry,
+        proof,
+        checkpoint,
+    })
+}

@@ -132,20 +132,19 @@ impl StateDir {
         read_lines(&self.dir.join(REJECTED))
     }
 
-    /// Remembers an enrolled user (`users.jsonl`). A pseudonym already kept for another
-    /// user is refused: the hub named a resident this app enrolled for someone else.
+    /// Remembers an enrolled user (`users.jsonl`). A pseudonym that two of the app's users
+    /// were enrolled as (one person with two accounts, or a hub naming a resident the app
+    /// enrolled for someone else) is kept, and [`StateDir::user_of`] then fails closed.
     pub fn record_user(&self, user: &EnrolledUser) -> Result<()> {
-        match self.user_of(&user.pseudonym)? {
-            Some(known) if known == *user => Ok(()),
-            Some(_) => Err(Error::invalid(
-                format!("enrollment of `{}`", crate::error::shorten(&user.pseudonym)),
-                "the hub linked this app's pseudonym to another of its users; refusing it",
-            )),
-            None => append_lines(&self.dir.join(USERS), std::slice::from_ref(user)),
+        let users: Vec<EnrolledUser> = read_lines(&self.dir.join(USERS))?;
+        if users.contains(user) {
+            return Ok(());
         }
+        append_lines(&self.dir.join(USERS), std::slice::from_ref(user))
     }
 
-    /// The app's user it knows as `pseudonym`; an error if more than one was kept for it.
+    /// The app's user it knows as `pseudonym`; an error if more than one was kept for it
+    /// (nothing is released for, or signed as, an ambiguous user).
     pub fn user_of(&self, pseudonym: &str) -> Result<Option<EnrolledUser>> {
         let users: Vec<EnrolledUser> = read_lines(&self.dir.join(USERS))?;
         let mut found = users.into_iter().filter(|u| u.pseudonym == pseudonym);

@@ -48,15 +48,6 @@ fn an_app_releases_only_under_a_consent_for_the_records_own_resident() {
             source: "source:city-a".into(),
         })
         .unwrap();
-    // The hub answers another enrollment of the app with this resident's pseudonym: the
-    // app refuses to take it as another user's.
-    let hijack = EnrolledUser {
-        pseudonym: MINE.into(),
-        resident: user_resident(ME, "u-attacker"),
-        source: "source:city-a".into(),
-    };
-    assert!(users.record_user(&hijack).is_err());
-    assert_eq!(users.user_of(MINE).unwrap().unwrap().resident, user);
     let key = RecordKey::from_bytes([9; 32], KeyVersion::V1);
     let me: ParticipantId = ME.parse().unwrap();
     let record = AppRecord {
@@ -135,6 +126,17 @@ fn an_app_releases_only_under_a_consent_for_the_records_own_resident() {
     let mut expired = terms(&user);
     expired.valid_until = Some(Utc.with_ymd_and_hms(2026, 5, 31, 12, 0, 0).unwrap());
     refused(request(Some(sign("phr-asmile", expired)), MINE), "expired");
+    // The hub answers another enrollment of the app with this resident's pseudonym: the
+    // pseudonym is now ambiguous and nothing is released for it.
+    users
+        .record_user(&EnrolledUser {
+            pseudonym: MINE.into(),
+            resident: user_resident(ME, "u-attacker"),
+            source: "source:city-a".into(),
+        })
+        .unwrap();
+    assert!(users.user_of(MINE).is_err());
+    refused(request(Some(own.clone()), MINE), "more than one user");
     // Altered after signing.
     let mut altered = own;
     altered.terms.categories = vec!["phr.medication".into(), "phr.vitals".into()];

@@ -132,6 +132,11 @@ async fn registered_hub(s: &Setup, dir: &str, url: &str) -> Result<(PathBuf, Hub
     ];
     hub::register(url, &members, renkei_bench::wall_clock()).await?;
     let process = HubProcess::start(&s.cli.hub_bin, &cfg).await?;
+    // Sources seal only to a grant key the recipient signed (`renkei-client publish-keys`).
+    s.app
+        .client(process.addr)?
+        .publish_signed_keys(Some(&s.app_key.public_key().to_base64()), None)
+        .await?;
     Ok((cfg, process))
 }
 

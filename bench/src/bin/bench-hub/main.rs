@@ -281,12 +281,13 @@ async fn pg_phases(s: &Setup, url: &str, part: &mut Part) -> Result<()> {
     phases::answer_grants(&s.source, hub.addr, &s.record_key).await?;
     let mut ids = Vec::new();
     let mut owner = Vec::new();
+    // The app reads its own copy of each record, under the id its source gave that copy.
+    let app = s.app.id.to_string();
     for (i, subject) in subset.iter().enumerate() {
         for u in &subject.uploads {
+            let original = SealedRecord::from_bytes(&u.sealed)?.header().record_id.clone();
             ids.push(
-                SealedRecord::from_bytes(&u.sealed)?
-                    .header()
-                    .record_id
+                renkei_crypto::token::recipient_record_id(&s.record_key, &original, &app)
                     .to_string(),
             );
             owner.push(i);

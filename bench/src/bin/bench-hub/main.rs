@@ -285,7 +285,10 @@ async fn pg_phases(s: &Setup, url: &str, part: &mut Part) -> Result<()> {
     let app = s.app.id.to_string();
     for (i, subject) in subset.iter().enumerate() {
         for u in &subject.uploads {
-            let original = SealedRecord::from_bytes(&u.sealed)?.header().record_id.clone();
+            let original = SealedRecord::from_bytes(&u.sealed)?
+                .header()
+                .record_id
+                .clone();
             ids.push(
                 renkei_crypto::token::recipient_record_id(&s.record_key, &original, &app)
                     .to_string(),

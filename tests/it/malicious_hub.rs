@@ -347,6 +347,17 @@ async fn grants_for(conn: &mut sqlx::AnyConnection, recipient: &str, op: &str, t
     .unwrap()
 }
 
+/// Waits (bounded) until the clinic holds a key grant for a record of resident `token`.
+async fn resident_grants_arrive(conn: &mut sqlx::AnyConnection, token: &str) -> bool {
+    for _ in 0..40 {
+        if grants_for(conn, CLINIC, "=", token).await > 0 {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    false
+}
+
 /// (c), (d) and (f): the agent releases only under a consent statement it verifies
 /// itself, for the resident it names, and never under one it revoked at its counter.
 async fn consents_the_agent_checks(b: &Basic, conn: &mut sqlx::AnyConnection, consent: &str) {
@@ -403,14 +414,8 @@ async fn consents_the_agent_checks(b: &Basic, conn: &mut sqlx::AnyConnection, co
         .execute(&mut *conn)
         .await
         .unwrap();
-    for _ in 0..40 {
-        if grants_for(conn, CLINIC, "=", &b.token).await > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
     assert!(
-        grants_for(conn, CLINIC, "=", &b.token).await > 0,
+        resident_grants_arrive(conn, &b.token).await,
         "honest grants under the signed consent did not resume"
     );
 
@@ -442,23 +447,9 @@ async fn consents_the_agent_checks(b: &Basic, conn: &mut sqlx::AnyConnection, co
         .into_iter()
         .next()
         .unwrap();
-    let p = &b.person;
-    let sex = if p.sex == lgwan_agent::domain::Sex::Female {
-        "female"
-    } else {
-        "male"
-    };
-    let mut args = vec![
-        "--insurer",
-        &p.insurer_number,
-        "--symbol",
-        &p.symbol,
-        "--number",
-        &p.number,
-        "--birth",
-        &p.birth_date,
-        "--sex",
-        sex,
+    let person = flow::person_args(&b.person);
+    let mut args: Vec<&str> = person.iter().map(String::as_str).collect();
+    args.extend([
         "--recipient",
         CLINIC,
         "--purpose",
@@ -469,10 +460,7 @@ async fn consents_the_agent_checks(b: &Basic, conn: &mut sqlx::AnyConnection, co
         "24",
         "--staff",
         "staff-0042",
-    ];
-    if let Some(branch) = &p.branch {
-        args.extend(["--branch", branch.as_str()]);
-    }
+    ]);
     let receipt = b
         .scene
         .agent(&["consent", "grant"], &args)
@@ -492,14 +480,8 @@ async fn consents_the_agent_checks(b: &Basic, conn: &mut sqlx::AnyConnection, co
         .execute(&mut *conn)
         .await
         .unwrap();
-    for _ in 0..40 {
-        if grants_for(conn, CLINIC, "=", &b.token).await > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
     assert!(
-        grants_for(conn, CLINIC, "=", &b.token).await > 0,
+        resident_grants_arrive(conn, &b.token).await,
         "the counter consent released nothing"
     );
     b.scene

@@ -113,14 +113,15 @@ pub async fn preview(scene: &Scene, inputs: &[&Path]) -> anyhow::Result<Vec<Valu
         .collect()
 }
 
-/// `lgwan-agent enrollment-code issue` for `p`: the code it printed for the notice.
-pub async fn issue_code(scene: &Scene, p: &SynthPerson) -> anyhow::Result<String> {
+/// The identity options of `lgwan-agent` commands (`--insurer` … `--sex`, `--branch`)
+/// for `p`, as counter staff type them.
+pub fn person_args(p: &SynthPerson) -> Vec<String> {
     let sex = if p.sex == lgwan_agent::domain::Sex::Female {
         "female"
     } else {
         "male"
     };
-    let mut args = vec![
+    let mut args: Vec<String> = [
         "--insurer",
         &p.insurer_number,
         "--symbol",
@@ -131,10 +132,19 @@ pub async fn issue_code(scene: &Scene, p: &SynthPerson) -> anyhow::Result<String
         &p.birth_date,
         "--sex",
         sex,
-    ];
+    ]
+    .map(str::to_owned)
+    .to_vec();
     if let Some(b) = &p.branch {
-        args.extend(["--branch", b.as_str()]);
+        args.extend(["--branch".to_owned(), b.clone()]);
     }
+    args
+}
+
+/// `lgwan-agent enrollment-code issue` for `p`: the code it printed for the notice.
+pub async fn issue_code(scene: &Scene, p: &SynthPerson) -> anyhow::Result<String> {
+    let owned = person_args(p);
+    let args: Vec<&str> = owned.iter().map(String::as_str).collect();
     let out = scene
         .agent(&["enrollment-code", "issue"], &args)
         .await?

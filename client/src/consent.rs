@@ -4,11 +4,12 @@
 //! moves to another record releases nothing.
 
 use chrono::{DateTime, NaiveDate, Timelike, Utc};
-use renkei_crypto::consent_statement::{ConsentStatement, ConsentTerms};
+use renkei_crypto::consent_statement::{ConsentStatement, ConsentTerms, RevocationList};
 use renkei_crypto::participant::ParticipantId;
 
-use crate::api::{GrantBody, GrantRequest, Granted};
+use crate::api::{Consent, GrantBody, GrantRequest, Granted};
 use crate::error::{Error, Result};
+use crate::state::{SignedConsent, StateDir};
 use crate::transport::HubClient;
 
 /// Grants `body` with its terms signed by this client's certificate key. `resident`
@@ -24,6 +25,68 @@ pub async fn grant_signed(
 ) -> Result<Granted> {
     let body = sign_grant(client, body, resident, aliases)?;
     client.grant_consent(&body).await
+}
+
+/// Grants a consent signed by this participant ([`grant_signed`]) and keeps its
+/// statement in `state`, so that a later revocation names it; then publishes a fresh
+/// revocation list (sources release under this participant's consents only while its
+/// list is fresh).
+pub async fn grant_kept(
+    client: &HubClient,
+    state: &StateDir,
+    body: GrantBody,
+    resident: String,
+    aliases: Vec<String>,
+) -> Result<Granted> {
+    let body = sign_grant(client, body, resident, aliases)?;
+    let statement_id = body.statement.as_ref().map(ConsentStatement::id);
+    let valid_until = body.valid_until;
+    let granted = client.grant_consent(&body).await?;
+    if let Some(statement_id) = statement_id {
+        state.record_signed(&SignedConsent {
+            consent_id: granted.consent.id.clone(),
+            statement_id,
+            valid_until,
+        })?;
+    }
+    publish_revocations(client, state).await?;
+    Ok(granted)
+}
+
+/// Revokes consent `id` at the hub. A consent this participant signed is noted as revoked
+/// in `state` first and named in a fresh signed revocation list published after the
+/// hub's answer, so that sources stop releasing under it even if the hub does not pass
+/// the revocation on. Returns the hub's answer and whether the statement was known here.
+pub async fn revoke_kept(
+    client: &HubClient,
+    state: &StateDir,
+    id: &str,
+    reason: &str,
+) -> Result<(Consent, bool)> {
+    let signed = state.signed_consent(id)?;
+    if let Some(signed) = &signed {
+        state.record_revoked(signed)?;
+    }
+    let revoked = client.revoke_consent(id, reason).await;
+    if signed.is_some() {
+        publish_revocations(client, state).await?;
+    }
+    Ok((revoked?, signed.is_some()))
+}
+
+/// Signs and publishes the list of every consent statement revoked from `state` whose
+/// validity has not ended (an ended consent covers nothing any more).
+pub async fn publish_revocations(client: &HubClient, state: &StateDir) -> Result<RevocationList> {
+    let now = client.now();
+    let ids = state
+        .revoked()?
+        .into_iter()
+        .filter(|c| c.valid_until.is_none_or(|u| u > now))
+        .map(|c| c.statement_id)
+        .collect();
+    let list = client.sign_revocation_list(ids)?;
+    client.publish_revocation_list(&list).await?;
+    Ok(list)
 }
 
 /// `body` with its terms signed ([`grant_signed`] without the request), so that the

@@ -1,18 +1,26 @@
 //! Web enrollment (DESIGN.md step 6), app side: seal the resident's identifiers and the
 //! one-time enrollment code from their municipal notice to the source's enrollment key
 //! with HPKE, submit, and wait for the source's answer. The HPKE `info` and the sealed
-//! JSON are defined here once; the LGWAN agent opens with [`open_claim`].
+//! JSON are defined here once; the LGWAN agent opens with [`open_signed_claim`] and
+//! [`SignedClaim::verify`].
 //!
-//! The sealed plaintext is the [`Identity`] JSON object when there is no code (as before
-//! enrollment codes, so an older agent still reads it), and
-//! `{"identity": {…}, "enrollment_code": "…"}` with one. The hub never sees either.
+//! The sealed plaintext is `{"claim": "<claim JSON text>", "signature": {…}}`: the app
+//! signs [`claim_bytes`] with its certificate key before sealing, so that the source
+//! links a user of the app only on the app's own word (HPKE base mode does not say who
+//! sealed, and the hub, which relays the request, could otherwise seal a claim "from"
+//! the app). The hub never sees the claim or the signature.
 
 use std::fmt;
+use std::path::Path;
 use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
 
 use renkei_crypto::grant::{RecipientPublicKey, RecipientSecretKey, hpke_open, hpke_seal};
 use renkei_crypto::identity::Identity;
 use renkei_crypto::participant::{ParticipantId, ParticipantKind};
+use renkei_crypto::statement::Signed;
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, Zeroizing};
 
@@ -93,28 +101,89 @@ impl Claim {
     }
 }
 
-/// The sealed plaintext as the agent reads it: a claim, or bare identifiers from an
-/// app that sends no code.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum SealedJson {
-    Claim(Claim),
-    Identity(Identity),
+/// Label opening the signed bytes of a claim.
+pub const CLAIM_LABEL: &str = "renkei enrollment claim v1";
+
+/// What the app signs: `renkei enrollment claim v1`, the requesting app, the source and
+/// the lowercase hex SHA-256 of the claim's JSON text, each on a `\n`-terminated line.
+pub fn claim_bytes(
+    source: &ParticipantId,
+    requester: &ParticipantId,
+    claim_json: &[u8],
+) -> Vec<u8> {
+    let digest = data_encoding::HEXLOWER.encode(&Sha256::digest(claim_json));
+    format!("{CLAIM_LABEL}\n{requester}\n{source}\n{digest}\n").into_bytes()
 }
 
-/// Seals `claim` to a source's enrollment key for `requester` (the bare identity JSON
-/// when it has no code).
+/// A claim as sealed: its JSON text and the requesting app's signature over
+/// [`claim_bytes`]. The text is zeroized on drop; `Debug` elides it.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedClaim {
+    claim: String,
+    signature: Signed,
+}
+
+impl fmt::Debug for SignedClaim {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SignedClaim([claim elided])")
+    }
+}
+
+impl Drop for SignedClaim {
+    fn drop(&mut self) {
+        self.claim.zeroize();
+    }
+}
+
+impl SignedClaim {
+    /// The claim, once the signature is `requester`'s, by a certificate chaining to the CA
+    /// in `ca` and valid at `now`, over exactly this claim for `source`.
+    pub fn verify(
+        &self,
+        source: &ParticipantId,
+        requester: &ParticipantId,
+        ca: &Path,
+        now: DateTime<Utc>,
+    ) -> Result<Claim> {
+        let bytes = claim_bytes(source, requester, self.claim.as_bytes());
+        let signer = self
+            .signature
+            .verify("enrollment claim", &bytes, ca, now)
+            .map_err(Error::crypto(format!(
+                "enrollment claim from `{requester}`"
+            )))?;
+        if &signer != requester {
+            return Err(Error::invalid(
+                format!("enrollment claim from `{requester}`"),
+                format!("signed by `{signer}`"),
+            ));
+        }
+        serde_json::from_str(&self.claim)
+            .map_err(|e| Error::invalid("sealed identifiers", e.to_string()))
+    }
+}
+
+/// Seals `claim` to a source's enrollment key for `requester`, signed by `sign` (the
+/// requester's certificate key, [`HubClient::sign_bytes`]).
 pub fn seal_claim(
     enrollment_key: &RecipientPublicKey,
     source: &ParticipantId,
     requester: &ParticipantId,
     claim: &Claim,
+    sign: impl FnOnce(&[u8]) -> Result<Signed>,
 ) -> Result<Vec<u8>> {
-    let json = match (&claim.enrollment_code, &claim.user_ref) {
-        (None, None) => serde_json::to_vec(&claim.identity),
-        _ => serde_json::to_vec(claim),
+    let text = Zeroizing::new(
+        serde_json::to_string(claim).map_err(|e| Error::invalid("identifiers", e.to_string()))?,
+    );
+    let signature = sign(&claim_bytes(source, requester, text.as_bytes()))?;
+    let signed = SignedClaim {
+        claim: text.to_string(),
+        signature,
     };
-    let json = Zeroizing::new(json.map_err(|e| Error::invalid("identifiers", e.to_string()))?);
+    let json = Zeroizing::new(
+        serde_json::to_vec(&signed).map_err(|e| Error::invalid("identifiers", e.to_string()))?,
+    );
     hpke_seal(
         enrollment_key,
         &enrollment_info(source, requester),
@@ -124,25 +193,14 @@ pub fn seal_claim(
     .map_err(Error::crypto("sealing the identifiers"))
 }
 
-/// Seals `identity` without an enrollment code (see [`seal_claim`]).
-pub fn seal_identifiers(
-    enrollment_key: &RecipientPublicKey,
-    source: &ParticipantId,
-    requester: &ParticipantId,
-    identity: &Identity,
-) -> Result<Vec<u8>> {
-    let claim = Claim::new(identity.clone(), None)?;
-    seal_claim(enrollment_key, source, requester, &claim)
-}
-
-/// Opens a claim sealed by [`seal_claim`] (the source's side); bare identifiers come
-/// back as a claim without a code.
-pub fn open_claim(
+/// Opens a claim sealed by [`seal_claim`] (the source's side); its signature is checked
+/// by [`SignedClaim::verify`]. Anything but a signed claim is refused.
+pub fn open_signed_claim(
     enrollment_secret: &RecipientSecretKey,
     source: &ParticipantId,
     requester: &ParticipantId,
     sealed: &[u8],
-) -> Result<Claim> {
+) -> Result<SignedClaim> {
     let json = hpke_open(
         enrollment_secret,
         &enrollment_info(source, requester),
@@ -151,15 +209,12 @@ pub fn open_claim(
     )
     .map_err(Error::crypto("opening the identifiers"))?;
     let json = Zeroizing::new(json);
-    match serde_json::from_slice(&json) {
-        Ok(SealedJson::Claim(claim)) => Ok(claim),
-        Ok(SealedJson::Identity(identity)) => Ok(Claim {
-            identity,
-            enrollment_code: None,
-            user_ref: None,
-        }),
-        Err(e) => Err(Error::invalid("sealed identifiers", e.to_string())),
-    }
+    serde_json::from_slice(&json).map_err(|e| {
+        Error::invalid(
+            "sealed identifiers",
+            format!("not a signed enrollment claim: {e}"),
+        )
+    })
 }
 
 /// Fetches the source's enrollment key, seals `claim` with `user_ref` to it and submits
@@ -190,7 +245,7 @@ pub async fn submit(
         .map_err(Error::crypto(format!("enrollment key of `{source}`")))?;
     let mut claim = claim.clone();
     claim.user_ref = Some(user_ref.to_owned());
-    let sealed = seal_claim(&key, source, me, &claim)?;
+    let sealed = seal_claim(&key, source, me, &claim, |b| client.sign_bytes(b))?;
     client
         .submit_enrollment(&SubmitBody {
             source: source.to_string(),
@@ -221,75 +276,6 @@ pub async fn wait(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use renkei_crypto::identity::Sex;
-    use renkei_crypto::keys::KeyVersion;
-
-    fn identity() -> Identity {
-        Identity {
-            insurer_number: "138123".into(),
-            symbol: "アイ".into(),
-            number: "１２３".into(),
-            birth_date: "1980-04-01".into(),
-            sex: Sex::Female,
-            branch: Some("01".into()),
-        }
-    }
-
-    #[test]
-    fn identifiers_open_only_for_the_same_source_and_requester() {
-        let sk = RecipientSecretKey::generate(KeyVersion::V1);
-        let source: ParticipantId = "source:city-a".parse().unwrap();
-        let app: ParticipantId = "phr:asmile".parse().unwrap();
-        let claim = Claim::new(identity(), Some("k7qm-3xwa-9pzd")).unwrap();
-        let sealed = seal_claim(&sk.public_key(), &source, &app, &claim).unwrap();
-        let opened = open_claim(&sk, &source, &app, &sealed).unwrap();
-        assert!(opened == claim);
-        let other_app: ParticipantId = "phr:other".parse().unwrap();
-        assert!(open_claim(&sk, &source, &other_app, &sealed).is_err());
-        let other_source: ParticipantId = "source:city-b".parse().unwrap();
-        assert!(open_claim(&sk, &other_source, &app, &sealed).is_err());
-    }
-
-    #[test]
-    fn a_claim_without_a_code_is_sealed_as_bare_identifiers() {
-        let sk = RecipientSecretKey::generate(KeyVersion::V1);
-        let source: ParticipantId = "source:city-a".parse().unwrap();
-        let app: ParticipantId = "phr:asmile".parse().unwrap();
-        let sealed = seal_identifiers(&sk.public_key(), &source, &app, &identity()).unwrap();
-        let plain = hpke_open(&sk, &enrollment_info(&source, &app), &[], &sealed).unwrap();
-        let bare: Identity = serde_json::from_slice(&plain).unwrap();
-        assert!(
-            bare == identity(),
-            "what agents before enrollment codes read"
-        );
-        let opened = open_claim(&sk, &source, &app, &sealed).unwrap();
-        assert!(opened.identity == identity() && opened.enrollment_code.is_none());
-
-        let coded = Claim::new(identity(), Some("K7QM-3XWA-9PZD")).unwrap();
-        let sealed = seal_claim(&sk.public_key(), &source, &app, &coded).unwrap();
-        let plain = hpke_open(&sk, &enrollment_info(&source, &app), &[], &sealed).unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&plain).unwrap();
-        assert_eq!(v["enrollment_code"], "K7QM-3XWA-9PZD");
-        assert_eq!(v["identity"]["birth_date"], "1980-04-01");
-        assert!(!format!("{coded:?}").contains("K7QM"));
-
-        // Anything else is refused, not read as a partial claim.
-        for bad in [
-            serde_json::json!({"identity": {"insurer_number": "1"}, "enrollment_code": "x"}),
-            serde_json::json!({"identity": serde_json::to_value(identity()).unwrap(), "extra": 1}),
-        ] {
-            let sealed = hpke_seal(
-                &sk.public_key(),
-                &enrollment_info(&source, &app),
-                &[],
-                bad.to_string().as_bytes(),
-            )
-            .unwrap();
-            assert!(open_claim(&sk, &source, &app, &sealed).is_err(), "{bad}");
-        }
-        assert!(Claim::new(identity(), Some(&"A".repeat(65))).is_err());
-        assert!(Claim::new(identity(), Some("AB\u{7}C")).is_err());
-    }
 
     #[test]
     fn info_is_length_prefixed_and_unambiguous() {

@@ -239,6 +239,14 @@ pub fn consent_covers<'k>(
             checked.signer
         )));
     }
+    if &checked.signer == me
+        && users
+            .revoked()?
+            .iter()
+            .any(|c| c.statement_id == checked.id)
+    {
+        return Err(refuse("this participant revoked the consent".into()));
+    }
     Ok(())
 }
 

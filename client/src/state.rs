@@ -18,6 +18,19 @@ const CURSOR: &str = "cursor.json";
 const WRITTEN: &str = "written.jsonl";
 const REJECTED: &str = "rejected.jsonl";
 const USERS: &str = "users.jsonl";
+const SIGNED: &str = "signed-consents.jsonl";
+const REVOKED: &str = "revoked-consents.jsonl";
+
+/// A consent statement this participant signed, with the consent id the hub gave it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedConsent {
+    /// The hub's consent id.
+    pub consent_id: String,
+    /// The statement's id ([`renkei_crypto::consent_statement::ConsentStatement::id`]).
+    pub statement_id: String,
+    /// When the consent's validity ends, if it does.
+    pub valid_until: Option<chrono::DateTime<chrono::Utc>>,
+}
 
 /// An app's enrolled user: its pseudonym for the resident and how its consent
 /// statements name them ([`renkei_crypto::consent_statement::user_resident`]; the user
@@ -141,6 +154,42 @@ impl StateDir {
             return Ok(());
         }
         append_lines(&self.dir.join(USERS), std::slice::from_ref(user))
+    }
+
+    /// Remembers a consent statement this participant signed (`signed-consents.jsonl`),
+    /// so that a revocation names the statement it signed, not one the hub names.
+    pub fn record_signed(&self, consent: &SignedConsent) -> Result<()> {
+        append_lines(&self.dir.join(SIGNED), std::slice::from_ref(consent))
+    }
+
+    /// Whether this participant signed any consent from this state folder.
+    pub fn signs_consents(&self) -> Result<bool> {
+        Ok(!read_lines::<SignedConsent>(&self.dir.join(SIGNED))?.is_empty())
+    }
+
+    /// The statement this participant signed for consent `consent_id`, if it did.
+    pub fn signed_consent(&self, consent_id: &str) -> Result<Option<SignedConsent>> {
+        let all: Vec<SignedConsent> = read_lines(&self.dir.join(SIGNED))?;
+        Ok(all.into_iter().find(|c| c.consent_id == consent_id))
+    }
+
+    /// Notes that this participant revoked `consent` (`revoked-consents.jsonl`), before it
+    /// tells the hub: its next revocation list names it, and as a source it releases
+    /// nothing under it again.
+    pub fn record_revoked(&self, consent: &SignedConsent) -> Result<()> {
+        if self
+            .revoked()?
+            .iter()
+            .any(|c| c.statement_id == consent.statement_id)
+        {
+            return Ok(());
+        }
+        append_lines(&self.dir.join(REVOKED), std::slice::from_ref(consent))
+    }
+
+    /// Every consent this participant revoked, oldest first.
+    pub fn revoked(&self) -> Result<Vec<SignedConsent>> {
+        read_lines(&self.dir.join(REVOKED))
     }
 
     /// The app's user it knows as `pseudonym`; an error if more than one was kept for it

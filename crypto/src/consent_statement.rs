@@ -27,8 +27,9 @@
 //! <issued at, RFC 3339 UTC, microseconds>
 //! ```
 //!
-//! A revocation signs `renkei consent revocation v1`, the signer, the consent
-//! statement's id ([`ConsentStatement::id`]) and its own time, in the same way.
+//! A revocation list signs `renkei revocation list v1`, the signer, its time and the
+//! sorted, comma-separated ids ([`ConsentStatement::id`]) of every statement the signer
+//! revoked, in the same way.
 
 use std::path::Path;
 
@@ -118,14 +119,20 @@ pub struct ConsentStatement {
     pub signature: String,
 }
 
-/// A revocation of a consent statement, signed by whoever revoked it.
+/// Every consent statement a participant has revoked, signed by it: a consent's
+/// certificate revocation list. The participant publishes a fresh one through the hub
+/// after each revocation and on every contact; a source releases under that
+/// participant's statements only with a list it verified, no older than the source
+/// allows and no older than the newest it has seen, that does not name the statement.
+/// The hub can withhold a new list only until the old one is too old: then the source
+/// releases nothing under that participant's statements.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RevocationStatement {
+pub struct RevocationList {
     /// The participant (`kind:id`) that revoked and signed.
     pub signer: String,
-    /// The revoked consent statement's id ([`ConsentStatement::id`]).
-    pub consent: String,
+    /// The ids ([`ConsentStatement::id`]) of the statements it revoked, sorted, no repeats.
+    pub revoked: Vec<String>,
     /// When it was signed.
     pub issued_at: DateTime<Utc>,
     /// The signer's certificate (base64 DER).
@@ -135,6 +142,9 @@ pub struct RevocationStatement {
     /// The signature (base64).
     pub signature: String,
 }
+
+/// At most this many statement ids in one revocation list.
+pub const MAX_REVOKED: usize = 10_000;
 
 fn seconds(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
@@ -245,12 +255,21 @@ fn statement_bytes(signer: &str, t: &ConsentTerms, issued_at: DateTime<Utc>) -> 
     .into_bytes()
 }
 
-fn revocation_bytes(signer: &str, consent: &str, issued_at: DateTime<Utc>) -> Vec<u8> {
+fn list_bytes(signer: &str, revoked: &[String], issued_at: DateTime<Utc>) -> Vec<u8> {
     format!(
-        "renkei consent revocation v1\n{signer}\n{consent}\n{}\n",
-        issued_at.to_rfc3339_opts(SecondsFormat::Micros, true)
+        "renkei revocation list v1\n{signer}\n{}\n{}\n",
+        issued_at.to_rfc3339_opts(SecondsFormat::Micros, true),
+        revoked.join(",")
     )
     .into_bytes()
+}
+
+/// Whether `id` looks like a statement id (64 lowercase hex digits).
+fn is_statement_id(id: &str) -> bool {
+    id.len() == 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// A statement may not claim to be made later than `now` (plus clock skew).
@@ -313,20 +332,20 @@ impl ConsentStatement {
     }
 }
 
-impl RevocationStatement {
-    /// Signs the revocation of the consent statement `consent` (its id).
+impl RevocationList {
+    /// Signs the list of `revoked` statement ids (sorted and deduplicated here).
     pub fn sign(
         cert_chain: &Path,
         key: &Path,
-        consent: &str,
+        mut revoked: Vec<String>,
         now: DateTime<Utc>,
-    ) -> Result<RevocationStatement> {
-        let signed = Signed::make(cert_chain, key, |signer| {
-            revocation_bytes(signer, consent, now)
-        })?;
-        Ok(RevocationStatement {
+    ) -> Result<RevocationList> {
+        revoked.sort_unstable();
+        revoked.dedup();
+        let signed = Signed::make(cert_chain, key, |signer| list_bytes(signer, &revoked, now))?;
+        Ok(RevocationList {
             signer: signed.signer,
-            consent: consent.to_owned(),
+            revoked,
             issued_at: now,
             certificate: signed.certificate,
             scheme: signed.scheme,
@@ -334,26 +353,37 @@ impl RevocationStatement {
         })
     }
 
-    /// Checks the signature as [`ConsentStatement::verify`] does; returns the signer.
+    /// Checks the ids are statement ids, sorted, without repeats and at most
+    /// [`MAX_REVOKED`], the list is not from the future, and the signer's certificate,
+    /// chaining to the CA in `ca` and valid at `now`, signed exactly it. Returns the signer.
     pub fn verify(&self, ca: &Path, now: DateTime<Utc>) -> Result<ParticipantId> {
-        let hex = self.consent.len() == 64
-            && self
-                .consent
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        if !hex {
-            return Err(bad("revocation: the consent id is not a statement id"));
+        let who = crate::error::shorten(&self.signer);
+        let well_formed = self.revoked.len() <= MAX_REVOKED
+            && self.revoked.iter().all(|id| is_statement_id(id))
+            && self.revoked.windows(2).all(|w| w.first() < w.get(1));
+        if !well_formed {
+            return Err(bad(format!(
+                "revocation list of `{who}`: ids must be at most {MAX_REVOKED} sorted \
+                 statement ids without repeats"
+            )));
         }
-        not_from_the_future("revocation", self.issued_at, now)?;
+        not_from_the_future("revocation list", self.issued_at, now)?;
         check_signature(
-            "revocation",
+            "revocation list",
             &self.signer,
             &self.certificate,
             self.scheme,
             &self.signature,
-            &revocation_bytes(&self.signer, &self.consent, self.issued_at),
+            &list_bytes(&self.signer, &self.revoked, self.issued_at),
             ca,
-            self.issued_at,
+            now,
         )
+    }
+
+    /// Whether the list names the statement `id`.
+    pub fn names(&self, id: &str) -> bool {
+        self.revoked
+            .binary_search_by(|r| r.as_str().cmp(id))
+            .is_ok()
     }
 }

@@ -140,8 +140,11 @@ impl KeyStatement {
     }
 }
 
-/// A signature made with a participant's certificate key, before it is put in a statement.
-pub(crate) struct Signed {
+/// A signature made with a participant's certificate key over bytes its maker defines (a
+/// statement's lines, or a sealed enrollment claim), with the certificate to check it by.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Signed {
     /// The participant (`kind:id`) the certificate names.
     pub signer: String,
     /// The certificate (base64 DER).
@@ -155,7 +158,7 @@ pub(crate) struct Signed {
 impl Signed {
     /// Signs the bytes `bytes_for(signer)` with the key of the mTLS identity in
     /// `cert_chain` and `key` (PEM files); `signer` is the participant its certificate names.
-    pub(crate) fn make(
+    pub fn make(
         cert_chain: &Path,
         key: &Path,
         bytes_for: impl FnOnce(&str) -> Vec<u8>,
@@ -183,6 +186,29 @@ impl Signed {
             scheme: u16::from(scheme_signer.scheme()),
             signature: data_encoding::BASE64.encode(&signature),
         })
+    }
+}
+
+impl Signed {
+    /// Checks that the signature over `bytes` is `signer`'s, by a certificate chaining to
+    /// the CA in `ca` and valid at `now` ([`check_signature`]); errors name `what`.
+    pub fn verify(
+        &self,
+        what: &str,
+        bytes: &[u8],
+        ca: &Path,
+        now: DateTime<Utc>,
+    ) -> Result<ParticipantId> {
+        check_signature(
+            what,
+            &self.signer,
+            &self.certificate,
+            self.scheme,
+            &self.signature,
+            bytes,
+            ca,
+            now,
+        )
     }
 }
 

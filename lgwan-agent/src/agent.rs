@@ -25,6 +25,7 @@ use renkei_client::HubClient;
 use renkei_client::api::{GrantRequest, GrantUpload};
 use renkei_client::consent::check_request;
 use renkei_client::source::{ServeReport, grant_for, requested_header, verified_recipient_key};
+use renkei_crypto::consent_statement::RevocationList;
 use renkei_crypto::envelope::EnvelopeHeader;
 use renkei_crypto::grant::RecipientSecretKey;
 use renkei_crypto::identity::{CanonicalIdentity, Identity};
@@ -93,6 +94,10 @@ pub struct Agent {
 
 /// A resident's token under one token key version and under the next.
 pub type TokenPair = (SubjectToken, SubjectToken);
+
+/// The apps' revocation lists checked in one round of answering: by app, nothing or
+/// why its consents are refused this round.
+type Lists = std::collections::HashMap<String, std::result::Result<(), String>>;
 
 impl Agent {
     /// Loads the config at `path`, its keys and its catalog, and checks that
@@ -277,8 +282,10 @@ impl Agent {
         now: DateTime<Utc>,
     ) -> Result<(Vec<GrantUpload>, Vec<String>)> {
         let (mut uploads, mut refused) = (Vec::new(), Vec::new());
+        // Each app's revocation list is fetched and checked once per round.
+        let mut lists = Lists::new();
         for r in requests {
-            match self.answer(client, outbox, r, now).await {
+            match self.answer(client, outbox, r, &mut lists, now).await {
                 Ok(g) => uploads.push(g),
                 // The outbox failing is the agent's problem, not a refusal to report.
                 Err(e @ Error::Outbox { .. }) => return Err(e),
@@ -297,6 +304,7 @@ impl Agent {
         client: &HubClient,
         outbox: &Outbox,
         r: &GrantRequest,
+        lists: &mut Lists,
         now: DateTime<Utc>,
     ) -> Result<GrantUpload> {
         let recipient: ParticipantId = r.recipient.parse()?;
@@ -321,7 +329,8 @@ impl Agent {
                 decision.reasons.join("; ")
             )));
         }
-        self.consent_covers(client, outbox, r, &header, now).await?;
+        self.consent_covers(client, outbox, r, &header, lists, now)
+            .await?;
         let key = verified_recipient_key(client, r)?;
         let me = self.config.source.to_string();
         Ok(grant_for(|v| self.record_keys.get(v), &me, r, &key)?)
@@ -332,13 +341,15 @@ impl Agent {
     /// recipient, purpose, category, date and time ([`check_request`]); it names the
     /// record's resident, either as this agent's own counter consent (by subject token)
     /// or as an app's consent for a user this agent itself linked to that resident by
-    /// enrollment; and this agent has not revoked it.
+    /// enrollment; this agent has not revoked it; and, for an app's consent, the app's
+    /// own revocation list ([`Agent::app_revocations`]) is fresh and does not name it.
     async fn consent_covers(
         &self,
         client: &HubClient,
         outbox: &Outbox,
         r: &GrantRequest,
         header: &EnvelopeHeader,
+        lists: &mut Lists,
         now: DateTime<Utc>,
     ) -> Result<()> {
         let checked = check_request(
@@ -382,7 +393,58 @@ impl Agent {
                 "the consent was revoked at this agent's counter".into(),
             ));
         }
+        if checked.signer.kind() == ParticipantKind::Phr {
+            let signer = checked.signer.to_string();
+            if !lists.contains_key(&signer) {
+                let checked_list = self
+                    .app_revocations(client, outbox, &checked.signer, now)
+                    .await;
+                if let Err(e @ Error::Outbox { .. }) = checked_list {
+                    return Err(e);
+                }
+                lists.insert(signer.clone(), checked_list.map_err(|e| e.to_string()));
+            }
+            if let Some(Err(why)) = lists.get(&signer) {
+                return Err(Error::Refused(why.clone()));
+            }
+            if outbox.app_revoked(&signer, &checked.id).await? {
+                return Err(Error::Refused(format!(
+                    "the consent was revoked by `{signer}` (its signed revocation list)"
+                )));
+            }
+        }
         Ok(())
+    }
+
+    /// Fetches `app`'s revocation list through the hub and checks it: signed by `app` with
+    /// a certificate of the CA this agent pinned, no older than
+    /// `revocation_list_max_age_secs`, and not older than the newest this agent saw. Its
+    /// ids are kept in the outbox for good. Whatever fails is a refusal: no release under
+    /// the app's consents without a list the agent could check.
+    async fn app_revocations(
+        &self,
+        client: &HubClient,
+        outbox: &Outbox,
+        app: &ParticipantId,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let list = client
+            .revocation_list(app)
+            .await
+            .map_err(|e| Error::Refused(format!("no revocation list of `{app}` to check: {e}")))?;
+        check_revocation_list(
+            &list,
+            app,
+            client.pinned_ca(),
+            now,
+            self.config.revocation_list_max_age,
+        )?;
+        let issued = list
+            .issued_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        outbox
+            .note_revocation_list(&app.to_string(), &issued, &list.revoked)
+            .await
     }
 
     /// Answers up to `limit` pending key-grant requests once.
@@ -425,6 +487,37 @@ impl Agent {
         }
         Ok(report)
     }
+}
+
+/// Checks an app's revocation list as the hub showed it: signed by `app` with a
+/// certificate of the CA in `ca` valid at `now`, and issued at most `max_age` before
+/// `now`. (Whether it is older than one already seen is the outbox's check.)
+pub fn check_revocation_list(
+    list: &RevocationList,
+    app: &ParticipantId,
+    ca: &Path,
+    now: DateTime<Utc>,
+    max_age: std::time::Duration,
+) -> Result<()> {
+    let signer = list
+        .verify(ca, now)
+        .map_err(|e| Error::Refused(e.to_string()))?;
+    if &signer != app {
+        return Err(Error::Refused(format!(
+            "the revocation list shown for `{app}` is `{signer}`'s"
+        )));
+    }
+    let age = (now - list.issued_at).to_std().unwrap_or_default();
+    if age > max_age {
+        return Err(Error::Refused(format!(
+            "the revocation list of `{app}` is {} s old, more than \
+             `revocation_list_max_age_secs` = {}: nothing is released under its consents \
+             until it publishes a fresh one",
+            age.as_secs(),
+            max_age.as_secs()
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

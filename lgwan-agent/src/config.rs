@@ -34,6 +34,10 @@ pub struct ConfigFile {
     /// Seconds between two rounds of the daemon (import, upload, poll).
     #[serde(default = "default_poll_secs")]
     pub poll_secs: u64,
+    /// How old an app's signed revocation list may be before the agent releases nothing
+    /// under that app's consent statements (the longest a hub can hide a revocation).
+    #[serde(default = "default_revocation_list_max_age_secs")]
+    pub revocation_list_max_age_secs: u64,
     /// Records per upload request.
     #[serde(default = "default_upload_batch")]
     pub upload_batch: usize,
@@ -209,6 +213,10 @@ fn default_outbox() -> PathBuf {
     PathBuf::from("outbox.sqlite")
 }
 
+fn default_revocation_list_max_age_secs() -> u64 {
+    3600
+}
+
 fn default_poll_secs() -> u64 {
     10
 }
@@ -238,6 +246,8 @@ pub struct Config {
     pub import_dir: Option<PathBuf>,
     /// Time between two daemon rounds.
     pub poll: Duration,
+    /// The oldest an app's revocation list may be.
+    pub revocation_list_max_age: Duration,
     /// Records per upload request.
     pub upload_batch: usize,
     /// The hub, when configured.
@@ -300,6 +310,12 @@ impl Config {
             return Err(bad(format!(
                 "field `poll_secs`: `{}` is not between 1 and 86400",
                 file.poll_secs
+            )));
+        }
+        if !(1..=604_800).contains(&file.revocation_list_max_age_secs) {
+            return Err(bad(format!(
+                "field `revocation_list_max_age_secs`: `{}` is not between 1 and 604800",
+                file.revocation_list_max_age_secs
             )));
         }
         if file.upload_batch == 0 || file.upload_batch > 10_000 {
@@ -374,6 +390,7 @@ impl Config {
             outbox: at(&file.outbox),
             import_dir: file.import_dir.as_deref().map(at),
             poll: Duration::from_secs(file.poll_secs),
+            revocation_list_max_age: Duration::from_secs(file.revocation_list_max_age_secs),
             upload_batch: file.upload_batch,
             hub,
             limits: file.limits,
@@ -411,6 +428,10 @@ outbox = "outbox.sqlite"
 import_dir = "inbox"
 poll_secs = 10
 upload_batch = 500
+# A PHR app's consents are released under only while its signed revocation list (which
+# it publishes through the hub on every contact) is at most this old: a hub hiding an
+# app's revocation is stopped after this long.
+revocation_list_max_age_secs = 3600
 # catalog = "catalog.toml"   # default: the catalog built into the agent
 
 [keys]

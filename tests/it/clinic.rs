@@ -180,7 +180,10 @@ async fn clinic_expiry_and_pseudonyms() {
         statement: None,
     };
     let resident = renkei_crypto::consent_statement::user_resident(APP, "asmile-0001");
-    renkei_client::consent::grant_signed(&app_client, body, resident, Vec::new())
+    let app_state =
+        renkei_client::state::StateDir::open(&scene.member(APP).unwrap().dir.join("state"))
+            .unwrap();
+    renkei_client::consent::grant_kept(&app_client, &app_state, body, resident, Vec::new())
         .await
         .unwrap();
     let clinic_lines = pull_lines(&scene, CLINIC, &["checkup.", "phr.vitals"]).await;

@@ -359,7 +359,9 @@ async fn resident_grants_arrive(conn: &mut sqlx::AnyConnection, token: &str) -> 
 }
 
 /// (c), (d) and (f): the agent releases only under a consent statement it verifies
-/// itself, for the resident it names, and never under one it revoked at its counter.
+/// itself, for the resident it names, never under one it revoked at its counter, and
+/// never under an app's consent that the app's own signed revocation list names (or
+/// without a list it can check).
 async fn consents_the_agent_checks(b: &Basic, conn: &mut sqlx::AnyConnection, consent: &str) {
     let statement: String =
         sqlx::query("SELECT statement FROM hub_consent_statements WHERE consent_id = $1")
@@ -434,15 +436,79 @@ async fn consents_the_agent_checks(b: &Basic, conn: &mut sqlx::AnyConnection, co
         .await
         .unwrap();
 
-    // (f) A hidden revocation: the app's clinic consent ends; at the counter the resident
-    // consents to the clinic for one category, then revokes. The operator re-queues the
-    // grants under the revoked consent: the agent knows its own revocation.
+    // (f) Hidden revocations. The app revokes its clinic consent: its signed revocation
+    // list names the statement. The operator re-activates the consent and re-queues its
+    // grants, then shows the agent the app's older list, then none: each is refused.
+    let list_of_app = "SELECT list FROM hub_revocation_lists WHERE signer = $1";
+    let before: String = sqlx::query(list_of_app)
+        .bind(APP)
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap()
+        .try_get(0)
+        .unwrap();
     b.scene
         .client(APP, &["consent", "revoke", consent, "--reason", "test"])
         .await
         .unwrap()
         .ok()
         .unwrap();
+    let requeue = async |conn: &mut sqlx::AnyConnection, id: &str| {
+        for sql in [
+            "DELETE FROM hub_grant_requests WHERE recipient = $1",
+            "DELETE FROM hub_key_grants WHERE recipient = $1",
+        ] {
+            sqlx::query(sql)
+                .bind(CLINIC)
+                .execute(&mut *conn)
+                .await
+                .unwrap();
+        }
+        sqlx::query("UPDATE consents SET status = 'active' WHERE id = $1")
+            .bind(id)
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        assert!(queue(conn, CLINIC, id, "r.subject_token = $3", &b.token).await > 0);
+    };
+    requeue(conn, consent).await;
+    wait_refusal(b, "revoked by `phr:asmile`").await;
+    // The app's list from before the revocation, after the agent saw the newer one.
+    sqlx::query("UPDATE hub_revocation_lists SET list = $1 WHERE signer = $2")
+        .bind(&before)
+        .bind(APP)
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    requeue(conn, consent).await;
+    wait_refusal(b, "older than the one").await;
+    // No list at all.
+    sqlx::query("DELETE FROM hub_revocation_lists WHERE signer = $1")
+        .bind(APP)
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    requeue(conn, consent).await;
+    wait_refusal(b, "no revocation list of `phr:asmile`").await;
+    assert_eq!(
+        grants_for(conn, CLINIC, "=", &b.token).await,
+        0,
+        "(f) released under the app's revoked consent"
+    );
+    sqlx::query("UPDATE consents SET status = 'revoked' WHERE id = $1")
+        .bind(consent)
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM hub_grant_requests WHERE recipient = $1")
+        .bind(CLINIC)
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+
+    // At the counter the resident consents to the clinic for one category, then revokes.
+    // The operator re-queues the grants under the revoked consent: the agent knows its
+    // own revocation.
     let category = flow::checkup_categories(&b.preview, &b.token)
         .into_iter()
         .next()

@@ -5,8 +5,10 @@ pub mod types;
 
 pub use types::*;
 
+use renkei_crypto::consent_statement::RevocationList;
 use renkei_crypto::participant::ParticipantId;
 use serde::Deserialize;
+use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::transport::HubClient;
@@ -212,6 +214,28 @@ impl HubClient {
         self.put_json(
             &format!("/v1/participants/{}/{}/keys", who.kind(), who.id()),
             keys,
+        )
+        .await
+    }
+
+    /// `GET /v1/participants/{kind}/{id}/revocations`: `who`'s newest signed revocation
+    /// list, as the hub relays it (check it with its `verify`).
+    pub async fn revocation_list(&self, who: &ParticipantId) -> Result<RevocationList> {
+        self.get_json(&format!(
+            "/v1/participants/{}/{}/revocations",
+            who.kind(),
+            who.id()
+        ))
+        .await
+    }
+
+    /// `PUT /v1/participants/{kind}/{id}/revocations`: publishes this participant's own
+    /// signed revocation list.
+    pub async fn publish_revocation_list(&self, list: &RevocationList) -> Result<Value> {
+        let me = self.participant()?.clone();
+        self.put_json(
+            &format!("/v1/participants/{}/{}/revocations", me.kind(), me.id()),
+            list,
         )
         .await
     }

@@ -164,7 +164,8 @@ pub enum ConsentCommand {
         #[arg(long)]
         user_ref: Option<String>,
     },
-    /// Revoke a consent by id.
+    /// Revoke a consent by id (one signed from this state folder is also named in this
+    /// participant's signed revocation list, which is published again).
     Revoke {
         /// The consent id.
         id: String,
@@ -172,6 +173,10 @@ pub enum ConsentCommand {
         #[arg(long, default_value = "")]
         reason: String,
     },
+    /// Sign and publish this participant's revocation list again. Sources release under
+    /// its consents only while the list is fresh (`revocation_list_max_age_secs` in the
+    /// agent's configuration, default one hour): run it from a timer at least that often.
+    PublishRevocations,
 }
 
 fn parse_method(s: &str) -> std::result::Result<Method, String> {

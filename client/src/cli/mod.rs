@@ -98,6 +98,7 @@ pub async fn run(cli: Cli, now: DateTime<Utc>) -> Result<ExitCode> {
                 }
                 None => {}
             }
+            republish_revocations(&client, &state).await;
             let mut stdout = std::io::stdout().lock();
             let mut sink = if out == Path::new("-") {
                 Sink::Lines(&mut stdout)
@@ -247,11 +248,35 @@ pub async fn run(cli: Cli, now: DateTime<Utc>) -> Result<ExitCode> {
                 granted_by,
                 statement: None,
             };
-            print_json(&crate::consent::grant_signed(&client, body, resident, Vec::new()).await?)?;
+            let state = StateDir::open(&settings.state_dir)?;
+            let granted =
+                crate::consent::grant_kept(&client, &state, body, resident, Vec::new()).await?;
+            print_json(&granted)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Consent(ConsentCommand::Revoke { id, reason }) => {
-            print_json(&client.revoke_consent(&id, &reason).await?)?;
+            let state = StateDir::open(&settings.state_dir)?;
+            let (revoked, signed_here) =
+                crate::consent::revoke_kept(&client, &state, &id, &reason).await?;
+            if !signed_here {
+                eprintln!(
+                    "renkei-client: consent `{}` was not signed from this state folder: \
+                     revoked at the hub only, no revocation list names it",
+                    crate::error::shorten(&id)
+                );
+            }
+            print_json(&revoked)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Consent(ConsentCommand::PublishRevocations) => {
+            let state = StateDir::open(&settings.state_dir)?;
+            let list = crate::consent::publish_revocations(&client, &state).await?;
+            println!(
+                "revocation list published: {} statements, issued {}",
+                list.revoked.len(),
+                list.issued_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Publish {
@@ -290,7 +315,12 @@ pub async fn run(cli: Cli, now: DateTime<Utc>) -> Result<ExitCode> {
         Command::ServeGrants { once, interval } => {
             let key = setup::load_record_key(&settings)?;
             let users = StateDir::open(&settings.state_dir)?;
+            let mut published: Option<tokio::time::Instant> = None;
             loop {
+                if published.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+                    republish_revocations(&client, &users).await;
+                    published = Some(tokio::time::Instant::now());
+                }
                 let report = serve_grants_once(&client, &key, &users, 100).await?;
                 if report.requests > 0 {
                     eprintln!(
@@ -316,5 +346,20 @@ pub async fn run(cli: Cli, now: DateTime<Utc>) -> Result<ExitCode> {
             print_json(&client.audit_checkpoint().await?)?;
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// On each contact, a participant that signs consents publishes a fresh revocation list,
+/// so that sources keep releasing under its consents (a failure is reported, not fatal:
+/// the records still come).
+async fn republish_revocations(client: &HubClient, state: &StateDir) {
+    match state.signs_consents() {
+        Ok(false) => {}
+        Ok(true) => {
+            if let Err(e) = crate::consent::publish_revocations(client, state).await {
+                eprintln!("renkei-client: revocation list not published: {e}");
+            }
+        }
+        Err(e) => eprintln!("renkei-client: revocation list not published: {e}"),
     }
 }

@@ -214,6 +214,28 @@ impl HubClient {
         .map_err(Error::crypto("signing the consent"))
     }
 
+    /// Signs the list of every consent statement this participant revoked.
+    pub fn sign_revocation_list(
+        &self,
+        revoked: Vec<String>,
+    ) -> Result<renkei_crypto::consent_statement::RevocationList> {
+        renkei_crypto::consent_statement::RevocationList::sign(
+            &self.inner.cert,
+            &self.inner.key,
+            revoked,
+            self.now(),
+        )
+        .map_err(Error::crypto("signing the revocation list"))
+    }
+
+    /// Signs `bytes` with this participant's certificate key (an enrollment claim).
+    pub fn sign_bytes(&self, bytes: &[u8]) -> Result<renkei_crypto::statement::Signed> {
+        renkei_crypto::statement::Signed::make(&self.inner.cert, &self.inner.key, |_| {
+            bytes.to_vec()
+        })
+        .map_err(Error::crypto("signing"))
+    }
+
     /// The hub URL this client talks to.
     pub fn hub_url(&self) -> &str {
         &self.inner.url

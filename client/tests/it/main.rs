@@ -13,4 +13,5 @@
 mod fixture;
 
 mod consent;
+mod enroll;
 mod transport;

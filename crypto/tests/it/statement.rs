@@ -3,7 +3,7 @@
 
 use chrono::{TimeZone, Utc};
 use renkei_crypto::consent_statement::{
-    ConsentStatement, ConsentTerms, RevocationStatement, user_resident,
+    ConsentStatement, ConsentTerms, RevocationList, user_resident,
 };
 use renkei_crypto::statement::KeyStatement;
 
@@ -232,7 +232,7 @@ fn consent_terms_say_what_they_cover() {
 }
 
 #[test]
-fn a_revocation_is_bound_to_its_consent_and_signer() {
+fn a_revocation_list_is_bound_to_its_signer_and_ids() {
     let pki = TestPki::new();
     let ca = pki.pem("ca");
     let st = ConsentStatement::sign(
@@ -242,22 +242,69 @@ fn a_revocation_is_bound_to_its_consent_and_signer() {
         now(),
     )
     .unwrap();
-    let r = RevocationStatement::sign(
+    let other = "f".repeat(64);
+    let list = RevocationList::sign(
         &pki.pem("phr-asmile"),
         &pki.key("phr-asmile"),
-        &st.id(),
+        vec![other.clone(), st.id(), st.id()],
         now(),
     )
     .unwrap();
-    assert_eq!(r.verify(&ca, now()).unwrap().to_string(), "phr:asmile");
-    let moved = RevocationStatement {
-        consent: "0".repeat(64),
-        ..r.clone()
+    assert_eq!(list.revoked.len(), 2, "sorted and deduplicated");
+    assert_eq!(list.verify(&ca, now()).unwrap().to_string(), "phr:asmile");
+    assert!(list.names(&st.id()) && list.names(&other) && !list.names(&"0".repeat(64)));
+    // Dropping a revoked id, adding one, or moving the list in time breaks the signature.
+    let dropped = RevocationList {
+        revoked: vec![other.clone()],
+        ..list.clone()
     };
-    assert!(moved.verify(&ca, now()).is_err());
-    let junk = RevocationStatement {
-        consent: "not-an-id".into(),
-        ..r
+    assert!(dropped.verify(&ca, now()).is_err());
+    let mut more = list.revoked.clone();
+    more.insert(0, "0".repeat(64));
+    assert!(
+        RevocationList {
+            revoked: more,
+            ..list.clone()
+        }
+        .verify(&ca, now())
+        .is_err()
+    );
+    let older = RevocationList {
+        issued_at: now() - chrono::Duration::hours(1),
+        ..list.clone()
     };
-    assert!(junk.verify(&ca, now()).is_err());
+    assert!(older.verify(&ca, now()).is_err());
+    // Ids that are not statement ids, unsorted ids, a list from the future: refused.
+    for bad in [vec!["not-an-id".to_owned()], vec![other.clone(), st.id()]] {
+        let l = RevocationList {
+            revoked: bad,
+            ..list.clone()
+        };
+        assert!(
+            l.verify(&ca, now())
+                .unwrap_err()
+                .to_string()
+                .contains("sorted")
+        );
+    }
+    let early = now() - chrono::Duration::hours(1);
+    assert!(
+        list.verify(&ca, early)
+            .unwrap_err()
+            .to_string()
+            .contains("future")
+    );
+    // Another participant's certificate cannot sign for the app.
+    let forged = RevocationList::sign(
+        &pki.pem("clinic-mysos"),
+        &pki.key("clinic-mysos"),
+        Vec::new(),
+        now(),
+    )
+    .unwrap();
+    let claimed = RevocationList {
+        signer: "phr:asmile".into(),
+        ..forged
+    };
+    assert!(claimed.verify(&ca, now()).is_err());
 }

@@ -10,6 +10,7 @@ use axum::http::request::Parts;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use renkei_crypto::consent_statement::RevocationList;
 use renkei_crypto::participant::{ParticipantId, ParticipantKind};
 use renkei_crypto::statement::KeyStatement;
 use serde::{Deserialize, Serialize};
@@ -125,6 +126,10 @@ pub fn router(hub: Arc<Hub>, max_body: usize, rate: Arc<limits::RateLimiter>) ->
         .route(
             "/v1/participants/{kind}/{id}/keys",
             get(participant_keys).put(publish_keys),
+        )
+        .route(
+            "/v1/participants/{kind}/{id}/revocations",
+            get(revocation_list).put(publish_revocation_list),
         )
         .route("/v1/audit/checkpoint", get(checkpoint))
         .route("/v1/log/checkpoint", get(log_checkpoint))
@@ -386,6 +391,37 @@ async fn participant_keys(
         enrollment_key: p.enrollment_pk,
         statement,
     }))
+}
+
+/// `GET /v1/participants/{kind}/{id}/revocations`: the participant's newest signed
+/// revocation list.
+async fn revocation_list(
+    State(hub): Hs,
+    Caller(who): Caller,
+    P((kind, id)): P<(String, String)>,
+) -> Result<Json<RevocationList>> {
+    let target = bounded::participant("path", &format!("{kind}:{id}"))?;
+    Ok(Json(broker::revocations::get(&hub, &who, &target).await?))
+}
+
+/// `PUT /v1/participants/{kind}/{id}/revocations`: the caller's own newer list.
+async fn publish_revocation_list(
+    State(hub): Hs,
+    Caller(who): Caller,
+    P((kind, id)): P<(String, String)>,
+    Body(list): Body<RevocationList>,
+) -> Result<Json<serde_json::Value>> {
+    if bounded::participant("path", &format!("{kind}:{id}"))? != who {
+        return Err(Error::Forbidden(
+            "a participant may publish only its own revocation list".into(),
+        ));
+    }
+    retry(|| broker::revocations::publish(&hub, &who, &list, hub.now())).await?;
+    Ok(Json(serde_json::json!({
+        "signer": list.signer,
+        "issued_at": list.issued_at,
+        "revoked": list.revoked.len(),
+    })))
 }
 
 async fn publish_keys(

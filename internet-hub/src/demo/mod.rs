@@ -14,7 +14,7 @@ use chrono::Duration as Days;
 use lgwan_agent::agent::Agent;
 use lgwan_agent::outbox::Outbox;
 use renkei_client::api::{GrantBody, Method};
-use renkei_client::consent::grant_signed;
+use renkei_client::consent::grant_kept;
 use renkei_client::phr::{self, Medication, VitalSign};
 use renkei_client::pull::Sink;
 use renkei_client::source::AppRecord;
@@ -372,8 +372,9 @@ async fn flow(
         .filter(|c| c.starts_with("checkup."))
         .collect();
     let resident = user_resident(&app.id.to_string(), USER_REF);
-    let granted = grant_signed(
+    let granted = grant_kept(
         &app_client,
+        &app_state,
         GrantBody {
             subject: pseudonym.clone(),
             recipient: app.id.to_string(),
@@ -469,8 +470,9 @@ async fn flow(
     n.step("The resident grants the MySOS clinic a 24-hour `online-consultation` consent.");
     let mut clinic_categories = checkup.clone();
     clinic_categories.extend(["phr.vitals".to_owned(), "phr.medication".to_owned()]);
-    grant_signed(
+    grant_kept(
         &app_client,
+        &app_state,
         GrantBody {
             subject: pseudonym.clone(),
             recipient: clinic.id.to_string(),

@@ -4,7 +4,9 @@
 
 use axum::http::StatusCode;
 use chrono::{Duration, Timelike};
-use renkei_crypto::consent_statement::{ConsentStatement, ConsentTerms, user_resident};
+use renkei_crypto::consent_statement::{
+    ConsentStatement, ConsentTerms, RevocationList, user_resident,
+};
 use serde_json::{Value, json};
 
 use crate::harness::fixture::TestPki;
@@ -95,5 +97,56 @@ both!(
         let relayed: ConsentStatement =
             serde_json::from_value(requests[0]["consent_statement"].clone()).unwrap();
         assert_eq!(relayed, statement);
+    }
+);
+
+both!(
+    a_participant_publishes_only_its_own_newer_revocation_list,
+    |h: TestHub| async move {
+        h.register_all().await;
+        let pki = TestPki::new();
+        let list = |who: &str, ids: Vec<String>, at| {
+            serde_json::to_value(
+                RevocationList::sign(&pki.pem(who), &pki.key(who), ids, at).unwrap(),
+            )
+            .unwrap()
+        };
+        let path = "/v1/participants/phr/asmile/revocations";
+        let put = |caller: &'static str, path: &'static str, v: Value| {
+            h.call(Some(caller), "PUT", path, Some(v))
+        };
+        let (st, v) = h.call(Some("source:city-a"), "GET", path, None).await;
+        assert_eq!(st, StatusCode::NOT_FOUND, "{v}");
+
+        let first = list("phr-asmile", vec!["a".repeat(64)], t0());
+        let (st, v) = put("phr:asmile", path, first.clone()).await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        let (st, got) = h.call(Some("source:city-a"), "GET", path, None).await;
+        assert_eq!((st, &got), (StatusCode::OK, &first));
+
+        // Another participant's path, or the app's path with another's signature.
+        let (st, _) = put("clinic:mysos", path, list("clinic-mysos", Vec::new(), t0())).await;
+        assert_eq!(st, StatusCode::FORBIDDEN);
+        let later = t0() + Duration::minutes(2);
+        let (st, _) = put("phr:asmile", path, list("clinic-mysos", Vec::new(), later)).await;
+        assert_eq!(st, StatusCode::FORBIDDEN);
+        // A list whose ids were altered after signing.
+        let mut altered = list("phr-asmile", vec!["a".repeat(64)], later);
+        altered["revoked"] = json!([]);
+        let (st, _) = put("phr:asmile", path, altered).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST);
+        // An older or equally old list does not replace the kept one.
+        let (st, _) = put("phr:asmile", path, first.clone()).await;
+        assert_eq!(st, StatusCode::CONFLICT);
+        let older = list("phr-asmile", Vec::new(), t0() - Duration::minutes(5));
+        let (st, _) = put("phr:asmile", path, older).await;
+        assert_eq!(st, StatusCode::CONFLICT);
+        let (_, got) = h.call(Some("clinic:mysos"), "GET", path, None).await;
+        assert_eq!(got, first);
+        let newer = list("phr-asmile", vec!["a".repeat(64), "b".repeat(64)], later);
+        let (st, _) = put("phr:asmile", path, newer.clone()).await;
+        assert_eq!(st, StatusCode::OK);
+        let (_, got) = h.call(Some("source:city-a"), "GET", path, None).await;
+        assert_eq!(got, newer);
     }
 );

@@ -24,7 +24,7 @@ pub mod code;
 use chrono::{DateTime, Utc};
 use renkei_client::HubClient;
 use renkei_client::api::{Enrollment, EnrollmentResult};
-use renkei_client::enroll::open_claim;
+use renkei_client::enroll::open_signed_claim;
 use renkei_crypto::consent_statement::user_resident;
 use renkei_crypto::identity::Identity;
 use renkei_crypto::participant::ParticipantId;
@@ -67,6 +67,9 @@ pub enum Refusal {
     UsedCode,
     /// The code expired.
     ExpiredCode,
+    /// The claim opened but is not signed by the requesting app's certificate (the hub,
+    /// or whoever sealed it, is not that app): an alarm, kept for `lgwan-agent status`.
+    Unsigned,
 }
 
 impl Refusal {
@@ -83,6 +86,7 @@ impl Refusal {
             Refusal::WrongCode => "wrong-code",
             Refusal::UsedCode => "used-code",
             Refusal::ExpiredCode => "expired-code",
+            Refusal::Unsigned => "unsigned-claim",
         }
     }
 }
@@ -271,13 +275,34 @@ async fn evaluate(
     let Ok(requester) = request.requester.parse::<ParticipantId>() else {
         return Ok(unreadable);
     };
-    let Ok(claim) = open_claim(
+    let Ok(signed) = open_signed_claim(
         agent.enrollment_key(),
         &agent.config.source,
         &requester,
         &sealed,
     ) else {
         return Ok(unreadable);
+    };
+    // Only the app's own word links one of its users: the claim must be signed by the
+    // requester's certificate, checked against the CA this agent pinned itself.
+    let checked = match &agent.config.hub {
+        Some(hub) => signed.verify(&agent.config.source, &requester, &hub.ca, now),
+        None => Err(renkei_client::Error::Invalid {
+            what: "enrollment claim".into(),
+            reason: "no `[hub] ca` is configured to check its signature".into(),
+        }),
+    };
+    let claim = match checked {
+        Ok(claim) => claim,
+        Err(e) => {
+            let why = format!("enrollment claim `{}` refused: {e}", request.id);
+            eprintln!("lgwan-agent: {why}");
+            outbox.note_refusals(&[why]).await?;
+            return Ok(Verdict::Refuse {
+                why: Refusal::Unsigned,
+                subject: None,
+            });
+        }
     };
     if claim.identity.canonical().is_err() || claim.identity.branch().is_err() {
         return Ok(unreadable);

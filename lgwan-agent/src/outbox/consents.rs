@@ -6,7 +6,10 @@
 //!   statement names its user by that digest;
 //! - `counter_statements`: the consent statements this agent signed at its counter (their
 //!   ids as it computed them, kept before the hub saw them), the consent id the hub gave
-//!   each and, once revoked here, when: a revocation the hub hides still stops the release.
+//!   each and, once revoked here, when: a revocation the hub hides still stops the release;
+//! - `revocation_lists` and `app_revocations`: the newest signed revocation list seen of
+//!   each app (an older one the hub shows later is refused) and every statement id any
+//!   of them named (an id once seen revoked stays revoked here).
 
 use renkei_crypto::token::SubjectToken;
 use sqlx::{Row, SqliteConnection};
@@ -30,6 +33,15 @@ CREATE TABLE IF NOT EXISTS counter_statements (
     revoked_at TEXT
 );
 CREATE INDEX IF NOT EXISTS counter_statements_consent ON counter_statements (consent_id);
+CREATE TABLE IF NOT EXISTS revocation_lists (
+    signer TEXT PRIMARY KEY,
+    issued_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS app_revocations (
+    statement_id TEXT PRIMARY KEY,
+    signer TEXT NOT NULL,
+    seen_at TEXT NOT NULL
+);
 ";
 
 /// Keeps that `app`'s user `resident` (its digest) is the resident `subject`.
@@ -169,6 +181,67 @@ impl Outbox {
         .fetch_optional(&self.pool)
         .await
         .map_err(|e| self.db(e))?;
+        Ok(row.is_some())
+    }
+
+    /// Keeps a revocation list of `signer` that was verified: refused if this agent saw a
+    /// newer one of that signer (the hub showing an older list to hide a revocation);
+    /// else its time becomes the newest seen and its ids are kept revoked for good.
+    pub async fn note_revocation_list(
+        &self,
+        signer: &str,
+        issued_at: &str,
+        revoked: &[String],
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(|e| self.db(e))?;
+        let seen: Option<String> =
+            sqlx::query_scalar("SELECT issued_at FROM revocation_lists WHERE signer = ?")
+                .bind(signer)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(|e| self.db(e))?;
+        if seen.as_deref() == Some(issued_at) {
+            return Ok(());
+        }
+        if let Some(seen) = seen.filter(|seen| seen.as_str() > issued_at) {
+            return Err(crate::error::Error::Refused(format!(
+                "the hub shows a revocation list of `{signer}` of {issued_at}, older than \
+                 the one of {seen} this agent saw"
+            )));
+        }
+        sqlx::query(
+            "INSERT INTO revocation_lists (signer, issued_at) VALUES (?, ?) \
+             ON CONFLICT (signer) DO UPDATE SET issued_at = excluded.issued_at",
+        )
+        .bind(signer)
+        .bind(issued_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| self.db(e))?;
+        for id in revoked {
+            sqlx::query(&format!(
+                "INSERT INTO app_revocations (statement_id, signer, seen_at) VALUES (?, ?, {NOW}) \
+                 ON CONFLICT (statement_id) DO NOTHING"
+            ))
+            .bind(id)
+            .bind(signer)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.db(e))?;
+        }
+        tx.commit().await.map_err(|e| self.db(e))?;
+        Ok(())
+    }
+
+    /// Whether `signer` revoked the statement `statement_id` in a list this agent saw.
+    pub async fn app_revoked(&self, signer: &str, statement_id: &str) -> Result<bool> {
+        let row =
+            sqlx::query("SELECT 1 FROM app_revocations WHERE statement_id = ? AND signer = ?")
+                .bind(statement_id)
+                .bind(signer)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|e| self.db(e))?;
         Ok(row.is_some())
     }
 }

@@ -11,7 +11,7 @@ use lgwan_agent::outbox::Outbox;
 
 use crate::fixture;
 
-fn pki(name: &str) -> PathBuf {
+pub(crate) fn pki(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../tests/pki")
         .join(name)

@@ -14,6 +14,7 @@ use renkei_client::api::{Enrollment, EnrollmentResult};
 use renkei_client::enroll::{Claim, seal_claim};
 use renkei_crypto::identity::{Identity, Sex};
 use renkei_crypto::participant::ParticipantId;
+use renkei_crypto::statement::Signed;
 
 use crate::outbox::inputs;
 use crate::preview::agent;
@@ -63,9 +64,21 @@ fn person() -> Identity {
     }
 }
 
-/// An agent with the fixtures imported.
+/// An agent with the fixtures imported, pinning the test CA (`[hub] ca`), against which
+/// it checks the apps' signatures on their claims.
 async fn imported(dir: &std::path::Path) -> (Agent, Outbox) {
-    let agent = agent(&dir.join("agent"));
+    let plain = agent(&dir.join("agent"));
+    let config = plain.config.path.clone();
+    let (cert, key) = crate::issue::issue_client(dir, "source:city-mihon");
+    let hub = format!(
+        "\n[hub]\nurl = \"https://127.0.0.1:9\"\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+        crate::daemon::pki("ca.pem").display(),
+        cert.display(),
+        key.display()
+    );
+    let text = std::fs::read_to_string(&config).unwrap() + &hub;
+    std::fs::write(&config, text).unwrap();
+    let agent = Agent::load(&config).unwrap();
     let outbox = Outbox::open(&agent.config.outbox).await.unwrap();
     import(&agent, &outbox, &inputs(), &mut |_| {})
         .await
@@ -92,10 +105,20 @@ impl App<'_> {
     }
 
     fn sealed(&self, id: &Identity, code: Option<&str>) -> Vec<u8> {
+        self.sealed_by(self.app, id, code)
+    }
+
+    /// Sealed for this app, signed with a certificate of `signer`.
+    fn sealed_by(&self, signer: &str, id: &Identity, code: Option<&str>) -> Vec<u8> {
         let me: ParticipantId = self.app.parse().unwrap();
         let key = self.agent.enrollment_key().public_key();
         let claim = Claim::new(id.clone(), code).unwrap();
-        seal_claim(&key, &self.agent.config.source, &me, &claim).unwrap()
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, cert_key) = crate::issue::issue_client(dir.path(), signer);
+        seal_claim(&key, &self.agent.config.source, &me, &claim, |bytes| {
+            Ok(Signed::make(&cert, &cert_key, |_| bytes.to_vec()).unwrap())
+        })
+        .unwrap()
     }
 
     async fn ask_at(&self, id: &Identity, code: Option<&str>, now: DateTime<Utc>) -> Answered {
@@ -495,4 +518,42 @@ fn the_daemon_future_can_be_spawned() {
         import(&agent, &outbox, &[], &mut |_| {}).await.unwrap()
     };
     is_send(&importing);
+}
+
+/// Whoever relays a request (the hub) cannot link an app's user: a claim sealed "from" an
+/// app but signed by anyone else is refused, counted for `lgwan-agent status`, and spends
+/// no code; the app's own claim with the same code then links.
+#[tokio::test]
+async fn a_claim_the_app_did_not_sign_links_no_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (agent, outbox) = imported(dir.path()).await;
+    let person = person();
+    let code = issued(&agent, &outbox, &person, t0()).await;
+    let app = App::new(&agent, &outbox, "phr:asmile");
+    for (i, forger) in ["clinic:mysos", "source:city-mihon", "phr:kenko"]
+        .into_iter()
+        .enumerate()
+    {
+        let sealed = app.sealed_by(forger, &person, Some(code.as_str()));
+        let r = answer(
+            &agent,
+            &outbox,
+            &request(&format!("forged-{i}"), &sealed, "phr:asmile"),
+            t0(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.result, refused());
+        assert_eq!(r.refusal, Some("unsigned-claim"));
+    }
+    let status = outbox.status().await.unwrap();
+    assert_eq!(status.grant_refusals, 3);
+    let last = status.last_refusal.unwrap().value;
+    assert!(
+        last.contains("forged-2") && last.contains("signed by `phr:kenko`"),
+        "{last}"
+    );
+
+    let genuine = app.ask(&person, Some(code.as_str())).await;
+    assert_eq!(genuine.result, linked(&agent, &person));
 }

@@ -11,6 +11,9 @@
     reason = "test helpers abort on failure like the tests that call them"
 )]
 
+#[path = "../../../tests/pki/issue.rs"]
+mod issue;
+
 mod archive;
 mod cli;
 mod counter;
@@ -20,6 +23,7 @@ mod enroll;
 mod fhir_samples;
 mod outbox;
 mod preview;
+mod revocations;
 mod synth;
 mod tabular;
 mod valid_checkups;

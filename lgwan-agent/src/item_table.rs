@@ -1,8 +1,9 @@
 //! The MHLW checkup item table (`XMLhc18tab`, the UTF-8 copy in the repository's
 //! `spec/tokutei-kenshin/`), embedded at build time: for each 17-digit item code its
 //! XML data type, UCUM unit, series group (一連検査グループ) and relation in it,
-//! and the OID of its result codes. The CDA reader takes group ids and default
-//! result-code systems from here; the synthetic archives take names and units.
+//! identity name, and the OID of its result codes. The CDA reader takes group ids and
+//! default result-code systems from here, the FHIR writer group names; the synthetic
+//! archives take names and units.
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -26,6 +27,9 @@ pub(crate) struct ItemRow {
     pub(crate) group: Option<&'static str>,
     /// How the item hangs in its group: `COMP` or `RSON` (column 14).
     pub(crate) relation: Option<&'static str>,
+    /// The name of the item's identity code (同一性項目名称, column 16): the examination
+    /// the item is a result of (`血清クレアチニン`, `貧血検査`, `眼底検査`, …).
+    pub(crate) identity_name: Option<&'static str>,
     /// The OID of the item's result codes, for `CD`/`CO` items (column 19).
     pub(crate) result_oid: Option<&'static str>,
 }
@@ -44,6 +48,7 @@ static ROWS: LazyLock<HashMap<&'static str, ItemRow>> = LazyLock::new(|| {
                 ucum: cell(10),
                 group: cell(12),
                 relation: cell(13),
+                identity_name: cell(15),
                 result_oid: cell(18),
             };
             Some((row.code, row))
@@ -59,6 +64,15 @@ pub(crate) fn row(code: &str) -> Option<&'static ItemRow> {
 /// The series group of `code`, if the table puts it in one.
 pub(crate) fn group_of(code: &str) -> Option<&'static str> {
     row(code).and_then(|r| r.group)
+}
+
+/// The name of the series group `group` (an item code the table names as a group id):
+/// the identity name (同一性項目名称) of the group's own item, e.g. `血清クレアチニン` for
+/// `3C015161002399949` (血清クレアチニン（実施理由）). The table has no column naming groups.
+pub(crate) fn group_name(group: &str) -> Option<&'static str> {
+    row(group)
+        .filter(|r| r.group == Some(r.code))
+        .and_then(|r| r.identity_name)
 }
 
 /// The OID of the result codes of `code`, if the table gives one.
@@ -85,6 +99,20 @@ mod tests {
             (Some(reason.code), Some("RSON"))
         );
         assert_eq!(group_of("9N001000000000001"), None);
+        assert_eq!(group_name("3C015161002399949"), Some("血清クレアチニン"));
+        assert_eq!(group_name("2A020161001930149"), Some("貧血検査"));
+        assert_eq!(group_name("9N001000000000001"), None, "no group id");
+        assert_eq!(
+            group_name("8A065000002391901"),
+            None,
+            "a member, not the group id"
+        );
+        // Every group id of the table is an item of its own group, and has a name.
+        assert!(
+            ROWS.values()
+                .filter_map(|r| r.group)
+                .all(|g| group_name(g).is_some())
+        );
         assert_eq!(
             result_oid("3C015161602399911"),
             Some("1.2.392.200119.6.18110")

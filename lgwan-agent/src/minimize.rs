@@ -12,6 +12,11 @@ use sha2::{Digest, Sha256};
 
 use crate::domain::{CheckupDocument, Observation, Value};
 
+mod group;
+
+pub use group::{GROUP_RELATIONSHIP_EXTENSION, JP_CLINS_GROUP_SYSTEM};
+use group::{group_url, write_group_head};
+
 /// FHIR system URI of the MHLW checkup item codes.
 pub const ITEM_CODE_SYSTEM: &str = "urn:oid:1.2.392.200119.6.1005";
 /// FHIR system URI of UCUM units.
@@ -118,10 +123,10 @@ fn attendance_record(doc: &CheckupDocument, category: &str) -> MinimizedRecord {
 const BUNDLE_HEAD: &[u8] = br#"{"resourceType":"Bundle","type":"collection","entry":["#;
 
 /// The Bundle of one category of a checkup, written straight as JSON text (the
-/// same text, key for key, as serializing the FHIR objects would give): each
-/// Observation has a stable `fullUrl`, and a series-group header lists the
-/// members that travel in the same record (`hasMember`). The display is the
-/// catalog's item name, else the document's.
+/// same text, key for key, as serializing the FHIR objects would give): one
+/// Observation per result, each with a stable `fullUrl`, and for each series group
+/// (一連検査グループ) with results in the record a head before its first result
+/// ([`write_group_head`]). The display is the catalog's item name, else the document's.
 fn checkup_bundle(
     document_id: &str,
     date: &str,
@@ -133,56 +138,66 @@ fn checkup_bundle(
         .collect();
     let mut out = Vec::with_capacity(256 + 320 * observations.len());
     out.extend_from_slice(BUNDLE_HEAD);
-    for (i, ((obs, name), url)) in observations.iter().zip(&urls).enumerate() {
-        if i > 0 {
-            out.push(b',');
+    let mut headed: Vec<&str> = Vec::new();
+    for ((obs, name), url) in observations.iter().zip(&urls) {
+        if let Some(group) = obs.group.as_deref().filter(|g| !headed.contains(g)) {
+            headed.push(group);
+            let members = observations
+                .iter()
+                .zip(&urls)
+                .filter(|((m, _), _)| m.group.as_deref() == Some(group))
+                .map(|((m, _), url)| (*m, url.as_str()));
+            next_entry(&mut out);
+            let head_url = group_url(document_id, category, group);
+            write_group_head(&mut out, &head_url, date, group, members);
         }
-        out.extend_from_slice(br#"{"fullUrl":"#);
-        json_str(&mut out, url);
-        out.extend_from_slice(br#","resource":{"resourceType":"Observation","status":"final","category":[{"coding":[{"system":"#);
-        json_str(&mut out, OBSERVATION_CATEGORY);
-        out.extend_from_slice(br#","code":"#);
-        json_str(&mut out, observation_category(category));
-        out.extend_from_slice(br#"}]}],"code":{"coding":[{"system":"#);
-        json_str(&mut out, ITEM_CODE_SYSTEM);
-        out.extend_from_slice(br#","code":"#);
-        json_str(&mut out, &obs.item_code);
-        let display = name.or(obs.display.as_deref());
-        if let Some(display) = display {
-            out.extend_from_slice(br#","display":"#);
-            json_str(&mut out, display);
-        }
-        out.extend_from_slice(b"}]");
-        if let Some(display) = display {
-            out.extend_from_slice(br#","text":"#);
-            json_str(&mut out, display);
-        }
-        out.extend_from_slice(br#"},"effectiveDateTime":"#);
-        json_str(&mut out, date);
-        write_value(&mut out, &obs.value);
-        // A series-group header lists the members that travel in the same record.
-        let is_header = obs.group.as_deref() == Some(obs.item_code.as_str());
-        let mut members = observations
-            .iter()
-            .zip(&urls)
-            .filter(|((m, _), _)| is_header && m.group == obs.group && m.item_code != obs.item_code)
-            .peekable();
-        if members.peek().is_some() {
-            out.extend_from_slice(br#","hasMember":["#);
-            for (k, (_, url)) in members.enumerate() {
-                if k > 0 {
-                    out.push(b',');
-                }
-                out.extend_from_slice(br#"{"reference":"#);
-                json_str(&mut out, url);
-                out.push(b'}');
-            }
-            out.push(b']');
-        }
-        out.extend_from_slice(b"}}");
+        next_entry(&mut out);
+        write_observation(&mut out, url, category, date, obs, *name);
     }
     out.extend_from_slice(b"]}");
     out
+}
+
+/// The comma before an entry of the Bundle, unless it is the first.
+fn next_entry(out: &mut Vec<u8>) {
+    if out.last() != Some(&b'[') {
+        out.push(b',');
+    }
+}
+
+/// Writes the entry of one result: an Observation with its item code and value.
+fn write_observation(
+    out: &mut Vec<u8>,
+    url: &str,
+    category: &str,
+    date: &str,
+    obs: &Observation,
+    name: Option<&str>,
+) {
+    out.extend_from_slice(br#"{"fullUrl":"#);
+    json_str(out, url);
+    out.extend_from_slice(br#","resource":{"resourceType":"Observation","status":"final","category":[{"coding":[{"system":"#);
+    json_str(out, OBSERVATION_CATEGORY);
+    out.extend_from_slice(br#","code":"#);
+    json_str(out, observation_category(category));
+    out.extend_from_slice(br#"}]}],"code":{"coding":[{"system":"#);
+    json_str(out, ITEM_CODE_SYSTEM);
+    out.extend_from_slice(br#","code":"#);
+    json_str(out, &obs.item_code);
+    let display = name.or(obs.display.as_deref());
+    if let Some(display) = display {
+        out.extend_from_slice(br#","display":"#);
+        json_str(out, display);
+    }
+    out.extend_from_slice(b"}]");
+    if let Some(display) = display {
+        out.extend_from_slice(br#","text":"#);
+        json_str(out, display);
+    }
+    out.extend_from_slice(br#"},"effectiveDateTime":"#);
+    json_str(out, date);
+    write_value(out, &obs.value);
+    out.extend_from_slice(b"}}");
 }
 
 /// FHIR's observation category code system.
@@ -322,12 +337,20 @@ pub(crate) fn system_uri(system: &str) -> String {
 /// A stable `urn:uuid:` for entry `index` of the `category` record of a document
 /// (UUID version 8 from SHA-256), so re-minimizing gives identical payloads.
 fn entry_url(document_id: &str, category: &str, index: usize) -> String {
+    stable_uuid(
+        &[document_id.as_bytes(), category.as_bytes()],
+        &(index as u64).to_be_bytes(),
+    )
+}
+
+/// `urn:uuid:` + a UUID version 8 from SHA-256 over the length-prefixed `parts`, then `tail`.
+fn stable_uuid(parts: &[&[u8]], tail: &[u8]) -> String {
     let mut h = Sha256::new();
-    for part in [document_id.as_bytes(), category.as_bytes()] {
+    for part in parts {
         h.update((part.len() as u64).to_be_bytes());
         h.update(part);
     }
-    h.update((index as u64).to_be_bytes());
+    h.update(tail);
     let mut bytes = [0u8; 16];
     for (dst, src) in bytes.iter_mut().zip(h.finalize().iter()) {
         *dst = *src;
@@ -362,13 +385,15 @@ mod tests {
     use super::*;
     use crate::domain::{PersonIdentity, Sex};
 
-    fn doc() -> CheckupDocument {
+    pub(super) fn doc() -> CheckupDocument {
         let obs = |code: &str, value: Value, group: Option<&str>| Observation {
             item_code: code.into(),
             display: None,
             value,
             group: group.map(str::to_owned),
-            relation: None,
+            // As the CDA reader gives it: the `typeCode` of a member's relationship;
+            // the group's own item, the coded container here, hangs in none.
+            relation: group.filter(|g| *g != code).map(|_| "COMP".to_owned()),
         };
         let q = |v: &str, u: &str| Value::Quantity {
             value: v.into(),
@@ -482,16 +507,19 @@ mod tests {
             OBSERVATION_CATEGORY
         );
         assert_eq!(o["category"][0]["coding"][0]["code"], "exam");
-        let kidney_obs = &json(2)["entry"][0]["resource"];
+        let kidney_obs = &json(2)["entry"][1]["resource"];
         assert_eq!(kidney_obs["category"][0]["coding"][0]["code"], "laboratory");
         assert_eq!(o["valueQuantity"]["value"], 160.5);
         assert_eq!(o["valueQuantity"]["system"], UCUM);
         assert_eq!(o["valueQuantity"]["code"], "cm");
         assert_eq!(o["effectiveDateTime"], "2025-03-31");
         assert!(o.get("subject").is_none() && o.get("identifier").is_none());
+        // The creatinine group: its head, then its 実施理由 and eGFR, then 尿糖.
         let kidney = &json(2);
         let members = &kidney["entry"][0]["resource"]["hasMember"];
         assert_eq!(members[0]["reference"], kidney["entry"][1]["fullUrl"]);
+        assert_eq!(members[1]["reference"], kidney["entry"][2]["fullUrl"]);
+        assert_eq!(kidney["entry"].as_array().unwrap().len(), 4);
         let attendance = &m.records[3];
         assert_eq!(attendance.effective_date.to_string(), "2024-04-01");
         let attended = &json(3)["entry"][0]["resource"];
@@ -543,6 +571,20 @@ mod tests {
         let url = entry_url("d", "c", 0);
         assert_eq!(url.len(), "urn:uuid:".len() + 36);
         assert_eq!(&url[9 + 14..9 + 15], "8");
+        // The urls results had before series groups got heads (SHA-256 over the
+        // length-prefixed document id and category, then the index).
+        assert_eq!(url, "urn:uuid:99aee4d8-1d4c-83ca-a492-ed5daeff249f");
+        let kidney: Json = serde_json::from_slice(&a.records[2].payload).unwrap();
+        assert_eq!(
+            kidney["entry"][2]["fullUrl"], "urn:uuid:e41b9521-f030-8ad2-b4f8-ac0d31f15881",
+            "the second result of the record keeps its url"
+        );
+        let head = group_url("1.2.3^doc-1", "checkup.urine-kidney", "3C015161002399949");
+        assert_eq!(kidney["entry"][0]["fullUrl"], head.as_str());
+        assert_ne!(
+            head,
+            group_url("1.2.3^doc-1", "checkup.blood-count", "3C015161002399949")
+        );
     }
 
     #[test]

@@ -7,10 +7,12 @@
 //!   that every checkup category is emitted, each item with the unit the table gives;
 //! - the PHR app's payload builders ([`renkei_client::phr`]).
 //!
-//! The test checks that every catalog category has a sample. With `RENKEI_FHIR_SAMPLES`
-//! set to a folder it also writes them there, one file a record
-//! (`<category>/<n>.json`), plus `item-units.json`: for every row of the item table with
-//! a unit, the code [`ucum_code`] gives it. `tests/fhir/check.mjs` validates the folder.
+//! The test checks that every catalog category has a sample, and the series groups of the
+//! every-item checkup's records ([`checked_records`], which `valid_checkups` uses too).
+//! With `RENKEI_FHIR_SAMPLES` set to a folder it also writes them there, one file a
+//! record (`<category>/<n>.json`), plus `item-units.json`: for every row of the item table
+//! with a unit, the code [`ucum_code`] gives it. `tests/fhir/check.mjs` validates the
+//! folder.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -101,6 +103,147 @@ fn every_item_checkup(rows: &[Row]) -> CheckupDocument {
     }
 }
 
+/// Records as (category, payload).
+type Records = Vec<(String, Vec<u8>)>;
+
+/// The records [`minimize_checkup`] makes of `doc`, each checked against the results it
+/// was made from ([`check_record`]): every exported result of the document is in the
+/// record of its category, with its value, and each series group has one head without
+/// a value listing exactly its results. Returns the records and the number of heads.
+pub(crate) fn checked_records(
+    doc: &CheckupDocument,
+    catalog: &Catalog,
+) -> Result<(Records, usize), String> {
+    let records: Records = minimize_checkup(doc, catalog)
+        .records
+        .into_iter()
+        .map(|r| (r.category, r.payload))
+        .collect();
+    let mut exported: BTreeMap<&str, Vec<&Observation>> = BTreeMap::new();
+    for o in &doc.observations {
+        if let Some(item) = catalog.item(&o.item_code).filter(|i| i.export) {
+            exported.entry(item.category.as_str()).or_default().push(o);
+        }
+    }
+    let mut heads = 0;
+    // The attendance record holds no result.
+    let with_results = records.iter().filter(|(c, _)| c != "checkup.attendance");
+    let categories: Vec<&str> = with_results.clone().map(|(c, _)| c.as_str()).collect();
+    if !categories.iter().copied().eq(exported.keys().copied()) {
+        return Err(format!(
+            "records {categories:?} for results of {:?}",
+            exported.keys()
+        ));
+    }
+    for (category, payload) in with_results {
+        let results = exported
+            .get(category.as_str())
+            .map_or(&[][..], Vec::as_slice);
+        heads += check_record(results, payload).map_err(|e| format!("{category}: {e}"))?;
+    }
+    Ok((records, heads))
+}
+
+/// Checks one checkup record against its results (in document order), independently of
+/// how the agent writes it: every result is one entry, in order, with exactly its value;
+/// each series group with results in the record has one head, before them, with no
+/// `value[x]` and no `category`, coded by the group id, whose `hasMember` lists exactly
+/// those results (JP-CLINS eCheckup's group shape, issue 15). Returns the number of heads.
+pub(crate) fn check_record(results: &[&Observation], payload: &[u8]) -> Result<usize, String> {
+    use serde_json::Value as J;
+    let bundle: J = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
+    let entries = bundle["entry"].as_array().ok_or("no entries")?;
+    // Entries with their positions: group heads, and the rest (one per result).
+    type Entries<'a> = Vec<(usize, &'a J)>;
+    let (heads, rows): (Entries, Entries) = entries
+        .iter()
+        .enumerate()
+        .partition(|(_, e)| e["resource"].get("hasMember").is_some());
+    if rows.len() != results.len() {
+        return Err(format!(
+            "{} entries for {} results",
+            rows.len(),
+            results.len()
+        ));
+    }
+    for ((_, row), o) in rows.iter().zip(results) {
+        let r = &row["resource"];
+        let item = &o.item_code;
+        if r["code"]["coding"][0]["code"] != item.as_str() {
+            return Err(format!("`{item}` is written as {}", r["code"]));
+        }
+        let keys: Vec<&String> = r
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|k| k.starts_with("value"))
+            .collect();
+        let same = match &o.value {
+            Value::Quantity { value, unit } => {
+                let q = &r["valueQuantity"];
+                q["value"].as_f64() == value.parse::<f64>().ok()
+                    && q["unit"].as_str() == unit.as_deref()
+            }
+            Value::Coded {
+                code,
+                system,
+                display,
+            } => {
+                let c = &r["valueCodeableConcept"]["coding"][0];
+                c["code"] == code.as_str()
+                    && c["system"].as_str().is_some_and(|s| {
+                        s == system || s.strip_prefix("urn:oid:") == Some(system.as_str())
+                    })
+                    && c["display"].as_str() == display.as_deref()
+            }
+            Value::Text(text) => r["valueString"] == text.as_str(),
+        };
+        if keys.len() != 1 || !same {
+            return Err(format!("`{item}`: {:?} written as {r}", o.value));
+        }
+    }
+    let mut groups: Vec<&str> = results.iter().filter_map(|o| o.group.as_deref()).collect();
+    groups.sort_unstable();
+    groups.dedup();
+    if heads.len() != groups.len() {
+        return Err(format!("{} heads for the groups {groups:?}", heads.len()));
+    }
+    for group in &groups {
+        let (at, head) = heads
+            .iter()
+            .find(|(_, h)| h["resource"]["code"]["coding"][0]["code"] == *group)
+            .ok_or_else(|| format!("no head for `{group}`"))?;
+        let h = head["resource"].as_object().unwrap();
+        if let Some(k) = h
+            .keys()
+            .find(|k| k.starts_with("value") || *k == "category")
+        {
+            return Err(format!("the head of `{group}` has `{k}`"));
+        }
+        let listed: Vec<&J> = h["hasMember"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| &m["reference"])
+            .collect();
+        let members: Vec<(usize, &J)> = rows
+            .iter()
+            .zip(results)
+            .filter(|(_, o)| o.group.as_deref() == Some(*group))
+            .map(|((i, e), _)| (*i, &e["fullUrl"]))
+            .collect();
+        if listed != members.iter().map(|(_, u)| *u).collect::<Vec<_>>() {
+            return Err(format!(
+                "the head of `{group}` lists {listed:?}, not {members:?}"
+            ));
+        }
+        if members.iter().any(|(i, _)| i < at) {
+            return Err(format!("the head of `{group}` comes after a member"));
+        }
+    }
+    Ok(heads.len())
+}
+
 /// Every sample, as (category, payload), in a stable order.
 fn samples(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
@@ -117,9 +260,10 @@ fn samples(dir: &Path) -> Vec<(String, Vec<u8>)> {
     }
     // Every checkup category: one document with every item of the table.
     let catalog = Catalog::embedded().unwrap();
-    for r in minimize_checkup(&every_item_checkup(&item_table()), &catalog).records {
-        out.push((r.category, r.payload));
-    }
+    let (every, heads) = checked_records(&every_item_checkup(&item_table()), &catalog).unwrap();
+    // The item table has ten series groups, all of them with exported results.
+    assert_eq!(heads, 10);
+    out.extend(every);
     // The PHR app's own records.
     let day = NaiveDate::from_ymd_opt(2025, 6, 1).unwrap();
     out.push((

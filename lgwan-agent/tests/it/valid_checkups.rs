@@ -3,7 +3,9 @@
 //! layout and serialization the schema allows for results, are first checked
 //! against `spec/tokutei-kenshin/xsd/hc08_V08.xsd` by `xmllint` (several per run);
 //! then the agent must read each without quarantining it, and extract exactly the
-//! results a deliberately simple DOM reader ([`simple`]) finds.
+//! results a deliberately simple DOM reader ([`simple`]) finds; and the FHIR records
+//! minimized from it must carry every exported result with its value, each series group
+//! under one head without a value ([`checked_records`]).
 
 mod doc;
 mod simple;
@@ -17,12 +19,16 @@ use lgwan_agent::cda::parse_checkup;
 use lgwan_agent::domain::{Observation, Value};
 use proptest::collection::vec;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use renkei_policies::Catalog;
 
+use crate::fhir_samples::checked_records;
 use crate::synth::{spec_dir, xmllint_available};
 use simple::{Found, Table, Val};
 
 /// The item table, read by the test itself.
 static TABLE: LazyLock<Table> = LazyLock::new(Table::load);
+/// The catalog the records are minimized with.
+static CATALOG: LazyLock<Catalog> = LazyLock::new(|| Catalog::embedded().unwrap());
 
 /// Documents per `xmllint` run, and runs: 32 × 4 documents in a few seconds.
 const BATCH: usize = 4;
@@ -105,6 +111,9 @@ fn check(bytes: &[u8], written: usize) -> Result<(), TestCaseError> {
     );
     let got: Vec<Found> = doc.observations.iter().map(as_found).collect();
     proptest::prop_assert_eq!(got, want, "{}", text());
+    // And the FHIR records carry every exported result with its value, each series
+    // group under one head without a value (JP-CLINS eCheckup).
+    checked_records(&doc, &CATALOG).map_err(|e| TestCaseError::fail(format!("{e}\n{}", text())))?;
     Ok(())
 }
 

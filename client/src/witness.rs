@@ -130,6 +130,9 @@ impl Witness<'_> {
             if let Some(alarm) = check_extends(source, last, &cp).await? {
                 return Ok(Outcome::Alarm(alarm));
             }
+            if let Some(alarm) = check_ledger(last, &cp) {
+                return Ok(Outcome::Alarm(alarm));
+            }
         }
         let seen = Seen {
             size: cp.size,
@@ -148,6 +151,32 @@ impl Witness<'_> {
             Err(e) => Err(e.to_string()),
         };
         Ok(Outcome::Accepted { seen, cosigned })
+    }
+}
+
+/// `None` when the consent ledger head `new` names can follow the one `last` named (the
+/// ledger only grows: a later head never has a smaller position, the same position never
+/// another hash, and once named it is never dropped); else what is wrong.
+fn check_ledger(last: &Seen, new: &note::Checkpoint) -> Option<String> {
+    let old = last
+        .note
+        .split_once("\n\n")
+        .and_then(|(body, _)| note::Checkpoint::parse(format!("{body}\n").as_bytes()).ok())
+        .and_then(|cp| cp.ledger)?;
+    match &new.ledger {
+        None => Some(format!(
+            "the checkpoint of size {} names no consent ledger head, after one naming entry {}",
+            new.size, old.seq
+        )),
+        Some(h) if h.seq < old.seq => Some(format!(
+            "the consent ledger shrank: entry {} after entry {}",
+            h.seq, old.seq
+        )),
+        Some(h) if h.seq == old.seq && h.hash != old.hash => Some(format!(
+            "the consent ledger was rewritten: entry {} has another hash than before",
+            h.seq
+        )),
+        Some(_) => None,
     }
 }
 

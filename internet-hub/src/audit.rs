@@ -345,7 +345,8 @@ pub async fn checkpoint_as(
         .sign(&Checkpoint::signed_bytes(seq, &head, now))
         .to_base64();
     let size = seq.unsigned_abs();
-    let note = log::sign(origin, key, size, tree::root(&mut tx, size).await?)?;
+    let ledger = log::ledger_head(&mut tx).await?;
+    let note = log::sign(origin, key, size, tree::root(&mut tx, size).await?, ledger)?;
     let cp = Checkpoint {
         seq,
         head_hash: head,

@@ -462,9 +462,25 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                             bail!("{} checkpoint(s) lack cosignatures", r.unwitnessed.len());
                         }
                     }
-                    let chain =
-                        renkei_consent::ConsentStore::verify_chain(&hub.consents, None).await?;
-                    println!("consent ledger OK: {chain:?}");
+                    // The ledger's chain, up to (at least) the head the newest checkpoint
+                    // names: a cosigned head that is gone or changed is a rewrite.
+                    let expected = r.ledger_head.as_ref().map(|h| renkei_consent::ChainHead {
+                        seq: i64::try_from(h.seq).unwrap_or(i64::MAX),
+                        hash: h.hash.clone(),
+                    });
+                    let chain = renkei_consent::ConsentStore::verify_chain(
+                        &hub.consents,
+                        expected.as_ref(),
+                    )
+                    .await?;
+                    println!(
+                        "consent ledger OK: {} entries, head {}, matches the consent table and \
+                         the heads in the signed checkpoints",
+                        chain.entries,
+                        chain
+                            .head
+                            .map_or_else(|| "none".to_owned(), |h| format!("{} {}", h.seq, h.hash))
+                    );
                 }
                 AuditCommand::Checkpoint => {
                     match internet_hub::audit::checkpoint_as(

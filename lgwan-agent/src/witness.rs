@@ -112,6 +112,7 @@ mod tests {
         key: SigningKey,
         leaves: Mutex<Vec<Vec<u8>>>,
         cosigned: Mutex<Vec<(String, String)>>,
+        ledger: Mutex<Option<note::LedgerHead>>,
     }
 
     impl FakeLog {
@@ -140,6 +141,7 @@ mod tests {
                 origin: "hub.test/audit".into(),
                 size,
                 root,
+                ledger: self.ledger.lock().unwrap().clone(),
             };
             Ok(
                 note::sign_checkpoint(&cp, &NoteSigner::log("hub.test/audit", &self.key).unwrap())
@@ -164,6 +166,94 @@ mod tests {
         }
     }
 
+    /// An agent in `dir` (config `path`) pinning `log`'s key, and its outbox.
+    async fn witnessing_agent(
+        dir: &Path,
+        path: &Path,
+        log: &FakeLog,
+    ) -> (crate::agent::Agent, Outbox) {
+        let vkey = NoteSigner::log("hub.test/audit", &log.key).unwrap().vkey();
+        let pki = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/pki");
+        let tls_key = dir.join("agent.key");
+        std::fs::copy(pki.join("source-city-a.key"), &tls_key).unwrap();
+        std::fs::set_permissions(
+            &tls_key,
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
+        let mut text = std::fs::read_to_string(path).unwrap();
+        text.push_str(&format!(
+            "\n[hub]\nurl = \"https://127.0.0.1:9\"\nca = \"{p}/ca.pem\"\ncert = \"{p}/source-city-a.pem\"\nkey = \"{k}\"\nlog_key = \"{vkey}\"\n",
+            p = pki.display(),
+            k = tls_key.display()
+        ));
+        std::fs::write(path, text).unwrap();
+        let agent = crate::agent::Agent::load(path).unwrap();
+        let outbox = Outbox::open(&agent.config.outbox).await.unwrap();
+
+        (agent, outbox)
+    }
+
+    #[tokio::test]
+    async fn a_rewritten_or_shrunk_consent_ledger_raises_the_alarm() {
+        let dir = tempfile::tempdir().unwrap();
+        let source: ParticipantId = "source:city-a".parse().unwrap();
+        let path = crate::agent::init(dir.path(), &source).unwrap().config;
+        let head = |seq, h: &str| {
+            Some(note::LedgerHead {
+                seq,
+                hash: h.repeat(64),
+            })
+        };
+        let log = FakeLog {
+            key: SigningKey::generate(KeyVersion::V1),
+            leaves: Mutex::new((0..10u32).map(|i| i.to_be_bytes().to_vec()).collect()),
+            cosigned: Mutex::default(),
+            ledger: Mutex::new(head(5, "a")),
+        };
+        let (agent, outbox) = witnessing_agent(dir.path(), &path, &log).await;
+        let now = chrono::DateTime::from_timestamp(1_780_000_000, 0).unwrap();
+        let grow = |ledger| {
+            log.leaves.lock().unwrap().push(b"next".to_vec());
+            *log.ledger.lock().unwrap() = ledger;
+        };
+        let contact = async || {
+            witness_once(&agent.config, &outbox, &log, now)
+                .await
+                .unwrap()
+        };
+        assert!(matches!(
+            contact().await,
+            Witnessed::Accepted { size: 10, .. }
+        ));
+        grow(head(5, "a"));
+        assert!(matches!(
+            contact().await,
+            Witnessed::Accepted { size: 11, .. }
+        ));
+        grow(head(7, "b"));
+        assert!(matches!(
+            contact().await,
+            Witnessed::Accepted { size: 12, .. }
+        ));
+        for (ledger, why) in [
+            (head(7, "c"), "rewritten"),
+            (head(6, "b"), "shrank"),
+            (None, "names no consent ledger head"),
+        ] {
+            grow(ledger);
+            let Witnessed::Alarm(alarm) = contact().await else {
+                panic!("no alarm for {why}")
+            };
+            assert!(alarm.contains(why), "{alarm}");
+            assert!(outbox.clear_log_alarm().await.unwrap().is_some());
+            // Cleared, the next contact starts afresh from what the hub shows now.
+            grow(head(9, "d"));
+            assert!(matches!(contact().await, Witnessed::Accepted { .. }));
+        }
+        outbox.close().await;
+    }
+
     #[tokio::test]
     async fn an_inconsistent_log_raises_the_alarm_and_stops_key_releases_until_cleared() {
         let dir = tempfile::tempdir().unwrap();
@@ -173,25 +263,9 @@ mod tests {
             key: SigningKey::generate(KeyVersion::V1),
             leaves: Mutex::new((0..300u32).map(|i| i.to_be_bytes().to_vec()).collect()),
             cosigned: Mutex::default(),
+            ledger: Mutex::default(),
         };
-        let vkey = NoteSigner::log("hub.test/audit", &log.key).unwrap().vkey();
-        let pki = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/pki");
-        let tls_key = dir.path().join("agent.key");
-        std::fs::copy(pki.join("source-city-a.key"), &tls_key).unwrap();
-        std::fs::set_permissions(
-            &tls_key,
-            std::os::unix::fs::PermissionsExt::from_mode(0o600),
-        )
-        .unwrap();
-        let mut text = std::fs::read_to_string(&path).unwrap();
-        text.push_str(&format!(
-            "\n[hub]\nurl = \"https://127.0.0.1:9\"\nca = \"{p}/ca.pem\"\ncert = \"{p}/source-city-a.pem\"\nkey = \"{k}\"\nlog_key = \"{vkey}\"\n",
-            p = pki.display(),
-            k = tls_key.display()
-        ));
-        std::fs::write(&path, text).unwrap();
-        let agent = crate::agent::Agent::load(&path).unwrap();
-        let outbox = Outbox::open(&agent.config.outbox).await.unwrap();
+        let (agent, outbox) = witnessing_agent(dir.path(), &path, &log).await;
         let now = chrono::DateTime::from_timestamp(1_780_000_000, 0).unwrap();
 
         let first = witness_once(&agent.config, &outbox, &log, now)
@@ -278,6 +352,7 @@ mod tests {
             key: SigningKey::generate(KeyVersion::V1),
             leaves: Mutex::new(log.leaves.lock().unwrap().clone()),
             cosigned: Mutex::default(),
+            ledger: Mutex::default(),
         };
         let Witnessed::Alarm(why) = witness_once(&agent.config, &outbox, &impostor, now)
             .await

@@ -19,7 +19,8 @@ fn log_error(e: impl std::fmt::Display) -> Error {
     Error::Log(e.to_string())
 }
 
-/// A checkpoint's body: the log's origin, its size and its root.
+/// A checkpoint's body: the log's origin, its size and its root, and the head of the
+/// hub's consent ledger when it was signed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Checkpoint {
     /// The log's origin line (also the name of its key).
@@ -28,23 +29,81 @@ pub struct Checkpoint {
     pub size: u64,
     /// Root hash of the tree of `size` entries.
     pub root: Hash,
+    /// The consent ledger's last entry, as the extension line [`LEDGER_LINE`].
+    pub ledger: Option<LedgerHead>,
+}
+
+/// The opening of the extension line naming the consent ledger's head:
+/// `renkei-consent-ledger <seq> <hex SHA-256 chain hash>`.
+pub const LEDGER_LINE: &str = "renkei-consent-ledger";
+
+/// The last entry of the consent ledger (its hash chain, `renkei_consent::ledger`) as of a
+/// checkpoint: witnesses cosign it with the tree, so the ledger cannot be rewritten up to
+/// it without `audit verify` finding a cosigned head that no longer matches.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LedgerHead {
+    /// The entry's sequence number (from 1).
+    pub seq: u64,
+    /// Its chain hash, 64 lowercase hex digits.
+    pub hash: String,
+}
+
+impl LedgerHead {
+    fn line(&self) -> Result<String> {
+        let hex = self.hash.len() == 64
+            && self
+                .hash
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if !hex {
+            return Err(Error::Log(
+                "the consent ledger hash is not 64 hex digits".into(),
+            ));
+        }
+        Ok(format!("{LEDGER_LINE} {} {}\n", self.seq, self.hash))
+    }
+
+    /// The head an extension block names, if any; a malformed ledger line is an error.
+    fn from_extension(extension: &str) -> Result<Option<LedgerHead>> {
+        let Some(rest) = extension.lines().find_map(|l| {
+            l.strip_prefix(LEDGER_LINE)
+                .and_then(|r| r.strip_prefix(' '))
+        }) else {
+            return Ok(None);
+        };
+        let bad = || Error::Log(format!("malformed `{LEDGER_LINE}` line"));
+        let (seq, hash) = rest.split_once(' ').ok_or_else(bad)?;
+        let head = LedgerHead {
+            seq: seq.parse().map_err(|_| bad())?,
+            hash: hash.to_owned(),
+        };
+        head.line()?;
+        Ok(Some(head))
+    }
 }
 
 impl Checkpoint {
-    /// The note text: `origin\nsize\nbase64(root)\n`.
+    /// The note text: `origin\nsize\nbase64(root)\n`, then the ledger line if any.
     pub fn body(&self) -> Result<String> {
-        let cp = tlog_tiles::Checkpoint::new(&self.origin, self.size, self.root, "")
-            .map_err(log_error)?;
+        let extension = self.ledger.as_ref().map(LedgerHead::line).transpose()?;
+        let cp = tlog_tiles::Checkpoint::new(
+            &self.origin,
+            self.size,
+            self.root,
+            extension.as_deref().unwrap_or(""),
+        )
+        .map_err(log_error)?;
         String::from_utf8(cp.to_bytes()).map_err(log_error)
     }
 
-    /// Parses a note text (extension lines are ignored).
+    /// Parses a note text (extension lines other than the ledger line are ignored).
     pub fn parse(text: &[u8]) -> Result<Self> {
         let cp = tlog_tiles::Checkpoint::from_bytes(text).map_err(log_error)?;
         Ok(Checkpoint {
             origin: cp.origin().to_owned(),
             size: cp.size(),
             root: *cp.hash(),
+            ledger: LedgerHead::from_extension(cp.extension())?,
         })
     }
 

@@ -234,6 +234,7 @@ fn checkpoints_sign_open_and_refuse_other_keys_and_origins() {
         origin: "renkei.example/audit".into(),
         size: 8,
         root: done(hashes.root(8)),
+        ledger: None,
     };
     let log = NoteSigner::log(&cp.origin, &key).unwrap();
     let signed = note::sign_checkpoint(&cp, &log).unwrap();
@@ -267,6 +268,10 @@ fn cosignatures_cover_the_checkpoint_and_the_time() {
         origin: "renkei.example/audit".into(),
         size: 3,
         root: leaf_hash(b"r"),
+        ledger: Some(note::LedgerHead {
+            seq: 2,
+            hash: "ab".repeat(32),
+        }),
     };
     let signed = note::sign_checkpoint(&cp, &NoteSigner::log(&cp.origin, &key).unwrap()).unwrap();
     let witness = NoteSigner::witness(
@@ -356,4 +361,47 @@ fn the_frontier_stores_and_roots_like_the_full_tree() {
         ROOTS[7]
     );
     assert!(Frontier::from_hashes(3, vec![]).is_err());
+}
+
+#[test]
+fn the_ledger_head_is_a_signed_extension_line() {
+    let key = SigningKey::generate(KeyVersion::V1);
+    let head = note::LedgerHead {
+        seq: 17,
+        hash: "0f".repeat(32),
+    };
+    let cp = Checkpoint {
+        origin: "renkei.example/audit".into(),
+        size: 5,
+        root: leaf_hash(b"r"),
+        ledger: Some(head.clone()),
+    };
+    let log = NoteSigner::log(&cp.origin, &key).unwrap();
+    let signed = note::sign_checkpoint(&cp, &log).unwrap();
+    assert!(signed.contains(&format!("\nrenkei-consent-ledger 17 {}\n\n", head.hash)));
+    let verifier = NoteVerifier::parse(&log.vkey()).unwrap();
+    assert_eq!(note::open_checkpoint(&signed, &verifier).unwrap(), cp);
+    // The line is signed: another head breaks the signature.
+    let edited = signed.replace("renkei-consent-ledger 17", "renkei-consent-ledger 16");
+    assert!(note::open_checkpoint(&edited, &verifier).is_err());
+    // A malformed head is refused, on signing and on reading.
+    let bad = Checkpoint {
+        ledger: Some(note::LedgerHead {
+            seq: 1,
+            hash: "xyz".into(),
+        }),
+        ..cp.clone()
+    };
+    assert!(note::sign_checkpoint(&bad, &log).is_err());
+    assert!(
+        Checkpoint::parse(
+            b"o\n5\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\nrenkei-consent-ledger x y\n"
+        )
+        .is_err()
+    );
+    // Other extension lines are ignored.
+    let other =
+        Checkpoint::parse(b"o\n5\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\nsomething else\n")
+            .unwrap();
+    assert_eq!(other.ledger, None);
 }

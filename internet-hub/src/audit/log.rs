@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use renkei_crypto::sign::{SigningKey, VerifyingKey};
-use renkei_crypto::tlog::note::{self, Checkpoint as Body, NoteSigner, NoteVerifier};
+use renkei_crypto::tlog::note::{self, Checkpoint as Body, LedgerHead, NoteSigner, NoteVerifier};
 use renkei_crypto::tlog::{self, Frontier, Hash};
 use serde::Serialize;
 use sqlx::Row;
@@ -32,14 +32,100 @@ pub fn verifier(origin: &str, key: &VerifyingKey) -> Result<NoteVerifier> {
     NoteVerifier::log(origin, key).map_err(log_err)
 }
 
-/// Signs the checkpoint of the tree of `size` entries with root `root`.
-pub fn sign(origin: &str, key: &SigningKey, size: u64, root: Hash) -> Result<String> {
+/// Signs the checkpoint of the tree of `size` entries with root `root`, naming the
+/// consent ledger's head `ledger` (its last entry in the same snapshot).
+pub fn sign(
+    origin: &str,
+    key: &SigningKey,
+    size: u64,
+    root: Hash,
+    ledger: Option<LedgerHead>,
+) -> Result<String> {
     let body = Body {
         origin: origin.to_owned(),
         size,
         root,
+        ledger,
     };
     note::sign_checkpoint(&body, &NoteSigner::log(origin, key).map_err(log_err)?).map_err(log_err)
+}
+
+/// The consent ledger's last entry, read in the caller's transaction (the checkpoint's).
+pub async fn ledger_head(conn: &mut sqlx::AnyConnection) -> Result<Option<LedgerHead>> {
+    let row = sqlx::query("SELECT seq, hash FROM consent_ledger ORDER BY seq DESC LIMIT 1")
+        .fetch_optional(&mut *conn)
+        .await?;
+    row.map(|r| {
+        Ok(LedgerHead {
+            seq: r.try_get::<i64, _>("seq")?.unsigned_abs(),
+            hash: r.try_get("hash")?,
+        })
+    })
+    .transpose()
+}
+
+/// Checks the consent ledger against the heads the signed checkpoints name (each must
+/// still be the stored entry at its position: a rewrite or a truncation of the ledger up
+/// to a witnessed head is found) and the consent table against the ledger (each consent's
+/// row is the version and status of its last ledger entry: a status changed behind the
+/// ledger, such as a revoked consent set active again, is found). The chain itself is
+/// checked by `renkei_consent`'s `verify_chain` against the newest head returned here.
+async fn check_ledger(
+    db: &Db,
+    heads: &BTreeMap<u64, LedgerHead>,
+) -> Result<std::result::Result<Option<LedgerHead>, Broken>> {
+    for (&size, head) in heads {
+        let seq = i64::try_from(size).unwrap_or(i64::MAX);
+        let stored: Option<String> =
+            sqlx::query_scalar("SELECT hash FROM consent_ledger WHERE seq = $1")
+                .bind(i64::try_from(head.seq).map_err(|_| Error::Internal("seq".into()))?)
+                .fetch_optional(db.pool())
+                .await?;
+        let reason = match stored {
+            Some(h) if h == head.hash => continue,
+            Some(_) => format!(
+                "consent ledger entry {} differs from the one the signed checkpoint of size \
+                 {size} names: the ledger was rewritten",
+                head.seq
+            ),
+            None => format!(
+                "consent ledger entry {} is gone although the signed checkpoint of size \
+                 {size} names it: the ledger was truncated",
+                head.seq
+            ),
+        };
+        return Ok(Err(Broken { seq, reason }));
+    }
+    let rows = sqlx::query(
+        "SELECT c.id AS id, c.version AS version, c.status AS status, l.entry_json AS entry \
+         FROM consents c LEFT JOIN consent_ledger l ON l.consent_id = c.id AND l.version = c.version \
+         AND NOT EXISTS (SELECT 1 FROM consent_ledger n WHERE n.consent_id = c.id AND n.version > c.version)",
+    )
+    .fetch_all(db.pool())
+    .await?;
+    for r in rows {
+        let id: String = r.try_get("id")?;
+        let status: String = r.try_get("status")?;
+        let entry: Option<String> = r.try_get("entry")?;
+        let ledger_status = entry
+            .as_deref()
+            .and_then(|e| serde_json::from_str::<serde_json::Value>(e).ok())
+            .and_then(|v| v["consent"]["status"].as_str().map(str::to_owned));
+        if ledger_status.as_deref() != Some(status.as_str()) {
+            return Ok(Err(Broken {
+                seq: 0,
+                reason: format!(
+                    "consent {id} is `{status}` in the consent table, but its last ledger entry \
+                     says {}: the table was changed behind the ledger",
+                    ledger_status.map_or_else(
+                        || "nothing of this version".to_owned(),
+                        |s| format!("`{s}`")
+                    )
+                ),
+            }));
+        }
+    }
+    Ok(Ok(heads.values().next_back().cloned()))
 }
 
 /// The latest checkpoint that has a signed note: `(size, note)`.
@@ -144,6 +230,9 @@ pub struct LogReport {
     pub unwitnessed: Vec<u64>,
     /// The time of the newest cosignature (seconds since the epoch).
     pub newest_cosignature: Option<u64>,
+    /// The consent ledger head the newest signed checkpoint names, if any: the ledger's
+    /// chain must verify up to it.
+    pub ledger_head: Option<LedgerHead>,
 }
 
 /// Checks the Merkle tree against the entries' chain hashes (every stored hash, every
@@ -162,6 +251,7 @@ pub async fn verify(
         .map(|k| verifier(origin, k))
         .collect::<Result<Vec<_>>>()?;
     let mut notes = BTreeMap::new();
+    let mut heads = BTreeMap::new();
     for r in sqlx::query("SELECT seq, note FROM hub_checkpoints WHERE note <> '' ORDER BY seq")
         .fetch_all(db.pool())
         .await?
@@ -184,6 +274,9 @@ pub async fn verify(
                 seq,
                 reason: format!("checkpoint note at entry {seq} is for size {}", body.size),
             }));
+        }
+        if let Some(head) = body.ledger {
+            heads.insert(body.size, head);
         }
         notes.insert(body.size, (text, body.root));
     }
@@ -235,6 +328,11 @@ pub async fn verify(
             reason: format!("log is truncated: a signed checkpoint note covers {size} entries"),
         }));
     }
+
+    let ledger_head = match check_ledger(db, &heads).await? {
+        Ok(head) => head,
+        Err(broken) => return Ok(Err(broken)),
+    };
 
     // Cosignatures: each verifies over the note as stored now, by its witness's key.
     let mut keys = BTreeMap::new();
@@ -308,6 +406,7 @@ pub async fn verify(
         witnesses,
         unwitnessed,
         newest_cosignature: newest,
+        ledger_head,
     }))
 }
 

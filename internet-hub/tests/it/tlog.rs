@@ -11,7 +11,7 @@ use renkei_crypto::sign::SigningKey;
 use renkei_crypto::tlog::{self, note::NoteVerifier};
 use serde_json::json;
 
-use crate::harness::{Backend, TestHub, t0};
+use crate::harness::{Backend, SUBJECT, TestHub, d, t0};
 use internet_hub::audit::{self, Entry};
 
 /// The log as a participant sees it through the router.
@@ -560,4 +560,96 @@ async fn entry_proofs_verify_offline() {
     let other = SigningKey::generate(KeyVersion::V1);
     let other_key = audit::log::vkey(&h.hub.log_origin, &other).unwrap();
     assert!(renkei_client::proof::verify(&file, &other_key).is_err());
+}
+
+/// Each checkpoint names the consent ledger's head, witnesses cosign it: a ledger
+/// rewritten up to a witnessed head, or a consent table changed behind the ledger (a
+/// revoked consent set active again), is found by `audit verify` and by the next witness.
+async fn the_consent_ledger_is_bound_to_the_checkpoints(backend: Backend) {
+    let Some(s) = Setup::new(backend).await else {
+        return;
+    };
+    let h = &s.h;
+    let r = h.sealed("doc-1", SUBJECT, "checkup.body", d(2026, 5, 1), b"{}");
+    assert_eq!(h.upload(&[&r]).await.0, StatusCode::OK);
+    let mut ids = Vec::new();
+    for recipient in ["phr:asmile", "analyst:hachioji"] {
+        let purpose = if recipient == "phr:asmile" {
+            "phr-display"
+        } else {
+            "care-prevention-evaluation"
+        };
+        let (st, v) = h
+            .call(
+                Some("source:city-a"),
+                "POST",
+                "/v1/consents",
+                Some(json!({
+                    "subject": SUBJECT, "recipient": recipient, "purpose": purpose,
+                    "categories": ["checkup.body"], "method": "counter", "granted_by": "resident",
+                    "valid_until": (t0() + Duration::days(30)).to_rfc3339()
+                })),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        ids.push(v["consent"]["id"].as_str().unwrap().to_owned());
+    }
+    let revoked = &ids[0];
+    let (st, v) = h
+        .call(
+            Some("source:city-a"),
+            "POST",
+            &format!("/v1/consents/{revoked}/revoke"),
+            Some(json!({"reason": "asked"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    sign(h).await;
+    let a = accepted(s.contact("source:city-a", &s.key_a, None).await);
+    assert!(a.note.contains("\nrenkei-consent-ledger 3 "), "{}", a.note);
+    let report = verify_log(h, 1).await.unwrap();
+    let head = report.ledger_head.unwrap();
+    assert_eq!(head.seq, 3);
+
+    // The revoked consent set active again in the table: the ledger says otherwise.
+    let pool = h.hub.db.pool();
+    let set_status = async |status: &str| {
+        sqlx::query("UPDATE consents SET status = $1 WHERE id = $2")
+            .bind(status)
+            .bind(revoked)
+            .execute(pool)
+            .await
+            .unwrap();
+    };
+    set_status("active").await;
+    let broken = verify_log(h, 1).await.unwrap_err();
+    assert!(broken.reason.contains("behind the ledger"), "{broken:?}");
+    set_status("revoked").await;
+    verify_log(h, 1).await.unwrap();
+
+    // The witnessed head rewritten: `audit verify` and the witness's next contact.
+    let forged = "f".repeat(64);
+    sqlx::query("UPDATE consent_ledger SET hash = $1 WHERE seq = 3")
+        .bind(&forged)
+        .execute(pool)
+        .await
+        .unwrap();
+    let broken = verify_log(h, 1).await.unwrap_err();
+    assert!(broken.reason.contains("rewritten"), "{broken:?}");
+    append(h, 1, "after", t0()).await;
+    sign(h).await;
+    alarm(
+        s.contact("source:city-a", &s.key_a, Some(&a)).await,
+        "consent ledger was rewritten",
+    );
+}
+
+#[tokio::test]
+async fn the_consent_ledger_is_bound_to_the_checkpoints_sqlite() {
+    the_consent_ledger_is_bound_to_the_checkpoints(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn the_consent_ledger_is_bound_to_the_checkpoints_postgres() {
+    the_consent_ledger_is_bound_to_the_checkpoints(Backend::Postgres).await;
 }

@@ -133,7 +133,7 @@ async fn disk_full_is_reported_clearly_corrupts_nothing_and_resumes() {
     );
     std::fs::write(&agent.config.path, text).unwrap();
 
-    // 40 files of 50 records (about 100 KiB of outbox each) against some 300 KiB free.
+    // 40 files of 50 records (about 100 KiB of outbox each) against some 500 KiB free.
     let inputs = dir.path().join("in");
     std::fs::create_dir_all(&inputs).unwrap();
     let files: Vec<PathBuf> = (0..40)
@@ -151,7 +151,7 @@ async fn disk_full_is_reported_clearly_corrupts_nothing_and_resumes() {
         .collect();
     assert_eq!(expected.len(), 2000);
     let filler = spool.join("filler");
-    std::fs::write(&filler, vec![0u8; 4 * 1024 * 1024 - 300 * 1024]).unwrap();
+    std::fs::write(&filler, vec![0u8; 4 * 1024 * 1024 - 500 * 1024]).unwrap();
 
     // Import file after file until the disk is full.
     let mut failed = None;

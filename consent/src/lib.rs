@@ -5,6 +5,7 @@
 //! Time is always a parameter (`now`); nothing in this crate reads the wall clock.
 //! Expiry is computed at decision time from `valid_until`.
 
+pub mod coverage;
 mod error;
 pub mod fhir;
 pub mod ledger;

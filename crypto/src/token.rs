@@ -60,6 +60,20 @@ macro_rules! tagged_id {
             fn from_mac(mac: Hmac<Sha256>) -> Self {
                 $name(encode($tag, mac))
             }
+
+            /// The 20 bytes the value's 32 base32 characters encode (a compact map key).
+            pub fn to_bytes(&self) -> [u8; BODY_BYTES] {
+                decode_body(self.0.as_bytes().get($tag.len()..).unwrap_or_default())
+            }
+
+            /// The value whose characters encode `bytes` ([`Self::to_bytes`] undone).
+            pub fn from_bytes(bytes: &[u8; BODY_BYTES]) -> Self {
+                let mut out = String::with_capacity(Self::LEN);
+                out.push_str($tag);
+                BASE32_NOPAD.encode_append(bytes, &mut out);
+                out.make_ascii_lowercase();
+                $name(out)
+            }
         }
 
         impl fmt::Display for $name {
@@ -212,6 +226,29 @@ fn update_prefixed(mac: &mut Hmac<Sha256>, bytes: &[u8]) {
     mac.update(bytes);
 }
 
+/// The bytes of a validated body (32 characters of `a–z2–7`, 5 bits each).
+fn decode_body(body: &[u8]) -> [u8; BODY_BYTES] {
+    let mut out = [0u8; BODY_BYTES];
+    let (mut acc, mut bits, mut at) = (0u64, 0u32, 0usize);
+    for &c in body {
+        let v = match c {
+            b'a'..=b'z' => c - b'a',
+            b'2'..=b'7' => c - b'2' + 26,
+            _ => 0,
+        };
+        acc = (acc << 5) | u64::from(v);
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            if let Some(slot) = out.get_mut(at) {
+                *slot = (acc >> bits) as u8;
+            }
+            at += 1;
+        }
+    }
+    out
+}
+
 /// `tag` + the first 32 lowercase base32 characters of the MAC.
 fn encode(tag: &str, mac: Hmac<Sha256>) -> String {
     let digest: [u8; 32] = mac.finalize().into_bytes().into();
@@ -257,6 +294,25 @@ mod tests {
     use super::*;
     use crate::identity::{Identity, Sex};
     use crate::keys::KeyVersion;
+
+    #[test]
+    fn a_token_round_trips_through_its_bytes() {
+        for i in 0..200u32 {
+            let mut bytes = [0u8; BODY_BYTES];
+            for (k, b) in bytes.iter_mut().enumerate() {
+                *b = (i.wrapping_mul(2_654_435_761) >> (k % 4 * 8)) as u8 ^ k as u8;
+            }
+            let t = SubjectToken::from_bytes(&bytes);
+            assert_eq!(SubjectToken::parse(t.as_str()).unwrap(), t);
+            assert_eq!(t.to_bytes(), bytes);
+        }
+        let t = SubjectToken::parse("st1_abcdefghijklmnopqrstuvwxyz234567").unwrap();
+        assert_eq!(SubjectToken::from_bytes(&t.to_bytes()), t);
+        assert_eq!(
+            SubjectToken::from_bytes(&[0; BODY_BYTES]).as_str(),
+            "st1_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+        );
+    }
 
     fn canonical(number: &str) -> CanonicalIdentity {
         Identity {

@@ -268,13 +268,9 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
-    /// The exact bytes that are signed.
+    /// The exact bytes that are signed ([`renkei_crypto::sign::audit_checkpoint_bytes`]).
     pub fn signed_bytes(seq: i64, head_hash: &str, at: DateTime<Utc>) -> Vec<u8> {
-        format!(
-            "renkei-audit-checkpoint v1\n{seq}\n{head_hash}\n{}",
-            at.timestamp_micros()
-        )
-        .into_bytes()
+        renkei_crypto::sign::audit_checkpoint_bytes(seq, head_hash, at)
     }
 
     /// Checks the signature against the given trusted key.

@@ -74,6 +74,12 @@ impl Error {
     }
 }
 
+impl From<renkei_consent::Error> for Error {
+    fn from(e: renkei_consent::Error) -> Self {
+        crate::broker::consents::consent_error(e)
+    }
+}
+
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
         match e {

@@ -143,55 +143,12 @@ type BranchState = u32;
 const NO_BRANCH: BranchState = 0;
 const CONFLICT: BranchState = 1;
 
-const BASE32: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
-
-/// The 20 bytes of a token (`st1_` + 32 base32 characters).
 fn token_key(token: &SubjectToken) -> TokenKey {
-    let text = token.as_str().as_bytes();
-    let mut key = [0u8; 20];
-    let mut acc: u64 = 0;
-    let mut bits = 0;
-    let mut at = 0;
-    for &c in text.get(4..).unwrap_or_default() {
-        let v = BASE32.iter().position(|&b| b == c).unwrap_or(0) as u64;
-        acc = (acc << 5) | v;
-        bits += 5;
-        if bits >= 8 {
-            bits -= 8;
-            if let Some(slot) = key.get_mut(at) {
-                *slot = (acc >> bits) as u8;
-            }
-            at += 1;
-        }
-    }
-    key
+    token.to_bytes()
 }
 
-/// The token of 20 bytes made by [`token_key`].
 fn key_token(key: &TokenKey) -> SubjectToken {
-    let mut text = String::with_capacity(36);
-    text.push_str("st1_");
-    let mut acc: u64 = 0;
-    let mut bits = 0;
-    for &b in key {
-        acc = (acc << 8) | u64::from(b);
-        bits += 8;
-        while bits >= 5 {
-            bits -= 5;
-            let i = ((acc >> bits) & 31) as usize;
-            text.push(char::from(BASE32.get(i).copied().unwrap_or(b'a')));
-        }
-    }
-    // The text is made from a token's own bytes: it parses.
-    SubjectToken::parse(&text).unwrap_or_else(|_| unreachable_token())
-}
-
-#[expect(
-    clippy::panic,
-    reason = "a key is only ever made from a valid token, so it encodes back to one"
-)]
-fn unreachable_token() -> SubjectToken {
-    panic!("a branch book key does not encode to a token")
+    SubjectToken::from_bytes(key)
 }
 
 impl BranchBook {

@@ -204,13 +204,7 @@ pub async fn publish_keys(agent: &Agent, client: &HubClient) -> Result<Keys> {
 
 /// The bytes the hub signs for a checkpoint (docs/hub.md, `internet-hub audit`).
 pub fn checkpoint_signed_bytes(cp: &Checkpoint) -> Vec<u8> {
-    format!(
-        "renkei-audit-checkpoint v1\n{}\n{}\n{}",
-        cp.seq,
-        cp.head_hash,
-        cp.at.timestamp_micros()
-    )
-    .into_bytes()
+    renkei_crypto::sign::audit_checkpoint_bytes(cp.seq, &cp.head_hash, cp.at)
 }
 
 /// Checks a checkpoint's signature by its own key, and that this key is `pinned`

@@ -146,15 +146,15 @@ macro_rules! consent_ops {
         /// and read atomically.
         pub async fn active_covering(conn: &mut $conn, q: &CoverQuery<'_>, now: DateTime<Utc>) -> Result<Vec<Consent>> {
             let now_us = micros(now);
-            let date = i64::from(q.effective_date.num_days_from_ce());
-            let rows = sqlx::query(
+            let date = $crate::coverage::day(q.effective_date);
+            let sql = format!(
                 "SELECT c.consent_json FROM consent_categories k JOIN consents c ON c.id = k.consent_id \
-                 WHERE k.subject = $1 AND k.recipient = $2 AND k.category = $3 AND k.status = 'active' \
-                 AND k.valid_from_us <= $4 AND (k.valid_until_us IS NULL OR k.valid_until_us > $4) \
-                 AND (k.data_from_day IS NULL OR k.data_from_day <= $5) \
-                 AND (k.data_until_day IS NULL OR k.data_until_day >= $5) \
+                 WHERE k.subject = $1 AND k.recipient = $2 AND k.category = $3 AND {} AND {} \
                  ORDER BY c.granted_at_us, c.id",
-            )
+                $crate::coverage::in_force("k", "$4"),
+                $crate::coverage::in_data_period("k", "$5")
+            );
+            let rows = sqlx::query(&sql)
             .bind(q.subject)
             .bind(q.recipient)
             .bind(q.category)

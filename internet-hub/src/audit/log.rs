@@ -110,7 +110,12 @@ async fn check_ledger(
         let ledger_status = entry
             .as_deref()
             .and_then(|e| serde_json::from_str::<serde_json::Value>(e).ok())
-            .and_then(|v| v["consent"]["status"].as_str().map(str::to_owned));
+            .and_then(|v| {
+                v.get("consent")
+                    .and_then(|c| c.get("status"))
+                    .and_then(serde_json::Value::as_str)
+                    .map(str::to_owned)
+            });
         if ledger_status.as_deref() != Some(status.as_str()) {
             return Ok(Err(Broken {
                 seq: 0,

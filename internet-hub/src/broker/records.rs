@@ -133,6 +133,7 @@ pub async fn read(hub: &Hub, who: &ParticipantId, record_id: &str) -> Result<Fee
 /// `$2` that cover each record for the caller; one row per (grant, cover), cover columns
 /// NULL where none covers, grant columns NULL where the caller has no matching grant.
 fn grants_with_covers(grant_filter: &str) -> String {
+    let in_force = coverage::in_force("c", "$2");
     format!(
         "SELECT p.status AS caller_status, g.seq, g.record_id, g.alias, g.consent_id, g.grant_bytes, \
          COALESCE(g.sealed, r.sealed) AS sealed, r.subject_token, r.category, r.effective_date, \
@@ -142,8 +143,7 @@ fn grants_with_covers(grant_filter: &str) -> String {
            FROM hub_key_grants WHERE {grant_filter}) g ON g.recipient = p.participant \
          LEFT JOIN hub_records r ON r.record_id = g.record_id \
          LEFT JOIN consent_categories c ON c.subject = r.subject_token \
-           AND c.category = r.category AND c.recipient = p.participant AND c.status = 'active' \
-           AND c.valid_from_us <= $2 AND (c.valid_until_us IS NULL OR c.valid_until_us > $2) \
+           AND c.category = r.category AND c.recipient = p.participant AND {in_force} \
          LEFT JOIN consents k ON k.id = c.consent_id \
          WHERE p.participant = $1 ORDER BY g.seq, c.consent_id"
     )

@@ -76,8 +76,9 @@ fn load_policies(cfg: &HubConfig) -> Result<Policies> {
 }
 
 /// The participant (mTLS) TLS config with its client verifier, and the portal
-/// (server-only) TLS config, from the config's files.
-fn tls_configs(
+/// (server-only) TLS config, from the config's files (`check-config` loads them as
+/// `serve` does).
+pub fn tls_configs(
     cfg: &HubConfig,
 ) -> Result<(
     Arc<rustls::ServerConfig>,
@@ -93,9 +94,10 @@ fn tls_configs(
         crls: f.tls.crls.clone(),
     })
     .map_err(tls_err)?;
+    let (portal_cert, portal_key) = f.tls.portal_pair();
     let portal = server_config(&ServerTlsPaths {
-        cert_chain: f.tls.cert.clone(),
-        key: f.tls.key.clone(),
+        cert_chain: portal_cert,
+        key: portal_key,
         client_ca: None,
         crls: Vec::new(),
     })
@@ -124,7 +126,8 @@ pub struct Running {
 }
 
 type SharedTls = Arc<std::sync::RwLock<Arc<rustls::ServerConfig>>>;
-type Verifier = Arc<dyn rustls::server::danger::ClientCertVerifier>;
+/// The participant listener's client-certificate verifier.
+pub type Verifier = Arc<dyn rustls::server::danger::ClientCertVerifier>;
 
 impl Running {
     /// Reloads certificates, CRLs and policies from the config's files (SIGHUP). New

@@ -72,6 +72,25 @@ pub struct Tls {
     /// CRLs of the participant CA (PEM).
     #[serde(default)]
     pub crls: Vec<PathBuf>,
+    /// The resident portal's certificate chain (PEM), publicly trusted (for example from
+    /// an ACME CA); `cert` when absent. Reloaded on SIGHUP like the others.
+    #[serde(default)]
+    pub portal_cert: Option<PathBuf>,
+    /// The portal certificate's private key (PEM, mode 0600); `key` when absent.
+    #[serde(default)]
+    pub portal_key: Option<PathBuf>,
+}
+
+impl Tls {
+    /// The portal's certificate chain and key: its own pair, else the participant API's.
+    pub fn portal_pair(&self) -> (PathBuf, PathBuf) {
+        (
+            self.portal_cert
+                .clone()
+                .unwrap_or_else(|| self.cert.clone()),
+            self.portal_key.clone().unwrap_or_else(|| self.key.clone()),
+        )
+    }
 }
 
 /// Secret key files (mode 0600).
@@ -207,6 +226,13 @@ impl HubConfig {
         resolve(&mut file.tls.key);
         resolve(&mut file.tls.client_ca);
         file.tls.crls.iter_mut().for_each(resolve);
+        if file.tls.portal_cert.is_some() != file.tls.portal_key.is_some() {
+            return Err(Error::Config(format!(
+                "config `{name}`: `tls.portal_cert` and `tls.portal_key` go together: set both or neither"
+            )));
+        }
+        file.tls.portal_cert.iter_mut().for_each(resolve);
+        file.tls.portal_key.iter_mut().for_each(resolve);
         resolve(&mut file.keys.pseudonym);
         resolve(&mut file.keys.signing);
         resolve(&mut file.keys.receipt_pepper);
@@ -313,6 +339,35 @@ receipt_pepper = "k/r.key"
         let c = HubConfig::parse(Path::new("/etc/renkei/hub.toml"), MIN).unwrap();
         assert_eq!(c.file.tls.cert, Path::new("/etc/renkei/pki/server.pem"));
         assert_eq!(c.file.database_url, "sqlite:///etc/renkei/hub.db");
+    }
+
+    #[test]
+    fn the_portal_has_its_own_certificate_or_the_servers() {
+        let c = HubConfig::parse(Path::new("/etc/renkei/hub.toml"), MIN).unwrap();
+        assert_eq!(
+            c.file.tls.portal_pair(),
+            (
+                PathBuf::from("/etc/renkei/pki/server.pem"),
+                PathBuf::from("/etc/renkei/pki/server.key")
+            )
+        );
+        let own = MIN.replace(
+            "client_ca = \"pki/ca.pem\"",
+            "client_ca = \"pki/ca.pem\"\nportal_cert = \"acme/fullchain.pem\"\nportal_key = \"acme/privkey.pem\"",
+        );
+        let c = HubConfig::parse(Path::new("/etc/renkei/hub.toml"), &own).unwrap();
+        assert_eq!(
+            c.file.tls.portal_pair().0,
+            PathBuf::from("/etc/renkei/acme/fullchain.pem")
+        );
+        let half = MIN.replace(
+            "client_ca = \"pki/ca.pem\"",
+            "client_ca = \"pki/ca.pem\"\nportal_cert = \"acme/fullchain.pem\"",
+        );
+        let e = HubConfig::parse(Path::new("hub.toml"), &half)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("tls.portal_key"), "{e}");
     }
 
     #[test]

@@ -184,9 +184,12 @@ enum ParticipantCommand {
     Add {
         /// `kind:id`.
         participant: ParticipantId,
-        /// Display name.
-        #[arg(long)]
+        /// Display name in Japanese, shown to residents (`--name` is the same).
+        #[arg(long = "name-ja", alias = "name")]
         name: Option<String>,
+        /// Display name in English, shown on the portal in English.
+        #[arg(long = "name-en")]
+        name_en: Option<String>,
         /// X25519 key-grant public key (base64).
         #[arg(long)]
         grant_key: Option<String>,
@@ -296,12 +299,8 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::CheckConfig { config } => {
             let cfg = HubConfig::load(&config)?;
             let hub = internet_hub::app::build_hub(&cfg, Clock::System).await?;
-            renkei_crypto::tls::server_config(&renkei_crypto::tls::ServerTlsPaths {
-                cert_chain: cfg.file.tls.cert.clone(),
-                key: cfg.file.tls.key.clone(),
-                client_ca: Some(cfg.file.tls.client_ca.clone()),
-                crls: cfg.file.tls.crls.clone(),
-            })?;
+            // The three TLS configurations exactly as `serve` builds them.
+            internet_hub::app::tls_configs(&cfg)?;
             println!(
                 "config `{}` is valid; database reachable: {}",
                 config.display(),
@@ -318,6 +317,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 ParticipantCommand::Add {
                     participant,
                     name,
+                    name_en,
                     grant_key,
                     enrollment_key,
                 } => {
@@ -331,6 +331,10 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                         now,
                     )
                     .await?;
+                    if let Some(en) = name_en {
+                        internet_hub::registry::set_english_name(&hub.db, &participant, &en)
+                            .await?;
+                    }
                     println!("registered {participant}");
                 }
                 ParticipantCommand::Suspend { participant } => {

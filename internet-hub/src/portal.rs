@@ -11,6 +11,7 @@
 
 use std::sync::Arc;
 
+use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
@@ -50,6 +51,8 @@ pub fn router(hub: Arc<Hub>, limits: PortalLimits) -> Router {
         .route("/view", post(view))
         .route("/revoke", post(revoke))
         .route("/proof", post(proof))
+        .fallback(not_found)
+        .method_not_allowed_fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(8 * 1024))
         .with_state(Arc::new(PortalState { hub, limits }))
 }
@@ -108,10 +111,14 @@ fn page(lang: Lang, body: &str) -> String {
     format!(
         "<!doctype html><html lang=\"{html_lang}\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>{title}</title>\
-         <style>body{{font-family:sans-serif;max-width:46rem;margin:2rem auto;padding:0 1rem;line-height:1.6}}\
-         table{{border-collapse:collapse;width:100%}}td,th{{border:1px solid #ccc;padding:.3rem .5rem;text-align:left}}\
+         <style>*{{box-sizing:border-box}}body{{font-family:sans-serif;max-width:46rem;margin:2rem auto;padding:0 1rem;line-height:1.6;overflow-wrap:anywhere}}\
+         h1{{font-size:1.4rem;word-break:keep-all}}h2{{font-size:1.15rem;word-break:keep-all}}\
+         table{{border-collapse:collapse;width:100%}}td,th{{border:1px solid #ccc;padding:.3rem .5rem;text-align:left;word-break:normal}}\
+         th{{white-space:nowrap}}\
          .err{{color:#a00}}.ok{{color:#060}}input[type=text]{{font-size:1.1rem;width:100%;max-width:30rem}}\
-         button{{font-size:1rem;padding:.4rem 1rem}}</style></head><body><header><h1>{title}</h1>\
+         button{{font-size:1rem;padding:.4rem 1rem}}\
+         @media (max-width:36rem){{body{{margin:1rem auto}}table,thead,tbody,tr,th,td{{display:block}}\
+         tr:first-child:has(th){{display:none}}tr{{border:1px solid #ccc;margin:0 0 .6rem}}td{{border:none;padding:.2rem .5rem}}}}</style></head><body><header><h1>{title}</h1>\
          <nav>{other}</nav></header><main>{body}</main></body></html>"
     )
 }
@@ -135,6 +142,11 @@ fn respond(status: StatusCode, html: String, csrf_cookie: Option<&str>) -> Respo
         header::REFERRER_POLICY,
         HeaderValue::from_static("same-origin"),
     );
+    // The portal is HTTPS only: browsers keep to it for a year.
+    h.insert(
+        header::STRICT_TRANSPORT_SECURITY,
+        HeaderValue::from_static("max-age=31536000"),
+    );
     if let Some(tok) = csrf_cookie {
         if let Ok(v) = HeaderValue::from_str(&format!(
             "renkei_csrf={tok}; Path=/; Secure; HttpOnly; SameSite=Strict"
@@ -151,7 +163,7 @@ fn code_form(lang: Lang, csrf: &str, message: &str) -> String {
         "{message}<p>{intro}</p><form method=\"post\" action=\"/view{q}\">\
          <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
          <label for=\"code\">{label}</label><br><input type=\"text\" id=\"code\" name=\"code\" \
-         autocomplete=\"off\" placeholder=\"XXXX-XXXX-XXXX-XXXX-XXXX-XXXX-XXXX-XXXX\" required>\
+         autocomplete=\"off\" placeholder=\"XXXX-XXXX-…\" required>\
          <p><button type=\"submit\" id=\"show\">{button}</button></p></form>",
         intro = t(
             lang,
@@ -184,6 +196,9 @@ struct CodeForm {
     /// The audit entry whose inclusion proof is asked for.
     #[serde(default)]
     seq: Option<i64>,
+    /// `yes` once the resident confirmed a revocation.
+    #[serde(default)]
+    confirm: Option<String>,
 }
 
 /// Reads listed per history page.
@@ -341,6 +356,65 @@ fn bad_code(lang: Lang, locked_out: bool) -> Response {
     )
 }
 
+/// The portal's own page for an address it does not serve (and a wrong method).
+async fn not_found(Query(q): Query<LangQuery>) -> Response {
+    let lang = q.lang();
+    let token = new_token();
+    let msg = format!(
+        "<p class=\"err\" id=\"error\">{}</p>",
+        t(
+            lang,
+            "このページはありません。撤回コードを入力してください。",
+            "There is no such page. Please enter your revocation code."
+        )
+    );
+    respond(
+        StatusCode::NOT_FOUND,
+        page(lang, &code_form(lang, &token, &msg)),
+        Some(&token),
+    )
+}
+
+/// The portal's own page for a form it cannot read (a field missing, too long, not a
+/// form): never the framework's text.
+fn unreadable_form(lang: Lang) -> Response {
+    let token = new_token();
+    let msg = format!(
+        "<p class=\"err\" id=\"error\">{}</p>",
+        t(
+            lang,
+            "送信された内容を読み取れませんでした。もう一度入力してください。",
+            "The form could not be read. Please enter your code again."
+        )
+    );
+    respond(
+        StatusCode::BAD_REQUEST,
+        page(lang, &code_form(lang, &token, &msg)),
+        Some(&token),
+    )
+}
+
+/// A participant as residents read it: its display name in their language (the id as
+/// a tooltip), else its id.
+fn who(names: &Names, lang: Lang, id: &str) -> String {
+    let name = names.get(id).and_then(|(ja, en)| match lang {
+        Lang::En => en.clone().or_else(|| Some(ja.clone())),
+        Lang::Ja => Some(ja.clone()),
+    });
+    match name.filter(|n| n != id && !n.is_empty()) {
+        Some(n) => format!("<span title=\"{}\">{}</span>", esc(id), esc(&n)),
+        None => esc(id),
+    }
+}
+
+/// Display names by participant id.
+type Names = std::collections::HashMap<String, (String, Option<String>)>;
+
+async fn names_of(st: &PortalState, ids: &[&str]) -> Result<Names> {
+    let mut conn = st.hub.db.pool().acquire().await?;
+    crate::registry::names(&mut conn, ids).await
+}
+
 fn fmt_time(t: chrono::DateTime<chrono::Utc>) -> String {
     match chrono::FixedOffset::east_opt(9 * 3600) {
         Some(jst) => t
@@ -377,6 +451,7 @@ fn status_label(lang: Lang, status: renkei_consent::Status) -> &'static str {
 
 fn consent_row(
     policies: &renkei_policies::Policies,
+    names: &Names,
     lang: Lang,
     c: &Consent,
     now: chrono::DateTime<chrono::Utc>,
@@ -392,7 +467,7 @@ fn consent_row(
         .collect();
     format!(
         "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-        esc(&c.recipient),
+        who(names, lang, &c.recipient),
         esc(&label(policies, lang, &c.purpose)),
         esc(&categories.join("、")),
         esc(&until),
@@ -424,9 +499,12 @@ async fn view(
     Query(q): Query<LangQuery>,
     addr: Option<Extension<ClientAddr>>,
     headers: HeaderMap,
-    Form(f): Form<CodeForm>,
+    form: std::result::Result<Form<CodeForm>, FormRejection>,
 ) -> Result<Response> {
     let lang = q.lang();
+    let Ok(Form(f)) = form else {
+        return Ok(unreadable_form(lang));
+    };
     let key = match admit(&st, lang, addr.as_deref(), &headers, &f.csrf).await? {
         Ok(key) => key,
         Err(refused) => return Ok(refused),
@@ -458,6 +536,13 @@ async fn view(
     .bind(page_no * HISTORY_PAGE)
     .fetch_all(st.hub.db.pool())
     .await?;
+    let mut ids: Vec<String> = vec![consent.recipient.clone()];
+    for r in summary.iter().chain(&history) {
+        ids.push(r.try_get("actor")?);
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    let names = names_of(&st, &ids.iter().map(String::as_str).collect::<Vec<_>>()).await?;
     let head = format!(
         "<tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
         t(lang, "提供先", "Recipient"),
@@ -472,7 +557,7 @@ async fn view(
         let last = db::from_micros(r.try_get("last_at")?)?;
         sums.push_str(&format!(
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(&r.try_get::<String, _>("actor")?),
+            who(&names, lang, &r.try_get::<String, _>("actor")?),
             esc(&label(
                 &policies,
                 lang,
@@ -498,7 +583,7 @@ async fn view(
              <input type=\"hidden\" name=\"csrf\" value=\"{token}\"><input type=\"hidden\" name=\"code\" value=\"{code}\">\
              <input type=\"hidden\" name=\"seq\" value=\"{seq}\"><button type=\"submit\">{proof}</button></form></td></tr>",
             esc(&fmt_time(at)),
-            esc(&r.try_get::<String, _>("actor")?),
+            who(&names, lang, &r.try_get::<String, _>("actor")?),
             esc(&label(
                 &policies,
                 lang,
@@ -532,7 +617,7 @@ async fn view(
          <h2>{h_hist}</h2><table id=\"history\"><tr><th>{c_at}</th><th>{c_who}</th><th>{c_what}</th><th>{c_proof}</th></tr>{hist}</table>{paging}",
         c_proof = t(lang, "記録の証明", "Proof of the record"),
         h_this = t(lang, "この控えの同意", "The consent on this receipt"),
-        this = consent_row(&policies, lang, &consent, now),
+        this = consent_row(&policies, &names, lang, &consent, now),
         code = esc(&f.code),
         l_reason = t(lang, "撤回の理由（任意）", "Reason (optional)"),
         b_revoke = t(lang, "この同意を撤回する", "Revoke this consent"),
@@ -559,9 +644,12 @@ async fn proof(
     Query(q): Query<LangQuery>,
     addr: Option<Extension<ClientAddr>>,
     headers: HeaderMap,
-    Form(f): Form<CodeForm>,
+    form: std::result::Result<Form<CodeForm>, FormRejection>,
 ) -> Result<Response> {
     let lang = q.lang();
+    let Ok(Form(f)) = form else {
+        return Ok(unreadable_form(lang));
+    };
     let key = match admit(&st, lang, addr.as_deref(), &headers, &f.csrf).await? {
         Ok(key) => key,
         Err(refused) => return Ok(refused),
@@ -627,26 +715,83 @@ async fn revoke(
     Query(q): Query<LangQuery>,
     addr: Option<Extension<ClientAddr>>,
     headers: HeaderMap,
-    Form(f): Form<CodeForm>,
+    form: std::result::Result<Form<CodeForm>, FormRejection>,
 ) -> Result<Response> {
     let lang = q.lang();
+    let Ok(Form(f)) = form else {
+        return Ok(unreadable_form(lang));
+    };
     let key = match admit(&st, lang, addr.as_deref(), &headers, &f.csrf).await? {
         Ok(key) => key,
         Err(refused) => return Ok(refused),
     };
     let reason: String = f.reason.unwrap_or_default().chars().take(200).collect();
+    let qs = if lang == Lang::En { "?lang=en" } else { "" };
+    let policies = st.hub.policies();
+    if f.confirm.as_deref() != Some("yes") {
+        // First say what will stop, and ask again.
+        let Some(consent) = by_code(&st, &f.code).await? else {
+            record_failure(&st, &key).await?;
+            return Ok(bad_code(lang, locked(&st, &key).await?));
+        };
+        let names = names_of(&st, &[consent.recipient.as_str()]).await?;
+        let categories: Vec<String> = consent
+            .categories
+            .iter()
+            .map(|k| label(&policies, lang, k))
+            .collect();
+        let token = new_token();
+        let body = format!(
+            "<h2>{h}</h2><p id=\"confirm-what\">{what}</p><ul><li>{l_to}: {to}</li><li>{l_for}: {purpose}</li>\
+             <li>{l_data}: {data}</li></ul><p>{after}</p>\
+             <form method=\"post\" action=\"/revoke{qs}\"><input type=\"hidden\" name=\"csrf\" value=\"{token}\">\
+             <input type=\"hidden\" name=\"code\" value=\"{code}\"><input type=\"hidden\" name=\"reason\" value=\"{reason}\">\
+             <input type=\"hidden\" name=\"confirm\" value=\"yes\">\
+             <p><button type=\"submit\" id=\"confirm\">{yes}</button></p></form>\
+             <form method=\"post\" action=\"/view{qs}\"><input type=\"hidden\" name=\"csrf\" value=\"{token}\">\
+             <input type=\"hidden\" name=\"code\" value=\"{code}\"><p><button type=\"submit\" id=\"cancel\">{no}</button></p></form>",
+            h = t(lang, "撤回の確認", "Confirm the revocation"),
+            what = t(
+                lang,
+                "撤回すると、次の提供が止まります。提供先には、受け取ったデータを削除するよう通知されます。",
+                "Revoking stops the following. The recipient is told to delete the data it received."
+            ),
+            l_to = t(lang, "提供先", "Recipient"),
+            to = who(&names, lang, &consent.recipient),
+            l_for = t(lang, "目的", "Purpose"),
+            purpose = esc(&label(&policies, lang, &consent.purpose)),
+            l_data = t(lang, "データの種類", "Data"),
+            data = esc(&categories.join("、")),
+            after = t(
+                lang,
+                "撤回は取り消せません。もう一度提供するには、新しく同意が必要です。",
+                "A revocation cannot be undone: sharing again needs a new consent."
+            ),
+            code = esc(&f.code),
+            reason = esc(&reason),
+            yes = t(lang, "撤回する", "Revoke"),
+            no = t(lang, "やめる", "Cancel"),
+        );
+        return Ok(respond(StatusCode::OK, page(lang, &body), Some(&token)));
+    }
     match consents::revoke_by_code(&st.hub, &f.code, &reason).await {
         Ok(c) => {
+            let names = names_of(&st, &[c.recipient.as_str()]).await?;
+            let categories: Vec<String> = c
+                .categories
+                .iter()
+                .map(|k| label(&policies, lang, k))
+                .collect();
             let body = format!(
-                "<p class=\"ok\" id=\"revoked\">{}</p><table><tr><td>{}</td><td>{}</td><td>{}</td></tr></table>",
+                "<p class=\"ok\" id=\"revoked\">{}</p><ul><li>{}</li><li>{}</li><li>{}</li></ul>",
                 t(
                     lang,
                     "同意を撤回しました。提供先は今後このデータを受け取れません。",
                     "Your consent is revoked. The recipient can no longer receive this data."
                 ),
-                esc(&c.recipient),
-                esc(&c.purpose),
-                esc(&c.categories.join(", "))
+                who(&names, lang, &c.recipient),
+                esc(&label(&policies, lang, &c.purpose)),
+                esc(&categories.join("、"))
             );
             Ok(respond(StatusCode::OK, page(lang, &body), None))
         }

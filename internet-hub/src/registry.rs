@@ -74,6 +74,47 @@ pub async fn get_by_str(conn: &mut AnyConnection, id: &str) -> Result<Option<Par
     get(conn, &pid).await
 }
 
+/// Sets a participant's English display name (residents reading the portal in English
+/// see it; the Japanese one is `display_name`).
+pub async fn set_english_name(db: &Db, id: &ParticipantId, name: &str) -> Result<()> {
+    let done =
+        sqlx::query("UPDATE hub_participants SET display_name_en = $1 WHERE participant = $2")
+            .bind(name)
+            .bind(id.to_string())
+            .execute(db.pool())
+            .await?;
+    if done.rows_affected() == 0 {
+        return Err(Error::NotFound(format!("participant `{id}` not found")));
+    }
+    Ok(())
+}
+
+/// The display names (Japanese, English if set) of the participants among `ids`.
+pub async fn names(
+    conn: &mut sqlx::AnyConnection,
+    ids: &[&str],
+) -> Result<std::collections::HashMap<String, (String, Option<String>)>> {
+    let mut out = std::collections::HashMap::new();
+    for chunk in ids.chunks(256) {
+        let sql = format!(
+            "SELECT participant, display_name, display_name_en FROM hub_participants \
+             WHERE participant IN ({})",
+            db::placeholders(1, chunk.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        for r in q.fetch_all(&mut *conn).await? {
+            out.insert(
+                r.try_get("participant")?,
+                (r.try_get("display_name")?, r.try_get("display_name_en")?),
+            );
+        }
+    }
+    Ok(out)
+}
+
 /// Adds a participant, or updates its name and keys if it exists (status unchanged).
 pub async fn add(
     db: &Db,

@@ -109,6 +109,13 @@ async fn portal_in_a_real_browser() {
         .unwrap();
     let revoke = browser.wait_for("button#revoke", WAIT).await.unwrap();
     browser.click(&revoke).unwrap();
+    // The portal says what stops and asks again.
+    let what = browser.wait_for("#confirm-what", WAIT).await.unwrap();
+    let what_text = browser.text(&what).unwrap();
+    assert!(what_text.contains("止まります"), "{what_text}");
+    shot("portal-confirm.png");
+    let confirm = browser.wait_for("button#confirm", WAIT).await.unwrap();
+    browser.click(&confirm).unwrap();
     let done = browser.wait_for("#revoked", WAIT).await.unwrap();
     let done_text = browser.text(&done).unwrap();
     assert!(done_text.contains("撤回しました"), "{done_text}");

@@ -103,9 +103,17 @@ impl PortalClient {
         self.post("/view", &[("code", code)])
     }
 
-    /// Revokes the consent of a receipt code.
+    /// Revokes the consent of a receipt code: asks, then confirms (the page that says
+    /// what stops must come first).
     pub fn revoke(&mut self, code: &str, reason: &str) -> anyhow::Result<(u16, String)> {
-        self.post("/revoke", &[("code", code), ("reason", reason)])
+        let (status, page) = self.post("/revoke", &[("code", code), ("reason", reason)])?;
+        if status != 200 || !page.contains("id=\"confirm\"") {
+            return Ok((status, page));
+        }
+        self.post(
+            "/revoke",
+            &[("code", code), ("reason", reason), ("confirm", "yes")],
+        )
     }
 }
 

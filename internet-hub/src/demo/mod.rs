@@ -570,10 +570,20 @@ async fn flow(
         .post("/revoke", &[("code", &code), ("reason", "demo")])
         .await?;
     ensure!(
+        status == 200 && page.contains("id=\"confirm\""),
+        "the portal did not ask to confirm the revocation"
+    );
+    let (status, page) = browser
+        .post(
+            "/revoke",
+            &[("code", &code), ("reason", "demo"), ("confirm", "yes")],
+        )
+        .await?;
+    ensure!(
         status == 200 && page.contains("id=\"revoked\""),
         "the portal did not revoke"
     );
-    n.say("the portal showed this consent and who read what under it (nothing else about the resident); the consent is revoked");
+    n.say("the portal showed this consent and who read what under it (nothing else about the resident), said what revoking stops, and revoked it on confirmation");
 
     // 14. Denied and acknowledged
     n.step("Asmile's next read is denied; it receives the revocation event, deletes its copies and acknowledges.");

@@ -139,7 +139,7 @@ async fn resident_sees_history_and_revokes_with_the_receipt_code() {
     let (_, body, _) = send(&app, post("/view?lang=en", &tok, Some(&tok), &form, None)).await;
     assert!(body.contains("Who read your data"));
 
-    // Revoke: the vendor's next read is denied, and the code is spent.
+    // Revoke asks first, saying what stops; nothing is revoked yet.
     let (st, body, _) = send(
         &app,
         post(
@@ -147,6 +147,29 @@ async fn resident_sees_history_and_revokes_with_the_receipt_code() {
             &tok,
             Some(&tok),
             &format!("{form}&reason=moving"),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(
+        body.contains("id=\"confirm-what\"")
+            && body.contains("脂質")
+            && !body.contains("id=\"revoked\""),
+        "{body}"
+    );
+    assert!(
+        !h.pull(&ps[1]).await.is_empty(),
+        "revoked before the resident confirmed"
+    );
+    // Confirmed: the vendor's next read is denied, and the code is spent.
+    let (st, body, _) = send(
+        &app,
+        post(
+            "/revoke",
+            &tok,
+            Some(&tok),
+            &format!("{form}&reason=moving&confirm=yes"),
             None,
         ),
     )
@@ -495,4 +518,103 @@ async fn history_entries_download_as_proofs_that_verify_offline() {
         "{st}"
     );
     assert!(!body.contains("renkei-audit-proof"), "{body}");
+}
+
+/// Every page a resident can reach is the portal's own, in Japanese or English, never the
+/// framework's text; participants appear by their display names; HTTPS is pinned (HSTS).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_are_the_portals_own_pages_and_recipients_have_names() {
+    let h = TestHub::new(Backend::Sqlite).await.unwrap();
+    h.register_all().await;
+    let app = router(
+        h.hub.clone(),
+        PortalLimits {
+            max_failures: 5,
+            lockout_secs: 900,
+        },
+    );
+    let tok = "b".repeat(64);
+    for lang in ["", "?lang=en"] {
+        // A form without its fields, or not a form at all.
+        let bare = Request::post(format!("/view{lang}"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("host", "hub.example")
+            .body(Body::from("code=x"))
+            .unwrap();
+        let (st, body, _) = send(&app, bare).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST);
+        assert!(
+            body.contains("id=\"error\"")
+                && !body.contains("deserialize")
+                && !body.contains("csrf`"),
+            "{body}"
+        );
+        let json = Request::post(format!("/revoke{lang}"))
+            .header("content-type", "application/json")
+            .body(Body::from("{}"))
+            .unwrap();
+        let (st, body, _) = send(&app, json).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST);
+        assert!(
+            body.contains("id=\"error\"") && !body.contains("Content-Type"),
+            "{body}"
+        );
+        // An unknown page, a wrong method.
+        for req in [
+            Request::get(format!("/nope{lang}"))
+                .body(Body::empty())
+                .unwrap(),
+            Request::get(format!("/view{lang}"))
+                .body(Body::empty())
+                .unwrap(),
+        ] {
+            let (st, body, _) = send(&app, req).await;
+            assert_eq!(st, StatusCode::NOT_FOUND);
+            assert!(
+                body.contains("id=\"error\"") && body.contains("<html"),
+                "{body}"
+            );
+        }
+    }
+    let resp = app
+        .clone()
+        .oneshot(Request::get("/").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert!(
+        resp.headers()
+            .get("strict-transport-security")
+            .is_some_and(|v| v.to_str().unwrap().starts_with("max-age="))
+    );
+
+    // Names instead of ids, in the resident's language.
+    let asmile: renkei_crypto::participant::ParticipantId = "phr:asmile".parse().unwrap();
+    internet_hub::registry::add(
+        &h.hub.db,
+        &asmile,
+        "アスマイル",
+        None,
+        None,
+        crate::harness::t0(),
+    )
+    .await
+    .unwrap();
+    internet_hub::registry::set_english_name(&h.hub.db, &asmile, "Asmile")
+        .await
+        .unwrap();
+    let (_, v) = h.call(Some("source:city-a"), "POST", "/v1/consents", Some(json!({"subject": SUBJECT, "recipient": "phr:asmile", "purpose": "phr-display", "categories": ["checkup.lipids"], "method": "counter", "granted_by": "staff-1"}))).await;
+    let code = v["receipt"]["revocation_code"].as_str().unwrap().to_owned();
+    let form = format!("code={code}");
+    let (_, body, _) = send(&app, post("/view", &tok, Some(&tok), &form, None)).await;
+    assert!(
+        body.contains(">アスマイル</span>") && !body.contains("<td>phr:asmile</td>"),
+        "{body}"
+    );
+    let (_, body, _) = send(&app, post("/view?lang=en", &tok, Some(&tok), &form, None)).await;
+    assert!(body.contains(">Asmile</span>"), "{body}");
+    let (_, body, _) = send(&app, post("/revoke", &tok, Some(&tok), &form, None)).await;
+    assert!(
+        body.contains(">アスマイル</span>") && body.contains("id=\"confirm\""),
+        "{body}"
+    );
 }

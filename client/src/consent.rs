@@ -49,7 +49,15 @@ pub async fn grant_kept(
             valid_until,
         })?;
     }
-    publish_revocations(client, state).await?;
+    publish_revocations(client, state).await.map_err(|e| {
+        Error::invalid(
+            format!("consent `{}`", granted.consent.id),
+            format!(
+                "granted, but the revocation list was not published ({e}): sources release \
+                 under it only once `renkei-client consent publish-revocations` succeeds"
+            ),
+        )
+    })?;
     Ok(granted)
 }
 
@@ -69,7 +77,15 @@ pub async fn revoke_kept(
     }
     let revoked = client.revoke_consent(id, reason).await;
     if signed.is_some() {
-        publish_revocations(client, state).await?;
+        publish_revocations(client, state).await.map_err(|e| {
+            Error::invalid(
+                format!("consent `{id}`"),
+                format!(
+                    "noted as revoked here, but the revocation list was not published ({e}): \
+                     run `renkei-client consent publish-revocations` until it succeeds"
+                ),
+            )
+        })?;
     }
     Ok((revoked?, signed.is_some()))
 }

@@ -118,9 +118,16 @@ fn page(lang: Lang, body: &str) -> String {
          .err{{color:#a00}}.ok{{color:#060}}input[type=text]{{font-size:1.1rem;width:100%;max-width:30rem}}\
          button{{font-size:1rem;padding:.4rem 1rem}}\
          @media (max-width:36rem){{body{{margin:1rem auto}}table,thead,tbody,tr,th,td{{display:block}}\
-         tr:first-child:has(th){{display:none}}tr{{border:1px solid #ccc;margin:0 0 .6rem}}td{{border:none;padding:.2rem .5rem}}}}</style></head><body><header><h1>{title}</h1>\
+         tr:first-child:has(th){{display:none}}tr{{border:1px solid #ccc;margin:0 0 .6rem}}td{{border:none;padding:.2rem .5rem}}\
+         td[data-label]::before{{content:attr(data-label) \"：\";font-weight:bold}}}}</style></head><body><header><h1>{title}</h1>\
          <nav>{other}</nav></header><main>{body}</main></body></html>"
     )
+}
+
+/// A table cell that names its column, so that rows stacked on a narrow screen keep
+/// their labels (`data-label`, shown by the page's CSS).
+fn td(label: &str, content: &str) -> String {
+    format!("<td data-label=\"{}\">{content}</td>", esc(label))
 }
 
 fn new_token() -> String {
@@ -466,12 +473,24 @@ fn consent_row(
         .map(|k| label(policies, lang, k))
         .collect();
     format!(
-        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-        who(names, lang, &c.recipient),
-        esc(&label(policies, lang, &c.purpose)),
-        esc(&categories.join("、")),
-        esc(&until),
-        esc(status_label(lang, c.effective_status(now))),
+        "<tr>{}{}{}{}{}</tr>",
+        td(
+            t(lang, "提供先", "Recipient"),
+            &who(names, lang, &c.recipient)
+        ),
+        td(
+            t(lang, "目的", "Purpose"),
+            &esc(&label(policies, lang, &c.purpose))
+        ),
+        td(
+            t(lang, "データの種類", "Data"),
+            &esc(&categories.join("、"))
+        ),
+        td(t(lang, "有効期限", "Valid until"), &esc(&until)),
+        td(
+            t(lang, "状態", "Status"),
+            &esc(status_label(lang, c.effective_status(now)))
+        ),
     )
 }
 
@@ -556,16 +575,25 @@ async fn view(
         let first = db::from_micros(r.try_get("first_at")?)?;
         let last = db::from_micros(r.try_get("last_at")?)?;
         sums.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            who(&names, lang, &r.try_get::<String, _>("actor")?),
-            esc(&label(
-                &policies,
-                lang,
-                &r.try_get::<String, _>("category")?
-            )),
-            r.try_get::<i64, _>("n")?,
-            esc(&fmt_time(first)),
-            esc(&fmt_time(last)),
+            "<tr>{}{}{}{}{}</tr>",
+            td(
+                t(lang, "閲覧者", "Who"),
+                &who(&names, lang, &r.try_get::<String, _>("actor")?)
+            ),
+            td(
+                t(lang, "データの種類", "Data"),
+                &esc(&label(
+                    &policies,
+                    lang,
+                    &r.try_get::<String, _>("category")?
+                ))
+            ),
+            td(
+                t(lang, "件数", "Records read"),
+                &r.try_get::<i64, _>("n")?.to_string()
+            ),
+            td(t(lang, "最初", "First"), &esc(&fmt_time(first))),
+            td(t(lang, "最後", "Last"), &esc(&fmt_time(last))),
         ));
     }
     let more = history.len() > usize::try_from(HISTORY_PAGE).unwrap_or(usize::MAX);
@@ -578,19 +606,29 @@ async fn view(
     {
         let at = db::from_micros(r.try_get("at")?)?;
         let seq: i64 = r.try_get("seq")?;
-        hist.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td><form method=\"post\" action=\"/proof{qs}\">\
+        let proof_form = format!(
+            "<form method=\"post\" action=\"/proof{qs}\">\
              <input type=\"hidden\" name=\"csrf\" value=\"{token}\"><input type=\"hidden\" name=\"code\" value=\"{code}\">\
-             <input type=\"hidden\" name=\"seq\" value=\"{seq}\"><button type=\"submit\">{proof}</button></form></td></tr>",
-            esc(&fmt_time(at)),
-            who(&names, lang, &r.try_get::<String, _>("actor")?),
-            esc(&label(
-                &policies,
-                lang,
-                &r.try_get::<String, _>("category")?
-            )),
+             <input type=\"hidden\" name=\"seq\" value=\"{seq}\"><button type=\"submit\">{proof}</button></form>",
             code = esc(&f.code),
             proof = t(lang, "証明をダウンロード", "Download proof"),
+        );
+        hist.push_str(&format!(
+            "<tr>{}{}{}{}</tr>",
+            td(t(lang, "日時", "When"), &esc(&fmt_time(at))),
+            td(
+                t(lang, "閲覧者", "Who"),
+                &who(&names, lang, &r.try_get::<String, _>("actor")?)
+            ),
+            td(
+                t(lang, "データの種類", "Data"),
+                &esc(&label(
+                    &policies,
+                    lang,
+                    &r.try_get::<String, _>("category")?
+                ))
+            ),
+            td(t(lang, "記録の証明", "Proof of the record"), &proof_form),
         ));
     }
     let pager = |to: i64, id: &str, text: &str| {

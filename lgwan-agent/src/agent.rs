@@ -450,7 +450,22 @@ impl Agent {
     /// Answers up to `limit` pending key-grant requests once.
     /// Refused outright while the transparency-log alarm is raised (a fork, rewrite or
     /// shrink of the hub's log seen by this agent as a witness).
+    /// Refused too without a pinned log key (`[hub] log_key`): an agent that cannot witness
+    /// the log cannot tell a rewritten one.
     pub async fn serve_grants_once(&self, client: &HubClient, limit: u32) -> Result<ServeReport> {
+        if self
+            .config
+            .hub
+            .as_ref()
+            .and_then(|h| h.log_key.as_ref())
+            .is_none()
+        {
+            return Err(Error::Checkpoint(
+                "no key is released without the hub's log key pinned as `[hub] log_key` \
+                 (print it with `internet-hub audit --config hub.toml key`)"
+                    .into(),
+            ));
+        }
         let outbox = crate::outbox::Outbox::open(&self.config.outbox).await?;
         let alarm = outbox.log_alarm().await;
         outbox.close().await;

@@ -459,9 +459,10 @@ app_failures_per_hour = 20
 # cert = "tls/agent.pem"
 # key = "tls/agent.key"
 # signing_key = "<hub audit-checkpoint public key, base64>"
-# The hub's log key, as printed by `internet-hub audit --config hub.toml key`: with it the
-# agent witnesses the hub's audit log on every round, and a log that forks, shrinks or is
-# rewritten stops all key releases until `lgwan-agent witness clear-alarm`.
+# The hub's log key, as printed by `internet-hub audit --config hub.toml key` (required for
+# key releases: without it the agent imports, uploads and answers enrollments but releases
+# no record key): the agent witnesses the hub's audit log on every round, and a log that
+# forks, shrinks or is rewritten stops all key releases until `lgwan-agent witness clear-alarm`.
 # log_key = "<origin>+<key id>+<key>"
 
 # The release list (DESIGN.md step 8): the agent seals a record key only for a recipient

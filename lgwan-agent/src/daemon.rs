@@ -308,7 +308,15 @@ async fn hub_round(
             log(format!("transparency log: cosignature not delivered: {e}"));
             true
         }
-        Witnessed::Accepted { .. } | Witnessed::NotPinned => true,
+        Witnessed::NotPinned => {
+            log(
+                "no key is released: pin the hub's log key as `[hub] log_key` (from \
+                 `internet-hub audit --config hub.toml key`) so that this agent witnesses the log"
+                    .to_owned(),
+            );
+            false
+        }
+        Witnessed::Accepted { .. } => true,
     };
     let grants = if released {
         answer_grants_once(agent, client).await?

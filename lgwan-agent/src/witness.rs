@@ -195,6 +195,44 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn no_key_is_released_without_a_pinned_log_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let source: ParticipantId = "source:city-a".parse().unwrap();
+        let path = crate::agent::init(dir.path(), &source).unwrap().config;
+        let log = FakeLog {
+            key: SigningKey::generate(KeyVersion::V1),
+            leaves: Mutex::new(vec![b"a".to_vec()]),
+            cosigned: Mutex::default(),
+            ledger: Mutex::default(),
+        };
+        let (agent, outbox) = witnessing_agent(dir.path(), &path, &log).await;
+        let text = std::fs::read_to_string(&path).unwrap();
+        let unpinned: String = text
+            .lines()
+            .filter(|l| !l.starts_with("log_key"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(&path, unpinned).unwrap();
+        let agent_unpinned = crate::agent::Agent::load(&path).unwrap();
+        let now = chrono::DateTime::from_timestamp(1_780_000_000, 0).unwrap();
+        assert_eq!(
+            witness_once(&agent_unpinned.config, &outbox, &log, now)
+                .await
+                .unwrap(),
+            Witnessed::NotPinned
+        );
+        let client = crate::sync::connect(&agent_unpinned.config).unwrap();
+        let refused = agent_unpinned
+            .serve_grants_once(&client, 10)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(refused.contains("log_key"), "{refused}");
+        drop(agent);
+        outbox.close().await;
+    }
+
+    #[tokio::test]
     async fn a_rewritten_or_shrunk_consent_ledger_raises_the_alarm() {
         let dir = tempfile::tempdir().unwrap();
         let source: ParticipantId = "source:city-a".parse().unwrap();

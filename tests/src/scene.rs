@@ -246,8 +246,19 @@ impl Scene {
             .arg(&self.source.dir)
             .args(["--source", SOURCE]);
         run(&mut init, CLI_TIMEOUT).await?.ok()?;
+        // The operator pins the hub's log key from `internet-hub audit key`: the agent
+        // releases no key without witnessing the log.
+        let mut key = self.hub_admin(&["audit"])?;
+        key.arg("key");
+        let log_key = run(&mut key, CLI_TIMEOUT)
+            .await?
+            .ok()?
+            .stdout
+            .trim()
+            .to_owned();
         edit_toml(&self.source.config(), |t| {
             set_toml(t, &["poll_secs"], toml::Value::Integer(1))?;
+            set_toml(t, &["hub", "log_key"], s(log_key.clone()))?;
             t.remove("import_dir");
             set_toml(t, &["hub", "url"], s(self.hub_url()))?;
             set_toml(t, &["hub", "ca"], s("tls/ca.pem"))?;

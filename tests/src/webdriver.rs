@@ -214,6 +214,37 @@ impl Browser {
             .to_owned())
     }
 
+    /// Runs `script` (a function body; `arguments` are `args`) in the page and returns its
+    /// value. WebDriver runs it outside the page's Content-Security-Policy.
+    pub fn execute(&self, script: &str, args: &[Value]) -> anyhow::Result<Value> {
+        self.call(
+            "POST",
+            &self.session_path("/execute/sync"),
+            Some(&json!({ "script": script, "args": args })),
+        )
+    }
+
+    /// Runs `script` whose last argument is the callback that ends it, and returns the
+    /// value it was called with.
+    pub fn execute_async(&self, script: &str, args: &[Value]) -> anyhow::Result<Value> {
+        self.call(
+            "POST",
+            &self.session_path("/execute/async"),
+            Some(&json!({ "script": script, "args": args })),
+        )
+    }
+
+    /// Resizes the window so that the viewport is `width` CSS pixels wide (a phone at 390,
+    /// a desktop at 1280).
+    pub fn set_width(&self, width: u32, height: u32) -> anyhow::Result<()> {
+        self.call(
+            "POST",
+            &self.session_path("/window/rect"),
+            Some(&json!({ "width": width, "height": height })),
+        )
+        .map(|_| ())
+    }
+
     /// A PNG screenshot of the viewport.
     pub fn screenshot(&self) -> anyhow::Result<Vec<u8>> {
         let v = self.call("GET", &self.session_path("/screenshot"), None)?;

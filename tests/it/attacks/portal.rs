@@ -14,9 +14,12 @@ const READS: usize = 210;
 
 /// The texts of a table row's cells.
 fn cells(row: &str) -> Vec<String> {
-    row.split("<td>")
+    row.split("<td")
         .skip(1)
-        .map(|c| c.split("</td>").next().unwrap_or_default().to_owned())
+        .map(|c| {
+            let content = c.split_once('>').map_or("", |(_, rest)| rest);
+            content.split("</td>").next().unwrap_or_default().to_owned()
+        })
         .collect()
 }
 

@@ -100,6 +100,21 @@ async fn metrics(State(hub): State<Arc<Hub>>) -> impl IntoResponse {
             let _ = writeln!(out, "renkei_unreadable_reports{{source=\"{source}\"}} {n}");
         }
     }
+    if let Ok(row) =
+        sqlx::query("SELECT COUNT(*) AS n FROM hub_portal_attempts WHERE locked_until > $1")
+            .bind(crate::db::micros(hub.now()))
+            .fetch_one(hub.db.pool())
+            .await
+    {
+        let n: i64 = row.try_get("n").unwrap_or(0);
+        let _ = writeln!(
+            out,
+            "# HELP renkei_portal_locked_clients Portal clients locked out now after wrong receipt codes
+             # TYPE renkei_portal_locked_clients gauge
+renkei_portal_locked_clients {n}"
+        );
+    }
+    hub.metrics.render(&mut out);
     (
         [(
             axum::http::header::CONTENT_TYPE,

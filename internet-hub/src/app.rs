@@ -18,6 +18,7 @@ use crate::broker::{BrokerLimits, Clock, Hub};
 use crate::config::HubConfig;
 use crate::db::Db;
 use crate::error::{Error, Result};
+use crate::metrics::Tracked;
 use crate::portal::{self, PortalLimits};
 use crate::server::{self, ConnLimits, Transport};
 
@@ -63,6 +64,7 @@ pub async fn build_hub(cfg: &HubConfig, clock: Clock) -> Result<Arc<Hub>> {
         },
         clock,
         participant_ca: f.tls.client_ca.clone(),
+        metrics: Arc::default(),
         fail_at: std::sync::Mutex::new(None),
     }))
 }
@@ -213,6 +215,10 @@ pub async fn start(cfg: &HubConfig, clock: Clock) -> Result<Running> {
             Transport::Tls {
                 config: participant_tls.clone(),
                 participant: Some(participant_verifier.clone()),
+                tracked: Tracked {
+                    listener: "participant",
+                    metrics: hub.metrics.clone(),
+                },
             },
             api_router,
             limits,
@@ -224,6 +230,10 @@ pub async fn start(cfg: &HubConfig, clock: Clock) -> Result<Running> {
             Transport::Tls {
                 config: portal_tls.clone(),
                 participant: None,
+                tracked: Tracked {
+                    listener: "portal",
+                    metrics: hub.metrics.clone(),
+                },
             },
             portal_router,
             limits,

@@ -16,6 +16,7 @@ pub mod demo;
 pub mod error;
 pub mod init;
 pub mod logging;
+pub mod metrics;
 pub mod pki;
 pub mod portal;
 pub mod registry;

@@ -53,6 +53,13 @@ pub fn router(hub: Arc<Hub>, limits: PortalLimits) -> Router {
         .route("/proof", post(proof))
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            crate::metrics::Tracked {
+                listener: "portal",
+                metrics: hub.metrics.clone(),
+            },
+            crate::metrics::track,
+        ))
         .layer(axum::extract::DefaultBodyLimit::max(8 * 1024))
         .with_state(Arc::new(PortalState { hub, limits }))
 }

@@ -59,6 +59,8 @@ pub enum Transport {
         config: Arc<std::sync::RwLock<Arc<rustls::ServerConfig>>>,
         /// The participant listener's client verifier; `None` on the portal.
         participant: Option<SharedVerifier>,
+        /// Where refused handshakes are counted, and as which listener.
+        tracked: crate::metrics::Tracked,
     },
     /// Plain TCP (the admin listener on loopback).
     Plain,
@@ -133,26 +135,34 @@ pub async fn serve(
                 Transport::Tls {
                     config,
                     participant,
+                    tracked,
                 } => {
                     let current = config
                         .read()
                         .unwrap_or_else(std::sync::PoisonError::into_inner)
                         .clone();
                     let acceptor = TlsAcceptor::from(current);
-                    let tls =
-                        match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp))
-                            .await
-                        {
-                            Ok(Ok(tls)) => tls,
-                            Ok(Err(e)) => {
-                                tracing::info!(peer = %remote, error = %e, "tls handshake refused");
-                                return;
-                            }
-                            Err(_) => {
-                                tracing::info!(peer = %remote, "tls handshake timed out");
-                                return;
-                            }
-                        };
+                    let tls = match tokio::time::timeout(
+                        limits.handshake_timeout,
+                        acceptor.accept(tcp),
+                    )
+                    .await
+                    {
+                        Ok(Ok(tls)) => tls,
+                        Ok(Err(e)) => {
+                            let reason = crate::metrics::handshake_reason(&e);
+                            tracked.metrics.handshake_failed(tracked.listener, reason);
+                            tracing::info!(peer = %remote, error = %e, reason, "tls handshake refused");
+                            return;
+                        }
+                        Err(_) => {
+                            tracked
+                                .metrics
+                                .handshake_failed(tracked.listener, "timeout");
+                            tracing::info!(peer = %remote, "tls handshake timed out");
+                            return;
+                        }
+                    };
                     let peer = participant.map(|verifier| Peer {
                         identity: peer_identity(tls.get_ref().1),
                         check: CertCheck::new(verifier, tls.get_ref().1),

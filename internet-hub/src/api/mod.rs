@@ -140,6 +140,13 @@ pub fn router(hub: Arc<Hub>, max_body: usize, rate: Arc<limits::RateLimiter>) ->
             rate,
             limits::per_participant,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            crate::metrics::Tracked {
+                listener: "participant",
+                metrics: hub.metrics.clone(),
+            },
+            crate::metrics::track,
+        ))
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(hub)
 }

@@ -98,6 +98,8 @@ pub struct Hub {
     pub clock: Clock,
     /// The participant CA (PEM) that consent statements are checked against.
     pub participant_ca: std::path::PathBuf,
+    /// This instance's request, handshake and process counters (`/metrics`).
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// Crash tests only: the named point where the next transaction fails
     /// ([`Hub::fail_point`]); none in service.
     pub fail_at: std::sync::Mutex<Option<&'static str>>,

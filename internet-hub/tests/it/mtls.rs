@@ -92,6 +92,29 @@ async fn participant_listener_requires_a_good_certificate() {
     let mut out = String::new();
     tcp.read_to_string(&mut out).await.unwrap();
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+
+    // The metrics count what happened: requests by route, kind and status class with
+    // their latency, and the refused handshakes by reason.
+    let mut tcp = TcpStream::connect(admin).await.unwrap();
+    tcp.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut metrics = String::new();
+    tcp.read_to_string(&mut metrics).await.unwrap();
+    for want in [
+        "renkei_http_requests_total{listener=\"participant\",route=\"/v1/feed\",method=\"GET\",kind=\"phr\",code_class=\"2xx\"} 1",
+        "renkei_http_requests_total{listener=\"participant\",route=\"/v1/feed\",method=\"GET\",kind=\"invalid\",code_class=\"4xx\"} 3",
+        "renkei_http_request_errors_total{listener=\"participant\",route=\"/v1/feed\",method=\"GET\",kind=\"invalid\"} 3",
+        "renkei_http_request_duration_seconds_count{listener=\"participant\",route=\"/v1/feed\",method=\"GET\",kind=\"phr\"} 1",
+        "renkei_tls_handshake_failures_total{listener=\"participant\",reason=\"certificate_expired\"} 1",
+        "renkei_tls_handshake_failures_total{listener=\"participant\",reason=\"certificate_revoked\"} 1",
+        "renkei_tls_handshake_failures_total{listener=\"participant\",reason=\"certificate_unknown_issuer\"} 1",
+        "renkei_build_info{version=",
+        "process_resident_memory_bytes ",
+        "renkei_portal_locked_clients 0",
+    ] {
+        assert!(metrics.contains(want), "no `{want}` in:\n{metrics}");
+    }
     running.shutdown().await;
 }
 

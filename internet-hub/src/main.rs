@@ -268,14 +268,14 @@ fn main() -> std::process::ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
+            eprintln!("internet-hub: cannot start the runtime: {e}");
             return std::process::ExitCode::FAILURE;
         }
     };
     match rt.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("internet-hub: {e:#}");
             std::process::ExitCode::FAILURE
         }
     }

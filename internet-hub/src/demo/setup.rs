@@ -114,10 +114,18 @@ pub(super) fn readme(dir: &Path, hub_url: &str, portal_url: &str) -> anyhow::Res
          agent/agent.toml         the LGWAN agent: lgwan-agent status --config agent/agent.toml\n\
          agent/outbox.sqlite      the agent's durable outbox\n\
          input/                   the synthetic checkup archive and KDB CSV the agent imported\n\
+         agent/keys/, agent/tls/  the agent's keys (token, record, enrollment, witness) and certificate\n\
          phr-asmile/client.toml   the PHR vendor: renkei-client --config phr-asmile/client.toml pull --out -\n\
-         clinic-mysos/client.toml the clinic\n\
-         analyst-hachioji/        the analyst\n\
-         <participant>/data/      the records each participant pulled and decrypted (FHIR JSON)\n\n\
+         phr-asmile/data/         where the app wrote the records it pulled; empty now: the resident's\n\
+                                  revocation on the portal made the app delete them (step 14)\n\
+         phr-asmile/state/        the app's cursor, its enrolled users, the consents it signed and\n\
+                                  written.jsonl (the files it wrote, and deleted)\n\
+         clinic-mysos/client.toml the clinic; the demo decrypted its records in memory and wrote none,\n\
+                                  and its cursor (state/cursor.json) is past them: with the hub\n\
+                                  running, delete that file, then\n\
+                                  renkei-client --config clinic-mysos/client.toml pull --out clinic-mysos/data\n\
+                                  writes them (one folder per resident pseudonym; the consent lasts 24 h)\n\
+         analyst-hachioji/        the analyst, likewise\n\n\
          Participant API: {hub_url}\nResident portal: {portal_url}\n\
          Audit: internet-hub audit --config hub.toml verify\n"
     );

@@ -192,6 +192,25 @@ async fn portal_in_a_real_browser() {
     assert!(done_text.contains("撤回しました"), "{done_text}");
     shot("portal-revoked.png");
     check_widths(&browser, axe.as_deref(), "revoked", &dir);
+    // The portal's own pages for a page that does not exist and for a spent code.
+    let base = format!("https://localhost:{}", b.hub.addrs.portal.port());
+    browser.goto(&format!("{base}/no-such-page")).unwrap();
+    browser.wait_for("p#error", WAIT).await.unwrap();
+    check_widths(&browser, axe.as_deref(), "not-found", &dir);
+    browser.goto(&format!("{base}/?lang=en")).unwrap();
+    let code_field = browser.wait_for("input#code", WAIT).await.unwrap();
+    browser.type_into(&code_field, &b.consent.code).unwrap();
+    let show = browser.wait_for("button#show", WAIT).await.unwrap();
+    browser.click(&show).unwrap();
+    let refused = browser.wait_for("p#error", WAIT).await.unwrap();
+    assert!(
+        browser
+            .text(&refused)
+            .unwrap()
+            .contains("already been used"),
+        "a spent code must be refused"
+    );
+    check_widths(&browser, axe.as_deref(), "spent-code-en", &dir);
 
     // The revocation took effect for the app.
     let record = b.expected.keys().next().unwrap();

@@ -8,8 +8,11 @@ targetPorts, probes, NetworkPolicy ports and the listen ports of the embedded
 hub.toml agree; that the Service, PodDisruptionBudget, HorizontalPodAutoscaler and
 NetworkPolicy select the Deployment's pods; that every key and certificate path
 in hub.toml is a file some volume provides; that the CloudNativePG Cluster is
-the host, database, user and password Secret of database_url; and that the alert
-rules use only metrics the hub exports (internet-hub/src/admin.rs).
+the host, database, user and password Secret of database_url; that it archives
+WAL through the Barman Cloud plugin to an ObjectStore of the manifests whose
+credentials are in a Secret manifest, and that the ScheduledBackup uses that
+plugin; and that the alert rules use only metrics the hub exports
+(internet-hub/src/admin.rs and metrics.rs).
 
 Then it runs its self-test: it breaks a copy of the manifests in known ways and
 fails unless each break is reported.
@@ -48,12 +51,17 @@ KNOWN_KINDS = {
     ("networking.k8s.io/v1", "NetworkPolicy"),
     ("postgresql.cnpg.io/v1", "Cluster"),
     ("postgresql.cnpg.io/v1", "ScheduledBackup"),
+    ("barmancloud.cnpg.io/v1", "ObjectStore"),
     ("kustomize.config.k8s.io/v1beta1", "Kustomization"),
 }
 
 # Secrets CloudNativePG creates for a Cluster named N, and the keys of each.
 CNPG_APP_KEYS = {"username", "password", "dbname", "host", "port", "uri", "jdbc-uri", "pgpass", "user"}
 CNPG_SECRETS = {"-app": CNPG_APP_KEYS, "-superuser": CNPG_APP_KEYS, "-ca": {"ca.crt", "ca.key"}}
+
+# The Barman Cloud plugin (CNPG-I) that archives WAL and takes base backups; the
+# in-tree spec.backup.barmanObjectStore it replaces is deprecated.
+BARMAN_PLUGIN = "barman-cloud.cloudnative-pg.io"
 
 # Connections the consent store opens per hub instance besides limits.db_connections
 # (consent/src/store/postgres.rs: max_connections(16)).
@@ -98,6 +106,7 @@ def load() -> Bundle:
         "deploy/systemd/lgwan-agent.service",
         "deploy/monitoring/alerts.yml",
         "internet-hub/src/admin.rs",
+        "internet-hub/src/metrics.rs",
         "docs/operations.md",
     ):
         p = ROOT / rel
@@ -471,19 +480,48 @@ def check(b: Bundle) -> list[str]:
             err(f"container `internet-hub`: PGPASSWORD must come from Secret `{cluster_name}-app` key `password`")
         if c["spec"].get("instances", 1) < 3:
             err(f"Cluster `{cluster_name}`: fewer than 3 instances")
-        for cred in c["spec"].get("backup", {}).get("barmanObjectStore", {}).get("s3Credentials", {}).values():
-            if cred["name"] not in secrets or cred["key"] not in secrets[cred["name"]]:
-                err(f"Cluster `{cluster_name}`: backup credentials `{cred['name']}`/`{cred['key']}` are in no Secret manifest")
+        check_backups(b, c, secrets, err)
         max_conn = int(c["spec"].get("postgresql", {}).get("parameters", {}).get("max_connections", "100"))
         per_pod = hub_toml.get("limits", {}).get("db_connections", 16) + CONSENT_POOL
         if max_replicas * per_pod >= max_conn:
             err(f"Cluster `{cluster_name}`: max_connections {max_conn} is not above {max_replicas} hubs × {per_pod} connections")
-        for sb in b.of_kind("ScheduledBackup"):
-            if sb["spec"].get("cluster", {}).get("name") != cluster_name:
-                err(f"ScheduledBackup `{sb['metadata']['name']}`: cluster is not `{cluster_name}`")
 
     check_other_files(b, err)
     return errors
+
+
+def check_backups(b: Bundle, cluster: dict, secrets: dict[str, set[str]], err) -> None:
+    """WAL archiving and base backups go through the Barman Cloud plugin to an
+    ObjectStore of these manifests, with credentials from a Secret manifest."""
+    name = cluster["metadata"]["name"]
+    if "barmanObjectStore" in cluster["spec"].get("backup", {}):
+        err(f"Cluster `{name}`: spec.backup.barmanObjectStore is deprecated; archive through the `{BARMAN_PLUGIN}` plugin")
+    archivers = [p for p in cluster["spec"].get("plugins", []) if p.get("isWALArchiver") and p.get("enabled", True)]
+    if [p.get("name") for p in archivers] != [BARMAN_PLUGIN]:
+        err(f"Cluster `{name}`: the WAL archiver is {[p.get('name') for p in archivers]}, expected the one plugin `{BARMAN_PLUGIN}`")
+        return
+    store_name = archivers[0].get("parameters", {}).get("barmanObjectName")
+    store = b.named("ObjectStore", store_name)
+    if store is None:
+        err(f"Cluster `{name}`: plugin `{BARMAN_PLUGIN}` archives to ObjectStore `{store_name}`, which no manifest defines")
+    else:
+        cfg = store["spec"].get("configuration", {})
+        if "serverName" in cfg:
+            err(f"ObjectStore `{store_name}`: configuration.serverName must not be set (the CRD forbids it; use the plugin parameter serverName)")
+        for field, cred in cfg.get("s3Credentials", {}).items():
+            if not isinstance(cred, dict):
+                continue
+            if cred.get("name") not in secrets or cred.get("key") not in secrets[cred["name"]]:
+                err(f"ObjectStore `{store_name}`: s3Credentials.{field} `{cred.get('name')}`/`{cred.get('key')}` is in no Secret manifest")
+    schedules = b.of_kind("ScheduledBackup")
+    if not schedules:
+        err(f"Cluster `{name}`: no ScheduledBackup")
+    for sb in schedules:
+        sbname = sb["metadata"]["name"]
+        if sb["spec"].get("cluster", {}).get("name") != name:
+            err(f"ScheduledBackup `{sbname}`: cluster is not `{name}`")
+        if sb["spec"].get("method") != "plugin" or sb["spec"].get("pluginConfiguration", {}).get("name") != BARMAN_PLUGIN:
+            err(f"ScheduledBackup `{sbname}`: not method `plugin` with pluginConfiguration.name `{BARMAN_PLUGIN}`")
 
 
 def flatten(table: dict, prefix: str = "") -> set[str]:
@@ -534,10 +572,16 @@ def check_other_files(b: Bundle, err) -> None:
         err("lgwan-agent.service: IPAddressDeny=any is missing")
 
     # Alert rules use exported metrics only; every exported metric is documented.
-    exported = set(re.findall(r'"(renkei_[a-z_]+)"', b.extra.get("internet-hub/src/admin.rs", "")))
-    exported |= set(re.findall(r"(renkei_[a-z_]+) \{\}", b.extra.get("internet-hub/src/admin.rs", "")))
+    # admin.rs names the database gauges as string literals; both files write
+    # `# HELP name` lines; a histogram is also queried by its three series.
+    sources = b.extra.get("internet-hub/src/admin.rs", "") + b.extra.get("internet-hub/src/metrics.rs", "")
+    exported = set(re.findall(r'"(renkei_[a-z_]+)"', sources))
+    exported |= set(re.findall(r"(renkei_[a-z_]+) \{\}", sources))
+    exported |= set(re.findall(r"# HELP (renkei_[a-z_]+) ", sources))
+    histograms = set(re.findall(r"# TYPE (renkei_[a-z_]+) histogram", sources))
+    series = {h + suffix for h in histograms for suffix in ("_bucket", "_sum", "_count")}
     if not exported:
-        err("internet-hub/src/admin.rs: found no exported renkei_* metric")
+        err("internet-hub/src/admin.rs, metrics.rs: found no exported renkei_* metric")
         return
     rules = yaml.safe_load(b.extra.get("deploy/monitoring/alerts.yml", "") or "{}") or {}
     exprs = [r.get("expr", "") for g in rules.get("groups", []) for r in g.get("rules", [])]
@@ -545,7 +589,7 @@ def check_other_files(b: Bundle, err) -> None:
         err("deploy/monitoring/alerts.yml: no rules")
     for e in exprs:
         for m in re.findall(r"renkei_[a-z_]+", str(e)):
-            if m not in exported:
+            if m not in exported | series:
                 err(f"deploy/monitoring/alerts.yml: `{m}` is not a metric the hub exports")
     docs = b.extra.get("docs/operations.md", "")
     for m in sorted(exported):
@@ -617,7 +661,38 @@ def self_test(base: Bundle) -> list[str]:
             'outbox = "/var/lib/lgwan-agent/', 'outbox = "/srv/elsewhere/'
         )
 
+    def cluster(b):
+        return b.of_kind("Cluster")[0]
+
+    def no_archiver(b):
+        cluster(b)["spec"]["plugins"][0]["isWALArchiver"] = False
+
+    def store_name(b):
+        cluster(b)["spec"]["plugins"][0]["parameters"]["barmanObjectName"] = "elsewhere"
+
+    def in_tree_backup(b):
+        cluster(b)["spec"]["backup"] = {"barmanObjectStore": {"destinationPath": "s3://x/"}}
+
+    def store_credentials(b):
+        b.of_kind("ObjectStore")[0]["spec"]["configuration"]["s3Credentials"]["accessKeyId"]["name"] = "other-s3"
+
+    def store_server_name(b):
+        b.of_kind("ObjectStore")[0]["spec"]["configuration"]["serverName"] = "renkei-db"
+
+    def backup_method(b):
+        del b.of_kind("ScheduledBackup")[0]["spec"]["method"]
+
+    def metrics_moved(b):
+        b.extra["internet-hub/src/metrics.rs"] = ""
+
     cases = [
+        (metrics_moved, "`renkei_http_requests_total` is not a metric the hub exports"),
+        (no_archiver, "the WAL archiver is []"),
+        (store_name, "ObjectStore `elsewhere`, which no manifest defines"),
+        (in_tree_backup, "barmanObjectStore is deprecated"),
+        (store_credentials, "`other-s3`/`ACCESS_KEY_ID` is in no Secret manifest"),
+        (store_server_name, "serverName must not be set"),
+        (backup_method, "not method `plugin`"),
         (agent_outbox, "agent.toml.example outbox"),
         (set_port, "container port `participant`"),
         (rename_secret, "which no manifest defines"),

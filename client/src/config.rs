@@ -103,7 +103,7 @@ impl Settings {
         let participant: ParticipantId = raw
             .participant
             .parse()
-            .map_err(|e: renkei_crypto::Error| bad("participant", e.to_string()))?;
+            .map_err(|e: renkei_crypto::participant::IdError| bad("participant", e.to_string()))?;
         let base = file.parent().unwrap_or(Path::new("."));
         let path = |field: &str, p: &Path| -> Result<PathBuf> {
             if p.as_os_str().is_empty() {

@@ -94,9 +94,14 @@ impl Error {
         move |source| Error::Io { path, source }
     }
 
-    pub(crate) fn crypto(what: impl Into<String>) -> impl FnOnce(renkei_crypto::Error) -> Error {
+    pub(crate) fn crypto<E: Into<renkei_crypto::Error>>(
+        what: impl Into<String>,
+    ) -> impl FnOnce(E) -> Error {
         let what = what.into();
-        move |source| Error::Crypto { what, source }
+        move |source| Error::Crypto {
+            what,
+            source: source.into(),
+        }
     }
 
     pub(crate) fn invalid(what: impl Into<String>, reason: impl Into<String>) -> Error {

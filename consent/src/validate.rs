@@ -2,53 +2,21 @@
 
 use crate::{Error, Result};
 
-/// Participant kinds known to the hub (see DESIGN.md, "Participants and identity").
-const PARTICIPANT_KINDS: [&str; 6] = [
-    "source",
-    "phr",
-    "clinic",
-    "municipality",
-    "analyst",
-    "admin",
-];
-
-/// Lowercase RFC 4648 base32 alphabet used by subject tokens.
-fn is_base32_lower(c: char) -> bool {
-    matches!(c, 'a'..='z' | '2'..='7')
-}
-
-/// Checks a subject token: `st1_` followed by 32 lowercase base32 characters.
+/// Checks a subject token: `st1_` followed by 32 lowercase base32 characters
+/// ([`renkei_ids::SubjectToken`]).
 pub fn validate_subject_token(token: &str) -> Result<()> {
-    let ok = token
-        .strip_prefix("st1_")
-        .is_some_and(|rest| rest.len() == 32 && rest.chars().all(is_base32_lower));
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::InvalidSubject(token.to_owned()))
-    }
+    renkei_ids::SubjectToken::parse(token)
+        .map(|_| ())
+        .map_err(|_| Error::InvalidSubject(token.to_owned()))
 }
 
 /// Checks a participant id: `kind:id`, a known kind, and an id of 1 to 63 characters
-/// from `a-z0-9._-` starting with a letter or digit.
+/// from `a-z0-9._-` starting with a letter or digit ([`renkei_ids::ParticipantId`]).
 pub fn validate_participant(participant: &str) -> Result<()> {
-    let bad = || Error::InvalidParticipant(participant.to_owned());
-    let (kind, id) = participant.split_once(':').ok_or_else(bad)?;
-    if !PARTICIPANT_KINDS.contains(&kind) {
-        return Err(bad());
-    }
-    let first_ok = id
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-    let rest_ok = id
-        .chars()
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'));
-    if first_ok && rest_ok && id.len() <= 63 {
-        Ok(())
-    } else {
-        Err(bad())
-    }
+    participant
+        .parse::<renkei_ids::ParticipantId>()
+        .map(|_| ())
+        .map_err(|_| Error::InvalidParticipant(participant.to_owned()))
 }
 
 /// Checks a catalog code (purpose or category): 1 to 64 characters from `a-z0-9.-`.

@@ -51,17 +51,10 @@ pub enum Error {
         reason: &'static str,
     },
 
-    // --- tokens and identifiers (token.rs) ---
-    /// A string is not a well-formed token or identifier of the given kind.
-    #[error("invalid {kind} `{value}`: {reason}")]
-    Token {
-        /// The kind, e.g. `subject token`.
-        kind: &'static str,
-        /// The string given.
-        value: String,
-        /// What is wrong with it.
-        reason: &'static str,
-    },
+    // --- tokens and identifiers (renkei-ids) ---
+    /// A string is not a well-formed participant, token or identifier of its kind.
+    #[error(transparent)]
+    Id(#[from] renkei_ids::Error),
 
     // --- envelopes (envelope.rs) ---
     /// A header field is invalid (empty, too long, control characters).
@@ -139,14 +132,7 @@ pub enum Error {
 
 /// Shortens user input for an error message: at most 80 characters.
 pub(crate) fn shorten(value: &str) -> String {
-    const MAX: usize = 80;
-    if value.chars().count() <= MAX {
-        value.to_owned()
-    } else {
-        let mut short: String = value.chars().take(MAX).collect();
-        short.push('…');
-        short
-    }
+    renkei_ids::shorten(value)
 }
 
 #[cfg(test)]

@@ -167,7 +167,7 @@ impl Signed {
         let leaf = chain
             .first()
             .ok_or_else(|| bad(format!("`{}` holds no certificate", cert_chain.display())))?;
-        let signer = ParticipantId::from_cert_der(leaf.as_ref())?.to_string();
+        let signer = crate::participant::from_cert_der(leaf.as_ref())?.to_string();
         let private = load_private_key(key)?;
         let signing = any_supported_type(&private)
             .map_err(|e| bad(format!("`{}`: unusable key: {e}", key.display())))?;
@@ -253,7 +253,7 @@ pub(crate) fn check_signature(
                 "certificate not issued by the pinned CA or not valid: {e}"
             ))
         })?;
-    let participant = ParticipantId::from_cert_der(cert.as_ref())?;
+    let participant = crate::participant::from_cert_der(cert.as_ref())?;
     if participant.to_string() != claimed {
         return Err(fail(format!("the certificate names `{participant}`")));
     }

@@ -176,7 +176,7 @@ pub fn peer_participant(peer_certificates: Option<&[CertificateDer<'_>]>) -> Res
     let leaf = peer_certificates
         .and_then(|chain| chain.first())
         .ok_or_else(|| Error::Tls("peer presented no client certificate".to_owned()))?;
-    ParticipantId::from_cert_der(leaf)
+    crate::participant::from_cert_der(leaf)
 }
 
 /// Loads every certificate of a PEM file; a file with none is an error.

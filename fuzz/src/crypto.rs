@@ -90,7 +90,7 @@ macro_rules! check_tagged {
                     "{} refused a well-formed value: {e}",
                     stringify!($ty)
                 );
-                clean_error(stringify!($ty), &e);
+                clean_error(stringify!($ty), &renkei_crypto::Error::from(e));
             }
         }
     }};

@@ -109,9 +109,8 @@ async fn metrics(State(hub): State<Arc<Hub>>) -> impl IntoResponse {
         let n: i64 = row.try_get("n").unwrap_or(0);
         let _ = writeln!(
             out,
-            "# HELP renkei_portal_locked_clients Portal clients locked out now after wrong receipt codes
-             # TYPE renkei_portal_locked_clients gauge
-renkei_portal_locked_clients {n}"
+            "# HELP renkei_portal_locked_clients Portal clients locked out now after wrong receipt codes\n\
+             # TYPE renkei_portal_locked_clients gauge\nrenkei_portal_locked_clients {n}"
         );
     }
     hub.metrics.render(&mut out);

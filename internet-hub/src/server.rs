@@ -187,7 +187,7 @@ fn peer_identity(conn: &rustls::ServerConnection) -> PeerIdentity {
     let Some(cert) = conn.peer_certificates().and_then(|c| c.first()) else {
         return PeerIdentity::Invalid("no client certificate".into());
     };
-    match ParticipantId::from_cert_der(cert.as_ref()) {
+    match renkei_crypto::participant::from_cert_der(cert.as_ref()) {
         Ok(id) => PeerIdentity::Participant(id),
         Err(e) => PeerIdentity::Invalid(e.to_string()),
     }

@@ -78,6 +78,12 @@ pub enum Error {
     Output(#[source] std::io::Error),
 }
 
+impl From<renkei_crypto::participant::IdError> for Error {
+    fn from(e: renkei_crypto::participant::IdError) -> Self {
+        Error::Crypto(e.into())
+    }
+}
+
 impl Error {
     /// An [`Error::Outbox`] for the outbox at `path`.
     pub(crate) fn outbox(path: &std::path::Path, e: impl std::fmt::Display) -> Self {

@@ -9,15 +9,8 @@ use crate::decision::{Decision, GrantRequest, ReadRequest, Validity, validity};
 use crate::engine::{Action, Engine, Principal, SourceFile};
 use crate::error::{Error, Result};
 
-/// The participant kinds of DESIGN.md.
-pub const PARTICIPANT_KINDS: [&str; 6] = [
-    "source",
-    "phr",
-    "clinic",
-    "municipality",
-    "analyst",
-    "admin",
-];
+/// The participant kinds of DESIGN.md ([`renkei_ids::ParticipantKind::NAMES`]).
+pub const PARTICIPANT_KINDS: [&str; 6] = renkei_ids::ParticipantKind::NAMES;
 
 /// The catalog file name inside a policy directory.
 pub const CATALOG_FILE: &str = "catalog.toml";

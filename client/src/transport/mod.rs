@@ -109,7 +109,7 @@ impl HubClient {
         let participant = renkei_crypto::tls::load_certs(&config.cert)
             .ok()
             .and_then(|chain| chain.first().cloned())
-            .and_then(|leaf| ParticipantId::from_cert_der(leaf.as_ref()).ok());
+            .and_then(|leaf| renkei_crypto::participant::from_cert_der(leaf.as_ref()).ok());
         Ok(HubClient {
             inner: Arc::new(Inner {
                 url: config.hub_url.trim_end_matches('/').to_owned(),

@@ -125,7 +125,7 @@ fn issued_cert_names_its_participant_and_works_with_rustls() {
 
     let cert = X509::from_pem(&fs::read(out.join("phr-asmile.pem")).unwrap()).unwrap();
     assert_eq!(
-        ParticipantId::from_cert_der(&cert.to_der().unwrap()).unwrap(),
+        renkei_crypto::participant::from_cert_der(&cert.to_der().unwrap()).unwrap(),
         who
     );
     assert_eq!(serial_of(&cert).unwrap(), serial);

@@ -115,6 +115,11 @@ async fn participant_listener_requires_a_good_certificate() {
     ] {
         assert!(metrics.contains(want), "no `{want}` in:\n{metrics}");
     }
+    // Prometheus' text format: no line starts with blanks.
+    assert!(
+        metrics.lines().all(|l| !l.starts_with(' ')),
+        "an indented line in:\n{metrics}"
+    );
     running.shutdown().await;
 }
 

@@ -1,0 +1,676 @@
+//! The `internet-hub` command line over the `internet_hub` library.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use internet_hub::broker::Clock;
+use internet_hub::config::HubConfig;
+use renkei_crypto::participant::ParticipantId;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "internet-hub",
+    version,
+    about = "Renkei internet hub: the consent-managed blind broker"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the whole flow on this machine: PKI, hub, agent, PHR app, clinic, analyst, portal.
+    Demo {
+        /// Keep everything in this (new or empty) folder to explore afterwards.
+        #[arg(long)]
+        keep: Option<PathBuf>,
+    },
+    /// Run the hub: participant API (mTLS), resident portal (HTTPS), admin endpoints.
+    Serve {
+        /// The hub configuration file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Check a configuration file, its keys, certificates and policies, then exit.
+    CheckConfig {
+        /// The hub configuration file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Create the hub's secret keys and a `hub.toml` in DIR (refuses to overwrite).
+    Init {
+        /// Target folder.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Folder made by `pki init` (relative paths are written into hub.toml).
+        #[arg(long, default_value = "pki")]
+        pki: PathBuf,
+    },
+    /// The participant PKI.
+    Pki {
+        #[command(subcommand)]
+        command: PkiCommand,
+    },
+    /// The participant registry (takes effect at once on running hubs).
+    Participants {
+        /// The hub configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        #[command(subcommand)]
+        command: ParticipantCommand,
+    },
+    /// The audit log.
+    Audit {
+        /// The hub configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// The hub's own keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Back up the hub database: SQLite online into a new FILE; PostgreSQL prints the
+    /// pg_dump command to use instead and exits 2.
+    Backup {
+        /// The hub configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// The backup file to create (refuses an existing one).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Revoke a consent as the hub administrator.
+    RevokeConsent {
+        /// The hub configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Consent id.
+        #[arg(long)]
+        id: String,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PkiCommand {
+    /// Create the participant CA and the hub's server certificate.
+    Init {
+        /// PKI folder.
+        #[arg(long)]
+        dir: PathBuf,
+        /// DNS names of the hub (repeat).
+        #[arg(long = "dns", default_value = "localhost")]
+        dns: Vec<String>,
+        /// IP addresses of the hub (repeat).
+        #[arg(long = "ip", default_value = "127.0.0.1")]
+        ip: Vec<std::net::IpAddr>,
+        /// Validity of the CA in days.
+        #[arg(long, default_value_t = internet_hub::pki::CA_VALIDITY_DAYS)]
+        days: u32,
+    },
+    /// Renew the participant CA certificate: same key and subject, new validity
+    /// (issued certificates stay valid; then copy ca.pem and SIGHUP the hub).
+    RenewCa {
+        /// PKI folder.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Validity of the renewed CA in days, from now.
+        #[arg(long, default_value_t = internet_hub::pki::CA_VALIDITY_DAYS)]
+        days: u32,
+    },
+    /// Issue a participant's key and certificate.
+    Issue {
+        /// PKI folder.
+        #[arg(long)]
+        dir: PathBuf,
+        /// `kind:id`, e.g. `phr:asmile`.
+        #[arg(long)]
+        participant: ParticipantId,
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// Validity in days.
+        #[arg(long, default_value_t = 397)]
+        days: u32,
+    },
+    /// Revoke a certificate by serial and regenerate the CRL.
+    Revoke {
+        /// PKI folder.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Serial number (hex, as printed by `issue`).
+        #[arg(long)]
+        serial: String,
+    },
+    /// Renew the hub's server certificate in place (then SIGHUP the hub).
+    RenewServer {
+        /// PKI folder.
+        #[arg(long)]
+        dir: PathBuf,
+        /// DNS names of the hub (repeat).
+        #[arg(long = "dns", default_value = "localhost")]
+        dns: Vec<String>,
+        /// IP addresses of the hub (repeat).
+        #[arg(long = "ip", default_value = "127.0.0.1")]
+        ip: Vec<std::net::IpAddr>,
+    },
+    /// Regenerate the CRL.
+    Crl {
+        /// PKI folder.
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// List certificates (CA, server, participants) not revoked that expire within DAYS.
+    Expiring {
+        /// PKI folder.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Warning window in days.
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ParticipantCommand {
+    /// Register a participant (or update its name and keys).
+    Add {
+        /// `kind:id`.
+        participant: ParticipantId,
+        /// Display name in Japanese, shown to residents (`--name` is the same).
+        #[arg(long = "name-ja", alias = "name")]
+        name: Option<String>,
+        /// Display name in English, shown on the portal in English.
+        #[arg(long = "name-en")]
+        name_en: Option<String>,
+        /// X25519 key-grant public key (base64).
+        #[arg(long)]
+        grant_key: Option<String>,
+        /// X25519 enrollment public key (base64; sources).
+        #[arg(long)]
+        enrollment_key: Option<String>,
+    },
+    /// Suspend: the participant gets nothing from its next request on.
+    Suspend {
+        /// `kind:id`.
+        participant: ParticipantId,
+    },
+    /// Resume a suspended participant.
+    Resume {
+        /// `kind:id`.
+        participant: ParticipantId,
+    },
+    /// List participants; with `--pki`, also their certificates, flagging those that
+    /// expire soon.
+    List {
+        /// PKI folder (its index.json) to show certificate serials and expiry.
+        #[arg(long)]
+        pki: Option<PathBuf>,
+        /// Flag certificates that expire within this many days.
+        #[arg(long, default_value_t = 30)]
+        expiring_within: u32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// New audit signing key version (keys/signing-vN.key); the old public key stays
+    /// trusted (keys/signing-trusted.txt) and endorses the new one in the audit log.
+    RotateSigning {
+        /// The hub configuration file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Verify the chain and checkpoint signatures; names the first bad entry.
+    Verify {
+        /// A checkpoint JSON kept by a witness (e.g. an agent), to detect truncation.
+        #[arg(long)]
+        witness: Option<PathBuf>,
+        /// Witness cosignature keys to count (C2SP vkeys, repeatable); without any, the
+        /// keys witnesses first cosigned with, as stored by the hub, count.
+        #[arg(long = "witness-key")]
+        witness_keys: Vec<String>,
+        /// Checkpoints need cosignatures (on them or a later checkpoint) of this many
+        /// witnesses; those without are listed.
+        #[arg(long, default_value_t = 1)]
+        min_witnesses: usize,
+        /// Fail when a checkpoint lacks enough cosignatures.
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Sign a checkpoint now.
+    Checkpoint,
+    /// Print the log's verifier key (C2SP signed-note vkey) for witnesses to pin.
+    Key,
+}
+
+/// Runs the command line (`main.rs` only calls this).
+pub(crate) fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        // The demo narrates on stdout; only warnings go to the log.
+        Command::Demo { .. } => internet_hub::logging::init_with("text", "warn"),
+        _ => internet_hub::logging::init("text"),
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("internet-hub: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("internet-hub: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    match cli.command {
+        Command::Demo { keep } => internet_hub::demo::run(keep).await?,
+        Command::Serve { config } => {
+            let cfg = HubConfig::load(&config)?;
+            internet_hub::logging::init(&cfg.file.log_format);
+            let running = internet_hub::app::start(&cfg, Clock::System).await?;
+            eprintln!(
+                "internet-hub: participant API https://{} · portal https://{} · admin http://{}",
+                running.participant_addr, running.portal_addr, running.admin_addr
+            );
+            wait_for_shutdown(&running, &config).await;
+            eprintln!("internet-hub: shutting down, finishing in-flight requests");
+            running.shutdown().await;
+        }
+        Command::CheckConfig { config } => {
+            let cfg = HubConfig::load(&config)?;
+            let hub = internet_hub::app::build_hub(&cfg, Clock::System).await?;
+            // The three TLS configurations exactly as `serve` builds them.
+            internet_hub::app::tls_configs(&cfg)?;
+            println!(
+                "config `{}` is valid; database reachable: {}",
+                config.display(),
+                hub.db.ping().await
+            );
+        }
+        Command::Init { dir, pki } => internet_hub::init::init(&dir, &pki)?,
+        Command::Pki { command } => pki(command)?,
+        Command::Participants { config, command } => {
+            let cfg = HubConfig::load(&config)?;
+            let hub = internet_hub::app::build_hub(&cfg, Clock::System).await?;
+            let now = hub.now();
+            match command {
+                ParticipantCommand::Add {
+                    participant,
+                    name,
+                    name_en,
+                    grant_key,
+                    enrollment_key,
+                } => {
+                    let name = name.unwrap_or_else(|| participant.to_string());
+                    internet_hub::registry::add(
+                        &hub.db,
+                        &participant,
+                        &name,
+                        grant_key.as_deref(),
+                        enrollment_key.as_deref(),
+                        now,
+                    )
+                    .await?;
+                    if let Some(en) = name_en {
+                        internet_hub::registry::set_english_name(&hub.db, &participant, &en)
+                            .await?;
+                    }
+                    println!("registered {participant}");
+                }
+                ParticipantCommand::Suspend { participant } => {
+                    internet_hub::registry::set_status(&hub.db, &participant, true, now).await?;
+                    println!("suspended {participant}");
+                }
+                ParticipantCommand::Resume { participant } => {
+                    internet_hub::registry::set_status(&hub.db, &participant, false, now).await?;
+                    println!("resumed {participant}");
+                }
+                ParticipantCommand::List {
+                    pki,
+                    expiring_within,
+                } => {
+                    let certs = match &pki {
+                        Some(dir) => Some(internet_hub::registry::certificate_status(
+                            &internet_hub::pki::Index::load(dir)?,
+                            now,
+                            chrono::Duration::days(i64::from(expiring_within)),
+                        )),
+                        None => None,
+                    };
+                    for p in internet_hub::registry::list(&hub.db).await? {
+                        println!(
+                            "{:<32} {:<10} grant_key={} enrollment_key={}  {}",
+                            p.id,
+                            p.status,
+                            if p.grant_pk.is_some() { "yes" } else { "no" },
+                            if p.enrollment_pk.is_some() {
+                                "yes"
+                            } else {
+                                "no"
+                            },
+                            p.display_name
+                        );
+                        if let Some(certs) = &certs {
+                            let mine: Vec<_> = certs
+                                .iter()
+                                .filter(|c| {
+                                    c.participant.as_ref().map(ToString::to_string)
+                                        == Some(p.id.clone())
+                                })
+                                .collect();
+                            if mine.is_empty() {
+                                println!("    no live certificate in the PKI index");
+                            }
+                            for c in mine {
+                                println!("    {}", internet_hub::registry::cert_line(c));
+                            }
+                        }
+                    }
+                    if let Some(certs) = &certs {
+                        let n = certs.iter().filter(|c| c.state.needs_renewal()).count();
+                        println!(
+                            "{n} certificate(s) expire within {expiring_within} days without a renewal \
+                             (`internet-hub pki expiring` lists the CA and server too)"
+                        );
+                    }
+                }
+            }
+        }
+        Command::Audit { config, command } => {
+            let cfg = HubConfig::load(&config)?;
+            let hub = internet_hub::app::build_hub(&cfg, Clock::System).await?;
+            match command {
+                AuditCommand::Key => {
+                    println!(
+                        "{}",
+                        internet_hub::audit::log::vkey(&hub.log_origin, &hub.signing_key)?
+                    );
+                }
+                AuditCommand::Verify {
+                    witness,
+                    witness_keys,
+                    min_witnesses,
+                    strict,
+                } => {
+                    let witness = match witness {
+                        Some(p) => Some(
+                            serde_json::from_str(
+                                &std::fs::read_to_string(&p)
+                                    .with_context(|| format!("witness `{}`", p.display()))?,
+                            )
+                            .with_context(|| format!("witness `{}`", p.display()))?,
+                        ),
+                        None => None,
+                    };
+                    let trusted = internet_hub::audit::rotation::trusted_keys(
+                        &cfg.file.keys.signing,
+                        &hub.signing_key.verifying_key(),
+                    )?;
+                    match internet_hub::audit::verify(&hub.db, &trusted, witness.as_ref()).await? {
+                        Ok(r) => println!(
+                            "audit log OK: {} entries, {} signed checkpoints verified, head {}",
+                            r.entries, r.checkpoints, r.head
+                        ),
+                        Err(b) => bail!("audit log BROKEN at entry {}: {}", b.seq, b.reason),
+                    }
+                    let pinned = witness_keys
+                        .iter()
+                        .map(|k| renkei_crypto::tlog::note::NoteVerifier::parse(k))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let r = match internet_hub::audit::log::verify(
+                        &hub.db,
+                        &hub.log_origin,
+                        &trusted,
+                        &pinned,
+                        min_witnesses,
+                    )
+                    .await?
+                    {
+                        Ok(r) => r,
+                        Err(b) => bail!("audit log BROKEN at entry {}: {}", b.seq, b.reason),
+                    };
+                    println!(
+                        "transparency log OK: {} leaves, {} signed checkpoint notes, {} cosignatures by {} witness(es)",
+                        r.leaves, r.notes, r.cosignatures, r.witnesses
+                    );
+                    if let Some(t) = r.newest_cosignature.and_then(|t| i64::try_from(t).ok()) {
+                        let at = chrono::DateTime::from_timestamp(t, 0).unwrap_or_default();
+                        println!("newest cosignature: {}", at.to_rfc3339());
+                    }
+                    if !r.unwitnessed.is_empty() {
+                        println!(
+                            "checkpoints without cosignatures of {min_witnesses} witness(es): {}",
+                            summarize(&r.unwitnessed)
+                        );
+                        if strict {
+                            bail!("{} checkpoint(s) lack cosignatures", r.unwitnessed.len());
+                        }
+                    }
+                    // The ledger's chain, up to (at least) the head the newest checkpoint
+                    // names: a cosigned head that is gone or changed is a rewrite.
+                    let expected = r.ledger_head.as_ref().map(|h| renkei_consent::ChainHead {
+                        seq: i64::try_from(h.seq).unwrap_or(i64::MAX),
+                        hash: h.hash.clone(),
+                    });
+                    let chain = renkei_consent::ConsentStore::verify_chain(
+                        &hub.consents,
+                        expected.as_ref(),
+                    )
+                    .await?;
+                    println!(
+                        "consent ledger OK: {} entries, head {}, matches the consent table and \
+                         the heads in the signed checkpoints",
+                        chain.entries,
+                        chain
+                            .head
+                            .map_or_else(|| "none".to_owned(), |h| format!("{} {}", h.seq, h.hash))
+                    );
+                }
+                AuditCommand::Checkpoint => {
+                    match internet_hub::audit::checkpoint_as(
+                        &hub.db,
+                        &hub.signing_key,
+                        &hub.log_origin,
+                        hub.now(),
+                    )
+                    .await?
+                    {
+                        Some(cp) => println!("{}", serde_json::to_string_pretty(&cp)?),
+                        None => println!("no new entries since the last checkpoint"),
+                    }
+                }
+            }
+        }
+        Command::Keys {
+            command: KeysCommand::RotateSigning { config },
+        } => {
+            let cfg = HubConfig::load(&config)?;
+            let hub = internet_hub::app::build_hub(&cfg, Clock::System).await?;
+            let r = internet_hub::audit::rotation::rotate(
+                &hub.db,
+                &hub.signing_key,
+                &cfg.file.keys.signing,
+                hub.now(),
+            )
+            .await?;
+            println!(
+                "new signing key {} in `{}`\npublic key {} ({})\n\
+                 the current key {} signed checkpoint {} endorsing it and stays trusted in `{}`\n\
+                 next: set `keys.signing` in `{}` to the new file, restart or roll every hub, \
+                 update `[hub] signing_key` on agents that pin it, then delete the old key file",
+                r.version,
+                r.path.display(),
+                r.public_key.to_base64(),
+                internet_hub::audit::rotation::fingerprint(&r.public_key),
+                hub.signing_key.version(),
+                r.endorsement.seq,
+                internet_hub::audit::rotation::trusted_path(&cfg.file.keys.signing).display(),
+                config.display()
+            );
+        }
+        Command::Backup { config, out } => return backup(&config, &out).await,
+        Command::RevokeConsent { config, id, reason } => {
+            let cfg = HubConfig::load(&config)?;
+            let hub = internet_hub::app::build_hub(&cfg, Clock::System).await?;
+            let c = internet_hub::broker::consents::revoke_as_admin(&hub, &id, &reason).await?;
+            println!("revoked consent {} (version {})", c.id, c.version);
+        }
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// `backup`: SQLite through the hub's pool; PostgreSQL is pg_dump's job (exit 2).
+async fn backup(
+    config: &std::path::Path,
+    out: &std::path::Path,
+) -> anyhow::Result<std::process::ExitCode> {
+    let cfg = HubConfig::load(config)?;
+    let url = &cfg.file.database_url;
+    if !url.starts_with("sqlite:") {
+        let cmd = internet_hub::backup::pg_dump_command(url, out)?;
+        eprintln!(
+            "the database is PostgreSQL: back it up with pg_dump (password from PGPASSWORD or \
+             ~/.pgpass), restore with pg_restore --clean --if-exists --no-owner"
+        );
+        println!("{cmd}");
+        return Ok(std::process::ExitCode::from(2));
+    }
+    let hub = internet_hub::app::build_hub(&cfg, Clock::System).await?;
+    let written = internet_hub::backup::sqlite_backup(&hub.db, out).await?;
+    println!(
+        "backed up `{}` to `{}` ({} bytes); restore: stop the hub, copy it back, delete \
+         the -wal and -shm files, run `audit verify`",
+        internet_hub::db::redact_url(url),
+        out.display(),
+        written.bytes
+    );
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn pki(command: PkiCommand) -> anyhow::Result<()> {
+    use internet_hub::pki;
+    let now = Clock::System.now();
+    match command {
+        PkiCommand::Init { dir, dns, ip, days } => {
+            pki::init(&dir, &dns, &ip, days, now)?;
+            println!(
+                "participant CA and hub server certificate written to {}",
+                dir.display()
+            );
+        }
+        PkiCommand::RenewCa { dir, days } => {
+            let r = pki::renew_ca(&dir, days, now)?;
+            println!(
+                "renewed the participant CA in {}: serial {} valid until {} (same key and subject; \
+                 the previous certificate, serial {}, is kept as {}); copy ca.pem to the hub and to \
+                 every participant and send the hub SIGHUP; nothing needs re-issuing",
+                dir.display(),
+                r.new_serial,
+                r.not_after,
+                r.old_serial,
+                r.archived.display()
+            );
+        }
+        PkiCommand::Issue {
+            dir,
+            participant,
+            out,
+            days,
+        } => {
+            let serial = pki::issue(&dir, &participant, &out, days, now)?;
+            println!(
+                "issued {participant}: serial {serial}, files in {}",
+                out.display()
+            );
+        }
+        PkiCommand::Revoke { dir, serial } => {
+            pki::revoke(&dir, &serial, now)?;
+            println!("revoked serial {serial}; CRL regenerated");
+        }
+        PkiCommand::RenewServer { dir, dns, ip } => {
+            pki::renew_server(&dir, &dns, &ip, now)?;
+            println!(
+                "renewed the hub server certificate in {}; send the hub SIGHUP to use it",
+                dir.display()
+            );
+        }
+        PkiCommand::Crl { dir } => {
+            let path = pki::crl(&dir, now)?;
+            println!("CRL written to {}", path.display());
+        }
+        PkiCommand::Expiring { dir, days } => {
+            let all = internet_hub::registry::certificate_status(
+                &pki::Index::load(&dir)?,
+                now,
+                chrono::Duration::days(i64::from(days)),
+            );
+            let soon: Vec<_> = all
+                .iter()
+                .filter(|c| c.state != internet_hub::registry::CertState::Valid)
+                .collect();
+            if soon.is_empty() {
+                println!("no certificate expires within {days} days");
+            }
+            for c in soon {
+                println!("{}", internet_hub::registry::cert_line(c));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Waits for SIGINT or SIGTERM; on SIGHUP reloads certificates, CRLs and policies
+/// (re-reading the config file for their paths) without dropping connections.
+async fn wait_for_shutdown(running: &internet_hub::app::Running, config: &std::path::Path) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return,
+            _ = term.recv() => return,
+            _ = hup.recv() => {
+                let outcome = HubConfig::load(config).and_then(|cfg| running.reload(&cfg));
+                match outcome {
+                    Ok(()) => eprintln!("internet-hub: reloaded certificates, CRLs and policies"),
+                    Err(e) => eprintln!("internet-hub: reload refused, keeping the running set-up: {e}"),
+                }
+            }
+        }
+    }
+}
+
+/// Sizes as a short list: the first few, then how many more.
+fn summarize(sizes: &[u64]) -> String {
+    let shown: Vec<String> = sizes.iter().take(10).map(u64::to_string).collect();
+    match sizes.len().checked_sub(10) {
+        Some(more) if more > 0 => format!("{} and {more} more", shown.join(", ")),
+        _ => shown.join(", "),
+    }
+}

@@ -27,10 +27,12 @@ pub async fn grant_signed(
     client.grant_consent(&body).await
 }
 
-/// Grants a consent signed by this participant ([`grant_signed`]) and keeps its
-/// statement in `state`, so that a later revocation names it; then publishes a fresh
-/// revocation list (sources release under this participant's consents only while its
-/// list is fresh).
+/// Grants a consent signed by this participant ([`grant_signed`]). The statement is kept
+/// in `state` *before* the hub sees it (with its resident, recipient and purpose), then
+/// again under the consent id the hub gives it, so that a revocation names every
+/// statement this participant signed for those terms, whatever the hub answered. Then
+/// publishes a fresh revocation list (sources release under this participant's consents
+/// only while its list is fresh).
 pub async fn grant_kept(
     client: &HubClient,
     state: &StateDir,
@@ -39,14 +41,22 @@ pub async fn grant_kept(
     aliases: Vec<String>,
 ) -> Result<Granted> {
     let body = sign_grant(client, body, resident, aliases)?;
-    let statement_id = body.statement.as_ref().map(ConsentStatement::id);
-    let valid_until = body.valid_until;
+    let kept = body.statement.as_ref().map(|st| SignedConsent {
+        consent_id: String::new(),
+        statement_id: st.id(),
+        valid_until: body.valid_until,
+        resident: st.terms.resident.clone(),
+        recipient: st.terms.recipient.clone(),
+        purpose: st.terms.purpose.clone(),
+    });
+    if let Some(kept) = &kept {
+        state.record_signed(kept)?;
+    }
     let granted = client.grant_consent(&body).await?;
-    if let Some(statement_id) = statement_id {
+    if let Some(kept) = kept {
         state.record_signed(&SignedConsent {
             consent_id: granted.consent.id.clone(),
-            statement_id,
-            valid_until,
+            ..kept
         })?;
     }
     publish_revocations(client, state).await.map_err(|e| {
@@ -61,22 +71,52 @@ pub async fn grant_kept(
     Ok(granted)
 }
 
-/// Revokes consent `id` at the hub. A consent this participant signed is noted as revoked
-/// in `state` first and named in a fresh signed revocation list published after the
-/// hub's answer, so that sources stop releasing under it even if the hub does not pass
-/// the revocation on. Returns the hub's answer and whether the statement was known here.
+/// The statements a revocation of consent `id` names: every statement kept under that id,
+/// and every statement this participant signed for the same resident, recipient and
+/// purpose (one the hub never gave an id, kept twice under one id, or superseded).
+pub fn statements_to_revoke(signed: &[SignedConsent], id: &str) -> Vec<SignedConsent> {
+    let terms: Vec<(&str, &str, &str)> = signed
+        .iter()
+        .filter(|c| c.consent_id == id)
+        .map(|c| {
+            (
+                c.resident.as_str(),
+                c.recipient.as_str(),
+                c.purpose.as_str(),
+            )
+        })
+        .collect();
+    let mut out: Vec<SignedConsent> = Vec::new();
+    for c in signed {
+        let same_terms = terms.iter().any(|(r, to, p)| {
+            !r.is_empty() && c.resident == *r && c.recipient == *to && c.purpose == *p
+        });
+        if (c.consent_id == id || same_terms)
+            && !out.iter().any(|o| o.statement_id == c.statement_id)
+        {
+            out.push(c.clone());
+        }
+    }
+    out
+}
+
+/// Revokes consent `id` at the hub. The statements this participant signed for it
+/// ([`statements_to_revoke`]) are noted as revoked in `state` first and named in a fresh
+/// signed revocation list published after the hub's answer, so that sources stop
+/// releasing under them even if the hub does not pass the revocation on. Returns the
+/// hub's answer and how many statements the list now names for it.
 pub async fn revoke_kept(
     client: &HubClient,
     state: &StateDir,
     id: &str,
     reason: &str,
-) -> Result<(Consent, bool)> {
-    let signed = state.signed_consent(id)?;
-    if let Some(signed) = &signed {
-        state.record_revoked(signed)?;
+) -> Result<(Consent, usize)> {
+    let named = statements_to_revoke(&state.signed_consents()?, id);
+    for c in &named {
+        state.record_revoked(c)?;
     }
     let revoked = client.revoke_consent(id, reason).await;
-    if signed.is_some() {
+    if !named.is_empty() {
         publish_revocations(client, state).await.map_err(|e| {
             Error::invalid(
                 format!("consent `{id}`"),
@@ -87,7 +127,7 @@ pub async fn revoke_kept(
             )
         })?;
     }
-    Ok((revoked?, signed.is_some()))
+    Ok((revoked?, named.len()))
 }
 
 /// Signs and publishes the list of every consent statement revoked from `state` whose

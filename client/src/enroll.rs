@@ -138,7 +138,8 @@ impl Drop for SignedClaim {
 
 impl SignedClaim {
     /// The claim, once the signature is `requester`'s, by a certificate chaining to the CA
-    /// in `ca` and valid at `now`, over exactly this claim for `source`.
+    /// in `ca` and valid at `now`, over exactly this claim for `source`
+    /// ([`SignedClaim::check_signer`], then [`SignedClaim::claim`]).
     pub fn verify(
         &self,
         source: &ParticipantId,
@@ -146,6 +147,18 @@ impl SignedClaim {
         ca: &Path,
         now: DateTime<Utc>,
     ) -> Result<Claim> {
+        self.check_signer(source, requester, ca, now)?;
+        self.claim()
+    }
+
+    /// Checks that `requester` signed this claim for `source` (see [`SignedClaim::verify`]).
+    pub fn check_signer(
+        &self,
+        source: &ParticipantId,
+        requester: &ParticipantId,
+        ca: &Path,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
         let bytes = claim_bytes(source, requester, self.claim.as_bytes());
         let signer = self
             .signature
@@ -159,8 +172,14 @@ impl SignedClaim {
                 format!("signed by `{signer}`"),
             ));
         }
+        Ok(())
+    }
+
+    /// The claim's text read as a claim. The error names no field value (the text holds
+    /// the resident's identifiers).
+    pub fn claim(&self) -> Result<Claim> {
         serde_json::from_str(&self.claim)
-            .map_err(|e| Error::invalid("sealed identifiers", e.to_string()))
+            .map_err(|_| Error::invalid("sealed identifiers", "not a well-formed claim"))
     }
 }
 

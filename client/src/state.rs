@@ -24,12 +24,21 @@ const REVOKED: &str = "revoked-consents.jsonl";
 /// A consent statement this participant signed, with the consent id the hub gave it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignedConsent {
-    /// The hub's consent id.
+    /// The hub's consent id (empty until the hub answered the grant).
     pub consent_id: String,
     /// The statement's id ([`renkei_crypto::consent_statement::ConsentStatement::id`]).
     pub statement_id: String,
     /// When the consent's validity ends, if it does.
     pub valid_until: Option<chrono::DateTime<chrono::Utc>>,
+    /// The resident the statement names (a `user:` digest or a subject token).
+    #[serde(default)]
+    pub resident: String,
+    /// Its recipient.
+    #[serde(default)]
+    pub recipient: String,
+    /// Its purpose.
+    #[serde(default)]
+    pub purpose: String,
 }
 
 /// An app's enrolled user: its pseudonym for the resident and how its consent
@@ -167,10 +176,10 @@ impl StateDir {
         Ok(!read_lines::<SignedConsent>(&self.dir.join(SIGNED))?.is_empty())
     }
 
-    /// The statement this participant signed for consent `consent_id`, if it did.
-    pub fn signed_consent(&self, consent_id: &str) -> Result<Option<SignedConsent>> {
-        let all: Vec<SignedConsent> = read_lines(&self.dir.join(SIGNED))?;
-        Ok(all.into_iter().find(|c| c.consent_id == consent_id))
+    /// Every statement this participant signed from this state folder, as kept (a
+    /// statement appears first without a consent id, then with the one the hub gave).
+    pub fn signed_consents(&self) -> Result<Vec<SignedConsent>> {
+        read_lines(&self.dir.join(SIGNED))
     }
 
     /// Notes that this participant revoked `consent` (`revoked-consents.jsonl`), before it

@@ -74,7 +74,12 @@ pub async fn track(State(t): State<Tracked>, req: Request, next: Next) -> Respon
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = req.method().as_str().to_owned();
+    // A fixed set: any token is a valid HTTP method, and each label value is a series.
+    let method = match req.method().as_str() {
+        m @ ("GET" | "POST" | "PUT" | "DELETE" | "HEAD" | "OPTIONS" | "PATCH") => m,
+        _ => "other",
+    }
+    .to_owned();
     let kind = match req.extensions().get::<PeerIdentity>() {
         Some(PeerIdentity::Participant(p)) => p.kind().as_str(),
         Some(PeerIdentity::Invalid(_)) => "invalid",

@@ -97,7 +97,7 @@ pub type TokenPair = (SubjectToken, SubjectToken);
 
 /// The apps' revocation lists checked in one round of answering: by app, nothing or
 /// why its consents are refused this round.
-type Lists = std::collections::HashMap<String, std::result::Result<(), String>>;
+type Lists = std::collections::HashMap<String, std::result::Result<RevocationList, String>>;
 
 impl Agent {
     /// Loads the config at `path`, its keys and its catalog, and checks that
@@ -404,10 +404,12 @@ impl Agent {
                 }
                 lists.insert(signer.clone(), checked_list.map_err(|e| e.to_string()));
             }
-            if let Some(Err(why)) = lists.get(&signer) {
-                return Err(Error::Refused(why.clone()));
-            }
-            if outbox.app_revoked(&signer, &checked.id).await? {
+            let named_now = match lists.get(&signer) {
+                Some(Err(why)) => return Err(Error::Refused(why.clone())),
+                Some(Ok(list)) => list.names(&checked.id),
+                None => false,
+            };
+            if named_now || outbox.app_revoked(&signer, &checked.id).await? {
                 return Err(Error::Refused(format!(
                     "the consent was revoked by `{signer}` (its signed revocation list)"
                 )));
@@ -427,7 +429,7 @@ impl Agent {
         outbox: &Outbox,
         app: &ParticipantId,
         now: DateTime<Utc>,
-    ) -> Result<()> {
+    ) -> Result<RevocationList> {
         let list = client
             .revocation_list(app)
             .await
@@ -444,7 +446,8 @@ impl Agent {
             .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
         outbox
             .note_revocation_list(&app.to_string(), &issued, &list.revoked)
-            .await
+            .await?;
+        Ok(list)
     }
 
     /// Answers up to `limit` pending key-grant requests once.

@@ -22,6 +22,7 @@ mod clinic;
 mod enrollment;
 mod faults;
 mod full_flow;
+mod health_points;
 mod load;
 mod malicious_hub;
 mod rotation;

@@ -256,9 +256,9 @@ pub async fn run(cli: Cli, now: DateTime<Utc>) -> Result<ExitCode> {
         }
         Command::Consent(ConsentCommand::Revoke { id, reason }) => {
             let state = StateDir::open(&settings.state_dir)?;
-            let (revoked, signed_here) =
+            let (revoked, named) =
                 crate::consent::revoke_kept(&client, &state, &id, &reason).await?;
-            if !signed_here {
+            if named == 0 {
                 eprintln!(
                     "renkei-client: consent `{}` was not signed from this state folder: \
                      revoked at the hub only, no revocation list names it",

@@ -142,3 +142,35 @@ fn an_app_releases_only_under_a_consent_for_the_records_own_resident() {
     altered.terms.categories = vec!["phr.medication".into(), "phr.vitals".into()];
     refused(request(Some(altered), MINE), "does not verify");
 }
+
+/// A revocation names every statement the app signed for the consent's terms, not only
+/// the one the hub's consent id points at: one the hub never answered for, one kept twice
+/// under one id (a retry), and an older one for the same resident, recipient and purpose.
+#[test]
+fn a_revocation_names_every_statement_signed_for_the_same_terms() {
+    use renkei_client::consent::statements_to_revoke;
+    use renkei_client::state::SignedConsent;
+    let kept = |consent: &str, statement: &str, resident: &str, purpose: &str| SignedConsent {
+        consent_id: consent.into(),
+        statement_id: statement.repeat(64),
+        valid_until: None,
+        resident: resident.into(),
+        recipient: "clinic:mysos".into(),
+        purpose: purpose.into(),
+    };
+    let signed = vec![
+        kept("", "a", "user:1", "online-consultation"),
+        kept("c-1", "a", "user:1", "online-consultation"),
+        kept("c-1", "b", "user:1", "online-consultation"),
+        kept("c-0", "c", "user:1", "online-consultation"),
+        kept("", "d", "user:1", "online-consultation"),
+        kept("c-2", "e", "user:2", "online-consultation"),
+        kept("c-3", "f", "user:1", "phr-display"),
+    ];
+    let named: Vec<String> = statements_to_revoke(&signed, "c-1")
+        .into_iter()
+        .map(|c| c.statement_id.chars().next().unwrap().to_string())
+        .collect();
+    assert_eq!(named, ["a", "b", "c", "d"]);
+    assert!(statements_to_revoke(&signed, "unknown").is_empty());
+}

@@ -63,21 +63,30 @@ impl LedgerHead {
         Ok(format!("{LEDGER_LINE} {} {}\n", self.seq, self.hash))
     }
 
-    /// The head an extension block names, if any; a malformed ledger line is an error.
+    /// The head an extension block names, if any. A ledger line that is not in the one
+    /// form [`LedgerHead::line`] writes, or a second one, is an error: one head, one spelling.
     fn from_extension(extension: &str) -> Result<Option<LedgerHead>> {
-        let Some(rest) = extension.lines().find_map(|l| {
-            l.strip_prefix(LEDGER_LINE)
-                .and_then(|r| r.strip_prefix(' '))
-        }) else {
+        let mut lines = extension
+            .lines()
+            .filter(|l| l.split(' ').next() == Some(LEDGER_LINE));
+        let Some(line) = lines.next() else {
             return Ok(None);
         };
         let bad = || Error::Log(format!("malformed `{LEDGER_LINE}` line"));
-        let (seq, hash) = rest.split_once(' ').ok_or_else(bad)?;
+        if lines.next().is_some() {
+            return Err(Error::Log(format!("more than one `{LEDGER_LINE}` line")));
+        }
+        let mut parts = line.split(' ').skip(1);
+        let (Some(seq), Some(hash), None) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(bad());
+        };
         let head = LedgerHead {
             seq: seq.parse().map_err(|_| bad())?,
             hash: hash.to_owned(),
         };
-        head.line()?;
+        if head.line()? != format!("{line}\n") {
+            return Err(bad());
+        }
         Ok(Some(head))
     }
 }

@@ -399,6 +399,17 @@ fn the_ledger_head_is_a_signed_extension_line() {
         )
         .is_err()
     );
+    // One spelling only, and one line.
+    let root = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+    let h = "0f".repeat(32);
+    for bad in [
+        format!("o\n5\n{root}\nrenkei-consent-ledger +17 {h}\n"),
+        format!("o\n5\n{root}\nrenkei-consent-ledger 017 {h}\n"),
+        format!("o\n5\n{root}\nrenkei-consent-ledger 17 {h} x\n"),
+        format!("o\n5\n{root}\nrenkei-consent-ledger 17 {h}\nrenkei-consent-ledger 18 {h}\n"),
+    ] {
+        assert!(Checkpoint::parse(bad.as_bytes()).is_err(), "{bad}");
+    }
     // Other extension lines are ignored.
     let other =
         Checkpoint::parse(b"o\n5\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\nsomething else\n")

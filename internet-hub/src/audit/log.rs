@@ -97,37 +97,84 @@ async fn check_ledger(
         return Ok(Err(Broken { seq, reason }));
     }
     let rows = sqlx::query(
-        "SELECT c.id AS id, c.version AS version, c.status AS status, l.entry_json AS entry \
+        "SELECT c.id AS id, c.status AS status, c.consent_json AS json, l.entry_json AS entry \
          FROM consents c LEFT JOIN consent_ledger l ON l.consent_id = c.id AND l.version = c.version \
          AND NOT EXISTS (SELECT 1 FROM consent_ledger n WHERE n.consent_id = c.id AND n.version > c.version)",
     )
     .fetch_all(db.pool())
     .await?;
+    let behind = |what: String| {
+        Ok(Err(Broken {
+            seq: 0,
+            reason: format!("{what}: the consent tables were changed behind the ledger"),
+        }))
+    };
+    // Each consent as its last ledger entry says it is.
+    let mut ledger: std::collections::HashMap<String, renkei_consent::Consent> =
+        std::collections::HashMap::new();
     for r in rows {
         let id: String = r.try_get("id")?;
         let status: String = r.try_get("status")?;
+        let json: String = r.try_get("json")?;
         let entry: Option<String> = r.try_get("entry")?;
-        let ledger_status = entry
+        let Some(last) = entry
             .as_deref()
-            .and_then(|e| serde_json::from_str::<serde_json::Value>(e).ok())
-            .and_then(|v| {
-                v.get("consent")
-                    .and_then(|c| c.get("status"))
-                    .and_then(serde_json::Value::as_str)
-                    .map(str::to_owned)
-            });
-        if ledger_status.as_deref() != Some(status.as_str()) {
-            return Ok(Err(Broken {
-                seq: 0,
-                reason: format!(
-                    "consent {id} is `{status}` in the consent table, but its last ledger entry \
-                     says {}: the table was changed behind the ledger",
-                    ledger_status.map_or_else(
-                        || "nothing of this version".to_owned(),
-                        |s| format!("`{s}`")
-                    )
-                ),
-            }));
+            .and_then(|e| serde_json::from_str::<renkei_consent::LedgerEntry>(e).ok())
+            .map(|e| e.consent)
+        else {
+            return behind(format!(
+                "consent {id} has no ledger entry of the version in the consent table"
+            ));
+        };
+        let row: Option<renkei_consent::Consent> = serde_json::from_str(&json).ok();
+        if last.status.as_str() != status || row.as_ref() != Some(&last) {
+            return behind(format!(
+                "consent {id} is `{status}` in the consent table, but its last ledger entry \
+                 says `{}`",
+                last.status.as_str()
+            ));
+        }
+        ledger.insert(id, last);
+    }
+    // What reads and grants are decided on: one row per category, as the ledger says.
+    let day = |d: Option<chrono::NaiveDate>| d.map(renkei_consent::coverage::day);
+    let mut per_consent: std::collections::HashMap<String, usize> =
+        std::collections::HashMap::new();
+    for r in sqlx::query(
+        "SELECT consent_id, category, subject, recipient, status, valid_from_us, valid_until_us, \
+         data_from_day, data_until_day FROM consent_categories",
+    )
+    .fetch_all(db.pool())
+    .await?
+    {
+        let id: String = r.try_get("consent_id")?;
+        let category: String = r.try_get("category")?;
+        let Some(c) = ledger.get(&id) else {
+            return behind(format!(
+                "a category row names consent {id}, which has no consent"
+            ));
+        };
+        let same = c.categories.contains(&category)
+            && r.try_get::<String, _>("subject")? == c.subject
+            && r.try_get::<String, _>("recipient")? == c.recipient
+            && r.try_get::<String, _>("status")? == c.status.as_str()
+            && r.try_get::<i64, _>("valid_from_us")? == c.valid_from.timestamp_micros()
+            && r.try_get::<Option<i64>, _>("valid_until_us")?
+                == c.valid_until.map(|t| t.timestamp_micros())
+            && r.try_get::<Option<i64>, _>("data_from_day")? == day(c.data_period.from)
+            && r.try_get::<Option<i64>, _>("data_until_day")? == day(c.data_period.until);
+        if !same {
+            return behind(format!(
+                "the `{category}` row of consent {id} differs from its last ledger entry"
+            ));
+        }
+        *per_consent.entry(id).or_default() += 1;
+    }
+    for (id, c) in &ledger {
+        if per_consent.get(id).copied().unwrap_or(0) != c.categories.len() {
+            return behind(format!(
+                "consent {id} has not one category row per category of its ledger entry"
+            ));
         }
     }
     Ok(Ok(heads.values().next_back().cloned()))

@@ -626,6 +626,20 @@ async fn the_consent_ledger_is_bound_to_the_checkpoints(backend: Backend) {
     assert!(broken.reason.contains("behind the ledger"), "{broken:?}");
     set_status("revoked").await;
     verify_log(h, 1).await.unwrap();
+    // The same in the per-category rows that reads and grants are decided on.
+    let set_category_status = async |status: &str| {
+        sqlx::query("UPDATE consent_categories SET status = $1 WHERE consent_id = $2")
+            .bind(status)
+            .bind(revoked)
+            .execute(pool)
+            .await
+            .unwrap();
+    };
+    set_category_status("active").await;
+    let broken = verify_log(h, 1).await.unwrap_err();
+    assert!(broken.reason.contains("behind the ledger"), "{broken:?}");
+    set_category_status("revoked").await;
+    verify_log(h, 1).await.unwrap();
 
     // The witnessed head rewritten: `audit verify` and the witness's next contact.
     let forged = "f".repeat(64);

@@ -286,23 +286,26 @@ async fn evaluate(
     // Only the app's own word links one of its users: the claim must be signed by the
     // requester's certificate, checked against the CA this agent pinned itself.
     let checked = match &agent.config.hub {
-        Some(hub) => signed.verify(&agent.config.source, &requester, &hub.ca, now),
+        Some(hub) => signed.check_signer(&agent.config.source, &requester, &hub.ca, now),
         None => Err(renkei_client::Error::Invalid {
             what: "enrollment claim".into(),
             reason: "no `[hub] ca` is configured to check its signature".into(),
         }),
     };
-    let claim = match checked {
-        Ok(claim) => claim,
-        Err(e) => {
-            let why = format!("enrollment claim `{}` refused: {e}", request.id);
-            eprintln!("lgwan-agent: {why}");
-            outbox.note_refusals(&[why]).await?;
-            return Ok(Verdict::Refuse {
-                why: Refusal::Unsigned,
-                subject: None,
-            });
-        }
+    if let Err(e) = checked {
+        // Hub-supplied text (the request id, a claimed signer) is escaped for the log.
+        let why = format!("enrollment claim `{}` refused: {e}", request.id)
+            .escape_debug()
+            .to_string();
+        eprintln!("lgwan-agent: {why}");
+        outbox.note_refusals(&[why]).await?;
+        return Ok(Verdict::Refuse {
+            why: Refusal::Unsigned,
+            subject: None,
+        });
+    }
+    let Ok(claim) = signed.claim() else {
+        return Ok(unreadable);
     };
     if claim.identity.canonical().is_err() || claim.identity.branch().is_err() {
         return Ok(unreadable);

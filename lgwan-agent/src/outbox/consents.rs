@@ -38,9 +38,10 @@ CREATE TABLE IF NOT EXISTS revocation_lists (
     issued_at TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS app_revocations (
-    statement_id TEXT PRIMARY KEY,
     signer TEXT NOT NULL,
-    seen_at TEXT NOT NULL
+    statement_id TEXT NOT NULL,
+    seen_at TEXT NOT NULL,
+    PRIMARY KEY (signer, statement_id)
 );
 ";
 
@@ -221,7 +222,7 @@ impl Outbox {
         for id in revoked {
             sqlx::query(&format!(
                 "INSERT INTO app_revocations (statement_id, signer, seen_at) VALUES (?, ?, {NOW}) \
-                 ON CONFLICT (statement_id) DO NOTHING"
+                 ON CONFLICT (signer, statement_id) DO NOTHING"
             ))
             .bind(id)
             .bind(signer)

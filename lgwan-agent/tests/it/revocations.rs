@@ -73,6 +73,24 @@ async fn an_older_list_after_a_newer_one_is_refused_and_revoked_ids_stay_revoked
         !outbox.app_revoked("phr:kenko", &a).await.unwrap(),
         "per app"
     );
+    // Another app naming the same id first does not keep this app's revocation out.
+    let c = "c".repeat(64);
+    outbox
+        .note_revocation_list(
+            "phr:kenko",
+            "2026-06-01T10:00:00.000000Z",
+            std::slice::from_ref(&c),
+        )
+        .await
+        .unwrap();
+    outbox
+        .note_revocation_list(app, "2026-06-01T10:30:00.000000Z", &[a.clone(), c.clone()])
+        .await
+        .unwrap();
+    assert!(
+        outbox.app_revoked(app, &c).await.unwrap(),
+        "recorded for this app too"
+    );
 
     let e = outbox
         .note_revocation_list(app, "2026-06-01T09:00:00.000000Z", &[])

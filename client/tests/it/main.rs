@@ -14,4 +14,5 @@ mod fixture;
 
 mod consent;
 mod enroll;
+mod openapi;
 mod transport;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fuzzes the participant API from its checked-in OpenAPI document with schemathesis:
 # a populated hub (the demo, kept), then a bounded number of generated requests as a
-# PHR app and as a source over real mTLS. Any 5xx fails the run.
+# PHR app and as a source over real mTLS. Any 5xx fails the run, and so does an answer
+# that does not match the document (response_schema_conformance).
 #   tests/schemathesis/run.sh [max-examples-per-operation]   (needs: pip install schemathesis)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -33,7 +34,7 @@ for who in phr-asmile agent; do
     --url "https://localhost:$port" \
     --tls-verify "$work/demo/pki/ca.pem" \
     --request-cert "$cert" --request-cert-key "$key" \
-    --checks not_a_server_error \
+    --checks not_a_server_error,response_schema_conformance \
     --phases coverage,fuzzing \
     --max-examples "$examples" --seed 2026 --workers 2 \
     --generation-database none > "$work/st-$who.log" 2>&1 || true

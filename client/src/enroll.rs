@@ -65,6 +65,10 @@ pub struct Claim {
     /// which name the user by that digest, against it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_ref: Option<String>,
+    /// When the app made the claim ([`submit`] fills it in): it is signed with the rest,
+    /// and the source refuses a claim too old to be a request the app made now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issued_at: Option<DateTime<Utc>>,
 }
 
 impl fmt::Debug for Claim {
@@ -97,6 +101,7 @@ impl Claim {
             identity,
             enrollment_code: code.map(str::to_owned),
             user_ref: None,
+            issued_at: None,
         })
     }
 }
@@ -264,6 +269,7 @@ pub async fn submit(
         .map_err(Error::crypto(format!("enrollment key of `{source}`")))?;
     let mut claim = claim.clone();
     claim.user_ref = Some(user_ref.to_owned());
+    claim.issued_at = Some(client.now());
     let sealed = seal_claim(&key, source, me, &claim, |b| client.sign_bytes(b))?;
     client
         .submit_enrollment(&SubmitBody {

@@ -70,7 +70,14 @@ pub enum Refusal {
     /// The claim opened but is not signed by the requesting app's certificate (the hub,
     /// or whoever sealed it, is not that app): an alarm, kept for `lgwan-agent status`.
     Unsigned,
+    /// The signed claim carries no time, or one older than [`CLAIM_MAX_AGE_SECS`] or in
+    /// the future: not a request the app made now (a replay).
+    StaleClaim,
 }
+
+/// The oldest a signed claim may be when the agent answers it: twice the hub's default
+/// enrollment lifetime (a day), so an agent that was offline for a day still answers.
+pub const CLAIM_MAX_AGE_SECS: i64 = 2 * 86_400;
 
 impl Refusal {
     /// The name staff see.
@@ -87,6 +94,7 @@ impl Refusal {
             Refusal::UsedCode => "used-code",
             Refusal::ExpiredCode => "expired-code",
             Refusal::Unsigned => "unsigned-claim",
+            Refusal::StaleClaim => "stale-claim",
         }
     }
 }
@@ -307,6 +315,16 @@ async fn evaluate(
     let Ok(claim) = signed.claim() else {
         return Ok(unreadable);
     };
+    let fresh = claim.issued_at.is_some_and(|at| {
+        let age = (now - at).num_seconds();
+        (-300..=CLAIM_MAX_AGE_SECS).contains(&age)
+    });
+    if !fresh {
+        return Ok(Verdict::Refuse {
+            why: Refusal::StaleClaim,
+            subject: None,
+        });
+    }
     if claim.identity.canonical().is_err() || claim.identity.branch().is_err() {
         return Ok(unreadable);
     }

@@ -105,14 +105,26 @@ impl App<'_> {
     }
 
     fn sealed(&self, id: &Identity, code: Option<&str>) -> Vec<u8> {
-        self.sealed_by(self.app, id, code)
+        self.sealed_at(self.app, id, code, Some(t0()))
     }
 
     /// Sealed for this app, signed with a certificate of `signer`.
     fn sealed_by(&self, signer: &str, id: &Identity, code: Option<&str>) -> Vec<u8> {
+        self.sealed_at(signer, id, code, Some(t0()))
+    }
+
+    /// Sealed for this app by `signer`, the claim made at `at`.
+    fn sealed_at(
+        &self,
+        signer: &str,
+        id: &Identity,
+        code: Option<&str>,
+        at: Option<DateTime<Utc>>,
+    ) -> Vec<u8> {
         let me: ParticipantId = self.app.parse().unwrap();
         let key = self.agent.enrollment_key().public_key();
-        let claim = Claim::new(id.clone(), code).unwrap();
+        let mut claim = Claim::new(id.clone(), code).unwrap();
+        claim.issued_at = at;
         let dir = tempfile::tempdir().unwrap();
         let (cert, cert_key) = crate::issue::issue_client(dir.path(), signer);
         seal_claim(&key, &self.agent.config.source, &me, &claim, |bytes| {
@@ -124,7 +136,11 @@ impl App<'_> {
     async fn ask_at(&self, id: &Identity, code: Option<&str>, now: DateTime<Utc>) -> Answered {
         self.n.set(self.n.get() + 1);
         let rid = format!("{}-{}", self.app, self.n.get());
-        let r = request(&rid, &self.sealed(id, code), self.app);
+        let r = request(
+            &rid,
+            &self.sealed_at(self.app, id, code, Some(now)),
+            self.app,
+        );
         answer(self.agent, self.outbox, &r, now).await.unwrap()
     }
 
@@ -556,4 +572,34 @@ async fn a_claim_the_app_did_not_sign_links_no_one() {
 
     let genuine = app.ask(&person, Some(code.as_str())).await;
     assert_eq!(genuine.result, linked(&agent, &person));
+}
+
+/// A claim the hub kept and shows again later, or one without a time, links no one: the
+/// app signs when it made the claim.
+#[tokio::test]
+async fn an_old_or_undated_claim_links_no_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (agent, outbox) = imported(dir.path()).await;
+    let person = person();
+    let code = issued(&agent, &outbox, &person, t0()).await;
+    let app = App::new(&agent, &outbox, "phr:asmile");
+    let later = t0() + Duration::days(3);
+    for (i, at) in [None, Some(t0()), Some(later + Duration::hours(1))]
+        .into_iter()
+        .enumerate()
+    {
+        let sealed = app.sealed_at("phr:asmile", &person, Some(code.as_str()), at);
+        let r = answer(
+            &agent,
+            &outbox,
+            &request(&format!("stale-{i}"), &sealed, "phr:asmile"),
+            later,
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.refusal, Some("stale-claim"), "claim made at {at:?}");
+    }
+    // The same claim made now links.
+    let fresh = app.ask_at(&person, Some(code.as_str()), later).await;
+    assert_eq!(fresh.refusal, None);
 }

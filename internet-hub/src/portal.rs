@@ -501,23 +501,46 @@ fn consent_row(
     )
 }
 
-/// The checks every form post passes first: same-site (CSRF), then the client's
-/// lockout. Gives the client's lockout key, or the page that refuses it.
+/// The checks every form post passes first: a form the portal can read, same-site
+/// (CSRF), then the client's lockout. Gives the form and the client's lockout key, or the
+/// page that refuses it.
 async fn admit(
     st: &PortalState,
     lang: Lang,
     addr: Option<&ClientAddr>,
     headers: &HeaderMap,
-    csrf: &str,
-) -> Result<std::result::Result<String, Response>> {
-    if !csrf_ok(headers, csrf) {
+    form: std::result::Result<Form<CodeForm>, FormRejection>,
+) -> Result<std::result::Result<(CodeForm, String), Response>> {
+    let Ok(Form(f)) = form else {
+        return Ok(Err(unreadable_form(lang)));
+    };
+    if !csrf_ok(headers, &f.csrf) {
         return Ok(Err(forbidden(lang)));
     }
     let key = client_key(addr);
     if locked(st, &key).await? {
         return Ok(Err(bad_code(lang, true)));
     }
-    Ok(Ok(key))
+    Ok(Ok((f, key)))
+}
+
+/// A wrong or spent code: counted against the client, answered with the one message.
+async fn wrong_code(st: &PortalState, lang: Lang, key: &str) -> Result<Response> {
+    record_failure(st, key).await?;
+    Ok(bad_code(lang, locked(st, key).await?))
+}
+
+/// The consent of the form's code, or the page for a wrong code.
+async fn consent_of(
+    st: &PortalState,
+    lang: Lang,
+    key: &str,
+    code: &str,
+) -> Result<std::result::Result<Consent, Response>> {
+    Ok(match by_code(st, code).await? {
+        Some(consent) => Ok(consent),
+        None => Err(wrong_code(st, lang, key).await?),
+    })
 }
 
 async fn view(
@@ -528,16 +551,13 @@ async fn view(
     form: std::result::Result<Form<CodeForm>, FormRejection>,
 ) -> Result<Response> {
     let lang = q.lang();
-    let Ok(Form(f)) = form else {
-        return Ok(unreadable_form(lang));
-    };
-    let key = match admit(&st, lang, addr.as_deref(), &headers, &f.csrf).await? {
-        Ok(key) => key,
+    let (f, key) = match admit(&st, lang, addr.as_deref(), &headers, form).await? {
+        Ok(admitted) => admitted,
         Err(refused) => return Ok(refused),
     };
-    let Some(consent) = by_code(&st, &f.code).await? else {
-        record_failure(&st, &key).await?;
-        return Ok(bad_code(lang, locked(&st, &key).await?));
+    let consent = match consent_of(&st, lang, &key, &f.code).await? {
+        Ok(consent) => consent,
+        Err(refused) => return Ok(refused),
     };
     let now = st.hub.now();
     let policies = st.hub.policies();
@@ -692,16 +712,13 @@ async fn proof(
     form: std::result::Result<Form<CodeForm>, FormRejection>,
 ) -> Result<Response> {
     let lang = q.lang();
-    let Ok(Form(f)) = form else {
-        return Ok(unreadable_form(lang));
-    };
-    let key = match admit(&st, lang, addr.as_deref(), &headers, &f.csrf).await? {
-        Ok(key) => key,
+    let (f, key) = match admit(&st, lang, addr.as_deref(), &headers, form).await? {
+        Ok(admitted) => admitted,
         Err(refused) => return Ok(refused),
     };
-    let Some(consent) = by_code(&st, &f.code).await? else {
-        record_failure(&st, &key).await?;
-        return Ok(bad_code(lang, locked(&st, &key).await?));
+    let consent = match consent_of(&st, lang, &key, &f.code).await? {
+        Ok(consent) => consent,
+        Err(refused) => return Ok(refused),
     };
     let seq = f.seq.unwrap_or(0);
     let theirs = sqlx::query(
@@ -763,11 +780,8 @@ async fn revoke(
     form: std::result::Result<Form<CodeForm>, FormRejection>,
 ) -> Result<Response> {
     let lang = q.lang();
-    let Ok(Form(f)) = form else {
-        return Ok(unreadable_form(lang));
-    };
-    let key = match admit(&st, lang, addr.as_deref(), &headers, &f.csrf).await? {
-        Ok(key) => key,
+    let (f, key) = match admit(&st, lang, addr.as_deref(), &headers, form).await? {
+        Ok(admitted) => admitted,
         Err(refused) => return Ok(refused),
     };
     let reason: String = f.reason.unwrap_or_default().chars().take(200).collect();
@@ -775,9 +789,9 @@ async fn revoke(
     let policies = st.hub.policies();
     if f.confirm.as_deref() != Some("yes") {
         // First say what will stop, and ask again.
-        let Some(consent) = by_code(&st, &f.code).await? else {
-            record_failure(&st, &key).await?;
-            return Ok(bad_code(lang, locked(&st, &key).await?));
+        let consent = match consent_of(&st, lang, &key, &f.code).await? {
+            Ok(consent) => consent,
+            Err(refused) => return Ok(refused),
         };
         let names = names_of(&st, &[consent.recipient.as_str()]).await?;
         let categories: Vec<String> = consent
@@ -844,10 +858,7 @@ async fn revoke(
             crate::error::Error::NotFound(_)
             | crate::error::Error::BadRequest(_)
             | crate::error::Error::Conflict(_),
-        ) => {
-            record_failure(&st, &key).await?;
-            Ok(bad_code(lang, locked(&st, &key).await?))
-        }
+        ) => wrong_code(&st, lang, &key).await,
         Err(e) => Err(e),
     }
 }

@@ -40,6 +40,12 @@ fn signer<'a>(
     move |bytes| Ok(Signed::make(&pki.pem(name), &pki.key(name), |_| bytes.to_vec()).unwrap())
 }
 
+/// `claim()` sealed to `sk` for the source and app of [`ids`], signed by `name`'s key.
+fn sealed_by(pki: &TestPki, sk: &RecipientSecretKey, name: &str) -> Vec<u8> {
+    let (source, app) = ids();
+    seal_claim(&sk.public_key(), &source, &app, &claim(), signer(pki, name)).unwrap()
+}
+
 fn ids() -> (ParticipantId, ParticipantId) {
     (
         "source:city-a".parse().unwrap(),
@@ -67,14 +73,7 @@ fn a_claim_opens_for_its_source_and_requester_with_the_apps_signature() {
     let pki = TestPki::new();
     let sk = RecipientSecretKey::generate(KeyVersion::V1);
     let (source, app) = ids();
-    let sealed = seal_claim(
-        &sk.public_key(),
-        &source,
-        &app,
-        &claim(),
-        signer(&pki, "phr-asmile"),
-    )
-    .unwrap();
+    let sealed = sealed_by(&pki, &sk, "phr-asmile");
     assert!(open(&pki, &sk, &app, &sealed).unwrap() == claim());
 
     let other_app: ParticipantId = "phr:other".parse().unwrap();
@@ -94,27 +93,13 @@ fn a_claim_opens_for_its_source_and_requester_with_the_apps_signature() {
 fn a_claim_signed_by_anyone_but_the_requester_is_refused() {
     let pki = TestPki::new();
     let sk = RecipientSecretKey::generate(KeyVersion::V1);
-    let (source, app) = ids();
+    let (_, app) = ids();
     // Another participant of the same CA (what a hub holding some certificate could do).
-    let sealed = seal_claim(
-        &sk.public_key(),
-        &source,
-        &app,
-        &claim(),
-        signer(&pki, "clinic-mysos"),
-    )
-    .unwrap();
+    let sealed = sealed_by(&pki, &sk, "clinic-mysos");
     let err = open(&pki, &sk, &app, &sealed).unwrap_err().to_string();
     assert!(err.contains("signed by `clinic:mysos`"), "{err}");
     // A certificate of another CA naming an app.
-    let sealed = seal_claim(
-        &sk.public_key(),
-        &source,
-        &app,
-        &claim(),
-        signer(&pki, "wrong-ca"),
-    )
-    .unwrap();
+    let sealed = sealed_by(&pki, &sk, "wrong-ca");
     assert!(open(&pki, &sk, &app, &sealed).is_err());
 }
 
@@ -134,14 +119,7 @@ fn an_unsigned_or_altered_claim_is_refused() {
     assert!(open_signed_claim(&sk, &source, &app, &reseal(&unsigned)).is_err());
 
     // The app's signature moved onto another claim (another user reference).
-    let sealed = seal_claim(
-        &sk.public_key(),
-        &source,
-        &app,
-        &claim(),
-        signer(&pki, "phr-asmile"),
-    )
-    .unwrap();
+    let sealed = sealed_by(&pki, &sk, "phr-asmile");
     let mut v: serde_json::Value =
         serde_json::from_slice(&hpke_open(&sk, &info, &[], &sealed).unwrap()).unwrap();
     let mut other = claim();
@@ -150,14 +128,7 @@ fn an_unsigned_or_altered_claim_is_refused() {
     let err = open(&pki, &sk, &app, &reseal(&v)).unwrap_err().to_string();
     assert!(err.contains("does not verify"), "{err}");
     // The app's genuine claim, checked against a CA the source did not pin.
-    let sealed = seal_claim(
-        &sk.public_key(),
-        &source,
-        &app,
-        &claim(),
-        signer(&pki, "phr-asmile"),
-    )
-    .unwrap();
+    let sealed = sealed_by(&pki, &sk, "phr-asmile");
     assert!(open(&pki, &sk, &app, &sealed).is_ok());
     assert!(
         SignedClaim::verify(

@@ -613,32 +613,25 @@ async fn the_consent_ledger_is_bound_to_the_checkpoints(backend: Backend) {
 
     // The revoked consent set active again in the table: the ledger says otherwise.
     let pool = h.hub.db.pool();
-    let set_status = async |status: &str| {
-        sqlx::query("UPDATE consents SET status = $1 WHERE id = $2")
+    // `table` is `consents` (keyed by `id`) or `consent_categories` (by `consent_id`).
+    let set_status = async |table: &str, key: &str, status: &str| {
+        sqlx::query(&format!("UPDATE {table} SET status = $1 WHERE {key} = $2"))
             .bind(status)
             .bind(revoked)
             .execute(pool)
             .await
             .unwrap();
     };
-    set_status("active").await;
+    set_status("consents", "id", "active").await;
     let broken = verify_log(h, 1).await.unwrap_err();
     assert!(broken.reason.contains("behind the ledger"), "{broken:?}");
-    set_status("revoked").await;
+    set_status("consents", "id", "revoked").await;
     verify_log(h, 1).await.unwrap();
     // The same in the per-category rows that reads and grants are decided on.
-    let set_category_status = async |status: &str| {
-        sqlx::query("UPDATE consent_categories SET status = $1 WHERE consent_id = $2")
-            .bind(status)
-            .bind(revoked)
-            .execute(pool)
-            .await
-            .unwrap();
-    };
-    set_category_status("active").await;
+    set_status("consent_categories", "consent_id", "active").await;
     let broken = verify_log(h, 1).await.unwrap_err();
     assert!(broken.reason.contains("behind the ledger"), "{broken:?}");
-    set_category_status("revoked").await;
+    set_status("consent_categories", "consent_id", "revoked").await;
     verify_log(h, 1).await.unwrap();
 
     // The witnessed head rewritten: `audit verify` and the witness's next contact.

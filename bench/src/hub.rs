@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
-use internet_hub::config::{HubConfig, Listen};
-use internet_hub::db::Db;
 use renkei_client::retry::RetryPolicy;
 use renkei_client::transport::{ClientConfig, HubClient};
 use renkei_crypto::participant::ParticipantId;
+use renkei_hub::config::{HubConfig, Listen};
+use renkei_hub::db::Db;
 use sqlx::Connection;
 
 /// Limits of the benchmark hub: the product defaults, except that the per-participant
@@ -72,7 +72,7 @@ impl Member {
 /// one client certificate per participant; returns the PKI folder and the members.
 pub fn pki(root: &Path, ids: &[&str], now: DateTime<Utc>) -> Result<(PathBuf, Vec<Member>)> {
     let dir = root.join("pki");
-    internet_hub::pki::init(
+    renkei_hub::pki::init(
         &dir,
         &["localhost".to_owned()],
         &[IpAddr::V4(Ipv4Addr::LOCALHOST)],
@@ -85,7 +85,7 @@ pub fn pki(root: &Path, ids: &[&str], now: DateTime<Utc>) -> Result<(PathBuf, Ve
         let out = root
             .join("certs")
             .join(format!("{}-{}", id.kind(), id.id()));
-        internet_hub::pki::issue(&dir, &id, &out, 30, now)?;
+        renkei_hub::pki::issue(&dir, &id, &out, 30, now)?;
         members.push(Member { id, dir: out });
     }
     Ok((dir, members))
@@ -108,7 +108,7 @@ fn free_listen() -> Result<Listen> {
 /// Creates a hub folder (keys, `hub.toml`) on `database_url` with [`BENCH_LIMITS`].
 pub fn hub_dir(dir: &Path, pki: &Path, database_url: &str) -> Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
-    internet_hub::init::init_with(dir, pki, &free_listen()?)?;
+    renkei_hub::init::init_with(dir, pki, &free_listen()?)?;
     let path = dir.join("hub.toml");
     let text = std::fs::read_to_string(&path)?;
     let text = text.replace(
@@ -145,8 +145,7 @@ pub async fn register(
 ) -> Result<()> {
     let db = Db::connect(database_url, 2).await?;
     for (id, grant_pk) in members {
-        internet_hub::registry::add(&db, id, &id.to_string(), grant_pk.as_deref(), None, now)
-            .await?;
+        renkei_hub::registry::add(&db, id, &id.to_string(), grant_pk.as_deref(), None, now).await?;
     }
     db.pool().close().await;
     Ok(())

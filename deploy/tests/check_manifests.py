@@ -12,7 +12,7 @@ the host, database, user and password Secret of database_url; that it archives
 WAL through the Barman Cloud plugin to an ObjectStore of the manifests whose
 credentials are in a Secret manifest, and that the ScheduledBackup uses that
 plugin; and that the alert rules use only metrics the hub exports
-(internet-hub/src/admin.rs and metrics.rs).
+(hub/src/admin.rs and metrics.rs).
 
 Then it runs its self-test: it breaks a copy of the manifests in known ways and
 fails unless each break is reported.
@@ -105,8 +105,8 @@ def load() -> Bundle:
         "deploy/config/agent.toml.example",
         "deploy/systemd/lgwan-agent.service",
         "deploy/monitoring/alerts.yml",
-        "internet-hub/src/admin.rs",
-        "internet-hub/src/metrics.rs",
+        "hub/src/admin.rs",
+        "hub/src/metrics.rs",
         "docs/operations.md",
     ):
         p = ROOT / rel
@@ -574,14 +574,14 @@ def check_other_files(b: Bundle, err) -> None:
     # Alert rules use exported metrics only; every exported metric is documented.
     # admin.rs names the database gauges as string literals; both files write
     # `# HELP name` lines; a histogram is also queried by its three series.
-    sources = b.extra.get("internet-hub/src/admin.rs", "") + b.extra.get("internet-hub/src/metrics.rs", "")
+    sources = b.extra.get("hub/src/admin.rs", "") + b.extra.get("hub/src/metrics.rs", "")
     exported = set(re.findall(r'"(renkei_[a-z_]+)"', sources))
     exported |= set(re.findall(r"(renkei_[a-z_]+) \{\}", sources))
     exported |= set(re.findall(r"# HELP (renkei_[a-z_]+) ", sources))
     histograms = set(re.findall(r"# TYPE (renkei_[a-z_]+) histogram", sources))
     series = {h + suffix for h in histograms for suffix in ("_bucket", "_sum", "_count")}
     if not exported:
-        err("internet-hub/src/admin.rs, metrics.rs: found no exported renkei_* metric")
+        err("hub/src/admin.rs, metrics.rs: found no exported renkei_* metric")
         return
     rules = yaml.safe_load(b.extra.get("deploy/monitoring/alerts.yml", "") or "{}") or {}
     exprs = [r.get("expr", "") for g in rules.get("groups", []) for r in g.get("rules", [])]
@@ -683,7 +683,7 @@ def self_test(base: Bundle) -> list[str]:
         del b.of_kind("ScheduledBackup")[0]["spec"]["method"]
 
     def metrics_moved(b):
-        b.extra["internet-hub/src/metrics.rs"] = ""
+        b.extra["hub/src/metrics.rs"] = ""
 
     cases = [
         (metrics_moved, "`renkei_http_requests_total` is not a metric the hub exports"),

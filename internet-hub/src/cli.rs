@@ -1,12 +1,12 @@
-//! The `internet-hub` command line over the `internet_hub` library.
+//! The `internet-hub` command line over the `renkei_hub` library.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use internet_hub::broker::Clock;
-use internet_hub::config::HubConfig;
 use renkei_crypto::participant::ParticipantId;
+use renkei_hub::broker::Clock;
+use renkei_hub::config::HubConfig;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -112,7 +112,7 @@ enum PkiCommand {
         #[arg(long = "ip", default_value = "127.0.0.1")]
         ip: Vec<std::net::IpAddr>,
         /// Validity of the CA in days.
-        #[arg(long, default_value_t = internet_hub::pki::CA_VALIDITY_DAYS)]
+        #[arg(long, default_value_t = renkei_hub::pki::CA_VALIDITY_DAYS)]
         days: u32,
     },
     /// Renew the participant CA certificate: same key and subject, new validity
@@ -122,7 +122,7 @@ enum PkiCommand {
         #[arg(long)]
         dir: PathBuf,
         /// Validity of the renewed CA in days, from now.
-        #[arg(long, default_value_t = internet_hub::pki::CA_VALIDITY_DAYS)]
+        #[arg(long, default_value_t = renkei_hub::pki::CA_VALIDITY_DAYS)]
         days: u32,
     },
     /// Issue a participant's key and certificate.
@@ -260,8 +260,8 @@ pub(crate) fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     match cli.command {
         // The demo narrates on stdout; only warnings go to the log.
-        Command::Demo { .. } => internet_hub::logging::init_with("text", "warn"),
-        _ => internet_hub::logging::init("text"),
+        Command::Demo { .. } => renkei_hub::logging::init_with("text", "warn"),
+        _ => renkei_hub::logging::init("text"),
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -284,11 +284,11 @@ pub(crate) fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     match cli.command {
-        Command::Demo { keep } => internet_hub::demo::run(keep).await?,
+        Command::Demo { keep } => crate::demo::run(keep).await?,
         Command::Serve { config } => {
             let cfg = HubConfig::load(&config)?;
-            internet_hub::logging::init(&cfg.file.log_format);
-            let running = internet_hub::app::start(&cfg, Clock::System).await?;
+            renkei_hub::logging::init(&cfg.file.log_format);
+            let running = renkei_hub::app::start(&cfg, Clock::System).await?;
             eprintln!(
                 "internet-hub: participant API https://{} · portal https://{} · admin http://{}",
                 running.participant_addr, running.portal_addr, running.admin_addr
@@ -299,20 +299,20 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         }
         Command::CheckConfig { config } => {
             let cfg = HubConfig::load(&config)?;
-            let hub = internet_hub::app::build_hub(&cfg, Clock::System).await?;
+            let hub = renkei_hub::app::build_hub(&cfg, Clock::System).await?;
             // The three TLS configurations exactly as `serve` builds them.
-            internet_hub::app::tls_configs(&cfg)?;
+            renkei_hub::app::tls_configs(&cfg)?;
             println!(
                 "config `{}` is valid; database reachable: {}",
                 config.display(),
                 hub.db.ping().await
             );
         }
-        Command::Init { dir, pki } => internet_hub::init::init(&dir, &pki)?,
+        Command::Init { dir, pki } => renkei_hub::init::init(&dir, &pki)?,
         Command::Pki { command } => pki(command)?,
         Command::Participants { config, command } => {
             let cfg = HubConfig::load(&config)?;
-            let hub = internet_hub::app::build_hub(&cfg, Clock::System).await?;
+            let hub = renkei_hub::app::build_hub(&cfg, Clock::System).await?;
             let now = hub.now();
             match command {
                 ParticipantCommand::Add {
@@ -323,7 +323,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                     enrollment_key,
                 } => {
                     let name = name.unwrap_or_else(|| participant.to_string());
-                    internet_hub::registry::add(
+                    renkei_hub::registry::add(
                         &hub.db,
                         &participant,
                         &name,
@@ -333,17 +333,16 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                     )
                     .await?;
                     if let Some(en) = name_en {
-                        internet_hub::registry::set_english_name(&hub.db, &participant, &en)
-                            .await?;
+                        renkei_hub::registry::set_english_name(&hub.db, &participant, &en).await?;
                     }
                     println!("registered {participant}");
                 }
                 ParticipantCommand::Suspend { participant } => {
-                    internet_hub::registry::set_status(&hub.db, &participant, true, now).await?;
+                    renkei_hub::registry::set_status(&hub.db, &participant, true, now).await?;
                     println!("suspended {participant}");
                 }
                 ParticipantCommand::Resume { participant } => {
-                    internet_hub::registry::set_status(&hub.db, &participant, false, now).await?;
+                    renkei_hub::registry::set_status(&hub.db, &participant, false, now).await?;
                     println!("resumed {participant}");
                 }
                 ParticipantCommand::List {
@@ -351,14 +350,14 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                     expiring_within,
                 } => {
                     let certs = match &pki {
-                        Some(dir) => Some(internet_hub::registry::certificate_status(
-                            &internet_hub::pki::Index::load(dir)?,
+                        Some(dir) => Some(renkei_hub::registry::certificate_status(
+                            &renkei_hub::pki::Index::load(dir)?,
                             now,
                             chrono::Duration::days(i64::from(expiring_within)),
                         )),
                         None => None,
                     };
-                    for p in internet_hub::registry::list(&hub.db).await? {
+                    for p in renkei_hub::registry::list(&hub.db).await? {
                         println!(
                             "{:<32} {:<10} grant_key={} enrollment_key={}  {}",
                             p.id,
@@ -383,7 +382,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                                 println!("    no live certificate in the PKI index");
                             }
                             for c in mine {
-                                println!("    {}", internet_hub::registry::cert_line(c));
+                                println!("    {}", renkei_hub::registry::cert_line(c));
                             }
                         }
                     }
@@ -399,12 +398,12 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         }
         Command::Audit { config, command } => {
             let cfg = HubConfig::load(&config)?;
-            let hub = internet_hub::app::build_hub(&cfg, Clock::System).await?;
+            let hub = renkei_hub::app::build_hub(&cfg, Clock::System).await?;
             match command {
                 AuditCommand::Key => {
                     println!(
                         "{}",
-                        internet_hub::audit::log::vkey(&hub.log_origin, &hub.signing_key)?
+                        renkei_hub::audit::log::vkey(&hub.log_origin, &hub.signing_key)?
                     );
                 }
                 AuditCommand::Verify {
@@ -423,11 +422,11 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                         ),
                         None => None,
                     };
-                    let trusted = internet_hub::audit::rotation::trusted_keys(
+                    let trusted = renkei_hub::audit::rotation::trusted_keys(
                         &cfg.file.keys.signing,
                         &hub.signing_key.verifying_key(),
                     )?;
-                    match internet_hub::audit::verify(&hub.db, &trusted, witness.as_ref()).await? {
+                    match renkei_hub::audit::verify(&hub.db, &trusted, witness.as_ref()).await? {
                         Ok(r) => println!(
                             "audit log OK: {} entries, {} signed checkpoints verified, head {}",
                             r.entries, r.checkpoints, r.head
@@ -438,7 +437,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                         .iter()
                         .map(|k| renkei_crypto::tlog::note::NoteVerifier::parse(k))
                         .collect::<Result<Vec<_>, _>>()?;
-                    let r = match internet_hub::audit::log::verify(
+                    let r = match renkei_hub::audit::log::verify(
                         &hub.db,
                         &hub.log_origin,
                         &trusted,
@@ -488,7 +487,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                     );
                 }
                 AuditCommand::Checkpoint => {
-                    match internet_hub::audit::checkpoint_as(
+                    match renkei_hub::audit::checkpoint_as(
                         &hub.db,
                         &hub.signing_key,
                         &hub.log_origin,
@@ -506,8 +505,8 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             command: KeysCommand::RotateSigning { config },
         } => {
             let cfg = HubConfig::load(&config)?;
-            let hub = internet_hub::app::build_hub(&cfg, Clock::System).await?;
-            let r = internet_hub::audit::rotation::rotate(
+            let hub = renkei_hub::app::build_hub(&cfg, Clock::System).await?;
+            let r = renkei_hub::audit::rotation::rotate(
                 &hub.db,
                 &hub.signing_key,
                 &cfg.file.keys.signing,
@@ -522,18 +521,18 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 r.version,
                 r.path.display(),
                 r.public_key.to_base64(),
-                internet_hub::audit::rotation::fingerprint(&r.public_key),
+                renkei_hub::audit::rotation::fingerprint(&r.public_key),
                 hub.signing_key.version(),
                 r.endorsement.seq,
-                internet_hub::audit::rotation::trusted_path(&cfg.file.keys.signing).display(),
+                renkei_hub::audit::rotation::trusted_path(&cfg.file.keys.signing).display(),
                 config.display()
             );
         }
         Command::Backup { config, out } => return backup(&config, &out).await,
         Command::RevokeConsent { config, id, reason } => {
             let cfg = HubConfig::load(&config)?;
-            let hub = internet_hub::app::build_hub(&cfg, Clock::System).await?;
-            let c = internet_hub::broker::consents::revoke_as_admin(&hub, &id, &reason).await?;
+            let hub = renkei_hub::app::build_hub(&cfg, Clock::System).await?;
+            let c = renkei_hub::broker::consents::revoke_as_admin(&hub, &id, &reason).await?;
             println!("revoked consent {} (version {})", c.id, c.version);
         }
     }
@@ -548,7 +547,7 @@ async fn backup(
     let cfg = HubConfig::load(config)?;
     let url = &cfg.file.database_url;
     if !url.starts_with("sqlite:") {
-        let cmd = internet_hub::backup::pg_dump_command(url, out)?;
+        let cmd = renkei_hub::backup::pg_dump_command(url, out)?;
         eprintln!(
             "the database is PostgreSQL: back it up with pg_dump (password from PGPASSWORD or \
              ~/.pgpass), restore with pg_restore --clean --if-exists --no-owner"
@@ -556,12 +555,12 @@ async fn backup(
         println!("{cmd}");
         return Ok(std::process::ExitCode::from(2));
     }
-    let hub = internet_hub::app::build_hub(&cfg, Clock::System).await?;
-    let written = internet_hub::backup::sqlite_backup(&hub.db, out).await?;
+    let hub = renkei_hub::app::build_hub(&cfg, Clock::System).await?;
+    let written = renkei_hub::backup::sqlite_backup(&hub.db, out).await?;
     println!(
         "backed up `{}` to `{}` ({} bytes); restore: stop the hub, copy it back, delete \
          the -wal and -shm files, run `audit verify`",
-        internet_hub::db::redact_url(url),
+        renkei_hub::db::redact_url(url),
         out.display(),
         written.bytes
     );
@@ -569,7 +568,7 @@ async fn backup(
 }
 
 fn pki(command: PkiCommand) -> anyhow::Result<()> {
-    use internet_hub::pki;
+    use renkei_hub::pki;
     let now = Clock::System.now();
     match command {
         PkiCommand::Init { dir, dns, ip, days } => {
@@ -620,20 +619,20 @@ fn pki(command: PkiCommand) -> anyhow::Result<()> {
             println!("CRL written to {}", path.display());
         }
         PkiCommand::Expiring { dir, days } => {
-            let all = internet_hub::registry::certificate_status(
+            let all = renkei_hub::registry::certificate_status(
                 &pki::Index::load(&dir)?,
                 now,
                 chrono::Duration::days(i64::from(days)),
             );
             let soon: Vec<_> = all
                 .iter()
-                .filter(|c| c.state != internet_hub::registry::CertState::Valid)
+                .filter(|c| c.state != renkei_hub::registry::CertState::Valid)
                 .collect();
             if soon.is_empty() {
                 println!("no certificate expires within {days} days");
             }
             for c in soon {
-                println!("{}", internet_hub::registry::cert_line(c));
+                println!("{}", renkei_hub::registry::cert_line(c));
             }
         }
     }
@@ -642,7 +641,7 @@ fn pki(command: PkiCommand) -> anyhow::Result<()> {
 
 /// Waits for SIGINT or SIGTERM; on SIGHUP reloads certificates, CRLs and policies
 /// (re-reading the config file for their paths) without dropping connections.
-async fn wait_for_shutdown(running: &internet_hub::app::Running, config: &std::path::Path) {
+async fn wait_for_shutdown(running: &renkei_hub::app::Running, config: &std::path::Path) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut hup)) = (
         signal(SignalKind::terminate()),

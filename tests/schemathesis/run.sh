@@ -30,7 +30,7 @@ for who in phr-asmile agent; do
     agent) cert="$work/demo/agent/tls/source-city-a.pem"; key="$work/demo/agent/tls/source-city-a.key" ;;
   esac
   echo "schemathesis as $who"
-  st run internet-hub/src/api/openapi.json \
+  st run hub/src/api/openapi.json \
     --url "https://localhost:$port" \
     --tls-verify "$work/demo/pki/ca.pem" \
     --request-cert "$cert" --request-cert-key "$key" \

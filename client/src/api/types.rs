@@ -1,5 +1,5 @@
 //! Request and response JSON of the hub's participant API, declared by the client
-//! (see `internet-hub/src/api/openapi.json`). Responses are read leniently (unknown
+//! (see `hub/src/api/openapi.json`). Responses are read leniently (unknown
 //! fields ignored); request bodies are exact.
 
 use chrono::{DateTime, NaiveDate, Utc};

@@ -1,5 +1,5 @@
 //! The client's request bodies against the hub's OpenAPI document
-//! (`internet-hub/src/api/openapi.json`): every field the client sends is documented, and
+//! (`hub/src/api/openapi.json`): every field the client sends is documented, and
 //! every field the document requires is sent, recursively through nested objects. A
 //! field renamed or added on one side only fails here.
 
@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::fixture::TestPki;
 
-const OPENAPI: &str = include_str!("../../../internet-hub/src/api/openapi.json");
+const OPENAPI: &str = include_str!("../../../hub/src/api/openapi.json");
 
 fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
     if let Some(r) = schema.get("$ref").and_then(Value::as_str) {

@@ -26,8 +26,8 @@ use renkei_crypto::identity::{Identity, Sex};
 use renkei_crypto::keys::RecordKey;
 use renkei_crypto::participant::ParticipantId;
 
-use crate::broker::Clock;
-use crate::config::HubConfig;
+use renkei_hub::broker::Clock;
+use renkei_hub::config::HubConfig;
 use setup::Member;
 
 /// Persons in the synthetic archive.
@@ -77,7 +77,7 @@ fn client_for(m: &Member, hub_url: &str) -> anyhow::Result<HubClient> {
 }
 
 /// Runs the demo in `keep` (kept afterwards) or in a temporary folder.
-pub async fn run(keep: Option<PathBuf>) -> anyhow::Result<()> {
+pub(crate) async fn run(keep: Option<PathBuf>) -> anyhow::Result<()> {
     let tmp;
     let dir = match keep {
         Some(d) => {
@@ -127,9 +127,9 @@ pub async fn run(keep: Option<PathBuf>) -> anyhow::Result<()> {
     // 2. Hub
     n.step("Starting the hub on embedded SQLite (participant API over mTLS, resident portal over HTTPS).");
     let listen = setup::free_listen()?;
-    crate::init::init_with(&dir, Path::new("pki"), &listen)?;
+    renkei_hub::init::init_with(&dir, Path::new("pki"), &listen)?;
     let cfg = HubConfig::load(&dir.join("hub.toml"))?;
-    let running = crate::app::start(&cfg, Clock::System).await?;
+    let running = renkei_hub::app::start(&cfg, Clock::System).await?;
     let hub_url = format!("https://localhost:{}", running.participant_addr.port());
     let portal_url = format!("https://localhost:{}/", running.portal_addr.port());
     n.say(&format!("participant API {hub_url}, portal {portal_url}"));
@@ -162,7 +162,7 @@ async fn flow(
     n: &mut Narrator,
     dir: &Path,
     cfg: &HubConfig,
-    running: &crate::app::Running,
+    running: &renkei_hub::app::Running,
     hub_url: &str,
     [source, app, clinic, analyst]: [&Member; 4],
 ) -> anyhow::Result<()> {
@@ -172,7 +172,7 @@ async fn flow(
     // 3. Participants
     n.step("Registering the participants and their public keys at the hub.");
     let init = lgwan_agent::agent::init(&source.dir, &source.id)?;
-    let log_key = crate::audit::log::vkey(&hub.log_origin, &hub.signing_key)?;
+    let log_key = renkei_hub::audit::log::vkey(&hub.log_origin, &hub.signing_key)?;
     setup::attach_hub(&init.config, hub_url, source, &log_key)?;
     // The city's own release list: the agent seals keys for nobody else.
     setup::release_to(
@@ -184,7 +184,7 @@ async fn flow(
         ],
     )?;
     let agent = Agent::load(&init.config)?;
-    crate::registry::add(
+    renkei_hub::registry::add(
         &hub.db,
         &source.id,
         "City A (LGWAN agent)",
@@ -201,7 +201,7 @@ async fn flow(
     ] {
         let keys = renkei_client::setup::init_keys(&m.dir.join("keys"), record_key)?;
         setup::client_toml(m, hub_url, record_key)?;
-        crate::registry::add(
+        renkei_hub::registry::add(
             &hub.db,
             &m.id,
             name,
@@ -620,13 +620,13 @@ async fn flow(
 
     // 15. Audit
     n.step("Verifying the audit chain and the consent ledger.");
-    crate::audit::checkpoint_as(&hub.db, &hub.signing_key, &hub.log_origin, hub.now()).await?;
-    let report = crate::audit::verify(&hub.db, &[hub.signing_key.verifying_key()], None)
+    renkei_hub::audit::checkpoint_as(&hub.db, &hub.signing_key, &hub.log_origin, hub.now()).await?;
+    let report = renkei_hub::audit::verify(&hub.db, &[hub.signing_key.verifying_key()], None)
         .await?
         .map_err(|b| anyhow::anyhow!("audit chain broken: {b}"))?;
     lgwan_agent::sync::keep_checkpoint(&outbox, &source_client, None).await?;
     // Two witnesses: the agent (its pinned log key, its own cosigning key) and the app.
-    crate::audit::checkpoint_as(&hub.db, &hub.signing_key, &hub.log_origin, hub.now()).await?;
+    renkei_hub::audit::checkpoint_as(&hub.db, &hub.signing_key, &hub.log_origin, hub.now()).await?;
     let witnessed =
         lgwan_agent::witness::witness_hub(&agent.config, &outbox, &source_client, hub.now())
             .await?;
@@ -655,7 +655,7 @@ async fn flow(
         } => {}
         other => anyhow::bail!("the app did not witness the log: {other:?}"),
     }
-    let log_report = crate::audit::log::verify(
+    let log_report = renkei_hub::audit::log::verify(
         &hub.db,
         &hub.log_origin,
         &[hub.signing_key.verifying_key()],

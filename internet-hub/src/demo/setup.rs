@@ -8,8 +8,8 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use renkei_crypto::participant::ParticipantId;
 
-use crate::config::Listen;
-use crate::pki;
+use renkei_hub::config::Listen;
+use renkei_hub::pki;
 
 /// One participant's demo folder.
 #[derive(Debug, Clone)]

@@ -340,14 +340,14 @@ both!(
             h.call(Some("phr:asmile"), "GET", "/v1/feed", None).await.0,
             StatusCode::OK
         );
-        internet_hub::registry::set_status(&h.hub.db, &asmile, true, t0())
+        renkei_hub::registry::set_status(&h.hub.db, &asmile, true, t0())
             .await
             .unwrap();
         assert_eq!(
             h.call(Some("phr:asmile"), "GET", "/v1/feed", None).await.0,
             StatusCode::FORBIDDEN
         );
-        internet_hub::registry::set_status(&h.hub.db, &asmile, false, t0())
+        renkei_hub::registry::set_status(&h.hub.db, &asmile, false, t0())
             .await
             .unwrap();
         assert_eq!(
@@ -422,7 +422,7 @@ both!(
 async fn every_endpoint_refuses_every_wrong_kind() {
     let h = TestHub::new(Backend::Sqlite).await.unwrap();
     h.register_all().await;
-    internet_hub::registry::add(
+    renkei_hub::registry::add(
         &h.hub.db,
         &"admin:ops".parse().unwrap(),
         "ops",
@@ -676,7 +676,7 @@ async fn injection_strings_in_every_parameter_are_inert() {
         .await
         .unwrap();
     assert_eq!(tables, 6, "the registry is intact");
-    let broken = internet_hub::audit::verify(&h.hub.db, &[h.hub.signing_key.verifying_key()], None)
+    let broken = renkei_hub::audit::verify(&h.hub.db, &[h.hub.signing_key.verifying_key()], None)
         .await
         .unwrap();
     assert!(broken.is_ok(), "{broken:?}");

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use serde_json::json;
 
 use crate::harness::{Backend, SUBJECT, TestHub, d, t0};
-use internet_hub::audit;
+use renkei_hub::audit;
 
 async fn workload(h: &TestHub) {
     h.register_all().await;

@@ -8,16 +8,16 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use http_body_util::BodyExt;
-use internet_hub::api::{self, limits::RateLimiter};
-use internet_hub::broker::{Clock, Hub};
-use internet_hub::config::HubConfig;
-use internet_hub::server::PeerIdentity;
 use renkei_crypto::envelope::{EnvelopeHeader, SealedRecord, open, seal};
 use renkei_crypto::grant::{KeyGrant, RecipientSecretKey, open_grant};
 use renkei_crypto::keys::{KeyVersion, PseudonymKey, RecordKey, write_secret_file};
 use renkei_crypto::participant::ParticipantId;
 use renkei_crypto::sign::SigningKey;
 use renkei_crypto::token::{RecordId, recipient_record_id, record_id, subject_binding};
+use renkei_hub::api::{self, limits::RateLimiter};
+use renkei_hub::broker::{Clock, Hub};
+use renkei_hub::config::HubConfig;
+use renkei_hub::server::PeerIdentity;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -130,7 +130,7 @@ impl TestHub {
 
     async fn on(config: HubConfig, dir: tempfile::TempDir) -> TestHub {
         let clock = Clock::Fixed(Arc::new(Mutex::new(t0())));
-        let hub = internet_hub::app::build_hub(&config, clock.clone())
+        let hub = renkei_hub::app::build_hub(&config, clock.clone())
             .await
             .unwrap();
         let router = api::router(
@@ -164,7 +164,7 @@ impl TestHub {
             let key = RecipientSecretKey::generate(KeyVersion::V1);
             let enroll =
                 (id == "source:city-a").then(|| self.enrollment_key.public_key().to_base64());
-            internet_hub::registry::add(
+            renkei_hub::registry::add(
                 &self.hub.db,
                 &pid,
                 id,
@@ -485,3 +485,20 @@ macro_rules! both {
 }
 
 pub(crate) use both;
+
+/// The built `internet-hub` command (its own package since the demo moved out of this
+/// library): next to the test executable's `deps/`, as `cargo test --workspace` builds it.
+pub fn hub_bin() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .join("internet-hub");
+    assert!(
+        bin.is_file(),
+        "`{}` is not built: run `cargo build -p internet-hub` (or `cargo test --workspace`)",
+        bin.display()
+    );
+    bin
+}

@@ -91,7 +91,7 @@ both!(
                 .unwrap()
                 .get("n");
         assert_eq!(audited, 600, "one audit entry per stored record");
-        let chain = internet_hub::audit::verify(&h.hub.db, &[], None)
+        let chain = renkei_hub::audit::verify(&h.hub.db, &[], None)
             .await
             .unwrap();
         assert!(chain.is_ok(), "{chain:?}");

@@ -7,7 +7,7 @@
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
-use internet_hub::server::PeerIdentity;
+use renkei_hub::server::PeerIdentity;
 use serde_json::{Map, Value, json};
 use tower::ServiceExt;
 

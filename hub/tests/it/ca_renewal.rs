@@ -14,7 +14,7 @@ use tokio_rustls::TlsConnector;
 
 /// Runs the binary; (success, stdout, stderr).
 fn run(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_internet-hub"))
+    let out = Command::new(crate::harness::hub_bin())
         .args(args)
         .output()
         .unwrap();
@@ -125,12 +125,12 @@ async fn renew_ca_then_reload_keeps_every_participant_in() {
     let url = format!("sqlite://{}", dir.path().join("hub.db").display());
     let cfg = crate::harness::write_config(dir.path(), &url, &pki_dir);
     assert_eq!(cfg.file.tls.client_ca, pki_dir.join("ca.pem"));
-    let now = internet_hub::broker::Clock::System.now();
-    let running = internet_hub::app::start(&cfg, internet_hub::broker::Clock::System)
+    let now = renkei_hub::broker::Clock::System.now();
+    let running = renkei_hub::app::start(&cfg, renkei_hub::broker::Clock::System)
         .await
         .unwrap();
     for who in ["phr:asmile", "clinic:mysos"] {
-        internet_hub::registry::add(&running.hub.db, &who.parse().unwrap(), "x", None, None, now)
+        renkei_hub::registry::add(&running.hub.db, &who.parse().unwrap(), "x", None, None, now)
             .await
             .unwrap();
     }
@@ -194,7 +194,7 @@ async fn renew_ca_then_reload_keeps_every_participant_in() {
 
     // Control: with a CA file of another PKI the hub refuses everyone on reload.
     let other = dir.path().join("other");
-    internet_hub::pki::init(&other, &["localhost".into()], &[], 30, now).unwrap();
+    renkei_hub::pki::init(&other, &["localhost".into()], &[], 30, now).unwrap();
     std::fs::copy(other.join("ca.pem"), &new_ca).unwrap();
     running.reload(&cfg).unwrap();
     let refused = feed_status(addr, &previous, &certs, "phr-asmile").await;

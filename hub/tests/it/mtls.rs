@@ -57,9 +57,7 @@ async fn participant_listener_requires_a_good_certificate() {
     h.register_all().await;
     let pki = TestPki::new();
     let cfg = crate::harness::write_config(h.dir.path(), &h.config.file.database_url, pki.dir());
-    let running = internet_hub::app::start(&cfg, h.clock.clone())
-        .await
-        .unwrap();
+    let running = renkei_hub::app::start(&cfg, h.clock.clone()).await.unwrap();
     let addr = running.participant_addr;
 
     let (st, body) = get(addr, &pki, "phr-asmile", "/v1/feed").await.unwrap();
@@ -130,21 +128,21 @@ async fn participant_listener_requires_a_good_certificate() {
 async fn reload_rotates_server_certificate_and_crl_without_dropping_connections() {
     let dir = tempfile::tempdir().unwrap();
     let pki_dir = dir.path().join("pki");
-    let now = internet_hub::broker::Clock::System.now();
+    let now = renkei_hub::broker::Clock::System.now();
     let lo = [std::net::IpAddr::from([127, 0, 0, 1])];
-    internet_hub::pki::init(&pki_dir, &["localhost".into()], &lo, 397, now).unwrap();
+    renkei_hub::pki::init(&pki_dir, &["localhost".into()], &lo, 397, now).unwrap();
     let phr: renkei_crypto::participant::ParticipantId = "phr:asmile".parse().unwrap();
     let clinic: renkei_crypto::participant::ParticipantId = "clinic:mysos".parse().unwrap();
     let certs = dir.path().join("certs");
-    internet_hub::pki::issue(&pki_dir, &phr, &certs, 30, now).unwrap();
-    let clinic_serial = internet_hub::pki::issue(&pki_dir, &clinic, &certs, 30, now).unwrap();
+    renkei_hub::pki::issue(&pki_dir, &phr, &certs, 30, now).unwrap();
+    let clinic_serial = renkei_hub::pki::issue(&pki_dir, &clinic, &certs, 30, now).unwrap();
     let url = format!("sqlite://{}", dir.path().join("hub.db").display());
     let cfg = crate::harness::write_config(dir.path(), &url, &pki_dir);
-    let running = internet_hub::app::start(&cfg, internet_hub::broker::Clock::System)
+    let running = renkei_hub::app::start(&cfg, renkei_hub::broker::Clock::System)
         .await
         .unwrap();
     for p in [&phr, &clinic] {
-        internet_hub::registry::add(&running.hub.db, p, "x", None, None, now)
+        renkei_hub::registry::add(&running.hub.db, p, "x", None, None, now)
             .await
             .unwrap();
     }
@@ -185,8 +183,8 @@ async fn reload_rotates_server_certificate_and_crl_without_dropping_connections(
     assert_eq!(status, 200);
     let old_server = std::fs::read(pki_dir.join("server.pem")).unwrap();
 
-    internet_hub::pki::revoke(&pki_dir, &clinic_serial, now).unwrap();
-    internet_hub::pki::renew_server(&pki_dir, &["localhost".into()], &lo, now).unwrap();
+    renkei_hub::pki::revoke(&pki_dir, &clinic_serial, now).unwrap();
+    renkei_hub::pki::renew_server(&pki_dir, &["localhost".into()], &lo, now).unwrap();
     assert_ne!(
         std::fs::read(pki_dir.join("server.pem")).unwrap(),
         old_server
@@ -245,9 +243,7 @@ async fn slow_loris_is_dropped_within_the_header_timeout() {
     let mut cfg =
         crate::harness::write_config(h.dir.path(), &h.config.file.database_url, pki.dir());
     cfg.file.limits.header_timeout_secs = 1;
-    let running = internet_hub::app::start(&cfg, h.clock.clone())
-        .await
-        .unwrap();
+    let running = renkei_hub::app::start(&cfg, h.clock.clone()).await.unwrap();
     let tls_cfg = client_config(&ClientTlsPaths {
         ca: pki.pem("ca"),
         cert_chain: pki.pem("phr-asmile"),

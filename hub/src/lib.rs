@@ -2,7 +2,8 @@
 //!
 //! It stores ciphertext, tokens, consents, policies and a hash-chained audit
 //! log, and releases a record only under an active consent that the policies
-//! allow (DESIGN.md steps 5–11). `main.rs` is thin glue over this library.
+//! allow (DESIGN.md steps 5–11). The `internet-hub` package is the command line over
+//! this library, and holds the demo: the broker links no agent code.
 
 pub mod admin;
 pub mod api;
@@ -12,7 +13,6 @@ pub mod backup;
 pub mod broker;
 pub mod config;
 pub mod db;
-pub mod demo;
 pub mod error;
 pub mod init;
 pub mod logging;

@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use axum::http::StatusCode;
-use internet_hub::audit;
-use internet_hub::broker::{Clock, Hub};
 use renkei_consent::{ChainReport, ConsentStore};
+use renkei_hub::audit;
+use renkei_hub::broker::{Clock, Hub};
 use serde_json::json;
 
 use crate::harness::{Backend, SUBJECT, TestHub, d, fixture, fresh_db, write_config};
@@ -66,7 +66,7 @@ async fn reopen(from: &TestHub, db_url: &str) -> (tempfile::TempDir, std::sync::
         std::fs::copy(entry.path(), keys.join(entry.file_name())).unwrap();
     }
     let cfg = write_config(dir.path(), db_url, &fixture::source_dir());
-    let hub = internet_hub::app::build_hub(&cfg, Clock::System)
+    let hub = renkei_hub::app::build_hub(&cfg, Clock::System)
         .await
         .unwrap();
     (dir, hub)
@@ -86,7 +86,7 @@ async fn sqlite_backup_restores_with_a_verified_audit_chain() {
     assert!(ledger_before.entries >= 1);
 
     let out = h.dir.path().join("backup.db");
-    let written = internet_hub::backup::sqlite_backup(&h.hub.db, &out)
+    let written = renkei_hub::backup::sqlite_backup(&h.hub.db, &out)
         .await
         .unwrap();
     assert!(written.bytes > 0);
@@ -95,7 +95,7 @@ async fn sqlite_backup_restores_with_a_verified_audit_chain() {
         std::fs::metadata(&out).unwrap().permissions().mode() & 0o777,
         0o600
     );
-    let again = internet_hub::backup::sqlite_backup(&h.hub.db, &out)
+    let again = renkei_hub::backup::sqlite_backup(&h.hub.db, &out)
         .await
         .unwrap_err()
         .to_string();
@@ -178,7 +178,7 @@ async fn postgres_dump_restores_with_a_verified_audit_chain() {
     let (before, ledger_before) = verified(&h.hub, &trusted).await;
 
     let url = h.config.file.database_url.clone();
-    let cmd = internet_hub::backup::pg_dump_command(&url, Path::new("x.dump")).unwrap();
+    let cmd = renkei_hub::backup::pg_dump_command(&url, Path::new("x.dump")).unwrap();
     assert!(
         cmd.starts_with("pg_dump --format=custom") && cmd.contains("--dbname=renkei_hub_"),
         "{cmd}"
@@ -214,13 +214,13 @@ async fn postgres_dump_restores_with_a_verified_audit_chain() {
 }
 
 /// A config like `h`'s whose `keys.signing` names `file`, in the same folder.
-fn config_with_signing(h: &TestHub, file: &str) -> internet_hub::config::HubConfig {
+fn config_with_signing(h: &TestHub, file: &str) -> renkei_hub::config::HubConfig {
     let text = std::fs::read_to_string(&h.config.path)
         .unwrap()
         .replace("keys/signing.key", &format!("keys/{file}"));
     let path = h.dir.path().join(format!("hub-{file}.toml"));
     std::fs::write(&path, text).unwrap();
-    internet_hub::config::HubConfig::load(&path).unwrap()
+    renkei_hub::config::HubConfig::load(&path).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -372,8 +372,8 @@ async fn workload_more_at(h: &TestHub, doc: &str) {
 
 #[test]
 fn certificates_expiring_soon_are_flagged() {
-    use internet_hub::pki;
-    use internet_hub::registry::{CertState, certificate_status};
+    use renkei_hub::pki;
+    use renkei_hub::registry::{CertState, certificate_status};
 
     let dir = tempfile::tempdir().unwrap();
     let (pki_dir, out) = (dir.path().join("pki"), dir.path().join("certs"));
@@ -390,7 +390,7 @@ fn certificates_expiring_soon_are_flagged() {
     pki::revoke(&pki_dir, &revoked, t).unwrap();
 
     let index = pki::Index::load(&pki_dir).unwrap();
-    let state = |all: &[internet_hub::registry::CertStatus], serial: &str| {
+    let state = |all: &[renkei_hub::registry::CertStatus], serial: &str| {
         all.iter().find(|c| c.serial == serial).map(|c| c.state)
     };
     let all = certificate_status(&index, t, chrono::Duration::days(30));
@@ -433,9 +433,9 @@ fn certificates_expiring_soon_are_flagged() {
 
 #[test]
 fn expiry_commands_name_what_to_renew() {
-    use internet_hub::pki;
+    use renkei_hub::pki;
 
-    let bin = env!("CARGO_BIN_EXE_internet-hub");
+    let bin = crate::harness::hub_bin();
     let dir = tempfile::tempdir().unwrap();
     let pki_dir = dir.path().join("pki");
     let now = Clock::System.now();
@@ -458,7 +458,7 @@ fn expiry_commands_name_what_to_renew() {
     .unwrap();
 
     let run = |args: &[&str]| {
-        let out = Command::new(bin).args(args).output().unwrap();
+        let out = Command::new(&bin).args(args).output().unwrap();
         assert!(
             out.status.success(),
             "{args:?}: {}",

@@ -14,7 +14,6 @@
 mod authz;
 mod ca_renewal;
 mod crash;
-mod demo;
 mod enroll;
 mod flow;
 mod fuzz_bodies;

@@ -227,7 +227,7 @@ both!(
     |h: TestHub| async move {
         h.register_all().await;
         let city_b: renkei_crypto::participant::ParticipantId = "source:city-b".parse().unwrap();
-        internet_hub::registry::add(&h.hub.db, &city_b, "city b", None, None, t0())
+        renkei_hub::registry::add(&h.hub.db, &city_b, "city b", None, None, t0())
             .await
             .unwrap();
         let b_key = RecordKey::from_bytes([2u8; 32], KeyVersion::V1);
@@ -339,7 +339,7 @@ both!(
         tx.commit().await.unwrap();
         assert_eq!(denied, 7, "one per refused request");
         let report =
-            internet_hub::audit::verify(&h.hub.db, &[h.hub.signing_key.verifying_key()], None)
+            renkei_hub::audit::verify(&h.hub.db, &[h.hub.signing_key.verifying_key()], None)
                 .await
                 .unwrap();
         assert!(report.is_ok(), "{report:?}");
@@ -421,7 +421,7 @@ both!(
 /// Every route the router serves is in the OpenAPI document, and the reverse.
 #[test]
 fn openapi_lists_every_route() {
-    let doc: Value = serde_json::from_str(internet_hub::api::OPENAPI).unwrap();
+    let doc: Value = serde_json::from_str(renkei_hub::api::OPENAPI).unwrap();
     let mut documented: Vec<String> = doc["paths"].as_object().unwrap().keys().cloned().collect();
     documented.sort();
     let source = include_str!("../../src/api/mod.rs");

@@ -3,7 +3,7 @@
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
-use internet_hub::portal::{PortalLimits, router};
+use renkei_hub::portal::{PortalLimits, router};
 use serde_json::json;
 use tower::ServiceExt;
 
@@ -454,7 +454,7 @@ async fn history_entries_download_as_proofs_that_verify_offline() {
     assert!(body.contains("証人"), "{body}");
 
     // A witness cosigns a checkpoint: the proof file verifies against the log key.
-    internet_hub::audit::checkpoint_as(
+    renkei_hub::audit::checkpoint_as(
         &h.hub.db,
         &h.hub.signing_key,
         &h.hub.log_origin,
@@ -462,7 +462,7 @@ async fn history_entries_download_as_proofs_that_verify_offline() {
     )
     .await
     .unwrap();
-    let vkey = internet_hub::audit::log::vkey(&h.hub.log_origin, &h.hub.signing_key).unwrap();
+    let vkey = renkei_hub::audit::log::vkey(&h.hub.log_origin, &h.hub.signing_key).unwrap();
     let (_, note) = h
         .call_raw(Some("source:city-a"), "GET", "/v1/log/checkpoint", None)
         .await;
@@ -589,7 +589,7 @@ async fn errors_are_the_portals_own_pages_and_recipients_have_names() {
 
     // Names instead of ids, in the resident's language.
     let asmile: renkei_crypto::participant::ParticipantId = "phr:asmile".parse().unwrap();
-    internet_hub::registry::add(
+    renkei_hub::registry::add(
         &h.hub.db,
         &asmile,
         "アスマイル",
@@ -599,7 +599,7 @@ async fn errors_are_the_portals_own_pages_and_recipients_have_names() {
     )
     .await
     .unwrap();
-    internet_hub::registry::set_english_name(&h.hub.db, &asmile, "Asmile")
+    renkei_hub::registry::set_english_name(&h.hub.db, &asmile, "Asmile")
         .await
         .unwrap();
     let (_, v) = h.call(Some("source:city-a"), "POST", "/v1/consents", Some(json!({"subject": SUBJECT, "recipient": "phr:asmile", "purpose": "phr-display", "categories": ["checkup.lipids"], "method": "counter", "granted_by": "staff-1"}))).await;

@@ -16,7 +16,7 @@ use crate::harness::{Doc, SUBJECT, TestHub, both, d, seal_as};
 async fn city_b(h: &TestHub) -> RecordKey {
     let pid: ParticipantId = "source:city-b".parse().unwrap();
     let key = RecipientSecretKey::generate(KeyVersion::V1);
-    internet_hub::registry::add(
+    renkei_hub::registry::add(
         &h.hub.db,
         &pid,
         "City B",

@@ -12,7 +12,7 @@ use renkei_crypto::tlog::{self, note::NoteVerifier};
 use serde_json::json;
 
 use crate::harness::{Backend, SUBJECT, TestHub, d, t0};
-use internet_hub::audit::{self, Entry};
+use renkei_hub::audit::{self, Entry};
 
 /// The log as a participant sees it through the router.
 struct Via<'a>(&'a TestHub, &'a str);

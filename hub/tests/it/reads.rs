@@ -121,7 +121,7 @@ both!(
         assert_eq!(h.answer_grants().await, 1);
         let asmile = "phr:asmile".parse().unwrap();
 
-        internet_hub::registry::set_status(&h.hub.db, &asmile, true, t0())
+        renkei_hub::registry::set_status(&h.hub.db, &asmile, true, t0())
             .await
             .unwrap();
         for path in [
@@ -149,7 +149,7 @@ both!(
             "{v}"
         );
 
-        internet_hub::registry::set_status(&h.hub.db, &asmile, false, t0())
+        renkei_hub::registry::set_status(&h.hub.db, &asmile, false, t0())
             .await
             .unwrap();
         let (st, v) = read(&h, "phr:asmile", &rid).await;

@@ -28,23 +28,7 @@ use crate::api::{Enrollment, SubmitBody};
 use crate::error::{Error, Result};
 use crate::transport::HubClient;
 
-/// Label opening the enrollment HPKE `info`.
-pub const ENROLLMENT_LABEL: &[u8] = b"renkei enrollment v1";
-
-/// The HPKE `info` of an enrollment request: `len ‖ "renkei enrollment v1" ‖ len ‖
-/// source ‖ len ‖ requester`, each `len` a u16 big-endian byte count (participant ids
-/// are at most 76 bytes). The AAD is empty.
-pub fn enrollment_info(source: &ParticipantId, requester: &ParticipantId) -> Vec<u8> {
-    let source = source.to_string();
-    let requester = requester.to_string();
-    let mut info = Vec::new();
-    for part in [ENROLLMENT_LABEL, source.as_bytes(), requester.as_bytes()] {
-        let len = u16::try_from(part.len()).unwrap_or(u16::MAX);
-        info.extend_from_slice(&len.to_be_bytes());
-        info.extend_from_slice(part);
-    }
-    info
-}
+pub use renkei_protocol::hpke::{ENROLLMENT_LABEL, enrollment_info};
 
 /// Longest enrollment code an app passes on, in bytes (the agent decides what is valid).
 pub const MAX_CODE_BYTES: usize = 64;

@@ -189,21 +189,6 @@ fn decode_fixed<const N: usize>(what: &'static str, text: &str) -> Result<[u8; N
         .map_err(|_| error(format!("expected {N} bytes, got {}", bytes.len())))
 }
 
-/// The exact bytes of a hub audit checkpoint (the hash chain's head) that the hub signs
-/// and agents verify: `renkei-audit-checkpoint v1`, the sequence number, the head hash and
-/// the time in microseconds since the epoch, one per line (no final newline).
-pub fn audit_checkpoint_bytes(
-    seq: i64,
-    head_hash: &str,
-    at: chrono::DateTime<chrono::Utc>,
-) -> Vec<u8> {
-    format!(
-        "renkei-audit-checkpoint v1\n{seq}\n{head_hash}\n{}",
-        at.timestamp_micros()
-    )
-    .into_bytes()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

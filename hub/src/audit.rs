@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::db::{self, Db};
 use crate::error::{Error, Result, retry};
+pub use renkei_protocol::Checkpoint;
 
 /// One decision to record. Empty strings mean "not applicable".
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -246,48 +247,6 @@ async fn write_groups(db: Db, mut jobs: mpsc::Receiver<Job>) {
     }
 }
 
-/// A signed statement that the audit chain had `head_hash` at entry `seq`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Checkpoint {
-    /// The last entry covered.
-    pub seq: i64,
-    /// That entry's hash.
-    pub head_hash: String,
-    /// When it was signed.
-    pub at: DateTime<Utc>,
-    /// Version of the signing key.
-    pub key_version: String,
-    /// The signing key's public half (base64).
-    pub public_key: String,
-    /// Ed25519 signature over [`Checkpoint::signed_bytes`] (base64).
-    pub signature: String,
-    /// The same checkpoint as a C2SP signed note over the Merkle tree of the first
-    /// `seq` entries ('' for checkpoints from before the tree).
-    #[serde(default)]
-    pub note: String,
-}
-
-impl Checkpoint {
-    /// The exact bytes that are signed ([`renkei_crypto::sign::audit_checkpoint_bytes`]).
-    pub fn signed_bytes(seq: i64, head_hash: &str, at: DateTime<Utc>) -> Vec<u8> {
-        renkei_crypto::sign::audit_checkpoint_bytes(seq, head_hash, at)
-    }
-
-    /// Checks the signature against the given trusted key.
-    pub fn verify_signature(&self, trusted: &VerifyingKey) -> bool {
-        let Ok(sig) = renkei_crypto::sign::Signature::from_base64(&self.signature) else {
-            return false;
-        };
-        trusted.to_base64() == self.public_key
-            && trusted
-                .verify(
-                    &Checkpoint::signed_bytes(self.seq, &self.head_hash, self.at),
-                    &sig,
-                )
-                .is_ok()
-    }
-}
-
 /// Signs a checkpoint over the current head if the chain grew since the last one, as
 /// the log [`log::DEFAULT_ORIGIN`].
 pub async fn checkpoint(
@@ -338,7 +297,7 @@ pub async fn checkpoint_as(
         return Ok(None);
     }
     let signature = key
-        .sign(&Checkpoint::signed_bytes(seq, &head, now))
+        .sign(&renkei_protocol::checkpoint_bytes(seq, &head, now))
         .to_base64();
     let size = seq.unsigned_abs();
     let ledger = log::ledger_head(&mut tx).await?;

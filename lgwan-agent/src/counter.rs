@@ -3,12 +3,12 @@
 //! subject token with the consent terms. The resident gets the receipt, with the
 //! one-time revocation code, printed as plain text.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use renkei_client::HubClient;
-use renkei_client::api::{Consent, DataPeriod, GrantBody, Method, SubjectLink};
+use renkei_client::api::{Consent, DataPeriod, GrantBody, Method, Receipt, SubjectLink};
 use renkei_crypto::identity::Identity;
 use renkei_crypto::participant::ParticipantId;
-use serde_json::Value;
+
 
 use crate::agent::Agent;
 use crate::error::{Error, Result};
@@ -91,7 +91,7 @@ pub async fn grant(
     client: &HubClient,
     identity: &Identity,
     terms: &CounterTerms<'_>,
-) -> Result<Value> {
+) -> Result<Receipt> {
     let body = grant_body(agent, identity, terms)?;
     if agent.is_linking() {
         // Token key rotation: the hub learns the resident's new token before a consent
@@ -124,7 +124,7 @@ async fn keep_and_grant(
     client: &HubClient,
     body: GrantBody,
     resident: String,
-) -> Result<Value> {
+) -> Result<Receipt> {
     let aliases = outbox.app_users_of(&resident).await?;
     let body = renkei_client::consent::sign_grant(client, body, resident, aliases)?;
     let statement = body
@@ -164,43 +164,30 @@ pub async fn revoke(
 
 /// The receipt as plain text for the resident: the terms, and the revocation code
 /// in groups of four, two lines of four groups.
-pub fn receipt_text(receipt: &Value) -> String {
-    let field = |v: &Value| match v {
-        Value::String(s) => s.clone(),
-        Value::Null => "-".into(),
-        other => other.to_string(),
-    };
-    let terms = &receipt["terms"];
-    let categories = terms["categories"]
-        .as_array()
-        .map(|a| a.iter().map(field).collect::<Vec<_>>().join(", "))
-        .unwrap_or_default();
-    let until = match &terms["valid_until"] {
-        Value::Null => "until revoked / 撤回まで".to_owned(),
-        v => field(v),
-    };
+pub fn receipt_text(receipt: &Receipt) -> String {
+    let terms = &receipt.terms;
+    let until = terms.valid_until.map_or_else(
+        || "until revoked / 撤回まで".to_owned(),
+        |u| u.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+    );
     let mut out = String::new();
     out.push_str("Renkei consent receipt / 同意の控え\n");
     out.push_str(&format!(
         "consent / 同意番号:      {} (version {})\n",
-        field(&receipt["consent_id"]),
-        field(&receipt["version"])
+        receipt.consent_id, receipt.version
     ));
+    out.push_str(&format!("recipient / 提供先:      {}\n", terms.recipient));
+    out.push_str(&format!("purpose / 目的:          {}\n", terms.purpose));
     out.push_str(&format!(
-        "recipient / 提供先:      {}\n",
-        field(&terms["recipient"])
+        "categories / 項目:       {}\n",
+        terms.categories.join(", ")
     ));
-    out.push_str(&format!(
-        "purpose / 目的:          {}\n",
-        field(&terms["purpose"])
-    ));
-    out.push_str(&format!("categories / 項目:       {categories}\n"));
     out.push_str(&format!(
         "valid from / 開始:       {}\n",
-        field(&terms["valid_from"])
+        terms.valid_from.to_rfc3339_opts(SecondsFormat::AutoSi, true)
     ));
     out.push_str(&format!("valid until / 終了:      {until}\n"));
-    if let Some(code) = receipt["revocation_code"].as_str() {
+    if let Some(code) = receipt.revocation_code.as_ref().and_then(|c| c.grouped().ok()) {
         let groups: Vec<&str> = code.split('-').collect();
         out.push_str("revocation code / 撤回コード:\n");
         for line in groups.chunks(4) {
@@ -221,7 +208,7 @@ mod tests {
 
     #[test]
     fn receipt_text_shows_terms_and_grouped_code() {
-        let receipt = json!({
+        let receipt: Receipt = serde_json::from_value(json!({
             "consent_id": "c-123",
             "version": 1,
             "issued_at": "2025-04-01T00:00:00Z",
@@ -230,11 +217,17 @@ mod tests {
                 "recipient": "clinic:mysos",
                 "purpose": "online-consultation",
                 "categories": ["checkup.lipids", "checkup.glucose"],
+                "data_period": {},
                 "valid_from": "2025-04-01T00:00:00Z",
                 "valid_until": null,
+                "method": "counter",
+                "evidence": null,
+                "granted_by": "staff-1",
+                "supersedes": null,
             },
             "revocation_code": "AAAA-BBBB-CCCC-DDDD-EEEE-FFFF-GGGG-HHHH",
-        });
+        }))
+        .unwrap();
         let text = receipt_text(&receipt);
         assert!(text.contains("c-123 (version 1)"), "{text}");
         assert!(text.contains("checkup.lipids, checkup.glucose"));

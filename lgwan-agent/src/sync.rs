@@ -202,11 +202,6 @@ pub async fn publish_keys(agent: &Agent, client: &HubClient) -> Result<Keys> {
     Ok(client.publish_signed_keys(None, Some(&enrollment)).await?)
 }
 
-/// The bytes the hub signs for a checkpoint (docs/hub.md, `internet-hub audit`).
-pub fn checkpoint_signed_bytes(cp: &Checkpoint) -> Vec<u8> {
-    renkei_crypto::sign::audit_checkpoint_bytes(cp.seq, &cp.head_hash, cp.at)
-}
-
 /// Checks a checkpoint's signature by its own key, and that this key is `pinned`
 /// when the agent pins one (base64 Ed25519).
 pub fn verify_checkpoint(cp: &Checkpoint, pinned: Option<&str>) -> Result<()> {
@@ -221,7 +216,7 @@ pub fn verify_checkpoint(cp: &Checkpoint, pinned: Option<&str>) -> Result<()> {
     }
     let key = VerifyingKey::from_base64(&cp.public_key).map_err(|e| bad(e.to_string()))?;
     let signature = Signature::from_base64(&cp.signature).map_err(|e| bad(e.to_string()))?;
-    key.verify(&checkpoint_signed_bytes(cp), &signature)
+    key.verify(&cp.signed_bytes(), &signature)
         .map_err(|_| bad("the signature does not verify".into()))
 }
 
@@ -258,8 +253,9 @@ mod tests {
             key_version: "v1".into(),
             public_key: key.verifying_key().to_base64(),
             signature: String::new(),
+            note: String::new(),
         };
-        cp.signature = key.sign(&checkpoint_signed_bytes(&cp)).to_base64();
+        cp.signature = key.sign(&cp.signed_bytes()).to_base64();
         cp
     }
 

@@ -1,34 +1,15 @@
-//! The hub's participant API as typed calls on [`HubClient`]; the JSON types are in
-//! [`types`] and re-exported here.
+//! The hub's participant API as typed calls on [`HubClient`]; the JSON types are the
+//! protocol's ([`renkei_protocol::types`]), re-exported here.
 
-pub mod types;
-
-pub use types::*;
+pub use renkei_protocol::types::{self, *};
 
 use renkei_crypto::consent_statement::RevocationList;
 use renkei_crypto::participant::ParticipantId;
-use serde::Deserialize;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::transport::HubClient;
 
-#[derive(Deserialize)]
-struct Events {
-    events: Vec<Event>,
-}
-#[derive(Deserialize)]
-struct Requests {
-    requests: Vec<GrantRequest>,
-}
-#[derive(Deserialize)]
-struct Enrollments {
-    enrollments: Vec<Enrollment>,
-}
-#[derive(Deserialize)]
-struct Acknowledged {
-    acknowledged: i64,
-}
 
 /// A path segment from an id: only `[A-Za-z0-9._-]`, so nothing needs escaping.
 fn segment<'a>(what: &str, value: &'a str) -> Result<&'a str> {
@@ -51,17 +32,14 @@ impl HubClient {
     /// `POST /v1/records`: uploads sealed records with their subjects, all or nothing;
     /// the body is `{"records": [{"sealed": base64, "subject": "…"}]}`.
     pub async fn upload_records(&self, uploads: &[Upload]) -> Result<IngestReport> {
-        let records: Vec<serde_json::Value> = uploads
+        let records = uploads
             .iter()
-            .map(|u| {
-                serde_json::json!({
-                    "sealed": data_encoding::BASE64.encode(&u.sealed),
-                    "subject": u.subject,
-                })
+            .map(|u| UploadItem {
+                sealed: data_encoding::BASE64.encode(&u.sealed),
+                subject: u.subject.clone(),
             })
             .collect();
-        self.post_json("/v1/records", &serde_json::json!({ "records": records }))
-            .await
+        self.post_json("/v1/records", &UploadBody { records }).await
     }
 
     /// `GET /v1/feed`: records released to this recipient after `cursor`.
@@ -85,20 +63,14 @@ impl HubClient {
             segment("record id", record_id)?
         );
         let reason: String = reason.chars().take(200).collect();
-        let _: serde_json::Value = self
-            .post_json(&path, &serde_json::json!({ "reason": reason }))
-            .await?;
+        let _: Reported = self.post_json(&path, &ReasonBody { reason }).await?;
         Ok(())
     }
 
     /// `GET /v1/source/unreadable`: reports about this source's records that a recipient
     /// could not open, newest first.
     pub async fn unreadable_reports(&self, limit: u32) -> Result<Vec<UnreadableReport>> {
-        #[derive(Deserialize)]
-        struct Reports {
-            reports: Vec<UnreadableReport>,
-        }
-        let list: Reports = self
+        let list: ReportList = self
             .get_json(&format!("/v1/source/unreadable?limit={limit}"))
             .await?;
         Ok(list.reports)
@@ -106,7 +78,7 @@ impl HubClient {
 
     /// `GET /v1/events`: unacknowledged events, oldest first.
     pub async fn events(&self, limit: u32) -> Result<Vec<Event>> {
-        let list: Events = self.get_json(&format!("/v1/events?limit={limit}")).await?;
+        let list: EventList = self.get_json(&format!("/v1/events?limit={limit}")).await?;
         Ok(list.events)
     }
 
@@ -115,7 +87,7 @@ impl HubClient {
         let ack: Acknowledged = self
             .post_json(
                 &format!("/v1/events/{id}/ack"),
-                &serde_json::json!({ "deleted": deleted }),
+                &AckBody { deleted },
             )
             .await?;
         if ack.acknowledged != id {
@@ -135,8 +107,13 @@ impl HubClient {
     /// `POST /v1/consents/{id}/revoke`.
     pub async fn revoke_consent(&self, consent_id: &str, reason: &str) -> Result<Consent> {
         let path = format!("/v1/consents/{}/revoke", segment("consent id", consent_id)?);
-        self.post_json(&path, &serde_json::json!({ "reason": reason }))
-            .await
+        self.post_json(
+            &path,
+            &ReasonBody {
+                reason: reason.to_owned(),
+            },
+        )
+        .await
     }
 
     /// `POST /v1/enrollments`: submits sealed identifiers (never repeated once it may have reached the hub).
@@ -155,7 +132,7 @@ impl HubClient {
 
     /// `GET /v1/source/key-grant-requests`: pending requests for the caller's records.
     pub async fn key_grant_requests(&self, limit: u32) -> Result<Vec<GrantRequest>> {
-        let list: Requests = self
+        let list: RequestList = self
             .get_json(&format!("/v1/source/key-grant-requests?limit={limit}"))
             .await?;
         Ok(list.requests)
@@ -165,14 +142,16 @@ impl HubClient {
     pub async fn upload_key_grants(&self, grants: &[GrantUpload]) -> Result<GrantReport> {
         self.post_json(
             "/v1/source/key-grants",
-            &serde_json::json!({ "grants": grants }),
+            &GrantsBody {
+                grants: grants.to_vec(),
+            },
         )
         .await
     }
 
     /// `GET /v1/source/enrollments`: pending enrollment requests for the calling source.
     pub async fn source_enrollments(&self, limit: u32) -> Result<Vec<Enrollment>> {
-        let list: Enrollments = self
+        let list: EnrollmentList = self
             .get_json(&format!("/v1/source/enrollments?limit={limit}"))
             .await?;
         Ok(list.enrollments)
@@ -195,8 +174,10 @@ impl HubClient {
     /// all or nothing; the body is `{"links": [{"old": "st1_…", "new": "st1_…"}]}`.
     /// Idempotent: a pair linked before is counted as a duplicate.
     pub async fn upload_subject_links(&self, links: &[SubjectLink]) -> Result<LinkReport> {
-        self.post_json("/v1/subjects/links", &serde_json::json!({ "links": links }))
-            .await
+        let body = LinksBody {
+            links: links.to_vec(),
+        };
+        self.post_json("/v1/subjects/links", &body).await
     }
 
     /// `GET /v1/participants/{kind}/{id}/keys`: a participant's public keys.

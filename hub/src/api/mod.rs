@@ -12,9 +12,6 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use renkei_crypto::consent_statement::RevocationList;
 use renkei_crypto::participant::{ParticipantId, ParticipantKind};
-use renkei_crypto::statement::KeyStatement;
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 
 use crate::audit;
 use crate::broker::{
@@ -23,6 +20,10 @@ use crate::broker::{
 use crate::error::{Error, Result, retry};
 use crate::registry;
 use crate::server::PeerIdentity;
+use renkei_protocol::{
+    AckBody, Acknowledged, CosignatureBody, EnrollmentList, EventList, GrantsBody, Keys, LinksBody,
+    Page, ReasonBody, ReportList, Reported, RequestList, UploadBody,
+};
 
 /// The OpenAPI document, checked in beside this module.
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -160,19 +161,6 @@ async fn openapi() -> impl IntoResponse {
     )
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct UploadBody {
-    records: Vec<UploadItem>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct UploadItem {
-    sealed: String,
-    subject: String,
-}
-
 async fn upload_records(
     State(hub): Hs,
     Caller(who): Caller,
@@ -189,15 +177,6 @@ async fn upload_records(
         });
     }
     Ok(Json(retry(|| ingest::ingest(&hub, &who, &batch)).await?))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Page {
-    #[serde(default)]
-    cursor: Option<i64>,
-    #[serde(default)]
-    limit: Option<i64>,
 }
 
 async fn feed(
@@ -219,42 +198,29 @@ async fn read_record(
     Ok(Json(retry(|| records::read(&hub, &who, &id)).await?))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct UnreadableBody {
-    #[serde(default)]
-    reason: String,
-}
-
 async fn report_unreadable(
     State(hub): Hs,
     Caller(who): Caller,
     P(id): P<String>,
-    Body(b): Body<UnreadableBody>,
-) -> Result<Json<Value>> {
+    Body(b): Body<ReasonBody>,
+) -> Result<Json<Reported>> {
     bounded::record_id(&id)?;
     let new = retry(|| unreadable::report(&hub, &who, &id, &b.reason)).await?;
-    Ok(Json(json!({ "reported": id, "new": new })))
+    Ok(Json(Reported { reported: id, new }))
 }
 
 async fn unreadable_reports(
     State(hub): Hs,
     Caller(who): Caller,
     Q(p): Q<Page>,
-) -> Result<Json<Value>> {
+) -> Result<Json<ReportList>> {
     let reports = retry(|| unreadable::for_source(&hub, &who, p.limit.unwrap_or(100))).await?;
-    Ok(Json(json!({ "reports": reports })))
+    Ok(Json(ReportList { reports }))
 }
 
-async fn list_events(State(hub): Hs, Caller(who): Caller, Q(p): Q<Page>) -> Result<Json<Value>> {
+async fn list_events(State(hub): Hs, Caller(who): Caller, Q(p): Q<Page>) -> Result<Json<EventList>> {
     let events = retry(|| events::list(&hub, &who, p.limit.unwrap_or(100))).await?;
-    Ok(Json(json!({ "events": events })))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AckBody {
-    deleted: bool,
+    Ok(Json(EventList { events }))
 }
 
 async fn ack_event(
@@ -262,9 +228,9 @@ async fn ack_event(
     Caller(who): Caller,
     P(id): P<i64>,
     Body(b): Body<AckBody>,
-) -> Result<Json<Value>> {
+) -> Result<Json<Acknowledged>> {
     retry(|| events::ack(&hub, &who, id, b.deleted)).await?;
-    Ok(Json(json!({ "acknowledged": id })))
+    Ok(Json(Acknowledged { acknowledged: id }))
 }
 
 async fn grant_consent(
@@ -275,18 +241,11 @@ async fn grant_consent(
     Ok(Json(consents::grant(&hub, &who, b).await?))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RevokeBody {
-    #[serde(default)]
-    reason: String,
-}
-
 async fn revoke_consent(
     State(hub): Hs,
     Caller(who): Caller,
     P(id): P<String>,
-    Body(b): Body<RevokeBody>,
+    Body(b): Body<ReasonBody>,
 ) -> Result<Json<renkei_consent::Consent>> {
     Ok(Json(consents::revoke(&hub, &who, &id, &b.reason).await?))
 }
@@ -308,15 +267,9 @@ async fn get_enrollment(
     Ok(Json(retry(|| enroll::get(&hub, &who, &id)).await?))
 }
 
-async fn grant_requests(State(hub): Hs, Caller(who): Caller, Q(p): Q<Page>) -> Result<Json<Value>> {
+async fn grant_requests(State(hub): Hs, Caller(who): Caller, Q(p): Q<Page>) -> Result<Json<RequestList>> {
     let requests = retry(|| grants::pending(&hub, &who, p.limit.unwrap_or(100))).await?;
-    Ok(Json(json!({ "requests": requests })))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct GrantsBody {
-    grants: Vec<grants::GrantUpload>,
+    Ok(Json(RequestList { requests }))
 }
 
 async fn upload_grants(
@@ -331,25 +284,19 @@ async fn source_enrollments(
     State(hub): Hs,
     Caller(who): Caller,
     Q(p): Q<Page>,
-) -> Result<Json<Value>> {
+) -> Result<Json<EnrollmentList>> {
     let list = retry(|| enroll::pending(&hub, &who, p.limit.unwrap_or(100))).await?;
-    Ok(Json(json!({ "enrollments": list })))
+    Ok(Json(EnrollmentList { enrollments: list }))
 }
 
 async fn enrollment_result(
     State(hub): Hs,
     Caller(who): Caller,
     P(id): P<String>,
-    Body(b): Body<enroll::ResultBody>,
+    Body(b): Body<enroll::EnrollmentResult>,
 ) -> Result<Json<enroll::Enrollment>> {
     bounded::uuid("enrollment id", &id)?;
     Ok(Json(retry(|| enroll::answer(&hub, &who, &id, &b)).await?))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LinksBody {
-    links: Vec<links::LinkPair>,
 }
 
 async fn link_subjects(
@@ -358,20 +305,6 @@ async fn link_subjects(
     Body(b): Body<LinksBody>,
 ) -> Result<Json<links::LinkReport>> {
     Ok(Json(retry(|| links::link(&hub, &who, &b.links)).await?))
-}
-
-/// A participant's published public keys.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Keys {
-    #[serde(default)]
-    grant_key: Option<String>,
-    #[serde(default)]
-    enrollment_key: Option<String>,
-    /// The participant's statement of these keys, signed with its certificate key; what
-    /// sources and apps check before they seal anything to the keys.
-    #[serde(default)]
-    statement: Option<KeyStatement>,
 }
 
 async fn participant_keys(
@@ -541,14 +474,6 @@ async fn log_tile(
         [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
         data,
     ))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CosignatureBody {
-    size: u64,
-    vkey: String,
-    cosignature: String,
 }
 
 /// `POST /v1/log/cosignature`: a witness returns its cosignature (C2SP

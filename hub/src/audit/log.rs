@@ -495,7 +495,7 @@ impl StoredHashes {
 
 /// A resident's proof file for entry `seq`: the entry, its inclusion proof, and the
 /// latest checkpoint covering it that witnesses cosigned (with their cosignatures).
-pub async fn entry_proof(db: &Db, seq: i64) -> Result<renkei_client::proof::EntryProof> {
+pub async fn entry_proof(db: &Db, seq: i64) -> Result<renkei_protocol::proof::EntryProof> {
     let mut conn = db.pool().acquire().await?;
     let cp = sqlx::query(
         "SELECT c.seq, c.note FROM hub_checkpoints c WHERE c.seq >= $1 AND c.note <> '' \
@@ -528,7 +528,7 @@ pub async fn entry_proof(db: &Db, seq: i64) -> Result<renkei_client::proof::Entr
     .fetch_optional(&mut *conn)
     .await?
     .ok_or_else(|| Error::NotFound(format!("no audit entry {seq}")))?;
-    let entry = renkei_client::proof::ProvedEntry {
+    let entry = renkei_protocol::proof::ProvedEntry {
         seq: e.try_get("seq")?,
         at: e.try_get("at")?,
         actor: e.try_get("actor")?,
@@ -548,8 +548,8 @@ pub async fn entry_proof(db: &Db, seq: i64) -> Result<renkei_client::proof::Entr
         .iter()
         .map(tlog::hash_to_base64)
         .collect();
-    Ok(renkei_client::proof::EntryProof {
-        format: renkei_client::proof::FORMAT.to_owned(),
+    Ok(renkei_protocol::proof::EntryProof {
+        format: renkei_protocol::proof::FORMAT.to_owned(),
         entry,
         proof,
         checkpoint,

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use renkei_consent::store::shared::{self, Dialect};
 use renkei_consent::{
-    Consent, ConsentTerms, DataPeriod, Method, Receipt, ReceiptSigner, RevocationCode,
+    Consent, ConsentTerms, Receipt, ReceiptSigner, RevocationCode,
     RevocationRequest, RevokedBy,
 };
 use renkei_crypto::consent_statement::ConsentStatement;
@@ -12,7 +12,6 @@ use renkei_crypto::participant::{ParticipantId, ParticipantKind};
 use renkei_crypto::sign::SigningKey;
 use renkei_crypto::token::{SubjectToken, recipient_pseudonym};
 
-use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, Row};
 
 use super::{Hub, authorize_caller, bounded, events, grants, statements, subjects};
@@ -20,54 +19,7 @@ use crate::audit::{self, Entry};
 use crate::db;
 use crate::error::{Error, Result};
 use crate::registry;
-
-/// A consent grant as a participant submits it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct GrantBody {
-    /// The resident: the caller's own pseudonym for a linked resident (`rp1_…`, PHR
-    /// apps), or the subject token (`st1_…`, a source at the counter).
-    pub subject: String,
-    /// Recipient participant `kind:id`.
-    pub recipient: String,
-    /// Purpose code.
-    pub purpose: String,
-    /// Categories.
-    pub categories: Vec<String>,
-    /// Data period (effective dates, inclusive).
-    #[serde(default)]
-    pub data_period: DataPeriod,
-    /// Start of validity (default: now).
-    #[serde(default)]
-    pub valid_from: Option<DateTime<Utc>>,
-    /// End of validity (exclusive; none = until revoked, where policy allows).
-    #[serde(default)]
-    pub valid_until: Option<DateTime<Utc>>,
-    /// How it was taken.
-    pub method: Method,
-    /// Evidence (e.g. hash of a signed form).
-    #[serde(default)]
-    pub evidence: Option<String>,
-    /// Who granted it (resident, staff id).
-    pub granted_by: String,
-    /// The terms signed by the caller (`renkei_crypto::consent_statement`); a source
-    /// releases nothing under a consent without one it can verify.
-    #[serde(default)]
-    pub statement: Option<ConsentStatement>,
-}
-
-/// The result of a grant.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Granted {
-    /// The stored consent.
-    pub consent: Consent,
-    /// The signed receipt with the one-time revocation code, for the resident.
-    pub receipt: Receipt,
-    /// Key-grant requests queued for existing records.
-    pub grant_requests: usize,
-    /// The id of the consent statement kept with the consent, if one was signed.
-    pub statement_id: Option<String>,
-}
+pub use renkei_protocol::{GrantBody, Granted};
 
 struct HubSigner<'a>(&'a SigningKey);
 

@@ -11,7 +11,6 @@
 use chrono::{DateTime, Utc};
 use renkei_crypto::participant::{ParticipantId, ParticipantKind};
 use renkei_crypto::token::{UserRefHash, user_ref_hash};
-use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
 use super::{Hub, authorize_caller, consents};
@@ -19,43 +18,7 @@ use crate::audit::{self, Entry};
 use crate::db;
 use crate::error::{Error, Result};
 use crate::registry;
-
-/// An enrollment request as a PHR app submits it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct SubmitBody {
-    /// The source (`source:<id>`) whose enrollment key sealed the identifiers.
-    pub source: String,
-    /// The app's own reference for its user (opaque to the hub, at most 128 chars).
-    pub user_ref: String,
-    /// HPKE-sealed identifiers (base64).
-    pub sealed: String,
-}
-
-/// An enrollment and its outcome.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Enrollment {
-    /// Enrollment id.
-    pub id: String,
-    /// The app's user reference: as sent in the answer to the submission, its keyed
-    /// hash (`ur1_…`) in later views.
-    pub user_ref: String,
-    /// The source asked.
-    pub source: String,
-    /// `pending`, `linked`, `rejected` or `expired`.
-    pub status: String,
-    /// On `linked`: the resident's pseudonym for this app (`rp1_…`).
-    pub pseudonym: Option<String>,
-    /// On `rejected`: why.
-    pub reason: Option<String>,
-    /// Sealed identifiers (base64), only in the source's view.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sealed: Option<String>,
-    /// The requesting app, in the source's view.
-    pub requester: String,
-    /// When it expires if unanswered.
-    pub expires_at: DateTime<Utc>,
-}
+pub use renkei_protocol::{Enrollment, EnrollmentResult, SubmitBody};
 
 const MAX_SEALED: usize = 16 * 1024;
 
@@ -208,28 +171,12 @@ pub async fn pending(hub: &Hub, who: &ParticipantId, limit: i64) -> Result<Vec<E
     rows.iter().map(|r| from_row(r, now, true)).collect()
 }
 
-/// A source's answer.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, tag = "outcome", rename_all = "lowercase")]
-pub enum ResultBody {
-    /// The identifiers match a known subject.
-    Linked {
-        /// The subject token.
-        subject_token: String,
-    },
-    /// They do not (or are ambiguous); the reason is shown to the app.
-    Rejected {
-        /// Why.
-        reason: String,
-    },
-}
-
 /// Records the source's answer to a pending request addressed to it.
 pub async fn answer(
     hub: &Hub,
     who: &ParticipantId,
     id: &str,
-    body: &ResultBody,
+    body: &EnrollmentResult,
 ) -> Result<Enrollment> {
     let r = answer_checked(hub, who, id, body).await;
     super::subjects::audited(hub, who, "enrollment.link", r).await
@@ -239,7 +186,7 @@ async fn answer_checked(
     hub: &Hub,
     who: &ParticipantId,
     id: &str,
-    body: &ResultBody,
+    body: &EnrollmentResult,
 ) -> Result<Enrollment> {
     let now = hub.now();
     let me = who.to_string();
@@ -261,7 +208,7 @@ async fn answer_checked(
         )));
     }
     let (status, pseudonym, reason, entry) = match body {
-        ResultBody::Linked { subject_token } => {
+        EnrollmentResult::Linked { subject_token } => {
             renkei_crypto::token::SubjectToken::parse(subject_token)
                 .map_err(|e| Error::BadRequest(format!("subject_token: {e}")))?;
             let subject_token = &super::links::resolve(&mut tx, &me, subject_token).await?;
@@ -275,7 +222,7 @@ async fn answer_checked(
                 Entry::allow(&me, "enrollment.link", id).about(subject_token, "", ""),
             )
         }
-        ResultBody::Rejected { reason } => {
+        EnrollmentResult::Rejected { reason } => {
             let r: String = reason.chars().take(500).collect();
             (
                 "rejected",

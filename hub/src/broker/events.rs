@@ -4,13 +4,13 @@
 
 use chrono::{DateTime, Utc};
 use renkei_crypto::participant::ParticipantId;
-use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, Row};
 
 use super::{Hub, RECIPIENTS, authorize_caller, grants};
 use crate::audit::{self, Entry};
 use crate::db;
 use crate::error::{Error, Result};
+pub use renkei_protocol::Event;
 
 /// A consent was revoked.
 pub const REVOKED: &str = "consent.revoked";
@@ -46,19 +46,6 @@ pub async fn push(
         .execute(&mut *conn)
         .await?;
     Ok(())
-}
-
-/// An event as the recipient sees it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Event {
-    /// Event id (acknowledge with it).
-    pub id: i64,
-    /// `consent.revoked` or `consent.expired`.
-    pub kind: String,
-    /// The consent concerned.
-    pub consent_id: String,
-    /// When the event arose.
-    pub created_at: DateTime<Utc>,
 }
 
 /// Unacknowledged events of `who`, oldest first, after materializing expiries.

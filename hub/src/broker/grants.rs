@@ -8,7 +8,6 @@ use renkei_crypto::envelope::SealedRecord;
 use renkei_crypto::grant::KeyGrant;
 use renkei_crypto::participant::{ParticipantId, ParticipantKind};
 use renkei_crypto::token::{SubjectToken, recipient_pseudonym};
-use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, Row};
 
 use super::{Hub, authorize_caller, bounded, coverage};
@@ -16,6 +15,7 @@ use crate::audit::{self, Entry};
 use crate::db;
 use crate::error::{Error, Result};
 use crate::registry;
+pub use renkei_protocol::{GrantReport, GrantRequest, GrantUpload};
 
 /// A stored record's routing fields.
 #[derive(Debug, Clone)]
@@ -173,31 +173,6 @@ pub async fn drop_grant(conn: &mut AnyConnection, record_id: &str, recipient: &s
     Ok(())
 }
 
-/// A pending request as the source sees it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct GrantRequest {
-    /// Record to grant.
-    pub record_id: String,
-    /// Recipient `kind:id` (bound into the HPKE info).
-    pub recipient: String,
-    /// The recipient's X25519 key-grant public key (base64).
-    pub recipient_key: String,
-    /// The record as stored (base64): the source checks it is its own and seals the
-    /// recipient's copy from it.
-    pub sealed: String,
-    /// The purpose of the consent the request rests on (the source checks it against its
-    /// own release list and policies).
-    pub purpose: String,
-    /// The recipient's signed key statement; a source seals only to a key it binds.
-    pub recipient_statement: Option<renkei_crypto::statement::KeyStatement>,
-    /// The signed terms of the consent the request rests on, if the participant that
-    /// took it signed them; a source releases nothing without one it verifies.
-    pub consent_statement: Option<renkei_crypto::consent_statement::ConsentStatement>,
-    /// The record's resident as the source names them: the subject token for a source,
-    /// the app's own pseudonym for a PHR app (it checks the record's subject binding).
-    pub subject: String,
-}
-
 /// The oldest pending requests for records of `who`.
 pub async fn pending(hub: &Hub, who: &ParticipantId, limit: i64) -> Result<Vec<GrantRequest>> {
     let mut tx = hub.db.begin().await?;
@@ -251,30 +226,6 @@ pub async fn pending(hub: &Hub, who: &ParticipantId, limit: i64) -> Result<Vec<G
             })
         })
         .collect()
-}
-
-/// One uploaded grant.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct GrantUpload {
-    /// Record id.
-    pub record_id: String,
-    /// Recipient `kind:id`.
-    pub recipient: String,
-    /// HPKE grant bytes (base64), sealed to the copy's record id.
-    pub grant: String,
-    /// The recipient's own copy of the record (base64), sealed by the source under a
-    /// record id of its own (DESIGN.md "Who may act for whom").
-    pub sealed: String,
-}
-
-/// What an upload of grants did.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct GrantReport {
-    /// Grants stored.
-    pub stored: usize,
-    /// Grants not stored, with the reason (no such request, consent ended).
-    pub dropped: Vec<String>,
 }
 
 /// Stores grants that answer pending requests of `who`; anything else is dropped.

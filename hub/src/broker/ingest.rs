@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use renkei_crypto::envelope::SealedRecord;
 use renkei_crypto::participant::{ParticipantId, ParticipantKind};
 use renkei_crypto::token::SubjectToken;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sqlx::{AnyConnection, Row};
 
@@ -14,27 +13,7 @@ use super::{Hub, authorize_caller, grants};
 use crate::audit::{self, Entry};
 use crate::db;
 use crate::error::{Error, Result};
-
-/// What an upload did.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct IngestReport {
-    /// Records stored now.
-    pub accepted: usize,
-    /// Records already stored with identical bytes (no-ops).
-    pub duplicates: usize,
-    /// Key-grant requests queued for existing consents.
-    pub grant_requests: usize,
-}
-
-/// One uploaded record: the sealed bytes and the subject they are about, named as the
-/// source knows it (`st1_…` from an agent, the app's own `rp1_…` from a PHR app).
-#[derive(Debug, Clone)]
-pub struct Upload {
-    /// Sealed record bytes.
-    pub sealed: Vec<u8>,
-    /// The subject.
-    pub subject: String,
-}
+pub use renkei_protocol::{IngestReport, Upload};
 
 /// Stores a batch of sealed records from a source. All or nothing: a malformed record
 /// or a different record under an existing id rejects the whole batch. The batch is

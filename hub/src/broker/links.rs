@@ -30,33 +30,13 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use renkei_crypto::participant::{ParticipantId, ParticipantKind};
 use renkei_crypto::token::SubjectToken;
-use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, Row};
 
 use super::{Hub, authorize_caller};
 use crate::audit::{self, Entry};
 use crate::db;
 use crate::error::{Error, Result};
-
-/// One pair: the token a resident had under an older token key and the token under
-/// the next key.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct LinkPair {
-    /// The older token (`st1_…`).
-    pub old: String,
-    /// The newer token (`st1_…`).
-    pub new: String,
-}
-
-/// What a link upload did.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct LinkReport {
-    /// Pairs linked now.
-    pub linked: usize,
-    /// Pairs already linked the same way (no-ops).
-    pub duplicates: usize,
-}
+pub use renkei_protocol::{LinkReport, SubjectLink};
 
 /// The canonical token `token` stands for when `source` names it, if `source` linked it.
 pub async fn canonical(
@@ -84,7 +64,7 @@ pub async fn resolve(conn: &mut AnyConnection, source: &str, token: &str) -> Res
 
 /// Checks the shape of a batch before touching the database: the size, every token,
 /// no pair linking a token to itself, and no new token twice.
-pub fn check_batch(pairs: &[LinkPair], max: usize) -> Result<()> {
+pub fn check_batch(pairs: &[SubjectLink], max: usize) -> Result<()> {
     if pairs.is_empty() {
         return Err(Error::BadRequest("links: name at least one pair".into()));
     }
@@ -202,7 +182,7 @@ enum Outcome {
 async fn link_one(
     conn: &mut AnyConnection,
     who: &str,
-    pair: &LinkPair,
+    pair: &SubjectLink,
     now: DateTime<Utc>,
 ) -> Result<Outcome> {
     let canon = resolve(conn, who, &pair.old).await?;
@@ -261,7 +241,7 @@ async fn link_one(
 /// Links a batch of pairs for the calling source, all or nothing, in one transaction
 /// with one audit entry per new link. A refused pair rolls the batch back, is audited
 /// as a denial, and comes back as a 409 naming it.
-pub async fn link(hub: &Hub, who: &ParticipantId, pairs: &[LinkPair]) -> Result<LinkReport> {
+pub async fn link(hub: &Hub, who: &ParticipantId, pairs: &[SubjectLink]) -> Result<LinkReport> {
     check_batch(pairs, hub.limits.max_batch)?;
     let now = hub.now();
     let me = who.to_string();
@@ -301,8 +281,8 @@ pub async fn link(hub: &Hub, who: &ParticipantId, pairs: &[LinkPair]) -> Result<
 mod tests {
     use super::*;
 
-    fn pair(old: char, new: char) -> LinkPair {
-        LinkPair {
+    fn pair(old: char, new: char) -> SubjectLink {
+        SubjectLink {
             old: format!("st1_{}", old.to_string().repeat(32)),
             new: format!("st1_{}", new.to_string().repeat(32)),
         }
@@ -322,7 +302,7 @@ mod tests {
         assert!(m.contains("at least one"), "{m}");
         let m = message(check_batch(&vec![pair('a', 'b'); 3], 2).unwrap_err());
         assert!(m.contains("3 pairs exceed the limit of 2"), "{m}");
-        let bad = LinkPair {
+        let bad = SubjectLink {
             old: pair('a', 'b').old,
             new: "st1_NOT-A-TOKEN".into(),
         };

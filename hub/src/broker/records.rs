@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use chrono::NaiveDate;
 use renkei_crypto::participant::ParticipantId;
 use renkei_crypto::token::{SubjectToken, recipient_pseudonym};
-use serde::{Deserialize, Serialize};
+
 use sqlx::Row;
 
 use super::coverage::{self, Cover};
@@ -15,36 +15,7 @@ use super::{Hub, RECIPIENTS, grants};
 use crate::audit::{self, Entry};
 use crate::db;
 use crate::error::{Error, Result};
-
-/// One record as a recipient receives it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct FeedItem {
-    /// Feed position (pass the last one back as `cursor`).
-    pub seq: i64,
-    /// The id of this recipient's copy of the record (no other recipient sees it).
-    pub record_id: String,
-    /// The subject as this recipient knows it (`rp1_…`).
-    pub pseudonym: String,
-    /// Data category.
-    pub category: String,
-    /// Effective (exam) date.
-    pub effective_date: String,
-    /// The consent that releases it.
-    pub consent_id: String,
-    /// Sealed record bytes (base64; see docs/envelope.md).
-    pub sealed: String,
-    /// HPKE key grant for this recipient (base64).
-    pub grant: String,
-}
-
-/// A page of the feed.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct FeedPage {
-    /// Items released now.
-    pub items: Vec<FeedItem>,
-    /// Cursor for the next page.
-    pub next_cursor: i64,
-}
+pub use renkei_protocol::{FeedItem, FeedPage};
 
 /// The records `who` may read now, after `cursor`. Consent and policy are checked in
 /// one statement; items whose consent lapsed since the grant are skipped and their

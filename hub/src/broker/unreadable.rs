@@ -3,31 +3,17 @@
 //! source that publishes records no one can open is told instead of every recipient
 //! failing silently on every pull.
 
-use chrono::{DateTime, Utc};
 use renkei_crypto::participant::{ParticipantId, ParticipantKind};
-use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
 use super::{Hub, RECIPIENTS, authorize_caller, bounded};
 use crate::audit::{self, Entry};
 use crate::db;
 use crate::error::{Error, Result};
+pub use renkei_protocol::UnreadableReport;
 
 /// Longest stored reason, in characters.
 const MAX_REASON: usize = 200;
-
-/// A report as the source sees it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Report {
-    /// The record that could not be opened.
-    pub record_id: String,
-    /// Who could not open it.
-    pub recipient: String,
-    /// What failed, as the recipient said it (bounded, escaped).
-    pub reason: String,
-    /// When it was reported.
-    pub reported_at: DateTime<Utc>,
-}
 
 /// Records that `who` could not open `record_id` (the id of its copy), a record it holds
 /// a key grant for.
@@ -86,7 +72,7 @@ pub async fn report(hub: &Hub, who: &ParticipantId, record_id: &str, reason: &st
 }
 
 /// The newest reports about records of `who` (a source, or an app publishing).
-pub async fn for_source(hub: &Hub, who: &ParticipantId, limit: i64) -> Result<Vec<Report>> {
+pub async fn for_source(hub: &Hub, who: &ParticipantId, limit: i64) -> Result<Vec<UnreadableReport>> {
     let mut tx = hub.db.begin().await?;
     authorize_caller(
         &mut tx,
@@ -105,7 +91,7 @@ pub async fn for_source(hub: &Hub, who: &ParticipantId, limit: i64) -> Result<Ve
     tx.commit().await?;
     rows.iter()
         .map(|r| {
-            Ok(Report {
+            Ok(UnreadableReport {
                 record_id: r.try_get("record_id")?,
                 recipient: r.try_get("recipient")?,
                 reason: r.try_get("reason")?,

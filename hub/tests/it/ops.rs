@@ -337,7 +337,7 @@ async fn signing_key_rotation_chains_checkpoints_across_keys() {
         .unwrap();
     let (seq, head_hash): (i64, String) = (head.get("value"), head.get("head"));
     let at = h2.hub.now();
-    let sig = old_key.sign(&audit::Checkpoint::signed_bytes(seq, &head_hash, at));
+    let sig = old_key.sign(&renkei_protocol::checkpoint_bytes(seq, &head_hash, at));
     sqlx::query(
         "INSERT INTO hub_checkpoints (seq, head_hash, at, key_version, public_key, signature) \
          VALUES ($1,$2,$3,$4,$5,$6)",

@@ -394,16 +394,13 @@ async fn flow(
     .await?;
     let code = granted
         .receipt
-        .get("revocation_code")
-        .unwrap_or(&serde_json::Value::Null)
-        .as_str()
+        .revocation_code
+        .as_ref()
         .context("receipt has no revocation code")?
-        .to_owned();
+        .grouped()?
+        .to_string();
     ensure!(
-        granted
-            .receipt
-            .get("signature")
-            .is_some_and(serde_json::Value::is_string),
+        granted.receipt.signature.is_some(),
         "the receipt is not signed"
     );
     n.say(&format!(
@@ -525,9 +522,7 @@ async fn flow(
     )
     .await?;
     ensure!(
-        receipt
-            .get("revocation_code")
-            .is_some_and(serde_json::Value::is_string),
+        receipt.revocation_code.is_some(),
         "counter receipt without a code"
     );
     lgwan_agent::sync::answer_grants_once(&agent, &source_client).await?;

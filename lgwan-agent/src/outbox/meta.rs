@@ -233,6 +233,7 @@ mod tests {
             key_version: "v1".into(),
             public_key: "k".into(),
             signature: "s".into(),
+            note: String::new(),
         }
     }
 

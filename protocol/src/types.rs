@@ -1,9 +1,13 @@
-//! Request and response JSON of the hub's participant API, declared by the client
-//! (see `hub/src/api/openapi.json`). Responses are read leniently (unknown
-//! fields ignored); request bodies are exact.
+//! Request and response JSON of the hub's participant API, as both the hub and its
+//! clients use them (documented in `hub/src/api/openapi.json`, which a client test
+//! checks against these types). Request bodies are exact (unknown fields refused);
+//! responses are read leniently (unknown fields ignored), so a newer hub can add fields.
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
+use renkei_crypto::sign::{Signature, VerifyingKey};
 use serde::{Deserialize, Serialize};
+
+pub use renkei_consent::{Consent, DataPeriod, Method, Receipt, Status};
 
 /// What an upload of sealed records did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -19,6 +23,7 @@ pub struct IngestReport {
 /// The same resident under an older token key and under the next one, as a source
 /// uploads it after a token key rotation (`POST /v1/subjects/links`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SubjectLink {
     /// The token under the older key (`st1_…`).
     pub old: String,
@@ -94,29 +99,6 @@ pub struct Event {
     pub created_at: DateTime<Utc>,
 }
 
-/// How a consent was taken.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Method {
-    /// At the municipal counter.
-    Counter,
-    /// On the web.
-    Web,
-    /// In an app.
-    App,
-}
-
-/// Which records a consent covers, by effective date (inclusive; `None` = open).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DataPeriod {
-    /// First effective date covered.
-    #[serde(default)]
-    pub from: Option<NaiveDate>,
-    /// Last effective date covered.
-    #[serde(default)]
-    pub until: Option<NaiveDate>,
-}
-
 /// A consent grant as a participant submits it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -150,43 +132,13 @@ pub struct GrantBody {
     pub statement: Option<renkei_crypto::consent_statement::ConsentStatement>,
 }
 
-/// A stored consent (one version), as the hub returns it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Consent {
-    /// Consent id.
-    pub id: String,
-    /// Version, from 1.
-    pub version: u32,
-    /// Subject token.
-    pub subject: String,
-    /// Recipient `kind:id`.
-    pub recipient: String,
-    /// Purpose code.
-    pub purpose: String,
-    /// Categories.
-    pub categories: Vec<String>,
-    /// Data period.
-    pub data_period: DataPeriod,
-    /// Start of validity.
-    pub valid_from: DateTime<Utc>,
-    /// End of validity, exclusive.
-    pub valid_until: Option<DateTime<Utc>>,
-    /// How it was taken.
-    pub method: Method,
-    /// Status: `active`, `revoked`, `expired` or `superseded`.
-    pub status: String,
-    /// Revocation details, when revoked.
-    #[serde(default)]
-    pub revocation: Option<serde_json::Value>,
-}
-
 /// The result of a grant: the consent, the resident's receipt, queued grant requests.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Granted {
     /// The stored consent.
     pub consent: Consent,
-    /// The signed receipt (with the one-time `revocation_code`), kept as JSON to hand on.
-    pub receipt: serde_json::Value,
+    /// The signed receipt with the one-time revocation code, for the resident.
+    pub receipt: Receipt,
     /// Key-grant requests queued for existing records.
     pub grant_requests: usize,
     /// The id of the signed consent statement the hub keeps with the consent, if any.
@@ -226,7 +178,7 @@ pub struct Enrollment {
     #[serde(default)]
     pub reason: Option<String>,
     /// Sealed identifiers (base64), in the source's view only.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sealed: Option<String>,
     /// The requesting app.
     pub requester: String,
@@ -315,21 +267,52 @@ pub struct Keys {
     pub statement: Option<renkei_crypto::statement::KeyStatement>,
 }
 
-/// A signed audit checkpoint.
+/// A signed audit checkpoint: the head of the hub's audit hash chain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {
     /// The last audit entry covered.
     pub seq: i64,
-    /// That entry's hash.
+    /// That entry's hash (hex).
     pub head_hash: String,
-    /// When it was made.
+    /// When it was signed.
     pub at: DateTime<Utc>,
-    /// Signing key version.
+    /// Version of the signing key.
     pub key_version: String,
-    /// Ed25519 public key, base64.
+    /// The signing key's public half (base64 Ed25519).
     pub public_key: String,
-    /// Ed25519 signature, base64.
+    /// Ed25519 signature over [`Checkpoint::signed_bytes`] (base64).
     pub signature: String,
+    /// The same checkpoint as a C2SP signed note over the Merkle tree of the first
+    /// `seq` entries (empty for checkpoints from before the tree).
+    #[serde(default)]
+    pub note: String,
+}
+
+impl Checkpoint {
+    /// The exact bytes the hub signs and agents verify.
+    pub fn signed_bytes(&self) -> Vec<u8> {
+        checkpoint_bytes(self.seq, &self.head_hash, self.at)
+    }
+
+    /// Whether it is signed by `trusted` (its stated key is that key and the signature
+    /// verifies).
+    pub fn verify_signature(&self, trusted: &VerifyingKey) -> bool {
+        let Ok(sig) = Signature::from_base64(&self.signature) else {
+            return false;
+        };
+        trusted.to_base64() == self.public_key && trusted.verify(&self.signed_bytes(), &sig).is_ok()
+    }
+}
+
+/// The exact bytes of an audit checkpoint that the hub signs and agents verify:
+/// `renkei-audit-checkpoint v1`, the sequence number, the head hash and the time in
+/// microseconds since the epoch, one per line (no final newline).
+pub fn checkpoint_bytes(seq: i64, head_hash: &str, at: DateTime<Utc>) -> Vec<u8> {
+    format!(
+        "renkei-audit-checkpoint v1\n{seq}\n{head_hash}\n{}",
+        at.timestamp_micros()
+    )
+    .into_bytes()
 }
 
 /// A recipient's report that it could not open one of the source's records.
@@ -343,6 +326,127 @@ pub struct UnreadableReport {
     pub reason: String,
     /// When it was reported.
     pub reported_at: DateTime<Utc>,
+}
+
+/// One record of `POST /v1/records`: sealed bytes (base64) and the subject as the
+/// source knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadItem {
+    /// `SealedRecord::to_bytes`, base64.
+    pub sealed: String,
+    /// `st1_…` from an agent, the app's own `rp1_…` from a PHR app.
+    pub subject: String,
+}
+
+/// `POST /v1/records`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadBody {
+    /// The records, stored all or nothing.
+    pub records: Vec<UploadItem>,
+}
+
+/// `POST /v1/source/key-grants`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantsBody {
+    /// The grants.
+    pub grants: Vec<GrantUpload>,
+}
+
+/// `POST /v1/subjects/links`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinksBody {
+    /// The pairs, linked all or nothing.
+    pub links: Vec<SubjectLink>,
+}
+
+/// `POST /v1/consents/{id}/revoke` and `POST /v1/records/{id}/unreadable`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReasonBody {
+    /// Why (free text, bounded by the hub).
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// `POST /v1/events/{id}/ack`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AckBody {
+    /// Whether the recipient deleted its copies of the consent's records.
+    pub deleted: bool,
+}
+
+/// `POST /v1/log/cosignature`: a witness's cosignature of the checkpoint of `size`
+/// entries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CosignatureBody {
+    /// The tree size cosigned.
+    pub size: u64,
+    /// The witness's verifier key (C2SP signed-note vkey).
+    pub vkey: String,
+    /// The C2SP tlog-cosignature/v1 signature line.
+    pub cosignature: String,
+}
+
+/// `?cursor=…&limit=…` of the paged lists.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Page {
+    /// Answer items after this position (the feed).
+    #[serde(default)]
+    pub cursor: Option<i64>,
+    /// At most this many items (the hub caps it).
+    #[serde(default)]
+    pub limit: Option<i64>,
+}
+
+/// `GET /v1/events`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventList {
+    /// Unacknowledged events, oldest first.
+    pub events: Vec<Event>,
+}
+
+/// `GET /v1/source/key-grant-requests`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestList {
+    /// Pending requests, oldest first.
+    pub requests: Vec<GrantRequest>,
+}
+
+/// `GET /v1/source/enrollments`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrollmentList {
+    /// Pending enrollment requests.
+    pub enrollments: Vec<Enrollment>,
+}
+
+/// `GET /v1/source/unreadable`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportList {
+    /// Reports, newest first.
+    pub reports: Vec<UnreadableReport>,
+}
+
+/// The answer to `POST /v1/events/{id}/ack`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Acknowledged {
+    /// The event acknowledged.
+    pub acknowledged: i64,
+}
+
+/// The answer to `POST /v1/records/{id}/unreadable`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reported {
+    /// The record reported.
+    pub reported: String,
+    /// Whether this report is new (a repeat is a no-op).
+    pub new: bool,
 }
 
 #[cfg(test)]

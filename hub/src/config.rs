@@ -202,7 +202,7 @@ impl HubConfig {
     /// Reads and validates `path`.
     pub fn load(path: &Path) -> Result<HubConfig> {
         let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::Config(format!("config `{}`: {e}", path.display())))?;
+            .map_err(|e| Error::config_from(format!("config `{}`", path.display()), e))?;
         Self::parse(path, &text)
     }
 
@@ -214,7 +214,7 @@ impl HubConfig {
                 .span()
                 .map(|s| text.get(..s.start).unwrap_or("").lines().count().max(1));
             let at = line.map(|l| format!(" line {l}")).unwrap_or_default();
-            Error::Config(format!("config `{name}`{at}: {}", e.message()))
+            Error::config(format!("config `{name}`{at}: {}", e.message()))
         })?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let resolve = |p: &mut PathBuf| {
@@ -227,7 +227,7 @@ impl HubConfig {
         resolve(&mut file.tls.client_ca);
         file.tls.crls.iter_mut().for_each(resolve);
         if file.tls.portal_cert.is_some() != file.tls.portal_key.is_some() {
-            return Err(Error::Config(format!(
+            return Err(Error::config(format!(
                 "config `{name}`: `tls.portal_cert` and `tls.portal_key` go together: set both or neither"
             )));
         }
@@ -256,7 +256,7 @@ impl HubConfig {
             ("limits.db_connections", l.db_connections >= 1),
         ] {
             if !ok {
-                return Err(Error::Config(format!(
+                return Err(Error::config(format!(
                     "config `{name}`: `{field}` is out of range"
                 )));
             }
@@ -267,7 +267,7 @@ impl HubConfig {
             ("listen.admin", &file.listen.admin),
         ] {
             if !is_listen_address(addr) {
-                return Err(Error::Config(format!(
+                return Err(Error::config(format!(
                     "config `{name}`: `{field}` = `{addr}` is not `host:port` \
                      (an IP address or host name, and a port from 0 to 65535)"
                 )));
@@ -280,12 +280,12 @@ impl HubConfig {
                 .chars()
                 .any(|c| c.is_whitespace() || c.is_control() || c == '+')
         {
-            return Err(Error::Config(format!(
+            return Err(Error::config(format!(
                 "config `{name}`: `audit.origin` must be non-empty, without spaces or `+`"
             )));
         }
         if file.log_format != "text" && file.log_format != "json" {
-            return Err(Error::Config(format!(
+            return Err(Error::config(format!(
                 "config `{name}`: `log_format` must be `text` or `json`, not `{}`",
                 file.log_format
             )));

@@ -276,7 +276,9 @@ pub(crate) fn main() -> std::process::ExitCode {
     match rt.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("internet-hub: {e:#}");
+            // Each cause once: a hub configuration error's message already ends
+            // with its cause, which `{e:#}` would print a second time.
+            eprintln!("internet-hub: {}", renkei_hub::error::report(e.as_ref()));
             std::process::ExitCode::FAILURE
         }
     }
@@ -658,7 +660,10 @@ async fn wait_for_shutdown(running: &renkei_hub::app::Running, config: &std::pat
                 let outcome = HubConfig::load(config).and_then(|cfg| running.reload(&cfg));
                 match outcome {
                     Ok(()) => eprintln!("internet-hub: reloaded certificates, CRLs and policies"),
-                    Err(e) => eprintln!("internet-hub: reload refused, keeping the running set-up: {e}"),
+                    Err(e) => eprintln!(
+                        "internet-hub: reload refused, keeping the running set-up: {}",
+                        renkei_hub::error::report(&e)
+                    ),
                 }
             }
         }

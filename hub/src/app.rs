@@ -24,7 +24,7 @@ use crate::server::{self, ConnLimits, Transport};
 
 /// Builds the broker (keys, database, policies) from the config.
 pub async fn build_hub(cfg: &HubConfig, clock: Clock) -> Result<Arc<Hub>> {
-    let f = &cfg.file;
+    let f = cfg;
     let key_err = |field: &'static str| {
         move |e: renkei_crypto::Error| Error::config_from(format!("`{field}`"), e)
     };
@@ -63,7 +63,7 @@ pub async fn build_hub(cfg: &HubConfig, clock: Clock) -> Result<Arc<Hub>> {
         limits: BrokerLimits {
             max_batch: f.limits.max_batch,
             max_page: f.limits.max_page,
-            enrollment_ttl: Duration::from_secs(f.limits.enrollment_ttl_secs),
+            enrollment_ttl: f.limits.enrollment_ttl,
         },
         clock,
         participant_ca: f.tls.client_ca.clone(),
@@ -74,7 +74,7 @@ pub async fn build_hub(cfg: &HubConfig, clock: Clock) -> Result<Arc<Hub>> {
 
 /// The configured policies, or the bundled ones.
 fn load_policies(cfg: &HubConfig) -> Result<Policies> {
-    match &cfg.file.policies_dir {
+    match &cfg.policies_dir {
         Some(dir) => Policies::load(dir).map_err(|e| Error::config_from("`policies_dir`", e)),
         None => Policies::embedded().map_err(|e| Error::config_from("bundled policies", e)),
     }
@@ -90,7 +90,7 @@ pub fn tls_configs(
     Verifier,
     Arc<rustls::ServerConfig>,
 )> {
-    let f = &cfg.file;
+    let f = cfg;
     let tls_err = |e: renkei_crypto::Error| Error::config_from("`tls`", e);
     let (participant, verifier) = server_config_and_verifier(&ServerTlsPaths {
         cert_chain: f.tls.cert.clone(),
@@ -172,17 +172,17 @@ impl Running {
 /// Starts the three listeners and the checkpoint timer.
 pub async fn start(cfg: &HubConfig, clock: Clock) -> Result<Running> {
     let hub = build_hub(cfg, clock).await?;
-    let f = &cfg.file;
+    let f = cfg;
     let (participant_tls, participant_verifier, portal_tls) = tls_configs(cfg)?;
     let participant_tls = Arc::new(std::sync::RwLock::new(participant_tls));
     let participant_verifier = Arc::new(std::sync::RwLock::new(participant_verifier));
     let portal_tls = Arc::new(std::sync::RwLock::new(portal_tls));
     let limits = ConnLimits {
         max_connections: f.limits.max_connections,
-        handshake_timeout: Duration::from_secs(f.limits.handshake_timeout_secs),
-        header_timeout: cfg.header_timeout(),
+        handshake_timeout: f.limits.handshake_timeout,
+        header_timeout: f.limits.header_timeout,
     };
-    let request_timeout = Duration::from_secs(f.limits.request_timeout_secs);
+    let request_timeout = f.limits.request_timeout;
     let rate = Arc::new(RateLimiter::new(
         f.limits.rate_per_second,
         f.limits.rate_burst,
@@ -194,7 +194,7 @@ pub async fn start(cfg: &HubConfig, clock: Clock) -> Result<Running> {
         hub.clone(),
         PortalLimits {
             max_failures: f.limits.portal_max_failures,
-            lockout_secs: f.limits.portal_lockout_secs,
+            lockout_secs: f.limits.portal_lockout.as_secs(),
         },
     )
     .layer(axum::middleware::from_fn_with_state(
@@ -282,11 +282,11 @@ async fn timeout_layer(
     }
 }
 
-/// Signs a checkpoint when `checkpoint_every` entries accumulated or `checkpoint_secs`
-/// passed with new entries, whichever comes first (checked once a second).
+/// Signs a checkpoint when `checkpoint_every` entries accumulated or
+/// `checkpoint_interval` passed with new entries, whichever comes first (checked once a second).
 async fn checkpoint_timer(
     hub: Arc<Hub>,
-    audit: crate::config::Audit,
+    audit: crate::config::AuditConfig,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -294,9 +294,9 @@ async fn checkpoint_timer(
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                let due_by_time = since.elapsed() >= Duration::from_secs(audit.checkpoint_secs.max(1));
+                let due_by_time = since.elapsed() >= audit.checkpoint_interval;
                 let due = match crate::audit::pending_entries(&hub.db).await {
-                    Ok(n) => n > 0 && (due_by_time || n >= audit.checkpoint_every.max(1)),
+                    Ok(n) => n > 0 && (due_by_time || n >= audit.checkpoint_every),
                     Err(e) => {
                         tracing::warn!(error = %crate::error::report(&e), "audit checkpoint check failed");
                         false

@@ -192,8 +192,8 @@ pub async fn reserve_in_sequence(
     name: &str,
     n: usize,
 ) -> Result<(i64, String)> {
-    let n =
-        i64::try_from(n).map_err(|_| Error::internal(format!("sequence `{name}`: {n} values")))?;
+    let n = i64::try_from(n)
+        .map_err(|e| Error::internal_from(format!("sequence `{name}`: {n} values"), e))?;
     sqlx::query("UPDATE hub_sequences SET value = value + $1 WHERE name = $2")
         .bind(n)
         .bind(name)

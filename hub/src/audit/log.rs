@@ -78,7 +78,10 @@ async fn check_ledger(
         let seq = i64::try_from(size).unwrap_or(i64::MAX);
         let stored: Option<String> =
             sqlx::query_scalar("SELECT hash FROM consent_ledger WHERE seq = $1")
-                .bind(i64::try_from(head.seq).map_err(|_| Error::internal("seq"))?)
+                .bind(
+                    i64::try_from(head.seq)
+                        .map_err(|e| Error::internal_from("checkpoint seq", e))?,
+                )
                 .fetch_optional(db.pool())
                 .await?;
         let reason = match stored {
@@ -338,7 +341,10 @@ pub async fn verify(
     loop {
         let rows =
             sqlx::query("SELECT seq, hash FROM hub_audit WHERE seq > $1 ORDER BY seq LIMIT 5000")
-                .bind(i64::try_from(tree.size()).map_err(|_| Error::internal("size"))?)
+                .bind(
+                    i64::try_from(tree.size())
+                        .map_err(|e| Error::internal_from("log tree size", e))?,
+                )
                 .fetch_all(db.pool())
                 .await?;
         if rows.is_empty() {
@@ -472,7 +478,7 @@ impl StoredHashes {
     async fn get(&mut self, db: &Db, idx: u64) -> Result<Option<Hash>> {
         if idx >= self.next {
             self.page.clear();
-            let from = i64::try_from(idx).map_err(|_| Error::internal("index"))?;
+            let from = i64::try_from(idx).map_err(|e| Error::internal_from("log hash index", e))?;
             for r in sqlx::query(
                 "SELECT idx, hash FROM hub_log_hashes WHERE idx >= $1 ORDER BY idx LIMIT 10000",
             )

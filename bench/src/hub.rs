@@ -126,7 +126,7 @@ pub fn second_instance(config: &Path, name: &str) -> Result<PathBuf> {
     let cfg = HubConfig::load(config)?;
     let text = std::fs::read_to_string(config)?;
     let new = free_listen()?;
-    let l = &cfg.file.listen;
+    let l = &cfg.listen;
     let text = text
         .replace(&l.participant, &new.participant)
         .replace(&l.portal, &new.portal)
@@ -166,7 +166,7 @@ impl HubProcess {
     /// and waits until the participant port accepts connections.
     pub async fn start(bin: &Path, config: &Path) -> Result<HubProcess> {
         let cfg = HubConfig::load(config)?;
-        let addr: SocketAddr = cfg.file.listen.participant.parse()?;
+        let addr: SocketAddr = cfg.listen.participant.parse()?;
         let log_name = format!(
             "{}.log",
             config.file_stem().and_then(|s| s.to_str()).unwrap_or("hub")

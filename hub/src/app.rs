@@ -24,11 +24,14 @@ use crate::server::{self, ConnLimits, Transport};
 
 /// Builds the broker (keys, database, policies) from the config.
 pub async fn build_hub(cfg: &HubConfig, clock: Clock) -> Result<Arc<Hub>> {
-    let f = &cfg.file;
-    let key_err = |e: renkei_crypto::Error| Error::Config(e.to_string());
-    let pseudonym_key = PseudonymKey::load(&f.keys.pseudonym).map_err(key_err)?;
-    let signing_key = SigningKey::load(&f.keys.signing).map_err(key_err)?;
-    let receipt_pepper = read_secret_file(&f.keys.receipt_pepper).map_err(key_err)?;
+    let f = cfg;
+    let key_err = |field: &'static str| {
+        move |e: renkei_crypto::Error| Error::config_from(format!("`{field}`"), e)
+    };
+    let pseudonym_key = PseudonymKey::load(&f.keys.pseudonym).map_err(key_err("keys.pseudonym"))?;
+    let signing_key = SigningKey::load(&f.keys.signing).map_err(key_err("keys.signing"))?;
+    let receipt_pepper =
+        read_secret_file(&f.keys.receipt_pepper).map_err(key_err("keys.receipt_pepper"))?;
     let policies = load_policies(cfg)?;
     let db = Db::connect(&f.database_url, f.limits.db_connections).await?;
     let hashed = crate::broker::enroll::hash_stored_user_refs(&db, &receipt_pepper).await?;
@@ -47,7 +50,7 @@ pub async fn build_hub(cfg: &HubConfig, clock: Clock) -> Result<Arc<Hub>> {
     }
     let consents = AnyConsentStore::connect(&f.database_url)
         .await
-        .map_err(|e| Error::Unavailable(format!("consent store: {e}")))?;
+        .map_err(|e| Error::unavailable_from("consent store", e))?;
     Ok(Arc::new(Hub {
         audit: crate::audit::Writer::spawn(db.clone()),
         db,
@@ -60,7 +63,7 @@ pub async fn build_hub(cfg: &HubConfig, clock: Clock) -> Result<Arc<Hub>> {
         limits: BrokerLimits {
             max_batch: f.limits.max_batch,
             max_page: f.limits.max_page,
-            enrollment_ttl: Duration::from_secs(f.limits.enrollment_ttl_secs),
+            enrollment_ttl: f.limits.enrollment_ttl,
         },
         clock,
         participant_ca: f.tls.client_ca.clone(),
@@ -71,9 +74,9 @@ pub async fn build_hub(cfg: &HubConfig, clock: Clock) -> Result<Arc<Hub>> {
 
 /// The configured policies, or the bundled ones.
 fn load_policies(cfg: &HubConfig) -> Result<Policies> {
-    match &cfg.file.policies_dir {
-        Some(dir) => Policies::load(dir).map_err(|e| Error::Config(e.to_string())),
-        None => Policies::embedded().map_err(|e| Error::Config(e.to_string())),
+    match &cfg.policies_dir {
+        Some(dir) => Policies::load(dir).map_err(|e| Error::config_from("`policies_dir`", e)),
+        None => Policies::embedded().map_err(|e| Error::config_from("bundled policies", e)),
     }
 }
 
@@ -87,8 +90,8 @@ pub fn tls_configs(
     Verifier,
     Arc<rustls::ServerConfig>,
 )> {
-    let f = &cfg.file;
-    let tls_err = |e: renkei_crypto::Error| Error::Config(e.to_string());
+    let f = cfg;
+    let tls_err = |e: renkei_crypto::Error| Error::config_from("`tls`", e);
     let (participant, verifier) = server_config_and_verifier(&ServerTlsPaths {
         cert_chain: f.tls.cert.clone(),
         key: f.tls.key.clone(),
@@ -105,7 +108,7 @@ pub fn tls_configs(
     })
     .map_err(tls_err)?;
     let verifier = verifier
-        .ok_or_else(|| Error::Internal("the participant listener has no client verifier".into()))?;
+        .ok_or_else(|| Error::internal("the participant listener has no client verifier"))?;
     Ok((participant, verifier, portal))
 }
 
@@ -169,17 +172,17 @@ impl Running {
 /// Starts the three listeners and the checkpoint timer.
 pub async fn start(cfg: &HubConfig, clock: Clock) -> Result<Running> {
     let hub = build_hub(cfg, clock).await?;
-    let f = &cfg.file;
+    let f = cfg;
     let (participant_tls, participant_verifier, portal_tls) = tls_configs(cfg)?;
     let participant_tls = Arc::new(std::sync::RwLock::new(participant_tls));
     let participant_verifier = Arc::new(std::sync::RwLock::new(participant_verifier));
     let portal_tls = Arc::new(std::sync::RwLock::new(portal_tls));
     let limits = ConnLimits {
         max_connections: f.limits.max_connections,
-        handshake_timeout: Duration::from_secs(f.limits.handshake_timeout_secs),
-        header_timeout: cfg.header_timeout(),
+        handshake_timeout: f.limits.handshake_timeout,
+        header_timeout: f.limits.header_timeout,
     };
-    let request_timeout = Duration::from_secs(f.limits.request_timeout_secs);
+    let request_timeout = f.limits.request_timeout;
     let rate = Arc::new(RateLimiter::new(
         f.limits.rate_per_second,
         f.limits.rate_burst,
@@ -191,7 +194,7 @@ pub async fn start(cfg: &HubConfig, clock: Clock) -> Result<Running> {
         hub.clone(),
         PortalLimits {
             max_failures: f.limits.portal_max_failures,
-            lockout_secs: f.limits.portal_lockout_secs,
+            lockout_secs: f.limits.portal_lockout.as_secs(),
         },
     )
     .layer(axum::middleware::from_fn_with_state(
@@ -203,8 +206,10 @@ pub async fn start(cfg: &HubConfig, clock: Clock) -> Result<Running> {
     let participant = server::bind(&f.listen.participant).await?;
     let portal = server::bind(&f.listen.portal).await?;
     let admin = server::bind(&f.listen.admin).await?;
-    let addr =
-        |l: &tokio::net::TcpListener| l.local_addr().map_err(|e| Error::Internal(e.to_string()));
+    let addr = |l: &tokio::net::TcpListener| {
+        l.local_addr()
+            .map_err(|e| Error::internal_from("listener address", e))
+    };
     let (participant_addr, portal_addr, admin_addr) =
         (addr(&participant)?, addr(&portal)?, addr(&admin)?);
     let (tx, rx) = watch::channel(false);
@@ -277,11 +282,11 @@ async fn timeout_layer(
     }
 }
 
-/// Signs a checkpoint when `checkpoint_every` entries accumulated or `checkpoint_secs`
-/// passed with new entries, whichever comes first (checked once a second).
+/// Signs a checkpoint when `checkpoint_every` entries accumulated or
+/// `checkpoint_interval` passed with new entries, whichever comes first (checked once a second).
 async fn checkpoint_timer(
     hub: Arc<Hub>,
-    audit: crate::config::Audit,
+    audit: crate::config::AuditConfig,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -289,18 +294,18 @@ async fn checkpoint_timer(
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                let due_by_time = since.elapsed() >= Duration::from_secs(audit.checkpoint_secs.max(1));
+                let due_by_time = since.elapsed() >= audit.checkpoint_interval;
                 let due = match crate::audit::pending_entries(&hub.db).await {
-                    Ok(n) => n > 0 && (due_by_time || n >= audit.checkpoint_every.max(1)),
+                    Ok(n) => n > 0 && (due_by_time || n >= audit.checkpoint_every),
                     Err(e) => {
-                        tracing::warn!(error = %e, "audit checkpoint check failed");
+                        tracing::warn!(error = %crate::error::report(&e), "audit checkpoint check failed");
                         false
                     }
                 };
                 if due {
                     match crate::audit::checkpoint_as(&hub.db, &hub.signing_key, &hub.log_origin, hub.now()).await {
                         Ok(_) => since = tokio::time::Instant::now(),
-                        Err(e) => tracing::warn!(error = %e, "audit checkpoint failed"),
+                        Err(e) => tracing::warn!(error = %crate::error::report(&e), "audit checkpoint failed"),
                     }
                 }
             }

@@ -185,7 +185,7 @@ pub struct Writer {
 #[derive(Debug)]
 struct Job {
     entries: Vec<(DateTime<Utc>, Entry)>,
-    done: oneshot::Sender<std::result::Result<(), String>>,
+    done: oneshot::Sender<std::result::Result<(), std::sync::Arc<Error>>>,
 }
 
 impl Writer {
@@ -207,12 +207,12 @@ impl Writer {
             entries: entries.into_iter().map(|e| (now, e)).collect(),
             done,
         };
-        let stopped = || Error::Unavailable("audit log writer has stopped".into());
+        let stopped = || Error::unavailable("audit log writer has stopped");
         self.queue.send(job).await.map_err(|_| stopped())?;
         committed
             .await
             .map_err(|_| stopped())?
-            .map_err(|reason| Error::Unavailable(format!("audit log: {reason}")))
+            .map_err(|cause| Error::unavailable_from("audit log", cause))
     }
 }
 
@@ -238,8 +238,9 @@ async fn write_groups(db: Db, mut jobs: mpsc::Receiver<Job>) {
         })
         .await
         .map_err(|e| {
-            tracing::error!(error = %e, entries = items.len(), "audit group commit failed");
-            e.to_string()
+            let error = crate::error::report(&e);
+            tracing::error!(%error, entries = items.len(), "audit group commit failed");
+            std::sync::Arc::new(e)
         });
         for job in group {
             let _ = job.done.send(outcome.clone());

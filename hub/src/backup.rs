@@ -23,12 +23,12 @@ pub struct Written {
 /// Refuses an existing `out` and a PostgreSQL database (see [`pg_dump_command`]).
 pub async fn sqlite_backup(db: &Db, out: &Path) -> Result<Written> {
     if db.backend() != Backend::Sqlite {
-        return Err(Error::Config(
-            "backup: the database is PostgreSQL; use pg_dump".to_owned(),
+        return Err(Error::config(
+            "backup: the database is PostgreSQL; use pg_dump",
         ));
     }
     let name = out.to_str().ok_or_else(|| {
-        Error::BadRequest(format!(
+        Error::bad_request(format!(
             "backup file `{}` is not valid UTF-8",
             out.display()
         ))
@@ -42,13 +42,13 @@ pub async fn sqlite_backup(db: &Db, out: &Path) -> Result<Written> {
         .await;
     if let Err(e) = copied {
         let _ = std::fs::remove_file(out);
-        return Err(Error::Unavailable(format!(
-            "backup to `{}` failed: {e}",
-            out.display()
-        )));
+        return Err(Error::unavailable_from(
+            format!("backup to `{}` failed", out.display()),
+            e,
+        ));
     }
     let bytes = std::fs::metadata(out)
-        .map_err(|e| Error::Internal(format!("backup `{}`: {e}", out.display())))?
+        .map_err(|e| Error::internal_from(format!("backup `{}`", out.display()), e))?
         .len();
     Ok(Written { bytes })
 }
@@ -62,7 +62,7 @@ fn create_private_file(path: &Path) -> Result<()> {
             "backup file `{}` exists; refusing to overwrite it",
             path.display()
         )),
-        _ => Error::Config(format!("backup file `{}`: {e}", path.display())),
+        _ => Error::config_from(format!("backup file `{}`", path.display()), e),
     })
 }
 
@@ -102,7 +102,7 @@ struct PgUrl {
 impl PgUrl {
     fn parse(url: &str) -> Result<PgUrl> {
         let bad = |why: &str| {
-            Error::Config(format!(
+            Error::config(format!(
                 "database_url `{}`: {why}",
                 crate::db::redact_url(url)
             ))

@@ -1,4 +1,5 @@
-//! `hub.toml`: serde structs with `deny_unknown_fields` → a validated runtime config.
+//! `hub.toml`: serde structs with `deny_unknown_fields` ([`HubFile`]) → a validated
+//! runtime config with typed values ([`HubConfig`]).
 //! Relative paths are resolved against the config file's folder; every error names
 //! the file and the field.
 
@@ -189,63 +190,146 @@ fn default_log() -> String {
     "text".into()
 }
 
-/// The validated configuration: paths absolute, values in range.
+/// `log_format`: how the hub writes its log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines (the default).
+    Text,
+    /// One JSON object per line, for a log collector.
+    Json,
+}
+
+/// `[limits]`, validated, with the timeouts as durations.
+#[derive(Debug, Clone, Copy)]
+pub struct LimitsConfig {
+    /// Largest request body in bytes (413 above); at least 1024.
+    pub max_body_bytes: usize,
+    /// Most records or grants per batch; at least 1.
+    pub max_batch: usize,
+    /// Most items per feed page; at least 1.
+    pub max_page: i64,
+    /// Most open connections per listener; at least 1.
+    pub max_connections: usize,
+    /// TLS handshake timeout.
+    pub handshake_timeout: Duration,
+    /// Request header timeout; at least a second.
+    pub header_timeout: Duration,
+    /// Whole-request timeout including the body; at least a second.
+    pub request_timeout: Duration,
+    /// Sustained requests per second per participant.
+    pub rate_per_second: u32,
+    /// Burst per participant.
+    pub rate_burst: u32,
+    /// How long an enrollment waits for its source.
+    pub enrollment_ttl: Duration,
+    /// Database connections; at least 1.
+    pub db_connections: u32,
+    /// Wrong receipt codes from one client before it is locked out.
+    pub portal_max_failures: u32,
+    /// Lockout duration.
+    pub portal_lockout: Duration,
+}
+
+/// `[audit]`, validated.
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    /// The transparency log's origin (non-empty, no spaces or `+`).
+    pub origin: String,
+    /// Sign a checkpoint at least this often when the log grew (at least a second).
+    pub checkpoint_interval: Duration,
+    /// Sign a checkpoint as soon as this many entries were appended (at least 1).
+    pub checkpoint_every: i64,
+}
+
+/// The validated configuration, staged from [`HubFile`]: paths absolute, listen
+/// addresses checked, values in range, timeouts as [`Duration`]s.
 #[derive(Debug, Clone)]
 pub struct HubConfig {
-    /// As read, with paths resolved.
-    pub file: HubFile,
     /// The file it came from.
     pub path: PathBuf,
+    /// The database URL; a relative SQLite path resolved against the file's folder.
+    pub database_url: String,
+    /// Policy folder, resolved; `None` for the bundled policies.
+    pub policies_dir: Option<PathBuf>,
+    /// Listen addresses, each a checked `host:port`.
+    pub listen: Listen,
+    /// TLS files, resolved; the portal pair is both or neither.
+    pub tls: Tls,
+    /// Secret key files, resolved.
+    pub keys: Keys,
+    /// Limits.
+    pub limits: LimitsConfig,
+    /// Audit checkpoints.
+    pub audit: AuditConfig,
+    /// Log format.
+    pub log_format: LogFormat,
 }
 
 impl HubConfig {
     /// Reads and validates `path`.
     pub fn load(path: &Path) -> Result<HubConfig> {
         let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::Config(format!("config `{}`: {e}", path.display())))?;
+            .map_err(|e| Error::config_from(format!("config `{}`", path.display()), e))?;
         Self::parse(path, &text)
     }
 
     /// Parses and validates config text that came from `path`.
     pub fn parse(path: &Path, text: &str) -> Result<HubConfig> {
         let name = path.display();
-        let mut file: HubFile = toml::from_str(text).map_err(|e| {
+        // The message is toml's own, on one line with the line number; toml's
+        // Display would add a multi-line source excerpt.
+        let file: HubFile = toml::from_str(text).map_err(|e| {
             let line = e
                 .span()
                 .map(|s| text.get(..s.start).unwrap_or("").lines().count().max(1));
             let at = line.map(|l| format!(" line {l}")).unwrap_or_default();
-            Error::Config(format!("config `{name}`{at}: {}", e.message()))
+            Error::config(format!("config `{name}`{at}: {}", e.message()))
         })?;
+        Self::validate(path, file)
+    }
+
+    /// Stages `file` (read from `path`) into the runtime configuration.
+    fn validate(path: &Path, file: HubFile) -> Result<HubConfig> {
+        let name = path.display();
+        let bad = |what: String| Error::config(format!("config `{name}`: {what}"));
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let resolve = |p: &mut PathBuf| {
-            if p.is_relative() {
-                *p = base.join(&*p);
-            }
+        let resolve = |p: PathBuf| if p.is_relative() { base.join(p) } else { p };
+        let HubFile {
+            mut database_url,
+            policies_dir,
+            listen,
+            tls,
+            keys,
+            limits: l,
+            audit,
+            log_format,
+        } = file;
+        if tls.portal_cert.is_some() != tls.portal_key.is_some() {
+            return Err(bad(
+                "`tls.portal_cert` and `tls.portal_key` go together: set both or neither"
+                    .to_owned(),
+            ));
+        }
+        let tls = Tls {
+            cert: resolve(tls.cert),
+            key: resolve(tls.key),
+            client_ca: resolve(tls.client_ca),
+            crls: tls.crls.into_iter().map(resolve).collect(),
+            portal_cert: tls.portal_cert.map(resolve),
+            portal_key: tls.portal_key.map(resolve),
         };
-        resolve(&mut file.tls.cert);
-        resolve(&mut file.tls.key);
-        resolve(&mut file.tls.client_ca);
-        file.tls.crls.iter_mut().for_each(resolve);
-        if file.tls.portal_cert.is_some() != file.tls.portal_key.is_some() {
-            return Err(Error::Config(format!(
-                "config `{name}`: `tls.portal_cert` and `tls.portal_key` go together: set both or neither"
-            )));
-        }
-        file.tls.portal_cert.iter_mut().for_each(resolve);
-        file.tls.portal_key.iter_mut().for_each(resolve);
-        resolve(&mut file.keys.pseudonym);
-        resolve(&mut file.keys.signing);
-        resolve(&mut file.keys.receipt_pepper);
-        if let Some(p) = file.policies_dir.as_mut() {
-            resolve(p);
-        }
-        if let Some(rest) = file.database_url.strip_prefix("sqlite://") {
+        let keys = Keys {
+            pseudonym: resolve(keys.pseudonym),
+            signing: resolve(keys.signing),
+            receipt_pepper: resolve(keys.receipt_pepper),
+        };
+        let policies_dir = policies_dir.map(resolve);
+        if let Some(rest) = database_url.strip_prefix("sqlite://") {
             let db_path = Path::new(rest.split('?').next().unwrap_or(rest));
             if db_path.is_relative() && !rest.starts_with(":memory:") {
-                file.database_url = format!("sqlite://{}", base.join(rest).display());
+                database_url = format!("sqlite://{}", base.join(rest).display());
             }
         }
-        let l = &file.limits;
         for (field, ok) in [
             ("limits.max_body_bytes", l.max_body_bytes >= 1024),
             ("limits.max_batch", l.max_batch >= 1),
@@ -256,49 +340,71 @@ impl HubConfig {
             ("limits.db_connections", l.db_connections >= 1),
         ] {
             if !ok {
-                return Err(Error::Config(format!(
-                    "config `{name}`: `{field}` is out of range"
-                )));
+                return Err(bad(format!("`{field}` is out of range")));
             }
         }
         for (field, addr) in [
-            ("listen.participant", &file.listen.participant),
-            ("listen.portal", &file.listen.portal),
-            ("listen.admin", &file.listen.admin),
+            ("listen.participant", &listen.participant),
+            ("listen.portal", &listen.portal),
+            ("listen.admin", &listen.admin),
         ] {
             if !is_listen_address(addr) {
-                return Err(Error::Config(format!(
-                    "config `{name}`: `{field}` = `{addr}` is not `host:port` \
+                return Err(bad(format!(
+                    "`{field}` = `{addr}` is not `host:port` \
                      (an IP address or host name, and a port from 0 to 65535)"
                 )));
             }
         }
-        let origin = &file.audit.origin;
+        let origin = &audit.origin;
         if origin.is_empty()
             || origin.len() > 200
             || origin
                 .chars()
                 .any(|c| c.is_whitespace() || c.is_control() || c == '+')
         {
-            return Err(Error::Config(format!(
-                "config `{name}`: `audit.origin` must be non-empty, without spaces or `+`"
-            )));
+            return Err(bad(
+                "`audit.origin` must be non-empty, without spaces or `+`".to_owned(),
+            ));
         }
-        if file.log_format != "text" && file.log_format != "json" {
-            return Err(Error::Config(format!(
-                "config `{name}`: `log_format` must be `text` or `json`, not `{}`",
-                file.log_format
-            )));
-        }
+        let log_format = match log_format.as_str() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(bad(format!(
+                    "`log_format` must be `text` or `json`, not `{other}`"
+                )));
+            }
+        };
+        let secs = Duration::from_secs;
         Ok(HubConfig {
-            file,
             path: path.to_path_buf(),
+            database_url,
+            policies_dir,
+            listen,
+            tls,
+            keys,
+            limits: LimitsConfig {
+                max_body_bytes: l.max_body_bytes,
+                max_batch: l.max_batch,
+                max_page: l.max_page,
+                max_connections: l.max_connections,
+                handshake_timeout: secs(l.handshake_timeout_secs),
+                header_timeout: secs(l.header_timeout_secs),
+                request_timeout: secs(l.request_timeout_secs),
+                rate_per_second: l.rate_per_second,
+                rate_burst: l.rate_burst,
+                enrollment_ttl: secs(l.enrollment_ttl_secs),
+                db_connections: l.db_connections,
+                portal_max_failures: l.portal_max_failures,
+                portal_lockout: secs(l.portal_lockout_secs),
+            },
+            audit: AuditConfig {
+                origin: audit.origin,
+                checkpoint_interval: secs(audit.checkpoint_secs.max(1)),
+                checkpoint_every: audit.checkpoint_every.max(1),
+            },
+            log_format,
         })
-    }
-
-    /// Header timeout.
-    pub fn header_timeout(&self) -> Duration {
-        Duration::from_secs(self.file.limits.header_timeout_secs)
     }
 }
 
@@ -337,15 +443,15 @@ receipt_pepper = "k/r.key"
     #[test]
     fn resolves_relative_paths() {
         let c = HubConfig::parse(Path::new("/etc/renkei/hub.toml"), MIN).unwrap();
-        assert_eq!(c.file.tls.cert, Path::new("/etc/renkei/pki/server.pem"));
-        assert_eq!(c.file.database_url, "sqlite:///etc/renkei/hub.db");
+        assert_eq!(c.tls.cert, Path::new("/etc/renkei/pki/server.pem"));
+        assert_eq!(c.database_url, "sqlite:///etc/renkei/hub.db");
     }
 
     #[test]
     fn the_portal_has_its_own_certificate_or_the_servers() {
         let c = HubConfig::parse(Path::new("/etc/renkei/hub.toml"), MIN).unwrap();
         assert_eq!(
-            c.file.tls.portal_pair(),
+            c.tls.portal_pair(),
             (
                 PathBuf::from("/etc/renkei/pki/server.pem"),
                 PathBuf::from("/etc/renkei/pki/server.key")
@@ -357,7 +463,7 @@ receipt_pepper = "k/r.key"
         );
         let c = HubConfig::parse(Path::new("/etc/renkei/hub.toml"), &own).unwrap();
         assert_eq!(
-            c.file.tls.portal_pair().0,
+            c.tls.portal_pair().0,
             PathBuf::from("/etc/renkei/acme/fullchain.pem")
         );
         let half = MIN.replace(
@@ -412,5 +518,64 @@ receipt_pepper = "k/r.key"
             .unwrap_err()
             .to_string();
         assert!(e.contains("limits.max_batch"), "{e}");
+    }
+
+    #[test]
+    fn the_deployed_example_loads_with_the_documented_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/config/hub.toml.example");
+        let c = HubConfig::load(&path).unwrap();
+        assert_eq!(c.database_url, "sqlite:///var/lib/renkei-hub/hub.db");
+        assert_eq!(c.log_format, LogFormat::Text);
+        assert_eq!(c.listen.admin, "127.0.0.1:9090");
+        assert!(
+            c.tls.crls.iter().all(|p| p.is_absolute()),
+            "{:?}",
+            c.tls.crls
+        );
+        assert!(c.keys.signing.ends_with("keys/signing.key"));
+        let d = Limits::default();
+        let l = c.limits;
+        assert_eq!(l.max_body_bytes, d.max_body_bytes);
+        assert_eq!(l.header_timeout, Duration::from_secs(d.header_timeout_secs));
+        assert_eq!(l.request_timeout, Duration::from_secs(60));
+        assert_eq!(l.enrollment_ttl, Duration::from_secs(86_400));
+        assert_eq!(l.portal_lockout, Duration::from_secs(900));
+        assert_eq!(c.audit.checkpoint_interval, Duration::from_secs(60));
+        assert_eq!(c.audit.checkpoint_every, 1000);
+        assert_eq!(c.audit.origin, crate::audit::log::DEFAULT_ORIGIN);
+    }
+
+    #[test]
+    fn log_format_is_typed_and_a_wrong_one_is_named() {
+        let json = HubConfig::parse(
+            Path::new("hub.toml"),
+            &format!("log_format = \"json\"\n{MIN}"),
+        )
+        .unwrap();
+        assert_eq!(json.log_format, LogFormat::Json);
+        let e = HubConfig::parse(
+            Path::new("hub.toml"),
+            &format!("log_format = \"xml\"\n{MIN}"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("hub.toml") && e.contains("log_format") && e.contains("`xml`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_missing_file_names_it_and_keeps_the_io_error() {
+        let e = HubConfig::load(Path::new("/nonexistent/renkei/hub.toml")).unwrap_err();
+        assert!(
+            e.to_string().contains("/nonexistent/renkei/hub.toml"),
+            "{e}"
+        );
+        let source = std::error::Error::source(&e).unwrap();
+        assert!(
+            source.downcast_ref::<std::io::Error>().is_some(),
+            "{source:?}"
+        );
     }
 }

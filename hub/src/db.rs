@@ -39,13 +39,13 @@ impl Db {
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             Backend::Postgres
         } else {
-            return Err(Error::Config(format!(
+            return Err(Error::config(format!(
                 "database_url `{}` must start with `sqlite:` or `postgres://`",
                 redact_url(url)
             )));
         };
         let options = AnyConnectOptions::from_str(&with_sqlite_pragmas(url, backend))
-            .map_err(|e| Error::Config(format!("database_url `{}`: {e}", redact_url(url))))?
+            .map_err(|e| Error::config_from(format!("database_url `{}`", redact_url(url)), e))?
             .log_statements(tracing::log::LevelFilter::Trace)
             .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1));
         let pool = AnyPoolOptions::new()
@@ -82,7 +82,7 @@ impl Db {
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(options)
             .await
-            .map_err(|e| Error::Unavailable(format!("database: {e}")))?;
+            .map_err(|e| Error::unavailable_from("database", e))?;
         let db = Db { pool, backend };
         db.migrate().await?;
         Ok(db)
@@ -94,12 +94,12 @@ impl Db {
         consent
             .run(&self.pool)
             .await
-            .map_err(|e| Error::Unavailable(format!("consent migrations: {e}")))?;
+            .map_err(|e| Error::unavailable_from("consent migrations", e))?;
         let mut hub = sqlx::migrate!("./migrations");
         hub.set_ignore_missing(true);
         hub.run(&self.pool)
             .await
-            .map_err(|e| Error::Unavailable(format!("hub migrations: {e}")))?;
+            .map_err(|e| Error::unavailable_from("hub migrations", e))?;
         Ok(())
     }
 
@@ -192,8 +192,8 @@ pub async fn reserve_in_sequence(
     name: &str,
     n: usize,
 ) -> Result<(i64, String)> {
-    let n =
-        i64::try_from(n).map_err(|_| Error::Internal(format!("sequence `{name}`: {n} values")))?;
+    let n = i64::try_from(n)
+        .map_err(|e| Error::internal_from(format!("sequence `{name}`: {n} values"), e))?;
     sqlx::query("UPDATE hub_sequences SET value = value + $1 WHERE name = $2")
         .bind(n)
         .bind(name)
@@ -261,7 +261,7 @@ pub fn micros(t: DateTime<Utc>) -> i64 {
 pub fn from_micros(v: i64) -> Result<DateTime<Utc>> {
     Utc.timestamp_micros(v)
         .single()
-        .ok_or_else(|| Error::Internal(format!("stored time {v} is out of range")))
+        .ok_or_else(|| Error::internal(format!("stored time {v} is out of range")))
 }
 
 #[cfg(test)]

@@ -9,12 +9,30 @@ use serde_json::json;
 /// Result with the hub's error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// An underlying error kept as the [`std::error::Error::source`] of an [`Error`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// Everything that can go wrong in the hub.
+///
+/// The kinds that can stem from another error (`BadRequest`, `Unavailable`,
+/// `Transient`, `Config`, `Internal`) hold a `context` (what the hub was doing,
+/// naming the input, file or field) and, when there is one, the underlying error as
+/// their `source()`; build them with the constructors ([`Error::internal`],
+/// [`Error::internal_from`], …). Internal detail reaches the log through [`report`],
+/// never the client.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The request is malformed (names the input and the problem).
-    #[error("{0}")]
-    BadRequest(String),
+    /// The request is malformed (names the input and the problem). The message,
+    /// cause included, is what the client sees: the cause says what is wrong with
+    /// its input.
+    #[error("{}", with_cause(.context, .source))]
+    BadRequest {
+        /// The input and the problem.
+        context: String,
+        /// The parse error behind it, if any.
+        #[source]
+        source: Option<BoxError>,
+    },
     /// No or unusable client identity.
     #[error("{0}")]
     Unauthenticated(String),
@@ -38,25 +56,114 @@ pub enum Error {
     #[error("rate limit exceeded")]
     RateLimited(u64),
     /// A dependency (the database) is unavailable; retry later.
-    #[error("{0}")]
-    Unavailable(String),
+    #[error("{context}")]
+    Unavailable {
+        /// What the hub was doing.
+        context: String,
+        /// The failure of the dependency, if any.
+        #[source]
+        source: Option<BoxError>,
+    },
     /// The database aborted the transaction to resolve a conflict (deadlock,
     /// serialization, busy); the operation can be retried as a whole.
-    #[error("{0}")]
-    Transient(String),
-    /// Configuration is invalid (names the file and field).
-    #[error("{0}")]
-    Config(String),
+    #[error("{context}")]
+    Transient {
+        /// What the hub was doing.
+        context: String,
+        /// The database error, if any.
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// Configuration is invalid (names the file and field). Operators read it, so
+    /// the message includes the cause as well as keeping it as the source.
+    #[error("{}", with_cause(.context, .source))]
+    Config {
+        /// The file and the field.
+        context: String,
+        /// The I/O or parse error behind it, if any.
+        #[source]
+        source: Option<BoxError>,
+    },
     /// A bug or an unexpected state; detail is logged only.
-    #[error("{0}")]
-    Internal(String),
+    #[error("{context}")]
+    Internal {
+        /// What the hub was doing.
+        context: String,
+        /// The underlying error, if any.
+        #[source]
+        source: Option<BoxError>,
+    },
+}
+
+/// `context: cause` for the kinds whose message includes their cause (the cause
+/// alone when there is no context, see [`Error::bad_input`]).
+fn with_cause(context: &str, source: &Option<BoxError>) -> String {
+    match source {
+        Some(s) if context.is_empty() => s.to_string(),
+        Some(s) => format!("{context}: {s}"),
+        None => context.to_owned(),
+    }
+}
+
+/// An error and each of its sources, `: `-separated, for the log and the command
+/// line. A source whose text the message already ends with (the kinds that include
+/// their cause) is not repeated.
+pub fn report(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut next = err.source();
+    while let Some(e) = next {
+        let text = e.to_string();
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        next = e.source();
+    }
+    out
+}
+
+macro_rules! constructors {
+    ($($variant:ident: $plain:ident, $from:ident, $what:literal;)*) => {
+        impl Error {
+            $(
+                #[doc = concat!("A ", $what, " with no underlying error.")]
+                pub fn $plain(context: impl Into<String>) -> Error {
+                    Error::$variant { context: context.into(), source: None }
+                }
+
+                #[doc = concat!("A ", $what, " caused by `source`, kept as its `source()`.")]
+                pub fn $from(context: impl Into<String>, source: impl Into<BoxError>) -> Error {
+                    Error::$variant { context: context.into(), source: Some(source.into()) }
+                }
+            )*
+        }
+    };
+}
+
+impl Error {
+    /// A malformed request whose cause says it all (a signature, note or revocation
+    /// list that does not verify): the client's message is the cause's.
+    pub fn bad_input(source: impl Into<BoxError>) -> Error {
+        Error::BadRequest {
+            context: String::new(),
+            source: Some(source.into()),
+        }
+    }
+}
+
+constructors! {
+    BadRequest: bad_request, bad_request_from, "malformed request";
+    Unavailable: unavailable, unavailable_from, "dependency failure";
+    Transient: transient, transient_from, "lost transaction race";
+    Config: config, config_from, "configuration error";
+    Internal: internal, internal_from, "bug or unexpected state";
 }
 
 impl Error {
     /// The HTTP status and stable error code of this error.
     pub fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
-            Error::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            Error::BadRequest { .. } => (StatusCode::BAD_REQUEST, "bad_request"),
             Error::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "unauthenticated"),
             Error::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Error::Refused(code, _) => (StatusCode::FORBIDDEN, code),
@@ -64,10 +171,10 @@ impl Error {
             Error::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Error::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Error::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
-            Error::Unavailable(_) | Error::Transient(_) => {
+            Error::Unavailable { .. } | Error::Transient { .. } => {
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
             }
-            Error::Config(_) | Error::Internal(_) => {
+            Error::Config { .. } | Error::Internal { .. } => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
             }
         }
@@ -87,14 +194,14 @@ impl From<sqlx::Error> for Error {
             | sqlx::Error::PoolClosed
             | sqlx::Error::Io(_)
             | sqlx::Error::Tls(_)
-            | sqlx::Error::WorkerCrashed => Error::Unavailable(format!("database: {e}")),
+            | sqlx::Error::WorkerCrashed => Error::unavailable_from("database", e),
             sqlx::Error::Database(ref d) if is_conflict(d.code().as_deref()) => {
-                Error::Transient(format!("database: {e}"))
+                Error::transient_from("database", e)
             }
             sqlx::Error::Database(ref d) if is_transient(d.code().as_deref()) => {
-                Error::Unavailable(format!("database: {e}"))
+                Error::unavailable_from("database", e)
             }
-            other => Error::Internal(format!("database: {other}")),
+            other => Error::internal_from("database", other),
         }
     }
 }
@@ -123,8 +230,9 @@ where
     let mut attempt = 0u32;
     loop {
         match op().await {
-            Err(Error::Transient(reason)) if attempt < 4 => {
+            Err(e @ Error::Transient { .. }) if attempt < 4 => {
                 attempt += 1;
+                let reason = report(&e);
                 tracing::debug!(%reason, attempt, "retrying a transaction that lost a race");
                 let jitter = u64::from(rand::random::<u8>() % 20);
                 tokio::time::sleep(std::time::Duration::from_millis(
@@ -141,12 +249,12 @@ impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
         let message = match &self {
-            Error::Internal(detail) | Error::Config(detail) => {
-                tracing::error!(error = %detail, "internal error");
+            Error::Internal { .. } | Error::Config { .. } => {
+                tracing::error!(error = %report(&self), "internal error");
                 "internal error".to_owned()
             }
-            Error::Unavailable(detail) | Error::Transient(detail) => {
-                tracing::warn!(error = %detail, "service unavailable");
+            Error::Unavailable { .. } | Error::Transient { .. } => {
+                tracing::warn!(error = %report(&self), "service unavailable");
                 "service temporarily unavailable".to_owned()
             }
             other => other.to_string(),
@@ -162,7 +270,7 @@ impl IntoResponse for Error {
                     response.headers_mut().insert(header::RETRY_AFTER, v);
                 }
             }
-            Error::Unavailable(_) => {
+            Error::Unavailable { .. } => {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -170,5 +278,124 @@ impl IntoResponse for Error {
             _ => {}
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+    use std::io;
+
+    use super::*;
+
+    async fn body(e: Error) -> (StatusCode, String) {
+        let response = e.into_response();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        (status, String::from_utf8(bytes.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_database_error_is_the_source_and_stays_out_of_the_body() {
+        let io = io::Error::new(io::ErrorKind::ConnectionRefused, "db.internal:5432 refused");
+        let e = Error::from(sqlx::Error::Io(io));
+        assert!(matches!(e, Error::Unavailable { .. }), "{e:?}");
+        let source = e.source().unwrap();
+        assert!(source.downcast_ref::<sqlx::Error>().is_some(), "{source:?}");
+        let chain = report(&e);
+        assert!(
+            chain.starts_with("database: ") && chain.contains("db.internal:5432 refused"),
+            "{chain}"
+        );
+        let (status, text) = body(e).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(text.contains("service temporarily unavailable"), "{text}");
+        assert!(
+            !text.contains("db.internal") && !text.contains("database"),
+            "{text}"
+        );
+
+        let e = Error::from(sqlx::Error::Protocol("unexpected row shape".into()));
+        assert!(matches!(e, Error::Internal { .. }), "{e:?}");
+        assert!(e.source().unwrap().downcast_ref::<sqlx::Error>().is_some());
+        let (status, text) = body(e).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(
+            text.contains("\"internal error\"") && !text.contains("row shape"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_io_error_is_the_source_and_stays_out_of_the_body() {
+        let io = io::Error::new(io::ErrorKind::PermissionDenied, "/var/lib/renkei denied");
+        let e = Error::internal_from("backup `/var/lib/renkei/x`", io);
+        assert_eq!(e.to_string(), "backup `/var/lib/renkei/x`");
+        let source = e.source().unwrap().downcast_ref::<io::Error>().unwrap();
+        assert_eq!(source.kind(), io::ErrorKind::PermissionDenied);
+        assert_eq!(
+            report(&e),
+            "backup `/var/lib/renkei/x`: /var/lib/renkei denied"
+        );
+        let (status, text) = body(e).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!text.contains("renkei"), "{text}");
+    }
+
+    #[test]
+    fn a_config_error_names_its_cause_once() {
+        let io = io::Error::new(io::ErrorKind::NotFound, "no such file");
+        let e = Error::config_from("config `hub.toml`", io);
+        assert_eq!(e.to_string(), "config `hub.toml`: no such file");
+        assert!(e.source().unwrap().downcast_ref::<io::Error>().is_some());
+        assert_eq!(report(&e), "config `hub.toml`: no such file");
+        assert_eq!(
+            status_of(&Error::config("x")),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
+
+    #[tokio::test]
+    async fn a_bad_request_keeps_its_message_for_the_client() {
+        let parse = serde_json::from_str::<u8>("300").unwrap_err();
+        let expected = format!("records[0]: {parse}");
+        let e = Error::bad_request_from("records[0]", parse);
+        assert!(
+            e.source()
+                .unwrap()
+                .downcast_ref::<serde_json::Error>()
+                .is_some()
+        );
+        assert_eq!(e.to_string(), expected);
+        let (status, text) = body(e).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["error"]["message"], expected.as_str());
+        assert_eq!(v["error"]["code"], "bad_request");
+    }
+
+    #[tokio::test]
+    async fn retry_runs_a_transient_failure_again() {
+        let mut runs = 0;
+        let out: Result<u8> = retry(|| {
+            runs += 1;
+            let n = runs;
+            async move {
+                if n < 3 {
+                    Err(Error::transient("lost a race"))
+                } else {
+                    Ok(7)
+                }
+            }
+        })
+        .await;
+        assert_eq!(out.unwrap(), 7);
+        assert_eq!(runs, 3);
+    }
+
+    fn status_of(e: &Error) -> StatusCode {
+        e.status_and_code().0
     }
 }

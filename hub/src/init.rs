@@ -17,15 +17,15 @@ pub fn init(dir: &Path, pki: &Path) -> Result<()> {
 pub fn init_with(dir: &Path, pki: &Path, listen: &Listen) -> Result<()> {
     let keys = dir.join("keys");
     std::fs::create_dir_all(&keys)
-        .map_err(|e| Error::Config(format!("cannot create `{}`: {e}", keys.display())))?;
+        .map_err(|e| Error::config_from(format!("cannot create `{}`", keys.display()), e))?;
     let cfg = dir.join("hub.toml");
     if cfg.exists() {
-        return Err(Error::Config(format!(
+        return Err(Error::config(format!(
             "`{}` exists; refusing to overwrite",
             cfg.display()
         )));
     }
-    let err = |e: renkei_crypto::Error| Error::Config(e.to_string());
+    let err = |e: renkei_crypto::Error| Error::config_from("cannot write a new key", e);
     PseudonymKey::generate(KeyVersion::V1)
         .save(&keys.join("pseudonym.key"))
         .map_err(err)?;
@@ -46,6 +46,6 @@ pub fn init_with(dir: &Path, pki: &Path, listen: &Listen) -> Result<()> {
          [keys]\npseudonym = \"keys/pseudonym.key\"\nsigning = \"keys/signing.key\"\nreceipt_pepper = \"keys/receipt-pepper.key\"\n"
     );
     std::fs::write(&cfg, text)
-        .map_err(|e| Error::Config(format!("cannot write `{}`: {e}", cfg.display())))?;
+        .map_err(|e| Error::config_from(format!("cannot write `{}`", cfg.display()), e))?;
     Ok(())
 }

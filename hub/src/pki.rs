@@ -90,8 +90,8 @@ pub fn init(
     now: DateTime<Utc>,
 ) -> Result<()> {
     if dns_names.is_empty() && ips.is_empty() {
-        return Err(Error::BadRequest(
-            "the server certificate needs at least one dns name or ip address".to_owned(),
+        return Err(Error::bad_request(
+            "the server certificate needs at least one dns name or ip address",
         ));
     }
     for file in [CA_KEY, CA_CERT] {
@@ -131,8 +131,8 @@ fn server_cert(
     now: DateTime<Utc>,
 ) -> Result<(Vec<u8>, zeroize::Zeroizing<Vec<u8>>)> {
     if dns_names.is_empty() && ips.is_empty() {
-        return Err(Error::BadRequest(
-            "the server certificate needs at least one dns name or ip address".to_owned(),
+        return Err(Error::bad_request(
+            "the server certificate needs at least one dns name or ip address",
         ));
     }
     let server_key = new_key()?;
@@ -191,7 +191,7 @@ pub fn issue(
     let mut index = Index::load(dir)?;
     let not_after = now + days(validity_days)?;
     if ca.not_after() < &*asn1_time(not_after)? {
-        return Err(Error::BadRequest(format!(
+        return Err(Error::bad_request(format!(
             "a validity of {validity_days} days runs past the CA's notAfter ({}); issue a shorter certificate",
             ca.not_after()
         )));
@@ -264,7 +264,7 @@ pub fn revoke(dir: &Path, serial: &str, now: DateTime<Utc>) -> Result<PathBuf> {
     let mut index = Index::load(dir)?;
     let wanted = normalize_serial(serial)?;
     if wanted == serial_of(&ca)? || dir.join(archived_ca_name(&wanted)).exists() {
-        return Err(Error::BadRequest(format!(
+        return Err(Error::bad_request(format!(
             "serial `{serial}` is the CA itself; make a new PKI instead of revoking the CA"
         )));
     }
@@ -307,17 +307,17 @@ fn load_ca(dir: &Path) -> Result<(X509, PKey<Private>)> {
     let key_path = dir.join(CA_KEY);
     let cert = fs::read(&cert_path).map_err(|e| io_error(&cert_path, e))?;
     let cert = X509::from_pem(&cert).map_err(|e| {
-        Error::Config(format!(
-            "`{}` is not a PEM certificate: {e}",
-            cert_path.display()
-        ))
+        Error::config_from(
+            format!("`{}` is not a PEM certificate", cert_path.display()),
+            e,
+        )
     })?;
     let key = zeroize::Zeroizing::new(fs::read(&key_path).map_err(|e| io_error(&key_path, e))?);
     let key = PKey::private_key_from_pem(&key).map_err(|e| {
-        Error::Config(format!(
-            "`{}` is not a PEM private key: {e}",
-            key_path.display()
-        ))
+        Error::config_from(
+            format!("`{}` is not a PEM private key", key_path.display()),
+            e,
+        )
     })?;
     Ok((cert, key))
 }

@@ -756,7 +756,7 @@ async fn proof(
         Err(e) => return Err(e),
     };
     let body = serde_json::to_vec_pretty(&file)
-        .map_err(|e| crate::error::Error::Internal(e.to_string()))?;
+        .map_err(|e| crate::error::Error::internal_from("audit proof file", e))?;
     let mut resp = (StatusCode::OK, body).into_response();
     let h = resp.headers_mut();
     h.insert(
@@ -856,7 +856,7 @@ async fn revoke(
         }
         Err(
             crate::error::Error::NotFound(_)
-            | crate::error::Error::BadRequest(_)
+            | crate::error::Error::BadRequest { .. }
             | crate::error::Error::Conflict(_),
         ) => wrong_code(&st, lang, &key).await,
         Err(e) => Err(e),

@@ -70,7 +70,7 @@ pub async fn get(conn: &mut AnyConnection, id: &ParticipantId) -> Result<Option<
 pub async fn get_by_str(conn: &mut AnyConnection, id: &str) -> Result<Option<Participant>> {
     let pid: ParticipantId = id
         .parse()
-        .map_err(|e| Error::BadRequest(format!("participant `{id}`: {e}")))?;
+        .map_err(|e| Error::bad_request_from(format!("participant `{id}`"), e))?;
     get(conn, &pid).await
 }
 
@@ -125,7 +125,7 @@ pub async fn add(
     now: DateTime<Utc>,
 ) -> Result<()> {
     if enrollment_pk.is_some() && id.kind() != ParticipantKind::Source {
-        return Err(Error::BadRequest(format!(
+        return Err(Error::bad_request(format!(
             "participant `{id}`: only sources have an enrollment key"
         )));
     }

@@ -81,7 +81,7 @@ impl std::fmt::Debug for Transport {
 pub async fn bind(addr: &str) -> Result<TcpListener> {
     TcpListener::bind(addr)
         .await
-        .map_err(|e| Error::Config(format!("cannot listen on `{addr}`: {e}")))
+        .map_err(|e| Error::config_from(format!("cannot listen on `{addr}`"), e))
 }
 
 /// Serves `router` on `listener` until `shutdown` turns true, then waits (up to

@@ -6,7 +6,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use renkei_crypto::participant::ParticipantId;
 use renkei_hub::broker::Clock;
-use renkei_hub::config::HubConfig;
+use renkei_hub::config::{HubConfig, LogFormat};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -260,8 +260,8 @@ pub(crate) fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     match cli.command {
         // The demo narrates on stdout; only warnings go to the log.
-        Command::Demo { .. } => renkei_hub::logging::init_with("text", "warn"),
-        _ => renkei_hub::logging::init("text"),
+        Command::Demo { .. } => renkei_hub::logging::init_with(LogFormat::Text, "warn"),
+        _ => renkei_hub::logging::init(LogFormat::Text),
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -276,7 +276,9 @@ pub(crate) fn main() -> std::process::ExitCode {
     match rt.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("internet-hub: {e:#}");
+            // Each cause once: a hub configuration error's message already ends
+            // with its cause, which `{e:#}` would print a second time.
+            eprintln!("internet-hub: {}", renkei_hub::error::report(e.as_ref()));
             std::process::ExitCode::FAILURE
         }
     }
@@ -287,7 +289,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Demo { keep } => crate::demo::run(keep).await?,
         Command::Serve { config } => {
             let cfg = HubConfig::load(&config)?;
-            renkei_hub::logging::init(&cfg.file.log_format);
+            renkei_hub::logging::init(cfg.log_format);
             let running = renkei_hub::app::start(&cfg, Clock::System).await?;
             eprintln!(
                 "internet-hub: participant API https://{} · portal https://{} · admin http://{}",
@@ -423,7 +425,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                         None => None,
                     };
                     let trusted = renkei_hub::audit::rotation::trusted_keys(
-                        &cfg.file.keys.signing,
+                        &cfg.keys.signing,
                         &hub.signing_key.verifying_key(),
                     )?;
                     match renkei_hub::audit::verify(&hub.db, &trusted, witness.as_ref()).await? {
@@ -509,7 +511,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             let r = renkei_hub::audit::rotation::rotate(
                 &hub.db,
                 &hub.signing_key,
-                &cfg.file.keys.signing,
+                &cfg.keys.signing,
                 hub.now(),
             )
             .await?;
@@ -524,7 +526,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 renkei_hub::audit::rotation::fingerprint(&r.public_key),
                 hub.signing_key.version(),
                 r.endorsement.seq,
-                renkei_hub::audit::rotation::trusted_path(&cfg.file.keys.signing).display(),
+                renkei_hub::audit::rotation::trusted_path(&cfg.keys.signing).display(),
                 config.display()
             );
         }
@@ -545,7 +547,7 @@ async fn backup(
     out: &std::path::Path,
 ) -> anyhow::Result<std::process::ExitCode> {
     let cfg = HubConfig::load(config)?;
-    let url = &cfg.file.database_url;
+    let url = &cfg.database_url;
     if !url.starts_with("sqlite:") {
         let cmd = renkei_hub::backup::pg_dump_command(url, out)?;
         eprintln!(
@@ -658,7 +660,10 @@ async fn wait_for_shutdown(running: &renkei_hub::app::Running, config: &std::pat
                 let outcome = HubConfig::load(config).and_then(|cfg| running.reload(&cfg));
                 match outcome {
                     Ok(()) => eprintln!("internet-hub: reloaded certificates, CRLs and policies"),
-                    Err(e) => eprintln!("internet-hub: reload refused, keeping the running set-up: {e}"),
+                    Err(e) => eprintln!(
+                        "internet-hub: reload refused, keeping the running set-up: {}",
+                        renkei_hub::error::report(&e)
+                    ),
                 }
             }
         }

@@ -61,7 +61,7 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<
             Err(e) if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
                 Err(Error::TooLarge("request body is too large".into()))
             }
-            Err(e) => Err(Error::BadRequest(format!(
+            Err(e) => Err(Error::bad_request(format!(
                 "request body: {}",
                 bounded::text(&e.body_text(), 300)
             ))),
@@ -81,7 +81,7 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequestParts<S> for Q<T
             .await
             .map(|Query(v)| Q(v))
             .map_err(|e| {
-                Error::BadRequest(format!("query: {}", bounded::text(&e.body_text(), 300)))
+                Error::bad_request(format!("query: {}", bounded::text(&e.body_text(), 300)))
             })
     }
 }
@@ -97,7 +97,9 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> FromRequestParts<S> 
         Path::<T>::from_request_parts(parts, state)
             .await
             .map(|Path(v)| P(v))
-            .map_err(|e| Error::BadRequest(format!("path: {}", bounded::text(&e.body_text(), 300))))
+            .map_err(|e| {
+                Error::bad_request(format!("path: {}", bounded::text(&e.body_text(), 300)))
+            })
     }
 }
 
@@ -170,7 +172,7 @@ async fn upload_records(
     for (i, r) in body.records.iter().enumerate() {
         let sealed = data_encoding::BASE64
             .decode(r.sealed.as_bytes())
-            .map_err(|e| Error::BadRequest(format!("records[{i}].sealed: not base64: {e}")))?;
+            .map_err(|e| Error::bad_request_from(format!("records[{i}].sealed: not base64"), e))?;
         batch.push(ingest::Upload {
             sealed,
             subject: r.subject.clone(),
@@ -325,7 +327,7 @@ async fn participant_keys(
         .as_deref()
         .map(serde_json::from_str)
         .transpose()
-        .map_err(|e| Error::Internal(format!("stored key statement: {e}")))?;
+        .map_err(|e| Error::internal_from("stored key statement", e))?;
     Ok(Json(Keys {
         grant_key: p.grant_pk,
         enrollment_key: p.enrollment_pk,
@@ -381,7 +383,7 @@ async fn publish_keys(
     ] {
         if let Some(key) = key {
             renkei_crypto::grant::RecipientPublicKey::from_base64(key)
-                .map_err(|e| Error::BadRequest(format!("{name}: {e}")))?;
+                .map_err(|e| Error::bad_request_from(name, e))?;
         }
     }
     if let Some(st) = &k.statement {
@@ -391,8 +393,8 @@ async fn publish_keys(
             || st.grant_key != k.grant_key
             || st.enrollment_key != k.enrollment_key
         {
-            return Err(Error::BadRequest(
-                "statement: must name the caller and the same keys as the request".into(),
+            return Err(Error::bad_request(
+                "statement: must name the caller and the same keys as the request",
             ));
         }
     }
@@ -406,7 +408,7 @@ async fn publish_keys(
         .as_ref()
         .map(serde_json::to_string)
         .transpose()
-        .map_err(|e| Error::Internal(format!("key statement: {e}")))?;
+        .map_err(|e| Error::internal_from("key statement", e))?;
     let now = hub.now();
     let mut tx = hub.db.begin().await?;
     broker::authorize_caller(&mut tx, &who, broker::ANY_PARTICIPANT).await?;

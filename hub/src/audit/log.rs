@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 pub const DEFAULT_ORIGIN: &str = "renkei.hub/audit";
 
 fn log_err(e: renkei_crypto::Error) -> Error {
-    Error::Internal(e.to_string())
+    Error::internal_from("audit log signature", e)
 }
 
 /// The verifier key of the log `origin` signed with `key` (C2SP signed-note format).
@@ -78,7 +78,10 @@ async fn check_ledger(
         let seq = i64::try_from(size).unwrap_or(i64::MAX);
         let stored: Option<String> =
             sqlx::query_scalar("SELECT hash FROM consent_ledger WHERE seq = $1")
-                .bind(i64::try_from(head.seq).map_err(|_| Error::Internal("seq".into()))?)
+                .bind(
+                    i64::try_from(head.seq)
+                        .map_err(|e| Error::internal_from("checkpoint seq", e))?,
+                )
                 .fetch_optional(db.pool())
                 .await?;
         let reason = match stored {
@@ -207,13 +210,13 @@ pub async fn add_cosignature(
     line: &str,
     now: DateTime<Utc>,
 ) -> Result<u64> {
-    let verifier = NoteVerifier::parse(vkey).map_err(|e| Error::BadRequest(e.to_string()))?;
+    let verifier = NoteVerifier::parse(vkey).map_err(Error::bad_input)?;
     if !verifier.is_cosignature() {
-        return Err(Error::BadRequest(
-            "`vkey` is not a cosignature/v1 key (type 0x04)".into(),
+        return Err(Error::bad_request(
+            "`vkey` is not a cosignature/v1 key (type 0x04)",
         ));
     }
-    let seq = i64::try_from(size).map_err(|_| Error::BadRequest("`size` is too large".into()))?;
+    let seq = i64::try_from(size).map_err(|_| Error::bad_request("`size` is too large"))?;
     let mut tx = db.begin().await?;
     let note: Option<String> =
         sqlx::query("SELECT note FROM hub_checkpoints WHERE seq = $1 AND note <> ''")
@@ -223,8 +226,7 @@ pub async fn add_cosignature(
             .map(|r| r.try_get("note"))
             .transpose()?;
     let note = note.ok_or_else(|| Error::NotFound(format!("no checkpoint of size {size}")))?;
-    let time = note::check_cosignature(&note, line, &verifier)
-        .map_err(|e| Error::BadRequest(e.to_string()))?;
+    let time = note::check_cosignature(&note, line, &verifier).map_err(Error::bad_input)?;
     let known: Option<String> =
         sqlx::query("SELECT vkey FROM hub_log_witnesses WHERE witness = $1")
             .bind(witness)
@@ -250,7 +252,7 @@ pub async fn add_cosignature(
             .await?;
         }
     }
-    let time_i64 = i64::try_from(time).map_err(|_| Error::BadRequest("bad time".into()))?;
+    let time_i64 = i64::try_from(time).map_err(|_| Error::bad_request("bad time"))?;
     sqlx::query(
         "INSERT INTO hub_log_cosignatures (seq, witness, line, cosigned_at, received_at) \
          VALUES ($1, $2, $3, $4, $5) ON CONFLICT (seq, witness) DO NOTHING",
@@ -339,7 +341,10 @@ pub async fn verify(
     loop {
         let rows =
             sqlx::query("SELECT seq, hash FROM hub_audit WHERE seq > $1 ORDER BY seq LIMIT 5000")
-                .bind(i64::try_from(tree.size()).map_err(|_| Error::Internal("size".into()))?)
+                .bind(
+                    i64::try_from(tree.size())
+                        .map_err(|e| Error::internal_from("log tree size", e))?,
+                )
                 .fetch_all(db.pool())
                 .await?;
         if rows.is_empty() {
@@ -473,7 +478,7 @@ impl StoredHashes {
     async fn get(&mut self, db: &Db, idx: u64) -> Result<Option<Hash>> {
         if idx >= self.next {
             self.page.clear();
-            let from = i64::try_from(idx).map_err(|_| Error::Internal("index".into()))?;
+            let from = i64::try_from(idx).map_err(|e| Error::internal_from("log hash index", e))?;
             for r in sqlx::query(
                 "SELECT idx, hash FROM hub_log_hashes WHERE idx >= $1 ORDER BY idx LIMIT 10000",
             )
@@ -542,7 +547,7 @@ pub async fn entry_proof(db: &Db, seq: i64) -> Result<renkei_protocol::proof::En
         prev_hash: e.try_get("prev_hash")?,
     };
     let index =
-        u64::try_from(seq - 1).map_err(|_| Error::BadRequest("`seq` must be 1 or more".into()))?;
+        u64::try_from(seq - 1).map_err(|_| Error::bad_request("`seq` must be 1 or more"))?;
     let proof = tree::inclusion(&mut conn, size.unsigned_abs(), index)
         .await?
         .iter()

@@ -109,7 +109,7 @@ pub fn read_trusted(path: &Path) -> Result<Vec<(KeyVersion, VerifyingKey)>> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::Config(format!("`{}`: {e}", path.display()))),
+        Err(e) => return Err(Error::config_from(format!("`{}`", path.display()), e)),
     };
     let mut out = Vec::new();
     for (n, line) in text.lines().enumerate() {
@@ -117,16 +117,18 @@ pub fn read_trusted(path: &Path) -> Result<Vec<(KeyVersion, VerifyingKey)>> {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let bad =
-            |why: String| Error::Config(format!("`{}` line {}: {why}", path.display(), n + 1));
+        let at = format!("`{}` line {}", path.display(), n + 1);
         let mut fields = line.split_whitespace();
         let (Some(version), Some(key), None) = (fields.next(), fields.next(), fields.next()) else {
-            return Err(bad("expected `vN <base64 public key>`".to_owned()));
+            return Err(Error::config(format!(
+                "{at}: expected `vN <base64 public key>`"
+            )));
         };
         let version = version
             .parse()
-            .map_err(|e| bad(format!("version `{version}`: {e}")))?;
-        let key = VerifyingKey::from_base64(key).map_err(|e| bad(format!("public key: {e}")))?;
+            .map_err(|e| Error::config_from(format!("{at}: version `{version}`"), e))?;
+        let key = VerifyingKey::from_base64(key)
+            .map_err(|e| Error::config_from(format!("{at}: public key"), e))?;
         out.push((version, key));
     }
     Ok(out)
@@ -142,7 +144,7 @@ fn add_trusted(path: &Path, version: KeyVersion, key: &VerifyingKey) -> Result<(
         .create(true)
         .append(true)
         .open(path)
-        .map_err(|e| Error::Config(format!("`{}`: {e}", path.display())))?;
+        .map_err(|e| Error::config_from(format!("`{}`", path.display()), e))?;
     let mut text = String::new();
     if fresh {
         text.push_str(
@@ -153,7 +155,7 @@ fn add_trusted(path: &Path, version: KeyVersion, key: &VerifyingKey) -> Result<(
     text.push_str(&format!("{version} {}\n", key.to_base64()));
     file.write_all(text.as_bytes())
         .and_then(|()| file.sync_all())
-        .map_err(|e| Error::Config(format!("`{}`: {e}", path.display())))
+        .map_err(|e| Error::config_from(format!("`{}`", path.display()), e))
 }
 
 /// What [`rotate`] did.
@@ -184,7 +186,7 @@ pub async fn rotate(
     let path = signing.with_file_name(format!("signing-{version}.key"));
     let new = SigningKey::generate(version);
     new.save(&path)
-        .map_err(|e| Error::Config(format!("new signing key: {e}")))?;
+        .map_err(|e| Error::config_from("new signing key", e))?;
     add_trusted(&trusted, current.version(), &current.verifying_key())?;
     let entry = Entry {
         reason: format!(
@@ -204,7 +206,7 @@ pub async fn rotate(
         // Another instance signed in between: its checkpoint covers the entry.
         None => super::latest_checkpoint(db)
             .await?
-            .ok_or_else(|| Error::Internal("no checkpoint after rotation".to_owned()))?,
+            .ok_or_else(|| Error::internal("no checkpoint after rotation"))?,
     };
     Ok(Rotated {
         path,
@@ -225,8 +227,8 @@ fn next_version(
         .map(|(v, _)| *v)
         .fold(current, KeyVersion::max);
     let dir = signing.parent().unwrap_or(Path::new("."));
-    let entries =
-        std::fs::read_dir(dir).map_err(|e| Error::Config(format!("`{}`: {e}", dir.display())))?;
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| Error::config_from(format!("`{}`", dir.display()), e))?;
     for entry in entries.flatten() {
         let name = entry.file_name();
         let version = name
@@ -240,7 +242,7 @@ fn next_version(
         .get()
         .checked_add(1)
         .map(KeyVersion::new)
-        .ok_or_else(|| Error::Config("signing key version overflows".to_owned()))
+        .ok_or_else(|| Error::config("signing key version overflows"))
 }
 
 #[cfg(test)]

@@ -18,11 +18,11 @@ const READ_CHUNK: usize = 500;
 const ROWS_PER_INSERT: usize = 400;
 
 fn log_err(e: renkei_crypto::Error) -> Error {
-    Error::Internal(e.to_string())
+    Error::internal_from("audit log tree", e)
 }
 
 fn to_i64(v: u64) -> Result<i64> {
-    i64::try_from(v).map_err(|_| Error::BadRequest(format!("{v} is out of range")))
+    i64::try_from(v).map_err(|_| Error::bad_request(format!("{v} is out of range")))
 }
 
 /// The leaf data of an entry: its chain hash (hex in `hub_audit.hash`) as 32 bytes.
@@ -30,7 +30,7 @@ pub fn leaf_data(chain_hash: &str) -> Result<[u8; 32]> {
     hex::decode(chain_hash)
         .ok()
         .and_then(|b| <[u8; 32]>::try_from(b).ok())
-        .ok_or_else(|| Error::Internal(format!("audit chain hash `{chain_hash}` is not 32 bytes")))
+        .ok_or_else(|| Error::internal(format!("audit chain hash `{chain_hash}` is not 32 bytes")))
 }
 
 /// The leaf hash of an entry with this chain hash.
@@ -54,7 +54,7 @@ async fn read(conn: &mut AnyConnection, indexes: &[u64]) -> Result<Vec<(u64, Has
             let idx: i64 = r.try_get("idx")?;
             let bytes: Vec<u8> = r.try_get("hash")?;
             let hash = <[u8; 32]>::try_from(bytes)
-                .map_err(|_| Error::Internal(format!("log hash {idx} is not 32 bytes")))?;
+                .map_err(|_| Error::internal(format!("log hash {idx} is not 32 bytes")))?;
             out.push((idx.unsigned_abs(), Hash(hash)));
         }
     }
@@ -72,7 +72,7 @@ pub async fn frontier(conn: &mut AnyConnection, size: u64) -> Result<Frontier> {
             .find(|(j, _)| j == i)
             .map(|(_, h)| *h)
             .ok_or_else(|| {
-                Error::Internal(format!("log hash {i} of the tree of {size} is missing"))
+                Error::internal(format!("log hash {i} of the tree of {size} is missing"))
             })?;
         roots.push(h);
     }
@@ -115,7 +115,7 @@ async fn compute<T>(
 ) -> Result<T> {
     let mut hashes = Hashes::new();
     for _ in 0..tlog::MAX_ROUNDS {
-        match f(&hashes).map_err(|e| Error::BadRequest(e.to_string()))? {
+        match f(&hashes).map_err(Error::bad_input)? {
             Step::Done(v) => return Ok(v),
             Step::Need(indexes) => {
                 let found = read(conn, &indexes).await?;
@@ -128,7 +128,7 @@ async fn compute<T>(
             }
         }
     }
-    Err(Error::Internal("log proof needed too many reads".into()))
+    Err(Error::internal("log proof needed too many reads"))
 }
 
 /// The root of the tree of `size` leaves.

@@ -36,7 +36,7 @@ pub fn echo(s: &str) -> String {
 
 /// A record id (`rec1_…`) from a path or body.
 pub fn record_id(s: &str) -> Result<RecordId> {
-    RecordId::parse(s).map_err(|e| Error::BadRequest(format!("record id `{}`: {e}", echo(s))))
+    RecordId::parse(s).map_err(|e| Error::bad_request_from(format!("record id `{}`", echo(s)), e))
 }
 
 /// A consent id (a UUID) from a path or body.
@@ -48,7 +48,7 @@ pub fn consent_id(s: &str) -> Result<()> {
 pub fn uuid(what: &str, s: &str) -> Result<()> {
     match uuid::Uuid::try_parse(s) {
         Ok(u) if u.hyphenated().to_string() == s => Ok(()),
-        _ => Err(Error::BadRequest(format!(
+        _ => Err(Error::bad_request(format!(
             "{what} `{}`: expected a lower-case hyphenated UUID",
             echo(s)
         ))),
@@ -58,13 +58,13 @@ pub fn uuid(what: &str, s: &str) -> Result<()> {
 /// A participant (`kind:id`) named in a body.
 pub fn participant(field: &str, s: &str) -> Result<ParticipantId> {
     if s.len() > 128 {
-        return Err(Error::BadRequest(format!(
+        return Err(Error::bad_request(format!(
             "{field}: `{}` is longer than 128 bytes",
             echo(s)
         )));
     }
     s.parse()
-        .map_err(|e| Error::BadRequest(format!("{field}: `{}`: {e}", echo(s))))
+        .map_err(|e| Error::bad_request_from(format!("{field}: `{}`", echo(s)), e))
 }
 
 #[cfg(test)]

@@ -38,7 +38,7 @@ pub async fn link(
     now: DateTime<Utc>,
 ) -> Result<String> {
     let token =
-        SubjectToken::parse(subject).map_err(|e| Error::Internal(format!("subject token: {e}")))?;
+        SubjectToken::parse(subject).map_err(|e| Error::internal_from("subject token", e))?;
     let pseudonym = recipient_pseudonym(&hub.pseudonym_key, recipient, &token).to_string();
     sqlx::query(
         "INSERT INTO hub_pseudonyms (recipient, pseudonym, subject_token, created_at) \
@@ -84,7 +84,7 @@ async fn grant_checked(hub: &Hub, who: &ParticipantId, body: GrantBody) -> Resul
     let recipient = registry::get_by_str(&mut tx, &body.recipient)
         .await?
         .ok_or_else(|| {
-            Error::BadRequest(format!("recipient `{}` is not registered", body.recipient))
+            Error::bad_request(format!("recipient `{}` is not registered", body.recipient))
         })?;
     let decision = hub
         .policies()
@@ -217,8 +217,7 @@ async fn in_force_for(
     rows.iter()
         .map(|r| {
             let json: String = r.try_get("consent_json")?;
-            serde_json::from_str(&json)
-                .map_err(|e| Error::Internal(format!("stored consent_json: {e}")))
+            serde_json::from_str(&json).map_err(|e| Error::internal_from("stored consent_json", e))
         })
         .collect()
 }
@@ -243,7 +242,7 @@ pub fn consent_error(e: renkei_consent::Error) -> Error {
     use renkei_consent::Error as C;
     match e {
         C::InvalidTerms(m) | C::InvalidSubject(m) | C::InvalidParticipant(m) => {
-            Error::BadRequest(m)
+            Error::bad_request(m)
         }
         C::NotFound(m) => Error::NotFound(m),
         C::MalformedCode(_) | C::UnknownCode | C::CodeUsed => {
@@ -251,7 +250,7 @@ pub fn consent_error(e: renkei_consent::Error) -> Error {
         }
         C::NotActive { id, status } => Error::Conflict(format!("consent `{id}` is {status}")),
         C::Db(d) => Error::from(d),
-        other => Error::Internal(other.to_string()),
+        other => Error::internal_from("consent store", other),
     }
 }
 

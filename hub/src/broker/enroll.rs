@@ -27,15 +27,13 @@ pub async fn submit(hub: &Hub, who: &ParticipantId, body: &SubmitBody) -> Result
     let now = hub.now();
     let me = who.to_string();
     if body.user_ref.is_empty() || body.user_ref.len() > 128 {
-        return Err(Error::BadRequest(
-            "user_ref must be 1 to 128 characters".into(),
-        ));
+        return Err(Error::bad_request("user_ref must be 1 to 128 characters"));
     }
     let sealed = data_encoding::BASE64
         .decode(body.sealed.as_bytes())
-        .map_err(|e| Error::BadRequest(format!("sealed: not base64: {e}")))?;
+        .map_err(|e| Error::bad_request_from("sealed: not base64", e))?;
     if sealed.is_empty() || sealed.len() > MAX_SEALED {
-        return Err(Error::BadRequest(format!(
+        return Err(Error::bad_request(format!(
             "sealed: must be 1 to {MAX_SEALED} bytes"
         )));
     }
@@ -45,7 +43,7 @@ pub async fn submit(hub: &Hub, who: &ParticipantId, body: &SubmitBody) -> Result
     match &source {
         Some(s) if s.kind == "source" && !s.suspended() && s.enrollment_pk.is_some() => {}
         _ => {
-            return Err(Error::BadRequest(format!(
+            return Err(Error::bad_request(format!(
                 "source `{}` does not take enrollments",
                 body.source
             )));
@@ -54,7 +52,7 @@ pub async fn submit(hub: &Hub, who: &ParticipantId, body: &SubmitBody) -> Result
     let user_ref = user_ref_hash(&hub.receipt_pepper, &me, &body.user_ref);
     let id = uuid::Uuid::new_v4().to_string();
     let ttl = chrono::Duration::from_std(hub.limits.enrollment_ttl)
-        .map_err(|e| Error::Internal(format!("enrollment ttl: {e}")))?;
+        .map_err(|e| Error::internal_from("enrollment ttl", e))?;
     let expires = now + ttl;
     sqlx::query(
         "INSERT INTO hub_enrollments (id, requester, source, user_ref, sealed, status, created_at, expires_at) \
@@ -210,7 +208,7 @@ async fn answer_checked(
     let (status, pseudonym, reason, entry) = match body {
         EnrollmentResult::Linked { subject_token } => {
             renkei_crypto::token::SubjectToken::parse(subject_token)
-                .map_err(|e| Error::BadRequest(format!("subject_token: {e}")))?;
+                .map_err(|e| Error::bad_request_from("subject_token", e))?;
             let subject_token = &super::links::resolve(&mut tx, &me, subject_token).await?;
             super::subjects::claim(&mut tx, &me, &[subject_token.as_str()], now).await?;
             super::subjects::link_app(&mut tx, &current.requester, subject_token, &me, now).await?;

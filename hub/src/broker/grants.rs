@@ -139,9 +139,9 @@ pub async fn queue_for_subject(
                 source: r.try_get("source")?,
                 subject: subject.to_owned(),
                 category: category.clone(),
-                effective_date: date
-                    .parse()
-                    .map_err(|e| Error::Internal(format!("stored effective_date `{date}`: {e}")))?,
+                effective_date: date.parse().map_err(|e| {
+                    Error::internal_from(format!("stored effective_date `{date}`"), e)
+                })?,
             });
         }
     }
@@ -206,7 +206,7 @@ pub async fn pending(hub: &Hub, who: &ParticipantId, limit: i64) -> Result<Vec<G
             let subject = match who.kind() {
                 ParticipantKind::Phr => SubjectToken::parse(&token)
                     .map(|t| recipient_pseudonym(&hub.pseudonym_key, &me, &t).to_string())
-                    .map_err(|e| Error::Internal(format!("stored subject token: {e}")))?,
+                    .map_err(|e| Error::internal_from("stored subject token", e))?,
                 _ => token,
             };
             Ok(GrantRequest {
@@ -220,7 +220,7 @@ pub async fn pending(hub: &Hub, who: &ParticipantId, limit: i64) -> Result<Vec<G
                     .as_deref()
                     .map(serde_json::from_str)
                     .transpose()
-                    .map_err(|e| Error::Internal(format!("stored key statement: {e}")))?,
+                    .map_err(|e| Error::internal_from("stored key statement", e))?,
                 consent_statement: super::statements::parse(r, "consent_statement")?,
                 subject,
             })
@@ -254,14 +254,14 @@ pub async fn upload(
     for (i, g) in uploads.iter().enumerate() {
         let bytes = data_encoding::BASE64
             .decode(g.grant.as_bytes())
-            .map_err(|e| Error::BadRequest(format!("grants[{i}].grant: not base64: {e}")))?;
+            .map_err(|e| Error::bad_request_from(format!("grants[{i}].grant: not base64"), e))?;
         KeyGrant::from_bytes(&bytes)
-            .map_err(|e| Error::BadRequest(format!("grants[{i}].grant: {e}")))?;
+            .map_err(|e| Error::bad_request_from(format!("grants[{i}].grant"), e))?;
         let copy_bytes = data_encoding::BASE64
             .decode(g.sealed.as_bytes())
-            .map_err(|e| Error::BadRequest(format!("grants[{i}].sealed: not base64: {e}")))?;
+            .map_err(|e| Error::bad_request_from(format!("grants[{i}].sealed: not base64"), e))?;
         let copy = SealedRecord::from_bytes(&copy_bytes)
-            .map_err(|e| Error::BadRequest(format!("grants[{i}].sealed: {e}")))?;
+            .map_err(|e| Error::bad_request_from(format!("grants[{i}].sealed"), e))?;
         let req = sqlx::query(
             "SELECT q.consent_id, r.subject_token, r.category, r.effective_date FROM hub_grant_requests q \
              JOIN hub_records r ON r.record_id = q.record_id \
@@ -284,14 +284,14 @@ pub async fn upload(
         let date: String = req.try_get("effective_date")?;
         let date: NaiveDate = date
             .parse()
-            .map_err(|e| Error::Internal(format!("stored date: {e}")))?;
+            .map_err(|e| Error::internal_from("stored date", e))?;
         let h = copy.header();
         if h.source != me
             || h.category != category
             || h.effective_date != date
             || h.record_id.as_str() == g.record_id
         {
-            return Err(Error::BadRequest(format!(
+            return Err(Error::bad_request(format!(
                 "grants[{i}].sealed: not a recipient's copy of `{}` (its own record id, \
                  the record's source, category and effective date)",
                 bounded::echo(&g.record_id)

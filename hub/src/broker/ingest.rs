@@ -37,7 +37,7 @@ async fn ingest_checked(hub: &Hub, who: &ParticipantId, batch: &[Upload]) -> Res
     let mut checked = Vec::with_capacity(batch.len());
     for (i, upload) in batch.iter().enumerate() {
         let sealed = SealedRecord::from_bytes(&upload.sealed)
-            .map_err(|e| Error::BadRequest(format!("records[{i}]: {e}")))?;
+            .map_err(|e| Error::bad_request_from(format!("records[{i}]"), e))?;
         let h = sealed.header();
         let record_id = h.record_id.to_string();
         if h.source != me {
@@ -47,7 +47,7 @@ async fn ingest_checked(hub: &Hub, who: &ParticipantId, batch: &[Upload]) -> Res
             )));
         }
         if !policies.catalog().is_category(&h.category) {
-            return Err(Error::BadRequest(format!(
+            return Err(Error::bad_request(format!(
                 "records[{i}] `{record_id}`: unknown category `{}`",
                 h.category
             )));
@@ -90,10 +90,13 @@ async fn ingest_checked(hub: &Hub, who: &ParticipantId, batch: &[Upload]) -> Res
                 let subject = resolve_subject(&mut tx, who, named)
                     .await
                     .map_err(|e| match e {
-                        Error::BadRequest(m) => Error::BadRequest(format!(
-                            "records[{}] `{}`: {m}",
-                            c.index, c.record.record_id
-                        )),
+                        Error::BadRequest { context, source } => Error::BadRequest {
+                            context: format!(
+                                "records[{}] `{}`: {context}",
+                                c.index, c.record.record_id
+                            ),
+                            source,
+                        },
                         other => other,
                     })?;
                 subjects.insert(named, subject.clone());
@@ -225,7 +228,7 @@ async fn resolve_subject(
 ) -> Result<String> {
     if who.kind() != ParticipantKind::Phr {
         SubjectToken::parse(named).map_err(|e| {
-            Error::BadRequest(format!("subject `{}`: {e}", super::bounded::echo(named)))
+            Error::bad_request_from(format!("subject `{}`", super::bounded::echo(named)), e)
         })?;
         return super::links::resolve(conn, &who.to_string(), named).await;
     }

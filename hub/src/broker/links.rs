@@ -66,10 +66,10 @@ pub async fn resolve(conn: &mut AnyConnection, source: &str, token: &str) -> Res
 /// no pair linking a token to itself, and no new token twice.
 pub fn check_batch(pairs: &[SubjectLink], max: usize) -> Result<()> {
     if pairs.is_empty() {
-        return Err(Error::BadRequest("links: name at least one pair".into()));
+        return Err(Error::bad_request("links: name at least one pair"));
     }
     if pairs.len() > max {
-        return Err(Error::BadRequest(format!(
+        return Err(Error::bad_request(format!(
             "links: {} pairs exceed the limit of {max} per request",
             pairs.len()
         )));
@@ -78,20 +78,23 @@ pub fn check_batch(pairs: &[SubjectLink], max: usize) -> Result<()> {
     for (i, p) in pairs.iter().enumerate() {
         for (field, value) in [("old", &p.old), ("new", &p.new)] {
             SubjectToken::parse(value).map_err(|e| {
-                Error::BadRequest(format!(
-                    "links[{i}].{field} `{}`: {e}",
-                    value.chars().take(64).collect::<String>()
-                ))
+                Error::bad_request_from(
+                    format!(
+                        "links[{i}].{field} `{}`",
+                        value.chars().take(64).collect::<String>()
+                    ),
+                    e,
+                )
             })?;
         }
         if p.old == p.new {
-            return Err(Error::BadRequest(format!(
+            return Err(Error::bad_request(format!(
                 "links[{i}]: old and new are the same token `{}`",
                 p.new
             )));
         }
         if let Some(j) = seen.insert(&p.new, i) {
-            return Err(Error::BadRequest(format!(
+            return Err(Error::bad_request(format!(
                 "links[{i}]: new token `{}` is also the new token of links[{j}]",
                 p.new
             )));
@@ -218,7 +221,7 @@ async fn link_one(
     if inserted == 0 {
         // A concurrent request linked it first (PostgreSQL): a transient race; the
         // retry sees that link and answers duplicate or refused.
-        return Err(Error::Transient(format!(
+        return Err(Error::transient(format!(
             "new token `{}` was linked concurrently",
             pair.new
         )));
@@ -290,7 +293,7 @@ mod tests {
 
     fn message(e: Error) -> String {
         match e {
-            Error::BadRequest(m) => m,
+            e @ Error::BadRequest { .. } => e.to_string(),
             other => panic!("not a 400: {other:?}"),
         }
     }

@@ -114,7 +114,7 @@ impl Hub {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if armed == Some(point) {
-            return Err(crate::error::Error::Internal(format!(
+            return Err(crate::error::Error::internal(format!(
                 "fail point `{point}`"
             )));
         }

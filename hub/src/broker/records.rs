@@ -210,7 +210,7 @@ impl GrantRow {
             category: r.try_get("category")?,
             effective_date: date
                 .parse()
-                .map_err(|e| Error::Internal(format!("stored effective_date `{date}`: {e}")))?,
+                .map_err(|e| Error::internal_from(format!("stored effective_date `{date}`"), e))?,
         })
     }
 }
@@ -236,7 +236,7 @@ fn release(
         return Ok(Err(reason));
     }
     let subject = SubjectToken::parse(&row.subject)
-        .map_err(|e| Error::Internal(format!("stored subject token: {e}")))?;
+        .map_err(|e| Error::internal_from("stored subject token", e))?;
     let b64 = data_encoding::BASE64;
     Ok(Ok(FeedItem {
         seq: row.seq,

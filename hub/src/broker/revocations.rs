@@ -22,14 +22,14 @@ pub async fn publish(
 ) -> Result<()> {
     let signer = list
         .verify(&hub.participant_ca, now)
-        .map_err(|e| Error::BadRequest(e.to_string()))?;
+        .map_err(Error::bad_input)?;
     if &signer != who {
         return Err(Error::Forbidden(
             "a participant may publish only its own revocation list".into(),
         ));
     }
-    let json = serde_json::to_string(list)
-        .map_err(|e| Error::Internal(format!("revocation list: {e}")))?;
+    let json =
+        serde_json::to_string(list).map_err(|e| Error::internal_from("revocation list", e))?;
     let mut tx = hub.db.begin().await?;
     super::authorize_caller(&mut tx, who, super::ANY_PARTICIPANT).await?;
     let kept = sqlx::query("SELECT list FROM hub_revocation_lists WHERE signer = $1")
@@ -78,5 +78,5 @@ pub async fn get(hub: &Hub, who: &ParticipantId, target: &ParticipantId) -> Resu
 
 fn parse(row: &sqlx::any::AnyRow) -> Result<RevocationList> {
     serde_json::from_str(&row.try_get::<String, _>("list")?)
-        .map_err(|e| Error::Internal(format!("stored revocation list: {e}")))
+        .map_err(|e| Error::internal_from("stored revocation list", e))
 }

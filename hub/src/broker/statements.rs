@@ -25,10 +25,10 @@ pub fn check(
     let Some(st) = &body.statement else {
         return Ok(None);
     };
-    let bad = |why: &str| Error::BadRequest(format!("consent statement: {why}"));
+    let bad = |why: &str| Error::bad_request(format!("consent statement: {why}"));
     let signer = st
         .verify(&hub.participant_ca, now)
-        .map_err(|e| Error::BadRequest(e.to_string()))?;
+        .map_err(Error::bad_input)?;
     if &signer != who {
         return Err(bad("signed by another participant than the caller"));
     }
@@ -69,7 +69,7 @@ pub async fn store(
     statement: &ConsentStatement,
 ) -> Result<()> {
     let json = serde_json::to_string(statement)
-        .map_err(|e| Error::Internal(format!("consent statement: {e}")))?;
+        .map_err(|e| Error::internal_from("consent statement", e))?;
     sqlx::query(
         "INSERT INTO hub_consent_statements (consent_id, statement_id, statement) \
          VALUES ($1, $2, $3) ON CONFLICT (consent_id) DO NOTHING",
@@ -97,5 +97,5 @@ pub fn parse(row: &sqlx::any::AnyRow, column: &str) -> Result<Option<ConsentStat
         .as_deref()
         .map(serde_json::from_str)
         .transpose()
-        .map_err(|e| Error::Internal(format!("stored consent statement: {e}")))
+        .map_err(|e| Error::internal_from("stored consent statement", e))
 }

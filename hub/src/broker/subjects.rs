@@ -166,7 +166,7 @@ pub async fn acting_for(
     match who.kind() {
         ParticipantKind::Source => {
             SubjectToken::parse(named).map_err(|e| {
-                Error::BadRequest(format!("subject: not a subject token (`st1_…`): {e}"))
+                Error::bad_request_from("subject: not a subject token (`st1_…`)", e)
             })?;
             let me = who.to_string();
             let token = super::links::resolve(conn, &me, named).await?;

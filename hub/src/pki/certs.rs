@@ -122,7 +122,7 @@ pub(super) fn build_crl(
         .map_err(ossl)?;
     let key_id = ca
         .subject_key_id()
-        .ok_or_else(|| Error::Config("the CA certificate has no subject key identifier".into()))?;
+        .ok_or_else(|| Error::config("the CA certificate has no subject key identifier"))?;
     b.append_extension(der_extension(
         "2.5.29.35",
         &authority_key_id_der(key_id.as_slice())?,
@@ -159,7 +159,7 @@ pub(super) fn authority_key_id_der(key_id: &[u8]) -> Result<Vec<u8>> {
     let len = u8::try_from(key_id.len())
         .ok()
         .filter(|l| *l < 126)
-        .ok_or_else(|| Error::Config("the CA key identifier is too long".to_owned()))?;
+        .ok_or_else(|| Error::config("the CA key identifier is too long"))?;
     let mut der = vec![0x30, len + 2, 0x80, len];
     der.extend_from_slice(key_id);
     Ok(der)
@@ -170,7 +170,7 @@ pub(super) fn octet_string_der(bytes: &[u8]) -> Result<Vec<u8>> {
     let len = u8::try_from(bytes.len())
         .ok()
         .filter(|l| *l < 128)
-        .ok_or_else(|| Error::Config("the CA key identifier is too long".to_owned()))?;
+        .ok_or_else(|| Error::config("the CA key identifier is too long"))?;
     let mut der = vec![0x04, len];
     der.extend_from_slice(bytes);
     Ok(der)
@@ -225,20 +225,18 @@ pub(super) fn utc_of(t: &Asn1TimeRef) -> Result<DateTime<Utc>> {
         .map_err(ossl)?;
     let secs = i64::from(diff.days) * 86_400 + i64::from(diff.secs);
     DateTime::from_timestamp(secs, 0)
-        .ok_or_else(|| Error::Internal(format!("certificate time `{t}` is out of range")))
+        .ok_or_else(|| Error::internal(format!("certificate time `{t}` is out of range")))
 }
 
 /// A validity of `n` days; zero is refused.
 pub(super) fn days(n: u32) -> Result<Duration> {
     if n == 0 {
-        return Err(Error::BadRequest(
-            "validity must be at least 1 day".to_owned(),
-        ));
+        return Err(Error::bad_request("validity must be at least 1 day"));
     }
     Ok(Duration::days(i64::from(n)))
 }
 
 /// An openssl failure, which is a bug or an exhausted system, never bad input.
 pub(super) fn ossl(e: ErrorStack) -> Error {
-    Error::Internal(format!("openssl: {e}"))
+    Error::internal_from("openssl", e)
 }

@@ -59,7 +59,7 @@ pub fn renew_ca(dir: &Path, validity_days: u32, now: DateTime<Utc>) -> Result<Ca
     let key_path = dir.join(CA_KEY);
     let old_public = old.public_key().map_err(ossl)?;
     if !old_public.public_eq(&key) {
-        return Err(Error::Config(format!(
+        return Err(Error::config(format!(
             "`{}` is not the key of `{}`; refusing to sign a CA certificate with it",
             key_path.display(),
             cert_path.display()
@@ -71,14 +71,14 @@ pub fn renew_ca(dir: &Path, validity_days: u32, now: DateTime<Utc>) -> Result<Ca
         .map_err(ossl)?
         .is_eq();
     if !self_issued || !old.verify(&key).map_err(ossl)? {
-        return Err(Error::Config(format!(
+        return Err(Error::config(format!(
             "`{}` is not a self-signed CA certificate",
             cert_path.display()
         )));
     }
     let old_not_after = utc_of(old.not_after())?;
     if not_after <= old_not_after {
-        return Err(Error::BadRequest(format!(
+        return Err(Error::bad_request(format!(
             "a CA valid {validity_days} days from now would end {not_after}, not after the current \
              `{}` ({old_not_after}); choose more days",
             cert_path.display()
@@ -104,11 +104,14 @@ pub fn renew_ca(dir: &Path, validity_days: u32, now: DateTime<Utc>) -> Result<Ca
     let subject = common_name(&old).unwrap_or_else(|| CA_NAME.to_owned());
     let new_serial = record(&mut index, &renewed, &subject, None, not_after)?;
     index.save(dir).map_err(|e| {
-        Error::Config(format!(
-            "`{}` holds the renewed CA but `{}` was not updated: {e}",
-            cert_path.display(),
-            dir.join(INDEX).display()
-        ))
+        Error::config_from(
+            format!(
+                "`{}` holds the renewed CA but `{}` was not updated",
+                cert_path.display(),
+                dir.join(INDEX).display()
+            ),
+            e,
+        )
     })?;
     Ok(CaRenewal {
         old_serial,
@@ -121,7 +124,7 @@ pub fn renew_ca(dir: &Path, validity_days: u32, now: DateTime<Utc>) -> Result<Ca
 /// A CA validity of `n` days: at least one day, at most [`MAX_CA_VALIDITY_DAYS`].
 pub(super) fn ca_validity(n: u32) -> Result<chrono::Duration> {
     if n > MAX_CA_VALIDITY_DAYS {
-        return Err(Error::BadRequest(format!(
+        return Err(Error::bad_request(format!(
             "`--days {n}`: a CA may be valid at most {MAX_CA_VALIDITY_DAYS} days (20 years)"
         )));
     }

@@ -46,8 +46,9 @@ impl Index {
     pub fn load(dir: &Path) -> Result<Index> {
         let path = dir.join(INDEX);
         let text = fs::read_to_string(&path).map_err(|e| io_error(&path, e))?;
-        serde_json::from_str(&text)
-            .map_err(|e| Error::Config(format!("`{}` is not a valid index: {e}", path.display())))
+        serde_json::from_str(&text).map_err(|e| {
+            Error::config_from(format!("`{}` is not a valid index", path.display()), e)
+        })
     }
 
     /// The certificate with this serial (any case, colons allowed), if issued here.
@@ -58,7 +59,7 @@ impl Index {
 
     pub(super) fn save(&self, dir: &Path) -> Result<()> {
         let json = serde_json::to_string_pretty(self)
-            .map_err(|e| Error::Internal(format!("cannot encode the index: {e}")))?;
+            .map_err(|e| Error::internal_from("cannot encode the index", e))?;
         replace_file(&dir.join(INDEX), json.as_bytes())
     }
 }
@@ -98,16 +99,14 @@ pub(super) fn fresh_serial(index: &Index) -> Result<BigNum> {
             return Ok(serial);
         }
     }
-    Err(Error::Internal(
-        "no fresh certificate serial after 8 tries".to_owned(),
-    ))
+    Err(Error::internal("no fresh certificate serial after 8 tries"))
 }
 
 /// Uppercase hex without colons or leading zeros; anything else non-hex is an error.
 pub(super) fn normalize_serial(serial: &str) -> Result<String> {
     let hex: String = serial.chars().filter(|c| *c != ':').collect();
     if hex.is_empty() || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-        return Err(Error::BadRequest(format!(
+        return Err(Error::bad_request(format!(
             "serial `{serial}` is not a hexadecimal number"
         )));
     }
@@ -157,5 +156,5 @@ pub(super) fn replace_file(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// An I/O failure on a PKI file, naming the file.
 pub(super) fn io_error(path: &Path, e: std::io::Error) -> Error {
-    Error::Config(format!("`{}`: {e}", path.display()))
+    Error::config_from(format!("`{}`", path.display()), e)
 }

@@ -113,7 +113,7 @@ fn init_refuses_an_existing_ca_and_needs_a_name() {
 
     let other = tempfile::tempdir().unwrap();
     let err = init(other.path(), &[], &[], 10, now()).unwrap_err();
-    assert!(matches!(err, Error::BadRequest(_)), "{err}");
+    assert!(matches!(err, Error::BadRequest { .. }), "{err}");
 }
 
 #[test]

@@ -124,7 +124,7 @@ async fn renew_ca_then_reload_keeps_every_participant_in() {
     // The hub runs with the first CA certificate.
     let url = format!("sqlite://{}", dir.path().join("hub.db").display());
     let cfg = crate::harness::write_config(dir.path(), &url, &pki_dir);
-    assert_eq!(cfg.file.tls.client_ca, pki_dir.join("ca.pem"));
+    assert_eq!(cfg.tls.client_ca, pki_dir.join("ca.pem"));
     let now = renkei_hub::broker::Clock::System.now();
     let running = renkei_hub::app::start(&cfg, renkei_hub::broker::Clock::System)
         .await

@@ -56,7 +56,7 @@ async fn participant_listener_requires_a_good_certificate() {
     let h = TestHub::new(Backend::Sqlite).await.unwrap();
     h.register_all().await;
     let pki = TestPki::new();
-    let cfg = crate::harness::write_config(h.dir.path(), &h.config.file.database_url, pki.dir());
+    let cfg = crate::harness::write_config(h.dir.path(), &h.config.database_url, pki.dir());
     let running = renkei_hub::app::start(&cfg, h.clock.clone()).await.unwrap();
     let addr = running.participant_addr;
 
@@ -226,7 +226,7 @@ async fn reload_rotates_server_certificate_and_crl_without_dropping_connections(
 
     // A broken policy folder is refused and the running set-up stays.
     let mut bad = cfg.clone();
-    bad.file.policies_dir = Some(dir.path().join("no-such-policies"));
+    bad.policies_dir = Some(dir.path().join("no-such-policies"));
     assert!(running.reload(&bad).is_err());
     let (status, _) = get(connect(client_cfg("phr-asmile")).await.unwrap()).await;
     assert_eq!(status, 200);
@@ -240,9 +240,8 @@ async fn slow_loris_is_dropped_within_the_header_timeout() {
     let h = TestHub::new(Backend::Sqlite).await.unwrap();
     h.register_all().await;
     let pki = TestPki::new();
-    let mut cfg =
-        crate::harness::write_config(h.dir.path(), &h.config.file.database_url, pki.dir());
-    cfg.file.limits.header_timeout_secs = 1;
+    let mut cfg = crate::harness::write_config(h.dir.path(), &h.config.database_url, pki.dir());
+    cfg.limits.header_timeout = std::time::Duration::from_secs(1);
     let running = renkei_hub::app::start(&cfg, h.clock.clone()).await.unwrap();
     let tls_cfg = client_config(&ClientTlsPaths {
         ca: pki.pem("ca"),

@@ -177,7 +177,7 @@ async fn postgres_dump_restores_with_a_verified_audit_chain() {
     let trusted = [h.hub.signing_key.verifying_key()];
     let (before, ledger_before) = verified(&h.hub, &trusted).await;
 
-    let url = h.config.file.database_url.clone();
+    let url = h.config.database_url.clone();
     let cmd = renkei_hub::backup::pg_dump_command(&url, Path::new("x.dump")).unwrap();
     assert!(
         cmd.starts_with("pg_dump --format=custom") && cmd.contains("--dbname=renkei_hub_"),
@@ -235,7 +235,7 @@ async fn signing_key_rotation_chains_checkpoints_across_keys() {
         .await
         .unwrap()
         .unwrap();
-    let signing = h.config.file.keys.signing.clone();
+    let signing = h.config.keys.signing.clone();
 
     let r = rotation::rotate(&h.hub.db, &h.hub.signing_key, &signing, h.hub.now())
         .await
@@ -288,7 +288,7 @@ async fn signing_key_rotation_chains_checkpoints_across_keys() {
     );
 
     // `audit verify` trusts the current key and the listed old one ...
-    let trusted = rotation::trusted_keys(&cfg.file.keys.signing, &r.public_key).unwrap();
+    let trusted = rotation::trusted_keys(&cfg.keys.signing, &r.public_key).unwrap();
     assert_eq!(trusted.len(), 2);
     let report = audit::verify(&h2.hub.db, &trusted, None)
         .await

@@ -32,15 +32,15 @@ pub fn fhir_status(status: Status) -> &'static str {
 pub fn to_fhir_r4(consent: &Consent, now: DateTime<Utc>) -> Value {
     let status = consent.effective_status(now);
     let mut period = serde_json::Map::new();
-    period.insert("start".into(), json!(instant(consent.valid_from)));
-    if let Some(u) = consent.valid_until {
+    period.insert("start".into(), json!(instant(consent.terms.valid_from)));
+    if let Some(u) = consent.terms.valid_until {
         period.insert("end".into(), json!(instant(u)));
     }
     let mut data_period = serde_json::Map::new();
-    if let Some(f) = consent.data_period.from {
+    if let Some(f) = consent.terms.data_period.from {
         data_period.insert("start".into(), json!(f.to_string()));
     }
-    if let Some(u) = consent.data_period.until {
+    if let Some(u) = consent.terms.data_period.until {
         data_period.insert("end".into(), json!(u.to_string()));
     }
     let mut provision = json!({
@@ -52,10 +52,10 @@ pub fn to_fhir_r4(consent: &Consent, now: DateTime<Utc>) -> Value {
                 "code": "IRCP",
                 "display": "information recipient"
             }]},
-            "reference": { "identifier": { "system": "urn:renkei:participant", "value": consent.recipient } }
+            "reference": { "identifier": { "system": "urn:renkei:participant", "value": consent.terms.recipient } }
         }],
-        "purpose": [{ "system": "urn:renkei:purpose", "code": consent.purpose }],
-        "class": consent.categories.iter()
+        "purpose": [{ "system": "urn:renkei:purpose", "code": consent.terms.purpose }],
+        "class": consent.terms.categories.iter()
             .map(|c| json!({ "system": "urn:renkei:category", "code": c }))
             .collect::<Vec<_>>(),
     });
@@ -65,8 +65,8 @@ pub fn to_fhir_r4(consent: &Consent, now: DateTime<Utc>) -> Value {
         }
     }
     let mut extension = vec![
-        json!({ "url": format!("{EXT}-method"), "valueCode": consent.method.as_str() }),
-        json!({ "url": format!("{EXT}-granted-by"), "valueString": consent.granted_by }),
+        json!({ "url": format!("{EXT}-method"), "valueCode": consent.terms.method.as_str() }),
+        json!({ "url": format!("{EXT}-granted-by"), "valueString": consent.terms.granted_by }),
         json!({ "url": format!("{EXT}-status"), "valueCode": status.as_str() }),
     ];
     if let Some(s) = &consent.supersedes {
@@ -99,16 +99,16 @@ pub fn to_fhir_r4(consent: &Consent, now: DateTime<Utc>) -> Value {
             "code": "59284-0",
             "display": "Patient Consent"
         }]}],
-        "patient": { "identifier": { "system": "urn:renkei:subject-token", "value": consent.subject } },
+        "patient": { "identifier": { "system": "urn:renkei:subject-token", "value": consent.terms.subject } },
         "dateTime": instant(consent.granted_at),
-        "performer": [{ "identifier": { "system": "urn:renkei:subject-token", "value": consent.subject } }],
+        "performer": [{ "identifier": { "system": "urn:renkei:subject-token", "value": consent.terms.subject } }],
         "policyRule": { "coding": [{
             "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
             "code": "OPTIN"
         }]},
         "provision": provision,
     });
-    if let (Some(e), Some(obj)) = (&consent.evidence, resource.as_object_mut()) {
+    if let (Some(e), Some(obj)) = (&consent.terms.evidence, resource.as_object_mut()) {
         obj.insert(
             "sourceReference".into(),
             json!({ "identifier": { "system": "urn:renkei:evidence", "value": e }, "display": "consent evidence" }),

@@ -207,6 +207,20 @@ mod tests {
     use crate::model::{Consent, ConsentTerms, DataPeriod, Method};
     use chrono::TimeZone;
 
+    /// Ledgers written before the terms had a type of their own still verify: an entry's
+    /// JSON, which its hash covers, is byte for byte what it was.
+    #[test]
+    fn entry_json_keeps_its_field_order() {
+        let rows = rows(1);
+        let json = &rows.first().unwrap().entry_json;
+        assert_eq!(
+            json,
+            r#"{"seq":1,"action":"grant","at":"2025-04-01T00:00:00Z","consent":{"id":"c1","version":1,"subject":"st1_abcdefghijklmnopqrstuvwxyz234567","recipient":"phr:asmile","purpose":"phr-display","categories":["checkup.body"],"data_period":{"from":null,"until":null},"valid_from":"2025-04-01T00:00:00Z","valid_until":null,"method":"web","evidence":null,"granted_by":"resident","granted_at":"2025-04-01T00:00:00Z","status":"active","revocation":null,"supersedes":null}}"#
+        );
+        let back: LedgerEntry = serde_json::from_str(json).unwrap();
+        assert_eq!(back.canonical_json().unwrap(), *json);
+    }
+
     fn rows(n: i64) -> Vec<LedgerRow> {
         let at = Utc.with_ymd_and_hms(2025, 4, 1, 0, 0, 0).single().unwrap();
         let terms = ConsentTerms {
@@ -215,7 +229,7 @@ mod tests {
             purpose: "phr-display".into(),
             categories: vec!["checkup.body".into()],
             data_period: DataPeriod::default(),
-            valid_from: None,
+            valid_from: at,
             valid_until: None,
             method: Method::Web,
             evidence: None,

@@ -141,7 +141,9 @@ impl DataPeriod {
     }
 }
 
-/// The terms of a new consent, as the hub receives them.
+/// What a resident agreed to: one declaration of a consent's terms, as granted,
+/// stored in every version, recorded in the ledger and on the receipt, and returned by
+/// the hub (flattened into [`Consent`] and the receipt, so their JSON is unchanged).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConsentTerms {
     /// Subject token (`st1_…`).
@@ -154,9 +156,10 @@ pub struct ConsentTerms {
     pub categories: Vec<String>,
     /// Which records, by effective date.
     pub data_period: DataPeriod,
-    /// Start of validity; `None` means the grant time.
-    pub valid_from: Option<DateTime<Utc>>,
-    /// End of validity (exclusive); `None` means until revoked.
+    /// Start of validity (inclusive).
+    pub valid_from: DateTime<Utc>,
+    /// End of validity (exclusive): at this exact instant the consent is expired; `None`
+    /// means until revoked.
     pub valid_until: Option<DateTime<Utc>>,
     /// How the consent was taken.
     pub method: Method,
@@ -190,12 +193,11 @@ impl ConsentTerms {
                 )));
             }
         }
-        if let (Some(f), Some(u)) = (self.valid_from, self.valid_until) {
-            if u <= f {
-                return Err(Error::InvalidTerms(format!(
-                    "valid_until `{u}` is not after valid_from `{f}`"
-                )));
-            }
+        if let Some(u) = self.valid_until.filter(|u| *u <= self.valid_from) {
+            return Err(Error::InvalidTerms(format!(
+                "valid_until `{u}` is not after valid_from `{}`",
+                self.valid_from
+            )));
         }
         if self.granted_by.trim().is_empty() {
             return Err(Error::InvalidTerms("granted_by must not be empty".into()));
@@ -220,26 +222,9 @@ pub struct Consent {
     pub id: String,
     /// Version, from 1; each change appends the next.
     pub version: u32,
-    /// Subject token (`st1_…`).
-    pub subject: String,
-    /// Recipient participant (`kind:id`).
-    pub recipient: String,
-    /// Purpose code.
-    pub purpose: String,
-    /// Data categories.
-    pub categories: Vec<String>,
-    /// Which records, by effective date.
-    pub data_period: DataPeriod,
-    /// Start of validity (inclusive).
-    pub valid_from: DateTime<Utc>,
-    /// End of validity (exclusive): at this exact instant the consent is expired.
-    pub valid_until: Option<DateTime<Utc>>,
-    /// How it was taken.
-    pub method: Method,
-    /// Evidence, e.g. the hash of a signed paper form.
-    pub evidence: Option<String>,
-    /// Who granted it.
-    pub granted_by: String,
+    /// What the resident agreed to (the same in every version).
+    #[serde(flatten)]
+    pub terms: ConsentTerms,
     /// When it was granted (version 1's time; kept across versions).
     pub granted_at: DateTime<Utc>,
     /// Stored status (`active`, `revoked` or `superseded`; expiry is computed).
@@ -259,28 +244,17 @@ impl Consent {
         supersedes: Option<String>,
         now: DateTime<Utc>,
     ) -> Result<Consent> {
-        terms.validate()?;
         let now = now.trunc_subsecs(6);
-        let valid_from = terms.valid_from.map_or(now, |t| t.trunc_subsecs(6));
-        let valid_until = terms.valid_until.map(|t| t.trunc_subsecs(6));
-        if valid_until.is_some_and(|u| u <= valid_from) {
-            return Err(Error::InvalidTerms(
-                "valid_until is not after valid_from".into(),
-            ));
-        }
+        let terms = ConsentTerms {
+            valid_from: terms.valid_from.trunc_subsecs(6),
+            valid_until: terms.valid_until.map(|t| t.trunc_subsecs(6)),
+            ..terms
+        };
+        terms.validate()?;
         Ok(Consent {
             id,
             version: 1,
-            subject: terms.subject,
-            recipient: terms.recipient,
-            purpose: terms.purpose,
-            categories: terms.categories,
-            data_period: terms.data_period,
-            valid_from,
-            valid_until,
-            method: terms.method,
-            evidence: terms.evidence,
-            granted_by: terms.granted_by,
+            terms,
             granted_at: now,
             status: Status::Active,
             revocation: None,
@@ -291,22 +265,22 @@ impl Consent {
     /// The status in force at `now`: an active consent whose `valid_until <= now` is expired.
     pub fn effective_status(&self, now: DateTime<Utc>) -> Status {
         match self.status {
-            Status::Active if self.valid_until.is_some_and(|u| now >= u) => Status::Expired,
+            Status::Active if self.terms.valid_until.is_some_and(|u| now >= u) => Status::Expired,
             other => other,
         }
     }
 
     /// Whether the consent is in force at `now`: effectively active and started.
     pub fn is_in_force(&self, now: DateTime<Utc>) -> bool {
-        self.effective_status(now) == Status::Active && self.valid_from <= now
+        self.effective_status(now) == Status::Active && self.terms.valid_from <= now
     }
 
     /// Whether this consent lets its recipient receive a record of `category`
     /// with `effective_date`, decided at `now`.
     pub fn covers(&self, category: &str, effective_date: NaiveDate, now: DateTime<Utc>) -> bool {
         self.is_in_force(now)
-            && self.categories.iter().any(|c| c == category)
-            && self.data_period.contains(effective_date)
+            && self.terms.categories.iter().any(|c| c == category)
+            && self.terms.data_period.contains(effective_date)
     }
 
     /// The next version, revoked by `request` at `now`; fails unless in force or not yet started.
@@ -380,7 +354,7 @@ mod tests {
                 from: Some(d(2024, 4, 1)),
                 until: Some(d(2025, 3, 31)),
             },
-            valid_from: None,
+            valid_from: t(8),
             valid_until: Some(t(10)),
             method: Method::App,
             evidence: None,
@@ -450,7 +424,7 @@ mod tests {
                 .contains("`checkup.body` is listed twice")
         );
         let mut bad = terms();
-        bad.valid_from = Some(t(10));
+        bad.valid_from = t(10);
         assert!(
             bad.validate()
                 .unwrap_err()

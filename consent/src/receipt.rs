@@ -12,7 +12,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
-use crate::model::{Consent, DataPeriod, Method};
+use crate::model::{Consent, ConsentTerms};
 use crate::{Error, Result};
 
 /// Crockford base32 alphabet (no I, L, O, U).
@@ -133,29 +133,13 @@ pub trait ReceiptVerifier {
     fn verify(&self, bytes: &[u8], signature: &str) -> bool;
 }
 
-/// The terms a receipt records (the consent's terms at the version it was issued for).
+/// The terms a receipt records: the consent's terms at the version it was issued for,
+/// and the consent it replaces.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReceiptTerms {
-    /// Subject token.
-    pub subject: String,
-    /// Recipient participant.
-    pub recipient: String,
-    /// Purpose code.
-    pub purpose: String,
-    /// Data categories.
-    pub categories: Vec<String>,
-    /// Which records, by effective date.
-    pub data_period: DataPeriod,
-    /// Start of validity.
-    pub valid_from: DateTime<Utc>,
-    /// End of validity, if any.
-    pub valid_until: Option<DateTime<Utc>>,
-    /// How the consent was taken.
-    pub method: Method,
-    /// Evidence, if any.
-    pub evidence: Option<String>,
-    /// Who granted it.
-    pub granted_by: String,
+    /// What the resident agreed to.
+    #[serde(flatten)]
+    pub terms: ConsentTerms,
     /// The consent this one replaces, if any.
     pub supersedes: Option<String>,
 }
@@ -163,16 +147,7 @@ pub struct ReceiptTerms {
 impl ReceiptTerms {
     fn of(c: &Consent) -> ReceiptTerms {
         ReceiptTerms {
-            subject: c.subject.clone(),
-            recipient: c.recipient.clone(),
-            purpose: c.purpose.clone(),
-            categories: c.categories.clone(),
-            data_period: c.data_period,
-            valid_from: c.valid_from,
-            valid_until: c.valid_until,
-            method: c.method,
-            evidence: c.evidence.clone(),
-            granted_by: c.granted_by.clone(),
+            terms: c.terms.clone(),
             supersedes: c.supersedes.clone(),
         }
     }

@@ -471,10 +471,12 @@ fn consent_row(
     now: chrono::DateTime<chrono::Utc>,
 ) -> String {
     let until = c
+        .terms
         .valid_until
         .map(fmt_time)
         .unwrap_or_else(|| t(lang, "撤回するまで", "until revoked").to_owned());
     let categories: Vec<String> = c
+        .terms
         .categories
         .iter()
         .map(|k| label(policies, lang, k))
@@ -483,11 +485,11 @@ fn consent_row(
         "<tr>{}{}{}{}{}</tr>",
         td(
             t(lang, "提供先", "Recipient"),
-            &who(names, lang, &c.recipient)
+            &who(names, lang, &c.terms.recipient)
         ),
         td(
             t(lang, "目的", "Purpose"),
-            &esc(&label(policies, lang, &c.purpose))
+            &esc(&label(policies, lang, &c.terms.purpose))
         ),
         td(
             t(lang, "データの種類", "Data"),
@@ -568,7 +570,7 @@ async fn view(
          FROM hub_audit WHERE subject = $1 AND consent = $2 AND action = 'read' \
          AND decision = 'allow' GROUP BY actor, category ORDER BY actor, category",
     )
-    .bind(&consent.subject)
+    .bind(&consent.terms.subject)
     .bind(&consent.id)
     .fetch_all(st.hub.db.pool())
     .await?;
@@ -576,13 +578,13 @@ async fn view(
         "SELECT seq, at, actor, category FROM hub_audit WHERE subject = $1 AND consent = $2 \
          AND action = 'read' AND decision = 'allow' ORDER BY seq DESC LIMIT $3 OFFSET $4",
     )
-    .bind(&consent.subject)
+    .bind(&consent.terms.subject)
     .bind(&consent.id)
     .bind(HISTORY_PAGE + 1)
     .bind(page_no * HISTORY_PAGE)
     .fetch_all(st.hub.db.pool())
     .await?;
-    let mut ids: Vec<String> = vec![consent.recipient.clone()];
+    let mut ids: Vec<String> = vec![consent.terms.recipient.clone()];
     for r in summary.iter().chain(&history) {
         ids.push(r.try_get("actor")?);
     }
@@ -726,7 +728,7 @@ async fn proof(
          AND action = 'read' AND decision = 'allow'",
     )
     .bind(seq)
-    .bind(&consent.subject)
+    .bind(&consent.terms.subject)
     .bind(&consent.id)
     .fetch_optional(st.hub.db.pool())
     .await?;
@@ -793,8 +795,9 @@ async fn revoke(
             Ok(consent) => consent,
             Err(refused) => return Ok(refused),
         };
-        let names = names_of(&st, &[consent.recipient.as_str()]).await?;
+        let names = names_of(&st, &[consent.terms.recipient.as_str()]).await?;
         let categories: Vec<String> = consent
+            .terms
             .categories
             .iter()
             .map(|k| label(&policies, lang, k))
@@ -816,9 +819,9 @@ async fn revoke(
                 "Revoking stops the following. The recipient is told to delete the data it received."
             ),
             l_to = t(lang, "提供先", "Recipient"),
-            to = who(&names, lang, &consent.recipient),
+            to = who(&names, lang, &consent.terms.recipient),
             l_for = t(lang, "目的", "Purpose"),
-            purpose = esc(&label(&policies, lang, &consent.purpose)),
+            purpose = esc(&label(&policies, lang, &consent.terms.purpose)),
             l_data = t(lang, "データの種類", "Data"),
             data = esc(&categories.join("、")),
             after = t(
@@ -835,8 +838,9 @@ async fn revoke(
     }
     match consents::revoke_by_code(&st.hub, &f.code, &reason).await {
         Ok(c) => {
-            let names = names_of(&st, &[c.recipient.as_str()]).await?;
+            let names = names_of(&st, &[c.terms.recipient.as_str()]).await?;
             let categories: Vec<String> = c
+                .terms
                 .categories
                 .iter()
                 .map(|k| label(&policies, lang, k))
@@ -848,8 +852,8 @@ async fn revoke(
                     "同意を撤回しました。提供先は今後このデータを受け取れません。",
                     "Your consent is revoked. The recipient can no longer receive this data."
                 ),
-                who(&names, lang, &c.recipient),
-                esc(&label(&policies, lang, &c.purpose)),
+                who(&names, lang, &c.terms.recipient),
+                esc(&label(&policies, lang, &c.terms.purpose)),
                 esc(&categories.join("、"))
             );
             Ok(respond(StatusCode::OK, page(lang, &body), None))

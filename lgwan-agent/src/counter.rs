@@ -9,7 +9,6 @@ use renkei_client::api::{Consent, DataPeriod, GrantBody, Method, Receipt, Subjec
 use renkei_crypto::identity::Identity;
 use renkei_crypto::participant::ParticipantId;
 
-
 use crate::agent::Agent;
 use crate::error::{Error, Result};
 use crate::outbox::Outbox;
@@ -166,7 +165,7 @@ pub async fn revoke(
 /// in groups of four, two lines of four groups.
 pub fn receipt_text(receipt: &Receipt) -> String {
     let terms = &receipt.terms;
-    let until = terms.valid_until.map_or_else(
+    let until = terms.terms.valid_until.map_or_else(
         || "until revoked / 撤回まで".to_owned(),
         |u| u.to_rfc3339_opts(SecondsFormat::AutoSi, true),
     );
@@ -176,18 +175,31 @@ pub fn receipt_text(receipt: &Receipt) -> String {
         "consent / 同意番号:      {} (version {})\n",
         receipt.consent_id, receipt.version
     ));
-    out.push_str(&format!("recipient / 提供先:      {}\n", terms.recipient));
-    out.push_str(&format!("purpose / 目的:          {}\n", terms.purpose));
+    out.push_str(&format!(
+        "recipient / 提供先:      {}\n",
+        terms.terms.recipient
+    ));
+    out.push_str(&format!(
+        "purpose / 目的:          {}\n",
+        terms.terms.purpose
+    ));
     out.push_str(&format!(
         "categories / 項目:       {}\n",
-        terms.categories.join(", ")
+        terms.terms.categories.join(", ")
     ));
     out.push_str(&format!(
         "valid from / 開始:       {}\n",
-        terms.valid_from.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+        terms
+            .terms
+            .valid_from
+            .to_rfc3339_opts(SecondsFormat::AutoSi, true)
     ));
     out.push_str(&format!("valid until / 終了:      {until}\n"));
-    if let Some(code) = receipt.revocation_code.as_ref().and_then(|c| c.grouped().ok()) {
+    if let Some(code) = receipt
+        .revocation_code
+        .as_ref()
+        .and_then(|c| c.grouped().ok())
+    {
         let groups: Vec<&str> = code.split('-').collect();
         out.push_str("revocation code / 撤回コード:\n");
         for line in groups.chunks(4) {

@@ -10,7 +10,6 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 use crate::transport::HubClient;
 
-
 /// A path segment from an id: only `[A-Za-z0-9._-]`, so nothing needs escaping.
 fn segment<'a>(what: &str, value: &'a str) -> Result<&'a str> {
     let ok = value.bytes().any(|b| b != b'.')
@@ -85,10 +84,7 @@ impl HubClient {
     /// `POST /v1/events/{id}/ack`: acknowledges an event, saying whether local copies were deleted.
     pub async fn ack_event(&self, id: i64, deleted: bool) -> Result<()> {
         let ack: Acknowledged = self
-            .post_json(
-                &format!("/v1/events/{id}/ack"),
-                &AckBody { deleted },
-            )
+            .post_json(&format!("/v1/events/{id}/ack"), &AckBody { deleted })
             .await?;
         if ack.acknowledged != id {
             return Err(Error::invalid(

@@ -61,7 +61,7 @@ macro_rules! consent_ops {
             .bind(&consent.id)
             .bind(i64::from(consent.version))
             .bind(action.as_str())
-            .bind(&consent.recipient)
+            .bind(&consent.terms.recipient)
             .bind(&json)
             .bind(&prev_hash)
             .bind(&hash)
@@ -79,32 +79,32 @@ macro_rules! consent_ops {
             )
             .bind(&c.id)
             .bind(i64::from(c.version))
-            .bind(&c.subject)
-            .bind(&c.recipient)
-            .bind(&c.purpose)
+            .bind(&c.terms.subject)
+            .bind(&c.terms.recipient)
+            .bind(&c.terms.purpose)
             .bind(c.status.as_str())
-            .bind(micros(c.valid_from))
-            .bind(c.valid_until.map(micros))
+            .bind(micros(c.terms.valid_from))
+            .bind(c.terms.valid_until.map(micros))
             .bind(micros(c.granted_at))
             .bind(code_hash)
             .bind(serde_json::to_string(c)?)
             .bind(seq)
             .execute(&mut *conn)
             .await?;
-            for category in &c.categories {
+            for category in &c.terms.categories {
                 sqlx::query(
                     "INSERT INTO consent_categories (consent_id, category, subject, recipient, status, valid_from_us, \
                      valid_until_us, data_from_day, data_until_day) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                 )
                 .bind(&c.id)
                 .bind(category)
-                .bind(&c.subject)
-                .bind(&c.recipient)
+                .bind(&c.terms.subject)
+                .bind(&c.terms.recipient)
                 .bind(c.status.as_str())
-                .bind(micros(c.valid_from))
-                .bind(c.valid_until.map(micros))
-                .bind(day(c.data_period.from))
-                .bind(day(c.data_period.until))
+                .bind(micros(c.terms.valid_from))
+                .bind(c.terms.valid_until.map(micros))
+                .bind(day(c.terms.data_period.from))
+                .bind(day(c.terms.data_period.until))
                 .execute(&mut *conn)
                 .await?;
             }
@@ -264,7 +264,7 @@ macro_rules! consent_ops {
             now: DateTime<Utc>,
         ) -> Result<(Consent, Receipt)> {
             let old = get(conn, old_id).await?.ok_or_else(|| Error::NotFound(old_id.to_owned()))?;
-            if old.subject != terms.subject || old.recipient != terms.recipient {
+            if old.terms.subject != terms.subject || old.terms.recipient != terms.recipient {
                 return Err(Error::InvalidTerms(format!(
                     "a consent superseding `{old_id}` must name the same subject and recipient"
                 )));

@@ -86,7 +86,7 @@ fn build(c: &Case) -> ConsentTerms {
     };
     ConsentTerms {
         categories: c.cats.iter().map(|i| CATEGORIES[*i].to_owned()).collect(),
-        valid_from: Some(valid_from),
+        valid_from,
         valid_until: c.len_h.map(|h| valid_from + Duration::hours(h)),
         data_period: DataPeriod {
             from: data_from,
@@ -133,7 +133,7 @@ async fn check(c: Case) -> Result<(), TestCaseError> {
     if consent.status == Status::Revoked {
         prop_assert!(!model, "a revoked consent covers");
     }
-    if let Some(until) = consent.valid_until {
+    if let Some(until) = consent.terms.valid_until {
         prop_assert!(
             !consent.covers(category, date, until),
             "covers at the exact expiry instant"
@@ -141,22 +141,22 @@ async fn check(c: Case) -> Result<(), TestCaseError> {
         let at_expiry = store.active_covering(&query, until).await.unwrap();
         prop_assert!(at_expiry.is_empty());
     }
-    if !consent.categories.iter().any(|k| k == category) {
+    if !consent.terms.categories.iter().any(|k| k == category) {
         prop_assert!(
             !model,
             "category {} covered by {:?}",
             category,
-            consent.categories
+            consent.terms.categories
         );
     }
-    if consent.data_period.from.is_some_and(|f| date < f)
-        || consent.data_period.until.is_some_and(|u| date > u)
+    if consent.terms.data_period.from.is_some_and(|f| date < f)
+        || consent.terms.data_period.until.is_some_and(|u| date > u)
     {
         prop_assert!(
             !model,
             "date {} outside {:?} covered",
             date,
-            consent.data_period
+            consent.terms.data_period
         );
     }
     Ok(())

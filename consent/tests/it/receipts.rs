@@ -62,7 +62,7 @@ async fn signed_receipt_round_trips_and_verifies() {
     );
 
     let mut forged = back.clone();
-    forged.terms.categories.push("kdb.care".into());
+    forged.terms.terms.categories.push("kdb.care".into());
     assert!(matches!(
         forged.verify_signature(&key),
         Err(Error::BadSignature(_))

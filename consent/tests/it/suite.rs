@@ -42,7 +42,7 @@ async fn grant_get_and_list(s: &AnyConsentStore) {
         (c.version, c.status, c.granted_at),
         (1, Status::Active, t(7))
     );
-    assert_eq!(c.valid_from, t(8));
+    assert_eq!(c.terms.valid_from, t(8));
     assert_eq!(s.get(&c.id).await.unwrap(), Some(c.clone()));
     assert_eq!(s.get("no-such-id").await.unwrap(), None);
     assert_eq!(receipt.consent_id, c.id);

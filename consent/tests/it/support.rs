@@ -158,7 +158,7 @@ pub(crate) fn terms() -> ConsentTerms {
             from: Some(d(2024, 4, 1)),
             until: Some(d(2025, 3, 31)),
         },
-        valid_from: Some(t(8)),
+        valid_from: t(8),
         valid_until: Some(t(20)),
         method: Method::App,
         evidence: Some(

@@ -220,7 +220,11 @@ async fn unreadable_reports(
     Ok(Json(ReportList { reports }))
 }
 
-async fn list_events(State(hub): Hs, Caller(who): Caller, Q(p): Q<Page>) -> Result<Json<EventList>> {
+async fn list_events(
+    State(hub): Hs,
+    Caller(who): Caller,
+    Q(p): Q<Page>,
+) -> Result<Json<EventList>> {
     let events = retry(|| events::list(&hub, &who, p.limit.unwrap_or(100))).await?;
     Ok(Json(EventList { events }))
 }
@@ -269,7 +273,11 @@ async fn get_enrollment(
     Ok(Json(retry(|| enroll::get(&hub, &who, &id)).await?))
 }
 
-async fn grant_requests(State(hub): Hs, Caller(who): Caller, Q(p): Q<Page>) -> Result<Json<RequestList>> {
+async fn grant_requests(
+    State(hub): Hs,
+    Caller(who): Caller,
+    Q(p): Q<Page>,
+) -> Result<Json<RequestList>> {
     let requests = retry(|| grants::pending(&hub, &who, p.limit.unwrap_or(100))).await?;
     Ok(Json(RequestList { requests }))
 }

@@ -157,15 +157,15 @@ async fn check_ledger(
                 "a category row names consent {id}, which has no consent"
             ));
         };
-        let same = c.categories.contains(&category)
-            && r.try_get::<String, _>("subject")? == c.subject
-            && r.try_get::<String, _>("recipient")? == c.recipient
+        let same = c.terms.categories.contains(&category)
+            && r.try_get::<String, _>("subject")? == c.terms.subject
+            && r.try_get::<String, _>("recipient")? == c.terms.recipient
             && r.try_get::<String, _>("status")? == c.status.as_str()
-            && r.try_get::<i64, _>("valid_from_us")? == c.valid_from.timestamp_micros()
+            && r.try_get::<i64, _>("valid_from_us")? == c.terms.valid_from.timestamp_micros()
             && r.try_get::<Option<i64>, _>("valid_until_us")?
-                == c.valid_until.map(|t| t.timestamp_micros())
-            && r.try_get::<Option<i64>, _>("data_from_day")? == day(c.data_period.from)
-            && r.try_get::<Option<i64>, _>("data_until_day")? == day(c.data_period.until);
+                == c.terms.valid_until.map(|t| t.timestamp_micros())
+            && r.try_get::<Option<i64>, _>("data_from_day")? == day(c.terms.data_period.from)
+            && r.try_get::<Option<i64>, _>("data_until_day")? == day(c.terms.data_period.until);
         if !same {
             return behind(format!(
                 "the `{category}` row of consent {id} differs from its last ledger entry"
@@ -174,7 +174,7 @@ async fn check_ledger(
         *per_consent.entry(id).or_default() += 1;
     }
     for (id, c) in &ledger {
-        if per_consent.get(id).copied().unwrap_or(0) != c.categories.len() {
+        if per_consent.get(id).copied().unwrap_or(0) != c.terms.categories.len() {
             return behind(format!(
                 "consent {id} has not one category row per category of its ledger entry"
             ));

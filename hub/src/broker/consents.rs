@@ -4,8 +4,7 @@
 use chrono::{DateTime, Utc};
 use renkei_consent::store::shared::{self, Dialect};
 use renkei_consent::{
-    Consent, ConsentTerms, Receipt, ReceiptSigner, RevocationCode,
-    RevocationRequest, RevokedBy,
+    Consent, ConsentTerms, Receipt, ReceiptSigner, RevocationCode, RevocationRequest, RevokedBy,
 };
 use renkei_crypto::consent_statement::ConsentStatement;
 use renkei_crypto::participant::{ParticipantId, ParticipantKind};
@@ -150,7 +149,7 @@ async fn grant_checked(hub: &Hub, who: &ParticipantId, body: GrantBody) -> Resul
         purpose: body.purpose,
         categories: body.categories,
         data_period: body.data_period,
-        valid_from: body.valid_from,
+        valid_from: body.valid_from.unwrap_or(now),
         valid_until: body.valid_until,
         method: body.method,
         evidence: body.evidence,
@@ -166,9 +165,9 @@ async fn grant_checked(hub: &Hub, who: &ParticipantId, body: GrantBody) -> Resul
     .await
     .map_err(consent_error)?;
     hub.fail_point("consent.grant.stored")?;
-    link(&mut tx, hub, &consent.recipient, &subject, now).await?;
+    link(&mut tx, hub, &consent.terms.recipient, &subject, now).await?;
     let queued =
-        grants::queue_for_subject(&mut tx, hub, &subject, &consent.categories, now).await?;
+        grants::queue_for_subject(&mut tx, hub, &subject, &consent.terms.categories, now).await?;
     hub.fail_point("consent.grant.queued")?;
     if let Some(st) = &statement {
         statements::store(&mut tx, &consent.id, st).await?;
@@ -177,14 +176,18 @@ async fn grant_checked(hub: &Hub, who: &ParticipantId, body: GrantBody) -> Resul
     audit::append(
         &mut tx,
         now,
-        &entry.about(&subject, &consent.id, &consent.categories.join(",")),
+        &entry.about(&subject, &consent.id, &consent.terms.categories.join(",")),
     )
     .await?;
     hub.fail_point("consent.grant.audited")?;
     let consent = subjects::consent_view(&mut tx, hub, who, consent).await?;
     tx.commit().await?;
     // The caller's copy names the resident as the caller knows them, and is signed so.
-    receipt.terms.subject.clone_from(&consent.subject);
+    receipt
+        .terms
+        .terms
+        .subject
+        .clone_from(&consent.terms.subject);
     receipt
         .sign(&HubSigner(&hub.signing_key))
         .map_err(consent_error)?;
@@ -226,15 +229,15 @@ async fn in_force_for(
 /// order, same data period, same end of validity, and both in force from `now` on or
 /// from the same later start).
 fn same_terms(c: &Consent, body: &GrantBody, now: DateTime<Utc>) -> bool {
-    let mut a = c.categories.clone();
+    let mut a = c.terms.categories.clone();
     let mut b = body.categories.clone();
     a.sort_unstable();
     b.sort_unstable();
     a == b
-        && c.data_period == body.data_period
-        && c.valid_until == body.valid_until
-        && c.method == body.method
-        && body.valid_from.unwrap_or(now).max(now) == c.valid_from.max(now)
+        && c.terms.data_period == body.data_period
+        && c.terms.valid_until == body.valid_until
+        && c.terms.method == body.method
+        && body.valid_from.unwrap_or(now).max(now) == c.terms.valid_from.max(now)
 }
 
 /// Maps consent-store errors onto HTTP-facing errors.
@@ -260,9 +263,11 @@ pub fn consent_error(e: renkei_consent::Error) -> Error {
 async fn may_revoke(conn: &mut AnyConnection, who: &ParticipantId, c: &Consent) -> Result<bool> {
     let me = who.to_string();
     Ok(match who.kind() {
-        _ if c.recipient == me => true,
-        ParticipantKind::Source => subjects::owner(conn, &c.subject).await?.as_deref() == Some(&me),
-        ParticipantKind::Phr => subjects::is_linked(conn, &me, &c.subject).await?,
+        _ if c.terms.recipient == me => true,
+        ParticipantKind::Source => {
+            subjects::owner(conn, &c.terms.subject).await?.as_deref() == Some(&me)
+        }
+        ParticipantKind::Phr => subjects::is_linked(conn, &me, &c.terms.subject).await?,
         _ => false,
     })
 }
@@ -406,14 +411,14 @@ async fn after_revoke(
     audit::append(
         tx,
         now,
-        &entry.about(&c.subject, &c.id, &c.categories.join(",")),
+        &entry.about(&c.terms.subject, &c.id, &c.terms.categories.join(",")),
     )
     .await?;
     hub.fail_point("consent.revoke.audited")?;
     grants::drop_for_consent(tx, &c.id).await?;
     // Records another consent in force still covers get their grants asked for again.
-    grants::queue_for_subject(tx, hub, &c.subject, &c.categories, now).await?;
+    grants::queue_for_subject(tx, hub, &c.terms.subject, &c.terms.categories, now).await?;
     hub.fail_point("consent.revoke.dropped")?;
-    events::push(tx, &c.recipient, events::REVOKED, &c.id, now).await?;
+    events::push(tx, &c.terms.recipient, events::REVOKED, &c.id, now).await?;
     Ok(())
 }

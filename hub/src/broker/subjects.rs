@@ -204,8 +204,8 @@ pub async fn consent_view(
     who: &ParticipantId,
     mut c: Consent,
 ) -> Result<Consent> {
-    let owner = owner(conn, &c.subject).await?;
-    c.subject = name_for(hub, who, owner.as_deref(), &c.subject);
+    let owner = owner(conn, &c.terms.subject).await?;
+    c.terms.subject = name_for(hub, who, owner.as_deref(), &c.terms.subject);
     Ok(c)
 }
 

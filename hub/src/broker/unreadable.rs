@@ -72,7 +72,11 @@ pub async fn report(hub: &Hub, who: &ParticipantId, record_id: &str, reason: &st
 }
 
 /// The newest reports about records of `who` (a source, or an app publishing).
-pub async fn for_source(hub: &Hub, who: &ParticipantId, limit: i64) -> Result<Vec<UnreadableReport>> {
+pub async fn for_source(
+    hub: &Hub,
+    who: &ParticipantId,
+    limit: i64,
+) -> Result<Vec<UnreadableReport>> {
     let mut tx = hub.db.begin().await?;
     authorize_caller(
         &mut tx,

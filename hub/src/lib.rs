@@ -21,3 +21,4 @@ pub mod pki;
 pub mod portal;
 pub mod registry;
 pub mod server;
+pub mod studies;

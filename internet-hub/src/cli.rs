@@ -61,6 +61,15 @@ enum Command {
         #[command(subcommand)]
         command: ParticipantCommand,
     },
+    /// Research studies an ethics committee approved: a `research` consent names one as
+    /// its evidence (`study:<id>`) and must fall within its period.
+    Studies {
+        /// The hub configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        #[command(subcommand)]
+        command: StudyCommand,
+    },
     /// The audit log.
     Audit {
         /// The hub configuration file.
@@ -96,6 +105,32 @@ enum Command {
         #[arg(long)]
         reason: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum StudyCommand {
+    /// Register a study (once: a study has one recipient and one period).
+    Add {
+        /// The study id, as consents name it (`--evidence study:<id>`).
+        id: String,
+        /// The research institution's analyst participant, the study's one recipient.
+        #[arg(long)]
+        recipient: ParticipantId,
+        /// The ethics committee that approved the study.
+        #[arg(long)]
+        committee: String,
+        /// The committee's approval id.
+        #[arg(long)]
+        approval: String,
+        /// First day of the study (YYYY-MM-DD, Japan time).
+        #[arg(long)]
+        from: chrono::NaiveDate,
+        /// Last day of the study (YYYY-MM-DD, Japan time).
+        #[arg(long)]
+        until: chrono::NaiveDate,
+    },
+    /// List the registered studies.
+    List,
 }
 
 #[derive(Debug, Subcommand)]
@@ -393,6 +428,42 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                         println!(
                             "{n} certificate(s) expire within {expiring_within} days without a renewal \
                              (`internet-hub pki expiring` lists the CA and server too)"
+                        );
+                    }
+                }
+            }
+        }
+        Command::Studies { config, command } => {
+            let cfg = HubConfig::load(&config)?;
+            let hub = renkei_hub::app::build_hub(&cfg, Clock::System).await?;
+            match command {
+                StudyCommand::Add {
+                    id,
+                    recipient,
+                    committee,
+                    approval,
+                    from,
+                    until,
+                } => {
+                    let study = renkei_hub::studies::Study {
+                        id,
+                        recipient,
+                        committee,
+                        approval_id: approval,
+                        starts_on: from,
+                        ends_on: until,
+                    };
+                    renkei_hub::studies::add(&hub.db, &study, hub.now()).await?;
+                    println!(
+                        "registered study {} for {} ({} to {})",
+                        study.id, study.recipient, study.starts_on, study.ends_on
+                    );
+                }
+                StudyCommand::List => {
+                    for s in renkei_hub::studies::list(&hub.db).await? {
+                        println!(
+                            "{:<24} {:<28} {} to {}  {} / {}",
+                            s.id, s.recipient, s.starts_on, s.ends_on, s.committee, s.approval_id
                         );
                     }
                 }

@@ -68,6 +68,9 @@ pub struct GrantRequest<'a> {
     pub valid_from: DateTime<Utc>,
     /// End of the validity period; `None` for an open-ended consent.
     pub valid_until: Option<DateTime<Utc>>,
+    /// Whether the grant names a study registered at the hub for this participant, with
+    /// the validity inside the study's period (the `research` purpose requires it).
+    pub approved_study: bool,
 }
 
 /// A participant reading one category under a consent for `purpose`.

@@ -22,6 +22,7 @@
 //!     categories: &categories,
 //!     valid_from: from,
 //!     valid_until: Some(from + TimeDelta::hours(72)),
+//!     approved_study: false,
 //! });
 //! assert!(decision.allowed, "{:?}", decision.reasons);
 //! # Ok::<(), renkei_policies::Error>(())

@@ -21,7 +21,7 @@ pub const SCHEMA_FILE: &str = "schema.cedarschema";
 const EMBEDDED_SCHEMA: &str = include_str!("../schema.cedarschema");
 
 /// The policy files shipped with the crate, by file name.
-pub(crate) const EMBEDDED_POLICIES: [(&str, &str); 7] = [
+pub(crate) const EMBEDDED_POLICIES: [(&str, &str); 8] = [
     ("analyst.cedar", include_str!("../analyst.cedar")),
     ("base.cedar", include_str!("../base.cedar")),
     ("clinic.cedar", include_str!("../clinic.cedar")),
@@ -31,6 +31,7 @@ pub(crate) const EMBEDDED_POLICIES: [(&str, &str); 7] = [
     ),
     ("municipality.cedar", include_str!("../municipality.cedar")),
     ("phr.cedar", include_str!("../phr.cedar")),
+    ("research.cedar", include_str!("../research.cedar")),
     ("validity.cedar", include_str!("../validity.cedar")),
 ];
 
@@ -211,6 +212,10 @@ impl Policies {
                 (
                     "validity_seconds".to_owned(),
                     RestrictedExpression::new_long(seconds),
+                ),
+                (
+                    "approved_study".to_owned(),
+                    RestrictedExpression::new_bool(request.approved_study),
                 ),
             ];
             match self

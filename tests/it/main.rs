@@ -25,6 +25,7 @@ mod full_flow;
 mod health_points;
 mod load;
 mod malicious_hub;
+mod research;
 mod rotation;
 mod self_contained;
 mod separation;

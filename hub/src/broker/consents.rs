@@ -85,6 +85,15 @@ async fn grant_checked(hub: &Hub, who: &ParticipantId, body: GrantBody) -> Resul
         .ok_or_else(|| {
             Error::bad_request(format!("recipient `{}` is not registered", body.recipient))
         })?;
+    let valid_from = body.valid_from.unwrap_or(now);
+    let approved_study = crate::studies::approved(
+        &mut tx,
+        body.evidence.as_deref(),
+        &body.recipient,
+        valid_from,
+        body.valid_until,
+    )
+    .await?;
     let decision = hub
         .policies()
         .authorize_grant(&renkei_policies::GrantRequest {
@@ -93,8 +102,9 @@ async fn grant_checked(hub: &Hub, who: &ParticipantId, body: GrantBody) -> Resul
             suspended: recipient.suspended(),
             purpose: &body.purpose,
             categories: &body.categories,
-            valid_from: body.valid_from.unwrap_or(now),
+            valid_from,
             valid_until: body.valid_until,
+            approved_study,
         });
     if !decision.allowed {
         let reason = decision.reasons.join("; ");

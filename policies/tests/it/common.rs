@@ -15,7 +15,8 @@ pub(crate) fn categories(names: &[&str]) -> Vec<String> {
     names.iter().map(|name| (*name).to_owned()).collect()
 }
 
-/// Grants `purpose` over `names` to a non-suspended `kind:test` for `validity`.
+/// Grants `purpose` over `names` to a non-suspended `kind:test` for `validity` (naming a
+/// study registered for it, which only `research` looks at).
 pub(crate) fn grant(
     policies: &Policies,
     kind: &str,
@@ -33,6 +34,7 @@ pub(crate) fn grant(
         categories: &categories,
         valid_from: start(),
         valid_until: validity.map(|length| start() + length),
+        approved_study: true,
     })
 }
 

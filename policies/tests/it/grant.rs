@@ -14,6 +14,8 @@ fn expected(kind: &str, purpose: &str, category: &str) -> bool {
         ("clinic", "online-consultation") => matches!(group, "checkup" | "phr"),
         ("municipality", "child-health-followup") => group == "checkup",
         ("analyst", "care-prevention-evaluation") => matches!(group, "checkup" | "kdb" | "phr"),
+        // With a study registered for the analyst (the helper says so, as the hub does).
+        ("analyst", "research") => matches!(group, "checkup" | "kdb" | "phr"),
         _ => false,
     }
 }
@@ -47,8 +49,9 @@ fn every_kind_purpose_and_category_matches_the_table() {
         }
     }
     // 17 checkup + 2 insurer + 2 phr for display, 1 for points, 17 + 2 for the
-    // clinic, 17 for the municipality, 17 + 2 kdb + 2 phr for the analyst.
-    assert_eq!(allowed, 21 + 1 + 19 + 17 + 21);
+    // clinic, 17 for the municipality, 17 + 2 kdb + 2 phr for the analyst's evaluation
+    // and as many for its research.
+    assert_eq!(allowed, 21 + 1 + 19 + 17 + 21 + 21);
 }
 
 #[test]
@@ -153,6 +156,40 @@ fn other_purposes_are_at_most_366_days() {
 }
 
 #[test]
+fn research_needs_a_study_approved_for_the_recipient() {
+    let cats = categories(&["checkup.glucose", "kdb.medical-cost"]);
+    let request = |approved_study| GrantRequest {
+        participant: "analyst:univ",
+        kind: "analyst",
+        suspended: false,
+        purpose: "research",
+        categories: &cats,
+        valid_from: start(),
+        valid_until: Some(start() + TimeDelta::days(30)),
+        approved_study,
+    };
+    let policies = policies();
+    assert!(policies.authorize_grant(&request(true)).allowed);
+    let refused = policies.authorize_grant(&request(false));
+    assert_denied_mentioning(&refused, "research-needs-an-approved-study");
+    // Other purposes do not look at it.
+    let cats = categories(&["checkup.glucose"]);
+    let evaluation = GrantRequest {
+        purpose: "care-prevention-evaluation",
+        categories: &cats,
+        ..request(false)
+    };
+    assert!(policies.authorize_grant(&evaluation).allowed);
+    // And an approved study is no way in for another kind.
+    let clinic = GrantRequest {
+        participant: "clinic:a",
+        kind: "clinic",
+        ..request(true)
+    };
+    assert!(!policies.authorize_grant(&clinic).allowed);
+}
+
+#[test]
 fn health_points_with_another_category_is_denied_as_a_whole() {
     let decision = grant(
         &policies(),
@@ -192,6 +229,7 @@ fn a_suspended_participant_gets_nothing() {
                     categories: &one,
                     valid_from: start(),
                     valid_until: Some(start() + TimeDelta::hours(1)),
+                    approved_study: true,
                 });
                 assert!(!decision.allowed, "{kind} {} {category}", purpose.name);
             }
@@ -211,6 +249,7 @@ fn grant_suspended_clinic() -> renkei_policies::Decision {
         categories: &cats,
         valid_from: start(),
         valid_until: Some(start() + TimeDelta::hours(1)),
+        approved_study: true,
     })
 }
 
@@ -269,6 +308,7 @@ fn unknown_names_and_malformed_requests_are_denied_with_a_reason() {
         categories: &cats,
         valid_from: start(),
         valid_until: Some(start() + TimeDelta::hours(1)),
+        approved_study: true,
     });
     assert_denied_mentioning(&mismatch, "`phr:asmile`");
 }

@@ -65,6 +65,7 @@ proptest! {
             categories: &cats,
             valid_from: start(),
             valid_until: seconds.map(|s| start() + TimeDelta::seconds(s)),
+            approved_study: true,
         });
         prop_assert!(!grant.allowed);
         prop_assert!(!grant.reasons.is_empty());
@@ -96,6 +97,7 @@ proptest! {
             categories: &cats,
             valid_from: start(),
             valid_until: seconds.map(|s| start() + TimeDelta::seconds(s)),
+            approved_study: true,
         });
         if cats.iter().any(|c| c != "checkup.attendance") {
             prop_assert!(!decision.allowed, "{:?} {:?}", cats, decision.reasons);
@@ -130,6 +132,7 @@ proptest! {
             categories: &cats,
             valid_from: start(),
             valid_until: seconds.map(|s| start() + TimeDelta::seconds(s)),
+            approved_study: true,
         });
         prop_assert!(!decision.reasons.is_empty());
         if decision.allowed {

@@ -29,29 +29,34 @@ pub enum ParticipantKind {
     Municipality,
     /// An analyst doing EBPM evaluation under a municipality's contract.
     Analyst,
+    /// A health insurer (国保, 健保組合, 協会けんぽ, 後期高齢者医療広域連合) as a recipient,
+    /// for example for 特定保健指導.
+    Insurer,
     /// A hub operator.
     Admin,
 }
 
 impl ParticipantKind {
     /// Every kind, in declaration order.
-    pub const ALL: [ParticipantKind; 6] = [
+    pub const ALL: [ParticipantKind; 7] = [
         ParticipantKind::Source,
         ParticipantKind::Phr,
         ParticipantKind::Clinic,
         ParticipantKind::Municipality,
         ParticipantKind::Analyst,
+        ParticipantKind::Insurer,
         ParticipantKind::Admin,
     ];
 
     /// The lowercase names of [`Self::ALL`], in the same order (for lists of allowed
     /// values: the policies' kinds, the consent store's checks).
-    pub const NAMES: [&'static str; 6] = [
+    pub const NAMES: [&'static str; 7] = [
         "source",
         "phr",
         "clinic",
         "municipality",
         "analyst",
+        "insurer",
         "admin",
     ];
 
@@ -63,6 +68,7 @@ impl ParticipantKind {
             ParticipantKind::Clinic => "clinic",
             ParticipantKind::Municipality => "municipality",
             ParticipantKind::Analyst => "analyst",
+            ParticipantKind::Insurer => "insurer",
             ParticipantKind::Admin => "admin",
         }
     }
@@ -83,7 +89,8 @@ impl FromStr for ParticipantKind {
             .find(|kind| kind.as_str() == s)
             .ok_or_else(|| {
                 Error::Participant(format!(
-                    "unknown participant kind `{s}`: expected one of source, phr, clinic, municipality, analyst, admin"
+                    "unknown participant kind `{s}`: expected one of {}",
+                    ParticipantKind::NAMES.join(", ")
                 ))
             })
     }

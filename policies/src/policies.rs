@@ -10,7 +10,7 @@ use crate::engine::{Action, Engine, Principal, SourceFile};
 use crate::error::{Error, Result};
 
 /// The participant kinds of DESIGN.md ([`renkei_ids::ParticipantKind::NAMES`]).
-pub const PARTICIPANT_KINDS: [&str; 6] = renkei_ids::ParticipantKind::NAMES;
+pub const PARTICIPANT_KINDS: [&str; 7] = renkei_ids::ParticipantKind::NAMES;
 
 /// The catalog file name inside a policy directory.
 pub const CATALOG_FILE: &str = "catalog.toml";
@@ -21,7 +21,7 @@ pub const SCHEMA_FILE: &str = "schema.cedarschema";
 const EMBEDDED_SCHEMA: &str = include_str!("../schema.cedarschema");
 
 /// The policy files shipped with the crate, by file name.
-pub(crate) const EMBEDDED_POLICIES: [(&str, &str); 8] = [
+pub(crate) const EMBEDDED_POLICIES: [(&str, &str); 9] = [
     ("analyst.cedar", include_str!("../analyst.cedar")),
     ("base.cedar", include_str!("../base.cedar")),
     ("clinic.cedar", include_str!("../clinic.cedar")),
@@ -29,6 +29,7 @@ pub(crate) const EMBEDDED_POLICIES: [(&str, &str); 8] = [
         "health-points.cedar",
         include_str!("../health-points.cedar"),
     ),
+    ("insurer.cedar", include_str!("../insurer.cedar")),
     ("municipality.cedar", include_str!("../municipality.cedar")),
     ("phr.cedar", include_str!("../phr.cedar")),
     ("research.cedar", include_str!("../research.cedar")),

@@ -23,6 +23,7 @@ mod enrollment;
 mod faults;
 mod full_flow;
 mod health_points;
+mod insurers;
 mod load;
 mod malicious_hub;
 mod research;

@@ -302,6 +302,7 @@ async fn revoke_once(hub: &Hub, who: &ParticipantId, id: &str, reason: &str) -> 
             ParticipantKind::Clinic,
             ParticipantKind::Municipality,
             ParticipantKind::Analyst,
+            ParticipantKind::Insurer,
         ],
     )
     .await?;

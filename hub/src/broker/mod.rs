@@ -175,6 +175,7 @@ pub const RECIPIENTS: &[ParticipantKind] = &[
     ParticipantKind::Clinic,
     ParticipantKind::Municipality,
     ParticipantKind::Analyst,
+    ParticipantKind::Insurer,
 ];
 
 /// Every kind that uses the participant API (the admin works through the CLI).
@@ -184,4 +185,5 @@ pub const ANY_PARTICIPANT: &[ParticipantKind] = &[
     ParticipantKind::Clinic,
     ParticipantKind::Municipality,
     ParticipantKind::Analyst,
+    ParticipantKind::Insurer,
 ];

@@ -16,6 +16,10 @@ fn expected(kind: &str, purpose: &str, category: &str) -> bool {
         ("analyst", "care-prevention-evaluation") => matches!(group, "checkup" | "kdb" | "phr"),
         // With a study registered for the analyst (the helper says so, as the hub does).
         ("analyst", "research") => matches!(group, "checkup" | "kdb" | "phr"),
+        ("insurer" | "clinic", "health-guidance") => matches!(
+            category,
+            "checkup.judgement" | "checkup.body" | "checkup.questionnaire"
+        ),
         _ => false,
     }
 }
@@ -50,8 +54,8 @@ fn every_kind_purpose_and_category_matches_the_table() {
     }
     // 17 checkup + 2 insurer + 2 phr for display, 1 for points, 17 + 2 for the
     // clinic, 17 for the municipality, 17 + 2 kdb + 2 phr for the analyst's evaluation
-    // and as many for its research.
-    assert_eq!(allowed, 21 + 1 + 19 + 17 + 21 + 21);
+    // and as many for its research, 3 each for the insurer's and a clinic's 特定保健指導.
+    assert_eq!(allowed, 21 + 1 + 19 + 17 + 21 + 21 + 3 + 3);
 }
 
 #[test]
@@ -272,8 +276,14 @@ fn unknown_names_and_malformed_requests_are_denied_with_a_reason() {
         "unknown category `checkup.dna`",
     );
     assert_denied_mentioning(
-        &grant(&policies, "insurer", "phr-display", &["checkup.body"], hour),
-        "unknown participant kind `insurer`",
+        &grant(
+            &policies,
+            "pharmacy",
+            "phr-display",
+            &["checkup.body"],
+            hour,
+        ),
+        "unknown participant kind `pharmacy`",
     );
     assert_denied_mentioning(
         &grant(&policies, "clinic", "online-consultation", &[], hour),

@@ -98,7 +98,9 @@ pub(crate) async fn run(keep: Option<PathBuf>) -> anyhow::Result<()> {
         step: 0,
         started: Instant::now(),
     };
-    println!("Renkei demo: a municipality, a PHR app, a clinic and an analyst, on this machine.");
+    println!(
+        "Renkei demo: a municipality, a PHR app, a clinic, a health-point programme and an analyst, on this machine."
+    );
     println!("Everything is synthetic; files are in {}", dir.display());
     let now = Clock::System.now();
 
@@ -111,12 +113,19 @@ pub(crate) async fn run(keep: Option<PathBuf>) -> anyhow::Result<()> {
     let app = member(&dir, "phr:asmile")?;
     let clinic = member(&dir, "clinic:mysos")?;
     let analyst = member(&dir, "analyst:hachioji")?;
+    let points = member(&dir, "phr:kenko-points")?;
     setup::pki(
         &dir,
-        &[source.clone(), app.clone(), clinic.clone(), analyst.clone()],
+        &[
+            source.clone(),
+            app.clone(),
+            clinic.clone(),
+            analyst.clone(),
+            points.clone(),
+        ],
         now,
     )?;
-    for m in [&source, &app, &clinic, &analyst] {
+    for m in [&source, &app, &clinic, &analyst, &points] {
         n.say(&format!(
             "certificate for {} (URI SAN {})",
             m.id,
@@ -139,7 +148,7 @@ pub(crate) async fn run(keep: Option<PathBuf>) -> anyhow::Result<()> {
         &cfg,
         &running,
         &hub_url,
-        [&source, &app, &clinic, &analyst],
+        [&source, &app, &clinic, &analyst, &points],
     )
     .await;
     if result.is_ok() {
@@ -164,7 +173,7 @@ async fn flow(
     cfg: &HubConfig,
     running: &renkei_hub::app::Running,
     hub_url: &str,
-    [source, app, clinic, analyst]: [&Member; 4],
+    [source, app, clinic, analyst, points]: [&Member; 5],
 ) -> anyhow::Result<()> {
     let hub = &running.hub;
     let now = hub.now();
@@ -181,6 +190,7 @@ async fn flow(
             (&app.id.to_string(), "phr-display"),
             (&clinic.id.to_string(), "online-consultation"),
             (&analyst.id.to_string(), "care-prevention-evaluation"),
+            (&points.id.to_string(), "health-points"),
         ],
     )?;
     let agent = Agent::load(&init.config)?;
@@ -193,11 +203,12 @@ async fn flow(
         now,
     )
     .await?;
-    let mut grant_keys = Vec::with_capacity(3);
+    let mut grant_keys = Vec::with_capacity(4);
     for (m, name, record_key) in [
         (app, "Asmile PHR app", true),
         (clinic, "MySOS clinic", false),
         (analyst, "Hachioji EBPM analyst", false),
+        (points, "Kenko health-point programme", false),
     ] {
         let keys = renkei_client::setup::init_keys(&m.dir.join("keys"), record_key)?;
         setup::client_toml(m, hub_url, record_key)?;
@@ -221,9 +232,14 @@ async fn flow(
             m.id
         ));
     }
-    let [app_key_grant, clinic_key_grant, analyst_key_grant]: [RecipientSecretKey; 3] = grant_keys
+    let [
+        app_key_grant,
+        clinic_key_grant,
+        analyst_key_grant,
+        points_key_grant,
+    ]: [RecipientSecretKey; 4] = grant_keys
         .try_into()
-        .map_err(|_| anyhow::anyhow!("expected three key-grant keys"))?;
+        .map_err(|_| anyhow::anyhow!("expected four key-grant keys"))?;
     n.say(&format!("{} registered with its enrollment key", source.id));
 
     // 4. Synthetic data
@@ -483,7 +499,7 @@ async fn flow(
             granted_by: "resident".into(),
             statement: None,
         },
-        resident,
+        resident.clone(),
         Vec::new(),
     )
     .await?;
@@ -501,7 +517,58 @@ async fn flow(
         clinic_seen.len()
     ));
 
-    // 12. Analyst
+    // 12. Health points
+    n.step(
+        "The resident lets the Kenko point programme confirm checkup attendance (`health-points`).",
+    );
+    let attendance = GrantBody {
+        subject: pseudonym.clone(),
+        recipient: points.id.to_string(),
+        purpose: "health-points".into(),
+        categories: vec!["checkup.attendance".to_owned()],
+        data_period: Default::default(),
+        valid_from: None,
+        valid_until: None,
+        method: Method::App,
+        evidence: None,
+        granted_by: "resident".into(),
+        statement: None,
+    };
+    let more = GrantBody {
+        categories: vec!["checkup.attendance".to_owned(), "checkup.body".to_owned()],
+        ..attendance.clone()
+    };
+    grant_kept(
+        &app_client,
+        &app_state,
+        attendance,
+        resident.clone(),
+        Vec::new(),
+    )
+    .await?;
+    lgwan_agent::sync::answer_grants_once(&agent, &source_client).await?;
+    let points_client = client_for(points, hub_url)?;
+    let points_seen = pull_categories(&points_client, points, &points_key_grant).await?;
+    ensure!(
+        !points_seen.is_empty() && points_seen.iter().all(|(_, c)| c == "checkup.attendance"),
+        "the point programme saw {points_seen:?}"
+    );
+    n.say(&format!(
+        "the programme received {} attendance record(s): the fiscal year, no result",
+        points_seen.len()
+    ));
+    let refused = grant_kept(&app_client, &app_state, more, resident, Vec::new()).await;
+    ensure!(
+        refused
+            .as_ref()
+            .is_err_and(|e| format!("{e:#}").contains("health-points-attendance-only")),
+        "a health-points consent for body measurements was not refused: {refused:?}"
+    );
+    n.say(
+        "a `health-points` consent that also asks for body measurements is refused by the policies",
+    );
+
+    // 13. Analyst
     n.step("At the city counter, the resident consents to the EBPM evaluation; the analyst joins KDB and PHR data.");
     let analyst_id = analyst.id.to_string();
     let receipt = lgwan_agent::counter::grant(
@@ -548,7 +615,7 @@ async fn flow(
     ));
     n.say("the app, the clinic and the analyst each know the resident under a different pseudonym");
 
-    // 13. Revocation on the portal
+    // 14. Revocation on the portal
     n.step("The resident revokes the Asmile consent on the portal with the receipt code.");
     let mut browser = portal::Browser::new(running.portal_addr, &source.ca())?;
     let page = browser.open().await?;
@@ -580,7 +647,7 @@ async fn flow(
     );
     n.say("the portal showed this consent and who read what under it (nothing else about the resident), said what revoking stops, and revoked it on confirmation");
 
-    // 14. Denied and acknowledged
+    // 15. Denied and acknowledged
     n.step("Asmile's next read is denied; it receives the revocation event, deletes its copies and acknowledges.");
     let some = std::fs::read_dir(&app_data)?
         .next()
@@ -613,7 +680,7 @@ async fn flow(
         revoked.deleted_files
     ));
 
-    // 15. Audit
+    // 16. Audit
     n.step("Verifying the audit chain and the consent ledger.");
     renkei_hub::audit::checkpoint_as(&hub.db, &hub.signing_key, &hub.log_origin, hub.now()).await?;
     let report = renkei_hub::audit::verify(&hub.db, &[hub.signing_key.verifying_key()], None)

@@ -133,6 +133,21 @@ impl Agent {
                     ),
                 });
             }
+            if table.attendance.is_some()
+                && catalog.attendance_category() != Some(table.category.as_str())
+            {
+                return Err(Error::Config {
+                    path: config.path.clone(),
+                    reason: format!(
+                        "tables `{}`: an attendance list has the catalog's attendance category ({}), not `{}`",
+                        table.name,
+                        catalog
+                            .attendance_category()
+                            .unwrap_or("none in this catalog"),
+                        table.category
+                    ),
+                });
+            }
         }
         Ok(Agent {
             config,

@@ -299,11 +299,28 @@ impl Config {
                     table.name
                 )));
             }
-            if table.values.is_empty() {
-                return Err(bad(format!(
-                    "tables `{}`: field `values` is empty",
-                    table.name
-                )));
+            match (&table.attendance, table.values.is_empty()) {
+                (None, true) => {
+                    return Err(bad(format!(
+                        "tables `{}`: field `values` is empty (an attendance list sets `attendance` instead)",
+                        table.name
+                    )));
+                }
+                (Some(_), false) => {
+                    return Err(bad(format!(
+                        "tables `{}`: an attendance list (`attendance`) exports the fiscal year only, so it has no `values`",
+                        table.name
+                    )));
+                }
+                (Some(name), true)
+                    if name.trim().is_empty() || name.chars().any(char::is_control) =>
+                {
+                    return Err(bad(format!(
+                        "tables `{}`: field `attendance` must name the examination",
+                        table.name
+                    )));
+                }
+                _ => {}
             }
         }
         if file.poll_secs == 0 || file.poll_secs > 86_400 {
@@ -528,6 +545,25 @@ values = [
   { column = "切替後の薬剤費", code = "generic-cost", kind = "money" },
   { column = "差額", code = "saving", kind = "money" },
 ]
+
+# Attendance lists of the municipality's health-management system (健康管理システム): only
+# "attended in fiscal year N" leaves LGWAN, for health-point programmes. The date column
+# names the examination, so each list finds its own mapping.
+[[tables]]
+name = "cancer-screening-attendance"
+category = "checkup.attendance"
+attendance = "がん検診受診年度 (fiscal year of a cancer screening)"
+date_column = "がん検診受診日"
+date_format = "%Y%m%d"
+identity = { insurer = "保険者番号", symbol = "被保険者証記号", number = "被保険者証番号", branch = "枝番", birth = "生年月日", sex = "性別" }
+
+[[tables]]
+name = "dental-checkup-attendance"
+category = "checkup.attendance"
+attendance = "歯科健診受診年度 (fiscal year of a dental checkup)"
+date_column = "歯科健診受診日"
+date_format = "%Y%m%d"
+identity = { insurer = "保険者番号", symbol = "被保険者証記号", number = "被保険者証番号", branch = "枝番", birth = "生年月日", sex = "性別" }
 "#;
 
 #[cfg(test)]

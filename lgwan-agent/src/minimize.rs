@@ -90,11 +90,31 @@ pub fn minimize_checkup(doc: &CheckupDocument, catalog: &Catalog) -> Minimized {
 /// to March 31): the date the source has, at the precision the record may carry
 /// (DESIGN.md: "attended in fiscal year N" only).
 fn attendance_record(doc: &CheckupDocument, category: &str) -> MinimizedRecord {
-    let year = fiscal_year(doc.exam_date);
-    let start = NaiveDate::from_ymd_opt(year, 4, 1).unwrap_or(doc.exam_date);
-    let end = NaiveDate::from_ymd_opt(year + 1, 3, 31).unwrap_or(doc.exam_date);
     let display = "特定健診受診年度 (fiscal year of a specific health checkup)";
-    let mut out = Vec::with_capacity(480);
+    let (start, payload) = attendance_bundle(doc.exam_date, category, display, None);
+    MinimizedRecord {
+        source_document: doc.document_id.clone(),
+        category: category.to_owned(),
+        effective_date: start,
+        payload,
+    }
+}
+
+/// The Bundle of an attendance record for an exam on `date`: one Observation coded
+/// with the catalog's attendance `category` (and `also`, a `(system, code)` naming which
+/// examination, when the source is not a 特定健診), `display` as its text, the fiscal
+/// year as `effectivePeriod` and `valueInteger`, and nothing else. Returns the fiscal
+/// year's first day (the record's effective date) with it.
+pub(crate) fn attendance_bundle(
+    date: NaiveDate,
+    category: &str,
+    display: &str,
+    also: Option<(&str, &str)>,
+) -> (NaiveDate, Vec<u8>) {
+    let year = fiscal_year(date);
+    let start = NaiveDate::from_ymd_opt(year, 4, 1).unwrap_or(date);
+    let end = NaiveDate::from_ymd_opt(year + 1, 3, 31).unwrap_or(date);
+    let mut out = Vec::with_capacity(560);
     out.extend_from_slice(BUNDLE_HEAD);
     out.extend_from_slice(br#"{"resource":{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"#);
     json_str(&mut out, CATALOG_SYSTEM);
@@ -102,7 +122,17 @@ fn attendance_record(doc: &CheckupDocument, category: &str) -> MinimizedRecord {
     json_str(&mut out, category);
     out.extend_from_slice(br#","display":"#);
     json_str(&mut out, display);
-    out.extend_from_slice(br#"}],"text":"#);
+    out.extend_from_slice(b"}");
+    if let Some((system, code)) = also {
+        out.extend_from_slice(br#",{"system":"#);
+        json_str(&mut out, system);
+        out.extend_from_slice(br#","code":"#);
+        json_str(&mut out, code);
+        out.extend_from_slice(br#","display":"#);
+        json_str(&mut out, display);
+        out.extend_from_slice(b"}");
+    }
+    out.extend_from_slice(br#"],"text":"#);
     json_str(&mut out, display);
     out.extend_from_slice(br#"},"effectivePeriod":{"start":"#);
     json_str(&mut out, &start.to_string());
@@ -111,12 +141,7 @@ fn attendance_record(doc: &CheckupDocument, category: &str) -> MinimizedRecord {
     out.extend_from_slice(br#"},"valueInteger":"#);
     out.extend_from_slice(year.to_string().as_bytes());
     out.extend_from_slice(b"}}]}");
-    MinimizedRecord {
-        source_document: doc.document_id.clone(),
-        category: category.to_owned(),
-        effective_date: start,
-        payload: out,
-    }
+    (start, out)
 }
 
 /// The opening of every payload, up to the first entry.

@@ -547,6 +547,35 @@ impl Agent {
         (Outcome::Records(out), counted)
     }
 
+    /// The attendance record of one row of an attendance list: the fiscal year only. One
+    /// record per person, examination and fiscal year, so a list naming a resident twice
+    /// in a year (or a re-import) gives the same record. `Agent::load` checked that the
+    /// mapping's category is the catalog's attendance category.
+    fn attendance_row(
+        &self,
+        mapping: &crate::tabular::TableMapping,
+        name: &str,
+        row: &TableRow,
+        token: &SubjectToken,
+    ) -> Option<MinimizedRecord> {
+        let category = mapping.category.as_str();
+        let system = mapping.code_system();
+        let (start, payload) = crate::minimize::attendance_bundle(
+            row.effective_date,
+            category,
+            name,
+            Some((&system, &mapping.name)),
+        );
+        let canonical = format!("{}\u{1f}{}\u{1f}{start}", mapping.name, token.as_str());
+        let digest = record_id(self.record_id_key(), &canonical, "attendance-row");
+        Some(MinimizedRecord {
+            source_document: format!("{}/{start}/{}", mapping.name, digest.as_str()),
+            category: category.to_owned(),
+            effective_date: start,
+            payload,
+        })
+    }
+
     /// The record of one CSV row. Its document id is the mapping, the date and
     /// a keyed digest of the subject and the cells, so a re-import is idempotent
     /// and the id reveals nothing of the row.
@@ -557,6 +586,9 @@ impl Agent {
         token: &SubjectToken,
     ) -> Option<MinimizedRecord> {
         let mapping = self.config.tables.get(mapping)?;
+        if let Some(name) = &mapping.attendance {
+            return self.attendance_row(mapping, name, row, token);
+        }
         let mut canonical = format!(
             "{}\u{1f}{}\u{1f}{}",
             mapping.name,

@@ -35,7 +35,15 @@ pub struct TableMapping {
     /// Its chrono format, e.g. `%Y%m` (day 1 is implied) or `%Y/%m/%d`.
     pub date_format: String,
     /// The value columns; a row's empty cells are left out.
+    #[serde(default)]
     pub values: Vec<ValueColumn>,
+    /// For an attendance list (がん検診, 歯科健診 受診者一覧): the name of the examination,
+    /// e.g. `がん検診受診年度`. Each row then becomes only an "attended in fiscal year N"
+    /// record of the catalog's attendance category, coded also `<code_system>#<name>`;
+    /// the exam date and any other column stay inside LGWAN. Such a mapping has no
+    /// `values`.
+    #[serde(default)]
+    pub attendance: Option<String>,
 }
 
 /// Names of the identity columns (the values never leave the agent).

@@ -1,7 +1,8 @@
 //! Issue 20, health points with the real binaries: a health-point programme (a PHR
 //! vendor's point service, like アスマイル's) receives a resident's checkup attendance
-//! and nothing else (one Observation: the fiscal year), and a `health-points` consent
-//! that asks for more is refused by the policies.
+//! and nothing else (one Observation: the fiscal year), also from the municipality's
+//! がん検診 attendance list, and a `health-points` consent that asks for more is refused
+//! by the policies.
 
 use std::collections::BTreeSet;
 
@@ -68,6 +69,59 @@ async fn health_points(backend: Backend) {
             );
         }
     }
+
+    // The city imports its がん検診 attendance list; the resident's screening reaches the
+    // programme under the same consent, as the fiscal year only.
+    let p = &b.person;
+    let list = b.scene.root().join("input").join("gan_kenshin.csv");
+    std::fs::write(
+        &list,
+        format!(
+            "保険者番号,被保険者証記号,被保険者証番号,枝番,生年月日,性別,がん検診受診日,検診種別,結果\n\
+             {},{},{},{},{},{},20250910,胃がん,要精密検査\n",
+            p.insurer_number,
+            p.symbol,
+            p.number,
+            p.branch.clone().unwrap_or_default(),
+            p.birth_date.replace('-', ""),
+            if p.sex == lgwan_agent::domain::Sex::Female { "2" } else { "1" },
+        ),
+    )
+    .unwrap();
+    let screening = b
+        .scene
+        .agent(&["preview"], &[&list.display().to_string()])
+        .await
+        .unwrap()
+        .ok()
+        .unwrap();
+    let line: Value = serde_json::from_str(screening.stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(field(&line, "category"), "checkup.attendance", "{line}");
+    b.scene
+        .agent(&["import"], &[&list.display().to_string()])
+        .await
+        .unwrap()
+        .ok()
+        .unwrap();
+    let mut want = want;
+    want.insert(
+        flow::copy_id(
+            &b.scene,
+            POINTS,
+            field(&line, "record_id").as_str().unwrap(),
+        )
+        .unwrap(),
+    );
+    let pulled = flow::pull_until(&b.scene, POINTS, &out, &want)
+        .await
+        .unwrap();
+    assert_eq!(pulled.keys().cloned().collect::<BTreeSet<_>>(), want);
+    let text =
+        serde_json::to_string(&pulled.values().map(|p| &p.payload).collect::<Vec<_>>()).unwrap();
+    for leak in ["20250910", "2025-09-10", "胃がん", "要精密検査"] {
+        assert!(!text.contains(leak), "`{leak}` reached the point programme");
+    }
+    assert!(text.contains("がん検診受診年度"), "{text}");
 
     // A health-points consent that asks for the body measurements too is refused.
     let refused = b

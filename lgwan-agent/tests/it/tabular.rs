@@ -179,3 +179,107 @@ fn a_bad_byte_sets_aside_only_its_row() {
         "{q}"
     );
 }
+
+/// An attendance list (がん検診 or 歯科健診) leaves LGWAN as "attended in fiscal year N"
+/// only: one record per person, examination and fiscal year, no exam date, no other
+/// column; the two lists find their own mappings.
+#[test]
+fn attendance_lists_export_the_fiscal_year_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = agent(dir.path());
+    let head = "保険者番号,被保険者証記号,被保険者証番号,枝番,生年月日,性別,";
+    let cancer = dir.path().join("gan_kenshin.csv");
+    std::fs::write(
+        &cancer,
+        format!(
+            "{head}がん検診受診日,検診種別,結果\n\
+             01130012,12,345,01,19600102,1,20260310,胃がん,要精密検査\n\
+             01130012,12,345,01,19600102,1,20250420,大腸がん,異常なし\n\
+             01130012,12,345,01,19600102,1,20251201,肺がん,異常なし\n"
+        ),
+    )
+    .unwrap();
+    let dental = dir.path().join("shika_kenshin.csv");
+    std::fs::write(
+        &dental,
+        format!("{head}歯科健診受診日\n01130012,12,345,01,19600102,1,20250615\n"),
+    )
+    .unwrap();
+    let (lines, bad) = run_preview(&a, &[cancer, dental]);
+    assert!(bad.is_empty(), "{bad:?}");
+    // 2026-03-10 and the two 2025 dates are all in fiscal 2025: one record per list
+    // (the same record, byte for byte, from each row: the outbox keeps it once).
+    let mut records: Vec<&serde_json::Value> = Vec::new();
+    for l in &lines {
+        match records.iter().find(|r| r["record_id"] == l["record_id"]) {
+            Some(r) => assert_eq!(*r, l),
+            None => records.push(l),
+        }
+    }
+    assert_eq!(lines.len(), 4);
+    assert_eq!(records.len(), 2, "{records:?}");
+    let mut systems = Vec::new();
+    for r in records {
+        assert_eq!(r["category"], "checkup.attendance");
+        assert_eq!(r["effective_date"], "2025-04-01");
+        let text = r["payload"].to_string();
+        for leak in [
+            "20260310",
+            "2026-03-10",
+            "2025-04-20",
+            "胃がん",
+            "要精密検査",
+            "01130012",
+        ] {
+            assert!(!text.contains(leak), "`{leak}` left LGWAN: {text}");
+        }
+        let entries = r["payload"]["entry"].as_array().unwrap();
+        assert_eq!(entries.len(), 1);
+        let obs = &entries[0]["resource"];
+        assert_eq!(obs["valueInteger"], 2025);
+        assert_eq!(obs["effectivePeriod"]["start"], "2025-04-01");
+        assert_eq!(obs["effectivePeriod"]["end"], "2026-03-31");
+        assert_eq!(obs["code"]["coding"][0]["code"], "checkup.attendance");
+        systems.push(
+            obs["code"]["coding"][1]["code"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    systems.sort();
+    assert_eq!(
+        systems,
+        ["cancer-screening-attendance", "dental-checkup-attendance"]
+    );
+}
+
+/// An attendance mapping with value columns, or without the catalog's attendance
+/// category, is refused at load, naming the mapping.
+#[test]
+fn an_attendance_mapping_has_no_values_and_the_attendance_category() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = agent(dir.path());
+    let config = std::fs::read_to_string(&a.config.path).unwrap();
+    let with_values = config.replacen(
+        "date_column = \"がん検診受診日\"",
+        "date_column = \"がん検診受診日\"\nvalues = [{ column = \"結果\", code = \"result\", kind = \"text\" }]",
+        1,
+    );
+    std::fs::write(&a.config.path, &with_values).unwrap();
+    let err = lgwan_agent::agent::Agent::load(&a.config.path).unwrap_err();
+    assert!(
+        err.to_string().contains("cancer-screening-attendance")
+            && err.to_string().contains("no `values`"),
+        "{err}"
+    );
+    let wrong = config.replacen(
+        "category = \"checkup.attendance\"\nattendance = \"がん検診",
+        "category = \"checkup.body\"\nattendance = \"がん検診",
+        1,
+    );
+    assert_ne!(wrong, config);
+    std::fs::write(&a.config.path, &wrong).unwrap();
+    let err = lgwan_agent::agent::Agent::load(&a.config.path).unwrap_err();
+    assert!(err.to_string().contains("attendance category"), "{err}");
+}

@@ -382,6 +382,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 summary.quarantined.len(),
                 summary.conflicts
             );
+            if summary.resident_links > 0 || summary.resident_mismatches > 0 {
+                eprintln!(
+                    "{} insurer change(s) linked by 宛名番号; {} 宛名番号 seen with another birth \
+                     date or sex, not linked (check the KDB export)",
+                    summary.resident_links, summary.resident_mismatches
+                );
+            }
             if !summary.quarantined.is_empty() {
                 return Ok(ExitCode::from(2));
             }

@@ -499,7 +499,7 @@ name = "kdb-medical-cost"
 category = "kdb.medical-cost"
 date_column = "診療年月"
 date_format = "%Y%m"
-identity = { insurer = "保険者番号", symbol = "被保険者証記号", number = "被保険者証番号", branch = "枝番", birth = "生年月日", sex = "性別" }
+identity = { insurer = "保険者番号", symbol = "被保険者証記号", number = "被保険者証番号", branch = "枝番", birth = "生年月日", sex = "性別", resident = "宛名番号" }
 values = [
   { column = "入院医療費", code = "inpatient-cost", kind = "money" },
   { column = "入院外医療費", code = "outpatient-cost", kind = "money" },
@@ -513,7 +513,7 @@ name = "kdb-care"
 category = "kdb.care"
 date_column = "認定日"
 date_format = "%Y%m%d"
-identity = { insurer = "保険者番号", symbol = "被保険者証記号", number = "被保険者証番号", branch = "枝番", birth = "生年月日", sex = "性別" }
+identity = { insurer = "保険者番号", symbol = "被保険者証記号", number = "被保険者証番号", branch = "枝番", birth = "生年月日", sex = "性別", resident = "宛名番号" }
 values = [
   { column = "要介護度", code = "care-level", kind = "text" },
   { column = "介護給付費", code = "care-benefit-cost", kind = "money" },

@@ -49,6 +49,10 @@ pub struct ImportSummary {
     pub quarantined: Vec<Quarantine>,
     /// Subjects refused because two people share their canonical identity.
     pub conflicts: usize,
+    /// Insurer changes linked now: a resident's later token to their first (宛名番号).
+    pub resident_links: usize,
+    /// 宛名番号 seen with another birth date or sex than before: not linked.
+    pub resident_mismatches: usize,
 }
 
 /// Progress of the second pass.
@@ -241,6 +245,9 @@ pub async fn import(
     // Token key rotation: the (old, new) token pairs of everyone surveyed, spooled
     // first so new tokens inherit what is known of old ones (outbox/links.rs).
     outbox.put_links(&agent.take_links()).await?;
+    // Insurer changes: a resident's later token, linked to the first one by the
+    // 宛名番号 a KDB file gave (outbox/residents.rs).
+    let residents = outbox.link_residents(book.residents()).await?;
     // A subject spooled by an earlier import with another 枝番, or refused before,
     // is a conflict now too: never two people's data under one token. The tokens
     // are looked up a chunk at a time, never all copied at once, and only what
@@ -268,6 +275,8 @@ pub async fn import(
     let producer = tokio::task::spawn_blocking(move || produce(&worker, &files, &book, &tx));
     let mut summary = ImportSummary {
         conflicts: conflicts.len(),
+        resident_links: residents.linked,
+        resident_mismatches: residents.mismatched,
         ..ImportSummary::default()
     };
     progress(ImportProgress {

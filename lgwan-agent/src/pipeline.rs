@@ -129,6 +129,8 @@ pub struct RunSummary {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BranchBook {
     seen: HashMap<TokenKey, BranchState>,
+    /// Rows that named a 宛名番号, in input order, without repeats.
+    residents: Vec<ResidentSeen>,
     /// The distinct 枝番 seen, indexed by [`BranchState`].
     branches: Vec<String>,
     refused: BTreeSet<TokenKey>,
@@ -151,7 +153,32 @@ fn key_token(key: &TokenKey) -> SubjectToken {
     SubjectToken::from_bytes(key)
 }
 
+/// A 宛名番号 seen with a subject token, as keyed digests (the number, and the person's
+/// birth date and sex) so that the outbox never holds the number itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResidentSeen {
+    /// Keyed digest of the 宛名番号.
+    pub resident: String,
+    /// The token the row's insurance identity gives.
+    pub token: SubjectToken,
+    /// Keyed digest of the birth date and sex: a 宛名番号 seen with another person is
+    /// never linked.
+    pub person: String,
+}
+
 impl BranchBook {
+    /// Records that a row naming a 宛名番号 came with `seen.token`.
+    pub fn observe_resident(&mut self, seen: ResidentSeen) {
+        if !self.residents.contains(&seen) {
+            self.residents.push(seen);
+        }
+    }
+
+    /// The 宛名番号 sightings, in input order.
+    pub fn residents(&self) -> &[ResidentSeen] {
+        &self.residents
+    }
+
     fn branch_id(&mut self, branch: &str) -> BranchState {
         let index = match self.branches.iter().position(|b| b == branch) {
             Some(i) => i,
@@ -399,17 +426,29 @@ impl Agent {
             workers * WINDOW_PER_WORKER,
             |sink| self.read_inputs(files, sink),
             |input| {
-                let person = match input.parse() {
-                    Parsed::Checkup(_, _, doc) => doc.identity,
-                    Parsed::Row(_, _, row) => row.identity,
+                let (person, resident) = match input.parse() {
+                    Parsed::Checkup(_, _, doc) => (doc.identity, None),
+                    Parsed::Row(_, _, row) => (row.identity, row.resident),
                     Parsed::Quarantined(_) => return None,
                 };
-                self.token_or_reason(&person).ok()
+                let (token, branch) = self.token_or_reason(&person).ok()?;
+                let resident = resident.map(|r| ResidentSeen {
+                    resident: self.keyed("resident-number", &r),
+                    token: token.clone(),
+                    person: self.keyed(
+                        "resident-person",
+                        &format!("{}\u{1f}{:?}", person.birth, person.sex),
+                    ),
+                });
+                Some((token, branch, resident))
             },
-            &mut |seen: Option<(SubjectToken, Option<String>)>| {
+            &mut |seen: Option<(SubjectToken, Option<String>, Option<ResidentSeen>)>| {
                 book.inputs += 1;
-                if let Some((token, branch)) = seen {
+                if let Some((token, branch, resident)) = seen {
                     book.observe(&token, branch.as_deref());
+                    if let Some(r) = resident {
+                        book.observe_resident(r);
+                    }
                 }
             },
         );
@@ -545,6 +584,14 @@ impl Agent {
             }
         }
         (Outcome::Records(out), counted)
+    }
+
+    /// A keyed digest of `value` for `purpose` under the record id key: stable for the
+    /// agent, meaningless outside it.
+    fn keyed(&self, purpose: &str, value: &str) -> String {
+        record_id(self.record_id_key(), value, purpose)
+            .as_str()
+            .to_owned()
     }
 
     /// The attendance record of one row of an attendance list: the fiscal year only. One

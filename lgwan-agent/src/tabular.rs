@@ -64,6 +64,12 @@ pub struct IdentityColumns {
     pub birth: String,
     /// 性別 (`1`/`2`, `男`/`女`, `M`/`F`).
     pub sex: String,
+    /// 宛名番号, the municipality's own number of the resident, when files have it (an
+    /// optional column: a file without it still uses the mapping). It links a
+    /// resident's tokens across insurer numbers (国保 → 後期高齢者医療 at 75) inside
+    /// LGWAN, so recipients keep one pseudonym; it never leaves the agent.
+    #[serde(default)]
+    pub resident: Option<String>,
 }
 
 /// One value column.
@@ -105,6 +111,9 @@ pub struct TableRow {
     pub identity: PersonIdentity,
     /// The date the row refers to.
     pub effective_date: NaiveDate,
+    /// The 宛名番号 (half-width), when the mapping names the column and the cell is not
+    /// empty (never leaves the agent).
+    pub resident: Option<String>,
     /// (index into the mapping's `values`, normalized cell), non-empty cells only.
     pub cells: Vec<(usize, String)>,
 }
@@ -330,6 +339,16 @@ fn parse_row(mapping: &TableMapping, line: u64, cells: &Cells<'_>) -> Result<Tab
     }
     let birth = parse_date(cell(&id.birth)).ok_or_else(|| named(&id.birth, "not a date"))?;
     let sex = Sex::parse(cell(&id.sex)).ok_or_else(|| named(&id.sex, "not a sex (1/2, 男/女)"))?;
+    let resident: Option<String> = id
+        .resident
+        .as_deref()
+        .map(|c| cell(c).chars().map(fold_width).collect::<String>())
+        .filter(|r| !r.is_empty());
+    if let (Some(column), Some(r)) = (id.resident.as_deref(), resident.as_deref()) {
+        if r.len() > 20 || !r.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(named(column, "宛名番号 is not 1 to 20 letters and digits"));
+        }
+    }
     let raw_date = cell(&mapping.date_column);
     let effective_date = parse_with_format(raw_date, &mapping.date_format).ok_or_else(|| {
         named(
@@ -392,6 +411,7 @@ fn parse_row(mapping: &TableMapping, line: u64, cells: &Cells<'_>) -> Result<Tab
             sex,
         },
         effective_date,
+        resident,
         cells,
     })
 }

@@ -23,6 +23,7 @@ mod enrollment;
 mod faults;
 mod full_flow;
 mod health_points;
+mod insurer_change;
 mod insurers;
 mod load;
 mod malicious_hub;

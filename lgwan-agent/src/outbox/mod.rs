@@ -25,6 +25,9 @@ mod consents;
 pub mod enrollment;
 mod links;
 mod meta;
+mod residents;
+
+pub use residents::ResidentLinks;
 mod space;
 mod witness;
 
@@ -225,7 +228,12 @@ impl Outbox {
             .execute(&outbox.pool)
             .await
             .map_err(|e| outbox.err(e))?;
-        for schema in [links::SCHEMA, enrollment::SCHEMA, consents::SCHEMA] {
+        for schema in [
+            links::SCHEMA,
+            enrollment::SCHEMA,
+            consents::SCHEMA,
+            residents::SCHEMA,
+        ] {
             sqlx::raw_sql(schema)
                 .execute(&outbox.pool)
                 .await

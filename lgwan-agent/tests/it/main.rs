@@ -45,3 +45,4 @@ pub const MHLW: &str = "1311234567_00138016_202407012_1.zip";
 pub const TWINS: &str = "twins_1311234567_00138016_202407013_1.zip";
 
 mod fuzz;
+mod insurer_change;

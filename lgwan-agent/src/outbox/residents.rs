@@ -1,0 +1,87 @@
+//! Insurer changes (国保 → 後期高齢者医療 at 75, a move between insurers): the same
+//! resident under two insurance identities has two subject tokens. Where a KDB file names
+//! the resident's 宛名番号, the agent links the later token to the first one it saw
+//! (`POST /v1/subjects/links`, the same links as a token key rotation), so that the hub
+//! files both under one subject and every recipient keeps one pseudonym.
+//!
+//! Only keyed digests are stored (of the number, and of the birth date and sex), never
+//! the number. A 宛名番号 seen with another birth date or sex is never linked: two
+//! different people are never merged; the sighting is counted and reported instead.
+
+use super::{NOW, Outbox};
+use crate::error::Result;
+use crate::pipeline::ResidentSeen;
+use sqlx::Row;
+
+/// The table of first sightings (created with the outbox).
+pub(super) const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS resident_numbers (
+    resident TEXT PRIMARY KEY,
+    token TEXT NOT NULL,
+    person TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+";
+
+/// What [`Outbox::link_residents`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ResidentLinks {
+    /// New links spooled (a later token to the resident's first one).
+    pub linked: usize,
+    /// Sightings of a 宛名番号 with another birth date or sex: not linked.
+    pub mismatched: usize,
+}
+
+impl Outbox {
+    /// Records each sighting: the first token of a 宛名番号 is kept; a later, different
+    /// token of the same person is spooled as a link to it, in one transaction.
+    pub async fn link_residents(&self, seen: &[ResidentSeen]) -> Result<ResidentLinks> {
+        let mut out = ResidentLinks::default();
+        if seen.is_empty() {
+            return Ok(out);
+        }
+        let mut tx = self.pool.begin().await.map_err(|e| self.db(e))?;
+        for s in seen {
+            let first =
+                sqlx::query("SELECT token, person FROM resident_numbers WHERE resident = ?")
+                    .bind(&s.resident)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(|e| self.db(e))?;
+            let Some(first) = first else {
+                sqlx::query(&format!(
+                    "INSERT INTO resident_numbers (resident, token, person, created_at) \
+                     VALUES (?, ?, ?, {NOW})"
+                ))
+                .bind(&s.resident)
+                .bind(s.token.as_str())
+                .bind(&s.person)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.db(e))?;
+                continue;
+            };
+            let token: String = first.try_get("token").map_err(|e| self.db(e))?;
+            let person: String = first.try_get("person").map_err(|e| self.db(e))?;
+            if token == s.token.as_str() {
+                continue;
+            }
+            if person != s.person {
+                out.mismatched += 1;
+                continue;
+            }
+            let done = sqlx::query(&format!(
+                "INSERT INTO subject_links (old_token, new_token, created_at) VALUES (?, ?, {NOW}) \
+                 ON CONFLICT (old_token, new_token) DO NOTHING"
+            ))
+            .bind(&token)
+            .bind(s.token.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.db(e))?;
+            out.linked += usize::try_from(done.rows_affected()).unwrap_or(0);
+        }
+        tx.commit().await.map_err(|e| self.db(e))?;
+        Ok(out)
+    }
+}

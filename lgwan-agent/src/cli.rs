@@ -41,6 +41,30 @@ enum Command {
         #[arg(long)]
         source: ParticipantId,
     },
+    /// Child-health follow-up: find the resident behind a pseudonym the city's own
+    /// municipality received records under (a consent for `child-health-followup` must
+    /// be in force). The hub gives the agent its own token of the resident, audited at
+    /// the hub; the agent finds the person in FILES (the city's KDB exports, checkup
+    /// archives) and prints them here, inside LGWAN. Every lookup, found or refused, is
+    /// noted (staff, pseudonym, consent; never the identity) in `resolutions.jsonl`
+    /// beside the outbox.
+    Resolve {
+        /// The agent's config file.
+        #[arg(long)]
+        config: PathBuf,
+        /// The municipality that received the records (default: `municipality:<this
+        /// agent's id>`).
+        #[arg(long)]
+        recipient: Option<ParticipantId>,
+        /// Who asks (staff id), for the local note.
+        #[arg(long)]
+        staff: String,
+        /// The pseudonym (`rp1_…`).
+        pseudonym: String,
+        /// Archives (.zip), CSV files, or folders of them to find the resident in.
+        #[arg(long = "in", required = true)]
+        inputs: Vec<PathBuf>,
+    },
     /// Print the subject token of a person (for counter staff and for checking).
     Token {
         /// The agent's config file.
@@ -298,6 +322,77 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let done = init(&dir, &source)?;
             println!("wrote {}", done.config.display());
             println!("enrollment public key: {}", done.enrollment_public_key);
+        }
+        Command::Resolve {
+            config,
+            recipient,
+            staff,
+            pseudonym,
+            inputs,
+        } => {
+            let agent = Agent::load(&config)?;
+            let recipient = match recipient {
+                Some(r) => r,
+                None => format!("municipality:{}", agent.config.source.id()).parse()?,
+            };
+            let client = connect(&agent.config)?;
+            let answer = client
+                .resolve_pseudonym(&recipient.to_string(), &pseudonym)
+                .await;
+            #[expect(
+                clippy::disallowed_methods,
+                reason = "the binary's edge reads the wall clock once"
+            )]
+            let now = chrono::Utc::now();
+            let note = serde_json::json!({
+                "at": now,
+                "staff": staff,
+                "recipient": recipient.to_string(),
+                "pseudonym": pseudonym,
+                "consent_id": answer.as_ref().ok().map(|f| f.consent_id.clone()),
+                "outcome": if answer.is_ok() { "found" } else { "refused" },
+            });
+            let log = agent
+                .config
+                .outbox
+                .parent()
+                .unwrap_or(std::path::Path::new("."))
+                .join("resolutions.jsonl");
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log)
+                .with_context(|| format!("opening `{}`", log.display()))?;
+            std::io::Write::write_all(&mut file, format!("{note}\n").as_bytes())
+                .with_context(|| format!("writing `{}`", log.display()))?;
+            let found = answer?;
+            let token = renkei_crypto::token::SubjectToken::parse(&found.subject_token)
+                .map_err(|e| anyhow::anyhow!("the hub answered a malformed token: {e}"))?;
+            let files = lgwan_agent::pipeline::expand_inputs(&inputs);
+            let (worker, token2) = (agent.clone(), token.clone());
+            let person =
+                tokio::task::spawn_blocking(move || worker.find_subject(&files, &token2)).await?;
+            let Some((person, resident)) = person else {
+                anyhow::bail!(
+                    "the hub names a resident of this agent under consent `{}`, but no input \
+                     holds them: give the exports that do with --in",
+                    found.consent_id
+                );
+            };
+            println!(
+                "consent / 同意:        {} ({})",
+                found.consent_id, found.purpose
+            );
+            println!("保険者番号 / insurer:  {}", person.insurer);
+            println!("記号・番号 / card:     {} {}", person.symbol, person.number);
+            if let Some(branch) = &person.branch {
+                println!("枝番 / branch:        {branch}");
+            }
+            println!("生年月日 / birth:      {}", person.birth);
+            println!("性別 / sex:           {:?}", person.sex);
+            if let Some(r) = resident {
+                println!("宛名番号:             {r}");
+            }
         }
         Command::Token {
             config,

@@ -583,7 +583,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.keys.token, Path::new("/etc/agent/keys/token.key"));
         assert_eq!(c.outbox, Path::new("/etc/agent/outbox.sqlite"));
-        assert_eq!(c.tables.len(), 4);
+        assert_eq!(c.tables.len(), 6);
         assert_eq!(c.source.to_string(), "source:city-mihon");
     }
 

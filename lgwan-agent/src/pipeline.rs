@@ -416,6 +416,34 @@ impl Agent {
         })
     }
 
+    /// The identity (and 宛名番号, when a row gave one) of the first person in `files`
+    /// whose token is `token`: how the agent maps a resident back inside LGWAN
+    /// (`lgwan-agent resolve`). Reads every input; nothing leaves the agent.
+    pub fn find_subject(
+        &self,
+        files: &[PathBuf],
+        token: &SubjectToken,
+    ) -> Option<(PersonIdentity, Option<String>)> {
+        let mut found = None;
+        self.read_inputs(files, &mut |input| {
+            if found.is_some() {
+                return;
+            }
+            let (person, resident) = match input.parse() {
+                Parsed::Checkup(_, _, doc) => (doc.identity, None),
+                Parsed::Row(_, _, row) => (row.identity, row.resident),
+                Parsed::Quarantined(_) => return,
+            };
+            if self
+                .token_or_reason(&person)
+                .is_ok_and(|(t, _)| t == *token)
+            {
+                found = Some((person, resident));
+            }
+        });
+        found
+    }
+
     /// Pass one: the 枝番 of every subject in `files`. Every document is parsed in
     /// full (on every core), so that only documents the second pass exports count.
     pub fn survey(&self, files: &[PathBuf]) -> BranchBook {

@@ -393,6 +393,28 @@ pub struct CosignatureBody {
     pub cosignature: String,
 }
 
+/// `POST /v1/source/resolve`: a source's request for the resident behind the pseudonym
+/// its own municipality received records under (child-health follow-up).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResolveBody {
+    /// The municipality (`municipality:<id>`, the caller's own id).
+    pub recipient: String,
+    /// The pseudonym the municipality received records under (`rp1_…`).
+    pub pseudonym: String,
+}
+
+/// The answer to [`ResolveBody`]: the caller's own token of the resident.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resolved {
+    /// The subject token (`st1_…`) the caller's agent computed for the resident.
+    pub subject_token: String,
+    /// The consent in force that allows it.
+    pub consent_id: String,
+    /// Its purpose.
+    pub purpose: String,
+}
+
 /// `?cursor=…&limit=…` of the paged lists.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -18,6 +18,7 @@
 
 mod attacks;
 mod browser;
+mod child_health;
 mod clinic;
 mod enrollment;
 mod faults;

@@ -217,6 +217,17 @@ impl HubClient {
         .await
     }
 
+    /// `POST /v1/source/resolve`: the calling source's token of the resident behind the
+    /// pseudonym its own municipality received records under, when a child-health
+    /// follow-up consent is in force (404 otherwise, audited either way).
+    pub async fn resolve_pseudonym(&self, recipient: &str, pseudonym: &str) -> Result<Resolved> {
+        let body = ResolveBody {
+            recipient: recipient.to_owned(),
+            pseudonym: pseudonym.to_owned(),
+        };
+        self.post_json("/v1/source/resolve", &body).await
+    }
+
     /// `GET /v1/audit/checkpoint`: the hub's latest signed audit checkpoint.
     pub async fn audit_checkpoint(&self) -> Result<Checkpoint> {
         self.get_json("/v1/audit/checkpoint").await

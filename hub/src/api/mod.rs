@@ -122,6 +122,7 @@ pub fn router(hub: Arc<Hub>, max_body: usize, rate: Arc<limits::RateLimiter>) ->
         .route("/v1/source/key-grants", post(upload_grants))
         .route("/v1/source/enrollments", get(source_enrollments))
         .route("/v1/subjects/links", post(link_subjects))
+        .route("/v1/source/resolve", post(resolve_pseudonym))
         .route(
             "/v1/source/enrollments/{id}/result",
             post(enrollment_result),
@@ -307,6 +308,16 @@ async fn enrollment_result(
 ) -> Result<Json<enroll::Enrollment>> {
     bounded::uuid("enrollment id", &id)?;
     Ok(Json(retry(|| enroll::answer(&hub, &who, &id, &b)).await?))
+}
+
+async fn resolve_pseudonym(
+    State(hub): Hs,
+    Caller(who): Caller,
+    Body(b): Body<broker::resolve::ResolveBody>,
+) -> Result<Json<broker::resolve::Resolved>> {
+    Ok(Json(
+        retry(|| broker::resolve::resolve(&hub, &who, &b)).await?,
+    ))
 }
 
 async fn link_subjects(

@@ -210,7 +210,7 @@ async fn grant_checked(hub: &Hub, who: &ParticipantId, body: GrantBody) -> Resul
 }
 
 /// The consents in force now for (subject, recipient, purpose).
-async fn in_force_for(
+pub(crate) async fn in_force_for(
     conn: &mut AnyConnection,
     subject: &str,
     recipient: &str,

@@ -11,6 +11,7 @@ pub mod grants;
 pub mod ingest;
 pub mod links;
 pub mod records;
+pub mod resolve;
 pub mod revocations;
 pub mod statements;
 pub mod subjects;

@@ -738,3 +738,105 @@ both!(
         assert_eq!(a.len(), b.len(), "padded to the same bucket");
     }
 );
+
+both!(
+    only_the_citys_own_agent_resolves_its_municipalitys_pseudonym,
+    |h: TestHub| async move {
+        h.register_all().await;
+        city_b(&h).await;
+        let r = h.sealed("doc-1", SUBJECT, "checkup.body", d(2026, 5, 1), b"{}");
+        assert_eq!(h.upload(&[&r]).await.0, StatusCode::OK);
+        let mut body = grant_body(
+            SUBJECT,
+            "municipality:city-a",
+            "child-health-followup",
+            "counter",
+        );
+        body["valid_until"] =
+            json!((crate::harness::t0() + chrono::Duration::days(30)).to_rfc3339());
+        let (st, v) = h
+            .call(Some("source:city-a"), "POST", "/v1/consents", Some(body))
+            .await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        let pseudonym: String = sqlx::query(
+            "SELECT pseudonym FROM hub_pseudonyms WHERE recipient = 'municipality:city-a'",
+        )
+        .fetch_one(h.hub.db.pool())
+        .await
+        .unwrap()
+        .try_get("pseudonym")
+        .unwrap();
+        let ask = |who: &'static str, recipient: &'static str| {
+            let body = json!({"recipient": recipient, "pseudonym": pseudonym});
+            let h = &h;
+            async move {
+                h.call(Some(who), "POST", "/v1/source/resolve", Some(body))
+                    .await
+            }
+        };
+        let (st, v) = ask("source:city-a", "municipality:city-a").await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        assert_eq!(v["subject_token"], SUBJECT);
+        // Another city's agent, for either municipality; city A's agent for another
+        // municipality: 404 alike, and audited.
+        for (who, recipient) in [
+            ("source:city-b", "municipality:city-a"),
+            ("source:city-b", "municipality:city-b"),
+            ("source:city-a", "municipality:city-b"),
+        ] {
+            let (st, v) = ask(who, recipient).await;
+            assert_eq!(st, StatusCode::NOT_FOUND, "{who} for {recipient}: {v}");
+            assert!(v.get("subject_token").is_none());
+        }
+        assert_eq!(denials(&h, "source:city-b", "pseudonym.resolve").await, 2);
+        assert_eq!(denials(&h, "source:city-a", "pseudonym.resolve").await, 1);
+        // Recipients never resolve.
+        let (st, v) = ask("municipality:city-a", "municipality:city-a").await;
+        assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
+        // The resident also consents to another municipality's follow-up: city A's agent
+        // still cannot resolve that municipality's pseudonym (only its own city's).
+        let other: ParticipantId = "municipality:city-b".parse().unwrap();
+        let key = RecipientSecretKey::generate(KeyVersion::V1);
+        let pk = key.public_key().to_base64();
+        renkei_hub::registry::add(
+            &h.hub.db,
+            &other,
+            "City B",
+            Some(&pk),
+            None,
+            crate::harness::t0(),
+        )
+        .await
+        .unwrap();
+        let mut body = grant_body(
+            SUBJECT,
+            "municipality:city-b",
+            "child-health-followup",
+            "counter",
+        );
+        body["valid_until"] =
+            json!((crate::harness::t0() + chrono::Duration::days(30)).to_rfc3339());
+        let (st, v) = h
+            .call(Some("source:city-a"), "POST", "/v1/consents", Some(body))
+            .await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        let theirs: String = sqlx::query(
+            "SELECT pseudonym FROM hub_pseudonyms WHERE recipient = 'municipality:city-b'",
+        )
+        .fetch_one(h.hub.db.pool())
+        .await
+        .unwrap()
+        .try_get("pseudonym")
+        .unwrap();
+        let body = json!({"recipient": "municipality:city-b", "pseudonym": theirs});
+        let (st, v) = h
+            .call(
+                Some("source:city-a"),
+                "POST",
+                "/v1/source/resolve",
+                Some(body),
+            )
+            .await;
+        assert_eq!(st, StatusCode::NOT_FOUND, "{v}");
+    }
+);

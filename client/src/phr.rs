@@ -1,5 +1,6 @@
 //! The FHIR R4 payloads of a PHR app's own records: `phr.vitals` (vital-sign
-//! Observations, LOINC-coded, UCUM units) and `phr.medication` (MedicationStatements).
+//! Observations, LOINC-coded, UCUM units), `phr.medication` (MedicationStatements), and a
+//! consultation service's `consult.child-health` note (one Observation).
 //! Like every Renkei payload they are `collection` Bundles that name no resident: the
 //! subject travels beside the envelope (DESIGN.md step 2). Where R4 requires a subject
 //! (`MedicationStatement.subject` 1..1) it is a Reference with only a `type` and a
@@ -45,6 +46,40 @@ pub struct Medication {
     pub name: String,
     /// How it is taken, as free text (`1日1回 朝食後`), if the app asks.
     pub dosage: Option<String>,
+}
+
+/// What a child-health consultation service (Kids Public × 府中市) passes to the city for
+/// follow-up: whether the family needs a visit, why, and the district (for planning the
+/// round, not an address).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChildHealthNote {
+    /// Whether the consultation saw a need for follow-up (要フォロー).
+    pub follow_up: bool,
+    /// Why, as the consultant wrote it (e.g. `育児不安`).
+    pub reason: String,
+    /// The district (地区), e.g. `府中第三地区`.
+    pub district: String,
+}
+
+/// FHIR system URI of the catalog's own codes (categories, and their parts).
+pub const CATALOG_SYSTEM: &str = "urn:renkei:catalog";
+
+/// The `consult.child-health` payload: one Observation of `date`, coded with the
+/// category, the follow-up flag as its value and the reason and district as components.
+pub fn child_health_bundle(date: NaiveDate, note: &ChildHealthNote) -> Vec<u8> {
+    let code = |code: &str, display: &str| json!({"coding": [{"system": CATALOG_SYSTEM, "code": code, "display": display}], "text": display});
+    let o = json!({
+        "resourceType": "Observation",
+        "status": "final",
+        "code": code("consult.child-health", "子どもの健康相談: フォローの要否 (follow-up needed)"),
+        "effectiveDateTime": date.to_string(),
+        "valueBoolean": note.follow_up,
+        "component": [
+            {"code": code("consult.child-health.reason", "理由 (reason)"), "valueString": note.reason},
+            {"code": code("consult.child-health.district", "地区 (district)"), "valueString": note.district},
+        ],
+    });
+    to_bytes(&bundle(vec![o]))
 }
 
 /// The `phr.vitals` payload: one Observation per reading, all taken on `date`.

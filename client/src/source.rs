@@ -14,8 +14,9 @@ use crate::error::{Error, Result};
 use crate::state::StateDir;
 use crate::transport::HubClient;
 
-/// Categories a PHR app may publish.
-pub const APP_CATEGORIES: &[&str] = &["phr.vitals", "phr.medication"];
+/// Categories a PHR app may publish: the resident's own records, and what a
+/// consultation service saw (`consult.*`).
+pub const APP_CATEGORIES: &[&str] = &["phr.vitals", "phr.medication", "consult.child-health"];
 
 /// Version of the payload schema the client seals (FHIR R4 JSON).
 pub const SCHEMA_VERSION: u16 = 1;
@@ -25,7 +26,7 @@ pub const SCHEMA_VERSION: u16 = 1;
 pub struct AppRecord {
     /// The resident, by the app's pseudonym (`rp1_…`).
     pub subject: String,
-    /// `phr.vitals` or `phr.medication`.
+    /// One of [`APP_CATEGORIES`].
     pub category: String,
     /// The date the data refers to.
     pub effective_date: NaiveDate,

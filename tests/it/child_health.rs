@@ -1,6 +1,8 @@
 //! Issue 20, child-health follow-up with the real binaries (Kids Public × 府中市): the
-//! family consents in the app to the city's `child-health-followup`; the city's
-//! municipality pulls the records under its own pseudonym; only the city's own LGWAN
+//! consultation service's app publishes what it saw (`consult.child-health`: follow-up
+//! flag, reason, district); the family consents in the app to the city's
+//! `child-health-followup`; the city's municipality pulls the note and checkup data under
+//! its own pseudonym; only the city's own LGWAN
 //! agent can turn that pseudonym back into the resident (`lgwan-agent resolve`), audited
 //! at the hub and noted beside the outbox. A pseudonym of another recipient, or one whose
 //! consent was revoked, resolves to nothing.
@@ -22,6 +24,54 @@ async fn child_health(backend: Backend) {
         SOURCE.split_once(':').unwrap().1,
         CITY.split_once(':').unwrap().1
     );
+    // The consultation service publishes its note and answers key grants for it.
+    let app_dir = b.scene.member(APP).unwrap().dir.clone();
+    let note = app_dir.join("consult-0001.json");
+    let today = chrono::Utc::now().date_naive();
+    std::fs::write(
+        &note,
+        renkei_client::phr::child_health_bundle(
+            today,
+            &renkei_client::phr::ChildHealthNote {
+                follow_up: true,
+                reason: "育児不安".into(),
+                district: "第三地区".into(),
+            },
+        ),
+    )
+    .unwrap();
+    let published = b
+        .scene
+        .client(
+            APP,
+            &[
+                "publish",
+                "--subject",
+                &b.pseudonym,
+                "--category",
+                "consult.child-health",
+                "--date",
+                &today.to_string(),
+                &note.display().to_string(),
+            ],
+        )
+        .await
+        .unwrap()
+        .ok()
+        .unwrap();
+    assert!(published.stdout.contains("\"accepted\": 1"), "{published}");
+    let mut serve = renkei_e2e::proc::command("renkei-client").unwrap();
+    serve
+        .arg("--config")
+        .arg(b.scene.member(APP).unwrap().config())
+        .args(["serve-grants", "--interval", "1"]);
+    let _serve_grants = renkei_e2e::proc::Background::spawn(
+        "renkei-client serve-grants",
+        &mut serve,
+        &b.scene.root().join("serve-grants.log"),
+    )
+    .unwrap();
+
     // The family consents in the app, for a year.
     let granted = b
         .scene
@@ -40,6 +90,8 @@ async fn child_health(backend: Backend) {
                 "guardian",
                 "--category",
                 "checkup.body",
+                "--category",
+                "consult.child-health",
                 "--valid-hours",
                 "8760",
             ],
@@ -60,9 +112,31 @@ async fn child_health(backend: Backend) {
         .collect();
     assert!(!want.is_empty());
     let out = b.scene.member(CITY).unwrap().dir.join("data");
-    let pulled = flow::pull_until(&b.scene, CITY, &out, &want).await.unwrap();
+    // The checkup data and the consultation note, all under one pseudonym.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(45);
+    let pulled = loop {
+        let pulled = flow::pull_until(&b.scene, CITY, &out, &want).await.unwrap();
+        if pulled
+            .values()
+            .any(|p| p.payload.to_string().contains("consult.child-health"))
+        {
+            break pulled;
+        }
+        assert!(std::time::Instant::now() < deadline, "no consultation note");
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    };
+    let note = pulled
+        .values()
+        .find(|p| p.payload.to_string().contains("consult.child-health"))
+        .unwrap()
+        .payload
+        .to_string();
+    assert!(
+        note.contains("第三地区") && note.contains("育児不安"),
+        "{note}"
+    );
     let seen: BTreeSet<&str> = pulled.values().map(|p| p.pseudonym.as_str()).collect();
-    assert_eq!(seen.len(), 1);
+    assert_eq!(seen.len(), 1, "{seen:?}");
     let pseudonym = seen.into_iter().next().unwrap().to_owned();
     assert_ne!(pseudonym, b.pseudonym);
 

@@ -98,7 +98,7 @@ pub enum Command {
         /// The resident, by the app's pseudonym `rp1_…`.
         #[arg(long)]
         subject: String,
-        /// `phr.vitals` or `phr.medication`.
+        /// `phr.vitals`, `phr.medication` or `consult.child-health`.
         #[arg(long)]
         category: String,
         /// Effective date, YYYY-MM-DD.

@@ -15,6 +15,12 @@ use crate::db;
 use crate::error::{Error, Result};
 pub use renkei_protocol::{IngestReport, Upload};
 
+/// Whether only a PHR app (never an LGWAN source) publishes `category`: the resident's
+/// own records (`phr.*`) and what a consultation service saw (`consult.*`).
+fn is_app_category(category: &str) -> bool {
+    category.starts_with("phr.") || category.starts_with("consult.")
+}
+
 /// Stores a batch of sealed records from a source. All or nothing: a malformed record
 /// or a different record under an existing id rejects the whole batch. The batch is
 /// checked in memory first, then stored with a handful of statements whatever its size
@@ -52,7 +58,7 @@ async fn ingest_checked(hub: &Hub, who: &ParticipantId, batch: &[Upload]) -> Res
                 h.category
             )));
         }
-        if h.category.starts_with("phr.") != (who.kind() == ParticipantKind::Phr) {
+        if is_app_category(&h.category) != (who.kind() == ParticipantKind::Phr) {
             return Err(Error::Forbidden(format!(
                 "records[{i}] `{record_id}`: a `{}` source may not publish `{}`",
                 who.kind().as_str(),

@@ -21,7 +21,9 @@ use chrono::NaiveDate;
 use lgwan_agent::domain::{CheckupDocument, Observation, PersonIdentity, Sex, Value};
 use lgwan_agent::minimize::{minimize_checkup, ucum_code};
 use lgwan_agent::synth::{SynthOptions, write_archive};
-use renkei_client::phr::{Medication, VitalSign, medication_bundle, vitals_bundle};
+use renkei_client::phr::{
+    ChildHealthNote, Medication, VitalSign, child_health_bundle, medication_bundle, vitals_bundle,
+};
 use renkei_policies::Catalog;
 use serde_json::json;
 
@@ -279,6 +281,17 @@ fn samples(dir: &Path) -> Vec<(String, Vec<u8>)> {
                     diastolic: 82.0,
                 },
             ],
+        ),
+    ));
+    out.push((
+        "consult.child-health".into(),
+        child_health_bundle(
+            day,
+            &ChildHealthNote {
+                follow_up: true,
+                reason: "育児不安".into(),
+                district: "府中第三地区".into(),
+            },
         ),
     ));
     out.push((

@@ -12,7 +12,9 @@ fn expected(kind: &str, purpose: &str, category: &str) -> bool {
         ("phr", "phr-display") => matches!(group, "checkup" | "insurer" | "phr"),
         ("phr", "health-points") => category == "checkup.attendance",
         ("clinic", "online-consultation") => matches!(group, "checkup" | "phr"),
-        ("municipality", "child-health-followup") => group == "checkup",
+        ("municipality", "child-health-followup") => {
+            group == "checkup" || category == "consult.child-health"
+        }
         ("analyst", "care-prevention-evaluation") => matches!(group, "checkup" | "kdb" | "phr"),
         // With a study registered for the analyst (the helper says so, as the hub does).
         ("analyst", "research") => matches!(group, "checkup" | "kdb" | "phr"),
@@ -53,9 +55,10 @@ fn every_kind_purpose_and_category_matches_the_table() {
         }
     }
     // 17 checkup + 2 insurer + 2 phr for display, 1 for points, 17 + 2 for the
-    // clinic, 17 for the municipality, 17 + 2 kdb + 2 phr for the analyst's evaluation
+    // clinic, 17 + 1 consultation note for the municipality, 17 + 2 kdb + 2 phr for the
+    // analyst's evaluation
     // and as many for its research, 3 each for the insurer's and a clinic's 特定保健指導.
-    assert_eq!(allowed, 21 + 1 + 19 + 17 + 21 + 21 + 3 + 3);
+    assert_eq!(allowed, 21 + 1 + 19 + 18 + 21 + 21 + 3 + 3);
 }
 
 #[test]

@@ -99,7 +99,7 @@ pub(crate) async fn run(keep: Option<PathBuf>) -> anyhow::Result<()> {
         started: Instant::now(),
     };
     println!(
-        "Renkei demo: a municipality, a PHR app, a clinic, a health-point programme and an analyst, on this machine."
+        "Renkei demo: a municipality, a PHR app, a clinic, a health-point programme, an analyst and the city's child-health team, on this machine."
     );
     println!("Everything is synthetic; files are in {}", dir.display());
     let now = Clock::System.now();
@@ -114,6 +114,7 @@ pub(crate) async fn run(keep: Option<PathBuf>) -> anyhow::Result<()> {
     let clinic = member(&dir, "clinic:mysos")?;
     let analyst = member(&dir, "analyst:hachioji")?;
     let points = member(&dir, "phr:kenko-points")?;
+    let city = member(&dir, "municipality:city-a")?;
     setup::pki(
         &dir,
         &[
@@ -122,10 +123,11 @@ pub(crate) async fn run(keep: Option<PathBuf>) -> anyhow::Result<()> {
             clinic.clone(),
             analyst.clone(),
             points.clone(),
+            city.clone(),
         ],
         now,
     )?;
-    for m in [&source, &app, &clinic, &analyst, &points] {
+    for m in [&source, &app, &clinic, &analyst, &points, &city] {
         n.say(&format!(
             "certificate for {} (URI SAN {})",
             m.id,
@@ -148,7 +150,7 @@ pub(crate) async fn run(keep: Option<PathBuf>) -> anyhow::Result<()> {
         &cfg,
         &running,
         &hub_url,
-        [&source, &app, &clinic, &analyst, &points],
+        [&source, &app, &clinic, &analyst, &points, &city],
     )
     .await;
     if result.is_ok() {
@@ -173,7 +175,7 @@ async fn flow(
     cfg: &HubConfig,
     running: &renkei_hub::app::Running,
     hub_url: &str,
-    [source, app, clinic, analyst, points]: [&Member; 5],
+    [source, app, clinic, analyst, points, city]: [&Member; 6],
 ) -> anyhow::Result<()> {
     let hub = &running.hub;
     let now = hub.now();
@@ -191,6 +193,7 @@ async fn flow(
             (&clinic.id.to_string(), "online-consultation"),
             (&analyst.id.to_string(), "care-prevention-evaluation"),
             (&points.id.to_string(), "health-points"),
+            (&city.id.to_string(), "child-health-followup"),
         ],
     )?;
     let agent = Agent::load(&init.config)?;
@@ -203,12 +206,13 @@ async fn flow(
         now,
     )
     .await?;
-    let mut grant_keys = Vec::with_capacity(4);
+    let mut grant_keys = Vec::with_capacity(5);
     for (m, name, record_key) in [
         (app, "Asmile PHR app", true),
         (clinic, "MySOS clinic", false),
         (analyst, "Hachioji EBPM analyst", false),
         (points, "Kenko health-point programme", false),
+        (city, "City A child-health team", false),
     ] {
         let keys = renkei_client::setup::init_keys(&m.dir.join("keys"), record_key)?;
         setup::client_toml(m, hub_url, record_key)?;
@@ -237,9 +241,10 @@ async fn flow(
         clinic_key_grant,
         analyst_key_grant,
         points_key_grant,
-    ]: [RecipientSecretKey; 4] = grant_keys
+        city_key_grant,
+    ]: [RecipientSecretKey; 5] = grant_keys
         .try_into()
-        .map_err(|_| anyhow::anyhow!("expected four key-grant keys"))?;
+        .map_err(|_| anyhow::anyhow!("expected five key-grant keys"))?;
     n.say(&format!("{} registered with its enrollment key", source.id));
 
     // 4. Synthetic data
@@ -557,7 +562,7 @@ async fn flow(
         "the programme received {} attendance record(s): the fiscal year, no result",
         points_seen.len()
     ));
-    let refused = grant_kept(&app_client, &app_state, more, resident, Vec::new()).await;
+    let refused = grant_kept(&app_client, &app_state, more, resident.clone(), Vec::new()).await;
     ensure!(
         refused
             .as_ref()
@@ -568,7 +573,74 @@ async fn flow(
         "a `health-points` consent that also asks for body measurements is refused by the policies",
     );
 
-    // 13. Analyst
+    // 13. Child-health follow-up
+    n.step("A child-health consultation in the app sees a family needing follow-up; they consent to the city's follow-up, and only the city's own agent finds them.");
+    let note = AppRecord {
+        subject: pseudonym.clone(),
+        category: "consult.child-health".into(),
+        effective_date: today,
+        document_id: "consult-0001".into(),
+        payload: phr::child_health_bundle(
+            today,
+            &phr::ChildHealthNote {
+                follow_up: true,
+                reason: "育児不安".into(),
+                district: "第三地区".into(),
+            },
+        ),
+    };
+    let published = renkei_client::source::publish(&app_client, &app_key, &app.id, &[note]).await?;
+    ensure!(published.accepted == 1, "publish: {published:?}");
+    grant_kept(
+        &app_client,
+        &app_state,
+        GrantBody {
+            subject: pseudonym.clone(),
+            recipient: city.id.to_string(),
+            purpose: "child-health-followup".into(),
+            categories: vec!["consult.child-health".to_owned(), "checkup.body".to_owned()],
+            data_period: Default::default(),
+            valid_from: None,
+            valid_until: Some(now + Days::days(365)),
+            method: Method::App,
+            evidence: None,
+            granted_by: "guardian".into(),
+            statement: None,
+        },
+        resident,
+        Vec::new(),
+    )
+    .await?;
+    lgwan_agent::sync::answer_grants_once(&agent, &source_client).await?;
+    renkei_client::source::serve_grants_once(&app_client, &app_key, &app_state, 100).await?;
+    let city_client = client_for(city, hub_url)?;
+    let city_seen = pull_categories(&city_client, city, &city_key_grant).await?;
+    ensure!(
+        city_seen.iter().any(|(_, c)| c == "consult.child-health"),
+        "the city saw {city_seen:?}"
+    );
+    let city_pseudonym = city_seen
+        .first()
+        .map(|(p, _)| p.clone())
+        .context("the city received nothing")?;
+    n.say(&format!(
+        "the city received the consultation note and body measurements under its pseudonym {city_pseudonym}"
+    ));
+    let found = source_client
+        .resolve_pseudonym(&city.id.to_string(), &city_pseudonym)
+        .await?;
+    let token = renkei_crypto::token::SubjectToken::parse(&found.subject_token)?;
+    let (worker, inputs) = (agent.clone(), vec![archive.clone()]);
+    let person = tokio::task::spawn_blocking(move || worker.find_subject(&inputs, &token))
+        .await?
+        .context("the agent found no one behind the city's pseudonym")?;
+    ensure!(
+        person.0.number == identity.number,
+        "the agent found another person"
+    );
+    n.say("inside LGWAN the city's agent mapped that pseudonym back to resident #1 (`lgwan-agent resolve`); the hub audited the lookup and no one else can make it");
+
+    // 14. Analyst
     n.step("At the city counter, the resident consents to the EBPM evaluation; the analyst joins KDB and PHR data.");
     let analyst_id = analyst.id.to_string();
     let receipt = lgwan_agent::counter::grant(
@@ -615,7 +687,7 @@ async fn flow(
     ));
     n.say("the app, the clinic and the analyst each know the resident under a different pseudonym");
 
-    // 14. Revocation on the portal
+    // 15. Revocation on the portal
     n.step("The resident revokes the Asmile consent on the portal with the receipt code.");
     let mut browser = portal::Browser::new(running.portal_addr, &source.ca())?;
     let page = browser.open().await?;
@@ -647,7 +719,7 @@ async fn flow(
     );
     n.say("the portal showed this consent and who read what under it (nothing else about the resident), said what revoking stops, and revoked it on confirmation");
 
-    // 15. Denied and acknowledged
+    // 16. Denied and acknowledged
     n.step("Asmile's next read is denied; it receives the revocation event, deletes its copies and acknowledges.");
     let some = std::fs::read_dir(&app_data)?
         .next()
@@ -680,7 +752,7 @@ async fn flow(
         revoked.deleted_files
     ));
 
-    // 16. Audit
+    // 17. Audit
     n.step("Verifying the audit chain and the consent ledger.");
     renkei_hub::audit::checkpoint_as(&hub.db, &hub.signing_key, &hub.log_origin, hub.now()).await?;
     let report = renkei_hub::audit::verify(&hub.db, &[hub.signing_key.verifying_key()], None)

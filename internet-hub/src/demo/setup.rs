@@ -117,7 +117,7 @@ pub(super) fn readme(dir: &Path, hub_url: &str, portal_url: &str) -> anyhow::Res
          agent/keys/, agent/tls/  the agent's keys (token, record, enrollment, witness) and certificate\n\
          phr-asmile/client.toml   the PHR vendor: renkei-client --config phr-asmile/client.toml pull --out -\n\
          phr-asmile/data/         where the app wrote the records it pulled; empty now: the resident's\n\
-                                  revocation on the portal made the app delete them (step 15)\n\
+                                  revocation on the portal made the app delete them (step 16)\n\
          phr-asmile/state/        the app's cursor, its enrolled users, the consents it signed and\n\
                                   written.jsonl (the files it wrote, and deleted)\n\
          clinic-mysos/client.toml the clinic; the demo decrypted its records in memory and wrote none,\n\
@@ -126,7 +126,8 @@ pub(super) fn readme(dir: &Path, hub_url: &str, portal_url: &str) -> anyhow::Res
                                   renkei-client --config clinic-mysos/client.toml pull --out clinic-mysos/data\n\
                                   writes them (one folder per resident pseudonym; the consent lasts 24 h)\n\
          analyst-hachioji/        the analyst, likewise\n\
-         phr-kenko-points/        the health-point programme (checkup attendance only), likewise\n\n\
+         phr-kenko-points/        the health-point programme (checkup attendance only), likewise\n\
+         municipality-city-a/     the city's child-health team, likewise\n\n\
          Participant API: {hub_url}\nResident portal: {portal_url}\n\
          Audit: internet-hub audit --config hub.toml verify\n"
     );

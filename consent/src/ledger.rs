@@ -234,6 +234,7 @@ mod tests {
             method: Method::Web,
             evidence: None,
             granted_by: "resident".into(),
+            guardian: None,
         };
         let mut prev = GENESIS_HASH.to_owned();
         (1..=n)

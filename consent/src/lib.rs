@@ -17,7 +17,8 @@ mod validate;
 pub use error::{Error, Result};
 pub use ledger::{ChainError, ChainHead, ChainReport, LedgerAction, LedgerEntry};
 pub use model::{
-    Consent, ConsentTerms, DataPeriod, Method, Revocation, RevocationRequest, RevokedBy, Status,
+    Consent, ConsentTerms, DataPeriod, Guardian, Method, Revocation, RevocationRequest, RevokedBy,
+    Status,
 };
 pub use receipt::{Receipt, ReceiptSigner, ReceiptVerifier, RevocationCode};
 pub use store::{

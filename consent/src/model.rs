@@ -167,6 +167,30 @@ pub struct ConsentTerms {
     pub evidence: Option<String>,
     /// Who granted it (the resident, or the staff member acting at the counter).
     pub granted_by: String,
+    /// Set when a guardian consented for the resident (a child): how the guardian is
+    /// related to them. The resident, the subject, is the child.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guardian: Option<Guardian>,
+}
+
+/// How the person who consented for a child is related to them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Guardian {
+    /// A parent with parental authority (親権者).
+    Parent,
+    /// A guardian appointed for a minor (未成年後見人).
+    LegalGuardian,
+}
+
+impl Guardian {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Guardian::Parent => "parent",
+            Guardian::LegalGuardian => "legal-guardian",
+        }
+    }
 }
 
 impl ConsentTerms {
@@ -359,6 +383,7 @@ mod tests {
             method: Method::App,
             evidence: None,
             granted_by: "resident".into(),
+            guardian: None,
         }
     }
 

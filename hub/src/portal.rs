@@ -18,7 +18,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 use rand::RngCore;
-use renkei_consent::{Consent, ConsentStore, RevocationCode};
+use renkei_consent::{Consent, ConsentStore, Guardian, RevocationCode};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
@@ -489,7 +489,7 @@ fn consent_row(
         ),
         td(
             t(lang, "目的", "Purpose"),
-            &esc(&label(policies, lang, &c.terms.purpose))
+            &esc(&purpose_text(policies, lang, c))
         ),
         td(
             t(lang, "データの種類", "Data"),
@@ -501,6 +501,26 @@ fn consent_row(
             &esc(status_label(lang, c.effective_status(now)))
         ),
     )
+}
+
+/// The purpose as a resident reads it, saying so when a guardian consented for a child.
+fn purpose_text(policies: &renkei_policies::Policies, lang: Lang, c: &Consent) -> String {
+    let purpose = label(policies, lang, &c.terms.purpose);
+    match c.terms.guardian {
+        Some(Guardian::Parent) => format!(
+            "{purpose} {}",
+            t(lang, "(保護者 (親) が同意)", "(consented by a parent)")
+        ),
+        Some(Guardian::LegalGuardian) => format!(
+            "{purpose} {}",
+            t(
+                lang,
+                "(未成年後見人が同意)",
+                "(consented by a legal guardian)"
+            )
+        ),
+        None => purpose,
+    }
 }
 
 /// The checks every form post passes first: a form the portal can read, same-site

@@ -78,6 +78,7 @@ pub fn grant_body(
         evidence: None,
         granted_by: terms.staff.to_owned(),
         statement: None,
+        guardian: None,
     })
 }
 

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use renkei_crypto::sign::{Signature, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
-pub use renkei_consent::{Consent, DataPeriod, Method, Receipt, Status};
+pub use renkei_consent::{Consent, DataPeriod, Guardian, Method, Receipt, Status};
 
 /// What an upload of sealed records did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,6 +130,9 @@ pub struct GrantBody {
     /// The terms signed by the caller ([`crate::consent::grant_signed`] makes it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub statement: Option<renkei_crypto::consent_statement::ConsentStatement>,
+    /// When a guardian consents for a child (the subject): how they are related.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guardian: Option<Guardian>,
 }
 
 /// The result of a grant: the consent, the resident's receipt, queued grant requests.
@@ -489,6 +492,7 @@ mod tests {
             evidence: None,
             granted_by: "resident".into(),
             statement: None,
+            guardian: None,
         };
         let v = serde_json::to_value(&body).unwrap();
         assert_eq!(v["method"], "app");

@@ -88,6 +88,8 @@ async fn child_health(backend: Backend) {
                 "child-health-followup",
                 "--granted-by",
                 "guardian",
+                "--guardian",
+                "parent",
                 "--category",
                 "checkup.body",
                 "--category",
@@ -103,6 +105,12 @@ async fn child_health(backend: Backend) {
         .json()
         .unwrap();
     let consent_id = granted["consent"]["id"].as_str().unwrap().to_owned();
+    // A parent consented for the child: recorded in the consent and on the signed receipt.
+    assert_eq!(granted["consent"]["guardian"], "parent", "{granted}");
+    assert_eq!(
+        granted["receipt"]["terms"]["guardian"], "parent",
+        "{granted}"
+    );
     let want: BTreeSet<String> = b
         .preview
         .iter()

@@ -178,6 +178,7 @@ async fn clinic_expiry_and_pseudonyms() {
         evidence: None,
         granted_by: "resident".into(),
         statement: None,
+        guardian: None,
     };
     let resident = renkei_crypto::consent_statement::user_resident(APP, "asmile-0001");
     let app_state =

@@ -6,7 +6,7 @@ use chrono::NaiveDate;
 use clap::{Parser, Subcommand};
 use renkei_crypto::participant::ParticipantId;
 
-use crate::api::Method;
+use crate::api::{Guardian, Method};
 
 /// Renkei participant client: pull and decrypt records, handle revocations, enroll
 /// residents, grant and revoke consents, and publish a PHR app's own records.
@@ -159,6 +159,9 @@ pub enum ConsentCommand {
         /// Evidence, e.g. the SHA-256 of a signed form.
         #[arg(long)]
         evidence: Option<String>,
+        /// A guardian consents for a child (the subject): `parent` or `legal-guardian`.
+        #[arg(long, value_parser = parse_guardian)]
+        guardian: Option<Guardian>,
         /// An app's reference for the user, as given to `enroll` (default: the one
         /// `enroll` remembered for `--subject` in the state folder).
         #[arg(long)]
@@ -182,6 +185,11 @@ pub enum ConsentCommand {
 fn parse_method(s: &str) -> std::result::Result<Method, String> {
     serde_json::from_value(serde_json::Value::String(s.to_owned()))
         .map_err(|_| format!("`{s}` is not one of counter, web, app"))
+}
+
+fn parse_guardian(s: &str) -> std::result::Result<Guardian, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_owned()))
+        .map_err(|_| format!("`{s}` is not one of parent, legal-guardian"))
 }
 
 #[cfg(test)]

@@ -214,6 +214,7 @@ pub async fn run(cli: Cli, now: DateTime<Utc>) -> Result<ExitCode> {
             method,
             granted_by,
             evidence,
+            guardian,
             user_ref,
         }) => {
             let resident = if subject.starts_with("st1_") {
@@ -247,6 +248,7 @@ pub async fn run(cli: Cli, now: DateTime<Utc>) -> Result<ExitCode> {
                 evidence,
                 granted_by,
                 statement: None,
+                guardian,
             };
             let state = StateDir::open(&settings.state_dir)?;
             let granted =

@@ -101,6 +101,7 @@ fn the_clients_request_bodies_are_the_documented_ones() {
         evidence: Some("form-0001".into()),
         granted_by: "staff-0042".into(),
         statement: Some(statement),
+        guardian: None,
     };
     let key = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
     let keys = Keys {

@@ -165,5 +165,6 @@ pub(crate) fn terms() -> ConsentTerms {
             "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into(),
         ),
         granted_by: "resident".into(),
+        guardian: None,
     }
 }

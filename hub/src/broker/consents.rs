@@ -164,6 +164,7 @@ async fn grant_checked(hub: &Hub, who: &ParticipantId, body: GrantBody) -> Resul
         method: body.method,
         evidence: body.evidence,
         granted_by: body.granted_by,
+        guardian: body.guardian,
     };
     let (consent, mut receipt) = renkei_consent::store::shared::grant(
         &mut tx,
@@ -247,6 +248,7 @@ fn same_terms(c: &Consent, body: &GrantBody, now: DateTime<Utc>) -> bool {
         && c.terms.data_period == body.data_period
         && c.terms.valid_until == body.valid_until
         && c.terms.method == body.method
+        && c.terms.guardian == body.guardian
         && body.valid_from.unwrap_or(now).max(now) == c.terms.valid_from.max(now)
 }
 

@@ -618,3 +618,45 @@ async fn errors_are_the_portals_own_pages_and_recipients_have_names() {
         "{body}"
     );
 }
+
+/// A child's consent that a parent gave says so on the portal, in the resident's language.
+#[tokio::test]
+async fn a_guardians_consent_says_so_on_the_portal() {
+    let h = TestHub::new(Backend::Sqlite).await.unwrap();
+    h.register_all().await;
+    let r = h.sealed("doc-1", SUBJECT, "checkup.body", d(2026, 5, 1), b"{}");
+    h.upload(&[&r]).await;
+    let p = h.enroll("phr:asmile", SUBJECT).await;
+    let until = (crate::harness::t0() + chrono::Duration::days(30)).to_rfc3339();
+    let (st, v) = h.call(Some("phr:asmile"), "POST", "/v1/consents", Some(json!({"subject": p, "recipient": "municipality:city-a", "purpose": "child-health-followup", "categories": ["checkup.body"], "method": "app", "granted_by": "guardian", "guardian": "parent", "valid_until": until}))).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let code = v["receipt"]["revocation_code"].as_str().unwrap().to_owned();
+    // An unknown relationship is refused, naming the field.
+    let (st, v) = h.call(Some("phr:asmile"), "POST", "/v1/consents", Some(json!({"subject": p, "recipient": "municipality:city-a", "purpose": "child-health-followup", "categories": ["checkup.body"], "method": "app", "granted_by": "guardian", "guardian": "neighbour", "valid_until": until}))).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    assert!(v.to_string().contains("guardian"), "{v}");
+
+    let app = router(
+        h.hub.clone(),
+        PortalLimits {
+            max_failures: 3,
+            lockout_secs: 900,
+        },
+    );
+    let (_, _, cookie) = send(&app, Request::get("/").body(Body::empty()).unwrap()).await;
+    let tok = token_of(&cookie.unwrap());
+    let form = format!("code={code}");
+    let (st, body, _) = send(
+        &app,
+        post(
+            "/view",
+            &tok,
+            Some(&tok),
+            &form,
+            Some("https://hub.example"),
+        ),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert!(body.contains("保護者 (親) が同意"), "{body}");
+}

@@ -408,6 +408,7 @@ async fn flow(
             evidence: None,
             granted_by: "resident".into(),
             statement: None,
+            guardian: None,
         },
         resident.clone(),
         Vec::new(),
@@ -503,6 +504,7 @@ async fn flow(
             evidence: None,
             granted_by: "resident".into(),
             statement: None,
+            guardian: None,
         },
         resident.clone(),
         Vec::new(),
@@ -538,6 +540,7 @@ async fn flow(
         evidence: None,
         granted_by: "resident".into(),
         statement: None,
+        guardian: None,
     };
     let more = GrantBody {
         categories: vec!["checkup.attendance".to_owned(), "checkup.body".to_owned()],
@@ -606,6 +609,7 @@ async fn flow(
             evidence: None,
             granted_by: "guardian".into(),
             statement: None,
+            guardian: Some(renkei_client::api::Guardian::Parent),
         },
         resident,
         Vec::new(),

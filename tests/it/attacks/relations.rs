@@ -306,6 +306,7 @@ pub async fn a_second_source_acts_on_no_one_elses_resident(
         evidence: None,
         granted_by: "staff-b-0001".into(),
         statement: None,
+        guardian: None,
     };
     let e = city_b.grant_consent(&counter).await.unwrap_err();
     assert_eq!(

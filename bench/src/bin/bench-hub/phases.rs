@@ -105,6 +105,7 @@ pub(crate) async fn grant_consents(
                         evidence: None,
                         granted_by: "staff-bench".into(),
                         statement: None,
+                        guardian: None,
                     },
                     token.clone(),
                     Vec::new(),

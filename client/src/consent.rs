@@ -171,6 +171,7 @@ pub fn sign_grant(
         valid_from: whole(valid_from),
         valid_until: body.valid_until,
         aliases,
+        guardian: body.guardian.map(|g| g.as_str().to_owned()),
     };
     body.statement = Some(client.sign_consent(terms)?);
     Ok(body)

@@ -27,6 +27,11 @@
 //! <issued at, RFC 3339 UTC, microseconds>
 //! ```
 //!
+//! When a guardian consented for a child, the first line reads `renkei consent statement
+//! v2` and a line with the relationship (`parent` or `legal-guardian`) follows the
+//! aliases; a statement without one keeps the v1 bytes, so statements signed before still
+//! verify and keep their ids.
+//!
 //! A revocation list signs `renkei revocation list v1`, the signer, its time and the
 //! sorted, comma-separated ids ([`ConsentStatement::id`]) of every statement the signer
 //! revoked, in the same way.
@@ -99,7 +104,13 @@ pub struct ConsentTerms {
     /// own records recognises them. Empty otherwise.
     #[serde(default)]
     pub aliases: Vec<String>,
+    /// When a guardian consented for the resident, a child: `parent` or `legal-guardian`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guardian: Option<String>,
 }
+
+/// The relationships a guardian may state.
+pub const GUARDIANS: [&str; 2] = ["parent", "legal-guardian"];
 
 /// A consent's terms signed by the participant that took it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -203,6 +214,16 @@ impl ConsentTerms {
         if !whole(self.valid_from) || !self.valid_until.is_none_or(whole) {
             return Err("validity times must be whole seconds".into());
         }
+        if self
+            .guardian
+            .as_deref()
+            .is_some_and(|g| !GUARDIANS.contains(&g))
+        {
+            return Err(format!(
+                "the guardian must be one of {}",
+                GUARDIANS.join(", ")
+            ));
+        }
         if self.valid_until.is_some_and(|u| u <= self.valid_from) {
             return Err("validity ends before it starts".into());
         }
@@ -239,8 +260,13 @@ impl ConsentTerms {
 
 fn statement_bytes(signer: &str, t: &ConsentTerms, issued_at: DateTime<Utc>) -> Vec<u8> {
     let date = |d: Option<NaiveDate>| d.map(|d| d.to_string()).unwrap_or_default();
+    // v2 only with a guardian: statements without one keep their v1 bytes and ids.
+    let (version, guardian) = match &t.guardian {
+        Some(g) => ("v2", format!("{g}\n")),
+        None => ("v1", String::new()),
+    };
     format!(
-        "renkei consent statement v1\n{signer}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n",
+        "renkei consent statement {version}\n{signer}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{guardian}{}\n",
         t.resident,
         t.recipient,
         t.purpose,

@@ -32,6 +32,7 @@ fn terms(resident: &str) -> ConsentTerms {
         valid_from: Utc.with_ymd_and_hms(2026, 5, 31, 0, 0, 0).unwrap(),
         valid_until: Some(Utc.with_ymd_and_hms(2026, 6, 2, 0, 0, 0).unwrap()),
         aliases: Vec::new(),
+        guardian: None,
     }
 }
 

@@ -78,6 +78,7 @@ fn the_clients_request_bodies_are_the_documented_ones() {
         valid_from: now,
         valid_until: Some(now + chrono::Duration::hours(24)),
         aliases: Vec::new(),
+        guardian: None,
     };
     let statement = ConsentStatement::sign(
         &pki.pem("source-city-a"),

@@ -109,6 +109,7 @@ fn terms() -> ConsentTerms {
         valid_from: Utc.with_ymd_and_hms(2026, 5, 1, 0, 0, 0).unwrap(),
         valid_until: Some(Utc.with_ymd_and_hms(2026, 7, 1, 0, 0, 0).unwrap()),
         aliases: Vec::new(),
+        guardian: None,
     }
 }
 
@@ -137,6 +138,7 @@ fn a_consent_statement_binds_its_terms_and_signer() {
         Box::new(|t| t.valid_until = None),
         Box::new(|t| t.valid_from = Utc.with_ymd_and_hms(2026, 4, 1, 0, 0, 0).unwrap()),
         Box::new(|t| t.aliases = vec![user_resident("phr:kenko", "u-1")]),
+        Box::new(|t| t.guardian = Some("parent".into())),
     ];
     for change in &changes {
         let mut forged = st.clone();
@@ -180,6 +182,58 @@ fn a_consent_statement_binds_its_terms_and_signer() {
             .verify(&ca, now() + chrono::Duration::hours(2))
             .is_ok()
     );
+}
+
+/// A guardian's consent for a child signs the relationship too (format v2); a statement
+/// without one keeps the v1 bytes, so statements signed before keep their ids.
+#[test]
+fn a_guardians_relationship_is_signed_and_v1_stays_as_it_was() {
+    use sha2::{Digest, Sha256};
+    let pki = TestPki::new();
+    let ca = pki.pem("ca");
+    let sign = |t: ConsentTerms| {
+        ConsentStatement::sign(&pki.pem("phr-asmile"), &pki.key("phr-asmile"), t, now())
+    };
+    let plain = sign(terms()).unwrap();
+    let v1 = format!(
+        "renkei consent statement v1\nphr:asmile\n{}\nclinic:mysos\nonline-consultation\n\
+         checkup.body,checkup.lipids\n\n2026-03-31\n2026-05-01T00:00:00Z\n2026-07-01T00:00:00Z\n\n\
+         2026-06-01T00:00:00.000000Z\n",
+        terms().resident
+    );
+    assert_eq!(
+        plain.id(),
+        data_encoding::HEXLOWER.encode(&Sha256::digest(v1.as_bytes()))
+    );
+    let parent = sign(ConsentTerms {
+        guardian: Some("parent".into()),
+        ..terms()
+    })
+    .unwrap();
+    assert!(parent.verify(&ca, now()).is_ok());
+    assert_ne!(parent.id(), plain.id());
+    let v2 = v1.replacen("statement v1", "statement v2", 1).replacen(
+        "\n\n2026-06-01",
+        "\n\nparent\n2026-06-01",
+        1,
+    );
+    assert_eq!(
+        parent.id(),
+        data_encoding::HEXLOWER.encode(&Sha256::digest(v2.as_bytes()))
+    );
+    // The hub drops the relationship, or changes it: the signature no longer verifies.
+    for guardian in [None, Some("legal-guardian".to_owned())] {
+        let mut forged = parent.clone();
+        forged.terms.guardian = guardian;
+        assert!(forged.verify(&ca, now()).is_err());
+    }
+    // Only the known relationships.
+    let err = sign(ConsentTerms {
+        guardian: Some("neighbour".into()),
+        ..terms()
+    })
+    .unwrap_err();
+    assert!(err.to_string().contains("guardian"), "{err}");
 }
 
 #[test]

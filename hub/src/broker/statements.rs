@@ -42,11 +42,12 @@ pub fn check(
         && t.data_from == body.data_period.from
         && t.data_until == body.data_period.until
         && Some(t.valid_from) == body.valid_from
-        && t.valid_until == body.valid_until;
+        && t.valid_until == body.valid_until
+        && t.guardian.as_deref() == body.guardian.map(|g| g.as_str());
     if !same {
         return Err(bad(
             "its terms differ from the grant's (recipient, purpose, categories, \
-             data period or validity)",
+             data period, validity or guardian)",
         ));
     }
     let resident_ok = match who.kind() {

@@ -23,6 +23,7 @@ fn terms(resident: &str, recipient: &str) -> ConsentTerms {
         valid_from: t0().with_nanosecond(0).unwrap(),
         valid_until: Some(t0() + Duration::hours(48)),
         aliases: Vec::new(),
+        guardian: None,
     }
 }
 
@@ -76,6 +77,19 @@ both!(
         let mut b = body(&p, &good, &forged);
         b["purpose"] = json!("research");
         let (st, v) = grant(b).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+        // The body says a parent consented for a child, the signed terms do not (or the
+        // other way round).
+        let mut b = body(&p, &good, &sign(&pki, "phr-asmile", good.clone()));
+        b["guardian"] = json!("parent");
+        let (st, v) = grant(b).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+        assert!(v.to_string().contains("guardian"), "{v}");
+        let parent = ConsentTerms {
+            guardian: Some("parent".into()),
+            ..good.clone()
+        };
+        let (st, v) = grant(body(&p, &good, &sign(&pki, "phr-asmile", parent))).await;
         assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
 
         // The app's own terms: kept, and sent with the key-grant request.

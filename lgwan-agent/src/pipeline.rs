@@ -129,8 +129,11 @@ pub struct RunSummary {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BranchBook {
     seen: HashMap<TokenKey, BranchState>,
-    /// Rows that named a 宛名番号, in input order, without repeats.
+    /// Rows that named a 宛名番号, in input order, without repeats (one per number and
+    /// token, however many rows repeat them).
     residents: Vec<ResidentSeen>,
+    /// `(number digest, token)` of [`Self::residents`], for finding repeats in O(1).
+    residents_seen: std::collections::HashSet<(String, TokenKey)>,
     /// The distinct 枝番 seen, indexed by [`BranchState`].
     branches: Vec<String>,
     refused: BTreeSet<TokenKey>,
@@ -169,7 +172,8 @@ pub struct ResidentSeen {
 impl BranchBook {
     /// Records that a row naming a 宛名番号 came with `seen.token`.
     pub fn observe_resident(&mut self, seen: ResidentSeen) {
-        if !self.residents.contains(&seen) {
+        let key = (seen.resident.clone(), token_key(&seen.token));
+        if self.residents_seen.insert(key) {
             self.residents.push(seen);
         }
     }

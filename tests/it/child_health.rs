@@ -73,37 +73,28 @@ async fn child_health(backend: Backend) {
     .unwrap();
 
     // The family consents in the app, for a year.
-    let granted = b
-        .scene
-        .client(
-            APP,
-            &[
-                "consent",
-                "grant",
-                "--subject",
-                &b.pseudonym,
-                "--recipient",
-                CITY,
-                "--purpose",
-                "child-health-followup",
-                "--granted-by",
-                "guardian",
-                "--guardian",
-                "parent",
-                "--category",
-                "checkup.body",
-                "--category",
-                "consult.child-health",
-                "--valid-hours",
-                "8760",
-            ],
-        )
-        .await
-        .unwrap()
-        .ok()
-        .unwrap()
-        .json()
-        .unwrap();
+    let granted = flow::try_grant(
+        &b.scene,
+        APP,
+        &b.pseudonym,
+        CITY,
+        "child-health-followup",
+        &["checkup.body", "consult.child-health"],
+        &[
+            "--valid-hours",
+            "8760",
+            "--granted-by",
+            "guardian",
+            "--guardian",
+            "parent",
+        ],
+    )
+    .await
+    .unwrap()
+    .ok()
+    .unwrap()
+    .json()
+    .unwrap();
     let consent_id = granted["consent"]["id"].as_str().unwrap().to_owned();
     // A parent consented for the child: recorded in the consent and on the signed receipt.
     assert_eq!(granted["consent"]["guardian"], "parent", "{granted}");

@@ -124,32 +124,18 @@ async fn health_points(backend: Backend) {
     assert!(text.contains("がん検診受診年度"), "{text}");
 
     // A health-points consent that asks for the body measurements too is refused.
-    let refused = b
-        .scene
-        .client(
-            APP,
-            &[
-                "consent",
-                "grant",
-                "--subject",
-                &b.pseudonym,
-                "--recipient",
-                POINTS,
-                "--purpose",
-                "health-points",
-                "--granted-by",
-                "resident",
-                "--category",
-                "checkup.attendance",
-                "--category",
-                "checkup.body",
-            ],
-        )
-        .await
-        .unwrap();
-    let text = format!("{}{}", refused.stdout, refused.stderr);
-    assert!(!refused.status.success(), "{text}");
-    assert!(text.contains("health-points-attendance-only"), "{text}");
+    let refused = flow::try_grant(
+        &b.scene,
+        APP,
+        &b.pseudonym,
+        POINTS,
+        "health-points",
+        &["checkup.attendance", "checkup.body"],
+        &[],
+    )
+    .await
+    .unwrap();
+    flow::assert_refused(&refused, "health-points-attendance-only");
     // And nothing more reached the programme.
     let again = flow::pull_until(&b.scene, POINTS, &out, &want)
         .await

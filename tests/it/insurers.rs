@@ -16,27 +16,18 @@ const INSURER: &str = "insurer:osaka-kokuho";
 const GUIDANCE: [&str; 3] = ["checkup.judgement", "checkup.body", "checkup.questionnaire"];
 
 async fn refused(b: &Basic, purpose: &str, categories: &[&str], policy: &str) {
-    let mut args = vec![
-        "consent",
-        "grant",
-        "--subject",
-        b.pseudonym.as_str(),
-        "--recipient",
+    let out = flow::try_grant(
+        &b.scene,
+        APP,
+        &b.pseudonym,
         INSURER,
-        "--purpose",
         purpose,
-        "--granted-by",
-        "resident",
-        "--valid-hours",
-        "720",
-    ];
-    for c in categories {
-        args.extend(["--category", c]);
-    }
-    let out = b.scene.client(APP, &args).await.unwrap();
-    let text = format!("{}{}", out.stdout, out.stderr);
-    assert!(!out.status.success(), "granted: {text}");
-    assert!(text.contains(policy), "{text}");
+        categories,
+        &["--valid-hours", "720"],
+    )
+    .await
+    .unwrap();
+    flow::assert_refused(&out, policy);
 }
 
 async fn insurers(backend: Backend) {
@@ -72,25 +63,17 @@ async fn insurers(backend: Backend) {
     .await;
     refused(&b, "phr-display", &["checkup.body"], "no policy lets").await;
 
-    let categories: Vec<String> = GUIDANCE.iter().map(|c| (*c).to_owned()).collect();
-    let mut args = vec![
-        "consent",
-        "grant",
-        "--subject",
-        b.pseudonym.as_str(),
-        "--recipient",
+    let ok = flow::try_grant(
+        &b.scene,
+        APP,
+        &b.pseudonym,
         INSURER,
-        "--purpose",
         "health-guidance",
-        "--granted-by",
-        "resident",
-        "--valid-hours",
-        "720",
-    ];
-    for c in &categories {
-        args.extend(["--category", c.as_str()]);
-    }
-    let ok = b.scene.client(APP, &args).await.unwrap();
+        &GUIDANCE,
+        &["--valid-hours", "720"],
+    )
+    .await
+    .unwrap();
     assert!(ok.status.success(), "{ok}");
     let want: BTreeSet<String> = lines
         .iter()

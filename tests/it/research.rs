@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use chrono::{Days, FixedOffset, Utc};
 use renkei_e2e::flow::{self, field};
+use renkei_e2e::proc::Output;
 use renkei_e2e::{APP, Backend, Basic};
 use serde_json::Value;
 
@@ -66,30 +67,18 @@ async fn study(b: &Basic, id: &str, recipient: &str, from_days: i64, until_days:
 }
 
 /// `consent grant` for research by the app, with `extra` arguments; the output.
-async fn grant(b: &Basic, categories: &[String], extra: &[&str]) -> renkei_e2e::proc::Output {
-    let mut args = vec![
-        "consent",
-        "grant",
-        "--subject",
-        b.pseudonym.as_str(),
-        "--recipient",
+async fn grant(b: &Basic, categories: &[&str], extra: &[&str]) -> Output {
+    flow::try_grant(
+        &b.scene,
+        APP,
+        &b.pseudonym,
         UNIV,
-        "--purpose",
         "research",
-        "--granted-by",
-        "resident",
-    ];
-    for c in categories {
-        args.extend(["--category", c.as_str()]);
-    }
-    args.extend(extra);
-    b.scene.client(APP, &args).await.unwrap()
-}
-
-fn refused(out: &renkei_e2e::proc::Output, why: &str) {
-    let text = format!("{}{}", out.stdout, out.stderr);
-    assert!(!out.status.success(), "granted: {text}");
-    assert!(text.contains(why), "{text}");
+        categories,
+        extra,
+    )
+    .await
+    .unwrap()
 }
 
 async fn research(backend: Backend) {
@@ -105,15 +94,15 @@ async fn research(backend: Backend) {
         .filter(|l| field(l, "category") == "checkup.glucose")
         .collect();
     assert!(!lines.is_empty(), "resident #1 has no glucose record");
-    let glucose = vec!["checkup.glucose".to_owned()];
+    let glucose = ["checkup.glucose"];
     const POLICY: &str = "research-needs-an-approved-study";
 
     // No study named, an unregistered one, or open-ended: refused by the policies.
-    refused(
+    flow::assert_refused(
         &grant(&b, &glucose, &["--valid-hours", "240"]).await,
         POLICY,
     );
-    refused(
+    flow::assert_refused(
         &grant(
             &b,
             &glucose,
@@ -123,12 +112,12 @@ async fn research(backend: Backend) {
         POLICY,
     );
     study(&b, "diabetes-2026", UNIV, -1, 20).await;
-    refused(
+    flow::assert_refused(
         &grant(&b, &glucose, &["--evidence", "study:diabetes-2026"]).await,
         POLICY,
     );
     // Past the study's end (60 days for a study that ends in 20).
-    refused(
+    flow::assert_refused(
         &grant(
             &b,
             &glucose,
@@ -139,7 +128,7 @@ async fn research(backend: Backend) {
     );
     // Another institution's study, or a study that has ended.
     study(&b, "other-2026", OTHER, -1, 200).await;
-    refused(
+    flow::assert_refused(
         &grant(
             &b,
             &glucose,
@@ -149,7 +138,7 @@ async fn research(backend: Backend) {
         POLICY,
     );
     study(&b, "ended-2025", UNIV, -400, -30).await;
-    refused(
+    flow::assert_refused(
         &grant(
             &b,
             &glucose,

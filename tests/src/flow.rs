@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::db::Backend;
 use crate::hub::HubProcess;
 use crate::netns::Netns;
-use crate::proc::{Background, wait_until};
+use crate::proc::{Background, Output, wait_until};
 use crate::scene::{SOURCE, Scene, SceneOptions};
 
 /// The PHR app of every scene.
@@ -209,15 +209,18 @@ pub struct Granted {
     pub code: String,
 }
 
-/// `renkei-client consent grant` by `by` (method `app`, granted by the resident).
-pub async fn grant(
+/// `renkei-client consent grant` by `by` (method `app`, granted by the resident unless
+/// `extra` says `--granted-by`), with `extra` arguments (`--valid-hours`, `--evidence`,
+/// `--guardian`, …): the command's output, whether the hub granted it or not.
+pub async fn try_grant(
     scene: &Scene,
     by: &str,
     subject: &str,
     recipient: &str,
     purpose: &str,
-    categories: &[String],
-) -> anyhow::Result<Granted> {
+    categories: &[&str],
+    extra: &[&str],
+) -> anyhow::Result<Output> {
     let mut args = vec![
         "consent",
         "grant",
@@ -227,13 +230,38 @@ pub async fn grant(
         recipient,
         "--purpose",
         purpose,
-        "--granted-by",
-        "resident",
     ];
-    for c in categories {
-        args.extend(["--category", c.as_str()]);
+    if !extra.contains(&"--granted-by") {
+        args.extend(["--granted-by", "resident"]);
     }
-    let v = scene.client(by, &args).await?.ok()?.json()?;
+    for c in categories {
+        args.extend(["--category", c]);
+    }
+    args.extend(extra);
+    scene.client(by, &args).await
+}
+
+/// Asserts that `out` (of [`try_grant`]) was refused, saying `why`.
+pub fn assert_refused(out: &Output, why: &str) {
+    let text = format!("{}{}", out.stdout, out.stderr);
+    assert!(!out.status.success(), "granted: {text}");
+    assert!(text.contains(why), "{text}");
+}
+
+/// `renkei-client consent grant` by `by` (method `app`, granted by the resident).
+pub async fn grant(
+    scene: &Scene,
+    by: &str,
+    subject: &str,
+    recipient: &str,
+    purpose: &str,
+    categories: &[String],
+) -> anyhow::Result<Granted> {
+    let categories: Vec<&str> = categories.iter().map(String::as_str).collect();
+    let v = try_grant(scene, by, subject, recipient, purpose, &categories, &[])
+        .await?
+        .ok()?
+        .json()?;
     Ok(Granted {
         consent_id: v
             .pointer("/consent/id")

@@ -739,6 +739,24 @@ both!(
     }
 );
 
+/// City A's counter consent to `municipality`'s child-health follow-up for [`SUBJECT`], for
+/// 30 days; the pseudonym the hub gives that municipality for the resident.
+async fn follow_up_by(h: &TestHub, municipality: &str) -> String {
+    let mut body = grant_body(SUBJECT, municipality, "child-health-followup", "counter");
+    body["valid_until"] = json!((crate::harness::t0() + chrono::Duration::days(30)).to_rfc3339());
+    let (st, v) = h
+        .call(Some("source:city-a"), "POST", "/v1/consents", Some(body))
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    sqlx::query("SELECT pseudonym FROM hub_pseudonyms WHERE recipient = $1")
+        .bind(municipality)
+        .fetch_one(h.hub.db.pool())
+        .await
+        .unwrap()
+        .try_get("pseudonym")
+        .unwrap()
+}
+
 both!(
     only_the_citys_own_agent_resolves_its_municipalitys_pseudonym,
     |h: TestHub| async move {
@@ -746,26 +764,7 @@ both!(
         city_b(&h).await;
         let r = h.sealed("doc-1", SUBJECT, "checkup.body", d(2026, 5, 1), b"{}");
         assert_eq!(h.upload(&[&r]).await.0, StatusCode::OK);
-        let mut body = grant_body(
-            SUBJECT,
-            "municipality:city-a",
-            "child-health-followup",
-            "counter",
-        );
-        body["valid_until"] =
-            json!((crate::harness::t0() + chrono::Duration::days(30)).to_rfc3339());
-        let (st, v) = h
-            .call(Some("source:city-a"), "POST", "/v1/consents", Some(body))
-            .await;
-        assert_eq!(st, StatusCode::OK, "{v}");
-        let pseudonym: String = sqlx::query(
-            "SELECT pseudonym FROM hub_pseudonyms WHERE recipient = 'municipality:city-a'",
-        )
-        .fetch_one(h.hub.db.pool())
-        .await
-        .unwrap()
-        .try_get("pseudonym")
-        .unwrap();
+        let pseudonym = follow_up_by(&h, "municipality:city-a").await;
         let ask = |who: &'static str, recipient: &'static str| {
             let body = json!({"recipient": recipient, "pseudonym": pseudonym});
             let h = &h;
@@ -808,26 +807,7 @@ both!(
         )
         .await
         .unwrap();
-        let mut body = grant_body(
-            SUBJECT,
-            "municipality:city-b",
-            "child-health-followup",
-            "counter",
-        );
-        body["valid_until"] =
-            json!((crate::harness::t0() + chrono::Duration::days(30)).to_rfc3339());
-        let (st, v) = h
-            .call(Some("source:city-a"), "POST", "/v1/consents", Some(body))
-            .await;
-        assert_eq!(st, StatusCode::OK, "{v}");
-        let theirs: String = sqlx::query(
-            "SELECT pseudonym FROM hub_pseudonyms WHERE recipient = 'municipality:city-b'",
-        )
-        .fetch_one(h.hub.db.pool())
-        .await
-        .unwrap()
-        .try_get("pseudonym")
-        .unwrap();
+        let theirs = follow_up_by(&h, "municipality:city-b").await;
         let body = json!({"recipient": "municipality:city-b", "pseudonym": theirs});
         let (st, v) = h
             .call(

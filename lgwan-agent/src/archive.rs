@@ -13,8 +13,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cda::parse_checkup;
-use crate::domain::CheckupDocument;
+use crate::cda::parse_document;
+use crate::domain::{CheckupDocument, DocumentKind};
 use crate::index::{IndexInfo, parse_index};
 use crate::quarantine::{Quarantine, Reason};
 
@@ -47,7 +47,7 @@ impl Default for Limits {
 /// What scanning an archive yields, one entry at a time.
 #[derive(Debug)]
 pub enum ArchiveItem {
-    /// A checkup document that parsed.
+    /// A checkup or guidance document that parsed (its `kind` says which).
     Checkup {
         /// The entry it came from.
         entry: String,
@@ -63,11 +63,11 @@ pub enum ArchiveItem {
 pub struct ArchiveSummary {
     /// The index, when it was present and readable.
     pub index: Option<IndexInfo>,
-    /// Checkup documents parsed.
+    /// Checkup and guidance documents parsed.
     pub documents: usize,
     /// Entries (or the archive) quarantined.
     pub quarantined: usize,
-    /// Entries skipped as not ours (guidance `g…xml`, `XSD/`, `CLAIMS/`).
+    /// Entries skipped as not ours (`XSD/`, `CLAIMS/`).
     pub skipped: usize,
 }
 
@@ -75,7 +75,7 @@ pub struct ArchiveSummary {
 enum Kind {
     Index,
     Summary,
-    Checkup,
+    Document(DocumentKind),
     Other,
 }
 
@@ -92,8 +92,9 @@ pub fn scan_archive(
         RawEntry::Checkup {
             entry,
             fallback_id,
+            kind,
             bytes,
-        } => match parse_checkup(&bytes, &fallback_id) {
+        } => match parse_document(&bytes, &fallback_id, kind) {
             Ok(document) => {
                 documents += 1;
                 sink(ArchiveItem::Checkup {
@@ -121,12 +122,15 @@ pub fn scan_archive(
 /// [`scan_entries`] yields, so that the parsing can run on other threads.
 #[derive(Debug)]
 pub enum RawEntry {
-    /// A checkup document's bytes, to parse with [`parse_checkup`].
+    /// A checkup (`DATA/h….xml`) or guidance (`DATA/g….xml`) document's bytes, to
+    /// parse with [`parse_document`].
     Checkup {
         /// The entry name.
         entry: String,
         /// The document id to use when the document has none (`<root>/<entry>`).
         fallback_id: String,
+        /// Which document the entry's name says it is.
+        kind: DocumentKind,
         /// The inflated bytes.
         bytes: Vec<u8>,
     },
@@ -247,11 +251,12 @@ fn scan_entry(file: &mut File, entry: Entry, root: &str, limits: &Limits, out: &
                 out.quarantine(Some(name), reason);
             }
         }
-        Kind::Checkup => {
+        Kind::Document(kind) => {
             let fallback_id = format!("{root}/{}", tail(&name));
             (out.sink)(RawEntry::Checkup {
                 entry: name,
                 fallback_id,
+                kind,
                 bytes,
             });
         }
@@ -351,16 +356,27 @@ fn classify(name: &str, root: &str) -> Result<Kind, Reason> {
         [first, rest @ ..] if *first == root => Ok(match rest {
             ["ix08_V08.xml"] => Kind::Index,
             ["su08_V08.xml"] => Kind::Summary,
-            ["DATA", file] if is_checkup_name(file) => Kind::Checkup,
+            ["DATA", file] => match document_kind(file) {
+                Some(kind) => Kind::Document(kind),
+                None => Kind::Other,
+            },
             _ => Kind::Other,
         }),
         _ => Err(Reason::PathEscapesRoot),
     }
 }
 
-fn is_checkup_name(file: &str) -> bool {
+/// What a `DATA/` file is by its name: `h….xml` a checkup, `g….xml` a guidance record.
+fn document_kind(file: &str) -> Option<DocumentKind> {
     let lower = file.to_ascii_lowercase();
-    lower.starts_with('h') && lower.ends_with(".xml")
+    if !lower.ends_with(".xml") {
+        return None;
+    }
+    match lower.as_bytes().first() {
+        Some(b'h') => Some(DocumentKind::Checkup),
+        Some(b'g') => Some(DocumentKind::Guidance),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -374,10 +390,14 @@ mod tests {
         assert!(ok(&format!("{root}/ix08_V08.xml")));
         assert!(matches!(
             classify(&format!("{root}/DATA/h1.xml"), root),
-            Ok(Kind::Checkup)
+            Ok(Kind::Document(DocumentKind::Checkup))
         ));
         assert!(matches!(
-            classify(&format!("{root}/DATA/g1.xml"), root),
+            classify(&format!("{root}/DATA/G1.XML"), root),
+            Ok(Kind::Document(DocumentKind::Guidance))
+        ));
+        assert!(matches!(
+            classify(&format!("{root}/DATA/c1.xml"), root),
             Ok(Kind::Other)
         ));
         for bad in [

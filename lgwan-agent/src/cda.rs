@@ -6,16 +6,18 @@
 //! of the doctor an `author` names) are read past, never stored.
 
 mod body;
+mod guidance;
 mod value;
 
 use chrono::NaiveDate;
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::name::ResolveResult;
 
-use crate::domain::{CheckupDocument, PersonIdentity, Sex, fold_width, parse_date};
+use crate::domain::{CheckupDocument, DocumentKind, PersonIdentity, Sex, fold_width, parse_date};
 use crate::quarantine::Reason;
 use crate::xml::{self, Attrs, MAX_DEPTH};
 use body::{Body, Element};
+use guidance::GuidanceBody;
 
 /// The HL7 v3 namespace every CDA element must be in.
 pub const CDA_NS: &str = "urn:hl7-org:v3";
@@ -46,7 +48,20 @@ struct State {
     /// The exam date's candidates: `effectiveTime@value`, then its `low`,
     /// `center` and `high` (`IVL_TS` allows any of them alone).
     exam_date: [Option<String>; 4],
-    body: Body,
+    body: Reader,
+}
+
+/// The reader of the body: a checkup's results or a guidance record's sessions.
+#[derive(Debug)]
+enum Reader {
+    Checkup(Body),
+    Guidance(GuidanceBody),
+}
+
+impl Default for Reader {
+    fn default() -> Self {
+        Reader::Checkup(Body::default())
+    }
 }
 
 impl State {
@@ -62,6 +77,22 @@ impl State {
 
     fn in_body(&self) -> bool {
         self.stack.iter().any(|s| s == "structuredBody")
+    }
+
+    fn wants_text(&self) -> bool {
+        let depth = self.stack.len();
+        match &self.body {
+            Reader::Checkup(body) => body.wants_text(depth),
+            Reader::Guidance(body) => body.wants_text(depth),
+        }
+    }
+
+    fn text(&mut self, more: &str) -> Result<(), Reason> {
+        let depth = self.stack.len();
+        match &mut self.body {
+            Reader::Checkup(body) => body.text(depth, more),
+            Reader::Guidance(body) => body.text(depth, more),
+        }
     }
 
     fn is(&self, path: &[&str]) -> bool {
@@ -89,9 +120,31 @@ impl State {
 /// Parses one checkup document. `fallback_id` names the document when it has
 /// no `ClinicalDocument/id` (usually `<archive root>/<entry>`).
 pub fn parse_checkup(bytes: &[u8], fallback_id: &str) -> Result<CheckupDocument, Reason> {
+    parse_document(bytes, fallback_id, DocumentKind::Checkup)
+}
+
+/// Parses one 特定保健指導 document (`hg08_V08.xsd`): the same header as a checkup
+/// (the person, and the guidance's date in `serviceEvent/effectiveTime`), and its
+/// sessions as read by [`guidance`].
+pub fn parse_guidance(bytes: &[u8], fallback_id: &str) -> Result<CheckupDocument, Reason> {
+    parse_document(bytes, fallback_id, DocumentKind::Guidance)
+}
+
+/// Parses one document of `kind`.
+pub fn parse_document(
+    bytes: &[u8],
+    fallback_id: &str,
+    kind: DocumentKind,
+) -> Result<CheckupDocument, Reason> {
     let text = xml::document_text(bytes)?;
     let mut reader = xml::reader(&text);
-    let mut state = State::default();
+    let mut state = State {
+        body: match kind {
+            DocumentKind::Checkup => Reader::Checkup(Body::default()),
+            DocumentKind::Guidance => Reader::Guidance(GuidanceBody::default()),
+        },
+        ..State::default()
+    };
     let mut seen_root = false;
     loop {
         let position = reader.buffer_position();
@@ -115,14 +168,14 @@ pub fn parse_checkup(bytes: &[u8], fallback_id: &str) -> Result<CheckupDocument,
                 close(&mut state)?;
             }
             Event::End(_) => close(&mut state)?,
-            Event::Text(t) if state.body.wants_text(state.stack.len()) => {
+            Event::Text(t) if state.wants_text() => {
                 let unescaped = t.unescape().map_err(|e| xml::malformed(e, position))?;
-                state.body.text(state.stack.len(), &unescaped)?;
+                state.text(&unescaped)?;
             }
-            Event::CData(c) if state.body.wants_text(state.stack.len()) => {
+            Event::CData(c) if state.wants_text() => {
                 let raw = std::str::from_utf8(&c)
                     .map_err(|e| Reason::Encoding(format!("CDATA is not UTF-8: {e}")))?;
-                state.body.text(state.stack.len(), raw)?;
+                state.text(raw)?;
             }
             Event::Text(_) | Event::CData(_) => {}
             Event::Comment(_) | Event::PI(_) => {}
@@ -132,7 +185,7 @@ pub fn parse_checkup(bytes: &[u8], fallback_id: &str) -> Result<CheckupDocument,
     if !seen_root {
         return Err(Reason::MalformedXml("no root element".into()));
     }
-    finish(state, fallback_id)
+    finish(state, fallback_id, kind)
 }
 
 fn open(
@@ -169,7 +222,11 @@ fn open(
 fn on_start(state: &mut State, attrs: &Attrs) -> Result<(), Reason> {
     if state.in_body() {
         let element = state.element();
-        return state.body.start(element, state.stack.len(), attrs);
+        let depth = state.stack.len();
+        return match &mut state.body {
+            Reader::Checkup(body) => body.start(element, depth, attrs),
+            Reader::Guidance(body) => body.start(&state.stack, attrs),
+        };
     }
     let get = |name| xml::get(attrs, name).map(str::to_owned);
     if state.is(&["ClinicalDocument", "id"]) {
@@ -226,13 +283,17 @@ fn exam_date_slot(stack: &[String]) -> Option<usize> {
 fn close(state: &mut State) -> Result<(), Reason> {
     if state.in_body() {
         let element = state.element();
-        state.body.end(element, state.stack.len())?;
+        let depth = state.stack.len();
+        match &mut state.body {
+            Reader::Checkup(body) => body.end(element, depth)?,
+            Reader::Guidance(body) => body.end(&state.stack)?,
+        }
     }
     state.stack.pop();
     Ok(())
 }
 
-fn finish(state: State, fallback_id: &str) -> Result<CheckupDocument, Reason> {
+fn finish(state: State, fallback_id: &str, kind: DocumentKind) -> Result<CheckupDocument, Reason> {
     match state.record_targets {
         0 => return Err(Reason::RecordTarget("missing recordTarget".into())),
         1 => {}
@@ -267,7 +328,12 @@ fn finish(state: State, fallback_id: &str) -> Result<CheckupDocument, Reason> {
     )?;
     let exam_date: NaiveDate = parse_date(&exam_raw)
         .ok_or_else(|| Reason::Field(format!("exam date `{exam_raw}` is not a date")))?;
+    let observations = match state.body {
+        Reader::Checkup(body) => body.into_observations(),
+        Reader::Guidance(body) => body.into_observations(),
+    };
     Ok(CheckupDocument {
+        kind,
         document_id: state
             .document_id
             .filter(|id| !id.is_empty())
@@ -281,7 +347,7 @@ fn finish(state: State, fallback_id: &str) -> Result<CheckupDocument, Reason> {
             sex,
         },
         exam_date,
-        observations: state.body.into_observations(),
+        observations,
     })
 }
 

@@ -107,6 +107,11 @@ pub enum Value {
     },
     /// ST: free text.
     Text(String),
+    /// A date (a guidance session's 実施日付).
+    Date {
+        /// The date.
+        date: NaiveDate,
+    },
 }
 
 /// One observation of a checkup document.
@@ -124,11 +129,26 @@ pub struct Observation {
     pub group: Option<String>,
     /// How it hangs under its group (`COMP`, `RSON`), for members only.
     pub relation: Option<String>,
+    /// When it was recorded, if not on the document's date (a guidance session's date).
+    pub effective: Option<NaiveDate>,
 }
 
-/// One parsed 特定健診 document (HL7 CDA R2).
+/// Which MHLW document a CDA file is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DocumentKind {
+    /// A 特定健診 checkup (`hc08`, `DATA/h….xml`), items of OID 1.2.392.200119.6.1005.
+    #[default]
+    Checkup,
+    /// A 特定保健指導 guidance record (`hg08`, `DATA/g….xml`), items of OID
+    /// 1.2.392.200119.6.1006.
+    Guidance,
+}
+
+/// One parsed 特定健診 or 特定保健指導 document (HL7 CDA R2).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CheckupDocument {
+    /// Which document it is.
+    pub kind: DocumentKind,
     /// The document id (`root^extension` of `ClinicalDocument/id`), or
     /// `<archive>/<entry>` when the document has none.
     pub document_id: String,

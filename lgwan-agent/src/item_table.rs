@@ -5,6 +5,8 @@
 //! default result-code systems from here, the FHIR writer group names; the synthetic
 //! archives take names and units.
 
+pub(crate) mod guidance;
+
 use std::collections::HashMap;
 use std::sync::LazyLock;
 

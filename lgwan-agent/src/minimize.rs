@@ -10,7 +10,7 @@ use renkei_policies::Catalog;
 use serde_json::{Value as Json, json};
 use sha2::{Digest, Sha256};
 
-use crate::domain::{CheckupDocument, Observation, Value};
+use crate::domain::{CheckupDocument, DocumentKind, Observation, Value};
 
 mod group;
 
@@ -19,6 +19,8 @@ use group::{group_url, write_group_head};
 
 /// FHIR system URI of the MHLW checkup item codes.
 pub const ITEM_CODE_SYSTEM: &str = "urn:oid:1.2.392.200119.6.1005";
+/// FHIR system URI of the MHLW guidance item codes.
+pub const GUIDANCE_CODE_SYSTEM: &str = "urn:oid:1.2.392.200119.6.1006";
 /// FHIR system URI of UCUM units.
 pub const UCUM: &str = "http://unitsofmeasure.org";
 /// FHIR system URI of catalog-derived codes (the attendance record).
@@ -56,7 +58,8 @@ pub fn fiscal_year(date: NaiveDate) -> i32 {
 }
 
 /// Splits a checkup into per-category records, plus its attendance record
-/// when the catalog names an attendance category.
+/// when the catalog names an attendance category. A guidance document is split the
+/// same way (into `guidance.*` records) and has no attendance record.
 pub fn minimize_checkup(doc: &CheckupDocument, catalog: &Catalog) -> Minimized {
     let mut by_category: BTreeMap<&str, Vec<(&Observation, Option<&str>)>> = BTreeMap::new();
     let mut dropped = Vec::new();
@@ -70,16 +73,23 @@ pub fn minimize_checkup(doc: &CheckupDocument, catalog: &Catalog) -> Minimized {
         }
     }
     let date = doc.exam_date.to_string();
+    let system = match doc.kind {
+        DocumentKind::Checkup => ITEM_CODE_SYSTEM,
+        DocumentKind::Guidance => GUIDANCE_CODE_SYSTEM,
+    };
     let mut records: Vec<MinimizedRecord> = by_category
         .into_iter()
         .map(|(category, observations)| MinimizedRecord {
             source_document: doc.document_id.clone(),
             category: category.to_owned(),
             effective_date: doc.exam_date,
-            payload: checkup_bundle(&doc.document_id, &date, category, &observations),
+            payload: checkup_bundle(&doc.document_id, &date, system, category, &observations),
         })
         .collect();
-    if let Some(category) = catalog.attendance_category() {
+    let attendance = catalog
+        .attendance_category()
+        .filter(|_| doc.kind == DocumentKind::Checkup);
+    if let Some(category) = attendance {
         records.push(attendance_record(doc, category));
     }
     Minimized { records, dropped }
@@ -155,6 +165,7 @@ const BUNDLE_HEAD: &[u8] = br#"{"resourceType":"Bundle","type":"collection","ent
 fn checkup_bundle(
     document_id: &str,
     date: &str,
+    system: &str,
     category: &str,
     observations: &[(&Observation, Option<&str>)],
 ) -> Vec<u8> {
@@ -177,7 +188,9 @@ fn checkup_bundle(
             write_group_head(&mut out, &head_url, date, group, members);
         }
         next_entry(&mut out);
-        write_observation(&mut out, url, category, date, obs, *name);
+        let when = obs.effective.map(|d| d.to_string());
+        let when = when.as_deref().unwrap_or(date);
+        write_observation(&mut out, url, system, category, when, obs, *name);
     }
     out.extend_from_slice(b"]}");
     out
@@ -194,6 +207,7 @@ fn next_entry(out: &mut Vec<u8>) {
 fn write_observation(
     out: &mut Vec<u8>,
     url: &str,
+    system: &str,
     category: &str,
     date: &str,
     obs: &Observation,
@@ -206,7 +220,7 @@ fn write_observation(
     out.extend_from_slice(br#","code":"#);
     json_str(out, observation_category(category));
     out.extend_from_slice(br#"}]}],"code":{"coding":[{"system":"#);
-    json_str(out, ITEM_CODE_SYSTEM);
+    json_str(out, system);
     out.extend_from_slice(br#","code":"#);
     json_str(out, &obs.item_code);
     let display = name.or(obs.display.as_deref());
@@ -240,6 +254,8 @@ pub fn observation_category(category: &str) -> &'static str {
         | "checkup.blood-count"
         | "checkup.infection" => "laboratory",
         "checkup.questionnaire" | "checkup.history" | "checkup.life-function" => "survey",
+        // 特定保健指導 is lifestyle treatment: its sessions and goals are `therapy`.
+        c if c.starts_with("guidance.") => "therapy",
         _ => "exam",
     }
 }
@@ -294,6 +310,10 @@ fn write_value(out: &mut Vec<u8>, value: &Value) {
         Value::Text(text) => {
             out.extend_from_slice(br#","valueString":"#);
             json_str(out, text);
+        }
+        Value::Date { date } => {
+            out.extend_from_slice(br#","valueDateTime":"#);
+            json_str(out, &date.to_string());
         }
     }
 }
@@ -419,12 +439,14 @@ mod tests {
             // As the CDA reader gives it: the `typeCode` of a member's relationship;
             // the group's own item, the coded container here, hangs in none.
             relation: group.filter(|g| *g != code).map(|_| "COMP".to_owned()),
+            effective: None,
         };
         let q = |v: &str, u: &str| Value::Quantity {
             value: v.into(),
             unit: Some(u.into()),
         };
         CheckupDocument {
+            kind: Default::default(),
             document_id: "1.2.3^doc-1".into(),
             identity: PersonIdentity {
                 insurer: "138016".into(),

@@ -19,8 +19,8 @@ use serde_json::Value as Json;
 
 use crate::agent::Agent;
 use crate::archive::{RawEntry, scan_entries};
-use crate::cda::parse_checkup;
-use crate::domain::{CheckupDocument, PersonIdentity};
+use crate::cda::parse_document;
+use crate::domain::{CheckupDocument, DocumentKind, PersonIdentity};
 use crate::error::{Error, Result};
 use crate::minimize::{MinimizedRecord, minimize_checkup};
 use crate::parallel::{ordered_map, workers};
@@ -277,6 +277,7 @@ enum Input {
         label: String,
         entry: String,
         fallback_id: String,
+        kind: DocumentKind,
         bytes: Vec<u8>,
     },
     Row(String, usize, TableRow),
@@ -291,15 +292,16 @@ enum Parsed {
 }
 
 impl Input {
-    /// Parses a checkup document; rows and quarantines pass through.
+    /// Parses a checkup or guidance document; rows and quarantines pass through.
     fn parse(self) -> Parsed {
         match self {
             Input::Checkup {
                 label,
                 entry,
                 fallback_id,
+                kind,
                 bytes,
-            } => match parse_checkup(&bytes, &fallback_id) {
+            } => match parse_document(&bytes, &fallback_id, kind) {
                 Ok(doc) => Parsed::Checkup(label, entry, Box::new(doc)),
                 Err(reason) => Parsed::Quarantined(Quarantine::new(label, Some(entry), reason)),
             },
@@ -374,11 +376,13 @@ impl Agent {
                         RawEntry::Checkup {
                             entry,
                             fallback_id,
+                            kind,
                             bytes,
                         } => sink(Input::Checkup {
                             label: label.clone(),
                             entry,
                             fallback_id,
+                            kind,
                             bytes,
                         }),
                         RawEntry::Quarantined(q) => sink(Input::Quarantined(q)),

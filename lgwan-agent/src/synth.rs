@@ -10,12 +10,13 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use chrono::{Months, NaiveDate};
 use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, DateTime, ZipWriter};
 
 use crate::domain::Sex;
 use crate::index::{IndexNamespace, NS_2007, NS_MHLW};
-use cda::{Visit, checkup_xml};
+use cda::{Visit, checkup_xml, guidance_xml};
 use items::Catalog;
 use person::Person;
 
@@ -51,6 +52,9 @@ pub struct SynthOptions {
     pub repeat_visit: bool,
     /// Adds a person sharing person 0's canonical identity except the 枝番.
     pub twins: bool,
+    /// Gives every person a 特定保健指導 record too (`DATA/g….xml`, `hg08`): the first
+    /// interview on the checkup's date and the evaluation three months later.
+    pub guidance: bool,
 }
 
 impl Default for SynthOptions {
@@ -67,6 +71,7 @@ impl Default for SynthOptions {
             summary: true,
             repeat_visit: true,
             twins: false,
+            guidance: false,
         }
     }
 }
@@ -78,11 +83,11 @@ impl SynthOptions {
         format!("{}.zip", self.root())
     }
 
-    /// Number of checkup documents the archive will hold.
+    /// Number of checkup and guidance documents the archive will hold.
     pub fn documents(&self) -> usize {
         let extra = usize::from(self.persons > 0 && self.repeat_visit)
             + usize::from(self.persons > 0 && self.twins);
-        self.persons + extra
+        self.persons * (1 + usize::from(self.guidance)) + extra
     }
 
     fn root(&self) -> String {
@@ -190,7 +195,8 @@ pub fn write_archive(path: &Path, opts: &SynthOptions) -> io::Result<SynthSummar
     let mut first: Option<Person> = None;
     let mut serial = 0usize;
     let year = opts.exam_year;
-    let mut emit = |person: &Person, date: &str, full_width: bool, rng: &mut Rng| {
+    // Writes a checkup, and when `guidance`, the guidance record that followed it.
+    let mut emit = |person: &Person, date: &str, full_width: bool, rng: &mut Rng, guidance| {
         serial += 1;
         let ctx = Visit {
             provider: &opts.sender,
@@ -203,7 +209,21 @@ pub fn write_archive(path: &Path, opts: &SynthOptions) -> io::Result<SynthSummar
         let name = format!("{root}/DATA/h{}{date}{serial:05}.xml", opts.sender);
         zip.start_file(name, options)?;
         zip.write_all(&buf)?;
-        io::Result::Ok(format!("1.2.392.200119.6.102^{}", ctx.document_id()))
+        let document_id = format!("1.2.392.200119.6.102^{}", ctx.document_id());
+        if guidance {
+            serial += 1;
+            let visit = Visit { serial, ..ctx };
+            let evaluated = NaiveDate::parse_from_str(date, "%Y%m%d")
+                .ok()
+                .and_then(|d| d.checked_add_months(Months::new(3)))
+                .map_or_else(|| date.to_owned(), |d| d.format("%Y%m%d").to_string());
+            buf.clear();
+            guidance_xml(&mut buf, rng, person, &visit, &evaluated)?;
+            let name = format!("{root}/DATA/g{}{date}{serial:05}.xml", opts.sender);
+            zip.start_file(name, options)?;
+            zip.write_all(&buf)?;
+        }
+        io::Result::Ok(document_id)
     };
     for index in 0..opts.persons {
         let mut person = Person::invent(&mut person_rng, index, year);
@@ -215,7 +235,7 @@ pub fn write_archive(path: &Path, opts: &SynthOptions) -> io::Result<SynthSummar
             doc_rng.range(4, 13),
             doc_rng.range(1, 29)
         );
-        let document_id = emit(&person, &date, person.full_width, &mut doc_rng)?;
+        let document_id = emit(&person, &date, person.full_width, &mut doc_rng, opts.guidance)?;
         if keep {
             identities.push(person.identity(document_id));
         }
@@ -229,11 +249,12 @@ pub fn write_archive(path: &Path, opts: &SynthOptions) -> io::Result<SynthSummar
             &format!("{year}0315"),
             !person.full_width,
             &mut doc_rng,
+            false,
         )?;
     }
     if let Some(person) = first.as_ref().filter(|_| opts.twins) {
         let twin = person.twin(&mut Rng(opts.seed.wrapping_add(99)));
-        let document_id = emit(&twin, &format!("{year}0920"), false, &mut doc_rng)?;
+        let document_id = emit(&twin, &format!("{year}0920"), false, &mut doc_rng, false)?;
         if keep {
             identities.push(twin.identity(document_id));
         }

@@ -223,6 +223,7 @@ impl Body {
                     value,
                     group: None,
                     relation: p.relation.clone(),
+                    effective: None,
                 }));
             }
             // A value in another code system is not a checkup item: read past.

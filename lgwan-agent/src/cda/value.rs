@@ -61,6 +61,7 @@ pub(super) fn start_value(item: &str, attrs: &Attrs) -> Result<ValueStart, Reaso
             let system = xml::token(attrs, "codeSystem")
                 .filter(|s| !s.is_empty() && kind != "CS")
                 .or_else(|| item_table::result_oid(item))
+                .or_else(|| item_table::guidance::item(item).and_then(|i| i.oid))
                 .ok_or_else(|| {
                     Reason::BadValue(format!(
                         "`{item}` {kind} value has no codeSystem and the item table names none"

@@ -235,6 +235,7 @@ mod tests {
             },
             group: Some("3C015161002399949".into()),
             relation: Some("RSON".into()),
+            effective: None,
         });
         doc.observations.push(Observation {
             item_code: "2A030000001930101".into(),
@@ -245,6 +246,7 @@ mod tests {
             },
             group: Some("2A020161001930149".into()),
             relation: Some("COMP".into()),
+            effective: None,
         });
         let m = minimize_checkup(&doc, &catalog);
         let results: Vec<_> = m
@@ -289,6 +291,7 @@ mod tests {
             value: Value::Text("所見なし".into()),
             group: Some("9N211161100000049".into()),
             relation: Some("SPRT".into()),
+            effective: None,
         };
         let mut out = Vec::new();
         let members = [(&xray, "urn:uuid:m")].into_iter();

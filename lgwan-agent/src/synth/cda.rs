@@ -26,7 +26,7 @@ fn esc(buf: &mut Vec<u8>, s: &str) {
 }
 
 /// The document being written: who made it, when, and its serial.
-#[derive(Debug)]
+#[derive(Clone, Copy, Debug)]
 pub(super) struct Visit<'a> {
     pub(super) provider: &'a str,
     pub(super) date: &'a str,
@@ -99,6 +99,138 @@ pub(super) fn checkup_xml(
     p: &Person,
     v: &Visit<'_>,
 ) -> io::Result<()> {
+    let date = v.date;
+    header(buf, p, v, "010")?;
+    buf.extend_from_slice(
+        r#"  <component>
+    <structuredBody>
+      <component>
+        <section>
+        <code code="01010" codeSystem="1.2.392.200119.6.1010"/>
+        <title>特定健診情報</title>
+"#
+        .as_bytes(),
+    );
+    let second: &[(Item, Gen)] = if v.serial % 2 == 1 {
+        &cat.second_bp
+    } else {
+        &[]
+    };
+    for (item, g) in cat.base.iter().chain(second) {
+        buf.extend_from_slice(b"        <entry>");
+        let system = rng.unit() >= 0.5;
+        open_observation(buf, rng, item, *g, system)?;
+        buf.extend_from_slice(b"</observation></entry>\n");
+    }
+    for ((head, g), members) in &cat.groups {
+        buf.extend_from_slice(b"        <entry>");
+        open_observation(buf, rng, head, *g, true)?;
+        for (item, g) in members {
+            write!(buf, r#"<entryRelationship typeCode="{}">"#, item.relation)?;
+            open_observation(buf, rng, item, *g, true)?;
+            buf.extend_from_slice(b"</observation></entryRelationship>");
+        }
+        buf.extend_from_slice(b"</observation></entry>\n");
+    }
+    buf.extend_from_slice(b"        <entry>");
+    open_observation(
+        buf,
+        rng,
+        &cat.doctor,
+        Gen::Text(&["特記すべき所見なし"]),
+        true,
+    )?;
+    write!(
+        buf,
+        r#"<author><time value="{date}"/><assignedAuthor><id nullFlavor="NI"/><assignedPerson><name>{}　医師</name></assignedPerson></assignedAuthor></author>"#,
+        rng.pick(FAMILY)
+    )?;
+    buf.extend_from_slice(
+        b"</observation></entry>\n        </section>\n      </component>\n    </structuredBody>\n  </component>\n</ClinicalDocument>\n",
+    );
+    Ok(())
+}
+
+/// Writes one 特定保健指導 document (`hg08`) into `buf`: the first interview on the
+/// visit's date and the evaluation three months later, with the plan's goals, as acts
+/// and observations coded by `XMLhg18tab`.
+pub(super) fn guidance_xml(
+    buf: &mut Vec<u8>,
+    rng: &mut Rng,
+    p: &Person,
+    v: &Visit<'_>,
+    evaluated: &str,
+) -> io::Result<()> {
+    header(buf, p, v, "020")?;
+    const ITEM: &str = "1.2.392.200119.6.1006";
+    let level = rng.pick(&["1", "2"]);
+    let stage = rng.pick(&["2", "3", "4"]);
+    let minutes = rng.pick(&["20", "30", "40"]);
+    let waist = 85.0 + 10.0 * rng.unit();
+    let weight = 60.0 + 25.0 * rng.unit();
+    let change = |rng: &mut Rng| rng.pick(&["0", "1", "1", "2"]);
+    let (diet, activity) = (change(rng), change(rng));
+    let smoking = rng.pick(&["1", "3"]);
+    let performer = |code: &str| {
+        format!(
+            r#"<performer><assignedEntity><id nullFlavor="NI"/><code code="{code}" codeSystem="1.2.392.200119.6.3020"/></assignedEntity></performer>"#
+        )
+    };
+    let obs = |mood: &str, code: &str, value: String| {
+        format!(
+            r#"<entryRelationship typeCode="COMP"><observation classCode="OBS" moodCode="{mood}"><code code="{code}" codeSystem="{ITEM}"/>{value}</observation></entryRelationship>"#
+        )
+    };
+    let pq = |v: f64, unit: &str| format!(r#"<value xsi:type="PQ" value="{v:.1}" unit="{unit}"/>"#);
+    let cd = |code: &str, system: &str| {
+        format!(r#"<value xsi:type="CD" code="{code}" codeSystem="{system}"/>"#)
+    };
+    write!(
+        buf,
+        r#"  <component>
+    <structuredBody>
+      <component><section><code code="01" codeSystem="1.2.392.200119.6.1010"/><title>指導共通情報</title>
+        <entry><observation classCode="OBS" moodCode="EVN"><code code="1020000001" codeSystem="{ITEM}"/>{}</observation></entry>
+        <entry><observation classCode="OBS" moodCode="EVN"><code code="1020000002" codeSystem="{ITEM}"/>{}</observation></entry>
+        <entry><observation classCode="OBS" moodCode="EVN"><code code="1020000003" codeSystem="{ITEM}"/><value xsi:type="ST">"#,
+        cd(level, "1.2.392.200119.6.3001"),
+        cd(stage, "1.2.392.200119.6.3002"),
+    )?;
+    esc(buf, &format!("{}さんの生活改善コース", p.name));
+    write!(
+        buf,
+        r#"</value></observation></entry>
+      </section></component>
+      <component><section><code code="02" codeSystem="1.2.392.200119.6.1010"/><title>初回面接</title>
+        <entry><act classCode="ACT" moodCode="EVN"><code code="1" codeSystem="1.2.392.200119.6.18140"/><effectiveTime value="{}"/>{}{}</act></entry>
+        <entry><act classCode="ACT" moodCode="INT"><code code="1021000000" codeSystem="{ITEM}"/>{}{}{}</act></entry>
+      </section></component>
+      <component><section><code code="06" codeSystem="1.2.392.200119.6.1010"/><title>最終評価</title>
+        <entry><act classCode="ACT" moodCode="EVN"><code code="1" codeSystem="1.2.392.200119.6.3005"/><effectiveTime value="{evaluated}"/>{}{}{}{}{}{}</act></entry>
+      </section></component>
+    </structuredBody>
+  </component>
+</ClinicalDocument>
+"#,
+        v.date,
+        performer("2"),
+        obs("EVN", "1022000013", format!(r#"<value xsi:type="PQ" value="{minutes}" unit="min"/>"#)),
+        obs("INT", "1021000020", r#"<value xsi:type="PQ" value="12" unit="wk"/>"#.to_owned()),
+        obs("GOL", "1021001031", pq(waist - 3.0, "cm")),
+        obs("GOL", "1021001032", pq(weight - 2.0, "kg")),
+        performer("3"),
+        obs("EVN", "1042001031", pq(waist - 2.0, "cm")),
+        obs("EVN", "1042001032", pq(weight - 1.5, "kg")),
+        obs("EVN", "1042001042", cd(diet, "1.2.392.200119.6.3010")),
+        obs("EVN", "1042001041", cd(activity, "1.2.392.200119.6.3010")),
+        obs("EVN", "1042001043", cd(smoking, "1.2.392.200119.6.3011")),
+    )
+}
+
+/// The header of a document: its id, the person (with the name and address the
+/// agent must drop), the provider, and `documentationOf/serviceEvent` with the
+/// visit's date (`service`: 010 checkup, 020 guidance).
+fn header(buf: &mut Vec<u8>, p: &Person, v: &Visit<'_>, service: &str) -> io::Result<()> {
     let (provider, date) = (v.provider, v.date);
     write!(
         buf,
@@ -162,58 +294,15 @@ pub(super) fn checkup_xml(
   </custodian>
   <documentationOf>
     <serviceEvent>
-      <code code="010" codeSystem="1.2.392.200119.6.1002"/>
+      <code code="{service}" codeSystem="1.2.392.200119.6.1002"/>
       <effectiveTime value="{date}"/>
     </serviceEvent>
   </documentationOf>
-  <component>
-    <structuredBody>
-      <component>
-        <section>
-        <code code="01010" codeSystem="1.2.392.200119.6.1010"/>
-        <title>特定健診情報</title>
 "#,
         p.birth
-    )?;
-    let second: &[(Item, Gen)] = if v.serial % 2 == 1 {
-        &cat.second_bp
-    } else {
-        &[]
-    };
-    for (item, g) in cat.base.iter().chain(second) {
-        buf.extend_from_slice(b"        <entry>");
-        let system = rng.unit() >= 0.5;
-        open_observation(buf, rng, item, *g, system)?;
-        buf.extend_from_slice(b"</observation></entry>\n");
-    }
-    for ((head, g), members) in &cat.groups {
-        buf.extend_from_slice(b"        <entry>");
-        open_observation(buf, rng, head, *g, true)?;
-        for (item, g) in members {
-            write!(buf, r#"<entryRelationship typeCode="{}">"#, item.relation)?;
-            open_observation(buf, rng, item, *g, true)?;
-            buf.extend_from_slice(b"</observation></entryRelationship>");
-        }
-        buf.extend_from_slice(b"</observation></entry>\n");
-    }
-    buf.extend_from_slice(b"        <entry>");
-    open_observation(
-        buf,
-        rng,
-        &cat.doctor,
-        Gen::Text(&["特記すべき所見なし"]),
-        true,
-    )?;
-    write!(
-        buf,
-        r#"<author><time value="{date}"/><assignedAuthor><id nullFlavor="NI"/><assignedPerson><name>{}　医師</name></assignedPerson></assignedAuthor></author>"#,
-        rng.pick(FAMILY)
-    )?;
-    buf.extend_from_slice(
-        b"</observation></entry>\n        </section>\n      </component>\n    </structuredBody>\n  </component>\n</ClinicalDocument>\n",
-    );
-    Ok(())
+    )
 }
+
 
 #[cfg(test)]
 mod tests {

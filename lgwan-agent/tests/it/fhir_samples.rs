@@ -88,9 +88,11 @@ fn every_item_checkup(rows: &[Row]) -> CheckupDocument {
             },
             group: r.group.clone(),
             relation: r.relation.clone(),
+            effective: None,
         })
         .collect();
     CheckupDocument {
+            kind: Default::default(),
         document_id: "1.2.392.200119.6.102.11234567^every-item".into(),
         identity: PersonIdentity {
             insurer: "00138016".into(),
@@ -199,6 +201,7 @@ pub(crate) fn check_record(results: &[&Observation], payload: &[u8]) -> Result<u
                     && c["display"].as_str() == display.as_deref()
             }
             Value::Text(text) => r["valueString"] == text.as_str(),
+            Value::Date { date } => r["valueDateTime"] == date.to_string().as_str(),
         };
         if keys.len() != 1 || !same {
             return Err(format!("`{item}`: {:?} written as {r}", o.value));

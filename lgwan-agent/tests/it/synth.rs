@@ -78,6 +78,8 @@ fn validate(zip_path: &Path, schemas: &Path, tmp: &Path) -> usize {
         let base = name.rsplit('/').next().unwrap();
         let schema = if base.starts_with('h') && base.ends_with(".xml") {
             "hc08_V08.xsd"
+        } else if base.starts_with('g') && base.ends_with(".xml") {
+            "hg08_V08.xsd"
         } else if base == "ix08_V08.xml" {
             "ix08_V08.xsd"
         } else if base == "su08_V08.xml" {
@@ -258,4 +260,66 @@ fn large_archives_keep_no_identities() {
     assert!(summary.identities.is_empty());
     assert_eq!(summary.documents, 1001);
     assert_eq!(entries(&summary.path).len(), 2 + 1001);
+}
+
+#[test]
+fn guidance_records_validate_against_hg08_and_read_as_sessions() {
+    use lgwan_agent::domain::{DocumentKind, Value};
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = SynthOptions {
+        persons: 3,
+        guidance: true,
+        ..SynthOptions::default()
+    };
+    let summary = generate(tmp.path(), &opts);
+    // Three checkups, three guidance records, the repeat visit.
+    assert_eq!(summary.documents, 7);
+    if xmllint_available() {
+        assert_eq!(
+            validate(&summary.path, &spec_dir().join("xsd"), tmp.path()),
+            2 + 7
+        );
+    }
+    let docs = parsed(&summary.path);
+    let guidance: Vec<&CheckupDocument> = docs
+        .iter()
+        .filter(|d| d.kind == DocumentKind::Guidance)
+        .collect();
+    assert_eq!(guidance.len(), 3);
+    for (g, person) in guidance.iter().zip(&summary.identities) {
+        let checkup = docs
+            .iter()
+            .find(|d| d.kind == DocumentKind::Checkup && d.identity == g.identity)
+            .expect("the person's checkup");
+        assert_eq!(fold(&g.identity.number), person.number);
+        assert_eq!(g.exam_date, checkup.exam_date, "the first interview");
+        let got = |code: &str| {
+            g.observations
+                .iter()
+                .filter(|o| o.item_code == code)
+                .collect::<Vec<_>>()
+        };
+        // The first interview: its form, date and performer from the act, dated with it.
+        let form = got("1022000012");
+        assert_eq!(form.len(), 1);
+        assert!(matches!(&form[0].value, Value::Coded { code, system, .. }
+            if code == "1" && system == "1.2.392.200119.6.18140"));
+        assert_eq!(form[0].effective, Some(g.exam_date));
+        assert_eq!(
+            got("1022000011")[0].value,
+            Value::Date { date: g.exam_date }
+        );
+        assert!(matches!(&got("1022000015")[0].value, Value::Coded { code, .. } if code == "2"));
+        assert!(matches!(&got("1022000013")[0].value, Value::Quantity { unit, .. }
+            if unit.as_deref() == Some("min")));
+        // The goals (moodCode GOL under an INT act) and the evaluation three months on.
+        assert_eq!(got("1021001031").len(), 1);
+        let evaluated = got("1042001032");
+        assert_eq!(evaluated.len(), 1);
+        let three_months = g.exam_date.checked_add_months(chrono::Months::new(3));
+        assert_eq!(evaluated[0].effective, three_months);
+        assert_eq!(got("1042000012")[0].effective, three_months);
+        // The course name is read (the catalog keeps it inside LGWAN).
+        assert_eq!(got("1020000003").len(), 1);
+    }
 }

@@ -89,6 +89,7 @@ fn as_found(o: &Observation) -> Found {
             display: display.clone(),
         },
         Value::Text(t) => Val::Text(t.clone()),
+        Value::Date { .. } => panic!("a checkup item is never a date: {o:?}"),
     };
     Found {
         code: o.item_code.clone(),

@@ -191,10 +191,26 @@ pub(super) fn parse(file: &str, text: &str) -> Result<Catalog> {
             name,
             export,
         } = raw_item.get_ref();
-        if code.len() != 17 || !code.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        // A checkup item (XMLhc18tab) has 17 letters and digits; a guidance item
+        // (XMLhg18tab) 10 digits, and only a guidance category may hold it.
+        let checkup = code.len() == 17 && code.bytes().all(|b| b.is_ascii_alphanumeric());
+        let guidance = code.len() == 10 && code.bytes().all(|b| b.is_ascii_digit());
+        if !checkup && !guidance {
             return Err(report.at(
                 &raw_item,
-                format!("item code `{code}` is not 17 ASCII letters and digits"),
+                format!(
+                    "item code `{code}` is neither a checkup code (17 ASCII letters and digits) \
+                     nor a guidance code (10 digits)"
+                ),
+            ));
+        }
+        if guidance != category.starts_with("guidance.") {
+            return Err(report.at(
+                &raw_item,
+                format!(
+                    "item `{code}` is in `{category}`: guidance codes (10 digits) belong in \
+                     `guidance.*` categories and only they do"
+                ),
             ));
         }
         match categories.get(category) {

@@ -1,4 +1,5 @@
-//! The catalog against the MHLW checkup item-code table: every code mapped exactly once.
+//! The catalog against the MHLW checkup and guidance item-code tables: every code
+//! mapped exactly once.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -20,6 +21,41 @@ fn table_codes() -> Vec<String> {
         .map(|field| String::from_utf8(field.to_vec()).unwrap().trim().to_owned())
         .filter(|code| !code.is_empty())
         .collect()
+}
+
+/// Item codes (column 3) of the guidance table (XMLhg18tab, UTF-8 copy): its header
+/// spans several lines, so only lines whose third cell is a 10-digit code count.
+fn guidance_rows() -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(spec_dir().join("XMLhg18tab.utf8.csv")).unwrap();
+    text.lines()
+        .map(|line| line.split(',').collect::<Vec<_>>())
+        .filter(|f| f.len() > 3 && f[2].len() == 10 && f[2].bytes().all(|b| b.is_ascii_digit()))
+        .map(|f| (f[2].to_owned(), f[3].split_whitespace().collect::<Vec<_>>().join(" ")))
+        .collect()
+}
+
+#[test]
+fn every_guidance_code_is_mapped_once_with_its_name_to_a_guidance_category() {
+    let catalog = Catalog::embedded().unwrap();
+    let rows = guidance_rows();
+    assert_eq!(rows.len(), 91);
+    let text =
+        std::fs::read_to_string(renkei_policies::default_dir().join("catalog.toml")).unwrap();
+    for (code, name) in &rows {
+        let item = catalog.item(code).unwrap_or_else(|| panic!("{code} is not mapped"));
+        assert_eq!(&item.name, name, "code {code}");
+        assert!(item.category.starts_with("guidance."), "{code}: {}", item.category);
+        let keys = text
+            .lines()
+            .filter(|line| line.starts_with(&format!("\"{code}\" =")))
+            .count();
+        assert_eq!(keys, 1, "code {code}");
+    }
+    // Free text and the guidance facility never leave the LGWAN segment.
+    for code in ["1020000003", "1022000090", "1042001090", "1042000081", "1042000082"] {
+        assert!(!catalog.item(code).unwrap().export, "{code}");
+    }
+    assert!(catalog.item("1042001032").unwrap().export, "3か月後の体重");
 }
 
 #[test]
@@ -65,7 +101,8 @@ fn every_table_code_is_mapped_exactly_once() {
 #[test]
 fn every_catalog_code_is_in_the_table() {
     let catalog = Catalog::embedded().unwrap();
-    let codes = table_codes();
+    let mut codes = table_codes();
+    codes.extend(guidance_rows().into_iter().map(|(code, _)| code));
     let extra: Vec<_> = catalog
         .items()
         .filter(|item| !codes.contains(&item.code))
@@ -107,11 +144,13 @@ fn every_category_has_descriptions_and_checkup_items_land_in_checkup_categories(
             purpose.name
         );
     }
-    assert!(
-        catalog
-            .items()
-            .all(|item| item.category.starts_with("checkup."))
-    );
+    assert!(catalog.items().all(|item| {
+        let prefix = match item.code.len() {
+            10 => "guidance.",
+            _ => "checkup.",
+        };
+        item.category.starts_with(prefix)
+    }));
     // Every non-derived checkup category is used by some item.
     for category in catalog
         .categories()

@@ -1,0 +1,313 @@
+//! The results in the body of a 特定保健指導 document (`hg08_V08.xsd`): each session of
+//! guidance is an `act` whose `code` is the session's form (支援形態), whose
+//! `effectiveTime` is its date and whose `performer` held it; the session's results
+//! (minutes, measurements, lifestyle changes) hang under it as observations, and the
+//! guidance-wide items (保健指導区分, the plan's goals) stand as observations of their
+//! own. Which act is which session comes from the item table (`XMLhg18tab`, see
+//! [`crate::item_table::guidance`]): its form's code system, and for 支援A and 支援B,
+//! which share one, the codes the table lists for each.
+//!
+//! An act is read as its session's form, date and performer items, each an
+//! observation dated with the act's date like the results under it. Observations in
+//! the moods the table uses (`EVN` results, `INT` plans, `GOL` goals) are read; any
+//! other mood (a proposal, a request) is skipped with all it holds. A negated act,
+//! observation or relationship is refused rather than misread, as in checkups.
+
+use chrono::NaiveDate;
+
+use crate::domain::{Observation, Value, parse_date};
+use crate::item_table::guidance::{self, GUIDANCE_ITEM_OID};
+use crate::quarantine::Reason;
+use crate::xml::{self, Attrs};
+
+use super::value::{ValueStart, start_value};
+
+/// Longest text (ST) value accepted; as for checkups.
+const MAX_TEXT_BYTES: usize = 16 * 1024;
+
+/// The table's code system for who held a session.
+const PERFORMER_OID: &str = "1.2.392.200119.6.3020";
+
+/// An open `act`.
+#[derive(Debug, Default)]
+struct Act {
+    depth: usize,
+    code: Option<String>,
+    system: Option<String>,
+    /// The first date its `effectiveTime` gives (`@value`, then `low`, `center`).
+    date: Option<NaiveDate>,
+    performer: Option<String>,
+}
+
+/// An open `observation`.
+#[derive(Debug, Default)]
+struct Pending {
+    depth: usize,
+    code: Option<String>,
+    system: Option<String>,
+    display: Option<String>,
+    values: Vec<Value>,
+    text: Option<(usize, String)>,
+}
+
+/// The reader of a guidance document's body.
+#[derive(Debug, Default)]
+pub(super) struct GuidanceBody {
+    acts: Vec<Act>,
+    open: Vec<Pending>,
+    /// Depth of the act or observation being skipped (a mood that is not a record).
+    skip: Option<usize>,
+    observations: Vec<Observation>,
+}
+
+fn last(stack: &[String], n: usize) -> Option<&str> {
+    stack.len().checked_sub(n + 1).and_then(|i| stack.get(i)).map(String::as_str)
+}
+
+fn negated(attrs: &Attrs, what: &str) -> Result<(), Reason> {
+    match xml::token(attrs, "negationInd") {
+        Some("true") => Err(Reason::BadValue(format!(
+            "a negated {what} (negationInd) is not read as a record"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+impl GuidanceBody {
+    /// The element at the top of `stack` (local names, root first) starts.
+    pub(super) fn start(&mut self, stack: &[String], attrs: &Attrs) -> Result<(), Reason> {
+        if self.skip.is_some() {
+            return Ok(());
+        }
+        let depth = stack.len();
+        let name = last(stack, 0).unwrap_or_default();
+        let parent = last(stack, 1).unwrap_or_default();
+        match (parent, name) {
+            (_, "entryRelationship") => negated(attrs, "entryRelationship")?,
+            (_, "act") => {
+                negated(attrs, "act")?;
+                if !matches!(xml::token(attrs, "moodCode"), None | Some("EVN" | "INT")) {
+                    self.skip = Some(depth);
+                    return Ok(());
+                }
+                self.acts.push(Act {
+                    depth,
+                    ..Act::default()
+                });
+            }
+            (_, "observation") => {
+                negated(attrs, "observation")?;
+                if !matches!(
+                    xml::token(attrs, "moodCode"),
+                    None | Some("EVN" | "INT" | "GOL")
+                ) {
+                    self.skip = Some(depth);
+                    return Ok(());
+                }
+                self.open.push(Pending {
+                    depth,
+                    ..Pending::default()
+                });
+            }
+            ("observation", "code") => {
+                if let Some(p) = self.open.last_mut().filter(|p| p.depth + 1 == depth) {
+                    let null = xml::token(attrs, "nullFlavor").is_some();
+                    p.code = xml::token(attrs, "code")
+                        .filter(|c| !null && !c.is_empty())
+                        .map(str::to_owned);
+                    p.system = xml::token(attrs, "codeSystem").map(str::to_owned);
+                    p.display = xml::get(attrs, "displayName").map(str::to_owned);
+                }
+            }
+            ("observation", "value") => {
+                if let Some(p) = self.open.last_mut().filter(|p| p.depth + 1 == depth) {
+                    let item = p.code.as_deref().unwrap_or("(no code)");
+                    match start_value(item, attrs)? {
+                        ValueStart::Nothing => {}
+                        ValueStart::Value(v) => p.values.push(v),
+                        ValueStart::Text => p.text = Some((depth, String::new())),
+                    }
+                }
+            }
+            ("act", "code") => {
+                if let Some(a) = self.acts.last_mut().filter(|a| a.depth + 1 == depth) {
+                    a.code = xml::token(attrs, "code")
+                        .filter(|c| !c.is_empty())
+                        .map(str::to_owned);
+                    a.system = xml::token(attrs, "codeSystem").map(str::to_owned);
+                }
+            }
+            ("act", "effectiveTime") | ("effectiveTime", "low" | "center") => {
+                let at = if name == "effectiveTime" { 1 } else { 2 };
+                if let Some(a) = self
+                    .acts
+                    .last_mut()
+                    .filter(|a| a.depth + at == depth && a.date.is_none())
+                {
+                    if let Some(raw) = xml::get(attrs, "value") {
+                        a.date = Some(parse_date(raw).ok_or_else(|| {
+                            Reason::BadValue(format!("session date `{raw}` is not a date"))
+                        })?);
+                    }
+                }
+            }
+            ("assignedEntity", "code") if last(stack, 2) == Some("performer") => {
+                if let Some(a) = self.acts.last_mut().filter(|a| a.depth + 3 == depth) {
+                    a.performer = xml::token(attrs, "code")
+                        .filter(|c| !c.is_empty())
+                        .map(str::to_owned);
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Whether character data inside the element at `depth` is part of a value.
+    pub(super) fn wants_text(&self, depth: usize) -> bool {
+        self.skip.is_none()
+            && self
+                .open
+                .last()
+                .and_then(|p| p.text.as_ref())
+                .is_some_and(|(d, _)| *d == depth)
+    }
+
+    /// Character data inside the element at `depth`.
+    pub(super) fn text(&mut self, depth: usize, more: &str) -> Result<(), Reason> {
+        let Some(p) = self.open.last_mut() else {
+            return Ok(());
+        };
+        let item = p.code.as_deref().unwrap_or("(no code)");
+        let Some((_, text)) = p.text.as_mut().filter(|(d, _)| *d == depth) else {
+            return Ok(());
+        };
+        if text.len() + more.len() > MAX_TEXT_BYTES {
+            return Err(Reason::BadValue(format!(
+                "`{item}` text value is longer than {MAX_TEXT_BYTES} bytes"
+            )));
+        }
+        text.push_str(more);
+        Ok(())
+    }
+
+    /// The element at the top of `stack` ends.
+    pub(super) fn end(&mut self, stack: &[String]) -> Result<(), Reason> {
+        let depth = stack.len();
+        if let Some(skipped) = self.skip {
+            if depth == skipped {
+                self.skip = None;
+            }
+            return Ok(());
+        }
+        match last(stack, 0).unwrap_or_default() {
+            "observation" if self.open.last().is_some_and(|p| p.depth == depth) => {
+                if let Some(p) = self.open.pop() {
+                    self.finish_observation(p)?;
+                }
+            }
+            "value" => {
+                if let Some(p) = self.open.last_mut().filter(|p| p.depth + 1 == depth) {
+                    if let Some((_, text)) = p.text.take().filter(|(_, t)| !t.trim().is_empty()) {
+                        p.values.push(Value::Text(text));
+                    }
+                }
+            }
+            "act" if self.acts.last().is_some_and(|a| a.depth == depth) => {
+                if let Some(a) = self.acts.pop() {
+                    self.finish_act(a)?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Every record, in document order.
+    pub(super) fn into_observations(self) -> Vec<Observation> {
+        self.observations
+    }
+
+    /// The date of the innermost open act, if it gave one.
+    fn session_date(&self) -> Option<NaiveDate> {
+        self.acts.iter().rev().find_map(|a| a.date)
+    }
+
+    fn push(&mut self, code: &str, display: Option<String>, value: Value, date: Option<NaiveDate>) {
+        self.observations.push(Observation {
+            item_code: code.to_owned(),
+            display,
+            value,
+            group: None,
+            relation: None,
+            effective: date,
+        });
+    }
+
+    fn finish_observation(&mut self, p: Pending) -> Result<(), Reason> {
+        if p.system.as_deref().is_some_and(|s| s != GUIDANCE_ITEM_OID) {
+            // Another code system is not a guidance item: read past.
+            return Ok(());
+        }
+        let Some(code) = p.code else {
+            return match p.values.is_empty() {
+                true => Ok(()),
+                false => Err(Reason::BadValue(
+                    "observation has a value but no item code".into(),
+                )),
+            };
+        };
+        if code.len() != 10 || !code.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(Reason::BadValue(format!(
+                "guidance item code `{code}` is not 10 digits"
+            )));
+        }
+        let date = self.session_date();
+        for value in p.values {
+            self.push(&code, p.display.clone(), value, date);
+        }
+        Ok(())
+    }
+
+    fn finish_act(&mut self, a: Act) -> Result<(), Reason> {
+        let (Some(code), Some(system)) = (a.code, a.system) else {
+            return Ok(());
+        };
+        if !guidance::is_session_system(&system) {
+            // Not a session of guidance (another section's act): read past.
+            return Ok(());
+        }
+        let Some(session) = guidance::session(&system, &code) else {
+            return Err(Reason::BadValue(format!(
+                "act code `{code}` is not a session form the item table lists for {system}"
+            )));
+        };
+        let date = a.date.or_else(|| self.session_date());
+        self.push(
+            session.form,
+            None,
+            Value::Coded {
+                code,
+                system,
+                display: None,
+            },
+            date,
+        );
+        if let (Some(item), Some(day)) = (session.date, a.date) {
+            self.push(item, None, Value::Date { date: day }, date);
+        }
+        if let (Some(item), Some(performer)) = (session.performer, a.performer) {
+            self.push(
+                item,
+                None,
+                Value::Coded {
+                    code: performer,
+                    system: PERFORMER_OID.to_owned(),
+                    display: None,
+                },
+                date,
+            );
+        }
+        Ok(())
+    }
+}

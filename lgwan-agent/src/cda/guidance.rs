@@ -311,3 +311,105 @@ impl GuidanceBody {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::parse_guidance;
+    use super::super::tests::doc;
+    use crate::domain::Value;
+    use crate::quarantine::Reason;
+
+    fn act(mood: &str, code: &str, system: &str, inner: &str) -> String {
+        format!(
+            r#"<entry><act classCode="ACT" moodCode="{mood}"><code code="{code}" codeSystem="{system}"/>{inner}</act></entry>"#
+        )
+    }
+
+    fn obs(mood: &str, code: &str, value: &str) -> String {
+        format!(
+            r#"<entryRelationship typeCode="COMP"><observation classCode="OBS" moodCode="{mood}"><code code="{code}"/>{value}</observation></entryRelationship>"#
+        )
+    }
+
+    const WEIGHT: &str = r#"<value xsi:type="PQ" value="70.5" unit="kg"/>"#;
+
+    #[test]
+    fn support_a_and_b_share_a_system_and_are_told_apart_by_code() {
+        let body = act(
+            "EVN",
+            "4",
+            "1.2.392.200119.6.1113",
+            r#"<effectiveTime><low value="20240801"/></effectiveTime>"#,
+        ) + &act("EVN", "5", "1.2.392.200119.6.1113", r#"<effectiveTime value="20240815"/>"#);
+        let d = parse_guidance(doc(&body).as_bytes(), "x").unwrap();
+        let codes: Vec<&str> = d.observations.iter().map(|o| o.item_code.as_str()).collect();
+        assert_eq!(
+            codes,
+            ["1032100012", "1032100011", "1032200012", "1032200011"],
+            "支援A (電話A) then 支援B (電話B), each with its date"
+        );
+        assert_eq!(d.kind, crate::domain::DocumentKind::Guidance);
+    }
+
+    #[test]
+    fn goals_and_plans_are_read_proposals_are_not() {
+        let body = act(
+            "INT",
+            "1021000000",
+            "1.2.392.200119.6.1006",
+            &(obs("GOL", "1021001032", WEIGHT) + &obs("PRP", "1021001031", WEIGHT)),
+        );
+        let d = parse_guidance(doc(&body).as_bytes(), "x").unwrap();
+        assert_eq!(d.observations.len(), 1);
+        assert_eq!(d.observations[0].item_code, "1021001032");
+        assert_eq!(d.observations[0].effective, None, "a plan has no session date");
+        let proposed = act("PRP", "1", "1.2.392.200119.6.3005", &obs("EVN", "1042001032", WEIGHT));
+        let d = parse_guidance(doc(&proposed).as_bytes(), "x").unwrap();
+        assert!(d.observations.is_empty(), "{:?}", d.observations);
+    }
+
+    #[test]
+    fn what_cannot_be_read_as_a_record_is_refused_by_name() {
+        for (body, needle) in [
+            (
+                act("EVN", "9", "1.2.392.200119.6.3005", ""),
+                "act code `9` is not a session form",
+            ),
+            (
+                act("EVN", "1", "1.2.392.200119.6.3005", r#"<effectiveTime value="2024-13-40"/>"#),
+                "session date `2024-13-40` is not a date",
+            ),
+            (
+                act("EVN", "1", "1.2.392.200119.6.3005", &obs("EVN", "10420010", WEIGHT)),
+                "guidance item code `10420010` is not 10 digits",
+            ),
+            (
+                r#"<entry><act classCode="ACT" moodCode="EVN" negationInd="true"><code code="1" codeSystem="1.2.392.200119.6.3005"/></act></entry>"#.to_owned(),
+                "negated act",
+            ),
+        ] {
+            match parse_guidance(doc(&body).as_bytes(), "x") {
+                Err(Reason::BadValue(m)) => assert!(m.contains(needle), "{m}"),
+                other => panic!("{body}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_session_dates_its_results_and_other_systems_are_read_past() {
+        let inner = r#"<effectiveTime value="20241101"/><performer><assignedEntity><id nullFlavor="NI"/><code code="3" codeSystem="1.2.392.200119.6.3020"/></assignedEntity></performer>"#
+            .to_owned()
+            + &obs("EVN", "1042001032", WEIGHT)
+            + r#"<entryRelationship typeCode="COMP"><observation classCode="OBS" moodCode="EVN"><code code="X" codeSystem="9.9"/><value xsi:type="ST">other</value></observation></entryRelationship>"#;
+        let d = parse_guidance(
+            doc(&act("EVN", "1", "1.2.392.200119.6.3005", &inner)).as_bytes(),
+            "x",
+        )
+        .unwrap();
+        let date = chrono::NaiveDate::from_ymd_opt(2024, 11, 1);
+        assert_eq!(d.observations.len(), 4, "{:?}", d.observations);
+        assert!(d.observations.iter().all(|o| o.effective == date));
+        let performer = d.observations.iter().find(|o| o.item_code == "1042000015").unwrap();
+        assert!(matches!(&performer.value, Value::Coded { code, .. } if code == "3"));
+    }
+}

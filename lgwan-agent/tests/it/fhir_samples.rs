@@ -253,8 +253,13 @@ pub(crate) fn check_record(results: &[&Observation], payload: &[u8]) -> Result<u
 fn samples(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
     // The pipeline: synthetic archive, checkup fixtures, KDB and notice CSVs.
-    let archive = dir.join(SynthOptions::default().archive_name());
-    write_archive(&archive, &SynthOptions::default()).unwrap();
+    // With 特定保健指導 records, for the guidance categories.
+    let opts = SynthOptions {
+        guidance: true,
+        ..SynthOptions::default()
+    };
+    let archive = dir.join(opts.archive_name());
+    write_archive(&archive, &opts).unwrap();
     let agent = agent(&dir.join("agent"));
     let inputs: Vec<PathBuf> = vec![archive, fixture(MAIN), fixture(MHLW), fixture("csv")];
     let (records, quarantined) = run_preview(&agent, &inputs);

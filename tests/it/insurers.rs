@@ -1,8 +1,9 @@
 //! Issue 20, insurers with the real binaries: an insurer (here a 国保 as recipient) that
 //! must provide 特定保健指導 receives, under a `health-guidance` consent, the checkup's
-//! judgement, body measurements and questionnaire, and nothing else; a `health-guidance`
-//! consent that asks for lipids, and any other purpose for the insurer, is refused by
-//! the policies.
+//! judgement, body measurements and questionnaire and the guidance record the agent read
+//! from the archive's `hg08` documents (plan, progress, outcome), and nothing else; a
+//! `health-guidance` consent that asks for lipids, and any other purpose for the
+//! insurer, is refused by the policies.
 
 use std::collections::BTreeSet;
 
@@ -12,8 +13,15 @@ use renkei_e2e::{APP, Backend, Basic};
 /// The insurer.
 const INSURER: &str = "insurer:osaka-kokuho";
 
-/// What 特定保健指導 needs of a checkup.
-const GUIDANCE: [&str; 3] = ["checkup.judgement", "checkup.body", "checkup.questionnaire"];
+/// What 特定保健指導 needs of a checkup, and the guidance record itself.
+const GUIDANCE: [&str; 6] = [
+    "checkup.judgement",
+    "checkup.body",
+    "checkup.questionnaire",
+    "guidance.plan",
+    "guidance.progress",
+    "guidance.outcome",
+];
 
 async fn refused(b: &Basic, purpose: &str, categories: &[&str], policy: &str) {
     let out = flow::try_grant(
@@ -50,7 +58,10 @@ async fn insurers(backend: Backend) {
         .filter_map(|l| field(l, "category").as_str())
         .collect();
     assert!(
-        present.contains("checkup.body") && present.contains("checkup.judgement"),
+        present.contains("checkup.body")
+            && present.contains("checkup.judgement")
+            && present.contains("guidance.plan")
+            && present.contains("guidance.outcome"),
         "resident #1 lacks guidance records: {present:?}"
     );
 
@@ -85,6 +96,12 @@ async fn insurers(backend: Backend) {
         .unwrap();
     // Exactly those records: no lipids, glucose or any other result of the checkup.
     assert_eq!(pulled.keys().cloned().collect::<BTreeSet<_>>(), want);
+    // The 3-month evaluation arrived with its guidance item code; the course name (free
+    // text, which may name the resident) stayed inside LGWAN.
+    let all: String = pulled.values().map(|p| p.payload.to_string()).collect();
+    assert!(all.contains("urn:oid:1.2.392.200119.6.1006"), "{all}");
+    assert!(all.contains("\"1042001032\""), "no 3か月後の体重");
+    assert!(!all.contains("1020000003") && !all.contains("生活改善コース"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -24,10 +24,12 @@ pub fn field<'a>(v: &'a Value, key: &str) -> &'a Value {
     v.get(key).unwrap_or(&Value::Null)
 }
 
-/// Writes a synthetic 特定健診 archive of `persons` persons into `dir`.
+/// Writes a synthetic 特定健診 archive of `persons` persons into `dir`, each with a
+/// 特定保健指導 record beside the checkup.
 pub fn synth_archive(dir: &Path, persons: usize) -> anyhow::Result<(PathBuf, Vec<SynthPerson>)> {
     let opts = SynthOptions {
         persons,
+        guidance: true,
         seed: 2026,
         exam_year: 2026,
         creation_date: "20260701".into(),

@@ -213,12 +213,14 @@ pub fn write_archive(path: &Path, opts: &SynthOptions) -> io::Result<SynthSummar
         if guidance {
             serial += 1;
             let visit = Visit { serial, ..ctx };
-            let evaluated = NaiveDate::parse_from_str(date, "%Y%m%d")
-                .ok()
-                .and_then(|d| d.checked_add_months(Months::new(3)))
-                .map_or_else(|| date.to_owned(), |d| d.format("%Y%m%d").to_string());
+            let later = |months| {
+                NaiveDate::parse_from_str(date, "%Y%m%d")
+                    .ok()
+                    .and_then(|d| d.checked_add_months(Months::new(months)))
+                    .map_or_else(|| date.to_owned(), |d| d.format("%Y%m%d").to_string())
+            };
             buf.clear();
-            guidance_xml(&mut buf, rng, person, &visit, &evaluated)?;
+            guidance_xml(&mut buf, rng, person, &visit, &later(1), &later(3))?;
             let name = format!("{root}/DATA/g{}{date}{serial:05}.xml", opts.sender);
             zip.start_file(name, options)?;
             zip.write_all(&buf)?;

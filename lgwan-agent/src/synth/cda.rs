@@ -152,13 +152,14 @@ pub(super) fn checkup_xml(
 }
 
 /// Writes one 特定保健指導 document (`hg08`) into `buf`: the first interview on the
-/// visit's date and the evaluation three months later, with the plan's goals, as acts
-/// and observations coded by `XMLhg18tab`.
+/// visit's date, a telephone support session on `supported` and the evaluation on
+/// `evaluated`, with the plan's goals, as acts and observations coded by `XMLhg18tab`.
 pub(super) fn guidance_xml(
     buf: &mut Vec<u8>,
     rng: &mut Rng,
     p: &Person,
     v: &Visit<'_>,
+    supported: &str,
     evaluated: &str,
 ) -> io::Result<()> {
     header(buf, p, v, "020")?;
@@ -205,6 +206,9 @@ pub(super) fn guidance_xml(
         <entry><act classCode="ACT" moodCode="EVN"><code code="1" codeSystem="1.2.392.200119.6.18140"/><effectiveTime value="{}"/>{}{}</act></entry>
         <entry><act classCode="ACT" moodCode="INT"><code code="1021000000" codeSystem="{ITEM}"/>{}{}{}</act></entry>
       </section></component>
+      <component><section><code code="04" codeSystem="1.2.392.200119.6.1010"/><title>継続支援</title>
+        <entry><act classCode="ACT" moodCode="EVN"><code code="4" codeSystem="1.2.392.200119.6.1113"/><effectiveTime value="{supported}"/>{}{}{}</act></entry>
+      </section></component>
       <component><section><code code="06" codeSystem="1.2.392.200119.6.1010"/><title>最終評価</title>
         <entry><act classCode="ACT" moodCode="EVN"><code code="1" codeSystem="1.2.392.200119.6.3005"/><effectiveTime value="{evaluated}"/>{}{}{}{}{}{}</act></entry>
       </section></component>
@@ -218,6 +222,9 @@ pub(super) fn guidance_xml(
         obs("INT", "1021000020", r#"<value xsi:type="PQ" value="12" unit="wk"/>"#.to_owned()),
         obs("GOL", "1021001031", pq(waist - 3.0, "cm")),
         obs("GOL", "1021001032", pq(weight - 2.0, "kg")),
+        performer("2"),
+        obs("EVN", "1032100013", r#"<value xsi:type="PQ" value="10" unit="min"/>"#.to_owned()),
+        obs("EVN", "1032100014", r#"<value xsi:type="INT" value="30"/>"#.to_owned()),
         performer("3"),
         obs("EVN", "1042001031", pq(waist - 2.0, "cm")),
         obs("EVN", "1042001032", pq(weight - 1.5, "kg")),

@@ -319,6 +319,14 @@ fn guidance_records_validate_against_hg08_and_read_as_sessions() {
         let three_months = g.exam_date.checked_add_months(chrono::Months::new(3));
         assert_eq!(evaluated[0].effective, three_months);
         assert_eq!(got("1042000012")[0].effective, three_months);
+        // The telephone session (支援A, code 4) a month on, with its points.
+        let support = got("1032100012");
+        assert_eq!(support.len(), 1);
+        assert_eq!(
+            support[0].effective,
+            g.exam_date.checked_add_months(chrono::Months::new(1))
+        );
+        assert_eq!(got("1032100014").len(), 1);
         // The course name is read (the catalog keeps it inside LGWAN).
         assert_eq!(got("1020000003").len(), 1);
     }

@@ -237,7 +237,13 @@ pub fn write_archive(path: &Path, opts: &SynthOptions) -> io::Result<SynthSummar
             doc_rng.range(4, 13),
             doc_rng.range(1, 29)
         );
-        let document_id = emit(&person, &date, person.full_width, &mut doc_rng, opts.guidance)?;
+        let document_id = emit(
+            &person,
+            &date,
+            person.full_width,
+            &mut doc_rng,
+            opts.guidance,
+        )?;
         if keep {
             identities.push(person.identity(document_id));
         }

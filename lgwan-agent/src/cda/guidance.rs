@@ -61,7 +61,11 @@ pub(super) struct GuidanceBody {
 }
 
 fn last(stack: &[String], n: usize) -> Option<&str> {
-    stack.len().checked_sub(n + 1).and_then(|i| stack.get(i)).map(String::as_str)
+    stack
+        .len()
+        .checked_sub(n + 1)
+        .and_then(|i| stack.get(i))
+        .map(String::as_str)
 }
 
 fn negated(attrs: &Attrs, what: &str) -> Result<(), Reason> {
@@ -340,9 +344,18 @@ mod tests {
             "4",
             "1.2.392.200119.6.1113",
             r#"<effectiveTime><low value="20240801"/></effectiveTime>"#,
-        ) + &act("EVN", "5", "1.2.392.200119.6.1113", r#"<effectiveTime value="20240815"/>"#);
+        ) + &act(
+            "EVN",
+            "5",
+            "1.2.392.200119.6.1113",
+            r#"<effectiveTime value="20240815"/>"#,
+        );
         let d = parse_guidance(doc(&body).as_bytes(), "x").unwrap();
-        let codes: Vec<&str> = d.observations.iter().map(|o| o.item_code.as_str()).collect();
+        let codes: Vec<&str> = d
+            .observations
+            .iter()
+            .map(|o| o.item_code.as_str())
+            .collect();
         assert_eq!(
             codes,
             ["1032100012", "1032100011", "1032200012", "1032200011"],
@@ -362,8 +375,16 @@ mod tests {
         let d = parse_guidance(doc(&body).as_bytes(), "x").unwrap();
         assert_eq!(d.observations.len(), 1);
         assert_eq!(d.observations[0].item_code, "1021001032");
-        assert_eq!(d.observations[0].effective, None, "a plan has no session date");
-        let proposed = act("PRP", "1", "1.2.392.200119.6.3005", &obs("EVN", "1042001032", WEIGHT));
+        assert_eq!(
+            d.observations[0].effective, None,
+            "a plan has no session date"
+        );
+        let proposed = act(
+            "PRP",
+            "1",
+            "1.2.392.200119.6.3005",
+            &obs("EVN", "1042001032", WEIGHT),
+        );
         let d = parse_guidance(doc(&proposed).as_bytes(), "x").unwrap();
         assert!(d.observations.is_empty(), "{:?}", d.observations);
     }
@@ -409,7 +430,11 @@ mod tests {
         let date = chrono::NaiveDate::from_ymd_opt(2024, 11, 1);
         assert_eq!(d.observations.len(), 4, "{:?}", d.observations);
         assert!(d.observations.iter().all(|o| o.effective == date));
-        let performer = d.observations.iter().find(|o| o.item_code == "1042000015").unwrap();
+        let performer = d
+            .observations
+            .iter()
+            .find(|o| o.item_code == "1042000015")
+            .unwrap();
         assert!(matches!(&performer.value, Value::Coded { code, .. } if code == "3"));
     }
 }

@@ -153,7 +153,10 @@ mod tests {
     fn items_and_sessions_of_the_table() {
         assert_eq!(TABLE_ROWS.items.len(), 91);
         let waist = item("1042001031").unwrap();
-        assert_eq!((waist.name, waist.ucum), ("3か月後の評価時の腹囲", Some("cm")));
+        assert_eq!(
+            (waist.name, waist.ucum),
+            ("3か月後の評価時の腹囲", Some("cm"))
+        );
         let first = session("1.2.392.200119.6.18140", "1").unwrap();
         assert_eq!(first.form, "1022000012");
         assert_eq!(first.date, Some("1022000011"));
@@ -164,10 +167,20 @@ mod tests {
             ("1042000012", Some("1042000011"), Some("1042000015"))
         );
         // 支援A and 支援B share a code system; their codes tell them apart.
-        assert_eq!(session("1.2.392.200119.6.1113", "1").unwrap().form, "1032100012");
-        assert_eq!(session("1.2.392.200119.6.1113", "2").unwrap().form, "1032200012");
+        assert_eq!(
+            session("1.2.392.200119.6.1113", "1").unwrap().form,
+            "1032100012"
+        );
+        assert_eq!(
+            session("1.2.392.200119.6.1113", "2").unwrap().form,
+            "1032200012"
+        );
         assert_eq!(session("1.2.392.200119.6.1113", "9"), None);
-        assert_eq!(session("1.2.392.200119.6.3001", "1"), None, "保健指導区分 is an observation");
+        assert_eq!(
+            session("1.2.392.200119.6.3001", "1"),
+            None,
+            "保健指導区分 is an observation"
+        );
         assert!(is_session_system("1.2.392.200119.6.3004"));
         assert!(!is_session_system(PERFORMER_OID));
     }

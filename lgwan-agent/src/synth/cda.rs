@@ -218,13 +218,29 @@ pub(super) fn guidance_xml(
 "#,
         v.date,
         performer("2"),
-        obs("EVN", "1022000013", format!(r#"<value xsi:type="PQ" value="{minutes}" unit="min"/>"#)),
-        obs("INT", "1021000020", r#"<value xsi:type="PQ" value="12" unit="wk"/>"#.to_owned()),
+        obs(
+            "EVN",
+            "1022000013",
+            format!(r#"<value xsi:type="PQ" value="{minutes}" unit="min"/>"#)
+        ),
+        obs(
+            "INT",
+            "1021000020",
+            r#"<value xsi:type="PQ" value="12" unit="wk"/>"#.to_owned()
+        ),
         obs("GOL", "1021001031", pq(waist - 3.0, "cm")),
         obs("GOL", "1021001032", pq(weight - 2.0, "kg")),
         performer("2"),
-        obs("EVN", "1032100013", r#"<value xsi:type="PQ" value="10" unit="min"/>"#.to_owned()),
-        obs("EVN", "1032100014", r#"<value xsi:type="INT" value="30"/>"#.to_owned()),
+        obs(
+            "EVN",
+            "1032100013",
+            r#"<value xsi:type="PQ" value="10" unit="min"/>"#.to_owned()
+        ),
+        obs(
+            "EVN",
+            "1032100014",
+            r#"<value xsi:type="INT" value="30"/>"#.to_owned()
+        ),
         performer("3"),
         obs("EVN", "1042001031", pq(waist - 2.0, "cm")),
         obs("EVN", "1042001032", pq(weight - 1.5, "kg")),
@@ -309,7 +325,6 @@ fn header(buf: &mut Vec<u8>, p: &Person, v: &Visit<'_>, service: &str) -> io::Re
         p.birth
     )
 }
-
 
 #[cfg(test)]
 mod tests {

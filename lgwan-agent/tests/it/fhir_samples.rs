@@ -92,7 +92,7 @@ fn every_item_checkup(rows: &[Row]) -> CheckupDocument {
         })
         .collect();
     CheckupDocument {
-            kind: Default::default(),
+        kind: Default::default(),
         document_id: "1.2.392.200119.6.102.11234567^every-item".into(),
         identity: PersonIdentity {
             insurer: "00138016".into(),

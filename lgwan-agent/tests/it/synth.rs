@@ -310,8 +310,10 @@ fn guidance_records_validate_against_hg08_and_read_as_sessions() {
             Value::Date { date: g.exam_date }
         );
         assert!(matches!(&got("1022000015")[0].value, Value::Coded { code, .. } if code == "2"));
-        assert!(matches!(&got("1022000013")[0].value, Value::Quantity { unit, .. }
-            if unit.as_deref() == Some("min")));
+        assert!(
+            matches!(&got("1022000013")[0].value, Value::Quantity { unit, .. }
+            if unit.as_deref() == Some("min"))
+        );
         // The goals (moodCode GOL under an INT act) and the evaluation three months on.
         assert_eq!(got("1021001031").len(), 1);
         let evaluated = got("1042001032");

@@ -30,7 +30,12 @@ fn guidance_rows() -> Vec<(String, String)> {
     text.lines()
         .map(|line| line.split(',').collect::<Vec<_>>())
         .filter(|f| f.len() > 3 && f[2].len() == 10 && f[2].bytes().all(|b| b.is_ascii_digit()))
-        .map(|f| (f[2].to_owned(), f[3].split_whitespace().collect::<Vec<_>>().join(" ")))
+        .map(|f| {
+            (
+                f[2].to_owned(),
+                f[3].split_whitespace().collect::<Vec<_>>().join(" "),
+            )
+        })
         .collect()
 }
 
@@ -42,9 +47,15 @@ fn every_guidance_code_is_mapped_once_with_its_name_to_a_guidance_category() {
     let text =
         std::fs::read_to_string(renkei_policies::default_dir().join("catalog.toml")).unwrap();
     for (code, name) in &rows {
-        let item = catalog.item(code).unwrap_or_else(|| panic!("{code} is not mapped"));
+        let item = catalog
+            .item(code)
+            .unwrap_or_else(|| panic!("{code} is not mapped"));
         assert_eq!(&item.name, name, "code {code}");
-        assert!(item.category.starts_with("guidance."), "{code}: {}", item.category);
+        assert!(
+            item.category.starts_with("guidance."),
+            "{code}: {}",
+            item.category
+        );
         let keys = text
             .lines()
             .filter(|line| line.starts_with(&format!("\"{code}\" =")))
@@ -52,7 +63,13 @@ fn every_guidance_code_is_mapped_once_with_its_name_to_a_guidance_category() {
         assert_eq!(keys, 1, "code {code}");
     }
     // Free text and the guidance facility never leave the LGWAN segment.
-    for code in ["1020000003", "1022000090", "1042001090", "1042000081", "1042000082"] {
+    for code in [
+        "1020000003",
+        "1022000090",
+        "1042001090",
+        "1042000081",
+        "1042000082",
+    ] {
         assert!(!catalog.item(code).unwrap().export, "{code}");
     }
     assert!(catalog.item("1042001032").unwrap().export, "3か月後の体重");

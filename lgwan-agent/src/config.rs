@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::archive::Limits;
 use crate::error::{Error, Result};
-use crate::tabular::TableMapping;
+use crate::tabular::{DOSE_NUMBER, RowResource, TableMapping, VACCINE, ValueKind};
 
 /// `agent.toml` as written.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -322,6 +322,9 @@ impl Config {
                 }
                 _ => {}
             }
+            check_identity_and_resource(table).map_err(|reason| {
+                bad(format!("tables `{}`: {reason}", table.name))
+            })?;
         }
         if file.poll_secs == 0 || file.poll_secs > 86_400 {
             return Err(bad(format!(
@@ -493,6 +496,49 @@ app_failures_per_hour = 20
     )
 }
 
+/// The identity columns and the resource of a mapping agree: an insurance identity has
+/// both its insurer and number columns, a file without them is keyed by 宛名番号; an
+/// immunization mapping has a text `vaccine` column and at most a `dose-number` beside.
+fn check_identity_and_resource(table: &TableMapping) -> std::result::Result<(), String> {
+    let id = &table.identity;
+    match (&id.insurer, &id.number, &id.resident) {
+        (Some(_), Some(_), _) | (None, None, Some(_)) => {}
+        (Some(_), None, _) | (None, Some(_), _) => {
+            return Err(
+                "field `identity`: `insurer` and `number` come together (or neither, with `resident`)"
+                    .into(),
+            );
+        }
+        (None, None, None) => {
+            return Err(
+                "field `identity`: names no identity (`insurer` and `number`, or `resident` for a file keyed by 宛名番号)"
+                    .into(),
+            );
+        }
+    }
+    if table.resource != RowResource::Immunization {
+        return Ok(());
+    }
+    if table.attendance.is_some() {
+        return Err("an attendance list is not an immunization list".into());
+    }
+    for v in &table.values {
+        match (v.code.as_str(), v.kind) {
+            (VACCINE, ValueKind::Text) | (DOSE_NUMBER, ValueKind::Quantity) => {}
+            (code, _) => {
+                return Err(format!(
+                    "value `{}` (code `{code}`): an immunization has `{VACCINE}` (kind text) and `{DOSE_NUMBER}` (kind quantity) only",
+                    v.column
+                ));
+            }
+        }
+    }
+    if !table.values.iter().any(|v| v.code == VACCINE) {
+        return Err(format!("an immunization needs a value coded `{VACCINE}`"));
+    }
+    Ok(())
+}
+
 const TABLES: &str = r#"# CSV column mappings: a file uses the mapping whose columns all appear in its header.
 [[tables]]
 name = "kdb-medical-cost"
@@ -564,6 +610,22 @@ attendance = "歯科健診受診年度 (fiscal year of a dental checkup)"
 date_column = "歯科健診受診日"
 date_format = "%Y%m%d"
 identity = { insurer = "保険者番号", symbol = "被保険者証記号", number = "被保険者証番号", branch = "枝番", birth = "生年月日", sex = "性別" }
+
+# The vaccination register of the 健康管理システム (予防接種台帳), keyed by 宛名番号 alone: each
+# row is filed under the token of the insurance identity the agent saw with the same
+# 宛名番号, birth date and sex in a KDB file (a row whose 宛名番号 it has not seen is set
+# aside, to import again after that KDB file).
+[[tables]]
+name = "immunization"
+category = "immunization.record"
+resource = "immunization"
+date_column = "接種日"
+date_format = "%Y%m%d"
+identity = { resident = "宛名番号", birth = "生年月日", sex = "性別" }
+values = [
+  { column = "ワクチン名", code = "vaccine", kind = "text" },
+  { column = "接種回数", code = "dose-number", kind = "quantity" },
+]
 "#;
 
 #[cfg(test)]
@@ -583,7 +645,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.keys.token, Path::new("/etc/agent/keys/token.key"));
         assert_eq!(c.outbox, Path::new("/etc/agent/outbox.sqlite"));
-        assert_eq!(c.tables.len(), 6);
+        assert_eq!(c.tables.len(), 7);
         assert_eq!(c.source.to_string(), "source:city-mihon");
     }
 

@@ -248,6 +248,11 @@ pub async fn import(
     // Insurer changes: a resident's later token, linked to the first one by the
     // 宛名番号 a KDB file gave (outbox/residents.rs).
     let residents = outbox.link_residents(book.residents()).await?;
+    // Rows keyed by 宛名番号 alone (the vaccination register) are filed under the token
+    // first seen with their 宛名番号, here or in an earlier import.
+    let wanted: Vec<&str> = book.wanted_residents().collect();
+    let known = outbox.first_sightings(&wanted).await?;
+    book.know_residents(known);
     // A subject spooled by an earlier import with another 枝番, or refused before,
     // is a conflict now too: never two people's data under one token. The tokens
     // are looked up a chunk at a time, never all copied at once, and only what

@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 use crate::minimize::{MinimizedRecord, minimize_checkup};
 use crate::parallel::{ordered_map, workers};
 use crate::quarantine::{Quarantine, Reason};
-use crate::tabular::{TableItem, TableRow, read_table, row_bundle};
+use crate::tabular::{RowIdentity, TableItem, TableRow, read_table, row_bundle};
 
 /// Inputs between the reader and the consumer, per worker: enough to keep every
 /// core busy, few enough that memory does not depend on the input size.
@@ -134,6 +134,12 @@ pub struct BranchBook {
     residents: Vec<ResidentSeen>,
     /// `(number digest, token)` of [`Self::residents`], for finding repeats in O(1).
     residents_seen: std::collections::HashSet<(String, TokenKey)>,
+    /// The token and person digest each 宛名番号 digest was first seen with: what a row
+    /// keyed by 宛名番号 alone is filed under. This run's sightings, overridden by the
+    /// outbox's earlier ones ([`Self::know_residents`]).
+    resident_tokens: HashMap<String, (SubjectToken, String)>,
+    /// The 宛名番号 digests that rows keyed by 宛名番号 alone asked for.
+    wanted_residents: BTreeSet<String>,
     /// The distinct 枝番 seen, indexed by [`BranchState`].
     branches: Vec<String>,
     refused: BTreeSet<TokenKey>,
@@ -174,7 +180,40 @@ impl BranchBook {
     pub fn observe_resident(&mut self, seen: ResidentSeen) {
         let key = (seen.resident.clone(), token_key(&seen.token));
         if self.residents_seen.insert(key) {
+            self.resident_tokens
+                .entry(seen.resident.clone())
+                .or_insert_with(|| (seen.token.clone(), seen.person.clone()));
             self.residents.push(seen);
+        }
+    }
+
+    /// The 宛名番号 digests that rows keyed by 宛名番号 alone need a token for.
+    pub fn wanted_residents(&self) -> impl Iterator<Item = &str> {
+        self.wanted_residents.iter().map(String::as_str)
+    }
+
+    /// The first sightings an earlier import kept (outbox `resident_numbers`), as
+    /// `(number digest, token, person digest)`: they win over this run's.
+    pub fn know_residents(&mut self, known: Vec<(String, SubjectToken, String)>) {
+        for (resident, token, person) in known {
+            self.resident_tokens.insert(resident, (token, person));
+        }
+    }
+
+    /// The token a row keyed by 宛名番号 alone is filed under, or why it cannot be.
+    fn resident_token(&self, resident: &str, person: &str) -> Result<SubjectToken, Reason> {
+        match self.resident_tokens.get(resident) {
+            Some((token, seen)) if seen == person => Ok(token.clone()),
+            Some(_) => Err(Reason::IdentityConflict(
+                "宛名番号 was seen with another birth date or sex; the row is refused, never \
+                 filed under someone else"
+                    .into(),
+            )),
+            None => Err(Reason::Field(
+                "identity: 宛名番号 has not been seen with an insurance identity yet; import \
+                 a KDB file that names it (column 宛名番号), then this file again"
+                    .into(),
+            )),
         }
     }
 
@@ -282,6 +321,16 @@ enum Input {
     },
     Row(String, usize, TableRow),
     Quarantined(Quarantine),
+}
+
+/// What the survey learns from one input.
+enum Surveyed {
+    /// A person by insurance identity: the token, the 枝番, and the 宛名番号 sighting.
+    Person(SubjectToken, Option<String>, Option<ResidentSeen>),
+    /// A row keyed by 宛名番号 alone: the digest it will need a token for.
+    Wants(String),
+    /// Nothing (a quarantine, an identity that cannot be tokenized).
+    Nothing,
 }
 
 /// One parsed input, before tokenization.
@@ -439,7 +488,11 @@ impl Agent {
             }
             let (person, resident) = match input.parse() {
                 Parsed::Checkup(_, _, doc) => (doc.identity, None),
-                Parsed::Row(_, _, row) => (row.identity, row.resident),
+                Parsed::Row(_, _, row) => match row.identity {
+                    RowIdentity::Insured(person) => (person, row.resident),
+                    // Only an insurance identity makes a token.
+                    RowIdentity::Resident { .. } => return,
+                },
                 Parsed::Quarantined(_) => return,
             };
             if self
@@ -464,27 +517,38 @@ impl Agent {
             |input| {
                 let (person, resident) = match input.parse() {
                     Parsed::Checkup(_, _, doc) => (doc.identity, None),
-                    Parsed::Row(_, _, row) => (row.identity, row.resident),
-                    Parsed::Quarantined(_) => return None,
+                    Parsed::Row(_, _, row) => match (row.identity, row.resident) {
+                        (RowIdentity::Insured(person), resident) => (person, resident),
+                        (RowIdentity::Resident { .. }, Some(r)) => {
+                            return Surveyed::Wants(self.keyed("resident-number", &r));
+                        }
+                        (RowIdentity::Resident { .. }, None) => return Surveyed::Nothing,
+                    },
+                    Parsed::Quarantined(_) => return Surveyed::Nothing,
                 };
-                let (token, branch) = self.token_or_reason(&person).ok()?;
+                let Ok((token, branch)) = self.token_or_reason(&person) else {
+                    return Surveyed::Nothing;
+                };
                 let resident = resident.map(|r| ResidentSeen {
                     resident: self.keyed("resident-number", &r),
                     token: token.clone(),
-                    person: self.keyed(
-                        "resident-person",
-                        &format!("{}\u{1f}{:?}", person.birth, person.sex),
-                    ),
+                    person: self.person_digest(person.birth, person.sex),
                 });
-                Some((token, branch, resident))
+                Surveyed::Person(token, branch, resident)
             },
-            &mut |seen: Option<(SubjectToken, Option<String>, Option<ResidentSeen>)>| {
+            &mut |seen: Surveyed| {
                 book.inputs += 1;
-                if let Some((token, branch, resident)) = seen {
-                    book.observe(&token, branch.as_deref());
-                    if let Some(r) = resident {
-                        book.observe_resident(r);
+                match seen {
+                    Surveyed::Person(token, branch, resident) => {
+                        book.observe(&token, branch.as_deref());
+                        if let Some(r) = resident {
+                            book.observe_resident(r);
+                        }
                     }
+                    Surveyed::Wants(resident) => {
+                        book.wanted_residents.insert(resident);
+                    }
+                    Surveyed::Nothing => {}
                 }
             },
         );
@@ -572,12 +636,28 @@ impl Agent {
         make: &(dyn Fn(RawRecord) -> Result<R> + Sync),
     ) -> (Outcome<R>, Counted) {
         let parsed = input.parse();
-        let (label, entry, person) = match &parsed {
+        let (label, entry, token) = match &parsed {
             Parsed::Quarantined(q) => return (Outcome::Quarantined(q.clone()), Counted::Nothing),
-            Parsed::Checkup(label, entry, doc) => (label, entry.clone(), &doc.identity),
-            Parsed::Row(label, _, row) => (label, format!("record {}", row.line), &row.identity),
+            Parsed::Checkup(label, entry, doc) => {
+                (label, entry.clone(), self.token_or_reason(&doc.identity))
+            }
+            Parsed::Row(label, _, row) => {
+                let token = match (&row.identity, &row.resident) {
+                    (RowIdentity::Insured(person), _) => self.token_or_reason(person),
+                    (RowIdentity::Resident { birth, sex }, Some(r)) => book
+                        .resident_token(
+                            &self.keyed("resident-number", r),
+                            &self.person_digest(*birth, *sex),
+                        )
+                        .map(|token| (token, None)),
+                    (RowIdentity::Resident { .. }, None) => {
+                        Err(Reason::Field("identity: 宛名番号 is empty".into()))
+                    }
+                };
+                (label, format!("record {}", row.line), token)
+            }
         };
-        let token = match self.token_or_reason(person) {
+        let token = match token {
             Ok((token, _)) if book.is_conflict(&token) => {
                 let reason = Reason::IdentityConflict(format!(
                     "subject `{}` is shared by people with different 枝番; their records are refused",
@@ -620,6 +700,11 @@ impl Agent {
             }
         }
         (Outcome::Records(out), counted)
+    }
+
+    /// The keyed digest of a person's birth date and sex beside a 宛名番号.
+    fn person_digest(&self, birth: NaiveDate, sex: crate::domain::Sex) -> String {
+        self.keyed("resident-person", &format!("{birth}\u{1f}{sex:?}"))
     }
 
     /// A keyed digest of `value` for `purpose` under the record id key: stable for the

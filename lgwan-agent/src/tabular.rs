@@ -44,19 +44,40 @@ pub struct TableMapping {
     /// `values`.
     #[serde(default)]
     pub attendance: Option<String>,
+    /// The FHIR resource a row becomes: `observation` (the default, one per value cell)
+    /// or `immunization` (one `Immunization` per row, from the value columns coded
+    /// `vaccine`, text, and `dose-number`, a whole number from 1).
+    #[serde(default)]
+    pub resource: RowResource,
 }
 
-/// Names of the identity columns (the values never leave the agent).
+/// What a row of a mapping becomes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RowResource {
+    /// One `Observation` per non-empty value cell.
+    #[default]
+    Observation,
+    /// One `Immunization`: a vaccination record (予防接種台帳).
+    Immunization,
+}
+
+/// Names of the identity columns (the values never leave the agent). Either the
+/// insurance identity (`insurer`, `number`, with `symbol` and `branch` when the file has
+/// them), or, for the municipality's own systems (健康管理システム), the 宛名番号 alone
+/// (`resident`); `birth` and `sex` always.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IdentityColumns {
-    /// 保険者番号.
-    pub insurer: String,
+    /// 保険者番号 (absent for a file keyed by 宛名番号 alone).
+    #[serde(default)]
+    pub insurer: Option<String>,
     /// 記号 (absent when the insurer issues none).
     #[serde(default)]
     pub symbol: Option<String>,
-    /// 番号.
-    pub number: String,
+    /// 番号 (absent for a file keyed by 宛名番号 alone).
+    #[serde(default)]
+    pub number: Option<String>,
     /// 枝番.
     #[serde(default)]
     pub branch: Option<String>,
@@ -64,12 +85,35 @@ pub struct IdentityColumns {
     pub birth: String,
     /// 性別 (`1`/`2`, `男`/`女`, `M`/`F`).
     pub sex: String,
-    /// 宛名番号, the municipality's own number of the resident, when files have it (an
-    /// optional column: a file without it still uses the mapping). It links a
-    /// resident's tokens across insurer numbers (国保 → 後期高齢者医療 at 75) inside
-    /// LGWAN, so recipients keep one pseudonym; it never leaves the agent.
+    /// 宛名番号, the municipality's own number of the resident. Beside an insurance
+    /// identity it is an optional column (a file without it still uses the mapping):
+    /// it links a resident's tokens across insurer numbers (国保 → 後期高齢者医療 at 75)
+    /// inside LGWAN, so recipients keep one pseudonym. Alone, it is the identity: the
+    /// agent files the row under the token of the insurance identity it saw with this
+    /// 宛名番号, birth date and sex. It never leaves the agent.
     #[serde(default)]
     pub resident: Option<String>,
+}
+
+impl IdentityColumns {
+    /// Whether the file is keyed by 宛名番号 alone (no insurance identity).
+    pub fn by_resident(&self) -> bool {
+        self.insurer.is_none() && self.number.is_none()
+    }
+}
+
+/// Who a row is about (never leaves the agent).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RowIdentity {
+    /// The insurance identity.
+    Insured(PersonIdentity),
+    /// Only the 宛名番号 (in [`TableRow::resident`]), with the birth date and sex.
+    Resident {
+        /// 生年月日.
+        birth: NaiveDate,
+        /// 性別.
+        sex: Sex,
+    },
 }
 
 /// One value column.
@@ -108,7 +152,7 @@ pub struct TableRow {
     /// The 1-based record number in the file (the header is record 1).
     pub line: u64,
     /// Who the row is about (never leaves the agent).
-    pub identity: PersonIdentity,
+    pub identity: RowIdentity,
     /// The date the row refers to.
     pub effective_date: NaiveDate,
     /// The 宛名番号 (half-width), when the mapping names the column and the cell is not
@@ -286,15 +330,15 @@ impl TableMapping {
     /// Every column the mapping names.
     pub fn columns(&self) -> Vec<&str> {
         let id = &self.identity;
-        let mut out = vec![
-            id.insurer.as_str(),
-            id.number.as_str(),
-            id.birth.as_str(),
-            id.sex.as_str(),
-            self.date_column.as_str(),
-        ];
+        let mut out = vec![id.birth.as_str(), id.sex.as_str(), self.date_column.as_str()];
+        out.extend(id.insurer.as_deref());
+        out.extend(id.number.as_deref());
         out.extend(id.symbol.as_deref());
         out.extend(id.branch.as_deref());
+        // The 宛名番号 is required only where it is the identity.
+        if id.by_resident() {
+            out.extend(id.resident.as_deref());
+        }
         out.extend(self.values.iter().map(|v| v.column.as_str()));
         out
     }
@@ -329,14 +373,6 @@ fn parse_row(mapping: &TableMapping, line: u64, cells: &Cells<'_>) -> Result<Tab
     let id = &mapping.identity;
     // Identity cells are named, never quoted: they must not reach a report.
     let named = |column: &str, what: &str| Reason::Csv(format!("column `{column}`: {what}"));
-    let insurer: String = cell(&id.insurer).chars().map(fold_width).collect();
-    if insurer.is_empty() || insurer.len() > 8 || !insurer.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(named(&id.insurer, "insurer number is not 1 to 8 digits"));
-    }
-    let number = cell(&id.number);
-    if number.is_empty() {
-        return Err(named(&id.number, "card number is empty"));
-    }
     let birth = parse_date(cell(&id.birth)).ok_or_else(|| named(&id.birth, "not a date"))?;
     let sex = Sex::parse(cell(&id.sex)).ok_or_else(|| named(&id.sex, "not a sex (1/2, 男/女)"))?;
     let resident: Option<String> = id
@@ -349,6 +385,44 @@ fn parse_row(mapping: &TableMapping, line: u64, cells: &Cells<'_>) -> Result<Tab
             return Err(named(column, "宛名番号 is not 1 to 20 letters and digits"));
         }
     }
+    let identity = match (id.insurer.as_deref(), id.number.as_deref()) {
+        (Some(insurer_column), Some(number_column)) => {
+            let insurer: String = cell(insurer_column).chars().map(fold_width).collect();
+            if insurer.is_empty()
+                || insurer.len() > 8
+                || !insurer.bytes().all(|b| b.is_ascii_digit())
+            {
+                return Err(named(insurer_column, "insurer number is not 1 to 8 digits"));
+            }
+            let number = cell(number_column);
+            if number.is_empty() {
+                return Err(named(number_column, "card number is empty"));
+            }
+            RowIdentity::Insured(PersonIdentity {
+                insurer,
+                symbol: id
+                    .symbol
+                    .as_deref()
+                    .map(|c| cell(c).to_owned())
+                    .unwrap_or_default(),
+                number: number.to_owned(),
+                branch: id
+                    .branch
+                    .as_deref()
+                    .map(|c| cell(c).to_owned())
+                    .filter(|b| !b.is_empty()),
+                birth,
+                sex,
+            })
+        }
+        _ => {
+            let column = id.resident.as_deref().unwrap_or("宛名番号");
+            if resident.is_none() {
+                return Err(named(column, "宛名番号 is empty (it is this file's identity)"));
+            }
+            RowIdentity::Resident { birth, sex }
+        }
+    };
     let raw_date = cell(&mapping.date_column);
     let effective_date = parse_with_format(raw_date, &mapping.date_format).ok_or_else(|| {
         named(
@@ -390,26 +464,32 @@ fn parse_row(mapping: &TableMapping, line: u64, cells: &Cells<'_>) -> Result<Tab
             }
             ValueKind::Text => raw.to_owned(),
         };
+        if mapping.resource == RowResource::Immunization
+            && v.code == DOSE_NUMBER
+            && value.parse::<u8>().map_or(true, |n| n == 0)
+        {
+            return Err(named(
+                &v.column,
+                &format!("`{raw}` is not a dose number (a whole number from 1)"),
+            ));
+        }
         cells.push((i, value));
+    }
+    if mapping.resource == RowResource::Immunization
+        && !cells
+            .iter()
+            .any(|(i, _)| mapping.values.get(*i).is_some_and(|v| v.code == VACCINE))
+    {
+        let column = mapping
+            .values
+            .iter()
+            .find(|v| v.code == VACCINE)
+            .map_or("vaccine", |v| v.column.as_str());
+        return Err(named(column, "the vaccine is empty"));
     }
     Ok(TableRow {
         line,
-        identity: PersonIdentity {
-            insurer,
-            symbol: id
-                .symbol
-                .as_deref()
-                .map(|c| cell(c).to_owned())
-                .unwrap_or_default(),
-            number: number.to_owned(),
-            branch: id
-                .branch
-                .as_deref()
-                .map(|c| cell(c).to_owned())
-                .filter(|b| !b.is_empty()),
-            birth,
-            sex,
-        },
+        identity,
         effective_date,
         resident,
         cells,
@@ -433,8 +513,29 @@ fn parse_with_format(raw: &str, format: &str) -> Option<NaiveDate> {
     }
 }
 
-/// The FHIR R4 Bundle of one row: one Observation per non-empty value cell.
+/// The value code of an immunization mapping's vaccine column.
+pub const VACCINE: &str = "vaccine";
+/// The value code of an immunization mapping's dose-number column.
+pub const DOSE_NUMBER: &str = "dose-number";
+
+/// The FHIR R4 Bundle of one row: one Observation per non-empty value cell, or one
+/// Immunization for an immunization mapping.
 pub fn row_bundle(mapping: &TableMapping, row: &TableRow) -> Json {
+    if mapping.resource == RowResource::Immunization {
+        let cell = |code: &str| {
+            row.cells
+                .iter()
+                .find(|(i, _)| mapping.values.get(*i).is_some_and(|v| v.code == code))
+                .map(|(_, raw)| raw.as_str())
+        };
+        let dose = cell(DOSE_NUMBER).and_then(|d| d.parse::<u8>().ok());
+        return immunization_bundle(
+            row.effective_date,
+            cell(VACCINE).unwrap_or_default(),
+            dose,
+            &mapping.code_system(),
+        );
+    }
     let system = mapping.code_system();
     // The date at the precision the source gives: a month (`%Y%m`) stays a month.
     let effective = if has_day(&mapping.date_format) {
@@ -483,4 +584,35 @@ pub fn row_bundle(mapping: &TableMapping, row: &TableRow) -> Json {
         })
         .collect();
     bundle(entries)
+}
+
+/// The Bundle of one vaccination: an `Immunization` (`completed`) with the vaccine as
+/// the system's text (the 健康管理システム names vaccines in its own words; `system` is
+/// the mapping's code system, kept as a coding of that text), the date given, and the
+/// dose number when the list has it. `patient` names no one: a record carries no
+/// identifier, and the recipient knows whom it holds by its pseudonym.
+pub fn immunization_bundle(date: NaiveDate, vaccine: &str, dose: Option<u8>, system: &str) -> Json {
+    let mut i = Map::new();
+    i.insert("resourceType".into(), json!("Immunization"));
+    i.insert("status".into(), json!("completed"));
+    i.insert(
+        "vaccineCode".into(),
+        json!({"coding": [{"system": system, "code": vaccine, "display": vaccine}], "text": vaccine}),
+    );
+    i.insert(
+        "patient".into(),
+        json!({"display": "本人 (the record's subject, named by the recipient's pseudonym)"}),
+    );
+    i.insert(
+        "occurrenceDateTime".into(),
+        json!(date.format("%Y-%m-%d").to_string()),
+    );
+    i.insert("primarySource".into(), json!(false));
+    if let Some(dose) = dose {
+        i.insert(
+            "protocolApplied".into(),
+            json!([{"doseNumberPositiveInt": dose}]),
+        );
+    }
+    bundle(vec![(None, Json::Object(i))])
 }

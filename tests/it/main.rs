@@ -32,3 +32,4 @@ mod research;
 mod rotation;
 mod self_contained;
 mod separation;
+mod vaccination;

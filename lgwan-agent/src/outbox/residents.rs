@@ -11,6 +11,7 @@
 use super::{NOW, Outbox};
 use crate::error::Result;
 use crate::pipeline::ResidentSeen;
+use renkei_crypto::token::SubjectToken;
 use sqlx::Row;
 
 /// The table of first sightings (created with the outbox).
@@ -33,6 +34,37 @@ pub struct ResidentLinks {
 }
 
 impl Outbox {
+    /// The first sighting of each of `residents` (keyed digests of 宛名番号) that an import
+    /// recorded: `(digest, token, person digest)`, for rows keyed by 宛名番号 alone.
+    pub async fn first_sightings(
+        &self,
+        residents: &[&str],
+    ) -> Result<Vec<(String, SubjectToken, String)>> {
+        let mut out = Vec::new();
+        for chunk in residents.chunks(500) {
+            let marks = vec!["?"; chunk.len()].join(", ");
+            let sql = format!(
+                "SELECT resident, token, person FROM resident_numbers WHERE resident IN ({marks})"
+            );
+            let mut query = sqlx::query(&sql);
+            for r in chunk {
+                query = query.bind(*r);
+            }
+            for row in query.fetch_all(&self.pool).await.map_err(|e| self.db(e))? {
+                let token: String = row.try_get("token").map_err(|e| self.db(e))?;
+                let Ok(token) = SubjectToken::parse(&token) else {
+                    continue;
+                };
+                out.push((
+                    row.try_get("resident").map_err(|e| self.db(e))?,
+                    token,
+                    row.try_get("person").map_err(|e| self.db(e))?,
+                ));
+            }
+        }
+        Ok(out)
+    }
+
     /// Records each sighting: the first token of a 宛名番号 is kept; a later, different
     /// token of the same person is spooled as a link to it, in one transaction.
     pub async fn link_residents(&self, seen: &[ResidentSeen]) -> Result<ResidentLinks> {

@@ -291,6 +291,18 @@ fn samples(dir: &Path) -> Vec<(String, Vec<u8>)> {
             ],
         ),
     ));
+    // A row of the vaccination register (tests/it/vaccination.rs runs it through the
+    // pipeline; this is the same writer).
+    out.push((
+        "immunization.record".into(),
+        serde_json::to_vec(&lgwan_agent::tabular::immunization_bundle(
+            day,
+            "日本脳炎",
+            Some(2),
+            "urn:renkei:table:immunization",
+        ))
+        .unwrap(),
+    ));
     out.push((
         "consult.child-health".into(),
         child_health_bundle(

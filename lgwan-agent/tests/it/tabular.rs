@@ -4,7 +4,7 @@ use std::path::Path;
 
 use lgwan_agent::config::Config;
 use lgwan_agent::quarantine::Reason;
-use lgwan_agent::tabular::{TableItem, TableRow, read_table, row_bundle};
+use lgwan_agent::tabular::{RowIdentity, TableItem, TableRow, read_table, row_bundle};
 
 use crate::fixture;
 use crate::preview::{agent, run_preview};
@@ -63,7 +63,7 @@ fn cp932_and_utf8_exports_read_the_same() {
     assert!(
         generic
             .iter()
-            .any(|(_, r)| r.identity.number.chars().any(|c| c > '\u{ff00}'))
+            .any(|(_, r)| number(r).chars().any(|c| c > '\u{ff00}'))
     );
 }
 
@@ -159,7 +159,7 @@ fn a_bad_byte_sets_aside_only_its_row() {
     let (rows, reasons, entries) = read(&path, &config);
     let numbers: Vec<&str> = rows
         .iter()
-        .map(|(_, r)| r.identity.number.as_str())
+        .map(|(_, r)| number(r))
         .collect();
     assert_eq!(numbers, ["1", "4"], "{reasons:?}");
     // The bad row, then the ragged record spanning lines 4 and 5.
@@ -282,4 +282,12 @@ fn an_attendance_mapping_has_no_values_and_the_attendance_category() {
     std::fs::write(&a.config.path, &wrong).unwrap();
     let err = lgwan_agent::agent::Agent::load(&a.config.path).unwrap_err();
     assert!(err.to_string().contains("attendance category"), "{err}");
+}
+
+/// The card number of a row keyed by an insurance identity.
+fn number(row: &TableRow) -> &str {
+    match &row.identity {
+        RowIdentity::Insured(p) => p.number.as_str(),
+        RowIdentity::Resident { .. } => panic!("a row keyed by 宛名番号: {row:?}"),
+    }
 }

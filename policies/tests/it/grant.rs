@@ -10,10 +10,10 @@ fn expected(kind: &str, purpose: &str, category: &str) -> bool {
     let group = category.split('.').next().unwrap();
     match (kind, purpose) {
         ("phr", "phr-display") => {
-            matches!(group, "checkup" | "guidance" | "insurer" | "phr")
+            matches!(group, "checkup" | "guidance" | "immunization" | "insurer" | "phr")
         }
         ("phr", "health-points") => category == "checkup.attendance",
-        ("clinic", "online-consultation") => matches!(group, "checkup" | "phr"),
+        ("clinic", "online-consultation") => matches!(group, "checkup" | "immunization" | "phr"),
         ("municipality", "child-health-followup") => {
             group == "checkup" || category == "consult.child-health"
         }
@@ -61,12 +61,12 @@ fn every_kind_purpose_and_category_matches_the_table() {
             }
         }
     }
-    // 17 checkup + 3 guidance + 2 insurer + 2 phr for display, 1 for points, 17 + 2 phr
-    // for the clinic, 17 + 1 consultation note for the
+    // 17 checkup + 3 guidance + 1 vaccination + 2 insurer + 2 phr for display, 1 for
+    // points, 17 + 1 vaccination + 2 phr for the clinic, 17 + 1 consultation note for the
     // municipality, 17 + 3 guidance + 2 kdb + 2 phr for the analyst's evaluation and
     // 17 + 2 + 2 for its research, 3 checkup + 3 guidance each for the insurer's and a
     // clinic's 特定保健指導.
-    assert_eq!(allowed, 24 + 1 + 19 + 18 + 24 + 21 + 6 + 6);
+    assert_eq!(allowed, 25 + 1 + 20 + 18 + 24 + 21 + 6 + 6);
 }
 
 #[test]

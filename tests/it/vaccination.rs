@@ -1,0 +1,95 @@
+//! Issue 20, vaccination records with the real binaries: the municipality's vaccination
+//! register (予防接種台帳 of the 健康管理システム) names residents by 宛名番号 alone. The
+//! agent files each row under the token of the insurance identity it saw with that
+//! 宛名番号 in a KDB file, so the child's record reaches the parent's app, under a
+//! guardian's `phr-display` consent, beside the rest of the child's data; a row whose
+//! 宛名番号 the agent never saw stays inside LGWAN.
+
+use std::collections::BTreeSet;
+
+use renkei_e2e::flow::{self, field};
+use renkei_e2e::{APP, Backend, Basic};
+
+const KDB_HEAD: &str = "保険者番号,被保険者証記号,被保険者証番号,枝番,生年月日,性別,宛名番号,診療年月,\
+                        入院医療費,入院外医療費,歯科医療費,調剤医療費,医療費総額";
+
+async fn vaccination(backend: Backend) {
+    let Some(b) = Basic::run(backend, &[APP], None).await.unwrap() else {
+        return;
+    };
+    let p = &b.person;
+    let birth = p.birth_date.replace('-', "");
+    let sex = if p.sex == lgwan_agent::domain::Sex::Female {
+        "2"
+    } else {
+        "1"
+    };
+    let input = b.scene.root().join("input");
+    let kdb = input.join("kdb_residents.csv");
+    std::fs::write(
+        &kdb,
+        format!(
+            "{KDB_HEAD}\n{},{},{},{},{birth},{sex},0004711,202604,,2000,,,2000\n",
+            p.insurer_number,
+            p.symbol,
+            p.number,
+            p.branch.clone().unwrap_or_default()
+        ),
+    )
+    .unwrap();
+    let register = input.join("yobou_sesshu.csv");
+    std::fs::write(
+        &register,
+        format!(
+            "宛名番号,氏名,生年月日,性別,接種日,ワクチン名,接種回数\n\
+             0004711,{},{birth},{sex},20260610,日本脳炎,2\n\
+             0009999,見本　三郎,20240101,1,20260610,MR,1\n",
+            p.name
+        ),
+    )
+    .unwrap();
+    for file in [&kdb, &register] {
+        let file = file.display().to_string();
+        b.scene.agent(&["import"], &[&file]).await.unwrap().ok().unwrap();
+    }
+    let lines = flow::preview(&b.scene, &[&kdb, &register]).await.unwrap();
+    let records: Vec<_> = lines
+        .iter()
+        .filter(|l| field(l, "category") == "immunization.record")
+        .collect();
+    assert_eq!(records.len(), 1, "only the row whose 宛名番号 the agent saw");
+    assert_eq!(field(records[0], "subject_token"), b.token.as_str());
+
+    // The parent consents, in the app, for the child (the subject) to see the record.
+    let out = flow::try_grant(
+        &b.scene,
+        APP,
+        &b.pseudonym,
+        APP,
+        "phr-display",
+        &["immunization.record"],
+        &["--guardian", "parent"],
+    )
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{out}");
+    let id = field(records[0], "record_id").as_str().unwrap();
+    let want: BTreeSet<String> = [flow::copy_id(&b.scene, APP, id).unwrap()].into();
+    let dir = b.scene.root().join("vaccinations");
+    let pulled = flow::pull_until(&b.scene, APP, &dir, &want).await.unwrap();
+    let record = pulled.values().next().unwrap();
+    assert_eq!(record.pseudonym, b.pseudonym, "the child's own pseudonym");
+    let text = record.payload.to_string();
+    assert!(text.contains("\"Immunization\"") && text.contains("日本脳炎"), "{text}");
+    assert!(!text.contains("0004711") && !text.contains(&p.name), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vaccination_sqlite() {
+    vaccination(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vaccination_postgres() {
+    vaccination(Backend::Postgres).await;
+}

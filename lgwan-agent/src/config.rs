@@ -322,9 +322,8 @@ impl Config {
                 }
                 _ => {}
             }
-            check_identity_and_resource(table).map_err(|reason| {
-                bad(format!("tables `{}`: {reason}", table.name))
-            })?;
+            check_identity_and_resource(table)
+                .map_err(|reason| bad(format!("tables `{}`: {reason}", table.name)))?;
         }
         if file.poll_secs == 0 || file.poll_secs > 86_400 {
             return Err(bad(format!(

@@ -330,7 +330,11 @@ impl TableMapping {
     /// Every column the mapping names.
     pub fn columns(&self) -> Vec<&str> {
         let id = &self.identity;
-        let mut out = vec![id.birth.as_str(), id.sex.as_str(), self.date_column.as_str()];
+        let mut out = vec![
+            id.birth.as_str(),
+            id.sex.as_str(),
+            self.date_column.as_str(),
+        ];
         out.extend(id.insurer.as_deref());
         out.extend(id.number.as_deref());
         out.extend(id.symbol.as_deref());
@@ -418,7 +422,10 @@ fn parse_row(mapping: &TableMapping, line: u64, cells: &Cells<'_>) -> Result<Tab
         _ => {
             let column = id.resident.as_deref().unwrap_or("宛名番号");
             if resident.is_none() {
-                return Err(named(column, "宛名番号 is empty (it is this file's identity)"));
+                return Err(named(
+                    column,
+                    "宛名番号 is empty (it is this file's identity)",
+                ));
             }
             RowIdentity::Resident { birth, sex }
         }

@@ -48,16 +48,46 @@ async fn vaccination(backend: Backend) {
         ),
     )
     .unwrap();
-    for file in [&kdb, &register] {
-        let file = file.display().to_string();
-        b.scene.agent(&["import"], &[&file]).await.unwrap().ok().unwrap();
-    }
-    let lines = flow::preview(&b.scene, &[&kdb, &register]).await.unwrap();
+    let kdb_s = kdb.display().to_string();
+    b.scene
+        .agent(&["import"], &[&kdb_s])
+        .await
+        .unwrap()
+        .ok()
+        .unwrap();
+    // The register's second row names a 宛名番号 the agent never saw: set aside, said so,
+    // and the import exits 2 (something was quarantined); the first row is imported.
+    let out = b
+        .scene
+        .agent(&["import"], &[&register.display().to_string()])
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out}");
+    assert!(
+        out.stderr.contains("record 3") && out.stderr.contains("has not been seen"),
+        "{out}"
+    );
+    assert!(out.stderr.contains("1 records (1 new)"), "{out}");
+    // What left the building: `preview` (exit 2 too, for the same row).
+    let shown = b
+        .scene
+        .agent(&["preview"], &[&kdb_s, &register.display().to_string()])
+        .await
+        .unwrap();
+    let lines: Vec<serde_json::Value> = shown
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     let records: Vec<_> = lines
         .iter()
         .filter(|l| field(l, "category") == "immunization.record")
         .collect();
-    assert_eq!(records.len(), 1, "only the row whose 宛名番号 the agent saw");
+    assert_eq!(
+        records.len(),
+        1,
+        "only the row whose 宛名番号 the agent saw"
+    );
     assert_eq!(field(records[0], "subject_token"), b.token.as_str());
 
     // The parent consents, in the app, for the child (the subject) to see the record.
@@ -80,8 +110,14 @@ async fn vaccination(backend: Backend) {
     let record = pulled.values().next().unwrap();
     assert_eq!(record.pseudonym, b.pseudonym, "the child's own pseudonym");
     let text = record.payload.to_string();
-    assert!(text.contains("\"Immunization\"") && text.contains("日本脳炎"), "{text}");
-    assert!(!text.contains("0004711") && !text.contains(&p.name), "{text}");
+    assert!(
+        text.contains("\"Immunization\"") && text.contains("日本脳炎"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("0004711") && !text.contains(&p.name),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

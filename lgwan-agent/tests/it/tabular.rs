@@ -157,10 +157,7 @@ fn a_bad_byte_sets_aside_only_its_row() {
     let path = dir.path().join("kdb_bad_byte.csv");
     std::fs::write(&path, &bytes).unwrap();
     let (rows, reasons, entries) = read(&path, &config);
-    let numbers: Vec<&str> = rows
-        .iter()
-        .map(|(_, r)| number(r))
-        .collect();
+    let numbers: Vec<&str> = rows.iter().map(|(_, r)| number(r)).collect();
     assert_eq!(numbers, ["1", "4"], "{reasons:?}");
     // The bad row, then the ragged record spanning lines 4 and 5.
     assert_eq!(entries[0].as_deref(), Some("line 3"));

@@ -62,19 +62,32 @@ async fn a_register_row_is_filed_under_the_token_its_resident_number_was_seen_wi
     assert_eq!(entry["occurrenceDateTime"], "2024-06-15");
     assert_eq!(entry["protocolApplied"][0]["doseNumberPositiveInt"], 1);
     for secret in ["0000123", "見本", "2023-05-10", "20230510"] {
-        assert!(!payload.contains(secret), "{secret} left the agent: {payload}");
+        assert!(
+            !payload.contains(secret),
+            "{secret} left the agent: {payload}"
+        );
     }
     // Every other row is set aside, each for its own reason.
     let reasons: Vec<String> = bad.iter().map(|q| q.reason.to_string()).collect();
     assert_eq!(bad.len(), 4, "{reasons:?}");
     assert!(
-        bad.iter()
-            .any(|q| matches!(&q.reason, Reason::IdentityConflict(m) if m.contains("another birth date"))),
+        bad.iter().any(
+            |q| matches!(&q.reason, Reason::IdentityConflict(m) if m.contains("another birth date"))
+        ),
         "{reasons:?}"
     );
-    assert!(reasons.iter().any(|r| r.contains("has not been seen")), "{reasons:?}");
-    assert!(reasons.iter().any(|r| r.contains("the vaccine is empty")), "{reasons:?}");
-    assert!(reasons.iter().any(|r| r.contains("not a dose number")), "{reasons:?}");
+    assert!(
+        reasons.iter().any(|r| r.contains("has not been seen")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("the vaccine is empty")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("not a dose number")),
+        "{reasons:?}"
+    );
 
     // Imported apart, the KDB file first: the register finds the sighting in the outbox.
     let outbox = Outbox::open(&a.config.outbox).await.unwrap();
@@ -118,21 +131,33 @@ values = [{values}]
             "names no identity",
         ),
         (
-            base(r#"{ insurer = "保険者番号", birth = "生年月日", sex = "性別" }"#, ok_values),
+            base(
+                r#"{ insurer = "保険者番号", birth = "生年月日", sex = "性別" }"#,
+                ok_values,
+            ),
             "come together",
         ),
         (
-            base(ok_identity, r#"{ column = "ロット", code = "lot", kind = "text" }"#),
+            base(
+                ok_identity,
+                r#"{ column = "ロット", code = "lot", kind = "text" }"#,
+            ),
             "code `lot`",
         ),
         (
-            base(ok_identity, r#"{ column = "接種回数", code = "dose-number", kind = "quantity" }"#),
+            base(
+                ok_identity,
+                r#"{ column = "接種回数", code = "dose-number", kind = "quantity" }"#,
+            ),
             "needs a value coded `vaccine`",
         ),
     ] {
         let err = Config::from_toml(std::path::Path::new("/etc/agent/agent.toml"), &text)
             .unwrap_err()
             .to_string();
-        assert!(err.contains("tables `immunization`") && err.contains(needle), "{err}");
+        assert!(
+            err.contains("tables `immunization`") && err.contains(needle),
+            "{err}"
+        );
     }
 }

@@ -10,7 +10,10 @@ fn expected(kind: &str, purpose: &str, category: &str) -> bool {
     let group = category.split('.').next().unwrap();
     match (kind, purpose) {
         ("phr", "phr-display") => {
-            matches!(group, "checkup" | "guidance" | "immunization" | "insurer" | "phr")
+            matches!(
+                group,
+                "checkup" | "guidance" | "immunization" | "insurer" | "phr"
+            )
         }
         ("phr", "health-points") => category == "checkup.attendance",
         ("clinic", "online-consultation") => matches!(group, "checkup" | "immunization" | "phr"),

@@ -94,6 +94,22 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// A programme's outcome statistics (participants against the others, by sex and age
+    /// band, per fiscal year), computed here with disclosure control: no person leaves.
+    Evaluate {
+        /// The agent's config file.
+        #[arg(long)]
+        config: PathBuf,
+        /// The programme file (docs/evaluation.md).
+        #[arg(long)]
+        program: PathBuf,
+        /// Where to write the report (JSON).
+        #[arg(long)]
+        out: PathBuf,
+        /// Archives (.zip), CSV files, or folders of them.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+    },
     /// Print, as JSON Lines, exactly what would leave the building.
     Preview {
         /// The agent's config file.
@@ -431,6 +447,31 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Keys { command } => keys(command).await?,
+        Command::Evaluate {
+            config,
+            program,
+            out,
+            inputs,
+        } => {
+            let agent = Agent::load(&config)?;
+            lgwan_agent::pipeline::check_inputs(&inputs)?;
+            let program = lgwan_agent::evaluate::Program::load(&program)?;
+            let (report, summary) = lgwan_agent::evaluate::evaluate(&agent, &program, &inputs)?;
+            let json = serde_json::to_vec_pretty(&report)?;
+            std::fs::write(&out, json)
+                .map_err(|e| anyhow::anyhow!("writing `{}`: {e}", out.display()))?;
+            eprintln!(
+                "{}: {} persons ({} on the roster, {} roster entries not in the population); \
+                 {} cells, {} suppressed; written to `{}`",
+                program.name,
+                summary.population,
+                summary.participants,
+                summary.roster_unmatched,
+                report.cells.len(),
+                summary.suppressed,
+                out.display()
+            );
+        }
         Command::Preview { config, inputs } => {
             let agent = Agent::load(&config)?;
             lgwan_agent::pipeline::check_inputs(&inputs)?;

@@ -10,7 +10,7 @@ use serde::Serialize;
 pub const ITEM_CODE_OID: &str = "1.2.392.200119.6.1005";
 
 /// Administrative sex as recorded on the insurance card.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Sex {
     /// Code 1.

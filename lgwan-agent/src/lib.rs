@@ -19,6 +19,7 @@ pub mod decode;
 pub mod domain;
 pub mod enroll;
 pub mod error;
+pub mod evaluate;
 pub mod import;
 pub mod index;
 mod item_table;

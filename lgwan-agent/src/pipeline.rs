@@ -323,6 +323,15 @@ enum Input {
     Quarantined(Quarantine),
 }
 
+/// One input as `evaluate` sees it.
+#[derive(Debug)]
+pub enum Evaluated<'a> {
+    /// A checkup or guidance document.
+    Checkup(&'a CheckupDocument),
+    /// A CSV row, with the name of its mapping.
+    Row(&'a str, &'a TableRow),
+}
+
 /// What the survey learns from one input.
 enum Surveyed {
     /// A person by insurance identity: the token, the 枝番, and the 宛名番号 sighting.
@@ -503,6 +512,35 @@ impl Agent {
             }
         });
         found
+    }
+
+    /// Every checkup and every row of `files` keyed by an insurance identity, with its
+    /// subject token and identity, in input order, for `evaluate`: statistics computed
+    /// inside LGWAN (nothing leaves the agent). Quarantined inputs and rows keyed by
+    /// 宛名番号 alone are passed over.
+    pub fn for_each_person(
+        &self,
+        files: &[PathBuf],
+        each: &mut dyn FnMut(SubjectToken, &PersonIdentity, Evaluated<'_>),
+    ) {
+        self.read_inputs(files, &mut |input| match input.parse() {
+            Parsed::Checkup(_, _, doc) => {
+                if let Ok((token, _)) = self.token_or_reason(&doc.identity) {
+                    each(token, &doc.identity, Evaluated::Checkup(&doc));
+                }
+            }
+            Parsed::Row(_, mapping, row) => {
+                let (RowIdentity::Insured(person), Some(table)) =
+                    (&row.identity, self.config.tables.get(mapping))
+                else {
+                    return;
+                };
+                if let Ok((token, _)) = self.token_or_reason(person) {
+                    each(token, person, Evaluated::Row(&table.name, &row));
+                }
+            }
+            Parsed::Quarantined(_) => {}
+        });
     }
 
     /// Pass one: the 枝番 of every subject in `files`. Every document is parsed in

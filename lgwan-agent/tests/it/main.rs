@@ -47,3 +47,4 @@ pub const TWINS: &str = "twins_1311234567_00138016_202407013_1.zip";
 mod fuzz;
 mod insurer_change;
 mod vaccination;
+mod evaluate;

@@ -121,7 +121,12 @@ impl Program {
         if program.years.is_empty() {
             return Err(bad("field `years`: names no fiscal year".into()));
         }
-        if program.age_bands.is_empty() || !program.age_bands.windows(2).all(|w| w[0] < w[1]) {
+        if program.age_bands.is_empty()
+            || !program
+                .age_bands
+                .windows(2)
+                .all(|w| matches!(w, [a, b] if a < b))
+        {
             return Err(bad(
                 "field `age_bands`: give ascending lower bounds, e.g. [40, 65, 75]".into(),
             ));
@@ -134,7 +139,8 @@ impl Program {
             if !names.insert(m.name.as_str()) {
                 return Err(bad(format!("measure `{}` is named twice", m.name)));
             }
-            m.source().map_err(|why| bad(format!("measure `{}`: {why}", m.name)))?;
+            m.source()
+                .map_err(|why| bad(format!("measure `{}`: {why}", m.name)))?;
         }
         if program.roster.is_relative() {
             let base = path.parent().unwrap_or(Path::new("."));
@@ -316,7 +322,9 @@ pub fn evaluate(
         .filter(|t| {
             people.get(*t).is_none_or(|p| {
                 !p.seen_in.contains(&program.baseline_year)
-                    || p.birth.and_then(|b| program.band(b, program.baseline_year)).is_none()
+                    || p.birth
+                        .and_then(|b| program.band(b, program.baseline_year))
+                        .is_none()
             })
         })
         .count();
@@ -362,12 +370,17 @@ pub fn evaluate(
             for (i, row) in table.iter().enumerate() {
                 let (sex, band) = labels.get(i).cloned().unwrap_or_default();
                 let mut pair = [None, None];
-                for g in 0..2 {
+                for (g, slot) in pair.iter_mut().enumerate() {
                     let values = row.get(g).map(Vec::as_slice).unwrap_or_default();
-                    let off = hidden.cells.get(i).and_then(|r| r.get(g)).copied().unwrap_or(true);
+                    let off = hidden
+                        .cells
+                        .get(i)
+                        .and_then(|r| r.get(g))
+                        .copied()
+                        .unwrap_or(true);
                     let cell = cell(year, &measure.name, &sex, &band, g, values, off);
                     if !off {
-                        pair[g] = Some(values);
+                        *slot = Some(values);
                     }
                     summary.suppressed += usize::from(off);
                     cells.push(cell);
@@ -375,11 +388,11 @@ pub fn evaluate(
                 differences.push(difference(year, &measure.name, &sex, &band, pair));
             }
             let mut pair = [None, None];
-            for g in 0..2 {
+            for (g, slot) in pair.iter_mut().enumerate() {
                 let values = total.get(g).map(Vec::as_slice).unwrap_or_default();
                 let off = hidden.totals.get(g).copied().unwrap_or(true);
                 if !off {
-                    pair[g] = Some(values);
+                    *slot = Some(values);
                 }
                 summary.suppressed += usize::from(off);
                 cells.push(cell(year, &measure.name, "all", "all", g, values, off));
@@ -470,7 +483,11 @@ fn observe(agent: &Agent, sources: &[Source], person: &mut Person, seen: Evaluat
             let year = fiscal_year(row.effective_date);
             person.seen_in.insert(year);
             for (m, source) in sources.iter().enumerate() {
-                let Source::Table { mapping: name, code } = source else {
+                let Source::Table {
+                    mapping: name,
+                    code,
+                } = source
+                else {
                     continue;
                 };
                 if *name != mapping {
@@ -516,9 +533,15 @@ fn read_roster(agent: &Agent, path: &Path) -> Result<BTreeSet<String>> {
             .position(|h| h == name)
             .ok_or_else(|| bad(format!("no column `{name}`")))
     };
-    let [insurer, symbol, number, branch, birth, sex] =
-        ["保険者番号", "被保険者証記号", "被保険者証番号", "枝番", "生年月日", "性別"]
-            .map(column);
+    let [insurer, symbol, number, branch, birth, sex] = [
+        "保険者番号",
+        "被保険者証記号",
+        "被保険者証番号",
+        "枝番",
+        "生年月日",
+        "性別",
+    ]
+    .map(column);
     let (insurer, symbol, number, branch, birth, sex) =
         (insurer?, symbol?, number?, branch?, birth?, sex?);
     let mut tokens = BTreeSet::new();
@@ -528,7 +551,10 @@ fn read_roster(agent: &Agent, path: &Path) -> Result<BTreeSet<String>> {
         let record = record.map_err(|e| bad(format!("line {line}: {e}")))?;
         let cell = |c: usize| record.get(c).map(str::trim).unwrap_or_default();
         let person = PersonIdentity {
-            insurer: cell(insurer).chars().map(crate::domain::fold_width).collect(),
+            insurer: cell(insurer)
+                .chars()
+                .map(crate::domain::fold_width)
+                .collect(),
             symbol: cell(symbol).to_owned(),
             number: cell(number).to_owned(),
             branch: Some(cell(branch).to_owned()).filter(|b| !b.is_empty()),

@@ -52,7 +52,10 @@ pub fn suppress(counts: &[[usize; 2]], totals: [usize; 2], threshold: usize) -> 
             })
             .min_by_key(|(_, row)| row.get(g).copied().unwrap_or(usize::MAX))
             .map(|(i, _)| i);
-        match partner.and_then(|i| cells.get_mut(i)).and_then(|row| row.get_mut(g)) {
+        match partner
+            .and_then(|i| cells.get_mut(i))
+            .and_then(|row| row.get_mut(g))
+        {
             Some(cell) => *cell = true,
             // The group's only stratum: its total would be the cell itself.
             None => {

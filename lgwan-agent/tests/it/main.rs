@@ -44,7 +44,7 @@ pub const MHLW: &str = "1311234567_00138016_202407012_1.zip";
 /// Two people with one canonical identity and different 枝番.
 pub const TWINS: &str = "twins_1311234567_00138016_202407013_1.zip";
 
+mod evaluate;
 mod fuzz;
 mod insurer_change;
 mod vaccination;
-mod evaluate;

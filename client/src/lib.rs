@@ -15,6 +15,7 @@ pub mod consent;
 pub mod copy;
 pub mod enroll;
 pub mod error;
+pub mod evaluation;
 pub mod events;
 pub mod phr;
 pub mod proof;

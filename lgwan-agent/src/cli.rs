@@ -456,8 +456,24 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let agent = Agent::load(&config)?;
             lgwan_agent::pipeline::check_inputs(&inputs)?;
             let program = lgwan_agent::evaluate::Program::load(&program)?;
+            // Signed with the agent's own certificate key, as its key statements are.
+            let Some(hub) = agent.config.hub.as_ref() else {
+                anyhow::bail!(
+                    "config `{}`: the report is signed with this agent's certificate, and \
+                     the [hub] section (cert, key) names none",
+                    config.display()
+                );
+            };
             let (report, summary) = lgwan_agent::evaluate::evaluate(&agent, &program, &inputs)?;
-            let json = serde_json::to_vec_pretty(&report)?;
+            #[expect(
+                clippy::disallowed_methods,
+                reason = "the binary's edge reads the wall clock once"
+            )]
+            let now = chrono::Utc::now();
+            let cells = report.cells.len();
+            let signed =
+                lgwan_agent::evaluate::SignedReport::sign(report, &hub.cert, &hub.key, now)?;
+            let json = serde_json::to_vec_pretty(&signed)?;
             std::fs::write(&out, json)
                 .map_err(|e| anyhow::anyhow!("writing `{}`: {e}", out.display()))?;
             eprintln!(
@@ -467,7 +483,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 summary.population,
                 summary.participants,
                 summary.roster_unmatched,
-                report.cells.len(),
+                cells,
                 summary.suppressed,
                 out.display()
             );

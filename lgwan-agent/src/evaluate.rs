@@ -15,7 +15,8 @@
 //! the totals; a difference is published only where both of its cells are.
 
 pub mod stats;
-pub mod suppress;
+
+pub use renkei_protocol::evaluation::suppress;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -28,6 +29,7 @@ use crate::domain::{DocumentKind, PersonIdentity, Sex, Value};
 use crate::error::{Error, Result};
 use crate::minimize::fiscal_year;
 use crate::pipeline::{Evaluated, expand_inputs};
+pub use renkei_protocol::evaluation::{Cell, Difference, FORMAT, Report, SignedReport};
 
 /// The default least number of persons a published cell describes.
 pub const DEFAULT_THRESHOLD: usize = 10;
@@ -198,70 +200,6 @@ struct Person {
     attended: BTreeSet<i32>,
 }
 
-/// A cell of the report.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Cell {
-    /// The fiscal year.
-    pub year: i32,
-    /// The measure.
-    pub measure: String,
-    /// `male`, `female`, or `all`.
-    pub sex: String,
-    /// The age band (`40-64`, `75+`), or `all`.
-    pub age_band: String,
-    /// `participants` or `others`.
-    pub group: String,
-    /// Persons counted; `null` when suppressed.
-    pub n: Option<usize>,
-    /// Whether the cell publishes nothing.
-    pub suppressed: bool,
-    /// The statistics, absent when suppressed.
-    #[serde(flatten, skip_serializing_if = "Option::is_none")]
-    pub stats: Option<stats::Summary>,
-}
-
-/// The difference between the groups' means in one stratum and year.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Difference {
-    /// The fiscal year.
-    pub year: i32,
-    /// The measure.
-    pub measure: String,
-    /// `male`, `female`, or `all`.
-    pub sex: String,
-    /// The age band, or `all`.
-    pub age_band: String,
-    /// Whether it is withheld (one of its cells is suppressed).
-    pub suppressed: bool,
-    /// Participants' mean minus the others' mean.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub difference: Option<f64>,
-    /// Its 95% confidence interval (Welch).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ci95: Option<[f64; 2]>,
-}
-
-/// The report: what leaves LGWAN.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Report {
-    /// The report format.
-    pub format: String,
-    /// The programme.
-    pub program: String,
-    /// The source that computed it.
-    pub source: String,
-    /// The evaluator it is for.
-    pub evaluator: String,
-    /// The disclosure threshold applied.
-    pub threshold: usize,
-    /// The baseline fiscal year.
-    pub baseline_year: i32,
-    /// Every cell, suppressed ones included (with no statistic).
-    pub cells: Vec<Cell>,
-    /// The differences between the groups.
-    pub differences: Vec<Difference>,
-}
-
 /// What `evaluate` saw, for the operator (never in the report).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EvaluateSummary {
@@ -401,7 +339,7 @@ pub fn evaluate(
         }
     }
     let report = Report {
-        format: "renkei-evaluation/1".into(),
+        format: FORMAT.into(),
         program: program.name.clone(),
         source: agent.config.source.to_string(),
         evaluator: program.evaluator.clone(),

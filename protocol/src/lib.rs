@@ -5,8 +5,10 @@
 //!   documents it; a client test checks the request bodies against that document);
 //! - [`Checkpoint::signed_bytes`]: what an audit checkpoint signs;
 //! - [`proof`]: a resident's audit proof file;
-//! - [`hpke`]: the HPKE `info` strings.
+//! - [`hpke`]: the HPKE `info` strings;
+//! - [`evaluation`]: a source's signed evaluation report.
 
+pub mod evaluation;
 pub mod hpke;
 pub mod proof;
 pub mod types;

@@ -21,6 +21,7 @@ mod browser;
 mod child_health;
 mod clinic;
 mod enrollment;
+mod evaluation;
 mod faults;
 mod full_flow;
 mod health_points;

@@ -122,6 +122,25 @@ pub enum Command {
     },
     /// Print the hub's latest signed audit checkpoint.
     Checkpoint,
+    /// Evaluation reports of sources (`lgwan-agent evaluate`), for an evaluator.
+    #[command(subcommand)]
+    Evaluation(EvaluationCommand),
+}
+
+/// `evaluation` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum EvaluationCommand {
+    /// Check each report's signature (a source's, for this participant), combine them
+    /// into one table with suppression kept valid, and chart the measures by city and
+    /// year: writes combined.json, combined.csv and kpi.svg into `--out`.
+    Combine {
+        /// The signed reports.
+        #[arg(required = true)]
+        reports: Vec<PathBuf>,
+        /// The folder to write into.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 /// `consent` subcommands.

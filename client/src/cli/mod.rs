@@ -20,7 +20,7 @@ use crate::{enroll, events, setup};
 
 mod args;
 
-pub use args::{Cli, Command, ConsentCommand};
+pub use args::{Cli, Command, ConsentCommand, EvaluationCommand};
 
 fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
     let text =
@@ -346,6 +346,11 @@ pub async fn run(cli: Cli, now: DateTime<Utc>) -> Result<ExitCode> {
         }
         Command::Checkpoint => {
             print_json(&client.audit_checkpoint().await?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Evaluation(EvaluationCommand::Combine { reports, out }) => {
+            let written = crate::evaluation::combine(&reports, &me, &settings.ca, &out, now)?;
+            print_json(&written)?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -1,39 +1,8 @@
 //! The statistics of one cell: mean, median, standard deviation and the 95% confidence
 //! interval of the mean (Student's t), and Welch's interval for a difference of means.
 
-use serde::{Deserialize, Serialize};
-
-/// What a published cell says of its values.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Summary {
-    /// The mean.
-    pub mean: f64,
-    /// The median.
-    pub median: f64,
-    /// The sample standard deviation.
-    pub sd: f64,
-    /// The 95% confidence interval of the mean.
-    pub ci95: [f64; 2],
-}
-
-/// The two-sided 97.5% quantiles of Student's t for 1 to 30 degrees of freedom (the
-/// standard table); beyond 30 the normal 1.96 is within 2% of them.
-const T975: [f64; 30] = [
-    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
-    2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
-    2.052, 2.048, 2.045, 2.042,
-];
-
-/// t quantile for `df` degrees of freedom (a real number for Welch: rounded down, which
-/// widens the interval).
-fn t975(df: f64) -> f64 {
-    let whole = df.floor();
-    if whole < 1.0 {
-        return f64::NAN;
-    }
-    let index = whole as usize;
-    T975.get(index - 1).copied().unwrap_or(1.96)
-}
+pub use renkei_protocol::evaluation::Summary;
+use renkei_protocol::evaluation::{round4 as round, t975};
 
 fn mean(values: &[f64]) -> f64 {
     values.iter().sum::<f64>() / values.len() as f64
@@ -59,9 +28,12 @@ pub fn summarize(values: &[f64]) -> Option<Summary> {
         (sorted.get(mid - 1).copied()? + sorted.get(mid).copied()?) / 2.0
     };
     let half = t975(values.len() as f64 - 1.0) * sd / (values.len() as f64).sqrt();
+    if !(m.is_finite() && sd.is_finite() && half.is_finite()) {
+        return None;
+    }
     Some(Summary {
         mean: round(m),
-        median: round(median),
+        median: Some(round(median)),
         sd: round(sd),
         ci95: [round(m - half), round(m + half)],
     })
@@ -85,12 +57,8 @@ pub fn welch(a: &[f64], b: &[f64]) -> Option<(f64, [f64; 2])> {
     let df = (va + vb).powi(2)
         / (va.powi(2) / (a.len() as f64 - 1.0) + vb.powi(2) / (b.len() as f64 - 1.0));
     let half = t975(df) * se;
-    Some((round(d), [round(d - half), round(d + half)]))
-}
-
-/// Four decimals: what a report needs, and no more digits than the data have.
-fn round(x: f64) -> f64 {
-    (x * 10_000.0).round() / 10_000.0
+    half.is_finite()
+        .then(|| (round(d), [round(d - half), round(d + half)]))
 }
 
 #[cfg(test)]
@@ -100,7 +68,7 @@ mod tests {
     #[test]
     fn known_values() {
         let s = summarize(&[2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0]).unwrap();
-        assert_eq!((s.mean, s.median), (5.0, 4.5));
+        assert_eq!((s.mean, s.median), (5.0, Some(4.5)));
         assert_eq!(s.sd, 2.1381);
         // t(7) = 2.365: 5 ± 2.365 × 2.1381 / √8.
         assert_eq!(s.ci95, [3.2122, 6.7878]);

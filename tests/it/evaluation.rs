@@ -1,0 +1,330 @@
+//! Issue 19 with the real binaries: two cities' agents compute the same programme's
+//! statistics inside LGWAN (`lgwan-agent evaluate`), each report signed with the city's
+//! certificate; the evaluator (`renkei-client evaluation combine`) checks both
+//! signatures and combines them into one table and a chart. City A has a stratum of
+//! fewer than 10 participants: neither its report nor the combined table publishes a
+//! statistic of it, or a way to work it out. A changed report, or one for another
+//! evaluator, is refused.
+
+use std::path::{Path, PathBuf};
+
+use renkei_e2e::proc::{command, run};
+use renkei_e2e::scene::CLI_TIMEOUT;
+use renkei_e2e::{Backend, Scene, SceneOptions};
+use serde_json::Value;
+
+const ANALYST: &str = "analyst:tsukuba";
+const CITY_B: &str = "source:city-b";
+
+const KDB: &str = "保険者番号,被保険者証記号,被保険者証番号,枝番,生年月日,性別,診療年月,入院医療費,入院外医療費,歯科医療費,調剤医療費,医療費総額";
+const ROSTER: &str = "保険者番号,被保険者証記号,被保険者証番号,枝番,生年月日,性別";
+
+/// Writes a city's KDB file and roster: per (sex, birth year, persons, participants).
+fn city(dir: &Path, insurer: &str, strata: &[(u8, i32, usize, usize)]) -> (PathBuf, PathBuf) {
+    let mut kdb = format!("{KDB}\n");
+    let mut roster = format!("{ROSTER}\n");
+    let mut number = 0;
+    for &(sex, year, persons, enrolled) in strata {
+        for i in 0..persons {
+            number += 1;
+            let id = format!("{insurer},7,{number},01,{year}0615,{sex}");
+            let (first, second) = (
+                9_000 + 97 * i,
+                if i < enrolled { 7_000 } else { 10_000 } + 89 * i,
+            );
+            kdb.push_str(&format!(
+                "{id},202406,,{first},,,{first}\n{id},202506,,{second},,,{second}\n"
+            ));
+            if i < enrolled {
+                roster.push_str(&format!("{id}\n"));
+            }
+        }
+    }
+    std::fs::create_dir_all(dir).unwrap();
+    let (k, r) = (dir.join("kdb.csv"), dir.join("participants.csv"));
+    std::fs::write(&k, kdb).unwrap();
+    std::fs::write(&r, roster).unwrap();
+    (k, r)
+}
+
+fn program(dir: &Path, evaluator: &str) -> PathBuf {
+    let path = dir.join("program.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"name = "five-city-sib"
+evaluator = "{evaluator}"
+baseline_year = 2024
+years = [2024, 2025]
+age_bands = [40, 65, 75]
+roster = "participants.csv"
+
+[[measures]]
+name = "medical_cost"
+table = "kdb-medical-cost"
+code = "total-cost"
+"#
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// City B: its certificate from the scene's PKI, and an agent of its own.
+async fn city_b_agent(scene: &Scene) -> PathBuf {
+    let dir = scene.root().join("source-city-b");
+    let tls = dir.join("tls");
+    let mut issue = command("internet-hub").unwrap();
+    issue
+        .args(["pki", "issue", "--dir"])
+        .arg(scene.root().join("pki"))
+        .args(["--participant", CITY_B, "--days", "30", "--out"])
+        .arg(&tls);
+    run(&mut issue, CLI_TIMEOUT).await.unwrap().ok().unwrap();
+    let agent = dir.join("agent");
+    let mut init = command("lgwan-agent").unwrap();
+    init.args(["init", "--source", CITY_B, "--dir"]).arg(&agent);
+    run(&mut init, CLI_TIMEOUT).await.unwrap().ok().unwrap();
+    let config = agent.join("agent.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!(
+        "\n[hub]\nurl = \"{}\"\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+        scene.hub_url(),
+        tls.join("ca.pem").display(),
+        tls.join("source-city-b.pem").display(),
+        tls.join("source-city-b.key").display()
+    ));
+    std::fs::write(&config, text).unwrap();
+    config
+}
+
+fn cells<'a>(
+    rows: &'a [Value],
+    source: &str,
+    sex: &str,
+    band: &str,
+    group: &str,
+) -> Vec<&'a Value> {
+    rows.iter()
+        .filter(|r| {
+            r["source"] == source && r["sex"] == sex && r["age_band"] == band && r["group"] == group
+        })
+        .collect()
+}
+
+/// For each source (and the pooled rows), year, measure and group with a published
+/// total: a lone suppressed stratum would be recovered as the total minus the rest.
+fn recoverable(rows: &[Value]) -> Vec<String> {
+    let mut keys: Vec<(String, i64, String, String)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["source"].as_str().unwrap().to_owned(),
+                r["year"].as_i64().unwrap(),
+                r["measure"].as_str().unwrap().to_owned(),
+                r["group"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    keys.sort();
+    keys.dedup();
+    let mut found = Vec::new();
+    for (source, year, measure, group) in keys {
+        let of: Vec<&Value> = rows
+            .iter()
+            .filter(|r| {
+                r["source"] == source.as_str()
+                    && r["year"] == year
+                    && r["measure"] == measure.as_str()
+                    && r["group"] == group.as_str()
+            })
+            .collect();
+        let total_published = of
+            .iter()
+            .any(|r| r["sex"] == "all" && r["suppressed"] == false);
+        let hidden = of
+            .iter()
+            .filter(|r| r["sex"] != "all" && r["suppressed"] == true)
+            .count();
+        if total_published && hidden == 1 {
+            found.push(format!("{source} {year} {measure} {group}"));
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_cities_reports_combine_without_revealing_a_small_stratum() {
+    let Some(scene) = Scene::new(&SceneOptions::new(Backend::Sqlite, &[ANALYST]), None)
+        .await
+        .unwrap()
+    else {
+        return;
+    };
+    let a_dir = scene.root().join("eval-a");
+    let b_dir = scene.root().join("eval-b");
+    // City A: women of 65–74 have 4 participants.
+    let (kdb_a, _) = city(
+        &a_dir,
+        "01130012",
+        &[
+            (1, 1970, 30, 15),
+            (2, 1970, 30, 15),
+            (1, 1955, 24, 12),
+            (2, 1955, 24, 4),
+        ],
+    );
+    let (kdb_b, _) = city(
+        &b_dir,
+        "01131234",
+        &[
+            (1, 1970, 25, 12),
+            (2, 1970, 28, 14),
+            (1, 1955, 22, 11),
+            (2, 1955, 26, 13),
+        ],
+    );
+    let (report_a, report_b) = (a_dir.join("report.json"), b_dir.join("report.json"));
+    let p = program(&a_dir, ANALYST).display().to_string();
+    let out = scene
+        .agent(
+            &["evaluate"],
+            &[
+                "--program",
+                &p,
+                "--out",
+                &report_a.display().to_string(),
+                &kdb_a.display().to_string(),
+            ],
+        )
+        .await
+        .unwrap()
+        .ok()
+        .unwrap();
+    assert!(out.stderr.contains("suppressed"), "{out}");
+    let config_b = city_b_agent(&scene).await;
+    let mut eval_b = command("lgwan-agent").unwrap();
+    eval_b
+        .args(["evaluate", "--config"])
+        .arg(&config_b)
+        .arg("--program")
+        .arg(program(&b_dir, ANALYST))
+        .arg("--out")
+        .arg(&report_b)
+        .arg(&kdb_b);
+    run(&mut eval_b, CLI_TIMEOUT).await.unwrap().ok().unwrap();
+
+    // City A's own report: no statistic of the small stratum, and nothing recoverable.
+    let signed: Value = serde_json::from_slice(&std::fs::read(&report_a).unwrap()).unwrap();
+    assert_eq!(signed["signature"]["signer"], "source:city-a");
+    let small = signed["report"]["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["sex"] == "female" && c["age_band"] == "65-74" && c["group"] == "participants")
+        .unwrap();
+    assert!(
+        small["n"].is_null() && small.get("stats").is_none(),
+        "{small}"
+    );
+    let text = signed.to_string();
+    assert!(!text.contains("st1_") && !text.contains("01130012"));
+
+    // The evaluator combines both.
+    let combined_dir = scene.root().join("combined");
+    let combine = |reports: Vec<String>| {
+        let scene = &scene;
+        let out_dir = combined_dir.display().to_string();
+        async move {
+            let mut args = vec!["evaluation", "combine", "--out", out_dir.as_str()];
+            args.extend(reports.iter().map(String::as_str));
+            scene.client(ANALYST, &args).await.unwrap()
+        }
+    };
+    let (a_s, b_s) = (
+        report_a.display().to_string(),
+        report_b.display().to_string(),
+    );
+    let out = combine(vec![a_s.clone(), b_s.clone()]).await;
+    assert!(out.status.success(), "{out}");
+    let combined: Value =
+        serde_json::from_slice(&std::fs::read(combined_dir.join("combined.json")).unwrap())
+            .unwrap();
+    let rows = combined["rows"].as_array().unwrap();
+    assert_eq!(
+        combined["sources"],
+        serde_json::json!(["source:city-a", CITY_B])
+    );
+    for source in ["source:city-a", "all"] {
+        for cell in cells(rows, source, "female", "65-74", "participants") {
+            assert!(
+                cell["suppressed"] == true && cell["n"].is_null(),
+                "{source}: {cell}"
+            );
+        }
+    }
+    // City B published the stratum; the pooled totals are published, with no median.
+    assert!(
+        cells(rows, CITY_B, "female", "65-74", "participants")
+            .iter()
+            .all(|c| c["n"] == 13)
+    );
+    let total = cells(rows, "all", "all", "all", "participants");
+    assert!(
+        total
+            .iter()
+            .all(|c| c["n"] == 46 + 50 && c["stats"]["median"].is_null()),
+        "{total:?}"
+    );
+    assert_eq!(recoverable(rows), Vec::<String>::new());
+    let csv = std::fs::read_to_string(combined_dir.join("combined.csv")).unwrap();
+    assert!(csv.starts_with("source,year,measure,sex,age_band,group,n,suppressed"));
+    assert_eq!(csv.lines().count(), 1 + rows.len());
+    let svg = std::fs::read_to_string(combined_dir.join("kpi.svg")).unwrap();
+    assert!(
+        svg.starts_with("<svg") && svg.contains("medical_cost"),
+        "{svg}"
+    );
+
+    // A changed report (a count made up) no longer verifies.
+    let forged = a_dir.join("forged.json");
+    std::fs::write(
+        &forged,
+        std::fs::read_to_string(&report_a)
+            .unwrap()
+            .replacen("\"n\": 15", "\"n\": 16", 1),
+    )
+    .unwrap();
+    let out = combine(vec![forged.display().to_string(), b_s.clone()]).await;
+    assert!(!out.status.success(), "{out}");
+    assert!(
+        out.stderr.contains("forged.json") && out.stderr.contains("evaluation report"),
+        "{out}"
+    );
+    // A report made for another evaluator is refused too.
+    let other = scene.root().join("eval-other");
+    city(&other, "01130012", &[(1, 1970, 30, 15)]);
+    let other_report = other.join("report.json");
+    scene
+        .agent(
+            &["evaluate"],
+            &[
+                "--program",
+                &program(&other, "analyst:somebody-else")
+                    .display()
+                    .to_string(),
+                "--out",
+                &other_report.display().to_string(),
+                &other.join("kdb.csv").display().to_string(),
+            ],
+        )
+        .await
+        .unwrap()
+        .ok()
+        .unwrap();
+    let out = combine(vec![other_report.display().to_string()]).await;
+    assert!(
+        !out.status.success() && out.stderr.contains("analyst:somebody-else"),
+        "{out}"
+    );
+}

@@ -395,3 +395,51 @@ mod tests {
         );
     }
 }
+
+/// One stratum of synthetic programme data ([`write_evaluation_inputs`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SynthStratum {
+    /// Sex code (1 male, 2 female).
+    pub sex: u8,
+    /// Birth year (everyone born on June 15).
+    pub birth_year: i32,
+    /// Persons.
+    pub persons: usize,
+    /// Of them, on the programme's roster.
+    pub participants: usize,
+}
+
+/// Writes a synthetic KDB medical-cost CSV (fiscal years 2024 and 2025, one month each)
+/// and a programme roster into `dir` (`kdb.csv`, `participants.csv`), for `evaluate`:
+/// participants' cost falls in the second year, the others' rises. Returns their paths.
+pub fn write_evaluation_inputs(
+    dir: &Path,
+    insurer: &str,
+    strata: &[SynthStratum],
+) -> io::Result<(PathBuf, PathBuf)> {
+    let mut kdb = String::from(
+        "保険者番号,被保険者証記号,被保険者証番号,枝番,生年月日,性別,診療年月,入院医療費,入院外医療費,歯科医療費,調剤医療費,医療費総額\n",
+    );
+    let mut roster = String::from("保険者番号,被保険者証記号,被保険者証番号,枝番,生年月日,性別\n");
+    let mut number = 0;
+    for s in strata {
+        for i in 0..s.persons {
+            number += 1;
+            let id = format!("{insurer},7,{number},01,{}0615,{}", s.birth_year, s.sex);
+            let enrolled = i < s.participants;
+            let first = 9_000 + 97 * i;
+            let second = if enrolled { 7_000 } else { 10_000 } + 89 * i;
+            kdb.push_str(&format!(
+                "{id},202406,,{first},,,{first}\n{id},202506,,{second},,,{second}\n"
+            ));
+            if enrolled {
+                roster.push_str(&format!("{id}\n"));
+            }
+        }
+    }
+    std::fs::create_dir_all(dir)?;
+    let (k, r) = (dir.join("kdb.csv"), dir.join("participants.csv"));
+    std::fs::write(&k, kdb)?;
+    std::fs::write(&r, roster)?;
+    Ok((k, r))
+}

@@ -8,6 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
+use lgwan_agent::synth::{SynthStratum, write_evaluation_inputs};
 use renkei_e2e::proc::{command, run};
 use renkei_e2e::scene::CLI_TIMEOUT;
 use renkei_e2e::{Backend, Scene, SceneOptions};
@@ -16,35 +17,18 @@ use serde_json::Value;
 const ANALYST: &str = "analyst:tsukuba";
 const CITY_B: &str = "source:city-b";
 
-const KDB: &str = "保険者番号,被保険者証記号,被保険者証番号,枝番,生年月日,性別,診療年月,入院医療費,入院外医療費,歯科医療費,調剤医療費,医療費総額";
-const ROSTER: &str = "保険者番号,被保険者証記号,被保険者証番号,枝番,生年月日,性別";
-
 /// Writes a city's KDB file and roster: per (sex, birth year, persons, participants).
 fn city(dir: &Path, insurer: &str, strata: &[(u8, i32, usize, usize)]) -> (PathBuf, PathBuf) {
-    let mut kdb = format!("{KDB}\n");
-    let mut roster = format!("{ROSTER}\n");
-    let mut number = 0;
-    for &(sex, year, persons, enrolled) in strata {
-        for i in 0..persons {
-            number += 1;
-            let id = format!("{insurer},7,{number},01,{year}0615,{sex}");
-            let (first, second) = (
-                9_000 + 97 * i,
-                if i < enrolled { 7_000 } else { 10_000 } + 89 * i,
-            );
-            kdb.push_str(&format!(
-                "{id},202406,,{first},,,{first}\n{id},202506,,{second},,,{second}\n"
-            ));
-            if i < enrolled {
-                roster.push_str(&format!("{id}\n"));
-            }
-        }
-    }
-    std::fs::create_dir_all(dir).unwrap();
-    let (k, r) = (dir.join("kdb.csv"), dir.join("participants.csv"));
-    std::fs::write(&k, kdb).unwrap();
-    std::fs::write(&r, roster).unwrap();
-    (k, r)
+    let strata: Vec<SynthStratum> = strata
+        .iter()
+        .map(|&(sex, birth_year, persons, participants)| SynthStratum {
+            sex,
+            birth_year,
+            persons,
+            participants,
+        })
+        .collect();
+    write_evaluation_inputs(dir, insurer, &strata).unwrap()
 }
 
 fn program(dir: &Path, evaluator: &str) -> PathBuf {

@@ -115,6 +115,11 @@ pub(crate) async fn run(keep: Option<PathBuf>) -> anyhow::Result<()> {
     let analyst = member(&dir, "analyst:hachioji")?;
     let points = member(&dir, "phr:kenko-points")?;
     let city = member(&dir, "municipality:city-a")?;
+    // A second city, for the evaluation step only (its agent computes its own report).
+    let city_b = Member {
+        id: "source:city-b".parse()?,
+        dir: dir.join("agent-b"),
+    };
     setup::pki(
         &dir,
         &[
@@ -124,10 +129,11 @@ pub(crate) async fn run(keep: Option<PathBuf>) -> anyhow::Result<()> {
             analyst.clone(),
             points.clone(),
             city.clone(),
+            city_b.clone(),
         ],
         now,
     )?;
-    for m in [&source, &app, &clinic, &analyst, &points, &city] {
+    for m in [&source, &app, &clinic, &analyst, &points, &city, &city_b] {
         n.say(&format!(
             "certificate for {} (URI SAN {})",
             m.id,
@@ -150,7 +156,7 @@ pub(crate) async fn run(keep: Option<PathBuf>) -> anyhow::Result<()> {
         &cfg,
         &running,
         &hub_url,
-        [&source, &app, &clinic, &analyst, &points, &city],
+        [&source, &app, &clinic, &analyst, &points, &city, &city_b],
     )
     .await;
     if result.is_ok() {
@@ -175,7 +181,7 @@ async fn flow(
     cfg: &HubConfig,
     running: &renkei_hub::app::Running,
     hub_url: &str,
-    [source, app, clinic, analyst, points, city]: [&Member; 6],
+    [source, app, clinic, analyst, points, city, city_b]: [&Member; 7],
 ) -> anyhow::Result<()> {
     let hub = &running.hub;
     let now = hub.now();
@@ -691,7 +697,11 @@ async fn flow(
     ));
     n.say("the app, the clinic and the analyst each know the resident under a different pseudonym");
 
-    // 15. Revocation on the portal
+    // 15. Evaluation across cities
+    n.step("Two cities evaluate a walking programme inside LGWAN; the evaluator combines their signed reports.");
+    evaluation(n, dir, &agent, city_b, analyst, hub_url, &log_key, now)?;
+
+    // 16. Revocation on the portal
     n.step("The resident revokes the Asmile consent on the portal with the receipt code.");
     let mut browser = portal::Browser::new(running.portal_addr, &source.ca())?;
     let page = browser.open().await?;
@@ -723,7 +733,7 @@ async fn flow(
     );
     n.say("the portal showed this consent and who read what under it (nothing else about the resident), said what revoking stops, and revoked it on confirmation");
 
-    // 16. Denied and acknowledged
+    // 17. Denied and acknowledged
     n.step("Asmile's next read is denied; it receives the revocation event, deletes its copies and acknowledges.");
     let some = std::fs::read_dir(&app_data)?
         .next()
@@ -756,7 +766,7 @@ async fn flow(
         revoked.deleted_files
     ));
 
-    // 17. Audit
+    // 18. Audit
     n.step("Verifying the audit chain and the consent ledger.");
     renkei_hub::audit::checkpoint_as(&hub.db, &hub.signing_key, &hub.log_origin, hub.now()).await?;
     let report = renkei_hub::audit::verify(&hub.db, &[hub.signing_key.verifying_key()], None)
@@ -878,4 +888,132 @@ fn write_kdb_care(path: &Path, p: &lgwan_agent::synth::SynthPerson) -> anyhow::R
         p.name
     );
     std::fs::write(path, text).with_context(|| format!("writing `{}`", path.display()))
+}
+
+/// The evaluation step: each city's agent computes the programme's statistics from its
+/// own KDB file and roster (city A has a stratum of 4 participants), signs the report
+/// with its certificate, and the analyst checks and combines both.
+#[allow(clippy::too_many_arguments)]
+fn evaluation(
+    n: &mut Narrator,
+    dir: &Path,
+    agent_a: &lgwan_agent::agent::Agent,
+    city_b: &Member,
+    analyst: &Member,
+    hub_url: &str,
+    log_key: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<()> {
+    use lgwan_agent::evaluate::{Program, SignedReport, evaluate};
+    use lgwan_agent::synth::{SynthStratum, write_evaluation_inputs};
+    let stratum = |sex, birth_year, persons, participants| SynthStratum {
+        sex,
+        birth_year,
+        persons,
+        participants,
+    };
+    let init = lgwan_agent::agent::init(&city_b.dir, &city_b.id)?;
+    setup::attach_hub(&init.config, hub_url, city_b, log_key)?;
+    let agent_b = lgwan_agent::agent::Agent::load(&init.config)?;
+    let mut reports = Vec::new();
+    for (name, agent, member_dir, insurer, strata) in [
+        (
+            "city A",
+            agent_a,
+            dir.join("agent"),
+            "01130012",
+            vec![
+                stratum(1, 1970, 30, 15),
+                stratum(2, 1970, 30, 15),
+                stratum(1, 1955, 24, 12),
+                stratum(2, 1955, 24, 4),
+            ],
+        ),
+        (
+            "city B",
+            &agent_b,
+            city_b.dir.clone(),
+            "01131234",
+            vec![
+                stratum(1, 1970, 25, 12),
+                stratum(2, 1970, 28, 14),
+                stratum(1, 1955, 22, 11),
+                stratum(2, 1955, 26, 13),
+            ],
+        ),
+    ] {
+        let eval_dir = member_dir.join("evaluation");
+        let (kdb, _) = write_evaluation_inputs(&eval_dir, insurer, &strata)?;
+        let program_file = eval_dir.join("program.toml");
+        std::fs::write(
+            &program_file,
+            format!(
+                "name = \"walking-sib\"\nevaluator = \"{}\"\nbaseline_year = 2024\nyears = [2024, 2025]\n\
+                 age_bands = [40, 65, 75]\nroster = \"participants.csv\"\n\n[[measures]]\n\
+                 name = \"medical_cost\"\ntable = \"kdb-medical-cost\"\ncode = \"total-cost\"\n",
+                analyst.id
+            ),
+        )?;
+        let program = Program::load(&program_file)?;
+        let (report, summary) = evaluate(agent, &program, &[kdb])?;
+        let hub = agent
+            .config
+            .hub
+            .as_ref()
+            .context("the agent has no certificate to sign with")?;
+        let signed = SignedReport::sign(report, &hub.cert, &hub.key, now)?;
+        let path = eval_dir.join("report.json");
+        std::fs::write(&path, serde_json::to_vec_pretty(&signed)?)?;
+        n.say(&format!(
+            "{name}: {} persons, {} on the roster; {} cells suppressed (fewer than {} persons, or to protect one); report signed by {}",
+            summary.population,
+            summary.participants,
+            summary.suppressed,
+            program.threshold,
+            signed.signature.signer
+        ));
+        reports.push(path);
+    }
+    let out = dir.join("evaluation");
+    let written =
+        renkei_client::evaluation::combine(&reports, &analyst.id, &analyst.ca(), &out, now)?;
+    let combined: serde_json::Value = serde_json::from_slice(&std::fs::read(&written.json)?)?;
+    let null = serde_json::Value::Null;
+    let field = |r: &'_ serde_json::Value, k: &str| r.get(k).unwrap_or(&null).clone();
+    let rows: Vec<serde_json::Value> = combined
+        .get("rows")
+        .and_then(serde_json::Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let small = rows
+        .iter()
+        .filter(|r| {
+            field(r, "sex") == "female"
+                && field(r, "age_band") == "65-74"
+                && field(r, "group") == "participants"
+        })
+        .all(|r| field(r, "source") == "source:city-b" || field(r, "suppressed") == true);
+    ensure!(small, "city A's small stratum was published somewhere");
+    let kpi = rows
+        .iter()
+        .find(|r| {
+            field(r, "source") == "all"
+                && field(r, "year") == 2025
+                && field(r, "sex") == "all"
+                && field(r, "group") == "participants"
+        })
+        .and_then(|r| r.get("stats").and_then(|s| s.get("mean")))
+        .and_then(serde_json::Value::as_f64)
+        .context("no pooled participants' mean")?;
+    n.say(&format!(
+        "the analyst checked both signatures and pooled the cities: participants' mean medical cost in FY2025 {kpi} yen; city A's 4-participant stratum is suppressed in its report and in the pooled table ({} pooled cells suppressed)",
+        written.suppressed
+    ));
+    n.say(&format!(
+        "table and chart: {}, {}, {}",
+        written.json.display(),
+        written.csv.display(),
+        written.svg.display()
+    ));
+    Ok(())
 }

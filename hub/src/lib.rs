@@ -20,5 +20,6 @@ pub mod metrics;
 pub mod pki;
 pub mod portal;
 pub mod registry;
+pub mod report;
 pub mod server;
 pub mod studies;

@@ -61,6 +61,23 @@ enum Command {
         #[command(subcommand)]
         command: ParticipantCommand,
     },
+    /// How the exchange is used: enrollments, consents granted and revoked, and reads,
+    /// counted by recipient, purpose and month from the audit log; counts below the
+    /// threshold are suppressed (docs/evaluation.md).
+    Report {
+        /// The hub configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// What to count by: any of `recipient`, `purpose`, `month`, comma-separated.
+        #[arg(long, default_value = "recipient,purpose,month")]
+        by: String,
+        /// `csv` or `json`.
+        #[arg(long, default_value = "csv")]
+        format: String,
+        /// Counts of fewer are suppressed.
+        #[arg(long, default_value_t = 10)]
+        threshold: u64,
+    },
     /// Research studies an ethics committee approved: a `research` consent names one as
     /// its evidence (`study:<id>`) and must fall within its period.
     Studies {
@@ -431,6 +448,28 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                         );
                     }
                 }
+            }
+        }
+        Command::Report {
+            config,
+            by,
+            format,
+            threshold,
+        } => {
+            let by = by
+                .split(',')
+                .filter(|d| !d.trim().is_empty())
+                .map(str::parse)
+                .collect::<Result<Vec<renkei_hub::report::Dimension>, _>>()?;
+            if !matches!(format.as_str(), "csv" | "json") {
+                bail!("--format: `{format}` is not `csv` or `json`");
+            }
+            let cfg = HubConfig::load(&config)?;
+            let hub = renkei_hub::app::build_hub(&cfg, Clock::System).await?;
+            let rows = renkei_hub::report::usage(&hub.db, &by, threshold).await?;
+            match format.as_str() {
+                "json" => println!("{}", serde_json::to_string_pretty(&rows)?),
+                _ => print!("{}", renkei_hub::report::to_csv(&rows)),
             }
         }
         Command::Studies { config, command } => {

@@ -25,6 +25,7 @@ mod ops;
 mod pg_outage;
 mod portal;
 mod reads;
+mod report;
 mod statements;
 mod tamper;
 mod tlog;

@@ -1,0 +1,96 @@
+//! `internet-hub report` (issue 19): usage counted from the audit log by recipient,
+//! purpose and month, a count below the threshold suppressed with no number.
+
+use axum::http::StatusCode;
+use renkei_hub::report::{Dimension, UsageRow, to_csv, usage};
+use serde_json::json;
+
+use crate::harness::{SUBJECT, TestHub, both, d};
+
+fn row<'a>(rows: &'a [UsageRow], measure: &str, recipient: &str) -> &'a UsageRow {
+    rows.iter()
+        .find(|r| r.measure == measure && r.recipient == recipient)
+        .unwrap_or_else(|| panic!("no {measure} row for {recipient}: {rows:?}"))
+}
+
+both!(
+    usage_is_counted_from_the_audit_log_and_small_counts_are_suppressed,
+    |h: TestHub| async move {
+        h.register_all().await;
+        let records: Vec<_> = (0..3)
+            .map(|i| {
+                h.sealed(
+                    &format!("doc-{i}"),
+                    SUBJECT,
+                    "checkup.lipids",
+                    d(2026, 5, 1),
+                    b"{\"ldl\":120}",
+                )
+            })
+            .collect();
+        let refs: Vec<_> = records.iter().collect();
+        assert_eq!(h.upload(&refs).await.0, StatusCode::OK);
+        let pseudonym = h.enroll("phr:asmile", SUBJECT).await;
+        let (st, v) = h
+            .call(
+                Some("phr:asmile"),
+                "POST",
+                "/v1/consents",
+                Some(json!({
+                    "subject": pseudonym, "recipient": "phr:asmile", "purpose": "phr-display",
+                    "categories": ["checkup.lipids"], "method": "app", "granted_by": "resident"
+                })),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        let consent = v["consent"]["id"].as_str().unwrap().to_owned();
+        assert_eq!(h.answer_grants().await, 3);
+        for r in &records {
+            let rid = r.0.header().record_id.as_str().to_owned();
+            let (st, v) = h
+                .call(
+                    Some("phr:asmile"),
+                    "GET",
+                    &format!("/v1/records/{}", h.alias("phr:asmile", &rid)),
+                    None,
+                )
+                .await;
+            assert_eq!(st, StatusCode::OK, "{v}");
+        }
+        let (st, v) = h
+            .call(
+                Some("phr:asmile"),
+                "POST",
+                &format!("/v1/consents/{consent}/revoke"),
+                Some(json!({"reason": "test"})),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+
+        // With a threshold of 2: three reads are published, one consent each is not.
+        let by = [Dimension::Recipient, Dimension::Purpose, Dimension::Month];
+        let rows = usage(&h.hub.db, &by, 2).await.unwrap();
+        let reads = row(&rows, "reads", "phr:asmile");
+        assert_eq!((reads.count, reads.suppressed), (Some(3), false));
+        assert_eq!(reads.purpose, "phr-display");
+        assert_eq!(reads.month, "2026-06", "the harness clock's month");
+        for measure in ["enrollments", "consents_granted", "consents_revoked"] {
+            let r = row(&rows, measure, "phr:asmile");
+            assert_eq!((r.count, r.suppressed), (None, true), "{r:?}");
+        }
+        // The default threshold suppresses the reads too; by recipient alone, all months.
+        let rows = usage(&h.hub.db, &[Dimension::Recipient], 10).await.unwrap();
+        let reads = row(&rows, "reads", "phr:asmile");
+        assert_eq!(
+            (reads.count, reads.purpose.as_str(), reads.month.as_str()),
+            (None, "all", "all")
+        );
+        let csv = to_csv(&rows);
+        assert!(csv.starts_with("measure,recipient,purpose,month,count,suppressed\n"));
+        assert!(csv.contains("reads,phr:asmile,all,all,,true"), "{csv}");
+        assert!(
+            usage(&h.hub.db, &by, 1).await.is_err(),
+            "a threshold of 1 publishes one person"
+        );
+    }
+);

@@ -1,11 +1,13 @@
 //! `internet-hub report`: how the exchange is used (Osaka's 会員数推移 and PHR実績 per insurer
-//! and programme), from the audit log: enrollments linked, consents granted and revoked,
-//! and records read, counted per recipient, purpose and month (any of them, or none), with
-//! the evaluation reports' disclosure control: a count of fewer than the threshold is
-//! published as suppressed, with no number. The report publishes no total across its rows,
-//! so a suppressed count cannot be worked out from the others.
+//! and programme), from the audit log: the residents who enrolled, who granted and revoked
+//! consents, and whose records were read, counted per recipient, purpose and month (any
+//! of them, or none), with the evaluation reports' disclosure control: a count of fewer
+//! residents than the threshold is published as suppressed, with no number. Counts are of
+//! distinct residents, never of events (ten reads may be one person's). One report
+//! publishes no total across its rows; reports of other `--by` choices are totals of
+//! these rows, so publish one choice of `--by` per period (docs/evaluation.md).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -51,9 +53,9 @@ pub struct UsageRow {
     pub purpose: String,
     /// The month, or `all`.
     pub month: String,
-    /// The count; `None` when suppressed.
+    /// Distinct residents; `None` when suppressed.
     pub count: Option<u64>,
-    /// Whether the count is withheld (fewer than the threshold).
+    /// Whether the count is withheld (fewer residents than the threshold).
     pub suppressed: bool,
 }
 
@@ -61,25 +63,25 @@ pub struct UsageRow {
 const QUERIES: [(&str, &str); 4] = [
     (
         "enrollments",
-        "SELECT e.requester AS recipient, '-' AS purpose, a.at AS at FROM hub_audit a \
+        "SELECT e.requester AS recipient, '-' AS purpose, a.subject AS subject, a.at AS at FROM hub_audit a \
          JOIN hub_enrollments e ON e.id = a.object \
          WHERE a.action = 'enrollment.link' AND a.decision = 'allow'",
     ),
     (
         "consents_granted",
-        "SELECT c.recipient AS recipient, c.purpose AS purpose, a.at AS at FROM hub_audit a \
+        "SELECT c.recipient AS recipient, c.purpose AS purpose, c.subject AS subject, a.at AS at FROM hub_audit a \
          JOIN consents c ON c.id = a.object \
          WHERE a.action = 'consent.grant' AND a.decision = 'allow'",
     ),
     (
         "consents_revoked",
-        "SELECT c.recipient AS recipient, c.purpose AS purpose, a.at AS at FROM hub_audit a \
+        "SELECT c.recipient AS recipient, c.purpose AS purpose, c.subject AS subject, a.at AS at FROM hub_audit a \
          JOIN consents c ON c.id = a.object \
          WHERE a.action = 'consent.revoke' AND a.decision = 'allow'",
     ),
     (
         "reads",
-        "SELECT a.actor AS recipient, c.purpose AS purpose, a.at AS at FROM hub_audit a \
+        "SELECT a.actor AS recipient, c.purpose AS purpose, a.subject AS subject, a.at AS at FROM hub_audit a \
          JOIN consents c ON c.id = a.consent \
          WHERE a.action = 'read' AND a.decision = 'allow'",
     ),
@@ -92,13 +94,14 @@ pub async fn usage(db: &Db, by: &[Dimension], threshold: u64) -> Result<Vec<Usag
             "--threshold: {threshold} is below 2 (one person's event would be published)"
         )));
     }
-    let mut counts: BTreeMap<(String, String, String, String), u64> = BTreeMap::new();
+    let mut counts: BTreeMap<(String, String, String, String), HashSet<String>> = BTreeMap::new();
     let mut tx = db.begin_read().await?;
     for (measure, sql) in QUERIES {
         let rows = sqlx::query(sql).fetch_all(&mut *tx).await?;
         for r in rows {
             let recipient: String = r.try_get("recipient")?;
             let purpose: String = r.try_get("purpose")?;
+            let subject: String = r.try_get("subject")?;
             let at: i64 = r.try_get("at")?;
             let month = DateTime::<Utc>::from_timestamp_micros(at)
                 .map_or_else(|| "unknown".to_owned(), |t| t.format("%Y-%m").to_string());
@@ -109,19 +112,22 @@ pub async fn usage(db: &Db, by: &[Dimension], threshold: u64) -> Result<Vec<Usag
                 pick(Dimension::Purpose, purpose),
                 pick(Dimension::Month, month),
             );
-            *counts.entry(key).or_default() += 1;
+            counts.entry(key).or_default().insert(subject);
         }
     }
     tx.commit().await?;
     Ok(counts
         .into_iter()
-        .map(|((measure, recipient, purpose, month), n)| UsageRow {
-            measure,
-            recipient,
-            purpose,
-            month,
-            count: (n >= threshold).then_some(n),
-            suppressed: n < threshold,
+        .map(|((measure, recipient, purpose, month), residents)| {
+            let n = residents.len() as u64;
+            UsageRow {
+                measure,
+                recipient,
+                purpose,
+                month,
+                count: (n >= threshold).then_some(n),
+                suppressed: n < threshold,
+            }
         })
         .collect())
 }

@@ -267,44 +267,51 @@ pub fn evaluate(
         })
         .count();
 
+    let labels: Vec<(String, String)> = strata
+        .keys()
+        .map(|(sex, band)| (sex.as_str().to_owned(), program.band_label(*band)))
+        .collect();
     let mut cells = Vec::new();
     let mut differences = Vec::new();
     for &year in &program.years {
-        for (m, measure) in program.measures.iter().enumerate() {
-            let value_of = |p: &Person| -> Option<f64> {
-                match sources.get(m)? {
-                    Source::Table { .. } => Some(
-                        p.values
-                            .get(&(m, year))
-                            .map_or(0.0, |v| v.iter().sum::<f64>()),
-                    ),
-                    Source::Item(_) => p
-                        .values
-                        .get(&(m, year))
-                        .filter(|v| !v.is_empty())
-                        .map(|v| v.iter().sum::<f64>() / v.len() as f64),
-                    Source::Attendance => Some(f64::from(u8::from(p.attended.contains(&year)))),
-                }
-            };
-            // One table per year and measure: the strata, then all strata, per group.
-            let mut table: Vec<[Vec<f64>; 2]> = Vec::new();
-            let mut labels = Vec::new();
-            for ((sex, band), groups) in &strata {
-                let row = groups
-                    .clone()
-                    .map(|persons| persons.iter().filter_map(|p| value_of(p)).collect());
-                table.push(row);
-                labels.push((sex.as_str().to_owned(), program.band_label(*band)));
-            }
+        // One table per measure (the strata, then all strata, per group), then one
+        // suppression pattern for all of the year's measures: a cell withheld in one
+        // measure is withheld in every other, so that no measure's counts or sums speak
+        // for another's withheld cell.
+        let mut tables = Vec::with_capacity(program.measures.len());
+        let mut hidden = suppress::Hidden::default();
+        for (m, source) in sources.iter().enumerate() {
+            let table: Vec<[Vec<f64>; 2]> = strata
+                .values()
+                .map(|groups| {
+                    groups.clone().map(|persons| {
+                        persons
+                            .iter()
+                            .filter_map(|p| value_of(p, m, source, year))
+                            .collect()
+                    })
+                })
+                .collect();
             let total: [Vec<f64>; 2] = [0, 1].map(|g| {
                 table
                     .iter()
                     .flat_map(|row| row.get(g).into_iter().flatten().copied())
                     .collect()
             });
-            let counts: Vec<[usize; 2]> = table.iter().map(|r| [r[0].len(), r[1].len()]).collect();
-            let totals = [total[0].len(), total[1].len()];
-            let hidden = suppress::suppress(&counts, totals, program.threshold);
+            let counts: Vec<[usize; 2]> = table
+                .iter()
+                .map(|row| row.clone().map(|v| contributors(source, &v)))
+                .collect();
+            let totals = total.clone().map(|v| contributors(source, &v));
+            let mine = suppress::suppress(&counts, totals, program.threshold);
+            if m == 0 {
+                hidden = mine;
+            } else {
+                hidden.union(&mine);
+            }
+            tables.push((table, total));
+        }
+        for (measure, (table, total)) in program.measures.iter().zip(&tables) {
             for (i, row) in table.iter().enumerate() {
                 let (sex, band) = labels.get(i).cloned().unwrap_or_default();
                 let mut pair = [None, None];
@@ -316,12 +323,11 @@ pub fn evaluate(
                         .and_then(|r| r.get(g))
                         .copied()
                         .unwrap_or(true);
-                    let cell = cell(year, &measure.name, &sex, &band, g, values, off);
                     if !off {
                         *slot = Some(values);
                     }
                     summary.suppressed += usize::from(off);
-                    cells.push(cell);
+                    cells.push(cell(year, &measure.name, &sex, &band, g, values, off));
                 }
                 differences.push(difference(year, &measure.name, &sex, &band, pair));
             }
@@ -349,6 +355,38 @@ pub fn evaluate(
         differences,
     };
     Ok((report, summary))
+}
+
+/// A person's value of measure `m` in fiscal year `year`, if the measure counts them.
+fn value_of(p: &Person, m: usize, source: &Source, year: i32) -> Option<f64> {
+    match source {
+        Source::Table { .. } => Some(
+            p.values
+                .get(&(m, year))
+                .map_or(0.0, |v| v.iter().sum::<f64>()),
+        ),
+        Source::Item(_) => p
+            .values
+            .get(&(m, year))
+            .filter(|v| !v.is_empty())
+            .map(|v| v.iter().sum::<f64>() / v.len() as f64),
+        Source::Attendance => Some(f64::from(u8::from(p.attended.contains(&year)))),
+    }
+}
+
+/// How many persons a cell's published statistics speak for, which the threshold is
+/// held against: for a rate, the fewer of those with and without (its mean times its
+/// count gives both); for a sum, the persons with a value other than 0 (a sum of one
+/// person's cost is that person's cost); otherwise everyone counted.
+fn contributors(source: &Source, values: &[f64]) -> usize {
+    match source {
+        Source::Attendance => {
+            let ones = values.iter().filter(|v| **v != 0.0).count();
+            ones.min(values.len() - ones)
+        }
+        Source::Table { .. } => values.iter().filter(|v| **v != 0.0).count(),
+        Source::Item(_) => values.len(),
+    }
 }
 
 fn cell(
@@ -511,4 +549,29 @@ fn read_roster(agent: &Agent, path: &Path) -> Result<BTreeSet<String>> {
         tokens.insert(token.as_str().to_owned());
     }
     Ok(tokens)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rate_or_a_sum_speaks_for_fewer_persons_than_it_counts() {
+        let attendance = Source::Attendance;
+        // 1 of 12 attended: mean × n says so, so the cell speaks for 1 person.
+        let mut rate = vec![0.0; 12];
+        rate[0] = 1.0;
+        assert_eq!(contributors(&attendance, &rate), 1);
+        assert_eq!(
+            contributors(&attendance, &[1.0; 12]),
+            0,
+            "everyone: the rest is 0"
+        );
+        let cost = Source::Table {
+            mapping: "kdb-medical-cost".into(),
+            code: "total-cost".into(),
+        };
+        assert_eq!(contributors(&cost, &[0.0, 5000.0, 0.0]), 1);
+        assert_eq!(contributors(&Source::Item("x".into()), &[22.0, 23.5]), 2);
+    }
 }

@@ -253,6 +253,14 @@ pub async fn import(
     let wanted: Vec<&str> = book.wanted_residents().collect();
     let known = outbox.first_sightings(&wanted).await?;
     book.know_residents(known);
+    // A token an earlier import found shared is refused for these rows too.
+    for chunk in book.resident_tokens().chunks(KNOWN_CHUNK) {
+        for (token, known) in outbox.known_subjects(chunk).await? {
+            if known.conflict {
+                book.refuse(&token);
+            }
+        }
+    }
     // A subject spooled by an earlier import with another 枝番, or refused before,
     // is a conflict now too: never two people's data under one token. The tokens
     // are looked up a chunk at a time, never all copied at once, and only what

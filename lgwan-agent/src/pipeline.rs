@@ -140,6 +140,9 @@ pub struct BranchBook {
     resident_tokens: HashMap<String, (SubjectToken, String)>,
     /// The 宛名番号 digests that rows keyed by 宛名番号 alone asked for.
     wanted_residents: BTreeSet<String>,
+    /// The 宛名番号 digest each token came with: a token seen with two is shared by two
+    /// residents (one insurance identity, two people) and is refused.
+    token_residents: HashMap<TokenKey, String>,
     /// The distinct 枝番 seen, indexed by [`BranchState`].
     branches: Vec<String>,
     refused: BTreeSet<TokenKey>,
@@ -180,6 +183,16 @@ impl BranchBook {
     pub fn observe_resident(&mut self, seen: ResidentSeen) {
         let key = (seen.resident.clone(), token_key(&seen.token));
         if self.residents_seen.insert(key) {
+            let token = token_key(&seen.token);
+            match self.token_residents.get(&token) {
+                Some(first) if *first != seen.resident => {
+                    self.refused.insert(token);
+                }
+                Some(_) => {}
+                None => {
+                    self.token_residents.insert(token, seen.resident.clone());
+                }
+            }
             self.resident_tokens
                 .entry(seen.resident.clone())
                 .or_insert_with(|| (seen.token.clone(), seen.person.clone()));
@@ -198,6 +211,20 @@ impl BranchBook {
         for (resident, token, person) in known {
             self.resident_tokens.insert(resident, (token, person));
         }
+    }
+
+    /// The tokens rows keyed by 宛名番号 alone will be filed under: the import checks
+    /// them against the outbox's conflicts like the tokens it saw itself.
+    pub fn resident_tokens(&self) -> Vec<SubjectToken> {
+        let mut out: Vec<SubjectToken> = self
+            .wanted_residents
+            .iter()
+            .filter_map(|r| self.resident_tokens.get(r))
+            .map(|(token, _)| token.clone())
+            .collect();
+        out.sort();
+        out.dedup();
+        out
     }
 
     /// The token a row keyed by 宛名番号 alone is filed under, or why it cannot be.

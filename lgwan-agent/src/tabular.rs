@@ -102,8 +102,8 @@ impl IdentityColumns {
     }
 }
 
-/// Who a row is about (never leaves the agent).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Who a row is about (never leaves the agent; `Debug` prints no identifier).
+#[derive(Clone, PartialEq, Eq)]
 pub enum RowIdentity {
     /// The insurance identity.
     Insured(PersonIdentity),
@@ -146,8 +146,17 @@ pub enum ValueKind {
     Text,
 }
 
-/// One parsed row.
-#[derive(Clone, Debug, PartialEq, Eq)]
+impl std::fmt::Debug for RowIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RowIdentity::Insured(p) => write!(f, "Insured({p:?})"),
+            RowIdentity::Resident { .. } => f.write_str("Resident([identifiers elided])"),
+        }
+    }
+}
+
+/// One parsed row (`Debug` prints no identifier).
+#[derive(Clone, PartialEq, Eq)]
 pub struct TableRow {
     /// The 1-based record number in the file (the header is record 1).
     pub line: u64,
@@ -160,6 +169,18 @@ pub struct TableRow {
     pub resident: Option<String>,
     /// (index into the mapping's `values`, normalized cell), non-empty cells only.
     pub cells: Vec<(usize, String)>,
+}
+
+impl std::fmt::Debug for TableRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TableRow")
+            .field("line", &self.line)
+            .field("identity", &self.identity)
+            .field("effective_date", &self.effective_date)
+            .field("resident", &self.resident.as_ref().map(|_| "[elided]"))
+            .field("cells", &self.cells)
+            .finish()
+    }
 }
 
 /// What reading a table yields, row by row.

@@ -202,5 +202,7 @@ pub fn t975(df: f64) -> f64 {
 
 /// Four decimals: what a report needs, and no more digits than the data have.
 pub fn round4(x: f64) -> f64 {
-    (x * 10_000.0).round() / 10_000.0
+    let rounded = (x * 10_000.0).round() / 10_000.0;
+    // Beyond ~1e304 the scaling overflows; such a number has no decimals to round.
+    if rounded.is_finite() { rounded } else { x }
 }

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use renkei_hub::report::{Dimension, UsageRow, to_csv, usage};
 use serde_json::json;
 
-use crate::harness::{SUBJECT, TestHub, both, d};
+use crate::harness::{OTHER_SUBJECT, SUBJECT, TestHub, both, d};
 
 fn row<'a>(rows: &'a [UsageRow], measure: &str, recipient: &str) -> &'a UsageRow {
     rows.iter()
@@ -14,71 +14,77 @@ fn row<'a>(rows: &'a [UsageRow], measure: &str, recipient: &str) -> &'a UsageRow
 }
 
 both!(
-    usage_is_counted_from_the_audit_log_and_small_counts_are_suppressed,
+    usage_counts_residents_from_the_audit_log_and_suppresses_small_counts,
     |h: TestHub| async move {
         h.register_all().await;
-        let records: Vec<_> = (0..3)
-            .map(|i| {
-                h.sealed(
-                    &format!("doc-{i}"),
-                    SUBJECT,
-                    "checkup.lipids",
-                    d(2026, 5, 1),
-                    b"{\"ldl\":120}",
-                )
-            })
-            .collect();
-        let refs: Vec<_> = records.iter().collect();
-        assert_eq!(h.upload(&refs).await.0, StatusCode::OK);
-        let pseudonym = h.enroll("phr:asmile", SUBJECT).await;
-        let (st, v) = h
-            .call(
-                Some("phr:asmile"),
-                "POST",
-                "/v1/consents",
-                Some(json!({
-                    "subject": pseudonym, "recipient": "phr:asmile", "purpose": "phr-display",
-                    "categories": ["checkup.lipids"], "method": "app", "granted_by": "resident"
-                })),
-            )
-            .await;
-        assert_eq!(st, StatusCode::OK, "{v}");
-        let consent = v["consent"]["id"].as_str().unwrap().to_owned();
-        assert_eq!(h.answer_grants().await, 3);
-        for r in &records {
-            let rid = r.0.header().record_id.as_str().to_owned();
+        let mut consents = Vec::new();
+        for (i, subject) in [SUBJECT, OTHER_SUBJECT].into_iter().enumerate() {
+            let record = h.sealed(
+                &format!("doc-{i}"),
+                subject,
+                "checkup.lipids",
+                d(2026, 5, 1),
+                b"{\"ldl\":120}",
+            );
+            assert_eq!(h.upload(&[&record]).await.0, StatusCode::OK);
+            let pseudonym = h.enroll("phr:asmile", subject).await;
             let (st, v) = h
                 .call(
                     Some("phr:asmile"),
-                    "GET",
-                    &format!("/v1/records/{}", h.alias("phr:asmile", &rid)),
-                    None,
+                    "POST",
+                    "/v1/consents",
+                    Some(json!({
+                        "subject": pseudonym, "recipient": "phr:asmile", "purpose": "phr-display",
+                        "categories": ["checkup.lipids"], "method": "app", "granted_by": "resident"
+                    })),
                 )
                 .await;
             assert_eq!(st, StatusCode::OK, "{v}");
+            consents.push(v["consent"]["id"].as_str().unwrap().to_owned());
+            assert_eq!(h.answer_grants().await, 1);
+            let rid = record.0.header().record_id.as_str().to_owned();
+            // The first resident's record is read three times: still one resident.
+            for _ in 0..(3 - 2 * i) {
+                let (st, v) = h
+                    .call(
+                        Some("phr:asmile"),
+                        "GET",
+                        &format!("/v1/records/{}", h.alias("phr:asmile", &rid)),
+                        None,
+                    )
+                    .await;
+                assert_eq!(st, StatusCode::OK, "{v}");
+            }
         }
         let (st, v) = h
             .call(
                 Some("phr:asmile"),
                 "POST",
-                &format!("/v1/consents/{consent}/revoke"),
+                &format!("/v1/consents/{}/revoke", consents[0]),
                 Some(json!({"reason": "test"})),
             )
             .await;
         assert_eq!(st, StatusCode::OK, "{v}");
 
-        // With a threshold of 2: three reads are published, one consent each is not.
+        // With a threshold of 2: two residents enrolled, consented and were read; one
+        // revoked, which is withheld.
         let by = [Dimension::Recipient, Dimension::Purpose, Dimension::Month];
         let rows = usage(&h.hub.db, &by, 2).await.unwrap();
         let reads = row(&rows, "reads", "phr:asmile");
-        assert_eq!((reads.count, reads.suppressed), (Some(3), false));
+        assert_eq!(
+            (reads.count, reads.suppressed),
+            (Some(2), false),
+            "residents, not reads"
+        );
         assert_eq!(reads.purpose, "phr-display");
         assert_eq!(reads.month, "2026-06", "the harness clock's month");
-        for measure in ["enrollments", "consents_granted", "consents_revoked"] {
+        for measure in ["enrollments", "consents_granted"] {
             let r = row(&rows, measure, "phr:asmile");
-            assert_eq!((r.count, r.suppressed), (None, true), "{r:?}");
+            assert_eq!(r.count, Some(2), "{r:?}");
         }
-        // The default threshold suppresses the reads too; by recipient alone, all months.
+        let revoked = row(&rows, "consents_revoked", "phr:asmile");
+        assert_eq!((revoked.count, revoked.suppressed), (None, true));
+        // The default threshold withholds everything here; by recipient alone, all months.
         let rows = usage(&h.hub.db, &[Dimension::Recipient], 10).await.unwrap();
         let reads = row(&rows, "reads", "phr:asmile");
         assert_eq!(

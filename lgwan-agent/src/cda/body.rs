@@ -29,6 +29,9 @@ use super::value::{ValueStart, start_value};
 /// shorter; anything longer is not a checkup result and is refused, not exported.
 const MAX_TEXT_BYTES: usize = 16 * 1024;
 
+/// Longest `displayName` kept: the MHLW table's item names are far shorter.
+const MAX_DISPLAY_BYTES: usize = 256;
+
 /// What an element of the body is to the reader, from its and its parent's names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Element {
@@ -119,7 +122,11 @@ impl Body {
                         .filter(|c| !null && !c.is_empty())
                         .map(str::to_owned);
                     p.system = xml::token(attrs, "codeSystem").map(str::to_owned);
-                    p.display = xml::get(attrs, "displayName").map(str::to_owned);
+                    // A display name longer than any item name is not kept (it is copied
+                    // into every value of the observation).
+                    p.display = xml::get(attrs, "displayName")
+                        .filter(|d| d.len() <= MAX_DISPLAY_BYTES)
+                        .map(str::to_owned);
                 }
             }
             Element::Value => {

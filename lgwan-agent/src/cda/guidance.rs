@@ -39,13 +39,13 @@ struct Act {
     performer: Option<String>,
 }
 
-/// An open `observation`.
+/// An open `observation`. Its `displayName` is not kept: the catalog names every item,
+/// and a document's own text is not let through under an exported item.
 #[derive(Debug, Default)]
 struct Pending {
     depth: usize,
     code: Option<String>,
     system: Option<String>,
-    display: Option<String>,
     values: Vec<Value>,
     text: Option<(usize, String)>,
 }
@@ -74,6 +74,44 @@ fn negated(attrs: &Attrs, what: &str) -> Result<(), Reason> {
             "a negated {what} (negationInd) is not read as a record"
         ))),
         _ => Ok(()),
+    }
+}
+
+/// Checks a value against the item table's data type (数字 a number, コード a code,
+/// 漢字 text, 年月日 a date): a value of another type is refused, never exported under
+/// the item (text under a number item would carry free text past the catalog's rule
+/// that free text stays inside LGWAN). An item the table does not know is left to the
+/// catalog, which does not export it.
+fn check_type(code: &str, value: &Value) -> Result<(), Reason> {
+    let Some(item) = guidance::item(code) else {
+        return Ok(());
+    };
+    let fits = match item.kind {
+        "数字" => matches!(value, Value::Quantity { .. }),
+        "コード" => matches!(value, Value::Coded { .. }),
+        "漢字" => matches!(value, Value::Text(_)),
+        "年月日" => matches!(value, Value::Date { .. }),
+        _ => true,
+    };
+    if fits {
+        Ok(())
+    } else {
+        Err(Reason::BadValue(format!(
+            "`{code}` ({}) has a value of another type than the item table's {}",
+            item.name, item.kind
+        )))
+    }
+}
+
+/// A coded value without the document's display text.
+fn strip_display(value: Value) -> Value {
+    match value {
+        Value::Coded { code, system, .. } => Value::Coded {
+            code,
+            system,
+            display: None,
+        },
+        other => other,
     }
 }
 
@@ -120,7 +158,6 @@ impl GuidanceBody {
                         .filter(|c| !null && !c.is_empty())
                         .map(str::to_owned);
                     p.system = xml::token(attrs, "codeSystem").map(str::to_owned);
-                    p.display = xml::get(attrs, "displayName").map(str::to_owned);
                 }
             }
             ("observation", "value") => {
@@ -156,7 +193,13 @@ impl GuidanceBody {
                 }
             }
             ("assignedEntity", "code") if last(stack, 2) == Some("performer") => {
-                if let Some(a) = self.acts.last_mut().filter(|a| a.depth + 3 == depth) {
+                // Only a code of the table's system says who held the session.
+                let system = xml::token(attrs, "codeSystem");
+                if let Some(a) = self
+                    .acts
+                    .last_mut()
+                    .filter(|a| a.depth + 3 == depth && system.is_none_or(|s| s == PERFORMER_OID))
+                {
                     a.performer = xml::token(attrs, "code")
                         .filter(|c| !c.is_empty())
                         .map(str::to_owned);
@@ -268,7 +311,8 @@ impl GuidanceBody {
         }
         let date = self.session_date();
         for value in p.values {
-            self.push(&code, p.display.clone(), value, date);
+            check_type(&code, &value)?;
+            self.push(&code, None, strip_display(value), date);
         }
         Ok(())
     }
@@ -407,6 +451,16 @@ mod tests {
             (
                 r#"<entry><act classCode="ACT" moodCode="EVN" negationInd="true"><code code="1" codeSystem="1.2.392.200119.6.3005"/></act></entry>"#.to_owned(),
                 "negated act",
+            ),
+            (
+                // Free text under a number item (支援Aの実施時間).
+                act(
+                    "EVN",
+                    "4",
+                    "1.2.392.200119.6.1113",
+                    &obs("EVN", "1032100013", r#"<value xsi:type="ST">見本さんと電話</value>"#),
+                ),
+                "another type than the item table's 数字",
             ),
         ] {
             match parse_guidance(doc(&body).as_bytes(), "x") {

@@ -29,6 +29,8 @@ pub(crate) struct GuidanceItem {
     pub(crate) code: &'static str,
     /// The item name (column 4).
     pub(crate) name: &'static str,
+    /// The data type (column 5): 数字, コード, 漢字 or 年月日.
+    pub(crate) kind: &'static str,
     /// The UCUM unit of a number item (column 10), if the table gives one.
     pub(crate) ucum: Option<&'static str>,
     /// The OID of the item's codes (column 11), for coded items.
@@ -76,6 +78,7 @@ static TABLE_ROWS: LazyLock<Table> = LazyLock::new(|| {
         let item = GuidanceItem {
             code,
             name: cell(3),
+            kind: cell(4),
             ucum: Some(cell(9)).filter(|u| !u.is_empty()),
             oid: Some(cell(10)).filter(|o| !o.is_empty()),
         };

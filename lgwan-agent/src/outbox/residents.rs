@@ -22,6 +22,7 @@ CREATE TABLE IF NOT EXISTS resident_numbers (
     person TEXT NOT NULL,
     created_at TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS resident_numbers_token ON resident_numbers (token);
 ";
 
 /// What [`Outbox::link_residents`] did.
@@ -81,6 +82,17 @@ impl Outbox {
                     .await
                     .map_err(|e| self.db(e))?;
             let Some(first) = first else {
+                // A number new to the agent, under a token another number already has:
+                // two residents behind one insurance identity. Never filed together.
+                let taken = sqlx::query("SELECT 1 AS one FROM resident_numbers WHERE token = ?")
+                    .bind(s.token.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(|e| self.db(e))?;
+                if taken.is_some() {
+                    out.mismatched += 1;
+                    continue;
+                }
                 sqlx::query(&format!(
                     "INSERT INTO resident_numbers (resident, token, person, created_at) \
                      VALUES (?, ?, ?, {NOW})"

@@ -161,3 +161,43 @@ values = [{values}]
         );
     }
 }
+
+#[tokio::test]
+async fn two_resident_numbers_on_one_insurance_identity_are_never_filed_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = agent(dir.path());
+    // Two residents (twins) behind one card with no 枝番 column: one token, two 宛名番号.
+    let kdb = dir.path().join("kdb.csv");
+    std::fs::write(
+        &kdb,
+        "保険者番号,被保険者証記号,被保険者証番号,枝番,生年月日,性別,宛名番号,診療年月,入院医療費,入院外医療費,歯科医療費,調剤医療費,医療費総額\n\
+         01130012,12,345,,20230510,2,0000777,202406,,3000,,,3000\n\
+         01130012,12,345,,20230510,2,0000778,202406,,4000,,,4000\n",
+    )
+    .unwrap();
+    let register = dir.path().join("register.csv");
+    std::fs::write(
+        &register,
+        "宛名番号,生年月日,性別,接種日,ワクチン名,接種回数\n\
+         0000777,20230510,2,20240615,五種混合,1\n\
+         0000778,20230510,2,20240615,五種混合,1\n",
+    )
+    .unwrap();
+    // One run: the token is refused, for the KDB rows and the register alike.
+    let (lines, bad) = run_preview(&a, &[kdb.clone(), register.clone()]);
+    assert!(lines.is_empty(), "{lines:?}");
+    assert_eq!(bad.len(), 4, "{bad:?}");
+    // Apart: the second number is never recorded against the token; the first stays
+    // refused as the outbox's conflict.
+    let outbox = Outbox::open(&a.config.outbox).await.unwrap();
+    let first = import(&a, &outbox, std::slice::from_ref(&kdb), &mut |_| {})
+        .await
+        .unwrap();
+    assert_eq!(first.new_records, 0);
+    assert_eq!(first.resident_mismatches, 1);
+    let second = import(&a, &outbox, std::slice::from_ref(&register), &mut |_| {})
+        .await
+        .unwrap();
+    assert_eq!(second.new_records, 0, "{:?}", second.quarantined);
+    assert_eq!(second.quarantined.len(), 2);
+}

@@ -7,14 +7,18 @@
 //! are known; subtracting the published cells of that group leaves the suppressed ones
 //! together. One suppressed cell in a group would be recovered exactly (its count, and
 //! its mean from the sums). So wherever a group's total is published, its suppressed
-//! cells number zero or at least two: the published cell with the fewest persons joins
-//! a lone suppressed one (the smallest, so the least is withheld). A group of one
-//! stratum whose cell is suppressed has its total suppressed too. Nothing across the
-//! groups is published (no stratum total), so there is no other margin to protect; a
-//! difference between the groups is published only where both of its cells are.
+//! cells number zero or at least two: the first published cell of the group, in stratum
+//! order, joins a lone suppressed one. The partner is chosen by its place, never by its
+//! size: were it the smallest published cell, its count would be bounded by the cells
+//! still published, and the pair's known sum would pin the small cell (with threshold 10
+//! and counts 9, 10, 10 the pair sums to 19 and the partner is at most 10, so the small
+//! cell is 9). A group of one stratum whose cell is suppressed has its total suppressed
+//! too. Nothing across the groups is published (no stratum total), so there is no other
+//! margin to protect; a difference between the groups is published only where both of
+//! its cells are.
 
 /// Which cells and totals a table withholds.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Hidden {
     /// Per stratum, per group (participants, others): suppressed.
     pub cells: Vec<[bool; 2]>,
@@ -41,17 +45,12 @@ pub fn suppress(counts: &[[usize; 2]], totals: [usize; 2], threshold: usize) -> 
         if suppressed != 1 {
             continue;
         }
-        // The published cell of this group with the fewest persons.
-        let partner = counts
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| {
-                cells
-                    .get(*i)
-                    .is_some_and(|row| !row.get(g).copied().unwrap_or(true))
-            })
-            .min_by_key(|(_, row)| row.get(g).copied().unwrap_or(usize::MAX))
-            .map(|(i, _)| i);
+        // The first published cell of this group, by its place (see the module docs).
+        let partner = (0..counts.len()).find(|i| {
+            cells
+                .get(*i)
+                .is_some_and(|row| !row.get(g).copied().unwrap_or(true))
+        });
         match partner
             .and_then(|i| cells.get_mut(i))
             .and_then(|row| row.get_mut(g))
@@ -68,6 +67,23 @@ pub fn suppress(counts: &[[usize; 2]], totals: [usize; 2], threshold: usize) -> 
     Hidden {
         cells,
         totals: hidden_totals,
+    }
+}
+
+impl Hidden {
+    /// Withholds also what `other` withholds (the same table's pattern for another
+    /// measure), so that one measure's published cells say nothing of another's
+    /// suppressed ones. Groups with zero or at least two suppressed cells in both keep
+    /// that property in the union.
+    pub fn union(&mut self, other: &Hidden) {
+        for (mine, theirs) in self.cells.iter_mut().zip(&other.cells) {
+            for (m, t) in mine.iter_mut().zip(theirs) {
+                *m |= *t;
+            }
+        }
+        for (m, t) in self.totals.iter_mut().zip(other.totals) {
+            *m |= t;
+        }
     }
 }
 
@@ -101,15 +117,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_lone_small_cell_takes_the_smallest_published_one_with_it() {
+    fn a_lone_small_cell_takes_the_first_published_one_with_it() {
         let counts = [[4, 40], [25, 60], [12, 55], [30, 8]];
         let totals = [71, 163];
         let h = suppress(&counts, totals, 10);
-        // Participants: 4 is primary, 12 (the fewest published) joins it; others: 8 is
+        // Participants: 4 is primary, 25 (the first published) joins it; others: 8 is
         // primary, 40 joins it.
         assert_eq!(
             h.cells,
-            vec![[true, true], [false, false], [true, false], [false, true]]
+            vec![[true, true], [true, false], [false, false], [false, true]]
         );
         assert_eq!(h.totals, [false, false]);
         assert!(recoverable(&counts, &h).is_empty());

@@ -9,12 +9,87 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
+use renkei_crypto::grant::{RecipientPublicKey, RecipientSecretKey};
 use renkei_crypto::participant::ParticipantId;
 use renkei_protocol::evaluation::suppress::suppress;
-use renkei_protocol::evaluation::{Cell, SignedReport, Summary, round4, t975};
+use renkei_protocol::evaluation::{
+    Cell, DeliverBody, Delivered, PURPOSE, SignedReport, Summary, open_report, round4, seal_report,
+    t975,
+};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::transport::HubClient;
+
+/// Seals `signed` to the evaluator it names, whose key-grant key is taken from its key
+/// statement checked against the pinned CA (never the hub's word), and delivers it.
+pub async fn deliver(client: &HubClient, signed: &SignedReport) -> Result<Delivered> {
+    let evaluator = &signed.report.evaluator;
+    let recipient: ParticipantId = evaluator.parse().map_err(Error::crypto(format!(
+        "evaluator `{}`",
+        crate::error::shorten(evaluator)
+    )))?;
+    let keys = client.participant_keys(&recipient).await?;
+    let grant_key = client
+        .verify_statement(&recipient, keys.statement.as_ref())?
+        .grant_key
+        .ok_or_else(|| Error::invalid(format!("keys of `{recipient}`"), "no grant key"))?;
+    let key = RecipientPublicKey::from_base64(&grant_key)
+        .map_err(Error::crypto(format!("keys of `{recipient}`")))?;
+    let sealed = seal_report(signed, evaluator, &key)
+        .map_err(|e| Error::invalid("evaluation report", e.to_string()))?;
+    client
+        .deliver_evaluation(&DeliverBody {
+            recipient: evaluator.clone(),
+            purpose: PURPOSE.to_owned(),
+            sealed: data_encoding::BASE64.encode(&sealed),
+        })
+        .await
+}
+
+/// Collects the reports delivered to this participant (`me`, holding `key`): each is
+/// opened, its signature checked (a source's, under the CA `ca`, naming the source that
+/// delivered it, for `me`), and written to `out/<id>.json`. Returns the files written.
+pub async fn collect(
+    client: &HubClient,
+    key: &RecipientSecretKey,
+    me: &ParticipantId,
+    ca: &Path,
+    out: &Path,
+    now: DateTime<Utc>,
+) -> Result<Vec<PathBuf>> {
+    let list = client.evaluation_reports().await?;
+    std::fs::create_dir_all(out)
+        .map_err(|e| Error::invalid(format!("`{}`", out.display()), e.to_string()))?;
+    let mut written = Vec::with_capacity(list.reports.len());
+    for r in list.reports {
+        let what = format!("evaluation report `{}` from `{}`", r.id, r.source);
+        let sealed = data_encoding::BASE64
+            .decode(r.sealed.as_bytes())
+            .map_err(|e| Error::invalid(what.clone(), e.to_string()))?;
+        let signed = open_report(&sealed, &r.source, &me.to_string(), key)
+            .map_err(|e| Error::invalid(what.clone(), e.to_string()))?;
+        let signer = signed
+            .verify(ca, now)
+            .map_err(|e| Error::invalid(what.clone(), e.to_string()))?;
+        if signer.to_string() != r.source || signed.report.evaluator != me.to_string() {
+            return Err(Error::invalid(
+                what,
+                format!(
+                    "signed by `{signer}` for `{}`: not what the hub says",
+                    signed.report.evaluator
+                ),
+            ));
+        }
+        let id: String = r.id.chars().filter(char::is_ascii_alphanumeric).collect();
+        let path = out.join(format!("{id}.json"));
+        let json = serde_json::to_vec_pretty(&signed)
+            .map_err(|e| Error::invalid(what.clone(), e.to_string()))?;
+        write(&path, &json)?;
+        written.push(path);
+    }
+    Ok(written)
+}
 
 /// The city (source) a pooled row stands for.
 pub const ALL: &str = "all";

@@ -106,6 +106,10 @@ enum Command {
         /// Where to write the report (JSON).
         #[arg(long)]
         out: PathBuf,
+        /// Also deliver it through the hub, sealed to the programme's evaluator (who
+        /// must be on the release list for `program-evaluation`).
+        #[arg(long)]
+        deliver: bool,
         /// Archives (.zip), CSV files, or folders of them.
         #[arg(required = true)]
         inputs: Vec<PathBuf>,
@@ -451,6 +455,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             config,
             program,
             out,
+            deliver,
             inputs,
         } => {
             let agent = Agent::load(&config)?;
@@ -476,6 +481,29 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let json = serde_json::to_vec_pretty(&signed)?;
             std::fs::write(&out, json)
                 .map_err(|e| anyhow::anyhow!("writing `{}`: {e}", out.display()))?;
+            if deliver {
+                // The release list decides, as for every key the agent seals.
+                let evaluator: ParticipantId = program.evaluator.parse()?;
+                let purpose = lgwan_agent::evaluate::PURPOSE;
+                if !agent
+                    .config
+                    .release
+                    .iter()
+                    .any(|r| r.allows(&evaluator, purpose))
+                {
+                    anyhow::bail!(
+                        "the release list of `{}` does not name `{evaluator}` for `{purpose}`: \
+                         the report was written, not delivered",
+                        config.display()
+                    );
+                }
+                let client = lgwan_agent::sync::connect(&agent.config)?;
+                let delivered = renkei_client::evaluation::deliver(&client, &signed).await?;
+                eprintln!(
+                    "delivered to {evaluator} through the hub as {}",
+                    delivered.id
+                );
+            }
             eprintln!(
                 "{}: {} persons ({} on the roster, {} roster entries not in the population); \
                  {} cells, {} suppressed; written to `{}`",

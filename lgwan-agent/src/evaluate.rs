@@ -29,7 +29,7 @@ use crate::domain::{DocumentKind, PersonIdentity, Sex, Value};
 use crate::error::{Error, Result};
 use crate::minimize::fiscal_year;
 use crate::pipeline::{Evaluated, expand_inputs};
-pub use renkei_protocol::evaluation::{Cell, Difference, FORMAT, Report, SignedReport};
+pub use renkei_protocol::evaluation::{Cell, Difference, FORMAT, PURPOSE, Report, SignedReport};
 
 /// The default least number of persons a published cell describes.
 pub const DEFAULT_THRESHOLD: usize = 10;

@@ -18,6 +18,89 @@ use renkei_crypto::participant::ParticipantId;
 use renkei_crypto::statement::Signed;
 use serde::{Deserialize, Serialize};
 
+/// The purpose a report travels under: it holds no individual data, so no resident's
+/// consent; the policies let only analysts receive it (`policies/analyst.cedar`).
+pub const PURPOSE: &str = "program-evaluation";
+/// The catalog category of a delivered report.
+pub const CATEGORY: &str = "evaluation.aggregate";
+
+/// `POST /v1/evaluation/reports` (a source): a signed report sealed to its evaluator.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliverBody {
+    /// The evaluator, an `analyst:<id>` participant.
+    pub recipient: String,
+    /// [`PURPOSE`].
+    pub purpose: String,
+    /// The [`SignedReport`] JSON sealed with [`seal_report`], base64.
+    pub sealed: String,
+}
+
+/// What the hub answers a delivery: the report's id (a digest of the sealed bytes, so a
+/// delivery made twice is stored once).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Delivered {
+    /// The report's id.
+    pub id: String,
+}
+
+/// One report delivered to the caller.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveredReport {
+    /// The report's id.
+    pub id: String,
+    /// The source that delivered it.
+    pub source: String,
+    /// The sealed report, base64.
+    pub sealed: String,
+    /// When the hub took it.
+    pub delivered_at: DateTime<Utc>,
+}
+
+/// `GET /v1/evaluation/reports` (an analyst): the reports delivered to the caller.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveredList {
+    /// Oldest first.
+    pub reports: Vec<DeliveredReport>,
+}
+
+/// The HPKE `info` of a report sealed by `source` for `recipient`.
+fn seal_info(source: &str, recipient: &str) -> Vec<u8> {
+    format!("renkei evaluation report v1\n{source}\n{recipient}").into_bytes()
+}
+
+/// Seals `report` (its JSON) to the recipient's key-grant key, bound to both ids.
+pub fn seal_report(
+    report: &SignedReport,
+    recipient: &str,
+    recipient_key: &renkei_crypto::grant::RecipientPublicKey,
+) -> Result<Vec<u8>, ReportError> {
+    let json = serde_json::to_vec(report)
+        .map_err(|e| ReportError::Invalid(format!("the report cannot be written: {e}")))?;
+    let info = seal_info(&report.report.source, recipient);
+    Ok(renkei_crypto::grant::hpke_seal(
+        recipient_key,
+        &info,
+        &[],
+        &json,
+    )?)
+}
+
+/// Opens a report `source` sealed for `recipient` (this participant, holding `key`).
+pub fn open_report(
+    sealed: &[u8],
+    source: &str,
+    recipient: &str,
+    key: &renkei_crypto::grant::RecipientSecretKey,
+) -> Result<SignedReport, ReportError> {
+    let json = renkei_crypto::grant::hpke_open(key, &seal_info(source, recipient), &[], sealed)?;
+    serde_json::from_slice(&json)
+        .map_err(|e| ReportError::Invalid(format!("not a signed report: {e}")))
+}
+
 /// The report format this module reads and writes.
 pub const FORMAT: &str = "renkei-evaluation/1";
 

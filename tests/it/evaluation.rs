@@ -1,10 +1,11 @@
 //! Issue 19 with the real binaries: two cities' agents compute the same programme's
 //! statistics inside LGWAN (`lgwan-agent evaluate`), each report signed with the city's
-//! certificate; the evaluator (`renkei-client evaluation combine`) checks both
-//! signatures and combines them into one table and a chart. City A has a stratum of
-//! fewer than 10 participants: neither its report nor the combined table publishes a
-//! statistic of it, or a way to work it out. A changed report, or one for another
-//! evaluator, is refused.
+//! certificate; city A delivers its report through the hub sealed to the evaluator
+//! (`--deliver`, only with the evaluator on its release list), the evaluator collects it
+//! (`renkei-client evaluation pull`), checks both signatures and combines them into one
+//! table and a chart (`evaluation combine`). City A has a stratum of fewer than 10
+//! participants: neither its report nor the combined table publishes a statistic of it,
+//! or a way to work it out. A changed report, or one for another evaluator, is refused.
 
 use std::path::{Path, PathBuf};
 
@@ -138,13 +139,23 @@ fn recoverable(rows: &[Value]) -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_cities_reports_combine_without_revealing_a_small_stratum() {
-    let Some(scene) = Scene::new(&SceneOptions::new(Backend::Sqlite, &[ANALYST]), None)
+async fn evaluation_sqlite() {
+    two_cities_reports_combine_without_revealing_a_small_stratum(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evaluation_postgres() {
+    two_cities_reports_combine_without_revealing_a_small_stratum(Backend::Postgres).await;
+}
+
+async fn two_cities_reports_combine_without_revealing_a_small_stratum(backend: Backend) {
+    let Some(scene) = Scene::new(&SceneOptions::new(backend, &[ANALYST]), None)
         .await
         .unwrap()
     else {
         return;
     };
+    let _hub = scene.start_hub().await.unwrap();
     let a_dir = scene.root().join("eval-a");
     let b_dir = scene.root().join("eval-b");
     // City A: women of 65–74 have 4 participants.
@@ -170,22 +181,30 @@ async fn two_cities_reports_combine_without_revealing_a_small_stratum() {
     );
     let (report_a, report_b) = (a_dir.join("report.json"), b_dir.join("report.json"));
     let p = program(&a_dir, ANALYST).display().to_string();
-    let out = scene
-        .agent(
-            &["evaluate"],
-            &[
-                "--program",
-                &p,
-                "--out",
-                &report_a.display().to_string(),
-                &kdb_a.display().to_string(),
-            ],
-        )
-        .await
-        .unwrap()
-        .ok()
-        .unwrap();
-    assert!(out.stderr.contains("suppressed"), "{out}");
+    let evaluate_a = |deliver: bool| {
+        let mut args = vec![
+            "--program".to_owned(),
+            p.clone(),
+            "--out".to_owned(),
+            report_a.display().to_string(),
+        ];
+        if deliver {
+            args.push("--deliver".to_owned());
+        }
+        args.push(kdb_a.display().to_string());
+        let scene = &scene;
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            scene.agent(&["evaluate"], &args).await.unwrap()
+        }
+    };
+    // The scene's release list names every member (the analyst among them).
+    let out = evaluate_a(true).await;
+    assert!(out.status.success(), "{out}");
+    assert!(
+        out.stderr.contains("suppressed") && out.stderr.contains("delivered to"),
+        "{out}"
+    );
     let config_b = city_b_agent(&scene).await;
     let mut eval_b = command("lgwan-agent").unwrap();
     eval_b
@@ -225,10 +244,21 @@ async fn two_cities_reports_combine_without_revealing_a_small_stratum() {
             scene.client(ANALYST, &args).await.unwrap()
         }
     };
-    let (a_s, b_s) = (
-        report_a.display().to_string(),
-        report_b.display().to_string(),
-    );
+    // City A's report as the evaluator collects it from the hub: opened and checked.
+    let inbox = scene.root().join("inbox");
+    let out = scene
+        .client(
+            ANALYST,
+            &["evaluation", "pull", "--out", &inbox.display().to_string()],
+        )
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{out}");
+    let pulled: Vec<String> = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(pulled.len(), 1, "{out}");
+    let collected: Value = serde_json::from_slice(&std::fs::read(&pulled[0]).unwrap()).unwrap();
+    assert_eq!(collected["report"]["source"], "source:city-a");
+    let (a_s, b_s) = (pulled[0].clone(), report_b.display().to_string());
     let out = combine(vec![a_s.clone(), b_s.clone()]).await;
     assert!(out.status.success(), "{out}");
     let combined: Value =
@@ -289,23 +319,31 @@ async fn two_cities_reports_combine_without_revealing_a_small_stratum() {
     let other = scene.root().join("eval-other");
     city(&other, "01130012", &[(1, 1970, 30, 15)]);
     let other_report = other.join("report.json");
-    scene
-        .agent(
-            &["evaluate"],
-            &[
-                "--program",
-                &program(&other, "analyst:somebody-else")
-                    .display()
-                    .to_string(),
-                "--out",
-                &other_report.display().to_string(),
-                &other.join("kdb.csv").display().to_string(),
-            ],
-        )
-        .await
-        .unwrap()
-        .ok()
-        .unwrap();
+    let other_program = program(&other, "analyst:somebody-else")
+        .display()
+        .to_string();
+    let other_args = |deliver: bool| {
+        let mut args = vec![
+            "--program".to_owned(),
+            other_program.clone(),
+            "--out".to_owned(),
+            other_report.display().to_string(),
+            other.join("kdb.csv").display().to_string(),
+        ];
+        if deliver {
+            args.insert(4, "--deliver".to_owned());
+        }
+        args
+    };
+    // Delivery to an evaluator the city's release list does not name: refused by the
+    // agent itself, whatever the hub would say; the report is only written.
+    let args = other_args(true);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = scene.agent(&["evaluate"], &args).await.unwrap();
+    assert!(
+        !out.status.success() && out.stderr.contains("release list"),
+        "{out}"
+    );
     let out = combine(vec![other_report.display().to_string()]).await;
     assert!(
         !out.status.success() && out.stderr.contains("analyst:somebody-else"),

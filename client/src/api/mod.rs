@@ -228,6 +228,19 @@ impl HubClient {
         self.post_json("/v1/source/resolve", &body).await
     }
 
+    /// `POST /v1/evaluation/reports`: a source delivers a sealed evaluation report.
+    pub async fn deliver_evaluation(
+        &self,
+        body: &renkei_protocol::evaluation::DeliverBody,
+    ) -> Result<renkei_protocol::evaluation::Delivered> {
+        self.post_json("/v1/evaluation/reports", body).await
+    }
+
+    /// `GET /v1/evaluation/reports`: the evaluation reports delivered to the caller.
+    pub async fn evaluation_reports(&self) -> Result<renkei_protocol::evaluation::DeliveredList> {
+        self.get_json("/v1/evaluation/reports").await
+    }
+
     /// `GET /v1/audit/checkpoint`: the hub's latest signed audit checkpoint.
     pub async fn audit_checkpoint(&self) -> Result<Checkpoint> {
         self.get_json("/v1/audit/checkpoint").await

@@ -141,6 +141,13 @@ pub enum EvaluationCommand {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Collect the reports sources delivered to this participant through the hub: each
+    /// is opened, its signature checked, and written to `--out` as `<id>.json`.
+    Pull {
+        /// The folder to write into.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 /// `consent` subcommands.

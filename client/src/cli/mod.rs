@@ -348,6 +348,13 @@ pub async fn run(cli: Cli, now: DateTime<Utc>) -> Result<ExitCode> {
             print_json(&client.audit_checkpoint().await?)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Evaluation(EvaluationCommand::Pull { out }) => {
+            let key = setup::load_grant_key(&settings)?;
+            let files =
+                crate::evaluation::collect(&client, &key, &me, &settings.ca, &out, now).await?;
+            print_json(&files)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Evaluation(EvaluationCommand::Combine { reports, out }) => {
             let written = crate::evaluation::combine(&reports, &me, &settings.ca, &out, now)?;
             print_json(&written)?;

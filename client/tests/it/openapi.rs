@@ -163,6 +163,16 @@ fn the_clients_request_bodies_are_the_documented_ones() {
             "post",
             json!({ "grants": [serde_json::to_value(&upload).unwrap()] }),
         ),
+        (
+            "/v1/evaluation/reports",
+            "post",
+            serde_json::to_value(renkei_protocol::evaluation::DeliverBody {
+                recipient: "analyst:tsukuba".into(),
+                purpose: renkei_protocol::evaluation::PURPOSE.into(),
+                sealed: "c2VhbGVk".into(),
+            })
+            .unwrap(),
+        ),
     ];
     for (path, method, body) in sent {
         let schema = body_schema(&doc, path, method);

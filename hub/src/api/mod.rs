@@ -124,6 +124,10 @@ pub fn router(hub: Arc<Hub>, max_body: usize, rate: Arc<limits::RateLimiter>) ->
         .route("/v1/subjects/links", post(link_subjects))
         .route("/v1/source/resolve", post(resolve_pseudonym))
         .route(
+            "/v1/evaluation/reports",
+            post(deliver_evaluation).get(collect_evaluations),
+        )
+        .route(
             "/v1/source/enrollments/{id}/result",
             post(enrollment_result),
         )
@@ -317,6 +321,25 @@ async fn resolve_pseudonym(
 ) -> Result<Json<broker::resolve::Resolved>> {
     Ok(Json(
         retry(|| broker::resolve::resolve(&hub, &who, &b)).await?,
+    ))
+}
+
+async fn deliver_evaluation(
+    State(hub): Hs,
+    Caller(who): Caller,
+    Body(b): Body<broker::evaluation::DeliverBody>,
+) -> Result<Json<broker::evaluation::Delivered>> {
+    Ok(Json(
+        retry(|| broker::evaluation::deliver(&hub, &who, &b)).await?,
+    ))
+}
+
+async fn collect_evaluations(
+    State(hub): Hs,
+    Caller(who): Caller,
+) -> Result<Json<broker::evaluation::DeliveredList>> {
+    Ok(Json(
+        retry(|| broker::evaluation::collect(&hub, &who)).await?,
     ))
 }
 

@@ -6,6 +6,7 @@ pub mod bounded;
 pub mod consents;
 pub mod coverage;
 pub mod enroll;
+pub mod evaluation;
 pub mod events;
 pub mod grants;
 pub mod ingest;

@@ -15,6 +15,7 @@ mod authz;
 mod ca_renewal;
 mod crash;
 mod enroll;
+mod evaluation;
 mod flow;
 mod fuzz_bodies;
 mod harness;

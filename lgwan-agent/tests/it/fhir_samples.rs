@@ -344,10 +344,12 @@ fn every_record_kind_has_samples_for_the_validators() {
         *by_category.entry(category).or_default() += 1;
     }
     let catalog = Catalog::embedded().unwrap();
+    // Every category of records; `evaluation.aggregate` is a signed table of statistics
+    // (docs/evaluation.md), not FHIR.
     let missing: Vec<&str> = catalog
         .categories()
         .map(|c| c.name.as_str())
-        .filter(|c| !by_category.contains_key(c))
+        .filter(|c| *c != "evaluation.aggregate" && !by_category.contains_key(c))
         .collect();
     assert!(missing.is_empty(), "no sample of {missing:?}");
 

@@ -36,7 +36,7 @@ fn policy_error(err: Error) -> (String, usize, String) {
 fn the_shipped_directory_loads_like_the_embedded_copy() {
     let loaded = Policies::load(renkei_policies::default_dir()).unwrap();
     let embedded = Policies::embedded().unwrap();
-    assert_eq!(loaded.policy_count(), 13);
+    assert_eq!(loaded.policy_count(), 14);
     assert_eq!(embedded.policy_count(), loaded.policy_count());
     assert_eq!(
         loaded.catalog().items().count(),

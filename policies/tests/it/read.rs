@@ -106,3 +106,39 @@ fn unknown_names_are_denied() {
     });
     assert_denied_mentioning(&decision, "`clinic:`");
 }
+
+#[test]
+fn only_an_analyst_receives_evaluation_statistics_and_no_consent_is_granted_for_them() {
+    use renkei_policies::PARTICIPANT_KINDS;
+    let policies = policies();
+    for kind in PARTICIPANT_KINDS {
+        for category in policies.catalog().categories() {
+            let allowed = read(&policies, kind, "program-evaluation", &category.name).allowed;
+            assert_eq!(
+                allowed,
+                kind == "analyst" && category.name == "evaluation.aggregate",
+                "{kind} / {}",
+                category.name
+            );
+        }
+        // The statistics under any other purpose: no.
+        assert!(
+            !read(
+                &policies,
+                kind,
+                "care-prevention-evaluation",
+                "evaluation.aggregate"
+            )
+            .allowed
+        );
+    }
+    // No one can take a consent for it (the grant matrix in grant.rs covers every kind).
+    let granted = crate::common::grant(
+        &policies,
+        "analyst",
+        "program-evaluation",
+        &["evaluation.aggregate"],
+        Some(chrono::TimeDelta::hours(24)),
+    );
+    assert!(!granted.allowed, "{:?}", granted.reasons);
+}

@@ -427,6 +427,11 @@ mod tests {
                 "unsupported value type `BL`",
             ),
             (r#"<value value="1"/>"#, "no xsi:type"),
+            // Free text (a name, say) under the height item: never exported as its value.
+            (
+                r#"<value xsi:type="ST">見本 太郎</value>"#,
+                "another type than the item table's PQ",
+            ),
         ] {
             let body = obs("9N001000000000001", value);
             match parse_checkup(doc_with(TARGET, &body).as_bytes(), "x") {

@@ -224,6 +224,9 @@ impl Body {
                         "item code `{code}` is not 17 characters"
                     )));
                 }
+                for value in &p.values {
+                    check_type(code, value)?;
+                }
                 all.extend(p.values.into_iter().map(|value| Observation {
                     item_code: code.clone(),
                     display: p.display.clone(),
@@ -259,6 +262,30 @@ impl Body {
             self.observations.push(o);
         }
         Ok(())
+    }
+}
+
+/// Checks a result against the item table's XML data type (PQ a number, CD/CO a code,
+/// ST text): a value of another type is refused, never exported under the item (free
+/// text under a number item would carry text past the catalog, which withholds names by
+/// item). An item the table does not know is left to the catalog, which drops it.
+fn check_type(code: &str, value: &Value) -> Result<(), Reason> {
+    let Some(row) = item_table::row(code) else {
+        return Ok(());
+    };
+    let fits = match row.kind {
+        "PQ" => matches!(value, Value::Quantity { .. }),
+        "CD" | "CO" => matches!(value, Value::Coded { .. }),
+        "ST" => matches!(value, Value::Text(_)),
+        _ => true,
+    };
+    if fits {
+        Ok(())
+    } else {
+        Err(Reason::BadValue(format!(
+            "`{code}` ({}) has a value of another type than the item table's {}",
+            row.name, row.kind
+        )))
     }
 }
 

@@ -18,6 +18,19 @@ use crate::transport::HubClient;
 /// consultation service saw (`consult.*`).
 pub const APP_CATEGORIES: &[&str] = &["phr.vitals", "phr.medication", "consult.child-health"];
 
+/// Categories a clinic may publish: the vaccinations it gave, for a patient an app
+/// introduced ([`renkei_protocol::introduction`]).
+pub const CLINIC_CATEGORIES: &[&str] = &["immunization.record"];
+
+/// What a participant of `me`'s kind publishes.
+pub fn publishable(me: &ParticipantId) -> &'static [&'static str] {
+    match me.kind() {
+        ParticipantKind::Phr => APP_CATEGORIES,
+        ParticipantKind::Clinic => CLINIC_CATEGORIES,
+        _ => &[],
+    }
+}
+
 /// Version of the payload schema the client seals (FHIR R4 JSON).
 pub const SCHEMA_VERSION: u16 = 1;
 
@@ -49,13 +62,15 @@ pub fn seal_app_record(
             crate::error::shorten(&record.document_id)
         )
     };
-    if !APP_CATEGORIES.contains(&record.category.as_str()) {
+    let allowed = publishable(me);
+    if !allowed.contains(&record.category.as_str()) {
         return Err(Error::invalid(
             what("category"),
             format!(
-                "`{}` is not one of {}",
+                "`{}` is not one of {} (what a `{}` publishes)",
                 record.category,
-                APP_CATEGORIES.join(", ")
+                allowed.join(", "),
+                me.kind().as_str()
             ),
         ));
     }
@@ -221,7 +236,18 @@ pub fn consent_covers<'k>(
         ));
     }
     let t = &checked.terms;
-    let covered = if me.kind() == ParticipantKind::Phr {
+    let covered = if me.kind() == ParticipantKind::Clinic {
+        // A clinic's patient is the user an app introduced: only that app's own
+        // statements naming that user release the clinic's records.
+        let user = users.user_of(&request.subject)?.ok_or_else(|| {
+            refuse(format!(
+                "no app introduced `{}` to this clinic (state folder `{}`)",
+                crate::error::shorten(&request.subject),
+                users.path().display()
+            ))
+        })?;
+        checked.signer.to_string() == user.source && t.resident == user.resident
+    } else if me.kind() == ParticipantKind::Phr {
         let user = users.user_of(&request.subject)?.ok_or_else(|| {
             refuse(format!(
                 "`{}` was not enrolled from the state folder `{}`",

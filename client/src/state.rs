@@ -43,14 +43,16 @@ pub struct SignedConsent {
 
 /// An app's enrolled user: its pseudonym for the resident and how its consent
 /// statements name them ([`renkei_crypto::consent_statement::user_resident`]; the user
-/// reference itself is not kept).
+/// reference itself is not kept). A clinic keeps the patients apps introduced to it the
+/// same way: its own pseudonym, the app's user digest, and the app as `source`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnrolledUser {
     /// The app's pseudonym (`rp1_…`).
     pub pseudonym: String,
     /// The user digest (`user:…`).
     pub resident: String,
-    /// The source that linked the user (its counter consents may name them as an alias).
+    /// The source that linked the user (its counter consents may name them as an alias);
+    /// for a clinic, the app that introduced the patient.
     pub source: String,
 }
 

@@ -6,10 +6,12 @@
 //! - [`Checkpoint::signed_bytes`]: what an audit checkpoint signs;
 //! - [`proof`]: a resident's audit proof file;
 //! - [`hpke`]: the HPKE `info` strings;
-//! - [`evaluation`]: a source's signed evaluation report.
+//! - [`evaluation`]: a source's signed evaluation report;
+//! - [`introduction`]: an app's signed introduction of its user to a clinic.
 
 pub mod evaluation;
 pub mod hpke;
+pub mod introduction;
 pub mod proof;
 pub mod types;
 

@@ -93,14 +93,19 @@ pub enum Command {
     /// Grant or revoke a consent.
     #[command(subcommand)]
     Consent(ConsentCommand),
-    /// Seal the app's own FHIR JSON files and upload them (PHR app as a source).
+    /// Seal the app's own FHIR JSON files and upload them (PHR app as a source), or a
+    /// clinic's vaccination records for a patient an app introduced.
     Publish {
-        /// The resident, by the app's pseudonym `rp1_…`.
+        /// The resident, by this participant's pseudonym `rp1_…`.
         #[arg(long)]
         subject: String,
-        /// `phr.vitals`, `phr.medication` or `consult.child-health`.
+        /// `phr.vitals`, `phr.medication`, `consult.child-health` (an app) or
+        /// `immunization.record` (a clinic).
         #[arg(long)]
         category: String,
+        /// A clinic: the app's signed introduction of this patient (`introduce`).
+        #[arg(long)]
+        introduction: Option<PathBuf>,
         /// Effective date, YYYY-MM-DD.
         #[arg(long)]
         date: NaiveDate,
@@ -110,6 +115,20 @@ pub enum Command {
         /// FHIR JSON files.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+    },
+    /// An app introduces its user to a clinic (handed over outside the hub, during the
+    /// consultation): the clinic can then publish vaccination records that only this
+    /// app's consents for that user release.
+    Introduce {
+        /// The user, by the app's pseudonym `rp1_…`.
+        #[arg(long)]
+        subject: String,
+        /// The clinic, `clinic:<id>`.
+        #[arg(long)]
+        clinic: String,
+        /// Where to write the introduction (JSON).
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Answer key-grant requests for the app's own records.
     ServeGrants {

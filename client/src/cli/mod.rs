@@ -281,14 +281,77 @@ pub async fn run(cli: Cli, now: DateTime<Utc>) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Introduce {
+            subject,
+            clinic,
+            out,
+        } => {
+            let state = StateDir::open(&settings.state_dir)?;
+            let user = state.user_of(&subject)?.ok_or_else(|| {
+                Error::invalid(
+                    "--subject",
+                    "no user of this app is enrolled as this pseudonym",
+                )
+            })?;
+            let clinic: renkei_crypto::participant::ParticipantId = clinic
+                .parse()
+                .map_err(Error::crypto("--clinic".to_owned()))?;
+            if clinic.kind() != renkei_crypto::participant::ParticipantKind::Clinic {
+                return Err(Error::invalid("--clinic", "not a `clinic:` participant"));
+            }
+            let intro = renkei_protocol::introduction::Introduction::sign(
+                &settings.cert,
+                &settings.key,
+                &user.resident,
+                &clinic.to_string(),
+                now,
+            )
+            .map_err(Error::crypto("introduction".to_owned()))?;
+            let json = serde_json::to_vec_pretty(&intro)
+                .map_err(|e| Error::invalid("introduction", e.to_string()))?;
+            std::fs::write(&out, json)
+                .map_err(|e| Error::invalid(format!("`{}`", out.display()), e.to_string()))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Publish {
             subject,
             category,
             date,
             document_id,
+            introduction,
             files,
         } => {
             let key = setup::load_record_key(&settings)?;
+            // A clinic publishes only for a patient an app introduced: the records are
+            // bound to that app's user, whose consents alone release them.
+            match (me.kind(), introduction) {
+                (renkei_crypto::participant::ParticipantKind::Clinic, Some(file)) => {
+                    let intro: renkei_protocol::introduction::Introduction =
+                        serde_json::from_slice(&read_input(&file)?).map_err(|e| {
+                            Error::invalid(format!("`{}`", file.display()), e.to_string())
+                        })?;
+                    let introduced = intro.verify(&me, &settings.ca, now).map_err(|why| {
+                        Error::invalid(format!("introduction `{}`", file.display()), why)
+                    })?;
+                    StateDir::open(&settings.state_dir)?.record_user(
+                        &crate::state::EnrolledUser {
+                            pseudonym: subject.clone(),
+                            resident: introduced.resident,
+                            source: introduced.app.to_string(),
+                        },
+                    )?;
+                }
+                (renkei_crypto::participant::ParticipantKind::Clinic, None) => {
+                    return Err(Error::invalid(
+                        "--introduction",
+                        "a clinic publishes only for a patient an app introduced",
+                    ));
+                }
+                (_, Some(_)) => {
+                    return Err(Error::invalid("--introduction", "only a clinic gives one"));
+                }
+                _ => {}
+            }
             if document_id.is_some() && files.len() != 1 {
                 return Err(Error::invalid(
                     "--document-id",

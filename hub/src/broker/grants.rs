@@ -179,7 +179,7 @@ pub async fn pending(hub: &Hub, who: &ParticipantId, limit: i64) -> Result<Vec<G
     authorize_caller(
         &mut tx,
         who,
-        &[ParticipantKind::Source, ParticipantKind::Phr],
+        super::PUBLISHERS,
     )
     .await?;
     let rows = sqlx::query(
@@ -203,8 +203,9 @@ pub async fn pending(hub: &Hub, who: &ParticipantId, limit: i64) -> Result<Vec<G
     rows.iter()
         .map(|r| {
             let token: String = r.try_get("subject_token")?;
+            // Only a source learns a token; an app or a clinic its own pseudonym.
             let subject = match who.kind() {
-                ParticipantKind::Phr => SubjectToken::parse(&token)
+                ParticipantKind::Phr | ParticipantKind::Clinic => SubjectToken::parse(&token)
                     .map(|t| recipient_pseudonym(&hub.pseudonym_key, &me, &t).to_string())
                     .map_err(|e| Error::internal_from("stored subject token", e))?,
                 _ => token,
@@ -247,7 +248,7 @@ pub async fn upload(
     authorize_caller(
         &mut tx,
         who,
-        &[ParticipantKind::Source, ParticipantKind::Phr],
+        super::PUBLISHERS,
     )
     .await?;
     let mut report = GrantReport::default();

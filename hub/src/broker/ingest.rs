@@ -15,10 +15,19 @@ use crate::db;
 use crate::error::{Error, Result};
 pub use renkei_protocol::{IngestReport, Upload};
 
-/// Whether only a PHR app (never an LGWAN source) publishes `category`: the resident's
-/// own records (`phr.*`) and what a consultation service saw (`consult.*`).
-fn is_app_category(category: &str) -> bool {
-    category.starts_with("phr.") || category.starts_with("consult.")
+/// Whether a participant of `kind` may publish `category`: a PHR app the resident's own
+/// records (`phr.*`) and what a consultation service saw (`consult.*`); a clinic the
+/// vaccinations it gave (`immunization.*`); an LGWAN source everything else, the
+/// municipality's vaccination register among it, but never an evaluation table (which
+/// travels on its own, `evaluation.rs`).
+fn may_publish(kind: ParticipantKind, category: &str) -> bool {
+    let app = category.starts_with("phr.") || category.starts_with("consult.");
+    match kind {
+        ParticipantKind::Phr => app,
+        ParticipantKind::Clinic => category.starts_with("immunization."),
+        ParticipantKind::Source => !app && !category.starts_with("evaluation."),
+        _ => false,
+    }
 }
 
 /// Stores a batch of sealed records from a source. All or nothing: a malformed record
@@ -58,7 +67,7 @@ async fn ingest_checked(hub: &Hub, who: &ParticipantId, batch: &[Upload]) -> Res
                 h.category
             )));
         }
-        if is_app_category(&h.category) != (who.kind() == ParticipantKind::Phr) {
+        if !may_publish(who.kind(), &h.category) {
             return Err(Error::Forbidden(format!(
                 "records[{i}] `{record_id}`: a `{}` source may not publish `{}`",
                 who.kind().as_str(),
@@ -81,12 +90,7 @@ async fn ingest_checked(hub: &Hub, who: &ParticipantId, batch: &[Upload]) -> Res
 
     let now = hub.now();
     let mut tx = hub.db.begin().await?;
-    authorize_caller(
-        &mut tx,
-        who,
-        &[ParticipantKind::Source, ParticipantKind::Phr],
-    )
-    .await?;
+    authorize_caller(&mut tx, who, super::PUBLISHERS).await?;
     let mut subjects: HashMap<&str, String> = HashMap::new();
     for (c, upload) in checked.iter_mut().zip(batch) {
         let named = upload.subject.as_str();
@@ -232,12 +236,16 @@ async fn resolve_subject(
     who: &ParticipantId,
     named: &str,
 ) -> Result<String> {
-    if who.kind() != ParticipantKind::Phr {
-        SubjectToken::parse(named).map_err(|e| {
-            Error::bad_request_from(format!("subject `{}`", super::bounded::echo(named)), e)
-        })?;
-        return super::links::resolve(conn, &who.to_string(), named).await;
+    match who.kind() {
+        // An app publishes only for residents who linked it by enrollment.
+        ParticipantKind::Phr => super::subjects::linked_subject(conn, who, named).await,
+        // A clinic only for residents it knows as a recipient, by its own pseudonym.
+        ParticipantKind::Clinic => super::subjects::recipient_subject(conn, who, named).await,
+        _ => {
+            SubjectToken::parse(named).map_err(|e| {
+                Error::bad_request_from(format!("subject `{}`", super::bounded::echo(named)), e)
+            })?;
+            super::links::resolve(conn, &who.to_string(), named).await
+        }
     }
-    // An app publishes only for residents who linked it by enrollment.
-    super::subjects::linked_subject(conn, who, named).await
 }

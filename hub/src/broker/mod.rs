@@ -171,6 +171,14 @@ pub async fn authorize_caller(
     Ok(p)
 }
 
+/// Kinds that publish records and answer key-grant requests for them: LGWAN sources,
+/// PHR apps (their residents' own records) and clinics (vaccinations they gave).
+pub const PUBLISHERS: &[ParticipantKind] = &[
+    ParticipantKind::Source,
+    ParticipantKind::Phr,
+    ParticipantKind::Clinic,
+];
+
 /// Kinds that receive records.
 pub const RECIPIENTS: &[ParticipantKind] = &[
     ParticipantKind::Phr,

@@ -153,6 +153,29 @@ pub async fn linked_subject(
     }
 }
 
+/// The subject a recipient names by its own pseudonym: one the hub gave it, because a
+/// consent named it (a clinic publishing a vaccination it gave names its patient so).
+pub async fn recipient_subject(
+    conn: &mut AnyConnection,
+    who: &ParticipantId,
+    pseudonym: &str,
+) -> Result<String> {
+    let row = sqlx::query(
+        "SELECT subject_token FROM hub_pseudonyms WHERE recipient = $1 AND pseudonym = $2",
+    )
+    .bind(who.to_string())
+    .bind(pseudonym)
+    .fetch_optional(&mut *conn)
+    .await?;
+    match row {
+        Some(r) => Ok(r.try_get("subject_token")?),
+        None => Err(Error::Refused(
+            NOT_ACTING,
+            format!("`{who}` knows no resident as this pseudonym"),
+        )),
+    }
+}
+
 /// Resolves the resident a caller names and checks that it may act for them: a source
 /// names the token it computed (resolved through its own token links) and must own it,
 /// claiming it if no one does; a PHR app names its own pseudonym of a resident linked

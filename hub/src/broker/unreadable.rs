@@ -3,7 +3,7 @@
 //! source that publishes records no one can open is told instead of every recipient
 //! failing silently on every pull.
 
-use renkei_crypto::participant::{ParticipantId, ParticipantKind};
+use renkei_crypto::participant::ParticipantId;
 use sqlx::Row;
 
 use super::{Hub, RECIPIENTS, authorize_caller, bounded};
@@ -81,7 +81,7 @@ pub async fn for_source(
     authorize_caller(
         &mut tx,
         who,
-        &[ParticipantKind::Source, ParticipantKind::Phr],
+        super::PUBLISHERS,
     )
     .await?;
     let rows = sqlx::query(

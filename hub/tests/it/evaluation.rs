@@ -91,3 +91,112 @@ both!(
         assert_eq!(st, StatusCode::FORBIDDEN, "a source receives nothing");
     }
 );
+
+/// A clinic publishes a vaccination it gave, for a patient it knows as a recipient, by its
+/// own pseudonym; nothing else, for no one else. The key-grant requests for it name the
+/// patient by the clinic's pseudonym, never by a token.
+mod clinic_sources {
+    use super::*;
+    use crate::harness::{Doc, SUBJECT, d, seal_as};
+    use renkei_crypto::keys::{KeyVersion, RecordKey};
+
+    fn clinic_record(subject: &str, category: &str) -> String {
+        let key = RecordKey::from_bytes([0x0c; 32], KeyVersion::V1);
+        let sealed = seal_as(
+            "clinic:mysos",
+            &key,
+            &Doc {
+                id: &format!("vaccination-{category}"),
+                category,
+                date: d(2026, 6, 20),
+            },
+            subject,
+            b"{\"resourceType\":\"Bundle\"}",
+        );
+        data_encoding::BASE64.encode(&sealed.to_bytes())
+    }
+
+    both!(
+        a_clinic_publishes_vaccinations_only_for_its_own_patients,
+        |h: TestHub| async move {
+            h.register_all().await;
+            let rec = h.sealed("doc-1", SUBJECT, "checkup.body", d(2026, 5, 1), b"{}");
+            assert_eq!(h.upload(&[&rec]).await.0, StatusCode::OK);
+            // The clinic learns a pseudonym of the resident by a consent naming it.
+            let app_pseudonym = h.enroll("phr:asmile", SUBJECT).await;
+            let (st, v) = h
+                .call(
+                    Some("phr:asmile"),
+                    "POST",
+                    "/v1/consents",
+                    Some(json!({
+                        "subject": app_pseudonym, "recipient": "clinic:mysos",
+                        "purpose": "online-consultation", "categories": ["checkup.body"],
+                        "method": "app", "granted_by": "resident",
+                        "valid_until": (crate::harness::t0() + chrono::Duration::hours(24)).to_rfc3339()
+                    })),
+                )
+                .await;
+            assert_eq!(st, StatusCode::OK, "{v}");
+            let patient = renkei_crypto::token::recipient_pseudonym(
+                &h.hub.pseudonym_key,
+                "clinic:mysos",
+                &renkei_crypto::token::SubjectToken::parse(SUBJECT).unwrap(),
+            )
+            .to_string();
+            let upload = |subject: &str, category: &str| {
+                json!({"records": [{"sealed": clinic_record(subject, category), "subject": subject}]})
+            };
+            // Its own patient, a vaccination: stored.
+            let (st, v) = h
+                .call(Some("clinic:mysos"), "POST", "/v1/records", Some(upload(&patient, "immunization.record")))
+                .await;
+            assert_eq!(st, StatusCode::OK, "{v}");
+            // Not a checkup result; not for a pseudonym the hub never gave it; not by token.
+            let (st, _) = h
+                .call(Some("clinic:mysos"), "POST", "/v1/records", Some(upload(&patient, "checkup.body")))
+                .await;
+            assert_eq!(st, StatusCode::FORBIDDEN);
+            let (st, _) = h
+                .call(Some("clinic:mysos"), "POST", "/v1/records", Some(upload(&app_pseudonym, "immunization.record")))
+                .await;
+            assert_eq!(st, StatusCode::FORBIDDEN, "the app's pseudonym is not the clinic's");
+            let (st, _) = h
+                .call(Some("clinic:mysos"), "POST", "/v1/records", Some(upload(SUBJECT, "immunization.record")))
+                .await;
+            assert_eq!(st, StatusCode::FORBIDDEN, "a token names no one to a clinic");
+            let stored: i64 = sqlx::query(
+                "SELECT COUNT(*) AS n FROM hub_records WHERE source = 'clinic:mysos' AND subject_token = $1",
+            )
+            .bind(SUBJECT)
+            .fetch_one(h.hub.db.pool())
+            .await
+            .unwrap()
+            .get("n");
+            assert_eq!(stored, 1);
+
+            // The app's display consent over vaccinations queues a request to the clinic,
+            // naming the patient by the clinic's pseudonym.
+            let (st, v) = h
+                .call(
+                    Some("phr:asmile"),
+                    "POST",
+                    "/v1/consents",
+                    Some(json!({
+                        "subject": app_pseudonym, "recipient": "phr:asmile", "purpose": "phr-display",
+                        "categories": ["immunization.record"], "method": "app", "granted_by": "resident"
+                    })),
+                )
+                .await;
+            assert_eq!(st, StatusCode::OK, "{v}");
+            let (st, v) = h
+                .call(Some("clinic:mysos"), "GET", "/v1/source/key-grant-requests", None)
+                .await;
+            assert_eq!(st, StatusCode::OK, "{v}");
+            let requests = v["requests"].as_array().unwrap();
+            assert_eq!(requests.len(), 1, "{v}");
+            assert_eq!(requests[0]["subject"], patient.as_str());
+            assert!(!v.to_string().contains("st1_"), "a token reached the clinic: {v}");
+        }
+    );
+}

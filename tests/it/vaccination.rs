@@ -120,6 +120,148 @@ async fn vaccination(backend: Backend) {
     );
 }
 
+const CLINIC: &str = "clinic:mysos";
+
+/// A clinic as a source: it vaccinates the child, the parent's app introduces the child
+/// to it (outside the hub), the clinic publishes the record bound to that app's user, and
+/// its key is released only under that app's own consent naming the user.
+async fn clinic_vaccination(backend: Backend) {
+    let Some(b) = Basic::run(backend, &[APP, CLINIC], None).await.unwrap() else {
+        return;
+    };
+    // The consultation: the family lets the clinic see the checkup.
+    let out = flow::try_grant(
+        &b.scene,
+        APP,
+        &b.pseudonym,
+        CLINIC,
+        "online-consultation",
+        &["checkup.body"],
+        &["--valid-hours", "24"],
+    )
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{out}");
+    let seen = b.scene.root().join("clinic-pulled");
+    let want: BTreeSet<String> = b
+        .preview
+        .iter()
+        .filter(|l| field(l, "subject_token") == b.token.as_str())
+        .filter(|l| field(l, "category") == "checkup.body")
+        .map(|l| flow::copy_id(&b.scene, CLINIC, field(l, "record_id").as_str().unwrap()).unwrap())
+        .collect();
+    let pulled = flow::pull_until(&b.scene, CLINIC, &seen, &want)
+        .await
+        .unwrap();
+    let patient = pulled.values().next().unwrap().pseudonym.clone();
+    assert_ne!(patient, b.pseudonym, "the clinic's own pseudonym");
+
+    // The app introduces its user to the clinic; the clinic publishes the vaccination.
+    let intro = b.scene.root().join("introduction.json");
+    let out = b
+        .scene
+        .client(
+            APP,
+            &[
+                "introduce",
+                "--subject",
+                &b.pseudonym,
+                "--clinic",
+                CLINIC,
+                "--out",
+                &intro.display().to_string(),
+            ],
+        )
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{out}");
+    let record = b.scene.root().join("bcg.json");
+    let bundle = lgwan_agent::tabular::immunization_bundle(
+        chrono::NaiveDate::from_ymd_opt(2026, 6, 20).unwrap(),
+        "BCG",
+        Some(1),
+        "urn:renkei:clinic:mysos",
+    );
+    std::fs::write(&record, bundle.to_string()).unwrap();
+    let publish = |with_intro: bool| {
+        let mut args = vec![
+            "publish".to_owned(),
+            "--subject".to_owned(),
+            patient.clone(),
+            "--category".to_owned(),
+            "immunization.record".to_owned(),
+            "--date".to_owned(),
+            "2026-06-20".to_owned(),
+        ];
+        if with_intro {
+            args.extend(["--introduction".to_owned(), intro.display().to_string()]);
+        }
+        args.push(record.display().to_string());
+        let scene = &b.scene;
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            scene.client(CLINIC, &args).await.unwrap()
+        }
+    };
+    let out = publish(false).await;
+    assert!(
+        !out.status.success() && out.stderr.contains("introduced"),
+        "{out}"
+    );
+    let out = publish(true).await;
+    assert!(out.status.success(), "{out}");
+
+    // The parent consents in the app; the clinic releases; the app receives it.
+    let out = flow::try_grant(
+        &b.scene,
+        APP,
+        &b.pseudonym,
+        APP,
+        "phr-display",
+        &["immunization.record"],
+        &["--guardian", "parent"],
+    )
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{out}");
+    let out = b
+        .scene
+        .client(CLINIC, &["serve-grants", "--once"])
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{out}");
+    let dir = b.scene.root().join("app-vaccinations");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        b.scene
+            .client(APP, &["pull", "--out", &dir.display().to_string()])
+            .await
+            .unwrap()
+            .ok()
+            .unwrap();
+        let got = flow::pulled(&dir).unwrap();
+        if let Some(p) = got.values().find(|p| p.payload.to_string().contains("BCG")) {
+            assert_eq!(p.pseudonym, b.pseudonym, "under the app's own pseudonym");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the app never received the clinic's record"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clinic_vaccination_sqlite() {
+    clinic_vaccination(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clinic_vaccination_postgres() {
+    clinic_vaccination(Backend::Postgres).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vaccination_sqlite() {
     vaccination(Backend::Sqlite).await;

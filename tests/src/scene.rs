@@ -303,7 +303,8 @@ impl Scene {
     }
 
     async fn make_member(&self, m: &Member) -> anyhow::Result<()> {
-        let app = m.id.starts_with("phr:");
+        // Apps and clinics publish records of their own, sealed with a record key.
+        let app = m.id.starts_with("phr:") || m.id.starts_with("clinic:");
         let mut keys = command("renkei-client")?;
         keys.arg("init-keys").arg("--dir").arg(m.dir.join("keys"));
         if app {

@@ -175,3 +175,120 @@ fn a_revocation_names_every_statement_signed_for_the_same_terms() {
     assert_eq!(named, ["a", "b", "c", "d"]);
     assert!(statements_to_revoke(&signed, "unknown").is_empty());
 }
+
+/// A clinic releases a vaccination record it published only under a consent the app that
+/// introduced the patient signed for that user: not the city's, not its own, not another
+/// user's, and nothing for a patient no app introduced.
+#[test]
+fn a_clinic_releases_only_under_the_introducing_apps_consent_for_its_user() {
+    use renkei_protocol::introduction::Introduction;
+    let pki = TestPki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let users = StateDir::open(dir.path()).unwrap();
+    let me: ParticipantId = "clinic:mysos".parse().unwrap();
+    let user = user_resident(ME, "u-1");
+    // The app's introduction, checked as `publish --introduction` checks it.
+    let intro = Introduction::sign(
+        &pki.pem("phr-asmile"),
+        &pki.key("phr-asmile"),
+        &user,
+        "clinic:mysos",
+        now(),
+    )
+    .unwrap();
+    let introduced = intro.verify(&me, &pki.pem("ca"), now()).unwrap();
+    assert_eq!(introduced.app.to_string(), ME);
+    let elsewhere: ParticipantId = "clinic:other".parse().unwrap();
+    assert!(intro.verify(&elsewhere, &pki.pem("ca"), now()).is_err());
+    let mut tampered = intro.clone();
+    tampered.resident = user_resident(ME, "u-2");
+    assert!(tampered.verify(&me, &pki.pem("ca"), now()).is_err());
+    let by_a_source = Introduction::sign(
+        &pki.pem("source-city-a"),
+        &pki.key("source-city-a"),
+        &user,
+        "clinic:mysos",
+        now(),
+    )
+    .unwrap();
+    assert!(
+        by_a_source
+            .verify(&me, &pki.pem("ca"), now())
+            .unwrap_err()
+            .contains("not a PHR app")
+    );
+    users
+        .record_user(&EnrolledUser {
+            pseudonym: MINE.into(),
+            resident: introduced.resident.clone(),
+            source: introduced.app.to_string(),
+        })
+        .unwrap();
+
+    let key = RecordKey::from_bytes([7; 32], KeyVersion::V1);
+    let sealed_for = |subject: &str| {
+        let record = AppRecord {
+            subject: subject.into(),
+            category: "immunization.record".into(),
+            effective_date: NaiveDate::from_ymd_opt(2026, 5, 20).unwrap(),
+            document_id: format!("bcg-{subject}"),
+            payload: br#"{"resourceType":"Bundle"}"#.to_vec(),
+        };
+        seal_app_record(&key, &me, &record).unwrap()
+    };
+    let display = |resident: &str| ConsentTerms {
+        recipient: ME.into(),
+        purpose: "phr-display".into(),
+        categories: vec!["immunization.record".into()],
+        ..terms(resident)
+    };
+    let sign = |who: &str, t: ConsentTerms| {
+        ConsentStatement::sign(&pki.pem(who), &pki.key(who), t, now()).unwrap()
+    };
+    let request = |statement: ConsentStatement, subject: &str| {
+        let sealed = sealed_for(subject);
+        GrantRequest {
+            record_id: sealed.header().record_id.to_string(),
+            recipient: ME.into(),
+            recipient_key: String::new(),
+            sealed: data_encoding::BASE64.encode(&sealed.to_bytes()),
+            purpose: "phr-display".into(),
+            recipient_statement: None,
+            consent_statement: Some(statement),
+            subject: subject.into(),
+        }
+    };
+    let check = |r: &GrantRequest| {
+        consent_covers(|_| Some(&key), &me, &users, r, &pki.pem("ca"), now())
+            .map_err(|e| e.to_string())
+    };
+    assert_eq!(
+        check(&request(sign("phr-asmile", display(&user)), MINE)),
+        Ok(())
+    );
+    let refused = |r: GrantRequest, why: &str| {
+        let e = check(&r).unwrap_err();
+        assert!(e.contains(why), "{e} (wanted {why})");
+    };
+    // Another user of the app; the city's counter consent naming the user as an alias;
+    // the clinic's own signature.
+    refused(
+        request(sign("phr-asmile", display(&user_resident(ME, "u-2"))), MINE),
+        "does not name",
+    );
+    let mut counter = display("st1_abcdefghijklmnopqrstuvwxyz234567");
+    counter.aliases = vec![user.clone()];
+    refused(
+        request(sign("source-city-a", counter), MINE),
+        "does not name",
+    );
+    refused(
+        request(sign("clinic-mysos", display(&user)), MINE),
+        "does not name",
+    );
+    // A patient no app introduced.
+    refused(
+        request(sign("phr-asmile", display(&user)), OTHER),
+        "no app introduced",
+    );
+}

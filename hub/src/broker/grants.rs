@@ -176,12 +176,7 @@ pub async fn drop_grant(conn: &mut AnyConnection, record_id: &str, recipient: &s
 /// The oldest pending requests for records of `who`.
 pub async fn pending(hub: &Hub, who: &ParticipantId, limit: i64) -> Result<Vec<GrantRequest>> {
     let mut tx = hub.db.begin().await?;
-    authorize_caller(
-        &mut tx,
-        who,
-        super::PUBLISHERS,
-    )
-    .await?;
+    authorize_caller(&mut tx, who, super::PUBLISHERS).await?;
     let rows = sqlx::query(
         "SELECT q.record_id, q.recipient, p.grant_pk, p.key_statement, r.sealed, k.purpose, \
          r.subject_token, \
@@ -245,12 +240,7 @@ pub async fn upload(
     let now = hub.now();
     let me = who.to_string();
     let mut tx = hub.db.begin().await?;
-    authorize_caller(
-        &mut tx,
-        who,
-        super::PUBLISHERS,
-    )
-    .await?;
+    authorize_caller(&mut tx, who, super::PUBLISHERS).await?;
     let mut report = GrantReport::default();
     for (i, g) in uploads.iter().enumerate() {
         let bytes = data_encoding::BASE64

@@ -78,12 +78,7 @@ pub async fn for_source(
     limit: i64,
 ) -> Result<Vec<UnreadableReport>> {
     let mut tx = hub.db.begin().await?;
-    authorize_caller(
-        &mut tx,
-        who,
-        super::PUBLISHERS,
-    )
-    .await?;
+    authorize_caller(&mut tx, who, super::PUBLISHERS).await?;
     let rows = sqlx::query(
         "SELECT record_id, recipient, reason, reported_at FROM hub_unreadable \
          WHERE source = $1 ORDER BY reported_at DESC, record_id LIMIT $2",

@@ -144,27 +144,53 @@ mod clinic_sources {
                 &renkei_crypto::token::SubjectToken::parse(SUBJECT).unwrap(),
             )
             .to_string();
-            let upload = |subject: &str, category: &str| {
-                json!({"records": [{"sealed": clinic_record(subject, category), "subject": subject}]})
-            };
+            let upload = |subject: &str, category: &str| json!({"records": [{"sealed": clinic_record(subject, category), "subject": subject}]});
             // Its own patient, a vaccination: stored.
             let (st, v) = h
-                .call(Some("clinic:mysos"), "POST", "/v1/records", Some(upload(&patient, "immunization.record")))
+                .call(
+                    Some("clinic:mysos"),
+                    "POST",
+                    "/v1/records",
+                    Some(upload(&patient, "immunization.record")),
+                )
                 .await;
             assert_eq!(st, StatusCode::OK, "{v}");
             // Not a checkup result; not for a pseudonym the hub never gave it; not by token.
             let (st, _) = h
-                .call(Some("clinic:mysos"), "POST", "/v1/records", Some(upload(&patient, "checkup.body")))
+                .call(
+                    Some("clinic:mysos"),
+                    "POST",
+                    "/v1/records",
+                    Some(upload(&patient, "checkup.body")),
+                )
                 .await;
             assert_eq!(st, StatusCode::FORBIDDEN);
             let (st, _) = h
-                .call(Some("clinic:mysos"), "POST", "/v1/records", Some(upload(&app_pseudonym, "immunization.record")))
+                .call(
+                    Some("clinic:mysos"),
+                    "POST",
+                    "/v1/records",
+                    Some(upload(&app_pseudonym, "immunization.record")),
+                )
                 .await;
-            assert_eq!(st, StatusCode::FORBIDDEN, "the app's pseudonym is not the clinic's");
+            assert_eq!(
+                st,
+                StatusCode::FORBIDDEN,
+                "the app's pseudonym is not the clinic's"
+            );
             let (st, _) = h
-                .call(Some("clinic:mysos"), "POST", "/v1/records", Some(upload(SUBJECT, "immunization.record")))
+                .call(
+                    Some("clinic:mysos"),
+                    "POST",
+                    "/v1/records",
+                    Some(upload(SUBJECT, "immunization.record")),
+                )
                 .await;
-            assert_eq!(st, StatusCode::FORBIDDEN, "a token names no one to a clinic");
+            assert_eq!(
+                st,
+                StatusCode::FORBIDDEN,
+                "a token names no one to a clinic"
+            );
             let stored: i64 = sqlx::query(
                 "SELECT COUNT(*) AS n FROM hub_records WHERE source = 'clinic:mysos' AND subject_token = $1",
             )
@@ -190,13 +216,21 @@ mod clinic_sources {
                 .await;
             assert_eq!(st, StatusCode::OK, "{v}");
             let (st, v) = h
-                .call(Some("clinic:mysos"), "GET", "/v1/source/key-grant-requests", None)
+                .call(
+                    Some("clinic:mysos"),
+                    "GET",
+                    "/v1/source/key-grant-requests",
+                    None,
+                )
                 .await;
             assert_eq!(st, StatusCode::OK, "{v}");
             let requests = v["requests"].as_array().unwrap();
             assert_eq!(requests.len(), 1, "{v}");
             assert_eq!(requests[0]["subject"], patient.as_str());
-            assert!(!v.to_string().contains("st1_"), "a token reached the clinic: {v}");
+            assert!(
+                !v.to_string().contains("st1_"),
+                "a token reached the clinic: {v}"
+            );
         }
     );
 }

@@ -294,12 +294,17 @@ both!(
         h.register_all().await;
         let cases = [
             (
-                "clinic:mysos",
+                "analyst:hachioji",
                 "POST",
                 "/v1/records",
                 Some(json!({"records": []})),
             ),
-            ("clinic:mysos", "GET", "/v1/source/key-grant-requests", None),
+            (
+                "analyst:hachioji",
+                "GET",
+                "/v1/source/key-grant-requests",
+                None,
+            ),
             ("phr:asmile", "GET", "/v1/source/enrollments", None),
             ("source:city-a", "GET", "/v1/feed", None),
             ("source:city-a", "GET", "/v1/events", None),
@@ -451,7 +456,7 @@ async fn every_endpoint_refuses_every_wrong_kind() {
             "POST",
             "/v1/records",
             Some(json!({"records": []})),
-            vec!["source:city-a", "phr:asmile"],
+            vec!["source:city-a", "phr:asmile", "clinic:mysos"],
         ),
         ("GET", "/v1/feed", None, recipients.to_vec()),
         (
@@ -503,13 +508,13 @@ async fn every_endpoint_refuses_every_wrong_kind() {
             "GET",
             "/v1/source/key-grant-requests",
             None,
-            vec!["source:city-a", "phr:asmile"],
+            vec!["source:city-a", "phr:asmile", "clinic:mysos"],
         ),
         (
             "POST",
             "/v1/source/key-grants",
             Some(json!({"grants": []})),
-            vec!["source:city-a", "phr:asmile"],
+            vec!["source:city-a", "phr:asmile", "clinic:mysos"],
         ),
         ("GET", "/v1/source/enrollments", None, vec!["source:city-a"]),
         (

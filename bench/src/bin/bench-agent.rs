@@ -109,13 +109,15 @@ async fn stages(archive: PathBuf, dir: PathBuf, part: PathBuf) -> Result<()> {
     let t0 = Instant::now();
     let mut sealed = Vec::new();
     let mut failure = None;
-    let run = agent.prepare(&files, &book, &mut |prepared| {
-        if let lgwan_agent::pipeline::Prepared::Record(r) = prepared {
-            match lgwan_agent::import::seal_record(&agent, &r, book.branch(&r.subject_token)) {
-                Ok(s) => sealed.push(s),
-                Err(e) => failure = Some(e),
-            }
-        }
+    // The import's own path: records sealed from their JSON text on the worker threads
+    // (`seal_raw`), never parsed back (`prepare` parses payloads, for `preview`).
+    let seal = |record: lgwan_agent::pipeline::RawRecord| {
+        lgwan_agent::import::seal_raw(&agent, &record, book.branch(&record.subject_token))
+    };
+    let run = agent.prepare_with(&files, &book, &seal, &mut |outcome| match outcome {
+        lgwan_agent::pipeline::Outcome::Records(records) => sealed.extend(records),
+        lgwan_agent::pipeline::Outcome::Failed(e) => failure = Some(e),
+        lgwan_agent::pipeline::Outcome::Quarantined(_) => {}
     });
     let prepare = t0.elapsed().as_secs_f64();
     if let Some(e) = failure {

@@ -300,9 +300,9 @@ pub fn evaluate(
             });
             let counts: Vec<[usize; 2]> = table
                 .iter()
-                .map(|row| row.clone().map(|v| contributors(source, &v)))
+                .map(|row| row.each_ref().map(|v| contributors(source, v)))
                 .collect();
-            let totals = total.clone().map(|v| contributors(source, &v));
+            let totals = total.each_ref().map(|v| contributors(source, v));
             let mine = suppress::suppress(&counts, totals, program.threshold);
             if m == 0 {
                 hidden = mine;

@@ -124,20 +124,15 @@ mod clinic_sources {
             assert_eq!(h.upload(&[&rec]).await.0, StatusCode::OK);
             // The clinic learns a pseudonym of the resident by a consent naming it.
             let app_pseudonym = h.enroll("phr:asmile", SUBJECT).await;
-            let (st, v) = h
-                .call(
-                    Some("phr:asmile"),
-                    "POST",
-                    "/v1/consents",
-                    Some(json!({
-                        "subject": app_pseudonym, "recipient": "clinic:mysos",
-                        "purpose": "online-consultation", "categories": ["checkup.body"],
-                        "method": "app", "granted_by": "resident",
-                        "valid_until": (crate::harness::t0() + chrono::Duration::hours(24)).to_rfc3339()
-                    })),
-                )
-                .await;
-            assert_eq!(st, StatusCode::OK, "{v}");
+            let until = crate::harness::t0() + chrono::Duration::hours(24);
+            h.app_consent(
+                &app_pseudonym,
+                "clinic:mysos",
+                "online-consultation",
+                &["checkup.body"],
+                json!({"valid_until": until.to_rfc3339()}),
+            )
+            .await;
             let patient = renkei_crypto::token::recipient_pseudonym(
                 &h.hub.pseudonym_key,
                 "clinic:mysos",
@@ -203,18 +198,14 @@ mod clinic_sources {
 
             // The app's display consent over vaccinations queues a request to the clinic,
             // naming the patient by the clinic's pseudonym.
-            let (st, v) = h
-                .call(
-                    Some("phr:asmile"),
-                    "POST",
-                    "/v1/consents",
-                    Some(json!({
-                        "subject": app_pseudonym, "recipient": "phr:asmile", "purpose": "phr-display",
-                        "categories": ["immunization.record"], "method": "app", "granted_by": "resident"
-                    })),
-                )
-                .await;
-            assert_eq!(st, StatusCode::OK, "{v}");
+            h.app_consent(
+                &app_pseudonym,
+                "phr:asmile",
+                "phr-display",
+                &["immunization.record"],
+                json!({}),
+            )
+            .await;
             let (st, v) = h
                 .call(
                     Some("clinic:mysos"),

@@ -182,6 +182,30 @@ impl TestHub {
         out
     }
 
+    /// `phr:asmile` grants `recipient` a consent for `purpose` over `categories` for its
+    /// user `pseudonym`, with the fields of `extra` (an object) added; returns its id.
+    pub async fn app_consent(
+        &self,
+        pseudonym: &str,
+        recipient: &str,
+        purpose: &str,
+        categories: &[&str],
+        extra: Value,
+    ) -> String {
+        let mut body = json!({
+            "subject": pseudonym, "recipient": recipient, "purpose": purpose,
+            "categories": categories, "method": "app", "granted_by": "resident"
+        });
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            b.extend(e.clone());
+        }
+        let (st, v) = self
+            .call(Some("phr:asmile"), "POST", "/v1/consents", Some(body))
+            .await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        v["consent"]["id"].as_str().unwrap().to_owned()
+    }
+
     pub fn set_now(&self, t: DateTime<Utc>) {
         self.clock.set(t);
     }

@@ -28,19 +28,16 @@ both!(
             );
             assert_eq!(h.upload(&[&record]).await.0, StatusCode::OK);
             let pseudonym = h.enroll("phr:asmile", subject).await;
-            let (st, v) = h
-                .call(
-                    Some("phr:asmile"),
-                    "POST",
-                    "/v1/consents",
-                    Some(json!({
-                        "subject": pseudonym, "recipient": "phr:asmile", "purpose": "phr-display",
-                        "categories": ["checkup.lipids"], "method": "app", "granted_by": "resident"
-                    })),
+            consents.push(
+                h.app_consent(
+                    &pseudonym,
+                    "phr:asmile",
+                    "phr-display",
+                    &["checkup.lipids"],
+                    json!({}),
                 )
-                .await;
-            assert_eq!(st, StatusCode::OK, "{v}");
-            consents.push(v["consent"]["id"].as_str().unwrap().to_owned());
+                .await,
+            );
             assert_eq!(h.answer_grants().await, 1);
             let rid = record.0.header().record_id.as_str().to_owned();
             // The first resident's record is read three times: still one resident.

@@ -23,11 +23,7 @@ use crate::item_table;
 use crate::quarantine::Reason;
 use crate::xml::{self, Attrs};
 
-use super::value::{ValueStart, start_value};
-
-/// Longest text (ST) value accepted: the MHLW table's longest free-text item is far
-/// shorter; anything longer is not a checkup result and is refused, not exported.
-const MAX_TEXT_BYTES: usize = 16 * 1024;
+use super::value::{OpenText, ValueStart, start_value};
 
 /// Longest `displayName` kept: the MHLW table's item names are far shorter.
 const MAX_DISPLAY_BYTES: usize = 256;
@@ -60,7 +56,7 @@ struct Pending {
     display: Option<String>,
     values: Vec<Value>,
     /// An ST/ED value being read: the depth of its `value` element and its text.
-    text: Option<(usize, String)>,
+    text: Option<OpenText>,
     relation: Option<String>,
     negated: bool,
     /// What the observations nested in it gave, in document order.
@@ -135,7 +131,7 @@ impl Body {
                     match start_value(item, attrs)? {
                         ValueStart::Nothing => {}
                         ValueStart::Value(v) => p.values.push(v),
-                        ValueStart::Text => p.text = Some((depth, String::new())),
+                        ValueStart::Text => p.text = Some(OpenText::at(depth)),
                     }
                 }
             }
@@ -152,7 +148,7 @@ impl Body {
                 .open
                 .last()
                 .and_then(|p| p.text.as_ref())
-                .is_some_and(|(d, _)| *d == depth)
+                .is_some_and(|t| t.wants(depth))
     }
 
     /// Character data (unescaped text or CDATA) inside the element at `depth`.
@@ -161,16 +157,10 @@ impl Body {
             return Ok(());
         };
         let item = p.code.as_deref().unwrap_or("(no code)");
-        let Some((_, text)) = p.text.as_mut().filter(|(d, _)| *d == depth) else {
-            return Ok(());
-        };
-        if text.len() + more.len() > MAX_TEXT_BYTES {
-            return Err(Reason::BadValue(format!(
-                "`{item}` text value is longer than {MAX_TEXT_BYTES} bytes"
-            )));
+        match p.text.as_mut() {
+            Some(text) => text.push(depth, more, item),
+            None => Ok(()),
         }
-        text.push_str(more);
-        Ok(())
     }
 
     /// The element at `depth` ends.
@@ -192,8 +182,8 @@ impl Body {
             }
             Element::Value => {
                 if let Some(p) = self.open.last_mut() {
-                    if let Some((_, text)) = p.text.take().filter(|(_, t)| !t.trim().is_empty()) {
-                        p.values.push(Value::Text(text));
+                    if let Some(value) = p.text.take().and_then(OpenText::finish) {
+                        p.values.push(value);
                     }
                 }
             }

@@ -16,17 +16,11 @@
 use chrono::NaiveDate;
 
 use crate::domain::{Observation, Value, parse_date};
-use crate::item_table::guidance::{self, GUIDANCE_ITEM_OID};
+use crate::item_table::guidance::{self, GUIDANCE_ITEM_OID, PERFORMER_OID};
 use crate::quarantine::Reason;
 use crate::xml::{self, Attrs};
 
-use super::value::{ValueStart, start_value};
-
-/// Longest text (ST) value accepted; as for checkups.
-const MAX_TEXT_BYTES: usize = 16 * 1024;
-
-/// The table's code system for who held a session.
-const PERFORMER_OID: &str = "1.2.392.200119.6.3020";
+use super::value::{OpenText, ValueStart, start_value};
 
 /// An open `act`.
 #[derive(Debug, Default)]
@@ -47,7 +41,7 @@ struct Pending {
     code: Option<String>,
     system: Option<String>,
     values: Vec<Value>,
-    text: Option<(usize, String)>,
+    text: Option<OpenText>,
 }
 
 /// The reader of a guidance document's body.
@@ -166,7 +160,7 @@ impl GuidanceBody {
                     match start_value(item, attrs)? {
                         ValueStart::Nothing => {}
                         ValueStart::Value(v) => p.values.push(v),
-                        ValueStart::Text => p.text = Some((depth, String::new())),
+                        ValueStart::Text => p.text = Some(OpenText::at(depth)),
                     }
                 }
             }
@@ -217,7 +211,7 @@ impl GuidanceBody {
                 .open
                 .last()
                 .and_then(|p| p.text.as_ref())
-                .is_some_and(|(d, _)| *d == depth)
+                .is_some_and(|t| t.wants(depth))
     }
 
     /// Character data inside the element at `depth`.
@@ -226,16 +220,10 @@ impl GuidanceBody {
             return Ok(());
         };
         let item = p.code.as_deref().unwrap_or("(no code)");
-        let Some((_, text)) = p.text.as_mut().filter(|(d, _)| *d == depth) else {
-            return Ok(());
-        };
-        if text.len() + more.len() > MAX_TEXT_BYTES {
-            return Err(Reason::BadValue(format!(
-                "`{item}` text value is longer than {MAX_TEXT_BYTES} bytes"
-            )));
+        match p.text.as_mut() {
+            Some(text) => text.push(depth, more, item),
+            None => Ok(()),
         }
-        text.push_str(more);
-        Ok(())
     }
 
     /// The element at the top of `stack` ends.
@@ -255,8 +243,8 @@ impl GuidanceBody {
             }
             "value" => {
                 if let Some(p) = self.open.last_mut().filter(|p| p.depth + 1 == depth) {
-                    if let Some((_, text)) = p.text.take().filter(|(_, t)| !t.trim().is_empty()) {
-                        p.values.push(Value::Text(text));
+                    if let Some(value) = p.text.take().and_then(OpenText::finish) {
+                        p.values.push(value);
                     }
                 }
             }

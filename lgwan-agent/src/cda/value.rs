@@ -10,6 +10,52 @@ use crate::item_table;
 use crate::quarantine::Reason;
 use crate::xml::{self, Attrs};
 
+/// Longest text (ST/ED) value accepted: the MHLW tables' longest free-text items are far
+/// shorter; anything longer is not a result and is refused, not exported.
+const MAX_TEXT_BYTES: usize = 16 * 1024;
+
+/// An ST/ED value being read: the depth of its `value` element and its text so far.
+#[derive(Debug)]
+pub(super) struct OpenText {
+    depth: usize,
+    text: String,
+}
+
+impl OpenText {
+    /// A text value whose `value` element is at `depth`.
+    pub(super) fn at(depth: usize) -> Self {
+        OpenText {
+            depth,
+            text: String::new(),
+        }
+    }
+
+    /// Whether character data at `depth` is this value's own (not a child's).
+    pub(super) fn wants(&self, depth: usize) -> bool {
+        self.depth == depth
+    }
+
+    /// Appends character data at `depth` of item `item`; more than [`MAX_TEXT_BYTES`] in
+    /// all is refused.
+    pub(super) fn push(&mut self, depth: usize, more: &str, item: &str) -> Result<(), Reason> {
+        if depth != self.depth {
+            return Ok(());
+        }
+        if self.text.len() + more.len() > MAX_TEXT_BYTES {
+            return Err(Reason::BadValue(format!(
+                "`{item}` text value is longer than {MAX_TEXT_BYTES} bytes"
+            )));
+        }
+        self.text.push_str(more);
+        Ok(())
+    }
+
+    /// The value read, if it is not blank.
+    pub(super) fn finish(self) -> Option<Value> {
+        (!self.text.trim().is_empty()).then_some(Value::Text(self.text))
+    }
+}
+
 /// Longest numeric (PQ/INT) value, in characters: more digits than any measurement.
 const MAX_NUMBER_CHARS: usize = 20;
 

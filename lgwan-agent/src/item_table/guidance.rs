@@ -20,7 +20,7 @@ const TABLE: &str = include_str!("../../../spec/tokutei-kenshin/XMLhg18tab.utf8.
 pub(crate) const GUIDANCE_ITEM_OID: &str = "1.2.392.200119.6.1006";
 
 /// The OID of the table that codes who held a session (医師, 保健師, …).
-const PERFORMER_OID: &str = "1.2.392.200119.6.3020";
+pub(crate) const PERFORMER_OID: &str = "1.2.392.200119.6.3020";
 
 /// One item of the guidance table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -149,31 +149,21 @@ pub async fn audit_allows(db_url: &str, action: &str) -> anyhow::Result<BTreeMap
     Ok(out)
 }
 
-/// The agent's outbox, read-only: record id → (state, sealed bytes).
+/// The agent's outbox, read through the agent's own code (the bytes are in segment
+/// files): record id → (state, sealed bytes).
 pub async fn outbox_records(outbox: &Path) -> anyhow::Result<BTreeMap<String, (String, Vec<u8>)>> {
-    let what = || format!("reading the outbox `{}`", outbox.display());
     if !outbox.exists() {
         return Ok(BTreeMap::new());
     }
-    let opts = SqliteConnectOptions::new().filename(outbox).read_only(true);
-    let mut c = SqliteConnection::connect_with(&opts)
+    let opened = lgwan_agent::outbox::Outbox::open(outbox)
         .await
-        .with_context(what)?;
-    let rows = sqlx::query_as::<_, (String, String, Vec<u8>)>(
-        "SELECT record_id, state, sealed FROM outbox",
-    )
-    .fetch_all(&mut c)
-    .await;
-    let _ = c.close().await;
-    // A killed first import may leave an outbox without its table yet.
-    let rows = match rows {
-        Ok(rows) => rows,
-        Err(e) if e.to_string().contains("no such table") => Vec::new(),
-        Err(e) => return Err(e).with_context(what),
-    };
+        .with_context(|| format!("opening the outbox `{}`", outbox.display()))?;
+    let rows = opened.records().await;
+    opened.close().await;
     Ok(rows
+        .with_context(|| format!("reading the outbox `{}`", outbox.display()))?
         .into_iter()
-        .map(|(id, state, sealed)| (id, (state, sealed)))
+        .map(|r| (r.record_id, (r.state, r.sealed)))
         .collect())
 }
 
@@ -198,20 +188,18 @@ pub async fn outbox_count(outbox: &Path) -> anyhow::Result<usize> {
 }
 
 /// Up to `limit` records of the outbox as the agent uploads them: (subject, sealed bytes).
-pub async fn outbox_uploads(outbox: &Path, limit: i64) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
-    let opts = SqliteConnectOptions::new().filename(outbox).read_only(true);
-    let mut c = SqliteConnection::connect_with(&opts)
+pub async fn outbox_uploads(outbox: &Path, limit: usize) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+    let opened = lgwan_agent::outbox::Outbox::open(outbox)
         .await
         .with_context(|| format!("opening the outbox `{}`", outbox.display()))?;
-    let rows = sqlx::query_as::<_, (String, Vec<u8>)>(
-        "SELECT subject, sealed FROM outbox ORDER BY rowid LIMIT $1",
-    )
-    .bind(limit)
-    .fetch_all(&mut c)
-    .await
-    .context("reading the outbox");
-    let _ = c.close().await;
-    rows
+    let rows = opened.records().await;
+    opened.close().await;
+    Ok(rows
+        .context("reading the outbox")?
+        .into_iter()
+        .take(limit)
+        .map(|r| (r.subject, r.sealed))
+        .collect())
 }
 
 /// The outbox's records as record id → hex SHA-256 of the sealed bytes.

@@ -1,4 +1,5 @@
-//! The durable outbox: sealed records waiting for upload, the subjects the agent
+//! The durable outbox: sealed records waiting for upload (their bytes in append-only
+//! segment files beside the database, [`segments`]), the subjects the agent
 //! exported (for enrollment checks), what web enrollment needs (issued codes as keyed
 //! hashes, failed attempts, answered requests: [`enrollment`]), and a little state (last
 //! upload, last error, the hub's latest audit checkpoint), in one SQLite file.
@@ -9,7 +10,7 @@
 //! already hold), so uploads stay idempotent at the hub. The bookkeeping timestamps
 //! (`created_at`, `sent_at`, meta `at`) come from SQLite's clock: they decide nothing.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -28,6 +29,7 @@ mod meta;
 mod residents;
 
 pub use residents::ResidentLinks;
+mod segments;
 mod space;
 mod witness;
 
@@ -41,6 +43,9 @@ CREATE TABLE IF NOT EXISTS outbox (
     subject TEXT NOT NULL,
     category TEXT NOT NULL,
     sealed BLOB NOT NULL,
+    segment INTEGER,
+    seg_offset INTEGER,
+    seg_len INTEGER,
     state TEXT NOT NULL DEFAULT 'pending'
         CHECK (state IN ('pending', 'sent', 'conflict', 'rejected')),
     attempts INTEGER NOT NULL DEFAULT 0,
@@ -72,24 +77,67 @@ CREATE TABLE IF NOT EXISTS witnessed (
 /// SQLite's clock, as an RFC 3339 UTC timestamp.
 pub(crate) const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%SZ', 'now')";
 
-/// Rows per multi-row `INSERT` in [`Outbox::put`] (4 parameters a row, far below
-/// SQLite's limit of 32,766).
+/// The columns [`Outbox::stored`] reads: a record's id and where its bytes are.
+const STORED: &str = "record_id, sealed, segment, seg_offset, seg_len";
+
+/// Those of `records`' ids the outbox already holds.
+async fn existing_ids(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    records: &[NewRecord],
+) -> std::result::Result<HashSet<String>, sqlx::Error> {
+    let mut existing = HashSet::new();
+    for chunk in records.chunks(ROWS_PER_INSERT * 2) {
+        let marks = vec!["?"; chunk.len()].join(",");
+        let sql = format!("SELECT record_id FROM outbox WHERE record_id IN ({marks})");
+        let mut query = sqlx::query_scalar::<_, String>(&sql);
+        for r in chunk {
+            query = query.bind(r.record_id.as_str());
+        }
+        existing.extend(query.fetch_all(&mut **tx).await?);
+    }
+    Ok(existing)
+}
+
+/// Rows per multi-row statement in [`Outbox::put`] (at most 6 parameters a row, far
+/// below SQLite's limit of 32,766).
 const ROWS_PER_INSERT: usize = 250;
 
-/// `INSERT … VALUES (…), (…) … ON CONFLICT DO NOTHING` for `rows` outbox rows.
+/// `INSERT … VALUES (…), (…) …` for `rows` outbox rows whose bytes are in a segment
+/// (`sealed` holds bytes only for records spooled before segments existed).
 fn insert_records_sql(rows: usize) -> String {
-    let mut sql = String::with_capacity(120 + rows * 60);
-    sql.push_str("INSERT INTO outbox (record_id, subject, category, sealed, created_at) VALUES ");
+    let mut sql = String::with_capacity(120 + rows * 70);
+    sql.push_str(
+        "INSERT INTO outbox (record_id, subject, category, sealed, segment, seg_offset, seg_len, \
+         created_at) VALUES ",
+    );
     for i in 0..rows {
         if i > 0 {
             sql.push(',');
         }
-        sql.push_str("(?, ?, ?, ?, ");
+        sql.push_str("(?, ?, ?, X'', ?, ?, ?, ");
         sql.push_str(NOW);
         sql.push(')');
     }
-    sql.push_str(" ON CONFLICT (record_id) DO NOTHING");
     sql
+}
+
+/// Adds the segment columns to an outbox created before segments existed; its
+/// records keep their bytes in `sealed`.
+async fn add_segment_columns(pool: &SqlitePool) -> std::result::Result<(), sqlx::Error> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let has: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM pragma_table_info('outbox') WHERE name = 'segment'",
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    if has == 0 {
+        for column in ["segment", "seg_offset", "seg_len"] {
+            sqlx::query(&format!("ALTER TABLE outbox ADD COLUMN {column} INTEGER"))
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    tx.commit().await
 }
 
 /// The subjects upsert for `rows` distinct subjects: a known subject keeps its 枝番
@@ -172,6 +220,19 @@ pub struct OutboxItem {
     pub sealed: Vec<u8>,
 }
 
+/// A spooled record, as [`Outbox::records`] lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredRecord {
+    /// Record id.
+    pub record_id: String,
+    /// Subject token.
+    pub subject: String,
+    /// `pending`, `sent`, `conflict` or `rejected`.
+    pub state: String,
+    /// Sealed record bytes.
+    pub sealed: Vec<u8>,
+}
+
 /// What the agent knows of an exported subject.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KnownSubject {
@@ -203,6 +264,10 @@ impl Refusal {
 #[derive(Debug, Clone)]
 pub struct Outbox {
     path: PathBuf,
+    /// The folder of the segment files ([`segments::folder`]).
+    segments: PathBuf,
+    /// A segment takes no more batches once it holds this many bytes.
+    segment_bytes: u64,
     pool: SqlitePool,
 }
 
@@ -222,13 +287,19 @@ impl Outbox {
             .map_err(|e| db_error(path, e))?;
         let outbox = Outbox {
             path: path.to_path_buf(),
+            segments: segments::folder(path),
+            segment_bytes: segments::SEGMENT_BYTES,
             pool,
         };
         sqlx::raw_sql(SCHEMA)
             .execute(&outbox.pool)
             .await
             .map_err(|e| outbox.err(e))?;
+        add_segment_columns(&outbox.pool)
+            .await
+            .map_err(|e| outbox.db(e))?;
         for schema in [
+            segments::SCHEMA,
             links::SCHEMA,
             enrollment::SCHEMA,
             consents::SCHEMA,
@@ -240,6 +311,13 @@ impl Outbox {
                 .map_err(|e| outbox.err(e))?;
         }
         Ok(outbox)
+    }
+
+    /// Smaller segments, to test rolling over to the next one.
+    #[cfg(test)]
+    fn with_segment_bytes(mut self, bytes: u64) -> Outbox {
+        self.segment_bytes = bytes;
+        self
     }
 
     /// The database file.
@@ -259,25 +337,29 @@ impl Outbox {
     /// Spools `records` in one transaction; ids already present keep their bytes.
     /// Their subjects are remembered (with the 枝番) for enrollment checks.
     ///
-    /// Rows go in multi-row statements (`ROWS_PER_INSERT` a statement) and each
-    /// distinct subject of the batch is upserted once, with the first 枝番 the batch
-    /// gives it: the same end state as one statement per record, in far fewer round
-    /// trips to SQLite.
+    /// The new records' bytes are appended to the current segment and synced, then
+    /// indexed in multi-row statements (`ROWS_PER_INSERT` a statement); each distinct
+    /// subject of the batch is upserted once, with the first 枝番 the batch gives it:
+    /// the same end state as one statement per record, in far fewer round trips.
     pub async fn put(&self, records: &[NewRecord]) -> Result<PutReport> {
-        let mut tx = self.pool.begin().await.map_err(|e| self.db(e))?;
-        let mut inserted = 0usize;
-        for chunk in records.chunks(ROWS_PER_INSERT) {
-            let sql = insert_records_sql(chunk.len());
-            let mut query = sqlx::query(&sql);
-            for r in chunk {
-                query = query
-                    .bind(r.record_id.as_str())
-                    .bind(r.subject.as_str())
-                    .bind(r.category.as_str())
-                    .bind(r.sealed.as_slice());
-            }
-            let done = query.execute(&mut *tx).await.map_err(|e| self.db(e))?;
-            inserted += usize::try_from(done.rows_affected()).unwrap_or(0);
+        // The write lock first: appends to a segment happen under it, one writer at a time.
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(|e| self.db(e))?;
+        let existing = existing_ids(&mut tx, records)
+            .await
+            .map_err(|e| self.db(e))?;
+        let mut seen = HashSet::with_capacity(records.len());
+        let fresh: Vec<&NewRecord> = records
+            .iter()
+            .filter(|r| {
+                !existing.contains(r.record_id.as_str()) && seen.insert(r.record_id.as_str())
+            })
+            .collect();
+        if !fresh.is_empty() {
+            self.append(&mut tx, &fresh).await?;
         }
         let subjects = batch_subjects(records);
         for chunk in subjects.chunks(ROWS_PER_INSERT) {
@@ -290,9 +372,108 @@ impl Outbox {
         }
         tx.commit().await.map_err(|e| self.db(e))?;
         Ok(PutReport {
-            inserted,
-            existing: records.len().saturating_sub(inserted),
+            inserted: fresh.len(),
+            existing: records.len().saturating_sub(fresh.len()),
         })
+    }
+
+    /// Appends `fresh` to the current segment (a new one once it is full), syncs it, and
+    /// indexes the records and the segment's new size in `tx`.
+    async fn append(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+        fresh: &[&NewRecord],
+    ) -> Result<()> {
+        let last: Option<(i64, i64)> =
+            sqlx::query_as("SELECT id, size FROM segments ORDER BY id DESC LIMIT 1")
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(|e| self.db(e))?;
+        let (segment, at) = match last {
+            Some((id, size)) if u64::try_from(size).unwrap_or(0) < self.segment_bytes => {
+                (id, u64::try_from(size).unwrap_or(0))
+            }
+            Some((id, _)) => (id + 1, 0),
+            None => (1, 0),
+        };
+        let frames = fresh
+            .iter()
+            .map(|r| (r.record_id.as_str(), r.sealed.as_slice()));
+        let (buf, places) = segments::layout(segment, at, frames)
+            .ok_or_else(|| self.err("a record is too large for the outbox (over 4 GiB)"))?;
+        let end = at + buf.len() as u64;
+        let folder = self.segments.clone();
+        tokio::task::spawn_blocking(move || segments::append(&folder, segment, at, &buf))
+            .await
+            .map_err(|e| Error::Worker(format!("outbox segment write: {e}")))?
+            .map_err(|e| self.io(e))?;
+        let rows: Vec<(&&NewRecord, &segments::Place)> = fresh.iter().zip(&places).collect();
+        for chunk in rows.chunks(ROWS_PER_INSERT) {
+            let sql = insert_records_sql(chunk.len());
+            let mut query = sqlx::query(&sql);
+            for (r, place) in chunk {
+                query = query
+                    .bind(r.record_id.as_str())
+                    .bind(r.subject.as_str())
+                    .bind(r.category.as_str())
+                    .bind(place.segment)
+                    .bind(i64::try_from(place.offset).unwrap_or(i64::MAX))
+                    .bind(i64::try_from(place.len).unwrap_or(i64::MAX));
+            }
+            query.execute(&mut **tx).await.map_err(|e| self.db(e))?;
+        }
+        sqlx::query(
+            "INSERT INTO segments (id, size) VALUES (?, ?) \
+             ON CONFLICT (id) DO UPDATE SET size = excluded.size",
+        )
+        .bind(segment)
+        .bind(i64::try_from(end).unwrap_or(i64::MAX))
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| self.db(e))?;
+        Ok(())
+    }
+
+    /// A failed segment write; a full disk gets the outbox's own reason.
+    fn io(&self, e: std::io::Error) -> Error {
+        if space::is_storage_full(&e) {
+            Error::outbox(&self.path, space::NO_SPACE)
+        } else {
+            Error::outbox(
+                &self.path,
+                format!("segment `{}`: {e}", self.segments.display()),
+            )
+        }
+    }
+
+    /// The sealed bytes of `rows` (record id, inline bytes, segment place), in order.
+    async fn load(
+        &self,
+        rows: Vec<(String, Vec<u8>, Option<segments::Place>)>,
+    ) -> Result<Vec<Vec<u8>>> {
+        let wanted: Vec<(String, segments::Place)> = rows
+            .iter()
+            .filter_map(|(id, _, place)| place.map(|p| (id.clone(), p)))
+            .collect();
+        let folder = self.segments.clone();
+        let mut stored = tokio::task::spawn_blocking(move || segments::read(&folder, &wanted))
+            .await
+            .map_err(|e| Error::Worker(format!("outbox segment read: {e}")))?
+            .map_err(|e| self.err(e))?
+            .into_iter();
+        let mut out = Vec::with_capacity(rows.len());
+        for (id, inline, place) in rows {
+            if place.is_some() {
+                out.push(
+                    stored
+                        .next()
+                        .ok_or_else(|| self.err(format!("record `{id}`: not read")))?,
+                );
+            } else {
+                out.push(inline);
+            }
+        }
+        Ok(out)
     }
 
     /// Marks `tokens` as shared by two people: their enrollment is always refused.
@@ -359,39 +540,103 @@ impl Outbox {
     /// Up to `limit` records waiting for upload, oldest first.
     pub async fn pending(&self, limit: usize) -> Result<Vec<OutboxItem>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = sqlx::query(
-            "SELECT record_id, subject, sealed FROM outbox WHERE state = 'pending' \
-             ORDER BY rowid LIMIT ?",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT record_id, subject, {STORED} FROM outbox WHERE state = 'pending' \
+             ORDER BY rowid LIMIT ?"
+        ))
         .bind(limit)
         .fetch_all(&self.pool)
         .await
         .map_err(|e| self.db(e))?;
-        rows.iter()
-            .map(|r| {
-                Ok(OutboxItem {
-                    record_id: r.try_get("record_id").map_err(|e| self.db(e))?,
-                    subject: r.try_get("subject").map_err(|e| self.db(e))?,
-                    sealed: r.try_get("sealed").map_err(|e| self.db(e))?,
-                })
+        let mut subjects = Vec::with_capacity(rows.len());
+        let mut stored = Vec::with_capacity(rows.len());
+        for r in &rows {
+            subjects.push(r.try_get::<String, _>("subject").map_err(|e| self.db(e))?);
+            stored.push(self.stored(r)?);
+        }
+        let ids: Vec<String> = stored.iter().map(|(id, _, _)| id.clone()).collect();
+        let sealed = self.load(stored).await?;
+        Ok(ids
+            .into_iter()
+            .zip(subjects)
+            .zip(sealed)
+            .map(|((record_id, subject), sealed)| OutboxItem {
+                record_id,
+                subject,
+                sealed,
             })
-            .collect()
+            .collect())
     }
 
     /// The state and sealed bytes of one record.
     pub async fn record(&self, record_id: &str) -> Result<Option<(String, Vec<u8>)>> {
-        let row = sqlx::query("SELECT state, sealed FROM outbox WHERE record_id = ?")
-            .bind(record_id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(|e| self.db(e))?;
-        row.map(|r| {
-            Ok((
-                r.try_get("state").map_err(|e| self.db(e))?,
-                r.try_get("sealed").map_err(|e| self.db(e))?,
-            ))
-        })
-        .transpose()
+        let row = sqlx::query(&format!(
+            "SELECT state, {STORED} FROM outbox WHERE record_id = ?"
+        ))
+        .bind(record_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| self.db(e))?;
+        let Some(row) = row else { return Ok(None) };
+        let state: String = row.try_get("state").map_err(|e| self.db(e))?;
+        let sealed = self.load(vec![self.stored(&row)?]).await?;
+        Ok(sealed.into_iter().next().map(|bytes| (state, bytes)))
+    }
+
+    /// Every record, whatever its state, oldest first.
+    pub async fn records(&self) -> Result<Vec<StoredRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT state, subject, {STORED} FROM outbox ORDER BY rowid"
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.db(e))?;
+        let mut facts = Vec::with_capacity(rows.len());
+        let mut stored = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let state: String = r.try_get("state").map_err(|e| self.db(e))?;
+            let subject: String = r.try_get("subject").map_err(|e| self.db(e))?;
+            let place = self.stored(r)?;
+            facts.push((place.0.clone(), subject, state));
+            stored.push(place);
+        }
+        let sealed = self.load(stored).await?;
+        Ok(facts
+            .into_iter()
+            .zip(sealed)
+            .map(|((record_id, subject, state), sealed)| StoredRecord {
+                record_id,
+                subject,
+                state,
+                sealed,
+            })
+            .collect())
+    }
+
+    /// A row's record id and where its bytes are (selected with [`STORED`]).
+    fn stored(
+        &self,
+        r: &sqlx::sqlite::SqliteRow,
+    ) -> Result<(String, Vec<u8>, Option<segments::Place>)> {
+        let id: String = r.try_get("record_id").map_err(|e| self.db(e))?;
+        let segment: Option<i64> = r.try_get("segment").map_err(|e| self.db(e))?;
+        let offset: Option<i64> = r.try_get("seg_offset").map_err(|e| self.db(e))?;
+        let len: Option<i64> = r.try_get("seg_len").map_err(|e| self.db(e))?;
+        let place = match (segment, offset, len) {
+            (Some(segment), Some(offset), Some(len)) => Some(segments::Place {
+                segment,
+                offset: u64::try_from(offset).map_err(|e| self.err(e))?,
+                len: u64::try_from(len).map_err(|e| self.err(e))?,
+            }),
+            (None, None, None) => None,
+            _ => return Err(self.err(format!("record `{id}`: its segment place is incomplete"))),
+        };
+        let inline = if place.is_some() {
+            Vec::new()
+        } else {
+            r.try_get("sealed").map_err(|e| self.db(e))?
+        };
+        Ok((id, inline, place))
     }
 
     /// Marks the pending records `ids` as accepted by the hub; returns how many changed.
@@ -597,6 +842,170 @@ mod tests {
         assert_eq!(branch('u').await.as_deref(), Some("04"));
         assert_eq!(branch('p').await.as_deref(), Some("02"));
         assert_eq!(outbox.depth().await.unwrap(), (ROWS_PER_INSERT + 13) as u64);
+    }
+
+    /// The segment files, sorted, with their sizes.
+    fn segment_files(outbox: &Outbox) -> Vec<(String, u64)> {
+        let mut files: Vec<(String, u64)> = std::fs::read_dir(&outbox.segments)
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    e.metadata().unwrap().len(),
+                )
+            })
+            .collect();
+        files.sort();
+        files
+    }
+
+    #[tokio::test]
+    async fn bytes_go_to_segments_once_and_roll_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open(&dir.path().join("o.sqlite"))
+            .await
+            .unwrap()
+            .with_segment_bytes(100);
+        // Frames of 2 + 37 + 4 + 40 = 83 bytes: the second batch still fits the first
+        // segment's limit check (83 < 100), the third starts a new one.
+        let batch = |c| vec![rec(c, 'x', &[c as u8; 40])];
+        for c in ['a', 'b', 'c'] {
+            outbox.put(&batch(c)).await.unwrap();
+        }
+        assert_eq!(
+            segment_files(&outbox),
+            [("00000001.seg".into(), 166), ("00000002.seg".into(), 83)]
+        );
+        // A re-import writes no bytes at all.
+        let again = outbox.put(&batch('a')).await.unwrap();
+        assert_eq!((again.inserted, again.existing), (0, 1));
+        assert_eq!(segment_files(&outbox)[1].1, 83);
+        let sealed: Vec<Vec<u8>> = outbox
+            .pending(10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|i| i.sealed)
+            .collect();
+        assert_eq!(sealed, [[b'a'; 40], [b'b'; 40], [b'c'; 40]]);
+        // Nothing of the bytes is in the database.
+        let inline: i64 = sqlx::query_scalar("SELECT SUM(LENGTH(sealed)) FROM outbox")
+            .fetch_one(&outbox.pool)
+            .await
+            .unwrap();
+        assert_eq!(inline, 0);
+    }
+
+    #[tokio::test]
+    async fn bytes_of_a_batch_that_never_committed_are_written_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open(&dir.path().join("o.sqlite")).await.unwrap();
+        outbox.put(&[rec('a', 'x', b"first")]).await.unwrap();
+        // A crash after the append and before the commit leaves a tail nothing points at.
+        let file = outbox.segments.join("00000001.seg");
+        let committed = std::fs::metadata(&file).unwrap().len();
+        let mut tail = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&file)
+            .unwrap();
+        std::io::Write::write_all(&mut tail, &[0xee; 500]).unwrap();
+        drop(tail);
+        outbox.put(&[rec('b', 'x', b"second")]).await.unwrap();
+        let got = outbox.records().await.unwrap();
+        let got: Vec<(&str, &[u8])> = got
+            .iter()
+            .map(|r| (r.record_id.as_str(), r.sealed.as_slice()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (rid('a').as_str(), &b"first"[..]),
+                (rid('b').as_str(), &b"second"[..])
+            ]
+        );
+        let frame_b = 2 + 37 + 4 + 6;
+        assert_eq!(
+            std::fs::metadata(&file).unwrap().len(),
+            committed + frame_b,
+            "the leftover tail is gone"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_damaged_segment_is_an_error_never_other_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open(&dir.path().join("o.sqlite")).await.unwrap();
+        outbox
+            .put(&[rec('a', 'x', b"first"), rec('b', 'x', b"second")])
+            .await
+            .unwrap();
+        let file = outbox.segments.join("00000001.seg");
+        let bytes = std::fs::read(&file).unwrap();
+        // Record b's frame now names record a.
+        let b_frame = bytes.len() - (2 + 37 + 4 + 6);
+        let mut damaged = bytes.clone();
+        damaged[b_frame + 2..b_frame + 2 + 37].copy_from_slice(rid('a').as_str().as_bytes());
+        std::fs::write(&file, &damaged).unwrap();
+        let err = outbox.pending(10).await.unwrap_err().to_string();
+        assert!(
+            err.contains("00000001.seg") && err.contains(rid('b').as_str()),
+            "{err}"
+        );
+        // A segment cut short is an error too.
+        std::fs::write(&file, &bytes[..bytes.len() - 3]).unwrap();
+        let err = outbox
+            .record(rid('b').as_str())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("00000001.seg"), "{err}");
+        std::fs::write(&file, &bytes).unwrap();
+        assert_eq!(outbox.pending(10).await.unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn an_outbox_from_before_segments_keeps_its_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("o.sqlite");
+        {
+            let options = SqliteConnectOptions::new()
+                .filename(&path)
+                .create_if_missing(true);
+            let pool = SqlitePool::connect_with(options).await.unwrap();
+            sqlx::raw_sql(
+                "CREATE TABLE outbox (record_id TEXT PRIMARY KEY, subject TEXT NOT NULL, \
+                 category TEXT NOT NULL, sealed BLOB NOT NULL, state TEXT NOT NULL DEFAULT \
+                 'pending', attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT, \
+                 created_at TEXT NOT NULL, sent_at TEXT)",
+            )
+            .execute(&pool)
+            .await
+            .unwrap();
+            sqlx::query(
+                "INSERT INTO outbox (record_id, subject, category, sealed, created_at) \
+                 VALUES (?, ?, 'checkup.body', ?, 'then')",
+            )
+            .bind(rid('a').as_str())
+            .bind(token('x').as_str())
+            .bind(&b"old inline bytes"[..])
+            .execute(&pool)
+            .await
+            .unwrap();
+            pool.close().await;
+        }
+        let outbox = Outbox::open(&path).await.unwrap();
+        outbox
+            .put(&[rec('a', 'x', b"resealed"), rec('b', 'x', b"new")])
+            .await
+            .unwrap();
+        let pending = outbox.pending(10).await.unwrap();
+        let sealed: Vec<&[u8]> = pending.iter().map(|i| i.sealed.as_slice()).collect();
+        assert_eq!(sealed, [&b"old inline bytes"[..], &b"new"[..]]);
+        outbox.close().await;
+        // Opening again (the columns are there now) changes nothing.
+        let outbox = Outbox::open(&path).await.unwrap();
+        assert_eq!(outbox.pending(10).await.unwrap(), pending);
     }
 
     #[tokio::test]

@@ -23,7 +23,7 @@ pub(crate) fn is_disk_full(e: &sqlx::Error) -> bool {
 }
 
 /// Whether an I/O error is the system's "no space left on device" (or over quota).
-fn is_storage_full(io: &std::io::Error) -> bool {
+pub(crate) fn is_storage_full(io: &std::io::Error) -> bool {
     matches!(
         io.kind(),
         std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded

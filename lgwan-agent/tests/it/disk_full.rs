@@ -69,18 +69,20 @@ fn care_csv(path: &Path, first: usize, n: usize) {
 
 /// Every record of the outbox, read-only: id → sealed bytes; and SQLite's integrity check.
 async fn outbox_contents(path: &Path) -> (BTreeMap<String, Vec<u8>>, String) {
+    let outbox = lgwan_agent::outbox::Outbox::open(path).await.unwrap();
+    let rows = outbox.records().await.unwrap();
+    outbox.close().await;
     let opts = SqliteConnectOptions::new().filename(path).read_only(true);
     let mut c = SqliteConnection::connect_with(&opts).await.unwrap();
-    let rows: Vec<(String, Vec<u8>)> = sqlx::query_as("SELECT record_id, sealed FROM outbox")
-        .fetch_all(&mut c)
-        .await
-        .unwrap();
     let check: String = sqlx::query_scalar("PRAGMA integrity_check")
         .fetch_one(&mut c)
         .await
         .unwrap();
     c.close().await.unwrap();
-    (rows.into_iter().collect(), check)
+    (
+        rows.into_iter().map(|r| (r.record_id, r.sealed)).collect(),
+        check,
+    )
 }
 
 /// Every record opens with its derived key to exactly the payload `preview` printed.

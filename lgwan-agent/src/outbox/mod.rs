@@ -279,6 +279,9 @@ impl Outbox {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
+            // Checkpoint every 64 MiB of WAL, not every 4 MiB: an index page rewritten by
+            // several batches in between is copied into the database once.
+            .pragma("wal_autocheckpoint", "16384")
             .busy_timeout(Duration::from_secs(30));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)

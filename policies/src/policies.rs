@@ -1,6 +1,8 @@
 //! The loaded policy set: loading from a directory or the embedded copy, and the two authorization questions.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 
 use cedar_policy::RestrictedExpression;
 
@@ -41,11 +43,28 @@ pub fn default_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// Read decisions kept per loaded policy set; past this many the memo starts over.
+const READ_MEMO_MAX: usize = 16_384;
+
 /// Catalog, schema and Cedar policies, validated together; answers authorization questions.
 #[derive(Debug)]
 pub struct Policies {
     catalog: Catalog,
     engine: Engine,
+    /// Read decisions already made, keyed by every field of the request. A decision is
+    /// a function of the request and these (immutable) policies alone, so the memo is
+    /// exact; reloading the policies builds a new `Policies`, with an empty memo.
+    reads: Mutex<HashMap<ReadKey, Decision>>,
+}
+
+/// Every field of a [`ReadRequest`], owned.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct ReadKey {
+    participant: String,
+    kind: String,
+    suspended: bool,
+    purpose: String,
+    category: String,
 }
 
 impl Policies {
@@ -154,7 +173,11 @@ impl Policies {
     ) -> Result<Self> {
         let catalog = Catalog::from_toml_str(catalog.name, catalog.text)?;
         let engine = Engine::new(&catalog, schema, files)?;
-        Ok(Self { catalog, engine })
+        Ok(Self {
+            catalog,
+            engine,
+            reads: Mutex::new(HashMap::new()),
+        })
     }
 
     /// The catalog the policies were validated against.
@@ -236,6 +259,27 @@ impl Policies {
 
     /// May this participant read `category` under a consent for `purpose`?
     pub fn authorize_read(&self, request: &ReadRequest<'_>) -> Decision {
+        let key = ReadKey {
+            participant: request.participant.to_owned(),
+            kind: request.kind.to_owned(),
+            suspended: request.suspended,
+            purpose: request.purpose.to_owned(),
+            category: request.category.to_owned(),
+        };
+        let memo = || self.reads.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(known) = memo().get(&key) {
+            return known.clone();
+        }
+        let decision = self.decide_read(request);
+        let mut reads = memo();
+        if reads.len() >= READ_MEMO_MAX {
+            reads.clear();
+        }
+        reads.insert(key, decision.clone());
+        decision
+    }
+
+    fn decide_read(&self, request: &ReadRequest<'_>) -> Decision {
         if let Err(reason) = self.check_principal(request.participant, request.kind) {
             return Decision::deny(reason);
         }

@@ -142,3 +142,80 @@ fn only_an_analyst_receives_evaluation_statistics_and_no_consent_is_granted_for_
     );
     assert!(!granted.allowed, "{:?}", granted.reasons);
 }
+
+/// Read decisions are remembered per policy set. Two sets asked every question (each
+/// kind, suspension, purpose and category, and another participant of the same kind) in
+/// opposite orders give the same answers: a memo whose key left out a field would give
+/// each set the answer of a different question first asked under the shared key.
+#[test]
+fn remembered_read_decisions_answer_the_question_asked() {
+    let forward = policies();
+    let backward = policies();
+    let catalog = forward.catalog().clone();
+    let kinds = [
+        "phr",
+        "clinic",
+        "municipality",
+        "analyst",
+        "insurer",
+        "source",
+    ];
+    let mut asked = Vec::new();
+    for category in catalog.categories() {
+        for purpose in catalog.purposes() {
+            for kind in kinds {
+                for (participant, suspended) in [("x", false), ("x", true), ("y", false)] {
+                    let participant = if participant == "y" {
+                        format!("clinic:{participant}")
+                    } else {
+                        format!("{kind}:{participant}")
+                    };
+                    asked.push((
+                        participant,
+                        kind,
+                        suspended,
+                        purpose.name.clone(),
+                        category.name.clone(),
+                    ));
+                }
+            }
+        }
+    }
+    let request = |q: &(String, &'static str, bool, String, String)| {
+        let (participant, kind, suspended, purpose, category) = q;
+        (
+            participant.clone(),
+            *kind,
+            *suspended,
+            purpose.clone(),
+            category.clone(),
+        )
+    };
+    let answers =
+        |policies: &renkei_policies::Policies,
+         order: &mut dyn Iterator<Item = &(String, &'static str, bool, String, String)>| {
+            order
+                .map(|q| {
+                    let (participant, kind, suspended, purpose, category) = request(q);
+                    let decision = policies.authorize_read(&ReadRequest {
+                        participant: &participant,
+                        kind,
+                        suspended,
+                        purpose: &purpose,
+                        category: &category,
+                    });
+                    ((participant, kind, suspended, purpose, category), decision)
+                })
+                .collect::<std::collections::BTreeMap<_, _>>()
+        };
+    let first = answers(&forward, &mut asked.iter());
+    let second = answers(&backward, &mut asked.iter().rev());
+    // Asked again, the remembered answers are the same.
+    let again = answers(&forward, &mut asked.iter().rev());
+    assert_eq!(first.len(), asked.len());
+    assert!(first.values().any(|d| d.allowed) && first.values().any(|d| !d.allowed));
+    for (question, decision) in &first {
+        assert_eq!(Some(decision), second.get(question), "{question:?}");
+        assert_eq!(Some(decision), again.get(question), "{question:?}");
+    }
+}

@@ -6,6 +6,8 @@
 //! a row of `hub_sequences` first: a row lock on PostgreSQL, the write lock on SQLite.
 
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -19,7 +21,21 @@ use crate::error::{Error, Result};
 pub struct Db {
     pool: AnyPool,
     backend: Backend,
+    /// SQLite only: connections for the hot one-statement reads ([`Db::reader`]).
+    readers: Option<Arc<Readers>>,
 }
+
+/// SQLite connections kept out of the pool for one-statement reads. The pool pings every
+/// connection it takes back, a second hand-off to SQLite's worker thread per query; a
+/// connection held here is only locked and unlocked.
+#[derive(Debug)]
+struct Readers {
+    conns: Vec<tokio::sync::Mutex<AnyConnection>>,
+    next: AtomicUsize,
+}
+
+/// Reader connections on SQLite: one per core the hub is likely to have, at most four.
+const READERS: usize = 2;
 
 /// Which database a [`Db`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,12 +96,48 @@ impl Db {
                 })
             })
             .acquire_timeout(Duration::from_secs(5))
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(|e| Error::unavailable_from("database", e))?;
-        let db = Db { pool, backend };
+        let mut db = Db {
+            pool,
+            backend,
+            readers: None,
+        };
         db.migrate().await?;
+        if backend == Backend::Sqlite {
+            let mut conns = Vec::with_capacity(READERS);
+            for _ in 0..READERS {
+                let mut conn = options
+                    .connect()
+                    .await
+                    .map_err(|e| Error::unavailable_from("database", e))?;
+                for pragma in SQLITE_PRAGMAS {
+                    sqlx::query(pragma).execute(&mut conn).await?;
+                }
+                conns.push(tokio::sync::Mutex::new(conn));
+            }
+            db.readers = Some(Arc::new(Readers {
+                conns,
+                next: AtomicUsize::new(0),
+            }));
+        }
         Ok(db)
+    }
+
+    /// A connection for one read statement outside any transaction, on SQLite (`None`
+    /// on PostgreSQL: use the pool). A free one if there is one, else the next in turn.
+    /// Never use it for a transaction: a cancelled request could leave one open.
+    pub async fn reader(&self) -> Option<tokio::sync::MutexGuard<'_, AnyConnection>> {
+        let readers = self.readers.as_deref()?;
+        if let Some(free) = readers.conns.iter().find_map(|c| c.try_lock().ok()) {
+            return Some(free);
+        }
+        let turn = readers.next.fetch_add(1, Ordering::Relaxed) % readers.conns.len().max(1);
+        match readers.conns.get(turn) {
+            Some(conn) => Some(conn.lock().await),
+            None => None,
+        }
     }
 
     async fn migrate(&self) -> Result<()> {

@@ -67,12 +67,15 @@ pub async fn feed(hub: &Hub, who: &ParticipantId, cursor: i64, limit: i64) -> Re
 pub async fn read(hub: &Hub, who: &ParticipantId, record_id: &str) -> Result<FeedItem> {
     let now = hub.now();
     let me = who.to_string();
-    let rows = sqlx::query(&grants_with_covers("recipient = $1 AND alias = $3"))
+    let sql = grants_with_covers("recipient = $1 AND alias = $3");
+    let query = sqlx::query(&sql)
         .bind(&me)
         .bind(db::micros(now))
-        .bind(record_id)
-        .fetch_all(hub.db.pool())
-        .await?;
+        .bind(record_id);
+    let rows = match hub.db.reader().await {
+        Some(mut conn) => query.fetch_all(&mut *conn).await?,
+        None => query.fetch_all(hub.db.pool()).await?,
+    };
     let Some((row, covers)) = caller_grants(who, &rows)?.pop() else {
         let entry = Entry::deny(&me, "read", record_id, "no key grant for this recipient");
         hub.audit.record(now, vec![entry]).await?;

@@ -69,7 +69,12 @@ pub(super) async fn link_app_user(
 impl Outbox {
     /// The subject token of an exported record, if this outbox holds it.
     pub async fn record_subject(&self, record_id: &str) -> Result<Option<SubjectToken>> {
-        let row = sqlx::query("SELECT subject FROM outbox WHERE record_id = ?")
+        let sql = format!(
+            "SELECT subject FROM outbox WHERE rowid IN {}",
+            super::keys::ROW_OF
+        );
+        let row = sqlx::query(&sql)
+            .bind(super::keys::key_of(record_id))
             .bind(record_id)
             .fetch_optional(&self.pool)
             .await

@@ -24,6 +24,7 @@ use crate::error::{Error, Result};
 
 mod consents;
 pub mod enrollment;
+mod keys;
 mod links;
 mod meta;
 mod residents;
@@ -39,7 +40,7 @@ pub use meta::{Note, OutboxStatus, check_successor};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS outbox (
-    record_id TEXT PRIMARY KEY,
+    record_id TEXT NOT NULL,
     subject TEXT NOT NULL,
     category TEXT NOT NULL,
     sealed BLOB NOT NULL,
@@ -80,25 +81,7 @@ pub(crate) const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%SZ', 'now')";
 /// The columns [`Outbox::stored`] reads: a record's id and where its bytes are.
 const STORED: &str = "record_id, sealed, segment, seg_offset, seg_len";
 
-/// Those of `records`' ids the outbox already holds.
-async fn existing_ids(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    records: &[NewRecord],
-) -> std::result::Result<HashSet<String>, sqlx::Error> {
-    let mut existing = HashSet::new();
-    for chunk in records.chunks(ROWS_PER_INSERT * 2) {
-        let marks = vec!["?"; chunk.len()].join(",");
-        let sql = format!("SELECT record_id FROM outbox WHERE record_id IN ({marks})");
-        let mut query = sqlx::query_scalar::<_, String>(&sql);
-        for r in chunk {
-            query = query.bind(r.record_id.as_str());
-        }
-        existing.extend(query.fetch_all(&mut **tx).await?);
-    }
-    Ok(existing)
-}
-
-/// Rows per multi-row statement in [`Outbox::put`] (at most 6 parameters a row, far
+/// Rows per multi-row statement in [`Outbox::put`] (at most 7 parameters a row, far
 /// below SQLite's limit of 32,766).
 const ROWS_PER_INSERT: usize = 250;
 
@@ -107,23 +90,25 @@ const ROWS_PER_INSERT: usize = 250;
 fn insert_records_sql(rows: usize) -> String {
     let mut sql = String::with_capacity(120 + rows * 70);
     sql.push_str(
-        "INSERT INTO outbox (record_id, subject, category, sealed, segment, seg_offset, seg_len, \
-         created_at) VALUES ",
+        "INSERT INTO outbox (rowid, record_id, subject, category, sealed, segment, seg_offset, \
+         seg_len, created_at) VALUES ",
     );
     for i in 0..rows {
         if i > 0 {
             sql.push(',');
         }
-        sql.push_str("(?, ?, ?, X'', ?, ?, ?, ");
+        sql.push_str("(?, ?, ?, ?, X'', ?, ?, ?, ");
         sql.push_str(NOW);
         sql.push(')');
     }
     sql
 }
 
-/// Adds the segment columns to an outbox created before segments existed; its
-/// records keep their bytes in `sealed`.
-async fn add_segment_columns(pool: &SqlitePool) -> std::result::Result<(), sqlx::Error> {
+/// Brings an outbox created by an earlier version up to date: the segment columns (its
+/// records keep their bytes in `sealed`) and the record keys ([`keys::build`]). An
+/// outbox that old keeps its unique index of record ids too (one more random write per
+/// record, and the same answers).
+async fn migrate(pool: &SqlitePool) -> std::result::Result<(), sqlx::Error> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     let has: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM pragma_table_info('outbox') WHERE name = 'segment'",
@@ -137,6 +122,7 @@ async fn add_segment_columns(pool: &SqlitePool) -> std::result::Result<(), sqlx:
                 .await?;
         }
     }
+    keys::build(&mut tx).await?;
     tx.commit().await
 }
 
@@ -268,6 +254,8 @@ pub struct Outbox {
     segments: PathBuf,
     /// A segment takes no more batches once it holds this many bytes.
     segment_bytes: u64,
+    /// Record keys in the recent level before they move ([`keys::RECENT_MAX`]).
+    recent_keys: i64,
     pool: SqlitePool,
 }
 
@@ -292,17 +280,21 @@ impl Outbox {
             path: path.to_path_buf(),
             segments: segments::folder(path),
             segment_bytes: segments::SEGMENT_BYTES,
+            recent_keys: keys::RECENT_MAX,
             pool,
         };
         sqlx::raw_sql(SCHEMA)
             .execute(&outbox.pool)
             .await
             .map_err(|e| outbox.err(e))?;
-        add_segment_columns(&outbox.pool)
-            .await
-            .map_err(|e| outbox.db(e))?;
+        for schema in [segments::SCHEMA, keys::SCHEMA] {
+            sqlx::raw_sql(schema)
+                .execute(&outbox.pool)
+                .await
+                .map_err(|e| outbox.err(e))?;
+        }
+        migrate(&outbox.pool).await.map_err(|e| outbox.db(e))?;
         for schema in [
-            segments::SCHEMA,
             links::SCHEMA,
             enrollment::SCHEMA,
             consents::SCHEMA,
@@ -320,6 +312,13 @@ impl Outbox {
     #[cfg(test)]
     fn with_segment_bytes(mut self, bytes: u64) -> Outbox {
         self.segment_bytes = bytes;
+        self
+    }
+
+    /// A smaller recent level of record keys, to test moving it.
+    #[cfg(test)]
+    fn with_recent_keys(mut self, keys: i64) -> Outbox {
+        self.recent_keys = keys;
         self
     }
 
@@ -351,7 +350,8 @@ impl Outbox {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(|e| self.db(e))?;
-        let existing = existing_ids(&mut tx, records)
+        let ids: Vec<&str> = records.iter().map(|r| r.record_id.as_str()).collect();
+        let existing = keys::existing(&mut tx, &ids)
             .await
             .map_err(|e| self.db(e))?;
         let mut seen = HashSet::with_capacity(records.len());
@@ -410,12 +410,24 @@ impl Outbox {
             .await
             .map_err(|e| Error::Worker(format!("outbox segment write: {e}")))?
             .map_err(|e| self.io(e))?;
-        let rows: Vec<(&&NewRecord, &segments::Place)> = fresh.iter().zip(&places).collect();
+        // Rows take the next rowids, in order (the upload order), so that the keys can
+        // point at them; the write lock is held, nobody else inserts.
+        let last: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(rowid), 0) FROM outbox")
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(|e| self.db(e))?;
+        let rows: Vec<(i64, &NewRecord, &segments::Place)> = fresh
+            .iter()
+            .zip(&places)
+            .zip(last + 1..)
+            .map(|((r, place), row)| (row, *r, place))
+            .collect();
         for chunk in rows.chunks(ROWS_PER_INSERT) {
             let sql = insert_records_sql(chunk.len());
             let mut query = sqlx::query(&sql);
-            for (r, place) in chunk {
+            for (row, r, place) in chunk {
                 query = query
+                    .bind(*row)
                     .bind(r.record_id.as_str())
                     .bind(r.subject.as_str())
                     .bind(r.category.as_str())
@@ -425,6 +437,13 @@ impl Outbox {
             }
             query.execute(&mut **tx).await.map_err(|e| self.db(e))?;
         }
+        let keyed: Vec<(i64, &str)> = rows
+            .iter()
+            .map(|(row, r, _)| (*row, r.record_id.as_str()))
+            .collect();
+        keys::insert(tx, &keyed, self.recent_keys)
+            .await
+            .map_err(|e| self.db(e))?;
         sqlx::query(
             "INSERT INTO segments (id, size) VALUES (?, ?) \
              ON CONFLICT (id) DO UPDATE SET size = excluded.size",
@@ -573,13 +592,16 @@ impl Outbox {
 
     /// The state and sealed bytes of one record.
     pub async fn record(&self, record_id: &str) -> Result<Option<(String, Vec<u8>)>> {
-        let row = sqlx::query(&format!(
-            "SELECT state, {STORED} FROM outbox WHERE record_id = ?"
-        ))
-        .bind(record_id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(|e| self.db(e))?;
+        let sql = format!(
+            "SELECT state, {STORED} FROM outbox WHERE rowid IN {}",
+            keys::ROW_OF
+        );
+        let row = sqlx::query(&sql)
+            .bind(keys::key_of(record_id))
+            .bind(record_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.db(e))?;
         let Some(row) = row else { return Ok(None) };
         let state: String = row.try_get("state").map_err(|e| self.db(e))?;
         let sealed = self.load(vec![self.stored(&row)?]).await?;
@@ -649,8 +671,10 @@ impl Outbox {
         for id in ids {
             let done = sqlx::query(&format!(
                 "UPDATE outbox SET state = 'sent', sent_at = {NOW}, attempts = attempts + 1, \
-                 last_error = NULL WHERE record_id = ? AND state = 'pending'"
+                 last_error = NULL WHERE rowid IN {} AND state = 'pending'",
+                keys::ROW_OF
             ))
+            .bind(keys::key_of(id))
             .bind(id)
             .execute(&mut *tx)
             .await
@@ -673,12 +697,14 @@ impl Outbox {
     pub async fn mark_failed(&self, ids: &[String], error: &str) -> Result<()> {
         let mut tx = self.pool.begin().await.map_err(|e| self.db(e))?;
         for id in ids {
-            sqlx::query(
-                "UPDATE outbox SET attempts = attempts + 1, last_error = ? \
-                 WHERE record_id = ? AND state = 'pending'",
-            )
-            .bind(error)
+            sqlx::query(&format!(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ?3 \
+                 WHERE rowid IN {} AND state = 'pending'",
+                keys::ROW_OF
+            ))
+            .bind(keys::key_of(id))
             .bind(id)
+            .bind(error)
             .execute(&mut *tx)
             .await
             .map_err(|e| self.db(e))?;
@@ -688,16 +714,19 @@ impl Outbox {
 
     /// Takes one record out of the upload queue for good, keeping the hub's reason.
     pub async fn mark_refused(&self, id: &str, refusal: Refusal, error: &str) -> Result<()> {
-        sqlx::query(
-            "UPDATE outbox SET state = ?, attempts = attempts + 1, last_error = ? \
-             WHERE record_id = ? AND state = 'pending'",
-        )
-        .bind(refusal.state())
-        .bind(error)
-        .bind(id)
-        .execute(&self.pool)
-        .await
-        .map_err(|e| self.db(e))?;
+        let sql = format!(
+            "UPDATE outbox SET state = ?3, attempts = attempts + 1, last_error = ?4 \
+             WHERE rowid IN {} AND state = 'pending'",
+            keys::ROW_OF
+        );
+        sqlx::query(&sql)
+            .bind(keys::key_of(id))
+            .bind(id)
+            .bind(refusal.state())
+            .bind(error)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.db(e))?;
         Ok(())
     }
 
@@ -1009,6 +1038,103 @@ mod tests {
         // Opening again (the columns are there now) changes nothing.
         let outbox = Outbox::open(&path).await.unwrap();
         assert_eq!(outbox.pending(10).await.unwrap(), pending);
+    }
+
+    async fn key_levels(outbox: &Outbox) -> (i64, i64) {
+        let count = |table: &'static str| async move {
+            sqlx::query_scalar::<_, i64>(&format!("SELECT COUNT(*) FROM {table}"))
+                .fetch_one(&outbox.pool)
+                .await
+                .unwrap()
+        };
+        (
+            count("record_keys_recent").await,
+            count("record_keys").await,
+        )
+    }
+
+    #[tokio::test]
+    async fn record_keys_move_to_the_main_level_and_are_found_in_both() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open(&dir.path().join("o.sqlite"))
+            .await
+            .unwrap()
+            .with_recent_keys(10);
+        let batch = |from: usize, to: usize| -> Vec<NewRecord> {
+            (from..to)
+                .map(|i| NewRecord {
+                    record_id: numbered(i),
+                    subject: token('p'),
+                    branch: None,
+                    category: "checkup.body".into(),
+                    sealed: i.to_string().into_bytes(),
+                })
+                .collect()
+        };
+        outbox.put(&batch(0, 6)).await.unwrap();
+        assert_eq!(key_levels(&outbox).await, (6, 0));
+        outbox.put(&batch(6, 12)).await.unwrap();
+        assert_eq!(
+            key_levels(&outbox).await,
+            (0, 12),
+            "moved once 10 were recent"
+        );
+        outbox.put(&batch(12, 15)).await.unwrap();
+        assert_eq!(key_levels(&outbox).await, (3, 12));
+        // Every record is found wherever its key is, and spooling again adds nothing.
+        let again = outbox.put(&batch(0, 16)).await.unwrap();
+        assert_eq!((again.inserted, again.existing), (1, 15));
+        for i in [0, 11, 12, 15] {
+            let (_, bytes) = outbox.record(numbered(i).as_str()).await.unwrap().unwrap();
+            assert_eq!(bytes, i.to_string().into_bytes());
+            assert_eq!(
+                outbox.record_subject(numbered(i).as_str()).await.unwrap(),
+                Some(token('p'))
+            );
+        }
+        assert_eq!(
+            outbox
+                .mark_sent(&[numbered(3).to_string(), numbered(13).to_string()])
+                .await
+                .unwrap(),
+            2
+        );
+        assert_eq!(outbox.depth().await.unwrap(), 14);
+    }
+
+    #[tokio::test]
+    async fn a_key_shared_by_two_ids_never_confuses_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open(&dir.path().join("o.sqlite")).await.unwrap();
+        outbox.put(&[rec('a', 'x', b"a's bytes")]).await.unwrap();
+        // Record b's key, pointing at record a's row in both levels: what a hash
+        // collision between the two ids would look like.
+        for table in ["record_keys_recent", "record_keys"] {
+            sqlx::query(&format!("INSERT INTO {table} (key, row) VALUES (?, 1)"))
+                .bind(keys::key_of(rid('b').as_str()))
+                .execute(&outbox.pool)
+                .await
+                .unwrap();
+        }
+        assert_eq!(outbox.record(rid('b').as_str()).await.unwrap(), None);
+        assert_eq!(
+            outbox.record_subject(rid('b').as_str()).await.unwrap(),
+            None
+        );
+        outbox
+            .mark_refused(rid('b').as_str(), Refusal::Rejected, "400")
+            .await
+            .unwrap();
+        assert_eq!(outbox.mark_sent(&[rid('b').to_string()]).await.unwrap(), 0);
+        let put = outbox.put(&[rec('b', 'y', b"b's bytes")]).await.unwrap();
+        assert_eq!(put.inserted, 1, "b is not taken for a");
+        let (state, bytes) = outbox.record(rid('a').as_str()).await.unwrap().unwrap();
+        assert_eq!(
+            (state.as_str(), bytes.as_slice()),
+            ("pending", &b"a's bytes"[..])
+        );
+        let (_, bytes) = outbox.record(rid('b').as_str()).await.unwrap().unwrap();
+        assert_eq!(bytes, b"b's bytes");
     }
 
     #[tokio::test]

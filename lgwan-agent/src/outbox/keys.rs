@@ -1,0 +1,158 @@
+//! Finding a record by its id: a 64-bit key of the id (its FNV-1a hash) indexed in two
+//! levels, so spooling costs the same per record whatever the outbox holds.
+//!
+//! Record ids are keyed hashes, so an index of them takes every insert at a random
+//! place: with a million records a batch of 4,000 rewrites some 3,500 index pages, each
+//! written to the WAL and again at the checkpoint (docs/benchmarks.md). Here a batch's
+//! keys go into a small `record_keys_recent` tree, whose few pages a batch shares; once
+//! it holds [`RECENT_MAX`] keys they are moved, in key order, into `record_keys` in one
+//! sweep. Every lookup checks both levels and confirms the id on the outbox row, so two
+//! ids with one key are never confused.
+
+use std::collections::HashSet;
+
+use sqlx::{Sqlite, Transaction};
+
+/// Keys in the recent level before they move to the main one.
+pub(super) const RECENT_MAX: i64 = 50_000;
+
+/// The two levels.
+pub(super) const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS record_keys_recent (
+    key INTEGER NOT NULL,
+    row INTEGER NOT NULL,
+    PRIMARY KEY (key, row)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS record_keys (
+    key INTEGER NOT NULL,
+    row INTEGER NOT NULL,
+    PRIMARY KEY (key, row)
+) WITHOUT ROWID;
+";
+
+/// The outbox rowid of record `?2` whose key is `?1` (an empty set if there is none).
+pub(super) const ROW_OF: &str = "(SELECT k.row FROM record_keys_recent k \
+    JOIN outbox o ON o.rowid = k.row WHERE k.key = ?1 AND o.record_id = ?2 \
+    UNION ALL SELECT k.row FROM record_keys k \
+    JOIN outbox o ON o.rowid = k.row WHERE k.key = ?1 AND o.record_id = ?2)";
+
+/// The key of a record id: its 64-bit FNV-1a hash.
+pub(super) fn key_of(record_id: &str) -> i64 {
+    let hash = record_id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    i64::from_ne_bytes(hash.to_ne_bytes())
+}
+
+/// Indexes every outbox row not yet indexed (an outbox from before the keys), once.
+pub(super) async fn build(tx: &mut Transaction<'_, Sqlite>) -> Result<(), sqlx::Error> {
+    let built: Option<String> =
+        sqlx::query_scalar("SELECT value FROM meta WHERE key = 'record_keys'")
+            .fetch_optional(&mut **tx)
+            .await?;
+    if built.is_some() {
+        return Ok(());
+    }
+    let rows: Vec<(i64, String)> = sqlx::query_as("SELECT rowid, record_id FROM outbox")
+        .fetch_all(&mut **tx)
+        .await?;
+    let mut keys: Vec<(i64, i64)> = rows.iter().map(|(row, id)| (key_of(id), *row)).collect();
+    keys.sort_unstable();
+    insert_into(tx, "record_keys", &keys).await?;
+    let mark = format!(
+        "INSERT INTO meta (key, value, at) VALUES ('record_keys', 'built', {})",
+        super::NOW
+    );
+    sqlx::query(&mark).execute(&mut **tx).await?;
+    Ok(())
+}
+
+/// Rows a multi-row statement takes (2 parameters each).
+const ROWS_PER_STATEMENT: usize = 500;
+
+/// Inserts `keys` (key, rowid) into `table`.
+async fn insert_into(
+    tx: &mut Transaction<'_, Sqlite>,
+    table: &str,
+    keys: &[(i64, i64)],
+) -> Result<(), sqlx::Error> {
+    for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+        let marks = vec!["(?, ?)"; chunk.len()].join(",");
+        let sql = format!("INSERT INTO {table} (key, row) VALUES {marks}");
+        let mut query = sqlx::query(&sql);
+        for (key, row) in chunk {
+            query = query.bind(*key).bind(*row);
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// Indexes new outbox rows (rowid, record id), moving the recent level into the main
+/// one once it holds `recent_max` keys ([`RECENT_MAX`] but in tests).
+pub(super) async fn insert(
+    tx: &mut Transaction<'_, Sqlite>,
+    rows: &[(i64, &str)],
+    recent_max: i64,
+) -> Result<(), sqlx::Error> {
+    let keys: Vec<(i64, i64)> = rows.iter().map(|(row, id)| (key_of(id), *row)).collect();
+    insert_into(tx, "record_keys_recent", &keys).await?;
+    let recent: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM record_keys_recent")
+        .fetch_one(&mut **tx)
+        .await?;
+    if recent >= recent_max {
+        sqlx::query(
+            "INSERT INTO record_keys (key, row) \
+             SELECT key, row FROM record_keys_recent ORDER BY key, row",
+        )
+        .execute(&mut **tx)
+        .await?;
+        sqlx::query("DELETE FROM record_keys_recent")
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Those of `ids` the outbox already holds.
+pub(super) async fn existing(
+    tx: &mut Transaction<'_, Sqlite>,
+    ids: &[&str],
+) -> Result<HashSet<String>, sqlx::Error> {
+    let wanted: HashSet<&str> = ids.iter().copied().collect();
+    let mut found = HashSet::new();
+    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+        let marks = vec!["?"; chunk.len()].join(",");
+        let sql = format!(
+            "SELECT o.record_id FROM record_keys_recent k JOIN outbox o ON o.rowid = k.row \
+             WHERE k.key IN ({marks}) UNION ALL \
+             SELECT o.record_id FROM record_keys k JOIN outbox o ON o.rowid = k.row \
+             WHERE k.key IN ({marks})"
+        );
+        let mut query = sqlx::query_scalar::<_, String>(&sql);
+        for _level in 0..2 {
+            for id in chunk {
+                query = query.bind(key_of(id));
+            }
+        }
+        for id in query.fetch_all(&mut **tx).await? {
+            if wanted.contains(id.as_str()) {
+                found.insert(id);
+            }
+        }
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_fnv1a() {
+        // The FNV-1a test vectors, as signed 64-bit integers.
+        assert_eq!(key_of(""), 0xcbf2_9ce4_8422_2325_u64 as i64);
+        assert_eq!(key_of("a"), 0xaf63_dc4c_8601_ec8c_u64 as i64);
+        assert_eq!(key_of("foobar"), 0x8594_4171_f739_67e8_u64 as i64);
+    }
+}

@@ -52,6 +52,12 @@ const ROWS: &[Row] = &[
         unit: "10x/1x",
     },
     Row {
+        name: "agent_speed_flat",
+        reference: "agent_10x_persons_per_s",
+        goal: Goal::AtLeast(0.9),
+        unit: "10x/1x",
+    },
+    Row {
         name: "agent_vs_python_ratio",
         reference: "python_persons_per_s",
         goal: Goal::AtLeast(10.0),
@@ -141,6 +147,13 @@ fn main() -> Result<()> {
         num(&all, "agent_10x_peak_rss_mib"),
     ) {
         all.insert("agent_rss_flat".into(), json!(b / a));
+    }
+    if let (Some(a), Some(b)) = (
+        num(&all, "agent_persons_per_s"),
+        num(&all, "agent_10x_persons_per_s"),
+    ) {
+        // Issue 21: persons/s at 10 × the input within 10 % of the figure at 1 ×.
+        all.insert("agent_speed_flat".into(), json!(b / a));
     }
     if let (Some(a), Some(p)) = (
         num(&all, "agent_persons_per_s"),

@@ -315,8 +315,45 @@ async fn pg_phases(s: &Setup, url: &str, part: &mut Part) -> Result<()> {
                 serde_json::to_value(&h.failures)?,
             );
     }
-    let second =
-        HubProcess::start(&s.cli.hub_bin, &hub::second_instance(&cfg, "hub-b.toml")?).await?;
+    // Scale-out: 64 reading connections spread evenly over 1, 2 and 4 instances of the hub
+    // on this one database (all on this machine's cores, with PostgreSQL and the load).
+    let mut others = Vec::new();
+    for name in ["hub-b.toml", "hub-c.toml", "hub-d.toml"] {
+        others.push(HubProcess::start(&s.cli.hub_bin, &hub::second_instance(&cfg, name)?).await?);
+    }
+    let addrs: Vec<_> = std::iter::once(hub.addr)
+        .chain(others.iter().map(|o| o.addr))
+        .collect();
+    for n in [1usize, 2, 4] {
+        let runs: Vec<_> = addrs
+            .iter()
+            .take(n)
+            .map(|addr| {
+                let (t, p, secs) = (target.at(*addr), paths.clone(), s.cli.seconds);
+                tokio::spawn(async move {
+                    load::keepalive(&t, 64 / n, Duration::from_secs(secs), p).await
+                })
+            })
+            .collect();
+        let (mut rps, mut p99) = (0.0, 0.0f64);
+        for run in runs {
+            let h = run.await??;
+            rps += h.rps;
+            p99 = p99.max(h.latency.p99_ms);
+        }
+        eprintln!(
+            "postgres reads, 64 connections over {n} instances: {rps:.0} req/s, p99 {p99} ms"
+        );
+        part.set(&format!("read_rps_pg_instances_{n}"), rps)
+            .set(&format!("read_p99_ms_pg_instances_{n}"), p99);
+    }
+    let mut others = others.into_iter();
+    let second = others
+        .next()
+        .context("the second instance for the revocation run")?;
+    for other in others {
+        other.stop().await?;
+    }
     let targets = [target.clone(), target.at(second.addr)];
     let report = revoke::run(
         &targets,

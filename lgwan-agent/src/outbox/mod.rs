@@ -775,6 +775,19 @@ mod tests {
         RecordId::parse(&format!("rec1_{digits}")).unwrap()
     }
 
+    /// Records `numbered(i)` of subject `p`, without 枝番, whose bytes are `i` in decimal.
+    fn numbered_records(range: std::ops::Range<usize>) -> Vec<NewRecord> {
+        range
+            .map(|i| NewRecord {
+                record_id: numbered(i),
+                subject: token('p'),
+                branch: None,
+                category: "checkup.body".into(),
+                sealed: i.to_string().into_bytes(),
+            })
+            .collect()
+    }
+
     fn rec(id: char, subject: char, sealed: &[u8]) -> NewRecord {
         NewRecord {
             record_id: rid(id),
@@ -820,15 +833,7 @@ mod tests {
         let outbox = Outbox::open(&dir.path().join("o.sqlite")).await.unwrap();
         // More rows than one statement takes, a duplicate id inside the batch, and
         // subjects whose 枝番 comes late, early, or never.
-        let mut batch: Vec<NewRecord> = (0..ROWS_PER_INSERT + 7)
-            .map(|i| NewRecord {
-                record_id: numbered(i),
-                subject: token('p'),
-                branch: None,
-                category: "checkup.body".into(),
-                sealed: i.to_string().into_bytes(),
-            })
-            .collect();
+        let mut batch = numbered_records(0..ROWS_PER_INSERT + 7);
         batch[3].branch = Some("02".into());
         batch[5].branch = Some("03".into());
         batch.push(rec('q', 'q', b"no branch"));
@@ -1060,17 +1065,7 @@ mod tests {
             .await
             .unwrap()
             .with_recent_keys(10);
-        let batch = |from: usize, to: usize| -> Vec<NewRecord> {
-            (from..to)
-                .map(|i| NewRecord {
-                    record_id: numbered(i),
-                    subject: token('p'),
-                    branch: None,
-                    category: "checkup.body".into(),
-                    sealed: i.to_string().into_bytes(),
-                })
-                .collect()
-        };
+        let batch = |from, to| numbered_records(from..to);
         outbox.put(&batch(0, 6)).await.unwrap();
         assert_eq!(key_levels(&outbox).await, (6, 0));
         outbox.put(&batch(6, 12)).await.unwrap();

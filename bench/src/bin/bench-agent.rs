@@ -27,11 +27,17 @@ enum Command {
         persons: usize,
         #[arg(long)]
         out: PathBuf,
+        /// Which part of a larger input this archive is (1, 2, …): each part has other
+        /// persons and another sender, so other document and record ids. The agent takes
+        /// at most 500,000 entries an archive, so 1,000,000 persons come in parts.
+        #[arg(long, default_value_t = 1)]
+        part: u16,
     },
-    /// Imports `archive` with a fresh agent in `dir`; writes the figures to `part`.
+    /// Imports the archives (one import run) with a fresh agent in `dir`; writes the
+    /// figures to `part`.
     Import {
-        #[arg(long)]
-        archive: PathBuf,
+        #[arg(long, required = true)]
+        archive: Vec<PathBuf>,
         #[arg(long)]
         dir: PathBuf,
         #[arg(long)]
@@ -55,10 +61,16 @@ enum Command {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Synth { persons, out } => {
+        Command::Synth { persons, out, part } => {
             let opts = SynthOptions {
                 persons,
-                seed: 2026,
+                seed: 2025 + u64::from(part),
+                // Part 1 keeps the sender every earlier run used.
+                sender: if part <= 1 {
+                    SynthOptions::default().sender
+                } else {
+                    format!("131124{part:04}")
+                },
                 exam_year: 2026,
                 creation_date: "20260701".into(),
                 repeat_visit: false,
@@ -144,17 +156,16 @@ async fn stages(archive: PathBuf, dir: PathBuf, part: PathBuf) -> Result<()> {
     p.write(&part)
 }
 
-async fn import(archive: PathBuf, dir: PathBuf, part: PathBuf, name: String) -> Result<()> {
+async fn import(archives: Vec<PathBuf>, dir: PathBuf, part: PathBuf, name: String) -> Result<()> {
     std::fs::create_dir_all(&dir)?;
     let init = lgwan_agent::agent::init(&dir, &"source:bench-city".parse()?)?;
     let agent = Agent::load(&init.config)?;
     let outbox = Outbox::open(&agent.config.outbox).await?;
     let rss_before = peak_rss_mib(Pid::Me)?;
     let t0 = Instant::now();
-    let summary =
-        lgwan_agent::import::import(&agent, &outbox, std::slice::from_ref(&archive), &mut |_| {})
-            .await
-            .with_context(|| format!("importing `{}`", archive.display()))?;
+    let summary = lgwan_agent::import::import(&agent, &outbox, &archives, &mut |_| {})
+        .await
+        .with_context(|| format!("importing {archives:?}"))?;
     let secs = t0.elapsed().as_secs_f64();
     ensure!(
         summary.quarantined.is_empty() && summary.records > 0,

@@ -13,6 +13,22 @@ use renkei_e2e::{APP, Backend, Basic};
 const KDB_HEAD: &str = "保険者番号,被保険者証記号,被保険者証番号,枝番,生年月日,性別,宛名番号,診療年月,\
                         入院医療費,入院外医療費,歯科医療費,調剤医療費,医療費総額";
 
+/// The parent, in the app, consents for the child (resident #1) to see their vaccinations.
+async fn parent_consents_for_the_child(b: &Basic) {
+    let out = flow::try_grant(
+        &b.scene,
+        APP,
+        &b.pseudonym,
+        APP,
+        "phr-display",
+        &["immunization.record"],
+        &["--guardian", "parent"],
+    )
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{out}");
+}
+
 async fn vaccination(backend: Backend) {
     let Some(b) = Basic::run(backend, &[APP], None).await.unwrap() else {
         return;
@@ -91,18 +107,7 @@ async fn vaccination(backend: Backend) {
     assert_eq!(field(records[0], "subject_token"), b.token.as_str());
 
     // The parent consents, in the app, for the child (the subject) to see the record.
-    let out = flow::try_grant(
-        &b.scene,
-        APP,
-        &b.pseudonym,
-        APP,
-        "phr-display",
-        &["immunization.record"],
-        &["--guardian", "parent"],
-    )
-    .await
-    .unwrap();
-    assert!(out.status.success(), "{out}");
+    parent_consents_for_the_child(&b).await;
     let id = field(records[0], "record_id").as_str().unwrap();
     let want: BTreeSet<String> = [flow::copy_id(&b.scene, APP, id).unwrap()].into();
     let dir = b.scene.root().join("vaccinations");
@@ -212,18 +217,7 @@ async fn clinic_vaccination(backend: Backend) {
     assert!(out.status.success(), "{out}");
 
     // The parent consents in the app; the clinic releases; the app receives it.
-    let out = flow::try_grant(
-        &b.scene,
-        APP,
-        &b.pseudonym,
-        APP,
-        "phr-display",
-        &["immunization.record"],
-        &["--guardian", "parent"],
-    )
-    .await
-    .unwrap();
-    assert!(out.status.success(), "{out}");
+    parent_consents_for_the_child(&b).await;
     let out = b
         .scene
         .client(CLINIC, &["serve-grants", "--once"])

@@ -144,13 +144,9 @@ pub async fn linked_subject(
     .bind(pseudonym)
     .fetch_optional(&mut *conn)
     .await?;
-    match row {
-        Some(r) => Ok(r.try_get("subject_token")?),
-        None => Err(Error::Refused(
-            NOT_ACTING,
-            format!("`{app}` acts only for residents who linked it by enrollment"),
-        )),
-    }
+    subject_or_refused(row, || {
+        format!("`{app}` acts only for residents who linked it by enrollment")
+    })
 }
 
 /// The subject a recipient names by its own pseudonym: one the hub gave it, because a
@@ -167,12 +163,19 @@ pub async fn recipient_subject(
     .bind(pseudonym)
     .fetch_optional(&mut *conn)
     .await?;
+    subject_or_refused(row, || {
+        format!("`{who}` knows no resident as this pseudonym")
+    })
+}
+
+/// The `subject_token` of a pseudonym lookup's row, or [`NOT_ACTING`] with `why`.
+fn subject_or_refused(
+    row: Option<sqlx::any::AnyRow>,
+    why: impl FnOnce() -> String,
+) -> Result<String> {
     match row {
         Some(r) => Ok(r.try_get("subject_token")?),
-        None => Err(Error::Refused(
-            NOT_ACTING,
-            format!("`{who}` knows no resident as this pseudonym"),
-        )),
+        None => Err(Error::Refused(NOT_ACTING, why())),
     }
 }
 

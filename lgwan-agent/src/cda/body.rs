@@ -23,7 +23,7 @@ use crate::item_table;
 use crate::quarantine::Reason;
 use crate::xml::{self, Attrs};
 
-use super::value::{OpenText, ValueStart, start_value};
+use super::value::{OpenText, ValueStart, of_table_type, start_value};
 
 /// Longest `displayName` kept: the MHLW table's item names are far shorter.
 const MAX_DISPLAY_BYTES: usize = 256;
@@ -269,14 +269,7 @@ fn check_type(code: &str, value: &Value) -> Result<(), Reason> {
         "ST" => matches!(value, Value::Text(_)),
         _ => true,
     };
-    if fits {
-        Ok(())
-    } else {
-        Err(Reason::BadValue(format!(
-            "`{code}` ({}) has a value of another type than the item table's {}",
-            row.name, row.kind
-        )))
-    }
+    of_table_type(code, row.name, row.kind, fits)
 }
 
 #[cfg(test)]

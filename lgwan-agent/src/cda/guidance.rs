@@ -20,7 +20,7 @@ use crate::item_table::guidance::{self, GUIDANCE_ITEM_OID, PERFORMER_OID};
 use crate::quarantine::Reason;
 use crate::xml::{self, Attrs};
 
-use super::value::{OpenText, ValueStart, start_value};
+use super::value::{OpenText, ValueStart, of_table_type, start_value};
 
 /// An open `act`.
 #[derive(Debug, Default)]
@@ -87,14 +87,7 @@ fn check_type(code: &str, value: &Value) -> Result<(), Reason> {
         "年月日" => matches!(value, Value::Date { .. }),
         _ => true,
     };
-    if fits {
-        Ok(())
-    } else {
-        Err(Reason::BadValue(format!(
-            "`{code}` ({}) has a value of another type than the item table's {}",
-            item.name, item.kind
-        )))
-    }
+    of_table_type(code, item.name, item.kind, fits)
 }
 
 /// A coded value without the document's display text.

@@ -204,6 +204,19 @@ fn number(raw: &str, integer: bool) -> Result<String, NumberError> {
     Ok(format!("{sign}{shifted}"))
 }
 
+/// Checks that `value` is of the type its item table gives (`fits`), naming the item
+/// (`code`, `name`) and the table's type (`kind`) when it is not: free text never passes
+/// under a numeric or coded item.
+pub(crate) fn of_table_type(code: &str, name: &str, kind: &str, fits: bool) -> Result<(), Reason> {
+    if fits {
+        Ok(())
+    } else {
+        Err(Reason::BadValue(format!(
+            "`{code}` ({name}) has a value of another type than the item table's {kind}"
+        )))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -563,29 +563,21 @@ impl Outbox {
     pub async fn pending(&self, limit: usize) -> Result<Vec<OutboxItem>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = sqlx::query(&format!(
-            "SELECT record_id, subject, {STORED} FROM outbox WHERE state = 'pending' \
+            "SELECT state, subject, {STORED} FROM outbox WHERE state = 'pending' \
              ORDER BY rowid LIMIT ?"
         ))
         .bind(limit)
         .fetch_all(&self.pool)
         .await
         .map_err(|e| self.db(e))?;
-        let mut subjects = Vec::with_capacity(rows.len());
-        let mut stored = Vec::with_capacity(rows.len());
-        for r in &rows {
-            subjects.push(r.try_get::<String, _>("subject").map_err(|e| self.db(e))?);
-            stored.push(self.stored(r)?);
-        }
-        let ids: Vec<String> = stored.iter().map(|(id, _, _)| id.clone()).collect();
-        let sealed = self.load(stored).await?;
-        Ok(ids
+        Ok(self
+            .with_bytes(&rows)
+            .await?
             .into_iter()
-            .zip(subjects)
-            .zip(sealed)
-            .map(|((record_id, subject), sealed)| OutboxItem {
-                record_id,
-                subject,
-                sealed,
+            .map(|r| OutboxItem {
+                record_id: r.record_id,
+                subject: r.subject,
+                sealed: r.sealed,
             })
             .collect())
     }
@@ -593,19 +585,17 @@ impl Outbox {
     /// The state and sealed bytes of one record.
     pub async fn record(&self, record_id: &str) -> Result<Option<(String, Vec<u8>)>> {
         let sql = format!(
-            "SELECT state, {STORED} FROM outbox WHERE rowid IN {}",
+            "SELECT state, subject, {STORED} FROM outbox WHERE rowid IN {}",
             keys::ROW_OF
         );
-        let row = sqlx::query(&sql)
+        let rows = sqlx::query(&sql)
             .bind(keys::key_of(record_id))
             .bind(record_id)
-            .fetch_optional(&self.pool)
+            .fetch_all(&self.pool)
             .await
             .map_err(|e| self.db(e))?;
-        let Some(row) = row else { return Ok(None) };
-        let state: String = row.try_get("state").map_err(|e| self.db(e))?;
-        let sealed = self.load(vec![self.stored(&row)?]).await?;
-        Ok(sealed.into_iter().next().map(|bytes| (state, bytes)))
+        let found = self.with_bytes(&rows).await?.into_iter().next();
+        Ok(found.map(|r| (r.state, r.sealed)))
     }
 
     /// Every record, whatever its state, oldest first.
@@ -616,9 +606,14 @@ impl Outbox {
         .fetch_all(&self.pool)
         .await
         .map_err(|e| self.db(e))?;
+        self.with_bytes(&rows).await
+    }
+
+    /// Outbox rows (`state`, `subject` and [`STORED`]) with their sealed bytes, in order.
+    async fn with_bytes(&self, rows: &[sqlx::sqlite::SqliteRow]) -> Result<Vec<StoredRecord>> {
         let mut facts = Vec::with_capacity(rows.len());
         let mut stored = Vec::with_capacity(rows.len());
-        for r in &rows {
+        for r in rows {
             let state: String = r.try_get("state").map_err(|e| self.db(e))?;
             let subject: String = r.try_get("subject").map_err(|e| self.db(e))?;
             let place = self.stored(r)?;

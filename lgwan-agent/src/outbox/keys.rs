@@ -1,24 +1,37 @@
-//! Finding a record by its id: a 64-bit key of the id (its FNV-1a hash) indexed in two
-//! levels, so spooling costs the same per record whatever the outbox holds.
+//! Finding a record by its id: a 64-bit key of the id (its FNV-1a hash) indexed in three
+//! levels, so spooling costs about the same per record whatever the outbox holds.
 //!
 //! Record ids are keyed hashes, so an index of them takes every insert at a random
 //! place: with a million records a batch of 4,000 rewrites some 3,500 index pages, each
 //! written to the WAL and again at the checkpoint (docs/benchmarks.md). Here a batch's
-//! keys go into a small `record_keys_recent` tree, whose few pages a batch shares; once
-//! it holds [`RECENT_MAX`] keys they are moved, in key order, into `record_keys` in one
-//! sweep. Every lookup checks both levels and confirms the id on the outbox row, so two
-//! ids with one key are never confused.
+//! keys go into a small `record_keys_recent` tree, whose few pages a batch shares. A level
+//! that holds its limit moves, in key order, into the next one in one sweep: the recent
+//! level every [`RECENT_MAX`] keys, the middle one every [`GROWTH`] times that. So the
+//! main tree, which holds nearly every key, is swept once per 800,000 records rather than
+//! once per 50,000. Every lookup checks every level and confirms the id on the outbox row,
+//! so two ids with one key are never confused.
 
 use std::collections::HashSet;
 
 use sqlx::{Sqlite, Transaction};
 
-/// Keys in the recent level before they move to the main one.
+/// Keys in the recent level before they move to the middle one.
 pub(super) const RECENT_MAX: i64 = 50_000;
 
-/// The two levels.
+/// How many times more keys each level holds before it moves than the one before.
+pub(super) const GROWTH: i64 = 16;
+
+/// The levels, smallest first; the last one has no limit.
+pub(super) const LEVELS: [&str; 3] = ["record_keys_recent", "record_keys_mid", "record_keys"];
+
+/// The levels' tables.
 pub(super) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS record_keys_recent (
+    key INTEGER NOT NULL,
+    row INTEGER NOT NULL,
+    PRIMARY KEY (key, row)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS record_keys_mid (
     key INTEGER NOT NULL,
     row INTEGER NOT NULL,
     PRIMARY KEY (key, row)
@@ -32,6 +45,8 @@ CREATE TABLE IF NOT EXISTS record_keys (
 
 /// The outbox rowid of record `?2` whose key is `?1` (an empty set if there is none).
 pub(super) const ROW_OF: &str = "(SELECT k.row FROM record_keys_recent k \
+    JOIN outbox o ON o.rowid = k.row WHERE k.key = ?1 AND o.record_id = ?2 \
+    UNION ALL SELECT k.row FROM record_keys_mid k \
     JOIN outbox o ON o.rowid = k.row WHERE k.key = ?1 AND o.record_id = ?2 \
     UNION ALL SELECT k.row FROM record_keys k \
     JOIN outbox o ON o.rowid = k.row WHERE k.key = ?1 AND o.record_id = ?2)";
@@ -88,28 +103,30 @@ async fn insert_into(
     Ok(())
 }
 
-/// Indexes new outbox rows (rowid, record id), moving the recent level into the main
-/// one once it holds `recent_max` keys ([`RECENT_MAX`] but in tests).
+/// Indexes new outbox rows (rowid, record id) in the recent level, then moves each full
+/// level into the next; the recent level is full at `recent_max` keys ([`RECENT_MAX`] but
+/// in tests).
 pub(super) async fn insert(
     tx: &mut Transaction<'_, Sqlite>,
     rows: &[(i64, &str)],
     recent_max: i64,
 ) -> Result<(), sqlx::Error> {
     let keys: Vec<(i64, i64)> = rows.iter().map(|(row, id)| (key_of(id), *row)).collect();
-    insert_into(tx, "record_keys_recent", &keys).await?;
-    let recent: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM record_keys_recent")
-        .fetch_one(&mut **tx)
-        .await?;
-    if recent >= recent_max {
-        sqlx::query(
-            "INSERT INTO record_keys (key, row) \
-             SELECT key, row FROM record_keys_recent ORDER BY key, row",
-        )
-        .execute(&mut **tx)
-        .await?;
-        sqlx::query("DELETE FROM record_keys_recent")
-            .execute(&mut **tx)
-            .await?;
+    insert_into(tx, LEVELS[0], &keys).await?;
+    let mut limit = recent_max;
+    for pair in LEVELS.windows(2) {
+        let [from, to] = pair else { break };
+        let count = format!("SELECT COUNT(*) FROM {from}");
+        let held: i64 = sqlx::query_scalar(&count).fetch_one(&mut **tx).await?;
+        if held < limit {
+            break;
+        }
+        let sweep =
+            format!("INSERT INTO {to} (key, row) SELECT key, row FROM {from} ORDER BY key, row");
+        sqlx::query(&sweep).execute(&mut **tx).await?;
+        let empty = format!("DELETE FROM {from}");
+        sqlx::query(&empty).execute(&mut **tx).await?;
+        limit = limit.saturating_mul(GROWTH);
     }
     Ok(())
 }
@@ -123,14 +140,16 @@ pub(super) async fn existing(
     let mut found = HashSet::new();
     for chunk in ids.chunks(ROWS_PER_STATEMENT) {
         let marks = vec!["?"; chunk.len()].join(",");
-        let sql = format!(
-            "SELECT o.record_id FROM record_keys_recent k JOIN outbox o ON o.rowid = k.row \
-             WHERE k.key IN ({marks}) UNION ALL \
-             SELECT o.record_id FROM record_keys k JOIN outbox o ON o.rowid = k.row \
-             WHERE k.key IN ({marks})"
-        );
+        let sql = LEVELS
+            .map(|level| {
+                format!(
+                    "SELECT o.record_id FROM {level} k JOIN outbox o ON o.rowid = k.row \
+                     WHERE k.key IN ({marks})"
+                )
+            })
+            .join(" UNION ALL ");
         let mut query = sqlx::query_scalar::<_, String>(&sql);
-        for _level in 0..2 {
+        for _level in LEVELS {
             for id in chunk {
                 query = query.bind(key_of(id));
             }

@@ -1040,41 +1040,45 @@ mod tests {
         assert_eq!(outbox.pending(10).await.unwrap(), pending);
     }
 
-    async fn key_levels(outbox: &Outbox) -> (i64, i64) {
-        let count = |table: &'static str| async move {
-            sqlx::query_scalar::<_, i64>(&format!("SELECT COUNT(*) FROM {table}"))
+    async fn key_levels(outbox: &Outbox) -> [i64; 3] {
+        let mut held = [0; 3];
+        for (n, table) in held.iter_mut().zip(keys::LEVELS) {
+            *n = sqlx::query_scalar::<_, i64>(&format!("SELECT COUNT(*) FROM {table}"))
                 .fetch_one(&outbox.pool)
                 .await
-                .unwrap()
-        };
-        (
-            count("record_keys_recent").await,
-            count("record_keys").await,
-        )
+                .unwrap();
+        }
+        held
     }
 
     #[tokio::test]
-    async fn record_keys_move_to_the_main_level_and_are_found_in_both() {
+    async fn record_keys_move_down_the_levels_and_are_found_in_each() {
         let dir = tempfile::tempdir().unwrap();
+        // The recent level moves at 4 keys, the middle one at 4 * GROWTH = 64.
         let outbox = Outbox::open(&dir.path().join("o.sqlite"))
             .await
             .unwrap()
-            .with_recent_keys(10);
+            .with_recent_keys(4);
         let batch = |from, to| numbered_records(from..to);
-        outbox.put(&batch(0, 6)).await.unwrap();
-        assert_eq!(key_levels(&outbox).await, (6, 0));
-        outbox.put(&batch(6, 12)).await.unwrap();
+        outbox.put(&batch(0, 3)).await.unwrap();
+        assert_eq!(key_levels(&outbox).await, [3, 0, 0]);
+        outbox.put(&batch(3, 6)).await.unwrap();
         assert_eq!(
             key_levels(&outbox).await,
-            (0, 12),
-            "moved once 10 were recent"
+            [0, 6, 0],
+            "moved once 4 were recent"
         );
-        outbox.put(&batch(12, 15)).await.unwrap();
-        assert_eq!(key_levels(&outbox).await, (3, 12));
+        outbox.put(&batch(6, 66)).await.unwrap();
+        assert_eq!(key_levels(&outbox).await, [0, 0, 66], "both moved, in turn");
+        outbox.put(&batch(66, 69)).await.unwrap();
+        outbox.put(&batch(69, 74)).await.unwrap();
+        outbox.put(&batch(74, 75)).await.unwrap();
+        assert_eq!(key_levels(&outbox).await, [1, 8, 66]);
         // Every record is found wherever its key is, and spooling again adds nothing.
-        let again = outbox.put(&batch(0, 16)).await.unwrap();
-        assert_eq!((again.inserted, again.existing), (1, 15));
-        for i in [0, 11, 12, 15] {
+        let again = outbox.put(&batch(0, 76)).await.unwrap();
+        assert_eq!((again.inserted, again.existing), (1, 75));
+        assert_eq!(key_levels(&outbox).await, [2, 8, 66]);
+        for i in [0, 65, 66, 73, 74, 75] {
             let (_, bytes) = outbox.record(numbered(i).as_str()).await.unwrap().unwrap();
             assert_eq!(bytes, i.to_string().into_bytes());
             assert_eq!(
@@ -1082,14 +1086,9 @@ mod tests {
                 Some(token('p'))
             );
         }
-        assert_eq!(
-            outbox
-                .mark_sent(&[numbered(3).to_string(), numbered(13).to_string()])
-                .await
-                .unwrap(),
-            2
-        );
-        assert_eq!(outbox.depth().await.unwrap(), 14);
+        let sent = [0, 70, 75].map(|i| numbered(i).to_string());
+        assert_eq!(outbox.mark_sent(&sent).await.unwrap(), 3);
+        assert_eq!(outbox.depth().await.unwrap(), 73);
     }
 
     #[tokio::test]
@@ -1097,9 +1096,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let outbox = Outbox::open(&dir.path().join("o.sqlite")).await.unwrap();
         outbox.put(&[rec('a', 'x', b"a's bytes")]).await.unwrap();
-        // Record b's key, pointing at record a's row in both levels: what a hash
+        // Record b's key, pointing at record a's row in every level: what a hash
         // collision between the two ids would look like.
-        for table in ["record_keys_recent", "record_keys"] {
+        for table in keys::LEVELS {
             sqlx::query(&format!("INSERT INTO {table} (key, row) VALUES (?, 1)"))
                 .bind(keys::key_of(rid('b').as_str()))
                 .execute(&outbox.pool)

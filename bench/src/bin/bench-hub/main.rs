@@ -42,6 +42,9 @@ struct Cli {
     /// Idle connections for the memory figure.
     #[arg(long, default_value_t = 1000)]
     idle: usize,
+    /// Measure only the memory with idle connections.
+    #[arg(long)]
+    idle_only: bool,
     /// Subjects whose consents the revocation run may revoke.
     #[arg(long, default_value_t = 300)]
     revoke_subjects: usize,
@@ -114,6 +117,13 @@ async fn run(cli: Cli) -> Result<()> {
     };
     let mut part = Part::default();
     part.set("hub_records", n * s.categories.len());
+    if s.cli.idle_only {
+        let url = format!("sqlite://{}", s.root.join("hub-idle").join("hub.db").display());
+        let (cfg, hub) = registered_hub(&s, "hub-idle", &url).await?;
+        hub.stop().await?;
+        idle_memory(&s, &cfg, &mut part).await?;
+        return part.write(&s.cli.part);
+    }
     sqlite_phases(&s, &mut part).await?;
     part.write(&s.cli.part)?;
     let db = format!("renkei_bench_{}", std::process::id());
@@ -186,14 +196,27 @@ async fn sqlite_phases(s: &Setup, part: &mut Part) -> Result<()> {
     reads_vs_nginx(s, &target, paths.clone(), part).await?;
     hub.stop().await?;
 
-    // Memory with idle connections, on a fresh process so earlier load does not count.
-    let hub = HubProcess::start(&s.cli.hub_bin, &cfg).await?;
+    idle_memory(s, &cfg, part).await
+}
+
+/// RSS of a fresh hub process (so earlier load does not count) with `--idle` mTLS
+/// connections, each used once and then left open.
+async fn idle_memory(s: &Setup, cfg: &std::path::Path, part: &mut Part) -> Result<()> {
+    let hub = HubProcess::start(&s.cli.hub_bin, cfg).await?;
+    let target = Target::new(hub.addr, &s.app.ca(), &s.app.cert(), &s.app.key())?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before = rss_mib(Pid::Of(hub.pid))?;
-    let conns = load::hold_idle(&target.at(hub.addr), s.cli.idle, "/bench/idle").await?;
+    let conns = load::hold_idle(&target, s.cli.idle, "/bench/idle").await?;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let idle = rss_mib(Pid::Of(hub.pid))?;
     let peak = peak_rss_mib(Pid::Of(hub.pid))?;
+    let closed = conns.iter().filter(|c| c.is_closed()).count();
+    ensure!(
+        closed == 0,
+        "{closed} of {} idle connections were closed before the measurement",
+        conns.len()
+    );
+    eprintln!("idle: {idle:.1} MiB with {} connections ({before:.1} MiB with none, peak {peak:.1})", s.cli.idle);
     drop(conns);
     hub.stop().await?;
     part.set("hub_rss_no_connections_mib", before)

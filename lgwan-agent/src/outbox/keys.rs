@@ -59,8 +59,17 @@ pub(super) fn key_of(record_id: &str) -> i64 {
     i64::from_ne_bytes(hash.to_ne_bytes())
 }
 
+/// Outbox rows read at a time while an old outbox's keys are built.
+const BUILD_ROWS: i64 = 100_000;
+
 /// Indexes every outbox row not yet indexed (an outbox from before the keys), once.
 pub(super) async fn build(tx: &mut Transaction<'_, Sqlite>) -> Result<(), sqlx::Error> {
+    build_reading(tx, BUILD_ROWS).await
+}
+
+/// [`build`], reading the outbox `rows` rows at a time in rowid order, so that memory
+/// stays bounded however many records the outbox holds.
+async fn build_reading(tx: &mut Transaction<'_, Sqlite>, rows: i64) -> Result<(), sqlx::Error> {
     let built: Option<String> =
         sqlx::query_scalar("SELECT value FROM meta WHERE key = 'record_keys'")
             .fetch_optional(&mut **tx)
@@ -68,12 +77,23 @@ pub(super) async fn build(tx: &mut Transaction<'_, Sqlite>) -> Result<(), sqlx::
     if built.is_some() {
         return Ok(());
     }
-    let rows: Vec<(i64, String)> = sqlx::query_as("SELECT rowid, record_id FROM outbox")
+    let mut from = i64::MIN;
+    loop {
+        let read: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT rowid, record_id FROM outbox WHERE rowid >= ? ORDER BY rowid LIMIT ?",
+        )
+        .bind(from)
+        .bind(rows)
         .fetch_all(&mut **tx)
         .await?;
-    let mut keys: Vec<(i64, i64)> = rows.iter().map(|(row, id)| (key_of(id), *row)).collect();
-    keys.sort_unstable();
-    insert_into(tx, "record_keys", &keys).await?;
+        let mut keys: Vec<(i64, i64)> = read.iter().map(|(row, id)| (key_of(id), *row)).collect();
+        keys.sort_unstable();
+        insert_into(tx, "record_keys", &keys).await?;
+        match read.last().map(|(row, _)| row.checked_add(1)) {
+            Some(Some(next)) if read.len() as i64 == rows => from = next,
+            _ => break,
+        }
+    }
     let mark = format!(
         "INSERT INTO meta (key, value, at) VALUES ('record_keys', 'built', {})",
         super::NOW
@@ -173,5 +193,45 @@ mod tests {
         assert_eq!(key_of(""), 0xcbf2_9ce4_8422_2325_u64 as i64);
         assert_eq!(key_of("a"), 0xaf63_dc4c_8601_ec8c_u64 as i64);
         assert_eq!(key_of("foobar"), 0x8594_4171_f739_67e8_u64 as i64);
+    }
+
+    #[tokio::test]
+    async fn an_old_outbox_gets_every_key_read_a_few_rows_at_a_time() {
+        let pool = sqlx::SqlitePool::connect("sqlite::memory:").await.unwrap();
+        sqlx::raw_sql(
+            "CREATE TABLE outbox (record_id TEXT NOT NULL); \
+             CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL, at TEXT NOT NULL);",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        sqlx::raw_sql(SCHEMA).execute(&pool).await.unwrap();
+        // Seven rows, one at a rowid below zero, read three at a time.
+        let ids: Vec<String> = (0..7).map(|i| format!("id-{i}")).collect();
+        for (i, id) in ids.iter().enumerate() {
+            sqlx::query("INSERT INTO outbox (rowid, record_id) VALUES (?, ?)")
+                .bind(i as i64 * 10 - 5)
+                .bind(id)
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        for _ in 0..2 {
+            let mut tx = pool.begin().await.unwrap();
+            build_reading(&mut tx, 3).await.unwrap();
+            tx.commit().await.unwrap();
+        }
+        let mut found: Vec<(i64, i64)> = sqlx::query_as("SELECT key, row FROM record_keys")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        found.sort_unstable();
+        let mut wanted: Vec<(i64, i64)> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (key_of(id), i as i64 * 10 - 5))
+            .collect();
+        wanted.sort_unstable();
+        assert_eq!(found, wanted, "every row once, built once");
     }
 }

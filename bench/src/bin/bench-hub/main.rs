@@ -118,7 +118,10 @@ async fn run(cli: Cli) -> Result<()> {
     let mut part = Part::default();
     part.set("hub_records", n * s.categories.len());
     if s.cli.idle_only {
-        let url = format!("sqlite://{}", s.root.join("hub-idle").join("hub.db").display());
+        let url = format!(
+            "sqlite://{}",
+            s.root.join("hub-idle").join("hub.db").display()
+        );
         let (cfg, hub) = registered_hub(&s, "hub-idle", &url).await?;
         hub.stop().await?;
         idle_memory(&s, &cfg, &mut part).await?;
@@ -216,7 +219,10 @@ async fn idle_memory(s: &Setup, cfg: &std::path::Path, part: &mut Part) -> Resul
         "{closed} of {} idle connections were closed before the measurement",
         conns.len()
     );
-    eprintln!("idle: {idle:.1} MiB with {} connections ({before:.1} MiB with none, peak {peak:.1})", s.cli.idle);
+    eprintln!(
+        "idle: {idle:.1} MiB with {} connections ({before:.1} MiB with none, peak {peak:.1})",
+        s.cli.idle
+    );
     drop(conns);
     hub.stop().await?;
     part.set("hub_rss_no_connections_mib", before)

@@ -1,4 +1,5 @@
-//! Memory of a process from `/proc/<pid>/status`: resident set (VmRSS) and its peak (VmHWM).
+//! Memory of a process from `/proc/<pid>/status` (resident set, VmRSS, and its peak, VmHWM)
+//! and its CPU time from `/proc/<pid>/stat`.
 
 use anyhow::{Context, Result, bail};
 
@@ -40,6 +41,31 @@ pub fn rss_mib(pid: Pid) -> Result<f64> {
 /// Peak resident set size (high-water mark) in MiB.
 pub fn peak_rss_mib(pid: Pid) -> Result<f64> {
     status_mib(pid, "VmHWM")
+}
+
+/// CPU time (user + system, all threads) the process has used so far, in seconds.
+pub fn cpu_seconds(pid: Pid) -> Result<f64> {
+    let path = match pid {
+        Pid::Me => "/proc/self/stat".to_owned(),
+        Pid::Of(p) => format!("/proc/{p}/stat"),
+    };
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading `{path}`"))?;
+    // After the command name in parentheses (which may hold spaces) come the fields from
+    // the third on: utime and stime are the 14th and 15th, in USER_HZ ticks (100 a second).
+    let after_name = text
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .with_context(|| format!("`{path}`: no command name"))?;
+    let ticks = |n: usize| -> Result<f64> {
+        let field = after_name
+            .split_whitespace()
+            .nth(n)
+            .with_context(|| format!("`{path}`: too few fields"))?;
+        field
+            .parse::<f64>()
+            .with_context(|| format!("`{path}`: field `{field}`"))
+    };
+    Ok((ticks(11)? + ticks(12)?) / 100.0)
 }
 
 /// Whether the effective user is root (nginx then needs `user root;` to read a 0700 folder).

@@ -16,7 +16,7 @@ use renkei_bench::hub::{self, HubProcess, Member};
 use renkei_bench::load::{self, Target};
 use renkei_bench::nginx::{self, Nginx};
 use renkei_bench::parts::Part;
-use renkei_bench::proc::{Pid, peak_rss_mib, rss_mib};
+use renkei_bench::proc::{Pid, cpu_seconds, peak_rss_mib, rss_mib};
 use renkei_bench::records::{Subject, checkup_categories, synthesize};
 use renkei_crypto::envelope::SealedRecord;
 use renkei_crypto::grant::RecipientSecretKey;
@@ -196,7 +196,7 @@ async fn sqlite_phases(s: &Setup, part: &mut Part) -> Result<()> {
     let paths: Arc<Vec<String>> =
         Arc::new(ids.iter().map(|id| format!("/v1/records/{id}")).collect());
     let target = Target::new(hub.addr, &s.app.ca(), &s.app.cert(), &s.app.key())?;
-    reads_vs_nginx(s, &target, paths.clone(), part).await?;
+    reads_vs_nginx(s, &target, hub.pid, paths.clone(), part).await?;
     hub.stop().await?;
 
     idle_memory(s, &cfg, part).await
@@ -235,6 +235,7 @@ async fn idle_memory(s: &Setup, cfg: &std::path::Path, part: &mut Part) -> Resul
 async fn reads_vs_nginx(
     s: &Setup,
     target: &Target,
+    hub_pid: u32,
     paths: Arc<Vec<String>>,
     part: &mut Part,
 ) -> Result<()> {
@@ -258,13 +259,19 @@ async fn reads_vs_nginx(
         let d = Duration::from_secs(s.cli.seconds);
         let static_path = Arc::new(vec![nginx::BODY_PATH.to_owned()]);
         for conns in [1usize, 64, 256] {
+            let cpu = cpu_seconds(Pid::Of(hub_pid))?;
             let h = load::keepalive(target, conns, d, paths.clone()).await?;
+            let cpu = cpu_seconds(Pid::Of(hub_pid))? - cpu;
             let n = load::keepalive(&reference, conns, d, static_path.clone()).await?;
             eprintln!("reads {conns}: hub {h:?}\n          nginx {n:?}");
             part.set(&format!("read_rps_{conns}"), h.rps)
                 .set(&format!("read_p50_ms_{conns}"), h.latency.p50_ms)
                 .set(&format!("read_p99_ms_{conns}"), h.latency.p99_ms)
                 .set(&format!("read_errors_{conns}"), h.errors)
+                .set(
+                    &format!("read_hub_cpu_us_per_read_{conns}"),
+                    cpu * 1e6 / (h.ok.max(1) as f64),
+                )
                 .set(
                     &format!("read_failures_{conns}"),
                     serde_json::to_value(&h.failures)?,
@@ -329,6 +336,7 @@ async fn pg_phases(s: &Setup, url: &str, part: &mut Part) -> Result<()> {
     let paths: Arc<Vec<String>> =
         Arc::new(ids.iter().map(|id| format!("/v1/records/{id}")).collect());
     for conns in [1usize, 64, 256] {
+        let cpu = cpu_seconds(Pid::Of(hub.pid))?;
         let h = load::keepalive(
             &target,
             conns,
@@ -336,9 +344,14 @@ async fn pg_phases(s: &Setup, url: &str, part: &mut Part) -> Result<()> {
             paths.clone(),
         )
         .await?;
+        let cpu = cpu_seconds(Pid::Of(hub.pid))? - cpu;
         eprintln!("postgres reads {conns}: {h:?}");
         part.set(&format!("read_rps_pg_{conns}"), h.rps)
             .set(&format!("read_p99_ms_pg_{conns}"), h.latency.p99_ms)
+            .set(
+                &format!("read_hub_cpu_us_per_read_pg_{conns}"),
+                cpu * 1e6 / (h.ok.max(1) as f64),
+            )
             .set(
                 &format!("read_failures_pg_{conns}"),
                 serde_json::to_value(&h.failures)?,

@@ -3,8 +3,8 @@
 mod cli;
 mod demo;
 
-/// jemalloc rather than glibc's malloc: under read load the hub spends 12–17 % less CPU per
-/// read, and an idle connection holds 12 % less memory (docs/benchmarks.md).
+/// jemalloc rather than glibc's malloc: an idle connection holds ~13 % less memory, and reads
+/// cost no more CPU (less in paired runs; docs/benchmarks.md).
 #[cfg(unix)]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

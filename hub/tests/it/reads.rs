@@ -167,3 +167,48 @@ both!(
         );
     }
 );
+
+both!(
+    a_read_the_policies_in_force_now_deny_is_refused,
+    |h: TestHub| async move {
+        h.register_all().await;
+        let rec = h.sealed(
+            "doc-1",
+            SUBJECT,
+            "checkup.lipids",
+            d(2026, 5, 1),
+            b"{\"ldl\":120}",
+        );
+        assert_eq!(h.upload(&[&rec]).await.0, StatusCode::OK);
+        let rid = rec.0.header().record_id.as_str().to_owned();
+        let pseudonym = h.enroll("phr:asmile", SUBJECT).await;
+        grant(&h, &pseudonym, json!({}), Value::Null).await;
+        assert_eq!(h.answer_grants().await, 1);
+        assert_eq!(read(&h, "phr:asmile", &rid).await.0, StatusCode::OK);
+
+        // The operator narrows the policies (a reload): PHR apps may no longer read
+        // lipids. The consent and the key grant are still there; the read is refused.
+        let dir = tempfile::tempdir().unwrap();
+        let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
+        for entry in std::fs::read_dir(&shipped).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_file() {
+                std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+            }
+        }
+        std::fs::write(
+            dir.path().join("narrowed.cedar"),
+            "@id(\"no-lipids-for-apps\")\n@reason(\"PHR apps no longer read lipids\")\n\
+             forbid (principal, action == Action::\"read\", resource == Category::\"checkup.lipids\")\n\
+             when { principal.kind == \"phr\" };\n",
+        )
+        .unwrap();
+        h.hub
+            .set_policies(renkei_policies::Policies::load(dir.path()).unwrap());
+        let (st, v) = read(&h, "phr:asmile", &rid).await;
+        assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
+        let (decision, reason) = audited_reads(&h, &rid).await.pop().unwrap();
+        assert_eq!(decision, "deny");
+        assert!(reason.starts_with("policy denies"), "{reason}");
+    }
+);

@@ -12,12 +12,17 @@ pub enum Pid {
     Of(u32),
 }
 
+/// `/proc/<pid>/<name>` of the process.
+fn proc_file(pid: Pid, name: &str) -> String {
+    match pid {
+        Pid::Me => format!("/proc/self/{name}"),
+        Pid::Of(p) => format!("/proc/{p}/{name}"),
+    }
+}
+
 /// A `kB` field of `/proc/<pid>/status`, in MiB.
 pub fn status_mib(pid: Pid, field: &str) -> Result<f64> {
-    let path = match pid {
-        Pid::Me => "/proc/self/status".to_owned(),
-        Pid::Of(p) => format!("/proc/{p}/status"),
-    };
+    let path = proc_file(pid, "status");
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading `{path}`"))?;
     for line in text.lines() {
         if let Some(rest) = line.strip_prefix(field).and_then(|r| r.strip_prefix(':')) {
@@ -45,10 +50,7 @@ pub fn peak_rss_mib(pid: Pid) -> Result<f64> {
 
 /// CPU time (user + system, all threads) the process has used so far, in seconds.
 pub fn cpu_seconds(pid: Pid) -> Result<f64> {
-    let path = match pid {
-        Pid::Me => "/proc/self/stat".to_owned(),
-        Pid::Of(p) => format!("/proc/{p}/stat"),
-    };
+    let path = proc_file(pid, "stat");
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading `{path}`"))?;
     // After the command name in parentheses (which may hold spaces) come the fields from
     // the third on: utime and stime are the 14th and 15th, in USER_HZ ticks (100 a second).

@@ -771,6 +771,13 @@ mod tests {
     }
 
     /// Records `numbered(i)` of subject `p`, without 枝番, whose bytes are `i` in decimal.
+    /// A new outbox in a folder of its own, which lives as long as the returned guard.
+    async fn fresh_outbox() -> (tempfile::TempDir, Outbox) {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open(&dir.path().join("o.sqlite")).await.unwrap();
+        (dir, outbox)
+    }
+
     fn numbered_records(range: std::ops::Range<usize>) -> Vec<NewRecord> {
         range
             .map(|i| NewRecord {
@@ -795,8 +802,7 @@ mod tests {
 
     #[tokio::test]
     async fn put_is_idempotent_and_keeps_first_bytes() {
-        let dir = tempfile::tempdir().unwrap();
-        let outbox = Outbox::open(&dir.path().join("o.sqlite")).await.unwrap();
+        let (_dir, outbox) = fresh_outbox().await;
         let first = outbox
             .put(&[rec('a', 'x', b"one"), rec('b', 'x', b"two")])
             .await
@@ -824,8 +830,7 @@ mod tests {
 
     #[tokio::test]
     async fn batched_put_matches_record_by_record() {
-        let dir = tempfile::tempdir().unwrap();
-        let outbox = Outbox::open(&dir.path().join("o.sqlite")).await.unwrap();
+        let (_dir, outbox) = fresh_outbox().await;
         // More rows than one statement takes, a duplicate id inside the batch, and
         // subjects whose 枝番 comes late, early, or never.
         let mut batch = numbered_records(0..ROWS_PER_INSERT + 7);
@@ -894,11 +899,8 @@ mod tests {
 
     #[tokio::test]
     async fn bytes_go_to_segments_once_and_roll_over() {
-        let dir = tempfile::tempdir().unwrap();
-        let outbox = Outbox::open(&dir.path().join("o.sqlite"))
-            .await
-            .unwrap()
-            .with_segment_bytes(100);
+        let (_dir, outbox) = fresh_outbox().await;
+        let outbox = outbox.with_segment_bytes(100);
         // Frames of 2 + 37 + 4 + 40 = 83 bytes: the second batch still fits the first
         // segment's limit check (83 < 100), the third starts a new one.
         let batch = |c| vec![rec(c, 'x', &[c as u8; 40])];
@@ -931,8 +933,7 @@ mod tests {
 
     #[tokio::test]
     async fn bytes_of_a_batch_that_never_committed_are_written_over() {
-        let dir = tempfile::tempdir().unwrap();
-        let outbox = Outbox::open(&dir.path().join("o.sqlite")).await.unwrap();
+        let (_dir, outbox) = fresh_outbox().await;
         outbox.put(&[rec('a', 'x', b"first")]).await.unwrap();
         // A crash after the append and before the commit leaves a tail nothing points at.
         let file = outbox.segments.join("00000001.seg");
@@ -966,8 +967,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_damaged_segment_is_an_error_never_other_bytes() {
-        let dir = tempfile::tempdir().unwrap();
-        let outbox = Outbox::open(&dir.path().join("o.sqlite")).await.unwrap();
+        let (_dir, outbox) = fresh_outbox().await;
         outbox
             .put(&[rec('a', 'x', b"first"), rec('b', 'x', b"second")])
             .await
@@ -1053,12 +1053,9 @@ mod tests {
 
     #[tokio::test]
     async fn record_keys_move_down_the_levels_and_are_found_in_each() {
-        let dir = tempfile::tempdir().unwrap();
         // The recent level moves at 4 keys, the middle one at 4 * GROWTH = 64.
-        let outbox = Outbox::open(&dir.path().join("o.sqlite"))
-            .await
-            .unwrap()
-            .with_recent_keys(4);
+        let (_dir, outbox) = fresh_outbox().await;
+        let outbox = outbox.with_recent_keys(4);
         let batch = |from, to| numbered_records(from..to);
         outbox.put(&batch(0, 3)).await.unwrap();
         assert_eq!(key_levels(&outbox).await, [3, 0, 0]);
@@ -1093,8 +1090,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_key_shared_by_two_ids_never_confuses_them() {
-        let dir = tempfile::tempdir().unwrap();
-        let outbox = Outbox::open(&dir.path().join("o.sqlite")).await.unwrap();
+        let (_dir, outbox) = fresh_outbox().await;
         outbox.put(&[rec('a', 'x', b"a's bytes")]).await.unwrap();
         // Record b's key, pointing at record a's row in every level: what a hash
         // collision between the two ids would look like.

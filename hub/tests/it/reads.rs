@@ -27,6 +27,25 @@ async fn grant(h: &TestHub, pseudonym: &str, period: Value, until: Value) -> Str
     v["consent"]["id"].as_str().unwrap().to_owned()
 }
 
+/// Registers everyone, uploads one May lipids record, and lets `asmile` read it under an
+/// open-ended consent with its key grant answered; returns the record's id.
+async fn lipids_readable_by_asmile(h: &TestHub) -> String {
+    h.register_all().await;
+    let rec = h.sealed(
+        "doc-1",
+        SUBJECT,
+        "checkup.lipids",
+        d(2026, 5, 1),
+        b"{\"ldl\":120}",
+    );
+    assert_eq!(h.upload(&[&rec]).await.0, StatusCode::OK);
+    let rid = rec.0.header().record_id.as_str().to_owned();
+    let pseudonym = h.enroll("phr:asmile", SUBJECT).await;
+    grant(h, &pseudonym, json!({}), Value::Null).await;
+    assert_eq!(h.answer_grants().await, 1);
+    rid
+}
+
 async fn read(h: &TestHub, who: &str, rid: &str) -> (StatusCode, Value) {
     h.call(
         Some(who),
@@ -106,19 +125,7 @@ both!(
 both!(
     a_suspended_recipient_reads_nothing_and_a_resumed_one_reads_again,
     |h: TestHub| async move {
-        h.register_all().await;
-        let rec = h.sealed(
-            "doc-1",
-            SUBJECT,
-            "checkup.lipids",
-            d(2026, 5, 1),
-            b"{\"ldl\":120}",
-        );
-        assert_eq!(h.upload(&[&rec]).await.0, StatusCode::OK);
-        let rid = rec.0.header().record_id.as_str().to_owned();
-        let pseudonym = h.enroll("phr:asmile", SUBJECT).await;
-        grant(&h, &pseudonym, json!({}), Value::Null).await;
-        assert_eq!(h.answer_grants().await, 1);
+        let rid = lipids_readable_by_asmile(&h).await;
         let asmile = "phr:asmile".parse().unwrap();
 
         renkei_hub::registry::set_status(&h.hub.db, &asmile, true, t0())
@@ -171,19 +178,7 @@ both!(
 both!(
     a_read_the_policies_in_force_now_deny_is_refused,
     |h: TestHub| async move {
-        h.register_all().await;
-        let rec = h.sealed(
-            "doc-1",
-            SUBJECT,
-            "checkup.lipids",
-            d(2026, 5, 1),
-            b"{\"ldl\":120}",
-        );
-        assert_eq!(h.upload(&[&rec]).await.0, StatusCode::OK);
-        let rid = rec.0.header().record_id.as_str().to_owned();
-        let pseudonym = h.enroll("phr:asmile", SUBJECT).await;
-        grant(&h, &pseudonym, json!({}), Value::Null).await;
-        assert_eq!(h.answer_grants().await, 1);
+        let rid = lipids_readable_by_asmile(&h).await;
         assert_eq!(read(&h, "phr:asmile", &rid).await.0, StatusCode::OK);
 
         // The operator narrows the policies (a reload): PHR apps may no longer read

@@ -7,7 +7,6 @@
 
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -16,26 +15,21 @@ use sqlx::{AnyConnection, AnyPool, ConnectOptions, Row};
 
 use crate::error::{Error, Result};
 
+mod readers;
+
 /// The hub's connection pool and what kind of database is behind it.
 #[derive(Debug, Clone)]
 pub struct Db {
     pool: AnyPool,
     backend: Backend,
-    /// SQLite only: connections for the hot one-statement reads ([`Db::reader`]).
-    readers: Option<Arc<Readers>>,
+    /// SQLite file only: connections for the hot one-statement reads ([`Db::try_read`]).
+    readers: Option<Arc<readers::Readers>>,
 }
 
-/// SQLite connections kept out of the pool for one-statement reads. The pool pings every
-/// connection it takes back, a second hand-off to SQLite's worker thread per query; a
-/// connection held here is only locked and unlocked.
-#[derive(Debug)]
-struct Readers {
-    conns: Vec<tokio::sync::Mutex<AnyConnection>>,
-    next: AtomicUsize,
+/// Synchronous reader connections on SQLite: one per runtime thread, at most eight.
+fn reader_count() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().min(8))
 }
-
-/// Reader connections on SQLite: one per core the hub is likely to have, at most four.
-const READERS: usize = 2;
 
 /// Which database a [`Db`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,38 +100,25 @@ impl Db {
         };
         db.migrate().await?;
         if backend == Backend::Sqlite {
-            let mut conns = Vec::with_capacity(READERS);
-            for _ in 0..READERS {
-                let mut conn = options
-                    .connect()
-                    .await
-                    .map_err(|e| Error::unavailable_from("database", e))?;
-                for pragma in SQLITE_PRAGMAS {
-                    sqlx::query(pragma).execute(&mut conn).await?;
-                }
-                conns.push(tokio::sync::Mutex::new(conn));
+            let file = sqlx::sqlite::SqliteConnectOptions::from_str(&with_sqlite_pragmas(url, backend))
+                .map_err(|e| Error::config_from(format!("database_url `{}`", redact_url(url)), e))?
+                .get_filename()
+                .to_owned();
+            if file != std::path::Path::new(":memory:") {
+                db.readers = Some(Arc::new(readers::Readers::open(&file, reader_count())?));
             }
-            db.readers = Some(Arc::new(Readers {
-                conns,
-                next: AtomicUsize::new(0),
-            }));
         }
         Ok(db)
     }
 
-    /// A connection for one read statement outside any transaction, on SQLite (`None`
-    /// on PostgreSQL: use the pool). A free one if there is one, else the next in turn.
-    /// Never use it for a transaction: a cancelled request could leave one open.
-    pub async fn reader(&self) -> Option<tokio::sync::MutexGuard<'_, AnyConnection>> {
-        let readers = self.readers.as_deref()?;
-        if let Some(free) = readers.conns.iter().find_map(|c| c.try_lock().ok()) {
-            return Some(free);
-        }
-        let turn = readers.next.fetch_add(1, Ordering::Relaxed) % readers.conns.len().max(1);
-        match readers.conns.get(turn) {
-            Some(conn) => Some(conn.lock().await),
-            None => None,
-        }
+    /// Runs one read statement synchronously on this thread, outside any transaction,
+    /// on a SQLite file. `None` on PostgreSQL, an in-memory SQLite or when every reader
+    /// is in use: the caller then runs it on the pool.
+    pub fn try_read<T>(
+        &self,
+        read: impl FnOnce(&rusqlite::Connection) -> Result<T>,
+    ) -> Option<Result<T>> {
+        self.readers.as_deref()?.try_read(read)
     }
 
     async fn migrate(&self) -> Result<()> {

@@ -206,6 +206,26 @@ impl From<sqlx::Error> for Error {
     }
 }
 
+impl From<rusqlite::Error> for Error {
+    /// The synchronous SQLite readers ([`crate::db::Db::try_read`]): a lock held too
+    /// long or a failing disk makes the database unavailable; anything else (a statement
+    /// that does not prepare, a stored value of the wrong type) is a bug.
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode::{CannotOpen, DatabaseBusy, DatabaseLocked, SystemIoFailure};
+        match e {
+            rusqlite::Error::SqliteFailure(ref f, _)
+                if matches!(
+                    f.code,
+                    DatabaseBusy | DatabaseLocked | SystemIoFailure | CannotOpen
+                ) =>
+            {
+                Error::unavailable_from("database", e)
+            }
+            other => Error::internal_from("database read", other),
+        }
+    }
+}
+
 /// SQLite busy/locked and PostgreSQL serialization failure and deadlock: the
 /// transaction lost a race and can simply run again.
 fn is_conflict(code: Option<&str>) -> bool {

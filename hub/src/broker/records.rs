@@ -24,16 +24,18 @@ pub async fn feed(hub: &Hub, who: &ParticipantId, cursor: i64, limit: i64) -> Re
     let limit = limit.clamp(1, hub.limits.max_page);
     let now = hub.now();
     let me = who.to_string();
-    let rows = sqlx::query(&grants_with_covers(
+    let rows = grants_with_covers(
+        hub,
         "recipient = $1 AND seq > $3 ORDER BY seq LIMIT $4",
-    ))
-    .bind(&me)
-    .bind(db::micros(now))
-    .bind(cursor)
-    .bind(limit)
-    .fetch_all(hub.db.pool())
+        &[
+            Param::Text(&me),
+            Param::Int(db::micros(now)),
+            Param::Int(cursor),
+            Param::Int(limit),
+        ],
+    )
     .await?;
-    let grants = caller_grants(who, &rows)?;
+    let grants = caller_grants(who, rows)?;
     let mut policy = PolicyMemo::new(hub);
     let mut items = Vec::with_capacity(grants.len());
     let mut entries = Vec::with_capacity(grants.len());
@@ -67,16 +69,17 @@ pub async fn feed(hub: &Hub, who: &ParticipantId, cursor: i64, limit: i64) -> Re
 pub async fn read(hub: &Hub, who: &ParticipantId, record_id: &str) -> Result<FeedItem> {
     let now = hub.now();
     let me = who.to_string();
-    let sql = grants_with_covers("recipient = $1 AND alias = $3");
-    let query = sqlx::query(&sql)
-        .bind(&me)
-        .bind(db::micros(now))
-        .bind(record_id);
-    let rows = match hub.db.reader().await {
-        Some(mut conn) => query.fetch_all(&mut *conn).await?,
-        None => query.fetch_all(hub.db.pool()).await?,
-    };
-    let Some((row, covers)) = caller_grants(who, &rows)?.pop() else {
+    let rows = grants_with_covers(
+        hub,
+        "recipient = $1 AND alias = $3",
+        &[
+            Param::Text(&me),
+            Param::Int(db::micros(now)),
+            Param::Text(record_id),
+        ],
+    )
+    .await?;
+    let Some((row, covers)) = caller_grants(who, rows)?.pop() else {
         let entry = Entry::deny(&me, "read", record_id, "no key grant for this recipient");
         hub.audit.record(now, vec![entry]).await?;
         return Err(Error::NotFound(format!(
@@ -106,9 +109,15 @@ pub async fn read(hub: &Hub, who: &ParticipantId, record_id: &str) -> Result<Fee
 /// caller, `$3`… its own parameters) with their records, and the consents in force at
 /// `$2` that cover each record for the caller; one row per (grant, cover), cover columns
 /// NULL where none covers, grant columns NULL where the caller has no matching grant.
-fn grants_with_covers(grant_filter: &str) -> String {
+///
+/// On a SQLite file it runs on this thread ([`db::Db::try_read`]), else on the pool.
+async fn grants_with_covers(
+    hub: &Hub,
+    grant_filter: &str,
+    params: &[Param<'_>],
+) -> Result<Vec<Joined>> {
     let in_force = coverage::in_force("c", "$2");
-    format!(
+    let sql = format!(
         "SELECT p.status AS caller_status, g.seq, g.record_id, g.alias, g.consent_id, g.grant_bytes, \
          COALESCE(g.sealed, r.sealed) AS sealed, r.subject_token, r.category, r.effective_date, \
          c.consent_id AS cover_id, k.purpose AS cover_purpose, c.data_from_day, c.data_until_day \
@@ -120,23 +129,131 @@ fn grants_with_covers(grant_filter: &str) -> String {
            AND c.category = r.category AND c.recipient = p.participant AND {in_force} \
          LEFT JOIN consents k ON k.id = c.consent_id \
          WHERE p.participant = $1 ORDER BY g.seq, c.consent_id"
-    )
+    );
+    if let Some(rows) = hub.db.try_read(|conn| {
+        let mut stmt = conn.prepare_cached(&sql)?;
+        for (n, param) in (1..).zip(params) {
+            // Named `$n` parameters are numbered by first appearance, not by `n`.
+            let Some(at) = stmt.parameter_index(&format!("${n}"))? else {
+                continue;
+            };
+            match *param {
+                Param::Text(v) => stmt.raw_bind_parameter(at, v)?,
+                Param::Int(v) => stmt.raw_bind_parameter(at, v)?,
+            }
+        }
+        let mut rows = stmt.raw_query();
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            out.push(Joined::from_columns(r)?);
+        }
+        Ok(out)
+    }) {
+        return rows;
+    }
+    let mut query = sqlx::query(&sql);
+    for param in params {
+        query = match *param {
+            Param::Text(v) => query.bind(v),
+            Param::Int(v) => query.bind(v),
+        };
+    }
+    let rows = query.fetch_all(hub.db.pool()).await?;
+    rows.iter().map(Joined::from_columns).collect()
+}
+
+/// A parameter of [`grants_with_covers`].
+#[derive(Debug, Clone, Copy)]
+enum Param<'a> {
+    Text(&'a str),
+    Int(i64),
+}
+
+/// One row of [`grants_with_covers`], from either driver.
+struct Joined {
+    caller_status: String,
+    /// `None` where the caller has no matching grant.
+    grant: Option<GrantRow>,
+    /// `None` where no consent covers the grant's record.
+    cover: Option<JoinedCover>,
+}
+
+struct JoinedCover {
+    consent_id: String,
+    purpose: String,
+    data_from_day: Option<i64>,
+    data_until_day: Option<i64>,
+}
+
+/// The typed columns [`Joined`] reads, by name, from a row of either driver.
+trait Columns {
+    fn text(&self, name: &str) -> Result<Option<String>>;
+    fn int(&self, name: &str) -> Result<Option<i64>>;
+    fn bytes(&self, name: &str) -> Result<Option<Vec<u8>>>;
+
+    fn required<T>(&self, name: &str, v: Option<T>) -> Result<T> {
+        v.ok_or_else(|| Error::internal(format!("stored `{name}` is NULL")))
+    }
+}
+
+impl Columns for sqlx::any::AnyRow {
+    fn text(&self, name: &str) -> Result<Option<String>> {
+        Ok(self.try_get(name)?)
+    }
+    fn int(&self, name: &str) -> Result<Option<i64>> {
+        Ok(self.try_get(name)?)
+    }
+    fn bytes(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.try_get(name)?)
+    }
+}
+
+impl Columns for rusqlite::Row<'_> {
+    fn text(&self, name: &str) -> Result<Option<String>> {
+        Ok(self.get(name)?)
+    }
+    fn int(&self, name: &str) -> Result<Option<i64>> {
+        Ok(self.get(name)?)
+    }
+    fn bytes(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.get(name)?)
+    }
+}
+
+impl Joined {
+    fn from_columns(r: &impl Columns) -> Result<Self> {
+        let caller_status = r.text("caller_status")?.unwrap_or_default();
+        let grant = match r.int("seq")? {
+            Some(seq) => Some(GrantRow::from_columns(seq, r)?),
+            None => None,
+        };
+        let cover = match r.text("cover_id")? {
+            Some(consent_id) => Some(JoinedCover {
+                consent_id,
+                purpose: r.text("cover_purpose")?.unwrap_or_default(),
+                data_from_day: r.int("data_from_day")?,
+                data_until_day: r.int("data_until_day")?,
+            }),
+            None => None,
+        };
+        Ok(Joined {
+            caller_status,
+            grant,
+            cover,
+        })
+    }
 }
 
 /// Checks the caller as [`super::authorize_caller`] does (registered, active, a recipient kind)
 /// from the rows of [`grants_with_covers`], and groups them into grants with the
 /// consents that cover each grant's record (data period included).
-fn caller_grants(
-    who: &ParticipantId,
-    rows: &[sqlx::any::AnyRow],
-) -> Result<Vec<(GrantRow, Vec<Cover>)>> {
+fn caller_grants(who: &ParticipantId, rows: Vec<Joined>) -> Result<Vec<(GrantRow, Vec<Cover>)>> {
     let Some(first) = rows.first() else {
         return Err(Error::Forbidden(format!(
             "participant `{who}` is not registered"
         )));
     };
-    let status: String = first.try_get("caller_status")?;
-    if status != "active" {
+    if first.caller_status != "active" {
         return Err(Error::Forbidden(format!(
             "participant `{who}` is suspended"
         )));
@@ -148,28 +265,21 @@ fn caller_grants(
         )));
     }
     let mut grants: Vec<(GrantRow, Vec<Cover>)> = Vec::new();
-    for r in rows {
-        let Some(seq) = r.try_get::<Option<i64>, _>("seq")? else {
+    for row in rows {
+        let Some(grant) = row.grant else {
             continue;
         };
-        if grants.last().is_none_or(|(g, _)| g.seq != seq) {
-            grants.push((GrantRow::from_row(seq, r)?, Vec::new()));
+        if grants.last().is_none_or(|(g, _)| g.seq != grant.seq) {
+            grants.push((grant, Vec::new()));
         }
-        let Some(cover_id) = r.try_get::<Option<String>, _>("cover_id")? else {
+        let (Some(cover), Some((grant, covers))) = (row.cover, grants.last_mut()) else {
             continue;
         };
-        let Some((grant, covers)) = grants.last_mut() else {
-            continue;
-        };
-        let from: Option<i64> = r.try_get("data_from_day")?;
-        let until: Option<i64> = r.try_get("data_until_day")?;
-        if coverage::in_period(from, until, grant.effective_date) {
+        if coverage::in_period(cover.data_from_day, cover.data_until_day, grant.effective_date) {
             covers.push(Cover {
                 recipient: who.to_string(),
-                purpose: r
-                    .try_get::<Option<String>, _>("cover_purpose")?
-                    .unwrap_or_default(),
-                consent_id: cover_id,
+                purpose: cover.purpose,
+                consent_id: cover.consent_id,
             });
         }
     }
@@ -200,17 +310,18 @@ impl GrantRow {
         entry.about(&self.subject, &self.consent_id, &self.category)
     }
 
-    fn from_row(seq: i64, r: &sqlx::any::AnyRow) -> Result<Self> {
-        let date: String = r.try_get("effective_date")?;
+    fn from_columns(seq: i64, r: &impl Columns) -> Result<Self> {
+        let text = |name: &str| r.required(name, r.text(name)?);
+        let date = text("effective_date")?;
         Ok(GrantRow {
             seq,
-            record_id: r.try_get("record_id")?,
-            alias: r.try_get("alias")?,
-            consent_id: r.try_get("consent_id")?,
-            grant: r.try_get("grant_bytes")?,
-            sealed: r.try_get("sealed")?,
-            subject: r.try_get("subject_token")?,
-            category: r.try_get("category")?,
+            record_id: text("record_id")?,
+            alias: text("alias")?,
+            consent_id: text("consent_id")?,
+            grant: r.required("grant_bytes", r.bytes("grant_bytes")?)?,
+            sealed: r.required("sealed", r.bytes("sealed")?)?,
+            subject: text("subject_token")?,
+            category: text("category")?,
             effective_date: date
                 .parse()
                 .map_err(|e| Error::internal_from(format!("stored effective_date `{date}`"), e))?,

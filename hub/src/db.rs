@@ -100,10 +100,13 @@ impl Db {
         };
         db.migrate().await?;
         if backend == Backend::Sqlite {
-            let file = sqlx::sqlite::SqliteConnectOptions::from_str(&with_sqlite_pragmas(url, backend))
-                .map_err(|e| Error::config_from(format!("database_url `{}`", redact_url(url)), e))?
-                .get_filename()
-                .to_owned();
+            let file =
+                sqlx::sqlite::SqliteConnectOptions::from_str(&with_sqlite_pragmas(url, backend))
+                    .map_err(|e| {
+                        Error::config_from(format!("database_url `{}`", redact_url(url)), e)
+                    })?
+                    .get_filename()
+                    .to_owned();
             if file != std::path::Path::new(":memory:") {
                 db.readers = Some(Arc::new(readers::Readers::open(&file, reader_count())?));
             }

@@ -275,7 +275,11 @@ fn caller_grants(who: &ParticipantId, rows: Vec<Joined>) -> Result<Vec<(GrantRow
         let (Some(cover), Some((grant, covers))) = (row.cover, grants.last_mut()) else {
             continue;
         };
-        if coverage::in_period(cover.data_from_day, cover.data_until_day, grant.effective_date) {
+        if coverage::in_period(
+            cover.data_from_day,
+            cover.data_until_day,
+            grant.effective_date,
+        ) {
             covers.push(Cover {
                 recipient: who.to_string(),
                 purpose: cover.purpose,

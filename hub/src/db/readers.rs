@@ -60,7 +60,9 @@ mod tests {
         let path = dir.path().join("r.db");
         let writer = Connection::open(&path).unwrap();
         writer
-            .execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t (v INTEGER); INSERT INTO t VALUES (7);")
+            .execute_batch(
+                "PRAGMA journal_mode=WAL; CREATE TABLE t (v INTEGER); INSERT INTO t VALUES (7);",
+            )
             .unwrap();
         let readers = Readers::open(&path, 2).unwrap();
         let v: i64 = readers
@@ -82,7 +84,7 @@ mod tests {
             .unwrap();
         let readers = Readers::open(&path, 1).unwrap();
         let inner = readers.try_read(|_| Ok(readers.try_read(|_| Ok(())).is_none()));
-        assert_eq!(inner.unwrap().unwrap(), true);
+        assert!(inner.unwrap().unwrap(), "a second read took the only connection");
         assert!(readers.try_read(|_| Ok(())).is_some());
     }
 

@@ -84,7 +84,10 @@ mod tests {
             .unwrap();
         let readers = Readers::open(&path, 1).unwrap();
         let inner = readers.try_read(|_| Ok(readers.try_read(|_| Ok(())).is_none()));
-        assert!(inner.unwrap().unwrap(), "a second read took the only connection");
+        assert!(
+            inner.unwrap().unwrap(),
+            "a second read took the only connection"
+        );
         assert!(readers.try_read(|_| Ok(())).is_some());
     }
 

@@ -10,7 +10,7 @@ use renkei_crypto::participant::ParticipantId;
 use serde_json::{Value, json};
 use sqlx::Row;
 
-use crate::harness::{Doc, SUBJECT, TestHub, both, d, seal_as};
+use crate::harness::{Doc, OTHER_SUBJECT, SUBJECT, TestHub, both, d, seal_as};
 
 /// Registers `source:city-b`, a second municipality with its own record key.
 async fn city_b(h: &TestHub) -> RecordKey {
@@ -818,5 +818,99 @@ both!(
             )
             .await;
         assert_eq!(st, StatusCode::NOT_FOUND, "{v}");
+    }
+);
+
+both!(
+    a_source_cannot_upload_records_sealed_in_another_sources_name,
+    |h: TestHub| async move {
+        h.register_all().await;
+        city_b(&h).await;
+        // A record whose sealed header names city A (a copy of one, or a forgery),
+        // uploaded by city B: refused before anything is claimed or stored.
+        let r = h.sealed("doc-1", OTHER_SUBJECT, "checkup.body", d(2026, 5, 1), b"{}");
+        let (st, v) = h.upload_as("source:city-b", &r.0, OTHER_SUBJECT).await;
+        assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("is not the uploader"),
+            "{v}"
+        );
+        let count = |table: &'static str| {
+            let h = &h;
+            async move {
+                sqlx::query(&format!("SELECT COUNT(*) AS n FROM {table}"))
+                    .fetch_one(h.hub.db.pool())
+                    .await
+                    .unwrap()
+                    .try_get::<i64, _>("n")
+                    .unwrap()
+            }
+        };
+        assert_eq!(count("hub_records").await, 0);
+        assert_eq!(
+            count("hub_subjects").await,
+            0,
+            "city B claimed the resident"
+        );
+        // City A uploads the same record: its own, accepted.
+        let (st, v) = h.upload_as("source:city-a", &r.0, OTHER_SUBJECT).await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        assert_eq!(count("hub_records").await, 1);
+    }
+);
+
+both!(
+    a_citys_agent_never_resolves_another_sources_resident,
+    |h: TestHub| async move {
+        h.register_all().await;
+        let b_key = city_b(&h).await;
+        // City B's resident, whose counter consent (at city B) lets municipality A follow
+        // the child up: municipality A knows them by its pseudonym, but city A's agent
+        // may not learn city B's token for them.
+        let r = seal_as(
+            "source:city-b",
+            &b_key,
+            &body_doc("b-1"),
+            OTHER_SUBJECT,
+            b"{}",
+        );
+        let (st, v) = h.upload_as("source:city-b", &r, OTHER_SUBJECT).await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        let mut body = grant_body(
+            OTHER_SUBJECT,
+            "municipality:city-a",
+            "child-health-followup",
+            "counter",
+        );
+        body["valid_until"] =
+            json!((crate::harness::t0() + chrono::Duration::days(30)).to_rfc3339());
+        let (st, v) = h
+            .call(Some("source:city-b"), "POST", "/v1/consents", Some(body))
+            .await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        let pseudonym: String =
+            sqlx::query("SELECT pseudonym FROM hub_pseudonyms WHERE recipient = $1")
+                .bind("municipality:city-a")
+                .fetch_one(h.hub.db.pool())
+                .await
+                .unwrap()
+                .try_get("pseudonym")
+                .unwrap();
+        let body = json!({"recipient": "municipality:city-a", "pseudonym": pseudonym});
+        let (st, v) = h
+            .call(
+                Some("source:city-a"),
+                "POST",
+                "/v1/source/resolve",
+                Some(body),
+            )
+            .await;
+        assert_eq!(st, StatusCode::NOT_FOUND, "{v}");
+        assert!(v.get("subject_token").is_none(), "{v}");
+        assert!(!v.to_string().contains(OTHER_SUBJECT), "{v}");
+        assert_eq!(denials(&h, "source:city-a", "pseudonym.resolve").await, 1);
     }
 );

@@ -422,36 +422,20 @@ both!(
     }
 );
 
-/// Every endpoint, called by every participant kind it does not serve: 403.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_endpoint_refuses_every_wrong_kind() {
-    let h = TestHub::new(Backend::Sqlite).await.unwrap();
-    h.register_all().await;
-    renkei_hub::registry::add(
-        &h.hub.db,
-        &"admin:ops".parse().unwrap(),
-        "ops",
-        None,
-        None,
-        t0(),
-    )
-    .await
-    .unwrap();
-    let all = [
-        "source:city-a",
-        "phr:asmile",
-        "clinic:mysos",
-        "analyst:hachioji",
-        "municipality:city-a",
-        "admin:ops",
-    ];
+/// Every participant endpoint: (method, path, body, the participants whose kind it serves).
+fn endpoints() -> Vec<(
+    &'static str,
+    &'static str,
+    Option<serde_json::Value>,
+    Vec<&'static str>,
+)> {
     let recipients = [
         "phr:asmile",
         "clinic:mysos",
         "analyst:hachioji",
         "municipality:city-a",
     ];
-    let endpoints: Vec<(&str, &str, Option<serde_json::Value>, Vec<&str>)> = vec![
+    vec![
         (
             "POST",
             "/v1/records",
@@ -547,7 +531,56 @@ async fn every_endpoint_refuses_every_wrong_kind() {
                 "municipality:city-a",
             ],
         ),
+    ]
+}
+
+/// Every endpoint refuses a suspended participant of a kind it serves, whatever it asks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspended_participant_is_refused_by_every_endpoint() {
+    let h = TestHub::new(Backend::Sqlite).await.unwrap();
+    for p in h.register_all().await {
+        renkei_hub::registry::set_status(&h.hub.db, &p.id, true, t0())
+            .await
+            .unwrap();
+    }
+    for (method, path, body, allowed) in endpoints() {
+        for who in allowed {
+            let (st, v) = h.call(Some(who), method, path, body.clone()).await;
+            assert_eq!(st, StatusCode::FORBIDDEN, "{who} {method} {path}: {v}");
+            assert!(
+                v["error"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("suspended")),
+                "{who} {method} {path}: {v}"
+            );
+        }
+    }
+}
+
+/// Every endpoint, called by every participant kind it does not serve: 403.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_endpoint_refuses_every_wrong_kind() {
+    let h = TestHub::new(Backend::Sqlite).await.unwrap();
+    h.register_all().await;
+    renkei_hub::registry::add(
+        &h.hub.db,
+        &"admin:ops".parse().unwrap(),
+        "ops",
+        None,
+        None,
+        t0(),
+    )
+    .await
+    .unwrap();
+    let all = [
+        "source:city-a",
+        "phr:asmile",
+        "clinic:mysos",
+        "analyst:hachioji",
+        "municipality:city-a",
+        "admin:ops",
     ];
+    let endpoints = endpoints();
     for (method, path, body, allowed) in &endpoints {
         for who in all {
             let (st, v) = h.call(Some(who), method, path, body.clone()).await;

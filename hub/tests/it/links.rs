@@ -288,6 +288,14 @@ both!(
         let (st, v) = link(&h, "source:city-a", &[(T1, &tok('f'))]).await;
         assert_eq!(st, StatusCode::CONFLICT, "{v}");
         assert!(message(&v).contains("has consents already"), "{v}");
+        // A city-a resident known only by a counter consent (no records yet) is city-a's
+        // too: city-b cannot link its token to a new one of its own.
+        let (st, v) = link(&h, "source:city-b", &[(&tok('f'), &tok('j'))]).await;
+        assert_eq!(st, StatusCode::CONFLICT, "{v}");
+        assert!(
+            message(&v).contains("old token") && message(&v).contains("belongs to another source"),
+            "{v}"
+        );
 
         // city-a links its own; city-b cannot take that new token, and city-b naming
         // it is not redirected (a link resolves only its source's names).
@@ -337,7 +345,7 @@ both!(
         .try_get("n")
         .unwrap();
         tx.commit().await.unwrap();
-        assert_eq!(denied, 7, "one per refused request");
+        assert_eq!(denied, 8, "one per refused request");
         let report =
             renkei_hub::audit::verify(&h.hub.db, &[h.hub.signing_key.verifying_key()], None)
                 .await

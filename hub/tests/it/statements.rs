@@ -7,6 +7,9 @@ use chrono::{Duration, Timelike};
 use renkei_crypto::consent_statement::{
     ConsentStatement, ConsentTerms, RevocationList, user_resident,
 };
+use renkei_crypto::grant::RecipientSecretKey;
+use renkei_crypto::keys::KeyVersion;
+use renkei_crypto::statement::KeyStatement;
 use serde_json::{Value, json};
 
 use crate::harness::fixture::TestPki;
@@ -162,5 +165,93 @@ both!(
         assert_eq!(st, StatusCode::OK);
         let (_, got) = h.call(Some("source:city-a"), "GET", path, None).await;
         assert_eq!(got, newer);
+    }
+);
+
+both!(
+    a_participant_publishes_only_its_own_keys_under_its_own_statement,
+    |h: TestHub| async move {
+        h.register_all().await;
+        let pki = TestPki::new();
+        let new_key = || {
+            RecipientSecretKey::generate(KeyVersion::V1)
+                .public_key()
+                .to_base64()
+        };
+        let keys_of = |path: &'static str| {
+            let h = &h;
+            async move {
+                let (st, v) = h.call(Some("clinic:mysos"), "GET", path, None).await;
+                assert_eq!(st, StatusCode::OK, "{v}");
+                v
+            }
+        };
+        let city_a = "/v1/participants/source/city-a/keys";
+        let asmile = "/v1/participants/phr/asmile/keys";
+        let city_a_before = keys_of(city_a).await;
+
+        // An app replacing a source's keys (the keys agents seal record keys to).
+        let (st, v) = h
+            .call(
+                Some("phr:asmile"),
+                "PUT",
+                city_a,
+                Some(json!({"grant_key": new_key()})),
+            )
+            .await;
+        assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
+        assert_eq!(keys_of(city_a).await, city_a_before);
+
+        // An app publishing an enrollment key (only a source receives enrollments).
+        let (st, v) = h
+            .call(
+                Some("phr:asmile"),
+                "PUT",
+                asmile,
+                Some(json!({"grant_key": new_key(), "enrollment_key": new_key()})),
+            )
+            .await;
+        assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
+
+        // A statement signed by someone else, or for other keys than the request's.
+        let grant_key = new_key();
+        let by_clinic = KeyStatement::sign(
+            &pki.pem("clinic-mysos"),
+            &pki.key("clinic-mysos"),
+            Some(&grant_key),
+            None,
+            t0(),
+        )
+        .unwrap();
+        let other_keys = KeyStatement::sign(
+            &pki.pem("phr-asmile"),
+            &pki.key("phr-asmile"),
+            Some(&new_key()),
+            None,
+            t0(),
+        )
+        .unwrap();
+        for statement in [&by_clinic, &other_keys] {
+            let body = json!({"grant_key": grant_key, "statement": statement});
+            let (st, v) = h.call(Some("phr:asmile"), "PUT", asmile, Some(body)).await;
+            assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+        }
+        assert_ne!(keys_of(asmile).await["grant_key"], json!(grant_key));
+
+        // Its own keys under its own statement: kept and served as published.
+        let own = KeyStatement::sign(
+            &pki.pem("phr-asmile"),
+            &pki.key("phr-asmile"),
+            Some(&grant_key),
+            None,
+            t0(),
+        )
+        .unwrap();
+        let body = json!({"grant_key": grant_key, "statement": own});
+        let (st, v) = h.call(Some("phr:asmile"), "PUT", asmile, Some(body)).await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        let served = keys_of(asmile).await;
+        assert_eq!(served["grant_key"], json!(grant_key));
+        assert_eq!(served["statement"], serde_json::to_value(&own).unwrap());
     }
 );

@@ -13,6 +13,8 @@
 //! [`Agent::take_links`] and spooled for the hub, which links the new tokens to the
 //! resident's history (docs/operations.md). Only tokens are kept, never an identity.
 
+#[cfg(test)]
+mod answer_tests;
 pub mod keyring;
 
 use std::collections::BTreeSet;
@@ -618,8 +620,8 @@ mod tests {
             subject: String::new(),
         };
         let requests = [request(&first), request(&second)];
-        // The record-key part of answering (release list, policies and key statements
-        // are checked before it, in `answer`, and tested end to end).
+        // The record-key part of answering (release list, policies, consent and key
+        // statements are checked before it, in `answer`: see `answer_tests`).
         let ck = clinic.public_key().to_base64();
         let answers = |agent: &Agent, reqs: &[GrantRequest]| {
             let (mut ok, mut refused) = (Vec::new(), Vec::new());

@@ -1,0 +1,188 @@
+//! What `Agent::grant_answers` checks before it seals anything, each on its own, with a
+//! counter consent (no hub needed): a request that passes every check is answered, and
+//! each check refuses the request that only it stands in the way of.
+
+use chrono::{Duration, Timelike};
+use renkei_client::api::GrantRequest;
+use renkei_client::{ClientConfig, HubClient};
+use renkei_crypto::consent_statement::{ConsentStatement, ConsentTerms};
+use renkei_crypto::envelope::{SealedRecord, open};
+use renkei_crypto::grant::{KeyGrant, RecipientSecretKey, open_grant};
+use renkei_crypto::keys::KeyVersion;
+use renkei_crypto::participant::ParticipantId;
+use renkei_crypto::statement::KeyStatement;
+use renkei_crypto::token::record_id;
+
+use super::{Agent, init};
+use crate::import::seal_record;
+use crate::outbox::{NewRecord, Outbox};
+use crate::pipeline::PreparedRecord;
+
+const RESIDENT: &str = "st1_abcdefghijklmnopqrstuvwxyz234567";
+
+#[path = "../../../tests/pki/fixture.rs"]
+#[expect(
+    dead_code,
+    reason = "the shared PKI fixture has helpers this test does not use"
+)]
+mod fixture;
+use fixture::TestPki;
+
+struct Scene {
+    _dir: tempfile::TempDir,
+    pki: TestPki,
+    agent: Agent,
+    outbox: Outbox,
+    client: HubClient,
+    record: NewRecord,
+    clinic: RecipientSecretKey,
+}
+
+/// City A's agent releasing to `clinic:mysos` for any purpose, one lipids record of
+/// [`RESIDENT`] in its outbox.
+async fn scene() -> Scene {
+    let dir = tempfile::tempdir().unwrap();
+    let source: ParticipantId = "source:city-a".parse().unwrap();
+    let config = init(dir.path(), &source).unwrap().config;
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("\n[[release]]\nparticipant = \"clinic:mysos\"\npurposes = [\"*\"]\n");
+    std::fs::write(&config, text).unwrap();
+    let agent = Agent::load(&config).unwrap();
+    let outbox = Outbox::open(&dir.path().join("outbox.sqlite"))
+        .await
+        .unwrap();
+    let prepared = PreparedRecord {
+        record_id: record_id(agent.record_id_key(), "doc-1", "checkup.lipids"),
+        subject_token: renkei_crypto::token::SubjectToken::parse(RESIDENT).unwrap(),
+        category: "checkup.lipids".into(),
+        effective_date: chrono::NaiveDate::from_ymd_opt(2026, 5, 1).unwrap(),
+        source_document: "doc-1".into(),
+        payload: serde_json::json!({ "ldl": 120 }),
+    };
+    let record = seal_record(&agent, &prepared, None).unwrap();
+    outbox.put(std::slice::from_ref(&record)).await.unwrap();
+    let pki = TestPki::new();
+    let client = HubClient::new(ClientConfig::new(
+        "https://127.0.0.1:9",
+        pki.pem("ca"),
+        pki.pem("source-city-a"),
+        pki.key("source-city-a"),
+    ))
+    .unwrap();
+    Scene {
+        _dir: dir,
+        pki,
+        agent,
+        outbox,
+        client,
+        record,
+        clinic: RecipientSecretKey::generate(KeyVersion::V1),
+    }
+}
+
+impl Scene {
+    /// A counter consent for `recipient` and `purpose`, signed by `signer` (a PKI name).
+    fn consent(&self, signer: &str, recipient: &str, purpose: &str) -> ConsentStatement {
+        let now = self.client.now().with_nanosecond(0).unwrap();
+        let terms = ConsentTerms {
+            resident: RESIDENT.into(),
+            recipient: recipient.into(),
+            purpose: purpose.into(),
+            categories: vec!["checkup.lipids".into()],
+            data_from: None,
+            data_until: None,
+            valid_from: now - Duration::hours(1),
+            valid_until: Some(now + Duration::hours(24)),
+            aliases: Vec::new(),
+            guardian: None,
+        };
+        ConsentStatement::sign(&self.pki.pem(signer), &self.pki.key(signer), terms, now).unwrap()
+    }
+
+    /// The clinic's grant key as stated by `signer` (a PKI name).
+    fn key_statement(&self, signer: &str) -> KeyStatement {
+        let grant_key = self.clinic.public_key().to_base64();
+        let (pem, key) = (self.pki.pem(signer), self.pki.key(signer));
+        KeyStatement::sign(&pem, &key, Some(&grant_key), None, self.client.now()).unwrap()
+    }
+
+    /// A request for the record by `recipient` for `purpose`; the hub lists an
+    /// attacker's key beside the recipient's statement.
+    fn request(&self, recipient: &str, purpose: &str) -> GrantRequest {
+        GrantRequest {
+            record_id: self.record.record_id.to_string(),
+            recipient: recipient.into(),
+            recipient_key: RecipientSecretKey::generate(KeyVersion::V1)
+                .public_key()
+                .to_base64(),
+            sealed: data_encoding::BASE64.encode(&self.record.sealed),
+            purpose: purpose.into(),
+            recipient_statement: Some(self.key_statement("clinic-mysos")),
+            consent_statement: Some(self.consent("source-city-a", recipient, purpose)),
+            subject: RESIDENT.into(),
+        }
+    }
+
+    /// The refusal of `request` alone (it must be refused).
+    async fn refusal(&self, request: GrantRequest) -> String {
+        let (uploads, refused) = self
+            .agent
+            .grant_answers(&self.client, &self.outbox, &[request], self.client.now())
+            .await
+            .unwrap();
+        assert!(uploads.is_empty(), "answered: {refused:?}");
+        assert_eq!(refused.len(), 1);
+        refused.concat()
+    }
+}
+
+#[tokio::test]
+async fn a_request_is_answered_only_when_every_check_passes() {
+    let s = scene().await;
+
+    // Every check passes: answered, and the grant opens with the key the clinic stated,
+    // not the one the hub listed.
+    let good = s.request("clinic:mysos", "online-consultation");
+    let (uploads, refused) = s
+        .agent
+        .grant_answers(&s.client, &s.outbox, &[good], s.client.now())
+        .await
+        .unwrap();
+    assert!(refused.is_empty(), "{refused:?}");
+    let copy = SealedRecord::from_bytes(
+        &data_encoding::BASE64
+            .decode(uploads[0].sealed.as_bytes())
+            .unwrap(),
+    )
+    .unwrap();
+    let grant = KeyGrant::from_base64(&uploads[0].grant).unwrap();
+    let dek = open_grant(&s.clinic, &copy.header().record_id, "clinic:mysos", &grant).unwrap();
+    let payload: serde_json::Value = serde_json::from_slice(&open(&dek, &copy).unwrap()).unwrap();
+    assert_eq!(payload["ldl"], 120);
+
+    // A recipient with a consent, a key statement and the policies on its side, which
+    // the city's release list does not name.
+    let mut asmile = s.request("phr:asmile", "phr-display");
+    asmile.recipient_statement = Some(s.key_statement("phr-asmile"));
+    let why = s.refusal(asmile).await;
+    assert!(why.contains("release list"), "{why}");
+
+    // On the release list, under a consent, but for a purpose the policies deny a clinic.
+    let why = s.refusal(s.request("clinic:mysos", "phr-display")).await;
+    assert!(why.contains("policies deny"), "{why}");
+
+    // The recipient's key vouched for by another participant's statement.
+    let mut vouched = s.request("clinic:mysos", "online-consultation");
+    vouched.recipient_statement = Some(s.key_statement("analyst-hachioji"));
+    let why = s.refusal(vouched).await;
+    assert!(why.contains("statement is `analyst:hachioji`'s"), "{why}");
+
+    // A consent signed by a participant that takes no consents for this source's
+    // residents (here the recipient itself).
+    let mut self_granted = s.request("clinic:mysos", "online-consultation");
+    self_granted.consent_statement =
+        Some(s.consent("clinic-mysos", "clinic:mysos", "online-consultation"));
+    let why = s.refusal(self_granted).await;
+    assert!(why.contains("takes no consents"), "{why}");
+    s.outbox.close().await;
+}

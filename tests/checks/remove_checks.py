@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""Removes each authorization check in turn and runs the tests that should catch it.
+
+Every "cannot" of docs/authorization.md needs a test that fails once its check is gone.
+This script takes one check at a time out of the source (an exact text replacement,
+listed below), runs the named test suites, puts the file back and prints whether a test
+failed ("caught") or not ("MISSED"). A missed check is a missing test.
+
+    python3 tests/checks/remove_checks.py            # every check (about 25 min on 2 cores)
+    python3 tests/checks/remove_checks.py read-kind  # some, by name
+    python3 tests/checks/remove_checks.py --check    # only that every check's text is found
+
+Run it from a clean work tree: it rewrites files in place and restores them, but an
+interrupted run can leave one changed (`git checkout` it). PostgreSQL variants are
+skipped unless RENKEI_TEST_PG_URL is set; the SQLite ones suffice to catch a removal.
+"""
+
+import os
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+HUB = "cargo test -q -p renkei-hub"
+AGENT = "cargo test -q -p lgwan-agent -p renkei-client"
+E2E = "cargo build -q --workspace && cargo test -q -p renkei-e2e --test it -- malicious_hub_sqlite attacks::"
+
+
+def off(cond):
+    """A guard `if COND {` that never fires."""
+    return (f"if {cond} {{", f"if false && ({cond}) {{")
+
+
+# (name, file, text, replacement, which occurrence, test command)
+CHECKS = [
+    ("read-suspended", "hub/src/broker/records.rs", *off('first.caller_status != "active"'), 0, HUB),
+    ("read-kind", "hub/src/broker/records.rs", *off("!RECIPIENTS.contains(&who.kind())"), 0, HUB),
+    ("read-data-period", "hub/src/broker/records.rs", "if coverage::in_period(", "if true || coverage::in_period(", 0, HUB),
+    ("read-policy", "hub/src/broker/records.rs", "if let Err(reason) = policy.decide(&me, who, &cover.purpose, &row.category) {", "let _ = policy.decide(&me, who, &cover.purpose, &row.category);\n    if let Err(reason) = Ok::<(), String>(()) {", 0, HUB),
+    ("caller-suspended", "hub/src/broker/mod.rs", *off("p.suspended()"), 0, HUB),
+    ("caller-kind", "hub/src/broker/mod.rs", *off("!kinds.contains(&who.kind())"), 0, HUB),
+    ("upload-own-source", "hub/src/broker/ingest.rs", *off("h.source != me"), 0, HUB),
+    ("upload-category", "hub/src/broker/ingest.rs", *off("!may_publish(who.kind(), &h.category)"), 0, HUB),
+    ("revocation-list-path", "hub/src/api/mod.rs", *off('bounded::participant("path", &format!("{kind}:{id}"))? != who'), 0, HUB),
+    ("keys-path", "hub/src/api/mod.rs", *off('bounded::participant("path", &format!("{kind}:{id}"))? != who'), 1, HUB),
+    ("keys-enrollment-source", "hub/src/api/mod.rs", *off("k.enrollment_key.is_some() && who.kind() != ParticipantKind::Source"), 0, HUB),
+    ("keys-statement", "hub/src/api/mod.rs", "        if st.participant != who.to_string()", "        if false && st.participant != who.to_string()", 0, HUB),
+    ("revocation-list-signer", "hub/src/broker/revocations.rs", *off("&signer != who"), 0, HUB),
+    ("portal-csrf", "hub/src/portal.rs", *off("!csrf_ok(headers, &f.csrf)"), 0, HUB),
+    ("evaluation-recipient", "hub/src/broker/evaluation.rs", "    if let Err(why) = allowed {", "    let _ = allowed;\n    if let Err(why) = Ok::<(), String>(()) {", 0, HUB),
+    ("consent-policy", "hub/src/broker/consents.rs", *off("!decision.allowed"), 0, HUB),
+    ("revoke-visible", "hub/src/broker/consents.rs", *off("!visible"), 0, HUB),
+    ("revoke-source-owner", "hub/src/broker/consents.rs", "subjects::owner(conn, &c.terms.subject).await?.as_deref() == Some(&me)\n        }\n        ParticipantKind::Phr", "subjects::owner(conn, &c.terms.subject).await?.is_some()\n        }\n        ParticipantKind::Phr", 0, HUB),
+    ("revoke-app-linked", "hub/src/broker/consents.rs", "ParticipantKind::Phr => subjects::is_linked(conn, &me, &c.terms.subject).await?,", "ParticipantKind::Phr => true,", 0, HUB),
+    ("claim-owner", "hub/src/broker/subjects.rs", *off("known.iter().any(|(_, owner)| owner != source)"), 0, HUB),
+    ("app-enrolled-resident", "hub/src/broker/subjects.rs", "FROM hub_pseudonyms p JOIN hub_enrollment_links l \\\n         ON l.app = p.recipient AND l.subject_token = p.subject_token \\\n", "FROM hub_pseudonyms p \\\n", 0, HUB),
+    ("resolve-owner", "hub/src/broker/resolve.rs", *off("subjects::owner(conn, &token).await?.as_deref() != Some(who.to_string().as_str())"), 0, HUB),
+    ("link-owner", "hub/src/broker/links.rs", "FROM hub_subjects WHERE subject_token = $1 AND owner <> $2\",\n            vec![canon, who],", "FROM hub_subjects WHERE 1 = 0 AND subject_token = $1 AND owner <> $2\",\n            vec![canon, who],", 0, HUB),
+    ("agent-release-list", "lgwan-agent/src/agent.rs", *off("!self.config.releases(&recipient, &r.purpose)"), 0, AGENT),
+    ("agent-policy", "lgwan-agent/src/agent.rs", "        if !decision.allowed {\n            return Err(Error::Refused(format!(\n                \"the policies deny it", "        if false && !decision.allowed {\n            return Err(Error::Refused(format!(\n                \"the policies deny it", 0, AGENT),
+    ("agent-signer-kind", "lgwan-agent/src/agent.rs", "} else if checked.signer.kind() == ParticipantKind::Phr {", "} else if true {", 0, AGENT),
+    ("agent-stated-key", "lgwan-agent/src/agent.rs", "let key = verified_recipient_key(client, r)?;", "let key = r.recipient_key.clone();", 0, AGENT),
+    ("agent-list-signer", "lgwan-agent/src/agent.rs", *off("&signer != app"), 0, AGENT),
+    ("agent-list-age", "lgwan-agent/src/agent.rs", *off("age > max_age"), 0, AGENT),
+    ("statement-owner", "client/src/transport/mod.rs", *off("&keys.participant != who"), 0, AGENT),
+    ("grant-own-record", "client/src/source.rs", *off("header.record_id != rid || header.source != me"), 0, AGENT),
+    ("consent-recipient", "client/src/consent.rs", *off("t.recipient != request.recipient"), 0, AGENT),
+    ("consent-purpose", "client/src/consent.rs", *off("t.purpose != request.purpose"), 0, AGENT),
+    ("agent-resident", "lgwan-agent/src/agent.rs", *off("!names_the_resident"), 0, E2E),
+    ("agent-counter-revoked", "lgwan-agent/src/agent.rs", *off("outbox.statement_revoked(&checked.id).await?"), 0, E2E),
+    ("agent-app-revoked", "lgwan-agent/src/agent.rs", *off("named_now || outbox.app_revoked(&signer, &checked.id).await?"), 0, E2E),
+]
+
+
+def main():
+    only = set(sys.argv[1:]) - {"--check"}
+    dry = "--check" in sys.argv
+    missed = 0
+    for name, path, text, replacement, nth, command in CHECKS:
+        if only and name not in only:
+            continue
+        file = os.path.join(ROOT, path)
+        with open(file, encoding="utf-8") as f:
+            original = f.read()
+        parts = original.split(text)
+        if len(parts) < nth + 2:
+            print(f"{name}: the check's text is no longer in {path}: update this list")
+            missed += 1
+            continue
+        changed = text.join(parts[: nth + 1]) + replacement + text.join(parts[nth + 1 :])
+        if dry:
+            continue
+        start = time.time()
+        try:
+            with open(file, "w", encoding="utf-8") as f:
+                f.write(changed)
+            run = subprocess.run(command, shell=True, cwd=ROOT, capture_output=True, text=True)
+        finally:
+            with open(file, "w", encoding="utf-8") as f:
+                f.write(original)
+        out = run.stdout + run.stderr
+        failed = [l.split()[1] for l in out.splitlines() if l.startswith("test ") and l.endswith("FAILED")]
+        took = f"{time.time() - start:.0f} s"
+        if "could not compile" in out:
+            print(f"{name}: the change does not compile: update this list ({took})")
+            missed += 1
+        elif failed:
+            print(f"{name}: caught by {', '.join(failed[:3])} ({took})")
+        else:
+            print(f"{name}: MISSED, no test failed ({took})")
+            missed += 1
+        sys.stdout.flush()
+    sys.exit(1 if missed else 0)
+
+
+if __name__ == "__main__":
+    main()

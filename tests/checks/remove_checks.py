@@ -16,15 +16,16 @@ skipped unless RENKEI_TEST_PG_URL is set; the SQLite ones suffice to catch a rem
 """
 
 import os
+import signal
 import subprocess
 import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-HUB = "cargo test -q -p renkei-hub"
-AGENT = "cargo test -q -p lgwan-agent -p renkei-client"
-E2E = "cargo build -q --workspace && cargo test -q -p renkei-e2e --test it -- malicious_hub_sqlite attacks::"
+HUB = "cargo test -p renkei-hub"
+AGENT = "cargo test -p lgwan-agent -p renkei-client"
+E2E = "cargo build -q --workspace && cargo test -p renkei-e2e --test it -- malicious_hub_sqlite attacks::"
 
 
 def off(cond):
@@ -74,6 +75,8 @@ CHECKS = [
 
 
 def main():
+    # An interrupted run still puts the file back (SystemExit runs the `finally`).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(130))
     only = set(sys.argv[1:]) - {"--check"}
     dry = "--check" in sys.argv
     missed = 0
@@ -101,6 +104,8 @@ def main():
                 f.write(original)
         out = run.stdout + run.stderr
         failed = [l.split()[1] for l in out.splitlines() if l.startswith("test ") and l.endswith("FAILED")]
+        if not failed and "test result: FAILED" in out:
+            failed = ["(see the test output)"]
         took = f"{time.time() - start:.0f} s"
         if "could not compile" in out:
             print(f"{name}: the change does not compile: update this list ({took})")

@@ -74,6 +74,25 @@ CHECKS = [
 ]
 
 
+# A removal can make a test wait forever (a lock, a retry loop): that counts as noticed.
+LIMIT = 600
+
+
+def run_limited(command):
+    """Runs `command`, or kills it and everything it started after LIMIT seconds (None)."""
+    child = subprocess.Popen(
+        command, shell=True, cwd=ROOT, text=True, start_new_session=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    try:
+        out, err = child.communicate(timeout=LIMIT)
+    except subprocess.TimeoutExpired:
+        os.killpg(child.pid, signal.SIGKILL)
+        child.communicate()
+        return None
+    return subprocess.CompletedProcess(command, child.returncode, out, err)
+
+
 def main():
     # An interrupted run still puts the file back (SystemExit runs the `finally`).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(130))
@@ -98,10 +117,13 @@ def main():
         try:
             with open(file, "w", encoding="utf-8") as f:
                 f.write(changed)
-            run = subprocess.run(command, shell=True, cwd=ROOT, capture_output=True, text=True)
+            run = run_limited(command)
         finally:
             with open(file, "w", encoding="utf-8") as f:
                 f.write(original)
+        if run is None:
+            print(f"{name}: caught, a test hung for {LIMIT} s without it")
+            continue
         out = run.stdout + run.stderr
         failed = [l.split()[1] for l in out.splitlines() if l.startswith("test ") and l.endswith("FAILED")]
         if not failed and "test result: FAILED" in out:

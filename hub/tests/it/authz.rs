@@ -742,10 +742,16 @@ both!(
 /// City A's counter consent to `municipality`'s child-health follow-up for [`SUBJECT`], for
 /// 30 days; the pseudonym the hub gives that municipality for the resident.
 async fn follow_up_by(h: &TestHub, municipality: &str) -> String {
-    let mut body = grant_body(SUBJECT, municipality, "child-health-followup", "counter");
+    follow_up_at(h, "source:city-a", SUBJECT, municipality).await
+}
+
+/// `source`'s counter consent to `municipality`'s child-health follow-up for `subject`,
+/// for 30 days; the pseudonym the hub gives that municipality for the resident.
+async fn follow_up_at(h: &TestHub, source: &str, subject: &str, municipality: &str) -> String {
+    let mut body = grant_body(subject, municipality, "child-health-followup", "counter");
     body["valid_until"] = json!((crate::harness::t0() + chrono::Duration::days(30)).to_rfc3339());
     let (st, v) = h
-        .call(Some("source:city-a"), "POST", "/v1/consents", Some(body))
+        .call(Some(source), "POST", "/v1/consents", Some(body))
         .await;
     assert_eq!(st, StatusCode::OK, "{v}");
     sqlx::query("SELECT pseudonym FROM hub_pseudonyms WHERE recipient = $1")
@@ -879,26 +885,8 @@ both!(
         );
         let (st, v) = h.upload_as("source:city-b", &r, OTHER_SUBJECT).await;
         assert_eq!(st, StatusCode::OK, "{v}");
-        let mut body = grant_body(
-            OTHER_SUBJECT,
-            "municipality:city-a",
-            "child-health-followup",
-            "counter",
-        );
-        body["valid_until"] =
-            json!((crate::harness::t0() + chrono::Duration::days(30)).to_rfc3339());
-        let (st, v) = h
-            .call(Some("source:city-b"), "POST", "/v1/consents", Some(body))
-            .await;
-        assert_eq!(st, StatusCode::OK, "{v}");
-        let pseudonym: String =
-            sqlx::query("SELECT pseudonym FROM hub_pseudonyms WHERE recipient = $1")
-                .bind("municipality:city-a")
-                .fetch_one(h.hub.db.pool())
-                .await
-                .unwrap()
-                .try_get("pseudonym")
-                .unwrap();
+        let pseudonym =
+            follow_up_at(&h, "source:city-b", OTHER_SUBJECT, "municipality:city-a").await;
         let body = json!({"recipient": "municipality:city-a", "pseudonym": pseudonym});
         let (st, v) = h
             .call(

@@ -17,6 +17,8 @@ use crate::error::{Error, Result};
 
 mod readers;
 
+pub use readers::{Columns, Param, required};
+
 /// The hub's connection pool and what kind of database is behind it.
 #[derive(Debug, Clone)]
 pub struct Db {
@@ -114,14 +116,31 @@ impl Db {
         Ok(db)
     }
 
-    /// Runs one read statement synchronously on this thread, outside any transaction,
-    /// on a SQLite file. `None` on PostgreSQL, an in-memory SQLite or when every reader
-    /// is in use: the caller then runs it on the pool.
-    pub fn try_read<T>(
+    /// Runs one read statement outside any transaction and parses its rows: on a SQLite
+    /// file synchronously on this thread ([`readers`]), on the pool when every reader is
+    /// in use, on an in-memory SQLite and on PostgreSQL.
+    pub async fn read_rows<T>(
         &self,
-        read: impl FnOnce(&rusqlite::Connection) -> Result<T>,
-    ) -> Option<Result<T>> {
-        self.readers.as_deref()?.try_read(read)
+        sql: &str,
+        params: &[Param<'_>],
+        parse: impl Fn(&dyn Columns) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        if let Some(rows) = self
+            .readers
+            .as_deref()
+            .and_then(|r| r.try_read(|conn| readers::rows_on(conn, sql, params, &parse)))
+        {
+            return rows;
+        }
+        let mut query = sqlx::query(sql);
+        for param in params {
+            query = match *param {
+                Param::Text(v) => query.bind(v),
+                Param::Int(v) => query.bind(v),
+            };
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter().map(|r| parse(r)).collect()
     }
 
     async fn migrate(&self) -> Result<()> {

@@ -8,12 +8,10 @@ use chrono::NaiveDate;
 use renkei_crypto::participant::ParticipantId;
 use renkei_crypto::token::{SubjectToken, recipient_pseudonym};
 
-use sqlx::Row;
-
 use super::coverage::{self, Cover};
 use super::{Hub, RECIPIENTS, grants};
 use crate::audit::{self, Entry};
-use crate::db;
+use crate::db::{self, Columns, Param, required};
 use crate::error::{Error, Result};
 pub use renkei_protocol::{FeedItem, FeedPage};
 
@@ -110,7 +108,7 @@ pub async fn read(hub: &Hub, who: &ParticipantId, record_id: &str) -> Result<Fee
 /// `$2` that cover each record for the caller; one row per (grant, cover), cover columns
 /// NULL where none covers, grant columns NULL where the caller has no matching grant.
 ///
-/// On a SQLite file it runs on this thread ([`db::Db::try_read`]), else on the pool.
+/// On a SQLite file it runs on this thread ([`db::Db::read_rows`]), else on the pool.
 async fn grants_with_covers(
     hub: &Hub,
     grant_filter: &str,
@@ -130,43 +128,7 @@ async fn grants_with_covers(
          LEFT JOIN consents k ON k.id = c.consent_id \
          WHERE p.participant = $1 ORDER BY g.seq, c.consent_id"
     );
-    if let Some(rows) = hub.db.try_read(|conn| {
-        let mut stmt = conn.prepare_cached(&sql)?;
-        for (n, param) in (1..).zip(params) {
-            // Named `$n` parameters are numbered by first appearance, not by `n`.
-            let Some(at) = stmt.parameter_index(&format!("${n}"))? else {
-                continue;
-            };
-            match *param {
-                Param::Text(v) => stmt.raw_bind_parameter(at, v)?,
-                Param::Int(v) => stmt.raw_bind_parameter(at, v)?,
-            }
-        }
-        let mut rows = stmt.raw_query();
-        let mut out = Vec::new();
-        while let Some(r) = rows.next()? {
-            out.push(Joined::from_columns(r)?);
-        }
-        Ok(out)
-    }) {
-        return rows;
-    }
-    let mut query = sqlx::query(&sql);
-    for param in params {
-        query = match *param {
-            Param::Text(v) => query.bind(v),
-            Param::Int(v) => query.bind(v),
-        };
-    }
-    let rows = query.fetch_all(hub.db.pool()).await?;
-    rows.iter().map(Joined::from_columns).collect()
-}
-
-/// A parameter of [`grants_with_covers`].
-#[derive(Debug, Clone, Copy)]
-enum Param<'a> {
-    Text(&'a str),
-    Int(i64),
+    hub.db.read_rows(&sql, params, Joined::from_columns).await
 }
 
 /// One row of [`grants_with_covers`], from either driver.
@@ -185,43 +147,8 @@ struct JoinedCover {
     data_until_day: Option<i64>,
 }
 
-/// The typed columns [`Joined`] reads, by name, from a row of either driver.
-trait Columns {
-    fn text(&self, name: &str) -> Result<Option<String>>;
-    fn int(&self, name: &str) -> Result<Option<i64>>;
-    fn bytes(&self, name: &str) -> Result<Option<Vec<u8>>>;
-
-    fn required<T>(&self, name: &str, v: Option<T>) -> Result<T> {
-        v.ok_or_else(|| Error::internal(format!("stored `{name}` is NULL")))
-    }
-}
-
-impl Columns for sqlx::any::AnyRow {
-    fn text(&self, name: &str) -> Result<Option<String>> {
-        Ok(self.try_get(name)?)
-    }
-    fn int(&self, name: &str) -> Result<Option<i64>> {
-        Ok(self.try_get(name)?)
-    }
-    fn bytes(&self, name: &str) -> Result<Option<Vec<u8>>> {
-        Ok(self.try_get(name)?)
-    }
-}
-
-impl Columns for rusqlite::Row<'_> {
-    fn text(&self, name: &str) -> Result<Option<String>> {
-        Ok(self.get(name)?)
-    }
-    fn int(&self, name: &str) -> Result<Option<i64>> {
-        Ok(self.get(name)?)
-    }
-    fn bytes(&self, name: &str) -> Result<Option<Vec<u8>>> {
-        Ok(self.get(name)?)
-    }
-}
-
 impl Joined {
-    fn from_columns(r: &impl Columns) -> Result<Self> {
+    fn from_columns(r: &dyn Columns) -> Result<Self> {
         let caller_status = r.text("caller_status")?.unwrap_or_default();
         let grant = match r.int("seq")? {
             Some(seq) => Some(GrantRow::from_columns(seq, r)?),
@@ -314,16 +241,16 @@ impl GrantRow {
         entry.about(&self.subject, &self.consent_id, &self.category)
     }
 
-    fn from_columns(seq: i64, r: &impl Columns) -> Result<Self> {
-        let text = |name: &str| r.required(name, r.text(name)?);
+    fn from_columns(seq: i64, r: &dyn Columns) -> Result<Self> {
+        let text = |name: &str| required(name, r.text(name)?);
         let date = text("effective_date")?;
         Ok(GrantRow {
             seq,
             record_id: text("record_id")?,
             alias: text("alias")?,
             consent_id: text("consent_id")?,
-            grant: r.required("grant_bytes", r.bytes("grant_bytes")?)?,
-            sealed: r.required("sealed", r.bytes("sealed")?)?,
+            grant: required("grant_bytes", r.bytes("grant_bytes")?)?,
+            sealed: required("sealed", r.bytes("sealed")?)?,
             subject: text("subject_token")?,
             category: text("category")?,
             effective_date: date

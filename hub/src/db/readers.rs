@@ -11,8 +11,84 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
+use sqlx::Row;
 
 use crate::error::{Error, Result};
+
+/// A parameter of [`super::Db::read_rows`], bound as `$1`, `$2`, … in order.
+#[derive(Debug, Clone, Copy)]
+pub enum Param<'a> {
+    /// A text value.
+    Text(&'a str),
+    /// An integer value.
+    Int(i64),
+}
+
+/// Typed columns, by name, of a row from either driver: what a row parser of
+/// [`super::Db::read_rows`] reads.
+pub trait Columns {
+    /// A text column (`None` for NULL).
+    fn text(&self, name: &str) -> Result<Option<String>>;
+    /// An integer column.
+    fn int(&self, name: &str) -> Result<Option<i64>>;
+    /// A blob column.
+    fn bytes(&self, name: &str) -> Result<Option<Vec<u8>>>;
+}
+
+/// `v`, or an error naming the column `name` that was NULL.
+pub fn required<T>(name: &str, v: Option<T>) -> Result<T> {
+    v.ok_or_else(|| Error::internal(format!("stored `{name}` is NULL")))
+}
+
+impl Columns for sqlx::any::AnyRow {
+    fn text(&self, name: &str) -> Result<Option<String>> {
+        Ok(self.try_get(name)?)
+    }
+    fn int(&self, name: &str) -> Result<Option<i64>> {
+        Ok(self.try_get(name)?)
+    }
+    fn bytes(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.try_get(name)?)
+    }
+}
+
+impl Columns for rusqlite::Row<'_> {
+    fn text(&self, name: &str) -> Result<Option<String>> {
+        Ok(self.get(name)?)
+    }
+    fn int(&self, name: &str) -> Result<Option<i64>> {
+        Ok(self.get(name)?)
+    }
+    fn bytes(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.get(name)?)
+    }
+}
+
+/// Runs `sql` with `params` on `conn` (its statement cached), parsing each row.
+pub(crate) fn rows_on<T>(
+    conn: &Connection,
+    sql: &str,
+    params: &[Param<'_>],
+    parse: impl Fn(&dyn Columns) -> Result<T>,
+) -> Result<Vec<T>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    for (n, param) in (1..).zip(params) {
+        // Named `$n` parameters are numbered by first appearance, not by `n`.
+        let Some(at) = stmt.parameter_index(&format!("${n}"))? else {
+            continue;
+        };
+        match *param {
+            Param::Text(v) => stmt.raw_bind_parameter(at, v)?,
+            Param::Int(v) => stmt.raw_bind_parameter(at, v)?,
+        }
+    }
+    let mut rows = stmt.raw_query();
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        out.push(parse(r)?);
+    }
+    Ok(out)
+}
 
 /// A few read-only connections, each used by one thread at a time.
 #[derive(Debug)]

@@ -30,6 +30,15 @@ async fn grant(h: &TestHub, pseudonym: &str, period: Value, until: Value) -> Str
 /// Registers everyone, uploads one May lipids record, and lets `asmile` read it under an
 /// open-ended consent with its key grant answered; returns the record's id.
 async fn lipids_readable_by_asmile(h: &TestHub) -> String {
+    let (rid, pseudonym) = lipids_of_asmiles_user(h).await;
+    grant(h, &pseudonym, json!({}), Value::Null).await;
+    assert_eq!(h.answer_grants().await, 1);
+    rid
+}
+
+/// Registers everyone, uploads one May lipids record and enrolls its resident with
+/// `asmile`; returns the record's id and the resident's pseudonym at `asmile`.
+async fn lipids_of_asmiles_user(h: &TestHub) -> (String, String) {
     h.register_all().await;
     let rec = h.sealed(
         "doc-1",
@@ -41,9 +50,7 @@ async fn lipids_readable_by_asmile(h: &TestHub) -> String {
     assert_eq!(h.upload(&[&rec]).await.0, StatusCode::OK);
     let rid = rec.0.header().record_id.as_str().to_owned();
     let pseudonym = h.enroll("phr:asmile", SUBJECT).await;
-    grant(h, &pseudonym, json!({}), Value::Null).await;
-    assert_eq!(h.answer_grants().await, 1);
-    rid
+    (rid, pseudonym)
 }
 
 async fn read(h: &TestHub, who: &str, rid: &str) -> (StatusCode, Value) {
@@ -72,17 +79,7 @@ async fn audited_reads(h: &TestHub, rid: &str) -> Vec<(String, String)> {
 both!(
     a_read_needs_a_consent_whose_data_period_covers_the_record,
     |h: TestHub| async move {
-        h.register_all().await;
-        let rec = h.sealed(
-            "doc-1",
-            SUBJECT,
-            "checkup.lipids",
-            d(2026, 5, 1),
-            b"{\"ldl\":120}",
-        );
-        assert_eq!(h.upload(&[&rec]).await.0, StatusCode::OK);
-        let rid = rec.0.header().record_id.as_str().to_owned();
-        let pseudonym = h.enroll("phr:asmile", SUBJECT).await;
+        let (rid, pseudonym) = lipids_of_asmiles_user(&h).await;
         let all_time = grant(
             &h,
             &pseudonym,

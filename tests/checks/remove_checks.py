@@ -71,6 +71,7 @@ CHECKS = [
     ("agent-resident", "lgwan-agent/src/agent.rs", *off("!names_the_resident"), 0, E2E),
     ("agent-counter-revoked", "lgwan-agent/src/agent.rs", *off("outbox.statement_revoked(&checked.id).await?"), 0, E2E),
     ("agent-app-revoked", "lgwan-agent/src/agent.rs", *off("named_now || outbox.app_revoked(&signer, &checked.id).await?"), 0, E2E),
+    ("agent-app-revoked-memory", "lgwan-agent/src/agent.rs", "if named_now || outbox.app_revoked(&signer, &checked.id).await? {", "if named_now {", 0, AGENT),
 ]
 
 

@@ -5,7 +5,7 @@
 use chrono::{Duration, Timelike};
 use renkei_client::api::GrantRequest;
 use renkei_client::{ClientConfig, HubClient};
-use renkei_crypto::consent_statement::{ConsentStatement, ConsentTerms};
+use renkei_crypto::consent_statement::{ConsentStatement, ConsentTerms, RevocationList};
 use renkei_crypto::envelope::{SealedRecord, open};
 use renkei_crypto::grant::{KeyGrant, RecipientSecretKey, open_grant};
 use renkei_crypto::keys::KeyVersion;
@@ -184,5 +184,60 @@ async fn a_request_is_answered_only_when_every_check_passes() {
         Some(s.consent("clinic-mysos", "clinic:mysos", "online-consultation"));
     let why = s.refusal(self_granted).await;
     assert!(why.contains("takes no consents"), "{why}");
+    s.outbox.close().await;
+}
+
+/// An app's consent that the app once revoked stays refused when a later list of that
+/// app (fresh, signed, newer) no longer names it: the agent keeps every revoked id it
+/// saw, so neither the app nor a hub choosing which list to show can bring it back.
+#[tokio::test]
+async fn an_apps_revocation_is_remembered_when_its_next_list_drops_it() {
+    let s = scene().await;
+    let user = &renkei_crypto::consent_statement::user_resident("phr:asmile", "user-1");
+    s.outbox
+        .link_app_user_for_test("phr:asmile", user, RESIDENT)
+        .await;
+    let mut request = s.request("clinic:mysos", "online-consultation");
+    let mut consent = s.consent("phr-asmile", "clinic:mysos", "online-consultation");
+    consent.terms.resident = user.into();
+    let consent = ConsentStatement::sign(
+        &s.pki.pem("phr-asmile"),
+        &s.pki.key("phr-asmile"),
+        consent.terms,
+        consent.issued_at,
+    )
+    .unwrap();
+    let id = consent.id();
+    request.consent_statement = Some(consent);
+    let header = SealedRecord::from_bytes(&s.record.sealed)
+        .unwrap()
+        .header()
+        .clone();
+    let now = s.client.now();
+    // This round's list, checked and fresh, names nothing.
+    let empty = RevocationList::sign(
+        &s.pki.pem("phr-asmile"),
+        &s.pki.key("phr-asmile"),
+        Vec::new(),
+        now,
+    )
+    .unwrap();
+    let covers = async || {
+        let mut lists = super::Lists::new();
+        lists.insert("phr:asmile".into(), Ok(empty.clone()));
+        s.agent
+            .consent_covers(&s.client, &s.outbox, &request, &header, &mut lists, now)
+            .await
+    };
+    covers().await.unwrap();
+
+    // An earlier list named the consent.
+    let earlier = (now - Duration::hours(1)).to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    s.outbox
+        .note_revocation_list("phr:asmile", &earlier, std::slice::from_ref(&id))
+        .await
+        .unwrap();
+    let why = covers().await.unwrap_err().to_string();
+    assert!(why.contains("revoked by `phr:asmile`"), "{why}");
     s.outbox.close().await;
 }

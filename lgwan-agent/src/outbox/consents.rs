@@ -107,6 +107,16 @@ impl Outbox {
         Ok(row.is_some())
     }
 
+    /// Links `app`'s user `resident` to `subject` as an answered enrollment does, for
+    /// tests that start past the enrollment.
+    #[cfg(test)]
+    pub(crate) async fn link_app_user_for_test(&self, app: &str, resident: &str, subject: &str) {
+        let mut conn = self.pool.acquire().await.unwrap();
+        link_app_user(&mut conn, app, resident, subject, 0)
+            .await
+            .unwrap();
+    }
+
     /// The residents that `app`'s user `resident` (digest) was linked to by enrollments
     /// this agent answered.
     pub async fn app_user_subjects(&self, app: &str, resident: &str) -> Result<Vec<String>> {

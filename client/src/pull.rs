@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
 use renkei_crypto::envelope::{EnvelopeHeader, SealedRecord, open};
-use renkei_crypto::grant::{KeyGrant, RecipientSecretKey, open_grant};
+use renkei_crypto::grant::{GrantOpener, KeyGrant, RecipientSecretKey};
 use renkei_crypto::participant::ParticipantId;
 use renkei_crypto::token::{RecipientPseudonym, RecordId};
 use zeroize::Zeroizing;
@@ -32,15 +32,11 @@ pub struct OpenedRecord {
     pub payload: Zeroizing<Vec<u8>>,
 }
 
-/// Opens a feed item for recipient `me`: the key grant (HPKE info binds the record id
-/// and `me`), then the envelope (AES-GCM checks the header as AAD); the header must name
-/// the same record id, category and effective date as the feed item, and the payload
-/// must be JSON.
-pub fn open_item(
-    item: &FeedItem,
-    me: &ParticipantId,
-    key: &RecipientSecretKey,
-) -> Result<OpenedRecord> {
+/// Opens a feed item with the recipient's `grants` opener: the key grant (bound to the
+/// record id and the recipient's id), then the envelope (AES-GCM checks the header as
+/// AAD); the header must name the same record id, category and effective date as the
+/// feed item, and the payload must be JSON.
+pub fn open_item(item: &FeedItem, grants: &GrantOpener<'_>) -> Result<OpenedRecord> {
     let what = |part: &str| {
         format!(
             "record `{}`: {part}",
@@ -55,7 +51,8 @@ pub fn open_item(
         .map_err(|e| Error::invalid(what("sealed"), format!("not base64: {e}")))?;
     let sealed = SealedRecord::from_bytes(&sealed).map_err(Error::crypto(what("sealed")))?;
     let grant = KeyGrant::from_base64(&item.grant).map_err(Error::crypto(what("key grant")))?;
-    let dek = open_grant(key, &record_id, &me.to_string(), &grant)
+    let dek = grants
+        .open(&record_id, &grant)
         .map_err(Error::crypto(what("key grant")))?;
     let mut payload = Zeroizing::new(open(&dek, &sealed).map_err(Error::crypto(what("envelope")))?);
     // A source pads each recipient's copy with trailing spaces to a size bucket
@@ -180,13 +177,14 @@ pub async fn pull<W: Write>(
         cursor: state.cursor()?,
         ..PullReport::default()
     };
+    let grants = GrantOpener::new(key, &me.to_string());
     while max_pages.is_none_or(|max| report.pages < max) {
         let page = client.feed(report.cursor, page_size).await?;
         report.pages += 1;
         let mut written = Vec::new();
         let mut rejected = Vec::new();
         for item in &page.items {
-            match open_item(item, me, key) {
+            match open_item(item, &grants) {
                 Ok(record) => {
                     written.extend(sink.write(&record)?);
                     report.written += 1;
@@ -229,10 +227,6 @@ pub(crate) mod tests {
     use renkei_crypto::token::{record_id, subject_binding};
 
     pub(crate) const PAYLOAD: &str = r#"{"resourceType":"Bundle","type":"collection","entry":[]}"#;
-
-    pub(crate) fn me() -> ParticipantId {
-        "phr:asmile".parse().unwrap()
-    }
 
     /// A feed item sealed by a source and granted to `recipient`.
     pub(crate) fn item(
@@ -278,7 +272,7 @@ pub(crate) mod tests {
     fn seal_grant_open_round_trip() {
         let (rk, sk) = keys();
         let it = item(&rk, &sk, "phr:asmile", "doc-1", "c1");
-        let opened = open_item(&it, &me(), &sk).unwrap();
+        let opened = open_item(&it, &GrantOpener::new(&sk, "phr:asmile")).unwrap();
         assert_eq!(opened.payload.as_slice(), PAYLOAD.as_bytes());
         assert_eq!(opened.header.record_id.as_str(), it.record_id);
         assert_eq!(opened.consent_id, "c1");
@@ -288,11 +282,11 @@ pub(crate) mod tests {
     fn a_grant_for_someone_else_does_not_open() {
         let (rk, sk) = keys();
         let it = item(&rk, &sk, "phr:other", "doc-1", "c1");
-        let e = open_item(&it, &me(), &sk).unwrap_err();
+        let e = open_item(&it, &GrantOpener::new(&sk, "phr:asmile")).unwrap_err();
         assert!(e.to_string().contains("key grant"), "{e}");
         let it = item(&rk, &sk, "phr:asmile", "doc-1", "c1");
         let stranger = RecipientSecretKey::generate(KeyVersion::V1);
-        assert!(open_item(&it, &me(), &stranger).is_err());
+        assert!(open_item(&it, &GrantOpener::new(&stranger, "phr:asmile")).is_err());
     }
 
     #[test]
@@ -301,12 +295,12 @@ pub(crate) mod tests {
         let good = item(&rk, &sk, "phr:asmile", "doc-1", "c1");
         let mut it = good.clone();
         it.category = "checkup.glucose".into();
-        let e = open_item(&it, &me(), &sk).unwrap_err();
+        let e = open_item(&it, &GrantOpener::new(&sk, "phr:asmile")).unwrap_err();
         assert!(e.to_string().contains("category"), "{e}");
         let mut it = good.clone();
         it.effective_date = "2024-06-02".into();
         assert!(
-            open_item(&it, &me(), &sk)
+            open_item(&it, &GrantOpener::new(&sk, "phr:asmile"))
                 .unwrap_err()
                 .to_string()
                 .contains("effective date")
@@ -316,23 +310,23 @@ pub(crate) mod tests {
         let other = item(&rk, &sk, "phr:asmile", "doc-2", "c1");
         let mut it = good.clone();
         it.sealed = other.sealed.clone();
-        let e = open_item(&it, &me(), &sk).unwrap_err();
+        let e = open_item(&it, &GrantOpener::new(&sk, "phr:asmile")).unwrap_err();
         assert!(e.to_string().contains("envelope"), "{e}");
         // And that record's grant moved onto this item does not open for this id.
         let mut it = good.clone();
         it.grant = other.grant.clone();
-        let e = open_item(&it, &me(), &sk).unwrap_err();
+        let e = open_item(&it, &GrantOpener::new(&sk, "phr:asmile")).unwrap_err();
         assert!(e.to_string().contains("key grant"), "{e}");
         let mut it = good;
         it.pseudonym = "../../etc".into();
-        assert!(open_item(&it, &me(), &sk).is_err());
+        assert!(open_item(&it, &GrantOpener::new(&sk, "phr:asmile")).is_err());
     }
 
     #[test]
     fn sinks_write_files_or_lines() {
         let (rk, sk) = keys();
         let it = item(&rk, &sk, "phr:asmile", "doc-1", "c1");
-        let opened = open_item(&it, &me(), &sk).unwrap();
+        let opened = open_item(&it, &GrantOpener::new(&sk, "phr:asmile")).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let mut sink: Sink<'_, Vec<u8>> = Sink::Dir(dir.path());
         let w = sink.write(&opened).unwrap().unwrap();

@@ -2,9 +2,11 @@
 //! seal them with the app's record key and upload (`publish`), and answer the key-grant
 //! requests the hub queues for them (`serve-grants`), as the LGWAN agent does for its own.
 
+use std::collections::HashMap;
+
 use chrono::NaiveDate;
 use renkei_crypto::envelope::{EnvelopeHeader, SealedRecord, derive_dek, seal};
-use renkei_crypto::grant::{RecipientPublicKey, seal_grant};
+use renkei_crypto::grant::{GrantSealer, RecipientPublicKey};
 use renkei_crypto::keys::{KeyVersion, RecordKey};
 use renkei_crypto::participant::{ParticipantId, ParticipantKind};
 use renkei_crypto::token::{RecipientPseudonym, RecordId, record_id, subject_binding};
@@ -121,16 +123,37 @@ pub struct ServeReport {
     pub refused: Vec<String>,
 }
 
+/// The grant sealers of one round of answers, one per recipient and key: a round costs
+/// one X25519 per recipient, whatever the number of records (docs/envelope.md, v2).
+#[derive(Debug, Default)]
+pub struct Sealers(HashMap<(String, RecipientPublicKey), GrantSealer>);
+
+impl Sealers {
+    /// The sealer to `recipient` under `key`, made on first use.
+    fn for_recipient(&mut self, recipient: &str, key: RecipientPublicKey) -> Result<&GrantSealer> {
+        let sealer = match self.0.entry((recipient.to_owned(), key)) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(
+                GrantSealer::new(&key, recipient)
+                    .map_err(Error::crypto(format!("key of `{recipient}`")))?,
+            ),
+        };
+        Ok(sealer)
+    }
+}
+
 /// Answers one key-grant request: checks that the record the hub sent is this source's
 /// own (`me`, the requested id, and it opens with our key of its version, which `key_of`
 /// gives), seals the recipient's own copy ([`crate::copy::copy_for`]) and seals that
 /// copy's DEK to `recipient_key` (base64), which the caller took from the recipient's
-/// verified key statement ([`HubClient::verify_statement`]), never from the hub's word.
+/// verified key statement ([`HubClient::verify_statement`]), never from the hub's word,
+/// in that recipient's batch of this round (`sealers`).
 pub fn grant_for<'k>(
     key_of: impl Fn(KeyVersion) -> Option<&'k RecordKey>,
     me: &str,
     request: &GrantRequest,
     recipient_key: &str,
+    sealers: &mut Sealers,
 ) -> Result<GrantUpload> {
     let what = format!(
         "request for `{}` → `{}`",
@@ -165,7 +188,9 @@ pub fn grant_for<'k>(
     })?;
     let copy = crate::copy::copy_for(key, &sealed, &request.recipient)?;
     let alias = &copy.header().record_id;
-    let grant = seal_grant(&pk, alias, &request.recipient, &derive_dek(key, alias))
+    let grant = sealers
+        .for_recipient(&request.recipient, pk)?
+        .seal(alias, &derive_dek(key, alias))
         .map_err(Error::crypto(what))?;
     Ok(GrantUpload {
         record_id: rid.to_string(),
@@ -292,6 +317,7 @@ pub async fn serve_grants_once(
     let mut uploads = Vec::with_capacity(requests.len());
     let me_id = client.participant()?.clone();
     let me = me_id.to_string();
+    let mut sealers = Sealers::default();
     for r in &requests {
         let key_of = |v: KeyVersion| (v == key.version()).then_some(key);
         let answer = consent_covers(key_of, &me_id, users, r, client.pinned_ca(), client.now())
@@ -302,6 +328,7 @@ pub async fn serve_grants_once(
                     &me,
                     r,
                     &recipient_key,
+                    &mut sealers,
                 )
             });
         match answer {
@@ -378,7 +405,6 @@ mod tests {
         );
 
         let clinic_key = RecipientSecretKey::generate(KeyVersion::V1);
-        let clinic: ParticipantId = "clinic:mysos".parse().unwrap();
         let rid = sealed.header().record_id.to_string();
         let request = GrantRequest {
             record_id: rid.clone(),
@@ -391,7 +417,14 @@ mod tests {
             subject: "rp1_bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb".into(),
         };
         let ck = clinic_key.public_key().to_base64();
-        let g = grant_for(|_| Some(&key), "phr:asmile", &request, &ck).unwrap();
+        let g = grant_for(
+            |_| Some(&key),
+            "phr:asmile",
+            &request,
+            &ck,
+            &mut Sealers::default(),
+        )
+        .unwrap();
         assert_eq!(g.record_id, rid, "the answer names the requested record");
         let copy =
             SealedRecord::from_bytes(&data_encoding::BASE64.decode(g.sealed.as_bytes()).unwrap())
@@ -411,20 +444,48 @@ mod tests {
             sealed: g.sealed.clone(),
             grant: g.grant,
         };
-        let opened = crate::pull::open_item(&item, &clinic, &clinic_key).unwrap();
+        let opener = renkei_crypto::grant::GrantOpener::new(&clinic_key, "clinic:mysos");
+        let opened = crate::pull::open_item(&item, &opener).unwrap();
         let value: serde_json::Value = serde_json::from_slice(&opened.payload).unwrap();
         assert_eq!(
             value,
             serde_json::from_slice::<serde_json::Value>(&rec.payload).unwrap()
         );
         // The hub cannot have a source seal a record that is not its own.
-        assert!(grant_for(|_| Some(&key), "phr:other", &request, &ck).is_err());
+        assert!(
+            grant_for(
+                |_| Some(&key),
+                "phr:other",
+                &request,
+                &ck,
+                &mut Sealers::default()
+            )
+            .is_err()
+        );
         let other = RecordKey::from_bytes([8; 32], KeyVersion::V1);
-        assert!(grant_for(|_| Some(&other), "phr:asmile", &request, &ck).is_err());
+        assert!(
+            grant_for(
+                |_| Some(&other),
+                "phr:asmile",
+                &request,
+                &ck,
+                &mut Sealers::default()
+            )
+            .is_err()
+        );
         let bad = GrantRequest {
             record_id: "rec1_bad".into(),
             ..request
         };
-        assert!(grant_for(|_| Some(&key), "phr:asmile", &bad, &ck).is_err());
+        assert!(
+            grant_for(
+                |_| Some(&key),
+                "phr:asmile",
+                &bad,
+                &ck,
+                &mut Sealers::default()
+            )
+            .is_err()
+        );
     }
 }

@@ -279,7 +279,7 @@ pub fn open(dek: &Dek, sealed: &SealedRecord) -> Result<Vec<u8>> {
 ///
 /// `ring` is used here only for speed (see `docs/benchmarks.md`); it does not
 /// zeroize its expanded key schedule, which lives only for one call.
-mod aead {
+pub(crate) mod aead {
     use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 
     use super::{NONCE_LEN, TAG_LEN};
@@ -292,7 +292,7 @@ mod aead {
     }
 
     /// Encrypts `buffer` in place and appends the tag.
-    pub(super) fn seal_in_place(
+    pub(crate) fn seal_in_place(
         key_bytes: &[u8; 32],
         nonce: &[u8; NONCE_LEN],
         aad: &[u8],
@@ -310,7 +310,7 @@ mod aead {
     }
 
     /// Checks the tag at the end of `buffer`, decrypts in place and drops the tag.
-    pub(super) fn open_in_place(
+    pub(crate) fn open_in_place(
         key_bytes: &[u8; 32],
         nonce: &[u8; NONCE_LEN],
         aad: &[u8],

@@ -2,33 +2,37 @@
 //!
 //! Suite: base mode, DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-256-GCM.
 //!
-//! A key grant seals a record's 32-byte DEK to one recipient's X25519 key with
+//! A key grant carries a record's 32-byte DEK to one recipient, bound to the record id
+//! and the recipient id (docs/envelope.md). Two formats open:
 //!
-//! ```text
-//! info = len ‖ "renkei key-grant v1" ‖ len ‖ record_id ‖ len ‖ recipient_id
-//! ```
-//!
-//! (each `len` a u16 big-endian byte count) and an empty AAD, so a grant opens
-//! only for that record and that recipient. A [`KeyGrant`] is `enc` (32 bytes)
-//! followed by the sealed DEK and its tag (48 bytes): 80 bytes, or base64.
+//! - **v2** (what sources seal, 92 bytes): `enc ‖ nonce ‖ AES-256-GCM(batch key, DEK) ‖ tag`.
+//!   A [`GrantSealer`] sets up one HPKE context to a recipient and takes its batch key
+//!   from the context's exporter; every grant of the batch shares that `enc`. So one
+//!   X25519 serves a whole batch, for the source and, through [`GrantOpener`]'s cache,
+//!   for the recipient.
+//! - **v1** (80 bytes, grants sealed before batches): `enc ‖ HPKE-sealed DEK ‖ tag`, one
+//!   HPKE seal a record; still opened, no longer sealed.
 //!
 //! [`hpke_seal`]/[`hpke_open`] are the general single-shot functions, used for
 //! enrollment requests sealed to a source's enrollment key (the same X25519
 //! key types).
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Mutex;
 
 use data_encoding::BASE64;
 use hpke::aead::{AeadTag, AesGcm256};
 use hpke::kdf::HkdfSha256;
 use hpke::kem::X25519HkdfSha256;
 use hpke::{Deserializable, OpModeR, OpModeS, Serializable};
+use rand::RngCore;
 use rand::rngs::OsRng;
 use zeroize::Zeroizing;
 
-use crate::envelope::Dek;
+use crate::envelope::{Dek, NONCE_LEN, aead};
 use crate::error::{Error, Result};
 use crate::keys::{KeyVersion, Secret32, load_key_file, save_key_file};
 use crate::token::RecordId;
@@ -151,27 +155,37 @@ impl FromStr for RecipientPublicKey {
     }
 }
 
-/// A DEK sealed to one recipient for one record: `enc ‖ ciphertext ‖ tag`, 80 bytes.
+/// A DEK sealed to one recipient for one record: 92 bytes (v2) or 80 (v1), see the
+/// module docs.
 #[derive(Clone, PartialEq, Eq)]
-pub struct KeyGrant([u8; KeyGrant::LEN]);
+pub struct KeyGrant(Vec<u8>);
 
 impl KeyGrant {
-    /// Length of a key grant in bytes.
-    pub const LEN: usize = ENC_LEN + 32 + TAG_LEN;
+    /// Length of a v1 grant: `enc ‖ sealed DEK ‖ tag`.
+    pub const LEN_V1: usize = ENC_LEN + 32 + TAG_LEN;
+    /// Length of a v2 grant: `enc ‖ nonce ‖ wrapped DEK ‖ tag`.
+    pub const LEN_V2: usize = ENC_LEN + NONCE_LEN + 32 + TAG_LEN;
 
-    /// The 80 bytes.
-    pub fn to_bytes(&self) -> [u8; Self::LEN] {
-        self.0
+    /// The grant's bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.0.clone()
     }
 
-    /// A key grant from its bytes, which must be exactly 80.
+    /// A key grant from its bytes, which must be 92 (v2) or 80 (v1).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        <[u8; Self::LEN]>::try_from(bytes)
-            .map(KeyGrant)
-            .map_err(|_| Error::Hpke {
+        if bytes.len() == Self::LEN_V2 || bytes.len() == Self::LEN_V1 {
+            Ok(KeyGrant(bytes.to_vec()))
+        } else {
+            Err(Error::Hpke {
                 operation: "open",
-                reason: format!("a key grant is {} bytes, got {}", Self::LEN, bytes.len()),
+                reason: format!(
+                    "a key grant is {} bytes (or {} before batched grants), got {}",
+                    Self::LEN_V2,
+                    Self::LEN_V1,
+                    bytes.len()
+                ),
             })
+        }
     }
 
     /// Standard base64 with padding.
@@ -181,7 +195,18 @@ impl KeyGrant {
 
     /// Parses [`Self::to_base64`] output.
     pub fn from_base64(text: &str) -> Result<Self> {
-        decode_fixed::<{ Self::LEN }>("key grant", text).map(KeyGrant)
+        let error = |reason: String| Error::Encoding {
+            what: "key grant",
+            value: crate::error::shorten(text),
+            reason,
+        };
+        let bytes = BASE64
+            .decode(text.as_bytes())
+            .map_err(|err| error(err.to_string()))?;
+        Self::from_bytes(&bytes).map_err(|err| match err {
+            Error::Hpke { reason, .. } => error(reason),
+            other => other,
+        })
     }
 }
 
@@ -194,61 +219,219 @@ impl fmt::Debug for KeyGrant {
 serde_as_base64!(RecipientPublicKey);
 serde_as_base64!(KeyGrant);
 
-/// The HPKE `info` of a key grant (see the module docs).
-pub fn grant_info(record_id: &RecordId, recipient_id: &str) -> Result<Vec<u8>> {
-    let parts: [&[u8]; 3] = [
-        b"renkei key-grant v1",
-        record_id.as_str().as_bytes(),
-        recipient_id.as_bytes(),
-    ];
-    let mut info = Vec::with_capacity(parts.iter().map(|p| 2 + p.len()).sum());
+/// `lp16(part)` for each part, concatenated (docs/envelope.md).
+fn length_prefixed(parts: &[&[u8]]) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(parts.iter().map(|p| 2 + p.len()).sum());
     for part in parts {
         let len = u16::try_from(part.len()).map_err(|_| Error::Hpke {
             operation: "seal",
             reason: "recipient id longer than 65535 bytes".to_owned(),
         })?;
-        info.extend_from_slice(&len.to_be_bytes());
-        info.extend_from_slice(part);
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(part);
     }
-    Ok(info)
+    Ok(out)
 }
 
-/// Seals a record's DEK to a recipient, bound to the record and recipient ids.
+/// The HPKE `info` of a v1 key grant (see the module docs).
+pub fn grant_info(record_id: &RecordId, recipient_id: &str) -> Result<Vec<u8>> {
+    length_prefixed(&[
+        b"renkei key-grant v1",
+        record_id.as_str().as_bytes(),
+        recipient_id.as_bytes(),
+    ])
+}
+
+/// The HPKE `info` of a v2 batch: the recipient id only; each grant's AAD names the record.
+fn batch_info(recipient_id: &str) -> Result<Vec<u8>> {
+    length_prefixed(&[b"renkei key-grant v2", recipient_id.as_bytes()])
+}
+
+/// The HPKE exporter context a v2 batch key is exported under.
+const BATCH_KEY_CONTEXT: &[u8] = b"renkei key-grant v2 batch key";
+
+/// The AAD of a v2 grant's wrapped DEK: the record (the recipient is bound by the
+/// batch's HPKE `info`, hence by the batch key).
+fn wrap_aad(record_id: &RecordId) -> Result<Vec<u8>> {
+    length_prefixed(&[b"renkei key-grant v2", record_id.as_str().as_bytes()])
+}
+
+/// Seals the DEKs of many records to one recipient with one HPKE setup (v2 grants): a
+/// source answering a round of requests makes one sealer per recipient.
+pub struct GrantSealer {
+    enc: [u8; ENC_LEN],
+    batch_key: Zeroizing<[u8; 32]>,
+    recipient_id: String,
+}
+
+impl GrantSealer {
+    /// A new batch to `recipient_key`, for the recipient named `recipient_id`.
+    pub fn new(recipient_key: &RecipientPublicKey, recipient_id: &str) -> Result<Self> {
+        let info = batch_info(recipient_id)?;
+        let (enc, context) = hpke::setup_sender::<Aead, Kdf, Kem, _>(
+            &OpModeS::Base,
+            &recipient_key.hpke_key()?,
+            &info,
+            &mut OsRng,
+        )
+        .map_err(|err| hpke_error("seal", err))?;
+        let mut batch_key = Zeroizing::new([0u8; 32]);
+        context
+            .export(BATCH_KEY_CONTEXT, batch_key.as_mut_slice())
+            .map_err(|err| hpke_error("seal", err))?;
+        let mut enc_bytes = [0u8; ENC_LEN];
+        enc_bytes.copy_from_slice(&enc.to_bytes());
+        Ok(GrantSealer {
+            enc: enc_bytes,
+            batch_key,
+            recipient_id: recipient_id.to_owned(),
+        })
+    }
+
+    /// The recipient this batch seals to.
+    pub fn recipient_id(&self) -> &str {
+        &self.recipient_id
+    }
+
+    /// The grant of `dek` for `record_id`.
+    pub fn seal(&self, record_id: &RecordId, dek: &Dek) -> Result<KeyGrant> {
+        let mut nonce = [0u8; NONCE_LEN];
+        OsRng.fill_bytes(&mut nonce);
+        let mut wrapped = Zeroizing::new(dek.as_bytes().to_vec());
+        aead::seal_in_place(&self.batch_key, &nonce, &wrap_aad(record_id)?, &mut wrapped)?;
+        let mut grant = Vec::with_capacity(KeyGrant::LEN_V2);
+        grant.extend_from_slice(&self.enc);
+        grant.extend_from_slice(&nonce);
+        grant.extend_from_slice(&wrapped);
+        Ok(KeyGrant(grant))
+    }
+}
+
+impl fmt::Debug for GrantSealer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GrantSealer")
+            .field("recipient_id", &self.recipient_id)
+            .field("batch_key", &format_args!("[secret elided]"))
+            .finish()
+    }
+}
+
+/// Seals one record's DEK to a recipient (a batch of one; see [`GrantSealer`]).
 pub fn seal_grant(
     recipient_key: &RecipientPublicKey,
     record_id: &RecordId,
     recipient_id: &str,
     dek: &Dek,
 ) -> Result<KeyGrant> {
-    let info = grant_info(record_id, recipient_id)?;
-    let mut sealed = Zeroizing::new(*dek.as_bytes());
-    let (enc, tag) = hpke::single_shot_seal_in_place_detached::<Aead, Kdf, Kem, _>(
-        &OpModeS::Base,
-        &recipient_key.hpke_key()?,
-        &info,
-        sealed.as_mut_slice(),
-        &[],
-        &mut OsRng,
-    )
-    .map_err(|err| hpke_error("seal", err))?;
-    let mut grant = [0u8; KeyGrant::LEN];
-    let (enc_part, rest) = grant.split_at_mut(ENC_LEN);
-    let (body, tag_part) = rest.split_at_mut(32);
-    enc_part.copy_from_slice(&enc.to_bytes());
-    body.copy_from_slice(sealed.as_slice());
-    tag_part.copy_from_slice(&tag.to_bytes());
-    Ok(KeyGrant(grant))
+    GrantSealer::new(recipient_key, recipient_id)?.seal(record_id, dek)
 }
 
-/// Opens a key grant; fails for another record, another recipient id, or another key.
+/// Batch keys a [`GrantOpener`] keeps before it starts again (32 + 32 bytes each).
+const OPENED_BATCHES: usize = 4096;
+
+/// Opens the key grants of one recipient, keeping each v2 batch's key once derived, so
+/// a feed page of one batch costs one X25519 (safe to share between threads).
+pub struct GrantOpener<'k> {
+    secret_key: &'k RecipientSecretKey,
+    recipient_id: String,
+    batches: Mutex<HashMap<[u8; ENC_LEN], Zeroizing<[u8; 32]>>>,
+}
+
+impl<'k> GrantOpener<'k> {
+    /// An opener for the recipient named `recipient_id` holding `secret_key`.
+    pub fn new(secret_key: &'k RecipientSecretKey, recipient_id: &str) -> Self {
+        GrantOpener {
+            secret_key,
+            recipient_id: recipient_id.to_owned(),
+            batches: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Opens `grant` for `record_id`; fails for another record, another recipient id,
+    /// another key, or any altered byte.
+    pub fn open(&self, record_id: &RecordId, grant: &KeyGrant) -> Result<Dek> {
+        if grant.0.len() == KeyGrant::LEN_V1 {
+            return open_v1(self.secret_key, record_id, &self.recipient_id, &grant.0);
+        }
+        let (enc, rest) = grant.0.split_at(ENC_LEN);
+        let (nonce, wrapped) = rest.split_at(NONCE_LEN);
+        let mut enc_bytes = [0u8; ENC_LEN];
+        enc_bytes.copy_from_slice(enc);
+        let batch_key = self.batch_key(&enc_bytes)?;
+        let mut nonce_bytes = [0u8; NONCE_LEN];
+        nonce_bytes.copy_from_slice(nonce);
+        let mut dek = Zeroizing::new(wrapped.to_vec());
+        aead::open_in_place(&batch_key, &nonce_bytes, &wrap_aad(record_id)?, &mut dek).map_err(
+            |_| Error::Hpke {
+                operation: "open",
+                reason: "the key grant does not open for this record and recipient".to_owned(),
+            },
+        )?;
+        let mut bytes = [0u8; 32];
+        bytes.copy_from_slice(&dek);
+        Ok(Dek::from_bytes(bytes))
+    }
+
+    /// The batch key of `enc`: kept, or derived (one X25519) and kept.
+    fn batch_key(&self, enc: &[u8; ENC_LEN]) -> Result<Zeroizing<[u8; 32]>> {
+        if let Some(key) = self.lock().get(enc) {
+            return Ok(key.clone());
+        }
+        let encapped =
+            <Kem as hpke::Kem>::EncappedKey::from_bytes(enc).map_err(|e| hpke_error("open", e))?;
+        let context = hpke::setup_receiver::<Aead, Kdf, Kem>(
+            &OpModeR::Base,
+            &self.secret_key.hpke_key()?,
+            &encapped,
+            &batch_info(&self.recipient_id)?,
+        )
+        .map_err(|err| hpke_error("open", err))?;
+        let mut key = Zeroizing::new([0u8; 32]);
+        context
+            .export(BATCH_KEY_CONTEXT, key.as_mut_slice())
+            .map_err(|err| hpke_error("open", err))?;
+        let mut batches = self.lock();
+        if batches.len() >= OPENED_BATCHES {
+            batches.clear();
+        }
+        batches.insert(*enc, key.clone());
+        Ok(key)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; ENC_LEN], Zeroizing<[u8; 32]>>> {
+        // A panic elsewhere cannot leave the map half-written: every value is complete.
+        self.batches.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl fmt::Debug for GrantOpener<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GrantOpener")
+            .field("recipient_id", &self.recipient_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Opens a key grant of either version; fails for another record, another recipient
+/// id, or another key. (A recipient opening many uses one [`GrantOpener`].)
 pub fn open_grant(
     secret_key: &RecipientSecretKey,
     record_id: &RecordId,
     recipient_id: &str,
     grant: &KeyGrant,
 ) -> Result<Dek> {
+    GrantOpener::new(secret_key, recipient_id).open(record_id, grant)
+}
+
+/// Opens a v1 grant (80 bytes): one HPKE open.
+fn open_v1(
+    secret_key: &RecipientSecretKey,
+    record_id: &RecordId,
+    recipient_id: &str,
+    grant: &[u8],
+) -> Result<Dek> {
     let info = grant_info(record_id, recipient_id)?;
-    let (enc, rest) = grant.0.split_at(ENC_LEN);
+    let (enc, rest) = grant.split_at(ENC_LEN);
     let (body, tag) = rest.split_at(32);
     let enc =
         <Kem as hpke::Kem>::EncappedKey::from_bytes(enc).map_err(|e| hpke_error("open", e))?;

@@ -26,7 +26,9 @@ use chrono::{DateTime, Utc};
 use renkei_client::HubClient;
 use renkei_client::api::{GrantRequest, GrantUpload};
 use renkei_client::consent::check_request;
-use renkei_client::source::{ServeReport, grant_for, requested_header, verified_recipient_key};
+use renkei_client::source::{
+    Sealers, ServeReport, grant_for, requested_header, verified_recipient_key,
+};
 use renkei_crypto::consent_statement::RevocationList;
 use renkei_crypto::envelope::EnvelopeHeader;
 use renkei_crypto::grant::RecipientSecretKey;
@@ -299,10 +301,15 @@ impl Agent {
         now: DateTime<Utc>,
     ) -> Result<(Vec<GrantUpload>, Vec<String>)> {
         let (mut uploads, mut refused) = (Vec::new(), Vec::new());
-        // Each app's revocation list is fetched and checked once per round.
+        // Each app's revocation list is fetched and checked once per round, and each
+        // recipient's grants of the round share one HPKE setup.
         let mut lists = Lists::new();
+        let mut sealers = Sealers::default();
         for r in requests {
-            match self.answer(client, outbox, r, &mut lists, now).await {
+            match self
+                .answer(client, outbox, r, &mut lists, &mut sealers, now)
+                .await
+            {
                 Ok(g) => uploads.push(g),
                 // The outbox failing is the agent's problem, not a refusal to report.
                 Err(e @ Error::Outbox { .. }) => return Err(e),
@@ -322,6 +329,7 @@ impl Agent {
         outbox: &Outbox,
         r: &GrantRequest,
         lists: &mut Lists,
+        sealers: &mut Sealers,
         now: DateTime<Utc>,
     ) -> Result<GrantUpload> {
         let recipient: ParticipantId = r.recipient.parse()?;
@@ -350,7 +358,13 @@ impl Agent {
             .await?;
         let key = verified_recipient_key(client, r)?;
         let me = self.config.source.to_string();
-        Ok(grant_for(|v| self.record_keys.get(v), &me, r, &key)?)
+        Ok(grant_for(
+            |v| self.record_keys.get(v),
+            &me,
+            r,
+            &key,
+            sealers,
+        )?)
     }
 
     /// Whether the consent statement sent with `r` lets this agent release the record
@@ -626,7 +640,14 @@ mod tests {
         let answers = |agent: &Agent, reqs: &[GrantRequest]| {
             let (mut ok, mut refused) = (Vec::new(), Vec::new());
             for r in reqs {
-                match grant_for(|v| agent.record_keys.get(v), "source:city-a", r, &ck) {
+                let sealers = &mut Sealers::default();
+                match grant_for(
+                    |v| agent.record_keys.get(v),
+                    "source:city-a",
+                    r,
+                    &ck,
+                    sealers,
+                ) {
                     Ok(g) => ok.push(g),
                     Err(e) => refused.push(e.to_string()),
                 }

@@ -25,6 +25,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 HUB = "cargo test -p renkei-hub"
 AGENT = "cargo test -p lgwan-agent -p renkei-client"
+CRYPTO = "cargo test -p renkei-crypto --test it grant::"
 E2E = "cargo build -q --workspace && cargo test -p renkei-e2e --test it -- malicious_hub_sqlite attacks::"
 
 
@@ -71,6 +72,8 @@ CHECKS = [
     ("agent-resident", "lgwan-agent/src/agent.rs", *off("!names_the_resident"), 0, E2E),
     ("agent-counter-revoked", "lgwan-agent/src/agent.rs", *off("outbox.statement_revoked(&checked.id).await?"), 0, E2E),
     ("agent-app-revoked", "lgwan-agent/src/agent.rs", *off("named_now || outbox.app_revoked(&signer, &checked.id).await?"), 0, E2E),
+    ("grant-record", "crypto/src/grant.rs", 'length_prefixed(&[b"renkei key-grant v2", record_id.as_str().as_bytes()])', 'length_prefixed(&[b"renkei key-grant v2"])', 0, CRYPTO),
+    ("grant-recipient", "crypto/src/grant.rs", 'length_prefixed(&[b"renkei key-grant v2", recipient_id.as_bytes()])', 'length_prefixed(&[b"renkei key-grant v2"])', 0, CRYPTO),
     ("agent-app-revoked-memory", "lgwan-agent/src/agent.rs", "if named_now || outbox.app_revoked(&signer, &checked.id).await? {", "if named_now {", 0, AGENT),
 ]
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use renkei_crypto::consent_statement::user_resident;
+use renkei_crypto::grant::GrantOpener;
 use renkei_crypto::identity::Identity;
 
 use crate::api::{DataPeriod, GrantBody};
@@ -142,7 +143,7 @@ pub async fn run(cli: Cli, now: DateTime<Utc>) -> Result<ExitCode> {
         Command::Get { record_id, out } => {
             let key = setup::load_grant_key(&settings)?;
             let item = client.read_record(&record_id).await?;
-            let record = open_item(&item, &me, &key)?;
+            let record = open_item(&item, &GrantOpener::new(&key, &me.to_string()))?;
             match out {
                 Some(dir) => {
                     let state = StateDir::open(&settings.state_dir)?;

@@ -3,8 +3,8 @@
 
 use renkei_crypto::envelope::{EnvelopeHeader, derive_dek, open, seal};
 use renkei_crypto::grant::{
-    KeyGrant, RecipientPublicKey, RecipientSecretKey, grant_info, hpke_open, hpke_seal, open_grant,
-    seal_grant,
+    GrantOpener, GrantSealer, KeyGrant, RecipientPublicKey, RecipientSecretKey, grant_info,
+    hpke_open, hpke_seal, open_grant, seal_grant,
 };
 use renkei_crypto::keys::{KeyVersion, RecordKey};
 use renkei_crypto::token::record_id;
@@ -70,7 +70,7 @@ fn a_grant_opens_for_no_one_else() {
     );
     let bytes = grant.to_bytes();
     for i in 0..bytes.len() {
-        let mut bent = bytes;
+        let mut bent = bytes.clone();
         bent[i] ^= 0x04;
         let bent = KeyGrant::from_bytes(&bent).unwrap();
         assert!(
@@ -97,14 +97,130 @@ fn grants_and_public_keys_have_text_forms() {
     let key = RecordKey::generate(KeyVersion::V1);
     let id = record_id(&key, "d", "c");
     let grant = seal_grant(&public, &id, RECIPIENT, &derive_dek(&key, &id)).unwrap();
-    assert_eq!(grant.to_bytes().len(), KeyGrant::LEN);
+    assert_eq!(grant.to_bytes().len(), KeyGrant::LEN_V2);
     assert_eq!(KeyGrant::from_base64(&grant.to_base64()).unwrap(), grant);
-    assert!(KeyGrant::from_bytes(&grant.to_bytes()[..79]).is_err());
+    assert!(KeyGrant::from_bytes(&grant.to_bytes()[..91]).is_err());
+    assert!(
+        KeyGrant::from_bytes(&grant.to_bytes()[..80]).is_ok(),
+        "a v1 length"
+    );
+    let err = KeyGrant::from_base64("AAAA").unwrap_err().to_string();
+    assert!(err.contains("key grant") && err.contains("got 3"), "{err}");
     let err = RecipientPublicKey::from_base64("AAAA")
         .unwrap_err()
         .to_string();
     assert!(err.contains("expected 32 bytes, got 3"), "{err}");
     assert!(format!("{recipient:?}").contains("[secret elided]"));
+}
+
+/// A recipient key file holding `bytes`.
+fn recipient_from(dir: &std::path::Path, bytes: [u8; 32]) -> RecipientSecretKey {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("recipient.key");
+    let line = format!(
+        "renkei-key x25519 v1 {}\n",
+        data_encoding::BASE64.encode(&bytes)
+    );
+    std::fs::write(&path, line).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    RecipientSecretKey::load(&path).unwrap()
+}
+
+/// Grants sealed before batches (v1, 80 bytes) still open: this one was sealed by the
+/// v1 code for record `doc-v1` of record key `[9; 32]` to recipient key `[7; 32]`.
+#[test]
+fn a_v1_grant_sealed_before_batches_still_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipient = recipient_from(dir.path(), [7; 32]);
+    let record_key = RecordKey::from_bytes([9; 32], KeyVersion::V1);
+    let id = record_id(&record_key, "doc-v1", "checkup.body");
+    assert_eq!(id.as_str(), "rec1_sfosnvecz7lm3ydcooffx6rdirqrgygd");
+    let grant = KeyGrant::from_base64(
+        "lu8aUTHVpoI7RY0eNd6O9x1hg7qaqTskibOA0aLFYT1v7yz3AZJB+AFiSwzeVeE3lGdqFKjh93eP6koULrDrtxOU6lkzwlRrHF2/8VhDwk8=",
+    )
+    .unwrap();
+    assert_eq!(grant.to_bytes().len(), KeyGrant::LEN_V1);
+    let dek = open_grant(&recipient, &id, RECIPIENT, &grant).unwrap();
+    let sealed = seal(
+        &record_key,
+        EnvelopeHeader {
+            record_id: id.clone(),
+            subject_binding: renkei_crypto::token::subject_binding(
+                &record_key,
+                &id,
+                &format!("st1_{}", "c".repeat(32)),
+            ),
+            category: "checkup.body".into(),
+            source: "source:hachioji".into(),
+            effective_date: chrono::NaiveDate::from_ymd_opt(2024, 4, 1).unwrap(),
+            schema_version: 1,
+            key_version: KeyVersion::V1,
+        },
+        b"v1",
+    )
+    .unwrap();
+    assert_eq!(open(&dek, &sealed).unwrap(), b"v1");
+    assert!(open_grant(&recipient, &id, "clinic:kita", &grant).is_err());
+    let other = record_id(&record_key, "doc-v2", "checkup.body");
+    assert!(open_grant(&recipient, &other, RECIPIENT, &grant).is_err());
+}
+
+/// One batch: every grant shares the HPKE `enc`, opens only for its own record, and a
+/// wrapped DEK moved onto another record's grant, or a batch opened by another
+/// recipient id or key, fails, also once the opener holds the batch key.
+#[test]
+fn a_batch_shares_one_setup_and_binds_each_record() {
+    let record_key = RecordKey::generate(KeyVersion::V1);
+    let ids: Vec<_> = (0..5)
+        .map(|i| record_id(&record_key, &format!("doc-{i}"), "checkup.body"))
+        .collect();
+    let recipient = RecipientSecretKey::generate(KeyVersion::V1);
+    let sealer = GrantSealer::new(&recipient.public_key(), RECIPIENT).unwrap();
+    assert_eq!(sealer.recipient_id(), RECIPIENT);
+    assert!(format!("{sealer:?}").contains("[secret elided]"));
+    let grants: Vec<_> = ids
+        .iter()
+        .map(|id| sealer.seal(id, &derive_dek(&record_key, id)).unwrap())
+        .collect();
+    let enc = |g: &KeyGrant| g.to_bytes()[..32].to_vec();
+    assert!(grants.iter().all(|g| enc(g) == enc(&grants[0])), "one enc");
+    assert_ne!(grants[0], grants[1]);
+
+    let opener = GrantOpener::new(&recipient, RECIPIENT);
+    for (id, grant) in ids.iter().zip(&grants) {
+        let dek = opener.open(id, grant).unwrap();
+        let same = derive_dek(&record_key, id);
+        assert_eq!(format!("{dek:?}"), format!("{same:?}"));
+        // Opened by a fresh opener too: the result does not depend on the cache.
+        open_grant(&recipient, id, RECIPIENT, grant).unwrap();
+    }
+    // The opener now holds the batch key: the bindings still hold.
+    assert!(opener.open(&ids[1], &grants[0]).is_err(), "other record");
+    let mut moved = grants[0].to_bytes();
+    moved[32..].copy_from_slice(&grants[1].to_bytes()[32..]);
+    let moved = KeyGrant::from_bytes(&moved).unwrap();
+    assert!(opener.open(&ids[0], &moved).is_err(), "wrapped DEK moved");
+    assert!(
+        opener.open(&ids[1], &moved).is_ok(),
+        "it is record 1's grant"
+    );
+    let other_name = GrantOpener::new(&recipient, "clinic:kita");
+    assert!(other_name.open(&ids[0], &grants[0]).is_err(), "other id");
+    let stranger = RecipientSecretKey::generate(KeyVersion::V1);
+    assert!(open_grant(&stranger, &ids[0], RECIPIENT, &grants[0]).is_err());
+    for i in 0..KeyGrant::LEN_V2 {
+        let mut bent = grants[2].to_bytes();
+        bent[i] ^= 0x10;
+        let bent = KeyGrant::from_bytes(&bent).unwrap();
+        assert!(opener.open(&ids[2], &bent).is_err(), "byte {i}");
+    }
+    // A second batch to the same recipient has its own setup.
+    let again = GrantSealer::new(&recipient.public_key(), RECIPIENT).unwrap();
+    let g = again
+        .seal(&ids[0], &derive_dek(&record_key, &ids[0]))
+        .unwrap();
+    assert_ne!(enc(&g), enc(&grants[0]));
+    assert!(opener.open(&ids[0], &g).is_ok());
 }
 
 #[test]

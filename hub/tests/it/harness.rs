@@ -335,6 +335,7 @@ impl TestHub {
             .await;
         assert_eq!(st, StatusCode::OK, "{v}");
         let mut grants = Vec::new();
+        let mut sealers = renkei_client::source::Sealers::default();
         for r in v["requests"].as_array().unwrap() {
             // As the agent does: check the record is ours, seal the recipient's copy.
             let request: renkei_client::api::GrantRequest =
@@ -346,6 +347,7 @@ impl TestHub {
                 "source:city-a",
                 &request,
                 &request.recipient_key,
+                &mut sealers,
             )
             .unwrap();
             grants.push(serde_json::to_value(&g).unwrap());

@@ -183,10 +183,11 @@ pub(crate) async fn drain(
         let open = |items: Vec<FeedItem>| {
             let (key, me) = (key.clone(), member.id.clone());
             tokio::task::spawn_blocking(move || {
+                let grants = renkei_crypto::grant::GrantOpener::new(&key, &me.to_string());
                 items
                     .iter()
                     .map(|i| {
-                        renkei_client::pull::open_item(i, &me, &key)
+                        renkei_client::pull::open_item(i, &grants)
                             .map(|o| o.header.record_id.to_string())
                     })
                     .collect::<Result<Vec<_>, _>>()

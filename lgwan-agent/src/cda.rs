@@ -37,6 +37,8 @@ const OID_BRANCH: &str = "1.2.392.200119.6.211";
 struct State {
     /// Local names of open elements; foreign-namespace elements are `#`.
     stack: Vec<String>,
+    /// Names popped off `stack`, kept for reuse (an element costs no allocation).
+    spare: Vec<String>,
     document_id: Option<String>,
     record_targets: usize,
     insurer: Option<String>,
@@ -194,7 +196,8 @@ fn open(
     start: &BytesStart<'_>,
     in_cda: bool,
 ) -> Result<(), Reason> {
-    let local = String::from_utf8_lossy(start.local_name().as_ref()).into_owned();
+    let local_name = start.local_name();
+    let local = String::from_utf8_lossy(local_name.as_ref());
     if state.stack.is_empty() && (!in_cda || local != "ClinicalDocument") {
         let ns = reader.resolve_element(start.name()).0;
         let ns = match ns {
@@ -210,8 +213,11 @@ fn open(
             "elements nested deeper than {MAX_DEPTH}"
         )));
     }
-    state.stack.push(if in_cda { local } else { "#".into() });
-    let attrs: Attrs = if in_cda {
+    let mut name = state.spare.pop().unwrap_or_default();
+    name.clear();
+    name.push_str(if in_cda { &local } else { "#" });
+    state.stack.push(name);
+    let attrs: Attrs<'_> = if in_cda {
         xml::attributes(reader, start)?
     } else {
         Vec::new()
@@ -219,7 +225,7 @@ fn open(
     on_start(state, &attrs)
 }
 
-fn on_start(state: &mut State, attrs: &Attrs) -> Result<(), Reason> {
+fn on_start(state: &mut State, attrs: &Attrs<'_>) -> Result<(), Reason> {
     if state.in_body() {
         let element = state.element();
         let depth = state.stack.len();
@@ -289,7 +295,9 @@ fn close(state: &mut State) -> Result<(), Reason> {
             Reader::Guidance(body) => body.end(&state.stack)?,
         }
     }
-    state.stack.pop();
+    if let Some(name) = state.stack.pop() {
+        state.spare.push(name);
+    }
     Ok(())
 }
 

@@ -19,8 +19,28 @@ pub(crate) const MAX_DEPTH: usize = 64;
 /// The XML Schema instance namespace (`xsi:type`).
 pub(crate) const XSI_NS: &[u8] = b"http://www.w3.org/2001/XMLSchema-instance";
 
-/// Attributes as (namespace, local name, unescaped value).
-pub(crate) type Attrs = Vec<(Vec<u8>, Vec<u8>, String)>;
+/// An attribute's namespace, as far as the parsers ask about it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AttrNs {
+    /// Unprefixed.
+    None,
+    /// The XML Schema instance namespace ([`XSI_NS`]).
+    Xsi,
+    /// Any other namespace.
+    Other,
+}
+
+/// One attribute: its namespace, local name and value (normalized and unescaped),
+/// borrowed from the document where the value needed no change.
+#[derive(Debug)]
+pub(crate) struct Attr<'s> {
+    pub(crate) ns: AttrNs,
+    pub(crate) local: &'s [u8],
+    pub(crate) value: Cow<'s, str>,
+}
+
+/// The attributes of one start tag.
+pub(crate) type Attrs<'s> = Vec<Attr<'s>>;
 
 /// The document text: UTF-8 checked, a byte-order mark stripped, and every CRLF
 /// or lone CR turned into LF before parsing (XML 1.0 §2.11), so a value reads the
@@ -81,14 +101,24 @@ pub(crate) fn malformed(err: impl std::fmt::Display, position: u64) -> Reason {
     Reason::MalformedXml(format!("{err} (near byte {position})"))
 }
 
-/// The value of `attr` as XML 1.0 §3.3.3 gives it: each literal tab or line end
+/// An attribute value as XML 1.0 §3.3.3 gives it: each literal tab or line end
 /// becomes a space, then predefined entities and character references are
-/// unescaped (so `&#10;` stays a line end).
-fn attr_value(attr: &Attribute<'_>, position: u64) -> Result<String, Reason> {
-    let raw = std::str::from_utf8(&attr.value).map_err(|e| malformed(e, position))?;
+/// unescaped (so `&#10;` stays a line end). Borrowed when nothing changes.
+fn attr_value(raw: Cow<'_, [u8]>, position: u64) -> Result<Cow<'_, str>, Reason> {
+    let raw: Cow<'_, str> = match raw {
+        Cow::Borrowed(bytes) => {
+            Cow::Borrowed(std::str::from_utf8(bytes).map_err(|e| malformed(e, position))?)
+        }
+        Cow::Owned(bytes) => {
+            Cow::Owned(String::from_utf8(bytes).map_err(|e| malformed(e.utf8_error(), position))?)
+        }
+    };
+    if !raw.contains(['\t', '\n', '\r', '&']) {
+        return Ok(raw);
+    }
     let spaced = raw.replace(['\t', '\n', '\r'], " ");
     quick_xml::escape::unescape(&spaced)
-        .map(Cow::into_owned)
+        .map(|v| Cow::Owned(v.into_owned()))
         .map_err(|e| malformed(e, position))
 }
 
@@ -98,20 +128,20 @@ pub(crate) fn collapse(value: &str) -> &str {
     value.trim_matches(['\t', '\n', '\r', ' '])
 }
 
-/// The attributes of `start` as (namespace, local name, value); the namespace
-/// is empty for unprefixed attributes.
-pub(crate) fn attributes(
+/// The attributes of `start`.
+pub(crate) fn attributes<'s>(
     reader: &NsReader<&[u8]>,
-    start: &BytesStart<'_>,
-) -> Result<Attrs, Reason> {
+    start: &'s BytesStart<'_>,
+) -> Result<Attrs<'s>, Reason> {
     let position = reader.buffer_position();
     let mut out = Vec::new();
     for attr in start.attributes() {
-        let attr = attr.map_err(|e| malformed(e, position))?;
+        let attr: Attribute<'s> = attr.map_err(|e| malformed(e, position))?;
         let (ns, local) = reader.resolve_attribute(attr.key);
         let ns = match ns {
-            ResolveResult::Bound(ns) => ns.as_ref().to_vec(),
-            ResolveResult::Unbound => Vec::new(),
+            ResolveResult::Bound(ns) if ns.as_ref() == XSI_NS => AttrNs::Xsi,
+            ResolveResult::Bound(_) => AttrNs::Other,
+            ResolveResult::Unbound => AttrNs::None,
             ResolveResult::Unknown(prefix) => {
                 return Err(Reason::MalformedXml(format!(
                     "unknown namespace prefix `{}` (near byte {position})",
@@ -119,33 +149,36 @@ pub(crate) fn attributes(
                 )));
             }
         };
-        let value = attr_value(&attr, position)?;
-        out.push((ns, local.as_ref().to_vec(), value));
+        out.push(Attr {
+            ns,
+            local: local.into_inner(),
+            value: attr_value(attr.value, position)?,
+        });
     }
     Ok(out)
 }
 
 /// The value of the unprefixed attribute `name` of an XML Schema token type
 /// (`cs`, a number, a boolean), leading and trailing whitespace collapsed.
-pub(crate) fn token<'a>(attrs: &'a [(Vec<u8>, Vec<u8>, String)], name: &str) -> Option<&'a str> {
+pub(crate) fn token<'a>(attrs: &'a [Attr<'_>], name: &str) -> Option<&'a str> {
     get(attrs, name).map(collapse)
 }
 
 /// The value of the unprefixed attribute `name`.
-pub(crate) fn get<'a>(attrs: &'a [(Vec<u8>, Vec<u8>, String)], name: &str) -> Option<&'a str> {
+pub(crate) fn get<'a>(attrs: &'a [Attr<'_>], name: &str) -> Option<&'a str> {
     attrs
         .iter()
-        .find(|(ns, local, _)| ns.is_empty() && local == name.as_bytes())
-        .map(|(_, _, v)| v.as_str())
+        .find(|a| a.ns == AttrNs::None && a.local == name.as_bytes())
+        .map(|a| a.value.as_ref())
 }
 
 /// The value of `xsi:type`, without any namespace prefix on the value.
-pub(crate) fn xsi_type(attrs: &[(Vec<u8>, Vec<u8>, String)]) -> Option<&str> {
+pub(crate) fn xsi_type<'a>(attrs: &'a [Attr<'_>]) -> Option<&'a str> {
     attrs
         .iter()
-        .find(|(ns, local, _)| ns == XSI_NS && local == b"type")
-        .map(|(_, _, v)| {
-            let v = collapse(v);
+        .find(|a| a.ns == AttrNs::Xsi && a.local == b"type")
+        .map(|a| {
+            let v = collapse(&a.value);
             v.rsplit(':').next().unwrap_or(v)
         })
 }

@@ -80,7 +80,7 @@ impl Body {
         &mut self,
         element: Element,
         depth: usize,
-        attrs: &Attrs,
+        attrs: &Attrs<'_>,
     ) -> Result<(), Reason> {
         if self.skip.is_some() {
             return Ok(());

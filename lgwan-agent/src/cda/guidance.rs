@@ -62,7 +62,7 @@ fn last(stack: &[String], n: usize) -> Option<&str> {
         .map(String::as_str)
 }
 
-fn negated(attrs: &Attrs, what: &str) -> Result<(), Reason> {
+fn negated(attrs: &Attrs<'_>, what: &str) -> Result<(), Reason> {
     match xml::token(attrs, "negationInd") {
         Some("true") => Err(Reason::BadValue(format!(
             "a negated {what} (negationInd) is not read as a record"
@@ -104,7 +104,7 @@ fn strip_display(value: Value) -> Value {
 
 impl GuidanceBody {
     /// The element at the top of `stack` (local names, root first) starts.
-    pub(super) fn start(&mut self, stack: &[String], attrs: &Attrs) -> Result<(), Reason> {
+    pub(super) fn start(&mut self, stack: &[String], attrs: &Attrs<'_>) -> Result<(), Reason> {
         if self.skip.is_some() {
             return Ok(());
         }

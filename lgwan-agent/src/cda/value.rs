@@ -72,7 +72,7 @@ pub(super) enum ValueStart {
 
 /// Reads the start tag of the `value` of item `item` (its code, for messages and
 /// for the item table's result-code system).
-pub(super) fn start_value(item: &str, attrs: &Attrs) -> Result<ValueStart, Reason> {
+pub(super) fn start_value(item: &str, attrs: &Attrs<'_>) -> Result<ValueStart, Reason> {
     let Some(kind) = xml::xsi_type(attrs) else {
         return Err(Reason::BadValue(format!("`{item}` value has no xsi:type")));
     };
@@ -221,12 +221,19 @@ pub(crate) fn of_table_type(code: &str, name: &str, kind: &str, fits: bool) -> R
 mod tests {
     use super::*;
 
-    fn attrs(pairs: &[(&str, &str)]) -> Attrs {
+    fn attrs<'a>(pairs: &[(&'a str, &'a str)]) -> Attrs<'a> {
         pairs
             .iter()
-            .map(|(k, v)| match k.strip_prefix("xsi:") {
-                Some(local) => (xml::XSI_NS.to_vec(), local.as_bytes().to_vec(), (*v).into()),
-                None => (Vec::new(), k.as_bytes().to_vec(), (*v).into()),
+            .map(|(k, v)| {
+                let (ns, local) = match k.strip_prefix("xsi:") {
+                    Some(local) => (xml::AttrNs::Xsi, local),
+                    None => (xml::AttrNs::None, *k),
+                };
+                xml::Attr {
+                    ns,
+                    local: local.as_bytes(),
+                    value: (*v).into(),
+                }
             })
             .collect()
     }

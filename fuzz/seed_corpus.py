@@ -158,6 +158,7 @@ def crypto_text() -> None:
         "st1_abcdefghijklmnopqrstuvwxyz23456８",
     ]).encode())
     write("crypto_text", "grant_80.bin", bytes(range(80)))
+    write("crypto_text", "grant_92.bin", bytes(range(92)))
     write("crypto_text", "base64.txt", "\n".join([
         "A" * 106 + "==",
         "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",

@@ -349,6 +349,36 @@ mod tests {
     use renkei_crypto::grant::RecipientSecretKey;
     use renkei_crypto::keys::KeyVersion;
 
+    /// One round's sealers: one batch per (recipient, key), never shared across either.
+    #[test]
+    fn a_round_seals_one_batch_per_recipient_and_key() {
+        use renkei_crypto::grant::open_grant;
+        let record_key = RecordKey::from_bytes([5; 32], KeyVersion::V1);
+        let id = record_id(&record_key, "doc-1", "checkup.body");
+        let dek = || derive_dek(&record_key, &id);
+        let (k1, k2) = (
+            RecipientSecretKey::generate(KeyVersion::V1),
+            RecipientSecretKey::generate(KeyVersion::V1),
+        );
+        let mut sealers = Sealers::default();
+        let mut seal = |who: &str, key: &RecipientSecretKey| {
+            let sealer = sealers.for_recipient(who, key.public_key()).unwrap();
+            sealer.seal(&id, &dek()).unwrap()
+        };
+        let enc = |g: &renkei_crypto::grant::KeyGrant| g.to_bytes()[..32].to_vec();
+        let (a1, a1_again) = (seal("phr:a", &k1), seal("phr:a", &k1));
+        let (b1, a2) = (seal("clinic:b", &k1), seal("phr:a", &k2));
+        assert_eq!(enc(&a1), enc(&a1_again), "one batch per recipient and key");
+        assert_ne!(enc(&a1), enc(&b1));
+        assert_ne!(enc(&a1), enc(&a2));
+        assert!(open_grant(&k1, &id, "phr:a", &a1).is_ok());
+        assert!(open_grant(&k1, &id, "clinic:b", &a1).is_err());
+        assert!(open_grant(&k1, &id, "clinic:b", &b1).is_ok());
+        assert!(open_grant(&k1, &id, "phr:a", &b1).is_err());
+        assert!(open_grant(&k2, &id, "phr:a", &a2).is_ok());
+        assert!(open_grant(&k1, &id, "phr:a", &a2).is_err());
+    }
+
     fn record(subject: &str, category: &str) -> AppRecord {
         AppRecord {
             subject: subject.into(),

@@ -279,10 +279,13 @@ impl GrantSealer {
         context
             .export(BATCH_KEY_CONTEXT, batch_key.as_mut_slice())
             .map_err(|err| hpke_error("seal", err))?;
-        let mut enc_bytes = [0u8; ENC_LEN];
-        enc_bytes.copy_from_slice(&enc.to_bytes());
+        let enc =
+            <[u8; ENC_LEN]>::try_from(enc.to_bytes().as_slice()).map_err(|_| Error::Hpke {
+                operation: "seal",
+                reason: "the encapsulated key is not 32 bytes".to_owned(),
+            })?;
         Ok(GrantSealer {
-            enc: enc_bytes,
+            enc,
             batch_key,
             recipient_id: recipient_id.to_owned(),
         })
@@ -326,15 +329,18 @@ pub fn seal_grant(
     GrantSealer::new(recipient_key, recipient_id)?.seal(record_id, dek)
 }
 
-/// Batch keys a [`GrantOpener`] keeps before it starts again (32 + 32 bytes each).
+/// Batch keys a [`GrantOpener`] keeps; past that, one is dropped for each new one.
 const OPENED_BATCHES: usize = 4096;
+
+type Batches = HashMap<[u8; ENC_LEN], Box<Zeroizing<[u8; 32]>>>;
 
 /// Opens the key grants of one recipient, keeping each v2 batch's key once derived, so
 /// a feed page of one batch costs one X25519 (safe to share between threads).
 pub struct GrantOpener<'k> {
     secret_key: &'k RecipientSecretKey,
     recipient_id: String,
-    batches: Mutex<HashMap<[u8; ENC_LEN], Zeroizing<[u8; 32]>>>,
+    /// Batch keys by `enc`, boxed so that a growing map moves pointers, not keys.
+    batches: Mutex<Batches>,
 }
 
 impl<'k> GrantOpener<'k> {
@@ -353,30 +359,37 @@ impl<'k> GrantOpener<'k> {
         if grant.0.len() == KeyGrant::LEN_V1 {
             return open_v1(self.secret_key, record_id, &self.recipient_id, &grant.0);
         }
-        let (enc, rest) = grant.0.split_at(ENC_LEN);
-        let (nonce, wrapped) = rest.split_at(NONCE_LEN);
-        let mut enc_bytes = [0u8; ENC_LEN];
-        enc_bytes.copy_from_slice(enc);
-        let batch_key = self.batch_key(&enc_bytes)?;
-        let mut nonce_bytes = [0u8; NONCE_LEN];
-        nonce_bytes.copy_from_slice(nonce);
+        let refused = || Error::Hpke {
+            operation: "open",
+            reason: "the key grant does not open for this record and recipient".to_owned(),
+        };
+        let (enc, rest) = grant.0.split_first_chunk::<ENC_LEN>().ok_or_else(refused)?;
+        let (nonce, wrapped) = rest.split_first_chunk::<NONCE_LEN>().ok_or_else(refused)?;
+        let kept = self.lock().get(enc).map(|key| Zeroizing::new(***key));
+        let is_new = kept.is_none();
+        let batch_key = match kept {
+            Some(key) => key,
+            None => self.derive_batch_key(enc)?,
+        };
         let mut dek = Zeroizing::new(wrapped.to_vec());
-        aead::open_in_place(&batch_key, &nonce_bytes, &wrap_aad(record_id)?, &mut dek).map_err(
-            |_| Error::Hpke {
-                operation: "open",
-                reason: "the key grant does not open for this record and recipient".to_owned(),
-            },
-        )?;
-        let mut bytes = [0u8; 32];
-        bytes.copy_from_slice(&dek);
-        Ok(Dek::from_bytes(bytes))
+        aead::open_in_place(&batch_key, nonce, &wrap_aad(record_id)?, &mut dek)
+            .map_err(|_| refused())?;
+        let bytes = Zeroizing::new(<[u8; 32]>::try_from(dek.as_slice()).map_err(|_| refused())?);
+        if is_new {
+            // Kept only once a grant of the batch opened: made-up `enc` values cannot
+            // push out the batches in use.
+            let mut batches = self.lock();
+            if batches.len() >= OPENED_BATCHES {
+                let old = batches.keys().next().copied();
+                old.and_then(|old| batches.remove(&old));
+            }
+            batches.insert(*enc, Box::new(Zeroizing::new(*batch_key)));
+        }
+        Ok(Dek::from_bytes(*bytes))
     }
 
-    /// The batch key of `enc`: kept, or derived (one X25519) and kept.
-    fn batch_key(&self, enc: &[u8; ENC_LEN]) -> Result<Zeroizing<[u8; 32]>> {
-        if let Some(key) = self.lock().get(enc) {
-            return Ok(key.clone());
-        }
+    /// The batch key of `enc` (one X25519).
+    fn derive_batch_key(&self, enc: &[u8; ENC_LEN]) -> Result<Zeroizing<[u8; 32]>> {
         let encapped =
             <Kem as hpke::Kem>::EncappedKey::from_bytes(enc).map_err(|e| hpke_error("open", e))?;
         let context = hpke::setup_receiver::<Aead, Kdf, Kem>(
@@ -390,15 +403,10 @@ impl<'k> GrantOpener<'k> {
         context
             .export(BATCH_KEY_CONTEXT, key.as_mut_slice())
             .map_err(|err| hpke_error("open", err))?;
-        let mut batches = self.lock();
-        if batches.len() >= OPENED_BATCHES {
-            batches.clear();
-        }
-        batches.insert(*enc, key.clone());
         Ok(key)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; ENC_LEN], Zeroizing<[u8; 32]>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Batches> {
         // A panic elsewhere cannot leave the map half-written: every value is complete.
         self.batches.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -431,13 +439,16 @@ fn open_v1(
     grant: &[u8],
 ) -> Result<Dek> {
     let info = grant_info(record_id, recipient_id)?;
-    let (enc, rest) = grant.split_at(ENC_LEN);
-    let (body, tag) = rest.split_at(32);
+    let short = || Error::Hpke {
+        operation: "open",
+        reason: format!("a v1 key grant is {} bytes", KeyGrant::LEN_V1),
+    };
+    let (enc, rest) = grant.split_first_chunk::<ENC_LEN>().ok_or_else(short)?;
+    let (body, tag) = rest.split_first_chunk::<32>().ok_or_else(short)?;
     let enc =
         <Kem as hpke::Kem>::EncappedKey::from_bytes(enc).map_err(|e| hpke_error("open", e))?;
     let tag = AeadTag::<Aead>::from_bytes(tag).map_err(|e| hpke_error("open", e))?;
-    let mut dek = Zeroizing::new([0u8; 32]);
-    dek.copy_from_slice(body);
+    let mut dek = Zeroizing::new(*body);
     hpke::single_shot_open_in_place_detached::<Aead, Kdf, Kem>(
         &OpModeR::Base,
         &secret_key.hpke_key()?,
@@ -519,4 +530,44 @@ fn decode_fixed<const N: usize>(what: &'static str, text: &str) -> Result<[u8; N
         .map_err(|err| error(err.to_string()))?;
     <[u8; N]>::try_from(bytes.as_slice())
         .map_err(|_| error(format!("expected {N} bytes, got {}", bytes.len())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envelope::derive_dek;
+    use crate::keys::RecordKey;
+    use crate::token::record_id;
+
+    /// Only a batch whose grant opened is kept: grants with made-up `enc` values (what
+    /// a hostile hub could send) never enter the opener's map, so they cannot push out
+    /// the batches in use.
+    #[test]
+    fn only_batches_that_opened_are_kept() {
+        let record_key = RecordKey::generate(KeyVersion::V1);
+        let id = record_id(&record_key, "doc-1", "checkup.body");
+        let recipient = RecipientSecretKey::generate(KeyVersion::V1);
+        let opener = GrantOpener::new(&recipient, "phr:asmile");
+        for i in 1..=3u8 {
+            let mut junk = vec![i; KeyGrant::LEN_V2];
+            if let Some(first) = junk.first_mut() {
+                *first = 9;
+            }
+            let junk = KeyGrant::from_bytes(&junk).unwrap();
+            assert!(opener.open(&id, &junk).is_err());
+        }
+        assert_eq!(opener.lock().len(), 0, "no junk batch kept");
+        let sealer = GrantSealer::new(&recipient.public_key(), "phr:asmile").unwrap();
+        let grant = sealer.seal(&id, &derive_dek(&record_key, &id)).unwrap();
+        opener.open(&id, &grant).unwrap();
+        assert_eq!(opener.lock().len(), 1);
+        // A valid batch with a wrong record does not open and adds nothing either.
+        let other = GrantSealer::new(&recipient.public_key(), "phr:asmile").unwrap();
+        let misfiled = other.seal(&id, &derive_dek(&record_key, &id)).unwrap();
+        let other_id = record_id(&record_key, "doc-2", "checkup.body");
+        assert!(opener.open(&other_id, &misfiled).is_err());
+        assert_eq!(opener.lock().len(), 1);
+        opener.open(&id, &misfiled).unwrap();
+        assert_eq!(opener.lock().len(), 2);
+    }
 }

@@ -5,8 +5,9 @@
 //! Shared by the fuzz targets (`fuzz/fuzz_targets/`) and `crypto/tests/it/fuzz.rs`.
 
 use renkei_crypto::envelope::{EnvelopeHeader, SealedRecord};
-use renkei_crypto::grant::{KeyGrant, RecipientPublicKey};
+use renkei_crypto::grant::{GrantOpener, KeyGrant, RecipientPublicKey, RecipientSecretKey};
 use renkei_crypto::identity::{Identity, Sex};
+use renkei_crypto::keys::KeyVersion;
 use renkei_crypto::token::{RecipientPseudonym, RecordId, SubjectBinding, SubjectToken};
 
 /// Longest error message accepted: errors quote at most 80 characters of input.
@@ -101,7 +102,18 @@ macro_rules! check_tagged {
 /// and the first six lines as an identity (insurer, symbol, number, birth, sex, branch).
 pub fn crypto_text(data: &[u8]) {
     match KeyGrant::from_bytes(data) {
-        Ok(grant) => assert_eq!(grant.to_bytes().as_slice(), data, "key grant bytes changed"),
+        Ok(grant) => {
+            assert_eq!(grant.to_bytes().as_slice(), data, "key grant bytes changed");
+            // Opening arbitrary bytes is an error, never a panic (and no key is kept).
+            let key = RecipientSecretKey::generate(KeyVersion::V1);
+            let id = RecordId::parse("rec1_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa").ok();
+            if let Some(id) = id {
+                match GrantOpener::new(&key, "phr:fuzz").open(&id, &grant) {
+                    Ok(_) => panic!("a made-up key grant opened"),
+                    Err(e) => clean_error("key grant open", &e),
+                }
+            }
+        }
         Err(e) => {
             assert!(
                 data.len() != KeyGrant::LEN_V2 && data.len() != KeyGrant::LEN_V1,

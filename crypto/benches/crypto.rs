@@ -15,7 +15,7 @@ use std::time::Duration;
 use chrono::NaiveDate;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use renkei_crypto::envelope::{EnvelopeHeader, derive_dek, open, seal};
-use renkei_crypto::grant::{RecipientSecretKey, open_grant, seal_grant};
+use renkei_crypto::grant::{GrantOpener, GrantSealer, RecipientSecretKey, open_grant, seal_grant};
 use renkei_crypto::identity::{Identity, Sex};
 use renkei_crypto::keys::{KeyVersion, RecordKey, TokenKey};
 use renkei_crypto::token::{record_id, subject_binding, subject_token};
@@ -102,6 +102,16 @@ fn grants(c: &mut Criterion) {
     let grant = seal_grant(&public, &id, "phr:asmile", &dek).unwrap();
     group.bench_function("open", |b| {
         b.iter(|| open_grant(&recipient, black_box(&id), "phr:asmile", &grant).unwrap())
+    });
+    // Within a batch (v2): the HPKE setup is paid once per round and per recipient.
+    let sealer = GrantSealer::new(&public, "phr:asmile").unwrap();
+    group.bench_function("seal_in_batch", |b| {
+        b.iter(|| sealer.seal(black_box(&id), &dek).unwrap())
+    });
+    let opener = GrantOpener::new(&recipient, "phr:asmile");
+    let in_batch = sealer.seal(&id, &dek).unwrap();
+    group.bench_function("open_in_batch", |b| {
+        b.iter(|| opener.open(black_box(&id), &in_batch).unwrap())
     });
     group.finish();
 }

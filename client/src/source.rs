@@ -482,40 +482,16 @@ mod tests {
             serde_json::from_slice::<serde_json::Value>(&rec.payload).unwrap()
         );
         // The hub cannot have a source seal a record that is not its own.
-        assert!(
-            grant_for(
-                |_| Some(&key),
-                "phr:other",
-                &request,
-                &ck,
-                &mut Sealers::default()
-            )
-            .is_err()
-        );
+        let refused = |key: &RecordKey, me: &str, r: &GrantRequest| {
+            grant_for(|_| Some(key), me, r, &ck, &mut Sealers::default()).is_err()
+        };
+        assert!(refused(&key, "phr:other", &request));
         let other = RecordKey::from_bytes([8; 32], KeyVersion::V1);
-        assert!(
-            grant_for(
-                |_| Some(&other),
-                "phr:asmile",
-                &request,
-                &ck,
-                &mut Sealers::default()
-            )
-            .is_err()
-        );
+        assert!(refused(&other, "phr:asmile", &request));
         let bad = GrantRequest {
             record_id: "rec1_bad".into(),
             ..request
         };
-        assert!(
-            grant_for(
-                |_| Some(&key),
-                "phr:asmile",
-                &bad,
-                &ck,
-                &mut Sealers::default()
-            )
-            .is_err()
-        );
+        assert!(refused(&key, "phr:asmile", &bad));
     }
 }

@@ -1,25 +1,23 @@
 //! Key grants and general HPKE sealing: round trips and every way a grant
 //! must fail to open.
 
-use renkei_crypto::envelope::{EnvelopeHeader, derive_dek, open, seal};
+use renkei_crypto::envelope::{EnvelopeHeader, SealedRecord, derive_dek, open, seal};
 use renkei_crypto::grant::{
     GrantOpener, GrantSealer, KeyGrant, RecipientPublicKey, RecipientSecretKey, grant_info,
     hpke_open, hpke_seal, open_grant, seal_grant,
 };
 use renkei_crypto::keys::{KeyVersion, RecordKey};
-use renkei_crypto::token::record_id;
+use renkei_crypto::token::{RecordId, record_id};
 
 const RECIPIENT: &str = "phr:asmile";
 
-#[test]
-fn a_grant_carries_the_dek_to_its_recipient() {
-    let record_key = RecordKey::generate(KeyVersion::V1);
-    let id = record_id(&record_key, "doc-1", "checkup.body");
+/// `payload` sealed as record `id` (a `checkup.body` of one subject) under `record_key`.
+fn sealed(record_key: &RecordKey, id: &RecordId, payload: &[u8]) -> SealedRecord {
     let header = EnvelopeHeader {
         record_id: id.clone(),
         subject_binding: renkei_crypto::token::subject_binding(
-            &record_key,
-            &id,
+            record_key,
+            id,
             &format!("st1_{}", "b".repeat(32)),
         ),
         category: "checkup.body".into(),
@@ -28,7 +26,14 @@ fn a_grant_carries_the_dek_to_its_recipient() {
         schema_version: 1,
         key_version: KeyVersion::V1,
     };
-    let sealed = seal(&record_key, header, b"payload").unwrap();
+    seal(record_key, header, payload).unwrap()
+}
+
+#[test]
+fn a_grant_carries_the_dek_to_its_recipient() {
+    let record_key = RecordKey::generate(KeyVersion::V1);
+    let id = record_id(&record_key, "doc-1", "checkup.body");
+    let sealed = sealed(&record_key, &id, b"payload");
     let recipient = RecipientSecretKey::generate(KeyVersion::V1);
     let grant = seal_grant(
         &recipient.public_key(),
@@ -141,24 +146,7 @@ fn a_v1_grant_sealed_before_batches_still_opens() {
     .unwrap();
     assert_eq!(grant.to_bytes().len(), KeyGrant::LEN_V1);
     let dek = open_grant(&recipient, &id, RECIPIENT, &grant).unwrap();
-    let sealed = seal(
-        &record_key,
-        EnvelopeHeader {
-            record_id: id.clone(),
-            subject_binding: renkei_crypto::token::subject_binding(
-                &record_key,
-                &id,
-                &format!("st1_{}", "c".repeat(32)),
-            ),
-            category: "checkup.body".into(),
-            source: "source:hachioji".into(),
-            effective_date: chrono::NaiveDate::from_ymd_opt(2024, 4, 1).unwrap(),
-            schema_version: 1,
-            key_version: KeyVersion::V1,
-        },
-        b"v1",
-    )
-    .unwrap();
+    let sealed = sealed(&record_key, &id, b"v1");
     assert_eq!(open(&dek, &sealed).unwrap(), b"v1");
     assert!(open_grant(&recipient, &id, "clinic:kita", &grant).is_err());
     let other = record_id(&record_key, "doc-v2", "checkup.body");

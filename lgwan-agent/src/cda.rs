@@ -138,6 +138,34 @@ pub fn parse_document(
     fallback_id: &str,
     kind: DocumentKind,
 ) -> Result<CheckupDocument, Reason> {
+    parse_until(bytes, fallback_id, kind, Scope::Whole)
+}
+
+/// Parses the header of one document of `kind` (the person and the exam date) and
+/// stops at the body (`ClinicalDocument/component`, the last element the XSD allows
+/// there): the document it returns has no observations, and nothing after the header
+/// is read, so a fault there is not found. What the survey needs of each document.
+pub fn parse_header(
+    bytes: &[u8],
+    fallback_id: &str,
+    kind: DocumentKind,
+) -> Result<CheckupDocument, Reason> {
+    parse_until(bytes, fallback_id, kind, Scope::Header)
+}
+
+/// How much of a document to read.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    Whole,
+    Header,
+}
+
+fn parse_until(
+    bytes: &[u8],
+    fallback_id: &str,
+    kind: DocumentKind,
+    scope: Scope,
+) -> Result<CheckupDocument, Reason> {
     let text = xml::document_text(bytes)?;
     let mut reader = xml::reader(&text);
     let mut state = State {
@@ -163,6 +191,9 @@ pub fn parse_document(
             Event::Start(start) => {
                 seen_root = true;
                 open(&reader, &mut state, &start, in_cda)?;
+                if scope == Scope::Header && state.is(&["ClinicalDocument", "component"]) {
+                    return finish(state, fallback_id, kind);
+                }
             }
             Event::Empty(start) => {
                 seen_root = true;
@@ -396,6 +427,23 @@ mod tests {
         format!(
             r#"<entry><observation classCode="OBS" moodCode="EVN"><code code="{code}"/>{value}</observation></entry>"#
         )
+    }
+
+    #[test]
+    fn the_header_alone_stops_at_the_body() {
+        let broken = doc(&obs(
+            "9N001000000000001",
+            r#"<value xsi:type="INT" value="16"#,
+        ));
+        assert!(parse_checkup(broken.as_bytes(), "h1.xml").is_err());
+        let header = parse_header(broken.as_bytes(), "h1.xml", DocumentKind::Checkup).unwrap();
+        let whole = parse_checkup(doc("").as_bytes(), "h1.xml").unwrap();
+        assert_eq!(header.identity, whole.identity);
+        assert_eq!(header.exam_date, whole.exam_date);
+        assert!(header.observations.is_empty());
+        // A header fault is found as before.
+        let no_target = doc_with("", "");
+        assert!(parse_header(no_target.as_bytes(), "h1.xml", DocumentKind::Checkup).is_err());
     }
 
     #[test]

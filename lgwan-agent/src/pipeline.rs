@@ -19,7 +19,7 @@ use serde_json::Value as Json;
 
 use crate::agent::Agent;
 use crate::archive::{RawEntry, scan_entries};
-use crate::cda::parse_document;
+use crate::cda::{parse_document, parse_header};
 use crate::domain::{CheckupDocument, DocumentKind, PersonIdentity};
 use crate::error::{Error, Result};
 use crate::minimize::{MinimizedRecord, minimize_checkup};
@@ -369,6 +369,10 @@ enum Surveyed {
     Nothing,
 }
 
+/// A parser of checkup and guidance documents: the whole ([`parse_document`]) or the
+/// header alone ([`parse_header`]).
+type DocumentParser = fn(&[u8], &str, DocumentKind) -> Result<CheckupDocument, Reason>;
+
 /// One parsed input, before tokenization.
 enum Parsed {
     Checkup(String, String, Box<CheckupDocument>),
@@ -379,6 +383,11 @@ enum Parsed {
 impl Input {
     /// Parses a checkup or guidance document; rows and quarantines pass through.
     fn parse(self) -> Parsed {
+        self.parse_with(parse_document)
+    }
+
+    /// [`Input::parse`] with `read` as the document parser.
+    fn parse_with(self, read: DocumentParser) -> Parsed {
         match self {
             Input::Checkup {
                 label,
@@ -386,7 +395,7 @@ impl Input {
                 fallback_id,
                 kind,
                 bytes,
-            } => match parse_document(&bytes, &fallback_id, kind) {
+            } => match read(&bytes, &fallback_id, kind) {
                 Ok(doc) => Parsed::Checkup(label, entry, Box::new(doc)),
                 Err(reason) => Parsed::Quarantined(Quarantine::new(label, Some(entry), reason)),
             },
@@ -511,7 +520,8 @@ impl Agent {
 
     /// The identity (and 宛名番号, when a row gave one) of the first person in `files`
     /// whose token is `token`: how the agent maps a resident back inside LGWAN
-    /// (`lgwan-agent resolve`). Reads every input; nothing leaves the agent.
+    /// (`lgwan-agent resolve`). Reads every input (of a document, its header); nothing
+    /// leaves the agent.
     pub fn find_subject(
         &self,
         files: &[PathBuf],
@@ -522,7 +532,7 @@ impl Agent {
             if found.is_some() {
                 return;
             }
-            let (person, resident) = match input.parse() {
+            let (person, resident) = match input.parse_with(parse_header) {
                 Parsed::Checkup(_, _, doc) => (doc.identity, None),
                 Parsed::Row(_, _, row) => match row.identity {
                     RowIdentity::Insured(person) => (person, row.resident),
@@ -570,8 +580,10 @@ impl Agent {
         });
     }
 
-    /// Pass one: the 枝番 of every subject in `files`. Every document is parsed in
-    /// full (on every core), so that only documents the second pass exports count.
+    /// Pass one: the 枝番 of every subject in `files`, on every core. Only a
+    /// document's header is read ([`parse_header`]): the person in it counts even if the
+    /// second pass refuses the document for its body, so a token two people share is
+    /// refused before anything of either is spooled.
     pub fn survey(&self, files: &[PathBuf]) -> BranchBook {
         let mut book = BranchBook::default();
         let workers = workers();
@@ -580,7 +592,7 @@ impl Agent {
             workers * WINDOW_PER_WORKER,
             |sink| self.read_inputs(files, sink),
             |input| {
-                let (person, resident) = match input.parse() {
+                let (person, resident) = match input.parse_with(parse_header) {
                     Parsed::Checkup(_, _, doc) => (doc.identity, None),
                     Parsed::Row(_, _, row) => match (row.identity, row.resident) {
                         (RowIdentity::Insured(person), resident) => (person, resident),

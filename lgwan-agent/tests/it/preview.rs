@@ -325,3 +325,58 @@ fn same_identity_different_branch_is_refused_not_merged() {
     });
     assert_eq!(by_token.len(), 1);
 }
+
+/// The twins' archive with the body of the twin's document (枝番 03) broken.
+fn twins_with_broken_twin(dir: &Path) -> PathBuf {
+    let source = std::fs::File::open(fixture(TWINS)).unwrap();
+    let mut archive = zip::ZipArchive::new(source).unwrap();
+    let out = dir.join(TWINS);
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(&out).unwrap());
+    for i in 0..archive.len() {
+        let mut entry = archive.by_index(i).unwrap();
+        let name = entry.name().to_owned();
+        let mut text = String::new();
+        entry.read_to_string(&mut text).unwrap();
+        if text.contains(r#"root="1.2.392.200119.6.211" extension="03""#) {
+            let broken = text.replacen("</structuredBody>", "</structuredBodyX>", 1);
+            assert_ne!(broken, text);
+            text = broken;
+        }
+        zip.start_file(name, zip::write::SimpleFileOptions::default())
+            .unwrap();
+        std::io::Write::write_all(&mut zip, text.as_bytes()).unwrap();
+    }
+    zip.finish().unwrap();
+    out
+}
+
+/// The survey reads each document's header: a second person sharing the token is a
+/// conflict even when the body of their document is refused, so nothing of the first
+/// person goes out under a token known to be shared.
+#[test]
+fn a_twin_whose_body_is_refused_still_makes_a_conflict() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = agent(&dir.path().join("agent"));
+    let archive = twins_with_broken_twin(dir.path());
+    let (records, bad) = run_preview(&agent, &[archive]);
+    let kinds: Vec<&str> = bad.iter().map(|q| q.reason.kind()).collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "identity-conflict").count(),
+        2,
+        "person 0's two visits are refused: {bad:?}"
+    );
+    assert_eq!(kinds.len(), 3, "and the twin's broken document: {bad:?}");
+    let refused: BTreeSet<String> = bad
+        .iter()
+        .filter_map(|q| match &q.reason {
+            Reason::IdentityConflict(m) => Some(m.split('`').nth(1).unwrap().to_owned()),
+            _ => None,
+        })
+        .collect();
+    let token = refused.into_iter().next().unwrap();
+    assert!(records.iter().all(|r| r["subject_token"] != token.as_str()));
+    assert!(
+        !records.is_empty(),
+        "the other person's records still go out"
+    );
+}

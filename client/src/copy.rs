@@ -10,13 +10,11 @@ use std::collections::HashMap;
 
 use renkei_crypto::envelope::{EnvelopeHeader, SealedRecord, derive_dek, open, seal};
 use renkei_crypto::keys::RecordKey;
+use renkei_crypto::payload;
 use renkei_crypto::token::{recipient_record_id, subject_binding};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-
-/// Smallest padded payload, in bytes; larger payloads are padded to the next power of two.
-const MIN_BUCKET: usize = 1024;
 
 /// Opens `sealed` (a record of this source, sealed with `key`) and seals the copy for
 /// `recipient`. Fails if the record does not open with `key`: the hub cannot make a
@@ -24,9 +22,10 @@ const MIN_BUCKET: usize = 1024;
 pub fn copy_for(key: &RecordKey, sealed: &SealedRecord, recipient: &str) -> Result<SealedRecord> {
     let header = sealed.header();
     let what = || format!("record `{}`", header.record_id);
-    let payload = open(&derive_dek(key, &header.record_id), sealed).map_err(Error::crypto(
+    let plain = open(&derive_dek(key, &header.record_id), sealed).map_err(Error::crypto(
         format!("{}: does not open with our key", what()),
     ))?;
+    let json = payload::unpack(header.schema_version, &plain).map_err(Error::crypto(what()))?;
     let alias = recipient_record_id(key, &header.record_id, recipient);
     let copy_header = EnvelopeHeader {
         // Binds the original binding (and so the subject) under the recipient's id.
@@ -34,11 +33,11 @@ pub fn copy_for(key: &RecordKey, sealed: &SealedRecord, recipient: &str) -> Resu
         record_id: alias,
         ..header.clone()
     };
-    let payload = padded(
-        &fresh_uuids(&payload)
-            .map_err(|e| Error::invalid(what(), format!("payload is not JSON: {e}")))?,
-    );
-    seal(key, copy_header, &payload).map_err(Error::crypto(what()))
+    // The copy keeps the original's schema: a recipient reads it as the header says.
+    let fresh = fresh_uuids(&json)
+        .map_err(|e| Error::invalid(what(), format!("payload is not JSON: {e}")))?;
+    let padded = payload::pack(header.schema_version, &fresh).map_err(Error::crypto(what()))?;
+    seal(key, copy_header, &padded).map_err(Error::crypto(what()))
 }
 
 /// The payload with every `urn:uuid:` value replaced by a fresh random one (the same
@@ -65,23 +64,13 @@ fn rewrite(v: &mut Value, fresh: &mut HashMap<String, String>) {
     }
 }
 
-/// JSON padded with trailing spaces (still the same JSON) to a size bucket, so that the
-/// ciphertext length tells only the bucket. Sources pad what they upload too.
-pub fn padded(json: &[u8]) -> Vec<u8> {
-    let bucket = json.len().max(MIN_BUCKET).next_power_of_two();
-    let mut out = Vec::with_capacity(bucket);
-    out.extend_from_slice(json);
-    out.resize(bucket, b' ');
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use renkei_crypto::keys::KeyVersion;
     use renkei_crypto::token::record_id;
 
-    fn original(key: &RecordKey) -> SealedRecord {
+    fn original(key: &RecordKey, schema: u16) -> SealedRecord {
         let rid = record_id(key, "doc-1", "checkup.body");
         let header = EnvelopeHeader {
             subject_binding: subject_binding(key, &rid, "st1_abcdefghijklmnopqrstuvwxyz234567"),
@@ -89,17 +78,23 @@ mod tests {
             category: "checkup.body".into(),
             source: "source:city-a".into(),
             effective_date: chrono::NaiveDate::from_ymd_opt(2026, 5, 1).unwrap(),
-            schema_version: 1,
+            schema_version: schema,
             key_version: KeyVersion::V1,
         };
-        let payload = br#"{"resourceType":"Bundle","entry":[{"fullUrl":"urn:uuid:00000000-0000-4000-8000-000000000001","resource":{"resourceType":"Observation","hasMember":[{"reference":"urn:uuid:00000000-0000-4000-8000-000000000001"}]}}]}"#;
-        seal(key, header, payload).unwrap()
+        let json = br#"{"resourceType":"Bundle","entry":[{"fullUrl":"urn:uuid:00000000-0000-4000-8000-000000000001","resource":{"resourceType":"Observation","hasMember":[{"reference":"urn:uuid:00000000-0000-4000-8000-000000000001"}]}}]}"#;
+        seal(key, header, &payload::pack(schema, json).unwrap()).unwrap()
     }
 
     #[test]
     fn two_recipients_share_no_identifier() {
+        for schema in [payload::JSON, payload::JSON_LZ4] {
+            two_recipients_share_no_identifier_in(schema);
+        }
+    }
+
+    fn two_recipients_share_no_identifier_in(schema: u16) {
         let key = RecordKey::from_bytes([5; 32], KeyVersion::V1);
-        let sealed = original(&key);
+        let sealed = original(&key, schema);
         let a = copy_for(&key, &sealed, "phr:asmile").unwrap();
         let b = copy_for(&key, &sealed, "clinic:mysos").unwrap();
         for (x, y) in [(&a, &b), (&a, &sealed), (&b, &sealed)] {
@@ -111,7 +106,8 @@ mod tests {
         let again = copy_for(&key, &sealed, "phr:asmile").unwrap();
         assert_eq!(again.header().record_id, a.header().record_id);
         let open_copy = |c: &SealedRecord| -> Value {
-            serde_json::from_slice(&open(&derive_dek(&key, &c.header().record_id), c).unwrap())
+            let plain = open(&derive_dek(&key, &c.header().record_id), c).unwrap();
+            serde_json::from_slice(&payload::unpack(c.header().schema_version, &plain).unwrap())
                 .unwrap()
         };
         let (pa, pb) = (open_copy(&a), open_copy(&b));
@@ -124,9 +120,10 @@ mod tests {
             "references follow"
         );
         assert_eq!(pa["resourceType"], "Bundle");
+        assert_eq!(a.header().schema_version, schema, "a copy keeps the schema");
         assert_eq!(
             a.ciphertext().len(),
-            MIN_BUCKET + 16,
+            payload::MIN_BUCKET + 16,
             "padded to the bucket"
         );
     }
@@ -135,7 +132,7 @@ mod tests {
     fn a_record_of_another_key_is_refused() {
         let key = RecordKey::from_bytes([5; 32], KeyVersion::V1);
         let other = RecordKey::from_bytes([6; 32], KeyVersion::V1);
-        let e = copy_for(&other, &original(&key), "phr:asmile").unwrap_err();
+        let e = copy_for(&other, &original(&key, payload::JSON_LZ4), "phr:asmile").unwrap_err();
         assert!(e.to_string().contains("does not open"), "{e}");
     }
 }

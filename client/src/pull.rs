@@ -54,15 +54,13 @@ pub fn open_item(item: &FeedItem, grants: &GrantOpener<'_>) -> Result<OpenedReco
     let dek = grants
         .open(&record_id, &grant)
         .map_err(Error::crypto(what("key grant")))?;
-    let mut payload = Zeroizing::new(open(&dek, &sealed).map_err(Error::crypto(what("envelope")))?);
-    // A source pads each recipient's copy with trailing spaces to a size bucket
-    // (`crate::copy`); the JSON ends before them.
-    let end = payload
-        .iter()
-        .rposition(|b| *b != b' ')
-        .map_or(0, |i| i + 1);
-    payload.truncate(end);
+    let plain = Zeroizing::new(open(&dek, &sealed).map_err(Error::crypto(what("envelope")))?);
     let header = sealed.header();
+    // The JSON, as the header's schema holds it (`renkei_crypto::payload`).
+    let payload = Zeroizing::new(
+        renkei_crypto::payload::unpack(header.schema_version, &plain)
+            .map_err(Error::crypto(what("payload")))?,
+    );
     let date: NaiveDate = item.effective_date.parse().map_err(|e| {
         Error::invalid(
             what("effective date"),

@@ -33,8 +33,9 @@ pub fn publishable(me: &ParticipantId) -> &'static [&'static str] {
     }
 }
 
-/// Version of the payload schema the client seals (FHIR R4 JSON).
-pub const SCHEMA_VERSION: u16 = 1;
+/// Version of the payload schema the client seals (FHIR R4 JSON, compressed:
+/// `renkei_crypto::payload`).
+pub const SCHEMA_VERSION: u16 = renkei_crypto::payload::JSON_LZ4;
 
 /// One of the app's own records, before sealing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,7 +91,9 @@ pub fn seal_app_record(
         schema_version: SCHEMA_VERSION,
         key_version: key.version(),
     };
-    seal(key, header, &crate::copy::padded(&record.payload)).map_err(Error::crypto(what("sealing")))
+    let padded = renkei_crypto::payload::pack(SCHEMA_VERSION, &record.payload)
+        .map_err(Error::crypto(what("payload")))?;
+    seal(key, header, &padded).map_err(Error::crypto(what("sealing")))
 }
 
 /// Seals and uploads the app's records (all or nothing at the hub).

@@ -82,6 +82,14 @@ pub enum Error {
     /// Encryption failed (only possible for absurdly large inputs).
     #[error("cannot seal: {0}")]
     Seal(String),
+    /// An opened payload does not follow its schema (payload.rs).
+    #[error("payload of schema {schema}: {reason}")]
+    Payload {
+        /// The header's schema version.
+        schema: u16,
+        /// What is wrong with it.
+        reason: String,
+    },
 
     // --- key grants and HPKE (grant.rs) ---
     /// HPKE sealing or opening failed.

@@ -28,6 +28,7 @@ pub mod grant;
 pub mod identity;
 pub mod keys;
 pub mod participant;
+pub mod payload;
 pub mod sign;
 pub mod statement;
 pub mod tlog;

@@ -8,6 +8,7 @@ use renkei_crypto::envelope::{EnvelopeHeader, SealedRecord};
 use renkei_crypto::grant::{GrantOpener, KeyGrant, RecipientPublicKey, RecipientSecretKey};
 use renkei_crypto::identity::{Identity, Sex};
 use renkei_crypto::keys::KeyVersion;
+use renkei_crypto::payload;
 use renkei_crypto::token::{RecipientPseudonym, RecordId, SubjectBinding, SubjectToken};
 
 /// Longest error message accepted: errors quote at most 80 characters of input.
@@ -97,10 +98,31 @@ macro_rules! check_tagged {
     }};
 }
 
+/// `payload::unpack` of every schema on arbitrary bytes (an opened payload a source
+/// sealed): an error or JSON within the limit, never a panic; what schema 2 accepts
+/// packs and unpacks again to the same JSON.
+pub fn payload(data: &[u8]) {
+    for schema in [payload::JSON, payload::JSON_LZ4, 3] {
+        match payload::unpack(schema, data) {
+            Ok(json) => {
+                assert!(json.len() <= payload::MAX_JSON, "payload over the limit");
+                assert_ne!(schema, 3, "an unknown schema was read");
+                let again = payload::pack(schema, &json).map(|p| payload::unpack(schema, &p));
+                match again {
+                    Ok(Ok(back)) => assert_eq!(back, json, "schema {schema} does not round-trip"),
+                    _ => panic!("schema {schema}: accepted JSON does not pack again"),
+                }
+            }
+            Err(e) => clean_error("payload", &e),
+        }
+    }
+}
+
 /// Tagged ids, key grants, public keys and identities from one input: the bytes as a
 /// key grant, the (lossy UTF-8) text as a whole and line by line as ids and base64,
 /// and the first six lines as an identity (insurer, symbol, number, birth, sex, branch).
 pub fn crypto_text(data: &[u8]) {
+    payload(data);
     match KeyGrant::from_bytes(data) {
         Ok(grant) => {
             assert_eq!(grant.to_bytes().as_slice(), data, "key grant bytes changed");

@@ -662,7 +662,9 @@ mod tests {
             let grant = KeyGrant::from_base64(&u.grant).unwrap();
             let dek =
                 open_grant(&clinic, &copy.header().record_id, "clinic:mysos", &grant).unwrap();
-            serde_json::from_slice(&open(&dek, &copy).unwrap()).unwrap()
+            let plain = open(&dek, &copy).unwrap();
+            let json = renkei_crypto::payload::unpack(copy.header().schema_version, &plain);
+            serde_json::from_slice(&json.unwrap()).unwrap()
         };
         let (uploads, refused) = answers(&v2, &requests);
         assert!(refused.is_empty(), "{refused:?}");

@@ -22,8 +22,9 @@ use crate::outbox::{KnownSubject, NewRecord, Outbox};
 use crate::pipeline::{BranchBook, Outcome, PreparedRecord, RawRecord, RunSummary, expand_inputs};
 use crate::quarantine::Quarantine;
 
-/// Version of the payload schema the agent seals (FHIR R4 JSON).
-pub const SCHEMA_VERSION: u16 = 1;
+/// Version of the payload schema the agent seals (FHIR R4 JSON, compressed:
+/// `renkei_crypto::payload`).
+pub const SCHEMA_VERSION: u16 = renkei_crypto::payload::JSON_LZ4;
 
 /// Records per outbox transaction: large enough that a commit (and its fsync)
 /// and the index pages it rewrites are shared by many records (~360 checkups).
@@ -206,8 +207,12 @@ fn seal_parts(
         schema_version: SCHEMA_VERSION,
         key_version: key.version(),
     };
-    // Padded to a size bucket: the hub sees only the bucket, not the payload's length.
-    let sealed = seal(key, header, &renkei_client::copy::padded(payload))?;
+    // Compressed and padded to a size bucket: the hub sees only the bucket.
+    let sealed = seal(
+        key,
+        header,
+        &renkei_crypto::payload::pack(SCHEMA_VERSION, payload)?,
+    )?;
     Ok(NewRecord {
         record_id: record_id.clone(),
         subject: subject.clone(),

@@ -207,6 +207,22 @@ proptest! {
     }
 
     #[test]
+    fn mutated_compressed_payloads_are_refused_or_read(
+        json in prop::collection::vec(any::<u8>(), 0..3000),
+        mutations in prop::collection::vec(mutation(), 1..4),
+    ) {
+        let mut bytes = renkei_crypto::payload::pack(renkei_crypto::payload::JSON_LZ4, &json).unwrap();
+        prop_assert_eq!(
+            renkei_crypto::payload::unpack(renkei_crypto::payload::JSON_LZ4, &bytes).unwrap(),
+            json
+        );
+        for m in &mutations {
+            apply(&mut bytes, m);
+        }
+        checks::payload(&bytes);
+    }
+
+    #[test]
     fn tokens_and_base64_from_arbitrary_text(
         s in prop_oneof![
             any::<String>(),

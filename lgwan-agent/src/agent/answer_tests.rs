@@ -157,7 +157,9 @@ async fn a_request_is_answered_only_when_every_check_passes() {
     .unwrap();
     let grant = KeyGrant::from_base64(&uploads[0].grant).unwrap();
     let dek = open_grant(&s.clinic, &copy.header().record_id, "clinic:mysos", &grant).unwrap();
-    let payload: serde_json::Value = serde_json::from_slice(&open(&dek, &copy).unwrap()).unwrap();
+    let plain = open(&dek, &copy).unwrap();
+    let json = renkei_crypto::payload::unpack(copy.header().schema_version, &plain).unwrap();
+    let payload: serde_json::Value = serde_json::from_slice(&json).unwrap();
     assert_eq!(payload["ldl"], 120);
 
     // A recipient with a consent, a key statement and the policies on its side, which

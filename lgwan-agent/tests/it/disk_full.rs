@@ -11,6 +11,7 @@ use std::process::Command;
 
 use lgwan_agent::agent::Agent;
 use renkei_crypto::envelope::{SealedRecord, derive_dek, open};
+use renkei_crypto::payload;
 use serde_json::Value;
 use sqlx::Connection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
@@ -97,7 +98,8 @@ fn check_opens(agent: &Agent, expected: &BTreeMap<String, Value>, got: &BTreeMap
             &sealed,
         )
         .unwrap_or_else(|e| panic!("`{id}` no longer opens: {e}"));
-        let payload: Value = serde_json::from_slice(&plain).unwrap();
+        let json = payload::unpack(sealed.header().schema_version, &plain).unwrap();
+        let payload: Value = serde_json::from_slice(&json).unwrap();
         assert_eq!(&payload, &want["payload"], "payload of `{id}`");
     }
 }

@@ -11,6 +11,7 @@ use lgwan_agent::agent::Agent;
 use lgwan_agent::import::import;
 use lgwan_agent::outbox::Outbox;
 use renkei_crypto::envelope::{SealedRecord, derive_dek, open};
+use renkei_crypto::payload;
 use renkei_crypto::token::subject_binding;
 use serde_json::Value;
 
@@ -57,8 +58,14 @@ fn check_sealed(
             h.subject_binding,
             subject_binding(agent.record_key(), &h.record_id, subject)
         );
+        assert_eq!(
+            h.schema_version,
+            payload::JSON_LZ4,
+            "compressed before padding"
+        );
         let plain = open(&derive_dek(agent.record_key(), &h.record_id), &sealed).unwrap();
-        let payload: Value = serde_json::from_slice(&plain).unwrap();
+        let json = payload::unpack(h.schema_version, &plain).unwrap();
+        let payload: Value = serde_json::from_slice(&json).unwrap();
         assert_eq!(payload, want["payload"], "payload of `{id}`");
     }
 }

@@ -13,6 +13,12 @@ use lgwan_agent::synth::{SynthOptions, write_archive};
 use renkei_bench::parts::Part;
 use renkei_bench::proc::{Pid, peak_rss_mib};
 
+/// The allocator the `lgwan-agent` binary uses (lgwan-agent/src/main.rs), so that the
+/// import measured here is the product's.
+#[cfg(unix)]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 struct Cli {
     #[command(subcommand)]

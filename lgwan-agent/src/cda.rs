@@ -40,6 +40,8 @@ struct State {
     /// Names popped off `stack`, kept for reuse (an element costs no allocation).
     spare: Vec<String>,
     document_id: Option<String>,
+    /// `ClinicalDocument/component` (the body) has been opened: the XSD puts it last, once.
+    body_opened: bool,
     record_targets: usize,
     insurer: Option<String>,
     symbol: Option<String>,
@@ -265,6 +267,18 @@ fn on_start(state: &mut State, attrs: &Attrs<'_>) -> Result<(), Reason> {
             Reader::Guidance(body) => body.start(&state.stack, attrs),
         };
     }
+    if state.stack.len() == 2 {
+        // Nothing may follow the body (hc08/hg08 `ClinicalDocument`: `component` is the
+        // last element, once). So the header is all before it, and reading the header
+        // alone ([`parse_header`]) finds the same person as reading the whole document.
+        if state.body_opened {
+            let name = state.stack.last().map_or("", String::as_str);
+            return Err(Reason::MalformedXml(format!(
+                "`{name}` after `component` in ClinicalDocument (the XSD puts `component` last, once)"
+            )));
+        }
+        state.body_opened = state.is(&["ClinicalDocument", "component"]);
+    }
     let get = |name| xml::get(attrs, name).map(str::to_owned);
     if state.is(&["ClinicalDocument", "id"]) {
         state.document_id = match (get("root"), get("extension")) {
@@ -283,14 +297,21 @@ fn on_start(state: &mut State, attrs: &Attrs<'_>) -> Result<(), Reason> {
             _ => return Ok(()),
         };
         *slot = get("extension");
-    } else if state.ends_with(&[
+    } else if state.is(&[
+        "ClinicalDocument",
         "recordTarget",
         "patientRole",
         "patient",
         "administrativeGenderCode",
     ]) {
         state.sex = get("code");
-    } else if state.ends_with(&["recordTarget", "patientRole", "patient", "birthTime"]) {
+    } else if state.is(&[
+        "ClinicalDocument",
+        "recordTarget",
+        "patientRole",
+        "patient",
+        "birthTime",
+    ]) {
         state.birth = get("value");
     } else if let Some(slot) = exam_date_slot(&state.stack) {
         // Each candidate is taken from the first `documentationOf` that gives it.
@@ -444,6 +465,50 @@ mod tests {
         // A header fault is found as before.
         let no_target = doc_with("", "");
         assert!(parse_header(no_target.as_bytes(), "h1.xml", DocumentKind::Checkup).is_err());
+    }
+
+    /// The survey reads headers only, so the whole document must not name another person
+    /// after its header: nothing may follow the body, and the person's fields are read at
+    /// their place in the header alone.
+    #[test]
+    fn nothing_after_the_body_names_the_person() {
+        let whole = doc("");
+        let body_at = whole.find("<component>").unwrap();
+        // A second recordTarget, or a second body, after the body.
+        for late in [TARGET, "<component><structuredBody/></component>"] {
+            let mut bad = whole.clone();
+            bad.insert_str(bad.rfind("</ClinicalDocument>").unwrap(), late);
+            let e = parse_checkup(bad.as_bytes(), "h1.xml").unwrap_err();
+            assert!(e.to_string().contains("after `component`"), "{e}");
+        }
+        // The whole header after the body: the header alone has no person, the whole
+        // document is refused.
+        let (head, tail) = whole.split_at(body_at);
+        let target_at = head.find("<recordTarget>").unwrap();
+        let target_end = head.find("</recordTarget>").unwrap() + "</recordTarget>".len();
+        let moved = format!(
+            "{}{}{}",
+            &head[..target_at],
+            &head[target_end..],
+            tail.replacen(
+                "</ClinicalDocument>",
+                &format!("{TARGET}</ClinicalDocument>"),
+                1
+            )
+        );
+        assert!(parse_header(moved.as_bytes(), "h1.xml", DocumentKind::Checkup).is_err());
+        assert!(parse_checkup(moved.as_bytes(), "h1.xml").is_err());
+        // Another birth date and sex inside a component before the real body.
+        let decoy = r#"<component><recordTarget><patientRole><patient><administrativeGenderCode code="2"/><birthTime value="19990909"/></patient></patientRole></recordTarget></component>"#;
+        let mut two = whole.clone();
+        two.insert_str(body_at, decoy);
+        let header = parse_header(two.as_bytes(), "h1.xml", DocumentKind::Checkup).unwrap();
+        let plain = parse_checkup(whole.as_bytes(), "h1.xml").unwrap();
+        assert_eq!(header.identity, plain.identity, "the decoy is not read");
+        assert!(
+            parse_checkup(two.as_bytes(), "h1.xml").is_err(),
+            "two bodies"
+        );
     }
 
     #[test]

@@ -279,6 +279,14 @@ impl BranchBook {
         self.branches.get(index).map(String::as_str)
     }
 
+    /// True when the survey saw `token`, with `branch` if one is given.
+    pub fn agrees(&self, token: &SubjectToken, branch: Option<&str>) -> bool {
+        if !self.seen.contains_key(&token_key(token)) {
+            return false;
+        }
+        branch.is_none_or(|b| self.branch(token) == Some(b))
+    }
+
     /// Subjects seen.
     pub fn len(&self) -> usize {
         self.seen.len()
@@ -734,10 +742,23 @@ impl Agent {
                 (label, format!("record {}", row.line), token)
             }
         };
+        // A person by insurance identity was surveyed from the same input (a document's
+        // header, a row): their token and 枝番 must be what the survey saw, or the two
+        // passes read the input differently and the conflict check would not hold.
+        let surveyed = matches!(&parsed, Parsed::Checkup(..))
+            || matches!(&parsed, Parsed::Row(_, _, row) if matches!(row.identity, RowIdentity::Insured(_)));
         let token = match token {
             Ok((token, _)) if book.is_conflict(&token) => {
                 let reason = Reason::IdentityConflict(format!(
                     "subject `{}` is shared by people with different 枝番; their records are refused",
+                    token.as_str()
+                ));
+                let q = Quarantine::new(label, Some(entry), reason);
+                return (Outcome::Quarantined(q), Counted::Nothing);
+            }
+            Ok((token, branch)) if surveyed && !book.agrees(&token, branch.as_deref()) => {
+                let reason = Reason::IdentityConflict(format!(
+                    "subject `{}` is not the person the survey read from this input; its records are refused",
                     token.as_str()
                 ));
                 let q = Quarantine::new(label, Some(entry), reason);

@@ -380,3 +380,27 @@ fn a_twin_whose_body_is_refused_still_makes_a_conflict() {
         "the other person's records still go out"
     );
 }
+
+/// Pass two exports a person only as the survey read them: with a book that did not see
+/// them (as if the two passes had read the input differently) every input is refused.
+#[test]
+fn pass_two_refuses_a_person_the_survey_did_not_read() {
+    use lgwan_agent::pipeline::{BranchBook, Prepared};
+    let dir = tempfile::tempdir().unwrap();
+    let agent = agent(dir.path());
+    let files = vec![fixture(MAIN)];
+    let run = |book: &BranchBook| {
+        let (mut records, mut refused) = (0, Vec::new());
+        agent.prepare(&files, book, &mut |p| match p {
+            Prepared::Record(_) => records += 1,
+            Prepared::Quarantined(q) => refused.push(q.reason.kind()),
+        });
+        (records, refused)
+    };
+    let (records, refused) = run(&agent.survey(&files));
+    assert!(records > 0 && refused.is_empty(), "{refused:?}");
+    let (records, refused) = run(&BranchBook::default());
+    assert_eq!(records, 0);
+    assert_eq!(refused.len(), 6, "every checkup of the fixture");
+    assert!(refused.iter().all(|k| *k == "identity-conflict"), "{refused:?}");
+}

@@ -11,6 +11,7 @@
 
 use chrono::NaiveDate;
 use rand::RngCore;
+use sha2::{Digest, Sha256};
 use zeroize::Zeroize;
 
 use crate::error::{Error, Result};
@@ -243,6 +244,29 @@ impl SealedRecord {
     }
 }
 
+/// A nonce for sealing `payload` under `aad`: SHA-256 over 128 bits from the thread's
+/// CSPRNG (seeded and reseeded from the OS, so no system call a record), the header and
+/// the payload, cut to 96 bits. A record's DEK can seal it more than once (a copy is
+/// sealed again for each answer to the same request); should the generator's state ever
+/// repeat (a cloned virtual machine), two different payloads still get different nonces,
+/// and the same payload the same ciphertext.
+fn hedged_nonce(aad: &[u8], payload: &[u8]) -> [u8; NONCE_LEN] {
+    let mut seed = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut seed);
+    let digest = Sha256::new()
+        .chain_update(b"renkei envelope nonce v1")
+        .chain_update(seed)
+        .chain_update(u64::try_from(aad.len()).unwrap_or(u64::MAX).to_be_bytes())
+        .chain_update(aad)
+        .chain_update(payload)
+        .finalize();
+    let mut nonce = [0u8; NONCE_LEN];
+    for (n, d) in nonce.iter_mut().zip(digest.iter()) {
+        *n = *d;
+    }
+    nonce
+}
+
 /// Seals `payload` under the DEK of `header.record_id`, binding the whole header as AAD.
 pub fn seal(key: &RecordKey, header: EnvelopeHeader, payload: &[u8]) -> Result<SealedRecord> {
     header.validate()?;
@@ -253,11 +277,8 @@ pub fn seal(key: &RecordKey, header: EnvelopeHeader, payload: &[u8]) -> Result<S
         });
     }
     let dek = derive_dek(key, &header.record_id);
-    let mut nonce = [0u8; NONCE_LEN];
-    // The thread's CSPRNG (ChaCha, seeded and reseeded from the OS): one system call per
-    // record made a tenth of the agent's system calls; a DEK seals one payload anyway.
-    rand::thread_rng().fill_bytes(&mut nonce);
     let aad = header.encode();
+    let nonce = hedged_nonce(&aad, payload);
     let mut buffer = Vec::with_capacity(payload.len() + TAG_LEN);
     buffer.extend_from_slice(payload);
     aead::seal_in_place(dek.as_bytes(), &nonce, &aad, &mut buffer)?;

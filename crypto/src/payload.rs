@@ -101,6 +101,14 @@ pub fn unpack(schema: u16, plain: &[u8]) -> Result<Vec<u8>> {
                     ),
                 )
             })?;
+            // An LZ4 block grows at most ~255-fold (a length byte of 255 adds 255 bytes of
+            // match): a larger declared length is refused before it is allocated.
+            if json_len > block_len.saturating_mul(255).saturating_add(64) {
+                return Err(refused(
+                    schema,
+                    format!("declares {json_len} bytes of JSON from a {block_len}-byte block"),
+                ));
+            }
             if padding.iter().any(|b| *b != 0) {
                 return Err(refused(schema, "padding is not zero bytes"));
             }
@@ -168,6 +176,10 @@ mod tests {
             (
                 "json too long",
                 with(0, &(MAX_JSON as u32 + 1).to_be_bytes()),
+            ),
+            (
+                "json over the block's reach",
+                with(0, &(block_len * 255 + 65).to_be_bytes()),
             ),
             (
                 "block past the end",

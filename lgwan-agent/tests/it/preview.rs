@@ -402,5 +402,8 @@ fn pass_two_refuses_a_person_the_survey_did_not_read() {
     let (records, refused) = run(&BranchBook::default());
     assert_eq!(records, 0);
     assert_eq!(refused.len(), 6, "every checkup of the fixture");
-    assert!(refused.iter().all(|k| *k == "identity-conflict"), "{refused:?}");
+    assert!(
+        refused.iter().all(|k| *k == "identity-conflict"),
+        "{refused:?}"
+    );
 }

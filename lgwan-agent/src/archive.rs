@@ -271,9 +271,10 @@ fn read_entry(file: &mut File, entry: &Entry, limit: u64) -> Result<Vec<u8>, Rea
     }
     let reader = zipdir::open_entry(file, entry).map_err(Reason::Unreadable)?;
     // The declared size may lie: read at most one byte past the limit. It is only the
-    // first guess of the buffer's size (at most the limit), so a document is not copied
-    // as its buffer grows.
-    let mut bytes = Vec::with_capacity(usize::try_from(entry.size.saturating_add(1)).unwrap_or(0));
+    // first guess of the buffer's size, so a document is not copied as its buffer grows;
+    // at most 1 MiB, so lying entries in flight cannot reserve the limit each.
+    let guess = entry.size.saturating_add(1).min(1 << 20);
+    let mut bytes = Vec::with_capacity(usize::try_from(guess).unwrap_or(0));
     reader
         .take(limit.saturating_add(1))
         .read_to_end(&mut bytes)

@@ -13,6 +13,7 @@ use renkei_crypto::keys::RecordKey;
 use renkei_crypto::payload;
 use renkei_crypto::token::{recipient_record_id, subject_binding};
 use serde_json::Value;
+use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
 
@@ -22,10 +23,13 @@ use crate::error::{Error, Result};
 pub fn copy_for(key: &RecordKey, sealed: &SealedRecord, recipient: &str) -> Result<SealedRecord> {
     let header = sealed.header();
     let what = || format!("record `{}`", header.record_id);
-    let plain = open(&derive_dek(key, &header.record_id), sealed).map_err(Error::crypto(
-        format!("{}: does not open with our key", what()),
-    ))?;
-    let json = payload::unpack(header.schema_version, &plain).map_err(Error::crypto(what()))?;
+    // Every plaintext buffer is wiped when dropped.
+    let plain = Zeroizing::new(open(&derive_dek(key, &header.record_id), sealed).map_err(
+        Error::crypto(format!("{}: does not open with our key", what())),
+    )?);
+    let json = Zeroizing::new(
+        payload::unpack(header.schema_version, &plain).map_err(Error::crypto(what()))?,
+    );
     let alias = recipient_record_id(key, &header.record_id, recipient);
     let copy_header = EnvelopeHeader {
         // Binds the original binding (and so the subject) under the recipient's id.
@@ -34,9 +38,13 @@ pub fn copy_for(key: &RecordKey, sealed: &SealedRecord, recipient: &str) -> Resu
         ..header.clone()
     };
     // The copy keeps the original's schema: a recipient reads it as the header says.
-    let fresh = fresh_uuids(&json)
-        .map_err(|e| Error::invalid(what(), format!("payload is not JSON: {e}")))?;
-    let padded = payload::pack(header.schema_version, &fresh).map_err(Error::crypto(what()))?;
+    let fresh = Zeroizing::new(
+        fresh_uuids(&json)
+            .map_err(|e| Error::invalid(what(), format!("payload is not JSON: {e}")))?,
+    );
+    let padded = Zeroizing::new(
+        payload::pack(header.schema_version, &fresh).map_err(Error::crypto(what()))?,
+    );
     seal(key, copy_header, &padded).map_err(Error::crypto(what()))
 }
 

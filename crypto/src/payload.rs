@@ -11,6 +11,8 @@
 //!
 //! Buckets: 1 KiB, then the next power of two.
 
+use zeroize::Zeroizing;
+
 use crate::error::{Error, Result};
 
 /// Schema 1: FHIR R4 JSON padded with spaces.
@@ -54,7 +56,12 @@ pub fn pack(schema: u16, json: &[u8]) -> Result<Vec<u8>> {
             Ok(out)
         }
         JSON_LZ4 => {
-            let mut block = vec![0u8; lz4_flex::block::get_maximum_output_size(json.len())];
+            // Plaintext, compressed: wiped when dropped.
+            let mut block =
+                Zeroizing::new(vec![
+                    0u8;
+                    lz4_flex::block::get_maximum_output_size(json.len())
+                ]);
             let n = lz4_flex::block::compress_into(json, &mut block)
                 .map_err(|e| refused(schema, format!("cannot compress: {e}")))?;
             block.truncate(n);
@@ -112,7 +119,8 @@ pub fn unpack(schema: u16, plain: &[u8]) -> Result<Vec<u8>> {
             if padding.iter().any(|b| *b != 0) {
                 return Err(refused(schema, "padding is not zero bytes"));
             }
-            let mut json = vec![0u8; json_len];
+            // Wiped when dropped on an error; handed over whole on success.
+            let mut json = Zeroizing::new(vec![0u8; json_len]);
             let n = lz4_flex::block::decompress_into(block, &mut json)
                 .map_err(|e| refused(schema, format!("block does not decompress: {e}")))?;
             if n != json_len {
@@ -121,7 +129,7 @@ pub fn unpack(schema: u16, plain: &[u8]) -> Result<Vec<u8>> {
                     format!("block decompresses to {n} bytes, declared {json_len}"),
                 ));
             }
-            Ok(json)
+            Ok(std::mem::take(&mut *json))
         }
         other => Err(unknown(other)),
     }

@@ -794,6 +794,12 @@ impl Agent {
             };
             match make(raw) {
                 Ok(made) => out.push(made),
+                // A record too large to seal (payload.rs) is this input's fault, not the
+                // import's: the input is set aside and the import goes on.
+                Err(Error::Crypto(e @ renkei_crypto::Error::Payload { .. })) => {
+                    let q = Quarantine::new(label, Some(entry), Reason::Field(e.to_string()));
+                    return (Outcome::Quarantined(q), Counted::Nothing);
+                }
                 Err(e) => return (Outcome::Failed(e), counted),
             }
         }

@@ -407,3 +407,43 @@ fn pass_two_refuses_a_person_the_survey_did_not_read() {
         "{refused:?}"
     );
 }
+
+/// A record too large to seal sets its input aside; any other sealing failure stops.
+#[test]
+fn a_record_too_large_to_seal_is_quarantined_not_fatal() {
+    use lgwan_agent::pipeline::Outcome;
+    let dir = tempfile::tempdir().unwrap();
+    let agent = agent(dir.path());
+    let files = vec![fixture(MAIN)];
+    let book = agent.survey(&files);
+    let outcomes = |fail: &(dyn Fn() -> lgwan_agent::Error + Sync)| {
+        let mut kinds = Vec::new();
+        agent.prepare_with(
+            &files,
+            &book,
+            &|_raw| -> lgwan_agent::Result<()> { Err(fail()) },
+            &mut |o| {
+                kinds.push(match o {
+                    Outcome::Records(_) => "records".to_owned(),
+                    Outcome::Quarantined(q) => q.reason.to_string(),
+                    Outcome::Failed(_) => "failed".to_owned(),
+                })
+            },
+        );
+        kinds
+    };
+    let too_large = outcomes(&|| {
+        renkei_crypto::Error::Payload {
+            schema: 2,
+            reason: "too large".into(),
+        }
+        .into()
+    });
+    assert_eq!(too_large.len(), 6, "{too_large:?}");
+    assert!(
+        too_large.iter().all(|k| k.contains("too large")),
+        "{too_large:?}"
+    );
+    let other = outcomes(&|| renkei_crypto::Error::Seal("broken".into()).into());
+    assert!(other.contains(&"failed".to_owned()), "{other:?}");
+}

@@ -20,6 +20,7 @@ use crate::quarantine::{Quarantine, Reason};
 
 mod zipdir;
 
+pub use zipdir::Packed;
 use zipdir::{Directory, Entry, Walk};
 
 /// Size limits for archives; every one of them is a quarantine, not an error.
@@ -93,8 +94,8 @@ pub fn scan_archive(
             entry,
             fallback_id,
             kind,
-            bytes,
-        } => match parse_document(&bytes, &fallback_id, kind) {
+            packed,
+        } => match inflate(&packed).and_then(|bytes| parse_document(&bytes, &fallback_id, kind)) {
             Ok(document) => {
                 documents += 1;
                 sink(ArchiveItem::Checkup {
@@ -131,8 +132,8 @@ pub enum RawEntry {
         fallback_id: String,
         /// Which document the entry's name says it is.
         kind: DocumentKind,
-        /// The inflated bytes.
-        bytes: Vec<u8>,
+        /// The stored bytes, to inflate ([`Packed::inflate`]) where they are parsed.
+        packed: Packed,
     },
     /// An entry (or the whole archive) set aside.
     Quarantined(Quarantine),
@@ -236,6 +237,20 @@ fn scan_entry(file: &mut File, entry: Entry, root: &str, limits: &Limits, out: &
         }
         return;
     }
+    if let Kind::Document(kind) = kind {
+        // Inflated and parsed where the caller parses (on the import's worker threads).
+        let packed = match read_document(file, &entry, limits.max_entry_bytes) {
+            Ok(packed) => packed,
+            Err(reason) => return out.quarantine(Some(entry.name), reason),
+        };
+        let fallback_id = format!("{root}/{}", tail(&entry.name));
+        return (out.sink)(RawEntry::Checkup {
+            entry: entry.name,
+            fallback_id,
+            kind,
+            packed,
+        });
+    }
     let bytes = match read_entry(file, &entry, limits.max_entry_bytes) {
         Ok(bytes) => bytes,
         Err(reason) => return out.quarantine(Some(entry.name), reason),
@@ -251,17 +266,32 @@ fn scan_entry(file: &mut File, entry: Entry, root: &str, limits: &Limits, out: &
                 out.quarantine(Some(name), reason);
             }
         }
-        Kind::Document(kind) => {
-            let fallback_id = format!("{root}/{}", tail(&name));
-            (out.sink)(RawEntry::Checkup {
-                entry: name,
-                fallback_id,
-                kind,
-                bytes,
-            });
-        }
-        Kind::Other => {}
+        Kind::Document(_) | Kind::Other => {}
     }
+}
+
+/// Inflates a document read by [`scan_entries`]: more than the limit, or bytes that do
+/// not match the CRC-32, is a quarantine.
+pub fn inflate(packed: &Packed) -> Result<Vec<u8>, Reason> {
+    let bytes = packed
+        .inflate()
+        .map_err(|e| Reason::Unreadable(e.to_string()))?;
+    let limit = packed.limit();
+    if bytes.len() as u64 > limit {
+        return Err(Reason::EntryTooLarge { limit });
+    }
+    Ok(bytes)
+}
+
+/// Reads `entry`'s stored bytes to inflate later ([`inflate`]); a declared size over
+/// the limit is a quarantine before anything is read.
+fn read_document(file: &mut File, entry: &Entry, limit: u64) -> Result<Packed, Reason> {
+    // Deflate adds at most 5 bytes a 64 KiB stored block to what it cannot shrink.
+    let stored_limit = limit.saturating_add(limit / 64).saturating_add(1024);
+    if entry.size > limit || entry.compressed() > stored_limit {
+        return Err(Reason::EntryTooLarge { limit });
+    }
+    zipdir::read_packed(file, entry, limit).map_err(Reason::Unreadable)
 }
 
 /// Inflates `entry`, at most `limit` bytes; more is a quarantine.

@@ -18,7 +18,7 @@ use serde::Serialize;
 use serde_json::Value as Json;
 
 use crate::agent::Agent;
-use crate::archive::{RawEntry, scan_entries};
+use crate::archive::{Packed, RawEntry, inflate, scan_entries};
 use crate::cda::{parse_document, parse_header};
 use crate::domain::{CheckupDocument, DocumentKind, PersonIdentity};
 use crate::error::{Error, Result};
@@ -352,7 +352,7 @@ enum Input {
         entry: String,
         fallback_id: String,
         kind: DocumentKind,
-        bytes: Vec<u8>,
+        doc: Doc,
     },
     Row(String, usize, TableRow),
     Quarantined(Quarantine),
@@ -381,6 +381,33 @@ enum Surveyed {
 /// header alone ([`parse_header`]).
 type DocumentParser = fn(&[u8], &str, DocumentKind) -> Result<CheckupDocument, Reason>;
 
+/// Where [`Agent::read_inputs`] inflates documents.
+#[derive(Clone, Copy)]
+enum Inflate {
+    Here,
+    OnWorker,
+}
+
+/// A document as the reading thread hands it on: inflated there (the second pass, whose
+/// workers have the most to do) or on the worker (the survey, which may need only the
+/// first bytes).
+enum Doc {
+    Inflated(Vec<u8>),
+    Packed(Packed),
+}
+
+impl Doc {
+    fn bytes(&self) -> Result<std::borrow::Cow<'_, [u8]>, Reason> {
+        match self {
+            Doc::Inflated(bytes) => Ok(std::borrow::Cow::Borrowed(bytes)),
+            Doc::Packed(packed) => inflate(packed).map(std::borrow::Cow::Owned),
+        }
+    }
+}
+
+/// Inflated bytes the survey first tries a document's header in.
+const HEADER_PREFIX: usize = 4096;
+
 /// One parsed input, before tokenization.
 enum Parsed {
     Checkup(String, String, Box<CheckupDocument>),
@@ -394,6 +421,24 @@ impl Input {
         self.parse_with(parse_document)
     }
 
+    /// A document's header ([`parse_header`]), read from the first bytes of the document
+    /// when they hold it (a header is ~2 KB), else from the whole: either way the same
+    /// person, since the header parse stops at the body. What the survey reads.
+    fn parse_header(self) -> Parsed {
+        if let Input::Checkup {
+            label,
+            entry,
+            fallback_id,
+            kind,
+            doc: Doc::Packed(packed),
+        } = &self
+            && let Ok(doc) = parse_header(&packed.prefix(HEADER_PREFIX), fallback_id, *kind)
+        {
+            return Parsed::Checkup(label.clone(), entry.clone(), Box::new(doc));
+        }
+        self.parse_with(parse_header)
+    }
+
     /// [`Input::parse`] with `read` as the document parser.
     fn parse_with(self, read: DocumentParser) -> Parsed {
         match self {
@@ -402,8 +447,11 @@ impl Input {
                 entry,
                 fallback_id,
                 kind,
-                bytes,
-            } => match read(&bytes, &fallback_id, kind) {
+                doc,
+            } => match doc
+                .bytes()
+                .and_then(|bytes| read(&bytes, &fallback_id, kind))
+            {
                 Ok(doc) => Parsed::Checkup(label, entry, Box::new(doc)),
                 Err(reason) => Parsed::Quarantined(Quarantine::new(label, Some(entry), reason)),
             },
@@ -465,7 +513,7 @@ fn has_input_extension(path: &Path) -> bool {
 impl Agent {
     /// Reads `files` in order on this thread: archive entries unparsed, CSV rows
     /// parsed (they are small), quarantines as they come.
-    fn read_inputs(&self, files: &[PathBuf], sink: &mut dyn FnMut(Input)) {
+    fn read_inputs(&self, files: &[PathBuf], here: Inflate, sink: &mut dyn FnMut(Input)) {
         for file in files {
             let label = file.display().to_string();
             let ext = file
@@ -479,14 +527,26 @@ impl Agent {
                             entry,
                             fallback_id,
                             kind,
-                            bytes,
-                        } => sink(Input::Checkup {
-                            label: label.clone(),
-                            entry,
-                            fallback_id,
-                            kind,
-                            bytes,
-                        }),
+                            packed,
+                        } => {
+                            let doc = match here {
+                                Inflate::Here => match inflate(&packed) {
+                                    Ok(bytes) => Doc::Inflated(bytes),
+                                    Err(reason) => {
+                                        let q = Quarantine::new(label.clone(), Some(entry), reason);
+                                        return sink(Input::Quarantined(q));
+                                    }
+                                },
+                                Inflate::OnWorker => Doc::Packed(packed),
+                            };
+                            sink(Input::Checkup {
+                                label: label.clone(),
+                                entry,
+                                fallback_id,
+                                kind,
+                                doc,
+                            })
+                        }
                         RawEntry::Quarantined(q) => sink(Input::Quarantined(q)),
                     });
                 }
@@ -536,11 +596,11 @@ impl Agent {
         token: &SubjectToken,
     ) -> Option<(PersonIdentity, Option<String>)> {
         let mut found = None;
-        self.read_inputs(files, &mut |input| {
+        self.read_inputs(files, Inflate::OnWorker, &mut |input| {
             if found.is_some() {
                 return;
             }
-            let (person, resident) = match input.parse_with(parse_header) {
+            let (person, resident) = match input.parse_header() {
                 Parsed::Checkup(_, _, doc) => (doc.identity, None),
                 Parsed::Row(_, _, row) => match row.identity {
                     RowIdentity::Insured(person) => (person, row.resident),
@@ -568,7 +628,7 @@ impl Agent {
         files: &[PathBuf],
         each: &mut dyn FnMut(SubjectToken, &PersonIdentity, Evaluated<'_>),
     ) {
-        self.read_inputs(files, &mut |input| match input.parse() {
+        self.read_inputs(files, Inflate::Here, &mut |input| match input.parse() {
             Parsed::Checkup(_, _, doc) => {
                 if let Ok((token, _)) = self.token_or_reason(&doc.identity) {
                     each(token, &doc.identity, Evaluated::Checkup(&doc));
@@ -598,9 +658,9 @@ impl Agent {
         ordered_map(
             workers,
             workers * WINDOW_PER_WORKER,
-            |sink| self.read_inputs(files, sink),
+            |sink| self.read_inputs(files, Inflate::OnWorker, sink),
             |input| {
-                let (person, resident) = match input.parse_with(parse_header) {
+                let (person, resident) = match input.parse_header() {
                     Parsed::Checkup(_, _, doc) => (doc.identity, None),
                     Parsed::Row(_, _, row) => match (row.identity, row.resident) {
                         (RowIdentity::Insured(person), resident) => (person, resident),
@@ -682,7 +742,7 @@ impl Agent {
         ordered_map(
             workers,
             workers * WINDOW_PER_WORKER,
-            |sink| self.read_inputs(files, sink),
+            |sink| self.read_inputs(files, Inflate::Here, sink),
             |input| {
                 if failed.load(Ordering::Relaxed) {
                     return (Outcome::Records(Vec::new()), Counted::Nothing);

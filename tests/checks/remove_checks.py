@@ -76,7 +76,7 @@ CHECKS = [
     ("grant-record", "crypto/src/grant.rs", 'length_prefixed(&[b"renkei key-grant v2", record_id.as_str().as_bytes()])', 'length_prefixed(&[b"renkei key-grant v2"])', 0, CRYPTO),
     ("grant-recipient", "crypto/src/grant.rs", 'length_prefixed(&[b"renkei key-grant v2", recipient_id.as_bytes()])', 'length_prefixed(&[b"renkei key-grant v2"])', 0, CRYPTO),
     ("agent-identity-conflict", "lgwan-agent/src/pipeline.rs", "Ok((token, _)) if book.is_conflict(&token) =>", "Ok((token, _)) if false && book.is_conflict(&token) =>", 0, AGENT_IT),
-    ("agent-survey-headers", "lgwan-agent/src/pipeline.rs", "                let (person, resident) = match input.parse_with(parse_header) {", "                let (person, resident) = match input.parse() {", 0, AGENT_IT),
+    ("agent-survey-headers", "lgwan-agent/src/pipeline.rs", "                let (person, resident) = match input.parse_header() {", "                let (person, resident) = match input.parse() {", 0, AGENT_IT),
     ("agent-survey-agrees", "lgwan-agent/src/pipeline.rs", "if surveyed && !book.agrees(", "if false && surveyed && !book.agrees(", 0, AGENT_IT),
     ("cda-nothing-after-body", "lgwan-agent/src/cda.rs", "        if state.body_opened {", "        if false && state.body_opened {", 0, "cargo test -p lgwan-agent --lib cda::"),
     ("agent-app-revoked-memory", "lgwan-agent/src/agent.rs", "if named_now || outbox.app_revoked(&signer, &checked.id).await? {", "if named_now {", 0, AGENT),

@@ -242,6 +242,13 @@ pub(super) struct Entry {
     crc32: u32,
 }
 
+impl Entry {
+    /// Stored (compressed) size, as declared.
+    pub(super) fn compressed(&self) -> u64 {
+        self.compressed
+    }
+}
+
 /// The central directory, one header at a time.
 #[derive(Debug)]
 pub(super) struct Walk {
@@ -433,8 +440,8 @@ impl Read for EntryReader<'_> {
     }
 }
 
-/// Opens `entry` of the archive in `file` (the header says where).
-pub(super) fn open_entry<'f>(file: &'f mut File, entry: &Entry) -> ZipResult<EntryReader<'f>> {
+/// Where `entry`'s data starts in `file`, after checking that it can be read.
+fn data_start(file: &mut File, entry: &Entry) -> ZipResult<u64> {
     if entry.flags & FLAG_ENCRYPTED != 0 {
         return Err("encrypted entries are not supported".into());
     }
@@ -448,8 +455,12 @@ pub(super) fn open_entry<'f>(file: &'f mut File, entry: &Entry) -> ZipResult<Ent
     if le32(&local, 0) != LOCAL_SIG {
         return Err("invalid local file header".into());
     }
-    let data =
-        entry.header + LOCAL_LEN as u64 + u64::from(le16(&local, 26)) + u64::from(le16(&local, 28));
+    Ok(entry.header + LOCAL_LEN as u64 + u64::from(le16(&local, 26)) + u64::from(le16(&local, 28)))
+}
+
+/// Opens `entry` of the archive in `file` (the header says where).
+pub(super) fn open_entry<'f>(file: &'f mut File, entry: &Entry) -> ZipResult<EntryReader<'f>> {
+    let data = data_start(file, entry)?;
     file.seek(SeekFrom::Start(data))
         .map_err(|e| io_error("entry", &e))?;
     let raw = file.take(entry.compressed);
@@ -463,6 +474,84 @@ pub(super) fn open_entry<'f>(file: &'f mut File, entry: &Entry) -> ZipResult<Ent
         hasher: crc32fast::Hasher::new(),
         expected: entry.crc32,
     })
+}
+
+/// An entry's data as stored (deflated or not), read in one go so that it can be
+/// inflated on another thread: [`Packed::inflate`] checks the limit and the CRC-32 as
+/// [`open_entry`]'s reader does.
+#[derive(Debug)]
+pub struct Packed {
+    deflated: bool,
+    data: Vec<u8>,
+    crc32: u32,
+    size: u64,
+    limit: u64,
+}
+
+/// Reads `entry`'s stored bytes; `limit` is the most it may inflate to. The caller has
+/// checked the declared sizes against the limit.
+pub(super) fn read_packed(file: &mut File, entry: &Entry, limit: u64) -> ZipResult<Packed> {
+    let start = data_start(file, entry)?;
+    let len = usize::try_from(entry.compressed).map_err(|_| "entry too large".to_owned())?;
+    let mut data = vec![0u8; len];
+    file.seek(SeekFrom::Start(start))
+        .and_then(|_| file.read_exact(&mut data))
+        .map_err(|e| io_error("entry", &e))?;
+    Ok(Packed {
+        deflated: entry.method == DEFLATED,
+        data,
+        crc32: entry.crc32,
+        size: entry.size,
+        limit,
+    })
+}
+
+impl Packed {
+    /// The inflated bytes, at most one past the limit (more is the caller's to refuse);
+    /// all of them only if they match the CRC-32.
+    pub fn inflate(&self) -> io::Result<Vec<u8>> {
+        // A first guess of the size (at most 1 MiB), so a document is not copied as its
+        // buffer grows.
+        let guess = self.size.saturating_add(1).min(1 << 20);
+        let mut out = Vec::with_capacity(usize::try_from(guess).unwrap_or(0));
+        let cap = self.limit.saturating_add(1);
+        if self.deflated {
+            DeflateDecoder::new(self.data.as_slice())
+                .take(cap)
+                .read_to_end(&mut out)?;
+        } else {
+            self.data.as_slice().take(cap).read_to_end(&mut out)?;
+        }
+        if out.len() as u64 <= self.limit && crc32fast::hash(&out) != self.crc32 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "invalid checksum",
+            ));
+        }
+        Ok(out)
+    }
+
+    /// The most the entry may inflate to.
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    /// The first `n` inflated bytes, or fewer where the data ends or breaks off; not
+    /// checked against the CRC-32 (which covers the whole entry).
+    pub fn prefix(&self, n: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(n);
+        let n = u64::try_from(n).unwrap_or(u64::MAX).min(self.limit);
+        let read = if self.deflated {
+            DeflateDecoder::new(self.data.as_slice())
+                .take(n)
+                .read_to_end(&mut out)
+        } else {
+            self.data.as_slice().take(n).read_to_end(&mut out)
+        };
+        // What was inflated before an error is still a prefix of the entry.
+        drop(read);
+        out
+    }
 }
 
 #[cfg(test)]

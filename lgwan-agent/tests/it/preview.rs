@@ -328,6 +328,15 @@ fn same_identity_different_branch_is_refused_not_merged() {
 
 /// The twins' archive with the body of the twin's document (枝番 03) broken.
 fn twins_with_broken_twin(dir: &Path) -> PathBuf {
+    twins_with(dir, |text| {
+        let broken = text.replacen("</structuredBody>", "</structuredBodyX>", 1);
+        assert_ne!(broken, text);
+        broken
+    })
+}
+
+/// The twins' archive with the twin's document (枝番 03) changed by `edit`.
+fn twins_with(dir: &Path, edit: impl Fn(String) -> String) -> PathBuf {
     let source = std::fs::File::open(fixture(TWINS)).unwrap();
     let mut archive = zip::ZipArchive::new(source).unwrap();
     let out = dir.join(TWINS);
@@ -338,9 +347,7 @@ fn twins_with_broken_twin(dir: &Path) -> PathBuf {
         let mut text = String::new();
         entry.read_to_string(&mut text).unwrap();
         if text.contains(r#"root="1.2.392.200119.6.211" extension="03""#) {
-            let broken = text.replacen("</structuredBody>", "</structuredBodyX>", 1);
-            assert_ne!(broken, text);
-            text = broken;
+            text = edit(text);
         }
         zip.start_file(name, zip::write::SimpleFileOptions::default())
             .unwrap();
@@ -446,4 +453,26 @@ fn a_record_too_large_to_seal_is_quarantined_not_fatal() {
     );
     let other = outcomes(&|| renkei_crypto::Error::Seal("broken".into()).into());
     assert!(other.contains(&"failed".to_owned()), "{other:?}");
+}
+
+/// The survey reads a header from a document's first bytes when they hold it, else from
+/// the whole document: a twin whose header is longer than that is still found.
+#[test]
+fn a_twin_with_a_long_header_still_makes_a_conflict() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = agent(&dir.path().join("agent"));
+    let archive = twins_with(dir.path(), |text| {
+        let comment = format!("<!-- {} -->", "x".repeat(8000));
+        text.replacen("<recordTarget>", &format!("{comment}<recordTarget>"), 1)
+    });
+    let (records, bad) = run_preview(&agent, &[archive]);
+    let conflicts = bad
+        .iter()
+        .filter(|q| matches!(q.reason, Reason::IdentityConflict(_)))
+        .count();
+    assert_eq!(conflicts, 3, "person 0's two visits and the twin: {bad:?}");
+    assert!(
+        !records.is_empty(),
+        "the other person's records still go out"
+    );
 }

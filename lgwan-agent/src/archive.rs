@@ -8,7 +8,6 @@
 //! root folder and its index, then to read the entries.
 
 use std::fs::File;
-use std::io::Read;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -284,7 +283,7 @@ pub fn inflate(packed: &Packed) -> Result<Vec<u8>, Reason> {
 }
 
 /// Reads `entry`'s stored bytes to inflate later ([`inflate`]); a declared size over
-/// the limit is a quarantine before anything is read.
+/// the limit is a quarantine before anything is read. Every entry is read this way.
 fn read_document(file: &mut File, entry: &Entry, limit: u64) -> Result<Packed, Reason> {
     // Deflate adds at most 5 bytes a 64 KiB stored block to what it cannot shrink.
     let stored_limit = limit.saturating_add(limit / 64).saturating_add(1024);
@@ -296,23 +295,7 @@ fn read_document(file: &mut File, entry: &Entry, limit: u64) -> Result<Packed, R
 
 /// Inflates `entry`, at most `limit` bytes; more is a quarantine.
 fn read_entry(file: &mut File, entry: &Entry, limit: u64) -> Result<Vec<u8>, Reason> {
-    if entry.size > limit {
-        return Err(Reason::EntryTooLarge { limit });
-    }
-    let reader = zipdir::open_entry(file, entry).map_err(Reason::Unreadable)?;
-    // The declared size may lie: read at most one byte past the limit. It is only the
-    // first guess of the buffer's size, so a document is not copied as its buffer grows;
-    // at most 1 MiB, so lying entries in flight cannot reserve the limit each.
-    let guess = entry.size.saturating_add(1).min(1 << 20);
-    let mut bytes = Vec::with_capacity(usize::try_from(guess).unwrap_or(0));
-    reader
-        .take(limit.saturating_add(1))
-        .read_to_end(&mut bytes)
-        .map_err(|e| Reason::Unreadable(e.to_string()))?;
-    if bytes.len() as u64 > limit {
-        return Err(Reason::EntryTooLarge { limit });
-    }
-    Ok(bytes)
+    inflate(&read_document(file, entry, limit)?)
 }
 
 /// Finds the root folder, one entry name at a time: the archive's file stem

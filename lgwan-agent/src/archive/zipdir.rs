@@ -400,46 +400,6 @@ fn from_cp437(raw: &[u8]) -> String {
         .collect()
 }
 
-/// The inflated bytes of one entry, checked against its CRC-32 at the end.
-#[derive(Debug)]
-pub(super) struct EntryReader<'f> {
-    body: Body<'f>,
-    hasher: crc32fast::Hasher,
-    expected: u32,
-}
-
-enum Body<'f> {
-    Stored(io::Take<&'f mut File>),
-    Deflated(Box<DeflateDecoder<io::Take<&'f mut File>>>),
-}
-
-impl std::fmt::Debug for Body<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Body::Stored(_) => "Stored",
-            Body::Deflated(_) => "Deflated",
-        })
-    }
-}
-
-impl Read for EntryReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let count = match &mut self.body {
-            Body::Stored(r) => r.read(buf)?,
-            Body::Deflated(r) => r.read(buf)?,
-        };
-        let read = buf.get(..count).unwrap_or_default();
-        self.hasher.update(read);
-        if count == 0 && !buf.is_empty() && self.hasher.clone().finalize() != self.expected {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "invalid checksum",
-            ));
-        }
-        Ok(count)
-    }
-}
-
 /// Where `entry`'s data starts in `file`, after checking that it can be read.
 fn data_start(file: &mut File, entry: &Entry) -> ZipResult<u64> {
     if entry.flags & FLAG_ENCRYPTED != 0 {
@@ -458,27 +418,8 @@ fn data_start(file: &mut File, entry: &Entry) -> ZipResult<u64> {
     Ok(entry.header + LOCAL_LEN as u64 + u64::from(le16(&local, 26)) + u64::from(le16(&local, 28)))
 }
 
-/// Opens `entry` of the archive in `file` (the header says where).
-pub(super) fn open_entry<'f>(file: &'f mut File, entry: &Entry) -> ZipResult<EntryReader<'f>> {
-    let data = data_start(file, entry)?;
-    file.seek(SeekFrom::Start(data))
-        .map_err(|e| io_error("entry", &e))?;
-    let raw = file.take(entry.compressed);
-    let body = if entry.method == DEFLATED {
-        Body::Deflated(Box::new(DeflateDecoder::new(raw)))
-    } else {
-        Body::Stored(raw)
-    };
-    Ok(EntryReader {
-        body,
-        hasher: crc32fast::Hasher::new(),
-        expected: entry.crc32,
-    })
-}
-
 /// An entry's data as stored (deflated or not), read in one go so that it can be
-/// inflated on another thread: [`Packed::inflate`] checks the limit and the CRC-32 as
-/// [`open_entry`]'s reader does.
+/// inflated on another thread: [`Packed::inflate`] checks the limit and the CRC-32.
 #[derive(Debug)]
 pub struct Packed {
     deflated: bool,
@@ -688,9 +629,8 @@ mod tests {
         let mut out = Vec::new();
         for entry in Walk::new(File::open(path).unwrap(), &dir)? {
             let entry = entry?;
-            let mut bytes = Vec::new();
-            open_entry(&mut file, &entry)?
-                .read_to_end(&mut bytes)
+            let bytes = read_packed(&mut file, &entry, u64::MAX - 1)?
+                .inflate()
                 .map_err(|e| e.to_string())?;
             out.push((entry.name, entry.size, bytes));
         }

@@ -204,6 +204,10 @@ mod tests {
                 "{what}: {e}"
             );
         }
+        // Refused for its length, before the JSON's buffer is allocated.
+        let overlong = with(0, &(block_len * 255 + 65).to_be_bytes());
+        let e = unpack(JSON_LZ4, &overlong).unwrap_err().to_string();
+        assert!(e.contains("-byte block"), "{e}");
         assert!(
             unpack(3, &good)
                 .unwrap_err()

@@ -7,7 +7,7 @@
 #                           20,000 records, 8 s load phases; under ten minutes after the build
 #
 # Prints the table and writes target/bench-report.json. Nothing fails on a missed target.
-# Needs: nginx (Debian's package), python3-lxml, python3-cryptography, openssl, and PostgreSQL
+# Needs: nginx (Debian's package), python3-lxml, python3-cryptography, python3-lz4, openssl, and PostgreSQL
 # at $RENKEI_BENCH_PG (default postgres://postgres@127.0.0.1:5432/postgres), where it creates
 # and drops a database of its own. Missing Debian packages are installed when run as root.
 set -euo pipefail
@@ -31,6 +31,7 @@ need=()
 [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 "$python" -c 'import lxml' 2>/dev/null || need+=(python3-lxml)
 "$python" -c 'import cryptography' 2>/dev/null || need+=(python3-cryptography)
+"$python" -c 'import lz4.block' 2>/dev/null || need+=(python3-lz4)
 command -v openssl >/dev/null || need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then echo "bench/run.sh: install ${need[*]} first" >&2; exit 1; fi

@@ -8,6 +8,7 @@ use renkei_crypto::envelope::{EnvelopeHeader, seal};
 use renkei_crypto::identity::{Identity, Sex};
 use renkei_crypto::keys::{RecordKey, TokenKey};
 use renkei_crypto::participant::ParticipantId;
+use renkei_crypto::payload::{self, JSON_LZ4};
 use renkei_crypto::token::{record_id, subject_binding, subject_token};
 
 /// One invented subject and its sealed records.
@@ -31,9 +32,9 @@ pub fn checkup_categories() -> Result<Vec<String>> {
     Ok(out)
 }
 
-/// A FHIR Bundle of four observations, about 1.5 KB: the agent's sealed checkup records
-/// average 1.4 KB (from 0.5 KB for attendance to 2.7 KB for urine and kidney).
-fn payload(n: usize, category: &str) -> Vec<u8> {
+/// A FHIR Bundle of four observations, about 1.5 KB of JSON, sealed as the agent seals
+/// (schema 2: compressed, then padded to its bucket, here the smallest, 1 KiB).
+fn bundle(n: usize, category: &str) -> Vec<u8> {
     let obs = |code: &str, value: usize, unit: &str| {
         format!(
             r#"{{"fullUrl":"urn:uuid:00000000-0000-8000-8000-{n:012x}","resource":{{"resourceType":"Observation","status":"final","code":{{"coding":[{{"system":"urn:oid:1.2.392.200119.6.1005","code":"{code}","display":"{category}"}}]}},"effectiveDateTime":"2026-06-01","valueQuantity":{{"value":{value},"unit":"{unit}","system":"http://unitsofmeasure.org","code":"{unit}"}}}}}}"#
@@ -83,10 +84,11 @@ pub fn synthesize(
                 category: category.clone(),
                 source: source.to_string(),
                 effective_date: date,
-                schema_version: 1,
+                schema_version: JSON_LZ4,
                 key_version: record_key.version(),
             };
-            let sealed = seal(record_key, header, &payload(n, category))?;
+            let plain = payload::pack(JSON_LZ4, &bundle(n, category))?;
+            let sealed = seal(record_key, header, &plain)?;
             uploads.push(Upload {
                 sealed: sealed.to_bytes(),
                 subject: token.as_str().to_owned(),
@@ -118,9 +120,12 @@ mod tests {
         assert_ne!(subjects[0].token, subjects[1].token);
         let first = &subjects[0].uploads[0];
         let sealed = SealedRecord::from_bytes(&first.sealed).unwrap();
+        assert_eq!(sealed.header().schema_version, JSON_LZ4);
         let plain = open(&derive_dek(&key, &sealed.header().record_id), &sealed).unwrap();
-        let json: serde_json::Value = serde_json::from_slice(&plain).unwrap();
+        assert_eq!(plain.len(), payload::MIN_BUCKET);
+        let json = payload::unpack(JSON_LZ4, &plain).unwrap();
+        assert!((1000..2000).contains(&json.len()), "{}", json.len());
+        let json: serde_json::Value = serde_json::from_slice(&json).unwrap();
         assert_eq!(json["resourceType"], "Bundle");
-        assert!((1000..2000).contains(&plain.len()), "{}", plain.len());
     }
 }

@@ -25,4 +25,6 @@ pub use store::{
     AnyConsentStore, ConsentChange, ConsentStore, CoverQuery, MIGRATION_VERSIONS, migrator,
     postgres::PgStore, sqlite::SqliteStore,
 };
-pub use validate::{validate_participant, validate_subject_token};
+pub use validate::{
+    MAX_CATEGORIES, MAX_TEXT, validate_participant, validate_sizes, validate_subject_token,
+};

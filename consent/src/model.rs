@@ -3,7 +3,9 @@
 use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::validate::{validate_code, validate_participant, validate_subject_token};
+use crate::validate::{
+    validate_code, validate_participant, validate_sizes, validate_subject_token,
+};
 use crate::{Error, Result};
 
 /// How a consent was taken.
@@ -202,14 +204,7 @@ impl ConsentTerms {
         if self.categories.is_empty() {
             return Err(Error::InvalidTerms("categories must not be empty".into()));
         }
-        for (i, c) in self.categories.iter().enumerate() {
-            validate_code("category", c)?;
-            if self.categories.iter().skip(i + 1).any(|d| d == c) {
-                return Err(Error::InvalidTerms(format!(
-                    "category `{c}` is listed twice"
-                )));
-            }
-        }
+        validate_sizes(&self.categories, &self.granted_by, self.evidence.as_deref())?;
         if let (Some(f), Some(u)) = (self.data_period.from, self.data_period.until) {
             if f > u {
                 return Err(Error::InvalidTerms(format!(
@@ -222,18 +217,6 @@ impl ConsentTerms {
                 "valid_until `{u}` is not after valid_from `{}`",
                 self.valid_from
             )));
-        }
-        if self.granted_by.trim().is_empty() {
-            return Err(Error::InvalidTerms("granted_by must not be empty".into()));
-        }
-        if self
-            .evidence
-            .as_deref()
-            .is_some_and(|e| e.trim().is_empty())
-        {
-            return Err(Error::InvalidTerms(
-                "evidence, when given, must not be empty".into(),
-            ));
         }
         Ok(())
     }

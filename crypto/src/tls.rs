@@ -246,6 +246,20 @@ pub fn load_crls(paths: &[PathBuf]) -> Result<Vec<CertificateRevocationListDer<'
     Ok(all)
 }
 
+/// The first instant (Unix seconds) at which some certificate of `chain` is no longer
+/// valid: the earliest `notAfter`, plus one second. `None` if one does not parse.
+pub fn chain_expiry(chain: &[CertificateDer<'_>]) -> Option<u64> {
+    chain
+        .iter()
+        .map(|der| {
+            let (_, cert) = X509Certificate::from_der(der).ok()?;
+            u64::try_from(cert.validity().not_after.timestamp()).ok()
+        })
+        .min()
+        .flatten()
+        .map(|t| t.saturating_add(1))
+}
+
 /// Checks that a certificate's key is ECDSA P-256/P-384, RSA of at least 2048 bits, or Ed25519.
 pub fn check_key_strength(cert: &CertificateDer<'_>) -> Result<()> {
     let (_, parsed) = X509Certificate::from_der(cert)

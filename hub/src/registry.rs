@@ -68,9 +68,10 @@ pub async fn get(conn: &mut AnyConnection, id: &ParticipantId) -> Result<Option<
 
 /// Looks a participant up by its `kind:id` string.
 pub async fn get_by_str(conn: &mut AnyConnection, id: &str) -> Result<Option<Participant>> {
-    let pid: ParticipantId = id
-        .parse()
-        .map_err(|e| Error::bad_request_from(format!("participant `{id}`"), e))?;
+    let pid: ParticipantId = id.parse().map_err(|e| {
+        let shown = crate::broker::bounded::echo(id);
+        Error::bad_request_from(format!("participant `{shown}`"), e)
+    })?;
     get(conn, &pid).await
 }
 

@@ -201,10 +201,14 @@ struct Peer {
 
 /// Checks a connection's client certificate again when the verifier changed (a reload
 /// with new CRLs or a new CA) since the last check; the answer is kept until the next
-/// reload, so a request pays one lock and one pointer comparison.
+/// reload, so a request pays a clock read (against the chain's expiry), one lock and
+/// one pointer comparison.
 struct CertCheck {
     verifiers: SharedVerifier,
     chain: Vec<rustls_pki_types::CertificateDer<'static>>,
+    /// When the chain's first certificate expires (Unix seconds): from then on the
+    /// connection is refused, as a new handshake would be.
+    expires: u64,
     last: std::sync::Mutex<(Arc<dyn rustls::server::danger::ClientCertVerifier>, bool)>,
 }
 
@@ -220,14 +224,19 @@ impl CertCheck {
             .unwrap_or_default();
         // The handshake just verified the chain with the verifier of its config.
         let ok = !chain.is_empty();
+        let expires = renkei_crypto::tls::chain_expiry(&chain).unwrap_or(0);
         CertCheck {
             verifiers,
             chain,
+            expires,
             last: std::sync::Mutex::new((current, ok)),
         }
     }
 
     fn still_valid(&self) -> bool {
+        if rustls_pki_types::UnixTime::now().as_secs() >= self.expires {
+            return false;
+        }
         let current = self
             .verifiers
             .read()

@@ -220,6 +220,14 @@ fn parse_until(
     if !seen_root {
         return Err(Reason::MalformedXml("no root element".into()));
     }
+    if !state.stack.is_empty() {
+        // quick-xml reports a mismatched end tag but not a missing one at the end: a
+        // document cut short would otherwise lose every result not yet closed.
+        return Err(Reason::MalformedXml(format!(
+            "the document ends inside `{}` (cut short?)",
+            state.stack.join("/")
+        )));
+    }
     finish(state, fallback_id, kind)
 }
 
@@ -470,6 +478,43 @@ mod tests {
     /// The survey reads headers only, so the whole document must not name another person
     /// after its header: nothing may follow the body, and the person's fields are read at
     /// their place in the header alone.
+    /// A document cut short is refused wherever the cut falls, even in text or between
+    /// elements where the XML reader itself sees nothing wrong; the header alone may end
+    /// early only when it ends at the body.
+    #[test]
+    fn a_document_cut_short_is_refused() {
+        let whole = doc("");
+        assert!(parse_checkup(whole.as_bytes(), "h1.xml").is_ok());
+        let end = whole.rfind("</ClinicalDocument>").unwrap();
+        for cut in [end, end - 1, whole.find("<component>").unwrap() + 11] {
+            let e = parse_checkup(&whole.as_bytes()[..cut], "h1.xml").unwrap_err();
+            assert!(matches!(e, Reason::MalformedXml(_)), "cut at {cut}: {e}");
+        }
+        let e = parse_checkup(&whole.as_bytes()[..end], "h1.xml").unwrap_err();
+        assert!(
+            e.to_string().contains("ends inside `ClinicalDocument"),
+            "{e}"
+        );
+        let body_at = whole.find("<component>").unwrap();
+        let header = parse_header(
+            &whole.as_bytes()[..body_at + 11],
+            "h1.xml",
+            DocumentKind::Checkup,
+        );
+        assert!(header.is_ok(), "{:?}", header.err());
+        let inside_target = whole.find("</patientRole>").unwrap();
+        let cut = parse_header(
+            &whole.as_bytes()[..inside_target],
+            "h1.xml",
+            DocumentKind::Checkup,
+        );
+        assert!(
+            matches!(cut, Err(Reason::MalformedXml(_))),
+            "{:?}",
+            cut.err()
+        );
+    }
+
     #[test]
     fn nothing_after_the_body_names_the_person() {
         let whole = doc("");

@@ -96,6 +96,11 @@ pub fn parse_index(bytes: &[u8], root: &str) -> Result<IndexInfo, Reason> {
         }
     }
     let namespace = namespace.ok_or_else(|| Reason::MalformedXml("no root element".into()))?;
+    if depth > 0 {
+        return Err(Reason::MalformedXml(format!(
+            "the file ends inside {depth} open element(s) (cut short?)"
+        )));
+    }
     Ok(IndexInfo { namespace, count })
 }
 

@@ -1,8 +1,9 @@
 //! An ordered parallel map for the import's passes: one thread reads the inputs in
 //! order, worker threads do the expensive part (parse, minimize, seal), and the
 //! results are handed on in input order, so the output is the same whatever the
-//! number of workers. At most `window` inputs are between the reader and the
-//! consumer at any time, so memory stays bounded whatever the input size.
+//! number of workers. Inputs travel in small batches, and at most about `window` of
+//! them (rounded up to whole batches) are between the reader and the consumer at any
+//! time, so memory stays bounded whatever the input size.
 
 use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
@@ -15,9 +16,14 @@ pub(crate) fn workers() -> usize {
     thread::available_parallelism().map_or(1, |n| n.get().min(8))
 }
 
+/// Inputs handed to a worker at a time: one channel hand-off (and, when the worker
+/// sleeps, one wake-up) per batch rather than per input.
+const BATCH: usize = 8;
+
 /// Calls `produce` (on this thread) with a sink for the inputs, runs `work` on each
 /// input on `workers` threads, and calls `consume` (on this thread) with the results
-/// in the order the inputs came. A panic in `work` is resumed on this thread.
+/// in the order the inputs came. At most about `window` inputs are in flight. A panic
+/// in `work` is resumed on this thread.
 pub(crate) fn ordered_map<I, O>(
     workers: usize,
     window: usize,
@@ -29,8 +35,8 @@ pub(crate) fn ordered_map<I, O>(
     O: Send,
 {
     let workers = workers.max(1);
-    let (job_tx, job_rx) = channel::<(u64, I)>();
-    let (out_tx, out_rx) = channel::<(u64, thread::Result<O>)>();
+    let (job_tx, job_rx) = channel::<(u64, Vec<I>)>();
+    let (out_tx, out_rx) = channel::<(u64, thread::Result<Vec<O>>)>();
     let job_rx = Mutex::new(job_rx);
     thread::scope(|scope| {
         for _ in 0..workers {
@@ -39,8 +45,9 @@ pub(crate) fn ordered_map<I, O>(
                 loop {
                     // The guard is dropped at the end of this statement.
                     let next = job_rx.lock().unwrap_or_else(PoisonError::into_inner).recv();
-                    let Ok((seq, input)) = next else { break };
-                    let out = catch_unwind(AssertUnwindSafe(|| work(input)));
+                    let Ok((seq, inputs)) = next else { break };
+                    let out =
+                        catch_unwind(AssertUnwindSafe(|| inputs.into_iter().map(work).collect()));
                     if out_tx.send((seq, out)).is_err() {
                         break;
                     }
@@ -53,31 +60,42 @@ pub(crate) fn ordered_map<I, O>(
             pending: BTreeMap::new(),
             sent: 0,
             next: 0,
-            window: window.max(workers) as u64,
+            window: window.div_ceil(BATCH).max(workers) as u64,
         };
-        let mut job_tx: Option<Sender<(u64, I)>> = Some(job_tx);
-        produce(&mut |input| {
+        let mut job_tx: Option<Sender<(u64, Vec<I>)>> = Some(job_tx);
+        let mut send = |order: &mut Reorder<O>, batch: Vec<I>, consume: &mut dyn FnMut(O)| {
             order.wait_for_room(consume);
             let Some(tx) = job_tx.as_ref() else { return };
-            if tx.send((order.sent, input)).is_ok() {
+            if tx.send((order.sent, batch)).is_ok() {
                 order.sent += 1;
             } else {
                 job_tx = None;
             }
             order.drain_ready(consume);
+        };
+        let mut batch = Vec::with_capacity(BATCH);
+        produce(&mut |input| {
+            batch.push(input);
+            if batch.len() == BATCH {
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                send(&mut order, full, consume);
+            }
         });
-        drop(job_tx);
+        if !batch.is_empty() {
+            send(&mut order, batch, consume);
+        }
+        drop(send);
         order.finish(consume);
     });
 }
 
-/// Results that came back out of order, waiting for their turn.
+/// Batches of results that came back out of order, waiting for their turn.
 struct Reorder<O> {
-    out_rx: Receiver<(u64, thread::Result<O>)>,
-    pending: BTreeMap<u64, thread::Result<O>>,
-    /// Inputs handed to the workers.
+    out_rx: Receiver<(u64, thread::Result<Vec<O>>)>,
+    pending: BTreeMap<u64, thread::Result<Vec<O>>>,
+    /// Batches handed to the workers.
     sent: u64,
-    /// The next result to consume.
+    /// The next batch to consume.
     next: u64,
     window: u64,
 }
@@ -88,7 +106,7 @@ impl<O> Reorder<O> {
         while let Some(out) = self.pending.remove(&self.next) {
             self.next += 1;
             match out {
-                Ok(o) => consume(o),
+                Ok(outs) => outs.into_iter().for_each(&mut *consume),
                 Err(panic) => resume_unwind(panic),
             }
         }
@@ -102,7 +120,7 @@ impl<O> Reorder<O> {
         self.emit(consume);
     }
 
-    /// Waits until fewer than `window` inputs are in flight.
+    /// Waits until fewer than `window` batches are in flight.
     fn wait_for_room(&mut self, consume: &mut dyn FnMut(O)) {
         while self.sent - self.next >= self.window {
             let Ok((seq, out)) = self.out_rx.recv() else {
@@ -136,7 +154,7 @@ mod tests {
             ordered_map(
                 workers,
                 3,
-                |sink| (0..200u64).for_each(sink),
+                |sink| (0..203u64).for_each(sink),
                 |i| {
                     // Uneven work so that results come back out of order.
                     let spin = if i % 7 == 0 { 200_000 } else { 10 };
@@ -145,7 +163,7 @@ mod tests {
                 },
                 &mut |o| got.push(o),
             );
-            assert_eq!(got, (0..200u64).map(|i| i * 2).collect::<Vec<_>>());
+            assert_eq!(got, (0..203u64).map(|i| i * 2).collect::<Vec<_>>());
         }
     }
 

@@ -218,8 +218,9 @@ impl Policies {
         };
         let mut allowed = Vec::new();
         let mut denied = Vec::new();
-        for (index, category) in request.categories.iter().enumerate() {
-            if request.categories.iter().take(index).any(|c| c == category) {
+        let mut seen = std::collections::HashSet::with_capacity(request.categories.len());
+        for category in request.categories {
+            if !seen.insert(category.as_str()) {
                 denied.push(format!("category `{category}` is listed twice"));
                 continue;
             }

@@ -79,6 +79,11 @@ CHECKS = [
     ("agent-survey-headers", "lgwan-agent/src/pipeline.rs", "                let (person, resident) = match input.parse_header() {", "                let (person, resident) = match input.parse() {", 0, AGENT_IT),
     ("agent-survey-agrees", "lgwan-agent/src/pipeline.rs", "if surveyed && !book.agrees(", "if false && surveyed && !book.agrees(", 0, AGENT_IT),
     ("cda-nothing-after-body", "lgwan-agent/src/cda.rs", "        if state.body_opened {", "        if false && state.body_opened {", 0, "cargo test -p lgwan-agent --lib cda::"),
+    ("consent-sizes", "hub/src/broker/consents.rs", "    renkei_consent::validate_sizes(&body.categories, &body.granted_by, body.evidence.as_deref())\n        .map_err(consent_error)?;", "", 0, HUB + " --test it -- too_many_categories"),
+    ("grant-copy-id-taken", "hub/src/broker/grants.rs", *off("inserted == 0"), 0, HUB + " --test it -- copy_id_used_twice"),
+    ("cert-expiry-open-connection", "hub/src/server.rs", *off("rustls_pki_types::UnixTime::now().as_secs() >= self.expires"), 0, HUB + " --test it -- mtls::"),
+    ("cda-cut-short", "lgwan-agent/src/cda.rs", *off("!state.stack.is_empty()"), 0, "cargo test -p lgwan-agent --lib cda::"),
+    ("zip-count-wrapped", "lgwan-agent/src/archive/zipdir.rs", "return self.more_than_declared().err().map(Err);", "return None;", 0, "cargo test -p lgwan-agent --lib zipdir::"),
     ("agent-app-revoked-memory", "lgwan-agent/src/agent.rs", "if named_now || outbox.app_revoked(&signer, &checked.id).await? {", "if named_now {", 0, AGENT),
 ]
 

@@ -71,6 +71,10 @@ async fn grant_checked(hub: &Hub, who: &ParticipantId, body: GrantBody) -> Resul
     let now = hub.now();
     let me = who.to_string();
     bounded::participant("recipient", &body.recipient)?;
+    // Sizes first: the policy check, the statement check and the store look at every
+    // category, and a write transaction is about to be held.
+    renkei_consent::validate_sizes(&body.categories, &body.granted_by, body.evidence.as_deref())
+        .map_err(consent_error)?;
     let mut tx = hub.db.begin().await?;
     authorize_caller(
         &mut tx,

@@ -13,7 +13,7 @@ use renkei_crypto::participant::{ParticipantId, ParticipantKind};
 use renkei_crypto::token::{UserRefHash, user_ref_hash};
 use sqlx::Row;
 
-use super::{Hub, authorize_caller, consents};
+use super::{Hub, authorize_caller, bounded, consents};
 use crate::audit::{self, Entry};
 use crate::db;
 use crate::error::{Error, Result};
@@ -37,6 +37,7 @@ pub async fn submit(hub: &Hub, who: &ParticipantId, body: &SubmitBody) -> Result
             "sealed: must be 1 to {MAX_SEALED} bytes"
         )));
     }
+    bounded::participant("source", &body.source)?;
     let mut tx = hub.db.begin().await?;
     authorize_caller(&mut tx, who, &[ParticipantKind::Phr]).await?;
     let source = registry::get_by_str(&mut tx, &body.source).await?;
@@ -45,7 +46,7 @@ pub async fn submit(hub: &Hub, who: &ParticipantId, body: &SubmitBody) -> Result
         _ => {
             return Err(Error::bad_request(format!(
                 "source `{}` does not take enrollments",
-                body.source
+                bounded::echo(&body.source)
             )));
         }
     }

@@ -303,7 +303,7 @@ pub async fn upload(
             continue;
         };
         let (seq, _) = db::next_in_sequence(&mut tx, "grants").await?;
-        sqlx::query(
+        let inserted = sqlx::query(
             "INSERT INTO hub_key_grants (seq, record_id, recipient, consent_id, grant_bytes, created_at, alias, sealed) \
              VALUES ($1,$2,$3,$4,$5,$6,$7,$8) ON CONFLICT DO NOTHING",
         )
@@ -316,7 +316,18 @@ pub async fn upload(
         .bind(h.record_id.as_str())
         .bind(copy_bytes.as_slice())
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            // The recipient already holds a grant for this record, or a copy under this
+            // id (a copy id is the source's MAC of the record id, so two records cannot
+            // share one honestly): nothing new is stored, and the source is told.
+            report.dropped.push(format!(
+                "{} → {}: the recipient already holds this record or a copy with id `{}`",
+                g.record_id, g.recipient, h.record_id
+            ));
+            continue;
+        }
         audit::append(
             &mut tx,
             now,

@@ -514,6 +514,72 @@ both!(
 );
 
 both!(
+    a_grant_with_too_many_categories_or_long_texts_is_refused_before_its_checks,
+    |h: TestHub| async move {
+        h.register_all().await;
+        let p = city_a_resident(&h).await;
+        let body = grant_body(&p, "phr:asmile", "phr-display", "app");
+        let refused = |change: &dyn Fn(&mut serde_json::Value), says: &'static str| {
+            let mut b = body.clone();
+            change(&mut b);
+            let h = &h;
+            async move {
+                let (st, v) = h
+                    .call(Some("phr:asmile"), "POST", "/v1/consents", Some(b))
+                    .await;
+                assert_eq!(st, StatusCode::BAD_REQUEST, "{says}: {v}");
+                assert!(v.to_string().contains(says), "{says}: {v}");
+                assert!(
+                    v.to_string().len() < 600,
+                    "echoed: {} bytes",
+                    v.to_string().len()
+                );
+            }
+        };
+        // 50,000 distinct categories (what a 1 MiB body holds): refused for their number,
+        // not checked one by one while a write transaction waits.
+        let many: Vec<String> = (0..50_000).map(|n| format!("c{n}")).collect();
+        refused(&|b| b["categories"] = json!(many), "more than 64").await;
+        let just_over: Vec<String> = (0..65).map(|n| format!("checkup.x{n}")).collect();
+        refused(&|b| b["categories"] = json!(just_over), "more than 64").await;
+        refused(
+            &|b| b["categories"] = json!(["checkup.lipids", "checkup.lipids"]),
+            "listed twice",
+        )
+        .await;
+        refused(
+            &|b| b["categories"] = json!(["x".repeat(5000)]),
+            "1-64 characters",
+        )
+        .await;
+        refused(
+            &|b| b["granted_by"] = json!("r".repeat(257)),
+            "granted_by is longer",
+        )
+        .await;
+        refused(
+            &|b| b["evidence"] = json!("e".repeat(257)),
+            "evidence is longer",
+        )
+        .await;
+        let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM consents")
+            .fetch_one(h.hub.db.pool())
+            .await
+            .unwrap()
+            .try_get("n")
+            .unwrap();
+        assert_eq!(n, 0);
+        // At the limits the grant goes on to the policy and is taken.
+        let mut b = body.clone();
+        b["granted_by"] = json!("r".repeat(256));
+        let (st, v) = h
+            .call(Some("phr:asmile"), "POST", "/v1/consents", Some(b))
+            .await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+    }
+);
+
+both!(
     a_long_path_is_refused_without_echo_or_audit_growth,
     |h: TestHub| async move {
         h.register_all().await;

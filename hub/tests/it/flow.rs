@@ -719,3 +719,80 @@ async fn injection_strings_in_every_parameter_are_inert() {
         .unwrap();
     assert!(broken.is_ok(), "{broken:?}");
 }
+
+both!(
+    a_copy_id_used_twice_is_reported_not_counted,
+    |h: TestHub| async move {
+        h.register_all().await;
+        let first = h.sealed(
+            "d-1",
+            SUBJECT,
+            "checkup.lipids",
+            d(2026, 6, 1),
+            b"{\"ldl\":120}",
+        );
+        let second = h.sealed(
+            "d-2",
+            SUBJECT,
+            "checkup.lipids",
+            d(2026, 6, 1),
+            b"{\"ldl\":99}",
+        );
+        assert_eq!(h.upload(&[&first, &second]).await.0, StatusCode::OK);
+        let pseudonym = h.enroll("phr:asmile", SUBJECT).await;
+        h.app_consent(
+            &pseudonym,
+            "phr:asmile",
+            "phr-display",
+            &["checkup.lipids"],
+            json!({}),
+        )
+        .await;
+        let (st, v) = h
+            .call(
+                Some("source:city-a"),
+                "GET",
+                "/v1/source/key-grant-requests",
+                None,
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        let mut sealers = renkei_client::source::Sealers::default();
+        let mut grants: Vec<renkei_client::api::GrantUpload> = v["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let request: renkei_client::api::GrantRequest =
+                    serde_json::from_value(r.clone()).unwrap();
+                renkei_client::source::grant_for(
+                    |_| Some(&h.source_key),
+                    "source:city-a",
+                    &request,
+                    &request.recipient_key,
+                    &mut sealers,
+                )
+                .unwrap()
+            })
+            .collect();
+        assert_eq!(grants.len(), 2);
+        // The second record's grant carries the first one's copy: same copy id.
+        grants[1].sealed = grants[0].sealed.clone();
+        let (st, v) = h
+            .call(
+                Some("source:city-a"),
+                "POST",
+                "/v1/source/key-grants",
+                Some(json!({ "grants": grants })),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        assert_eq!(v["stored"], 1, "{v}");
+        let dropped = v["dropped"].as_array().unwrap();
+        assert_eq!(dropped.len(), 1, "{v}");
+        assert!(
+            dropped[0].as_str().unwrap().contains("already holds"),
+            "{v}"
+        );
+    }
+);

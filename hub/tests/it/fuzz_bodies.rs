@@ -572,3 +572,30 @@ async fn malformed_json_regressions() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_source_in_an_enrollment_is_not_echoed() {
+    let h = TestHub::new(Backend::Sqlite).await.unwrap();
+    h.register_all().await;
+    let sealed = data_encoding::BASE64.encode(b"sealed identifiers");
+    for source in [
+        format!("source:{}", "a".repeat(500_000)),
+        format!("{}:{}", "x".repeat(100_000), "y"),
+        "source:not-registered".to_owned(),
+    ] {
+        let (st, v) = h
+            .call(
+                Some("phr:asmile"),
+                "POST",
+                "/v1/enrollments",
+                Some(json!({"source": source, "user_ref": "u-1", "sealed": sealed})),
+            )
+            .await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+        assert!(
+            v.to_string().len() < 600,
+            "echoed {} bytes",
+            v.to_string().len()
+        );
+    }
+}

@@ -289,3 +289,66 @@ async fn slow_loris_is_dropped_within_the_header_timeout() {
     );
     running.shutdown().await;
 }
+
+/// A certificate that expires while its connection is open stops working on that
+/// connection, as it would at a new handshake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_that_expires_stops_working_on_an_open_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki_dir = dir.path().join("pki");
+    let now = renkei_hub::broker::Clock::System.now();
+    let lo = [std::net::IpAddr::from([127, 0, 0, 1])];
+    renkei_hub::pki::init(
+        &pki_dir,
+        &["localhost".into()],
+        &lo,
+        397,
+        now - chrono::Duration::days(31),
+    )
+    .unwrap();
+    let phr: renkei_crypto::participant::ParticipantId = "phr:asmile".parse().unwrap();
+    let certs = dir.path().join("certs");
+    // Issued 30 days ago for 30 days, less 3 seconds: it expires 3 seconds from now.
+    let issued = now - chrono::Duration::days(30) + chrono::Duration::seconds(3);
+    renkei_hub::pki::issue(&pki_dir, &phr, &certs, 30, issued).unwrap();
+    let url = format!("sqlite://{}", dir.path().join("hub.db").display());
+    let cfg = crate::harness::write_config(dir.path(), &url, &pki_dir);
+    let running = renkei_hub::app::start(&cfg, renkei_hub::broker::Clock::System)
+        .await
+        .unwrap();
+    renkei_hub::registry::add(&running.hub.db, &phr, "x", None, None, now)
+        .await
+        .unwrap();
+    let client = client_config(&ClientTlsPaths {
+        ca: pki_dir.join("ca.pem"),
+        cert_chain: certs.join("phr-asmile.pem"),
+        key: certs.join("phr-asmile.key"),
+    })
+    .unwrap();
+    let tcp = TcpStream::connect(running.participant_addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = TlsConnector::from(client).connect(name, tcp).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    async fn status(send: &mut hyper::client::conn::http1::SendRequest<Empty<Bytes>>) -> u16 {
+        let req = hyper::Request::get("/v1/feed")
+            .header("host", "localhost")
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        send.ready().await.unwrap();
+        let resp = send.send_request(req).await.unwrap();
+        let status = resp.status().as_u16();
+        let _ = resp.into_body().collect().await;
+        status
+    }
+    assert_eq!(status(&mut send).await, 200);
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    assert_eq!(
+        status(&mut send).await,
+        401,
+        "an expired certificate kept working on an open connection"
+    );
+    running.shutdown().await;
+}

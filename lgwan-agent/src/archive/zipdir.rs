@@ -253,7 +253,11 @@ impl Entry {
 #[derive(Debug)]
 pub(super) struct Walk {
     reader: BufReader<File>,
+    /// Entries the end record declares, and how many of them are still to read.
+    declared: u64,
     left: u64,
+    /// Set once the walk is over (read to its end, or stopped by an error).
+    ended: bool,
     shift: u64,
     name: Vec<u8>,
     extra: Vec<u8>,
@@ -266,7 +270,9 @@ impl Walk {
             .map_err(|e| io_error("central directory", &e))?;
         Ok(Walk {
             reader: BufReader::with_capacity(WALK_BUFFER, file),
+            declared: dir.entries,
             left: dir.entries,
+            ended: false,
             shift: dir.shift,
             name: Vec::new(),
             extra: Vec::new(),
@@ -314,17 +320,37 @@ impl Walk {
     }
 }
 
+impl Walk {
+    /// Refuses a directory that goes on after the declared entries: an end record whose
+    /// 16-bit count wrapped (65,536 entries or more without ZIP64, which APPNOTE 4.4.1.4
+    /// forbids) would otherwise hide every entry past the count.
+    fn more_than_declared(&mut self) -> ZipResult<()> {
+        let mut sig = [0u8; 4];
+        if self.reader.read_exact(&mut sig).is_ok() && u32::from_le_bytes(sig) == CENTRAL_SIG {
+            return Err(format!(
+                "the end record declares {} entries, but the central directory holds more",
+                self.declared
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Iterator for Walk {
     type Item = ZipResult<Entry>;
 
     fn next(&mut self) -> Option<ZipResult<Entry>> {
-        if self.left == 0 {
+        if self.ended {
             return None;
+        }
+        if self.left == 0 {
+            self.ended = true;
+            return self.more_than_declared().err().map(Err);
         }
         self.left -= 1;
         let entry = self.read_header();
         if entry.is_err() {
-            self.left = 0;
+            self.ended = true;
         }
         Some(entry)
     }
@@ -613,6 +639,27 @@ mod tests {
         out.extend_from_slice(&o32.to_le_bytes());
         out.extend_from_slice(&0u16.to_le_bytes());
         out
+    }
+
+    /// An end record counting fewer entries than the directory holds (a count that
+    /// wrapped past 65,535) is refused, not read as the first entries alone.
+    #[test]
+    fn a_directory_longer_than_its_count_is_refused() {
+        let entries: [(&[u8], &[u8], bool); 3] = [
+            (b"a.xml", b"one", true),
+            (b"b.xml", b"two", false),
+            (b"c.xml", b"three", true),
+        ];
+        let mut bytes = build(&entries, Layout::default());
+        let f = write(&bytes);
+        assert_eq!(read_all(f.path()).unwrap().len(), 3);
+        let eocd = bytes.len() - EOCD_LEN;
+        for at in [eocd + 8, eocd + 10] {
+            bytes[at..at + 2].copy_from_slice(&2u16.to_le_bytes());
+        }
+        let f = write(&bytes);
+        let e = read_all(f.path()).unwrap_err();
+        assert!(e.contains("declares 2 entries"), "{e}");
     }
 
     fn write(bytes: &[u8]) -> tempfile::NamedTempFile {

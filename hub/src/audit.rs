@@ -88,7 +88,11 @@ fn bounded(s: &str) -> String {
 /// The bytes an entry's hash covers: the previous hash, the sequence, the time and
 /// every field, length-prefixed so no two entries share an encoding
 /// ([`renkei_crypto::tlog::audit_entry_hash`], which residents' proof files use too).
-fn entry_hash(prev_hash: &str, seq: i64, at: i64, e: &Entry) -> String {
+/// With a `salt` (every entry about a resident since the salts came in), the subject
+/// and the object are covered by their [`commitment`]s: a proof file shows those, so it
+/// carries neither the shared subject token nor the hub's record id.
+fn entry_hash(prev_hash: &str, seq: i64, at: i64, e: &Entry, salt: Option<&str>) -> String {
+    let (object, subject) = proved_fields(e, salt);
     renkei_crypto::tlog::audit_entry_hash(
         prev_hash,
         seq,
@@ -96,8 +100,8 @@ fn entry_hash(prev_hash: &str, seq: i64, at: i64, e: &Entry) -> String {
         [
             &e.actor,
             &e.action,
-            &e.object,
-            &e.subject,
+            &object,
+            &subject,
             &e.consent,
             &e.category,
             &e.decision,
@@ -106,13 +110,49 @@ fn entry_hash(prev_hash: &str, seq: i64, at: i64, e: &Entry) -> String {
     )
 }
 
+/// The object and subject as the chain hash covers them (and a proof file shows them):
+/// their commitments under `salt`, or themselves for entries written without one.
+pub(crate) fn proved_fields(e: &Entry, salt: Option<&str>) -> (String, String) {
+    match salt {
+        Some(salt) => (commitment(salt, &e.object), commitment(salt, &e.subject)),
+        None => (e.object.clone(), e.subject.clone()),
+    }
+}
+
+/// `ac1_` and the hex SHA-256 of the salt and `value`, length-prefixed; an empty value
+/// stays empty. Without the salt (kept by the hub only) the commitment cannot be tested
+/// against a guessed token or record id, and two entries about one resident share none.
+fn commitment(salt: &str, value: &str) -> String {
+    use sha2::{Digest, Sha256};
+    if value.is_empty() {
+        return String::new();
+    }
+    let mut h = Sha256::new();
+    for part in ["renkei audit commitment v1", salt, value] {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part.as_bytes());
+    }
+    format!("ac1_{}", hex::encode(h.finalize()))
+}
+
+/// A fresh salt for an entry about a resident (128 random bits, hex); none otherwise.
+fn salt_for(e: &Entry) -> Option<String> {
+    use rand::RngCore;
+    if e.subject.is_empty() {
+        return None;
+    }
+    let mut salt = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut salt);
+    Some(hex::encode(salt))
+}
+
 /// Appends an entry inside the caller's transaction. Appenders are serialized by the
 /// lock on the `audit` sequence row, so the chain never forks.
 pub async fn append(conn: &mut AnyConnection, now: DateTime<Utc>, e: &Entry) -> Result<i64> {
     append_batch(conn, &[(now, e.clone())]).await
 }
 
-/// Rows per multi-row `INSERT` (12 parameters each, well under both databases' limits).
+/// Rows per multi-row `INSERT` (13 parameters each, well under both databases' limits).
 const ROWS_PER_INSERT: usize = 256;
 
 /// Appends entries, in order, inside the caller's transaction, taking the chain's lock
@@ -127,19 +167,21 @@ pub async fn append_batch(
     for chunk in items.chunks(ROWS_PER_INSERT) {
         let sql = format!(
             "INSERT INTO hub_audit (seq, at, actor, action, object, subject, consent, category, \
-             decision, reason, prev_hash, hash) VALUES {}",
-            db::values_rows(conn, chunk.len(), 12)
+             decision, reason, prev_hash, hash, salt) VALUES {}",
+            db::values_rows(conn, chunk.len(), 13)
         );
         let mut rows = Vec::with_capacity(chunk.len());
         for (at, e) in chunk {
             let at = db::micros(*at);
-            let hash = entry_hash(&prev, seq, at, e);
+            let salt = salt_for(e);
+            let hash = entry_hash(&prev, seq, at, e, salt.as_deref());
             leaves.push(tree::leaf_hash(&hash)?);
-            rows.push((seq, at, e, std::mem::replace(&mut prev, hash.clone()), hash));
+            let prev_hash = std::mem::replace(&mut prev, hash.clone());
+            rows.push((seq, at, e, prev_hash, hash, salt));
             seq += 1;
         }
         let mut q = sqlx::query(&sql);
-        for (seq, at, e, prev_hash, hash) in rows {
+        for (seq, at, e, prev_hash, hash, salt) in rows {
             q = q
                 .bind(seq)
                 .bind(at)
@@ -152,7 +194,8 @@ pub async fn append_batch(
                 .bind(e.decision.as_str())
                 .bind(e.reason.as_str())
                 .bind(prev_hash)
-                .bind(hash);
+                .bind(hash)
+                .bind(salt);
         }
         q.execute(&mut *conn).await?;
     }
@@ -423,7 +466,8 @@ pub async fn verify(
     loop {
         let rows = sqlx::query(
             "SELECT seq, at, actor, action, object, subject, consent, category, decision, \
-             reason, prev_hash, hash FROM hub_audit WHERE seq >= $1 ORDER BY seq LIMIT 5000",
+             reason, prev_hash, hash, salt FROM hub_audit WHERE seq >= $1 ORDER BY seq \
+             LIMIT 5000",
         )
         .bind(expected_seq)
         .fetch_all(db.pool())
@@ -457,7 +501,8 @@ pub async fn verify(
                     reason: "previous-hash link does not match".into(),
                 }));
             }
-            if entry_hash(&prev, seq, r.try_get("at")?, &e) != stored_hash {
+            let salt: Option<String> = r.try_get("salt")?;
+            if entry_hash(&prev, seq, r.try_get("at")?, &e, salt.as_deref()) != stored_hash {
                 return Ok(Err(Broken {
                     seq,
                     reason: "content does not match its hash (edited)".into(),

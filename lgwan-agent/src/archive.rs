@@ -76,8 +76,17 @@ enum Kind {
     Index,
     Summary,
     Document(DocumentKind),
+    /// `CLAIMS/…` and `DATA/c….xml`: not ours, but counted against the index.
+    Claims,
+    /// The root folder itself, `XSD/…`, and folders: not ours.
     Other,
+    /// Anywhere the layout puts nothing (`data/x.txt`, `DATA/sub/h1.xml`, `notes.txt`).
+    Stray,
 }
+
+/// The archive layout, for messages.
+const LAYOUT: &str =
+    "ix08_V08.xml, su08_V08.xml, DATA/h….xml, DATA/g….xml, DATA/c….xml, CLAIMS/, XSD/";
 
 /// Reads `path` entry by entry, handing every parsed document and every
 /// quarantine report to `sink`.
@@ -150,6 +159,7 @@ pub fn scan_entries(
         label: path.display().to_string(),
         summary: ArchiveSummary::default(),
         sink,
+        records_seen: 0,
     };
     scan_into(path, limits, &mut out);
     out.summary
@@ -160,6 +170,8 @@ struct Out<'s> {
     label: String,
     summary: ArchiveSummary,
     sink: &'s mut dyn FnMut(RawEntry),
+    /// Entries under `DATA/` and `CLAIMS/`, read or not: what the index's count counts.
+    records_seen: u64,
 }
 
 impl Out<'_> {
@@ -212,6 +224,14 @@ fn scan_into(path: &Path, limits: &Limits, out: &mut Out<'_>) {
         let reason = Reason::Field("archive has no ix08_V08.xml index".into());
         out.quarantine(Some(format!("{root}/ix08_V08.xml")), reason);
     }
+    let declared = out.summary.index.as_ref().and_then(|i| i.count);
+    if let Some(declared) = declared.filter(|n| *n > out.records_seen) {
+        let reason = Reason::Layout(format!(
+            "the index declares {declared} records, the archive holds {} under DATA/ and CLAIMS/",
+            out.records_seen
+        ));
+        out.quarantine(Some(format!("{root}/ix08_V08.xml")), reason);
+    }
 }
 
 /// Calls `each` with every entry of the central directory, read from a handle
@@ -230,11 +250,24 @@ fn scan_entry(file: &mut File, entry: Entry, root: &str, limits: &Limits, out: &
         Ok(kind) => kind,
         Err(reason) => return out.quarantine(Some(entry.name), reason),
     };
-    if matches!(kind, Kind::Other) {
-        if !entry.name.ends_with('/') {
+    let folder = entry.name.ends_with(['/', '\\']);
+    match kind {
+        Kind::Other | Kind::Claims | Kind::Stray if folder => return,
+        Kind::Other => {
             out.summary.skipped += 1;
+            return;
         }
-        return;
+        Kind::Claims => {
+            out.records_seen += 1;
+            out.summary.skipped += 1;
+            return;
+        }
+        Kind::Stray => {
+            let reason = Reason::Layout(format!("not a place the layout has ({LAYOUT})"));
+            return out.quarantine(Some(entry.name), reason);
+        }
+        Kind::Document(_) => out.records_seen += 1,
+        Kind::Index | Kind::Summary => {}
     }
     if let Kind::Document(kind) = kind {
         // Inflated and parsed where the caller parses (on the import's worker threads).
@@ -265,7 +298,7 @@ fn scan_entry(file: &mut File, entry: Entry, root: &str, limits: &Limits, out: &
                 out.quarantine(Some(name), reason);
             }
         }
-        Kind::Document(_) | Kind::Other => {}
+        Kind::Document(_) | Kind::Claims | Kind::Other | Kind::Stray => {}
     }
 }
 
@@ -333,8 +366,8 @@ impl Roots {
         }
         let is_index_of = |root: &str| {
             name.strip_prefix(root)
-                .and_then(|rest| rest.strip_prefix('/'))
-                == Some("ix08_V08.xml")
+                .and_then(|rest| rest.strip_prefix(['/', '\\']))
+                .is_some_and(|rest| rest.eq_ignore_ascii_case("ix08_V08.xml"))
         };
         self.stem_index |= is_index_of(&self.stem);
         if let Some(fallback) = &self.fallback {
@@ -369,17 +402,30 @@ fn classify(name: &str, root: &str) -> Result<Kind, Reason> {
         return Err(Reason::PathEscapesRoot);
     }
     match parts.as_slice() {
+        // Names as the layout gives them, in any case (archives made on Windows).
         [first, rest @ ..] if *first == root => Ok(match rest {
-            ["ix08_V08.xml"] => Kind::Index,
-            ["su08_V08.xml"] => Kind::Summary,
-            ["DATA", file] => match document_kind(file) {
+            [] => Kind::Other,
+            [file] if file.eq_ignore_ascii_case("ix08_V08.xml") => Kind::Index,
+            [file] if file.eq_ignore_ascii_case("su08_V08.xml") => Kind::Summary,
+            [dir, file] if dir.eq_ignore_ascii_case("DATA") => match document_kind(file) {
                 Some(kind) => Kind::Document(kind),
-                None => Kind::Other,
+                // Settlement (cc08) files, where a sender puts them beside the checkups.
+                None if is_settlement(file) => Kind::Claims,
+                None => Kind::Stray,
             },
-            _ => Kind::Other,
+            [dir] if dir.eq_ignore_ascii_case("DATA") => Kind::Other,
+            [dir, ..] if dir.eq_ignore_ascii_case("CLAIMS") => Kind::Claims,
+            [dir, ..] if dir.eq_ignore_ascii_case("XSD") => Kind::Other,
+            _ => Kind::Stray,
         }),
         _ => Err(Reason::PathEscapesRoot),
     }
+}
+
+/// Whether a `DATA/` file is a settlement (`c….xml`) file, which is not ours.
+fn is_settlement(file: &str) -> bool {
+    let lower = file.to_ascii_lowercase();
+    lower.starts_with('c') && lower.ends_with(".xml")
 }
 
 /// What a `DATA/` file is by its name: `h….xml` a checkup, `g….xml` a guidance record.
@@ -414,7 +460,20 @@ mod tests {
         ));
         assert!(matches!(
             classify(&format!("{root}/DATA/c1.xml"), root),
-            Ok(Kind::Other)
+            Ok(Kind::Claims)
+        ));
+        for stray in [
+            "DATA/x1.txt",
+            "DATA/sub/h1.xml",
+            "readme.txt",
+            "data2/h1.xml",
+        ] {
+            let kind = classify(&format!("{root}/{stray}"), root);
+            assert!(matches!(kind, Ok(Kind::Stray)), "{stray}");
+        }
+        assert!(matches!(
+            classify(&format!("{root}/data/H1.xml"), root),
+            Ok(Kind::Document(_))
         ));
         for bad in [
             format!("{root}/../evil.xml"),

@@ -13,7 +13,9 @@ use chrono::NaiveDate;
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::name::ResolveResult;
 
-use crate::domain::{CheckupDocument, DocumentKind, PersonIdentity, Sex, fold_width, parse_date};
+use crate::domain::{
+    CheckupDocument, DocumentKind, PersonIdentity, Sex, fold_width, parse_ts_date,
+};
 use crate::quarantine::Reason;
 use crate::xml::{self, Attrs, MAX_DEPTH};
 use body::{Body, Element};
@@ -297,13 +299,17 @@ fn on_start(state: &mut State, attrs: &Attrs<'_>) -> Result<(), Reason> {
     } else if state.is(&["ClinicalDocument", "recordTarget"]) {
         state.record_targets += 1;
     } else if state.is(&["ClinicalDocument", "recordTarget", "patientRole", "id"]) {
-        let slot = match get("root").as_deref() {
-            Some(OID_INSURER) => &mut state.insurer,
-            Some(OID_SYMBOL) => &mut state.symbol,
-            Some(OID_NUMBER) => &mut state.number,
-            Some(OID_BRANCH) => &mut state.branch,
+        let (slot, what) = match get("root").as_deref() {
+            Some(OID_INSURER) => (&mut state.insurer, "insurer number"),
+            Some(OID_SYMBOL) => (&mut state.symbol, "insured symbol"),
+            Some(OID_NUMBER) => (&mut state.number, "insured number"),
+            Some(OID_BRANCH) => (&mut state.branch, "branch number"),
             _ => return Ok(()),
         };
+        if slot.is_some() {
+            // Keeping either could give the results to the wrong person.
+            return Err(Reason::RecordTarget(format!("the {what} is given twice")));
+        }
         *slot = get("extension");
     } else if state.is(&[
         "ClinicalDocument",
@@ -384,7 +390,7 @@ fn finish(state: State, fallback_id: &str, kind: DocumentKind) -> Result<Checkup
     }
     let number = required(state.number, "card number (id root 1.2.392.200119.6.205)")?;
     let birth_raw = required(state.birth, "birthTime")?;
-    let birth = parse_date(&birth_raw)
+    let birth = parse_ts_date(&birth_raw)
         .ok_or_else(|| Reason::Field("birthTime is not a date (YYYYMMDD)".into()))?;
     let sex_raw = required(state.sex, "administrativeGenderCode")?;
     let sex = Sex::parse(&sex_raw)
@@ -394,7 +400,7 @@ fn finish(state: State, fallback_id: &str, kind: DocumentKind) -> Result<Checkup
         value.or(low).or(center).or(high),
         "exam date (serviceEvent/effectiveTime)",
     )?;
-    let exam_date: NaiveDate = parse_date(&exam_raw)
+    let exam_date: NaiveDate = parse_ts_date(&exam_raw)
         .ok_or_else(|| Reason::Field(format!("exam date `{exam_raw}` is not a date")))?;
     let observations = match state.body {
         Reader::Checkup(body) => body.into_observations(),
@@ -624,6 +630,20 @@ mod tests {
             Err(Reason::Field(m)) => assert!(m.contains("birthTime")),
             other => panic!("{other:?}"),
         }
+        // A second insured number (legal in the XSD: `id` is unbounded) is refused,
+        // not read as whichever came last.
+        let twice = TARGET.replace(
+            r#"<id root="1.2.392.200119.6.205" extension="42"/>"#,
+            r#"<id root="1.2.392.200119.6.205" extension="42"/><id root="1.2.392.200119.6.205" extension="43"/>"#,
+        );
+        match parse_checkup(doc_with(&twice, "").as_bytes(), "x") {
+            Err(Reason::RecordTarget(m)) => assert!(m.contains("insured number"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        // A birth time with a time and an offset (the XSD's `ts`) keeps its date.
+        let zoned = TARGET.replace("19700101", "19700101000000.0+0900");
+        let doc = parse_checkup(doc_with(&zoned, "").as_bytes(), "x").unwrap();
+        assert_eq!(doc.identity.birth.to_string(), "1970-01-01");
         let bad_insurer = TARGET.replace("１３８０１６", "13801A");
         assert!(matches!(
             parse_checkup(doc_with(&bad_insurer, "").as_bytes(), "x"),

@@ -188,9 +188,72 @@ pub fn parse_date(raw: &str) -> Option<NaiveDate> {
     NaiveDate::parse_from_str(head, "%Y%m%d").ok()
 }
 
+/// The date of an HL7 `ts` value (`datatypes-base_hcgv08.xsd`: `[0-9]{1,8}`, or
+/// `[0-9]{9,14}` or 14 digits with a fraction of a second, then an optional UTC offset
+/// `[+-][0-9]{1,4}`): the first eight digits, the date as written. Values without a time
+/// are read as [`parse_date`] reads them.
+pub fn parse_ts_date(raw: &str) -> Option<NaiveDate> {
+    let folded: String = raw.trim().chars().map(fold_width).collect();
+    let time_len = folded.bytes().take_while(u8::is_ascii_digit).count();
+    if time_len < 9 {
+        return parse_date(&folded);
+    }
+    let (time, mut rest) = folded.split_at(time_len);
+    if time.len() > 14 {
+        return None;
+    }
+    if let Some(fraction) = rest.strip_prefix('.') {
+        let digits = fraction.bytes().take_while(u8::is_ascii_digit).count();
+        if time.len() != 14 || digits == 0 {
+            return None;
+        }
+        rest = fraction.get(digits..)?;
+    }
+    let offset_ok = rest.is_empty()
+        || rest
+            .strip_prefix(['+', '-'])
+            .is_some_and(|o| (1..=4).contains(&o.len()) && o.bytes().all(|b| b.is_ascii_digit()));
+    if !offset_ok {
+        return None;
+    }
+    NaiveDate::parse_from_str(time.get(..8)?, "%Y%m%d").ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every form the XSD's `ts` pattern allows with a date keeps its date; what the
+    /// pattern refuses is refused.
+    #[test]
+    fn timestamps_in_every_form_the_xsd_allows() {
+        let d = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap();
+        for raw in [
+            "19700101",
+            "197001011",
+            "197001011230",
+            "19700101123000",
+            "19700101123000+0900",
+            "19700101123000.123-0500",
+            "1970010112+9",
+            "１９７００１０１",
+            "1970-01-01",
+        ] {
+            assert_eq!(parse_ts_date(raw), Some(d), "{raw}");
+        }
+        for bad in [
+            "197001011230000",
+            "197001011230.5",
+            "19700101123000.",
+            "19700101123000+09000",
+            "19700101123000+",
+            "19700101123000Z",
+            "1970010",
+            "19701301",
+        ] {
+            assert_eq!(parse_ts_date(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn decimals() {

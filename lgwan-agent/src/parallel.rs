@@ -84,7 +84,6 @@ pub(crate) fn ordered_map<I, O>(
         if !batch.is_empty() {
             send(&mut order, batch, consume);
         }
-        drop(send);
         order.finish(consume);
     });
 }

@@ -32,6 +32,9 @@ pub enum Reason {
     },
     /// A zip entry name is absolute, contains `..`, or leaves the root folder.
     PathEscapesRoot,
+    /// An entry is not where the archive layout puts anything, or the archive holds
+    /// fewer documents than its index declares.
+    Layout(String),
     /// A zip entry inflates past the configured limit.
     EntryTooLarge {
         /// The limit in bytes.
@@ -99,6 +102,7 @@ impl Reason {
             Reason::PathEscapesRoot => {
                 f.write_str("entry path is absolute, contains `..` or leaves the root folder")
             }
+            Reason::Layout(why) => write!(f, "archive layout: {why}"),
             Reason::EntryTooLarge { limit } => {
                 write!(f, "entry inflates past the limit of {limit} bytes")
             }
@@ -123,6 +127,7 @@ impl Reason {
             Reason::ArchiveTooLarge { .. } => "archive-too-large",
             Reason::TooManyEntries { .. } => "too-many-entries",
             Reason::PathEscapesRoot => "path-escapes-root",
+            Reason::Layout(_) => "layout",
             Reason::EntryTooLarge { .. } => "entry-too-large",
             Reason::Encoding(_) => "encoding",
             Reason::Doctype => "doctype",

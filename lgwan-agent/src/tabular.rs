@@ -255,6 +255,24 @@ pub fn read_table(
     let Some(mapping) = mappings.get(index) else {
         return;
     };
+    let twice: Vec<&str> = mapping
+        .columns()
+        .into_iter()
+        .filter(|c| header.iter().filter(|h| h == c).count() > 1)
+        .collect();
+    if !twice.is_empty() {
+        // Which of the two is the birth date (or the result) cannot be told.
+        let reason = Reason::Csv(format!(
+            "the header names column {} more than once (mapping `{}`)",
+            twice
+                .iter()
+                .map(|c| format!("`{c}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            mapping.name
+        ));
+        return sink(quarantine(None, reason));
+    }
     let mut record = csv::StringRecord::new();
     loop {
         let more = reader.read_record(&mut record);

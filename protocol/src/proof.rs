@@ -19,9 +19,11 @@ pub struct ProvedEntry {
     pub actor: String,
     /// What was decided.
     pub action: String,
-    /// What it was about.
+    /// What it was about: for an entry about a resident, a salted commitment (`ac1_…`)
+    /// to the hub's record or consent id, not the id.
     pub object: String,
-    /// The subject token concerned.
+    /// A salted commitment (`ac1_…`) to the subject token concerned, never the token
+    /// (entries written before the commitments show the token).
     pub subject: String,
     /// The consent relied on.
     pub consent: String,

@@ -83,6 +83,10 @@ CHECKS = [
     ("grant-copy-id-taken", "hub/src/broker/grants.rs", *off("inserted == 0"), 0, HUB + " --test it -- copy_id_used_twice"),
     ("cert-expiry-open-connection", "hub/src/server.rs", *off("rustls_pki_types::UnixTime::now().as_secs() >= self.expires"), 0, HUB + " --test it -- mtls::"),
     ("cda-cut-short", "lgwan-agent/src/cda.rs", *off("!state.stack.is_empty()"), 0, "cargo test -p lgwan-agent --lib cda::"),
+    ("cda-id-twice", "lgwan-agent/src/cda.rs", *off("slot.is_some()"), 0, "cargo test -p lgwan-agent --lib cda::"),
+    ("csv-column-twice", "lgwan-agent/src/tabular.rs", *off("!twice.is_empty()"), 0, AGENT_IT + " tabular::"),
+    ("witness-own-name", "hub/src/audit/log.rs", *off("verifier.name() != own"), 0, HUB + " --test it -- tlog::"),
+    ("audit-salted-commitments", "hub/src/audit.rs", *off("e.subject.is_empty()"), 0, HUB + " --test it -- portal::history_entries"),
     ("zip-count-wrapped", "lgwan-agent/src/archive/zipdir.rs", "return self.more_than_declared().err().map(Err);", "return None;", 0, "cargo test -p lgwan-agent --lib zipdir::"),
     ("agent-app-revoked-memory", "lgwan-agent/src/agent.rs", "if named_now || outbox.app_revoked(&signer, &checked.id).await? {", "if named_now {", 0, AGENT),
 ]

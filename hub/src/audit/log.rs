@@ -216,6 +216,15 @@ pub async fn add_cosignature(
             "`vkey` is not a cosignature/v1 key (type 0x04)",
         ));
     }
+    // Proof files and `audit verify` name cosigners by their key name: a participant
+    // cosigns under its own name only, so no one can appear as another's witness.
+    let own = format!("renkei-witness/{witness}");
+    if verifier.name() != own {
+        return Err(Error::bad_request(format!(
+            "`vkey` is named `{}`; {witness} cosigns as `{own}`",
+            crate::broker::bounded::echo(verifier.name())
+        )));
+    }
     let seq = i64::try_from(size).map_err(|_| Error::bad_request("`size` is too large"))?;
     let mut tx = db.begin().await?;
     let note: Option<String> =
@@ -527,19 +536,28 @@ pub async fn entry_proof(db: &Db, seq: i64) -> Result<renkei_protocol::proof::En
     }
     let e = sqlx::query(
         "SELECT seq, at, actor, action, object, subject, consent, category, decision, reason, \
-         prev_hash FROM hub_audit WHERE seq = $1",
+         prev_hash, salt FROM hub_audit WHERE seq = $1",
     )
     .bind(seq)
     .fetch_optional(&mut *conn)
     .await?
     .ok_or_else(|| Error::NotFound(format!("no audit entry {seq}")))?;
+    let stored = super::Entry {
+        object: e.try_get("object")?,
+        subject: e.try_get("subject")?,
+        ..super::Entry::default()
+    };
+    let salt: Option<String> = e.try_get("salt")?;
+    // Commitments, not the token and record id (entries written before the salts came
+    // in show them as they are).
+    let (object, subject) = super::proved_fields(&stored, salt.as_deref());
     let entry = renkei_protocol::proof::ProvedEntry {
         seq: e.try_get("seq")?,
         at: e.try_get("at")?,
         actor: e.try_get("actor")?,
         action: e.try_get("action")?,
-        object: e.try_get("object")?,
-        subject: e.try_get("subject")?,
+        object,
+        subject,
         consent: e.try_get("consent")?,
         category: e.try_get("category")?,
         decision: e.try_get("decision")?,

@@ -498,6 +498,21 @@ async fn history_entries_download_as_proofs_that_verify_offline() {
         (seq, vec!["renkei-witness/source:city-a".to_owned()])
     );
     assert!(file.contains("\"actor\": \"phr:asmile\""), "{file}");
+    // The app that took the consent holds the code too: the file gives it neither the
+    // shared subject token nor the hub's record id, only salted commitments to them.
+    let rid = r.0.header().record_id.as_str().to_owned();
+    assert!(!file.contains(SUBJECT) && !file.contains("st1_"), "{file}");
+    assert!(!file.contains(&rid) && !file.contains("rec1_"), "{file}");
+    assert!(file.contains("\"subject\": \"ac1_"), "{file}");
+    let stored: String = sqlx::query_scalar("SELECT subject FROM hub_audit WHERE seq = $1")
+        .bind(seq)
+        .fetch_one(h.hub.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        stored, SUBJECT,
+        "the hub keeps the token for the resident's history"
+    );
 
     // Only the reads under this code's consent.
     let (st, _, _) = send(&app, ask(1)).await;

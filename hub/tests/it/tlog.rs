@@ -261,6 +261,26 @@ async fn served_and_witnessed(backend: Backend) {
         .call(Some("clinic:mysos"), "POST", "/v1/log/cosignature", Some(json!({"size": a2.size, "vkey": w.vkey().unwrap(), "cosignature": line.replace('A', "B")})))
         .await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
+    // Nor can a participant cosign under another's name, with a valid signature.
+    let posing = tlog::note::cosign(
+        &a2.note,
+        &tlog::note::NoteSigner::witness("renkei-witness/source:city-a", &other, 1).unwrap(),
+    )
+    .unwrap();
+    let (st, v) = h
+        .call(
+            Some("clinic:mysos"),
+            "POST",
+            "/v1/log/cosignature",
+            Some(json!({"size": a2.size, "vkey": w.vkey().unwrap(), "cosignature": posing})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    assert!(
+        v.to_string()
+            .contains("cosigns as `renkei-witness/clinic:mysos`"),
+        "{v}"
+    );
 
     // Stored tree hashes that were edited (tiles and proofs served wrong): named.
     let idx = tlog::stored_index(8, 0);

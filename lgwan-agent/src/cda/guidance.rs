@@ -15,7 +15,7 @@
 
 use chrono::NaiveDate;
 
-use crate::domain::{Observation, Value, parse_date};
+use crate::domain::{Observation, Value, parse_ts_date};
 use crate::item_table::guidance::{self, GUIDANCE_ITEM_OID, PERFORMER_OID};
 use crate::quarantine::Reason;
 use crate::xml::{self, Attrs};
@@ -173,7 +173,7 @@ impl GuidanceBody {
                     .filter(|a| a.depth + at == depth && a.date.is_none())
                 {
                     if let Some(raw) = xml::get(attrs, "value") {
-                        a.date = Some(parse_date(raw).ok_or_else(|| {
+                        a.date = Some(parse_ts_date(raw).ok_or_else(|| {
                             Reason::BadValue(format!("session date `{raw}` is not a date"))
                         })?);
                     }

@@ -166,3 +166,115 @@ fn too_many_entries_and_not_a_zip() {
     let (_, bad, _) = scan("gen_checkups.py", &Limits::default());
     assert!(matches!(bad[0].reason, Reason::Unreadable(_)));
 }
+
+/// `name` rewritten into `dir`: each entry renamed by `rename` (`None` drops it), then
+/// `extra` entries added.
+fn rewritten(
+    dir: &std::path::Path,
+    name: &str,
+    rename: impl Fn(&str) -> Option<String>,
+    extra: &[(&str, &[u8])],
+) -> std::path::PathBuf {
+    use std::io::{Read, Write};
+    let mut archive = zip::ZipArchive::new(std::fs::File::open(fixture(name)).unwrap()).unwrap();
+    let out = dir.join(name);
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(&out).unwrap());
+    let options = zip::write::SimpleFileOptions::default();
+    for i in 0..archive.len() {
+        let mut entry = archive.by_index(i).unwrap();
+        let Some(new_name) = rename(entry.name()) else {
+            continue;
+        };
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes).unwrap();
+        zip.start_file(new_name, options).unwrap();
+        zip.write_all(&bytes).unwrap();
+    }
+    for (name, bytes) in extra {
+        zip.start_file(*name, options).unwrap();
+        zip.write_all(bytes).unwrap();
+    }
+    zip.finish().unwrap();
+    out
+}
+
+fn scan_path(path: &std::path::Path) -> (Vec<CheckupDocument>, Vec<Quarantine>) {
+    let (mut docs, mut bad) = (Vec::new(), Vec::new());
+    scan_archive(path, &Limits::default(), &mut |item| match item {
+        ArchiveItem::Checkup { document, .. } => docs.push(*document),
+        ArchiveItem::Quarantined(q) => bad.push(q),
+    });
+    (docs, bad)
+}
+
+/// The layout's names are read in any case; claims and schemas are not ours and are
+/// passed over; anything else is set aside loudly, never skipped in silence.
+#[test]
+fn the_layout_is_read_in_any_case_and_strays_are_quarantined() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = MAIN.trim_end_matches(".zip");
+    let (expected, _, _) = scan(MAIN, &Limits::default());
+    let lower = rewritten(
+        dir.path(),
+        MAIN,
+        |n| {
+            Some(
+                n.replace("/DATA/", "/data/")
+                    .replace("ix08_V08", "IX08_v08"),
+            )
+        },
+        &[
+            (&format!("{root}/CLAIMS/c0000001.xml"), b"<claims/>"),
+            (&format!("{root}/XSD/hc08_V08.xsd"), b"<xs:schema/>"),
+        ],
+    );
+    let (docs, bad) = scan_path(&lower);
+    assert!(bad.is_empty(), "{bad:#?}");
+    assert_eq!(docs.len(), expected.len());
+
+    let strays = rewritten(
+        dir.path(),
+        MAIN,
+        |n| Some(n.to_owned()),
+        &[
+            (&format!("{root}/DATA/sub/h0000099.xml"), b"<x/>"),
+            (&format!("{root}/Data/notes.txt"), b"x"),
+            (&format!("{root}/readme.txt"), b"x"),
+        ],
+    );
+    let (docs, bad) = scan_path(&strays);
+    assert_eq!(docs.len(), expected.len());
+    let stray: Vec<&str> = bad
+        .iter()
+        .filter(|q| matches!(q.reason, Reason::Layout(_)))
+        .filter_map(|q| q.entry.as_deref())
+        .collect();
+    assert_eq!(stray.len(), 3, "{bad:#?}");
+    assert_eq!(bad.len(), 3, "{bad:#?}");
+}
+
+/// Fewer documents than the index declares: the archive lost some on the way, and
+/// says so.
+#[test]
+fn fewer_documents_than_the_index_declares_is_a_quarantine() {
+    let dir = tempfile::tempdir().unwrap();
+    let dropped = std::cell::Cell::new(false);
+    let short = rewritten(
+        dir.path(),
+        MAIN,
+        |n| {
+            if n.contains("/DATA/") && !dropped.replace(true) {
+                None
+            } else {
+                Some(n.to_owned())
+            }
+        },
+        &[],
+    );
+    let (_, bad) = scan_path(&short);
+    assert!(
+        matches!(bad.as_slice(), [q] if matches!(&q.reason, Reason::Layout(m) if m.contains("declares"))
+            && q.entry.as_deref().is_some_and(|e| e.ends_with("ix08_V08.xml"))),
+        "{bad:#?}"
+    );
+}

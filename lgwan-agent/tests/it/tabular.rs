@@ -128,6 +128,40 @@ fn unknown_header_and_bad_bytes() {
     );
 }
 
+/// A column the mapping reads, named twice in the header (legal CSV): which one holds
+/// the birth date cannot be told, so the file is set aside rather than read from either.
+#[test]
+fn a_mapped_column_named_twice_sets_the_file_aside() {
+    let config = mappings();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("care.csv");
+    let header = "保険者番号,被保険者証記号,被保険者証番号,枝番,氏名,生年月日,性別,認定日,要介護度,介護給付費";
+    std::fs::write(
+        &path,
+        format!("{header}\n138016,,1,,x,1970/01/02,1,20240401,1,100\n"),
+    )
+    .unwrap();
+    assert_eq!(read(&path, &config).0.len(), 1);
+    std::fs::write(
+        &path,
+        format!("{header},生年月日\n138016,,1,,x,1970/01/02,1,20240401,1,100,1999/09/09\n"),
+    )
+    .unwrap();
+    let (rows, reasons, _) = read(&path, &config);
+    assert!(rows.is_empty());
+    assert!(
+        matches!(&reasons[..], [Reason::Csv(m)] if m.contains("`生年月日` more than once")),
+        "{reasons:?}"
+    );
+    // A column no mapping reads may repeat.
+    std::fs::write(
+        &path,
+        format!("{header},備考,備考\n138016,,1,,x,1970/01/02,1,20240401,1,100,a,b\n"),
+    )
+    .unwrap();
+    assert_eq!(read(&path, &config).0.len(), 1);
+}
+
 /// One bad CP932 byte sets aside its row, named by file and line, not the file.
 #[test]
 fn a_bad_byte_sets_aside_only_its_row() {

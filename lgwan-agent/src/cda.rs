@@ -582,6 +582,41 @@ mod tests {
         assert_eq!(d.observations[1].value, Value::Text("a & bあ".into()));
     }
 
+    /// Attribute text the XSD allows anything in (`displayName`, `unit`) does not carry
+    /// words out: a code's label is not kept, and a unit must be a UCUM code.
+    #[test]
+    fn free_text_in_code_labels_and_units_stays_inside() {
+        let labelled = obs(
+            "1A020000000191111",
+            r#"<value xsi:type="CO" code="1" codeSystem="1.2.392.200119.6.2101" displayName="見本 太郎 横浜市"/>"#,
+        );
+        let d = parse_checkup(doc(&labelled).as_bytes(), "x").unwrap();
+        assert_eq!(
+            d.observations[0].value,
+            Value::Coded {
+                code: "1".into(),
+                system: "1.2.392.200119.6.2101".into(),
+                display: None
+            }
+        );
+        for unit in ["見本太郎", "mg dL", &"m".repeat(33)] {
+            let named = obs(
+                "9N001000000000001",
+                &format!(r#"<value xsi:type="PQ" value="160" unit="{unit}"/>"#),
+            );
+            let r = parse_checkup(doc(&named).as_bytes(), "x");
+            assert!(
+                matches!(&r, Err(Reason::BadValue(m)) if m.contains("UCUM")),
+                "{unit}: {r:?}"
+            );
+        }
+        let ucum = obs(
+            "9N001000000000001",
+            r#"<value xsi:type="PQ" value="160" unit="cm"/>"#,
+        );
+        assert!(parse_checkup(doc(&ucum).as_bytes(), "x").is_ok());
+    }
+
     #[test]
     fn undeclared_entity_is_malformed_not_expanded() {
         let body = obs("9N051000000000049", r#"<value xsi:type="ST">&xxe;</value>"#);

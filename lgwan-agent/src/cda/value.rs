@@ -21,6 +21,9 @@ pub(super) struct OpenText {
     text: String,
 }
 
+/// Longest unit accepted, in bytes (the item table's longest is `ml/min/1.73m2`).
+const MAX_UNIT: usize = 32;
+
 impl OpenText {
     /// A text value whose `value` element is at `depth`.
     pub(super) fn at(depth: usize) -> Self {
@@ -93,6 +96,16 @@ pub(super) fn start_value(item: &str, attrs: &Attrs<'_>) -> Result<ValueStart, R
                 })
             })?;
             let unit = xml::token(attrs, "unit").filter(|u| !u.is_empty() && *u != "1");
+            // A unit is a UCUM code (the item table's XML units are): short and ASCII. Any
+            // other text could carry what must stay inside LGWAN, so it is refused.
+            if let Some(u) =
+                unit.filter(|u| u.len() > MAX_UNIT || !u.bytes().all(|b| b.is_ascii_graphic()))
+            {
+                return Err(Reason::BadValue(format!(
+                    "`{item}` {kind} unit is not a UCUM code (1 to {MAX_UNIT} ASCII characters, no spaces): `{}`",
+                    u.chars().take(MAX_UNIT).collect::<String>()
+                )));
+            }
             Ok(ValueStart::Value(Value::Quantity {
                 value,
                 unit: unit.map(str::to_owned),
@@ -113,10 +126,12 @@ pub(super) fn start_value(item: &str, attrs: &Attrs<'_>) -> Result<ValueStart, R
                         "`{item}` {kind} value has no codeSystem and the item table names none"
                     ))
                 })?;
+            // The document's `displayName` is free text and stays inside LGWAN, as for
+            // guidance: the code and its system are the result.
             Ok(ValueStart::Value(Value::Coded {
                 code: code.to_owned(),
                 system: system.to_owned(),
-                display: xml::get(attrs, "displayName").map(str::to_owned),
+                display: None,
             }))
         }
         "ST" => Ok(ValueStart::Text),

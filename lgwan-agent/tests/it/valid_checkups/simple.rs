@@ -252,7 +252,8 @@ fn own(obs: &El, relation: Option<&str>, table: &Table) -> Vec<Found> {
                     .map(str::to_owned)
                     .or_else(|| table.row(&code)?.oid.clone())
                     .unwrap(),
-                display: v.attr("displayName").map(str::to_owned),
+                // A coded value's label stays inside LGWAN (docs/fhir.md).
+                display: None,
             },
             "ST" | "ED" => {
                 let text: String = v

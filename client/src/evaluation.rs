@@ -58,37 +58,59 @@ pub async fn collect(
     out: &Path,
     now: DateTime<Utc>,
 ) -> Result<Vec<PathBuf>> {
-    let list = client.evaluation_reports().await?;
     std::fs::create_dir_all(out)
         .map_err(|e| Error::invalid(format!("`{}`", out.display()), e.to_string()))?;
-    let mut written = Vec::with_capacity(list.reports.len());
-    for r in list.reports {
-        let what = format!("evaluation report `{}` from `{}`", r.id, r.source);
-        let sealed = data_encoding::BASE64
-            .decode(r.sealed.as_bytes())
-            .map_err(|e| Error::invalid(what.clone(), e.to_string()))?;
-        let signed = open_report(&sealed, &r.source, &me.to_string(), key)
-            .map_err(|e| Error::invalid(what.clone(), e.to_string()))?;
-        let signer = signed
-            .verify(ca, now)
-            .map_err(|e| Error::invalid(what.clone(), e.to_string()))?;
-        if signer.to_string() != r.source || signed.report.evaluator != me.to_string() {
-            return Err(Error::invalid(
-                what,
-                format!(
-                    "signed by `{signer}` for `{}`: not what the hub says",
-                    signed.report.evaluator
-                ),
-            ));
+    let mut written = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = client.evaluation_reports(after.as_deref()).await?;
+        // An empty page, or a cursor that does not move, ends the walk: a hub cannot
+        // keep it going for ever.
+        let empty = page.reports.is_empty();
+        for r in page.reports {
+            written.push(write_report(r, key, me, ca, out, now)?);
         }
-        let id: String = r.id.chars().filter(char::is_ascii_alphanumeric).collect();
-        let path = out.join(format!("{id}.json"));
-        let json = serde_json::to_vec_pretty(&signed)
-            .map_err(|e| Error::invalid(what.clone(), e.to_string()))?;
-        write(&path, &json)?;
-        written.push(path);
+        match page.next {
+            Some(next) if !empty && Some(&next) != after.as_ref() => after = Some(next),
+            _ => break,
+        }
     }
     Ok(written)
+}
+
+/// Opens one delivered report, checks its signature and writes it to `out/<id>.json`.
+fn write_report(
+    r: renkei_protocol::evaluation::DeliveredReport,
+    key: &RecipientSecretKey,
+    me: &ParticipantId,
+    ca: &Path,
+    out: &Path,
+    now: DateTime<Utc>,
+) -> Result<PathBuf> {
+    let what = format!("evaluation report `{}` from `{}`", r.id, r.source);
+    let sealed = data_encoding::BASE64
+        .decode(r.sealed.as_bytes())
+        .map_err(|e| Error::invalid(what.clone(), e.to_string()))?;
+    let signed = open_report(&sealed, &r.source, &me.to_string(), key)
+        .map_err(|e| Error::invalid(what.clone(), e.to_string()))?;
+    let signer = signed
+        .verify(ca, now)
+        .map_err(|e| Error::invalid(what.clone(), e.to_string()))?;
+    if signer.to_string() != r.source || signed.report.evaluator != me.to_string() {
+        return Err(Error::invalid(
+            what,
+            format!(
+                "signed by `{signer}` for `{}`: not what the hub says",
+                signed.report.evaluator
+            ),
+        ));
+    }
+    let id: String = r.id.chars().filter(char::is_ascii_alphanumeric).collect();
+    let path = out.join(format!("{id}.json"));
+    let json = serde_json::to_vec_pretty(&signed)
+        .map_err(|e| Error::invalid(what.clone(), e.to_string()))?;
+    write(&path, &json)?;
+    Ok(path)
 }
 
 /// The city (source) a pooled row stands for.

@@ -59,13 +59,20 @@ pub struct DeliveredReport {
     pub delivered_at: DateTime<Utc>,
 }
 
-/// `GET /v1/evaluation/reports` (an analyst): the reports delivered to the caller.
+/// `GET /v1/evaluation/reports[?after=…]` (an analyst): one page of the reports
+/// delivered to the caller.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeliveredList {
-    /// Oldest first.
+    /// Oldest first, at most [`PAGE_REPORTS`].
     pub reports: Vec<DeliveredReport>,
+    /// Where the next page starts (`after=` it), when there may be more.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
 }
+
+/// Most reports one page of [`DeliveredList`] holds (each is at most 4 MiB).
+pub const PAGE_REPORTS: usize = 8;
 
 /// The HPKE `info` of a report sealed by `source` for `recipient`.
 fn seal_info(source: &str, recipient: &str) -> Vec<u8> {

@@ -236,9 +236,29 @@ impl HubClient {
         self.post_json("/v1/evaluation/reports", body).await
     }
 
-    /// `GET /v1/evaluation/reports`: the evaluation reports delivered to the caller.
-    pub async fn evaluation_reports(&self) -> Result<renkei_protocol::evaluation::DeliveredList> {
-        self.get_json("/v1/evaluation/reports").await
+    /// `GET /v1/evaluation/reports[?after=…]`: a page of the evaluation reports delivered
+    /// to the caller, after the page whose `next` is `after`.
+    pub async fn evaluation_reports(
+        &self,
+        after: Option<&str>,
+    ) -> Result<renkei_protocol::evaluation::DeliveredList> {
+        match after {
+            None => self.get_json("/v1/evaluation/reports").await,
+            // The hub's cursor is `<digits>.ev1_<hex>`: nothing to escape, and nothing
+            // else is sent.
+            Some(after)
+                if after
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) =>
+            {
+                self.get_json(&format!("/v1/evaluation/reports?after={after}"))
+                    .await
+            }
+            Some(_) => Err(crate::Error::invalid(
+                "the hub's `next` of evaluation reports",
+                "not a page cursor",
+            )),
+        }
     }
 
     /// `GET /v1/audit/checkpoint`: the hub's latest signed audit checkpoint.

@@ -68,10 +68,13 @@ async fn deleted_entry_is_named(s: &AnyConsentStore) {
 
 async fn relinked_entry_is_named(s: &AnyConsentStore) {
     five_entries(s).await;
-    // A forged hash, then a row copied from elsewhere: both are named at seq 2.
+    // A forged hash, then a row copied from elsewhere: both are named at seq 2. (The
+    // forged hash differs in its first byte whatever the hash was: a plain `'ff'` left a
+    // hash that starts with ff unchanged, one run in 256.)
     exec(
         s,
-        "UPDATE consent_ledger SET hash = 'ff' || SUBSTR(hash, 3) WHERE seq = 2",
+        "UPDATE consent_ledger SET hash = CASE WHEN SUBSTR(hash, 1, 2) = 'ff' THEN '00' \
+         ELSE 'ff' END || SUBSTR(hash, 3) WHERE seq = 2",
     )
     .await;
     let (seq, reason) = first_bad(s.verify_chain(None).await);

@@ -334,12 +334,21 @@ async fn deliver_evaluation(
     ))
 }
 
+/// `?after=`: where a page of evaluation reports starts.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct After {
+    after: Option<String>,
+}
+
 async fn collect_evaluations(
     State(hub): Hs,
     Caller(who): Caller,
+    Q(q): Q<After>,
 ) -> Result<Json<broker::evaluation::DeliveredList>> {
+    let after = q.after.as_deref();
     Ok(Json(
-        retry(|| broker::evaluation::collect(&hub, &who)).await?,
+        retry(|| broker::evaluation::collect(&hub, &who, after)).await?,
     ))
 }
 

@@ -16,7 +16,7 @@ use crate::db;
 use crate::error::{Error, Result};
 use crate::registry;
 pub use renkei_protocol::evaluation::{
-    CATEGORY, DeliverBody, Delivered, DeliveredList, DeliveredReport, PURPOSE,
+    CATEGORY, DeliverBody, Delivered, DeliveredList, DeliveredReport, PAGE_REPORTS, PURPOSE,
 };
 
 /// Largest sealed report accepted (base64): a report of many years, measures and strata
@@ -92,32 +92,63 @@ pub async fn deliver(hub: &Hub, who: &ParticipantId, body: &DeliverBody) -> Resu
     Ok(Delivered { id })
 }
 
-/// The reports delivered to the caller, oldest first; audited.
-pub async fn collect(hub: &Hub, who: &ParticipantId) -> Result<DeliveredList> {
+/// A page of the reports delivered to the caller, oldest first, after `after` (the
+/// `next` of the page before); audited. A page holds at most [`PAGE_REPORTS`], so what
+/// one answer loads is bounded however many reports sources deliver.
+pub async fn collect(hub: &Hub, who: &ParticipantId, after: Option<&str>) -> Result<DeliveredList> {
     let now = hub.now();
     let me = who.to_string();
+    let (after_at, after_id) = match after {
+        None => (i64::MIN, String::new()),
+        Some(cursor) => parse_cursor(cursor)?,
+    };
     let mut tx = hub.db.begin().await?;
     authorize_caller(&mut tx, who, super::RECIPIENTS).await?;
     let rows = sqlx::query(
         "SELECT id, source, sealed, created_at FROM hub_evaluation_reports \
-         WHERE recipient = $1 ORDER BY created_at, id",
+         WHERE recipient = $1 AND (created_at > $2 OR (created_at = $2 AND id > $3)) \
+         ORDER BY created_at, id LIMIT $4",
     )
     .bind(&me)
+    .bind(after_at)
+    .bind(&after_id)
+    .bind(PAGE_REPORTS as i64)
     .fetch_all(&mut *tx)
     .await?;
     let mut reports = Vec::with_capacity(rows.len());
+    let mut last = None;
     for r in rows {
         let at: i64 = r.try_get("created_at")?;
+        let id: String = r.try_get("id")?;
+        last = Some(format!("{at}.{id}"));
         reports.push(DeliveredReport {
-            id: r.try_get("id")?,
+            id,
             source: r.try_get("source")?,
             sealed: r.try_get("sealed")?,
             delivered_at: chrono::DateTime::from_timestamp_micros(at).unwrap_or_default(),
         });
     }
+    let next = last.filter(|_| reports.len() == PAGE_REPORTS);
     let entry =
         Entry::allow(&me, "evaluation.collect", &reports.len().to_string()).about("", "", CATEGORY);
     audit::append(&mut tx, now, &entry).await?;
     tx.commit().await?;
-    Ok(DeliveredList { reports })
+    Ok(DeliveredList { reports, next })
+}
+
+/// A page cursor, `<microseconds>.<report id>`, as [`collect`] writes it.
+fn parse_cursor(cursor: &str) -> Result<(i64, String)> {
+    let bad = || {
+        Error::bad_request(format!(
+            "after: `{}` is not the `next` of a page",
+            bounded::echo(cursor)
+        ))
+    };
+    let (at, id) = cursor.split_once('.').ok_or_else(bad)?;
+    let at: i64 = at.parse().map_err(|_| bad())?;
+    let hex = id.strip_prefix("ev1_").ok_or_else(bad)?;
+    if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return Err(bad());
+    }
+    Ok((at, id.to_owned()))
 }

@@ -92,6 +92,58 @@ both!(
     }
 );
 
+both!(
+    reports_are_collected_a_page_at_a_time,
+    |h: TestHub| async move {
+        h.register_all().await;
+        // Eleven distinct reports, delivered one after another.
+        for n in 0..11u8 {
+            let sealed = data_encoding::BASE64.encode(&[n; 16]);
+            let b = json!({"recipient": "analyst:hachioji", "purpose": "program-evaluation", "sealed": sealed});
+            let (st, v) = h
+                .call(
+                    Some("source:city-a"),
+                    "POST",
+                    "/v1/evaluation/reports",
+                    Some(b),
+                )
+                .await;
+            assert_eq!(st, StatusCode::OK, "{v}");
+        }
+        let get = |path: String| {
+            let h = &h;
+            async move { h.call(Some("analyst:hachioji"), "GET", &path, None).await }
+        };
+        let (st, first) = get("/v1/evaluation/reports".into()).await;
+        assert_eq!(st, StatusCode::OK, "{first}");
+        assert_eq!(first["reports"].as_array().unwrap().len(), 8, "{first}");
+        let next = first["next"].as_str().unwrap().to_owned();
+        let (st, second) = get(format!("/v1/evaluation/reports?after={next}")).await;
+        assert_eq!(st, StatusCode::OK, "{second}");
+        assert_eq!(second["reports"].as_array().unwrap().len(), 3, "{second}");
+        assert!(second.get("next").is_none(), "{second}");
+        let mut ids: Vec<&str> = first["reports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .chain(second["reports"].as_array().unwrap())
+            .map(|r| r["id"].as_str().unwrap())
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), 11, "every report once");
+        for bad in [
+            "x",
+            "1.ev1_zz",
+            "1.ev1_",
+            "abc.ev1_0000000000000000000000000000000000000000000000000000000000000000",
+        ] {
+            let (st, v) = get(format!("/v1/evaluation/reports?after={bad}")).await;
+            assert_eq!(st, StatusCode::BAD_REQUEST, "{bad}: {v}");
+        }
+    }
+);
+
 /// A clinic publishes a vaccination it gave, for a patient it knows as a recipient, by its
 /// own pseudonym; nothing else, for no one else. The key-grant requests for it name the
 /// patient by the clinic's pseudonym, never by a token.

@@ -20,7 +20,7 @@ use crate::agent::Agent;
 use crate::error::{Error, Result};
 use crate::outbox::{KnownSubject, NewRecord, Outbox};
 use crate::pipeline::{BranchBook, Outcome, PreparedRecord, RawRecord, RunSummary, expand_inputs};
-use crate::quarantine::Quarantine;
+use crate::quarantine::{Quarantine, Reason};
 
 /// Version of the payload schema the agent seals (FHIR R4 JSON, compressed:
 /// `renkei_crypto::payload`).
@@ -309,6 +309,17 @@ pub async fn import(
                 let put = outbox.put(&records).await?;
                 summary.records += records.len();
                 summary.new_records += put.inserted;
+                for id in put.reused {
+                    let reason = Reason::IdentityConflict(
+                        "this record id is already spooled for another person: two documents \
+                         share a document id (ClinicalDocument/id), from which record ids are \
+                         made; the first stays, this one was not spooled (`preview` names the \
+                         document by record id)"
+                            .into(),
+                    );
+                    let q = Quarantine::new("outbox", Some(id.to_string()), reason);
+                    summary.quarantined.push(q);
+                }
                 progress(ImportProgress {
                     records: summary.records,
                     inputs_done: done.min(total),

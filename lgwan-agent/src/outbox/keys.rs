@@ -11,7 +11,7 @@
 //! once per 50,000. Every lookup checks every level and confirms the id on the outbox row,
 //! so two ids with one key are never confused.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use sqlx::{Sqlite, Transaction};
 
@@ -155,28 +155,28 @@ pub(super) async fn insert(
 pub(super) async fn existing(
     tx: &mut Transaction<'_, Sqlite>,
     ids: &[&str],
-) -> Result<HashSet<String>, sqlx::Error> {
+) -> Result<HashMap<String, String>, sqlx::Error> {
     let wanted: HashSet<&str> = ids.iter().copied().collect();
-    let mut found = HashSet::new();
+    let mut found = HashMap::new();
     for chunk in ids.chunks(ROWS_PER_STATEMENT) {
         let marks = vec!["?"; chunk.len()].join(",");
         let sql = LEVELS
             .map(|level| {
                 format!(
-                    "SELECT o.record_id FROM {level} k JOIN outbox o ON o.rowid = k.row \
+                    "SELECT o.record_id, o.subject FROM {level} k JOIN outbox o ON o.rowid = k.row \
                      WHERE k.key IN ({marks})"
                 )
             })
             .join(" UNION ALL ");
-        let mut query = sqlx::query_scalar::<_, String>(&sql);
+        let mut query = sqlx::query_as::<_, (String, String)>(&sql);
         for _level in LEVELS {
             for id in chunk {
                 query = query.bind(key_of(id));
             }
         }
-        for id in query.fetch_all(&mut **tx).await? {
+        for (id, subject) in query.fetch_all(&mut **tx).await? {
             if wanted.contains(id.as_str()) {
-                found.insert(id);
+                found.insert(id, subject);
             }
         }
     }

@@ -41,6 +41,26 @@ pub struct LinkCounts {
     pub refused: u64,
 }
 
+/// Whether tokens `a` and `b` stand for one person: linked by token key rotations, in
+/// either direction and over any number of them.
+pub(super) async fn same_person(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    a: &str,
+    b: &str,
+) -> std::result::Result<bool, sqlx::Error> {
+    let found: Option<i64> = sqlx::query_scalar(
+        "WITH RECURSIVE chain(t) AS (SELECT ?1 \
+         UNION SELECT l.new_token FROM subject_links l JOIN chain c ON l.old_token = c.t \
+         UNION SELECT l.old_token FROM subject_links l JOIN chain c ON l.new_token = c.t) \
+         SELECT 1 FROM chain WHERE t = ?2 LIMIT 1",
+    )
+    .bind(a)
+    .bind(b)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(found.is_some())
+}
+
 impl Outbox {
     /// Spools `pairs` (older token, next token) in one transaction; pairs already
     /// spooled are kept as they are. Returns how many are new.

@@ -10,7 +10,7 @@
 //! already hold), so uploads stay idempotent at the hub. The bookkeeping timestamps
 //! (`created_at`, `sent_at`, meta `at`) come from SQLite's clock: they decide nothing.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -187,12 +187,16 @@ pub struct NewRecord {
 }
 
 /// What [`Outbox::put`] did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PutReport {
     /// Records new to the outbox.
     pub inserted: usize,
     /// Records already there (kept as first sealed).
     pub existing: usize,
+    /// Records not spooled because their id is already spooled for another person: two
+    /// documents share a document id (the record id is derived from it). The first one
+    /// stays; these are for the caller to report.
+    pub reused: Vec<RecordId>,
 }
 
 /// A record waiting for upload.
@@ -354,13 +358,33 @@ impl Outbox {
         let existing = keys::existing(&mut tx, &ids)
             .await
             .map_err(|e| self.db(e))?;
-        let mut seen = HashSet::with_capacity(records.len());
-        let fresh: Vec<&NewRecord> = records
-            .iter()
-            .filter(|r| {
-                !existing.contains(r.record_id.as_str()) && seen.insert(r.record_id.as_str())
-            })
-            .collect();
+        // An id already spooled (or earlier in this batch) is the same record again,
+        // unless it names another person, which is reported, never spooled in silence.
+        let mut seen: HashMap<&str, &str> = HashMap::with_capacity(records.len());
+        let mut fresh: Vec<&NewRecord> = Vec::with_capacity(records.len());
+        let mut reused = Vec::new();
+        for r in records {
+            let (id, subject) = (r.record_id.as_str(), r.subject.as_str());
+            let earlier = existing
+                .get(id)
+                .map(String::as_str)
+                .or_else(|| seen.get(id).copied());
+            match earlier {
+                None => {
+                    seen.insert(id, subject);
+                    fresh.push(r);
+                }
+                Some(first) if first == subject => {}
+                Some(first) => {
+                    let same = links::same_person(&mut tx, first, subject)
+                        .await
+                        .map_err(|e| self.db(e))?;
+                    if !same {
+                        reused.push(r.record_id.clone());
+                    }
+                }
+            }
+        }
         if !fresh.is_empty() {
             self.append(&mut tx, &fresh).await?;
         }
@@ -376,7 +400,8 @@ impl Outbox {
         tx.commit().await.map_err(|e| self.db(e))?;
         Ok(PutReport {
             inserted: fresh.len(),
-            existing: records.len().saturating_sub(fresh.len()),
+            existing: records.len().saturating_sub(fresh.len() + reused.len()),
+            reused,
         })
     }
 
@@ -798,6 +823,37 @@ mod tests {
             category: "checkup.body".into(),
             sealed: sealed.to_vec(),
         }
+    }
+
+    /// One record id for two people (two documents sharing a document id) is reported,
+    /// not spooled, unless a token key rotation links the two tokens.
+    #[tokio::test]
+    async fn an_id_spooled_for_another_person_is_reported() {
+        let (_dir, outbox) = fresh_outbox().await;
+        outbox.put(&[rec('a', 'x', b"one")]).await.unwrap();
+        let again = outbox
+            .put(&[
+                rec('a', 'y', b"two"),
+                rec('b', 'x', b"b"),
+                rec('b', 'z', b"c"),
+            ])
+            .await
+            .unwrap();
+        assert_eq!((again.inserted, again.existing), (1, 0));
+        assert_eq!(again.reused, vec![rid('a'), rid('b')]);
+        let (_, bytes) = outbox.record(rid('a').as_str()).await.unwrap().unwrap();
+        assert_eq!(bytes, b"one", "the first stays");
+        // x → y → w by two rotations: the same person under another token.
+        outbox
+            .put_links(&[(token('x'), token('y')), (token('y'), token('w'))])
+            .await
+            .unwrap();
+        let rotated = outbox
+            .put(&[rec('a', 'w', b"three"), rec('a', 'v', b"four")])
+            .await
+            .unwrap();
+        assert_eq!((rotated.inserted, rotated.existing), (0, 1));
+        assert_eq!(rotated.reused, vec![rid('a')]);
     }
 
     #[tokio::test]

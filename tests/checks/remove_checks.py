@@ -86,7 +86,7 @@ CHECKS = [
     ("cda-id-twice", "lgwan-agent/src/cda.rs", *off("slot.is_some()"), 0, "cargo test -p lgwan-agent --lib cda::"),
     ("csv-column-twice", "lgwan-agent/src/tabular.rs", *off("!twice.is_empty()"), 0, AGENT_IT + " tabular::"),
     ("witness-own-name", "hub/src/audit/log.rs", *off("verifier.name() != own"), 0, HUB + " --test it -- tlog::"),
-    ("audit-salted-commitments", "hub/src/audit.rs", *off("e.subject.is_empty()"), 0, HUB + " --test it -- portal::history_entries"),
+    ("audit-salted-commitments", "hub/src/audit.rs", "    if e.subject.is_empty() {\n        return None;", "    if true || e.subject.is_empty() {\n        return None;", 0, HUB + " --test it -- portal::history_entries"),
     ("cda-unit-ucum", "lgwan-agent/src/cda/value.rs", "u.len() > MAX_UNIT || !u.bytes().all(|b| b.is_ascii_graphic())", "false && u.len() > MAX_UNIT", 0, "cargo test -p lgwan-agent --lib cda::"),
     ("outbox-reused-id", "lgwan-agent/src/outbox/mod.rs", *off("!same"), 0, "cargo test -p lgwan-agent --lib outbox::"),
     ("zip-count-wrapped", "lgwan-agent/src/archive/zipdir.rs", "return self.more_than_declared().err().map(Err);", "return None;", 0, "cargo test -p lgwan-agent --lib zipdir::"),

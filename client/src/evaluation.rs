@@ -17,6 +17,7 @@ use renkei_protocol::evaluation::{
     t975,
 };
 use serde::Serialize;
+use sha2::Digest as _;
 
 use crate::error::{Error, Result};
 use crate::transport::HubClient;
@@ -61,17 +62,28 @@ pub async fn collect(
     std::fs::create_dir_all(out)
         .map_err(|e| Error::invalid(format!("`{}`", out.display()), e.to_string()))?;
     let mut written = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     let mut after: Option<String> = None;
     loop {
         let page = client.evaluation_reports(after.as_deref()).await?;
-        // An empty page, or a cursor that does not move, ends the walk: a hub cannot
-        // keep it going for ever.
-        let empty = page.reports.is_empty();
+        if page.reports.len() > renkei_protocol::evaluation::PAGE_REPORTS {
+            return Err(Error::invalid(
+                "the hub's page of evaluation reports",
+                format!("{} reports, more than a page holds", page.reports.len()),
+            ));
+        }
+        // A page that brings no report not seen before ends the walk: a hub replaying
+        // reports under new ids or cursors cannot keep it going (or writing) for ever.
+        let mut new = false;
         for r in page.reports {
-            written.push(write_report(r, key, me, ca, out, now)?);
+            let digest: [u8; 32] = sha2::Sha256::digest(r.sealed.as_bytes()).into();
+            if seen.insert(digest) {
+                new = true;
+                written.push(write_report(r, key, me, ca, out, now)?);
+            }
         }
         match page.next {
-            Some(next) if !empty && Some(&next) != after.as_ref() => after = Some(next),
+            Some(next) if new && Some(&next) != after.as_ref() => after = Some(next),
             _ => break,
         }
     }

@@ -246,18 +246,27 @@ pub fn load_crls(paths: &[PathBuf]) -> Result<Vec<CertificateRevocationListDer<'
     Ok(all)
 }
 
-/// The first instant (Unix seconds) at which some certificate of `chain` is no longer
-/// valid: the earliest `notAfter`, plus one second. `None` if one does not parse.
+/// The first instant (Unix seconds) at which a certificate of `chain`'s path is no longer
+/// valid: the earliest `notAfter`, plus one second, over the leaf and each following
+/// certificate that issued the one before it (others a client sends are not its path).
+/// `None` if the leaf does not parse.
 pub fn chain_expiry(chain: &[CertificateDer<'_>]) -> Option<u64> {
-    chain
+    let mut certs = chain
         .iter()
-        .map(|der| {
-            let (_, cert) = X509Certificate::from_der(der).ok()?;
-            u64::try_from(cert.validity().not_after.timestamp()).ok()
-        })
-        .min()
-        .flatten()
-        .map(|t| t.saturating_add(1))
+        .map(|der| X509Certificate::from_der(der).ok().map(|(_, c)| c));
+    let leaf = certs.next()??;
+    let not_after =
+        |c: &X509Certificate<'_>| u64::try_from(c.validity().not_after.timestamp()).ok();
+    let mut earliest = not_after(&leaf)?;
+    let mut issuer = leaf.issuer().as_raw().to_vec();
+    for cert in certs {
+        let Some(cert) = cert.filter(|c| c.subject().as_raw() == issuer.as_slice()) else {
+            break;
+        };
+        earliest = earliest.min(not_after(&cert)?);
+        issuer = cert.issuer().as_raw().to_vec();
+    }
+    Some(earliest.saturating_add(1))
 }
 
 /// Checks that a certificate's key is ECDSA P-256/P-384, RSA of at least 2048 bits, or Ed25519.

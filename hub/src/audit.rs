@@ -122,7 +122,7 @@ pub(crate) fn proved_fields(e: &Entry, salt: Option<&str>) -> (String, String) {
 /// `ac1_` and the hex SHA-256 of the salt and `value`, length-prefixed; an empty value
 /// stays empty. Without the salt (kept by the hub only) the commitment cannot be tested
 /// against a guessed token or record id, and two entries about one resident share none.
-fn commitment(salt: &str, value: &str) -> String {
+pub fn commitment(salt: &str, value: &str) -> String {
     use sha2::{Digest, Sha256};
     if value.is_empty() {
         return String::new();
@@ -133,6 +133,15 @@ fn commitment(salt: &str, value: &str) -> String {
         h.update(part.as_bytes());
     }
     format!("ac1_{}", hex::encode(h.finalize()))
+}
+
+/// Whether `value` has the form of a [`commitment`]: no stored subject or object has it,
+/// so an unsalted entry holding one had its salt removed and its values replaced by
+/// their commitments, which would otherwise hash as the salted entry did.
+fn looks_committed(value: &str) -> bool {
+    value
+        .strip_prefix("ac1_")
+        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
 }
 
 /// A fresh salt for an entry about a resident (128 random bits, hex); none otherwise.
@@ -502,6 +511,13 @@ pub async fn verify(
                 }));
             }
             let salt: Option<String> = r.try_get("salt")?;
+            if salt.is_none() && (looks_committed(&e.subject) || looks_committed(&e.object)) {
+                return Ok(Err(Broken {
+                    seq,
+                    reason: "unsalted entry holds a commitment (salt removed, values replaced)"
+                        .into(),
+                }));
+            }
             if entry_hash(&prev, seq, r.try_get("at")?, &e, salt.as_deref()) != stored_hash {
                 return Ok(Err(Broken {
                     seq,

@@ -255,8 +255,12 @@ pub fn read_table(
     let Some(mapping) = mappings.get(index) else {
         return;
     };
-    let twice: Vec<&str> = mapping
-        .columns()
+    // Every column the mapping reads, the optional 宛名番号 too (it links tokens).
+    let mut read = mapping.columns();
+    read.extend(mapping.identity.resident.as_deref());
+    read.sort_unstable();
+    read.dedup();
+    let twice: Vec<&str> = read
         .into_iter()
         .filter(|c| header.iter().filter(|h| h == c).count() > 1)
         .collect();

@@ -3,6 +3,7 @@
 
 use axum::http::StatusCode;
 use serde_json::json;
+use sqlx::Row;
 
 use crate::harness::{Backend, SUBJECT, TestHub, d, t0};
 use renkei_hub::audit;
@@ -48,6 +49,42 @@ async fn run(backend: Backend) {
     assert!(report.entries >= 8, "{report:?}");
     assert_eq!(report.entries, cp.seq);
     let pool = h.hub.db.pool();
+
+    // A salted entry whose salt is removed and whose subject and object are replaced by
+    // their commitments would hash as before: named all the same.
+    let row = sqlx::query(
+        "SELECT seq, subject, object, salt FROM hub_audit WHERE salt IS NOT NULL ORDER BY seq LIMIT 1",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    let (seq, subject, object, salt): (i64, String, String, String) = (
+        row.get("seq"),
+        row.get("subject"),
+        row.get("object"),
+        row.get("salt"),
+    );
+    sqlx::query("UPDATE hub_audit SET salt = NULL, subject = $1, object = $2 WHERE seq = $3")
+        .bind(audit::commitment(&salt, &subject))
+        .bind(audit::commitment(&salt, &object))
+        .bind(seq)
+        .execute(pool)
+        .await
+        .unwrap();
+    let broken = audit::verify(&h.hub.db, &trusted, None)
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(broken.seq, seq, "{broken}");
+    assert!(broken.reason.contains("unsalted"), "{broken}");
+    sqlx::query("UPDATE hub_audit SET salt = $1, subject = $2, object = $3 WHERE seq = $4")
+        .bind(&salt)
+        .bind(&subject)
+        .bind(&object)
+        .bind(seq)
+        .execute(pool)
+        .await
+        .unwrap();
 
     // Edit one entry: named.
     sqlx::query("UPDATE hub_audit SET reason = 'nothing to see' WHERE seq = 3")

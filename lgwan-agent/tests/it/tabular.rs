@@ -153,6 +153,18 @@ fn a_mapped_column_named_twice_sets_the_file_aside() {
         matches!(&reasons[..], [Reason::Csv(m)] if m.contains("`生年月日` more than once")),
         "{reasons:?}"
     );
+    // The optional 宛名番号 too: it links a resident's tokens.
+    std::fs::write(
+        &path,
+        format!("{header},宛名番号,宛名番号\n138016,,1,,x,1970/01/02,1,20240401,1,100,7,8\n"),
+    )
+    .unwrap();
+    let (rows, reasons, _) = read(&path, &config);
+    assert!(rows.is_empty());
+    assert!(
+        matches!(&reasons[..], [Reason::Csv(m)] if m.contains("`宛名番号` more than once")),
+        "{reasons:?}"
+    );
     // A column no mapping reads may repeat.
     std::fs::write(
         &path,

@@ -235,3 +235,42 @@ fn helpers_encode_der_and_serials() {
         vec![0x30, 4, 0x80, 2, 1, 2]
     );
 }
+
+/// A connection's expiry follows the path the client sent: the leaf and the CA that
+/// issued it count, an unrelated certificate sent after them does not.
+#[test]
+fn chain_expiry_follows_the_sent_path() {
+    let tmp = new_pki();
+    let out = tmp.path().join("out");
+    let der = |path: std::path::PathBuf| -> rustls_pki_types::CertificateDer<'static> {
+        X509::from_pem(&fs::read(path).unwrap())
+            .unwrap()
+            .to_der()
+            .unwrap()
+            .into()
+    };
+    let long = ParticipantId::new(ParticipantKind::Phr, "asmile").unwrap();
+    let short = ParticipantId::new(ParticipantKind::Clinic, "mysos").unwrap();
+    issue(tmp.path(), &long, &out, 30, now()).unwrap();
+    issue(tmp.path(), &short, &out, 2, now()).unwrap();
+    let (leaf, other, ca) = (
+        der(out.join("phr-asmile.pem")),
+        der(out.join("clinic-mysos.pem")),
+        der(tmp.path().join("ca.pem")),
+    );
+    let day = 86_400;
+    let start = u64::try_from(now().timestamp()).unwrap();
+    let expiry = |chain: &[rustls_pki_types::CertificateDer<'static>]| {
+        renkei_crypto::tls::chain_expiry(chain).unwrap()
+    };
+    let leaf_end = expiry(std::slice::from_ref(&leaf));
+    assert!(
+        (start + 29 * day..=start + 31 * day).contains(&leaf_end),
+        "{leaf_end}"
+    );
+    // The clinic's certificate expires first, but it did not issue the leaf.
+    assert_eq!(expiry(&[leaf.clone(), other.clone()]), leaf_end);
+    assert!(expiry(&[other.clone()]) < leaf_end);
+    // The CA did issue it: its (later) expiry counts, and the leaf's is the earlier.
+    assert_eq!(expiry(&[leaf, ca]), leaf_end);
+}

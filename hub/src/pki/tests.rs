@@ -270,7 +270,7 @@ fn chain_expiry_follows_the_sent_path() {
     );
     // The clinic's certificate expires first, but it did not issue the leaf.
     assert_eq!(expiry(&[leaf.clone(), other.clone()]), leaf_end);
-    assert!(expiry(&[other.clone()]) < leaf_end);
+    assert!(expiry(std::slice::from_ref(&other)) < leaf_end);
     // The CA did issue it: its (later) expiry counts, and the leaf's is the earlier.
     assert_eq!(expiry(&[leaf, ca]), leaf_end);
 }

@@ -748,33 +748,7 @@ both!(
             json!({}),
         )
         .await;
-        let (st, v) = h
-            .call(
-                Some("source:city-a"),
-                "GET",
-                "/v1/source/key-grant-requests",
-                None,
-            )
-            .await;
-        assert_eq!(st, StatusCode::OK, "{v}");
-        let mut sealers = renkei_client::source::Sealers::default();
-        let mut grants: Vec<renkei_client::api::GrantUpload> = v["requests"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| {
-                let request: renkei_client::api::GrantRequest =
-                    serde_json::from_value(r.clone()).unwrap();
-                renkei_client::source::grant_for(
-                    |_| Some(&h.source_key),
-                    "source:city-a",
-                    &request,
-                    &request.recipient_key,
-                    &mut sealers,
-                )
-                .unwrap()
-            })
-            .collect();
+        let mut grants = h.pending_grants().await;
         assert_eq!(grants.len(), 2);
         // The second record's grant carries the first one's copy: same copy id.
         grants[1].sealed = grants[0].sealed.clone();

@@ -323,8 +323,9 @@ impl TestHub {
         .await
     }
 
-    /// Acts as the source agent: answers every pending key-grant request.
-    pub async fn answer_grants(&self) -> usize {
+    /// Acts as the source agent: the grants (with copies) answering every pending
+    /// key-grant request, not yet uploaded.
+    pub async fn pending_grants(&self) -> Vec<renkei_client::api::GrantUpload> {
         let (st, v) = self
             .call(
                 Some("source:city-a"),
@@ -334,24 +335,32 @@ impl TestHub {
             )
             .await;
         assert_eq!(st, StatusCode::OK, "{v}");
-        let mut grants = Vec::new();
         let mut sealers = renkei_client::source::Sealers::default();
-        for r in v["requests"].as_array().unwrap() {
-            // As the agent does: check the record is ours, seal the recipient's copy.
-            let request: renkei_client::api::GrantRequest =
-                serde_json::from_value(r.clone()).unwrap();
-            // This stands for a source that trusts the hub's key listing (the hub's own
-            // checks are under test here; the agent's checks are tested end to end).
-            let g = renkei_client::source::grant_for(
-                |_| Some(&self.source_key),
-                "source:city-a",
-                &request,
-                &request.recipient_key,
-                &mut sealers,
-            )
-            .unwrap();
-            grants.push(serde_json::to_value(&g).unwrap());
-        }
+        v["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                // As the agent does: check the record is ours, seal the recipient's copy.
+                let request: renkei_client::api::GrantRequest =
+                    serde_json::from_value(r.clone()).unwrap();
+                // This stands for a source that trusts the hub's key listing (the hub's
+                // own checks are under test here; the agent's checks are tested end to end).
+                renkei_client::source::grant_for(
+                    |_| Some(&self.source_key),
+                    "source:city-a",
+                    &request,
+                    &request.recipient_key,
+                    &mut sealers,
+                )
+                .unwrap()
+            })
+            .collect()
+    }
+
+    /// Acts as the source agent: answers every pending key-grant request.
+    pub async fn answer_grants(&self) -> usize {
+        let grants = self.pending_grants().await;
         if grants.is_empty() {
             return 0;
         }

@@ -167,12 +167,12 @@ fn too_many_entries_and_not_a_zip() {
     assert!(matches!(bad[0].reason, Reason::Unreadable(_)));
 }
 
-/// `name` rewritten into `dir`: each entry renamed by `rename` (`None` drops it), then
-/// `extra` entries added.
-fn rewritten(
+/// Fixture `name` rewritten into `dir`: each entry's bytes changed and the entry renamed
+/// by `edit` (`None` drops it), then `extra` entries added.
+pub(crate) fn rewritten(
     dir: &std::path::Path,
     name: &str,
-    rename: impl Fn(&str) -> Option<String>,
+    edit: impl Fn(&str, &mut Vec<u8>) -> Option<String>,
     extra: &[(&str, &[u8])],
 ) -> std::path::PathBuf {
     use std::io::{Read, Write};
@@ -182,11 +182,11 @@ fn rewritten(
     let options = zip::write::SimpleFileOptions::default();
     for i in 0..archive.len() {
         let mut entry = archive.by_index(i).unwrap();
-        let Some(new_name) = rename(entry.name()) else {
-            continue;
-        };
         let mut bytes = Vec::new();
         entry.read_to_end(&mut bytes).unwrap();
+        let Some(new_name) = edit(entry.name(), &mut bytes) else {
+            continue;
+        };
         zip.start_file(new_name, options).unwrap();
         zip.write_all(&bytes).unwrap();
     }
@@ -217,7 +217,7 @@ fn the_layout_is_read_in_any_case_and_strays_are_quarantined() {
     let lower = rewritten(
         dir.path(),
         MAIN,
-        |n| {
+        |n, _| {
             Some(
                 n.replace("/DATA/", "/data/")
                     .replace("ix08_V08", "IX08_v08"),
@@ -235,7 +235,7 @@ fn the_layout_is_read_in_any_case_and_strays_are_quarantined() {
     let strays = rewritten(
         dir.path(),
         MAIN,
-        |n| Some(n.to_owned()),
+        |n, _| Some(n.to_owned()),
         &[
             (&format!("{root}/DATA/sub/h0000099.xml"), b"<x/>"),
             (&format!("{root}/Data/notes.txt"), b"x"),
@@ -262,7 +262,7 @@ fn fewer_documents_than_the_index_declares_is_a_quarantine() {
     let short = rewritten(
         dir.path(),
         MAIN,
-        |n| {
+        |n, _| {
             if n.contains("/DATA/") && !dropped.replace(true) {
                 None
             } else {

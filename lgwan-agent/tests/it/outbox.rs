@@ -249,30 +249,26 @@ fn outbox_survives_the_import_being_killed_at_any_point() {
 /// person's records stay and the second's are reported, never dropped in silence.
 #[tokio::test]
 async fn a_document_id_two_people_share_is_reported() {
-    use std::io::{Read, Write};
     let dir = tempfile::tempdir().unwrap();
     let agent = agent(&dir.path().join("agent"));
     let outbox = Outbox::open(&agent.config.outbox).await.unwrap();
-    let mut source = zip::ZipArchive::new(std::fs::File::open(fixture(MAIN)).unwrap()).unwrap();
-    let archive = dir.path().join(MAIN);
-    let mut out = zip::ZipWriter::new(std::fs::File::create(&archive).unwrap());
     let one_id = r#"<id root="1.2.392.200119.6.102" extension="same-serial"/>"#;
-    for i in 0..source.len() {
-        let mut entry = source.by_index(i).unwrap();
-        let name = entry.name().to_owned();
-        let mut text = String::new();
-        entry.read_to_string(&mut text).unwrap();
-        if name.contains("/DATA/") {
-            // Every document's own id becomes the same serial.
-            let start = text.find("<id ").unwrap();
-            let end = start + text[start..].find("/>").unwrap() + 2;
-            text.replace_range(start..end, one_id);
-        }
-        out.start_file(name, zip::write::SimpleFileOptions::default())
-            .unwrap();
-        out.write_all(text.as_bytes()).unwrap();
-    }
-    out.finish().unwrap();
+    let archive = crate::archive::rewritten(
+        dir.path(),
+        MAIN,
+        |name, bytes| {
+            if name.contains("/DATA/") {
+                // Every document's own id becomes the same serial.
+                let mut text = String::from_utf8(std::mem::take(bytes)).unwrap();
+                let start = text.find("<id ").unwrap();
+                let end = start + text[start..].find("/>").unwrap() + 2;
+                text.replace_range(start..end, one_id);
+                *bytes = text.into_bytes();
+            }
+            Some(name.to_owned())
+        },
+        &[],
+    );
     let summary = import(&agent, &outbox, &[archive], &mut |_| {})
         .await
         .unwrap();

@@ -402,7 +402,7 @@ fn finish(state: State, fallback_id: &str, kind: DocumentKind) -> Result<Checkup
     )?;
     let exam_date: NaiveDate = parse_ts_date(&exam_raw)
         .ok_or_else(|| Reason::Field(format!("exam date `{exam_raw}` is not a date")))?;
-    let observations = match state.body {
+    let (observations, foreign_values) = match state.body {
         Reader::Checkup(body) => body.into_observations(),
         Reader::Guidance(body) => body.into_observations(),
     };
@@ -422,6 +422,7 @@ fn finish(state: State, fallback_id: &str, kind: DocumentKind) -> Result<Checkup
         },
         exam_date,
         observations,
+        foreign_values,
     })
 }
 

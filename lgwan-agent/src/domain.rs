@@ -158,6 +158,9 @@ pub struct CheckupDocument {
     pub exam_date: NaiveDate,
     /// Every result, in document order.
     pub observations: Vec<Observation>,
+    /// Results read past because their code is in another code system than the
+    /// MHLW item codes (counted with the items not exported).
+    pub foreign_values: usize,
 }
 
 /// Checks that `raw` is a plain decimal number (`-?digits[.digits]`).

@@ -44,7 +44,8 @@ pub struct ImportSummary {
     pub documents: usize,
     /// CSV rows parsed.
     pub rows: usize,
-    /// Observations the catalog does not export.
+    /// Results not exported: the catalog does not export their item, or their code is
+    /// in another code system than the MHLW item codes.
     pub dropped_items: usize,
     /// Inputs set aside, with the reason.
     pub quarantined: Vec<Quarantine>,

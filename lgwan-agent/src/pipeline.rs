@@ -117,7 +117,8 @@ pub struct RunSummary {
     pub records: usize,
     /// Inputs quarantined (including refused identities).
     pub quarantined: usize,
-    /// Observations dropped because the catalog does not export their item.
+    /// Results not exported: the catalog does not export their item, or their code is
+    /// in another code system than the MHLW item codes.
     pub dropped_items: usize,
 }
 
@@ -833,7 +834,7 @@ impl Agent {
         let (records, counted) = match &parsed {
             Parsed::Checkup(_, _, doc) => {
                 let minimized = minimize_checkup(doc, self.catalog());
-                let dropped = minimized.dropped.len();
+                let dropped = minimized.dropped.len() + doc.foreign_values;
                 (minimized.records, Counted::Document { dropped })
             }
             Parsed::Row(_, mapping, row) => (

@@ -72,6 +72,8 @@ pub(super) struct Body {
     /// Depth of the observation being skipped (its `moodCode` is not `EVN`).
     skip: Option<usize>,
     observations: Vec<Observation>,
+    /// Values coded in another code system than the item codes: read past, counted.
+    foreign: usize,
 }
 
 impl Body {
@@ -192,9 +194,10 @@ impl Body {
         Ok(())
     }
 
-    /// Every result, in document order.
-    pub(super) fn into_observations(self) -> Vec<Observation> {
-        self.observations
+    /// Every result, in document order, and how many values were read past because
+    /// their code is in another code system.
+    pub(super) fn into_observations(self) -> (Vec<Observation>, usize) {
+        (self.observations, self.foreign)
     }
 
     fn finish(&mut self, p: Pending) -> Result<(), Reason> {
@@ -226,8 +229,9 @@ impl Body {
                     effective: None,
                 }));
             }
-            // A value in another code system is not a checkup item: read past.
-            None if !is_item_system => {}
+            // A value in another code system is not a checkup item: read past, counted
+            // with the items not exported.
+            None if !is_item_system => self.foreign += p.values.len(),
             None if p.values.is_empty() => {}
             None => {
                 return Err(Reason::BadValue(
@@ -342,6 +346,22 @@ mod tests {
         let groups: Vec<_> = got.iter().map(|o| o.2.as_deref()).collect();
         assert_eq!(groups, [Some("3C015161002399949"); 3]);
         assert_eq!(got[0].3, None, "the header hangs in no relationship");
+    }
+
+    /// A result coded in another code system is not a checkup item: it is not read as
+    /// one, and it is counted so the import reports it with the items not exported.
+    #[test]
+    fn a_value_in_another_code_system_is_counted_not_read() {
+        let loinc = r#"<entry><observation classCode="OBS" moodCode="EVN"><code code="2345-7" codeSystem="2.16.840.1.113883.6.1"/><value xsi:type="PQ" value="98" unit="mg/dL"/><value xsi:type="PQ" value="99" unit="mg/dL"/></observation></entry>"#;
+        let item = r#"<entry><observation classCode="OBS" moodCode="EVN"><code code="9N006000000000001"/><value xsi:type="PQ" value="60" unit="kg"/></observation></entry>"#;
+        let d = parse_checkup(doc(&format!("{loinc}{item}")).as_bytes(), "x").unwrap();
+        let codes: Vec<_> = d
+            .observations
+            .iter()
+            .map(|o| o.item_code.as_str())
+            .collect();
+        assert_eq!(codes, ["9N006000000000001"]);
+        assert_eq!(d.foreign_values, 2);
     }
 
     #[test]

@@ -52,6 +52,8 @@ pub(super) struct GuidanceBody {
     /// Depth of the act or observation being skipped (a mood that is not a record).
     skip: Option<usize>,
     observations: Vec<Observation>,
+    /// Values coded in another code system than the guidance items: read past, counted.
+    foreign: usize,
 }
 
 fn last(stack: &[String], n: usize) -> Option<&str> {
@@ -251,9 +253,10 @@ impl GuidanceBody {
         Ok(())
     }
 
-    /// Every record, in document order.
-    pub(super) fn into_observations(self) -> Vec<Observation> {
-        self.observations
+    /// Every record, in document order, and how many values were read past because
+    /// their code is in another code system.
+    pub(super) fn into_observations(self) -> (Vec<Observation>, usize) {
+        (self.observations, self.foreign)
     }
 
     /// The date of the innermost open act, if it gave one.
@@ -274,7 +277,9 @@ impl GuidanceBody {
 
     fn finish_observation(&mut self, p: Pending) -> Result<(), Reason> {
         if p.system.as_deref().is_some_and(|s| s != GUIDANCE_ITEM_OID) {
-            // Another code system is not a guidance item: read past.
+            // Another code system is not a guidance item: read past, counted with the
+            // items not exported.
+            self.foreign += p.values.len();
             return Ok(());
         }
         let Some(code) = p.code else {
@@ -412,6 +417,20 @@ mod tests {
         );
         let d = parse_guidance(doc(&proposed).as_bytes(), "x").unwrap();
         assert!(d.observations.is_empty(), "{:?}", d.observations);
+    }
+
+    #[test]
+    fn a_value_in_another_code_system_is_counted_not_read() {
+        let loinc = r#"<entryRelationship typeCode="COMP"><observation classCode="OBS" moodCode="EVN"><code code="29463-7" codeSystem="2.16.840.1.113883.6.1"/><value xsi:type="PQ" value="70.5" unit="kg"/></observation></entryRelationship>"#;
+        let body = act(
+            "INT",
+            "1021000000",
+            "1.2.392.200119.6.1006",
+            &(obs("GOL", "1021001032", WEIGHT) + loinc),
+        );
+        let d = parse_guidance(doc(&body).as_bytes(), "x").unwrap();
+        assert_eq!(d.observations.len(), 1);
+        assert_eq!(d.foreign_values, 1);
     }
 
     #[test]

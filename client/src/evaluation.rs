@@ -62,32 +62,54 @@ pub async fn collect(
     std::fs::create_dir_all(out)
         .map_err(|e| Error::invalid(format!("`{}`", out.display()), e.to_string()))?;
     let mut written = Vec::new();
+    walk_reports(
+        |after: Option<String>| async move { client.evaluation_reports(after.as_deref()).await },
+        |r| {
+            written.push(write_report(r, key, me, ca, out, now)?);
+            Ok(())
+        },
+    )
+    .await?;
+    Ok(written)
+}
+
+/// Walks the pages of delivered reports from the first, handing each report not seen
+/// before to `each`. What the hub says is not trusted to end the walk: a page larger than
+/// [`PAGE_REPORTS`](renkei_protocol::evaluation::PAGE_REPORTS) is refused, and a page
+/// that brings no report not seen before (by its sealed bytes) or whose `next` does not
+/// move ends it, so a hub replaying reports under new ids or cursors cannot keep the
+/// client fetching and writing for ever.
+async fn walk_reports<F, Fut>(
+    mut fetch: F,
+    mut each: impl FnMut(renkei_protocol::evaluation::DeliveredReport) -> Result<()>,
+) -> Result<()>
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: std::future::Future<Output = Result<renkei_protocol::evaluation::DeliveredList>>,
+{
     let mut seen = std::collections::HashSet::new();
     let mut after: Option<String> = None;
     loop {
-        let page = client.evaluation_reports(after.as_deref()).await?;
+        let page = fetch(after.clone()).await?;
         if page.reports.len() > renkei_protocol::evaluation::PAGE_REPORTS {
             return Err(Error::invalid(
                 "the hub's page of evaluation reports",
                 format!("{} reports, more than a page holds", page.reports.len()),
             ));
         }
-        // A page that brings no report not seen before ends the walk: a hub replaying
-        // reports under new ids or cursors cannot keep it going (or writing) for ever.
         let mut new = false;
         for r in page.reports {
             let digest: [u8; 32] = sha2::Sha256::digest(r.sealed.as_bytes()).into();
             if seen.insert(digest) {
                 new = true;
-                written.push(write_report(r, key, me, ca, out, now)?);
+                each(r)?;
             }
         }
         match page.next {
             Some(next) if new && Some(&next) != after.as_ref() => after = Some(next),
-            _ => break,
+            _ => return Ok(()),
         }
     }
-    Ok(written)
 }
 
 /// Opens one delivered report, checks its signature and writes it to `out/<id>.json`.
@@ -523,4 +545,93 @@ fn chart(combined: &Combined) -> String {
     }
     svg.push_str("</svg>\n");
     svg
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use renkei_protocol::evaluation::{DeliveredList, DeliveredReport, PAGE_REPORTS};
+
+    use super::*;
+
+    fn report(n: usize) -> DeliveredReport {
+        DeliveredReport {
+            id: format!("ev1_{n}"),
+            source: "renkei:source/131016".into(),
+            sealed: format!("sealed-{n}"),
+            delivered_at: DateTime::<Utc>::UNIX_EPOCH,
+        }
+    }
+
+    /// Walks what `hub` serves (page number → page), failing the test if the walk asks
+    /// for more than 20 pages: a walk that does not end is the bug these tests look for.
+    async fn walk(hub: impl Fn(usize) -> DeliveredList) -> (Result<()>, Vec<String>) {
+        let calls = Cell::new(0);
+        let mut got = Vec::new();
+        let result = walk_reports(
+            |_after| {
+                let n = calls.get();
+                calls.set(n + 1);
+                assert!(n < 20, "the walk did not end");
+                std::future::ready(Ok(hub(n)))
+            },
+            |r| {
+                got.push(r.id);
+                Ok(())
+            },
+        )
+        .await;
+        (result, got)
+    }
+
+    #[tokio::test]
+    async fn an_honest_hub_is_walked_to_its_last_page() {
+        let (result, got) = walk(|n| DeliveredList {
+            reports: (n * PAGE_REPORTS..((n + 1) * PAGE_REPORTS).min(20))
+                .map(report)
+                .collect(),
+            next: (n < 2).then(|| format!("cursor-{n}")),
+        })
+        .await;
+        result.unwrap();
+        assert_eq!(got.len(), 20);
+    }
+
+    #[tokio::test]
+    async fn a_hub_replaying_reports_under_new_ids_and_cursors_cannot_keep_the_walk_going() {
+        let (result, got) = walk(|n| DeliveredList {
+            reports: vec![DeliveredReport {
+                id: format!("ev1_replayed_{n}"),
+                ..report(1)
+            }],
+            next: Some(format!("cursor-{n}")),
+        })
+        .await;
+        result.unwrap();
+        assert_eq!(got, ["ev1_replayed_0"], "a replay is not collected twice");
+    }
+
+    #[tokio::test]
+    async fn a_hub_whose_cursor_does_not_move_cannot_keep_the_walk_going() {
+        let (result, got) = walk(|n| DeliveredList {
+            reports: vec![report(n)],
+            next: Some("cursor".into()),
+        })
+        .await;
+        result.unwrap();
+        assert_eq!(got.len(), 2, "the second page repeats the cursor: {got:?}");
+    }
+
+    #[tokio::test]
+    async fn a_page_larger_than_a_page_holds_is_refused() {
+        let (result, got) = walk(|_| DeliveredList {
+            reports: (0..=PAGE_REPORTS).map(report).collect(),
+            next: None,
+        })
+        .await;
+        let e = result.unwrap_err().to_string();
+        assert!(e.contains("more than a page holds"), "{e}");
+        assert!(got.is_empty());
+    }
 }

@@ -91,6 +91,9 @@ CHECKS = [
     ("outbox-reused-id", "lgwan-agent/src/outbox/mod.rs", *off("!same"), 0, "cargo test -p lgwan-agent --lib outbox::"),
     ("audit-unsalted-commitment", "hub/src/audit.rs", *off("salt.is_none() && (looks_committed(&e.subject) || looks_committed(&e.object))"), 0, HUB + " --test it -- tamper::audit_tamper"),
     ("zip-count-wrapped", "lgwan-agent/src/archive/zipdir.rs", "return self.more_than_declared().err().map(Err);", "return None;", 0, "cargo test -p lgwan-agent --lib zipdir::"),
+    ("client-walk-replay", "client/src/evaluation.rs", "Some(next) if new && Some(&next)", "Some(next) if Some(&next)", 0, "cargo test -p renkei-client --lib evaluation::"),
+    ("client-walk-cursor", "client/src/evaluation.rs", "Some(next) if new && Some(&next) != after.as_ref()", "Some(next) if new", 0, "cargo test -p renkei-client --lib evaluation::"),
+    ("client-walk-page-size", "client/src/evaluation.rs", *off("page.reports.len() > renkei_protocol::evaluation::PAGE_REPORTS"), 0, "cargo test -p renkei-client --lib evaluation::"),
     ("agent-app-revoked-memory", "lgwan-agent/src/agent.rs", "if named_now || outbox.app_revoked(&signer, &checked.id).await? {", "if named_now {", 0, AGENT),
 ]
 

@@ -15,8 +15,6 @@
 use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
 
-use flate2::read::DeflateDecoder;
-
 const EOCD_SIG: u32 = 0x0605_4b50;
 const LOCATOR_SIG: u32 = 0x0706_4b50;
 const EOCD64_SIG: u32 = 0x0606_4b50;
@@ -481,13 +479,11 @@ impl Packed {
         // buffer grows.
         let guess = self.size.saturating_add(1).min(1 << 20);
         let mut out = Vec::with_capacity(usize::try_from(guess).unwrap_or(0));
-        let cap = self.limit.saturating_add(1);
+        let cap = usize::try_from(self.limit.saturating_add(1)).unwrap_or(usize::MAX);
         if self.deflated {
-            DeflateDecoder::new(self.data.as_slice())
-                .take(cap)
-                .read_to_end(&mut out)?;
+            inflate_into(&self.data, &mut out, cap)?;
         } else {
-            self.data.as_slice().take(cap).read_to_end(&mut out)?;
+            out.extend_from_slice(self.data.get(..cap).unwrap_or(&self.data));
         }
         if out.len() as u64 <= self.limit && crc32fast::hash(&out) != self.crc32 {
             return Err(io::Error::new(
@@ -506,19 +502,54 @@ impl Packed {
     /// The first `n` inflated bytes, or fewer where the data ends or breaks off; not
     /// checked against the CRC-32 (which covers the whole entry).
     pub fn prefix(&self, n: usize) -> Vec<u8> {
+        let n = n.min(usize::try_from(self.limit).unwrap_or(usize::MAX));
         let mut out = Vec::with_capacity(n);
-        let n = u64::try_from(n).unwrap_or(u64::MAX).min(self.limit);
-        let read = if self.deflated {
-            DeflateDecoder::new(self.data.as_slice())
-                .take(n)
-                .read_to_end(&mut out)
+        if self.deflated {
+            // What was inflated before an error is still a prefix of the entry.
+            let _ = inflate_into(&self.data, &mut out, n);
         } else {
-            self.data.as_slice().take(n).read_to_end(&mut out)
-        };
-        // What was inflated before an error is still a prefix of the entry.
-        drop(read);
+            out.extend_from_slice(self.data.get(..n).unwrap_or(&self.data));
+        }
         out
     }
+}
+
+/// Inflates the raw deflate stream `data` onto `out` until it ends, breaks off, or `out`
+/// holds `cap` bytes (any past it are dropped). A stream cut short gives what it held;
+/// a corrupt one is an error. Each thread keeps one decompressor: a new one is ~43 KiB
+/// to allocate and zero, more than inflating a survey's header costs.
+fn inflate_into(data: &[u8], out: &mut Vec<u8>, cap: usize) -> io::Result<()> {
+    use flate2::{Decompress, FlushDecompress, Status};
+    thread_local! {
+        static INFLATER: std::cell::RefCell<Decompress> =
+            std::cell::RefCell::new(Decompress::new(false));
+    }
+    INFLATER.with_borrow_mut(|inflater| {
+        inflater.reset(false);
+        while out.len() < cap {
+            if out.len() == out.capacity() {
+                out.reserve_exact(out.len().clamp(4096, 1 << 20).min(cap - out.len()));
+            }
+            let consumed = usize::try_from(inflater.total_in()).unwrap_or(usize::MAX);
+            let input = data.get(consumed..).unwrap_or_default();
+            let before = out.len();
+            // Writes into the spare capacity only: at most max(first capacity, cap).
+            let status = inflater.decompress_vec(input, out, FlushDecompress::None);
+            let status = status.map_err(|e| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("corrupt deflate stream: {e}"),
+                )
+            })?;
+            let progressed = out.len() > before
+                || usize::try_from(inflater.total_in()).unwrap_or(usize::MAX) > consumed;
+            if status == Status::StreamEnd || !progressed {
+                break;
+            }
+        }
+        out.truncate(cap);
+        Ok(())
+    })
 }
 
 #[cfg(test)]
@@ -774,6 +805,40 @@ mod tests {
             let file = write(&w.finish().unwrap().into_inner());
             assert_eq!(read_all(file.path()).unwrap(), read_all_zip(file.path()));
         }
+    }
+
+    fn deflated(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    /// The per-thread decompressor: bounded output, streams that end early or break,
+    /// and each stream read afresh after the one before.
+    #[test]
+    fn inflation_is_bounded_and_starts_afresh_each_time() {
+        let zeros = deflated(&vec![0u8; 10 << 20]);
+        let mut out = Vec::new();
+        inflate_into(&zeros, &mut out, 4097).unwrap();
+        assert_eq!(out.len(), 4097, "no more than the cap is kept");
+        let text: Vec<u8> = (0..100_000u32).flat_map(|i| i.to_le_bytes()).collect();
+        let packed = deflated(&text);
+        for _ in 0..2 {
+            let mut out = Vec::new();
+            inflate_into(&packed, &mut out, usize::MAX).unwrap();
+            assert!(out == text, "the whole stream, the second time too");
+        }
+        // Cut short: what the stream held so far, no error (the CRC check refuses it).
+        let mut out = Vec::new();
+        inflate_into(&packed[..packed.len() / 2], &mut out, usize::MAX).unwrap();
+        assert!(!out.is_empty() && out.len() < text.len() && text.starts_with(&out));
+        // A block of an undefined type (binary 11) is an error; the next stream reads.
+        let mut out = Vec::new();
+        let e = inflate_into(&[0xff, 0xff, 0xff], &mut out, usize::MAX).unwrap_err();
+        assert!(e.to_string().contains("corrupt deflate stream"), "{e}");
+        let mut out = Vec::new();
+        inflate_into(&packed, &mut out, 10).unwrap();
+        assert_eq!(out, text[..10]);
     }
 
     #[test]

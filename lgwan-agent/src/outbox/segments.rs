@@ -63,14 +63,18 @@ fn file_of(folder: &Path, id: i64) -> PathBuf {
 }
 
 /// The frames of `records` (id, sealed bytes) appended in order to segment `id` at
-/// `at`, and where each lands; `None` if an id or a record is too long to frame.
+/// `at`, and where each lands; `None` if an id or a record is too long to frame. The
+/// buffer is sized once: a batch is megabytes, and growing it copied them again.
 pub(crate) fn layout<'a>(
     id: i64,
     at: u64,
-    records: impl Iterator<Item = (&'a str, &'a [u8])>,
+    records: impl Iterator<Item = (&'a str, &'a [u8])> + Clone,
 ) -> Option<(Vec<u8>, Vec<Place>)> {
-    let mut buf = Vec::new();
-    let mut places = Vec::new();
+    let (count, total) = records.clone().fold((0, 0), |(n, sum), (record, bytes)| {
+        (n + 1, sum + 6 + record.len() + bytes.len())
+    });
+    let mut buf = Vec::with_capacity(total);
+    let mut places = Vec::with_capacity(count);
     for (record, bytes) in records {
         let (_, head) = frame_head(record, bytes.len())?;
         places.push(Place {

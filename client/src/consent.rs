@@ -130,6 +130,37 @@ pub async fn revoke_kept(
     Ok((revoked?, named.len()))
 }
 
+/// How old a signer's revocation list may be before nothing is released under its
+/// consents (the agent's default `revocation_list_max_age_secs`).
+pub const REVOCATION_LIST_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Checks `list`, shown by the hub as `signer`'s revocation list: signed by `signer` with
+/// a certificate of the CA `ca`, and no older than `max_age`. Whether it is older than a
+/// list of the same signer seen before is the caller's to check.
+pub fn check_revocation_list(
+    list: &RevocationList,
+    signer: &ParticipantId,
+    ca: &std::path::Path,
+    now: DateTime<Utc>,
+    max_age: std::time::Duration,
+) -> Result<()> {
+    let refuse = |why: String| Error::invalid(format!("revocation list of `{signer}`"), why);
+    let by = list.verify(ca, now).map_err(|e| refuse(e.to_string()))?;
+    if &by != signer {
+        return Err(refuse(format!("the list shown is `{by}`'s")));
+    }
+    let age = (now - list.issued_at).to_std().unwrap_or_default();
+    if age > max_age {
+        return Err(refuse(format!(
+            "it is {} s old, more than {} s: nothing is released under its consents until \
+             it publishes a fresh one",
+            age.as_secs(),
+            max_age.as_secs()
+        )));
+    }
+    Ok(())
+}
+
 /// Signs and publishes the list of every consent statement revoked from `state` whose
 /// validity has not ended (an ended consent covers nothing any more).
 pub async fn publish_revocations(client: &HubClient, state: &StateDir) -> Result<RevocationList> {

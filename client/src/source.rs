@@ -244,6 +244,11 @@ pub fn requested_header(request: &GrantRequest) -> Result<EnvelopeHeader> {
 /// confirms it. A source's consents name the resident by token; an app's by its user
 /// digest (`users`, kept by `enroll`), either in a statement the app signed itself or
 /// among the aliases of a counter consent signed by the source that linked the user.
+///
+/// A statement this participant signed is checked against its own revocations here.
+/// One another participant signed is returned as `Some((signer, statement id))`: the
+/// caller must check it against that signer's revocation list ([`signer_revocations`])
+/// before releasing, since the hub could replay a revoked statement.
 pub fn consent_covers<'k>(
     key_of: impl Fn(KeyVersion) -> Option<&'k RecordKey>,
     me: &ParticipantId,
@@ -251,7 +256,7 @@ pub fn consent_covers<'k>(
     request: &GrantRequest,
     ca: &std::path::Path,
     now: chrono::DateTime<chrono::Utc>,
-) -> Result<()> {
+) -> Result<Option<(ParticipantId, String)>> {
     let header = requested_header(request)?;
     let checked =
         crate::consent::check_request(ca, request, &header.category, header.effective_date, now)?;
@@ -294,15 +299,44 @@ pub fn consent_covers<'k>(
             checked.signer
         )));
     }
-    if &checked.signer == me
-        && users
-            .revoked()?
-            .iter()
-            .any(|c| c.statement_id == checked.id)
+    if &checked.signer != me {
+        return Ok(Some((checked.signer, checked.id)));
+    }
+    if users
+        .revoked()?
+        .iter()
+        .any(|c| c.statement_id == checked.id)
     {
         return Err(refuse("this participant revoked the consent".into()));
     }
-    Ok(())
+    Ok(None)
+}
+
+/// Every statement id `signer` revoked, as far as this participant knows: its revocation
+/// list fetched through the hub and checked ([`crate::consent::check_revocation_list`]:
+/// signed by `signer` under the pinned CA, at most
+/// [`REVOCATION_LIST_MAX_AGE`](crate::consent::REVOCATION_LIST_MAX_AGE) old), not older
+/// than one seen before, with every id an earlier list named. Whatever fails is an
+/// error: nothing is released under `signer`'s consents without a list to check.
+pub async fn signer_revocations(
+    client: &HubClient,
+    users: &StateDir,
+    signer: &ParticipantId,
+) -> Result<std::collections::BTreeSet<String>> {
+    let list = client.revocation_list(signer).await.map_err(|e| {
+        Error::invalid(
+            format!("revocation list of `{signer}`"),
+            format!("none to check ({e}): nothing is released under its consents"),
+        )
+    })?;
+    crate::consent::check_revocation_list(
+        &list,
+        signer,
+        client.pinned_ca(),
+        client.now(),
+        crate::consent::REVOCATION_LIST_MAX_AGE,
+    )?;
+    users.note_revocation_list(&list)
 }
 
 /// Answers up to `limit` pending key-grant requests once.
@@ -321,9 +355,31 @@ pub async fn serve_grants_once(
     let me_id = client.participant()?.clone();
     let me = me_id.to_string();
     let mut sealers = Sealers::default();
+    // Other signers' revocation lists, fetched once a round.
+    let mut lists = std::collections::HashMap::new();
     for r in &requests {
         let key_of = |v: KeyVersion| (v == key.version()).then_some(key);
-        let answer = consent_covers(key_of, &me_id, users, r, client.pinned_ca(), client.now())
+        let covered = consent_covers(key_of, &me_id, users, r, client.pinned_ca(), client.now());
+        let covered = match covered {
+            Ok(Some((signer, statement))) => {
+                if !lists.contains_key(&signer) {
+                    let got = signer_revocations(client, users, &signer).await;
+                    lists.insert(signer.clone(), got.map_err(|e| e.to_string()));
+                }
+                match lists.get(&signer) {
+                    Some(Ok(revoked)) if !revoked.contains(&statement) => Ok(()),
+                    Some(Ok(_)) => Err(Error::invalid(
+                        "consent",
+                        format!("revoked by `{signer}` (its signed revocation list)"),
+                    )),
+                    Some(Err(why)) => Err(Error::invalid("consent", why.clone())),
+                    None => Err(Error::invalid("consent", "no revocation list was checked")),
+                }
+            }
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
+        };
+        let answer = covered
             .and_then(|()| verified_recipient_key(client, r))
             .and_then(|recipient_key| {
                 grant_for(

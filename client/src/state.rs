@@ -20,6 +20,15 @@ const REJECTED: &str = "rejected.jsonl";
 const USERS: &str = "users.jsonl";
 const SIGNED: &str = "signed-consents.jsonl";
 const REVOKED: &str = "revoked-consents.jsonl";
+const LISTS: &str = "revocation-lists.jsonl";
+
+/// A revocation list of another signer, as this participant saw it (checked).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct SeenList {
+    signer: String,
+    issued_at: chrono::DateTime<chrono::Utc>,
+    revoked: Vec<String>,
+}
 
 /// A consent statement this participant signed, with the consent id the hub gave it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -203,6 +212,62 @@ impl StateDir {
         read_lines(&self.dir.join(REVOKED))
     }
 
+    /// Keeps `list`, a checked revocation list of another signer whose consents this
+    /// participant releases under (`revocation-lists.jsonl`), and returns every statement
+    /// id that signer ever named: an id once seen revoked stays revoked, whatever a later
+    /// list the hub shows says. A list older than one seen before is refused (a hub
+    /// showing an old list to hide a revocation).
+    pub fn note_revocation_list(
+        &self,
+        list: &renkei_crypto::consent_statement::RevocationList,
+    ) -> Result<std::collections::BTreeSet<String>> {
+        let path = self.dir.join(LISTS);
+        let mut seen: Vec<SeenList> = read_lines(&path)?;
+        let kept = seen
+            .iter()
+            .position(|s| s.signer == list.signer)
+            .map(|i| seen.swap_remove(i));
+        if let Some(k) = &kept {
+            if k.issued_at > list.issued_at {
+                return Err(Error::invalid(
+                    format!(
+                        "revocation list of `{}`",
+                        crate::error::shorten(&list.signer)
+                    ),
+                    format!(
+                        "issued {}, older than the one seen before (issued {}): the hub shows \
+                         an old list",
+                        list.issued_at, k.issued_at
+                    ),
+                ));
+            }
+            if k.issued_at == list.issued_at && list.revoked.iter().all(|id| k.revoked.contains(id))
+            {
+                return Ok(k.revoked.iter().cloned().collect());
+            }
+        }
+        let mut revoked: std::collections::BTreeSet<String> = kept
+            .map(|k| k.revoked)
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        revoked.extend(list.revoked.iter().cloned());
+        seen.push(SeenList {
+            signer: list.signer.clone(),
+            issued_at: list.issued_at,
+            revoked: revoked.iter().cloned().collect(),
+        });
+        let mut text = String::new();
+        for s in &seen {
+            let line = serde_json::to_string(s)
+                .map_err(|e| Error::invalid(format!("`{}`", path.display()), e.to_string()))?;
+            text.push_str(&line);
+            text.push('\n');
+        }
+        write_atomic(&path, text.as_bytes())?;
+        Ok(revoked)
+    }
+
     /// The app's user it knows as `pseudonym`; an error if more than one was kept for it
     /// (nothing is released for, or signed as, an ambiguous user).
     pub fn user_of(&self, pseudonym: &str) -> Result<Option<EnrolledUser>> {
@@ -340,6 +405,52 @@ fn read_lines<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A signer's list as the hub shows it (unsigned here: the state keeps checked lists).
+    fn list(at: i64, revoked: &[&str]) -> renkei_crypto::consent_statement::RevocationList {
+        renkei_crypto::consent_statement::RevocationList {
+            signer: "source:city-a".into(),
+            revoked: revoked.iter().map(|s| (*s).to_owned()).collect(),
+            issued_at: chrono::DateTime::from_timestamp(at, 0).unwrap(),
+            certificate: String::new(),
+            scheme: 0,
+            signature: String::new(),
+        }
+    }
+
+    #[test]
+    fn another_signers_revocations_stay_and_an_older_list_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::open(&dir.path().join("s")).unwrap();
+        let ids = |set: std::collections::BTreeSet<String>| set.into_iter().collect::<Vec<_>>();
+        assert_eq!(
+            ids(state.note_revocation_list(&list(100, &["a"])).unwrap()),
+            ["a"]
+        );
+        // A newer list that no longer names `a` (the hub dropped it): `a` stays revoked.
+        assert_eq!(
+            ids(state.note_revocation_list(&list(200, &["b"])).unwrap()),
+            ["a", "b"]
+        );
+        // The same list again, after a restart.
+        let again = StateDir::open(state.path()).unwrap();
+        assert_eq!(
+            ids(again.note_revocation_list(&list(200, &["b"])).unwrap()),
+            ["a", "b"]
+        );
+        // An older list: the hub hiding a newer one.
+        let e = again.note_revocation_list(&list(150, &[])).unwrap_err();
+        assert!(
+            e.to_string().contains("older than the one seen before"),
+            "{e}"
+        );
+        // Another signer's lists are kept apart.
+        let other = renkei_crypto::consent_statement::RevocationList {
+            signer: "phr:asmile".into(),
+            ..list(50, &[])
+        };
+        assert!(again.note_revocation_list(&other).unwrap().is_empty());
+    }
     use std::os::unix::fs::PermissionsExt;
 
     fn entry(consent: &str, record: &str) -> Written {

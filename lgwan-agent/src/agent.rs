@@ -548,25 +548,8 @@ pub fn check_revocation_list(
     now: DateTime<Utc>,
     max_age: std::time::Duration,
 ) -> Result<()> {
-    let signer = list
-        .verify(ca, now)
-        .map_err(|e| Error::Refused(e.to_string()))?;
-    if &signer != app {
-        return Err(Error::Refused(format!(
-            "the revocation list shown for `{app}` is `{signer}`'s"
-        )));
-    }
-    let age = (now - list.issued_at).to_std().unwrap_or_default();
-    if age > max_age {
-        return Err(Error::Refused(format!(
-            "the revocation list of `{app}` is {} s old, more than \
-             `revocation_list_max_age_secs` = {}: nothing is released under its consents \
-             until it publishes a fresh one",
-            age.as_secs(),
-            max_age.as_secs()
-        )));
-    }
-    Ok(())
+    renkei_client::consent::check_revocation_list(list, app, ca, now, max_age)
+        .map_err(|e| Error::Refused(format!("{e} (`revocation_list_max_age_secs`)")))
 }
 
 #[cfg(test)]

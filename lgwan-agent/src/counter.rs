@@ -151,12 +151,25 @@ pub async fn revoke(
 ) -> Result<Consent> {
     let outbox = Outbox::open(&agent.config.outbox).await?;
     let noted = outbox.revoke_counter_consent(consent_id).await;
-    outbox.close().await;
-    if noted? == 0 {
+    if matches!(noted, Ok(0)) {
         eprintln!(
             "lgwan-agent: consent `{}` was not taken at this agent's counter (or before this \
              release): the agent cannot note its revocation itself",
             renkei_client::error::shorten(consent_id)
+        );
+    }
+    // Apps releasing under the consent stop on this list even if the hub hides the
+    // revocation; the daemon publishes it again every round.
+    let published = match noted {
+        Ok(n) if n > 0 => Some(crate::sync::publish_counter_revocations(&outbox, client).await),
+        _ => None,
+    };
+    outbox.close().await;
+    noted?;
+    if let Some(Err(e)) = published {
+        eprintln!(
+            "lgwan-agent: the revocation list was not published ({e}); the agent's next round \
+             publishes it"
         );
     }
     Ok(client.revoke_consent(consent_id, reason).await?)

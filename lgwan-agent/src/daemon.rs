@@ -16,8 +16,8 @@ use crate::error::{Error, Result};
 use crate::import::{ImportSummary, import};
 use crate::outbox::{EnrollmentStatus, Note, Outbox, OutboxStatus};
 use crate::sync::{
-    answer_enrollments_once, answer_grants_once, keep_checkpoint, publish_keys, upload_links_once,
-    upload_once,
+    answer_enrollments_once, answer_grants_once, keep_checkpoint, publish_counter_revocations,
+    publish_keys, upload_links_once, upload_once,
 };
 use crate::witness::Witnessed;
 
@@ -288,6 +288,7 @@ async fn hub_round(
         ));
     }
     let sent = upload_once(outbox, client, agent.config.upload_batch).await?;
+    publish_counter_revocations(outbox, client).await?;
     #[expect(
         clippy::disallowed_methods,
         reason = "the daemon reads the wall clock once per round and passes it down"

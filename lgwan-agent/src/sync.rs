@@ -193,6 +193,19 @@ pub async fn answer_grants_once(agent: &Agent, client: &HubClient) -> Result<usi
     }
 }
 
+/// Signs and publishes the list of the counter statements this agent revoked: an app
+/// releasing its own records under a counter consent (which names the app's user among
+/// its aliases) releases only while this list is fresh and does not name the statement,
+/// so a revocation the hub hides still stops it. Published every round, so that it
+/// stays fresh ([`renkei_client::consent::REVOCATION_LIST_MAX_AGE`]).
+pub async fn publish_counter_revocations(outbox: &Outbox, client: &HubClient) -> Result<usize> {
+    let revoked = outbox.revoked_counter_statements().await?;
+    let n = revoked.len();
+    let list = client.sign_revocation_list(revoked)?;
+    client.publish_revocation_list(&list).await?;
+    Ok(n)
+}
+
 /// Publishes the agent's enrollment public key (a source holds no grant key: it
 /// never receives key grants).
 pub async fn publish_keys(agent: &Agent, client: &HubClient) -> Result<Keys> {

@@ -16,6 +16,7 @@
     reason = "real processes run on the wall clock: expiry and revocation instants are real times"
 )]
 
+mod app_release;
 mod attacks;
 mod browser;
 mod child_health;

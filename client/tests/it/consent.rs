@@ -74,17 +74,22 @@ fn an_app_releases_only_under_a_consent_for_the_records_own_resident() {
     };
     let check = |r: &GrantRequest| {
         consent_covers(|_| Some(&key), &me, &users, r, &pki.pem("ca"), now())
+            .map(|other| other.map(|(signer, _)| signer.to_string()))
             .map_err(|e| e.to_string())
     };
 
     // The app's own consent for this user, and the city's counter consent naming the
     // user among its aliases: released.
     let own = sign("phr-asmile", terms(&user));
-    assert_eq!(check(&request(Some(own.clone()), MINE)), Ok(()));
+    assert_eq!(check(&request(Some(own.clone()), MINE)), Ok(None));
     let mut counter = terms("st1_abcdefghijklmnopqrstuvwxyz234567");
     counter.aliases = vec![user.clone()];
     let counter = sign("source-city-a", counter);
-    assert_eq!(check(&request(Some(counter.clone()), MINE)), Ok(()));
+    // Signed by the city: released only once the city's revocation list is checked.
+    assert_eq!(
+        check(&request(Some(counter.clone()), MINE)),
+        Ok(Some("source:city-a".into()))
+    );
 
     let refused = |r: GrantRequest, why: &str| {
         let e = check(&r).unwrap_err();
@@ -260,11 +265,13 @@ fn a_clinic_releases_only_under_the_introducing_apps_consent_for_its_user() {
     };
     let check = |r: &GrantRequest| {
         consent_covers(|_| Some(&key), &me, &users, r, &pki.pem("ca"), now())
+            .map(|other| other.map(|(signer, _)| signer.to_string()))
             .map_err(|e| e.to_string())
     };
+    // Signed by the app: released only once the app's revocation list is checked.
     assert_eq!(
         check(&request(sign("phr-asmile", display(&user)), MINE)),
-        Ok(())
+        Ok(Some("phr:asmile".into()))
     );
     let refused = |r: GrantRequest, why: &str| {
         let e = check(&r).unwrap_err();

@@ -188,6 +188,18 @@ impl Outbox {
         Ok(done.rows_affected())
     }
 
+    /// Every counter statement this agent revoked, sorted: what its signed revocation
+    /// list names (apps releasing their own records under a counter consent check it).
+    pub async fn revoked_counter_statements(&self) -> Result<Vec<String>> {
+        sqlx::query_scalar(
+            "SELECT statement_id FROM counter_statements WHERE revoked_at IS NOT NULL \
+             ORDER BY statement_id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.db(e))
+    }
+
     /// Whether this agent revoked the consent with statement id `statement_id`.
     pub async fn statement_revoked(&self, statement_id: &str) -> Result<bool> {
         let row = sqlx::query(

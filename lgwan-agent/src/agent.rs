@@ -419,9 +419,10 @@ impl Agent {
                 checked.signer
             )));
         }
-        if outbox.statement_revoked(&checked.id).await? {
+        if outbox.statement_void(&checked.id).await? {
             return Err(Error::Refused(
-                "the consent was revoked at this agent's counter".into(),
+                "the consent was revoked at this agent's counter, or the hub never confirmed it"
+                    .into(),
             ));
         }
         if checked.signer.kind() == ParticipantKind::Phr {

@@ -133,7 +133,15 @@ async fn keep_and_grant(
         .map(renkei_crypto::consent_statement::ConsentStatement::id)
         .unwrap_or_default();
     outbox.put_counter_statement(&statement).await?;
-    let granted = client.grant_consent(&body).await?;
+    let granted = match client.grant_consent(&body).await {
+        Ok(granted) => granted,
+        Err(e) => {
+            // Staff are told it failed and grant again: this statement must never count
+            // (the hub may have stored it and lost or hidden its answer).
+            outbox.revoke_counter_statement(&statement).await?;
+            return Err(e.into());
+        }
+    };
     outbox
         .set_counter_consent(&statement, &granted.consent.id)
         .await?;

@@ -189,6 +189,42 @@ async fn a_request_is_answered_only_when_every_check_passes() {
     s.outbox.close().await;
 }
 
+/// A counter statement the hub never confirmed (no consent id: the grant failed, or its
+/// answer was lost) releases nothing, nor one revoked at the counter; once confirmed, it
+/// releases.
+#[tokio::test]
+async fn a_counter_statement_releases_only_once_confirmed_and_until_revoked() {
+    let s = scene().await;
+    let request = s.request("clinic:mysos", "online-consultation");
+    let statement = request.consent_statement.as_ref().unwrap().id();
+    s.outbox.put_counter_statement(&statement).await.unwrap();
+    let why = s.refusal(request.clone()).await;
+    assert!(why.contains("never confirmed"), "{why}");
+    s.outbox
+        .set_counter_consent(&statement, "c-1")
+        .await
+        .unwrap();
+    let (uploads, refused) = s
+        .agent
+        .grant_answers(
+            &s.client,
+            &s.outbox,
+            std::slice::from_ref(&request),
+            s.client.now(),
+        )
+        .await
+        .unwrap();
+    assert!(refused.is_empty() && uploads.len() == 1, "{refused:?}");
+    s.outbox.revoke_counter_consent("c-1").await.unwrap();
+    let why = s.refusal(request).await;
+    assert!(why.contains("revoked at this agent's counter"), "{why}");
+    assert_eq!(
+        s.outbox.revoked_counter_statements().await.unwrap(),
+        [statement]
+    );
+    s.outbox.close().await;
+}
+
 /// An app's consent that the app once revoked stays refused when a later list of that
 /// app (fresh, signed, newer) no longer names it: the agent keeps every revoked id it
 /// saw, so neither the app nor a hub choosing which list to show can bring it back.

@@ -200,16 +200,33 @@ impl Outbox {
         .map_err(|e| self.db(e))
     }
 
-    /// Whether this agent revoked the consent with statement id `statement_id`.
-    pub async fn statement_revoked(&self, statement_id: &str) -> Result<bool> {
+    /// Whether a counter statement is void here: revoked at this counter, or never
+    /// confirmed (the hub gave it no consent id: the grant failed or its answer was lost,
+    /// and staff were told it did not go through). A hub that stored it anyway cannot
+    /// release under it; a statement this agent does not keep is not void.
+    pub async fn statement_void(&self, statement_id: &str) -> Result<bool> {
         let row = sqlx::query(
-            "SELECT 1 FROM counter_statements WHERE statement_id = ? AND revoked_at IS NOT NULL",
+            "SELECT 1 FROM counter_statements WHERE statement_id = ? \
+             AND (revoked_at IS NOT NULL OR consent_id IS NULL)",
         )
         .bind(statement_id)
         .fetch_optional(&self.pool)
         .await
         .map_err(|e| self.db(e))?;
         Ok(row.is_some())
+    }
+
+    /// Revokes one counter statement here: the grant it was signed for failed.
+    pub async fn revoke_counter_statement(&self, statement_id: &str) -> Result<()> {
+        sqlx::query(&format!(
+            "UPDATE counter_statements SET revoked_at = COALESCE(revoked_at, {NOW}) \
+             WHERE statement_id = ?"
+        ))
+        .bind(statement_id)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.db(e))?;
+        Ok(())
     }
 
     /// Keeps a revocation list of `signer` that was verified: refused if this agent saw a

@@ -218,6 +218,15 @@ const SQLITE_PRAGMAS: [&str; 4] = [
     "PRAGMA foreign_keys=ON",
 ];
 
+/// The file of a SQLite `database_url` (`None` for PostgreSQL or an in-memory database).
+pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    if !url.starts_with("sqlite:") || url.contains(":memory:") || url.contains("mode=memory") {
+        return None;
+    }
+    let options = sqlx::sqlite::SqliteConnectOptions::from_str(url).ok()?;
+    Some(options.get_filename().to_path_buf())
+}
+
 /// Removes a password from a database URL before it is shown anywhere.
 pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {

@@ -510,7 +510,12 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         }
         Command::Audit { config, command } => {
             let cfg = HubConfig::load(&config)?;
-            let hub = renkei_hub::app::build_hub(&cfg, Clock::System).await?;
+            // Verifying a database that does not exist must not pass as "0 entries OK".
+            let hub = if matches!(command, AuditCommand::Verify { .. }) {
+                existing_hub(&cfg).await?
+            } else {
+                renkei_hub::app::build_hub(&cfg, Clock::System).await?
+            };
             match command {
                 AuditCommand::Key => {
                     println!(
@@ -643,12 +648,29 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Backup { config, out } => return backup(&config, &out).await,
         Command::RevokeConsent { config, id, reason } => {
             let cfg = HubConfig::load(&config)?;
-            let hub = renkei_hub::app::build_hub(&cfg, Clock::System).await?;
+            let hub = existing_hub(&cfg).await?;
             let c = renkei_hub::broker::consents::revoke_as_admin(&hub, &id, &reason).await?;
             println!("revoked consent {} (version {})", c.id, c.version);
         }
     }
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// The hub of `cfg` for a command that must find what a hub kept (`audit verify`, `backup`,
+/// `revoke-consent`): a SQLite database that does not exist is an error (a mistyped
+/// `database_url` would otherwise be created empty, and `audit verify` would call its 0
+/// entries OK).
+async fn existing_hub(cfg: &HubConfig) -> anyhow::Result<std::sync::Arc<renkei_hub::broker::Hub>> {
+    if let Some(file) = renkei_hub::db::sqlite_file(&cfg.database_url)
+        && !file.exists()
+    {
+        bail!(
+            "database `{}` (`database_url`) does not exist: check the path (`serve` and \
+             `participants add` create a new database)",
+            file.display()
+        );
+    }
+    Ok(renkei_hub::app::build_hub(cfg, Clock::System).await?)
 }
 
 /// `backup`: SQLite through the hub's pool; PostgreSQL is pg_dump's job (exit 2).
@@ -667,7 +689,7 @@ async fn backup(
         println!("{cmd}");
         return Ok(std::process::ExitCode::from(2));
     }
-    let hub = renkei_hub::app::build_hub(&cfg, Clock::System).await?;
+    let hub = existing_hub(&cfg).await?;
     let written = renkei_hub::backup::sqlite_backup(&hub.db, out).await?;
     println!(
         "backed up `{}` to `{}` ({} bytes); restore: stop the hub, copy it back, delete \

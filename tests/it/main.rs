@@ -16,6 +16,7 @@
     reason = "real processes run on the wall clock: expiry and revocation instants are real times"
 )]
 
+mod admin_cli;
 mod app_release;
 mod attacks;
 mod browser;

@@ -512,6 +512,12 @@ impl Agent {
             )));
         }
         let requests = client.key_grant_requests(limit).await?;
+        if requests.len() > limit as usize {
+            return Err(Error::Refused(format!(
+                "the hub's page of key-grant requests holds {}, more than the {limit} asked for",
+                requests.len()
+            )));
+        }
         let outbox = crate::outbox::Outbox::open(&self.config.outbox).await?;
         let answered = self
             .grant_answers(client, &outbox, &requests, client.now())

@@ -19,6 +19,8 @@ pub use crate::enroll::answer_enrollments_once;
 
 /// Key-grant requests read per call to the hub.
 const GRANT_PAGE: u32 = 500;
+/// Pages of key-grant requests answered in one round at most.
+const GRANT_PAGES_PER_ROUND: usize = 20;
 
 /// A client for the hub named in the config's `[hub]` section (does not connect yet).
 pub fn connect(config: &Config) -> Result<HubClient> {
@@ -180,17 +182,28 @@ async fn upload_links_with(
 /// Answers the pending key-grant requests for the agent's records (sealing each
 /// DEK to its recipient); returns how many grants the hub stored.
 pub async fn answer_grants_once(agent: &Agent, client: &HubClient) -> Result<usize> {
+    answer_pages(|| agent.serve_grants_once(client, GRANT_PAGE)).await
+}
+
+/// Serves pages of key-grant requests with `serve` until a short page, a page that
+/// stored nothing (refused requests would come back unchanged), or
+/// [`GRANT_PAGES_PER_ROUND`] pages: a hub replaying answerable requests cannot hold the
+/// round for ever (the next round goes on where this one stopped).
+async fn answer_pages<F, Fut>(mut serve: F) -> Result<usize>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<renkei_client::source::ServeReport>>,
+{
     let mut stored = 0;
-    loop {
-        let report = agent.serve_grants_once(client, GRANT_PAGE).await?;
+    for _ in 0..GRANT_PAGES_PER_ROUND {
+        let report = serve().await?;
         stored += report.uploaded.stored;
-        // A page with refused requests would come back unchanged: stop at a short page
-        // or when nothing was stored.
         let full = u32::try_from(report.requests).is_ok_and(|n| n >= GRANT_PAGE);
         if !full || report.uploaded.stored == 0 {
             return Ok(stored);
         }
     }
+    Ok(stored)
 }
 
 /// Signs and publishes the list of the counter statements this agent revoked: an app
@@ -254,6 +267,27 @@ pub async fn keep_checkpoint(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A hub that keeps every page full and says each grant was stored (a replay)
+    /// is served a bounded number of pages a round.
+    #[tokio::test]
+    async fn a_hub_replaying_grant_requests_cannot_hold_the_round() {
+        let mut pages = 0;
+        let stored = answer_pages(|| {
+            pages += 1;
+            assert!(pages <= 100, "the round did not end");
+            let mut report = renkei_client::source::ServeReport {
+                requests: GRANT_PAGE as usize,
+                ..Default::default()
+            };
+            report.uploaded.stored = GRANT_PAGE as usize;
+            std::future::ready(Ok(report))
+        })
+        .await
+        .unwrap();
+        assert_eq!(pages, GRANT_PAGES_PER_ROUND);
+        assert_eq!(stored, GRANT_PAGES_PER_ROUND * GRANT_PAGE as usize);
+    }
     use chrono::TimeZone;
     use renkei_crypto::keys::KeyVersion;
     use renkei_crypto::sign::SigningKey;

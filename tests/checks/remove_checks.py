@@ -97,6 +97,7 @@ CHECKS = [
     ("client-other-signer-revoked", "client/src/source.rs", "Some(Ok(revoked)) if !revoked.contains(&statement) => Ok(()),", "Some(Ok(_)) => Ok(()),", 0, "cargo build -q --workspace && cargo test -p renkei-e2e --test it -- app_release"),
     ("agent-counter-unconfirmed", "lgwan-agent/src/outbox/consents.rs", "AND (revoked_at IS NOT NULL OR consent_id IS NULL)", "AND (revoked_at IS NOT NULL)", 0, "cargo test -p lgwan-agent --lib answer_tests"),
     ("hub-cli-missing-database", "internet-hub/src/cli.rs", "        && !file.exists()\n", "        && false\n", 0, "cargo build -q --workspace && cargo test -p renkei-e2e --test it -- admin_cli"),
+    ("agent-grant-pages-bounded", "lgwan-agent/src/sync.rs", "for _ in 0..GRANT_PAGES_PER_ROUND {", "for _ in 0.. {", 0, "cargo test -p lgwan-agent --lib sync::"),
     ("agent-app-revoked-memory", "lgwan-agent/src/agent.rs", "if named_now || outbox.app_revoked(&signer, &checked.id).await? {", "if named_now {", 0, AGENT),
 ]
 

@@ -438,10 +438,28 @@ pub async fn answer_enrollments_once(
     now: DateTime<Utc>,
 ) -> Result<Round> {
     let mut round = Round::default();
-    loop {
+    // A hub that keeps pages full (fresh ids, one answer taken each) cannot keep the
+    // round, and the agent's other work, going: the next round goes on.
+    for _ in 0..PAGES_PER_ROUND {
         let requests = client.source_enrollments(PAGE).await?;
+        if requests.len() > PAGE as usize {
+            return Err(crate::Error::Refused(format!(
+                "the hub's page of enrollment requests holds {}, more than the {PAGE} asked for",
+                requests.len()
+            )));
+        }
         let mut progressed = false;
         for request in &requests {
+            // The hub's ids are UUIDs; anything else is not kept in the outbox.
+            if !is_uuid(&request.id) {
+                outbox
+                    .set_last_error(&format!(
+                        "enrollment `{}`: not an enrollment id",
+                        renkei_client::error::shorten(&request.id)
+                    ))
+                    .await?;
+                continue;
+            }
             let answered = answer(agent, outbox, request, now).await?;
             if let Some(t) = answered.locked {
                 round.locked.push(t);
@@ -473,11 +491,39 @@ pub async fn answer_enrollments_once(
             return Ok(round);
         }
     }
+    Ok(round)
+}
+
+/// Pages of enrollment requests answered in one round at most.
+const PAGES_PER_ROUND: usize = 10;
+
+/// Whether `id` has the form of the hub's enrollment ids (a hyphenated UUID).
+fn is_uuid(id: &str) -> bool {
+    id.len() == 36
+        && id.char_indices().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => c == '-',
+            _ => c.is_ascii_hexdigit(),
+        })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_hubs_id_form_is_kept() {
+        assert!(is_uuid("0f8fad5b-d9cb-469f-a165-70867728950e"));
+        for bad in [
+            "",
+            "0f8fad5b-d9cb-469f-a165-70867728950",
+            "0f8fad5b-d9cb-469f-a165-70867728950e0",
+            "0f8fad5bxd9cb-469f-a165-70867728950e",
+            "../../0f8fad5b-d9cb-469f-a165-7086772",
+            "0f8fad5b-d9cb-469f-a165-70867728950\u{1b}",
+        ] {
+            assert!(!is_uuid(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn the_one_refusal_names_nothing() {

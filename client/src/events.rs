@@ -57,20 +57,49 @@ pub struct Handled {
 /// local files written under it and acknowledges with `deleted = true`. A deletion
 /// failure stops before the acknowledgement, so the hub redelivers the event.
 pub async fn handle_events(client: &HubClient, state: &StateDir) -> Result<Vec<Handled>> {
+    handle_pages(
+        || client.events(EVENT_PAGE),
+        async |id| client.ack_event(id, true).await.map(|_| ()),
+        state,
+    )
+    .await
+}
+
+/// Events asked for a page.
+const EVENT_PAGE: u32 = 100;
+/// Pages of events handled in one call at most: a hub sending fresh ids for ever cannot
+/// keep the client deleting and acknowledging (the next call goes on).
+const EVENT_PAGES: usize = 50;
+
+/// [`handle_events`] over `events` (the next page) and `ack`.
+async fn handle_pages<F, Fut>(
+    mut events: F,
+    ack: impl AsyncFn(i64) -> Result<()>,
+    state: &StateDir,
+) -> Result<Vec<Handled>>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<Event>>>,
+{
     let mut done = Vec::new();
-    let mut skipped: HashSet<i64> = HashSet::new();
-    loop {
-        let events = client.events(100).await?;
-        let fresh: Vec<Event> = events
-            .into_iter()
-            .filter(|e| !skipped.contains(&e.id))
-            .collect();
+    let mut seen: HashSet<i64> = HashSet::new();
+    for _ in 0..EVENT_PAGES {
+        let page = events().await?;
+        if page.len() > EVENT_PAGE as usize {
+            return Err(Error::invalid(
+                "the hub's page of events",
+                format!(
+                    "{} events, more than the {EVENT_PAGE} asked for",
+                    page.len()
+                ),
+            ));
+        }
+        let fresh: Vec<Event> = page.into_iter().filter(|e| seen.insert(e.id)).collect();
         if fresh.is_empty() {
             return Ok(done);
         }
         for event in fresh {
             if event.kind != EVENT_REVOKED && event.kind != EVENT_EXPIRED {
-                skipped.insert(event.id);
                 done.push(Handled {
                     event,
                     deleted_files: 0,
@@ -79,7 +108,7 @@ pub async fn handle_events(client: &HubClient, state: &StateDir) -> Result<Vec<H
                 continue;
             }
             let deleted_files = delete_for_consent(state, &event.consent_id)?;
-            client.ack_event(event.id, true).await?;
+            ack(event.id).await?;
             done.push(Handled {
                 event,
                 deleted_files,
@@ -87,11 +116,74 @@ pub async fn handle_events(client: &HubClient, state: &StateDir) -> Result<Vec<H
             });
         }
     }
+    Ok(done)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn event(id: i64, kind: &str) -> Event {
+        Event {
+            id,
+            kind: kind.into(),
+            consent_id: format!("c-{id}"),
+            created_at: chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
+        }
+    }
+
+    /// Handles what the test's hub serves (page number → events); the number of pages
+    /// asked for and of acknowledgements sent, or the error.
+    async fn handle_from(
+        hub: impl Fn(usize) -> Vec<Event>,
+    ) -> (Result<Vec<Handled>>, usize, usize) {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::open(&dir.path().join("s")).unwrap();
+        let (pages, acks) = (std::cell::Cell::new(0), std::cell::Cell::new(0));
+        let result = handle_pages(
+            || {
+                let n = pages.get();
+                pages.set(n + 1);
+                assert!(n < 1000, "the walk did not end");
+                std::future::ready(Ok(hub(n)))
+            },
+            async |_| {
+                acks.set(acks.get() + 1);
+                Ok(())
+            },
+            &state,
+        )
+        .await;
+        (result, pages.get(), acks.get())
+    }
+
+    #[tokio::test]
+    async fn a_hub_cannot_keep_the_client_handling_events() {
+        // Honest: one page, then the same unacknowledged event of an unknown kind.
+        let (done, pages, acks) =
+            handle_from(|n| vec![event(1, EVENT_REVOKED), event(2, "x.new")][n.min(1)..].to_vec())
+                .await;
+        assert_eq!((done.unwrap().len(), pages, acks), (2, 2, 1));
+        // Fresh ids for ever, of a known kind and of an unknown one.
+        for kind in [EVENT_REVOKED, "x.new"] {
+            let (done, pages, _) = handle_from(|n| vec![event(n as i64, kind)]).await;
+            assert_eq!(pages, EVENT_PAGES, "{kind}");
+            assert_eq!(done.unwrap().len(), EVENT_PAGES);
+        }
+        // A page larger than asked for.
+        let (done, _, acks) = handle_from(|_| {
+            (0..=i64::from(EVENT_PAGE))
+                .map(|i| event(i, EVENT_REVOKED))
+                .collect()
+        })
+        .await;
+        assert!(
+            done.unwrap_err()
+                .to_string()
+                .contains("more than the 100 asked for")
+        );
+        assert_eq!(acks, 0);
+    }
 
     fn write(
         state: &StateDir,

@@ -171,31 +171,64 @@ pub async fn pull<W: Write>(
     page_size: u32,
     max_pages: Option<usize>,
 ) -> Result<PullReport> {
+    let feed = |cursor| client.feed(cursor, page_size);
+    let unreadable = async |item: &FeedItem, why: String| {
+        // The source is told once (the hub ignores repeats); a failed report is logged,
+        // the item stays refused locally either way.
+        if let Err(e) = client.report_unreadable(&item.record_id, &why).await {
+            tracing::warn!(record = %item.record_id, error = %e, "could not report an unreadable record");
+        }
+    };
+    let grants = GrantOpener::new(key, &me.to_string());
+    pull_pages(feed, unreadable, &grants, state, sink, page_size, max_pages).await
+}
+
+/// [`pull`] over `feed` (a page from a cursor). What the hub says does not keep it going:
+/// a page holding more than `page_size` items is refused, and the walk stops after a page
+/// that brings no record not written before in this pull (an empty page, replays under
+/// new cursors, items that do not open). The next pull goes on from the saved cursor.
+async fn pull_pages<W: Write, F, Fut>(
+    mut feed: F,
+    unreadable: impl AsyncFn(&FeedItem, String),
+    grants: &GrantOpener<'_>,
+    state: &StateDir,
+    sink: &mut Sink<'_, W>,
+    page_size: u32,
+    max_pages: Option<usize>,
+) -> Result<PullReport>
+where
+    F: FnMut(i64) -> Fut,
+    Fut: std::future::Future<Output = Result<renkei_protocol::types::FeedPage>>,
+{
     let mut report = PullReport {
         cursor: state.cursor()?,
         ..PullReport::default()
     };
-    let grants = GrantOpener::new(key, &me.to_string());
+    let mut seen = std::collections::HashSet::new();
     while max_pages.is_none_or(|max| report.pages < max) {
-        let page = client.feed(report.cursor, page_size).await?;
+        let page = feed(report.cursor).await?;
+        if page.items.len() > page_size as usize {
+            return Err(Error::invalid(
+                "the hub's feed page",
+                format!(
+                    "{} items, more than the {page_size} asked for",
+                    page.items.len()
+                ),
+            ));
+        }
         report.pages += 1;
         let mut written = Vec::new();
         let mut rejected = Vec::new();
+        let mut new = false;
         for item in &page.items {
-            match open_item(item, &grants) {
+            match open_item(item, grants) {
                 Ok(record) => {
+                    new |= seen.insert((item.record_id.clone(), item.consent_id.clone()));
                     written.extend(sink.write(&record)?);
                     report.written += 1;
                 }
                 Err(e) => {
-                    // The source is told once (the hub ignores repeats); a failed report
-                    // is logged, the item stays refused locally either way.
-                    if let Err(report_err) = client
-                        .report_unreadable(&item.record_id, &e.to_string())
-                        .await
-                    {
-                        tracing::warn!(record = %item.record_id, error = %report_err, "could not report an unreadable record");
-                    }
+                    unreadable(item, e.to_string()).await;
                     rejected.push(Rejected {
                         seq: item.seq,
                         record_id: item.record_id.clone(),
@@ -212,6 +245,9 @@ pub async fn pull<W: Write>(
         }
         state.save_cursor(page.next_cursor)?;
         report.cursor = page.next_cursor;
+        if !new {
+            break;
+        }
     }
     Ok(report)
 }
@@ -223,6 +259,7 @@ pub(crate) mod tests {
     use renkei_crypto::grant::seal_grant;
     use renkei_crypto::keys::{KeyVersion, RecordKey};
     use renkei_crypto::token::{record_id, subject_binding};
+    use renkei_protocol::types::FeedPage;
 
     pub(crate) const PAYLOAD: &str = r#"{"resourceType":"Bundle","type":"collection","entry":[]}"#;
 
@@ -318,6 +355,83 @@ pub(crate) mod tests {
         let mut it = good;
         it.pseudonym = "../../etc".into();
         assert!(open_item(&it, &GrantOpener::new(&sk, "phr:asmile")).is_err());
+    }
+
+    /// Runs [`pull_pages`] over pages the test's hub makes (a page number → page),
+    /// failing if it asks for more than 20 pages; returns the report or the error.
+    async fn pull_from(
+        hub: impl Fn(usize) -> FeedPage,
+        sk: &RecipientSecretKey,
+    ) -> (std::result::Result<PullReport, String>, usize) {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::open(&dir.path().join("state")).unwrap();
+        let out = dir.path().join("out");
+        let mut sink: Sink<'_, Vec<u8>> = Sink::Dir(&out);
+        let calls = std::cell::Cell::new(0);
+        let feed = |_cursor| {
+            let n = calls.get();
+            calls.set(n + 1);
+            assert!(n < 20, "the pull did not end");
+            std::future::ready(Ok(hub(n)))
+        };
+        let grants = GrantOpener::new(sk, "phr:asmile");
+        let report = pull_pages(feed, async |_, _| {}, &grants, &state, &mut sink, 10, None)
+            .await
+            .map_err(|e| e.to_string());
+        (report, calls.get())
+    }
+
+    #[tokio::test]
+    async fn a_hub_cannot_keep_a_pull_going() {
+        let (rk, sk) = keys();
+        let good = |n: usize| item(&rk, &sk, "phr:asmile", &format!("doc-{n}"), "c1");
+        // Honest: two pages, then an empty one.
+        let (report, calls) = pull_from(
+            |n| FeedPage {
+                items: if n < 2 { vec![good(n)] } else { Vec::new() },
+                next_cursor: n.min(2) as i64 + 1,
+            },
+            &sk,
+        )
+        .await;
+        assert_eq!((report.unwrap().written, calls), (2, 3));
+        // The same record replayed under a cursor that keeps moving.
+        let (report, calls) = pull_from(
+            |n| FeedPage {
+                items: vec![good(0)],
+                next_cursor: n as i64 + 1,
+            },
+            &sk,
+        )
+        .await;
+        assert_eq!((report.unwrap().written, calls), (2, 2));
+        // Empty pages, or items that do not open, under a cursor that keeps moving.
+        for junk in [false, true] {
+            let (report, calls) = pull_from(
+                |n| FeedPage {
+                    items: if junk {
+                        vec![item(&rk, &sk, "phr:other", &format!("doc-{n}"), "c1")]
+                    } else {
+                        Vec::new()
+                    },
+                    next_cursor: n as i64 + 1,
+                },
+                &sk,
+            )
+            .await;
+            assert_eq!(calls, 1, "junk: {junk}");
+            assert_eq!(report.unwrap().written, 0);
+        }
+        // A page larger than asked for.
+        let (report, _) = pull_from(
+            |_| FeedPage {
+                items: (0..11).map(good).collect(),
+                next_cursor: 100,
+            },
+            &sk,
+        )
+        .await;
+        assert!(report.unwrap_err().contains("more than the 10 asked for"));
     }
 
     #[test]

@@ -98,6 +98,9 @@ CHECKS = [
     ("agent-counter-unconfirmed", "lgwan-agent/src/outbox/consents.rs", "AND (revoked_at IS NOT NULL OR consent_id IS NULL)", "AND (revoked_at IS NOT NULL)", 0, "cargo test -p lgwan-agent --lib answer_tests"),
     ("hub-cli-missing-database", "internet-hub/src/cli.rs", "        && !file.exists()\n", "        && false\n", 0, "cargo build -q --workspace && cargo test -p renkei-e2e --test it -- admin_cli"),
     ("agent-grant-pages-bounded", "lgwan-agent/src/sync.rs", "for _ in 0..GRANT_PAGES_PER_ROUND {", "for _ in 0.. {", 0, "cargo test -p lgwan-agent --lib sync::"),
+    ("client-pull-no-new", "client/src/pull.rs", "        if !new {\n            break;\n        }\n", "", 0, "cargo test -p renkei-client --lib pull::"),
+    ("client-pull-page-size", "client/src/pull.rs", *off("page.items.len() > page_size as usize"), 0, "cargo test -p renkei-client --lib pull::"),
+    ("client-events-bounded", "client/src/events.rs", "for _ in 0..EVENT_PAGES {", "for _ in 0.. {", 0, "cargo test -p renkei-client --lib events::"),
     ("agent-app-revoked-memory", "lgwan-agent/src/agent.rs", "if named_now || outbox.app_revoked(&signer, &checked.id).await? {", "if named_now {", 0, AGENT),
 ]
 

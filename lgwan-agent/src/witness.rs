@@ -342,6 +342,13 @@ mod tests {
             1_780_000_000
         );
 
+        // The same checkpoint again: accepted, and the history does not grow.
+        let same = witness_once(&agent.config, &outbox, &log, now)
+            .await
+            .unwrap();
+        assert!(matches!(same, Witnessed::Accepted { size: 700, .. }));
+        assert_eq!(outbox.witnessed_count().await.unwrap(), 2);
+
         // An entry the agent saw is rewritten and the log grows: a fork.
         log.leaves.lock().unwrap()[10] = b"rewritten".to_vec();
         log.leaves.lock().unwrap().push(b"more".to_vec());

@@ -349,6 +349,18 @@ pub fn open_checkpoint(signed: &str, log: &NoteVerifier) -> Result<Checkpoint> {
     Ok(cp)
 }
 
+/// `signed` with only the signature of `log` kept (a witness keeps what the log signed,
+/// not whatever the hub appended to it).
+pub fn log_signed_only(signed: &str, log: &NoteVerifier) -> Result<String> {
+    let note = Note::from_bytes(signed.as_bytes()).map_err(log_error)?;
+    let known = VerifierList::new(vec![Box::new(log.clone())]);
+    let (verified, _) = note
+        .verify(&known)
+        .map_err(|e| Error::Log(format!("checkpoint not signed by `{}`: {e}", log.name)))?;
+    let kept = Note::new(note.text(), &verified).map_err(log_error)?;
+    String::from_utf8(kept.to_bytes()).map_err(log_error)
+}
+
 /// The note text of a signed note (without its signatures).
 pub fn note_text(signed: &str) -> Result<String> {
     let note = Note::from_bytes(signed.as_bytes()).map_err(log_error)?;

@@ -285,6 +285,15 @@ fn cosignatures_cover_the_checkpoint_and_the_time() {
         line.starts_with("— renkei.example/witness/source:city-a "),
         "{line}"
     );
+    // What a witness keeps of a note the hub padded with cosignature lines: the log's
+    // signature alone.
+    let log_verifier =
+        NoteVerifier::parse(&NoteSigner::log(&cp.origin, &key).unwrap().vkey()).unwrap();
+    let padded = format!("{signed}{}", line.repeat(3));
+    assert_eq!(
+        note::log_signed_only(&padded, &log_verifier).unwrap(),
+        signed
+    );
     let verifier = NoteVerifier::parse(&witness.vkey()).unwrap();
     assert!(verifier.is_cosignature());
     assert_eq!(

@@ -42,9 +42,33 @@ impl Outbox {
         }))
     }
 
-    /// Adds an accepted checkpoint to the history.
+    /// Adds an accepted checkpoint to the history, unless it is the last one again (the
+    /// history grows with the log, not with each contact).
     pub async fn record_witnessed(&self, seen: &Seen, cosigned: bool) -> Result<()> {
         let size = i64::try_from(seen.size).map_err(|_| self.err("checkpoint size"))?;
+        let again = self
+            .latest_witnessed()
+            .await?
+            .is_some_and(|l| l.size == seen.size && l.root == seen.root);
+        if !again {
+            self.insert_witnessed(size, seen, cosigned).await?;
+        } else if cosigned {
+            sqlx::query(
+                "UPDATE witnessed SET cosigned = 1 WHERE id = (SELECT MAX(id) FROM witnessed)",
+            )
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.db(e))?;
+        }
+        sqlx::query("DELETE FROM meta WHERE key = ?")
+            .bind(REBASE)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.db(e))?;
+        Ok(())
+    }
+
+    async fn insert_witnessed(&self, size: i64, seen: &Seen, cosigned: bool) -> Result<()> {
         sqlx::query(
             "INSERT INTO witnessed (size, root, note, at, cosigned) VALUES (?, ?, ?, ?, ?)",
         )
@@ -56,11 +80,6 @@ impl Outbox {
         .execute(&self.pool)
         .await
         .map_err(|e| self.db(e))?;
-        sqlx::query("DELETE FROM meta WHERE key = ?")
-            .bind(REBASE)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| self.db(e))?;
         Ok(())
     }
 

@@ -112,18 +112,54 @@ impl Error {
     }
 }
 
-/// Shortens text from outside (a response body) for an error message.
+/// `text` with its control characters escaped, for a terminal or a log line that may
+/// hold words from outside (an ANSI sequence must not hide what follows it).
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    std::borrow::Cow::Owned(
+        text.chars()
+            .map(|c| match c.is_control() {
+                true => c.escape_default().collect(),
+                false => c.to_string(),
+            })
+            .collect(),
+    )
+}
+
+/// Text from outside (a response body, an id the hub sent) made fit for an error
+/// message or a terminal: at most 200 characters, control characters escaped (an ANSI
+/// sequence from a hostile hub must not hide or rewrite what is printed after it).
 pub fn shorten(text: &str) -> String {
     const MAX: usize = 200;
-    match text.char_indices().nth(MAX) {
-        Some((cut, _)) => format!("{}…", text.get(..cut).unwrap_or(text)),
-        None => text.to_owned(),
+    let mut out = String::with_capacity(text.len().min(MAX * 4));
+    for (n, c) in text.chars().enumerate() {
+        if n == MAX {
+            out.push('…');
+            break;
+        }
+        match c {
+            c if c.is_control() => out.extend(c.escape_default()),
+            c => out.push(c),
+        }
     }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn outside_text_is_bounded_and_cannot_drive_the_terminal() {
+        assert_eq!(shorten("plain 日本語"), "plain 日本語");
+        assert_eq!(shorten("a\u{1b}[8mhidden\r\n"), "a\\u{1b}[8mhidden\\r\\n");
+        assert_eq!(printable("ok"), "ok");
+        assert_eq!(printable("\u{1b}[2J"), "\\u{1b}[2J");
+        let long = "x".repeat(500);
+        assert_eq!(shorten(&long).chars().count(), 201);
+    }
 
     fn hub(status: u16) -> Error {
         Error::Hub {

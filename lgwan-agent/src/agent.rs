@@ -531,7 +531,10 @@ impl Agent {
         let (uploads, refused) = answered?;
         noted?;
         for why in &refused {
-            eprintln!("lgwan-agent: key grant refused: {why}");
+            eprintln!(
+                "lgwan-agent: key grant refused: {}",
+                renkei_client::error::printable(why)
+            );
         }
         let mut report = ServeReport {
             requests: requests.len(),

@@ -579,7 +579,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 "lgwan-agent: running as `{}` (outbound only; stop with Ctrl-C or SIGTERM)",
                 agent.config.source
             );
-            let mut log = |line: String| eprintln!("lgwan-agent: {line}");
+            // Lines may hold the hub's words: control characters are escaped.
+            let mut log = |line: String| {
+                eprintln!("lgwan-agent: {}", renkei_client::error::printable(&line));
+            };
             lgwan_agent::sync::run(&agent, shutdown_signal(), &mut log).await?;
             eprintln!("lgwan-agent: stopped");
         }

@@ -132,8 +132,10 @@ pub fn quarantined_files(import_dir: &Path) -> Vec<PathBuf> {
 
 /// The text `lgwan-agent status` prints.
 pub fn status_text(outbox: &Path, status: &OutboxStatus, quarantined: &[PathBuf]) -> String {
+    // Notes may hold the hub's words: control characters are escaped, so that nothing
+    // can hide the lines after them (the ALARM line).
     let note = |n: &Option<Note>, none: &str| match n {
-        Some(n) => format!("{} ({})", n.at, n.value),
+        Some(n) => format!("{} ({})", n.at, renkei_client::error::printable(&n.value)),
         None => none.to_owned(),
     };
     let mut out = format!(
@@ -182,7 +184,8 @@ pub fn witness_text(
     if let Some(a) = alarm {
         return format!(
             "transparency log:  ALARM since {}: {}\n                   no key is released; check the hub, then `lgwan-agent witness clear-alarm`\n",
-            a.at, a.value
+            a.at,
+            renkei_client::error::printable(&a.value)
         );
     }
     if !pinned {
@@ -349,7 +352,9 @@ async fn hub_round(
     if let Some(newest) = reports.first() {
         let note = format!(
             "`{}` → `{}`: {}",
-            newest.record_id, newest.recipient, newest.reason
+            renkei_client::error::shorten(&newest.record_id),
+            renkei_client::error::shorten(&newest.recipient),
+            renkei_client::error::shorten(&newest.reason)
         );
         if outbox.note_unreadable(reports.len(), &note).await? {
             log(format!(
@@ -427,6 +432,24 @@ fn rand_unit() -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The hub's words in a note cannot drive the terminal `status` prints to (an ANSI
+    /// sequence hiding the ALARM line after it).
+    #[test]
+    fn status_escapes_what_the_hub_said() {
+        let hidden = Note {
+            value: "enrollment `x`: \u{1b}[8m".into(),
+            at: "2026-12-07T00:00:00Z".into(),
+        };
+        let status = OutboxStatus {
+            last_error: Some(hidden.clone()),
+            ..OutboxStatus::default()
+        };
+        let text =
+            status_text(Path::new("o"), &status, &[]) + &witness_text(true, Some(&hidden), None, 0);
+        assert!(!text.contains('\u{1b}'), "{text}");
+        assert!(text.contains("\\u{1b}[8m"), "{text}");
+    }
 
     #[test]
     fn backoff_grows_caps_and_resets() {

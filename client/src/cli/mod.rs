@@ -12,7 +12,7 @@ use renkei_crypto::identity::Identity;
 
 use crate::api::{DataPeriod, GrantBody};
 use crate::config::Settings;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, shorten};
 use crate::pull::{Sink, open_item, pull};
 use crate::source::{AppRecord, publish, serve_grants_once};
 use crate::state::{EnrolledUser, StateDir};
@@ -112,7 +112,12 @@ pub async fn run(cli: Cli, now: DateTime<Utc>) -> Result<ExitCode> {
                 report.written, report.pages, report.cursor
             );
             for r in &report.rejected {
-                eprintln!("refused {} (seq {}): {}", r.record_id, r.seq, r.reason);
+                eprintln!(
+                    "refused {} (seq {}): {}",
+                    shorten(&r.record_id),
+                    r.seq,
+                    shorten(&r.reason)
+                );
             }
             Ok(if report.rejected.is_empty() {
                 ExitCode::SUCCESS
@@ -127,8 +132,8 @@ pub async fn run(cli: Cli, now: DateTime<Utc>) -> Result<ExitCode> {
                 eprintln!(
                     "event {} {} consent {}: {} file(s) deleted, {}",
                     h.event.id,
-                    h.event.kind,
-                    h.event.consent_id,
+                    shorten(&h.event.kind),
+                    shorten(&h.event.consent_id),
                     h.deleted_files,
                     if h.acknowledged {
                         "acknowledged"
@@ -397,7 +402,7 @@ pub async fn run(cli: Cli, now: DateTime<Utc>) -> Result<ExitCode> {
                         report.refused.len()
                     );
                     for r in report.refused.iter().chain(&report.uploaded.dropped) {
-                        eprintln!("  {r}");
+                        eprintln!("  {}", shorten(r));
                     }
                 }
                 if once {

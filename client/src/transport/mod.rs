@@ -459,7 +459,8 @@ pub(crate) fn hub_error(status: StatusCode, body: &[u8], retry_after: Option<Dur
         message: String,
     }
     let (code, message) = match serde_json::from_slice::<Envelope>(body) {
-        Ok(e) => (e.error.code, e.error.message),
+        // The hub's words reach terminals and logs: bounded, control characters escaped.
+        Ok(e) => (shorten(&e.error.code), shorten(&e.error.message)),
         Err(_) => (
             format!("http_{}", status.as_u16()),
             shorten(String::from_utf8_lossy(body).trim()),

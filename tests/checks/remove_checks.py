@@ -102,7 +102,7 @@ CHECKS = [
     ("client-pull-page-size", "client/src/pull.rs", *off("page.items.len() > page_size as usize"), 0, "cargo test -p renkei-client --lib pull::"),
     ("client-events-bounded", "client/src/events.rs", "for _ in 0..EVENT_PAGES {", "for _ in 0.. {", 0, "cargo test -p renkei-client --lib events::"),
     ("agent-witness-history-once", "lgwan-agent/src/outbox/witness.rs", "        if !again {\n", "        if true {\n", 0, "cargo test -p lgwan-agent --lib witness::"),
-    ("status-escapes-hub-words", "lgwan-agent/src/daemon.rs", "            renkei_client::error::printable(&n.value)\n", "            n.value\n", 0, "cargo test -p lgwan-agent --lib daemon::"),
+    ("status-escapes-hub-words", "lgwan-agent/src/daemon.rs", "n.at, renkei_client::error::printable(&n.value))", "n.at, n.value)", 0, "cargo test -p lgwan-agent --lib daemon::"),
     ("agent-app-revoked-memory", "lgwan-agent/src/agent.rs", "if named_now || outbox.app_revoked(&signer, &checked.id).await? {", "if named_now {", 0, AGENT),
 ]
 

@@ -130,6 +130,15 @@ pub async fn add(
             "participant `{id}`: only sources have an enrollment key"
         )));
     }
+    for (what, key) in [("grant key", grant_pk), ("enrollment key", enrollment_pk)] {
+        if let Some(key) = key {
+            renkei_crypto::grant::RecipientPublicKey::from_base64(key).map_err(|e| {
+                Error::bad_request(format!(
+                    "participant `{id}`: the {what} is not a base64 X25519 public key: {e}"
+                ))
+            })?;
+        }
+    }
     let t = db::micros(now);
     let mut tx = db.begin().await?;
     let updated = sqlx::query(

@@ -376,7 +376,16 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                     grant_key,
                     enrollment_key,
                 } => {
-                    let name = name.unwrap_or_else(|| participant.to_string());
+                    // Without --name, a participant keeps the name residents see.
+                    let name = match name {
+                        Some(name) => name,
+                        None => {
+                            let mut tx = hub.db.begin_read().await?;
+                            let kept = renkei_hub::registry::get(&mut tx, &participant).await?;
+                            tx.commit().await?;
+                            kept.map_or_else(|| participant.to_string(), |p| p.display_name)
+                        }
+                    };
                     renkei_hub::registry::add(
                         &hub.db,
                         &participant,

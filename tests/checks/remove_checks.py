@@ -103,6 +103,7 @@ CHECKS = [
     ("client-events-bounded", "client/src/events.rs", "for _ in 0..EVENT_PAGES {", "for _ in 0.. {", 0, "cargo test -p renkei-client --lib events::"),
     ("agent-witness-history-once", "lgwan-agent/src/outbox/witness.rs", "        if !again {\n", "        if true {\n", 0, "cargo test -p lgwan-agent --lib witness::"),
     ("status-escapes-hub-words", "lgwan-agent/src/daemon.rs", "n.at, renkei_client::error::printable(&n.value))", "n.at, n.value)", 0, "cargo test -p lgwan-agent --lib daemon::"),
+    ("registry-key-checked", "hub/src/registry.rs", "            renkei_crypto::grant::RecipientPublicKey::from_base64(key).map_err(", "            Ok::<(), renkei_crypto::Error>(()).map_err(", 0, "cargo build -q --workspace && cargo test -p renkei-e2e --test it -- admin_cli"),
     ("agent-app-revoked-memory", "lgwan-agent/src/agent.rs", "if named_now || outbox.app_revoked(&signer, &checked.id).await? {", "if named_now {", 0, AGENT),
 ]
 

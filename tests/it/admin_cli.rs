@@ -51,3 +51,50 @@ async fn a_mistyped_database_path_is_an_error_not_an_empty_log() {
         assert!(!typo.exists(), "{args:?} created the database");
     }
 }
+
+/// `internet-hub participants --config C <args>`.
+async fn participants(scene: &Scene, args: &[&str]) -> renkei_e2e::proc::Output {
+    let mut c = scene.hub_admin(&["participants"]).unwrap();
+    c.args(args);
+    run(&mut c, CLI_TIMEOUT).await.unwrap()
+}
+
+/// Registering a key later, as docs/operations.md says, keeps the name residents see;
+/// a key that is not one is refused by name, and nothing is registered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adding_a_key_later_keeps_the_name_and_a_bad_key_is_refused() {
+    let opts = SceneOptions::new(Backend::Sqlite, &[APP]);
+    let scene = Scene::new(&opts, None).await.unwrap().unwrap();
+    participants(&scene, &["add", "phr:newapp", "--name", "アスマイル2"])
+        .await
+        .ok()
+        .unwrap();
+    let key =
+        renkei_crypto::grant::RecipientSecretKey::generate(renkei_crypto::keys::KeyVersion::V1)
+            .public_key()
+            .to_base64();
+    participants(&scene, &["add", "phr:newapp", "--grant-key", &key])
+        .await
+        .ok()
+        .unwrap();
+    let list = participants(&scene, &["list"]).await.ok().unwrap();
+    let line = list
+        .stdout
+        .lines()
+        .find(|l| l.contains("phr:newapp"))
+        .unwrap_or_else(|| panic!("not listed: {list}"));
+    assert!(line.contains("アスマイル2"), "{line}");
+    for (flag, participant) in [
+        ("--grant-key", "phr:other"),
+        ("--enrollment-key", "source:city-z"),
+    ] {
+        let out = participants(&scene, &["add", participant, flag, "notbase64!"]).await;
+        assert!(!out.status.success(), "{out}");
+        assert!(
+            out.stderr.contains("not a base64 X25519 public key"),
+            "{out}"
+        );
+        let list = participants(&scene, &["list"]).await.ok().unwrap();
+        assert!(!list.stdout.contains(participant), "{list}");
+    }
+}

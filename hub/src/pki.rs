@@ -155,6 +155,38 @@ fn server_cert(
     Ok((chain, pem_key(&server_key)?))
 }
 
+/// The DNS names and IP addresses the hub's current server certificate (`server.pem` in
+/// `dir`) names: what `pki renew-server` keeps when it is given none.
+pub fn server_names(dir: &Path) -> Result<(Vec<String>, Vec<IpAddr>)> {
+    let path = dir.join(SERVER_CERT);
+    let pem = fs::read(&path).map_err(|e| io_error(&path, e))?;
+    let cert = X509::from_pem(&pem).map_err(|e| {
+        Error::bad_request(format!("`{}` holds no certificate: {e}", path.display()))
+    })?;
+    let (mut dns, mut ips) = (Vec::new(), Vec::new());
+    for name in cert.subject_alt_names().into_iter().flatten() {
+        if let Some(d) = name.dnsname() {
+            dns.push(d.to_owned());
+        }
+        match name.ipaddress() {
+            Some(&[a, b, c, d]) => ips.push(IpAddr::from([a, b, c, d])),
+            Some(v6) => {
+                if let Ok(bytes) = <[u8; 16]>::try_from(v6) {
+                    ips.push(IpAddr::from(bytes));
+                }
+            }
+            None => {}
+        }
+    }
+    if dns.is_empty() && ips.is_empty() {
+        return Err(Error::bad_request(format!(
+            "`{}` names no DNS name or IP address: give them with --dns and --ip",
+            path.display()
+        )));
+    }
+    Ok((dns, ips))
+}
+
 /// Renews the hub's server certificate (new key, new serial) and replaces `server.pem`
 /// and `server.key` atomically; send the hub SIGHUP to use them without dropping
 /// connections.

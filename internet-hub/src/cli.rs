@@ -206,11 +206,12 @@ enum PkiCommand {
         /// PKI folder.
         #[arg(long)]
         dir: PathBuf,
-        /// DNS names of the hub (repeat).
-        #[arg(long = "dns", default_value = "localhost")]
+        /// DNS names of the hub (repeat; default: those of the current server.pem, as
+        /// are the IP addresses when neither is given).
+        #[arg(long = "dns")]
         dns: Vec<String>,
         /// IP addresses of the hub (repeat).
-        #[arg(long = "ip", default_value = "127.0.0.1")]
+        #[arg(long = "ip")]
         ip: Vec<std::net::IpAddr>,
     },
     /// Regenerate the CRL.
@@ -751,6 +752,12 @@ fn pki(command: PkiCommand) -> anyhow::Result<()> {
             println!("revoked serial {serial}; CRL regenerated");
         }
         PkiCommand::RenewServer { dir, dns, ip } => {
+            // Without names, the certificate keeps its own: renewing must not move the
+            // hub to `localhost` under its participants' feet.
+            let (dns, ip) = match dns.is_empty() && ip.is_empty() {
+                true => pki::server_names(&dir)?,
+                false => (dns, ip),
+            };
             pki::renew_server(&dir, &dns, &ip, now)?;
             println!(
                 "renewed the hub server certificate in {}; send the hub SIGHUP to use it",

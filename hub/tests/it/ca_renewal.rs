@@ -204,3 +204,24 @@ async fn renew_ca_then_reload_keeps_every_participant_in() {
     );
     running.shutdown().await;
 }
+
+/// `pki renew-server` without names keeps the names of the certificate it replaces
+/// (it reissued for `localhost`, and the next reload locked every participant out).
+#[test]
+fn a_server_renewal_keeps_the_hubs_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path().join("pki");
+    let now = chrono::Utc::now();
+    let ips: Vec<std::net::IpAddr> = vec![
+        "203.0.113.10".parse().unwrap(),
+        "2001:db8::1".parse().unwrap(),
+    ];
+    renkei_hub::pki::init(&pki, &["hub.example.jp".into()], &ips, 3650, now).unwrap();
+    let before = std::fs::read(pki.join("server.pem")).unwrap();
+    let (ok, out, err) = run(&["pki", "renew-server", "--dir", pki.to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
+    assert_ne!(std::fs::read(pki.join("server.pem")).unwrap(), before);
+    let (dns, kept) = renkei_hub::pki::server_names(&pki).unwrap();
+    assert_eq!(dns, ["hub.example.jp"]);
+    assert_eq!(kept, ips);
+}

@@ -211,7 +211,7 @@ async fn renew_ca_then_reload_keeps_every_participant_in() {
 fn a_server_renewal_keeps_the_hubs_names() {
     let dir = tempfile::tempdir().unwrap();
     let pki = dir.path().join("pki");
-    let now = chrono::Utc::now();
+    let now = renkei_hub::broker::Clock::System.now();
     let ips: Vec<std::net::IpAddr> = vec![
         "203.0.113.10".parse().unwrap(),
         "2001:db8::1".parse().unwrap(),

@@ -225,3 +225,32 @@ fn a_server_renewal_keeps_the_hubs_names() {
     assert_eq!(dns, ["hub.example.jp"]);
     assert_eq!(kept, ips);
 }
+
+/// Output into a pipe closed early (`internet-hub … | head -1`) ends the command quietly,
+/// as SIGPIPE would, not with a panic and its backtrace.
+#[test]
+fn a_closed_output_pipe_ends_a_command_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path().join("pki");
+    let now = renkei_hub::broker::Clock::System.now();
+    renkei_hub::pki::init(&pki, &["hub.example.jp".into()], &[], 3650, now).unwrap();
+    let mut child = Command::new(crate::harness::hub_bin())
+        .args([
+            "pki",
+            "expiring",
+            "--dir",
+            pki.to_str().unwrap(),
+            "--days",
+            "100000",
+        ])
+        .env("RUST_BACKTRACE", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.code(), Some(141), "{err}");
+}

@@ -381,7 +381,12 @@ impl HubClient {
             })?;
         let response = sender.send_request(request).await.map_err(|e| {
             // A canceled request was never written to the connection.
-            self.transport(format!("sending request: {e}"), !e.is_canceled())
+            // hyper's own words ("connection error") hide why: a revoked or expired
+            // certificate is a TLS alert further down the chain of causes.
+            self.transport(
+                format!("sending request: {}", with_causes(&e)),
+                !e.is_canceled(),
+            )
         })?;
         let status = response.status();
         let retry_after = response
@@ -474,9 +479,47 @@ pub(crate) fn hub_error(status: StatusCode, body: &[u8], retry_after: Option<Dur
     }
 }
 
+/// `e` and each error that caused it, `: `-separated.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_transport_error_names_its_causes() {
+        #[derive(Debug)]
+        struct Outer(std::io::Error);
+        impl std::fmt::Display for Outer {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("connection error")
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let e = Outer(std::io::Error::other(
+            "received fatal alert: CertificateRevoked",
+        ));
+        assert_eq!(
+            with_causes(&e),
+            "connection error: received fatal alert: CertificateRevoked"
+        );
+    }
 
     #[test]
     fn hub_error_json_maps_to_typed_error() {

@@ -351,6 +351,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             inputs,
         } => {
             let agent = Agent::load(&config)?;
+            // The lookup is audited at the hub: a wrong --in is found before it is made.
+            lgwan_agent::pipeline::check_inputs(&inputs)?;
             let recipient = match recipient {
                 Some(r) => r,
                 None => format!("municipality:{}", agent.config.source.id()).parse()?,

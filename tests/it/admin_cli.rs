@@ -98,3 +98,20 @@ async fn adding_a_key_later_keeps_the_name_and_a_bad_key_is_refused() {
         assert!(!list.stdout.contains(participant), "{list}");
     }
 }
+
+/// `revoke-consent` names what is wrong with the id it was given.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoke_consent_names_a_bad_or_unknown_id() {
+    let opts = SceneOptions::new(Backend::Sqlite, &[APP]);
+    let scene = Scene::new(&opts, None).await.unwrap().unwrap();
+    for (id, why) in [
+        ("garbage", "expected a lower-case hyphenated UUID"),
+        ("00000000-0000-4000-8000-000000000000", "does not exist"),
+    ] {
+        let mut c = scene.hub_admin(&["revoke-consent"]).unwrap();
+        c.args(["--id", id, "--reason", "asked"]);
+        let out = run(&mut c, CLI_TIMEOUT).await.unwrap();
+        assert!(!out.status.success(), "{out}");
+        assert!(out.stderr.contains(why) && out.stderr.contains(id), "{out}");
+    }
+}

@@ -380,6 +380,7 @@ pub async fn revoke_by_code(hub: &Hub, code: &str, reason: &str) -> Result<Conse
 
 /// Revokes by id as the hub administrator.
 pub async fn revoke_as_admin(hub: &Hub, id: &str, reason: &str) -> Result<Consent> {
+    super::bounded::consent_id(id)?;
     let request = RevocationRequest {
         by: RevokedBy::Admin,
         actor: "admin".into(),
@@ -390,7 +391,12 @@ pub async fn revoke_as_admin(hub: &Hub, id: &str, reason: &str) -> Result<Consen
         let mut tx = hub.db.begin().await?;
         let revoked = shared::revoke(&mut tx, dialect(hub), id, &request, now)
             .await
-            .map_err(consent_error)?;
+            .map_err(|e| match e {
+                renkei_consent::Error::NotFound(_) => {
+                    Error::NotFound(format!("consent `{id}` does not exist"))
+                }
+                e => consent_error(e),
+            })?;
         after_revoke(&mut tx, hub, "admin", &revoked, now).await?;
         tx.commit().await?;
         Ok(revoked)

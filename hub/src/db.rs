@@ -94,7 +94,7 @@ impl Db {
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(options.clone())
             .await
-            .map_err(|e| Error::unavailable_from("database", e))?;
+            .map_err(|e| Error::unavailable_from(format!("database `{}`", redact_url(url)), e))?;
         let mut db = Db {
             pool,
             backend,

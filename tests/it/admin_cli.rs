@@ -22,7 +22,26 @@ async fn a_mistyped_database_path_is_an_error_not_an_empty_log() {
         .collect::<Vec<_>>()
         .join("\n");
     let config = scene.root().join("hub-typo.toml");
-    std::fs::write(&config, edited).unwrap();
+    std::fs::write(&config, &edited).unwrap();
+    // A database that cannot be opened is named in the error.
+    let unopenable = scene.root().join("no-such-folder").join("hub.db");
+    let bad = edited.replace(
+        &typo.display().to_string(),
+        &unopenable.display().to_string(),
+    );
+    let bad_config = scene.root().join("hub-unopenable.toml");
+    std::fs::write(&bad_config, bad).unwrap();
+    let mut c = command("internet-hub").unwrap();
+    c.args(["participants", "--config"])
+        .arg(&bad_config)
+        .arg("list");
+    let out = run(&mut c, CLI_TIMEOUT).await.unwrap();
+    assert!(!out.status.success(), "{out}");
+    assert!(
+        out.stderr
+            .contains(&format!("database `sqlite://{}", unopenable.display())),
+        "{out}"
+    );
     let backup = scene.root().join("backup.db");
     let b = backup.display().to_string();
     for args in [

@@ -57,6 +57,15 @@ pub struct Initialized {
 /// Creates the keys (mode 0600, version 1) and `agent.toml` in `dir`; refuses
 /// to overwrite any of them.
 pub fn init(dir: &Path, source: &ParticipantId) -> Result<Initialized> {
+    if source.kind() != ParticipantKind::Source {
+        return Err(Error::Invalid {
+            field: "--source",
+            value: source.to_string(),
+            reason: "is not a `source:<id>` participant (an agent speaks for a municipality \
+                     or an insurer)"
+                .into(),
+        });
+    }
     let config = dir.join("agent.toml");
     if config.exists() {
         return Err(Error::Invalid {
@@ -565,6 +574,15 @@ pub fn check_revocation_list(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn init_refuses_a_participant_that_is_not_a_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let app: ParticipantId = "phr:x".parse().unwrap();
+        let e = init(dir.path(), &app).unwrap_err().to_string();
+        assert!(e.contains("is not a `source:<id>` participant"), "{e}");
+        assert!(!dir.path().join("agent.toml").exists() && !dir.path().join("keys").exists());
+    }
     use crate::import::seal_record;
     use crate::outbox::Outbox;
     use crate::pipeline::PreparedRecord;

@@ -136,6 +136,26 @@ impl Agent {
             Some(file) => Catalog::load(file)?,
             None => Catalog::embedded()?,
         };
+        // A purpose the catalog does not know would refuse every request in silence.
+        for (i, rule) in config.release.iter().enumerate() {
+            if let Some(p) = rule
+                .purposes
+                .iter()
+                .find(|p| *p != "*" && catalog.purpose(p).is_none())
+            {
+                return Err(Error::Config {
+                    path: config.path.clone(),
+                    reason: format!(
+                        "release[{i}].purposes: `{p}` is not a purpose of the catalog ({})",
+                        catalog
+                            .purposes()
+                            .map(|p| p.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                });
+            }
+        }
         for table in &config.tables {
             if !catalog.is_category(&table.category) {
                 return Err(Error::Config {
@@ -574,6 +594,23 @@ pub fn check_revocation_list(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_release_purpose_the_catalog_does_not_know_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let source: ParticipantId = "source:city-a".parse().unwrap();
+        let config = init(dir.path(), &source).unwrap().config;
+        let mut text = std::fs::read_to_string(&config).unwrap();
+        text.push_str(
+            "\n[[release]]\nparticipant = \"phr:asmile\"\npurposes = [\"phr-dsiplay\"]\n",
+        );
+        std::fs::write(&config, text).unwrap();
+        let e = Agent::load(&config).unwrap_err().to_string();
+        assert!(
+            e.contains("`phr-dsiplay` is not a purpose of the catalog"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn init_refuses_a_participant_that_is_not_a_source() {

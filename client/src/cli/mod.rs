@@ -229,7 +229,13 @@ pub async fn run(cli: Cli, now: DateTime<Utc>) -> Result<ExitCode> {
                 user_resident(&me.to_string(), user_ref)
             } else {
                 StateDir::open(&settings.state_dir)?
-                    .user_of(&subject)?
+                    .user_of(&subject)
+                    .map_err(|e| {
+                        Error::invalid(
+                            "--subject",
+                            format!("{e}: pass --user-ref to name the user this consent is for"),
+                        )
+                    })?
                     .map(|u| u.resident)
                     .ok_or_else(|| {
                         Error::invalid(

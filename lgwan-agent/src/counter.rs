@@ -145,6 +145,14 @@ async fn keep_and_grant(
     outbox
         .set_counter_consent(&statement, &granted.consent.id)
         .await?;
+    // Apps release their own records under this consent only with a fresh list of this
+    // agent's revocations: published now, and by the daemon every round.
+    if let Err(e) = crate::sync::publish_counter_revocations(outbox, client).await {
+        eprintln!(
+            "lgwan-agent: the revocation list was not published ({e}); the agent's next round \
+             publishes it"
+        );
+    }
     Ok(granted.receipt)
 }
 

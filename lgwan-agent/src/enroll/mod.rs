@@ -379,6 +379,11 @@ pub async fn answer(
             _ => Answered::refused("asked-again"),
         });
     }
+    // The same sealed claim under a new id is the hub replaying it (an app's retry seals
+    // afresh): not judged again, so replays cannot lock the resident out of enrollment.
+    if outbox.enrollment_digest_seen(&digest).await? {
+        return Ok(Answered::refused("replayed-claim"));
+    }
     let (subject, refusal, code, user) = match evaluate(agent, outbox, request, now).await? {
         Verdict::Link { token, code, user } => (Some(token), None, code, user),
         Verdict::Refuse { why, subject } => (subject, Some(why.as_str()), None, None),

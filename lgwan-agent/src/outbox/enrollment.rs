@@ -42,6 +42,7 @@ CREATE TABLE IF NOT EXISTS enrollment_attempts (
 );
 CREATE INDEX IF NOT EXISTS enrollment_attempts_app ON enrollment_attempts (requester, at);
 CREATE INDEX IF NOT EXISTS enrollment_attempts_at ON enrollment_attempts (at);
+CREATE INDEX IF NOT EXISTS enrollment_attempts_digest ON enrollment_attempts (digest);
 ";
 
 /// How long answered requests and expired codes are kept (30 days).
@@ -266,6 +267,17 @@ impl Outbox {
             })
         })
         .transpose()
+    }
+
+    /// Whether a request with this digest (the same sealed claim) was answered before,
+    /// under any id.
+    pub async fn enrollment_digest_seen(&self, digest: &str) -> Result<bool> {
+        let row = sqlx::query("SELECT 1 FROM enrollment_attempts WHERE digest = ? LIMIT 1")
+            .bind(digest)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.db(e))?;
+        Ok(row.is_some())
     }
 
     /// Records the answer to one request in one transaction: a link uses up its code

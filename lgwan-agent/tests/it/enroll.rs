@@ -326,6 +326,30 @@ async fn the_same_request_asked_again_gets_the_same_answer_and_counts_once() {
     outbox.close().await;
 }
 
+/// A hub replaying one failed claim under new ids cannot lock the resident out: the
+/// same sealed claim is judged once.
+#[tokio::test]
+async fn a_claim_replayed_under_new_ids_counts_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (agent, outbox) = imported(dir.path()).await;
+    let person = person();
+    issued(&agent, &outbox, &person, t0()).await;
+    let app = App::new(&agent, &outbox, "phr:asmile");
+    let wrong = app.sealed(&person, Some(EnrollmentCode::generate().grouped().as_str()));
+    for i in 0..agent.config.enrollment.max_failures + 2 {
+        let r = request(&format!("e-{i}"), &wrong, "phr:asmile");
+        let a = answer(&agent, &outbox, &r, t0()).await.unwrap();
+        assert_eq!(a.result, refused());
+        assert!(a.locked.is_none(), "locked by replay {i}");
+    }
+    let status = outbox
+        .enrollment_status(t0().timestamp(), 20)
+        .await
+        .unwrap();
+    assert!(status.locked.is_empty());
+    outbox.close().await;
+}
+
 #[tokio::test]
 async fn codes_expire_and_a_new_code_replaces_the_old() {
     let dir = tempfile::tempdir().unwrap();

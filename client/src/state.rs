@@ -3,7 +3,10 @@
 //! them), and the log of feed items refused as undecryptable or inconsistent.
 //!
 //! Files: `cursor.json` (`{"cursor": n}`), `written.jsonl` and `rejected.jsonl`
-//! (one JSON object a line, appended and fsynced). Folders are made 0700, files 0600.
+//! (one JSON object a line, appended and fsynced); `users.jsonl`,
+//! `signed-consents.jsonl` and `revoked-consents.jsonl` (an app's users and consents);
+//! `revocation-lists.jsonl` (per other signer, the newest revocation list seen and every
+//! id it ever named, replaced atomically). Folders are made 0700, files 0600.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};

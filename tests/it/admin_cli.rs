@@ -134,3 +134,23 @@ async fn revoke_consent_names_a_bad_or_unknown_id() {
         assert!(out.stderr.contains(why) && out.stderr.contains(id), "{out}");
     }
 }
+
+/// A `client.toml` whose `participant` is not its certificate's is refused by name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_configured_as_another_participant_is_refused() {
+    let opts = SceneOptions::new(Backend::Sqlite, &[APP]);
+    let scene = Scene::new(&opts, None).await.unwrap().unwrap();
+    let config = scene.member(APP).unwrap().config();
+    let text = std::fs::read_to_string(&config).unwrap();
+    let other = config.with_file_name("client-other.toml");
+    std::fs::write(&other, text.replace(APP, "phr:kenko")).unwrap();
+    let mut c = command("renkei-client").unwrap();
+    c.arg("--config").arg(&other).arg("events");
+    let out = run(&mut c, CLI_TIMEOUT).await.unwrap();
+    assert!(!out.status.success(), "{out}");
+    assert!(
+        out.stderr
+            .contains("is `phr:kenko`, but the client certificate is `phr:asmile`'s"),
+        "{out}"
+    );
+}

@@ -63,6 +63,17 @@ pub async fn run(cli: Cli, now: DateTime<Utc>) -> Result<ExitCode> {
     let settings = Settings::load(&cli.config)?;
     let client = HubClient::new(settings.client_config())?;
     let me = settings.participant.clone();
+    // The configuration and the certificate must name the same participant: grants are
+    // opened, consents signed and files named under `me`, the hub knows the certificate.
+    if client.participant()? != &me {
+        return Err(Error::invalid(
+            format!("`participant` in `{}`", cli.config.display()),
+            format!(
+                "is `{me}`, but the client certificate is `{}`'s",
+                client.participant()?
+            ),
+        ));
+    }
     match cli.command {
         Command::InitKeys { .. } | Command::VerifyProof { .. } => Ok(ExitCode::SUCCESS),
         Command::PublishKeys => {

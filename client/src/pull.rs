@@ -183,10 +183,14 @@ pub async fn pull<W: Write>(
     pull_pages(feed, unreadable, &grants, state, sink, page_size, max_pages).await
 }
 
+/// Pages in a row bringing no record not written before in a pull that end it.
+const IDLE_PAGES: usize = 3;
+
 /// [`pull`] over `feed` (a page from a cursor). What the hub says does not keep it going:
-/// a page holding more than `page_size` items is refused, and the walk stops after a page
-/// that brings no record not written before in this pull (an empty page, replays under
-/// new cursors, items that do not open). The next pull goes on from the saved cursor.
+/// a page holding more than `page_size` items is refused, and the walk stops after
+/// [`IDLE_PAGES`] pages in a row that bring no record not written before in this pull
+/// (replays under new cursors or consent ids, items that do not open), or at a page whose
+/// cursor does not move. The next pull goes on from the saved cursor.
 async fn pull_pages<W: Write, F, Fut>(
     mut feed: F,
     unreadable: impl AsyncFn(&FeedItem, String),
@@ -204,7 +208,10 @@ where
         cursor: state.cursor()?,
         ..PullReport::default()
     };
+    // Record ids written in this pull (the consent id is only the hub's word), and the
+    // pages in a row that brought none new.
     let mut seen = std::collections::HashSet::new();
+    let mut idle = 0;
     while max_pages.is_none_or(|max| report.pages < max) {
         let page = feed(report.cursor).await?;
         if page.items.len() > page_size as usize {
@@ -223,7 +230,7 @@ where
         for item in &page.items {
             match open_item(item, grants) {
                 Ok(record) => {
-                    new |= seen.insert((item.record_id.clone(), item.consent_id.clone()));
+                    new |= seen.insert(item.record_id.clone());
                     written.extend(sink.write(&record)?);
                     report.written += 1;
                 }
@@ -245,7 +252,8 @@ where
         }
         state.save_cursor(page.next_cursor)?;
         report.cursor = page.next_cursor;
-        if !new {
+        idle = if new { 0 } else { idle + 1 };
+        if idle == IDLE_PAGES {
             break;
         }
     }
@@ -389,7 +397,7 @@ pub(crate) mod tests {
         let (report, calls) = pull_from(
             |n| FeedPage {
                 items: if n < 2 { vec![good(n)] } else { Vec::new() },
-                next_cursor: n.min(2) as i64 + 1,
+                next_cursor: n.min(1) as i64 + 1,
             },
             &sk,
         )
@@ -404,7 +412,17 @@ pub(crate) mod tests {
             &sk,
         )
         .await;
-        assert_eq!((report.unwrap().written, calls), (2, 2));
+        assert_eq!((report.unwrap().written, calls), (1 + IDLE_PAGES, 1 + IDLE_PAGES));
+        // The same record under a new consent id each page.
+        let (report, calls) = pull_from(
+            |n| FeedPage {
+                items: vec![item(&rk, &sk, "phr:asmile", "doc-0", &format!("c{n}"))],
+                next_cursor: n as i64 + 1,
+            },
+            &sk,
+        )
+        .await;
+        assert_eq!((report.unwrap().written, calls), (1 + IDLE_PAGES, 1 + IDLE_PAGES));
         // Empty pages, or items that do not open, under a cursor that keeps moving.
         for junk in [false, true] {
             let (report, calls) = pull_from(
@@ -419,7 +437,7 @@ pub(crate) mod tests {
                 &sk,
             )
             .await;
-            assert_eq!(calls, 1, "junk: {junk}");
+            assert_eq!(calls, IDLE_PAGES, "junk: {junk}");
             assert_eq!(report.unwrap().written, 0);
         }
         // A page larger than asked for.

@@ -412,7 +412,10 @@ pub(crate) mod tests {
             &sk,
         )
         .await;
-        assert_eq!((report.unwrap().written, calls), (1 + IDLE_PAGES, 1 + IDLE_PAGES));
+        assert_eq!(
+            (report.unwrap().written, calls),
+            (1 + IDLE_PAGES, 1 + IDLE_PAGES)
+        );
         // The same record under a new consent id each page.
         let (report, calls) = pull_from(
             |n| FeedPage {
@@ -422,7 +425,10 @@ pub(crate) mod tests {
             &sk,
         )
         .await;
-        assert_eq!((report.unwrap().written, calls), (1 + IDLE_PAGES, 1 + IDLE_PAGES));
+        assert_eq!(
+            (report.unwrap().written, calls),
+            (1 + IDLE_PAGES, 1 + IDLE_PAGES)
+        );
         // Empty pages, or items that do not open, under a cursor that keeps moving.
         for junk in [false, true] {
             let (report, calls) = pull_from(

@@ -132,7 +132,10 @@ async fn keep_and_grant(
         .as_ref()
         .map(renkei_crypto::consent_statement::ConsentStatement::id)
         .unwrap_or_default();
-    outbox.put_counter_statement(&statement).await?;
+    let valid_until = body.valid_until.map(|u| u.timestamp());
+    outbox
+        .put_counter_statement(&statement, valid_until)
+        .await?;
     let granted = match client.grant_consent(&body).await {
         Ok(granted) => granted,
         Err(e) => {
@@ -142,9 +145,15 @@ async fn keep_and_grant(
             return Err(e.into());
         }
     };
-    outbox
+    if let Err(e) = outbox
         .set_counter_consent(&statement, &granted.consent.id)
-        .await?;
+        .await
+    {
+        // Unconfirmed here, so void at this agent, and named in its list after the
+        // grace period; staff are told to grant again.
+        let _ = outbox.revoke_counter_statement(&statement).await;
+        return Err(e);
+    }
     // Apps release their own records under this consent only with a fresh list of this
     // agent's revocations: published now, and by the daemon every round.
     if let Err(e) = crate::sync::publish_counter_revocations(outbox, client).await {

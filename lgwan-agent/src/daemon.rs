@@ -291,7 +291,13 @@ async fn hub_round(
         ));
     }
     let sent = upload_once(outbox, client, agent.config.upload_batch).await?;
-    publish_counter_revocations(outbox, client).await?;
+    // A list the hub refuses (409 when a counter grant published at the same moment)
+    // must not stop the round: apps stay safe, refusing once the last list is too old.
+    if let Err(e) = publish_counter_revocations(outbox, client).await {
+        log(format!(
+            "the agent's revocation list was not published: {e}"
+        ));
+    }
     #[expect(
         clippy::disallowed_methods,
         reason = "the daemon reads the wall clock once per round and passes it down"

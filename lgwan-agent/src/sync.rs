@@ -19,6 +19,9 @@ pub use crate::enroll::answer_enrollments_once;
 
 /// Key-grant requests read per call to the hub.
 const GRANT_PAGE: u32 = 500;
+/// How long a counter statement may wait for the hub's confirmation before the agent's
+/// revocation list names it (a grant in flight must not be voided at the apps for good).
+const UNCONFIRMED_GRACE_SECS: i64 = 600;
 /// Pages of key-grant requests answered in one round at most.
 const GRANT_PAGES_PER_ROUND: usize = 20;
 
@@ -212,7 +215,10 @@ where
 /// so a revocation the hub hides still stops it. Published every round, so that it
 /// stays fresh ([`renkei_client::consent::REVOCATION_LIST_MAX_AGE`]).
 pub async fn publish_counter_revocations(outbox: &Outbox, client: &HubClient) -> Result<usize> {
-    let revoked = outbox.revoked_counter_statements().await?;
+    let now = client.now().timestamp();
+    let revoked = outbox
+        .revoked_counter_statements(now, UNCONFIRMED_GRACE_SECS)
+        .await?;
     let n = revoked.len();
     let list = client.sign_revocation_list(revoked)?;
     client.publish_revocation_list(&list).await?;

@@ -106,6 +106,7 @@ CHECKS = [
     ("registry-key-checked", "hub/src/registry.rs", "            renkei_crypto::grant::RecipientPublicKey::from_base64(key).map_err(", "            Ok::<(), renkei_crypto::Error>(()).map_err(", 0, "cargo build -q --workspace && cargo test -p renkei-e2e --test it -- admin_cli"),
     ("hub-cli-broken-pipe", "internet-hub/src/main.rs", "std::process::exit(code);", "panic!(\"failed printing to stdout: {e}\");", 0, "cargo build -q -p internet-hub && cargo test -p renkei-hub --test it -- a_closed_output_pipe"),
     ("enroll-replayed-claim", "lgwan-agent/src/enroll/mod.rs", *off("outbox.enrollment_digest_seen(&digest).await?"), 0, "cargo test -p lgwan-agent --test it -- enroll::"),
+    ("agent-list-unconfirmed", "lgwan-agent/src/outbox/consents.rs", "OR (consent_id IS NULL AND unixepoch(signed_at) < ? - ?)", "OR (0 AND unixepoch(signed_at) < ? - ?)", 0, "cargo test -p lgwan-agent --lib answer_tests"),
     ("agent-app-revoked-memory", "lgwan-agent/src/agent.rs", "if named_now || outbox.app_revoked(&signer, &checked.id).await? {", "if named_now {", 0, AGENT),
 ]
 

@@ -197,7 +197,10 @@ async fn a_counter_statement_releases_only_once_confirmed_and_until_revoked() {
     let s = scene().await;
     let request = s.request("clinic:mysos", "online-consultation");
     let statement = request.consent_statement.as_ref().unwrap().id();
-    s.outbox.put_counter_statement(&statement).await.unwrap();
+    s.outbox
+        .put_counter_statement(&statement, None)
+        .await
+        .unwrap();
     let why = s.refusal(request.clone()).await;
     assert!(why.contains("never confirmed"), "{why}");
     s.outbox
@@ -218,10 +221,21 @@ async fn a_counter_statement_releases_only_once_confirmed_and_until_revoked() {
     s.outbox.revoke_counter_consent("c-1").await.unwrap();
     let why = s.refusal(request).await;
     assert!(why.contains("revoked at this agent's counter"), "{why}");
+    let now = s.client.now().timestamp();
+    let listed = async |at: i64| s.outbox.revoked_counter_statements(at, 600).await.unwrap();
+    assert_eq!(listed(now).await, std::slice::from_ref(&statement));
+    // The agent's list also names a statement the hub never confirmed, once the grant
+    // could no longer be in flight; and no statement whose consent has ended.
+    s.outbox
+        .put_counter_statement("unconfirmed", Some(now + 86_400))
+        .await
+        .unwrap();
+    assert_eq!(listed(now).await, std::slice::from_ref(&statement));
     assert_eq!(
-        s.outbox.revoked_counter_statements().await.unwrap(),
-        [statement]
+        listed(now + 601).await,
+        [statement.clone(), "unconfirmed".to_owned()]
     );
+    assert_eq!(listed(now + 86_401).await, [statement]);
     s.outbox.close().await;
 }
 

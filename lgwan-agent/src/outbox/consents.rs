@@ -30,7 +30,8 @@ CREATE TABLE IF NOT EXISTS counter_statements (
     statement_id TEXT PRIMARY KEY,
     consent_id TEXT,
     signed_at TEXT NOT NULL,
-    revoked_at TEXT
+    revoked_at TEXT,
+    valid_until INTEGER
 );
 CREATE INDEX IF NOT EXISTS counter_statements_consent ON counter_statements (consent_id);
 CREATE TABLE IF NOT EXISTS revocation_lists (
@@ -150,13 +151,19 @@ impl Outbox {
             .collect()
     }
 
-    /// Keeps a statement this agent signed at its counter (before the hub sees it).
-    pub async fn put_counter_statement(&self, statement_id: &str) -> Result<()> {
+    /// Keeps a statement this agent signed at its counter (before the hub sees it), with
+    /// the end of its consent's validity (seconds since the epoch; none: until revoked).
+    pub async fn put_counter_statement(
+        &self,
+        statement_id: &str,
+        valid_until: Option<i64>,
+    ) -> Result<()> {
         sqlx::query(&format!(
-            "INSERT INTO counter_statements (statement_id, signed_at) VALUES (?, {NOW}) \
-             ON CONFLICT (statement_id) DO NOTHING"
+            "INSERT INTO counter_statements (statement_id, signed_at, valid_until) \
+             VALUES (?, {NOW}, ?) ON CONFLICT (statement_id) DO NOTHING"
         ))
         .bind(statement_id)
+        .bind(valid_until)
         .execute(&self.pool)
         .await
         .map_err(|e| self.db(e))?;
@@ -188,13 +195,22 @@ impl Outbox {
         Ok(done.rows_affected())
     }
 
-    /// Every counter statement this agent revoked, sorted: what its signed revocation
-    /// list names (apps releasing their own records under a counter consent check it).
-    pub async fn revoked_counter_statements(&self) -> Result<Vec<String>> {
+    /// What the agent's signed revocation list names (apps releasing their own records
+    /// under a counter consent check it), sorted: every counter statement revoked here,
+    /// and every one the hub never confirmed within `grace` seconds of its signing (a
+    /// grant cut off mid-way, which staff did again), while its consent has not ended
+    /// (`now`, seconds since the epoch): an ended consent covers nothing any more.
+    pub async fn revoked_counter_statements(&self, now: i64, grace: i64) -> Result<Vec<String>> {
         sqlx::query_scalar(
-            "SELECT statement_id FROM counter_statements WHERE revoked_at IS NOT NULL \
+            "SELECT statement_id FROM counter_statements \
+             WHERE (revoked_at IS NOT NULL \
+                    OR (consent_id IS NULL AND unixepoch(signed_at) < ? - ?)) \
+               AND (valid_until IS NULL OR valid_until > ?) \
              ORDER BY statement_id",
         )
+        .bind(now)
+        .bind(grace)
+        .bind(now)
         .fetch_all(&self.pool)
         .await
         .map_err(|e| self.db(e))

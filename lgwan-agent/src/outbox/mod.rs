@@ -309,6 +309,20 @@ impl Outbox {
                 .await
                 .map_err(|e| outbox.err(e))?;
         }
+        // Counter statements kept before their validity was.
+        let has: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pragma_table_info('counter_statements') \
+             WHERE name = 'valid_until'",
+        )
+        .fetch_one(&outbox.pool)
+        .await
+        .map_err(|e| outbox.db(e))?;
+        if has == 0 {
+            sqlx::query("ALTER TABLE counter_statements ADD COLUMN valid_until INTEGER")
+                .execute(&outbox.pool)
+                .await
+                .map_err(|e| outbox.db(e))?;
+        }
         Ok(outbox)
     }
 

@@ -306,3 +306,44 @@ impl Outbox {
         Ok(row.is_some())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::Outbox;
+
+    /// An outbox whose counter statements were kept before their validity was opens,
+    /// keeps them, and lists the revoked ones.
+    #[tokio::test]
+    async fn counter_statements_of_an_older_outbox_gain_their_validity_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("outbox.sqlite");
+        {
+            use sqlx::ConnectOptions;
+            let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(&path)
+                .create_if_missing(true)
+                .connect()
+                .await
+                .unwrap();
+            sqlx::raw_sql(
+                "CREATE TABLE counter_statements (statement_id TEXT PRIMARY KEY, \
+                 consent_id TEXT, signed_at TEXT NOT NULL, revoked_at TEXT); \
+                 INSERT INTO counter_statements VALUES \
+                 ('s-1', 'c-1', '2026-01-01T00:00:00Z', '2026-01-02T00:00:00Z');",
+            )
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        }
+        let outbox = Outbox::open(&path).await.unwrap();
+        assert_eq!(
+            outbox
+                .revoked_counter_statements(1_800_000_000, 600)
+                .await
+                .unwrap(),
+            ["s-1"]
+        );
+        outbox.put_counter_statement("s-2", Some(1)).await.unwrap();
+        outbox.close().await;
+    }
+}

@@ -421,7 +421,8 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                         )),
                         None => None,
                     };
-                    for p in renkei_hub::registry::list(&hub.db).await? {
+                    let participants = renkei_hub::registry::list(&hub.db).await?;
+                    for p in &participants {
                         println!(
                             "{:<32} {:<10} grant_key={} enrollment_key={}  {}",
                             p.id,
@@ -451,10 +452,23 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                         }
                     }
                     if let Some(certs) = &certs {
-                        let n = certs.iter().filter(|c| c.state.needs_renewal()).count();
+                        // Counted as listed above: certificates of registered participants.
+                        let registered = |c: &&renkei_hub::registry::CertStatus| {
+                            c.participant.as_ref().is_some_and(|id| {
+                                participants.iter().any(|p| p.id == id.to_string())
+                            })
+                        };
+                        let due: Vec<_> =
+                            certs.iter().filter(|c| c.state.needs_renewal()).collect();
+                        let n = due.iter().copied().filter(registered).count();
+                        let others = due.len() - n;
                         println!(
-                            "{n} certificate(s) expire within {expiring_within} days without a renewal \
-                             (`internet-hub pki expiring` lists the CA and server too)"
+                            "{n} certificate(s) expire within {expiring_within} days without a \
+                             renewal{} (`internet-hub pki expiring` lists the CA and server too)",
+                            match others {
+                                0 => String::new(),
+                                k => format!("; {k} more of participants not registered here"),
+                            }
                         );
                     }
                 }

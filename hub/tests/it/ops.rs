@@ -456,6 +456,15 @@ fn expiry_commands_name_what_to_renew() {
         now,
     )
     .unwrap();
+    // A participant of the PKI that this hub does not register.
+    pki::issue(
+        &pki_dir,
+        &"phr:elsewhere".parse().unwrap(),
+        &dir.path().join("c"),
+        7,
+        now,
+    )
+    .unwrap();
 
     let run = |args: &[&str]| {
         let out = Command::new(&bin).args(args).output().unwrap();
@@ -504,8 +513,10 @@ fn expiry_commands_name_what_to_renew() {
         block("analyst:none").contains("no live certificate"),
         "{text}"
     );
+    // Counted as listed: the unregistered participant's certificate is told apart.
     assert!(
-        text.contains("1 certificate(s) expire within 30 days"),
+        text.contains("1 certificate(s) expire within 30 days")
+            && text.contains("1 more of participants not registered here"),
         "{text}"
     );
     let text = run(&[

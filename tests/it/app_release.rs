@@ -67,34 +67,15 @@ async fn a_revoked_counter_consent_is_not_replayed_to_the_app(backend: Backend) 
 
     // At the counter the resident consents to the analyst's evaluation, vitals included:
     // the consent names the app's user among its aliases. The app releases.
-    let person = flow::person_args(&b.person);
-    let mut args: Vec<&str> = person.iter().map(String::as_str).collect();
-    args.extend([
-        "--recipient",
+    let counter = flow::counter_consent(
+        &b.scene,
+        &b.person,
         ANALYST,
-        "--purpose",
         "care-prevention-evaluation",
-        "--categories",
         "phr.vitals",
-        "--hours",
-        "24",
-        "--staff",
-        "staff-0042",
-    ]);
-    let receipt = b
-        .scene
-        .agent(&["consent", "grant"], &args)
-        .await
-        .unwrap()
-        .ok()
-        .unwrap();
-    let counter = receipt
-        .stdout
-        .lines()
-        .find_map(|l| l.split_once("同意番号:"))
-        .and_then(|(_, rest)| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no consent id in {receipt}"))
-        .to_owned();
+    )
+    .await
+    .unwrap();
     let served = serve_once(&b).await;
     assert!(
         app_grants(&mut conn).await > 0,

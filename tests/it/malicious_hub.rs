@@ -517,34 +517,15 @@ async fn consents_the_agent_checks(b: &Basic, conn: &mut sqlx::AnyConnection, co
         .into_iter()
         .next()
         .unwrap();
-    let person = flow::person_args(&b.person);
-    let mut args: Vec<&str> = person.iter().map(String::as_str).collect();
-    args.extend([
-        "--recipient",
+    let counter = flow::counter_consent(
+        &b.scene,
+        &b.person,
         CLINIC,
-        "--purpose",
         "online-consultation",
-        "--categories",
         &category,
-        "--hours",
-        "24",
-        "--staff",
-        "staff-0042",
-    ]);
-    let receipt = b
-        .scene
-        .agent(&["consent", "grant"], &args)
-        .await
-        .unwrap()
-        .ok()
-        .unwrap();
-    let counter = receipt
-        .stdout
-        .lines()
-        .find_map(|l| l.split_once("同意番号:"))
-        .and_then(|(_, rest)| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no consent id in {receipt}"))
-        .to_owned();
+    )
+    .await
+    .unwrap();
     sqlx::query(wipe)
         .bind(CLINIC)
         .execute(&mut *conn)

@@ -115,6 +115,40 @@ pub async fn preview(scene: &Scene, inputs: &[&Path]) -> anyhow::Result<Vec<Valu
         .collect()
 }
 
+/// `lgwan-agent consent grant` at the counter for `person`, to `recipient` for
+/// `purpose` and `categories` (comma-separated), valid 24 hours, by staff-0042; the
+/// consent id its receipt names.
+pub async fn counter_consent(
+    scene: &Scene,
+    person: &SynthPerson,
+    recipient: &str,
+    purpose: &str,
+    categories: &str,
+) -> anyhow::Result<String> {
+    let person = person_args(person);
+    let mut args: Vec<&str> = person.iter().map(String::as_str).collect();
+    args.extend([
+        "--recipient",
+        recipient,
+        "--purpose",
+        purpose,
+        "--categories",
+        categories,
+        "--hours",
+        "24",
+        "--staff",
+        "staff-0042",
+    ]);
+    let receipt = scene.agent(&["consent", "grant"], &args).await?.ok()?;
+    receipt
+        .stdout
+        .lines()
+        .find_map(|l| l.split_once("同意番号:"))
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .map(str::to_owned)
+        .with_context(|| format!("no consent id in {receipt}"))
+}
+
 /// The identity options of `lgwan-agent` commands (`--insurer` … `--sex`, `--branch`)
 /// for `p`, as counter staff type them.
 pub fn person_args(p: &SynthPerson) -> Vec<String> {

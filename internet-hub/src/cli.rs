@@ -461,7 +461,8 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                         let due: Vec<_> =
                             certs.iter().filter(|c| c.state.needs_renewal()).collect();
                         let n = due.iter().copied().filter(registered).count();
-                        let others = due.len() - n;
+                        // The CA and the server name no participant: `pki expiring` lists them.
+                        let others = due.iter().filter(|c| c.participant.is_some()).count() - n;
                         println!(
                             "{n} certificate(s) expire within {expiring_within} days without a \
                              renewal{} (`internet-hub pki expiring` lists the CA and server too)",

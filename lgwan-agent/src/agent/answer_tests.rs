@@ -232,10 +232,15 @@ async fn a_counter_statement_releases_only_once_confirmed_and_until_revoked() {
         .unwrap();
     assert_eq!(listed(now).await, std::slice::from_ref(&statement));
     assert_eq!(
-        listed(now + 601).await,
+        listed(now + 1200).await,
         [statement.clone(), "unconfirmed".to_owned()]
     );
-    assert_eq!(listed(now + 86_401).await, [statement]);
+    // Kept an hour past the consent's end (apps' clocks may run behind), then dropped.
+    assert_eq!(
+        listed(now + 86_400 + 1800).await,
+        [statement.clone(), "unconfirmed".to_owned()]
+    );
+    assert_eq!(listed(now + 86_400 + 3601).await, [statement]);
     s.outbox.close().await;
 }
 

@@ -67,6 +67,11 @@ pub(super) async fn link_app_user(
     Ok(())
 }
 
+/// How long after its consent ended a revoked counter statement stays in the agent's
+/// list: an app whose clock runs behind must still find it (an hour, as long as a list
+/// stays fresh).
+const ENDED_KEPT_SECS: i64 = 3600;
+
 impl Outbox {
     /// The subject token of an exported record, if this outbox holds it.
     pub async fn record_subject(&self, record_id: &str) -> Result<Option<SubjectToken>> {
@@ -205,12 +210,13 @@ impl Outbox {
             "SELECT statement_id FROM counter_statements \
              WHERE (revoked_at IS NOT NULL \
                     OR (consent_id IS NULL AND unixepoch(signed_at) < ? - ?)) \
-               AND (valid_until IS NULL OR valid_until > ?) \
+               AND (valid_until IS NULL OR valid_until > ? - ?) \
              ORDER BY statement_id",
         )
         .bind(now)
         .bind(grace)
         .bind(now)
+        .bind(ENDED_KEPT_SECS)
         .fetch_all(&self.pool)
         .await
         .map_err(|e| self.db(e))

@@ -309,20 +309,27 @@ impl Outbox {
                 .await
                 .map_err(|e| outbox.err(e))?;
         }
-        // Counter statements kept before their validity was.
+        // Counter statements kept before their validity was (under the write lock: the
+        // daemon and a counter command may open the outbox at the same moment).
+        let mut tx = outbox
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(|e| outbox.db(e))?;
         let has: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM pragma_table_info('counter_statements') \
              WHERE name = 'valid_until'",
         )
-        .fetch_one(&outbox.pool)
+        .fetch_one(&mut *tx)
         .await
         .map_err(|e| outbox.db(e))?;
         if has == 0 {
             sqlx::query("ALTER TABLE counter_statements ADD COLUMN valid_until INTEGER")
-                .execute(&outbox.pool)
+                .execute(&mut *tx)
                 .await
                 .map_err(|e| outbox.db(e))?;
         }
+        tx.commit().await.map_err(|e| outbox.db(e))?;
         Ok(outbox)
     }
 

@@ -133,18 +133,10 @@ pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
 /// sequence from a hostile hub must not hide or rewrite what is printed after it).
 pub fn shorten(text: &str) -> String {
     const MAX: usize = 200;
-    let mut out = String::with_capacity(text.len().min(MAX * 4));
-    for (n, c) in text.chars().enumerate() {
-        if n == MAX {
-            out.push('…');
-            break;
-        }
-        match c {
-            c if c.is_control() => out.extend(c.escape_default()),
-            c => out.push(c),
-        }
+    match text.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}…", printable(text.get(..cut).unwrap_or(text))),
+        None => printable(text).into_owned(),
     }
-    out
 }
 
 #[cfg(test)]

@@ -83,15 +83,7 @@ async fn a_revoked_counter_consent_is_not_replayed_to_the_app(backend: Backend) 
     );
 
     // The city revokes at the counter; its revocation list names the statement at once.
-    b.scene
-        .agent(
-            &["consent", "revoke"],
-            &["--id", counter.as_str(), "--reason", "asked"],
-        )
-        .await
-        .unwrap()
-        .ok()
-        .unwrap();
+    flow::counter_revoke(&b.scene, &counter).await.unwrap();
     // The operator hides the revocation: the consent active again, its grants gone, and
     // the requests for the app's records queued again.
     for sql in [

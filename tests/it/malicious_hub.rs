@@ -535,15 +535,7 @@ async fn consents_the_agent_checks(b: &Basic, conn: &mut sqlx::AnyConnection, co
         resident_grants_arrive(conn, &b.token).await,
         "the counter consent released nothing"
     );
-    b.scene
-        .agent(
-            &["consent", "revoke"],
-            &["--id", counter.as_str(), "--reason", "asked"],
-        )
-        .await
-        .unwrap()
-        .ok()
-        .unwrap();
+    flow::counter_revoke(&b.scene, &counter).await.unwrap();
     sqlx::query(wipe)
         .bind(CLINIC)
         .execute(&mut *conn)

@@ -149,6 +149,15 @@ pub async fn counter_consent(
         .with_context(|| format!("no consent id in {receipt}"))
 }
 
+/// `lgwan-agent consent revoke` at the counter for consent `id` (the resident asked).
+pub async fn counter_revoke(scene: &Scene, id: &str) -> anyhow::Result<()> {
+    scene
+        .agent(&["consent", "revoke"], &["--id", id, "--reason", "asked"])
+        .await?
+        .ok()?;
+    Ok(())
+}
+
 /// The identity options of `lgwan-agent` commands (`--insurer` … `--sex`, `--branch`)
 /// for `p`, as counter staff type them.
 pub fn person_args(p: &SynthPerson) -> Vec<String> {

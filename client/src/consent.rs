@@ -13,7 +13,8 @@ use crate::state::{SignedConsent, StateDir};
 use crate::transport::HubClient;
 
 /// Grants `body` with its terms signed by this client's certificate key. `resident`
-/// names the resident in the statement: the subject token for a source at its counter,
+/// names the resident in the statement: the subject token for a source at its counter
+/// (signed as a commitment to it, [`sign_grant`]),
 /// [`renkei_crypto::consent_statement::user_resident`] for an app's user; a source adds
 /// the resident's user digests at the apps it linked them to as `aliases`. The categories
 /// are sorted and the start of validity (default now) is cut to whole seconds, as signed.
@@ -186,6 +187,14 @@ pub fn sign_grant(
 ) -> Result<GrantBody> {
     aliases.sort_unstable();
     aliases.dedup();
+    // A source names the resident by a commitment to its token, and the apps' user
+    // digests by commitments too: the statement reaches the apps and clinics whose own
+    // records it releases, which must learn neither.
+    let (resident, aliases) = if renkei_crypto::token::SubjectToken::parse(&resident).is_ok() {
+        renkei_crypto::consent_statement::commit_resident(&resident, &aliases)
+    } else {
+        (resident, aliases)
+    };
     body.categories.sort_unstable();
     body.categories.dedup();
     let valid_from = body.valid_from.unwrap_or_else(|| client.now());

@@ -289,9 +289,9 @@ pub fn consent_covers<'k>(
             ))
         })?;
         (&checked.signer == me && t.resident == user.resident)
-            || (checked.signer.to_string() == user.source && t.aliases.contains(&user.resident))
+            || (checked.signer.to_string() == user.source && t.names_alias(&user.resident))
     } else {
-        &checked.signer == me && t.resident == request.subject
+        &checked.signer == me && t.names_token(&request.subject)
     };
     if !covered {
         return Err(refuse(format!(

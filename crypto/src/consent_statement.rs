@@ -4,10 +4,15 @@
 //! way. The hub stores and relays them but cannot make or alter one, so a source checks
 //! a consent for itself before it seals a record key under it.
 //!
-//! The resident is named so that only the source can resolve it: by the source's own
-//! subject token (`st1_…`, counter consents), or by a digest of the app's own reference
-//! for its user ([`user_resident`]), which the app also sealed into its enrollment claim;
-//! the source alone knows which resident that enrollment linked.
+//! The resident is named so that only the source can resolve it: by a salted commitment
+//! to the source's own subject token (`stc1_…`, counter consents: [`commit_resident`]),
+//! or by a digest of the app's own reference for its user ([`user_resident`]), which the
+//! app also sealed into its enrollment claim; the source alone knows which resident that
+//! enrollment linked. A counter consent's statement reaches the apps and clinics whose
+//! own records it releases, so it carries no token and no other app's digest: the hub,
+//! which knows the token, and the source check the commitment; an app checks that its
+//! own user's digest is among the committed aliases ([`ConsentTerms::names_alias`]).
+//! (Statements signed before commitments name the token itself and still verify.)
 //!
 //! Signed bytes (UTF-8, one field per `\n`-terminated line; no field holds a control
 //! character, no category a comma):
@@ -60,11 +65,55 @@ pub fn user_resident(app: &str, user_ref: &str) -> String {
 
 /// Whether `resident` is a [`user_resident`] (64 lowercase hex digits after `user:`).
 fn is_user_resident(resident: &str) -> bool {
-    resident.strip_prefix(USER_PREFIX).is_some_and(|h| {
-        h.len() == 64
-            && h.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    })
+    resident
+        .strip_prefix(USER_PREFIX)
+        .is_some_and(|h| is_hex(h, 64))
+}
+
+/// Whether `s` is `len` lowercase hex digits.
+fn is_hex(s: &str, len: usize) -> bool {
+    s.len() == len
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Prefix of a resident named by a salted commitment to a subject token.
+pub const COMMITTED_PREFIX: &str = "stc1_";
+
+/// Prefix of an alias committed with the resident's salt.
+pub const COMMITTED_ALIAS_PREFIX: &str = "userc:";
+
+/// The salt and digest of a committed resident (`stc1_<salt, 32 hex>_<digest, 64 hex>`).
+fn committed_parts(resident: &str) -> Option<(&str, &str)> {
+    let (salt, digest) = resident.strip_prefix(COMMITTED_PREFIX)?.split_once('_')?;
+    (is_hex(salt, 32) && is_hex(digest, 64)).then_some((salt, digest))
+}
+
+fn salted(label: &str, salt: &str, value: &str) -> String {
+    let digest = Sha256::digest(format!("renkei {label} v1\n{salt}\n{value}\n"));
+    data_encoding::HEXLOWER.encode(&digest)
+}
+
+/// A counter consent's resident and aliases, committed under a fresh random salt: the
+/// resident as `stc1_<salt>_<SHA-256 of the salt and the token>`, each alias (a
+/// [`user_resident`]) as `userc:<SHA-256 of the salt and the digest>`, sorted. Nobody
+/// without the token learns it from the statement, and two statements for one resident
+/// share no value an app or clinic could join on.
+pub fn commit_resident(token: &str, aliases: &[String]) -> (String, Vec<String>) {
+    let mut salt = [0u8; 16];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut salt);
+    let salt = data_encoding::HEXLOWER.encode(&salt);
+    let resident = format!(
+        "{COMMITTED_PREFIX}{salt}_{}",
+        salted("resident", &salt, token)
+    );
+    let mut committed: Vec<String> = aliases
+        .iter()
+        .map(|a| format!("{COMMITTED_ALIAS_PREFIX}{}", salted("alias", &salt, a)))
+        .collect();
+    committed.sort_unstable();
+    committed.dedup();
+    (resident, committed)
 }
 
 /// Longest purpose or category code, in bytes.
@@ -176,10 +225,12 @@ impl ConsentTerms {
     /// categories are sorted without repeats, periods and validity are in order, and
     /// times are whole seconds (they are signed as such).
     pub fn check(&self) -> std::result::Result<(), String> {
-        if !is_user_resident(&self.resident)
+        let committed = committed_parts(&self.resident).is_some();
+        if !committed
+            && !is_user_resident(&self.resident)
             && crate::token::SubjectToken::parse(&self.resident).is_err()
         {
-            return Err("the resident is neither `st1_…` nor a `user:` digest".into());
+            return Err("the resident is neither `stc1_…`, `st1_…` nor a `user:` digest".into());
         }
         self.recipient
             .parse::<ParticipantId>()
@@ -197,12 +248,20 @@ impl ConsentTerms {
         if self.categories.windows(2).any(|w| w.first() >= w.get(1)) {
             return Err("categories must be sorted, without repeats".into());
         }
+        // Aliases are committed exactly when the resident is.
+        let alias_ok = |a: &String| match committed {
+            true => a
+                .strip_prefix(COMMITTED_ALIAS_PREFIX)
+                .is_some_and(|h| is_hex(h, 64)),
+            false => is_user_resident(a),
+        };
         if self.aliases.len() > MAX_ALIASES
-            || !self.aliases.iter().all(|a| is_user_resident(a))
+            || !self.aliases.iter().all(alias_ok)
             || self.aliases.windows(2).any(|w| w.first() >= w.get(1))
         {
             return Err(format!(
-                "aliases must be at most {MAX_ALIASES} sorted `user:` digests without repeats"
+                "aliases must be at most {MAX_ALIASES} sorted digests without repeats \
+                 (`userc:` when the resident is `stc1_…`, `user:` otherwise)"
             ));
         }
         if let (Some(from), Some(until)) = (self.data_from, self.data_until) {
@@ -228,6 +287,34 @@ impl ConsentTerms {
             return Err("validity ends before it starts".into());
         }
         Ok(())
+    }
+
+    /// Whether these terms name the resident whose subject token is `token`: the token
+    /// itself, or a commitment to it.
+    pub fn names_token(&self, token: &str) -> bool {
+        match committed_parts(&self.resident) {
+            Some((salt, digest)) => salted("resident", salt, token) == digest,
+            None => self.resident == token,
+        }
+    }
+
+    /// Whether the aliases name the app user `user` (a [`user_resident`]): the digest
+    /// itself, or its commitment under the resident's salt.
+    pub fn names_alias(&self, user: &str) -> bool {
+        match committed_parts(&self.resident) {
+            Some((salt, _)) => {
+                let mine = format!("{COMMITTED_ALIAS_PREFIX}{}", salted("alias", salt, user));
+                self.aliases.contains(&mine)
+            }
+            None => self.aliases.iter().any(|a| a == user),
+        }
+    }
+
+    /// Whether the resident is named by a token or a commitment to one (a source's
+    /// counter consent), not by an app's user digest.
+    pub fn names_a_token(&self) -> bool {
+        committed_parts(&self.resident).is_some()
+            || crate::token::SubjectToken::parse(&self.resident).is_ok()
     }
 
     /// Whether a record of `category` with `effective_date` may be released under these

@@ -426,7 +426,13 @@ impl Agent {
         };
         let resident = &checked.terms.resident;
         let names_the_resident = if checked.signer == self.config.source {
-            outbox.same_person(resident, &subject).await?
+            // The record's token, or one linked to it by a key rotation (a commitment
+            // or, in statements from before commitments, the token itself).
+            outbox
+                .tokens_of_person(&subject)
+                .await?
+                .iter()
+                .any(|t| checked.terms.names_token(t))
         } else if checked.signer.kind() == ParticipantKind::Phr {
             let mut found = false;
             for linked in outbox

@@ -224,8 +224,10 @@ fn scan_into(path: &Path, limits: &Limits, out: &mut Out<'_>) {
         let reason = Reason::Field("archive has no ix08_V08.xml index".into());
         out.quarantine(Some(format!("{root}/ix08_V08.xml")), reason);
     }
+    // The count both ways: fewer files than declared were lost on the way, more were
+    // added to the archive after the index was made.
     let declared = out.summary.index.as_ref().and_then(|i| i.count);
-    if let Some(declared) = declared.filter(|n| *n > out.records_seen) {
+    if let Some(declared) = declared.filter(|n| *n != out.records_seen) {
         let reason = Reason::Layout(format!(
             "the index declares {declared} records, the archive holds {} under DATA/ and CLAIMS/",
             out.records_seen
@@ -358,16 +360,24 @@ impl Roots {
     }
 
     fn see(&mut self, name: &str) {
-        let first = name.split(['/', '\\']).next().unwrap_or_default();
+        // The parts as `classify` reads them: `./root/…` is `root/…`.
+        let parts: Vec<&str> = name
+            .split(['/', '\\'])
+            .filter(|p| !p.is_empty() && *p != ".")
+            .collect();
+        let first = parts.first().copied().unwrap_or_default();
         if first == self.stem {
             self.stem_seen = true;
-        } else if self.fallback.is_none() && !first.is_empty() && first != ".." {
+        } else if self.fallback.is_none()
+            && !first.is_empty()
+            && first != ".."
+            && !name.starts_with(['/', '\\'])
+        {
             self.fallback = Some(first.to_owned());
         }
         let is_index_of = |root: &str| {
-            name.strip_prefix(root)
-                .and_then(|rest| rest.strip_prefix(['/', '\\']))
-                .is_some_and(|rest| rest.eq_ignore_ascii_case("ix08_V08.xml"))
+            matches!(parts.as_slice(), [dir, file]
+                if *dir == root && file.eq_ignore_ascii_case("ix08_V08.xml"))
         };
         self.stem_index |= is_index_of(&self.stem);
         if let Some(fallback) = &self.fallback {

@@ -393,8 +393,17 @@ fn finish(state: State, fallback_id: &str, kind: DocumentKind) -> Result<Checkup
     let birth = parse_ts_date(&birth_raw)
         .ok_or_else(|| Reason::Field("birthTime is not a date (YYYYMMDD)".into()))?;
     let sex_raw = required(state.sex, "administrativeGenderCode")?;
-    let sex = Sex::parse(&sex_raw)
-        .ok_or_else(|| Reason::Field("administrativeGenderCode is not 1 or 2".into()))?;
+    // co08_V08.xsd `Code.AdministrativeGender`: `1` or `2`, nothing else (the CSV
+    // readers take the other forms exports use; a CDA document does not).
+    let sex = match sex_raw.trim() {
+        "1" => Sex::Male,
+        "2" => Sex::Female,
+        _ => {
+            return Err(Reason::Field(
+                "administrativeGenderCode is not 1 or 2".into(),
+            ));
+        }
+    };
     let [value, low, center, high] = state.exam_date;
     let exam_raw = required(
         value.or(low).or(center).or(high),
@@ -402,7 +411,7 @@ fn finish(state: State, fallback_id: &str, kind: DocumentKind) -> Result<Checkup
     )?;
     let exam_date: NaiveDate = parse_ts_date(&exam_raw)
         .ok_or_else(|| Reason::Field(format!("exam date `{exam_raw}` is not a date")))?;
-    let (observations, foreign_values) = match state.body {
+    let (observations, unread_values) = match state.body {
         Reader::Checkup(body) => body.into_observations(),
         Reader::Guidance(body) => body.into_observations(),
     };
@@ -422,7 +431,7 @@ fn finish(state: State, fallback_id: &str, kind: DocumentKind) -> Result<Checkup
         },
         exam_date,
         observations,
-        foreign_values,
+        unread_values,
     })
 }
 
@@ -463,6 +472,22 @@ mod tests {
         format!(
             r#"<entry><observation classCode="OBS" moodCode="EVN"><code code="{code}"/>{value}</observation></entry>"#
         )
+    }
+
+    /// co08_V08.xsd allows `1` and `2` only: the forms CSV exports use are refused here.
+    #[test]
+    fn a_sex_code_other_than_1_or_2_is_refused() {
+        for code in ["M", "male", "男", "0", "9", ""] {
+            let target = TARGET.replace(r#"code="1""#, &format!(r#"code="{code}""#));
+            let r = parse_checkup(doc_with(&target, "").as_bytes(), "x");
+            assert!(
+                matches!(&r, Err(Reason::Field(m)) if m.contains("administrativeGenderCode")),
+                "{code}: {r:?}"
+            );
+        }
+        let female = TARGET.replace(r#"code="1""#, r#"code=" 2 ""#);
+        let d = parse_checkup(doc_with(&female, "").as_bytes(), "x").unwrap();
+        assert_eq!(d.identity.sex, crate::domain::Sex::Female);
     }
 
     #[test]

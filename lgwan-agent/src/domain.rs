@@ -158,9 +158,10 @@ pub struct CheckupDocument {
     pub exam_date: NaiveDate,
     /// Every result, in document order.
     pub observations: Vec<Observation>,
-    /// Results read past because their code is in another code system than the
-    /// MHLW item codes (counted with the items not exported).
-    pub foreign_values: usize,
+    /// Values read past, counted with the items not exported: results coded in another
+    /// code system than the MHLW item codes, and values that say nothing (no number, no
+    /// code, blank text) without a `nullFlavor` saying why.
+    pub unread_values: usize,
 }
 
 /// Checks that `raw` is a plain decimal number (`-?digits[.digits]`).

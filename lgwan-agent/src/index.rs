@@ -27,7 +27,7 @@ pub enum IndexNamespace {
 pub struct IndexInfo {
     /// The namespace the file used.
     pub namespace: IndexNamespace,
-    /// `totalRecordCount` (index) or `totalSubjectCount` (summary), when present.
+    /// `totalRecordCount` (index) or `totalSubjectCount` (summary).
     pub count: Option<u64>,
 }
 
@@ -38,6 +38,12 @@ pub fn parse_index(bytes: &[u8], root: &str) -> Result<IndexInfo, Reason> {
     let mut namespace = None;
     let mut count = None;
     let mut depth = 0usize;
+    // The children the schema requires (ix08_V08.xsd `Index`, su08_V08.xsd `Summary`).
+    let (required, count_element): (&[&str], &str) = match root {
+        "index" => (INDEX_REQUIRED, "totalRecordCount"),
+        _ => (SUMMARY_REQUIRED, "totalSubjectCount"),
+    };
+    let mut seen: Vec<String> = Vec::new();
     loop {
         let position = reader.buffer_position();
         let (ns, event) = reader
@@ -73,9 +79,10 @@ pub fn parse_index(bytes: &[u8], root: &str) -> Result<IndexInfo, Reason> {
                             String::from_utf8_lossy(local.as_ref())
                         )));
                     }
-                } else if depth == 1
-                    && matches!(local.as_ref(), b"totalRecordCount" | b"totalSubjectCount")
-                {
+                } else if depth == 1 {
+                    seen.push(String::from_utf8_lossy(local.as_ref()).into_owned());
+                }
+                if depth == 1 && local.as_ref() == count_element.as_bytes() {
                     let attrs = xml::attributes(&reader, start)?;
                     let value = xml::get(&attrs, "value").unwrap_or_default();
                     count =
@@ -101,8 +108,43 @@ pub fn parse_index(bytes: &[u8], root: &str) -> Result<IndexInfo, Reason> {
             "the file ends inside {depth} open element(s) (cut short?)"
         )));
     }
+    let missing: Vec<String> = required
+        .iter()
+        .filter(|r| !seen.iter().any(|s| s == *r))
+        .map(|r| format!("`{r}`"))
+        .collect();
+    if !missing.is_empty() {
+        return Err(Reason::Field(format!(
+            "`{root}` lacks {} (required by {})",
+            missing.join(", "),
+            if root == "index" {
+                "ix08_V08.xsd"
+            } else {
+                "su08_V08.xsd"
+            }
+        )));
+    }
     Ok(IndexInfo { namespace, count })
 }
+
+/// The children `Index` requires, in ix08_V08.xsd (`receiver` is optional).
+const INDEX_REQUIRED: &[&str] = &[
+    "interactionType",
+    "creationTime",
+    "sender",
+    "serviceEventType",
+    "totalRecordCount",
+];
+
+/// The children `Summary` requires, in su08_V08.xsd (`totalPaymentByOtherProgram` is
+/// optional).
+const SUMMARY_REQUIRED: &[&str] = &[
+    "serviceEventType",
+    "totalSubjectCount",
+    "totalCostAmount",
+    "totalPaymentAmount",
+    "totalClaimAmount",
+];
 
 #[cfg(test)]
 mod tests {
@@ -110,7 +152,7 @@ mod tests {
 
     fn index(ns: &str) -> String {
         format!(
-            r#"<?xml version="1.0" encoding="UTF-8"?><index xmlns="{ns}"><interactionType code="1"/><totalRecordCount value="6"/></index>"#
+            r#"<?xml version="1.0" encoding="UTF-8"?><index xmlns="{ns}"><interactionType code="1"/><creationTime value="20240701"/><sender><id root="1.2.392.200119.6.102" extension="1311234567"/></sender><serviceEventType code="1"/><totalRecordCount value="6"/></index>"#
         )
     }
 
@@ -127,7 +169,8 @@ mod tests {
     fn any_prefix_bom_and_crlf() {
         let text = format!(
             "\u{feff}<?xml version=\"1.0\"?>\r\n<ix:index xmlns:ix=\"{NS_MHLW}\">\r\n\
-             <ix:interactionType code=\"1\"/><ix:totalRecordCount value=\" +6\r\n\"/></ix:index>"
+             <ix:interactionType code=\"1\"/><ix:creationTime value=\"20240701\"/><ix:sender/>\
+             <ix:serviceEventType code=\"1\"/><ix:totalRecordCount value=\" +6\r\n\"/></ix:index>"
         );
         let info = parse_index(text.as_bytes(), "index").unwrap();
         assert_eq!(
@@ -150,5 +193,33 @@ mod tests {
         );
         let summary = parse_index(index(NS_2007).as_bytes(), "summary");
         assert!(matches!(summary, Err(Reason::WrongNamespace(_))));
+    }
+
+    /// ix08_V08.xsd requires five children of `index`: an index without its count (or
+    /// an empty one) cannot say how many records the archive should hold.
+    #[test]
+    fn an_index_missing_a_required_element_is_refused() {
+        let full = index(NS_MHLW);
+        for (element, cut) in [
+            ("totalRecordCount", r#"<totalRecordCount value="6"/>"#),
+            ("creationTime", r#"<creationTime value="20240701"/>"#),
+            ("serviceEventType", r#"<serviceEventType code="1"/>"#),
+        ] {
+            let err = parse_index(full.replace(cut, "").as_bytes(), "index").unwrap_err();
+            assert!(
+                matches!(&err, Reason::Field(m) if m.contains(&format!("`{element}`"))),
+                "{err:?}"
+            );
+        }
+        let empty = format!(r#"<index xmlns="{NS_MHLW}"/>"#);
+        let err = parse_index(empty.as_bytes(), "index").unwrap_err();
+        assert!(matches!(&err, Reason::Field(m) if m.contains("`interactionType`")));
+        // `receiver` is optional.
+        assert!(parse_index(full.as_bytes(), "index").is_ok());
+        let summary = format!(
+            r#"<summary xmlns="{NS_2007}"><serviceEventType code="1"/><totalSubjectCount value="2"/></summary>"#
+        );
+        let err = parse_index(summary.as_bytes(), "summary").unwrap_err();
+        assert!(matches!(&err, Reason::Field(m) if m.contains("`totalCostAmount`")));
     }
 }

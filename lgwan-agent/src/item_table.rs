@@ -68,6 +68,11 @@ pub(crate) fn group_of(code: &str) -> Option<&'static str> {
     row(code).and_then(|r| r.group)
 }
 
+/// Whether `code` is a series group's id (the table puts its own item in its group).
+pub(crate) fn is_group(code: &str) -> bool {
+    row(code).is_some_and(|r| r.group == Some(r.code))
+}
+
 /// The name of the series group `group` (an item code the table names as a group id):
 /// the identity name (同一性項目名称) of the group's own item, e.g. `血清クレアチニン` for
 /// `3C015161002399949` (血清クレアチニン（実施理由）). The table has no column naming groups.

@@ -457,7 +457,7 @@ mod tests {
                 sex: Sex::Male,
             },
             exam_date: NaiveDate::from_ymd_opt(2025, 3, 31).unwrap(),
-            foreign_values: 0,
+            unread_values: 0,
             observations: vec![
                 obs("9N001000000000001", q("160.5", "cm"), None),
                 obs("9A751000000000001", q("120", "mm[Hg]"), None),

@@ -834,7 +834,7 @@ impl Agent {
         let (records, counted) = match &parsed {
             Parsed::Checkup(_, _, doc) => {
                 let minimized = minimize_checkup(doc, self.catalog());
-                let dropped = minimized.dropped.len() + doc.foreign_values;
+                let dropped = minimized.dropped.len() + doc.unread_values;
                 (minimized.records, Counted::Document { dropped })
             }
             Parsed::Row(_, mapping, row) => (

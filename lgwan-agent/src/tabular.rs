@@ -327,12 +327,28 @@ pub fn read_table(
         }
         let line = record.position().map_or(0, |p| p.record() + 1);
         if record.len() != header.len() {
-            let reason = Reason::Csv(format!(
+            let cells = format!(
                 "row has {} cells, the header has {}",
                 record.len(),
                 header.len()
-            ));
-            sink(quarantine(Some(format!("record {line}")), reason));
+            );
+            // Cells over several lines with the wrong count: most likely a quote left
+            // open, which took the rows after it. Every line is named, so the persons
+            // on them are not lost without a word.
+            let open_end = record.iter().last().is_some_and(|c| c.ends_with('\n'));
+            let last = end.saturating_sub(u64::from(open_end)).max(start);
+            let (entry, reason) = if last > start {
+                (
+                    format!("record {line}, lines {start}–{last}"),
+                    format!(
+                        "{cells}; a quoted cell runs from line {start} to line {last}: a quote \
+                         left open? The rows on those lines were not read"
+                    ),
+                )
+            } else {
+                (format!("record {line}"), cells)
+            };
+            sink(quarantine(Some(entry), Reason::Csv(reason)));
             continue;
         }
         let cells = Cells {
@@ -493,13 +509,9 @@ fn parse_row(mapping: &TableMapping, line: u64, cells: &Cells<'_>) -> Result<Tab
                     .chars()
                     .filter(|c| !matches!(c, ',' | '¥' | '\\' | '円'))
                     .collect();
-                if !digits.is_empty()
-                    && digits
-                        .trim_start_matches('-')
-                        .bytes()
-                        .all(|b| b.is_ascii_digit())
-                    && digits != "-"
-                {
+                // One optional minus sign, then at least one digit.
+                let unsigned = digits.strip_prefix('-').unwrap_or(&digits);
+                if !unsigned.is_empty() && unsigned.bytes().all(|b| b.is_ascii_digit()) {
                     digits
                 } else {
                     return Err(named(

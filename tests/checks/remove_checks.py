@@ -108,6 +108,12 @@ CHECKS = [
     ("enroll-replayed-claim", "lgwan-agent/src/enroll/mod.rs", *off("outbox.enrollment_digest_seen(&digest).await?"), 0, "cargo test -p lgwan-agent --test it -- enroll::"),
     ("agent-list-unconfirmed", "lgwan-agent/src/outbox/consents.rs", "OR (consent_id IS NULL AND unixepoch(signed_at) < ? - ?)", "OR (0 AND unixepoch(signed_at) < ? - ?)", 0, "cargo test -p lgwan-agent --lib answer_tests"),
     ("agent-app-revoked-memory", "lgwan-agent/src/agent.rs", "if named_now || outbox.app_revoked(&signer, &checked.id).await? {", "if named_now {", 0, AGENT),
+    ("source-statement-committed", "hub/src/broker/statements.rs", "t.resident.starts_with(COMMITTED_PREFIX) && t.names_token(&body.subject)", "t.names_token(&body.subject)", 0, "cargo test -p renkei-hub --test it -- statements::"),
+    ("counter-statement-commits", "client/src/consent.rs", "renkei_crypto::token::SubjectToken::parse(&resident).is_ok() {", "false && renkei_crypto::token::SubjectToken::parse(&resident).is_ok() {", 0, "cargo build -q --workspace && cargo test -p renkei-e2e --test it -- app_release::"),
+    ("key-statement-verified", "hub/src/api/mod.rs", "        st.verify(&hub.participant_ca, hub.now())\n            .map_err(|e| Error::bad_request_from(\"statement\", e))?;\n", "", 0, "cargo test -p renkei-hub --test it -- statements::"),
+    ("key-statement-small", "hub/src/api/mod.rs", *off("st.certificate.len() > MAX_STATEMENT_CERTIFICATE"), 0, "cargo test -p renkei-hub --test it -- statements::"),
+    ("grant-requests-back-off", "hub/src/broker/grants.rs", "    mark_served(&mut tx, &served, now).await?;\n", "", 0, "cargo test -p renkei-hub --test it -- flow::"),
+    ("enrollment-queue-bounded", "hub/src/broker/enroll.rs", *off("waiting >= MAX_PENDING_PER_APP"), 0, "cargo test -p renkei-hub --test it -- enroll::"),
 ]
 
 

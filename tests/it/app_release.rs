@@ -76,6 +76,24 @@ async fn a_revoked_counter_consent_is_not_replayed_to_the_app(backend: Backend) 
     )
     .await
     .unwrap();
+    // The statement the hub relays to the app names neither the resident's token nor the
+    // app's user digest: only commitments, which the app checks for its own user.
+    let relayed: String =
+        sqlx::query_scalar("SELECT statement FROM hub_consent_statements WHERE consent_id = $1")
+            .bind(&counter)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert!(
+        !relayed.contains(b.token.as_str())
+            && !relayed.contains("st1_")
+            && !relayed.contains("user:"),
+        "the counter statement gives the app the token or a digest: {relayed}"
+    );
+    assert!(
+        relayed.contains("stc1_") && relayed.contains("userc:"),
+        "{relayed}"
+    );
     let served = serve_once(&b).await;
     assert!(
         app_grants(&mut conn).await > 0,

@@ -3,7 +3,7 @@
 
 use chrono::{TimeZone, Utc};
 use renkei_crypto::consent_statement::{
-    ConsentStatement, ConsentTerms, RevocationList, user_resident,
+    ConsentStatement, ConsentTerms, RevocationList, commit_resident, user_resident,
 };
 use renkei_crypto::statement::KeyStatement;
 
@@ -234,6 +234,57 @@ fn a_guardians_relationship_is_signed_and_v1_stays_as_it_was() {
     })
     .unwrap_err();
     assert!(err.to_string().contains("guardian"), "{err}");
+}
+
+/// A counter consent names the resident by a salted commitment: the token and the
+/// apps' user digests are not in it, the holder of the token (hub, source) and each app
+/// for its own user can check it, and two statements for one resident share nothing.
+#[test]
+fn a_counter_consent_commits_to_the_token_and_aliases() {
+    let token = "st1_tetzd4iap44qh2iib3nrwg36yqzk6qhm";
+    let other = "st1_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let asmile = user_resident("phr:asmile", "u-1");
+    let kenko = user_resident("phr:kenko", "k-9");
+    let (resident, aliases) = commit_resident(token, &[asmile.clone(), kenko.clone()]);
+    let t = ConsentTerms {
+        resident: resident.clone(),
+        aliases: aliases.clone(),
+        ..terms()
+    };
+    t.check().unwrap();
+    let bytes = serde_json::to_string(&t).unwrap();
+    for secret in [token, &asmile[5..], &kenko[5..]] {
+        assert!(!bytes.contains(secret), "{secret} is in {bytes}");
+    }
+    assert!(t.names_token(token) && !t.names_token(other));
+    assert!(t.names_alias(&asmile) && t.names_alias(&kenko));
+    assert!(!t.names_alias(&user_resident("phr:asmile", "u-2")));
+    assert!(t.names_a_token());
+    // Another statement for the same resident: other salt, no value in common.
+    let (again, again_aliases) = commit_resident(token, &[asmile.clone()]);
+    assert_ne!(again, resident);
+    assert!(again_aliases.iter().all(|a| !aliases.contains(a)));
+    // Plain aliases beside a commitment, or a malformed commitment, are refused.
+    let mixed = ConsentTerms {
+        aliases: vec![asmile.clone()],
+        ..t.clone()
+    };
+    assert!(mixed.check().is_err());
+    let cut = ConsentTerms {
+        resident: resident[..resident.len() - 1].to_owned(),
+        ..t.clone()
+    };
+    assert!(cut.check().is_err());
+    // A statement from before commitments names the token and its digests plainly.
+    let plain = ConsentTerms {
+        resident: token.into(),
+        aliases: vec![asmile.clone()],
+        ..terms()
+    };
+    plain.check().unwrap();
+    assert!(plain.names_token(token) && plain.names_alias(&asmile));
+    // An app's own statement names its user, not a token.
+    assert!(!terms().names_a_token());
 }
 
 #[test]

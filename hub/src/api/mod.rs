@@ -417,6 +417,10 @@ async fn publish_revocation_list(
     })))
 }
 
+/// Longest certificate (base64 DER) a key statement may carry: participant certificates
+/// are about 1 KiB; the statement is copied into every key-grant request for its owner.
+const MAX_STATEMENT_CERTIFICATE: usize = 8 * 1024;
+
 async fn publish_keys(
     State(hub): Hs,
     Caller(who): Caller,
@@ -438,8 +442,10 @@ async fn publish_keys(
         }
     }
     if let Some(st) = &k.statement {
-        // The hub cannot check the signature against anyone's pinned CA for them; it
-        // keeps only statements that say what the request says, for the caller.
+        // Those who seal to these keys check the statement against their own pinned CA;
+        // the hub keeps only statements that say what the request says, for the caller,
+        // signed under the participant CA, and small: the statement goes out with every
+        // key-grant request for the caller.
         if st.participant != who.to_string()
             || st.grant_key != k.grant_key
             || st.enrollment_key != k.enrollment_key
@@ -448,6 +454,13 @@ async fn publish_keys(
                 "statement: must name the caller and the same keys as the request",
             ));
         }
+        if st.certificate.len() > MAX_STATEMENT_CERTIFICATE {
+            return Err(Error::bad_request(format!(
+                "statement: the certificate is longer than {MAX_STATEMENT_CERTIFICATE} bytes"
+            )));
+        }
+        st.verify(&hub.participant_ca, hub.now())
+            .map_err(|e| Error::bad_request_from("statement", e))?;
     }
     if k.enrollment_key.is_some() && who.kind() != ParticipantKind::Source {
         return Err(Error::Forbidden(

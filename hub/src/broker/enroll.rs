@@ -22,6 +22,11 @@ pub use renkei_protocol::{Enrollment, EnrollmentResult, SubmitBody};
 
 const MAX_SEALED: usize = 16 * 1024;
 
+/// Enrollments one app may have waiting for one source at once. The source answers
+/// them oldest first, a page at a time: without a bound, one app's flood would hold
+/// every other app's residents back until their requests expired.
+pub const MAX_PENDING_PER_APP: i64 = 1000;
+
 /// Queues an enrollment request for its source.
 pub async fn submit(hub: &Hub, who: &ParticipantId, body: &SubmitBody) -> Result<Enrollment> {
     let now = hub.now();
@@ -49,6 +54,18 @@ pub async fn submit(hub: &Hub, who: &ParticipantId, body: &SubmitBody) -> Result
                 bounded::echo(&body.source)
             )));
         }
+    }
+    let waiting: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM hub_enrollments \
+         WHERE source = $1 AND status = 'pending' AND requester = $2 AND expires_at > $3",
+    )
+    .bind(&body.source)
+    .bind(&me)
+    .bind(db::micros(now))
+    .fetch_one(&mut *tx)
+    .await?;
+    if waiting >= MAX_PENDING_PER_APP {
+        return Err(Error::RateLimited(60));
     }
     let user_ref = user_ref_hash(&hub.receipt_pepper, &me, &body.user_ref);
     let id = uuid::Uuid::new_v4().to_string();

@@ -173,26 +173,65 @@ pub async fn drop_grant(conn: &mut AnyConnection, record_id: &str, recipient: &s
     Ok(())
 }
 
-/// The oldest pending requests for records of `who`.
+/// How long a served request waits before it is served again, the first time; each
+/// further time twice as long, up to [`RESERVE_MAX_SECS`].
+const RESERVE_FIRST_SECS: i64 = 30;
+
+/// The longest wait before a request is served again (a refusal for a reason that passes,
+/// such as a stale revocation list, is retried within this).
+const RESERVE_MAX_SECS: i64 = 3600;
+
+/// Requests marked served in one statement.
+const MARK_CHUNK: usize = 200;
+
+/// When a request served for the `served`-th time (1 for the first) is due again (µs).
+fn due_again(now: i64, served: i64) -> i64 {
+    let shift = u32::try_from(served.saturating_sub(1))
+        .unwrap_or(u32::MAX)
+        .min(20);
+    let wait = RESERVE_FIRST_SECS
+        .saturating_mul(1_i64 << shift)
+        .min(RESERVE_MAX_SECS);
+    now.saturating_add(wait.saturating_mul(1_000_000))
+}
+
+/// The oldest pending requests for records of `who` that are due. Each one served waits
+/// before it is served again ([`due_again`]): requests the source refuses (a statement
+/// that does not verify, a recipient it does not release to) cannot hold the queue's head
+/// and keep every request behind them from being answered.
 pub async fn pending(hub: &Hub, who: &ParticipantId, limit: i64) -> Result<Vec<GrantRequest>> {
+    let now = db::micros(hub.now());
     let mut tx = hub.db.begin().await?;
     authorize_caller(&mut tx, who, super::PUBLISHERS).await?;
     let rows = sqlx::query(
-        "SELECT q.record_id, q.recipient, p.grant_pk, p.key_statement, r.sealed, k.purpose, \
-         r.subject_token, \
+        "SELECT q.record_id, q.recipient, q.served, p.grant_pk, p.key_statement, r.sealed, \
+         k.purpose, r.subject_token, \
          s.statement AS consent_statement \
          FROM hub_grant_requests q \
          JOIN hub_participants p ON p.participant = q.recipient \
          JOIN hub_records r ON r.record_id = q.record_id \
          JOIN consents k ON k.id = q.consent_id \
          LEFT JOIN hub_consent_statements s ON s.consent_id = q.consent_id \
-         WHERE q.source = $1 AND p.status = 'active' AND p.grant_pk IS NOT NULL \
+         WHERE q.source = $1 AND q.due_at <= $3 AND p.status = 'active' \
+         AND p.grant_pk IS NOT NULL \
          ORDER BY q.created_at, q.record_id LIMIT $2",
     )
     .bind(who.to_string())
     .bind(limit.clamp(1, hub.limits.max_page))
+    .bind(now)
     .fetch_all(&mut *tx)
     .await?;
+    let served: Vec<(String, String, i64)> = rows
+        .iter()
+        .map(|r| {
+            Ok((
+                r.try_get("record_id")?,
+                r.try_get("recipient")?,
+                r.try_get("served")?,
+            ))
+        })
+        .collect::<std::result::Result<_, sqlx::Error>>()?;
+    mark_served(&mut tx, &served, now).await?;
     tx.commit().await?;
     let me = who.to_string();
     rows.iter()
@@ -222,6 +261,43 @@ pub async fn pending(hub: &Hub, who: &ParticipantId, limit: i64) -> Result<Vec<G
             })
         })
         .collect()
+}
+
+/// Notes that `served` (record id, recipient, times served before) were served at `now`:
+/// each is due again after its next wait. Requests with the same count share a statement.
+async fn mark_served(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    served: &[(String, String, i64)],
+    now: i64,
+) -> Result<()> {
+    let mut by_count: std::collections::BTreeMap<i64, Vec<(&str, &str)>> = Default::default();
+    for (record, recipient, count) in served {
+        by_count
+            .entry(*count)
+            .or_default()
+            .push((record.as_str(), recipient.as_str()));
+    }
+    for (count, pairs) in by_count {
+        let next = count.saturating_add(1);
+        for chunk in pairs.chunks(MARK_CHUNK) {
+            let mut sql = String::from(
+                "UPDATE hub_grant_requests SET served = $1, due_at = $2 WHERE (record_id, recipient) IN (",
+            );
+            for i in 0..chunk.len() {
+                if i > 0 {
+                    sql.push(',');
+                }
+                sql.push_str(&format!("(${}, ${})", 3 + 2 * i, 4 + 2 * i));
+            }
+            sql.push(')');
+            let mut q = sqlx::query(&sql).bind(next).bind(due_again(now, next));
+            for (record, recipient) in chunk {
+                q = q.bind(*record).bind(*recipient);
+            }
+            q.execute(&mut **tx).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Stores grants that answer pending requests of `who`; anything else is dropped.

@@ -5,7 +5,7 @@
 //! releases anything (`lgwan-agent`, `renkei-client serve-grants`).
 
 use chrono::{DateTime, Utc};
-use renkei_crypto::consent_statement::{ConsentStatement, USER_PREFIX};
+use renkei_crypto::consent_statement::{COMMITTED_PREFIX, ConsentStatement, USER_PREFIX};
 use renkei_crypto::participant::{ParticipantId, ParticipantKind};
 use sqlx::{AnyConnection, Row};
 
@@ -50,14 +50,18 @@ pub fn check(
              data period, validity or guardian)",
         ));
     }
+    // A source's statement reaches the apps and clinics whose own records it releases:
+    // it names the resident by a commitment to the token, never the token itself.
     let resident_ok = match who.kind() {
-        ParticipantKind::Source => t.resident == body.subject,
+        ParticipantKind::Source => {
+            t.resident.starts_with(COMMITTED_PREFIX) && t.names_token(&body.subject)
+        }
         _ => t.resident.starts_with(USER_PREFIX),
     };
     if !resident_ok {
         return Err(bad(
-            "it names the resident otherwise than the caller may (a source by the \
-             subject token, an app by its user digest)",
+            "it names the resident otherwise than the caller may (a source by a \
+             commitment to the subject token, `stc1_…`; an app by its user digest)",
         ));
     }
     Ok(Some(st.clone()))

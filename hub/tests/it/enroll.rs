@@ -106,3 +106,44 @@ both!(
         assert_eq!(v["user_ref"], hash.as_str(), "hashed as a new row would be");
     }
 );
+
+// One app cannot queue more than `MAX_PENDING_PER_APP` enrollments for a source: the
+// next is refused (429) until the source answers or they expire; another app is not
+// held back.
+both!(
+    an_app_cannot_flood_a_sources_enrollment_queue,
+    |h: TestHub| async move {
+        h.register_all().await;
+        let sealed = data_encoding::BASE64.encode(b"sealed-bytes");
+        let max = renkei_hub::broker::enroll::MAX_PENDING_PER_APP;
+        // The queue filled to one below the bound directly, then through the API.
+        let mut tx = h.hub.db.pool().begin().await.unwrap();
+        for i in 0..max - 1 {
+            sqlx::query(
+                "INSERT INTO hub_enrollments (id, requester, source, user_ref, sealed, status, created_at, expires_at) \
+                 VALUES ($1, 'phr:asmile', 'source:city-a', 'ur1_x', $2, 'pending', 0, $3)",
+            )
+            .bind(format!("flood-{i}"))
+            .bind(b"x".as_slice())
+            .bind(i64::MAX)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        }
+        tx.commit().await.unwrap();
+        let submit = |app: &'static str| {
+            let body = json!({"source": "source:city-a", "user_ref": USER_REF, "sealed": sealed});
+            let h = &h;
+            async move {
+                h.call(Some(app), "POST", "/v1/enrollments", Some(body))
+                    .await
+            }
+        };
+        let (st, v) = submit("phr:asmile").await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        let (st, v) = submit("phr:asmile").await;
+        assert_eq!(st, StatusCode::TOO_MANY_REQUESTS, "{v}");
+        let (st, v) = submit("phr:other").await;
+        assert_eq!(st, StatusCode::OK, "another app is not held back: {v}");
+    }
+);

@@ -770,3 +770,61 @@ both!(
         );
     }
 );
+
+// Requests the source does not answer (it refused them) wait before they are served
+// again, longer each time: they cannot hold the head of the queue and keep the requests
+// behind them from ever being answered.
+both!(
+    unanswered_requests_do_not_hold_the_queue,
+    |h: TestHub| async move {
+        h.register_all().await;
+        for (doc, day) in [("doc-1", 1), ("doc-2", 2), ("doc-3", 3)] {
+            let rec = h.sealed(doc, SUBJECT, "checkup.glucose", d(2026, 5, day), b"{}");
+            assert_eq!(h.upload(&[&rec]).await.0, StatusCode::OK);
+        }
+        let consent = json!({
+            "subject": SUBJECT, "recipient": "clinic:mysos", "purpose": "online-consultation",
+            "categories": ["checkup.glucose"], "method": "counter", "granted_by": "staff-17",
+            "valid_until": (t0() + Duration::hours(24)).to_rfc3339()
+        });
+        let (st, v) = h
+            .call(Some("source:city-a"), "POST", "/v1/consents", Some(consent))
+            .await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        let page = |limit: u32| {
+            let h = &h;
+            async move {
+                let path = format!("/v1/source/key-grant-requests?limit={limit}");
+                let (st, v) = h.call(Some("source:city-a"), "GET", &path, None).await;
+                assert_eq!(st, StatusCode::OK, "{v}");
+                let mut ids: Vec<String> = v["requests"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|r| r["record_id"].as_str().unwrap().to_owned())
+                    .collect();
+                ids.sort();
+                ids
+            }
+        };
+        // The source refuses the first two (it does not answer): the third comes next.
+        let first = page(2).await;
+        assert_eq!(first.len(), 2);
+        let second = page(2).await;
+        assert_eq!(second.len(), 1, "the refused requests came back first");
+        assert!(!first.contains(&second[0]));
+        assert!(page(10).await.is_empty());
+        // Due again after 30 s, then after 60 s more.
+        h.set_now(t0() + Duration::seconds(30));
+        assert_eq!(page(10).await.len(), 3);
+        h.set_now(t0() + Duration::seconds(89));
+        assert!(page(10).await.is_empty());
+        h.set_now(t0() + Duration::seconds(90));
+        assert_eq!(page(10).await.len(), 3);
+        // Answered, they are gone.
+        h.set_now(t0() + Duration::seconds(300));
+        assert_eq!(h.answer_grants().await, 3);
+        h.set_now(t0() + Duration::seconds(3600 * 3));
+        assert!(page(10).await.is_empty());
+    }
+);

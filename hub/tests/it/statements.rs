@@ -5,7 +5,7 @@
 use axum::http::StatusCode;
 use chrono::{Duration, Timelike};
 use renkei_crypto::consent_statement::{
-    ConsentStatement, ConsentTerms, RevocationList, user_resident,
+    ConsentStatement, ConsentTerms, RevocationList, commit_resident, user_resident,
 };
 use renkei_crypto::grant::RecipientSecretKey;
 use renkei_crypto::keys::KeyVersion;
@@ -114,6 +114,35 @@ both!(
         let relayed: ConsentStatement =
             serde_json::from_value(requests[0]["consent_statement"].clone()).unwrap();
         assert_eq!(relayed, statement);
+    }
+);
+
+// A source's counter statement reaches the apps and clinics whose own records it
+// releases: it must name the resident by a commitment to the token, never the token,
+// and the commitment must be to the body's subject.
+both!(
+    a_source_statement_names_the_resident_by_commitment_only,
+    |h: TestHub| async move {
+        h.register_all().await;
+        let pki = TestPki::new();
+        let r = h.sealed("doc-1", SUBJECT, "checkup.body", d(2026, 5, 1), b"{}");
+        assert_eq!(h.upload(&[&r]).await.0, StatusCode::OK);
+        let grant = |t: &ConsentTerms| {
+            let mut b = body(SUBJECT, t, &sign(&pki, "source-city-a", t.clone()));
+            b["method"] = json!("counter");
+            b["granted_by"] = json!("staff-1");
+            h.call(Some("source:city-a"), "POST", "/v1/consents", Some(b))
+        };
+        let plain = terms(SUBJECT, "clinic:mysos");
+        let (st, v) = grant(&plain).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+        assert!(v.to_string().contains("stc1_"), "{v}");
+        let (other, _) = commit_resident("st1_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", &[]);
+        let (st, v) = grant(&terms(&other, "clinic:mysos")).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+        let (committed, _) = commit_resident(SUBJECT, &[]);
+        let (st, v) = grant(&terms(&committed, "clinic:mysos")).await;
+        assert_eq!(st, StatusCode::OK, "{v}");
     }
 );
 
@@ -231,7 +260,23 @@ both!(
             t0(),
         )
         .unwrap();
-        for statement in [&by_clinic, &other_keys] {
+        // Its own statement with the signature broken, or padded to megabytes (it goes
+        // out with every key-grant request for the app; 16 KiB, under the body limit).
+        let own_for = |key: &str| {
+            KeyStatement::sign(
+                &pki.pem("phr-asmile"),
+                &pki.key("phr-asmile"),
+                Some(key),
+                None,
+                t0(),
+            )
+            .unwrap()
+        };
+        let mut broken = own_for(&grant_key);
+        broken.issued_at += Duration::seconds(1);
+        let mut padded = own_for(&grant_key);
+        padded.certificate.push_str(&"A".repeat(16 * 1024));
+        for statement in [&by_clinic, &other_keys, &broken, &padded] {
             let body = json!({"grant_key": grant_key, "statement": statement});
             let (st, v) = h.call(Some("phr:asmile"), "PUT", asmile, Some(body)).await;
             assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");

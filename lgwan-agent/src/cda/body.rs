@@ -72,8 +72,9 @@ pub(super) struct Body {
     /// Depth of the observation being skipped (its `moodCode` is not `EVN`).
     skip: Option<usize>,
     observations: Vec<Observation>,
-    /// Values coded in another code system than the item codes: read past, counted.
-    foreign: usize,
+    /// Values read past, counted with the items not exported: coded in another code
+    /// system than the item codes, or saying nothing without a `nullFlavor`.
+    unread: usize,
 }
 
 impl Body {
@@ -132,6 +133,7 @@ impl Body {
                     let item = p.code.as_deref().unwrap_or("(no code)");
                     match start_value(item, attrs)? {
                         ValueStart::Nothing => {}
+                        ValueStart::Empty => self.unread += 1,
                         ValueStart::Value(v) => p.values.push(v),
                         ValueStart::Text => p.text = Some(OpenText::at(depth)),
                     }
@@ -184,8 +186,11 @@ impl Body {
             }
             Element::Value => {
                 if let Some(p) = self.open.last_mut() {
-                    if let Some(value) = p.text.take().and_then(OpenText::finish) {
-                        p.values.push(value);
+                    // Blank text without a nullFlavor says nothing: counted.
+                    match p.text.take().map(OpenText::finish) {
+                        Some(Some(value)) => p.values.push(value),
+                        Some(None) => self.unread += 1,
+                        None => {}
                     }
                 }
             }
@@ -197,7 +202,7 @@ impl Body {
     /// Every result, in document order, and how many values were read past because
     /// their code is in another code system.
     pub(super) fn into_observations(self) -> (Vec<Observation>, usize) {
-        (self.observations, self.foreign)
+        (self.observations, self.unread)
     }
 
     fn finish(&mut self, p: Pending) -> Result<(), Reason> {
@@ -231,7 +236,7 @@ impl Body {
             }
             // A value in another code system is not a checkup item: read past, counted
             // with the items not exported.
-            None if !is_item_system => self.foreign += p.values.len(),
+            None if !is_item_system => self.unread += p.values.len(),
             None if p.values.is_empty() => {}
             None => {
                 return Err(Reason::BadValue(
@@ -248,10 +253,14 @@ impl Body {
         }
         for mut o in all {
             o.group = match &code {
-                // A top-level observation with members names the series group.
-                Some(header) => had_members.then(|| header.clone()),
-                // A container without an item code: the group the table gives.
-                None => item_table::group_of(&o.item_code).map(str::to_owned),
+                // A top-level observation with members whose code is a series group's id
+                // names the group.
+                Some(header) if had_members && item_table::is_group(header) => Some(header.clone()),
+                // An item standing alone is in no group.
+                Some(_) if !had_members => None,
+                // A container without an item code, or an item that is no group's id
+                // with details under it (既往歴): the group the table gives, if any.
+                _ => item_table::group_of(&o.item_code).map(str::to_owned),
             };
             self.observations.push(o);
         }
@@ -348,6 +357,33 @@ mod tests {
         assert_eq!(got[0].3, None, "the header hangs in no relationship");
     }
 
+    /// An item that is not a series group's id, with its details under it (既往歴 and
+    /// 具体的な既往歴): no group is made up for them.
+    #[test]
+    fn an_item_with_details_under_it_is_no_group() {
+        let detail = r#"<value xsi:type="ST">高血圧症</value>"#;
+        let body = format!(
+            r#"<entry><observation classCode="OBS" moodCode="EVN"><code code="9N056000000000011"/><value xsi:type="CD" code="1"/>{}</observation></entry>"#,
+            member("COMP", "9N056160400000049", detail),
+        );
+        let got = read(&body);
+        let codes: Vec<_> = got.iter().map(|o| (o.0.as_str(), o.2.as_deref())).collect();
+        assert_eq!(
+            codes,
+            [("9N056000000000011", None), ("9N056160400000049", None)]
+        );
+    }
+
+    /// Values that say nothing without a `nullFlavor` saying why are counted with the
+    /// items not exported; a `nullFlavor` is no result and is not counted.
+    #[test]
+    fn values_that_say_nothing_are_counted() {
+        let body = r#"<entry><observation classCode="OBS" moodCode="EVN"><code code="9N006000000000001"/><value xsi:type="PQ" unit="kg"/></observation></entry><entry><observation classCode="OBS" moodCode="EVN"><code code="9N056000000000011"/><value xsi:type="CD" codeSystem="1.2.392.200119.6.2001" displayName="あり"/></observation></entry><entry><observation classCode="OBS" moodCode="EVN"><code code="9N061160800000049"/><value xsi:type="ST"> </value></observation></entry><entry><observation classCode="OBS" moodCode="EVN"><code code="9N001000000000001"/><value xsi:type="PQ" nullFlavor="NI"/></observation></entry>"#;
+        let d = parse_checkup(doc(body).as_bytes(), "x").unwrap();
+        assert!(d.observations.is_empty());
+        assert_eq!(d.unread_values, 3);
+    }
+
     /// A result coded in another code system is not a checkup item: it is not read as
     /// one, and it is counted so the import reports it with the items not exported.
     #[test]
@@ -361,7 +397,7 @@ mod tests {
             .map(|o| o.item_code.as_str())
             .collect();
         assert_eq!(codes, ["9N006000000000001"]);
-        assert_eq!(d.foreign_values, 2);
+        assert_eq!(d.unread_values, 2);
     }
 
     #[test]

@@ -53,7 +53,7 @@ pub(super) struct GuidanceBody {
     skip: Option<usize>,
     observations: Vec<Observation>,
     /// Values coded in another code system than the guidance items: read past, counted.
-    foreign: usize,
+    unread: usize,
 }
 
 fn last(stack: &[String], n: usize) -> Option<&str> {
@@ -154,6 +154,7 @@ impl GuidanceBody {
                     let item = p.code.as_deref().unwrap_or("(no code)");
                     match start_value(item, attrs)? {
                         ValueStart::Nothing => {}
+                        ValueStart::Empty => self.unread += 1,
                         ValueStart::Value(v) => p.values.push(v),
                         ValueStart::Text => p.text = Some(OpenText::at(depth)),
                     }
@@ -238,8 +239,11 @@ impl GuidanceBody {
             }
             "value" => {
                 if let Some(p) = self.open.last_mut().filter(|p| p.depth + 1 == depth) {
-                    if let Some(value) = p.text.take().and_then(OpenText::finish) {
-                        p.values.push(value);
+                    // Blank text without a nullFlavor says nothing: counted.
+                    match p.text.take().map(OpenText::finish) {
+                        Some(Some(value)) => p.values.push(value),
+                        Some(None) => self.unread += 1,
+                        None => {}
                     }
                 }
             }
@@ -256,7 +260,7 @@ impl GuidanceBody {
     /// Every record, in document order, and how many values were read past because
     /// their code is in another code system.
     pub(super) fn into_observations(self) -> (Vec<Observation>, usize) {
-        (self.observations, self.foreign)
+        (self.observations, self.unread)
     }
 
     /// The date of the innermost open act, if it gave one.
@@ -279,7 +283,7 @@ impl GuidanceBody {
         if p.system.as_deref().is_some_and(|s| s != GUIDANCE_ITEM_OID) {
             // Another code system is not a guidance item: read past, counted with the
             // items not exported.
-            self.foreign += p.values.len();
+            self.unread += p.values.len();
             return Ok(());
         }
         let Some(code) = p.code else {
@@ -430,7 +434,7 @@ mod tests {
         );
         let d = parse_guidance(doc(&body).as_bytes(), "x").unwrap();
         assert_eq!(d.observations.len(), 1);
-        assert_eq!(d.foreign_values, 1);
+        assert_eq!(d.unread_values, 1);
     }
 
     #[test]

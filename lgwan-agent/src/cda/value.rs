@@ -65,8 +65,11 @@ const MAX_NUMBER_CHARS: usize = 20;
 /// What the start tag of a `value` gives.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum ValueStart {
-    /// No result: a `nullFlavor`, or no number or code.
+    /// No result: a `nullFlavor` says why.
     Nothing,
+    /// No result and no `nullFlavor`: a value that says nothing (a PQ without its
+    /// number, a code without its code), counted with the items not exported.
+    Empty,
     /// A number or a code.
     Value(Value),
     /// Text (ST, ED): the element's own character data is the value.
@@ -85,7 +88,7 @@ pub(super) fn start_value(item: &str, attrs: &Attrs<'_>) -> Result<ValueStart, R
     match kind {
         "PQ" | "INT" => {
             let Some(raw) = xml::get(attrs, "value") else {
-                return Ok(ValueStart::Nothing);
+                return Ok(ValueStart::Empty);
             };
             let value = number(raw, kind == "INT").map_err(|e| {
                 Reason::BadValue(match e {
@@ -113,7 +116,7 @@ pub(super) fn start_value(item: &str, attrs: &Attrs<'_>) -> Result<ValueStart, R
         }
         "CD" | "CO" | "CE" | "CV" | "CS" => {
             let Some(code) = xml::token(attrs, "code").filter(|c| !c.is_empty()) else {
-                return Ok(ValueStart::Nothing);
+                return Ok(ValueStart::Empty);
             };
             // `CS` may not name a system; the others may leave it to the context,
             // which for a checkup item is its result-code OID in the item table.
@@ -316,13 +319,20 @@ mod tests {
     fn null_and_empty_values_are_no_result() {
         for pairs in [
             &[("xsi:type", "PQ"), ("nullFlavor", "NI"), ("value", "1")][..],
-            &[("xsi:type", "PQ"), ("unit", "cm")],
-            &[("xsi:type", "CD"), ("codeSystem", "1.2.3")],
             &[("xsi:type", "ST"), ("nullFlavor", "UNK")],
             &[("xsi:type", "BL"), ("nullFlavor", "NI")],
         ] {
             let start = start_value("9N001000000000001", &attrs(pairs));
             assert_eq!(start, Ok(ValueStart::Nothing), "{pairs:?}");
+        }
+        for pairs in [
+            &[("xsi:type", "PQ"), ("unit", "cm")][..],
+            &[("xsi:type", "INT")],
+            &[("xsi:type", "CD"), ("codeSystem", "1.2.3")],
+            &[("xsi:type", "CO"), ("code", "")],
+        ] {
+            let start = start_value("9N001000000000001", &attrs(pairs));
+            assert_eq!(start, Ok(ValueStart::Empty), "{pairs:?}");
         }
         let b64 = attrs(&[("xsi:type", "ED"), ("representation", "B64")]);
         assert!(start_value("9N051000000000049", &b64).is_err());

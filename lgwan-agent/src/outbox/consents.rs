@@ -113,6 +113,21 @@ impl Outbox {
         Ok(row.is_some())
     }
 
+    /// `subject` and the tokens linked to it directly (a key rotation's old and new
+    /// token): the tokens [`Outbox::same_person`] takes for `subject`'s person.
+    pub async fn tokens_of_person(&self, subject: &SubjectToken) -> Result<Vec<String>> {
+        let mut tokens: Vec<String> = sqlx::query_scalar(
+            "SELECT new_token FROM subject_links WHERE old_token = ?1 \
+             UNION SELECT old_token FROM subject_links WHERE new_token = ?1",
+        )
+        .bind(subject.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.db(e))?;
+        tokens.push(subject.as_str().to_owned());
+        Ok(tokens)
+    }
+
     /// Links `app`'s user `resident` to `subject` as an answered enrollment does, for
     /// tests that start past the enrollment.
     #[cfg(test)]

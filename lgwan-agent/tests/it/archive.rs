@@ -217,7 +217,17 @@ fn the_layout_is_read_in_any_case_and_strays_are_quarantined() {
     let lower = rewritten(
         dir.path(),
         MAIN,
-        |n, _| {
+        |n, bytes| {
+            if n.ends_with("ix08_V08.xml") {
+                // The claims file below is one more record of the archive.
+                let text = String::from_utf8(bytes.clone()).unwrap();
+                *bytes = text
+                    .replace(
+                        r#"totalRecordCount value="6""#,
+                        r#"totalRecordCount value="7""#,
+                    )
+                    .into_bytes();
+            }
             Some(
                 n.replace("/DATA/", "/data/")
                     .replace("ix08_V08", "IX08_v08"),
@@ -277,4 +287,56 @@ fn fewer_documents_than_the_index_declares_is_a_quarantine() {
             && q.entry.as_deref().is_some_and(|e| e.ends_with("ix08_V08.xml"))),
         "{bad:#?}"
     );
+}
+
+/// More documents than the index declares: files were added after the index was made,
+/// and the archive says so (the documents are still read, each on its own merits).
+#[test]
+fn more_documents_than_the_index_declares_is_a_quarantine() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = MAIN.trim_end_matches(".zip");
+    let (expected, _, _) = scan(MAIN, &Limits::default());
+    let copy = {
+        use std::io::Read;
+        let file = std::fs::File::open(fixture(MAIN)).unwrap();
+        let mut archive = zip::ZipArchive::new(file).unwrap();
+        let name = archive
+            .file_names()
+            .find(|n| n.contains("/DATA/"))
+            .unwrap()
+            .to_owned();
+        let mut bytes = Vec::new();
+        archive
+            .by_name(&name)
+            .unwrap()
+            .read_to_end(&mut bytes)
+            .unwrap();
+        bytes
+    };
+    let extra = format!("{root}/DATA/h99999999999999999999.xml");
+    let long = rewritten(
+        dir.path(),
+        MAIN,
+        |n, _| Some(n.to_owned()),
+        &[(&extra, &copy)],
+    );
+    let (docs, bad) = scan_path(&long);
+    assert_eq!(docs.len(), expected.len() + 1);
+    assert!(
+        bad.iter().any(|q| matches!(&q.reason, Reason::Layout(m) if m.contains("declares 6 records, the archive holds 7"))
+            && q.entry.as_deref().is_some_and(|e| e.ends_with("ix08_V08.xml"))),
+        "{bad:#?}"
+    );
+}
+
+/// Entry names that begin with `./` (some zip tools write them) name the same root
+/// folder: the archive is read as if they did not.
+#[test]
+fn entries_named_from_dot_slash_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let (expected, _, _) = scan(MAIN, &Limits::default());
+    let dotted = rewritten(dir.path(), MAIN, |n, _| Some(format!("./{n}")), &[]);
+    let (docs, bad) = scan_path(&dotted);
+    assert!(bad.is_empty(), "{bad:#?}");
+    assert_eq!(docs.len(), expected.len());
 }

@@ -103,7 +103,7 @@ fn every_item_checkup(rows: &[Row]) -> CheckupDocument {
             sex: Sex::Female,
         },
         exam_date: NaiveDate::from_ymd_opt(2024, 10, 15).unwrap(),
-        foreign_values: 0,
+        unread_values: 0,
         observations,
     }
 }

@@ -104,6 +104,67 @@ fn bad_rows_are_quarantined_by_column_and_the_rest_read() {
     assert_eq!(entries[0].as_deref(), Some("record 3"));
 }
 
+/// An amount of yen is one optional minus sign and at least one digit: a cell of signs
+/// alone is not a number, and must never reach a record as `"value": "--"`.
+#[test]
+fn an_amount_of_signs_alone_is_refused() {
+    let config = mappings();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kdb.csv");
+    let header = "保険者番号,被保険者証記号,被保険者証番号,枝番,氏名,生年月日,性別,診療年月,入院医療費,入院外医療費,歯科医療費,調剤医療費,医療費総額";
+    let rows: Vec<String> = ["-", "--", "--5", "-5-", "－１,２００", "-1,200", "0"]
+        .iter()
+        .map(|amount| {
+            format!("138016,見本1,12345,01,見本　太郎,1970/01/02,男,202404,0,\"{amount}\",0,0,100")
+        })
+        .collect();
+    std::fs::write(&path, format!("{header}\n{}\n", rows.join("\n"))).unwrap();
+    let (rows, reasons, _) = read(&path, &config);
+    let messages: Vec<String> = reasons.iter().map(ToString::to_string).collect();
+    assert_eq!(messages.len(), 4, "{messages:?}");
+    for (message, amount) in messages.iter().zip(["-", "--", "--5", "-5-"]) {
+        assert!(
+            message.contains("`入院外医療費`") && message.contains(&format!("`{amount}`")),
+            "{message}"
+        );
+    }
+    let amounts: Vec<&str> = rows
+        .iter()
+        .filter_map(|(_, r)| r.cells.iter().find(|(i, _)| *i == 1))
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(amounts, ["-1200", "-1200", "0"]);
+}
+
+/// A quote left open swallows the rows after it into one record: the quarantine names
+/// every line that record took, so the persons on them are not lost without a word.
+#[test]
+fn an_unclosed_quote_names_every_line_it_swallowed() {
+    let config = mappings();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kdb.csv");
+    let header = "保険者番号,被保険者証記号,被保険者証番号,枝番,氏名,生年月日,性別,診療年月,入院医療費,入院外医療費,歯科医療費,調剤医療費,医療費総額";
+    let row = |n: u32, name: &str| {
+        format!("138016,見本1,{n},01,{name},1970/01/02,男,202404,0,100,0,0,100")
+    };
+    let body = [
+        row(1, "見本　一郎"),
+        row(2, "\"見本　二郎"),
+        row(3, "見本　三郎"),
+        row(4, "見本　四郎"),
+    ];
+    std::fs::write(&path, format!("{header}\n{}\n", body.join("\n"))).unwrap();
+    let (rows, reasons, entries) = read(&path, &config);
+    assert_eq!(rows.len(), 1);
+    let messages: Vec<String> = reasons.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        entries,
+        [Some("record 3, lines 3–5".to_owned())],
+        "{messages:?}"
+    );
+    assert!(messages[0].contains("quote"), "{messages:?}");
+}
+
 #[test]
 fn unknown_header_and_bad_bytes() {
     let config = mappings();

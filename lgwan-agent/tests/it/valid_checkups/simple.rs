@@ -298,8 +298,10 @@ fn with_members(obs: &El, relation: Option<&str>, table: &Table, out: &mut Vec<F
 }
 
 /// Every result of the document, in document order, with its series group: the
-/// code of a top-level observation that has members, or, under a container without
-/// an item code, the group the item table gives.
+/// code of a top-level observation that has members and is a group's id in the item
+/// table, none for a top-level observation alone, and otherwise (under a container
+/// without an item code, or under an item that is no group's id) the group the item
+/// table gives.
 pub(super) fn read(bytes: &[u8], table: &Table) -> Vec<Found> {
     let root = tree(bytes);
     let mut entries = Vec::new();
@@ -316,9 +318,17 @@ pub(super) fn read(bytes: &[u8], table: &Table) -> Vec<Found> {
             }
             let has_members = !members.is_empty();
             for mut found in own(top, None, table).into_iter().chain(members) {
+                let table_group = table.row(&found.code).and_then(|r| r.group.clone());
                 found.group = match &head {
-                    Some(h) => has_members.then(|| h.clone()),
-                    None => table.row(&found.code).and_then(|r| r.group.clone()),
+                    // The head names the group when the table says it is a group's id.
+                    Some(h)
+                        if has_members
+                            && table.row(h).and_then(|r| r.group.as_ref()) == Some(h) =>
+                    {
+                        Some(h.clone())
+                    }
+                    Some(_) if !has_members => None,
+                    _ => table_group,
                 };
                 out.push(found);
             }

@@ -335,7 +335,7 @@ pub fn read_table(
             // Cells over several lines with the wrong count: most likely a quote left
             // open, which took the rows after it. Every line is named, so the persons
             // on them are not lost without a word.
-            let open_end = record.iter().last().is_some_and(|c| c.ends_with('\n'));
+            let open_end = record.iter().next_back().is_some_and(|c| c.ends_with('\n'));
             let last = end.saturating_sub(u64::from(open_end)).max(start);
             let (entry, reason) = if last > start {
                 (

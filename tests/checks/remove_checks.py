@@ -113,6 +113,7 @@ CHECKS = [
     ("key-statement-verified", "hub/src/api/mod.rs", "        st.verify(&hub.participant_ca, hub.now())\n            .map_err(|e| Error::bad_request_from(\"statement\", e))?;\n", "", 0, "cargo test -p renkei-hub --test it -- statements::"),
     ("key-statement-small", "hub/src/api/mod.rs", *off("st.certificate.len() > MAX_STATEMENT_CERTIFICATE"), 0, "cargo test -p renkei-hub --test it -- statements::"),
     ("grant-requests-back-off", "hub/src/broker/grants.rs", "    mark_served(&mut tx, &served, now).await?;\n", "", 0, "cargo test -p renkei-hub --test it -- flow::"),
+    ("clinic-patient-consent-in-force", "hub/src/broker/subjects.rs", "         AND p.pseudonym = $2 AND EXISTS (SELECT 1 FROM consents c \\\n", "         AND p.pseudonym = $2 AND 1 = 1 OR 0 = 1 AND EXISTS (SELECT 1 FROM consents c \\\n", 0, "cargo test -p renkei-hub --test it -- clinic_sources::"),
     ("enrollment-queue-bounded", "hub/src/broker/enroll.rs", *off("waiting >= MAX_PENDING_PER_APP"), 0, "cargo test -p renkei-hub --test it -- enroll::"),
 ]
 

@@ -261,7 +261,7 @@ fn a_counter_consent_commits_to_the_token_and_aliases() {
     assert!(!t.names_alias(&user_resident("phr:asmile", "u-2")));
     assert!(t.names_a_token());
     // Another statement for the same resident: other salt, no value in common.
-    let (again, again_aliases) = commit_resident(token, &[asmile.clone()]);
+    let (again, again_aliases) = commit_resident(token, std::slice::from_ref(&asmile));
     assert_ne!(again, resident);
     assert!(again_aliases.iter().all(|a| !aliases.contains(a)));
     // Plain aliases beside a commitment, or a malformed commitment, are refused.

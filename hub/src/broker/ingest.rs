@@ -97,18 +97,19 @@ async fn ingest_checked(hub: &Hub, who: &ParticipantId, batch: &[Upload]) -> Res
         let subject = match subjects.get(named) {
             Some(known) => known.clone(),
             None => {
-                let subject = resolve_subject(&mut tx, who, named)
-                    .await
-                    .map_err(|e| match e {
-                        Error::BadRequest { context, source } => Error::BadRequest {
-                            context: format!(
-                                "records[{}] `{}`: {context}",
-                                c.index, c.record.record_id
-                            ),
-                            source,
-                        },
-                        other => other,
-                    })?;
+                let subject =
+                    resolve_subject(&mut tx, who, named, now)
+                        .await
+                        .map_err(|e| match e {
+                            Error::BadRequest { context, source } => Error::BadRequest {
+                                context: format!(
+                                    "records[{}] `{}`: {context}",
+                                    c.index, c.record.record_id
+                                ),
+                                source,
+                            },
+                            other => other,
+                        })?;
                 subjects.insert(named, subject.clone());
                 subject
             }
@@ -235,12 +236,13 @@ async fn resolve_subject(
     conn: &mut AnyConnection,
     who: &ParticipantId,
     named: &str,
+    now: chrono::DateTime<chrono::Utc>,
 ) -> Result<String> {
     match who.kind() {
         // An app publishes only for residents who linked it by enrollment.
         ParticipantKind::Phr => super::subjects::linked_subject(conn, who, named).await,
         // A clinic only for residents it knows as a recipient, by its own pseudonym.
-        ParticipantKind::Clinic => super::subjects::recipient_subject(conn, who, named).await,
+        ParticipantKind::Clinic => super::subjects::recipient_subject(conn, who, named, now).await,
         _ => {
             SubjectToken::parse(named).map_err(|e| {
                 Error::bad_request_from(format!("subject `{}`", super::bounded::echo(named)), e)

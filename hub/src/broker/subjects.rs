@@ -150,17 +150,24 @@ pub async fn linked_subject(
 }
 
 /// The subject a recipient names by its own pseudonym: one the hub gave it, because a
-/// consent named it (a clinic publishing a vaccination it gave names its patient so).
+/// consent named it, while a consent naming it for that resident is in force (a clinic
+/// publishing a vaccination it gave names its patient so; once every consent naming it
+/// has ended, the resident is no longer its patient here).
 pub async fn recipient_subject(
     conn: &mut AnyConnection,
     who: &ParticipantId,
     pseudonym: &str,
+    now: DateTime<Utc>,
 ) -> Result<String> {
     let row = sqlx::query(
-        "SELECT subject_token FROM hub_pseudonyms WHERE recipient = $1 AND pseudonym = $2",
+        "SELECT p.subject_token FROM hub_pseudonyms p WHERE p.recipient = $1 \
+         AND p.pseudonym = $2 AND EXISTS (SELECT 1 FROM consents c \
+         WHERE c.subject = p.subject_token AND c.recipient = $1 AND c.status = 'active' \
+         AND c.valid_from_us <= $3 AND (c.valid_until_us IS NULL OR c.valid_until_us > $3))",
     )
     .bind(who.to_string())
     .bind(pseudonym)
+    .bind(crate::db::micros(now))
     .fetch_optional(&mut *conn)
     .await?;
     subject_or_refused(row, || {

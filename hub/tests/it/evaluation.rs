@@ -274,6 +274,18 @@ mod clinic_sources {
                 !v.to_string().contains("st1_"),
                 "a token reached the clinic: {v}"
             );
+            // Once the consent naming the clinic has ended, the resident is no longer its
+            // patient here: nothing more is published for them.
+            h.set_now(until);
+            let (st, v) = h
+                .call(
+                    Some("clinic:mysos"),
+                    "POST",
+                    "/v1/records",
+                    Some(upload(&patient, "immunization.record")),
+                )
+                .await;
+            assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
         }
     );
 }

@@ -241,7 +241,7 @@ pub fn requested_header(request: &GrantRequest) -> Result<EnvelopeHeader> {
 /// `key`) release the record: it verifies and covers the request
 /// ([`crate::consent::check_request`]), and it names the record's resident. The hub says
 /// who that is (`request.subject`); the record's subject binding, which only `key` makes,
-/// confirms it. A source's consents name the resident by token; an app's by its user
+/// confirms it. A source's consents name the resident by a commitment to its token; an app's by its user
 /// digest (`users`, kept by `enroll`), either in a statement the app signed itself or
 /// among the aliases of a counter consent signed by the source that linked the user.
 ///

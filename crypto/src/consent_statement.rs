@@ -28,7 +28,8 @@
 //! <data period until, YYYY-MM-DD or empty>
 //! <valid from, RFC 3339 UTC, seconds>
 //! <valid until, RFC 3339 UTC, seconds, or empty>
-//! <aliases, sorted, comma-separated (user digests), or empty>
+//! <aliases, sorted, comma-separated (`userc:` commitments, or `user:` digests in
+//!  statements from before commitments), or empty>
 //! <issued at, RFC 3339 UTC, microseconds>
 //! ```
 //!
@@ -132,7 +133,9 @@ const MAX_SKEW_SECS: i64 = 300;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConsentTerms {
-    /// The resident: `st1_…` (the signing source's own token) or [`user_resident`].
+    /// The resident: a commitment to the signing source's own token (`stc1_…`,
+    /// [`commit_resident`]; `st1_…` itself in statements from before commitments) or an
+    /// app's [`user_resident`].
     pub resident: String,
     /// Recipient `kind:id`.
     pub recipient: String,
@@ -149,8 +152,9 @@ pub struct ConsentTerms {
     /// End of validity (exclusive, whole seconds); none until revoked.
     pub valid_until: Option<DateTime<Utc>>,
     /// For a source's counter consent: the resident's user digests at the apps the source
-    /// linked them to ([`user_resident`], sorted), so that an app holding the resident's
-    /// own records recognises them. Empty otherwise.
+    /// linked them to ([`user_resident`]), committed under the resident's salt
+    /// (`userc:…`, [`commit_resident`]) and sorted, so that an app holding the resident's
+    /// own records recognises its user ([`ConsentTerms::names_alias`]). Empty otherwise.
     #[serde(default)]
     pub aliases: Vec<String>,
     /// When a guardian consented for the resident, a child: `parent` or `legal-guardian`.
@@ -308,13 +312,6 @@ impl ConsentTerms {
             }
             None => self.aliases.iter().any(|a| a == user),
         }
-    }
-
-    /// Whether the resident is named by a token or a commitment to one (a source's
-    /// counter consent), not by an app's user digest.
-    pub fn names_a_token(&self) -> bool {
-        committed_parts(&self.resident).is_some()
-            || crate::token::SubjectToken::parse(&self.resident).is_ok()
     }
 
     /// Whether a record of `category` with `effective_date` may be released under these

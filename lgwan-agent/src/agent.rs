@@ -399,7 +399,8 @@ impl Agent {
     /// Whether the consent statement sent with `r` lets this agent release the record
     /// whose header is `header`: it verifies against the pinned CA and covers the
     /// recipient, purpose, category, date and time ([`check_request`]); it names the
-    /// record's resident, either as this agent's own counter consent (by subject token)
+    /// record's resident, either as this agent's own counter consent (by a commitment
+    /// to the subject token)
     /// or as an app's consent for a user this agent itself linked to that resident by
     /// enrollment; this agent has not revoked it; and, for an app's consent, the app's
     /// own revocation list ([`Agent::app_revocations`]) is fresh and does not name it.

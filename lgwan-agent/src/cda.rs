@@ -393,7 +393,8 @@ fn finish(state: State, fallback_id: &str, kind: DocumentKind) -> Result<Checkup
     let birth = parse_ts_date(&birth_raw)
         .ok_or_else(|| Reason::Field("birthTime is not a date (YYYYMMDD)".into()))?;
     let sex_raw = required(state.sex, "administrativeGenderCode")?;
-    // co08_V08.xsd `Code.AdministrativeGender`: `1` or `2`, nothing else (the CSV
+    // The MHLW code table for sex (性別, OID 1.2.392.200119.6.1104, also
+    // co08_V08.xsd `Code.AdministrativeGender`): `1` or `2`, nothing else (the CSV
     // readers take the other forms exports use; a CDA document does not).
     let sex = match sex_raw.trim() {
         "1" => Sex::Male,
@@ -474,7 +475,8 @@ mod tests {
         )
     }
 
-    /// co08_V08.xsd allows `1` and `2` only: the forms CSV exports use are refused here.
+    /// The MHLW sex code table has `1` and `2` only: the forms CSV exports use are
+    /// refused here.
     #[test]
     fn a_sex_code_other_than_1_or_2_is_refused() {
         for code in ["M", "male", "男", "0", "9", ""] {

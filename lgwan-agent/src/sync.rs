@@ -189,7 +189,7 @@ pub async fn answer_grants_once(agent: &Agent, client: &HubClient) -> Result<usi
 }
 
 /// Serves pages of key-grant requests with `serve` until a short page, a page that
-/// stored nothing (refused requests would come back unchanged), or
+/// stored nothing (the hub serves refused requests again only after a wait), or
 /// [`GRANT_PAGES_PER_ROUND`] pages: a hub replaying answerable requests cannot hold the
 /// round for ever (the next round goes on where this one stopped).
 async fn answer_pages<F, Fut>(mut serve: F) -> Result<usize>

@@ -22,6 +22,16 @@ async fn db(b: &Basic) -> sqlx::AnyConnection {
     sqlx::AnyConnection::connect(&b.scene.db_url).await.unwrap()
 }
 
+/// The operator makes every request to `recipient` due at once (the hub makes a request
+/// its source did not answer wait before serving it again).
+async fn due_now(conn: &mut sqlx::AnyConnection, recipient: &str) {
+    sqlx::query("UPDATE hub_grant_requests SET due_at = 0 WHERE recipient = $1")
+        .bind(recipient)
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+}
+
 async fn count(conn: &mut sqlx::AnyConnection, sql: &str, bind: &str) -> i64 {
     sqlx::query(sql)
         .bind(bind)
@@ -406,6 +416,8 @@ async fn consents_the_agent_checks(b: &Basic, conn: &mut sqlx::AnyConnection, co
     .execute(&mut *conn)
     .await
     .unwrap();
+    // The operator serves the requests again at once (a refused request waits otherwise).
+    due_now(conn, CLINIC).await;
     wait_refusal(b, "does not verify").await;
     assert_eq!(
         grants_for(conn, CLINIC, "=", &b.token).await,
@@ -420,6 +432,7 @@ async fn consents_the_agent_checks(b: &Basic, conn: &mut sqlx::AnyConnection, co
         .execute(&mut *conn)
         .await
         .unwrap();
+    due_now(conn, CLINIC).await;
     assert!(
         resident_grants_arrive(conn, &b.token).await,
         "honest grants under the signed consent did not resume"

@@ -7,7 +7,9 @@ use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use renkei_client::api::GrantRequest;
 use renkei_client::source::{AppRecord, consent_covers, seal_app_record};
 use renkei_client::state::{EnrolledUser, StateDir};
-use renkei_crypto::consent_statement::{ConsentStatement, ConsentTerms, user_resident};
+use renkei_crypto::consent_statement::{
+    ConsentStatement, ConsentTerms, commit_resident, user_resident,
+};
 use renkei_crypto::keys::{KeyVersion, RecordKey};
 use renkei_crypto::participant::ParticipantId;
 
@@ -90,6 +92,22 @@ fn an_app_releases_only_under_a_consent_for_the_records_own_resident() {
         check(&request(Some(counter.clone()), MINE)),
         Ok(Some("source:city-a".into()))
     );
+    // The same, as agents sign now: the resident and the aliases as commitments.
+    let token = "st1_abcdefghijklmnopqrstuvwxyz234567";
+    let other_app_user = user_resident("phr:kenko", "k-1");
+    let (resident, aliases) = commit_resident(token, &[other_app_user.clone(), user.clone()]);
+    let committed = sign(
+        "source-city-a",
+        ConsentTerms {
+            resident,
+            aliases,
+            ..terms(token)
+        },
+    );
+    assert_eq!(
+        check(&request(Some(committed), MINE)),
+        Ok(Some("source:city-a".into()))
+    );
 
     let refused = |r: GrantRequest, why: &str| {
         let e = check(&r).unwrap_err();
@@ -110,6 +128,29 @@ fn an_app_releases_only_under_a_consent_for_the_records_own_resident() {
         terms("st1_abcdefghijklmnopqrstuvwxyz234567"),
     );
     refused(request(Some(bare), MINE), "does not name");
+    // Committed aliases naming only another app's user, or this user committed under
+    // another statement's salt, do not name this user.
+    let (resident, aliases) = commit_resident(token, std::slice::from_ref(&other_app_user));
+    let others_only = ConsentTerms {
+        resident,
+        aliases,
+        ..terms(token)
+    };
+    refused(
+        request(Some(sign("source-city-a", others_only)), MINE),
+        "does not name",
+    );
+    let (_, foreign_aliases) = commit_resident(token, std::slice::from_ref(&user));
+    let (resident, _) = commit_resident(token, &[]);
+    let wrong_salt = ConsentTerms {
+        resident,
+        aliases: foreign_aliases,
+        ..terms(token)
+    };
+    refused(
+        request(Some(sign("source-city-a", wrong_salt)), MINE),
+        "does not name",
+    );
     let mut by_clinic = terms("st1_abcdefghijklmnopqrstuvwxyz234567");
     by_clinic.aliases = vec![user.clone()];
     refused(

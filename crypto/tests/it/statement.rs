@@ -259,7 +259,6 @@ fn a_counter_consent_commits_to_the_token_and_aliases() {
     assert!(t.names_token(token) && !t.names_token(other));
     assert!(t.names_alias(&asmile) && t.names_alias(&kenko));
     assert!(!t.names_alias(&user_resident("phr:asmile", "u-2")));
-    assert!(t.names_a_token());
     // Another statement for the same resident: other salt, no value in common.
     let (again, again_aliases) = commit_resident(token, std::slice::from_ref(&asmile));
     assert_ne!(again, resident);
@@ -283,8 +282,6 @@ fn a_counter_consent_commits_to_the_token_and_aliases() {
     };
     plain.check().unwrap();
     assert!(plain.names_token(token) && plain.names_alias(&asmile));
-    // An app's own statement names its user, not a token.
-    assert!(!terms().names_a_token());
 }
 
 #[test]

@@ -485,6 +485,7 @@ async fn publish_keys(
         now,
     )
     .await?;
+    broker::grants::due_now_for_recipient(&mut tx, &who.to_string()).await?;
     audit::append(
         &mut tx,
         now,

@@ -179,7 +179,7 @@ const RESERVE_FIRST_SECS: i64 = 30;
 
 /// The longest wait before a request is served again (a refusal for a reason that passes,
 /// such as a stale revocation list, is retried within this).
-const RESERVE_MAX_SECS: i64 = 3600;
+const RESERVE_MAX_SECS: i64 = 600;
 
 /// Requests marked served in one statement.
 const MARK_CHUNK: usize = 200;
@@ -195,10 +195,12 @@ fn due_again(now: i64, served: i64) -> i64 {
     now.saturating_add(wait.saturating_mul(1_000_000))
 }
 
-/// The oldest pending requests for records of `who` that are due. Each one served waits
-/// before it is served again ([`due_again`]): requests the source refuses (a statement
-/// that does not verify, a recipient it does not release to) cannot hold the queue's head
-/// and keep every request behind them from being answered.
+/// The pending requests for records of `who` that are due, those served fewest times
+/// first, then the oldest. Each one served waits before it is served again
+/// ([`due_again`]): requests the source refuses (a statement that does not verify, a
+/// recipient it does not release to) cannot hold the queue's head and keep every request
+/// behind them from being answered. A recipient publishing new keys makes its requests
+/// due at once ([`due_now_for_recipient`]).
 pub async fn pending(hub: &Hub, who: &ParticipantId, limit: i64) -> Result<Vec<GrantRequest>> {
     let now = db::micros(hub.now());
     let mut tx = hub.db.begin().await?;
@@ -214,7 +216,7 @@ pub async fn pending(hub: &Hub, who: &ParticipantId, limit: i64) -> Result<Vec<G
          LEFT JOIN hub_consent_statements s ON s.consent_id = q.consent_id \
          WHERE q.source = $1 AND q.due_at <= $3 AND p.status = 'active' \
          AND p.grant_pk IS NOT NULL \
-         ORDER BY q.created_at, q.record_id LIMIT $2",
+         ORDER BY q.served, q.created_at, q.record_id LIMIT $2",
     )
     .bind(who.to_string())
     .bind(limit.clamp(1, hub.limits.max_page))
@@ -261,6 +263,16 @@ pub async fn pending(hub: &Hub, who: &ParticipantId, limit: i64) -> Result<Vec<G
             })
         })
         .collect()
+}
+
+/// Makes every request to `recipient` due now and new again: it published new keys, so a
+/// source that refused to seal to the old ones may answer at once.
+pub async fn due_now_for_recipient(conn: &mut AnyConnection, recipient: &str) -> Result<()> {
+    sqlx::query("UPDATE hub_grant_requests SET served = 0, due_at = 0 WHERE recipient = $1")
+        .bind(recipient)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
 }
 
 /// Notes that `served` (record id, recipient, times served before) were served at `now`:

@@ -281,6 +281,10 @@ both!(
             let (st, v) = h.call(Some("phr:asmile"), "PUT", asmile, Some(body)).await;
             assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
         }
+        // The padded one is refused for its size, before its certificate is parsed.
+        let body = json!({"grant_key": grant_key, "statement": padded});
+        let (_, v) = h.call(Some("phr:asmile"), "PUT", asmile, Some(body)).await;
+        assert!(v.to_string().contains("longer than 8192 bytes"), "{v}");
         assert_ne!(keys_of(asmile).await["grant_key"], json!(grant_key));
 
         // Its own keys under its own statement: kept and served as published.

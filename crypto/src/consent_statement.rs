@@ -376,10 +376,7 @@ fn list_bytes(signer: &str, revoked: &[String], issued_at: DateTime<Utc>) -> Vec
 
 /// Whether `id` looks like a statement id (64 lowercase hex digits).
 fn is_statement_id(id: &str) -> bool {
-    id.len() == 64
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    is_hex(id, 64)
 }
 
 /// A statement may not claim to be made later than `now` (plus clock skew).

@@ -361,10 +361,7 @@ impl Roots {
 
     fn see(&mut self, name: &str) {
         // The parts as `classify` reads them: `./root/…` is `root/…`.
-        let parts: Vec<&str> = name
-            .split(['/', '\\'])
-            .filter(|p| !p.is_empty() && *p != ".")
-            .collect();
+        let parts = path_parts(name);
         let first = parts.first().copied().unwrap_or_default();
         if first == self.stem {
             self.stem_seen = true;
@@ -399,15 +396,19 @@ fn tail(name: &str) -> &str {
     name.split_once('/').map_or(name, |(_, rest)| rest)
 }
 
+/// The parts of an entry path, either separator, without empty and `.` parts.
+fn path_parts(name: &str) -> Vec<&str> {
+    name.split(['/', '\\'])
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect()
+}
+
 /// Checks an entry path and says what it is.
 fn classify(name: &str, root: &str) -> Result<Kind, Reason> {
     if name.starts_with(['/', '\\']) || name.contains('\0') {
         return Err(Reason::PathEscapesRoot);
     }
-    let parts: Vec<&str> = name
-        .split(['/', '\\'])
-        .filter(|p| !p.is_empty() && *p != ".")
-        .collect();
+    let parts = path_parts(name);
     if parts.iter().any(|p| *p == ".." || p.contains(':')) {
         return Err(Reason::PathEscapesRoot);
     }

@@ -9,7 +9,7 @@
 //!   effective date (`YYYY-MM-DD`), schema version (u16 BE) and key version
 //!   (u32 BE), each preceded by its length as a u16 BE.
 
-use chrono::NaiveDate;
+use chrono::{Datelike, NaiveDate};
 use rand::RngCore;
 use rand::rngs::OsRng;
 use zeroize::Zeroize;
@@ -108,7 +108,7 @@ impl EnvelopeHeader {
     ///
     /// Call on a validated header; every field then fits its u16 length.
     pub fn encode(&self) -> Vec<u8> {
-        let date = self.effective_date.format("%Y-%m-%d").to_string();
+        let date = iso_date(self.effective_date);
         let fields: [&[u8]; 8] = [
             AAD_LABEL,
             self.record_id.as_str().as_bytes(),
@@ -459,9 +459,55 @@ impl From<SealedRecord> for SealedRecordJson {
     }
 }
 
+/// `YYYY-MM-DD`, as chrono's `%Y-%m-%d` writes it, without its format machinery for
+/// the years 0–9999 (every date the agent seals); other years go through chrono.
+pub fn iso_date(date: NaiveDate) -> String {
+    let (year, month, day) = (date.year(), date.month(), date.day());
+    let Ok(year) = u32::try_from(year) else {
+        return date.format("%Y-%m-%d").to_string();
+    };
+    if year > 9999 {
+        return date.format("%Y-%m-%d").to_string();
+    }
+    let mut out = String::with_capacity(10);
+    for (value, digits) in [(year, 4), (month, 2), (day, 2)] {
+        if !out.is_empty() {
+            out.push('-');
+        }
+        for place in (0..digits).rev() {
+            let digit = value / 10u32.pow(place) % 10;
+            out.push(char::from_digit(digit, 10).unwrap_or('0'));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn iso_dates_are_written_as_chrono_writes_them() {
+        let days = [
+            (0, 1, 1),
+            (9, 2, 28),
+            (99, 12, 31),
+            (1999, 1, 9),
+            (2024, 2, 29),
+            (9999, 12, 31),
+            (10000, 1, 1),
+            (-1, 6, 15),
+            (-44, 3, 15),
+        ];
+        for (y, m, d) in days {
+            let date = NaiveDate::from_ymd_opt(y, m, d).unwrap();
+            assert_eq!(
+                iso_date(date),
+                date.format("%Y-%m-%d").to_string(),
+                "{y}-{m}-{d}"
+            );
+        }
+    }
 
     #[test]
     fn nonces_are_fresh_across_refills() {

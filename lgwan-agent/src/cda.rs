@@ -9,6 +9,8 @@ mod body;
 mod guidance;
 mod value;
 
+use std::borrow::Cow;
+
 use chrono::NaiveDate;
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::name::ResolveResult;
@@ -194,14 +196,14 @@ fn parse_until(
             }
             Event::Start(start) => {
                 seen_root = true;
-                open(&reader, &mut state, &start, in_cda)?;
+                open(&text, &reader, &mut state, &start, in_cda)?;
                 if scope == Scope::Header && state.is(&["ClinicalDocument", "component"]) {
                     return finish(state, fallback_id, kind);
                 }
             }
             Event::Empty(start) => {
                 seen_root = true;
-                open(&reader, &mut state, &start, in_cda)?;
+                open(&text, &reader, &mut state, &start, in_cda)?;
                 close(&mut state)?;
             }
             Event::End(_) => close(&mut state)?,
@@ -234,13 +236,17 @@ fn parse_until(
 }
 
 fn open(
+    text: &str,
     reader: &quick_xml::NsReader<&[u8]>,
     state: &mut State,
     start: &BytesStart<'_>,
     in_cda: bool,
 ) -> Result<(), Reason> {
     let local_name = start.local_name();
-    let local = String::from_utf8_lossy(local_name.as_ref());
+    let local = match xml::text_of(text, local_name.as_ref()) {
+        Some(name) => Cow::Borrowed(name),
+        None => String::from_utf8_lossy(local_name.as_ref()),
+    };
     if state.stack.is_empty() && (!in_cda || local != "ClinicalDocument") {
         let ns = reader.resolve_element(start.name()).0;
         let ns = match ns {
@@ -261,7 +267,7 @@ fn open(
     name.push_str(if in_cda { &local } else { "#" });
     state.stack.push(name);
     let attrs: Attrs<'_> = if in_cda {
-        xml::attributes(reader, start)?
+        xml::attributes(text, reader, start)?
     } else {
         Vec::new()
     };

@@ -188,8 +188,14 @@ pub fn parse_date(raw: &str) -> Option<NaiveDate> {
     if folded.contains(['-', '/']) && digits.len() != 8 {
         return None;
     }
-    let head = digits.get(..8)?;
-    NaiveDate::parse_from_str(head, "%Y%m%d").ok()
+    ymd(digits.get(..8)?)
+}
+
+/// The date of eight ASCII digits `YYYYMMDD` (what chrono's `%Y%m%d` reads from them).
+fn ymd(digits: &str) -> Option<NaiveDate> {
+    let number = |at: std::ops::Range<usize>| digits.get(at)?.parse::<u32>().ok();
+    let year = i32::try_from(number(0..4)?).ok()?;
+    NaiveDate::from_ymd_opt(year, number(4..6)?, number(6..8)?)
 }
 
 /// The date of an HL7 `ts` value (`datatypes-base_hcgv08.xsd`: `[0-9]{1,8}`, or
@@ -220,7 +226,7 @@ pub fn parse_ts_date(raw: &str) -> Option<NaiveDate> {
     if !offset_ok {
         return None;
     }
-    NaiveDate::parse_from_str(time.get(..8)?, "%Y%m%d").ok()
+    ymd(time.get(..8)?)
 }
 
 #[cfg(test)]
@@ -283,6 +289,23 @@ mod tests {
         }
         for bad in ["1963013", "19631303", "1963-1-3x", "abcdefgh"] {
             assert_eq!(parse_date(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn eight_digits_read_as_chrono_reads_them() {
+        let mut cases = vec![
+            "00000101", "00010229", "19000229", "20000229", "20230229", "20240229", "20231231",
+            "20240001", "20241301", "20240100", "20240132", "20240431", "99991231", "00000000",
+        ];
+        let all: Vec<String> = (0..=9999)
+            .step_by(37)
+            .map(|y| format!("{y:04}0615"))
+            .collect();
+        cases.extend(all.iter().map(String::as_str));
+        for raw in cases {
+            let chrono = NaiveDate::parse_from_str(raw, "%Y%m%d").ok();
+            assert_eq!(ymd(raw), chrono, "{raw}");
         }
     }
 

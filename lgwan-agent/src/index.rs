@@ -83,7 +83,7 @@ pub fn parse_index(bytes: &[u8], root: &str) -> Result<IndexInfo, Reason> {
                     seen.push(String::from_utf8_lossy(local.as_ref()).into_owned());
                 }
                 if depth == 1 && local.as_ref() == count_element.as_bytes() {
-                    let attrs = xml::attributes(&reader, start)?;
+                    let attrs = xml::attributes(&text, &reader, start)?;
                     let value = xml::get(&attrs, "value").unwrap_or_default();
                     count =
                         Some(value.trim().parse().map_err(|_| {

@@ -396,22 +396,26 @@ fn stable_uuid(parts: &[&[u8]], tail: &[u8]) -> String {
         h.update(part);
     }
     h.update(tail);
-    let mut bytes = [0u8; 16];
-    for (dst, src) in bytes.iter_mut().zip(h.finalize().iter()) {
-        *dst = *src;
+    let digest = h.finalize();
+    let mut url = String::with_capacity(URN_UUID.len() + 36);
+    url.push_str(URN_UUID);
+    for (i, &byte) in digest.iter().take(16).enumerate() {
+        let byte = match i {
+            6 => 0x80 | (byte & 0x0F), // version 8
+            8 => 0x80 | (byte & 0x3F), // RFC 4122 variant
+            _ => byte,
+        };
+        if matches!(i, 4 | 6 | 8 | 10) {
+            url.push('-');
+        }
+        for nibble in [byte >> 4, byte & 0x0F] {
+            url.push(char::from_digit(u32::from(nibble), 16).unwrap_or('0'));
+        }
     }
-    let mut n = u128::from_be_bytes(bytes);
-    n = (n & !(0xF << 76)) | (0x8 << 76); // version 8
-    n = (n & !(0x3 << 62)) | (0x2 << 62); // RFC 4122 variant
-    format!(
-        "urn:uuid:{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
-        n >> 96,
-        (n >> 80) & 0xFFFF,
-        (n >> 64) & 0xFFFF,
-        (n >> 48) & 0xFFFF,
-        n & 0xFFFF_FFFF_FFFF
-    )
+    url
 }
+
+const URN_UUID: &str = "urn:uuid:";
 
 /// A FHIR R4 collection Bundle of the given (fullUrl, resource) entries.
 pub(crate) fn bundle(entries: Vec<(Option<String>, Json)>) -> Json {

@@ -104,11 +104,16 @@ pub(crate) fn malformed(err: impl std::fmt::Display, position: u64) -> Reason {
 /// An attribute value as XML 1.0 §3.3.3 gives it: each literal tab or line end
 /// becomes a space, then predefined entities and character references are
 /// unescaped (so `&#10;` stays a line end). Borrowed when nothing changes.
-fn attr_value(raw: Cow<'_, [u8]>, position: u64) -> Result<Cow<'_, str>, Reason> {
+fn attr_value<'s>(
+    text: &'s str,
+    raw: Cow<'s, [u8]>,
+    position: u64,
+) -> Result<Cow<'s, str>, Reason> {
     let raw: Cow<'_, str> = match raw {
-        Cow::Borrowed(bytes) => {
-            Cow::Borrowed(std::str::from_utf8(bytes).map_err(|e| malformed(e, position))?)
-        }
+        Cow::Borrowed(bytes) => Cow::Borrowed(match text_of(text, bytes) {
+            Some(value) => value,
+            None => std::str::from_utf8(bytes).map_err(|e| malformed(e, position))?,
+        }),
         Cow::Owned(bytes) => {
             Cow::Owned(String::from_utf8(bytes).map_err(|e| malformed(e.utf8_error(), position))?)
         }
@@ -122,14 +127,24 @@ fn attr_value(raw: Cow<'_, [u8]>, position: u64) -> Result<Cow<'_, str>, Reason>
         .map_err(|e| malformed(e, position))
 }
 
+/// `part` as text when it is a slice of `text`, as every name and value borrowed from a
+/// reader over `text` is: found by its place in `text`, so the bytes of a document
+/// already checked as UTF-8 are not checked again (`None` for bytes from elsewhere).
+pub(crate) fn text_of<'t>(text: &'t str, part: &[u8]) -> Option<&'t str> {
+    let start = (part.as_ptr() as usize).checked_sub(text.as_ptr() as usize)?;
+    let found = text.get(start..start.checked_add(part.len())?)?;
+    (found.as_ptr() == part.as_ptr()).then_some(found)
+}
+
 /// Whitespace as XML Schema collapses it (`xs:token` and the types built on it:
 /// HL7 `cs` codes, numbers, booleans): tab, line feed, carriage return and space.
 pub(crate) fn collapse(value: &str) -> &str {
     value.trim_matches(['\t', '\n', '\r', ' '])
 }
 
-/// The attributes of `start`.
+/// The attributes of `start`, read by a reader over `text`.
 pub(crate) fn attributes<'s>(
+    text: &'s str,
     reader: &NsReader<&[u8]>,
     start: &'s BytesStart<'_>,
 ) -> Result<Attrs<'s>, Reason> {
@@ -152,7 +167,7 @@ pub(crate) fn attributes<'s>(
         out.push(Attr {
             ns,
             local: local.into_inner(),
-            value: attr_value(attr.value, position)?,
+            value: attr_value(text, attr.value, position)?,
         });
     }
     Ok(out)
@@ -188,6 +203,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn text_of_finds_only_slices_of_the_text() {
+        let text = "<a b=\"日本\"/>";
+        let part = text.as_bytes().get(6..12).unwrap();
+        assert_eq!(text_of(text, part), Some("日本"));
+        let copy = part.to_vec();
+        assert_eq!(
+            text_of(text, &copy),
+            None,
+            "a copy elsewhere is not the text"
+        );
+        let split = text.as_bytes().get(6..8).unwrap();
+        assert_eq!(text_of(text, split), None, "half a character is not text");
+        let past = text.as_bytes().get(9..).unwrap();
+        assert_eq!(text_of(text.get(..9).unwrap(), past), None, "past the end");
+    }
+
+    #[test]
     fn line_ends_and_attribute_values_are_normalized() {
         let text = document_text(b"<a b=\"x\r\ny\tz&#10;\">1\r\n2\r3&#13;</a>").unwrap();
         assert_eq!(text, "<a b=\"x\ny\tz&#10;\">1\n2\n3&#13;</a>");
@@ -195,7 +227,7 @@ mod tests {
         let Ok(quick_xml::events::Event::Start(start)) = r.read_event() else {
             panic!("no start tag");
         };
-        let attrs = attributes(&r, &start).unwrap();
+        let attrs = attributes(&text, &r, &start).unwrap();
         assert_eq!(get(&attrs, "b"), Some("x y z\n"));
         assert_eq!(collapse(" \t 9N001 \n"), "9N001");
     }

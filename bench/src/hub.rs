@@ -19,10 +19,10 @@ use sqlx::Connection;
 /// Limits of the benchmark hub: the product defaults, except that the per-participant
 /// rate limit is lifted (one load generator speaks for hundreds of clients), idle
 /// keep-alive connections are allowed a minute between requests, and a listener takes
-/// up to 20,000 connections (the default 4,096 would hold the idle-memory phase's
-/// 10,000 connections back).
+/// up to 20,000 connections, all from the load generator's one address (the defaults,
+/// 4,096 and 256 from one address, would hold the idle-memory phase's 10,000 back).
 pub const BENCH_LIMITS: &str = "\n[limits]\nrate_per_second = 10000000\nrate_burst = 10000000\n\
-    header_timeout_secs = 60\nmax_connections = 20000\n";
+    header_timeout_secs = 60\nmax_connections = 20000\nmax_connections_per_address = 20000\n";
 
 /// One participant's TLS files.
 #[derive(Debug, Clone)]

@@ -179,6 +179,7 @@ pub async fn start(cfg: &HubConfig, clock: Clock) -> Result<Running> {
     let portal_tls = Arc::new(std::sync::RwLock::new(portal_tls));
     let limits = ConnLimits {
         max_connections: f.limits.max_connections,
+        max_per_address: f.limits.max_connections_per_address,
         handshake_timeout: f.limits.handshake_timeout,
         header_timeout: f.limits.header_timeout,
     };

@@ -118,6 +118,9 @@ pub struct Limits {
     pub max_page: i64,
     /// Most open connections per listener.
     pub max_connections: usize,
+    /// Most open connections per listener from one client address (an IPv6 /64 counts
+    /// as one address).
+    pub max_connections_per_address: usize,
     /// TLS handshake timeout (s).
     pub handshake_timeout_secs: u64,
     /// Request header timeout (s); slow clients are dropped.
@@ -145,6 +148,7 @@ impl Default for Limits {
             max_batch: 1000,
             max_page: 1000,
             max_connections: 4096,
+            max_connections_per_address: 256,
             handshake_timeout_secs: 10,
             header_timeout_secs: 10,
             request_timeout_secs: 60,
@@ -210,6 +214,8 @@ pub struct LimitsConfig {
     pub max_page: i64,
     /// Most open connections per listener; at least 1.
     pub max_connections: usize,
+    /// Most open connections per listener from one client address; at least 1.
+    pub max_connections_per_address: usize,
     /// TLS handshake timeout.
     pub handshake_timeout: Duration,
     /// Request header timeout; at least a second.
@@ -335,6 +341,10 @@ impl HubConfig {
             ("limits.max_batch", l.max_batch >= 1),
             ("limits.max_page", l.max_page >= 1),
             ("limits.max_connections", l.max_connections >= 1),
+            (
+                "limits.max_connections_per_address",
+                l.max_connections_per_address >= 1,
+            ),
             ("limits.header_timeout_secs", l.header_timeout_secs >= 1),
             ("limits.request_timeout_secs", l.request_timeout_secs >= 1),
             ("limits.db_connections", l.db_connections >= 1),
@@ -388,6 +398,7 @@ impl HubConfig {
                 max_batch: l.max_batch,
                 max_page: l.max_page,
                 max_connections: l.max_connections,
+                max_connections_per_address: l.max_connections_per_address,
                 handshake_timeout: secs(l.handshake_timeout_secs),
                 header_timeout: secs(l.header_timeout_secs),
                 request_timeout: secs(l.request_timeout_secs),

@@ -267,8 +267,12 @@ fn forbidden(lang: Lang) -> Response {
     )
 }
 
+/// The lockout key of a client: a hash of its address, an IPv6 client's /64 network
+/// (which one subscriber holds whole, so changing addresses within it changes nothing).
 fn client_key(addr: Option<&ClientAddr>) -> String {
-    let ip = addr.map(|a| a.0.ip().to_string()).unwrap_or_default();
+    let ip = addr
+        .map(|a| crate::server::address_key(a.0.ip()).to_string())
+        .unwrap_or_default();
     hex::encode(Sha256::digest(format!("renkei-portal {ip}").as_bytes()))
 }
 
@@ -300,16 +304,30 @@ async fn record_failure(st: &PortalState, key: &str) -> Result<()> {
     .bind(t)
     .execute(&mut *tx)
     .await?;
+    // Failures are counted within a window as long as the lockout: a client whose last
+    // failure is older starts again from one.
+    let window_start = t.saturating_sub(lock_us);
     sqlx::query(
-        "UPDATE hub_portal_attempts SET failures = failures + 1, updated_at = $2, \
-         locked_until = CASE WHEN failures + 1 >= $3 THEN $4 ELSE locked_until END WHERE client = $1",
+        "UPDATE hub_portal_attempts SET \
+         failures = CASE WHEN updated_at < $5 THEN 1 ELSE failures + 1 END, \
+         locked_until = CASE WHEN (CASE WHEN updated_at < $5 THEN 1 ELSE failures + 1 END) >= $3 \
+           THEN $4 ELSE locked_until END, \
+         updated_at = $2 WHERE client = $1",
     )
     .bind(key)
     .bind(t)
     .bind(i64::from(st.limits.max_failures))
     .bind(t.saturating_add(lock_us))
+    .bind(window_start)
     .execute(&mut *tx)
     .await?;
+    // Clients with no failure in the window and no lockout are forgotten, so the table
+    // holds only the clients of the last window, however many addresses guess.
+    sqlx::query("DELETE FROM hub_portal_attempts WHERE updated_at < $1 AND locked_until <= $2")
+        .bind(window_start)
+        .bind(t)
+        .execute(&mut *tx)
+        .await?;
     sqlx::query(
         "UPDATE hub_portal_attempts SET failures = 0 WHERE client = $1 AND locked_until > $2",
     )
@@ -552,6 +570,24 @@ async fn wrong_code(st: &PortalState, lang: Lang, key: &str) -> Result<Response>
     Ok(bad_code(lang, locked(st, key).await?))
 }
 
+/// A right code for a consent that has already ended (revoked by the app or at the
+/// counter, expired, superseded): nothing to revoke, and not counted against the client.
+fn already_ended(lang: Lang) -> Response {
+    respond(
+        StatusCode::CONFLICT,
+        page(lang, &format!("<p id=\"ended\">{}</p>", ended_text(lang))),
+        None,
+    )
+}
+
+fn ended_text(lang: Lang) -> &'static str {
+    t(
+        lang,
+        "この同意はすでに終了しています。撤回の必要はありません。",
+        "This consent has already ended: there is nothing to revoke.",
+    )
+}
+
 /// The consent of the form's code, or the page for a wrong code.
 async fn consent_of(
     st: &PortalState,
@@ -695,19 +731,25 @@ async fn view(
     if more {
         paging.push_str(&pager(page_no + 1, "older", t(lang, "古い記録", "Older")));
     }
+    let revoke_form = if consent.effective_status(now) == renkei_consent::Status::Active {
+        format!(
+            "<form method=\"post\" action=\"/revoke{qs}\"><input type=\"hidden\" name=\"csrf\" value=\"{token}\">\
+             <input type=\"hidden\" name=\"code\" value=\"{code}\"><label for=\"reason\">{l_reason}</label><br>\
+             <input type=\"text\" id=\"reason\" name=\"reason\" maxlength=\"200\"><p><button type=\"submit\" id=\"revoke\">{b_revoke}</button></p></form>",
+            code = esc(&f.code),
+            l_reason = t(lang, "撤回の理由（任意）", "Reason (optional)"),
+            b_revoke = t(lang, "この同意を撤回する", "Revoke this consent"),
+        )
+    } else {
+        format!("<p id=\"ended\">{}</p>", ended_text(lang))
+    };
     let body = format!(
-        "<h2>{h_this}</h2><table id=\"consent\">{head}{this}</table>\
-         <form method=\"post\" action=\"/revoke{qs}\"><input type=\"hidden\" name=\"csrf\" value=\"{token}\">\
-         <input type=\"hidden\" name=\"code\" value=\"{code}\"><label for=\"reason\">{l_reason}</label><br>\
-         <input type=\"text\" id=\"reason\" name=\"reason\" maxlength=\"200\"><p><button type=\"submit\" id=\"revoke\">{b_revoke}</button></p></form>\
+        "<h2>{h_this}</h2><table id=\"consent\">{head}{this}</table>{revoke_form}\
          <h2>{h_sum}</h2><table id=\"summary\"><tr><th>{c_who}</th><th>{c_what}</th><th>{c_n}</th><th>{c_first}</th><th>{c_last}</th></tr>{sums}</table>\
          <h2>{h_hist}</h2><table id=\"history\"><tr><th>{c_at}</th><th>{c_who}</th><th>{c_what}</th><th>{c_proof}</th></tr>{hist}</table>{paging}",
         c_proof = t(lang, "記録の証明", "Proof of the record"),
         h_this = t(lang, "この控えの同意", "The consent on this receipt"),
         this = consent_row(&policies, &names, lang, &consent, now),
-        code = esc(&f.code),
-        l_reason = t(lang, "撤回の理由（任意）", "Reason (optional)"),
-        b_revoke = t(lang, "この同意を撤回する", "Revoke this consent"),
         h_sum = t(
             lang,
             "この同意による閲覧のまとめ",
@@ -815,6 +857,9 @@ async fn revoke(
             Ok(consent) => consent,
             Err(refused) => return Ok(refused),
         };
+        if consent.effective_status(st.hub.now()) != renkei_consent::Status::Active {
+            return Ok(already_ended(lang));
+        }
         let names = names_of(&st, &[consent.terms.recipient.as_str()]).await?;
         let categories: Vec<String> = consent
             .terms
@@ -878,11 +923,11 @@ async fn revoke(
             );
             Ok(respond(StatusCode::OK, page(lang, &body), None))
         }
-        Err(
-            crate::error::Error::NotFound(_)
-            | crate::error::Error::BadRequest { .. }
-            | crate::error::Error::Conflict(_),
-        ) => wrong_code(&st, lang, &key).await,
+        // The code was right and unused, but the consent had ended.
+        Err(crate::error::Error::Conflict(_)) => Ok(already_ended(lang)),
+        Err(crate::error::Error::NotFound(_) | crate::error::Error::BadRequest { .. }) => {
+            wrong_code(&st, lang, &key).await
+        }
         Err(e) => Err(e),
     }
 }

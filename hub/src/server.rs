@@ -2,8 +2,9 @@
 //! (HTTPS, no client certificate) and the admin endpoints (plain HTTP, loopback by
 //! default). Connection limits, handshake and header timeouts, graceful shutdown.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::Router;
@@ -37,6 +38,9 @@ pub struct ClientAddr(pub SocketAddr);
 pub struct ConnLimits {
     /// Most connections open at once; further ones wait in the kernel backlog.
     pub max_connections: usize,
+    /// Most connections open at once from one client address ([`address_key`]); further
+    /// ones are closed at once, so that one address cannot hold every slot.
+    pub max_per_address: usize,
     /// Time allowed for the TLS handshake.
     pub handshake_timeout: Duration,
     /// Time allowed to send the request headers (slow clients are dropped).
@@ -95,6 +99,7 @@ pub async fn serve(
     drain: Duration,
 ) {
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let per_address = Arc::new(PerAddress::default());
     let graceful = GracefulShutdown::new();
     loop {
         let permit = tokio::select! {
@@ -112,12 +117,22 @@ pub async fn serve(
             },
             _ = shutdown.changed() => break,
         };
+        let Some(slot) = per_address.enter(remote.ip(), limits.max_per_address) else {
+            if let Transport::Tls { tracked, .. } = &transport {
+                tracked
+                    .metrics
+                    .handshake_failed(tracked.listener, "address_limit");
+            }
+            drop(tcp);
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
         let transport = transport.clone();
         let router = router.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let _permit = permit;
+            let _slot = slot;
             let builder = {
                 let mut b = http1::Builder::new();
                 b.timer(TokioTimer::new())
@@ -180,6 +195,67 @@ pub async fn serve(
         .is_err()
     {
         tracing::warn!("shutdown: some connections did not finish in time");
+    }
+}
+
+/// The address a client is counted under: an IPv4 address (also when written as an
+/// IPv4-mapped IPv6 address), or an IPv6 address's /64 network, which one subscriber
+/// usually holds whole.
+pub fn address_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let [a, b, c, d, ..] = v6.segments();
+                IpAddr::V6(Ipv6Addr::new(a, b, c, d, 0, 0, 0, 0))
+            }
+        },
+    }
+}
+
+/// Connections open now per client address.
+#[derive(Debug, Default)]
+struct PerAddress {
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl PerAddress {
+    /// A slot for one more connection from `ip`, or `None` when it holds `max` already.
+    fn enter(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<AddressSlot> {
+        let key = address_key(ip);
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = open.entry(key).or_insert(0);
+        if *n >= max.max(1) {
+            return None;
+        }
+        *n += 1;
+        Some(AddressSlot {
+            table: self.clone(),
+            key,
+        })
+    }
+}
+
+/// One open connection of an address, given back when dropped.
+struct AddressSlot {
+    table: Arc<PerAddress>,
+    key: IpAddr,
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut open = self
+            .table
+            .open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = open.get_mut(&self.key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.key);
+            }
+        }
     }
 }
 
@@ -288,4 +364,33 @@ fn with_extensions(
         req.extensions_mut().insert(ClientAddr(remote));
         router.clone().oneshot(req)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ipv6_client_counts_as_its_64_network() {
+        let key = |s: &str| address_key(s.parse().unwrap()).to_string();
+        assert_eq!(key("192.0.2.7"), "192.0.2.7");
+        assert_eq!(key("::ffff:192.0.2.7"), "192.0.2.7");
+        assert_eq!(key("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::");
+        assert_eq!(key("2001:db8:1:2:bbbb::9"), key("2001:db8:1:2:aaaa::1"));
+        assert_ne!(key("2001:db8:1:3::1"), key("2001:db8:1:2::1"));
+    }
+
+    #[test]
+    fn an_address_holds_at_most_its_share() {
+        let table = Arc::new(PerAddress::default());
+        let a: IpAddr = "2001:db8::1".parse().unwrap();
+        let same_net: IpAddr = "2001:db8::2".parse().unwrap();
+        let other: IpAddr = "192.0.2.1".parse().unwrap();
+        let one = table.enter(a, 2).unwrap();
+        let _two = table.enter(same_net, 2).unwrap();
+        assert!(table.enter(a, 2).is_none(), "a third slot for one /64");
+        assert!(table.enter(other, 2).is_some(), "another address held back");
+        drop(one);
+        assert!(table.enter(a, 2).is_some(), "a freed slot not given back");
+    }
 }

@@ -115,6 +115,10 @@ CHECKS = [
     ("grant-requests-back-off", "hub/src/broker/grants.rs", "    mark_served(&mut tx, &served, now).await?;\n", "", 0, "cargo test -p renkei-hub --test it -- flow::"),
     ("clinic-patient-consent-in-force", "hub/src/broker/subjects.rs", "         AND p.pseudonym = $2 AND EXISTS (SELECT 1 FROM consents c \\\n", "         AND p.pseudonym = $2 AND 1 = 1 OR 0 = 1 AND EXISTS (SELECT 1 FROM consents c \\\n", 0, "cargo test -p renkei-hub --test it -- clinic_sources::"),
     ("enrollment-queue-bounded", "hub/src/broker/enroll.rs", *off("waiting >= MAX_PENDING_PER_APP"), 0, "cargo test -p renkei-hub --test it -- enroll::"),
+    ("connections-per-address", "hub/src/server.rs", "if *n >= max.max(1) {", "if false && *n >= max.max(1) {", 0, HUB + " --test it -- mtls::one_address"),
+    ("portal-failure-window", "hub/src/portal.rs", "failures = CASE WHEN updated_at < $5 THEN 1 ELSE failures + 1 END", "failures = failures + 1", 0, HUB + " --test it -- portal::"),
+    ("portal-reason-escaped", "hub/src/broker/consents.rs", "        actor: \"portal\".into(),\n        reason: bounded::text(reason, 200),", "        actor: \"portal\".into(),\n        reason: reason.to_owned(),", 0, HUB + " --test it -- portal::"),
+    ("portal-ended-not-failure", "hub/src/portal.rs", "Err(crate::error::Error::Conflict(_)) => Ok(already_ended(lang)),", "Err(crate::error::Error::Conflict(_)) => wrong_code(&st, lang, &key).await,", 0, HUB + " --test it -- portal::"),
 ]
 
 

@@ -20,7 +20,9 @@ pub fn text(s: &str, max: usize) -> String {
             out.push('…');
             break;
         }
-        if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}') {
+        if c.is_control()
+            || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        {
             out.push_str(&c.escape_unicode().to_string());
         } else {
             out.push(c);
@@ -77,6 +79,7 @@ mod tests {
         assert_eq!(text("abcdef", 3), "abc…");
         assert_eq!(text("a\nb\u{1b}[31m", 10), "a\\u{a}b\\u{1b}[31m");
         assert_eq!(text("\u{202e}x", 10), "\\u{202e}x");
+        assert_eq!(text("\u{2067}x\u{2069}", 10), "\\u{2067}x\\u{2069}");
         let long = "x".repeat(60_000);
         assert!(echo(&long).chars().count() <= ECHO_CHARS + 1);
     }

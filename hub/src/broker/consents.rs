@@ -356,7 +356,7 @@ pub async fn revoke_by_code(hub: &Hub, code: &str, reason: &str) -> Result<Conse
     let request = RevocationRequest {
         by: RevokedBy::Resident,
         actor: "portal".into(),
-        reason: reason.to_owned(),
+        reason: bounded::text(reason, 200),
     };
     crate::error::retry(|| async {
         let now = hub.now();
@@ -384,7 +384,7 @@ pub async fn revoke_as_admin(hub: &Hub, id: &str, reason: &str) -> Result<Consen
     let request = RevocationRequest {
         by: RevokedBy::Admin,
         actor: "admin".into(),
-        reason: reason.to_owned(),
+        reason: bounded::text(reason, 200),
     };
     crate::error::retry(|| async {
         let now = hub.now();

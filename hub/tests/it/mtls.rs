@@ -352,3 +352,57 @@ async fn a_certificate_that_expires_stops_working_on_an_open_connection() {
     );
     running.shutdown().await;
 }
+
+/// One client address cannot take every connection of a listener: past its share, its
+/// connections are closed at once, while another address is still served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_hold_every_connection() {
+    use std::time::Duration;
+    use tokio::io::AsyncReadExt;
+    let h = TestHub::new(Backend::Sqlite).await.unwrap();
+    h.register_all().await;
+    let pki = TestPki::new();
+    let mut cfg = crate::harness::write_config(h.dir.path(), &h.config.database_url, pki.dir());
+    cfg.limits.max_connections_per_address = 2;
+    let running = renkei_hub::app::start(&cfg, h.clock.clone()).await.unwrap();
+    let portal = running.portal_addr;
+    let from = |ip: &str| {
+        let ip: std::net::IpAddr = ip.parse().unwrap();
+        async move {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind(std::net::SocketAddr::new(ip, 0)).unwrap();
+            socket.connect(portal).await.unwrap()
+        }
+    };
+    // Closed by the hub within the wait (end of stream or reset), or still open.
+    async fn closed(tcp: &mut TcpStream, wait: Duration) -> bool {
+        let mut buf = [0u8; 64];
+        matches!(
+            tokio::time::timeout(wait, tcp.read(&mut buf)).await,
+            Ok(Ok(0) | Err(_))
+        )
+    }
+    // Two silent connections (a slow handshake each) hold this address's share.
+    let mut first = from("127.0.0.1").await;
+    let second = from("127.0.0.1").await;
+    let mut third = from("127.0.0.1").await;
+    assert!(
+        closed(&mut third, Duration::from_secs(3)).await,
+        "a third connection was kept"
+    );
+    let mut other = from("127.0.0.2").await;
+    assert!(
+        !closed(&mut other, Duration::from_millis(500)).await,
+        "another address was refused"
+    );
+    assert!(!closed(&mut first, Duration::from_millis(100)).await);
+    // A closed connection gives its place back.
+    drop(second);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut again = from("127.0.0.1").await;
+    assert!(
+        !closed(&mut again, Duration::from_millis(500)).await,
+        "the freed place was not given back"
+    );
+    running.shutdown().await;
+}

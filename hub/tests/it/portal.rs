@@ -244,6 +244,170 @@ async fn wrong_codes_lock_the_client_out_with_one_message() {
     assert!(!right.1.contains("phr:asmile"));
 }
 
+// Wrong codes count within the lockout window: typos months apart never lock a client
+// out, and clients with nothing in the window are forgotten.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_codes_are_forgotten_after_the_window() {
+    let h = TestHub::new(Backend::Sqlite).await.unwrap();
+    h.register_all().await;
+    let app = router(
+        h.hub.clone(),
+        PortalLimits {
+            max_failures: 3,
+            lockout_secs: 900,
+        },
+    );
+    let tok = "a".repeat(64);
+    let wrong = |n: u32| format!("code={n:04}-0000-0000-0000-0000-0000-0000-0000");
+    let t = h.hub.now();
+    for day in 0..6 {
+        h.clock.set(t + chrono::Duration::days(day));
+        for n in 0..2 {
+            let (st, body, _) = send(&app, post("/view", &tok, Some(&tok), &wrong(n), None)).await;
+            assert_eq!(
+                st,
+                StatusCode::OK,
+                "day {day}: locked out by old failures: {body}"
+            );
+        }
+    }
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM hub_portal_attempts")
+        .fetch_one(h.hub.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(rows, 1, "one client, one row");
+    // Within one window the third failure still locks the client out.
+    let (st, _, _) = send(&app, post("/view", &tok, Some(&tok), &wrong(3), None)).await;
+    assert_eq!(st, StatusCode::TOO_MANY_REQUESTS);
+    // Another address's row is deleted once its window has passed.
+    sqlx::query(
+        "INSERT INTO hub_portal_attempts (client, failures, locked_until, updated_at) \
+         VALUES ('another address', 2, 0, $1)",
+    )
+    .bind(renkei_hub::db::micros(t + chrono::Duration::days(5)))
+    .execute(h.hub.db.pool())
+    .await
+    .unwrap();
+    h.clock.set(t + chrono::Duration::days(30));
+    let (st, _, _) = send(&app, post("/view", &tok, Some(&tok), &wrong(4), None)).await;
+    assert_eq!(st, StatusCode::OK, "the lockout has ended");
+    let clients: Vec<(String, i64)> =
+        sqlx::query_as("SELECT client, failures FROM hub_portal_attempts")
+            .fetch_all(h.hub.db.pool())
+            .await
+            .unwrap();
+    assert_eq!(clients.len(), 1, "old rows kept: {clients:?}");
+    assert_eq!(clients.first().map(|c| c.1), Some(1), "{clients:?}");
+}
+
+// The right code for a consent the app already ended: the portal says so, offers no
+// revoke button, and does not count it as a wrong code (the resident is not locked out).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_code_for_an_ended_consent_says_so_and_counts_no_failure() {
+    let h = TestHub::new(Backend::Sqlite).await.unwrap();
+    h.register_all().await;
+    let p = h.enroll("phr:asmile", SUBJECT).await;
+    let (_, v) = h.call(Some("phr:asmile"), "POST", "/v1/consents", Some(json!({"subject": p, "recipient": "phr:asmile", "purpose": "phr-display", "categories": ["checkup.lipids"], "method": "app", "granted_by": "resident"}))).await;
+    let code = v["receipt"]["revocation_code"].as_str().unwrap().to_owned();
+    let id = v["consent"]["id"].as_str().unwrap().to_owned();
+    let (st, v) = h
+        .call(
+            Some("phr:asmile"),
+            "POST",
+            &format!("/v1/consents/{id}/revoke"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let app = router(
+        h.hub.clone(),
+        PortalLimits {
+            max_failures: 2,
+            lockout_secs: 900,
+        },
+    );
+    let tok = "a".repeat(64);
+    let form = format!("code={code}");
+    let (st, body, _) = send(&app, post("/view", &tok, Some(&tok), &form, None)).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert!(
+        body.contains("撤回済み")
+            && body.contains("id=\"ended\"")
+            && !body.contains("id=\"revoke\""),
+        "an ended consent offers no revoke button: {body}"
+    );
+    for confirm in ["", "&confirm=yes", "&confirm=yes"] {
+        let (st, body, _) = send(
+            &app,
+            post(
+                "/revoke",
+                &tok,
+                Some(&tok),
+                &format!("{form}{confirm}"),
+                None,
+            ),
+        )
+        .await;
+        assert_eq!(st, StatusCode::CONFLICT, "{body}");
+        assert!(
+            body.contains("id=\"ended\"") && !body.contains("id=\"error\""),
+            "{body}"
+        );
+    }
+    let (st, body, _) = send(&app, post("/view", &tok, Some(&tok), &form, None)).await;
+    assert_eq!(
+        st,
+        StatusCode::OK,
+        "counted as wrong codes and locked out: {body}"
+    );
+}
+
+// The reason typed on the portal is stored with control and direction characters
+// escaped, as every participant's reason is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_reason_from_the_portal_cannot_forge_lines() {
+    let h = TestHub::new(Backend::Sqlite).await.unwrap();
+    h.register_all().await;
+    let (_, v) = h.call(Some("source:city-a"), "POST", "/v1/consents", Some(json!({"subject": SUBJECT, "recipient": "phr:asmile", "purpose": "phr-display", "categories": ["checkup.lipids"], "method": "counter", "granted_by": "staff-1"}))).await;
+    let code = v["receipt"]["revocation_code"].as_str().unwrap().to_owned();
+    let id = v["consent"]["id"].as_str().unwrap().to_owned();
+    let app = router(
+        h.hub.clone(),
+        PortalLimits {
+            max_failures: 3,
+            lockout_secs: 900,
+        },
+    );
+    let tok = "a".repeat(64);
+    // ESC [31m, a line feed, and a right-to-left override, form-encoded.
+    let reason = "x%1B%5B31mRED%0AFAKE+LOG+LINE%E2%80%AEevil";
+    let (st, body, _) = send(
+        &app,
+        post(
+            "/revoke",
+            &tok,
+            Some(&tok),
+            &format!("code={code}&reason={reason}&confirm=yes"),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let consent = renkei_consent::ConsentStore::get(&h.hub.consents, &id)
+        .await
+        .unwrap()
+        .unwrap();
+    let stored = consent.revocation.unwrap().reason;
+    assert!(
+        !stored.chars().any(|c| c.is_control() || c == '\u{202e}'),
+        "stored as typed: {stored:?}"
+    );
+    assert!(
+        stored.contains("\\u{1b}[31mRED\\u{a}FAKE LOG LINE\\u{202e}evil"),
+        "{stored:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_origin_rules() {
     let h = TestHub::new(Backend::Sqlite).await.unwrap();

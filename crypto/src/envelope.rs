@@ -461,7 +461,7 @@ impl From<SealedRecord> for SealedRecordJson {
 
 /// `YYYY-MM-DD`, as chrono's `%Y-%m-%d` writes it, without its format machinery for
 /// the years 0–9999 (every date the agent seals); other years go through chrono.
-pub fn iso_date(date: NaiveDate) -> String {
+fn iso_date(date: NaiveDate) -> String {
     let (year, month, day) = (date.year(), date.month(), date.day());
     let Ok(year) = u32::try_from(year) else {
         return date.format("%Y-%m-%d").to_string();

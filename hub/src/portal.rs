@@ -268,7 +268,7 @@ fn forbidden(lang: Lang) -> Response {
 }
 
 /// The lockout key of a client: a hash of its address, an IPv6 client's /64 network
-/// (which one subscriber holds whole, so changing addresses within it changes nothing).
+/// ([`crate::server::address_key`]).
 fn client_key(addr: Option<&ClientAddr>) -> String {
     let ip = addr
         .map(|a| crate::server::address_key(a.0.ip()).to_string())
@@ -321,13 +321,6 @@ async fn record_failure(st: &PortalState, key: &str) -> Result<()> {
     .bind(window_start)
     .execute(&mut *tx)
     .await?;
-    // Clients with no failure in the window and no lockout are forgotten, so the table
-    // holds only the clients of the last window, however many addresses guess.
-    sqlx::query("DELETE FROM hub_portal_attempts WHERE updated_at < $1 AND locked_until <= $2")
-        .bind(window_start)
-        .bind(t)
-        .execute(&mut *tx)
-        .await?;
     sqlx::query(
         "UPDATE hub_portal_attempts SET failures = 0 WHERE client = $1 AND locked_until > $2",
     )
@@ -336,6 +329,20 @@ async fn record_failure(st: &PortalState, key: &str) -> Result<()> {
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
+    // Clients with no failure in the window and no lockout are forgotten, so the table
+    // holds only the clients of the last window, however many addresses guess. Its own
+    // statement after the commit: deleting other clients' rows in the transaction above
+    // could deadlock two failures on PostgreSQL. Best effort: the next failure deletes
+    // what this one left (and an error here must not count this failure twice).
+    let forget = "DELETE FROM hub_portal_attempts WHERE updated_at < $1 AND locked_until <= $2";
+    if let Err(e) = sqlx::query(forget)
+        .bind(window_start)
+        .bind(t)
+        .execute(st.hub.db.pool())
+        .await
+    {
+        tracing::warn!(error = %e, "portal: old lockout rows not deleted this time");
+    }
     Ok(())
 }
 
@@ -566,7 +573,7 @@ async fn admit(
 
 /// A wrong or spent code: counted against the client, answered with the one message.
 async fn wrong_code(st: &PortalState, lang: Lang, key: &str) -> Result<Response> {
-    record_failure(st, key).await?;
+    crate::error::retry(|| record_failure(st, key)).await?;
     Ok(bad_code(lang, locked(st, key).await?))
 }
 

@@ -199,8 +199,9 @@ pub async fn serve(
 }
 
 /// The address a client is counted under: an IPv4 address (also when written as an
-/// IPv4-mapped IPv6 address), or an IPv6 address's /64 network, which one subscriber
-/// usually holds whole.
+/// IPv4-mapped IPv6 address), or an IPv6 address's /64 network: the smallest network a
+/// subscriber is given, so changing addresses within it changes nothing (a subscriber
+/// given a /56 or /48 still has many).
 pub fn address_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,

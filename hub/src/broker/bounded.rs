@@ -10,9 +10,9 @@ use crate::error::{Error, Result};
 /// Longest echo of caller input in an error message or an audit field, in characters.
 pub const ECHO_CHARS: usize = 64;
 
-/// `s` cut to `max` characters (an ellipsis marks the cut) with every control
-/// character written as `\u{…}`, so that what is stored or echoed is bounded and
-/// cannot forge lines or terminal sequences.
+/// `s` cut to `max` characters (an ellipsis marks the cut) with every control character
+/// and every line, paragraph or text-direction mark written as `\u{…}`, so that what is
+/// stored or echoed is bounded and cannot forge lines, terminal sequences or reorder text.
 pub fn text(s: &str, max: usize) -> String {
     let mut out = String::with_capacity(s.len().min(max * 4));
     for (n, c) in s.chars().enumerate() {

@@ -7,7 +7,7 @@ use renkei_hub::portal::{PortalLimits, router};
 use serde_json::json;
 use tower::ServiceExt;
 
-use crate::harness::{Backend, SUBJECT, TestHub, d};
+use crate::harness::{Backend, SUBJECT, TestHub, both, d};
 
 async fn send(app: &axum::Router, req: Request<Body>) -> (StatusCode, String, Option<String>) {
     let resp = app.clone().oneshot(req).await.unwrap();
@@ -246,59 +246,61 @@ async fn wrong_codes_lock_the_client_out_with_one_message() {
 
 // Wrong codes count within the lockout window: typos months apart never lock a client
 // out, and clients with nothing in the window are forgotten.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn wrong_codes_are_forgotten_after_the_window() {
-    let h = TestHub::new(Backend::Sqlite).await.unwrap();
-    h.register_all().await;
-    let app = router(
-        h.hub.clone(),
-        PortalLimits {
-            max_failures: 3,
-            lockout_secs: 900,
-        },
-    );
-    let tok = "a".repeat(64);
-    let wrong = |n: u32| format!("code={n:04}-0000-0000-0000-0000-0000-0000-0000");
-    let t = h.hub.now();
-    for day in 0..6 {
-        h.clock.set(t + chrono::Duration::days(day));
-        for n in 0..2 {
-            let (st, body, _) = send(&app, post("/view", &tok, Some(&tok), &wrong(n), None)).await;
-            assert_eq!(
-                st,
-                StatusCode::OK,
-                "day {day}: locked out by old failures: {body}"
-            );
+both!(
+    wrong_codes_are_forgotten_after_the_window,
+    |h: TestHub| async move {
+        h.register_all().await;
+        let app = router(
+            h.hub.clone(),
+            PortalLimits {
+                max_failures: 3,
+                lockout_secs: 900,
+            },
+        );
+        let tok = "a".repeat(64);
+        let wrong = |n: u32| format!("code={n:04}-0000-0000-0000-0000-0000-0000-0000");
+        let t = h.hub.now();
+        for day in 0..6 {
+            h.clock.set(t + chrono::Duration::days(day));
+            for n in 0..2 {
+                let (st, body, _) =
+                    send(&app, post("/view", &tok, Some(&tok), &wrong(n), None)).await;
+                assert_eq!(
+                    st,
+                    StatusCode::OK,
+                    "day {day}: locked out by old failures: {body}"
+                );
+            }
         }
-    }
-    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM hub_portal_attempts")
-        .fetch_one(h.hub.db.pool())
-        .await
-        .unwrap();
-    assert_eq!(rows, 1, "one client, one row");
-    // Within one window the third failure still locks the client out.
-    let (st, _, _) = send(&app, post("/view", &tok, Some(&tok), &wrong(3), None)).await;
-    assert_eq!(st, StatusCode::TOO_MANY_REQUESTS);
-    // Another address's row is deleted once its window has passed.
-    sqlx::query(
-        "INSERT INTO hub_portal_attempts (client, failures, locked_until, updated_at) \
-         VALUES ('another address', 2, 0, $1)",
-    )
-    .bind(renkei_hub::db::micros(t + chrono::Duration::days(5)))
-    .execute(h.hub.db.pool())
-    .await
-    .unwrap();
-    h.clock.set(t + chrono::Duration::days(30));
-    let (st, _, _) = send(&app, post("/view", &tok, Some(&tok), &wrong(4), None)).await;
-    assert_eq!(st, StatusCode::OK, "the lockout has ended");
-    let clients: Vec<(String, i64)> =
-        sqlx::query_as("SELECT client, failures FROM hub_portal_attempts")
-            .fetch_all(h.hub.db.pool())
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM hub_portal_attempts")
+            .fetch_one(h.hub.db.pool())
             .await
             .unwrap();
-    assert_eq!(clients.len(), 1, "old rows kept: {clients:?}");
-    assert_eq!(clients.first().map(|c| c.1), Some(1), "{clients:?}");
-}
+        assert_eq!(rows, 1, "one client, one row");
+        // Within one window the third failure still locks the client out.
+        let (st, _, _) = send(&app, post("/view", &tok, Some(&tok), &wrong(3), None)).await;
+        assert_eq!(st, StatusCode::TOO_MANY_REQUESTS);
+        // Another address's row is deleted once its window has passed.
+        sqlx::query(
+            "INSERT INTO hub_portal_attempts (client, failures, locked_until, updated_at) \
+         VALUES ('another address', 2, 0, $1)",
+        )
+        .bind(renkei_hub::db::micros(t + chrono::Duration::days(5)))
+        .execute(h.hub.db.pool())
+        .await
+        .unwrap();
+        h.clock.set(t + chrono::Duration::days(30));
+        let (st, _, _) = send(&app, post("/view", &tok, Some(&tok), &wrong(4), None)).await;
+        assert_eq!(st, StatusCode::OK, "the lockout has ended");
+        let clients: Vec<(String, i64)> =
+            sqlx::query_as("SELECT client, failures FROM hub_portal_attempts")
+                .fetch_all(h.hub.db.pool())
+                .await
+                .unwrap();
+        assert_eq!(clients.len(), 1, "old rows kept: {clients:?}");
+        assert_eq!(clients.first().map(|c| c.1), Some(1), "{clients:?}");
+    }
+);
 
 // The right code for a consent the app already ended: the portal says so, offers no
 // revoke button, and does not count it as a wrong code (the resident is not locked out).

@@ -137,6 +137,11 @@ fn td(label: &str, content: &str) -> String {
     format!("<td data-label=\"{}\">{content}</td>", esc(label))
 }
 
+/// The CSRF cookie's name. The `__Host-` prefix makes a browser keep it only when this
+/// host set it over HTTPS for `/` with no `Domain`, so a sibling subdomain cannot plant
+/// a token of its choosing.
+pub const CSRF_COOKIE: &str = "__Host-renkei_csrf";
+
 fn new_token() -> String {
     let mut b = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut b);
@@ -163,7 +168,7 @@ fn respond(status: StatusCode, html: String, csrf_cookie: Option<&str>) -> Respo
     );
     if let Some(tok) = csrf_cookie {
         if let Ok(v) = HeaderValue::from_str(&format!(
-            "renkei_csrf={tok}; Path=/; Secure; HttpOnly; SameSite=Strict"
+            "{CSRF_COOKIE}={tok}; Path=/; Secure; HttpOnly; SameSite=Strict"
         )) {
             h.insert(header::SET_COOKIE, v);
         }
@@ -224,7 +229,10 @@ fn cookie_token(headers: &HeaderMap) -> Option<String> {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
-        .find_map(|c| c.trim().strip_prefix("renkei_csrf=").map(str::to_owned))
+        .find_map(|c| {
+            let (name, value) = c.trim().split_once('=')?;
+            (name == CSRF_COOKIE).then(|| value.to_owned())
+        })
 }
 
 /// Same-site check: the double-submit token matches the SameSite=Strict cookie, and

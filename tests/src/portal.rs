@@ -1,5 +1,5 @@
 //! The resident portal as a form client would use it: HTTPS trusting the test CA, the
-//! `renkei_csrf` cookie from a GET sent back with the hidden `csrf` field of a POST.
+//! `__Host-renkei_csrf` cookie from a GET sent back with the hidden `csrf` field of a POST.
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
@@ -52,14 +52,14 @@ impl PortalClient {
         let mut req = req.header("origin", &format!("https://{authority}"));
         req.host = authority;
         if let Some(t) = &self.csrf {
-            req = req.header("cookie", &format!("renkei_csrf={t}"));
+            req = req.header("cookie", &format!("__Host-renkei_csrf={t}"));
         }
         let resp = exchange(rustls::StreamOwned::new(conn, tcp), &req)?;
         for c in resp.headers_named("set-cookie") {
             if let Some(v) = c
                 .split(';')
                 .next()
-                .and_then(|kv| kv.trim().strip_prefix("renkei_csrf="))
+                .and_then(|kv| kv.trim().strip_prefix("__Host-renkei_csrf="))
             {
                 self.csrf = Some(v.to_owned());
             }

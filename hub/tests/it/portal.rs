@@ -3,7 +3,7 @@
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
-use renkei_hub::portal::{PortalLimits, router};
+use renkei_hub::portal::{CSRF_COOKIE, PortalLimits, router};
 use serde_json::json;
 use tower::ServiceExt;
 
@@ -28,12 +28,25 @@ async fn send(app: &axum::Router, req: Request<Body>) -> (StatusCode, String, Op
     (status, body, cookie)
 }
 
+/// The portal's router over `h`, locking a client out after `max_failures` wrong codes
+/// for 900 s.
+fn portal(h: &TestHub, max_failures: u32) -> axum::Router {
+    router(
+        h.hub.clone(),
+        PortalLimits {
+            max_failures,
+            lockout_secs: 900,
+        },
+    )
+}
+
 fn token_of(cookie: &str) -> String {
     cookie
         .split(';')
         .next()
         .unwrap()
-        .trim_start_matches("renkei_csrf=")
+        .trim_start_matches(CSRF_COOKIE)
+        .trim_start_matches('=')
         .to_owned()
 }
 
@@ -48,7 +61,7 @@ fn post(
         .header("content-type", "application/x-www-form-urlencoded")
         .header("host", "hub.example");
     if let Some(c) = cookie_token {
-        r = r.header("cookie", format!("renkei_csrf={c}"));
+        r = r.header("cookie", format!("{CSRF_COOKIE}={c}"));
     }
     if let Some(o) = origin {
         r = r.header("origin", o);
@@ -74,13 +87,7 @@ async fn resident_sees_history_and_revokes_with_the_receipt_code() {
     h.answer_grants().await;
     assert_eq!(h.pull(&ps[1]).await.len(), 1);
 
-    let app = router(
-        h.hub.clone(),
-        PortalLimits {
-            max_failures: 3,
-            lockout_secs: 900,
-        },
-    );
+    let app = portal(&h, 3);
     let (st, body, cookie) = send(&app, Request::get("/").body(Body::empty()).unwrap()).await;
     assert_eq!(st, StatusCode::OK);
     assert!(
@@ -89,8 +96,24 @@ async fn resident_sees_history_and_revokes_with_the_receipt_code() {
     );
     let cookie = cookie.expect("csrf cookie");
     assert!(cookie.contains("SameSite=Strict") && cookie.contains("HttpOnly"));
+    assert!(
+        cookie.starts_with("__Host-renkei_csrf=")
+            && cookie.contains("Path=/")
+            && cookie.contains("Secure")
+            && !cookie.contains("Domain"),
+        "a cookie a sibling subdomain could plant: {cookie}"
+    );
     let tok = token_of(&cookie);
     let form = format!("code={}", code.to_lowercase());
+    // A token under a name without the `__Host-` prefix (what a sibling subdomain could
+    // set) is not the portal's cookie.
+    let planted = Request::post("/view")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("host", "hub.example")
+        .header("cookie", format!("renkei_csrf={tok}"))
+        .body(Body::from(format!("csrf={tok}&{form}")))
+        .unwrap();
+    assert_eq!(send(&app, planted).await.0, StatusCode::FORBIDDEN);
 
     // Without the cookie, or from another site: refused.
     assert_eq!(
@@ -187,13 +210,7 @@ async fn wrong_codes_lock_the_client_out_with_one_message() {
     h.register_all().await;
     let (_, v) = h.call(Some("source:city-a"), "POST", "/v1/consents", Some(json!({"subject": SUBJECT, "recipient": "phr:asmile", "purpose": "phr-display", "categories": ["checkup.lipids"], "method": "counter", "granted_by": "staff-1"}))).await;
     let code = v["receipt"]["revocation_code"].as_str().unwrap().to_owned();
-    let app = router(
-        h.hub.clone(),
-        PortalLimits {
-            max_failures: 3,
-            lockout_secs: 900,
-        },
-    );
+    let app = portal(&h, 3);
     let tok = "a".repeat(64);
     let unknown = send(
         &app,
@@ -250,13 +267,7 @@ both!(
     wrong_codes_are_forgotten_after_the_window,
     |h: TestHub| async move {
         h.register_all().await;
-        let app = router(
-            h.hub.clone(),
-            PortalLimits {
-                max_failures: 3,
-                lockout_secs: 900,
-            },
-        );
+        let app = portal(&h, 3);
         let tok = "a".repeat(64);
         let wrong = |n: u32| format!("code={n:04}-0000-0000-0000-0000-0000-0000-0000");
         let t = h.hub.now();
@@ -321,13 +332,7 @@ async fn a_code_for_an_ended_consent_says_so_and_counts_no_failure() {
         )
         .await;
     assert_eq!(st, StatusCode::OK, "{v}");
-    let app = router(
-        h.hub.clone(),
-        PortalLimits {
-            max_failures: 2,
-            lockout_secs: 900,
-        },
-    );
+    let app = portal(&h, 2);
     let tok = "a".repeat(64);
     let form = format!("code={code}");
     let (st, body, _) = send(&app, post("/view", &tok, Some(&tok), &form, None)).await;
@@ -373,13 +378,7 @@ async fn a_revocation_reason_from_the_portal_cannot_forge_lines() {
     let (_, v) = h.call(Some("source:city-a"), "POST", "/v1/consents", Some(json!({"subject": SUBJECT, "recipient": "phr:asmile", "purpose": "phr-display", "categories": ["checkup.lipids"], "method": "counter", "granted_by": "staff-1"}))).await;
     let code = v["receipt"]["revocation_code"].as_str().unwrap().to_owned();
     let id = v["consent"]["id"].as_str().unwrap().to_owned();
-    let app = router(
-        h.hub.clone(),
-        PortalLimits {
-            max_failures: 3,
-            lockout_secs: 900,
-        },
-    );
+    let app = portal(&h, 3);
     let tok = "a".repeat(64);
     // ESC [31m, a line feed, and a right-to-left override, form-encoded.
     let reason = "x%1B%5B31mRED%0AFAKE+LOG+LINE%E2%80%AEevil";
@@ -414,13 +413,7 @@ async fn a_revocation_reason_from_the_portal_cannot_forge_lines() {
 async fn browser_origin_rules() {
     let h = TestHub::new(Backend::Sqlite).await.unwrap();
     h.register_all().await;
-    let app = router(
-        h.hub.clone(),
-        PortalLimits {
-            max_failures: 100,
-            lockout_secs: 900,
-        },
-    );
+    let app = portal(&h, 100);
     let tok = "b".repeat(64);
     let form = "code=0000-0000-0000-0000-0000-0000-0000-0000";
     let with = |origin: Option<&str>, site: Option<&str>| {
@@ -503,13 +496,7 @@ async fn a_receipt_code_opens_only_its_own_consent() {
             .await;
         assert_eq!(st, StatusCode::OK);
     }
-    let app = router(
-        h.hub.clone(),
-        PortalLimits {
-            max_failures: 3,
-            lockout_secs: 900,
-        },
-    );
+    let app = portal(&h, 3);
     let tok = "c".repeat(64);
     let form = format!("code={code}");
     let (st, body, _) = send(&app, post("/view", &tok, Some(&tok), &form, None)).await;
@@ -582,13 +569,7 @@ async fn history_entries_download_as_proofs_that_verify_offline() {
     let code = v["receipt"]["revocation_code"].as_str().unwrap().to_owned();
     h.answer_grants().await;
     assert_eq!(h.pull(&ps[1]).await.len(), 1);
-    let app = router(
-        h.hub.clone(),
-        PortalLimits {
-            max_failures: 3,
-            lockout_secs: 900,
-        },
-    );
+    let app = portal(&h, 3);
     let (_, _, cookie) = send(&app, Request::get("/").body(Body::empty()).unwrap()).await;
     let tok = token_of(&cookie.unwrap());
     let (st, body, _) = send(
@@ -707,13 +688,7 @@ async fn history_entries_download_as_proofs_that_verify_offline() {
 async fn errors_are_the_portals_own_pages_and_recipients_have_names() {
     let h = TestHub::new(Backend::Sqlite).await.unwrap();
     h.register_all().await;
-    let app = router(
-        h.hub.clone(),
-        PortalLimits {
-            max_failures: 5,
-            lockout_secs: 900,
-        },
-    );
+    let app = portal(&h, 5);
     let tok = "b".repeat(64);
     for lang in ["", "?lang=en"] {
         // A form without its fields, or not a form at all.
@@ -817,13 +792,7 @@ async fn a_guardians_consent_says_so_on_the_portal() {
     assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
     assert!(v.to_string().contains("guardian"), "{v}");
 
-    let app = router(
-        h.hub.clone(),
-        PortalLimits {
-            max_failures: 3,
-            lockout_secs: 900,
-        },
-    );
+    let app = portal(&h, 3);
     let (_, _, cookie) = send(&app, Request::get("/").body(Body::empty()).unwrap()).await;
     let tok = token_of(&cookie.unwrap());
     let form = format!("code={code}");

@@ -101,7 +101,10 @@ impl Browser {
         let token = self
             .cookie
             .as_deref()
-            .and_then(|c| c.strip_prefix("renkei_csrf="))
+            .and_then(|c| {
+                c.strip_prefix(renkei_hub::portal::CSRF_COOKIE)?
+                    .strip_prefix('=')
+            })
             .map(str::to_owned)
             .context("no CSRF cookie; open the page first")?;
         let mut form = format!("csrf={token}");

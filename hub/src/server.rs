@@ -100,6 +100,8 @@ pub async fn serve(
 ) {
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let per_address = Arc::new(PerAddress::default());
+    let log_budget = Arc::new(LogBudget::default());
+    let started = tokio::time::Instant::now();
     let graceful = GracefulShutdown::new();
     loop {
         let permit = tokio::select! {
@@ -130,6 +132,7 @@ pub async fn serve(
         let transport = transport.clone();
         let router = router.clone();
         let watcher = graceful.watcher();
+        let log_budget = log_budget.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let _slot = slot;
@@ -167,14 +170,18 @@ pub async fn serve(
                         Ok(Err(e)) => {
                             let reason = crate::metrics::handshake_reason(&e);
                             tracked.metrics.handshake_failed(tracked.listener, reason);
-                            tracing::info!(peer = %remote, error = %e, reason, "tls handshake refused");
+                            if let Some(left_out) = log_budget.take(started.elapsed().as_secs()) {
+                                tracing::info!(peer = %remote, error = %e, reason, left_out, "tls handshake refused");
+                            }
                             return;
                         }
                         Err(_) => {
                             tracked
                                 .metrics
                                 .handshake_failed(tracked.listener, "timeout");
-                            tracing::info!(peer = %remote, "tls handshake timed out");
+                            if let Some(left_out) = log_budget.take(started.elapsed().as_secs()) {
+                                tracing::info!(peer = %remote, left_out, "tls handshake timed out");
+                            }
                             return;
                         }
                     };
@@ -212,6 +219,35 @@ pub fn address_key(ip: IpAddr) -> IpAddr {
                 IpAddr::V6(Ipv6Addr::new(a, b, c, d, 0, 0, 0, 0))
             }
         },
+    }
+}
+
+/// Log lines for refused handshakes: at most [`LogBudget::PER_SECOND`] a second, so that a
+/// flood of them (anyone can open connections) cannot fill the log. The metric counts every
+/// refusal; the next line written says how many were left out before it.
+#[derive(Debug, Default)]
+struct LogBudget {
+    /// The second being counted, lines written in it, and lines left out since the last one.
+    state: Mutex<(u64, u32, u64)>,
+}
+
+impl LogBudget {
+    const PER_SECOND: u32 = 10;
+
+    /// `Some(left out before this one)` when a line may be written in second `now`.
+    fn take(&self, now: u64) -> Option<u64> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let (second, written, left_out) = &mut *state;
+        if *second != now {
+            *second = now;
+            *written = 0;
+        }
+        if *written >= Self::PER_SECOND {
+            *left_out += 1;
+            return None;
+        }
+        *written += 1;
+        Some(std::mem::take(left_out))
     }
 }
 
@@ -379,6 +415,20 @@ mod tests {
         assert_eq!(key("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::");
         assert_eq!(key("2001:db8:1:2:bbbb::9"), key("2001:db8:1:2:aaaa::1"));
         assert_ne!(key("2001:db8:1:3::1"), key("2001:db8:1:2::1"));
+    }
+
+    #[test]
+    fn refused_handshakes_are_logged_at_most_ten_a_second() {
+        let budget = LogBudget::default();
+        let first: Vec<_> = (0..15).map(|_| budget.take(7)).collect();
+        assert_eq!(first.iter().filter(|t| t.is_some()).count(), 10);
+        assert_eq!(first.first(), Some(&Some(0)));
+        assert_eq!(
+            budget.take(8),
+            Some(5),
+            "the next second's first line counts the rest"
+        );
+        assert_eq!(budget.take(8), Some(0));
     }
 
     #[test]

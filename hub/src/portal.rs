@@ -590,17 +590,19 @@ async fn wrong_code(st: &PortalState, lang: Lang, key: &str) -> Result<Response>
 fn already_ended(lang: Lang) -> Response {
     respond(
         StatusCode::CONFLICT,
-        page(lang, &format!("<p id=\"ended\">{}</p>", ended_text(lang))),
+        page(lang, &ended_paragraph(lang)),
         None,
     )
 }
 
-fn ended_text(lang: Lang) -> &'static str {
-    t(
+/// What the portal shows instead of a revoke button for a consent that has ended.
+fn ended_paragraph(lang: Lang) -> String {
+    let text = t(
         lang,
         "この同意はすでに終了しています。撤回の必要はありません。",
         "This consent has already ended: there is nothing to revoke.",
-    )
+    );
+    format!("<p id=\"ended\">{text}</p>")
 }
 
 /// The consent of the form's code, or the page for a wrong code.
@@ -756,7 +758,7 @@ async fn view(
             b_revoke = t(lang, "この同意を撤回する", "Revoke this consent"),
         )
     } else {
-        format!("<p id=\"ended\">{}</p>", ended_text(lang))
+        ended_paragraph(lang)
     };
     let body = format!(
         "<h2>{h_this}</h2><table id=\"consent\">{head}{this}</table>{revoke_form}\

@@ -40,6 +40,25 @@ fn portal(h: &TestHub, max_failures: u32) -> axum::Router {
     )
 }
 
+/// A counter consent for `SUBJECT` to phr:asmile: its revocation code and id.
+async fn counter_consent(h: &TestHub) -> (String, String) {
+    let (_, v) = h.call(Some("source:city-a"), "POST", "/v1/consents", Some(json!({"subject": SUBJECT, "recipient": "phr:asmile", "purpose": "phr-display", "categories": ["checkup.lipids"], "method": "counter", "granted_by": "staff-1"}))).await;
+    let code = v["receipt"]["revocation_code"].as_str().unwrap().to_owned();
+    let id = v["consent"]["id"].as_str().unwrap().to_owned();
+    (code, id)
+}
+
+/// Posts `form` to `path` as a same-site browser would (the same token in the cookie and
+/// the form).
+async fn submit(
+    app: &axum::Router,
+    path: &str,
+    form: &str,
+) -> (StatusCode, String, Option<String>) {
+    let tok = "a".repeat(64);
+    send(app, post(path, &tok, Some(&tok), form, None)).await
+}
+
 fn token_of(cookie: &str) -> String {
     cookie
         .split(';')
@@ -208,8 +227,7 @@ async fn resident_sees_history_and_revokes_with_the_receipt_code() {
 async fn wrong_codes_lock_the_client_out_with_one_message() {
     let h = TestHub::new(Backend::Sqlite).await.unwrap();
     h.register_all().await;
-    let (_, v) = h.call(Some("source:city-a"), "POST", "/v1/consents", Some(json!({"subject": SUBJECT, "recipient": "phr:asmile", "purpose": "phr-display", "categories": ["checkup.lipids"], "method": "counter", "granted_by": "staff-1"}))).await;
-    let code = v["receipt"]["revocation_code"].as_str().unwrap().to_owned();
+    let (code, _) = counter_consent(&h).await;
     let app = portal(&h, 3);
     let tok = "a".repeat(64);
     let unknown = send(
@@ -268,14 +286,12 @@ both!(
     |h: TestHub| async move {
         h.register_all().await;
         let app = portal(&h, 3);
-        let tok = "a".repeat(64);
         let wrong = |n: u32| format!("code={n:04}-0000-0000-0000-0000-0000-0000-0000");
         let t = h.hub.now();
         for day in 0..6 {
             h.clock.set(t + chrono::Duration::days(day));
             for n in 0..2 {
-                let (st, body, _) =
-                    send(&app, post("/view", &tok, Some(&tok), &wrong(n), None)).await;
+                let (st, body, _) = submit(&app, "/view", &wrong(n)).await;
                 assert_eq!(
                     st,
                     StatusCode::OK,
@@ -289,7 +305,7 @@ both!(
             .unwrap();
         assert_eq!(rows, 1, "one client, one row");
         // Within one window the third failure still locks the client out.
-        let (st, _, _) = send(&app, post("/view", &tok, Some(&tok), &wrong(3), None)).await;
+        let (st, _, _) = submit(&app, "/view", &wrong(3)).await;
         assert_eq!(st, StatusCode::TOO_MANY_REQUESTS);
         // Another address's row is deleted once its window has passed.
         sqlx::query(
@@ -301,7 +317,7 @@ both!(
         .await
         .unwrap();
         h.clock.set(t + chrono::Duration::days(30));
-        let (st, _, _) = send(&app, post("/view", &tok, Some(&tok), &wrong(4), None)).await;
+        let (st, _, _) = submit(&app, "/view", &wrong(4)).await;
         assert_eq!(st, StatusCode::OK, "the lockout has ended");
         let clients: Vec<(String, i64)> =
             sqlx::query_as("SELECT client, failures FROM hub_portal_attempts")
@@ -333,9 +349,8 @@ async fn a_code_for_an_ended_consent_says_so_and_counts_no_failure() {
         .await;
     assert_eq!(st, StatusCode::OK, "{v}");
     let app = portal(&h, 2);
-    let tok = "a".repeat(64);
     let form = format!("code={code}");
-    let (st, body, _) = send(&app, post("/view", &tok, Some(&tok), &form, None)).await;
+    let (st, body, _) = submit(&app, "/view", &form).await;
     assert_eq!(st, StatusCode::OK, "{body}");
     assert!(
         body.contains("撤回済み")
@@ -344,24 +359,14 @@ async fn a_code_for_an_ended_consent_says_so_and_counts_no_failure() {
         "an ended consent offers no revoke button: {body}"
     );
     for confirm in ["", "&confirm=yes", "&confirm=yes"] {
-        let (st, body, _) = send(
-            &app,
-            post(
-                "/revoke",
-                &tok,
-                Some(&tok),
-                &format!("{form}{confirm}"),
-                None,
-            ),
-        )
-        .await;
+        let (st, body, _) = submit(&app, "/revoke", &format!("{form}{confirm}")).await;
         assert_eq!(st, StatusCode::CONFLICT, "{body}");
         assert!(
             body.contains("id=\"ended\"") && !body.contains("id=\"error\""),
             "{body}"
         );
     }
-    let (st, body, _) = send(&app, post("/view", &tok, Some(&tok), &form, None)).await;
+    let (st, body, _) = submit(&app, "/view", &form).await;
     assert_eq!(
         st,
         StatusCode::OK,
@@ -375,22 +380,14 @@ async fn a_code_for_an_ended_consent_says_so_and_counts_no_failure() {
 async fn a_revocation_reason_from_the_portal_cannot_forge_lines() {
     let h = TestHub::new(Backend::Sqlite).await.unwrap();
     h.register_all().await;
-    let (_, v) = h.call(Some("source:city-a"), "POST", "/v1/consents", Some(json!({"subject": SUBJECT, "recipient": "phr:asmile", "purpose": "phr-display", "categories": ["checkup.lipids"], "method": "counter", "granted_by": "staff-1"}))).await;
-    let code = v["receipt"]["revocation_code"].as_str().unwrap().to_owned();
-    let id = v["consent"]["id"].as_str().unwrap().to_owned();
+    let (code, id) = counter_consent(&h).await;
     let app = portal(&h, 3);
-    let tok = "a".repeat(64);
     // ESC [31m, a line feed, and a right-to-left override, form-encoded.
     let reason = "x%1B%5B31mRED%0AFAKE+LOG+LINE%E2%80%AEevil";
-    let (st, body, _) = send(
+    let (st, body, _) = submit(
         &app,
-        post(
-            "/revoke",
-            &tok,
-            Some(&tok),
-            &format!("code={code}&reason={reason}&confirm=yes"),
-            None,
-        ),
+        "/revoke",
+        &format!("code={code}&reason={reason}&confirm=yes"),
     )
     .await;
     assert_eq!(st, StatusCode::OK, "{body}");
@@ -758,8 +755,7 @@ async fn errors_are_the_portals_own_pages_and_recipients_have_names() {
     renkei_hub::registry::set_english_name(&h.hub.db, &asmile, "Asmile")
         .await
         .unwrap();
-    let (_, v) = h.call(Some("source:city-a"), "POST", "/v1/consents", Some(json!({"subject": SUBJECT, "recipient": "phr:asmile", "purpose": "phr-display", "categories": ["checkup.lipids"], "method": "counter", "granted_by": "staff-1"}))).await;
-    let code = v["receipt"]["revocation_code"].as_str().unwrap().to_owned();
+    let (code, _) = counter_consent(&h).await;
     let form = format!("code={code}");
     let (_, body, _) = send(&app, post("/view", &tok, Some(&tok), &form, None)).await;
     assert!(

@@ -17,6 +17,7 @@ pub mod error;
 pub mod init;
 pub mod logging;
 pub mod metrics;
+pub mod park;
 pub mod pki;
 pub mod portal;
 pub mod registry;

@@ -1,7 +1,7 @@
 //! What this hub instance counts for Prometheus (the admin listener's `/metrics` adds the
 //! database gauges every instance shares): requests by listener, route, method, caller
 //! kind and status class with a latency histogram per route and kind, TLS handshakes
-//! refused by reason, and the process (memory, CPU, file descriptors, start time, build).
+//! refused by reason, idle connections parked, and the process (memory, CPU, file descriptors, start time, build).
 //!
 //! Counters live in one mutex-guarded map per kind of series: a request takes the lock
 //! once, after its answer is ready.
@@ -40,6 +40,8 @@ struct RouteStats {
 pub struct Metrics {
     routes: Mutex<BTreeMap<RouteKey, RouteStats>>,
     handshakes: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    /// Connections parked now (crate::park), by listener.
+    parked: Mutex<BTreeMap<&'static str, u64>>,
     started: std::time::SystemTime,
 }
 
@@ -48,6 +50,7 @@ impl Default for Metrics {
         Metrics {
             routes: Mutex::default(),
             handshakes: Mutex::default(),
+            parked: Mutex::default(),
             #[expect(
                 clippy::disallowed_methods,
                 reason = "the process start time for process_start_time_seconds"
@@ -121,6 +124,13 @@ impl Metrics {
             .or_default() += 1;
     }
 
+    /// One more (`true`) or one fewer connection of `listener` parked.
+    pub fn parked(&self, listener: &'static str, more: bool) {
+        let mut parked = self.parked.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = parked.entry(listener).or_default();
+        *n = if more { *n + 1 } else { n.saturating_sub(1) };
+    }
+
     /// The Prometheus text of these counters and of the process.
     pub fn render(&self, out: &mut String) {
         let routes = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
@@ -192,6 +202,22 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "renkei_tls_handshake_failures_total{{listener=\"{listener}\",reason=\"{reason}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP renkei_connections_parked Idle keep-alive connections waiting without HTTP buffers, by listener\n\
+             # TYPE renkei_connections_parked gauge"
+        );
+        for (listener, n) in self
+            .parked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "renkei_connections_parked{{listener=\"{listener}\"}} {n}"
             );
         }
         let _ = writeln!(

@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use axum::Router;
 use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::rt::TokioTimer;
 use renkei_crypto::participant::ParticipantId;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
@@ -18,6 +17,7 @@ use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use crate::error::{Error, Result};
+use crate::park::{self, Activity, Answer};
 
 /// The identity of the peer on a participant connection, from its client certificate.
 /// Handlers receive it as a request extension set per connection, never from a header.
@@ -102,7 +102,6 @@ pub async fn serve(
     let per_address = Arc::new(PerAddress::default());
     let log_budget = Arc::new(LogBudget::default());
     let started = tokio::time::Instant::now();
-    let graceful = GracefulShutdown::new();
     loop {
         let permit = tokio::select! {
             p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
@@ -131,56 +130,45 @@ pub async fn serve(
         let _ = tcp.set_nodelay(true);
         let transport = transport.clone();
         let router = router.clone();
-        let watcher = graceful.watcher();
         let log_budget = log_budget.clone();
-        tokio::spawn(async move {
+        let header_timeout = limits.header_timeout;
+        let shutdown = shutdown.clone();
+        let task = async move {
             let _permit = permit;
             let _slot = slot;
-            let builder = {
-                let mut b = http1::Builder::new();
-                b.timer(TokioTimer::new())
-                    .header_read_timeout(limits.header_timeout)
-                    .keep_alive(true)
-                    .max_buf_size(64 * 1024);
-                b
-            };
+            let mut builder = http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .keep_alive(true)
+                .max_buf_size(64 * 1024);
             match transport {
                 Transport::Plain => {
-                    let svc = with_extensions(router, None, remote);
-                    let conn = builder.serve_connection(TokioIo::new(tcp), svc);
-                    let _ = watcher.watch(conn).await;
+                    let service = |activity| with_extensions(router, None, remote, activity);
+                    park::serve(tcp, builder, service, header_timeout, None, shutdown).await;
                 }
                 Transport::Tls {
                     config,
                     participant,
                     tracked,
                 } => {
-                    let current = config
-                        .read()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .clone();
-                    let acceptor = TlsAcceptor::from(current);
-                    let tls = match tokio::time::timeout(
-                        limits.handshake_timeout,
-                        acceptor.accept(tcp),
-                    )
-                    .await
-                    {
-                        Ok(Ok(tls)) => tls,
-                        Ok(Err(e)) => {
-                            let reason = crate::metrics::handshake_reason(&e);
+                    // On the heap while it lasts: the task keeps only what a connection
+                    // needs once its handshake is done.
+                    let handshake = handshake(&config, tcp, limits.handshake_timeout);
+                    let tls = match Box::pin(handshake).await {
+                        Ok(tls) => tls,
+                        Err(refused) => {
+                            let reason = refused.reason();
                             tracked.metrics.handshake_failed(tracked.listener, reason);
                             if let Some(left_out) = log_budget.take(started.elapsed().as_secs()) {
-                                tracing::info!(peer = %remote, error = %e, reason, left_out, "tls handshake refused");
-                            }
-                            return;
-                        }
-                        Err(_) => {
-                            tracked
-                                .metrics
-                                .handshake_failed(tracked.listener, "timeout");
-                            if let Some(left_out) = log_budget.take(started.elapsed().as_secs()) {
-                                tracing::info!(peer = %remote, left_out, "tls handshake timed out");
+                                match refused {
+                                    Refused::Error(e) => {
+                                        tracing::info!(peer = %remote, error = %e, reason, left_out, "tls handshake refused")
+                                    }
+                                    Refused::Timeout => {
+                                        tracing::info!(peer = %remote, left_out, "tls handshake timed out")
+                                    }
+                                }
                             }
                             return;
                         }
@@ -189,19 +177,62 @@ pub async fn serve(
                         identity: peer_identity(tls.get_ref().1),
                         check: CertCheck::new(verifier, tls.get_ref().1),
                     });
-                    let svc = with_extensions(router, peer, remote);
-                    let conn = builder.serve_connection(TokioIo::new(tls), svc);
-                    let _ = watcher.watch(conn).await;
+                    let service = |activity| with_extensions(router, peer, remote, activity);
+                    let fut = park::serve(
+                        tls,
+                        builder,
+                        service,
+                        header_timeout,
+                        Some(&tracked),
+                        shutdown,
+                    );
+                    fut.await;
                 }
             }
-        });
+        };
+        tokio::spawn(task);
     }
     drop(listener);
-    if tokio::time::timeout(drain, graceful.shutdown())
+    // Each connection holds a permit until it ends: all of them back means all ended.
+    let all = u32::try_from(limits.max_connections.max(1)).unwrap_or(u32::MAX);
+    if tokio::time::timeout(drain, permits.acquire_many(all))
         .await
         .is_err()
     {
         tracing::warn!("shutdown: some connections did not finish in time");
+    }
+}
+
+/// Why a TLS handshake did not complete.
+enum Refused {
+    Error(std::io::Error),
+    Timeout,
+}
+
+impl Refused {
+    /// The `reason` label of `renkei_tls_handshake_failures_total`.
+    fn reason(&self) -> &'static str {
+        match self {
+            Refused::Error(e) => crate::metrics::handshake_reason(e),
+            Refused::Timeout => "timeout",
+        }
+    }
+}
+
+/// The TLS handshake of `tcp` with the listener's current configuration.
+async fn handshake(
+    config: &Arc<std::sync::RwLock<Arc<rustls::ServerConfig>>>,
+    tcp: tokio::net::TcpStream,
+    timeout: Duration,
+) -> std::result::Result<Box<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>, Refused> {
+    let current = config
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    match tokio::time::timeout(timeout, TlsAcceptor::from(current).accept(tcp)).await {
+        Ok(Ok(tls)) => Ok(Box::new(tls)),
+        Ok(Err(e)) => Err(Refused::Error(e)),
+        Err(_) => Err(Refused::Timeout),
     }
 }
 
@@ -382,14 +413,16 @@ fn with_extensions(
     router: Router,
     peer: Option<Peer>,
     remote: SocketAddr,
+    activity: Arc<Activity>,
 ) -> impl hyper::service::Service<
     axum::http::Request<hyper::body::Incoming>,
-    Response = axum::response::Response,
+    Response = axum::http::Response<Answer>,
     Error = std::convert::Infallible,
-    Future = impl Send,
-> + Clone {
+    Future = impl Send + 'static,
+> {
     let peer = peer.map(Arc::new);
     hyper::service::service_fn(move |mut req: axum::http::Request<hyper::body::Incoming>| {
+        let busy = activity.enter();
         if let Some(p) = &peer {
             let identity = if p.check.still_valid() {
                 p.identity.clone()
@@ -399,7 +432,11 @@ fn with_extensions(
             req.extensions_mut().insert(identity);
         }
         req.extensions_mut().insert(ClientAddr(remote));
-        router.clone().oneshot(req)
+        let answer = router.clone().oneshot(req);
+        async move {
+            let response = answer.await?;
+            Ok(response.map(|body| Answer::new(body, busy)))
+        }
     })
 }
 

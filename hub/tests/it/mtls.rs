@@ -406,3 +406,97 @@ async fn one_address_cannot_hold_every_connection() {
     );
     running.shutdown().await;
 }
+
+/// A keep-alive connection idle for a second gives its HTTP buffers back (it is counted as
+/// parked) and answers its next request as before; parked and silent, it is still closed
+/// at the header timeout, and at shutdown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_connection_is_parked_and_still_answers_and_times_out() {
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let h = TestHub::new(Backend::Sqlite).await.unwrap();
+    h.register_all().await;
+    let pki = TestPki::new();
+    let mut cfg = crate::harness::write_config(h.dir.path(), &h.config.database_url, pki.dir());
+    cfg.limits.header_timeout = Duration::from_secs(3);
+    let running = renkei_hub::app::start(&cfg, h.clock.clone()).await.unwrap();
+    let admin = running.admin_addr;
+    let parked = || async move {
+        let mut tcp = TcpStream::connect(admin).await.unwrap();
+        tcp.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut metrics = String::new();
+        tcp.read_to_string(&mut metrics).await.unwrap();
+        let line = "renkei_connections_parked{listener=\"participant\"} ";
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(line))
+            .map_or(0, |n| n.parse::<u64>().unwrap())
+    };
+    let tls_cfg = client_config(&ClientTlsPaths {
+        ca: pki.pem("ca"),
+        cert_chain: pki.pem("phr-asmile"),
+        key: pki.key("phr-asmile"),
+    })
+    .unwrap();
+    let connect = || async {
+        let tcp = TcpStream::connect(running.participant_addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let tls = TlsConnector::from(tls_cfg.clone())
+            .connect(name, tcp)
+            .await
+            .unwrap();
+        let (send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+            .await
+            .unwrap();
+        let conn = tokio::spawn(conn);
+        (send, conn)
+    };
+    let get = |mut send: hyper::client::conn::http1::SendRequest<Empty<Bytes>>| async move {
+        let req = hyper::Request::get("/v1/feed")
+            .header("host", "localhost")
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        send.ready().await.map_err(|e| e.to_string())?;
+        let resp = send.send_request(req).await.map_err(|e| e.to_string())?;
+        let status = resp.status().as_u16();
+        let _ = resp.into_body().collect().await;
+        Ok::<_, String>((status, send))
+    };
+
+    let (send, _conn) = connect().await;
+    let (status, send) = get(send).await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(parked().await, 0, "parked while still in use");
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    assert_eq!(parked().await, 1, "an idle connection was not parked");
+    let (status, send) = get(send).await.unwrap();
+    assert_eq!(status, 200, "a parked connection did not answer again");
+    assert_eq!(parked().await, 0);
+    let (status, send) = get(send).await.unwrap();
+    assert_eq!(status, 200);
+
+    // Silent past the header timeout (3 s): closed, parked or not.
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    assert_eq!(parked().await, 0, "a silent parked connection was kept");
+    assert!(
+        get(send).await.is_err(),
+        "a silent connection was kept open"
+    );
+
+    // At shutdown a parked connection is closed.
+    let (send, conn) = connect().await;
+    let (status, _send) = get(send).await.unwrap();
+    assert_eq!(status, 200);
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    assert_eq!(parked().await, 1);
+    tokio::time::timeout(Duration::from_secs(5), running.shutdown())
+        .await
+        .expect("shutdown waited on a parked connection");
+    let ended = tokio::time::timeout(Duration::from_secs(2), conn).await;
+    assert!(
+        ended.is_ok(),
+        "the parked connection stayed open after shutdown"
+    );
+}

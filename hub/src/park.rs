@@ -436,16 +436,23 @@ mod tests {
         };
         let (addr, _stop) = server(slow).await;
         let mut tcp = TcpStream::connect(addr).await.unwrap();
-        tcp.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+        tcp.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
         let got = read_until(&mut tcp, "0\r\n\r\n", Duration::from_secs(5)).await;
         assert!(
             got.contains("first,") && got.ends_with("second.\r\n0\r\n\r\n"),
             "the answer was cut: {got:?}"
         );
         // And the connection is still the client's.
-        tcp.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+        tcp.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
         let got = read_until(&mut tcp, "first,", Duration::from_secs(2)).await;
-        assert!(got.starts_with("HTTP/1.1 200 OK"), "closed after a slow answer: {got:?}");
+        assert!(
+            got.starts_with("HTTP/1.1 200 OK"),
+            "closed after a slow answer: {got:?}"
+        );
     }
 
     #[tokio::test]
@@ -458,7 +465,9 @@ mod tests {
         assert_eq!(got.matches("HTTP/1.1 200 OK").count(), 2, "{got:?}");
         // Parked now; the next request starts hyper again on the same socket.
         tokio::time::sleep(PARK_AFTER * 2).await;
-        tcp.write_all(b"GET /3 HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+        tcp.write_all(b"GET /3 HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
         let got = read_until(&mut tcp, "ok", Duration::from_secs(5)).await;
         assert!(got.starts_with("HTTP/1.1 200 OK"), "{got:?}");
     }
@@ -474,15 +483,30 @@ mod tests {
         let (addr, stop) = server(slow).await;
         let mut idle = TcpStream::connect(addr).await.unwrap();
         let mut busy = TcpStream::connect(addr).await.unwrap();
-        busy.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
-        assert!(read_until(&mut busy, "first,", Duration::from_secs(2)).await.contains("first,"));
+        busy.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        assert!(
+            read_until(&mut busy, "first,", Duration::from_secs(2))
+                .await
+                .contains("first,")
+        );
         stop.send(true).unwrap();
         let mut buf = [0u8; 64];
         let closed = tokio::time::timeout(Duration::from_secs(2), idle.read(&mut buf)).await;
-        assert!(matches!(closed, Ok(Ok(0))), "the idle connection stayed open: {closed:?}");
+        assert!(
+            matches!(closed, Ok(Ok(0))),
+            "the idle connection stayed open: {closed:?}"
+        );
         let rest = read_until(&mut busy, "second.", Duration::from_secs(2)).await;
-        assert!(rest.contains("second."), "the busy answer was cut: {rest:?}");
+        assert!(
+            rest.contains("second."),
+            "the busy answer was cut: {rest:?}"
+        );
         let closed = tokio::time::timeout(Duration::from_secs(2), busy.read(&mut buf)).await;
-        assert!(matches!(closed, Ok(Ok(0))), "the busy connection stayed open: {closed:?}");
+        assert!(
+            matches!(closed, Ok(Ok(0))),
+            "the busy connection stayed open: {closed:?}"
+        );
     }
 }

@@ -423,6 +423,7 @@ fn with_extensions(
     let peer = peer.map(Arc::new);
     hyper::service::service_fn(move |mut req: axum::http::Request<hyper::body::Incoming>| {
         let busy = activity.enter();
+        let activity = activity.clone();
         if let Some(p) = &peer {
             let identity = if p.check.still_valid() {
                 p.identity.clone()
@@ -434,7 +435,14 @@ fn with_extensions(
         req.extensions_mut().insert(ClientAddr(remote));
         let answer = router.clone().oneshot(req);
         async move {
-            let response = answer.await?;
+            let mut response = answer.await?;
+            if activity.closing() {
+                // Shutting down: the client must not send another request on this connection.
+                let close = axum::http::HeaderValue::from_static("close");
+                response
+                    .headers_mut()
+                    .insert(axum::http::header::CONNECTION, close);
+            }
             Ok(response.map(|body| Answer::new(body, busy)))
         }
     })

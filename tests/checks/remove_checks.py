@@ -118,8 +118,11 @@ CHECKS = [
     ("connections-per-address", "hub/src/server.rs", "if *n >= max.max(1) {", "if false && *n >= max.max(1) {", 0, HUB + " --test it -- mtls::one_address"),
     ("portal-failure-window", "hub/src/portal.rs", "failures = CASE WHEN updated_at < $5 THEN 1 ELSE failures + 1 END", "failures = failures + 1", 0, HUB + " --test it -- portal::"),
     ("portal-reason-escaped", "hub/src/broker/consents.rs", "        actor: \"portal\".into(),\n        reason: bounded::text(reason, 200),", "        actor: \"portal\".into(),\n        reason: reason.to_owned(),", 0, HUB + " --test it -- portal::"),
-    ("park-busy-answer", "hub/src/park.rs", "self.busy.load(Ordering::Relaxed) == 0", "true", 0, HUB + " --lib -- park::"),
-    ("park-idle-timeout", "hub/src/park.rs", "tokio::time::timeout(parked_for, io.socket.tcp().readable())", "tokio::time::timeout(Duration::MAX, io.socket.tcp().readable())", 0, HUB + " --test it -- mtls::an_idle"),
+    ("park-busy-answer", "hub/src/park.rs", "self.busy.load(Ordering::Acquire) == 0", "true", 0, HUB + " --lib -- park::"),
+    ("park-idle-timeout", "hub/src/park.rs", "tokio::time::timeout_at(deadline, io.socket.tcp().readable())", "tokio::time::timeout(Duration::MAX, io.socket.tcp().readable())", 0, HUB + " --test it -- mtls::an_idle"),
+    ("park-wake-when-idle", "hub/src/park.rs", "                w.wake();", "                drop(w);", 0, HUB + " --lib -- park::"),
+    ("park-deadline-kept", "hub/src/park.rs", "        self.answered = unread.is_empty();\n        self.parked = false;", "        self.answered = unread.is_empty();\n        self.answered_at = Instant::now();\n        self.parked = false;", 0, HUB + " --lib -- park::"),
+    ("park-unflushed-tail", "hub/src/park.rs", "        self.wrote = true;\n        self.answered = false;\n    }", "        self.wrote = true;\n    }", 0, HUB + " --lib -- park::"),
     ("portal-ended-not-failure", "hub/src/portal.rs", "Err(crate::error::Error::Conflict(_)) => Ok(already_ended(lang)),", "Err(crate::error::Error::Conflict(_)) => wrong_code(&st, lang, &key).await,", 0, HUB + " --test it -- portal::"),
 ]
 

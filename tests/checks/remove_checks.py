@@ -121,6 +121,7 @@ CHECKS = [
     ("park-busy-answer", "hub/src/park.rs", "self.busy.load(Ordering::Acquire) == 0", "true", 0, HUB + " --lib -- park::"),
     ("park-idle-timeout", "hub/src/park.rs", "tokio::time::timeout_at(deadline, io.socket.tcp().readable())", "tokio::time::timeout(Duration::MAX, io.socket.tcp().readable())", 0, HUB + " --test it -- mtls::an_idle"),
     ("park-wake-when-idle", "hub/src/park.rs", "                w.wake();", "                drop(w);", 0, HUB + " --lib -- park::"),
+    ("shutdown-connection-close", "hub/src/server.rs", *off("activity.closing()"), 0, HUB + " --test it -- mtls::an_answer_during"),
     ("park-deadline-kept", "hub/src/park.rs", "        self.answered = unread.is_empty();\n        self.parked = false;", "        self.answered = unread.is_empty();\n        self.answered_at = Instant::now();\n        self.parked = false;", 0, HUB + " --lib -- park::"),
     ("park-unflushed-tail", "hub/src/park.rs", "        self.wrote = true;\n        self.answered = false;\n    }", "        self.wrote = true;\n    }", 0, HUB + " --lib -- park::"),
     ("portal-ended-not-failure", "hub/src/portal.rs", "Err(crate::error::Error::Conflict(_)) => Ok(already_ended(lang)),", "Err(crate::error::Error::Conflict(_)) => wrong_code(&st, lang, &key).await,", 0, HUB + " --test it -- portal::"),

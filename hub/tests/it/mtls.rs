@@ -503,3 +503,47 @@ async fn an_idle_connection_is_parked_and_still_answers_and_times_out() {
         "the parked connection stayed open after shutdown"
     );
 }
+
+/// An answer the hub gives while it shuts down tells the client not to send another
+/// request on that connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_during_shutdown_says_connection_close() {
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let h = TestHub::new(Backend::Sqlite).await.unwrap();
+    h.register_all().await;
+    let pki = TestPki::new();
+    let cfg = crate::harness::write_config(h.dir.path(), &h.config.database_url, pki.dir());
+    let running = renkei_hub::app::start(&cfg, h.clock.clone()).await.unwrap();
+    let tls_cfg = client_config(&ClientTlsPaths {
+        ca: pki.pem("ca"),
+        cert_chain: pki.pem("phr-asmile"),
+        key: pki.key("phr-asmile"),
+    })
+    .unwrap();
+    let tcp = TcpStream::connect(running.participant_addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = TlsConnector::from(tls_cfg)
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    // Half a request before the shutdown, the rest after it.
+    tls.write_all(b"GET /v1/feed HTTP/1.1\r\nhost: localhost\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let stopping = tokio::spawn(running.shutdown());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    tls.write_all(b"\r\n").await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "the connection stayed open after its answer");
+    let answer = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+    assert!(answer.starts_with("http/1.1 200"), "{answer}");
+    let head = answer.split("\r\n\r\n").next().unwrap_or_default();
+    assert!(head.contains("\r\nconnection: close"), "{head}");
+    tokio::time::timeout(Duration::from_secs(5), stopping)
+        .await
+        .expect("shutdown did not finish")
+        .unwrap();
+}

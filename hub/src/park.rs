@@ -237,7 +237,7 @@ impl<S: Socket> AsyncRead for Parkable<S> {
 impl<S: Socket> Parkable<S> {
     /// Idle: parks once idle for [`PARK_AFTER`], at once when shutting down.
     fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.activity.closing.load(Ordering::Relaxed) {
+        if self.activity.closing() {
             self.parked = true;
             return Poll::Ready(Ok(()));
         }
@@ -350,7 +350,7 @@ where
             let served = Box::pin(async {
                 let conn = builder.serve_connection(TokioIo::new(io), service);
                 let mut conn = std::pin::pin!(conn.without_shutdown());
-                if activity.closing.load(Ordering::Relaxed) {
+                if activity.closing() {
                     return conn.await;
                 }
                 tokio::select! {
@@ -370,7 +370,7 @@ where
                 // Even empty, hyper's leftover shares its 8 KiB read buffer: keep a copy.
                 Bytes::copy_from_slice(&parts.read_buf)
             };
-            if !io.parked || activity.closing.load(Ordering::Relaxed) {
+            if !io.parked || activity.closing() {
                 // The client closed, asked to close, or the listener is shutting down.
                 let _ = tokio::time::timeout(PARK_AFTER, io.socket.shutdown()).await;
                 return;

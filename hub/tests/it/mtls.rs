@@ -51,6 +51,23 @@ async fn get(
     Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
+/// A TLS connection to `addr` with `client`'s certificate of `pki`.
+async fn tls_to(
+    addr: std::net::SocketAddr,
+    pki: &TestPki,
+    client: &str,
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let cfg = client_config(&ClientTlsPaths {
+        ca: pki.pem("ca"),
+        cert_chain: pki.pem(client),
+        key: pki.key(client),
+    })
+    .unwrap();
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    TlsConnector::from(cfg).connect(name, tcp).await.unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn participant_listener_requires_a_good_certificate() {
     let h = TestHub::new(Backend::Sqlite).await.unwrap();
@@ -243,18 +260,7 @@ async fn slow_loris_is_dropped_within_the_header_timeout() {
     let mut cfg = crate::harness::write_config(h.dir.path(), &h.config.database_url, pki.dir());
     cfg.limits.header_timeout = std::time::Duration::from_secs(1);
     let running = renkei_hub::app::start(&cfg, h.clock.clone()).await.unwrap();
-    let tls_cfg = client_config(&ClientTlsPaths {
-        ca: pki.pem("ca"),
-        cert_chain: pki.pem("phr-asmile"),
-        key: pki.key("phr-asmile"),
-    })
-    .unwrap();
-    let tcp = TcpStream::connect(running.participant_addr).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let mut tls = TlsConnector::from(tls_cfg)
-        .connect(name, tcp)
-        .await
-        .unwrap();
+    let mut tls = tls_to(running.participant_addr, &pki, "phr-asmile").await;
     tls.write_all(b"GET /v1/feed HTTP/1.1\r\nhost: localhost\r\n")
         .await
         .unwrap();
@@ -434,19 +440,8 @@ async fn an_idle_connection_is_parked_and_still_answers_and_times_out() {
             .find_map(|l| l.strip_prefix(line))
             .map_or(0, |n| n.parse::<u64>().unwrap())
     };
-    let tls_cfg = client_config(&ClientTlsPaths {
-        ca: pki.pem("ca"),
-        cert_chain: pki.pem("phr-asmile"),
-        key: pki.key("phr-asmile"),
-    })
-    .unwrap();
     let connect = || async {
-        let tcp = TcpStream::connect(running.participant_addr).await.unwrap();
-        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-        let tls = TlsConnector::from(tls_cfg.clone())
-            .connect(name, tcp)
-            .await
-            .unwrap();
+        let tls = tls_to(running.participant_addr, &pki, "phr-asmile").await;
         let (send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
             .await
             .unwrap();
@@ -515,18 +510,7 @@ async fn an_answer_during_shutdown_says_connection_close() {
     let pki = TestPki::new();
     let cfg = crate::harness::write_config(h.dir.path(), &h.config.database_url, pki.dir());
     let running = renkei_hub::app::start(&cfg, h.clock.clone()).await.unwrap();
-    let tls_cfg = client_config(&ClientTlsPaths {
-        ca: pki.pem("ca"),
-        cert_chain: pki.pem("phr-asmile"),
-        key: pki.key("phr-asmile"),
-    })
-    .unwrap();
-    let tcp = TcpStream::connect(running.participant_addr).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let mut tls = TlsConnector::from(tls_cfg)
-        .connect(name, tcp)
-        .await
-        .unwrap();
+    let mut tls = tls_to(running.participant_addr, &pki, "phr-asmile").await;
     // Half a request before the shutdown, the rest after it.
     tls.write_all(b"GET /v1/feed HTTP/1.1\r\nhost: localhost\r\n")
         .await
